@@ -1,0 +1,129 @@
+"""The Python API, shaped like Relay's: load, compile (build), interpret."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import PassPipeline
+
+from lathe.errors import LatheError
+
+
+def parse_source(text: str, filename: str, fmt: str | None = None) -> ModuleOp:
+    """Parse .lathe (Relay text) or .mlir (any Lathe/xDSL dialect) source."""
+    fmt = fmt or ("mlir" if filename.endswith(".mlir") else "lathe")
+    if fmt == "lathe":
+        from lathe.textual_ir.parser import parse_relay
+
+        return parse_relay(text, filename)
+    from lathe.dialects import make_context
+    from lathe.textual_ir.mlir import parse_mlir
+
+    return parse_mlir(make_context(), text, filename)
+
+
+def load(path: str | os.PathLike) -> ModuleOp:
+    """Read a .lathe or .mlir file into a verified module."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise LatheError(f"cannot read {p}: {e.strerror}") from None
+    return parse_source(text, str(p))
+
+
+def load_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise LatheError(f"params file {path} does not exist") from None
+    except Exception as e:  # zipfile.BadZipFile, ValueError, ...
+        raise LatheError(f"{path} is not a valid .npz file: {e}") from None
+
+
+def _params(params) -> dict[str, np.ndarray]:
+    if params is None:
+        return {}
+    if isinstance(params, str | os.PathLike):
+        return load_params(params)
+    return dict(params)
+
+
+def lower(module: ModuleOp, pipeline: str | None = None) -> ModuleOp:
+    """graph → te → loop on a copy of `module` (the standard pipeline by default)."""
+    from lathe.dialects import make_context
+    from lathe.passes import PIPELINE, lathe_passes
+
+    lowered = module.clone()
+    PassPipeline.parse_spec(lathe_passes(), pipeline or PIPELINE).apply(make_context(), lowered)
+    lowered.verify()
+    return lowered
+
+
+class CompiledModule:
+    """A module compiled for one target: `.run(*inputs, **inputs)` → numpy arrays."""
+
+    def __init__(self, module: ModuleOp, target: str, params, num_threads: int | None, entry: str):
+        from lathe.backends.llvm.codegen import module_to_llvm_ir
+        from lathe.backends.llvm.jit import JITModule, openmp_library, set_num_threads
+        from lathe.backends.llvm.target import parse_target
+        from lathe.passes.outline import is_kernel
+        from lathe.runtime.graph_executor import GraphExecutor
+        from lathe.runtime.interpreter import param_names
+
+        self.target = parse_target(target)
+        params = _params(params)
+        funcs = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
+        if entry not in funcs:
+            raise LatheError(f"the module has no function @{entry}")
+        names = param_names(funcs[entry])
+        unknown = [k for k in params if k not in names]
+        if unknown:
+            raise LatheError(f"params file has entries that @{entry} has no parameter for: {', '.join(sorted(unknown))}",
+                             note="its parameters: " + ", ".join(names))
+        self.loop_module = lower(module)
+        self.num_threads = set_num_threads(num_threads)
+        self.llvm_ir = module_to_llvm_ir(self.loop_module, parallel=openmp_library() is not None)
+        self.jit = JITModule(self.llvm_ir, self.target)
+        kernels = [f.sym_name.data for f in self.loop_module.ops if is_kernel(f)]  # type: ignore[union-attr]
+        addresses = {k: self.jit.address(k + "__packed") for k in kernels}
+        self.executor = GraphExecutor(self.loop_module, addresses, entry, params, names)
+        self.input_names = self.executor.input_names
+
+    @property
+    def optimized_ir(self) -> str:
+        return self.jit.optimized_ir
+
+    def run(self, *inputs, **named):
+        return self.executor.run(*inputs, **named)
+
+    def benchmark(self, repeat: int = 100, warmup_seconds: float = 1.0) -> list[float]:
+        return self.executor.benchmark(repeat, warmup_seconds)
+
+
+def compile(module: ModuleOp, target: str = "llvm", params=None, num_threads: int | None = None,
+            entry: str = "main") -> CompiledModule:
+    """Compile `module` for `target`; parameters found in `params` are bound."""
+    return CompiledModule(module, target, params, num_threads, entry)
+
+
+def interpret(module: ModuleOp, params=None, entry: str = "main", **inputs):
+    """Run `module` with the numpy reference interpreter."""
+    from lathe.runtime.interpreter import interpret as run
+
+    return run(module, _params(params), entry, **inputs)
+
+
+def emit_object(module: ModuleOp, target: str = "llvm") -> bytes:
+    """An object file with every kernel of `module` (cross-compiles by -mtriple)."""
+    from lathe.backends.llvm.codegen import module_to_llvm_ir
+    from lathe.backends.llvm.jit import emit_object as emit
+    from lathe.backends.llvm.target import parse_target
+
+    return emit(module_to_llvm_ir(lower(module)), parse_target(target))

@@ -1,0 +1,110 @@
+"""Compile LLVM IR text with llvmlite: optimise, JIT, or emit an object file."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+
+import llvmlite.binding as llvm
+
+from lathe.backends.llvm.target import LLVMTarget
+from lathe.errors import LatheError
+
+
+@functools.cache
+def openmp_library() -> ctypes.CDLL | None:
+    """libgomp, loaded so JIT code can call GOMP_parallel; None where absent."""
+    names = [os.environ.get("LATHE_OPENMP_LIB"), ctypes.util.find_library("gomp"), "libgomp.so.1"]
+    for name in names:
+        if not name:
+            continue
+        try:
+            lib = ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+            llvm.load_library_permanently(name)
+            return lib
+        except OSError:
+            continue
+    return None
+
+
+def set_num_threads(n: int | None) -> int:
+    """Threads for parallel loops: `n`, else LATHE_NUM_THREADS, else all cores."""
+    if n is None:
+        env = os.environ.get("LATHE_NUM_THREADS")
+        n = int(env) if env and env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+    lib = openmp_library()
+    if lib is not None:
+        lib.omp_set_num_threads(ctypes.c_int(n))
+    return n
+
+
+def optimize(module: llvm.ModuleRef, tm, level: int = 3) -> None:
+    pto = llvm.create_pipeline_tuning_options(speed_level=level)
+    pto.loop_vectorization = level >= 2
+    pto.slp_vectorization = level >= 2
+    pto.loop_unrolling = level >= 2
+    pb = llvm.create_pass_builder(tm, pto)
+    pm = pb.getModulePassManager()
+    pm.run(module, pb)
+
+
+def parse_ir(text: str) -> llvm.ModuleRef:
+    try:
+        mod = llvm.parse_assembly(text)
+        mod.verify()
+    except RuntimeError as e:  # a backend bug, not a user error, but say where
+        raise LatheError(f"LLVM rejected the generated IR: {e}") from None
+    return mod
+
+
+def optimized_ir(text: str, target: LLVMTarget) -> str:
+    tm = target.machine()
+    mod = parse_ir(text)
+    mod.triple = target.triple
+    mod.data_layout = str(tm.target_data)
+    optimize(mod, tm, target.opt_level)
+    return str(mod)
+
+
+def emit_object(text: str, target: LLVMTarget) -> bytes:
+    tm = target.machine()
+    mod = parse_ir(text)
+    mod.triple = target.triple
+    mod.data_layout = str(tm.target_data)
+    optimize(mod, tm, target.opt_level)
+    return tm.emit_object(mod)
+
+
+def emit_assembly(text: str, target: LLVMTarget) -> str:
+    tm = target.machine()
+    mod = parse_ir(text)
+    mod.triple = target.triple
+    mod.data_layout = str(tm.target_data)
+    optimize(mod, tm, target.opt_level)
+    return tm.emit_assembly(mod)
+
+
+class JITModule:
+    """One MCJIT engine holding a module's kernels; keep it alive while calling them."""
+
+    def __init__(self, text: str, target: LLVMTarget):
+        if not target.is_host:
+            raise LatheError(f"cannot JIT for {target}: it is not this machine's triple (emit an object file instead)")
+        openmp_library()
+        self.tm = target.machine(jit=True)
+        mod = parse_ir(text)
+        mod.triple = target.triple
+        mod.data_layout = str(self.tm.target_data)
+        optimize(mod, self.tm, target.opt_level)
+        self.optimized_ir = str(mod)
+        self.engine = llvm.create_mcjit_compiler(mod, self.tm)
+        self.engine.finalize_object()
+        self.engine.run_static_constructors()
+
+    def address(self, name: str) -> int:
+        addr = self.engine.get_function_address(name)
+        if not addr:
+            raise LatheError(f"JIT: no function @{name} in the compiled module")
+        return addr

@@ -1,0 +1,249 @@
+"""The te dialect: tensor expressions and their schedules (TVM's TE, as IR).
+
+A `te.compute` defines one stage: its region maps output indices (block
+arguments for the spatial axes, then the reduce axes) to a scalar, read from
+other tensors with `te.read` and returned with `te.yield`. With reduce axes
+the yielded values are combined (`sum`, `max`, `min`, `prod`).
+
+A schedule is data, not code: it is the ordered list of schedule-primitive ops
+(`te.split`, `te.reorder`, `te.fuse`, `te.vectorize`, `te.parallel`,
+`te.unroll`, `te.compute_inline`) that follow the computes in a kernel, each
+naming its stage by SSA value and its axes by name. So a schedule prints,
+parses back, can be edited by hand, and a tuner generates or replays one by
+emitting these ops (see `lathe.lowering.schedule`). `lower-te-to-loop`
+applies them in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    IndexType,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Dialect, Region, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.traits import IsTerminator, Pure
+from xdsl.utils.exceptions import VerifyException
+
+COMBINERS = ("sum", "max", "min", "prod")
+
+
+def _names(a: ArrayAttr) -> list[str]:
+    return [s.data for s in a.data]  # type: ignore[union-attr]
+
+
+def _ints(a: ArrayAttr) -> list[int]:
+    return [x.value.data for x in a.data]  # type: ignore[union-attr]
+
+
+@irdl_op_definition
+class ComputeOp(IRDLOperation):
+    name = "te.compute"
+    stage = prop_def(StringAttr)
+    axes = prop_def(ArrayAttr)  # names of the spatial then reduce axes
+    reduce_extents = opt_prop_def(ArrayAttr)
+    combiner = opt_prop_def(StringAttr)
+    body = region_def("single_block")
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "attr-dict `:` type($result) $body"
+
+    @staticmethod
+    def build_empty(stage: str, out_type: TensorType, axis_names: Sequence[str],
+                    reduce_extents: Sequence[int] = (), combiner: str | None = None) -> "ComputeOp":
+        rank = len(out_type.get_shape())
+        block = Block(arg_types=[IndexType()] * (rank + len(reduce_extents)))
+        for arg, n in zip(block.args, axis_names):
+            arg.name_hint = n.replace(".", "_")
+        props: dict[str, Attribute] = {
+            "stage": StringAttr(stage),
+            "axes": ArrayAttr([StringAttr(n) for n in axis_names]),
+        }
+        if reduce_extents:
+            props["reduce_extents"] = ArrayAttr([IntegerAttr(e, i64) for e in reduce_extents])
+            props["combiner"] = StringAttr(combiner or "sum")
+        return ComputeOp.create(result_types=[out_type], properties=props, regions=[Region(block)])
+
+    @property
+    def axis_names(self) -> list[str]:
+        return _names(self.axes)
+
+    @property
+    def spatial_extents(self) -> list[int]:
+        return list(self.result.type.get_shape())  # type: ignore[union-attr]
+
+    @property
+    def reduce_extent_list(self) -> list[int]:
+        return _ints(self.reduce_extents) if self.reduce_extents is not None else []
+
+    @property
+    def combiner_name(self) -> str | None:
+        return self.combiner.data if self.combiner is not None else None
+
+    def verify_(self) -> None:
+        block = self.body.block
+        nspatial = len(self.spatial_extents)
+        nreduce = len(self.reduce_extent_list)
+        if len(block.args) != nspatial + nreduce:
+            raise VerifyException(
+                f"te.compute '{self.stage.data}': {nspatial} spatial + {nreduce} reduce axes "
+                f"need {nspatial + nreduce} block arguments, got {len(block.args)}"
+            )
+        if len(self.axis_names) != len(block.args):
+            raise VerifyException(
+                f"te.compute '{self.stage.data}': 'axes' names {len(self.axis_names)} axes "
+                f"but the body has {len(block.args)}"
+            )
+        if nreduce and self.combiner_name not in COMBINERS:
+            raise VerifyException(
+                f"te.compute '{self.stage.data}': combiner must be one of {COMBINERS}, "
+                f"got {self.combiner_name!r}"
+            )
+        term = block.last_op
+        if not isinstance(term, YieldOp):
+            raise VerifyException(f"te.compute '{self.stage.data}': body must end in te.yield")
+        if term.value.type != self.result.type.element_type:  # type: ignore[union-attr]
+            raise VerifyException(
+                f"te.compute '{self.stage.data}': yields {term.value.type} but the result "
+                f"element type is {self.result.type.element_type}"  # type: ignore[union-attr]
+            )
+
+
+@irdl_op_definition
+class ReadOp(IRDLOperation):
+    """A scalar read of a tensor at index expressions."""
+
+    name = "te.read"
+    tensor = operand_def(TensorType)
+    indices = var_operand_def(IndexType)
+    result = result_def()
+    traits = traits_def(Pure())
+    assembly_format = "$tensor `[` $indices `]` attr-dict `:` type($tensor) `->` type($result)"
+
+    def __init__(self, tensor: SSAValue, indices: Sequence[SSAValue]):
+        super().__init__(operands=[tensor, list(indices)],
+                         result_types=[tensor.type.element_type])  # type: ignore[union-attr]
+
+    def verify_(self) -> None:
+        t = self.tensor.type
+        assert isinstance(t, TensorType)
+        if len(self.indices) != len(t.get_shape()):
+            raise VerifyException(
+                f"te.read: {len(self.indices)} indices for a rank-{len(t.get_shape())} tensor"
+            )
+        if self.result.type != t.element_type:
+            raise VerifyException("te.read: result type must be the tensor's element type")
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    name = "te.yield"
+    value = operand_def()
+    traits = traits_def(IsTerminator(), Pure())
+    assembly_format = "$value attr-dict `:` type($value)"
+
+    def __init__(self, value: SSAValue):
+        super().__init__(operands=[value])
+
+
+# ---------------------------------------------------------------------------
+# Schedule primitives. No Pure trait: they must survive dead-code elimination.
+
+
+class SchedulePrimitive(IRDLOperation):
+    stage = operand_def(TensorType)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$stage attr-dict `:` type($stage)"
+
+    def compute(self) -> ComputeOp:
+        owner = self.stage.owner
+        if not isinstance(owner, ComputeOp):
+            raise VerifyException(f"{self.name}: the stage operand must be a te.compute result")
+        return owner
+
+    def verify_(self) -> None:
+        self.compute()
+
+
+@irdl_op_definition
+class SplitOp(SchedulePrimitive):
+    """axis -> (outer, inner) with inner extent `factor` (or outer extent `nparts`)."""
+
+    name = "te.split"
+    axis = prop_def(StringAttr)
+    factor = opt_prop_def(IntegerAttr)
+    nparts = opt_prop_def(IntegerAttr)
+    outer = prop_def(StringAttr)
+    inner = prop_def(StringAttr)
+
+    def verify_(self) -> None:
+        super().verify_()
+        if (self.factor is None) == (self.nparts is None):
+            raise VerifyException("te.split: give exactly one of 'factor' and 'nparts'")
+        v = (self.factor or self.nparts).value.data  # type: ignore[union-attr]
+        if v < 1:
+            raise VerifyException(f"te.split: factor/nparts must be >= 1, got {v}")
+
+
+@irdl_op_definition
+class ReorderOp(SchedulePrimitive):
+    name = "te.reorder"
+    order = prop_def(ArrayAttr)
+
+
+@irdl_op_definition
+class FuseOp(SchedulePrimitive):
+    """Fuses adjacent axes (outermost first) into one axis named `fused`."""
+
+    name = "te.fuse"
+    fuse_axes = prop_def(ArrayAttr)
+    fused = prop_def(StringAttr)
+
+
+class AnnotateOp(SchedulePrimitive):
+    axis = prop_def(StringAttr)
+
+
+@irdl_op_definition
+class VectorizeOp(AnnotateOp):
+    name = "te.vectorize"
+
+
+@irdl_op_definition
+class ParallelOp(AnnotateOp):
+    name = "te.parallel"
+
+
+@irdl_op_definition
+class UnrollOp(AnnotateOp):
+    name = "te.unroll"
+
+
+@irdl_op_definition
+class ComputeInlineOp(SchedulePrimitive):
+    """Substitutes an injective stage's body into its consumers; it gets no buffer."""
+
+    name = "te.compute_inline"
+
+
+SCHEDULE_OPS = [SplitOp, ReorderOp, FuseOp, VectorizeOp, ParallelOp, UnrollOp, ComputeInlineOp]
+
+TE = Dialect("te", [ComputeOp, ReadOp, YieldOp, *SCHEDULE_OPS], [])

@@ -1,0 +1,476 @@
+"""lower-te-to-loop: apply each stage's schedule and emit scf/memref loop nests.
+
+Bufferization is destination-passing style (xDSL ships no one-shot
+bufferization): a kernel `(tensor...) -> tensor...` becomes
+`(memref inputs..., memref outputs...) -> ()`, and the glue function
+allocates each kernel's outputs before calling it.
+
+Schedule semantics follow TVM's TE: a stage starts with its spatial axes then
+its reduce axes as leaf loops; `te.split`, `te.fuse` and `te.reorder`
+rewrite the leaf list, annotations mark leaves. A reduction is initialised
+just before the first loop that iterates a reduce axis and accumulated into
+the output buffer. A split whose factor does not divide the extent gets a
+guard, so odd sizes never read or write out of bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects import arith, func, memref, scf
+from xdsl.dialects.builtin import (
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    TupleType,
+    UnitAttr,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from lathe.dialects import graph, te
+from lathe.dialects.graph import is_float
+from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr
+from lathe.errors import LatheError
+from lathe.passes.outline import KERNEL_ATTR, is_kernel
+
+ALIGNMENT = 64
+INDEX = IndexType()
+
+
+def memref_of(t: Attribute) -> Attribute:
+    if isinstance(t, TensorType):
+        return MemRefType(t.element_type, list(t.get_shape()))
+    if isinstance(t, TupleType):
+        return TupleType([memref_of(x) for x in t.types.data])
+    return t
+
+
+# ---------------------------------------------------------------------------
+# Schedule state of one stage
+
+
+@dataclass
+class Axis:
+    name: str
+    extent: int
+    reduce: bool
+    annotation: str | None = None
+
+
+@dataclass
+class Split:
+    parent: str
+    outer: str
+    inner: str
+    factor: int
+
+
+@dataclass
+class Fuse:
+    parts: list[str]
+    fused: str
+
+
+@dataclass
+class StageSchedule:
+    compute: te.ComputeOp
+    axes: dict[str, Axis] = field(default_factory=dict)
+    roots: list[str] = field(default_factory=list)
+    leaves: list[str] = field(default_factory=list)
+    relations: list[Split | Fuse] = field(default_factory=list)
+    inline: bool = False
+
+    @staticmethod
+    def of(c: te.ComputeOp) -> "StageSchedule":
+        s = StageSchedule(c)
+        exts = c.spatial_extents + c.reduce_extent_list
+        nsp = len(c.spatial_extents)
+        for k, (n, e) in enumerate(zip(c.axis_names, exts)):
+            s.axes[n] = Axis(n, e, k >= nsp)
+        s.roots = list(c.axis_names)
+        s.leaves = list(c.axis_names)
+        return s
+
+    def _err(self, prim: Operation, msg: str) -> LatheError:
+        return LatheError(
+            f"{prim.name} on stage '{self.compute.stage.data}': {msg}",
+            note="leaf axes: " + ", ".join(self.leaves),
+        )
+
+    def _leaf(self, prim: Operation, name: str) -> Axis:
+        if name not in self.leaves:
+            raise self._err(prim, f"no leaf axis named '{name}'")
+        return self.axes[name]
+
+    def _new(self, prim: Operation, name: str, extent: int, reduce: bool) -> None:
+        if name in self.axes:
+            raise self._err(prim, f"axis name '{name}' is already used")
+        self.axes[name] = Axis(name, extent, reduce)
+
+    def apply(self, prim: te.SchedulePrimitive) -> None:
+        if isinstance(prim, te.SplitOp):
+            ax = self._leaf(prim, prim.axis.data)
+            if prim.factor is not None:
+                factor = prim.factor.value.data
+            else:
+                nparts = prim.nparts.value.data  # type: ignore[union-attr]
+                factor = -(-ax.extent // nparts)
+            factor = max(1, min(factor, ax.extent))
+            outer, inner = prim.outer.data, prim.inner.data
+            self._new(prim, outer, -(-ax.extent // factor), ax.reduce)
+            self._new(prim, inner, factor, ax.reduce)
+            i = self.leaves.index(ax.name)
+            self.leaves[i : i + 1] = [outer, inner]
+            self.relations.append(Split(ax.name, outer, inner, factor))
+        elif isinstance(prim, te.ReorderOp):
+            names = [a.data for a in prim.order.data]  # type: ignore[union-attr]
+            for n in names:
+                self._leaf(prim, n)
+            if len(set(names)) != len(names):
+                raise self._err(prim, "an axis is listed twice")
+            slots = sorted(self.leaves.index(n) for n in names)
+            for slot, n in zip(slots, names):
+                self.leaves[slot] = n
+        elif isinstance(prim, te.FuseOp):
+            names = [a.data for a in prim.fuse_axes.data]  # type: ignore[union-attr]
+            axes = [self._leaf(prim, n) for n in names]
+            pos = [self.leaves.index(n) for n in names]
+            if pos != list(range(pos[0], pos[0] + len(pos))):
+                raise self._err(prim, "fused axes must be adjacent leaves, outermost first")
+            if len({a.reduce for a in axes}) != 1:
+                raise self._err(prim, "cannot fuse a spatial axis with a reduce axis")
+            extent = 1
+            for a in axes:
+                extent *= a.extent
+            self._new(prim, prim.fused.data, extent, axes[0].reduce)
+            self.leaves[pos[0] : pos[-1] + 1] = [prim.fused.data]
+            self.relations.append(Fuse(names, prim.fused.data))
+        elif isinstance(prim, te.AnnotateOp):
+            ax = self._leaf(prim, prim.axis.data)
+            kind = {te.VectorizeOp: "vectorize", te.ParallelOp: "parallel", te.UnrollOp: "unroll"}[type(prim)]
+            if kind == "parallel" and ax.reduce:
+                raise self._err(prim, f"reduce axis '{ax.name}' cannot be parallel (it would race)")
+            ax.annotation = kind
+        elif isinstance(prim, te.ComputeInlineOp):
+            if self.compute.reduce_extent_list:
+                raise self._err(prim, "a reduction cannot be inlined")
+            self.inline = True
+        else:  # pragma: no cover - all primitives are handled above
+            raise self._err(prim, "unsupported schedule primitive")
+
+
+# ---------------------------------------------------------------------------
+# Emission helpers
+
+
+class Emitter:
+    """Appends ops to a current block; loops push and pop blocks."""
+
+    def __init__(self, block: Block):
+        self.block = block
+
+    def add(self, op: Operation) -> Operation:
+        self.block.add_op(op)
+        return op
+
+    def index(self, v: int) -> SSAValue:
+        return self.add(arith.ConstantOp(IntegerAttr(v, INDEX))).results[0]
+
+    def scalar(self, v, t: Attribute) -> SSAValue:
+        if is_float(t):
+            return self.add(arith.ConstantOp(FloatAttr(v, t))).results[0]
+        return self.add(arith.ConstantOp(IntegerAttr(int(v), t))).results[0]
+
+    def binop(self, cls, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.add(cls(a, b)).results[0]
+
+    def for_loop(self, extent: int, name: str, annotation: str | None) -> tuple[scf.ForOp, SSAValue]:
+        body = Block(arg_types=[INDEX])
+        body.args[0].name_hint = name.replace(".", "_")
+        loop = scf.ForOp(self.index(0), self.index(extent), self.index(1), [], body)
+        if annotation is not None:
+            factor = extent if annotation == "vectorize" else 0
+            loop.attributes[ANNOTATION] = LoopAnnotationAttr(annotation, factor)
+        self.add(loop)
+        return loop, body.args[0]
+
+
+def _identity(combiner: str, t: Attribute):
+    if is_float(t):
+        return {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}[combiner]
+    assert isinstance(t, IntegerType)
+    w = t.width.data
+    return {"sum": 0, "prod": 1, "max": -(2 ** (w - 1)), "min": 2 ** (w - 1) - 1}[combiner]
+
+
+def _combine(e: Emitter, combiner: str, acc: SSAValue, v: SSAValue) -> SSAValue:
+    f = is_float(v.type)
+    cls = {
+        "sum": arith.AddfOp if f else arith.AddiOp,
+        "prod": arith.MulfOp if f else arith.MuliOp,
+        "max": arith.MaximumfOp if f else arith.MaxSIOp,
+        "min": arith.MinimumfOp if f else arith.MinSIOp,
+    }[combiner]
+    return e.binop(cls, acc, v)
+
+
+class KernelLowering:
+    def __init__(self, kernel: func.FuncOp):
+        self.kernel = kernel
+        self.buffers: dict[SSAValue, SSAValue] = {}  # tensor value -> memref value
+        self.schedules: dict[te.ComputeOp, StageSchedule] = {}
+
+    def run(self) -> func.FuncOp:
+        k = self.kernel
+        old_block = k.body.block
+        ret = old_block.last_op
+        assert isinstance(ret, func.ReturnOp)
+        in_types = [memref_of(a.type) for a in old_block.args]
+        out_types = [memref_of(v.type) for v in ret.operands]
+        block = Block(arg_types=in_types + out_types)
+        for a, new in zip(old_block.args, block.args):
+            self.buffers[a] = new
+            new.name_hint = a.name_hint
+        outs = block.args[len(in_types):]
+        for n, o in enumerate(outs):
+            o.name_hint = f"out{n}" if len(outs) > 1 else "out"
+        e = Emitter(block)
+
+        computes = [op for op in old_block.ops if isinstance(op, te.ComputeOp)]
+        for c in computes:
+            self.schedules[c] = StageSchedule.of(c)
+        for op in old_block.ops:
+            if isinstance(op, te.SchedulePrimitive):
+                self.schedules[op.compute()].apply(op)
+
+        returned: dict[SSAValue, SSAValue] = {}
+        for v, o in zip(ret.operands, outs):
+            if v in returned or not isinstance(v.owner, te.ComputeOp) or self.schedules[v.owner].inline:
+                continue
+            returned[v] = o
+        allocs = []
+        for c in computes:
+            s = self.schedules[c]
+            if s.inline:
+                if c.result in returned:
+                    raise LatheError(f"te.compute_inline: stage '{c.stage.data}' is a kernel output")
+                continue
+            if c.result in returned:
+                self.buffers[c.result] = returned[c.result]
+            else:
+                t = memref_of(c.result.type)
+                buf = e.add(memref.AllocOp.get(t.element_type, ALIGNMENT, t.get_shape())).results[0]
+                allocs.append(buf)
+                self.buffers[c.result] = buf
+            self.emit_stage(e, s)
+        # outputs that are not a stage of their own: copy
+        for v, o in zip(ret.operands, outs):
+            if returned.get(v) is not o:
+                e.add(memref.CopyOp(self.load_source(v), o))
+        for buf in allocs:
+            e.add(memref.DeallocOp.get(buf))
+        e.add(func.ReturnOp())
+        new = func.FuncOp(k.sym_name.data, (in_types + out_types, []), Region(block), visibility="private")
+        new.attributes[KERNEL_ATTR] = UnitAttr()
+        new.attributes["lathe.num_inputs"] = IntegerAttr(len(in_types), IntegerType(64))
+        return new
+
+    def load_source(self, v: SSAValue) -> SSAValue:
+        if v not in self.buffers:
+            raise LatheError(f"lower-te-to-loop: {v} is read but has no buffer (an inlined stage returned?)")
+        return self.buffers[v]
+
+    # -- one stage ------------------------------------------------------------
+    def emit_stage(self, e: Emitter, s: StageSchedule) -> None:
+        c = s.compute
+        nsp = len(c.spatial_extents)
+        spatial_roots, reduce_roots = s.roots[:nsp], s.roots[nsp:]
+        leaf_is_reduce = [s.axes[n].reduce for n in s.leaves]
+        first_reduce = leaf_is_reduce.index(True) if True in leaf_is_reduce else len(s.leaves)
+        out = self.buffers[c.result]
+        saved = e.block
+        values: dict[str, SSAValue] = {}
+
+        def open_loops(names: list[str]) -> None:
+            for n in names:
+                ax = s.axes[n]
+                loop, iv = e.for_loop(ax.extent, n, ax.annotation)
+                values[n] = iv
+                e.block = loop.body.block
+
+        def close_to(block: Block) -> None:
+            b = e.block
+            while True:
+                b.add_op(scf.YieldOp())
+                parent = b.parent_op()
+                assert parent is not None
+                b = parent.parent_block()
+                if b is block:
+                    break
+            e.block = block
+
+        open_loops(s.leaves[:first_reduce])
+        outer_block = e.block
+        if reduce_roots:
+            identity = _identity(c.combiner_name, c.result.type.element_type)  # type: ignore[union-attr]
+            init_leaves = [n for n in s.leaves[first_reduce:] if not s.axes[n].reduce]
+            open_loops(init_leaves)
+            roots, guards = self.root_values(e, s, values, spatial_only=True)
+            self.guarded(e, guards, lambda: e.add(memref.StoreOp.get(
+                e.scalar(identity, c.result.type.element_type), out, [roots[n] for n in spatial_roots])))
+            if init_leaves:
+                close_to(outer_block)
+            open_loops(s.leaves[first_reduce:])
+        roots, guards = self.root_values(e, s, values, spatial_only=False)
+
+        def body() -> None:
+            v = self.emit_body(e, c, [roots[n] for n in s.roots])
+            idx = [roots[n] for n in spatial_roots]
+            if reduce_roots:
+                acc = e.add(memref.LoadOp.get(out, idx)).results[0]
+                v = _combine(e, c.combiner_name, acc, v)  # type: ignore[arg-type]
+            e.add(memref.StoreOp.get(v, out, idx))
+
+        self.guarded(e, guards, body)
+        if e.block is not saved:
+            close_to(saved)
+
+    def root_values(self, e: Emitter, s: StageSchedule, leaves: dict[str, SSAValue], spatial_only: bool):
+        """Root axis values from leaf loop variables, and the guards splits need."""
+        vals = dict(leaves)
+        guards: list[SSAValue] = []
+        for rel in reversed(s.relations):
+            if isinstance(rel, Split):
+                if spatial_only and s.axes[rel.parent].reduce:
+                    continue
+                o, i = vals[rel.outer], vals[rel.inner]
+                scaled = e.binop(arith.MuliOp, o, e.index(rel.factor))
+                vals[rel.parent] = e.binop(arith.AddiOp, scaled, i)
+                if s.axes[rel.parent].extent % rel.factor:
+                    guards.append(e.add(arith.CmpiOp(vals[rel.parent], e.index(s.axes[rel.parent].extent), "slt")).results[0])
+            else:
+                if spatial_only and s.axes[rel.fused].reduce:
+                    continue
+                rest = vals[rel.fused]
+                for name in reversed(rel.parts):
+                    ext = e.index(s.axes[name].extent)
+                    vals[name] = e.binop(arith.RemUIOp, rest, ext) if name != rel.parts[0] else rest
+                    if name != rel.parts[0]:
+                        rest = e.binop(arith.DivUIOp, rest, ext)
+        return vals, guards
+
+    def guarded(self, e: Emitter, guards: list[SSAValue], emit) -> None:
+        if not guards:
+            emit()
+            return
+        cond = guards[0]
+        for g in guards[1:]:
+            cond = e.binop(arith.AndIOp, cond, g)
+        then = Block()
+        e.add(scf.IfOp(cond, [], Region(then)))
+        saved = e.block
+        e.block = then
+        emit()
+        then.add_op(scf.YieldOp())
+        e.block = saved
+
+    def emit_body(self, e: Emitter, c: te.ComputeOp, index_values: list[SSAValue]) -> SSAValue:
+        mapping: dict[SSAValue, SSAValue] = dict(zip(c.body.block.args, index_values))
+        for op in c.body.block.ops:
+            if isinstance(op, te.YieldOp):
+                return mapping[op.value]
+            if isinstance(op, te.ReadOp):
+                idx = [mapping[i] for i in op.indices]
+                src = op.tensor
+                producer = src.owner
+                if isinstance(producer, te.ComputeOp) and self.schedules[producer].inline:
+                    mapping[op.result] = self.emit_body(e, producer, idx)
+                else:
+                    mapping[op.result] = e.add(memref.LoadOp.get(self.load_source(src), idx)).results[0]
+                continue
+            new = op.clone(value_mapper=mapping)
+            e.add(new)
+            for old, nv in zip(op.results, new.results):
+                mapping[old] = nv
+        raise LatheError(f"te.compute '{c.stage.data}' has no te.yield")
+
+
+# ---------------------------------------------------------------------------
+# Glue bufferization
+
+
+def _bufferize_glue(fn: func.FuncOp, module: ModuleOp, kernels: dict[str, func.FuncOp], counter: list[int]) -> None:
+    block = fn.body.block
+    for arg in list(block.args):
+        Rewriter.replace_value_with_new_type(arg, memref_of(arg.type))
+    for op in list(block.ops):
+        if isinstance(op, func.CallOp) and op.callee.root_reference.data in kernels:
+            allocs = []
+            for r in op.results:
+                t = memref_of(r.type)
+                alloc = memref.AllocOp.get(t.element_type, ALIGNMENT, t.get_shape())
+                Rewriter.insert_op(alloc, _before(op))
+                alloc.results[0].name_hint = r.name_hint
+                allocs.append(alloc.results[0])
+            call = func.CallOp(op.callee.root_reference.data, [*op.arguments, *allocs], [])
+            Rewriter.insert_op(call, _before(op))
+            for r, a in zip(op.results, allocs):
+                r.replace_all_uses_with(a)
+            Rewriter.erase_op(op)
+        elif isinstance(op, graph.ConstantOp):
+            name = f"__constant_{counter[0]}"
+            counter[0] += 1
+            t = memref_of(op.result.type)
+            glob = memref.GlobalOp.get(StringAttr(name), t, op.value, constant=UnitAttr(), alignment=ALIGNMENT)
+            module.body.block.insert_op_before(glob, module.body.block.first_op)  # type: ignore[arg-type]
+            get = memref.GetGlobalOp(name, t)
+            Rewriter.replace_op(op, get)
+        elif isinstance(op, graph.TupleOp | graph.TupleGetItemOp):
+            new = type(op).create_inferred(list(op.operands), dict(op.properties))
+            Rewriter.replace_op(op, new)
+        elif isinstance(op, func.ReturnOp):
+            continue
+        elif isinstance(op, func.CallOp):
+            raise LatheError(f"lower-te-to-loop: call to non-kernel @{op.callee.root_reference.data}; run inline-calls first")
+        else:
+            raise LatheError(f"lower-te-to-loop: '{op.name}' in @{fn.sym_name.data} is not in a kernel; run outline-kernels first")
+    ret = block.last_op
+    assert isinstance(ret, func.ReturnOp)
+    fn.function_type = func.FunctionType.from_lists([a.type for a in block.args], [v.type for v in ret.operands])
+
+
+def _before(op: Operation):
+    from xdsl.rewriter import InsertPoint
+
+    return InsertPoint.before(op)
+
+
+@dataclass(frozen=True)
+class LowerTeToLoop(ModulePass):
+    """te computes + schedules → annotated scf.for nests over memrefs."""
+
+    name = "lower-te-to-loop"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        kernels: dict[str, func.FuncOp] = {}
+        for f in list(op.ops):
+            if is_kernel(f) and any(isinstance(o, te.ComputeOp) for o in f.body.block.ops):
+                new = KernelLowering(f).run()
+                Rewriter.replace_op(f, new)
+                kernels[new.sym_name.data] = new
+            elif is_kernel(f):
+                if any(isinstance(o, graph.GraphOp) for o in f.body.block.ops):
+                    raise LatheError(f"lower-te-to-loop: kernel @{f.sym_name.data} still has graph ops; run lower-graph-to-te first")
+                kernels[f.sym_name.data] = f
+        counter = [0]
+        for f in list(op.ops):
+            if isinstance(f, func.FuncOp) and not is_kernel(f):
+                _bufferize_glue(f, op, kernels, counter)

@@ -1,0 +1,25 @@
+"""cleanup-loops: tidy loop-level IR with xDSL's own canonicalize and CSE.
+
+Lowering emits index constants at their point of use; canonicalization folds
+and CSE merges them so the printed loop IR reads like hand-written IR. (LLVM
+would clean the same up; this is for people reading the IR.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.transforms.canonicalize import CanonicalizePass
+from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
+
+
+@dataclass(frozen=True)
+class CleanupLoops(ModulePass):
+    name = "cleanup-loops"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        CanonicalizePass().apply(ctx, op)
+        CommonSubexpressionElimination().apply(ctx, op)

@@ -1,0 +1,141 @@
+"""inline-calls and outline-kernels: shape the graph into kernels and glue.
+
+After these passes @main holds only glue (calls to kernel functions, tuples,
+large constants) and every kernel function — marked `lathe.kernel` — holds the
+ops of one fused group, which lowers to exactly one loop-level function. The
+fusion pass (fuse-ops) builds multi-op groups with the same `outline_group`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, TensorType, UnitAttr
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from lathe.dialects import graph
+from lathe.errors import LatheError
+
+KERNEL_ATTR = "lathe.kernel"
+
+
+def is_kernel(f: Operation) -> bool:
+    return isinstance(f, func.FuncOp) and KERNEL_ATTR in f.attributes
+
+
+def is_scalar_constant(v: SSAValue) -> bool:
+    return isinstance(v.owner, graph.ConstantOp) and isinstance(v.type, TensorType) and v.type.get_shape() == ()
+
+
+@dataclass(frozen=True)
+class InlineCalls(ModulePass):
+    """Inline every call to a non-kernel function; drop functions left unused."""
+
+    name = "inline-calls"
+    entry: str = "main"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        funcs = {f.sym_name.data: f for f in op.ops if isinstance(f, func.FuncOp)}
+        changed = True
+        depth = 0
+        while changed:
+            changed = False
+            depth += 1
+            if depth > 64:
+                raise LatheError("inline-calls: recursion is not supported (call depth > 64)")
+            for call in [c for c in op.walk() if isinstance(c, func.CallOp)]:
+                callee = funcs.get(call.callee.root_reference.data)
+                if callee is None or is_kernel(callee):
+                    continue
+                _inline(call, callee)
+                changed = True
+        used = {c.callee.root_reference.data for c in op.walk() if isinstance(c, func.CallOp)}
+        for name, f in funcs.items():
+            if name != self.entry and name not in used and not is_kernel(f) and self.entry in funcs:
+                Rewriter.erase_op(f)
+
+
+def _inline(call: func.CallOp, callee: func.FuncOp) -> None:
+    mapping: dict[SSAValue, SSAValue] = dict(zip(callee.body.block.args, call.arguments))
+    results: list[SSAValue] = []
+    for op in callee.body.block.ops:
+        if isinstance(op, func.ReturnOp):
+            results = [mapping[v] for v in op.operands]
+            break
+        new = op.clone(value_mapper=mapping)
+        Rewriter.insert_op(new, InsertPoint.before(call))
+    for old, new in zip(call.results, results):
+        old.replace_all_uses_with(new)
+    Rewriter.erase_op(call)
+
+
+def outline_group(fn: func.FuncOp, ops: Sequence[Operation], name: str) -> func.FuncOp:
+    """Move `ops` (in program order) into a new kernel function called from `fn`."""
+    group = set(ops)
+    inputs: list[SSAValue] = []
+    for o in ops:
+        for v in o.operands:
+            if v.owner not in group and v not in inputs and not is_scalar_constant(v):
+                inputs.append(v)
+    outputs = [r for o in ops for r in o.results if any(u.operation not in group for u in r.uses)]
+    block = Block(arg_types=[v.type for v in inputs])
+    mapping: dict[SSAValue, SSAValue] = dict(zip(inputs, block.args))
+    for o in ops:
+        for v in o.operands:
+            if v not in mapping and is_scalar_constant(v):
+                c = v.owner.clone()
+                block.add_op(c)
+                mapping[v] = c.results[0]
+        new = o.clone(value_mapper=mapping)
+        block.add_op(new)
+    block.add_op(func.ReturnOp(*[mapping[v] for v in outputs]))
+    kernel = func.FuncOp(name, ([v.type for v in inputs], [v.type for v in outputs]), Region(block),
+                         visibility="private")
+    kernel.attributes[KERNEL_ATTR] = UnitAttr()
+    call = func.CallOp(name, inputs, [v.type for v in outputs])
+    Rewriter.insert_op(call, InsertPoint.before(ops[-1]))
+    for old, new in zip(outputs, call.results):
+        old.replace_all_uses_with(new)
+    for o in reversed(ops):
+        Rewriter.erase_op(o)
+    module = fn.parent_op()
+    assert isinstance(module, ModuleOp)
+    module.body.block.add_op(kernel)
+    return kernel
+
+
+def kernel_name(module: ModuleOp, ops: Sequence[Operation]) -> str:
+    anchor = max(ops, key=lambda o: o.PATTERN if isinstance(o, graph.GraphOp) else 0)
+    parts = [anchor.relay_name().replace(".", "_")] + [
+        o.relay_name().replace(".", "_") for o in ops if o is not anchor and isinstance(o, graph.GraphOp)
+    ]
+    base = ("fused_" if len(ops) > 1 else "") + "_".join(parts)
+    taken = {f.sym_name.data for f in module.ops if isinstance(f, func.FuncOp)}
+    n = 0
+    while f"{base}_{n}" in taken:
+        n += 1
+    return f"{base}_{n}"
+
+
+@dataclass(frozen=True)
+class OutlineKernels(ModulePass):
+    """Every compute op of a glue function becomes its own kernel (no fusion)."""
+
+    name = "outline-kernels"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for fn in [f for f in op.ops if isinstance(f, func.FuncOp) and not is_kernel(f)]:
+            for o in list(fn.body.block.ops):
+                if isinstance(o, graph.GraphOp) and not isinstance(
+                    o, graph.ConstantOp | graph.TupleOp | graph.TupleGetItemOp
+                ):
+                    outline_group(fn, [o], kernel_name(op, [o]))
+            # scalar constants used only by kernels are now dead in the glue
+            for o in reversed(list(fn.body.block.ops)):
+                if isinstance(o, graph.ConstantOp) and not o.result.uses:
+                    Rewriter.erase_op(o)

@@ -1,0 +1,407 @@
+"""Relay text → graph-dialect module.
+
+The Lark grammar (relay.lark) gives a parse tree with positions; this module
+walks it, building `func.func`/`func.call`/graph ops through each op's type
+inference, so every error — syntax, unknown op, bad attribute, shape mismatch,
+undefined variable, a wrong `/* ty=... */` annotation — is reported at the
+file:line:col it comes from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from pathlib import Path
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseIntOrFPElementsAttr,
+    FloatAttr,
+    FunctionType,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    TupleType,
+    f16,
+    f32,
+    f64,
+    i1,
+    i8,
+    i32,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.irdl import ConstraintContext
+from xdsl.utils.exceptions import VerifyException
+
+from lathe.dialects import graph
+from lathe.errors import LatheError, location_in
+
+_SCALAR_SUFFIX = {"f": f32, "f32": f32, "f16": f16, "f64": f64, "i8": i8, "i32": i32, "i64": i64, "b": i1}
+
+_PUNCT = {
+    "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "SEMICOLON": "';'", "LBRACE": "'{'",
+    "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'", "EQUAL": "'='", "COLON": "':'", "DOT": "'.'",
+    "LOCAL": "a variable (%name)", "GLOBAL": "a function name (@name)", "OPNAME": "an operator name",
+    "NAME": "a name", "INT": "an integer", "STRING": "a string", "TY_ANNOT": "a type annotation",
+    "SCALAR": "a constant", "FLOAT": "a float", "MORETHAN": "'>'", "__ANON_0": "'->'",
+}
+
+
+@functools.cache
+def _lark() -> Lark:
+    grammar = (Path(__file__).parent / "relay.lark").read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def _describe_expected(expected: set[str]) -> str:
+    names = []
+    for e in sorted(expected):
+        if e in _PUNCT:
+            names.append(_PUNCT[e])
+        elif e.isupper() and len(e) <= 8 and e.isalpha():
+            names.append(f"'{e.lower()}'")
+        else:
+            names.append(e)
+    names = sorted(set(names))
+    return "expected " + (names[0] if len(names) == 1 else "one of: " + ", ".join(names))
+
+
+class RelayParser:
+    def __init__(self, text: str, filename: str = "<string>"):
+        self.text = text
+        self.file = filename
+        self.signatures: dict[str, FunctionType] = {}
+        self.func_trees: dict[str, Tree] = {}
+        self.funcs: dict[str, func.FuncOp] = {}
+        self._in_progress: set[str] = set()
+
+    # -- errors ---------------------------------------------------------------
+    def error(self, msg: str, node: Tree | Token | None, note: str | None = None) -> LatheError:
+        if node is None:
+            return LatheError(msg, None, note)
+        line = node.line if isinstance(node, Token) else node.meta.line
+        col = node.column if isinstance(node, Token) else node.meta.column
+        return LatheError(msg, location_in(self.text, self.file, line, col), note)
+
+    # -- entry ----------------------------------------------------------------
+    def parse(self) -> ModuleOp:
+        try:
+            tree = _lark().parse(self.text)
+        except UnexpectedInput as e:
+            raise self._syntax_error(e) from None
+        for fn in tree.find_data("function"):
+            name_tok = fn.children[0]
+            name = name_tok[1:]
+            if name in self.func_trees:
+                raise self.error(f"function @{name} is defined twice", name_tok)
+            self.func_trees[name] = fn
+        for name in self.func_trees:
+            self._build_function(name)
+        return ModuleOp([self.funcs[n] for n in self.func_trees])
+
+    def _syntax_error(self, e: UnexpectedInput) -> LatheError:
+        loc = location_in(self.text, self.file, e.line if e.line > 0 else 1, e.column if e.column > 0 else 1)
+        if isinstance(e, UnexpectedCharacters):
+            ch = self.text[e.pos_in_stream] if e.pos_in_stream < len(self.text) else "end of file"
+            return LatheError(f"unexpected character {ch!r}", loc, _describe_expected(set(e.allowed or ())))
+        if isinstance(e, UnexpectedEOF):
+            lines = self.text.splitlines() or [""]
+            loc = location_in(self.text, self.file, len(lines), len(lines[-1]) + 1)
+            return LatheError("unexpected end of file", loc, _describe_expected(set(e.expected)))
+        if isinstance(e, UnexpectedToken):
+            tok = e.token
+            what = "end of file" if tok.type == "$END" else repr(str(tok))
+            return LatheError(f"unexpected {what}", loc, _describe_expected(set(e.expected)))
+        return LatheError(str(e), loc)
+
+    # -- types ----------------------------------------------------------------
+    def build_type(self, t: Tree) -> Attribute:
+        if t.data == "tensor_type":
+            dims_tree, dtype_tok = t.children
+            dims = [int(d) for d in dims_tree.children] if dims_tree is not None else []
+            if str(dtype_tok) not in graph.DTYPES:
+                raise self.error(
+                    f"unknown dtype '{dtype_tok}'", dtype_tok, "expected one of: " + ", ".join(graph.DTYPES)
+                )
+            if any(d < 0 for d in dims):
+                raise self.error("tensor dimensions must be non-negative", t)
+            return TensorType(graph.DTYPES[str(dtype_tok)], dims)
+        assert t.data == "tuple_type"
+        return TupleType([self.build_type(c) for c in t.children])
+
+    # -- functions --------------------------------------------------------------
+    def signature(self, name: str, at: Token) -> FunctionType:
+        if name not in self.func_trees:
+            raise self.error(f"call to undefined function @{name}", at,
+                             "defined functions: " + ", ".join("@" + n for n in self.func_trees))
+        if name not in self.signatures:
+            if name in self._in_progress:
+                raise self.error(f"recursive call to @{name} needs a declared return type", at)
+            self._build_function(name)
+        return self.signatures[name]
+
+    def _build_function(self, name: str) -> None:
+        if name in self.funcs:
+            return
+        self._in_progress.add(name)
+        fn = self.func_trees[name]
+        name_tok, *rest = fn.children
+        params = [c for c in rest if isinstance(c, Tree) and c.data == "param"]
+        ret_tree = rest[-2]
+        body = rest[-1]
+        arg_types = [self.build_type(p.children[1]) for p in params]
+        declared_ret = self.build_type(ret_tree) if ret_tree is not None else None
+        if declared_ret is not None:
+            self.signatures[name] = FunctionType.from_lists(arg_types, [declared_ret])
+        block = Block(arg_types=arg_types)
+        scope: dict[str, SSAValue] = {}
+        for p, arg in zip(params, block.args):
+            pname = str(p.children[0])[1:]
+            if pname in scope:
+                raise self.error(f"parameter %{pname} is declared twice", p.children[0])
+            arg.name_hint = pname if not pname[0].isdigit() else None
+            scope[pname] = arg
+        self.block = block
+        for b in body.children[:-1]:
+            self._binding(b, scope)
+        result = self.expr(body.children[-1], scope)
+        if declared_ret is not None and result.type != declared_ret:
+            raise self.error(
+                f"@{name} is declared to return {graph.type_str(declared_ret)} "
+                f"but its body gives {graph.type_str(result.type)}",
+                body.children[-1],
+            )
+        block.add_op(func.ReturnOp(result))
+        f = func.FuncOp(name, FunctionType.from_lists(arg_types, [result.type]), Region(block))
+        self.signatures[name] = f.function_type
+        self.funcs[name] = f
+        self._in_progress.discard(name)
+
+    def _binding(self, b: Tree, scope: dict[str, SSAValue]) -> None:
+        ch = b.children
+        var_tok = ch[0]
+        if len(ch) == 3:  # %x = expr ty?
+            expr, annot, declared = ch[1], ch[2], None
+        else:  # let %x : ty = expr ty?
+            declared, expr, annot = ch[1], ch[2], ch[3]
+        value = self.expr(expr, scope)
+        self._check_annotation(annot, value, expr)
+        if declared is not None:
+            dt = self.build_type(declared)
+            if dt != value.type:
+                raise self.error(
+                    f"%{var_tok[1:]} is declared as {graph.type_str(dt)} but is {graph.type_str(value.type)}",
+                    declared,
+                )
+        name = var_tok[1:]
+        if name in scope and isinstance(scope[name].owner, Operation):
+            raise self.error(f"%{name} is bound twice", var_tok)
+        if not name[0].isdigit() and value.name_hint is None:
+            value.name_hint = name
+        scope[name] = value
+
+    def _check_annotation(self, annot: Token | None, value: SSAValue, at) -> None:
+        if annot is None:
+            return
+        inner = str(annot)[2:-2].strip()[3:].strip()  # strip /* ty= */
+        try:
+            t_tree = _type_parser().parse(inner)
+        except UnexpectedInput:
+            raise self.error(f"malformed type annotation '{inner}'", annot,
+                             "expected /* ty=Tensor[(d0, d1, ...), dtype] */") from None
+        t = self.build_type(t_tree)
+        if t != value.type:
+            raise self.error(
+                f"type annotation says {graph.type_str(t)} but the inferred type is {graph.type_str(value.type)}",
+                annot,
+            )
+
+    # -- expressions --------------------------------------------------------------
+    def add(self, op: Operation) -> SSAValue:
+        self.block.add_op(op)
+        return op.results[0]
+
+    def expr(self, t: Tree | Token, scope: dict[str, SSAValue]) -> SSAValue:
+        if isinstance(t, Token):
+            raise self.error(f"unexpected {t!r}", t)
+        kind = t.data
+        if kind == "var":
+            tok = t.children[0]
+            name = tok[1:]
+            if name not in scope:
+                close = difflib.get_close_matches(name, scope.keys(), n=3)
+                note = ("did you mean " + ", ".join("%" + c for c in close) + "?") if close else None
+                raise self.error(f"undefined variable %{name}", tok, note)
+            return scope[name]
+        if kind == "call":
+            return self._call(t, scope)
+        if kind == "scalar":
+            return self._scalar(t.children[0])
+        if kind == "int_scalar":
+            return self.add(graph.ConstantOp.scalar(int(t.children[0]), i32))
+        if kind == "float_scalar":
+            return self.add(graph.ConstantOp.scalar(float(t.children[0]), f32))
+        if kind in ("tuple", "empty_tuple"):
+            fields = [self.expr(c, scope) for c in t.children]
+            return self.add(graph.TupleOp.create_inferred(fields))
+        if kind == "proj":
+            tup = self.expr(t.children[0], scope)
+            if not isinstance(tup.type, TupleType):
+                raise self.error(f"projection .{t.children[1]} of a non-tuple {graph.type_str(tup.type)}", t)
+            return self._make(graph.TupleGetItemOp, [tup], {"index": IntegerAttr(int(t.children[1]), i64)}, t)
+        raise self.error(f"unsupported expression '{kind}'", t)
+
+    def _scalar(self, tok: Token) -> SSAValue:
+        s = str(tok)
+        for suffix in sorted(_SCALAR_SUFFIX, key=len, reverse=True):
+            if s.endswith(suffix):
+                num, dt = s[: -len(suffix)], _SCALAR_SUFFIX[suffix]
+                break
+        value = float(num) if graph.is_float(dt) else int(float(num))
+        return self.add(graph.ConstantOp.scalar(value, dt))
+
+    def _make(self, cls, operands, props, at) -> SSAValue:
+        try:
+            op = cls.create_inferred(operands, props)
+        except VerifyException as e:
+            raise self.error(str(e), at) from None
+        return self.add(op)
+
+    def _call(self, t: Tree, scope: dict[str, SSAValue]) -> SSAValue:
+        callee_tree, *args = t.children
+        annot = args.pop() if args and (args[-1] is None or isinstance(args[-1], Token)) else None
+        callee_tok = callee_tree.children[0]
+        positional = [a for a in args if a is not None and not (isinstance(a, Tree) and a.data == "kwarg")]
+        kwargs = [a for a in args if isinstance(a, Tree) and a.data == "kwarg"]
+        operands = [self.expr(a, scope) for a in positional]
+        if callee_tok.type == "GLOBAL":
+            if kwargs:
+                raise self.error("calls to functions take no attributes", kwargs[0])
+            sig = self.signature(callee_tok[1:], callee_tok)
+            want = list(sig.inputs.data)
+            got = [o.type for o in operands]
+            if want != got:
+                raise self.error(
+                    f"@{callee_tok[1:]} expects ({', '.join(graph.type_str(x) for x in want)}) "
+                    f"but is called with ({', '.join(graph.type_str(x) for x in got)})",
+                    t,
+                )
+            call = func.CallOp(callee_tok[1:], operands, list(sig.outputs.data))
+            value = self.add(call)
+        else:
+            value = self._op_call(callee_tok, operands, kwargs, t)
+        self._check_annotation(annot, value, t)
+        return value
+
+    def _op_call(self, name_tok: Token, operands, kwargs, at) -> SSAValue:
+        name = str(name_tok)
+        cls = graph.OPS_BY_RELAY_NAME.get(name)
+        if cls is None or cls is graph.ConstantOp:
+            close = difflib.get_close_matches(name, graph.OPS_BY_RELAY_NAME.keys(), n=3)
+            note = "did you mean " + ", ".join(close) + "?" if close else "see `lathe-opt --list-ops`"
+            raise self.error(f"unknown operator '{name}'", name_tok, note)
+        op_def = cls.get_irdl_definition()
+        n_operands = len(op_def.operands)
+        variadic = any(type(d).__name__.startswith("Var") for _, d in op_def.operands)
+        if not variadic and len(operands) != n_operands:
+            raise self.error(f"{name} takes {n_operands} operands, got {len(operands)}", at)
+        props: dict[str, Attribute] = {}
+        for kw in kwargs:
+            key_tok, val_tree = kw.children
+            key = str(key_tok)
+            if key not in op_def.properties:
+                known = ", ".join(op_def.properties) or "none"
+                raise self.error(f"{name} has no attribute '{key}'", key_tok, f"its attributes: {known}")
+            value = self.attr_value(val_tree)
+            if value is None:
+                continue
+            attr = _coerce(value, op_def.properties[key].constr)
+            if attr is None:
+                raise self.error(
+                    f"attribute '{key}' of {name} cannot be {_show(value)}", val_tree,
+                    f"expected {_constraint_name(op_def.properties[key].constr)}",
+                )
+            props[key] = attr
+        return self._make(cls, operands, props, at)
+
+    def attr_value(self, t: Tree):
+        kind = t.data
+        if kind == "attr_int":
+            return int(t.children[0])
+        if kind == "attr_float":
+            return float(t.children[0])
+        if kind == "attr_float_suffixed":
+            return float(str(t.children[0])[:-1])
+        if kind == "attr_str":
+            return str(t.children[0])[1:-1].encode().decode("unicode_escape")
+        if kind == "attr_true":
+            return True
+        if kind == "attr_false":
+            return False
+        if kind == "attr_none":
+            return None
+        if kind == "attr_list":
+            return [self.attr_value(c) for c in t.children if c is not None]
+        raise self.error(f"unsupported attribute value '{kind}'", t)
+
+
+@functools.cache
+def _type_parser() -> Lark:
+    grammar = (Path(__file__).parent / "relay.lark").read_text()
+    return Lark(grammar, parser="lalr", start="type", propagate_positions=True, maybe_placeholders=True)
+
+
+def _show(v) -> str:
+    return repr(v) if not isinstance(v, bool) else str(v)
+
+
+def _constraint_name(constr) -> str:
+    text = str(constr)
+    for key, name in (("IntegerAttr", "an integer or bool"), ("FloatAttr", "a float"),
+                      ("StringAttr", "a string"), ("ArrayAttr", "a list")):
+        if key in text:
+            return name
+    return text
+
+
+def to_attr(v) -> Attribute:
+    """Python attribute value → xDSL attribute (ints i64, floats f64, bools i1)."""
+    if isinstance(v, bool):
+        return IntegerAttr(int(v), i1)
+    if isinstance(v, int):
+        return IntegerAttr(v, i64)
+    if isinstance(v, float):
+        return FloatAttr(v, f64)
+    if isinstance(v, str):
+        return StringAttr(v)
+    if isinstance(v, list):
+        return ArrayAttr([to_attr(x) for x in v])
+    raise TypeError(v)
+
+
+def _coerce(v, constr) -> Attribute | None:
+    candidates = [to_attr(v)]
+    if isinstance(v, int) and not isinstance(v, bool):
+        candidates.append(FloatAttr(float(v), f64))
+    for attr in candidates:
+        try:
+            constr.verify(attr, ConstraintContext())
+            return attr
+        except VerifyException:
+            continue
+    return None
+
+
+def parse_relay(text: str, filename: str = "<string>") -> ModuleOp:
+    """Parse Relay text into a verified graph-dialect module (raises LatheError)."""
+    module = RelayParser(text, filename).parse()
+    return module
+
+
+def parse_scalar_constant(attr: DenseIntOrFPElementsAttr):  # pragma: no cover - helper for printers
+    return attr.get_values()[0]

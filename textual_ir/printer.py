@@ -1,0 +1,148 @@
+"""Graph-dialect module → Relay text, the inverse of `parser.py`.
+
+Every binding carries a `/* ty=... */` annotation (as TVM's astext does); the
+parser checks them, so print → parse → print is a fixed point and a printed
+file documents its own shapes.
+"""
+
+from __future__ import annotations
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseIntOrFPElementsAttr,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+)
+from xdsl.ir import Attribute, Operation, SSAValue
+
+from lathe.dialects import graph
+from lathe.errors import LatheError
+
+_SUFFIX = {"float32": "f", "float16": "f16", "float64": "f64", "int8": "i8", "int32": "", "int64": "i64"}
+
+
+def _attr(a: Attribute) -> str:
+    if isinstance(a, IntegerAttr):
+        if isinstance(a.type, IntegerType) and a.type.width.data == 1:
+            return "True" if a.value.data else "False"
+        return str(a.value.data)
+    if isinstance(a, FloatAttr):
+        return repr(float(a.value.data)) + "f"
+    if isinstance(a, StringAttr):
+        return '"' + a.data.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(a, ArrayAttr):
+        return "[" + ", ".join(_attr(x) for x in a.data) + "]"
+    raise LatheError(f"attribute {a} has no Relay spelling")
+
+
+def _scalar(op: graph.ConstantOp) -> str | None:
+    t = op.result.type
+    assert isinstance(t, TensorType)
+    if t.get_shape() != ():
+        return None
+    dt = graph.dtype_name(t.element_type)
+    v = op.value.get_values()[0]  # type: ignore[union-attr]
+    if dt == "bool":
+        return f"{int(bool(v))}b"
+    if dt not in _SUFFIX:
+        return None
+    if graph.is_float(t.element_type):
+        text = repr(float(v))
+        return text + _SUFFIX[dt]
+    return f"{int(v)}{_SUFFIX[dt]}"
+
+
+class RelayPrinter:
+    def __init__(self) -> None:
+        self.names: dict[SSAValue, str] = {}
+        self.counter = 0
+
+    def print_module(self, module: ModuleOp) -> str:
+        out = ['#[version = "0.0.5"]']
+        for op in module.ops:
+            if not isinstance(op, func.FuncOp):
+                raise LatheError(f"'{op.name}' cannot be written as Relay text (only graph-level IR can; use --emit=mlir)")
+            out.append(self.print_function(op))
+        return "\n".join(out) + "\n"
+
+    def value(self, v: SSAValue) -> str:
+        return self.names[v]
+
+    def print_function(self, f: func.FuncOp) -> str:
+        self.names, self.counter = {}, 0
+        used: set[str] = set()
+        params = []
+        for i, arg in enumerate(f.body.block.args):
+            name = arg.name_hint or f"p{i}"
+            while name in used:
+                name += "_"
+            used.add(name)
+            self.names[arg] = "%" + name
+            params.append(f"%{name}: {graph.type_str(arg.type)}")
+        header = f"def @{f.sym_name.data}({', '.join(params)}) -> {graph.type_str(f.function_type.outputs.data[0])} {{"
+        lines = [header]
+        ops = list(f.body.block.ops)
+        ret = ops[-1]
+        if not isinstance(ret, func.ReturnOp) or len(ret.operands) != 1:
+            raise LatheError(f"@{f.sym_name.data}: a Relay function returns exactly one value")
+        inline_last = (
+            len(ops) >= 2 and ret.operands[0].owner is ops[-2] and ret.operands[0].has_one_use()
+            and not isinstance(ops[-2], graph.ConstantOp)
+        )
+        for op in ops[:-1]:
+            if isinstance(op, graph.ConstantOp) and (s := _scalar(op)) is not None:
+                self.names[op.result] = s
+                continue
+            text = self.expr(op)
+            if op is ops[-2] and inline_last:
+                lines.append(f"  {text}")
+                break
+            name = f"%{self.counter}"
+            self.counter += 1
+            self.names[op.results[0]] = name
+            lines.append(f"  {name} = {text};")
+        else:
+            lines.append(f"  {self.value(ret.operands[0])}")
+        lines.append("}")
+        return "\n".join(lines)
+
+    def expr(self, op: Operation) -> str:
+        ty = f" /* ty={graph.type_str(op.results[0].type)} */"
+        if isinstance(op, func.CallOp):
+            args = ", ".join(self.value(a) for a in op.arguments)
+            return f"@{op.callee.root_reference.data}({args}){ty}"
+        if isinstance(op, graph.TupleOp):
+            fields = [self.value(a) for a in op.operands]
+            return "(" + ", ".join(fields) + ("," if len(fields) == 1 else "") + ")"
+        if isinstance(op, graph.TupleGetItemOp):
+            return f"{self.value(op.operands[0])}.{op.index.value.data}"
+        if isinstance(op, graph.ConstantOp):
+            raise LatheError(
+                "a non-scalar constant has no Relay text form here; write the module with --emit=mlir"
+            )
+        if not isinstance(op, graph.GraphOp):
+            raise LatheError(f"'{op.name}' is not a graph-level op; write this module with --emit=mlir")
+        args = [self.value(a) for a in op.operands]
+        args += [f"{k}={_attr(v)}" for k, v in op.properties.items()]
+        return f"{op.relay_name()}({', '.join(args)}){ty}"
+
+
+def print_relay(module: ModuleOp) -> str:
+    return RelayPrinter().print_module(module)
+
+
+def is_graph_level(module: ModuleOp) -> bool:
+    """True while every op is a function, a call, a return or a graph op."""
+    for op in module.walk():
+        if op is module:
+            continue
+        if not isinstance(op, func.FuncOp | func.CallOp | func.ReturnOp | graph.GraphOp):
+            return False
+        if isinstance(op, func.FuncOp) and "lathe.kernel" in op.attributes:
+            return False
+    return True
