@@ -48,3 +48,41 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
 # graph (Relay) -> te -> loop: what `lathe.compile` runs before the backend.
 PIPELINE = "inline-calls,outline-kernels,lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops"
+
+
+def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]]] | None = None, callback=None):
+    """Parse `-p` text into a PassPipeline, turning every mistake into a LatheError."""
+    import difflib
+
+    from xdsl.passes import PassPipeline
+    from xdsl.utils.arg_spec import parse_pipeline
+
+    from lathe.errors import LatheError
+
+    available = available if available is not None else lathe_passes()
+    try:
+        specs = tuple(parse_pipeline(spec))
+    except Exception as e:  # xDSL raises ValueError / PassPipelineParseError with its own text
+        raise LatheError(f"malformed pass pipeline '{spec}': {_one_line(e)}",
+                         note="expected 'pass-a,pass-b{option=value other=1,2}'") from None
+    passes = []
+    for s in specs:
+        if s.name not in available:
+            close = difflib.get_close_matches(s.name, available.keys(), n=3)
+            note = ("did you mean " + ", ".join(close) + "?") if close else "see --list-passes"
+            raise LatheError(f"unknown pass '{s.name}'", note=note)
+        cls = available[s.name]()
+        try:
+            passes.append(cls.from_pass_spec(s))
+        except Exception as e:
+            import dataclasses
+
+            opts = [f.name for f in dataclasses.fields(cls)]
+            raise LatheError(f"bad option for pass '{s.name}': {_one_line(e)}",
+                             note="its options: " + (", ".join(opts) if opts else "none")) from None
+    return PassPipeline(tuple(passes), callback)
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[-1] if text else type(e).__name__

@@ -1,0 +1,192 @@
+"""The `lathe` command: run and compile models.
+
+    lathe run FILE [--params p.npz] [--inputs in.npz] [--output out.npz] [--check] [--bench N]
+    lathe compile FILE [-o out.o | --emit=llvm|asm|obj] [--target T]
+
+Every user mistake is printed as a diagnostic with exit code 1; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from lathe.errors import LatheError
+
+RTOL = 1e-5
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.3f} ms"
+
+
+def _print_value(name: str, v) -> None:
+    if isinstance(v, tuple):
+        for k, x in enumerate(v):
+            _print_value(f"{name}_{k}", x)
+        return
+    with np.printoptions(precision=6, suppress=False, threshold=64, edgeitems=4, linewidth=100):
+        print(f"{name}: shape={v.shape} dtype={v.dtype}")
+        print(np.array2string(v, prefix="  "))
+
+
+def _flatten(v, name="output") -> dict[str, np.ndarray]:
+    if isinstance(v, tuple):
+        out = {}
+        for k, x in enumerate(v):
+            out.update(_flatten(x, f"{name}_{k}") if isinstance(x, tuple) else {f"{name}_{k}": x})
+        return out
+    return {name: v}
+
+
+def max_relative_error(got, ref) -> float:
+    """max |got - ref| / max |ref| over all outputs (0 when both are zero)."""
+    worst = 0.0
+    for g, r in zip(_flatten(got).values(), _flatten(ref).values()):
+        g = np.asarray(g, dtype=np.float64)
+        r = np.asarray(r, dtype=np.float64)
+        if g.shape != r.shape:
+            return float("inf")
+        if not np.all(np.isfinite(g) == np.isfinite(r)):
+            return float("inf")
+        fin = np.isfinite(r)
+        scale = np.max(np.abs(r[fin])) if fin.any() else 0.0
+        err = np.max(np.abs(g[fin] - r[fin])) if fin.any() else 0.0
+        worst = max(worst, err / scale if scale > 0 else err)
+    return worst
+
+
+def _atomic_savez(path: str, arrays: dict[str, np.ndarray]) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".lathe-", suffix=".npz")
+    os.close(fd)
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def cmd_run(args) -> int:
+    import lathe
+    from lathe.runtime.interpreter import bind_arguments
+
+    from xdsl.dialects import func
+
+    module = lathe.load(args.file)
+    params = lathe.load_params(args.params) if args.params else {}
+    inputs = lathe.load_params(args.inputs) if args.inputs else {}
+    funcs = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
+    if args.entry not in funcs:
+        raise LatheError(f"{args.file}: no function @{args.entry}")
+    where = f"{args.file}: "
+    bound, filled = bind_arguments(funcs[args.entry], inputs, params, fill_random=True, seed=args.seed, where=where)
+    if filled:
+        print(f"note: no value given for {', '.join('%' + n for n in filled)}; "
+              f"filled with seeded random values (seed {args.seed})", file=sys.stderr)
+    from lathe.runtime.interpreter import param_names
+
+    values = dict(zip(param_names(funcs[args.entry]), bound))
+    cm = lathe.compile(module, target=args.target, num_threads=args.threads, entry=args.entry)
+    result = cm.run(**values)
+    if args.output:
+        _atomic_savez(args.output, _flatten(result))
+        print(f"wrote {args.output} ({', '.join(_flatten(result))})")
+    else:
+        _print_value("output", result)
+    status = 0
+    if args.check:
+        ref = lathe.interpret(module, entry=args.entry, **values)
+        err = max_relative_error(result, ref)
+        ok = err <= args.rtol
+        print(f"check: max relative error {err:.3e} against the reference interpreter "
+              f"(bound {args.rtol:g}): {'OK' if ok else 'FAILED'}")
+        status = 0 if ok else 1
+    if args.bench:
+        times = np.asarray(cm.benchmark(args.bench))
+        print(f"latency: median {_fmt_seconds(float(np.median(times)))} over {args.bench} runs "
+              f"(min {_fmt_seconds(float(times.min()))}, max {_fmt_seconds(float(times.max()))}), "
+              f"{cm.num_threads} thread(s), target {cm.target.cpu}")
+    return status
+
+
+def cmd_compile(args) -> int:
+    import lathe
+    from lathe.backends.llvm.codegen import module_to_llvm_ir
+    from lathe.backends.llvm.jit import emit_assembly, emit_object, optimized_ir
+    from lathe.backends.llvm.target import parse_target
+
+    module = lathe.load(args.file)
+    target = parse_target(args.target)
+    emit = args.emit or ("obj" if args.output and args.output.endswith(".o") else "llvm")
+    ir = module_to_llvm_ir(lathe.lower(module))
+    if emit == "obj":
+        if not args.output:
+            raise LatheError("--emit=obj needs -o FILE")
+        data = emit_object(ir, target)
+        d = os.path.dirname(os.path.abspath(args.output))
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".lathe-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, args.output)
+        print(f"wrote {args.output} ({len(data)} bytes, {target})")
+        return 0
+    text = emit_assembly(ir, target) if emit == "asm" else (optimized_ir(ir, target) if args.optimized else ir)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 1 (not 2)
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lathe", description="Lathe deep-learning compiler")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="compile a model and run it")
+    r.add_argument("file")
+    r.add_argument("--params", help=".npz with weights, bound to parameters by name")
+    r.add_argument("--inputs", help=".npz with inputs, by parameter name")
+    r.add_argument("--output", help="write outputs to this .npz (key 'output', or output_0, output_1, ...)")
+    r.add_argument("--check", action="store_true", help="compare with the reference interpreter")
+    r.add_argument("--rtol", type=float, default=RTOL, help=f"bound for --check (default {RTOL:g})")
+    r.add_argument("--bench", type=int, default=0, metavar="N", help="print the median latency of N runs")
+    r.add_argument("--target", default="llvm", help="target string, e.g. 'llvm -mcpu=znver4'")
+    r.add_argument("--threads", type=int, default=None, help="threads for parallel loops (default: LATHE_NUM_THREADS or all cores)")
+    r.add_argument("--entry", default="main")
+    r.add_argument("--seed", type=int, default=0, help="seed for inputs filled with random values")
+    r.set_defaults(fn=cmd_run)
+    c = sub.add_parser("compile", help="compile a model's kernels to LLVM IR, assembly or an object file")
+    c.add_argument("file")
+    c.add_argument("-o", "--output")
+    c.add_argument("--emit", choices=["llvm", "asm", "obj"])
+    c.add_argument("--optimized", action="store_true", help="with --emit=llvm: the IR after LLVM's O3")
+    c.add_argument("--target", default="llvm")
+    c.set_defaults(fn=cmd_compile)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "bench", 0) and args.bench < 0:
+        print("error: --bench must be positive", file=sys.stderr)
+        return 1
+    try:
+        return args.fn(args)
+    except LatheError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""lathe-opt: mlir-opt/xdsl-opt for Lathe.
+
+Reads .lathe (Relay text) or .mlir (any Lathe or xDSL dialect), runs a pass
+pipeline (`-p`), writes the result. Built on xDSL's `xDSLOptMain`, so its
+flags keep working; Lathe adds the Relay frontend and emitter, the LLVM
+target, --print-ir-after-all, --list-passes and --emit. Errors are printed as
+file:line:col diagnostics with exit code 1, never a traceback, and an
+existing output file is only replaced once everything succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from io import StringIO
+from typing import IO
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import DiagnosticException, ParseError
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from lathe.errors import LatheError
+
+
+class LatheOptMain(xDSLOptMain):
+    def __init__(self, args=None):
+        self._input_ext = "mlir"
+        super().__init__(description="Lathe modular optimizer driver", args=args)
+
+    # -- registration ---------------------------------------------------------
+    def register_all_dialects(self):
+        super().register_all_dialects()
+        from lathe.dialects.graph import Graph
+        from lathe.dialects.loop import Loop
+        from lathe.dialects.te import TE
+
+        for d in (Graph, TE, Loop):
+            self.ctx.register_dialect(d.name, lambda d=d: d)
+
+    def register_all_passes(self):
+        super().register_all_passes()
+        from lathe.passes import lathe_passes
+
+        for name, factory in lathe_passes().items():
+            self.register_pass(name, factory)
+
+    def register_all_targets(self):
+        super().register_all_targets()
+
+        def emit_lathe(module: ModuleOp, out: IO[str]) -> None:
+            from lathe.textual_ir.printer import print_relay
+
+            out.write(print_relay(module))
+
+        def emit_llvm(module: ModuleOp, out: IO[str]) -> None:
+            from lathe.backends.llvm.codegen import module_to_llvm_ir
+
+            out.write(module_to_llvm_ir(module))
+
+        self.available_targets["lathe"] = emit_lathe
+        self.available_targets["llvm"] = emit_llvm
+
+    def register_all_frontends(self):
+        super().register_all_frontends()
+
+        def parse_lathe(io) -> ModuleOp:
+            from lathe.textual_ir.parser import parse_relay
+
+            return parse_relay(io.read().decode(), self.get_input_name())
+
+        def parse_mlir(io) -> ModuleOp:
+            from lathe.textual_ir.mlir import parse_mlir as parse
+
+            return parse(self.ctx, io.read().decode(), self.get_input_name())
+
+        self.available_frontends["lathe"] = parse_lathe
+        self.available_frontends["mlir"] = parse_mlir
+
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser):
+        super().register_all_arguments(arg_parser)
+        arg_parser.add_argument("--print-ir-after-all", action="store_true",
+                                help="print the IR after every pass (Relay text while at graph level for .lathe input)")
+        arg_parser.add_argument("--list-passes", action="store_true", help="list the available passes and exit")
+        arg_parser.add_argument("--list-ops", action="store_true", help="list the graph operators and exit")
+        arg_parser.add_argument("--emit", choices=["lathe", "mlir"], default=None,
+                                help="output format (default: the input's format while at graph level, MLIR below)")
+
+    # -- pipeline -----------------------------------------------------------------
+    def setup_pipeline(self):
+        from lathe.passes import build_pipeline
+
+        if self.args.list_passes or self.args.list_ops:
+            self.pipeline = build_pipeline("", self.available_passes)
+            return
+        last = [time.perf_counter()]
+
+        def callback(prev, module, nxt):
+            now = time.perf_counter()
+            if self.args.time_passes and prev is not None:
+                print(f"// pass {prev.name}: {now - last[0]:.4f} s", file=sys.stderr)
+            module.verify()
+            if prev is not None and (self.args.print_ir_after_all or (self.args.print_between_passes and nxt)):
+                print(f"// -----// IR Dump After {prev.name} //----- //")
+                print(self.render(module), flush=True)
+            last[0] = time.perf_counter()
+
+        self.pipeline = build_pipeline(self.args.passes, self.available_passes, callback)
+
+    # -- output -------------------------------------------------------------------
+    def render(self, module: ModuleOp, final: bool = False) -> str:
+        from lathe.textual_ir.printer import is_graph_level, print_relay
+
+        emit = self.args.emit
+        target = self.args.target
+        if final and target not in ("mlir", "lathe"):
+            return super().output_resulting_program(module)
+        if target == "lathe":
+            emit = "lathe"
+        if emit is None:
+            out = self.args.output_file or ""
+            if final and out.endswith(".lathe"):
+                emit = "lathe"
+            elif final and out.endswith(".mlir"):
+                emit = "mlir"
+            else:
+                emit = "lathe" if self._input_ext == "lathe" and is_graph_level(module) else "mlir"
+        if emit == "lathe":
+            if not is_graph_level(module):
+                raise LatheError("--emit=lathe: the IR is below graph level and has no Relay text form",
+                                 note="use --emit=mlir")
+            return print_relay(module)
+        s = StringIO()
+        Printer(stream=s, print_generic_format=self.args.print_op_generic).print_op(module)
+        return s.getvalue() + "\n"
+
+    def output_resulting_program(self, prog: ModuleOp) -> str:
+        return self.render(prog, final=True)
+
+    def run(self):
+        if self.args.list_passes:
+            for name in sorted(self.available_passes):
+                print(name)
+            return
+        if self.args.list_ops:
+            from lathe.dialects.graph import OPS_BY_RELAY_NAME
+
+            for name, cls in sorted(OPS_BY_RELAY_NAME.items()):
+                print(f"{name:24s} {cls.PATTERN.name.lower()}")
+            return
+        if self.args.input_file is not None and not os.path.exists(self.args.input_file):
+            raise LatheError(f"no such file: {self.args.input_file}")
+        chunks, ext = self.prepare_input()
+        self._input_ext = ext
+        out = StringIO()
+        failed = False
+        for i, (chunk, offset) in enumerate(chunks):
+            if i > 0:
+                out.write("// -----\n")
+            try:
+                data = chunk.read()
+                from io import BytesIO
+
+                module = self.parse_chunk(BytesIO(b"\n" * offset + data), ext, 0)
+                self.apply_passes(module)
+                out.write(self.output_resulting_program(module))
+            except (LatheError, DiagnosticException, ParseError) as e:
+                if not self.args.verify_diagnostics:
+                    raise
+                failed = True
+                out.write(_render_error(e) + "\n")
+            finally:
+                chunk.close()
+        del failed
+        text = out.getvalue()
+        if self.args.output_file is None:
+            sys.stdout.write(text)
+        else:
+            _atomic_write(self.args.output_file, text)
+
+    def prepare_output(self):  # output is written by run() once everything succeeded
+        return sys.stdout
+
+
+def _atomic_write(path: str, text: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".lathe-opt-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _render_error(e: BaseException) -> str:
+    if isinstance(e, LatheError):
+        return e.render()
+    if isinstance(e, ParseError):
+        return str(e).rstrip()
+    text = str(e).strip()
+    return "error: " + (text if text else type(e).__name__)
+
+
+def main(argv=None) -> int:
+    try:
+        LatheOptMain(args=argv).run()
+    except (LatheError, DiagnosticException, ParseError) as e:
+        print(_render_error(e), file=sys.stderr)
+        return 1
+    except ValueError as e:  # xDSL's own argument errors (unknown extension, ...)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
