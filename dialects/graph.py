@@ -441,7 +441,7 @@ class TupleOp(GraphOp):
 
     @classmethod
     def infer_type(cls, operand_types, props):
-        return TupleType(list(operand_types))
+        return TupleType(ArrayAttr(tuple(operand_types)))
 
 
 @irdl_op_definition

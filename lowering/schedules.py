@@ -42,11 +42,12 @@ class Schedule:
 
     def split(self, axis: str, factor: int | None = None, nparts: int | None = None) -> tuple[str, str]:
         outer, inner = f"{axis}.outer", f"{axis}.inner"
-        props = {"axis": StringAttr(axis), "outer": StringAttr(outer), "inner": StringAttr(inner)}
+        props = {"axis": StringAttr(axis)}
         if factor is not None:
             props["factor"] = IntegerAttr(factor, i64)
         else:
             props["nparts"] = IntegerAttr(nparts, i64)
+        props.update(outer=StringAttr(outer), inner=StringAttr(inner))
         self._emit(te.SplitOp, **props)
         return outer, inner
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from xdsl.context import Context
 from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import (
+    ArrayAttr,
     FloatAttr,
     IndexType,
     IntegerAttr,
@@ -49,7 +50,7 @@ def memref_of(t: Attribute) -> Attribute:
     if isinstance(t, TensorType):
         return MemRefType(t.element_type, list(t.get_shape()))
     if isinstance(t, TupleType):
-        return TupleType([memref_of(x) for x in t.types.data])
+        return TupleType(ArrayAttr(tuple(memref_of(x) for x in t.types.data)))
     return t
 
 
@@ -360,11 +361,11 @@ class KernelLowering:
                 if spatial_only and s.axes[rel.fused].reduce:
                     continue
                 rest = vals[rel.fused]
-                for name in reversed(rel.parts):
+                for name in reversed(rel.parts[1:]):
                     ext = e.index(s.axes[name].extent)
-                    vals[name] = e.binop(arith.RemUIOp, rest, ext) if name != rel.parts[0] else rest
-                    if name != rel.parts[0]:
-                        rest = e.binop(arith.DivUIOp, rest, ext)
+                    vals[name] = e.binop(arith.RemUIOp, rest, ext)
+                    rest = e.binop(arith.DivUIOp, rest, ext)
+                vals[rel.parts[0]] = rest
         return vals, guards
 
     def guarded(self, e: Emitter, guards: list[SSAValue], emit) -> None:

@@ -132,7 +132,7 @@ class RelayParser:
                 raise self.error("tensor dimensions must be non-negative", t)
             return TensorType(graph.DTYPES[str(dtype_tok)], dims)
         assert t.data == "tuple_type"
-        return TupleType([self.build_type(c) for c in t.children])
+        return TupleType(ArrayAttr(tuple(self.build_type(c) for c in t.children)))
 
     # -- functions --------------------------------------------------------------
     def signature(self, name: str, at: Token) -> FunctionType:

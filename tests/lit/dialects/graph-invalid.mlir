@@ -1,0 +1,21 @@
+// RUN: lathe-opt %s --split-input-file --verify-diagnostics | filecheck %s
+
+func.func @wrong_result(%x: tensor<2x4xf32>, %w: tensor<8x4xf32>) -> tensor<2x9xf32> {
+  %0 = graph.nn.dense %x, %w : (tensor<2x4xf32>, tensor<8x4xf32>) -> tensor<2x9xf32>
+  func.return %0 : tensor<2x9xf32>
+}
+// CHECK: nn.dense: result type Tensor[(2, 9), float32] does not match the inferred type Tensor[(2, 8), float32]
+
+// -----
+func.func @mismatch(%x: tensor<2x4xf32>, %y: tensor<3xf32>) -> tensor<2x4xf32> {
+  %0 = graph.add %x, %y : (tensor<2x4xf32>, tensor<3xf32>) -> tensor<2x4xf32>
+  func.return %0 : tensor<2x4xf32>
+}
+// CHECK: add: shapes Tensor[(2, 4), float32] and Tensor[(3), float32] cannot be broadcast (dimension 4 vs 3)
+
+// -----
+func.func @dtype(%x: tensor<4xf32>, %y: tensor<4xi32>) -> tensor<4xf32> {
+  %0 = graph.multiply %x, %y : (tensor<4xf32>, tensor<4xi32>) -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+// CHECK: multiply: operand dtypes differ: Tensor[(4), float32] vs Tensor[(4), int32]
