@@ -161,6 +161,11 @@ class ApplyDefaultSchedule(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for f in op.ops:
-            if is_kernel(f) and not has_schedule(f):  # type: ignore[arg-type]
-                for c in [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]:  # type: ignore[union-attr]
+            if not is_kernel(f) or has_schedule(f):  # type: ignore[arg-type]
+                continue
+            outputs = set(f.body.block.last_op.operands)  # type: ignore[union-attr]
+            for c in [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]:  # type: ignore[union-attr]
+                if c.result not in outputs and not c.reduce_extent_list:
+                    Schedule(c).compute_inline()  # like TOPI: injective producers are inlined
+                else:
                     apply_default_schedule(c)

@@ -41,6 +41,12 @@ def _matmul(op, a, b):
     return a @ b
 
 
+def _trunc_div(a, b):
+    """Integer divide rounds toward zero, as TVM's (C's) does; numpy's // floors."""
+    q = np.abs(a) // np.abs(b)
+    return np.where((a < 0) != (b < 0), -q, q)
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -55,7 +61,7 @@ REFERENCE: dict[type[Operation], Callable] = {
     graph.AddOp: lambda op, a, b: a + b,
     graph.SubtractOp: lambda op, a, b: a - b,
     graph.MultiplyOp: lambda op, a, b: a * b,
-    graph.DivideOp: lambda op, a, b: (a // b) if np.issubdtype(a.dtype, np.integer) else a / b,
+    graph.DivideOp: lambda op, a, b: _trunc_div(a, b) if np.issubdtype(a.dtype, np.integer) else a / b,
     graph.MaximumOp: lambda op, a, b: np.maximum(a, b),
     graph.MinimumOp: lambda op, a, b: np.minimum(a, b),
     graph.DenseOp: lambda op, x, w: x @ w.T,
@@ -72,7 +78,7 @@ def constant_value(op: graph.ConstantOp) -> np.ndarray:
     vals = op.value.get_values()  # type: ignore[union-attr]
     arr = np.asarray(vals, dtype=np_dtype(t.element_type))
     shape = tuple(t.get_shape())
-    return np.broadcast_to(arr, shape).copy() if arr.size == 1 else arr.reshape(shape)
+    return np.full(shape, arr.reshape(-1)[0], dtype=arr.dtype) if arr.size == 1 else arr.reshape(shape)
 
 
 def _cast_result(op: Operation, value):

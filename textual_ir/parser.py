@@ -35,7 +35,7 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
-from xdsl.irdl import ConstraintContext
+from xdsl.irdl.constraints import VerificationContext
 from xdsl.utils.exceptions import VerifyException
 
 from lathe.dialects import graph
@@ -390,7 +390,7 @@ def _coerce(v, constr) -> Attribute | None:
         candidates.append(FloatAttr(float(v), f64))
     for attr in candidates:
         try:
-            constr.verify(attr, ConstraintContext())
+            constr.verify(attr, VerificationContext())
             return attr
         except VerifyException:
             continue
