@@ -51,3 +51,17 @@ def location_in(text: str, file: str, line: int, col: int) -> Location:
     lines = text.splitlines()
     src = lines[line - 1] if 0 < line <= len(lines) else None
     return Location(file, line, col, src)
+
+
+def internal_error(e: BaseException) -> int:
+    """Report a bug in Lathe itself: one line, exit code 2; LATHE_TRACEBACK=1 shows the stack."""
+    import os
+    import sys
+    import traceback
+
+    if os.environ.get("LATHE_TRACEBACK"):
+        traceback.print_exception(e)
+    else:
+        print(f"internal error: {type(e).__name__}: {e} (a bug in Lathe; rerun with LATHE_TRACEBACK=1 "
+              "for the stack)", file=sys.stderr)
+    return 2

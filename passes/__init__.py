@@ -56,13 +56,14 @@ def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]
 
     from xdsl.passes import PassPipeline
     from xdsl.utils.arg_spec import parse_pipeline
+    from xdsl.utils.exceptions import ArgSpecParseError
 
     from lathe.errors import LatheError
 
     available = available if available is not None else lathe_passes()
     try:
         specs = tuple(parse_pipeline(spec))
-    except Exception as e:  # xDSL raises ValueError / PassPipelineParseError with its own text
+    except (Exception, ArgSpecParseError) as e:  # ArgSpecParseError is a BaseException in xDSL
         raise LatheError(f"malformed pass pipeline '{spec}': {_one_line(e)}",
                          note="expected 'pass-a,pass-b{option=value other=1,2}'") from None
     passes = []
@@ -74,7 +75,7 @@ def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]
         cls = available[s.name]()
         try:
             passes.append(cls.from_pass_spec(s))
-        except Exception as e:
+        except (Exception, ArgSpecParseError) as e:
             import dataclasses
 
             opts = [f.name for f in dataclasses.fields(cls)]

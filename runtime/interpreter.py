@@ -121,10 +121,11 @@ def bind_arguments(f: func.FuncOp, inputs: Mapping[str, np.ndarray], params: Map
     rng = np.random.default_rng(seed)
     args, filled = [], []
     names = param_names(f)
-    unknown = set(inputs) - set(names)
-    if unknown:
-        raise LatheError(f"{where}@{f.sym_name.data} has no parameter named {', '.join(sorted(unknown))}",
-                         note="its parameters: " + ", ".join(names))
+    for what, given in (("input", inputs), ("params entry", params)):
+        unknown = set(given) - set(names)
+        if unknown:
+            raise LatheError(f"{where}@{f.sym_name.data} has no parameter named {', '.join(sorted(unknown))} "
+                             f"(given as {what})", note="its parameters: " + ", ".join(names))
     for name, arg in zip(names, f.body.block.args):
         t = arg.type
         if name in inputs:

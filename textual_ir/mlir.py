@@ -23,10 +23,9 @@ def parse_mlir(ctx: Context, text: str, filename: str = "<string>") -> ModuleOp:
 
 
 def parse_error(e: ParseError, text: str, filename: str) -> LatheError:
-    span = e.span
-    line, col, _ = span.get_line_col()
+    loc = e.span.get_location()
     msg = e.msg if hasattr(e, "msg") else str(e)
-    return LatheError(msg, location_in(text, filename, line, col + 1))
+    return LatheError(msg, location_in(text, filename, loc.line, loc.col))
 
 
 def _first_line(e: Exception) -> str:

@@ -15,7 +15,7 @@ import tempfile
 
 import numpy as np
 
-from lathe.errors import LatheError
+from lathe.errors import LatheError, internal_error
 
 RTOL = 1e-5
 
@@ -186,6 +186,8 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug in Lathe, not in the input: still no traceback unless asked
+        return internal_error(e)
 
 
 if __name__ == "__main__":

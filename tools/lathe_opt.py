@@ -23,7 +23,7 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException, ParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from lathe.errors import LatheError
+from lathe.errors import LatheError, internal_error
 
 
 class LatheOptMain(xDSLOptMain):
@@ -213,6 +213,8 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug in Lathe, not in the input: still no traceback unless asked
+        return internal_error(e)
     return 0
 
 

@@ -1,0 +1,167 @@
+"""The command-line tools, as a user runs them: outputs, files, exit codes,
+and diagnostics (file:line:col, non-zero exit, never a traceback)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MLP = str(ROOT / "examples" / "mlp.lathe")
+PIPELINE = "inline-calls,outline-kernels,lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops"
+
+
+def run(tool, *args, cwd=None):
+    return subprocess.run([str(BIN / tool), *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def assert_clean_failure(r, *words):
+    assert r.returncode != 0, r.stdout
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, r.stderr
+    for w in words:
+        assert w in r.stderr, r.stderr
+
+
+def test_run_check_and_bench():
+    r = run("lathe", "run", MLP, "--check", "--bench", "5")
+    assert r.returncode == 0, r.stderr
+    assert "output: shape=(1, 10) dtype=float32" in r.stdout
+    assert "check: max relative error" in r.stdout and "OK" in r.stdout
+    assert "latency: median" in r.stdout
+    assert "filled with seeded random values" in r.stderr
+
+
+def test_run_with_npz_files(tmp_path, rng):
+    w = {"w1": rng.standard_normal((128, 784)), "b1": rng.standard_normal(128),
+         "w2": rng.standard_normal((10, 128)), "b2": rng.standard_normal(10)}
+    w = {k: v.astype(np.float32) for k, v in w.items()}
+    x = rng.standard_normal((1, 784)).astype(np.float32)
+    np.savez(tmp_path / "p.npz", **w)
+    np.savez(tmp_path / "in.npz", x=x)
+    out = tmp_path / "out.npz"
+    r = run("lathe", "run", MLP, "--params", tmp_path / "p.npz", "--inputs", tmp_path / "in.npz", "--output", out)
+    assert r.returncode == 0, r.stderr
+    assert "filled" not in r.stderr
+    with np.load(out) as z:
+        assert z.files == ["output"]
+        h = np.maximum(x @ w["w1"].T + w["b1"], 0)
+        ref = h @ w["w2"].T + w["b2"]
+        np.testing.assert_allclose(z["output"], ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_run_tuple_output_keys(tmp_path):
+    src = tmp_path / "t.lathe"
+    src.write_text("def @main(%x: Tensor[(3), float32]) { (negative(%x), exp(%x)) }")
+    r = run("lathe", "run", src, "--output", tmp_path / "o.npz", "--check")
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "o.npz") as z:
+        assert sorted(z.files) == ["output_0", "output_1"]
+
+
+def test_opt_full_pipeline_prints_every_stage_and_each_parses_back(tmp_path):
+    r = run("lathe-opt", MLP, "-p", PIPELINE, "--print-ir-after-all")
+    assert r.returncode == 0, r.stderr
+    dumps = r.stdout.split("// -----// IR Dump After ")[1:]
+    assert [d.split(" ")[0] for d in dumps] == PIPELINE.split(",")
+    for d in dumps:
+        body = d.split("\n", 1)[1]
+        ext = "lathe" if body.startswith("#[version") else "mlir"
+        f = tmp_path / f"stage.{ext}"
+        f.write_text(body)
+        back = run("lathe-opt", f)
+        assert back.returncode == 0, (d[:40], back.stderr)
+    assert "te.compute" in r.stdout and "scf.for" in r.stdout and "#loop.annotation<parallel>" in r.stdout
+
+
+def test_opt_emit_formats(tmp_path):
+    r = run("lathe-opt", MLP, "--emit=mlir")
+    assert r.returncode == 0 and "graph.nn.dense" in r.stdout
+    r = run("lathe-opt", MLP)
+    assert r.stdout.startswith('#[version = "0.0.5"]')
+    out = tmp_path / "o.lathe"
+    mlir = tmp_path / "m.mlir"
+    mlir.write_text(run("lathe-opt", MLP, "--emit=mlir").stdout)
+    r = run("lathe-opt", mlir, "-o", out)
+    assert r.returncode == 0 and out.read_text().startswith("#[version")
+    r = run("lathe-opt", MLP, "-p", PIPELINE, "--emit=lathe")
+    assert_clean_failure(r, "below graph level")
+
+
+def test_opt_list_passes_and_time():
+    r = run("lathe-opt", "--list-passes")
+    for name in PIPELINE.split(","):
+        assert name in r.stdout.split()
+    assert "canonicalize" in r.stdout.split()  # xDSL's passes are there too
+    r = run("lathe-opt", MLP, "-p", "inline-calls", "--time-passes")
+    assert r.returncode == 0 and "inline-calls" in r.stderr
+
+
+def test_compile_object_files(tmp_path):
+    obj = tmp_path / "mlp.o"
+    r = run("lathe", "compile", MLP, "-o", obj)
+    assert r.returncode == 0, r.stderr
+    assert obj.read_bytes()[:4] == b"\x7fELF"
+    arm = tmp_path / "mlp-arm.o"
+    r = run("lathe", "compile", MLP, "-o", arm, "--target", "llvm -mtriple=aarch64-linux-gnu")
+    assert r.returncode == 0, r.stderr
+    data = arm.read_bytes()
+    assert data[:4] == b"\x7fELF" and int.from_bytes(data[18:20], "little") == 183  # EM_AARCH64
+
+
+BAD = {
+    "syntax.lathe": ("def @main(%x: Tensor[(4), float32]) {\n  nn.relu(%x;\n}\n", "syntax.lathe:2:13: error"),
+    "unknown_op.lathe": ("def @main(%x: Tensor[(4), float32]) {\n  nn.frobnicate(%x)\n}\n", "unknown_op.lathe:2:3: error: unknown operator"),
+    "bad_attr.lathe": ("def @main(%x: Tensor[(1, 4), float32]) {\n  nn.bias_add(%x, %x, axis=\"z\")\n}\n", "bad_attr.lathe:2:28: error: attribute 'axis'"),
+    "shape.lathe": ("def @main(%x: Tensor[(2, 4), float32], %w: Tensor[(3, 5), float32]) {\n  nn.dense(%x, %w)\n}\n", "shape.lathe:2:3: error: nn.dense"),
+    "undef.lathe": ("def @main(%x: Tensor[(4), float32]) {\n  add(%x, %y)\n}\n", "undef.lathe:2:11: error: undefined variable %y"),
+    "bad.mlir": ("func.func @f(%x: tensor<4xf32>) {\n  %0 = graph.nn.relu %x : (tensor<4xf32>) -> tensor<5xf32>\n  func.return\n}\n", "nn.relu: result type"),
+    "syntax.mlir": ("func.func @f(%x: tensor<4xf32>) {\n  %0 = graph.nn.relu %x : (tensor<4xf32> -> tensor<4xf32>\n}\n", "syntax.mlir:2:"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_input_files(tmp_path, name):
+    text, words = BAD[name]
+    f = tmp_path / name
+    f.write_text(text)
+    assert_clean_failure(run("lathe-opt", f, cwd=tmp_path), words)
+    if name.endswith(".lathe"):
+        assert_clean_failure(run("lathe", "run", f, cwd=tmp_path), words)
+
+
+def test_bad_passes_and_options_keep_existing_output(tmp_path):
+    out = tmp_path / "keep.mlir"
+    out.write_text("precious")
+    assert_clean_failure(run("lathe-opt", MLP, "-p", "lower-graph-to-tee", "-o", out), "unknown pass 'lower-graph-to-tee'", "did you mean lower-graph-to-te?")
+    assert_clean_failure(run("lathe-opt", MLP, "-p", "inline-calls{entry=main depth=3}", "-o", out), "bad option for pass 'inline-calls'", "its options: entry")
+    assert_clean_failure(run("lathe-opt", MLP, "-p", "inline-calls{", "-o", out), "malformed pass pipeline")
+    assert out.read_text() == "precious"
+    assert_clean_failure(run("lathe-opt", tmp_path / "missing.lathe"), "no such file")
+
+
+def test_bad_params_and_options(tmp_path):
+    np.savez(tmp_path / "wrong.npz", w1=np.zeros((3, 3), np.float32))
+    assert_clean_failure(run("lathe", "run", MLP, "--params", tmp_path / "wrong.npz"), "%w1 has shape (3, 3)")
+    np.savez(tmp_path / "extra.npz", w9=np.zeros((3, 3), np.float32))
+    assert_clean_failure(run("lathe", "run", MLP, "--params", tmp_path / "extra.npz"), "no parameter named w9")
+    (tmp_path / "corrupt.npz").write_bytes(b"not a zip")
+    assert_clean_failure(run("lathe", "run", MLP, "--params", tmp_path / "corrupt.npz"), "not a valid .npz")
+    assert_clean_failure(run("lathe", "run", MLP, "--target", "llvm -mcpu"), "needs a value")
+    assert_clean_failure(run("lathe", "run", MLP, "--target", "cuda"), "unknown target 'cuda'")
+    assert_clean_failure(run("lathe", "run", MLP, "--bench", "x"), "invalid int value")
+
+
+def test_api_missing_params_entry(rng):
+    import lathe
+
+    m = lathe.load(MLP)
+    with pytest.raises(lathe.LatheError, match="no value for parameter %w2"):
+        lathe.interpret(m, params={"w1": np.zeros((128, 784), np.float32)}, x=np.zeros((1, 784), np.float32),
+                        b1=np.zeros(128, np.float32), b2=np.zeros(10, np.float32))
+    cm = lathe.compile(m, params={"w1": np.zeros((128, 784), np.float32)})
+    with pytest.raises(lathe.LatheError, match="missing input"):
+        cm.run(x=np.zeros((1, 784), np.float32))
