@@ -6,8 +6,8 @@ other tensors with `te.read` and returned with `te.yield`. With reduce axes
 the yielded values are combined (`sum`, `max`, `min`, `prod`).
 
 A schedule is data, not code: it is the ordered list of schedule-primitive ops
-(`te.split`, `te.reorder`, `te.fuse`, `te.vectorize`, `te.parallel`,
-`te.unroll`, `te.compute_inline`) that follow the computes in a kernel, each
+(`te.split`, `te.tile`, `te.reorder`, `te.fuse`, `te.vectorize`,
+`te.parallel`, `te.unroll`, `te.bind`, `te.compute_inline`) that follow the computes in a kernel, each
 naming its stage by SSA value and its axes by name. So a schedule prints,
 parses back, can be edited by hand, and a tuner generates or replays one by
 emitting these ops (see `lathe.lowering.schedule`). `lower-te-to-loop`
@@ -238,12 +238,38 @@ class UnrollOp(AnnotateOp):
 
 
 @irdl_op_definition
+class TileOp(SchedulePrimitive):
+    """TVM's tile: split x and y, order (x.outer, y.outer, x.inner, y.inner)."""
+
+    name = "te.tile"
+    x_axis = prop_def(StringAttr)
+    y_axis = prop_def(StringAttr)
+    x_factor = prop_def(IntegerAttr)
+    y_factor = prop_def(IntegerAttr)
+
+
+@irdl_op_definition
+class BindOp(SchedulePrimitive):
+    """Binds an axis to a GPU block/thread index (blockIdx.x, threadIdx.y, ...)."""
+
+    name = "te.bind"
+    axis = prop_def(StringAttr)
+    thread_axis = prop_def(StringAttr)
+
+    def verify_(self) -> None:
+        super().verify_()
+        valid = {f"{k}.{d}" for k in ("blockIdx", "threadIdx", "vthread") for d in "xyz"}
+        if self.thread_axis.data not in valid:
+            raise VerifyException(f"te.bind: thread_axis must be one of {sorted(valid)}, got '{self.thread_axis.data}'")
+
+
+@irdl_op_definition
 class ComputeInlineOp(SchedulePrimitive):
     """Substitutes an injective stage's body into its consumers; it gets no buffer."""
 
     name = "te.compute_inline"
 
 
-SCHEDULE_OPS = [SplitOp, ReorderOp, FuseOp, VectorizeOp, ParallelOp, UnrollOp, ComputeInlineOp]
+SCHEDULE_OPS = [SplitOp, TileOp, ReorderOp, FuseOp, VectorizeOp, ParallelOp, UnrollOp, BindOp, ComputeInlineOp]
 
 TE = Dialect("te", [ComputeOp, ReadOp, YieldOp, *SCHEDULE_OPS], [])

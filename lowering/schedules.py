@@ -51,6 +51,14 @@ class Schedule:
         self._emit(te.SplitOp, **props)
         return outer, inner
 
+    def tile(self, x: str, y: str, x_factor: int, y_factor: int) -> tuple[str, str, str, str]:
+        self._emit(te.TileOp, x_axis=StringAttr(x), y_axis=StringAttr(y),
+                   x_factor=IntegerAttr(x_factor, i64), y_factor=IntegerAttr(y_factor, i64))
+        return f"{x}.outer", f"{y}.outer", f"{x}.inner", f"{y}.inner"
+
+    def bind(self, axis: str, thread_axis: str) -> None:
+        self._emit(te.BindOp, axis=StringAttr(axis), thread_axis=StringAttr(thread_axis))
+
     def reorder(self, *axes: str) -> None:
         self._emit(te.ReorderOp, order=ArrayAttr([StringAttr(a) for a in axes]))
 

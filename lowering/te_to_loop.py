@@ -131,6 +131,19 @@ class StageSchedule:
             i = self.leaves.index(ax.name)
             self.leaves[i : i + 1] = [outer, inner]
             self.relations.append(Split(ax.name, outer, inner, factor))
+        elif isinstance(prim, te.TileOp):
+            x, y = prim.x_axis.data, prim.y_axis.data
+            for axis, factor in ((x, prim.x_factor), (y, prim.y_factor)):
+                self.apply(te.SplitOp.create(operands=[prim.stage], properties={
+                    "axis": StringAttr(axis), "factor": factor,
+                    "outer": StringAttr(f"{axis}.outer"), "inner": StringAttr(f"{axis}.inner")}))
+            self.apply(te.ReorderOp.create(operands=[prim.stage], properties={"order": ArrayAttr(
+                [StringAttr(n) for n in (f"{x}.outer", f"{y}.outer", f"{x}.inner", f"{y}.inner")])}))
+        elif isinstance(prim, te.BindOp):
+            ax = self._leaf(prim, prim.axis.data)
+            if ax.reduce:
+                raise self._err(prim, f"reduce axis '{ax.name}' cannot be bound to {prim.thread_axis.data}")
+            ax.annotation = "bind:" + prim.thread_axis.data
         elif isinstance(prim, te.ReorderOp):
             names = [a.data for a in prim.order.data]  # type: ignore[union-attr]
             for n in names:
@@ -197,7 +210,9 @@ class Emitter:
         body = Block(arg_types=[INDEX])
         body.args[0].name_hint = name.replace(".", "_")
         loop = scf.ForOp(self.index(0), self.index(extent), self.index(1), [], body)
-        if annotation is not None:
+        if annotation is not None and annotation.startswith("bind:"):
+            loop.attributes[ANNOTATION] = LoopAnnotationAttr("bind", 0, annotation[5:])
+        elif annotation is not None:
             factor = extent if annotation == "vectorize" else 0
             loop.attributes[ANNOTATION] = LoopAnnotationAttr(annotation, factor)
         self.add(loop)

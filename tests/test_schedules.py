@@ -75,13 +75,19 @@ def parallel_inside(s):
     s.parallel("i")
 
 
+def tile(s):
+    io, jo, ii, ji = s.tile("i", "j", 4, 6)
+    s.reorder(io, jo, "k", ii, ji)
+    s.vectorize(ji)
+
+
 def default(s):
     from lathe.lowering.schedules import apply_default_schedule
 
     apply_default_schedule(s.stage)
 
 
-@pytest.mark.parametrize("schedule", [none, tiled, split_reduce, reduce_outermost, fuse_nparts, parallel_inside, default])
+@pytest.mark.parametrize("schedule", [none, tiled, tile, split_reduce, reduce_outermost, fuse_nparts, parallel_inside, default])
 def test_matmul_schedules(schedule, rng):
     module = parse_source(MATMUL, "matmul.mlir")
     schedule(Schedule(_stage(module)))
@@ -157,3 +163,11 @@ def test_bad_schedules_are_reported(apply, words):
         lathe.lower(module)
     assert words in info.value.message
     assert "stage 'C'" in info.value.message
+
+
+def test_bind_is_rejected_by_the_cpu_backend():
+    module = parse_source(MATMUL, "matmul.mlir")
+    Schedule(_stage(module)).bind("i", "blockIdx.x")
+    assert "#loop.annotation<bind = \"blockIdx.x\">" in str(lathe.lower(module))
+    with pytest.raises(lathe.LatheError, match="CPU backend cannot run a loop bound to blockIdx.x"):
+        lathe.compile(module)

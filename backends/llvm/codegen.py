@@ -255,6 +255,11 @@ class FunctionEmitter:
             self.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {self.v(op.destination)}, ptr {self.v(op.source)}, i64 {n}, i1 false)")
         elif isinstance(op, scf.ForOp):
             ann = annotation_of(op)
+            if ann is not None and ann.kind.data == "bind":
+                raise LatheError(
+                    f"the CPU backend cannot run a loop bound to {ann.thread_axis.data} (in @{self.name})",
+                    note="te.bind is for GPU targets; use te.parallel on CPU",
+                )
             if ann is not None and ann.kind.data == "parallel" and self.mod.parallel and not self.in_parallel:
                 self.parallel_for(op)
             else:

@@ -121,3 +121,23 @@ func.func private @neg(%a: tensor<4xf32>) -> tensor<4xf32> attributes {lathe.ker
   }
   func.return %0 : tensor<4xf32>
 }
+
+// -----
+// tile = split x, split y, reorder (x.outer, y.outer, x.inner, y.inner); bind
+// becomes a loop annotation for GPU backends.
+// CHECK-LABEL: func.func private @tiled
+// CHECK:         scf.for %i_outer =
+// CHECK:           scf.for %j_outer =
+// CHECK:             scf.for %i_inner =
+// CHECK:               scf.for %j_inner =
+// CHECK:         } {loop.annotation = #loop.annotation<bind = "blockIdx.x">}
+func.func private @tiled(%a: tensor<8x6xf32>) -> tensor<8x6xf32> attributes {lathe.kernel} {
+  %0 = te.compute {stage = "copy", axes = ["i", "j"]} : tensor<8x6xf32> {
+  ^bb0(%i: index, %j: index):
+    %1 = te.read %a[%i, %j] : tensor<8x6xf32> -> f32
+    te.yield %1 : f32
+  }
+  te.tile %0 {x_axis = "i", y_axis = "j", x_factor = 4, y_factor = 3} : tensor<8x6xf32>
+  te.bind %0 {axis = "i.outer", thread_axis = "blockIdx.x"} : tensor<8x6xf32>
+  func.return %0 : tensor<8x6xf32>
+}
