@@ -114,6 +114,10 @@ class ModuleEmitter:
         self.metadata.append(f"!{n} = {text}")
         return f"!{n}"
 
+    def add_function(self, header: str, lines: list[str]) -> None:
+        """`define <header> { entry: <lines> }`; lines are already indented."""
+        self.functions.append(f"define {header} {{\nentry:\n" + "\n".join(lines) + "\n}\n")
+
     def declare(self, decl: str) -> None:
         self.declares.add(decl)
 
@@ -435,10 +439,8 @@ class FunctionEmitter:
             params.append(f"{types[k]}{attrs} %c{k}")
         body.for_loop(op, lb="%lo", ub="%hi")
         body.emit("ret void")
-        self.mod.functions.append(
-            f"define internal void @{worker}_body({', '.join(params + ['i64 %lo', 'i64 %hi'])}) #0 {{\nentry:\n"
-            + "\n".join(body.lines) + "\n}\n"
-        )
+        self.mod.add_function(f"internal void @{worker}_body({', '.join(params + ['i64 %lo', 'i64 %hi'])}) #0",
+                              body.lines)
         lb, ub, step = self.v(op.lb), self.v(op.ub), self.v(op.step)
         lines = []
         args = []
@@ -469,10 +471,8 @@ class FunctionEmitter:
             f"call void @{worker}_body({', '.join(args + ['i64 %lo', 'i64 %hi'])})",
             "ret void",
         ]
-        self.mod.functions.append(
-            f"define internal void @{worker}(ptr noalias nocapture readonly %ctx) #0 {{\nentry:\n"
-            + "\n".join("  " + x for x in lines) + "\n}\n"
-        )
+        self.mod.add_function(f"internal void @{worker}(ptr noalias nocapture readonly %ctx) #0",
+                              ["  " + x for x in lines])
 
 
 def _bits(t: Attribute) -> int:
@@ -492,7 +492,7 @@ def emit_kernel(mod: ModuleEmitter, f: func.FuncOp) -> None:
         e.names[arg] = pname
         params.append(f"ptr noalias nocapture align 64 {pname}")
     e.block(f.body.block)
-    mod.functions.append(f"define void @{name}({', '.join(params)}) #0 {{\nentry:\n" + "\n".join(e.lines) + "\n}\n")
+    mod.add_function(f"void @{name}({', '.join(params)}) #0", e.lines)
     # packed entry: void name__packed(ptr args)
     lines = []
     args = []
@@ -502,7 +502,7 @@ def emit_kernel(mod: ModuleEmitter, f: func.FuncOp) -> None:
         args.append(f"ptr %p{k}")
     lines.append(f"  call void @{name}({', '.join(args)})")
     lines.append("  ret void")
-    mod.functions.append(f"define void @{name}__packed(ptr %args) #0 {{\nentry:\n" + "\n".join(lines) + "\n}\n")
+    mod.add_function(f"void @{name}__packed(ptr %args) #0", lines)
 
 
 def module_to_llvm_ir(module: ModuleOp, parallel: bool = True, kernels: list[str] | None = None) -> str:

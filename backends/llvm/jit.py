@@ -59,30 +59,27 @@ def parse_ir(text: str) -> llvm.ModuleRef:
     return mod
 
 
-def optimized_ir(text: str, target: LLVMTarget) -> str:
-    tm = target.machine()
+def compile_ir(text: str, target: LLVMTarget, jit: bool = False):
+    """Parse, retarget and optimise; returns (target machine, module)."""
+    tm = target.machine(jit=jit)
     mod = parse_ir(text)
     mod.triple = target.triple
     mod.data_layout = str(tm.target_data)
     optimize(mod, tm, target.opt_level)
-    return str(mod)
+    return tm, mod
+
+
+def optimized_ir(text: str, target: LLVMTarget) -> str:
+    return str(compile_ir(text, target)[1])
 
 
 def emit_object(text: str, target: LLVMTarget) -> bytes:
-    tm = target.machine()
-    mod = parse_ir(text)
-    mod.triple = target.triple
-    mod.data_layout = str(tm.target_data)
-    optimize(mod, tm, target.opt_level)
+    tm, mod = compile_ir(text, target)
     return tm.emit_object(mod)
 
 
 def emit_assembly(text: str, target: LLVMTarget) -> str:
-    tm = target.machine()
-    mod = parse_ir(text)
-    mod.triple = target.triple
-    mod.data_layout = str(tm.target_data)
-    optimize(mod, tm, target.opt_level)
+    tm, mod = compile_ir(text, target)
     return tm.emit_assembly(mod)
 
 
@@ -93,11 +90,7 @@ class JITModule:
         if not target.is_host:
             raise LatheError(f"cannot JIT for {target}: it is not this machine's triple (emit an object file instead)")
         openmp_library()
-        self.tm = target.machine(jit=True)
-        mod = parse_ir(text)
-        mod.triple = target.triple
-        mod.data_layout = str(self.tm.target_data)
-        optimize(mod, self.tm, target.opt_level)
+        self.tm, mod = compile_ir(text, target, jit=True)
         self.optimized_ir = str(mod)
         self.engine = llvm.create_mcjit_compiler(mod, self.tm)
         self.engine.finalize_object()
