@@ -1,144 +1,905 @@
-"""lower-graph-to-te: each graph op in a kernel becomes a te.compute.
+"""lower-graph-to-te: each graph op in a kernel becomes one or more te.computes.
 
 The compute definitions here are Lathe's TOPI: one function per op family,
-written with the te_builder DSL. A kernel function (outlined by
-outline-kernels or fuse-ops) keeps its signature; only its body changes.
+written with the te_builder DSL. An op lowers to a list of stages, the last
+of which is its result (softmax: max, sum of exp, normalise). Out-of-bounds
+reads never happen: padding and windows read a clamped index and select the
+pad value, so every stage stays a pure function of its indices.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.builtin import IntegerType, ModuleOp, TensorType, f32, f64, i1, i32
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import (
-    PatternRewriter,
-    PatternRewriteWalker,
-    RewritePattern,
-    op_type_rewrite_pattern,
-)
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
+from xdsl.rewriter import Rewriter
 
 from lathe.dialects import graph, te
+from lathe.dialects.graph import is_float, shape_of
 from lathe.errors import LatheError
 from lathe.lowering import te_builder as tb
-from lathe.lowering.te_builder import Tensor, broadcast_index, compute
+from lathe.lowering.te_builder import Expr, Tensor, broadcast_index, compute, index, select
 from lathe.passes.outline import KERNEL_ATTR
 
+Stages = list[te.ComputeOp]
 
-def _elementwise(fn: Callable[[tb.Expr], tb.Expr]):
-    def lower(op: Operation) -> te.ComputeOp:
+
+def _name(op: Operation) -> str:
+    return "T_" + op.relay_name().replace(".", "_")
+
+
+def _dtype_min(t) -> float | int:
+    if is_float(t):
+        return float("-inf")
+    return -(2 ** (t.width.data - 1)) if t.width.data > 1 else 0
+
+
+def _dtype_max(t) -> float | int:
+    if is_float(t):
+        return float("inf")
+    return 2 ** (t.width.data - 1) - 1 if t.width.data > 1 else 1
+
+
+def _in_range(i: Expr, lo: int, hi: int) -> Expr:
+    """lo <= i < hi for an index expression."""
+    return i.ge(lo).logical_and(i.lt(hi))
+
+
+def _padded_read(t: Tensor, idx: list, valid: Expr | None, pad_value) -> Expr:
+    """t[idx] where valid, else pad_value; indices are clamped so the read is safe."""
+    if valid is None:
+        return t[tuple(idx)]
+    clamped = [tb.clamp(i, 0, n - 1) if isinstance(i, Expr) else i for i, n in zip(idx, t.shape)]
+    return select(valid, t[tuple(clamped)], pad_value)
+
+
+def _and_all(conds: list[Expr]) -> Expr | None:
+    out = None
+    for c in conds:
+        out = c if out is None else out.logical_and(c)
+    return out
+
+
+# -- elementwise ---------------------------------------------------------------------
+
+
+def _elementwise(fn: Callable[..., Expr]):
+    def lower(op: Operation) -> Stages:
         x = Tensor(op.operands[0])
-        out = op.results[0].type
-        return compute(op.relay_name().replace(".", "_"), out, lambda *i: fn(x[tuple(i)]))
+        return [compute(_name(op), op.results[0].type, lambda *i: fn(op, x[tuple(i)]))]
     return lower
 
 
-def _broadcast(fn: Callable[[tb.Expr, tb.Expr], tb.Expr]):
-    def lower(op: Operation) -> te.ComputeOp:
-        a, b = Tensor(op.operands[0]), Tensor(op.operands[1])
+def _broadcast(fn: Callable[[Expr, Expr], Expr]):
+    def lower(op: Operation) -> Stages:
+        ins = [Tensor(v) for v in op.operands]
         out = op.results[0].type
-        oshape = out.get_shape()
+        oshape = shape_of(out)
 
         def body(*i):
-            return fn(a[tuple(broadcast_index(i, a.shape, oshape))], b[tuple(broadcast_index(i, b.shape, oshape))])
-        return compute(op.relay_name(), out, body)
+            return fn(*[t[tuple(broadcast_index(i, t.shape, oshape))] for t in ins])
+        return [compute(_name(op), out, body)]
     return lower
 
 
-def _relu(x: tb.Expr) -> tb.Expr:
+def _relu(op, x: Expr) -> Expr:
     return tb.maximum(x, 0)
 
 
-def _sigmoid(x: tb.Expr) -> tb.Expr:
+def _leaky_relu(op, x: Expr) -> Expr:
+    return select(x.lt(0), x * op.attrs()["alpha"], x)
+
+
+def _abs(op, x: Expr) -> Expr:
+    return tb.fabs(x) if is_float(x.type) else select(x.lt(0), -x, x)
+
+
+def _sigmoid(op, x: Expr) -> Expr:
     return 1.0 / (1.0 + tb.exp(-x))
 
 
-def _dense(op: graph.DenseOp) -> te.ComputeOp:
+def _clip(op, x: Expr) -> Expr:
+    a = op.attrs()
+    lo, hi = a["a_min"], a["a_max"]
+    if not is_float(x.type):
+        lo, hi = math.ceil(lo), math.floor(hi)
+    return tb.minimum(tb.maximum(x, lo), hi)
+
+
+def _cast(op, x: Expr) -> Expr:
+    return tb.cast(x, op.result.type.element_type)
+
+
+def _divide(a: Expr, b: Expr) -> Expr:
+    return a / b  # DivSI rounds toward zero for integers, as TVM
+
+
+def _power(a: Expr, b: Expr) -> Expr:
+    if is_float(a.type):
+        return tb.power(a, b)
+    return tb.cast(tb.power(tb.cast(a, f64), tb.cast(b, f64)), a.type)
+
+
+def _fill(value):
+    def lower(op: Operation) -> Stages:
+        out = op.results[0].type
+        return [compute(_name(op), out, lambda *i: tb.const(value, out.element_type))]
+    return lower
+
+
+def _full(op: graph.FullOp) -> Stages:
+    v = Tensor(op.fill_value)
+    return [compute(_name(op), op.result.type, lambda *i: v[()])]
+
+
+def _full_like(op: graph.FullLikeOp) -> Stages:
+    v = Tensor(op.fill_value)
+    return [compute(_name(op), op.result.type, lambda *i: v[()])]
+
+
+def _where(op: graph.WhereOp) -> Stages:
+    c, x, y = Tensor(op.condition), Tensor(op.x), Tensor(op.y)
+    oshape = shape_of(op.result.type)
+
+    def body(*i):
+        def at(t):
+            return t[tuple(broadcast_index(i, t.shape, oshape))]
+        return select(at(c), at(x), at(y))
+    return [compute(_name(op), op.result.type, body)]
+
+
+# -- contractions -----------------------------------------------------------------------
+
+
+def _dense(op: graph.DenseOp) -> Stages:
     x, w = Tensor(op.data), Tensor(op.weight)
     k = x.shape[-1]
     out = op.result.type
-    rank = len(out.get_shape())
+    rank = len(shape_of(out))
+    dt = out.element_type
 
     def body(*idx):
         *batch, j, r = idx
-        return x[(*batch, r)] * w[j, r]
+        return tb.cast(x[(*batch, r)], dt) * tb.cast(w[j, r], dt)
     names = [f"i{d}" for d in range(rank - 1)] + ["j", "k"]
-    return compute("T_dense", out, body, reduce=[k], axis_names=names)
+    return [compute("T_dense", out, body, reduce=[k], axis_names=names)]
 
 
-def _matmul(op: graph.MatmulOp) -> te.ComputeOp:
+def _matmul(op: graph.MatmulOp) -> Stages:
     a, b = Tensor(op.tensor_a), Tensor(op.tensor_b)
-    ta = graph.prop_bool(op.properties, "transpose_a")
-    tbt = graph.prop_bool(op.properties, "transpose_b")
+    at = op.attrs()
+    ta, tbt = at["transpose_a"], at["transpose_b"]
     k = a.shape[0] if ta else a.shape[1]
+    dt = op.result.type.element_type
 
     def body(i, j, r):
-        return (a[r, i] if ta else a[i, r]) * (b[j, r] if tbt else b[r, j])
-    return compute("T_matmul", op.result.type, body, reduce=[k], axis_names=["i", "j", "k"])
+        return tb.cast(a[r, i] if ta else a[i, r], dt) * tb.cast(b[j, r] if tbt else b[r, j], dt)
+    return [compute("T_matmul", op.result.type, body, reduce=[k], axis_names=["i", "j", "k"])]
 
 
-def _bias_add(op: graph.BiasAddOp) -> te.ComputeOp:
+def _batch_matmul(op: graph.BatchMatmulOp) -> Stages:
+    a, b = Tensor(op.tensor_a), Tensor(op.tensor_b)
+    at = op.attrs()
+    ta, tbt = at["transpose_a"], at["transpose_b"]
+    k = a.shape[1] if ta else a.shape[2]
+    dt = op.result.type.element_type
+
+    def body(n, i, j, r):
+        na = 0 if a.shape[0] == 1 else n
+        nb = 0 if b.shape[0] == 1 else n
+        x = a[na, r, i] if ta else a[na, i, r]
+        y = b[nb, j, r] if tbt else b[nb, r, j]
+        return tb.cast(x, dt) * tb.cast(y, dt)
+    return [compute("T_batch_matmul", op.result.type, body, reduce=[k], axis_names=["b", "i", "j", "k"])]
+
+
+def _conv2d(op: graph.Conv2dOp) -> Stages:
+    x, w = Tensor(op.data), Tensor(op.weight)
+    g = graph.Conv2dOp.geometry("", op.data.type, op.weight.type, op.attrs())
+    nchw = g["layout"] == "NCHW"
+    cg, og = g["c"] // g["groups"], g["o"] // g["groups"]
+    dt = op.result.type.element_type
+    kpos = {c: k for k, c in enumerate(g["klayout"])}
+
+    def body(*idx):
+        if nchw:
+            n, o, y, xx, rc, ry, rx = idx
+        else:
+            n, y, xx, o, rc, ry, rx = idx
+        c = rc if g["groups"] == 1 else (o // og) * cg + rc
+        iy = y * g["sh"] + ry * g["dh"] - g["pt"]
+        ix = xx * g["sw"] + rx * g["dw"] - g["pl"]
+        conds = []
+        if g["pt"] or g["pb"]:
+            conds.append(_in_range(iy, 0, g["h"]))
+        if g["pl"] or g["pr"]:
+            conds.append(_in_range(ix, 0, g["w"]))
+        data_idx = [n, c, iy, ix] if nchw else [n, iy, ix, c]
+        v = _padded_read(x, data_idx, _and_all(conds), 0.0)
+        widx = [None] * 4
+        widx[kpos["O"]], widx[kpos["I"]], widx[kpos["H"]], widx[kpos["W"]] = o, rc, ry, rx
+        return tb.cast(v, dt) * tb.cast(w[tuple(widx)], dt)
+    names = (["n", "f", "y", "x"] if nchw else ["n", "y", "x", "f"]) + ["rc", "ry", "rx"]
+    return [compute("T_conv2d", op.result.type, body, reduce=[cg, g["kh"], g["kw"]], axis_names=names)]
+
+
+def _conv2d_transpose(op: graph.Conv2dTransposeOp) -> Stages:
+    """out[n, o, y, x] = Σ x[n, c, (y + pt - ry·dh)/sh, ...] · w[c, o, ry, rx] where divisible."""
+    x, w = Tensor(op.data), Tensor(op.weight)
+    g = graph.Conv2dTransposeOp.geometry("", op.data.type, op.weight.type, op.attrs())
+    cg = g["c"] // g["groups"]
+
+    def body(n, o, y, xx, rc, ry, rx):
+        c = rc if g["groups"] == 1 else (o // g["og"]) * cg + rc
+        ol = o if g["groups"] == 1 else o % g["og"]
+        ty = y + g["pt"] - ry * g["dh"]
+        tx = xx + g["pl"] - rx * g["dw"]
+        conds = [ty.ge(0), tx.ge(0)]
+        if g["sh"] > 1:
+            conds.append((ty % g["sh"]).eq(0))
+        if g["sw"] > 1:
+            conds.append((tx % g["sw"]).eq(0))
+        iy = ty // g["sh"] if g["sh"] > 1 else ty
+        ix = tx // g["sw"] if g["sw"] > 1 else tx
+        conds += [iy.lt(g["h"]), ix.lt(g["w"])]
+        v = _padded_read(x, [n, c, iy, ix], _and_all(conds), 0.0)
+        return v * w[c, ol, ry, rx]
+    return [compute("T_conv2d_transpose", op.result.type, body, reduce=[cg, g["kh"], g["kw"]],
+                    axis_names=["n", "f", "y", "x", "rc", "ry", "rx"])]
+
+
+# -- nn -------------------------------------------------------------------------------------
+
+
+def _bias_add(op: graph.BiasAddOp) -> Stages:
     x, b = Tensor(op.data), Tensor(op.bias)
-    axis = graph.BiasAddOp.normalized_axis(len(x.shape), op.properties)
-    return compute("T_add", op.result.type, lambda *i: x[tuple(i)] + b[i[axis]])
+    axis = graph.normalize_axis("", op.attrs()["axis"], len(x.shape))
+    return [compute("T_add", op.result.type, lambda *i: x[tuple(i)] + b[i[axis]])]
 
 
-TE_COMPUTE: dict[type[Operation], Callable[[Operation], te.ComputeOp]] = {
-    graph.ReluOp: _elementwise(_relu),
-    graph.NegativeOp: _elementwise(lambda x: -x),
-    graph.ExpOp: _elementwise(tb.exp),
-    graph.TanhOp: _elementwise(tb.tanh),
-    graph.SigmoidOp: _elementwise(_sigmoid),
-    graph.SqrtOp: _elementwise(tb.sqrt),
-    graph.AddOp: _broadcast(lambda a, b: a + b),
-    graph.SubtractOp: _broadcast(lambda a, b: a - b),
-    graph.MultiplyOp: _broadcast(lambda a, b: a * b),
-    graph.DivideOp: _broadcast(lambda a, b: a / b),
-    graph.MaximumOp: _broadcast(tb.maximum),
-    graph.MinimumOp: _broadcast(tb.minimum),
-    graph.DenseOp: _dense,
-    graph.MatmulOp: _matmul,
-    graph.BiasAddOp: _bias_add,
-}
+def _prelu(op: graph.PReluOp) -> Stages:
+    x, al = Tensor(op.data), Tensor(op.alpha)
+    axis = graph.normalize_axis("", op.attrs()["axis"], len(x.shape))
+
+    def body(*i):
+        v = x[tuple(i)]
+        return select(v.lt(0), v * al[i[axis]], v)
+    return [compute("T_prelu", op.result.type, body)]
 
 
-def _scalar_constant_compute(op: graph.ConstantOp) -> te.ComputeOp:
+def _reduce_over_axis(name: str, src: Tensor, axis: int, combiner: str, fn=None) -> te.ComputeOp:
+    """keepdims reduction of `fn(src[...])` over one axis."""
+    shape = list(src.shape)
+    n = shape[axis]
+    shape[axis] = 1
+    out = graph.tensor(shape, src.dtype)
+
+    def body(*idx):
+        *sp, r = idx
+        read = list(sp)
+        read[axis] = r
+        v = src[tuple(read)]
+        return fn(v, sp) if fn else v
+    return compute(name, out, body, reduce=[n], combiner=combiner)
+
+
+def _softmax(op: Operation, log: bool) -> Stages:
+    x = Tensor(op.operands[0])
+    axis = graph.normalize_axis("", op.attrs()["axis"], len(x.shape))
+    mx = _reduce_over_axis("T_softmax_maxelem", x, axis, "max")
+    mxt = Tensor(mx.result)
+
+    def keep(sp):
+        k = list(sp)
+        k[axis] = 0
+        return tuple(k)
+    ex = _reduce_over_axis("T_softmax_expsum", x, axis, "sum", lambda v, sp: tb.exp(v - mxt[keep(sp)]))
+    ext = Tensor(ex.result)
+    if log:
+        out = compute("T_log_softmax", op.result.type,
+                      lambda *i: x[tuple(i)] - mxt[keep(i)] - tb.log(ext[keep(i)]))
+    else:
+        out = compute("T_softmax", op.result.type,
+                      lambda *i: tb.exp(x[tuple(i)] - mxt[keep(i)]) / ext[keep(i)])
+    return [mx, ex, out]
+
+
+def _layer_norm(op: graph.LayerNormOp) -> Stages:
+    a = op.attrs()
+    x, gamma, beta = Tensor(op.data), Tensor(op.gamma), Tensor(op.beta)
+    axis = graph.normalize_axis("", a["axis"], len(x.shape))
+    n = x.shape[axis]
+
+    def keep(sp):
+        k = list(sp)
+        k[axis] = 0
+        return tuple(k)
+    s = _reduce_over_axis("T_layer_norm_sum", x, axis, "sum")
+    st = Tensor(s.result)
+    var = _reduce_over_axis("T_layer_norm_sqsum", x, axis, "sum",
+                            lambda v, sp: (v - st[keep(sp)] / n) * (v - st[keep(sp)] / n))
+    vt = Tensor(var.result)
+
+    def body(*i):
+        mean = st[keep(i)] / n
+        v = (x[tuple(i)] - mean) / tb.sqrt(vt[keep(i)] / n + a["epsilon"])
+        if a["scale"]:
+            v = v * gamma[i[axis]]
+        if a["center"]:
+            v = v + beta[i[axis]]
+        return v
+    return [s, var, compute("T_layer_norm", op.result.type, body)]
+
+
+def _lrn(op: graph.LRNOp) -> Stages:
+    a = op.attrs()
+    x = Tensor(op.data)
+    axis = graph.normalize_axis("", a["axis"], len(x.shape))
+    size, before = a["size"], (a["size"] - 1) // 2
+    c = x.shape[axis]
+    sq = compute("T_lrn_sqsum", op.result.type, lambda *i: _lrn_tap(x, list(i), axis, before, c),
+                 reduce=[size], combiner="sum")
+    sqt = Tensor(sq.result)
+
+    def body(*i):
+        base = a["bias"] + (a["alpha"] / size) * sqt[tuple(i)]
+        return x[tuple(i)] / tb.power(base, tb.const(a["beta"], x.dtype))
+    return [sq, compute("T_lrn", op.result.type, body)]
+
+
+def _lrn_tap(x: Tensor, idx: list, axis: int, before: int, c: int) -> Expr:
+    *sp, r = idx
+    ch = sp[axis] + r - before
+    read = list(sp)
+    read[axis] = ch
+    v = _padded_read(x, read, _in_range(ch, 0, c), 0.0)
+    return v * v
+
+
+def _pool(op: Operation, kind: str) -> Stages:
+    a = op.attrs()
+    x = Tensor(op.operands[0])
+    g = graph.Pool2dBase.geometry("", op.operands[0].type, a)
+    nchw = g["layout"] == "NCHW"
+    dt = x.dtype
+
+    def taps(idx):
+        if nchw:
+            n, c, y, xx, ry, rx = idx
+        else:
+            n, y, xx, c, ry, rx = idx
+        iy = y * g["sh"] + ry * g["dh"] - g["pt"]
+        ix = xx * g["sw"] + rx * g["dw"] - g["pl"]
+        return n, c, iy, ix
+
+    def read(idx, pad_value):
+        n, c, iy, ix = taps(idx)
+        valid = _in_range(iy, 0, g["h"]).logical_and(_in_range(ix, 0, g["w"]))
+        return _padded_read(x, [n, c, iy, ix] if nchw else [n, iy, ix, c], valid, pad_value)
+
+    names = (["n", "c", "y", "x"] if nchw else ["n", "y", "x", "c"]) + ["ry", "rx"]
+    red = [g["kh"], g["kw"]]
+    if kind == "max":
+        return [compute("T_max_pool2d", op.result.type, lambda *i: read(i, _dtype_min(dt)), reduce=red,
+                        combiner="max", axis_names=names)]
+    total = compute("T_avg_pool2d_sum", op.result.type, lambda *i: read(i, 0.0), reduce=red, axis_names=names)
+
+    def counted(*idx):
+        _, _, iy, ix = taps(idx)
+        if a["count_include_pad"]:
+            lo_y, hi_y, lo_x, hi_x = -g["pt"], g["h"] + g["pb"], -g["pl"], g["w"] + g["pr"]
+        else:
+            lo_y, hi_y, lo_x, hi_x = 0, g["h"], 0, g["w"]
+        valid = _in_range(iy, lo_y, hi_y).logical_and(_in_range(ix, lo_x, hi_x))
+        return select(valid, tb.const(1.0, dt), tb.const(0.0, dt))
+    count = compute("T_avg_pool2d_count", op.result.type, counted, reduce=red, axis_names=names)
+    tt, ct = Tensor(total.result), Tensor(count.result)
+    return [total, count, compute("T_avg_pool2d", op.result.type, lambda *i: tt[tuple(i)] / ct[tuple(i)])]
+
+
+def _global_pool(op: Operation, kind: str) -> Stages:
+    x = Tensor(op.operands[0])
+    nchw = op.attrs()["layout"] == "NCHW"
+    h, w = (x.shape[2], x.shape[3]) if nchw else (x.shape[1], x.shape[2])
+
+    def body(*idx):
+        if nchw:
+            n, c, _, _, ry, rx = idx
+            return x[n, c, ry, rx]
+        n, _, _, c, ry, rx = idx
+        return x[n, ry, rx, c]
+    if kind == "max":
+        return [compute("T_global_max_pool2d", op.result.type, body, reduce=[h, w], combiner="max")]
+    s = compute("T_global_avg_pool2d_sum", op.result.type, body, reduce=[h, w])
+    st = Tensor(s.result)
+    return [s, compute("T_global_avg_pool2d", op.result.type, lambda *i: st[tuple(i)] / float(h * w))]
+
+
+def _adaptive_avg_pool(op: graph.AdaptiveAvgPool2dOp) -> Stages:
+    x = Tensor(op.data)
+    _, _, h, w = x.shape
+    oh, ow = shape_of(op.result.type)[2:]
+    wy, wx = -(-h // oh) + 1, -(-w // ow) + 1  # the widest window
+
+    def bounds(i, n, o):
+        start = (i * n) // o
+        end = (i * n + n + o - 1) // o
+        return start, end
+
+    def body(nn, c, i, j, ry, rx):
+        y0, y1 = bounds(i, h, oh)
+        x0, x1 = bounds(j, w, ow)
+        iy, ix = y0 + ry, x0 + rx
+        valid = iy.lt(y1).logical_and(ix.lt(x1))
+        return _padded_read(x, [nn, c, iy, ix], valid, 0.0)
+    s = compute("T_adaptive_pool_sum", op.result.type, body, reduce=[min(wy, h), min(wx, w)])
+    st = Tensor(s.result)
+
+    def avg(nn, c, i, j):
+        y0, y1 = bounds(i, h, oh)
+        x0, x1 = bounds(j, w, ow)
+        area = tb.cast((y1 - y0) * (x1 - x0), x.dtype)
+        return st[nn, c, i, j] / area
+    return [s, compute("T_adaptive_avg_pool2d", op.result.type, avg)]
+
+
+def _pad(op: graph.PadOp) -> Stages:
+    a = op.attrs()
+    x = Tensor(op.data)
+    pw = a["pad_width"]
+    mode = a["pad_mode"]
+
+    def body(*i):
+        src, conds = [], []
+        for d, (idx, (before, after)) in enumerate(zip(i, pw)):
+            n = x.shape[d]
+            s = idx - before if before else idx
+            if mode == "edge" and (before or after):
+                s = tb.clamp(s, 0, n - 1)
+            elif mode == "reflect" and (before or after):
+                s = select(s.lt(0), -s, s)  # reflect about 0
+                s = select(s.ge(n), (2 * (n - 1)) - s, s)  # reflect about n - 1
+            elif before or after:
+                conds.append(_in_range(s, 0, n))
+            src.append(s)
+        pad_value = a["pad_value"] if is_float(x.dtype) else int(a["pad_value"])
+        return _padded_read(x, src, _and_all(conds), pad_value)
+    return [compute("T_pad", op.result.type, body)]
+
+
+def _resize2d(op: graph.Resize2dOp) -> Stages:
+    from lathe.runtime.interpreter import resize_source
+
+    a = op.attrs()
+    x = Tensor(op.data)
+    nchw = a["layout"] == "NCHW"
+    h, w = (x.shape[2], x.shape[3]) if nchw else (x.shape[1], x.shape[2])
+    oh, ow = graph.pair("", a, "size")
+    mode = a["coordinate_transformation_mode"]
+
+    def src(i, out_size, in_size):
+        return resize_source(mode, out_size, in_size, tb.index_as_float(i))
+
+    def at(n, c, yy, xx):
+        return x[(n, c, yy, xx) if nchw else (n, yy, xx, c)]
+
+    if a["method"] == "nearest_neighbor":
+        rounding = a["rounding_method"] or ("floor" if mode == "asymmetric" else "round")
+
+        def nearest(s, n):
+            if rounding in ("round", "round_prefer_ceil"):
+                v = tb.floor(s + 0.5)
+            elif rounding == "round_prefer_floor":
+                v = tb.ceil(s - 0.5)
+            elif rounding == "floor":
+                v = tb.floor(s)
+            else:
+                v = tb.ceil(s)
+            return tb.clamp(tb.cast(v, tb.INDEX), 0, n - 1)
+
+        def body(*i):
+            n, c, y, xx = i if nchw else (i[0], i[3], i[1], i[2])
+            return at(n, c, nearest(src(y, oh, h), h), nearest(src(xx, ow, w), w))
+        return [compute("T_resize2d", op.result.type, body)]
+
+    def bilinear(*i):
+        n, c, y, xx = i if nchw else (i[0], i[3], i[1], i[2])
+        sy = tb.minimum(tb.maximum(src(y, oh, h), 0.0), float(h - 1))
+        sx = tb.minimum(tb.maximum(src(xx, ow, w), 0.0), float(w - 1))
+        fy0, fx0 = tb.floor(sy), tb.floor(sx)
+        y0, x0 = tb.cast(fy0, tb.INDEX), tb.cast(fx0, tb.INDEX)
+        y1, x1 = tb.minimum(y0 + 1, h - 1), tb.minimum(x0 + 1, w - 1)
+        dy, dx = sy - fy0, sx - fx0
+
+        def px(yy, xv):
+            return tb.cast(at(n, c, yy, xv), f64)
+        top = px(y0, x0) * (1.0 - dx) + px(y0, x1) * dx
+        bot = px(y1, x0) * (1.0 - dx) + px(y1, x1) * dx
+        return top * (1.0 - dy) + bot * dy
+    return [compute("T_resize2d", op.result.type, bilinear)]
+
+
+# -- reductions --------------------------------------------------------------------------------
+
+
+def _reduction_stage(op: Operation, combiner: str, name: str, fn=None, dtype=None) -> te.ComputeOp:
+    """Reduce operand 0 over the op's axes; `fn(value, full_index)` transforms each element."""
+    a = op.attrs()
+    x = Tensor(op.operands[0])
+    rank = len(x.shape)
+    axes = graph.reduce_axes("", a, rank)
+    out = op.results[0].type
+    if dtype is not None:
+        out = graph.tensor(shape_of(out), dtype)
+    keep = bool(a["keepdims"])
+    kept = [d for d in range(rank) if d not in axes]
+
+    def body(*idx):
+        nsp = len(shape_of(out))
+        sp, red = idx[:nsp], idx[nsp:]
+        full = [None] * rank
+        for d, r in zip(axes, red):
+            full[d] = r
+        for k, d in enumerate(kept):
+            full[d] = sp[d] if keep else sp[k]
+        v = x[tuple(full)]
+        return fn(v, full) if fn else v
+    return compute(name, out, body, reduce=[x.shape[d] for d in axes] or [1], combiner=combiner)
+
+
+def _reduce(combiner: str):
+    def lower(op: Operation) -> Stages:
+        return [_reduction_stage(op, combiner, _name(op))]
+    return lower
+
+
+def _count(op: Operation) -> int:
+    x = op.operands[0].type
+    return math.prod(shape_of(x)[d] for d in graph.reduce_axes("", op.attrs(), len(shape_of(x))))
+
+
+def _mean(op: graph.MeanOp) -> Stages:
+    s = _reduction_stage(op, "sum", "T_mean_sum")
+    st = Tensor(s.result)
+    n = _count(op)
+    return [s, compute("T_mean", op.result.type, lambda *i: st[tuple(i)] / tb.const(n, st.dtype))]
+
+
+def _variance(op: graph.VarianceOp) -> Stages:
+    a = op.attrs()
+    x = Tensor(op.data)
+    rank = len(x.shape)
+    axes = graph.reduce_axes("", a, rank)
+    n = _count(op)
+    keep_shape = [1 if d in axes else s for d, s in enumerate(x.shape)]
+    keep_op = graph.tensor(keep_shape, x.dtype)
+    # mean with keepdims, then the squared deviations summed over the same axes
+    s = compute("T_variance_sum", keep_op, lambda *idx: x[tuple(_full_index(idx, axes, rank))],
+                reduce=[x.shape[d] for d in axes] or [1])
+    st = Tensor(s.result)
+
+    def dev(v, full):
+        mean = st[tuple(0 if d in axes else full[d] for d in range(rank))] / float(n)
+        return (v - mean) * (v - mean)
+    sq = _reduction_stage(op, "sum", "T_variance_sqsum", dev)
+    sqt = Tensor(sq.result)
+    denom = float(n - 1 if a["unbiased"] else n)
+    return [s, sq, compute("T_variance", op.result.type, lambda *i: sqt[tuple(i)] / denom)]
+
+
+def _full_index(idx, axes: list[int], rank: int) -> list:
+    """Index of the input for a keepdims reduction stage: spatial then reduce block args."""
+    sp, red = idx[:rank], idx[rank:]
+    full = list(sp)
+    for d, r in zip(axes, red):
+        full[d] = r
+    return full
+
+
+def _arg(kind: str):
+    def lower(op: Operation) -> Stages:
+        a = op.attrs()
+        x = Tensor(op.operands[0])
+        rank = len(x.shape)
+        axes = graph.reduce_axes("", a, rank)
+        best = _reduction_stage(op, kind, f"T_{op.relay_name()}_value", dtype=x.dtype)
+        bt = Tensor(best.result)
+        strides = {}
+        acc = 1
+        for d in reversed(axes):
+            strides[d] = acc
+            acc *= x.shape[d]
+        keep = bool(a["keepdims"])
+        kept = [d for d in range(rank) if d not in axes]
+
+        def pick(v, full):
+            flat = None
+            for d in axes:
+                term = tb.cast(full[d], i32) * strides[d]
+                flat = term if flat is None else flat + term
+            if keep:
+                bidx = [0 if d in axes else full[d] for d in range(rank)]
+            else:
+                bidx = [full[d] for d in kept]
+            hit = v.eq(bt[tuple(bidx)])
+            if a["select_last_index"]:
+                return select(hit, flat, -1)
+            return select(hit, flat, acc)
+        combiner = "max" if a["select_last_index"] else "min"
+        return [best, _reduction_stage(op, combiner, f"T_{op.relay_name()}", pick)]
+    return lower
+
+
+# -- shape and data movement ------------------------------------------------------------------
+
+
+def _delinearize(flat: Expr, shape: list[int]) -> list:
+    out = []
+    for d in reversed(shape):
+        out.append(flat % d if d != 1 else 0)
+        flat = flat // d if d != 1 else flat
+    return out[::-1]
+
+
+def _linearize(idx, shape: list[int]) -> Expr | int:
+    flat = None
+    for i, d in zip(idx, shape):
+        if d == 1:
+            continue
+        flat = i if flat is None else flat * d + i
+    return index(0) if flat is None else flat
+
+
+def _reshape(op: Operation) -> Stages:
+    x = Tensor(op.operands[0])
+    oshape = shape_of(op.results[0].type)
+    if oshape == x.shape:
+        return [compute(_name(op), op.results[0].type, lambda *i: x[tuple(i)])]
+
+    def body(*i):
+        return x[tuple(_delinearize(_linearize(i, oshape), x.shape))]
+    return [compute(_name(op), op.results[0].type, body)]
+
+
+def _transpose(op: graph.TransposeOp) -> Stages:
+    x = Tensor(op.data)
+    perm = graph.TransposeOp.perm("", len(x.shape), op.attrs())
+
+    def body(*i):
+        src = [None] * len(perm)
+        for k, p in enumerate(perm):
+            src[p] = i[k]
+        return x[tuple(src)]
+    return [compute("T_transpose", op.result.type, body)]
+
+
+def _tuple_fields(op: Operation) -> list[Tensor]:
+    owner = op.operands[0].owner
+    if not isinstance(owner, graph.TupleOp):
+        raise LatheError(f"lower-graph-to-te: {op.relay_name()} needs its tuple built inside the kernel")
+    return [Tensor(v) for v in owner.operands]
+
+
+def _concatenate(op: graph.ConcatenateOp) -> Stages:
+    fields = _tuple_fields(op)
+    axis = graph.normalize_axis("", op.attrs()["axis"], len(fields[0].shape))
+    offsets = [0]
+    for f in fields:
+        offsets.append(offsets[-1] + f.shape[axis])
+
+    def body(*i):
+        result = None
+        for f, lo in reversed(list(zip(fields, offsets))):
+            idx = list(i)
+            idx[axis] = tb.clamp(i[axis] - lo, 0, f.shape[axis] - 1)
+            v = f[tuple(idx)]
+            result = v if result is None else select(i[axis].lt(lo + f.shape[axis]), v, result)
+        return result
+    return [compute("T_concat", op.result.type, body)]
+
+
+def _stack(op: graph.StackOp) -> Stages:
+    fields = _tuple_fields(op)
+    axis = graph.normalize_axis("", op.attrs()["axis"], len(fields[0].shape) + 1)
+
+    def body(*i):
+        idx = tuple(i[:axis] + i[axis + 1:])
+        result = fields[-1][idx]
+        for k in range(len(fields) - 2, -1, -1):
+            result = select(i[axis].eq(k), fields[k][idx], result)
+        return result
+    return [compute("T_stack", op.result.type, body)]
+
+
+def _strided_slice(op: graph.StridedSliceOp) -> Stages:
+    x = Tensor(op.data)
+    bounds = graph.slice_bounds("", x.shape, op.attrs())
+
+    def body(*i):
+        return x[tuple(b + s * k if (b, s) != (0, 1) else k for k, (b, s, _) in zip(i, bounds))]
+    return [compute("T_strided_slice", op.result.type, body)]
+
+
+def _index_value(v: Expr, n: int, mode: str) -> Expr:
+    """A data-dependent index into an axis of size n: negative wraps once; clip or wrap."""
+    i = tb.cast(v, tb.INDEX)
+    if mode == "wrap":
+        r = i % n
+        return select(r.lt(0), r + n, r)
+    i = select(i.lt(0), i + n, i)
+    return tb.clamp(i, 0, n - 1)
+
+
+def _take(op: graph.TakeOp) -> Stages:
+    a = op.attrs()
+    x, idx = Tensor(op.data), Tensor(op.indices)
+    nd = len(idx.shape)
+    if a["axis"] is None:
+        total = math.prod(x.shape)
+        return [compute("T_take", op.result.type,
+                        lambda *i: x[tuple(_delinearize(_index_value(idx[tuple(i)], total, a["mode"]), x.shape))])]
+    axis = graph.normalize_axis("", a["axis"], len(x.shape))
+
+    def body(*i):
+        sel = _index_value(idx[tuple(i[axis:axis + nd])], x.shape[axis], a["mode"])
+        return x[tuple(i[:axis]) + (sel,) + tuple(i[axis + nd:])]
+    return [compute("T_take", op.result.type, body)]
+
+
+def _gather(op: graph.GatherOp) -> Stages:
+    x, idx = Tensor(op.data), Tensor(op.indices)
+    axis = graph.normalize_axis("", op.attrs()["axis"], len(x.shape))
+
+    def body(*i):
+        src = list(i)
+        src[axis] = _index_value(idx[tuple(i)], x.shape[axis], "clip")
+        return x[tuple(src)]
+    return [compute("T_gather", op.result.type, body)]
+
+
+def _tile(op: graph.TileOp) -> Stages:
+    x = Tensor(op.data)
+    oshape = shape_of(op.result.type)
+    offset = len(oshape) - len(x.shape)
+    return [compute("T_tile", op.result.type,
+                    lambda *i: x[tuple(i[offset + k] % d if d != 1 else 0 for k, d in enumerate(x.shape))])]
+
+
+def _broadcast_to(op: graph.BroadcastToOp) -> Stages:
+    x = Tensor(op.data)
+    oshape = shape_of(op.result.type)
+    return [compute("T_broadcast_to", op.result.type, lambda *i: x[tuple(broadcast_index(i, x.shape, oshape))])]
+
+
+def _constant(op: graph.ConstantOp) -> Stages:
     from lathe.runtime.interpreter import constant_value
 
     value = constant_value(op)
     out = op.result.type
-    assert isinstance(out, TensorType)
     if value.size != 1:
         raise LatheError("lower-graph-to-te: only scalar constants may live inside a kernel")
-    return compute("T_const", out, lambda *i: tb.const(value.reshape(-1)[0].item(), out.element_type))
+    return [compute("T_const", out, lambda *i: tb.const(value.reshape(-1)[0].item(), out.element_type))]
+
+
+def _float_unary(fn):
+    return _elementwise(lambda op, x: fn(x))
+
+
+TE_COMPUTE: dict[type[Operation], Callable[[Operation], Stages]] = {
+    graph.ConstantOp: _constant,
+    graph.ReluOp: _elementwise(_relu),
+    graph.LeakyReluOp: _elementwise(_leaky_relu),
+    graph.NegativeOp: _elementwise(lambda op, x: -x),
+    graph.AbsOp: _elementwise(_abs),
+    graph.ExpOp: _float_unary(tb.exp),
+    graph.LogOp: _float_unary(tb.log),
+    graph.SqrtOp: _float_unary(tb.sqrt),
+    graph.RsqrtOp: _float_unary(lambda x: 1.0 / tb.sqrt(x)),
+    graph.TanhOp: _float_unary(tb.tanh),
+    graph.SigmoidOp: _elementwise(_sigmoid),
+    graph.ErfOp: _float_unary(tb.erf),
+    graph.FloorOp: _float_unary(tb.floor),
+    graph.CeilOp: _float_unary(tb.ceil),
+    graph.RoundOp: _float_unary(tb.round_even),
+    graph.LogicalNotOp: _elementwise(lambda op, x: x.logical_not()),
+    graph.ClipOp: _elementwise(_clip),
+    graph.CastOp: _elementwise(_cast),
+    graph.DropoutOp: _elementwise(lambda op, x: x),
+    graph.AddOp: _broadcast(lambda a, b: a + b),
+    graph.SubtractOp: _broadcast(lambda a, b: a - b),
+    graph.MultiplyOp: _broadcast(lambda a, b: a * b),
+    graph.DivideOp: _broadcast(_divide),
+    graph.PowerOp: _broadcast(_power),
+    graph.MaximumOp: _broadcast(tb.maximum),
+    graph.MinimumOp: _broadcast(tb.minimum),
+    graph.EqualOp: _broadcast(lambda a, b: a.eq(b)),
+    graph.NotEqualOp: _broadcast(lambda a, b: a.ne(b)),
+    graph.LessOp: _broadcast(lambda a, b: a.lt(b)),
+    graph.LessEqualOp: _broadcast(lambda a, b: a.le(b)),
+    graph.GreaterOp: _broadcast(lambda a, b: a.gt(b)),
+    graph.GreaterEqualOp: _broadcast(lambda a, b: a.ge(b)),
+    graph.LogicalAndOp: _broadcast(lambda a, b: a.logical_and(b)),
+    graph.LogicalOrOp: _broadcast(lambda a, b: a.logical_or(b)),
+    graph.WhereOp: _where,
+    graph.DenseOp: _dense,
+    graph.MatmulOp: _matmul,
+    graph.BatchMatmulOp: _batch_matmul,
+    graph.Conv2dOp: _conv2d,
+    graph.Conv2dTransposeOp: _conv2d_transpose,
+    graph.BiasAddOp: _bias_add,
+    graph.PReluOp: _prelu,
+    graph.SoftmaxOp: lambda op: _softmax(op, log=False),
+    graph.LogSoftmaxOp: lambda op: _softmax(op, log=True),
+    graph.LayerNormOp: _layer_norm,
+    graph.LRNOp: _lrn,
+    graph.MaxPool2dOp: lambda op: _pool(op, "max"),
+    graph.AvgPool2dOp: lambda op: _pool(op, "avg"),
+    graph.GlobalAvgPool2dOp: lambda op: _global_pool(op, "avg"),
+    graph.GlobalMaxPool2dOp: lambda op: _global_pool(op, "max"),
+    graph.AdaptiveAvgPool2dOp: _adaptive_avg_pool,
+    graph.PadOp: _pad,
+    graph.BatchFlattenOp: _reshape,
+    graph.Resize2dOp: _resize2d,
+    graph.SumOp: _reduce("sum"),
+    graph.MaxOp: _reduce("max"),
+    graph.MinOp: _reduce("min"),
+    graph.ProdOp: _reduce("prod"),
+    graph.MeanOp: _mean,
+    graph.VarianceOp: _variance,
+    graph.ArgmaxOp: _arg("max"),
+    graph.ArgminOp: _arg("min"),
+    graph.ReshapeOp: _reshape,
+    graph.SqueezeOp: _reshape,
+    graph.ExpandDimsOp: _reshape,
+    graph.TransposeOp: _transpose,
+    graph.ConcatenateOp: _concatenate,
+    graph.StackOp: _stack,
+    graph.StridedSliceOp: _strided_slice,
+    graph.TakeOp: _take,
+    graph.GatherOp: _gather,
+    graph.TileOp: _tile,
+    graph.BroadcastToOp: _broadcast_to,
+    graph.ZerosOp: _fill(0),
+    graph.OnesOp: _fill(1),
+    graph.FullOp: _full,
+    graph.ZerosLikeOp: _fill(0),
+    graph.OnesLikeOp: _fill(1),
+    graph.FullLikeOp: _full_like,
+}
 
 
 class LowerGraphOpToTe(RewritePattern):
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
-        if not isinstance(op, graph.GraphOp):
+        if not isinstance(op, graph.GraphOp) or isinstance(op, graph.TupleOp):
             return
         parent = op.parent_op()
         if not (isinstance(parent, func.FuncOp) and KERNEL_ATTR in parent.attributes):
             return
-        if isinstance(op, graph.ConstantOp):
-            new = _scalar_constant_compute(op)
-        else:
-            lower = TE_COMPUTE.get(type(op))
-            if lower is None:
-                raise LatheError(f"lower-graph-to-te: no te compute definition for '{op.relay_name()}'")
-            new = lower(op)
-        rewriter.replace(op, new)
+        lower = TE_COMPUTE.get(type(op))
+        if lower is None:
+            raise LatheError(f"lower-graph-to-te: no te compute definition for '{op.relay_name()}'",
+                             note="tuple-producing ops (split, batch_norm) are expanded by simplify-inference and expand-split")
+        stages = lower(op)
+        rewriter.replace(op, stages, [stages[-1].result])
 
 
 @dataclass(frozen=True)
 class LowerGraphToTe(ModulePass):
-    """Replace every graph op inside a kernel function by its te.compute."""
+    """Replace every graph op inside a kernel function by its te.computes."""
 
     name = "lower-graph-to-te"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(LowerGraphOpToTe(), apply_recursively=False).rewrite_module(op)
+        for f in op.ops:  # tuples built only to feed concatenate/stack are dead now
+            if isinstance(f, func.FuncOp) and KERNEL_ATTR in f.attributes:
+                for o in reversed(list(f.body.block.ops)):
+                    if isinstance(o, graph.TupleOp) and not o.result.uses:
+                        Rewriter.erase_op(o)

@@ -3,8 +3,10 @@
     out = compute("T_dense", out_type, lambda i, j, k: X[i, k] * W[j, k],
                   reduce=[K], combiner="sum")
 
-Index and scalar arithmetic on `Expr` emits arith/math ops into the body
-block being built; `Tensor[...]` emits `te.read`.
+Arithmetic on `Expr` emits arith/math ops into the body block being built
+(index arithmetic for indices, float or integer arithmetic for values);
+`Tensor[...]` emits `te.read`. Comparisons are methods (`a.lt(b)`) so that
+`==` keeps its Python meaning.
 """
 
 from __future__ import annotations
@@ -13,11 +15,26 @@ from collections.abc import Callable, Sequence
 
 from xdsl.builder import ImplicitBuilder
 from xdsl.dialects import arith, math
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, IntegerType, TensorType
+from xdsl.dialects.builtin import (
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    TensorType,
+    f64,
+    i1,
+    i64,
+)
 from xdsl.ir import Attribute, SSAValue
 
 from lathe.dialects import te
 from lathe.dialects.graph import is_float
+
+INDEX = IndexType()
+_FLOAT_WIDTH = {Float16Type: 16, Float32Type: 32, Float64Type: 64}
 
 
 class Expr:
@@ -48,16 +65,46 @@ class Expr:
     def __rtruediv__(self, o): return self._lift(o) / self
     def __floordiv__(self, o): return self._bin(o, arith.DivfOp, arith.FloorDivSIOp)
     def __mod__(self, o): return self._bin(o, arith.RemSIOp, arith.RemSIOp)
+
     def __neg__(self):
         if is_float(self.type):
             return Expr(arith.NegfOp(self.value).result)
         return const(0, self.type) - self
 
+    def _cmp(self, other, fpred: str, ipred: str) -> "Expr":
+        o = self._lift(other)
+        if is_float(self.type):
+            return Expr(arith.CmpfOp(self.value, o.value, fpred).result)
+        return Expr(arith.CmpiOp(self.value, o.value, ipred).result)
+
+    def lt(self, o): return self._cmp(o, "olt", "slt")
+    def le(self, o): return self._cmp(o, "ole", "sle")
+    def gt(self, o): return self._cmp(o, "ogt", "sgt")
+    def ge(self, o): return self._cmp(o, "oge", "sge")
+    def eq(self, o): return self._cmp(o, "oeq", "eq")
+    def ne(self, o): return self._cmp(o, "une", "ne")
+
+    def logical_and(self, o): return Expr(arith.AndIOp(self.value, self._lift(o).value).result)
+    def logical_or(self, o): return Expr(arith.OrIOp(self.value, self._lift(o).value).result)
+    def logical_not(self): return Expr(arith.XOrIOp(self.value, const(1, i1).value).result)
+
 
 def const(v, t: Attribute) -> Expr:
     if isinstance(t, IndexType | IntegerType):
+        if isinstance(t, IntegerType) and t.width.data == 1:
+            v = 1 if v else 0
         return Expr(arith.ConstantOp(IntegerAttr(int(v), t)).result)
     return Expr(arith.ConstantOp(FloatAttr(float(v), t)).result)
+
+
+def index(v: int) -> Expr:
+    return const(v, INDEX)
+
+
+def select(cond: Expr, a, b) -> Expr:
+    a_ = a if isinstance(a, Expr) else const(a, b.type)
+    b_ = b if isinstance(b, Expr) else const(b, a_.type)
+    return Expr(arith.SelectOp(cond.value, a_.value, b_.value).result)
 
 
 def maximum(a: Expr, b) -> Expr:
@@ -68,16 +115,62 @@ def minimum(a: Expr, b) -> Expr:
     return a._bin(b, arith.MinimumfOp, arith.MinSIOp)
 
 
-def exp(a: Expr) -> Expr:
-    return Expr(math.ExpOp(a.value).result)
+def clamp(i: Expr, lo, hi) -> Expr:
+    return minimum(maximum(i, lo), hi)
 
 
-def tanh(a: Expr) -> Expr:
-    return Expr(math.TanhOp(a.value).result)
+def _unary(op_cls):
+    def f(a: Expr) -> Expr:
+        return Expr(op_cls(a.value).result)
+    return f
 
 
-def sqrt(a: Expr) -> Expr:
-    return Expr(math.SqrtOp(a.value).result)
+exp = _unary(math.ExpOp)
+log = _unary(math.LogOp)
+tanh = _unary(math.TanhOp)
+sqrt = _unary(math.SqrtOp)
+erf = _unary(math.ErfOp)
+floor = _unary(math.FloorOp)
+ceil = _unary(math.CeilOp)
+round_even = _unary(math.RoundEvenOp)
+fabs = _unary(math.AbsFOp)
+
+
+def power(a: Expr, b: Expr) -> Expr:
+    return Expr(math.PowFOp(a.value, b.value).result)
+
+
+def cast(x: Expr, to: Attribute) -> Expr:
+    """Numeric conversion with C semantics (float→int truncates toward zero)."""
+    src = x.type
+    if src == to:
+        return x
+    if isinstance(to, IntegerType) and to.width.data == 1:  # to bool: x != 0
+        return x.ne(0)
+    if isinstance(src, IndexType):
+        return cast(Expr(arith.IndexCastOp(x.value, i64).result), to)
+    if isinstance(to, IndexType):
+        x = cast(x, i64) if not isinstance(src, IntegerType) or src.width.data != 64 else x
+        return Expr(arith.IndexCastOp(x.value, INDEX).result)
+    if is_float(src) and is_float(to):
+        wider = _FLOAT_WIDTH[type(to)] > _FLOAT_WIDTH[type(src)]
+        return Expr((arith.ExtFOp if wider else arith.TruncFOp)(x.value, to).result)
+    if is_float(src):
+        return Expr(arith.FPToSIOp(x.value, to).result)
+    assert isinstance(src, IntegerType)
+    if is_float(to):
+        cls = arith.UIToFPOp if src.width.data == 1 else arith.SIToFPOp
+        return Expr(cls(x.value, to).result)
+    assert isinstance(to, IntegerType)
+    if to.width.data > src.width.data:
+        cls = arith.ExtUIOp if src.width.data == 1 else arith.ExtSIOp
+        return Expr(cls(x.value, to).result)
+    return Expr(arith.TruncIOp(x.value, to).result)
+
+
+def index_as_float(i: Expr) -> Expr:
+    """An index as f64, for coordinate arithmetic (resize)."""
+    return cast(i, f64)
 
 
 class Tensor:
@@ -92,7 +185,7 @@ class Tensor:
     def __getitem__(self, idx) -> Expr:
         if not isinstance(idx, tuple):
             idx = (idx,)
-        vals = [i.value if isinstance(i, Expr) else const(i, IndexType()).value for i in idx]
+        vals = [i.value if isinstance(i, Expr) else index(i).value for i in idx]
         return Expr(te.ReadOp(self.value, vals).result)
 
 
@@ -106,11 +199,15 @@ def compute(stage: str, out_type: TensorType, fn: Callable[..., Expr],
     block = op.body.block
     with ImplicitBuilder(block):
         result = fn(*[Expr(a) for a in block.args])
+        if not isinstance(result, Expr):
+            result = const(result, out_type.element_type)
+        if result.type != out_type.element_type:
+            result = cast(result, out_type.element_type)
         te.YieldOp(result.value)
     return op
 
 
-def broadcast_index(idx: Sequence[Expr], in_shape: Sequence[int], out_shape: Sequence[int]) -> list:
+def broadcast_index(idx: Sequence, in_shape: Sequence[int], out_shape: Sequence[int]) -> list:
     """numpy broadcasting: the input index for an output index."""
     offset = len(out_shape) - len(in_shape)
     return [0 if d == 1 and out_shape[offset + k] != 1 else idx[offset + k] for k, d in enumerate(in_shape)]

@@ -32,12 +32,22 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         from lathe.lowering.te_to_loop import LowerTeToLoop
         return LowerTeToLoop
 
+    def simplify():
+        from lathe.passes.simplify import SimplifyInference
+        return SimplifyInference
+
+    def expand_split():
+        from lathe.passes.simplify import ExpandSplit
+        return ExpandSplit
+
     def cleanup():
         from lathe.passes.cleanup import CleanupLoops
         return CleanupLoops
 
     return {
         "inline-calls": inline,
+        "simplify-inference": simplify,
+        "expand-split": expand_split,
         "outline-kernels": outline,
         "lower-graph-to-te": to_te,
         "apply-default-schedule": sched,
@@ -47,7 +57,7 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
 
 # graph (Relay) -> te -> loop: what `lathe.compile` runs before the backend.
-PIPELINE = "inline-calls,outline-kernels,lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops"
+PIPELINE = "inline-calls,simplify-inference,expand-split,outline-kernels,lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops"
 
 
 def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]]] | None = None, callback=None):

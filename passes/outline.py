@@ -78,17 +78,29 @@ def outline_group(fn: func.FuncOp, ops: Sequence[Operation], name: str) -> func.
     """Move `ops` (in program order) into a new kernel function called from `fn`."""
     group = set(ops)
     inputs: list[SSAValue] = []
+
+    def cloned_into_kernel(v: SSAValue) -> bool:
+        # scalar constants are cloned; a tuple feeding concatenate/stack is rebuilt inside
+        return is_scalar_constant(v) or (isinstance(v.owner, graph.TupleOp) and v.owner not in group)
+
     for o in ops:
         for v in o.operands:
-            if v.owner not in group and v not in inputs and not is_scalar_constant(v):
-                inputs.append(v)
+            srcs = list(v.owner.operands) if isinstance(v.owner, graph.TupleOp) and v.owner not in group else [v]
+            for s in srcs:
+                if s.owner not in group and s not in inputs and not is_scalar_constant(s):
+                    inputs.append(s)
     outputs = [r for o in ops for r in o.results if any(u.operation not in group for u in r.uses)]
     block = Block(arg_types=[v.type for v in inputs])
     mapping: dict[SSAValue, SSAValue] = dict(zip(inputs, block.args))
     for o in ops:
         for v in o.operands:
-            if v not in mapping and is_scalar_constant(v):
-                c = v.owner.clone()
+            if v not in mapping and cloned_into_kernel(v):
+                for s in v.owner.operands:
+                    if s not in mapping and is_scalar_constant(s):
+                        c0 = s.owner.clone()
+                        block.add_op(c0)
+                        mapping[s] = c0.results[0]
+                c = v.owner.clone(value_mapper=mapping)
                 block.add_op(c)
                 mapping[v] = c.results[0]
         new = o.clone(value_mapper=mapping)
@@ -135,7 +147,7 @@ class OutlineKernels(ModulePass):
                     o, graph.ConstantOp | graph.TupleOp | graph.TupleGetItemOp
                 ):
                     outline_group(fn, [o], kernel_name(op, [o]))
-            # scalar constants used only by kernels are now dead in the glue
+            # constants and tuples used only by kernels are now dead in the glue
             for o in reversed(list(fn.body.block.ops)):
-                if isinstance(o, graph.ConstantOp) and not o.result.uses:
+                if isinstance(o, graph.ConstantOp | graph.TupleOp) and not o.results[0].uses:
                     Rewriter.erase_op(o)

@@ -115,7 +115,7 @@ def test_compile_object_files(tmp_path):
 BAD = {
     "syntax.lathe": ("def @main(%x: Tensor[(4), float32]) {\n  nn.relu(%x;\n}\n", "syntax.lathe:2:13: error"),
     "unknown_op.lathe": ("def @main(%x: Tensor[(4), float32]) {\n  nn.frobnicate(%x)\n}\n", "unknown_op.lathe:2:3: error: unknown operator"),
-    "bad_attr.lathe": ("def @main(%x: Tensor[(1, 4), float32]) {\n  nn.bias_add(%x, %x, axis=\"z\")\n}\n", "bad_attr.lathe:2:28: error: attribute 'axis'"),
+    "bad_attr.lathe": ("def @main(%x: Tensor[(1, 4), float32]) {\n  nn.bias_add(%x, %x, axis=\"z\")\n}\n", "bad_attr.lathe:2:28: error: nn.bias_add: attribute 'axis' must be an integer"),
     "shape.lathe": ("def @main(%x: Tensor[(2, 4), float32], %w: Tensor[(3, 5), float32]) {\n  nn.dense(%x, %w)\n}\n", "shape.lathe:2:3: error: nn.dense"),
     "undef.lathe": ("def @main(%x: Tensor[(4), float32]) {\n  add(%x, %y)\n}\n", "undef.lathe:2:11: error: undefined variable %y"),
     "bad.mlir": ("func.func @f(%x: tensor<4xf32>) {\n  %0 = graph.nn.relu %x : (tensor<4xf32>) -> tensor<5xf32>\n  func.return\n}\n", "nn.relu: result type"),

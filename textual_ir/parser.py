@@ -265,10 +265,14 @@ class RelayParser:
         value = float(num) if graph.is_float(dt) else int(float(num))
         return self.add(graph.ConstantOp.scalar(value, dt))
 
-    def _make(self, cls, operands, props, at) -> SSAValue:
+    def _make(self, cls, operands, props, at, kwargs=()) -> SSAValue:
         try:
             op = cls.create_inferred(operands, props)
         except VerifyException as e:
+            # an attribute's own error points at its value
+            for kw in kwargs:
+                if f"attribute '{kw.children[0]}'" in str(e):
+                    at = kw.children[1]
             raise self.error(str(e), at) from None
         return self.add(op)
 
@@ -327,7 +331,7 @@ class RelayParser:
                     f"expected {_constraint_name(op_def.properties[key].constr)}",
                 )
             props[key] = attr
-        return self._make(cls, operands, props, at)
+        return self._make(cls, operands, props, at, kwargs)
 
     def attr_value(self, t: Tree):
         kind = t.data
@@ -369,23 +373,8 @@ def _constraint_name(constr) -> str:
     return text
 
 
-def to_attr(v) -> Attribute:
-    """Python attribute value → xDSL attribute (ints i64, floats f64, bools i1)."""
-    if isinstance(v, bool):
-        return IntegerAttr(int(v), i1)
-    if isinstance(v, int):
-        return IntegerAttr(v, i64)
-    if isinstance(v, float):
-        return FloatAttr(v, f64)
-    if isinstance(v, str):
-        return StringAttr(v)
-    if isinstance(v, list):
-        return ArrayAttr([to_attr(x) for x in v])
-    raise TypeError(v)
-
-
 def _coerce(v, constr) -> Attribute | None:
-    candidates = [to_attr(v)]
+    candidates = [graph.to_attr(v)]
     if isinstance(v, int) and not isinstance(v, bool):
         candidates.append(FloatAttr(float(v), f64))
     for attr in candidates:

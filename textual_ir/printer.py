@@ -15,6 +15,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     IntegerType,
     ModuleOp,
+    NoneAttr,
     StringAttr,
     TensorType,
 )
@@ -37,6 +38,8 @@ def _attr(a: Attribute) -> str:
         return '"' + a.data.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(a, ArrayAttr):
         return "[" + ", ".join(_attr(x) for x in a.data) + "]"
+    if isinstance(a, NoneAttr):
+        return "None"
     raise LatheError(f"attribute {a} has no Relay spelling")
 
 

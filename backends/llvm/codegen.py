@@ -84,7 +84,8 @@ _BIN_INTRINSIC = {
 _UN_INTRINSIC = {
     math.ExpOp: "exp", math.LogOp: "log", math.SqrtOp: "sqrt", math.AbsFOp: "fabs", math.FloorOp: "floor",
     math.CeilOp: "ceil", math.RoundOp: "round", math.TanhOp: "tanh", math.SinOp: "sin", math.CosOp: "cos",
-    math.Log2Op: "log2", math.Exp2Op: "exp2", math.Log10Op: "log10",
+    math.Log2Op: "log2", math.Exp2Op: "exp2", math.Log10Op: "log10", math.RoundEvenOp: "roundeven",
+    math.TruncOp: "trunc",
 }
 _LIBM = {math.ErfOp: "erf"}
 _CASTS = {
@@ -240,11 +241,22 @@ class FunctionEmitter:
         elif isinstance(op, memref.LoadOp):
             ptr = self.gep(op.memref, op.indices)
             ty = llvm_type(op.res.type)
-            self.define(op.res, f"load {ty}, ptr {ptr}, align {self.elem_align(op.memref, op.indices)}")
+            align = self.elem_align(op.memref, op.indices)
+            if ty == "i1":  # bools are bytes in memory (numpy's layout)
+                byte = self.tmp("b")
+                self.emit(f"{byte} = load i8, ptr {ptr}, align 1")
+                self.define(op.res, f"trunc i8 {byte} to i1")
+            else:
+                self.define(op.res, f"load {ty}, ptr {ptr}, align {align}")
         elif isinstance(op, memref.StoreOp):
             ptr = self.gep(op.memref, op.indices)
             ty = llvm_type(op.value.type)
-            self.emit(f"store {ty} {self.v(op.value)}, ptr {ptr}, align {self.elem_align(op.memref, op.indices)}")
+            value = self.v(op.value)
+            if ty == "i1":
+                byte = self.tmp("b")
+                self.emit(f"{byte} = zext i1 {value} to i8")
+                ty, value = "i8", byte
+            self.emit(f"store {ty} {value}, ptr {ptr}, align {self.elem_align(op.memref, op.indices)}")
         elif isinstance(op, memref.AllocOp):
             size = self.nbytes(op.memref.type)
             size = max(64, -(-size // 64) * 64)
@@ -318,7 +330,9 @@ class FunctionEmitter:
             self.emit(f"{name} = add nsw i64 {acc}, {x}")
             acc = name
         ptr = self.tmp("p")
-        self.emit(f"{ptr} = getelementptr inbounds {llvm_type(t.element_type)}, ptr {self.v(ref)}, i64 {acc}")
+        elem = llvm_type(t.element_type)
+        elem = "i8" if elem == "i1" else elem
+        self.emit(f"{ptr} = getelementptr inbounds {elem}, ptr {self.v(ref)}, i64 {acc}")
         return ptr
 
     def floordiv(self, op: arith.FloorDivSIOp) -> None:

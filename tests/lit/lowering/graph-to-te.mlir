@@ -16,7 +16,7 @@ func.func private @dense(%x: tensor<2x8xf32>, %w: tensor<4x8xf32>) -> tensor<2x4
 // -----
 // Broadcasting reads index 0 on broadcast dimensions of the smaller operand.
 // CHECK-LABEL: func.func private @badd
-// CHECK:      te.compute {stage = "add", axes = ["ax0", "ax1"]} : tensor<3x5xf32> {
+// CHECK:      te.compute {stage = "T_add", axes = ["ax0", "ax1"]} : tensor<3x5xf32> {
 // CHECK-NEXT: ^bb0(%ax0: index, %ax1: index):
 // CHECK-NEXT:   %1 = te.read %a[%ax0, %ax1] : tensor<3x5xf32> -> f32
 // CHECK-NEXT:   %2 = arith.constant 0 : index
