@@ -108,8 +108,8 @@ def _sigmoid(op, x: Expr) -> Expr:
 def _clip(op, x: Expr) -> Expr:
     a = op.attrs()
     lo, hi = a["a_min"], a["a_max"]
-    if not is_float(x.type):
-        lo, hi = math.ceil(lo), math.floor(hi)
+    if not is_float(x.type):  # TVM casts the bounds to the dtype (truncation)
+        lo, hi = int(lo), int(hi)
     return tb.minimum(tb.maximum(x, lo), hi)
 
 
@@ -620,7 +620,7 @@ def _arg(kind: str):
         kept = [d for d in range(rank) if d not in axes]
 
         def pick(v, full):
-            flat = None
+            flat = tb.const(0, i32) if not axes else None
             for d in axes:
                 term = tb.cast(full[d], i32) * strides[d]
                 flat = term if flat is None else flat + term
@@ -728,12 +728,16 @@ def _strided_slice(op: graph.StridedSliceOp) -> Stages:
 
 
 def _index_value(v: Expr, n: int, mode: str) -> Expr:
-    """A data-dependent index into an axis of size n: negative wraps once; clip or wrap."""
+    """A data-dependent index into an axis of size n, always in bounds.
+
+    clip: clamp to [0, n-1] (TVM's take); wrap: modulo n; normalize: a negative
+    index counts from the end once, then clamp (ONNX GatherElements)."""
     i = tb.cast(v, tb.INDEX)
     if mode == "wrap":
         r = i % n
         return select(r.lt(0), r + n, r)
-    i = select(i.lt(0), i + n, i)
+    if mode == "normalize":
+        i = select(i.lt(0), i + n, i)
     return tb.clamp(i, 0, n - 1)
 
 
@@ -759,7 +763,7 @@ def _gather(op: graph.GatherOp) -> Stages:
 
     def body(*i):
         src = list(i)
-        src[axis] = _index_value(idx[tuple(i)], x.shape[axis], "clip")
+        src[axis] = _index_value(idx[tuple(i)], x.shape[axis], "normalize")
         return x[tuple(src)]
     return [compute("T_gather", op.result.type, body)]
 

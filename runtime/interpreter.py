@@ -305,7 +305,9 @@ def _variance(op, x):
 
 def _strided_slice(op, x):
     bounds = graph.slice_bounds("", list(x.shape), op.attrs())
-    return x[tuple(slice(b, b + s * n, s) if n else slice(0, 0) for b, s, n in bounds)]
+    if not bounds:
+        return x
+    return x[np.ix_(*[b + s * np.arange(n) for b, s, n in bounds])]
 
 
 def _take(op, x, idx):
@@ -315,12 +317,26 @@ def _take(op, x, idx):
 
 
 def _gather(op, x, idx):
-    return np.take_along_axis(x, idx.astype(np.int64), axis=op.attrs()["axis"])
+    """ONNX GatherElements: indices may be smaller than data off the axis; negatives wrap once."""
+    axis = graph.normalize_axis("", op.attrs()["axis"], x.ndim)
+    n = x.shape[axis]
+    sel = idx.astype(np.int64)
+    sel = np.clip(np.where(sel < 0, sel + n, sel), 0, n - 1)
+    grid = list(np.indices(idx.shape, sparse=True))
+    grid[axis] = sel
+    return x[tuple(grid)]
 
 
 def _split(op, x):
     axis, parts = graph.SplitOp.bounds("", list(x.shape), op.attrs())
     return tuple(np.take(x, range(b, e), axis=axis) for b, e in parts)
+
+
+def _clip(op, x):
+    lo, hi = op.attrs()["a_min"], op.attrs()["a_max"]
+    if not np.issubdtype(x.dtype, np.floating):  # bounds are cast to the dtype, as in TVM
+        lo, hi = int(lo), int(hi)
+    return np.minimum(np.maximum(x, lo), hi)
 
 
 def _cast(op, x):
@@ -349,7 +365,7 @@ REFERENCE: dict[type[Operation], Callable] = {
     graph.CeilOp: lambda op, x: np.ceil(x),
     graph.RoundOp: lambda op, x: np.round(x),
     graph.LogicalNotOp: lambda op, x: np.logical_not(x),
-    graph.ClipOp: lambda op, x: np.clip(x, op.attrs()["a_min"], op.attrs()["a_max"]),
+    graph.ClipOp: _clip,
     graph.CastOp: _cast,
     graph.DropoutOp: lambda op, x: x,
     graph.AddOp: lambda op, a, b: a + b,
@@ -507,7 +523,7 @@ def check_value(name: str, value, t: Attribute, where: str = "") -> np.ndarray:
             arr = arr.astype(want_dt)
         else:
             raise LatheError(f"{where}%{name} has dtype {arr.dtype} but {graph.type_str(t)} was expected")
-    return np.ascontiguousarray(arr)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
 
 
 def param_names(f: func.FuncOp) -> list[str]:
