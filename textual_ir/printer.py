@@ -7,6 +7,7 @@ file documents its own shapes.
 
 from __future__ import annotations
 
+import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -54,8 +55,11 @@ def _scalar(op: graph.ConstantOp) -> str | None:
         return f"{int(bool(v))}b"
     if dt not in _SUFFIX:
         return None
-    if graph.is_float(t.element_type):
-        text = repr(float(v))
+    if graph.is_float(t.element_type):  # the shortest text that reads back as the same value
+        np_t = {"float32": np.float32, "float16": np.float16}.get(dt)
+        text = str(np_t(v)) if np_t else repr(float(v))
+        if text.lstrip("-").isdigit():
+            text += ".0"
         return text + _SUFFIX[dt]
     return f"{int(v)}{_SUFFIX[dt]}"
 

@@ -1,0 +1,40 @@
+// RUN: lathe-opt %s --split-input-file -p lower-graph-to-te | filecheck %s
+
+// conv2d: a sum over (rc, ry, rx); padded taps read a clamped index and select 0.
+// CHECK-LABEL: func.func private @conv
+// CHECK:      te.compute {stage = "T_conv2d", axes = ["n", "f", "y", "x", "rc", "ry", "rx"], reduce_extents = [3 : i64, 3 : i64, 3 : i64], combiner = "sum"} : tensor<1x8x5x5xf32>
+// CHECK:        arith.cmpi sge
+// CHECK:        arith.maxsi
+// CHECK:        arith.minsi
+// CHECK:        %[[X:.*]] = te.read %x[
+// CHECK:        arith.select %{{.*}}, %[[X]], %{{.*}} : f32
+// CHECK:        te.read %w[%f, %rc, %ry, %rx] : tensor<8x3x3x3xf32> -> f32
+func.func private @conv(%x: tensor<1x3x5x5xf32>, %w: tensor<8x3x3x3xf32>) -> tensor<1x8x5x5xf32> attributes {lathe.kernel} {
+  %0 = graph.nn.conv2d %x, %w {padding = [1, 1]} : (tensor<1x3x5x5xf32>, tensor<8x3x3x3xf32>) -> tensor<1x8x5x5xf32>
+  func.return %0 : tensor<1x8x5x5xf32>
+}
+
+// -----
+// softmax is three stages: max, sum of exp(x - max), and the normalisation.
+// CHECK-LABEL: func.func private @softmax
+// CHECK:      %0 = te.compute {stage = "T_softmax_maxelem", {{.*}} combiner = "max"} : tensor<2x1xf32>
+// CHECK:      %{{.*}} = te.compute {stage = "T_softmax_expsum", {{.*}} combiner = "sum"} : tensor<2x1xf32>
+// CHECK:        math.exp
+// CHECK:      %{{.*}} = te.compute {stage = "T_softmax", axes = ["ax0", "ax1"]} : tensor<2x5xf32>
+// CHECK:        arith.divf
+func.func private @softmax(%x: tensor<2x5xf32>) -> tensor<2x5xf32> attributes {lathe.kernel} {
+  %0 = graph.nn.softmax %x {axis = 1} : (tensor<2x5xf32>) -> tensor<2x5xf32>
+  func.return %0 : tensor<2x5xf32>
+}
+
+// -----
+// reshape linearizes the output index and splits it by the input shape.
+// CHECK-LABEL: func.func private @reshape
+// CHECK:      te.compute {stage = "T_reshape", axes = ["ax0"]} : tensor<6xf32>
+// CHECK:        arith.remsi
+// CHECK:        arith.floordivsi
+// CHECK:        te.read %x[
+func.func private @reshape(%x: tensor<2x3xf32>) -> tensor<6xf32> attributes {lathe.kernel} {
+  %0 = graph.reshape %x {newshape = [-1]} : (tensor<2x3xf32>) -> tensor<6xf32>
+  func.return %0 : tensor<6xf32>
+}
