@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.passes import PassPipeline
 
 from lathe.errors import LatheError
 
@@ -55,13 +54,14 @@ def _params(params) -> dict[str, np.ndarray]:
     return dict(params)
 
 
-def lower(module: ModuleOp, pipeline: str | None = None) -> ModuleOp:
-    """graph → te → loop on a copy of `module` (the standard pipeline by default)."""
+def lower(module: ModuleOp, pipeline: str | None = None, opt_level: int | None = None) -> ModuleOp:
+    """graph → te → loop on a copy of `module`: `pipeline`, or the opt level's (default 3)."""
     from lathe.dialects import make_context
-    from lathe.passes import PIPELINE, lathe_passes
+    from lathe.passes import DEFAULT_OPT_LEVEL, build_pipeline, pipeline_for
 
     lowered = module.clone()
-    PassPipeline.parse_spec(lathe_passes(), pipeline or PIPELINE).apply(make_context(), lowered)
+    spec = pipeline or pipeline_for(DEFAULT_OPT_LEVEL if opt_level is None else opt_level)
+    build_pipeline(spec).apply(make_context(), lowered)
     lowered.verify()
     return lowered
 
@@ -69,7 +69,8 @@ def lower(module: ModuleOp, pipeline: str | None = None) -> ModuleOp:
 class CompiledModule:
     """A module compiled for one target: `.run(*inputs, **inputs)` → numpy arrays."""
 
-    def __init__(self, module: ModuleOp, target: str, params, num_threads: int | None, entry: str):
+    def __init__(self, module: ModuleOp, target: str, params, num_threads: int | None, entry: str,
+                 opt_level: int | None = None):
         from lathe.backends.llvm.codegen import module_to_llvm_ir
         from lathe.backends.llvm.jit import JITModule, openmp_library, set_num_threads
         from lathe.backends.llvm.target import parse_target
@@ -87,7 +88,7 @@ class CompiledModule:
         if unknown:
             raise LatheError(f"params file has entries that @{entry} has no parameter for: {', '.join(sorted(unknown))}",
                              note="its parameters: " + ", ".join(names))
-        self.loop_module = lower(module)
+        self.loop_module = lower(module, opt_level=opt_level)
         self.num_threads = set_num_threads(num_threads)
         self.llvm_ir = module_to_llvm_ir(self.loop_module, parallel=openmp_library() is not None)
         self.jit = JITModule(self.llvm_ir, self.target)
@@ -108,9 +109,10 @@ class CompiledModule:
 
 
 def compile(module: ModuleOp, target: str = "llvm", params=None, num_threads: int | None = None,
-            entry: str = "main") -> CompiledModule:
-    """Compile `module` for `target`; parameters found in `params` are bound."""
-    return CompiledModule(module, target, params, num_threads, entry)
+            entry: str = "main", opt_level: int | None = None) -> CompiledModule:
+    """Compile `module` for `target` at `opt_level` (0..3, default 3); parameters found
+    in `params` are bound by name."""
+    return CompiledModule(module, target, params, num_threads, entry, opt_level)
 
 
 def interpret(module: ModuleOp, params=None, entry: str = "main", **inputs):
@@ -120,10 +122,10 @@ def interpret(module: ModuleOp, params=None, entry: str = "main", **inputs):
     return run(module, _params(params), entry, **inputs)
 
 
-def emit_object(module: ModuleOp, target: str = "llvm") -> bytes:
+def emit_object(module: ModuleOp, target: str = "llvm", opt_level: int | None = None) -> bytes:
     """An object file with every kernel of `module` (cross-compiles by -mtriple)."""
     from lathe.backends.llvm.codegen import module_to_llvm_ir
     from lathe.backends.llvm.jit import emit_object as emit
     from lathe.backends.llvm.target import parse_target
 
-    return emit(module_to_llvm_ir(lower(module)), parse_target(target))
+    return emit(module_to_llvm_ir(lower(module, opt_level=opt_level)), parse_target(target))

@@ -40,6 +40,10 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         from lathe.passes.simplify import ExpandSplit
         return ExpandSplit
 
+    def fuse():
+        from lathe.passes.fuse_ops import FuseOps
+        return FuseOps
+
     def cleanup():
         from lathe.passes.cleanup import CleanupLoops
         return CleanupLoops
@@ -49,6 +53,7 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "simplify-inference": simplify,
         "expand-split": expand_split,
         "outline-kernels": outline,
+        "fuse-ops": fuse,
         "lower-graph-to-te": to_te,
         "apply-default-schedule": sched,
         "lower-te-to-loop": to_loop,
@@ -56,8 +61,25 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     }
 
 
-# graph (Relay) -> te -> loop: what `lathe.compile` runs before the backend.
-PIPELINE = "inline-calls,simplify-inference,expand-split,outline-kernels,lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops"
+# Graph-level pipelines by opt level, as TVM's: each ends with every compute op in a kernel.
+GRAPH_PIPELINES = {
+    0: "inline-calls,simplify-inference,expand-split,outline-kernels",
+    1: "inline-calls,simplify-inference,expand-split,fuse-ops{opt_level=1}",
+    2: "inline-calls,simplify-inference,expand-split,fuse-ops",
+    3: "inline-calls,simplify-inference,expand-split,fuse-ops",
+}
+# kernels -> te -> loop: what every opt level runs before the backend.
+LOWERING = "lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops"
+DEFAULT_OPT_LEVEL = 3
+PIPELINE = GRAPH_PIPELINES[DEFAULT_OPT_LEVEL] + "," + LOWERING
+
+
+def pipeline_for(opt_level: int) -> str:
+    from lathe.errors import LatheError
+
+    if opt_level not in GRAPH_PIPELINES:
+        raise LatheError(f"opt level must be 0..3, got {opt_level}")
+    return GRAPH_PIPELINES[opt_level] + "," + LOWERING
 
 
 def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]]] | None = None, callback=None):

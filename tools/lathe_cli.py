@@ -88,7 +88,7 @@ def cmd_run(args) -> int:
     from lathe.runtime.interpreter import param_names
 
     values = dict(zip(param_names(funcs[args.entry]), bound))
-    cm = lathe.compile(module, target=args.target, num_threads=args.threads, entry=args.entry)
+    cm = lathe.compile(module, target=args.target, num_threads=args.threads, entry=args.entry, opt_level=args.opt_level)
     result = cm.run(**values)
     if args.output:
         _atomic_savez(args.output, _flatten(result))
@@ -120,7 +120,7 @@ def cmd_compile(args) -> int:
     module = lathe.load(args.file)
     target = parse_target(args.target)
     emit = args.emit or ("obj" if args.output and args.output.endswith(".o") else "llvm")
-    ir = module_to_llvm_ir(lathe.lower(module))
+    ir = module_to_llvm_ir(lathe.lower(module, opt_level=args.opt_level))
     if emit == "obj":
         if not args.output:
             raise LatheError("--emit=obj needs -o FILE")
@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=None, help="threads for parallel loops (default: LATHE_NUM_THREADS or all cores)")
     r.add_argument("--entry", default="main")
     r.add_argument("--seed", type=int, default=0, help="seed for inputs filled with random values")
+    r.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=3, metavar="N",
+                   help="optimization level 0..3 (default 3); see docs/passes.md")
     r.set_defaults(fn=cmd_run)
     c = sub.add_parser("compile", help="compile a model's kernels to LLVM IR, assembly or an object file")
     c.add_argument("file")
@@ -170,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--emit", choices=["llvm", "asm", "obj"])
     c.add_argument("--optimized", action="store_true", help="with --emit=llvm: the IR after LLVM's O3")
     c.add_argument("--target", default="llvm")
+    c.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=3, metavar="N",
+                   help="optimization level 0..3 (default 3)")
     c.set_defaults(fn=cmd_compile)
     return p
 

@@ -85,6 +85,8 @@ class LatheOptMain(xDSLOptMain):
         arg_parser.add_argument("--print-ir-after-all", action="store_true",
                                 help="print the IR after every pass (Relay text while at graph level for .lathe input)")
         arg_parser.add_argument("--list-passes", action="store_true", help="list the available passes and exit")
+        arg_parser.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=None, metavar="N",
+                                help="run the graph-level pipeline of opt level N (0..3) before -p")
         arg_parser.add_argument("--list-ops", action="store_true", help="list the graph operators and exit")
         arg_parser.add_argument("--emit", choices=["lathe", "mlir"], default=None,
                                 help="output format (default: the input's format while at graph level, MLIR below)")
@@ -108,7 +110,12 @@ class LatheOptMain(xDSLOptMain):
                 print(self.render(module), flush=True)
             last[0] = time.perf_counter()
 
-        self.pipeline = build_pipeline(self.args.passes, self.available_passes, callback)
+        spec = self.args.passes
+        if self.args.opt_level is not None:
+            from lathe.passes import GRAPH_PIPELINES
+
+            spec = GRAPH_PIPELINES[self.args.opt_level] + ("," + spec if spec else "")
+        self.pipeline = build_pipeline(spec, self.available_passes, callback)
 
     # -- output -------------------------------------------------------------------
     def render(self, module: ModuleOp, final: bool = False) -> str:
