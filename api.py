@@ -88,7 +88,14 @@ class CompiledModule:
         if unknown:
             raise LatheError(f"params file has entries that @{entry} has no parameter for: {', '.join(sorted(unknown))}",
                              note="its parameters: " + ", ".join(names))
-        self.loop_module = lower(module, opt_level=opt_level)
+        from lathe.passes import DEFAULT_OPT_LEVEL
+        from lathe.passes.fold_constant import bind_params
+
+        level = DEFAULT_OPT_LEVEL if opt_level is None else opt_level
+        if level >= 2 and params:  # weights become constants, so their preprocessing folds away
+            module = bind_params(module.clone(), params, entry)
+            params = {}
+        self.loop_module = lower(module, opt_level=level)
         self.num_threads = set_num_threads(num_threads)
         self.llvm_ir = module_to_llvm_ir(self.loop_module, parallel=openmp_library() is not None)
         self.jit = JITModule(self.llvm_ir, self.target)

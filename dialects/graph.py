@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
+    BytesAttr,
     DenseIntOrFPElementsAttr,
     Float16Type,
     Float32Type,
@@ -51,7 +52,7 @@ from xdsl.irdl import (
     traits_def,
     var_operand_def,
 )
-from xdsl.traits import Pure
+from xdsl.traits import HasCanonicalizationPatternsTrait, Pure
 from xdsl.utils.exceptions import VerifyException
 
 
@@ -81,6 +82,7 @@ DTYPES: dict[str, Attribute] = {
     "bool": i1,
 }
 DTYPE_NAMES: dict[Attribute, str] = {v: k for k, v in DTYPES.items()}
+DTYPE_NUMPY = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int8": "i1", "int32": "<i4", "int64": "<i8", "bool": "i1"}
 
 
 def dtype_name(t: Attribute) -> str:
@@ -291,6 +293,23 @@ def pool_out(op: str, size: int, k: int, s: int, d: int, pad_a: int, pad_b: int,
 # ---------------------------------------------------------------------------
 
 
+class GraphCanonicalization(HasCanonicalizationPatternsTrait):
+    """Gives xDSL's `canonicalize` the algebraic identities of passes/canonicalize.py."""
+
+    def get_patterns(self, op: type) -> tuple:
+        from lathe.passes.canonicalize import PATTERNS
+
+        return PATTERNS.get(op, ())
+
+    @classmethod
+    def get_canonicalization_patterns(cls) -> tuple:
+        return ()
+
+
+def graph_traits():
+    return traits_def(Pure(), GraphCanonicalization())
+
+
 class GraphOp(IRDLOperation):
     """Base of every graph op: verified by re-running its type inference."""
 
@@ -345,12 +364,25 @@ class ConstantOp(GraphOp):
     name = "graph.constant"
     value = prop_def(DenseIntOrFPElementsAttr)
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
     assembly_format = "attr-dict `:` type($result)"
 
     @classmethod
     def infer_type(cls, operand_types, props):
         return props["value"].type  # type: ignore[union-attr]
+
+    @staticmethod
+    def from_array(arr, dtype: Attribute) -> "ConstantOp":
+        """A constant holding a numpy array's bytes (fast for large weights)."""
+        import numpy as np
+
+        t = TensorType(dtype, list(arr.shape))
+        if dtype == i1:  # xDSL packs true as 0xFF
+            data = np.where(np.asarray(arr), -1, 0).astype(np.int8)
+        else:
+            data = np.ascontiguousarray(arr, dtype=np.dtype(DTYPE_NUMPY[dtype_name(dtype)]))
+        attr = DenseIntOrFPElementsAttr(t, BytesAttr(data.tobytes()))
+        return ConstantOp.create(result_types=[t], properties={"value": attr})
 
     @staticmethod
     def scalar(value: float | int, dtype: Attribute = f32) -> "ConstantOp":
@@ -367,7 +399,7 @@ class UnaryOp(GraphOp):
     FLOAT_ONLY: ClassVar[bool] = False
     data = operand_def(TensorType)
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -518,7 +550,7 @@ class BinaryOp(GraphOp):
     lhs = operand_def(TensorType)
     rhs = operand_def(TensorType)
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -623,7 +655,7 @@ class WhereOp(GraphOp):
     x = operand_def(TensorType)
     y = operand_def(TensorType)
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -648,7 +680,7 @@ class DenseOp(GraphOp):
     units = _attr()
     out_dtype = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -683,7 +715,7 @@ class MatmulOp(GraphOp):
     transpose_b = _attr()
     out_dtype = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -715,7 +747,7 @@ class BatchMatmulOp(GraphOp):
     transpose_b = _attr()
     out_dtype = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -758,7 +790,7 @@ class Conv2dOp(GraphOp):
     out_layout = _attr()
     out_dtype = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @staticmethod
     def geometry(op: str, x: TensorType, w: TensorType, a: dict) -> dict:
@@ -827,7 +859,7 @@ class Conv2dTransposeOp(GraphOp):
     output_padding = _attr()
     out_dtype = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @staticmethod
     def geometry(op: str, x: TensorType, w: TensorType, a: dict) -> dict:
@@ -875,7 +907,7 @@ class BiasAddOp(GraphOp):
     bias = operand_def(TensorType)
     axis = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -898,7 +930,7 @@ class PReluOp(GraphOp):
     alpha = operand_def(TensorType)
     axis = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -918,7 +950,7 @@ class SoftmaxBase(GraphOp):
     data = operand_def(TensorType)
     axis = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -951,7 +983,7 @@ class LayerNormOp(GraphOp):
     center = _attr()
     scale = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -984,7 +1016,7 @@ class BatchNormOp(GraphOp):
     center = _attr()
     scale = _attr()
     result = result_def(TupleType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1013,7 +1045,7 @@ class LRNOp(GraphOp):
     alpha = _attr()
     beta = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1042,7 +1074,7 @@ class Pool2dBase(GraphOp):
     out_layout = _attr()
     ceil_mode = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @staticmethod
     def geometry(op: str, x: TensorType, a: dict) -> dict:
@@ -1089,7 +1121,7 @@ class GlobalPool2dBase(GraphOp):
     layout = _attr()
     out_layout = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1122,7 +1154,7 @@ class AdaptiveAvgPool2dOp(GraphOp):
     layout = _attr()
     out_layout = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1147,7 +1179,7 @@ class PadOp(GraphOp):
     pad_value = _attr()
     pad_mode = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1170,7 +1202,7 @@ class BatchFlattenOp(GraphOp):
     PATTERN: ClassVar[OpPattern] = OpPattern.INJECTIVE
     data = operand_def(TensorType)
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1207,7 +1239,7 @@ class Resize2dOp(GraphOp):
     extrapolation_value = _attr()
     out_dtype = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1241,7 +1273,7 @@ class ReduceOp(GraphOp):
     keepdims = _attr()
     exclude = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1317,7 +1349,7 @@ class VarianceOp(ReduceOp):
 
 class InjectiveOp(GraphOp):
     PATTERN: ClassVar[OpPattern] = OpPattern.INJECTIVE
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
 
 def reshape_target(op: str, xs: list[int], newshape: list[int]) -> list[int]:
@@ -1679,7 +1711,7 @@ class FillOp(GraphOp):
     shape = _attr()
     dtype = _attr()
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
     assembly_format = "attr-dict `:` type($result)"
 
     @classmethod
@@ -1733,7 +1765,7 @@ class FullLikeOp(GraphOp):
     data = operand_def(TensorType)
     fill_value = operand_def(TensorType)
     result = result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1753,7 +1785,7 @@ class TupleOp(GraphOp):
     PATTERN: ClassVar[OpPattern] = OpPattern.TUPLE
     fields = var_operand_def()
     result = result_def(TupleType)
-    traits = traits_def(Pure())
+    traits = graph_traits()
     assembly_format = "$fields attr-dict `:` functional-type($fields, results)"
 
     @classmethod
@@ -1768,7 +1800,7 @@ class TupleGetItemOp(GraphOp):
     tuple = operand_def(TupleType)
     index = prop_def(IntegerAttr)
     result = result_def()
-    traits = traits_def(Pure())
+    traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):

@@ -44,6 +44,22 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         from lathe.passes.fuse_ops import FuseOps
         return FuseOps
 
+    def fold_constant():
+        from lathe.passes.fold_constant import FoldConstant
+        return FoldConstant
+
+    def cse():
+        from lathe.passes.cleanup import EliminateCommonSubexpr
+        return EliminateCommonSubexpr
+
+    def dce():
+        from lathe.passes.cleanup import DeadCodeElimination
+        return DeadCodeElimination
+
+    def canonicalize():  # xDSL's, which runs the graph ops' patterns (passes/canonicalize.py)
+        from xdsl.transforms.canonicalize import CanonicalizePass
+        return CanonicalizePass
+
     def cleanup():
         from lathe.passes.cleanup import CleanupLoops
         return CleanupLoops
@@ -54,6 +70,10 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "expand-split": expand_split,
         "outline-kernels": outline,
         "fuse-ops": fuse,
+        "fold-constant": fold_constant,
+        "canonicalize": canonicalize,
+        "eliminate-common-subexpr": cse,
+        "dead-code-elimination": dce,
         "lower-graph-to-te": to_te,
         "apply-default-schedule": sched,
         "lower-te-to-loop": to_loop,
@@ -65,8 +85,10 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 GRAPH_PIPELINES = {
     0: "inline-calls,simplify-inference,expand-split,outline-kernels",
     1: "inline-calls,simplify-inference,expand-split,fuse-ops{opt_level=1}",
-    2: "inline-calls,simplify-inference,expand-split,fuse-ops",
-    3: "inline-calls,simplify-inference,expand-split,fuse-ops",
+    2: "inline-calls,simplify-inference,expand-split,fold-constant,canonicalize,eliminate-common-subexpr,"
+       "dead-code-elimination,fuse-ops",
+    3: "inline-calls,simplify-inference,expand-split,fold-constant,canonicalize,eliminate-common-subexpr,"
+       "dead-code-elimination,fuse-ops",
 }
 # kernels -> te -> loop: what every opt level runs before the backend.
 LOWERING = "lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops"

@@ -23,3 +23,26 @@ class CleanupLoops(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         CanonicalizePass().apply(ctx, op)
         CommonSubexpressionElimination().apply(ctx, op)
+
+
+@dataclass(frozen=True)
+class EliminateCommonSubexpr(ModulePass):
+    """Relay's EliminateCommonSubexpr: xDSL's CSE, which merges pure ops (all graph
+    ops) with equal operands and attributes."""
+
+    name = "eliminate-common-subexpr"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        CommonSubexpressionElimination().apply(ctx, op)
+
+
+@dataclass(frozen=True)
+class DeadCodeElimination(ModulePass):
+    """xDSL's DCE: removes pure ops whose results are unused."""
+
+    name = "dead-code-elimination"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from xdsl.transforms.dead_code_elimination import DeadCodeElimination as XDCE
+
+        XDCE().apply(ctx, op)

@@ -438,10 +438,13 @@ REFERENCE: dict[type[Operation], Callable] = {
 def constant_value(op: graph.ConstantOp) -> np.ndarray:
     t = op.result.type
     assert isinstance(t, TensorType)
-    vals = op.value.get_values()  # type: ignore[union-attr]
-    arr = np.asarray(vals, dtype=np_dtype(t.element_type))
+    name = graph.dtype_name(t.element_type)
+    raw = np.frombuffer(op.value.data.data, dtype=graph.DTYPE_NUMPY[name])  # type: ignore[union-attr]
+    arr = (raw != 0) if name == "bool" else raw.astype(np_dtype(t.element_type), copy=False)
     shape = tuple(t.get_shape())
-    return np.full(shape, arr.reshape(-1)[0], dtype=arr.dtype) if arr.size == 1 else arr.reshape(shape)
+    if arr.size == 1:  # a splat
+        return np.full(shape, arr[0], dtype=arr.dtype)
+    return arr.reshape(shape).copy()
 
 
 def _cast_result(op: Operation, value):

@@ -1,0 +1,86 @@
+"""fold-constant: evaluate subgraphs whose inputs are all constants.
+
+Evaluation uses the reference interpreter, so folding is exactly as correct
+as the oracle. `bind_params` turns a function's parameters into constants
+(what `lathe.compile` does with `params` at -O2 and above), so weight
+preprocessing — batch-norm scale and shift, transposes, concatenated Q/K/V
+weights — is done once at compile time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from lathe.dialects import graph
+from lathe.passes.outline import is_kernel
+
+
+def fold_function(fn: func.FuncOp, max_elements: int) -> int:
+    from lathe.runtime.interpreter import REFERENCE, _cast_result, constant_value
+
+    values: dict = {}
+    folded = 0
+    for op in list(fn.body.block.ops):
+        if isinstance(op, graph.ConstantOp):
+            continue
+        if not isinstance(op, graph.GraphOp) or isinstance(op, graph.TupleOp | graph.TupleGetItemOp):
+            continue
+        if not op.operands or not all(isinstance(v.owner, graph.ConstantOp) for v in op.operands):
+            continue
+        t = op.results[0].type
+        if not isinstance(t, TensorType) or int(np.prod(t.get_shape())) > max_elements:
+            continue
+        args = []
+        for v in op.operands:
+            if v not in values:
+                values[v] = constant_value(v.owner)
+            args.append(values[v])
+        result = np.asarray(_cast_result(op, REFERENCE[type(op)](op, *args)))
+        new = graph.ConstantOp.from_array(result, t.element_type)
+        Rewriter.replace_op(op, new)
+        values[new.result] = result
+        folded += 1
+    for op in reversed(list(fn.body.block.ops)):
+        if isinstance(op, graph.ConstantOp) and not op.result.uses:
+            Rewriter.erase_op(op)
+    return folded
+
+
+@dataclass(frozen=True)
+class FoldConstant(ModulePass):
+    """Replace every op whose operands are all constants by its value (up to `max_elements`)."""
+
+    name = "fold-constant"
+    max_elements: int = 1 << 24
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for fn in op.ops:
+            if isinstance(fn, func.FuncOp) and not is_kernel(fn):
+                fold_function(fn, self.max_elements)
+
+
+def bind_params(module: ModuleOp, params: Mapping[str, np.ndarray], entry: str = "main") -> ModuleOp:
+    """Replace the parameters of @entry named in `params` by constants (in place)."""
+    from lathe.runtime.interpreter import check_value, param_names
+
+    fn = next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == entry)
+    block = fn.body.block
+    names = param_names(fn)
+    for name, arg in reversed(list(zip(names, block.args))):
+        if name not in params:
+            continue
+        value = check_value(name, params[name], arg.type)
+        const = graph.ConstantOp.from_array(value, arg.type.element_type)  # type: ignore[union-attr]
+        Rewriter.insert_op(const, InsertPoint.at_start(block))
+        arg.replace_all_uses_with(const.result)
+        block.erase_arg(arg)
+    fn.function_type = func.FunctionType.from_lists([a.type for a in block.args], list(fn.function_type.outputs.data))
+    return module
