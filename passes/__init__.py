@@ -60,6 +60,18 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         from xdsl.transforms.canonicalize import CanonicalizePass
         return CanonicalizePass
 
+    def fold_scale_axis():
+        from lathe.passes.fold_scale_axis import FoldScaleAxis
+        return FoldScaleAxis
+
+    def combine_dense():
+        from lathe.passes.combine_parallel import CombineParallelDense
+        return CombineParallelDense
+
+    def combine_bmm():
+        from lathe.passes.combine_parallel import CombineParallelBatchMatmul
+        return CombineParallelBatchMatmul
+
     def cleanup():
         from lathe.passes.cleanup import CleanupLoops
         return CleanupLoops
@@ -72,6 +84,9 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "fuse-ops": fuse,
         "fold-constant": fold_constant,
         "canonicalize": canonicalize,
+        "fold-scale-axis": fold_scale_axis,
+        "combine-parallel-dense": combine_dense,
+        "combine-parallel-batch-matmul": combine_bmm,
         "eliminate-common-subexpr": cse,
         "dead-code-elimination": dce,
         "lower-graph-to-te": to_te,
@@ -87,8 +102,9 @@ GRAPH_PIPELINES = {
     1: "inline-calls,simplify-inference,expand-split,fuse-ops{opt_level=1}",
     2: "inline-calls,simplify-inference,expand-split,fold-constant,canonicalize,eliminate-common-subexpr,"
        "dead-code-elimination,fuse-ops",
-    3: "inline-calls,simplify-inference,expand-split,fold-constant,canonicalize,eliminate-common-subexpr,"
-       "dead-code-elimination,fuse-ops",
+    3: "inline-calls,simplify-inference,expand-split,fold-constant,fold-scale-axis,fold-constant,"
+       "combine-parallel-dense,combine-parallel-batch-matmul,fold-constant,canonicalize,"
+       "eliminate-common-subexpr,dead-code-elimination,fuse-ops",
 }
 # kernels -> te -> loop: what every opt level runs before the backend.
 LOWERING = "lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops"

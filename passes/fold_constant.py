@@ -33,7 +33,7 @@ def fold_function(fn: func.FuncOp, max_elements: int) -> int:
             continue
         if not isinstance(op, graph.GraphOp) or isinstance(op, graph.TupleOp | graph.TupleGetItemOp):
             continue
-        if not op.operands or not all(isinstance(v.owner, graph.ConstantOp) for v in op.operands):
+        if not all(isinstance(v.owner, graph.ConstantOp) for v in op.operands):
             continue
         t = op.results[0].type
         if not isinstance(t, TensorType) or int(np.prod(t.get_shape())) > max_elements:
