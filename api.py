@@ -97,7 +97,8 @@ class CompiledModule:
             params = {}
         self.loop_module = lower(module, opt_level=level)
         self.num_threads = set_num_threads(num_threads)
-        self.llvm_ir = module_to_llvm_ir(self.loop_module, parallel=openmp_library() is not None)
+        self.llvm_ir = module_to_llvm_ir(self.loop_module, parallel=openmp_library() is not None,
+                                         vector_bits=self.target.vector_bits)
         self.jit = JITModule(self.llvm_ir, self.target)
         kernels = [f.sym_name.data for f in self.loop_module.ops if is_kernel(f)]  # type: ignore[union-attr]
         addresses = {k: self.jit.address(k + "__packed") for k in kernels}
@@ -135,4 +136,5 @@ def emit_object(module: ModuleOp, target: str = "llvm", opt_level: int | None = 
     from lathe.backends.llvm.jit import emit_object as emit
     from lathe.backends.llvm.target import parse_target
 
-    return emit(module_to_llvm_ir(lower(module, opt_level=opt_level)), parse_target(target))
+    t = parse_target(target)
+    return emit(module_to_llvm_ir(lower(module, opt_level=opt_level), vector_bits=t.vector_bits), t)

@@ -53,3 +53,22 @@ def test_opt_level_zero_still_correct(rng):
     x, w = rng.standard_normal((5, 7)).astype(np.float32), rng.standard_normal((3, 7)).astype(np.float32)
     got = lathe.compile(m, target="llvm -opt-level=0").run(x=x, w=w)
     np.testing.assert_allclose(got, x @ w.T, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, lo, hi", [("exp", -87.0, 88.0), ("exp", -5.0, 5.0), ("tanh", -12.0, 12.0),
+                                          ("tanh", -0.01, 0.01), ("erf", -6.0, 6.0), ("erf", -0.5, 0.5)])
+def test_vector_transcendentals_are_accurate(name, lo, hi):
+    """The polynomial exp/tanh/erf of vectorized loops, elementwise against float64 numpy."""
+    import math as pymath
+
+    n = 1 << 14
+    x = np.linspace(lo, hi, n, dtype=np.float32)
+    m = parse_relay(f"def @main(%x: Tensor[({n}), float32]) {{ {name}(%x) }}")
+    cm = lathe.compile(m)
+    assert re.search(r"@lathe_v" + name, cm.llvm_ir), "the vectorized loop did not use the polynomial"
+    got = cm.run(x=x).astype(np.float64)
+    ref = {"exp": np.exp, "tanh": np.tanh, "erf": np.vectorize(pymath.erf)}[name](x.astype(np.float64))
+    rel = np.abs(got - ref) / np.maximum(np.abs(ref), 1e-30)
+    tol = 1e-6 if name != "erf" else 2e-6
+    # relative to each value (not just to the largest), except where the value underflows
+    assert np.max(np.where(np.abs(ref) > 1e-30, rel, 0)) < tol, np.max(rel)

@@ -2,6 +2,7 @@
 
     lathe run FILE [--params p.npz] [--inputs in.npz] [--output out.npz] [--check] [--bench N]
     lathe compile FILE [-o out.o | --emit=llvm|asm|obj] [--target T]
+    lathe import MODEL.onnx [-o model.lathe] [--opset N] [--shape NAME=D0,D1,...]
 
 Every user mistake is printed as a diagnostic with exit code 1; no traceback.
 """
@@ -9,6 +10,7 @@ Every user mistake is printed as a diagnostic with exit code 1; no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -120,7 +122,7 @@ def cmd_compile(args) -> int:
     module = lathe.load(args.file)
     target = parse_target(args.target)
     emit = args.emit or ("obj" if args.output and args.output.endswith(".o") else "llvm")
-    ir = module_to_llvm_ir(lathe.lower(module, opt_level=args.opt_level))
+    ir = module_to_llvm_ir(lathe.lower(module, opt_level=args.opt_level), vector_bits=target.vector_bits)
     if emit == "obj":
         if not args.output:
             raise LatheError("--emit=obj needs -o FILE")
@@ -138,6 +140,60 @@ def cmd_compile(args) -> int:
             f.write(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _temp_beside(path: str, suffix: str) -> str:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".lathe-", suffix=suffix)
+    os.close(fd)
+    return tmp
+
+
+def _parse_shapes(specs) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for spec in specs or []:
+        name, sep, dims = spec.rpartition("=")
+        try:
+            shapes[name] = tuple(int(d) for d in dims.split(",") if d.strip())
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise LatheError(f"--shape {spec!r}: expected NAME=D0,D1,... (e.g. input=1,3,224,224)")
+    return shapes
+
+
+def cmd_import(args) -> int:
+    """ONNX → Relay text + params: both written to temporary files first, then renamed into place."""
+    from lathe.frontends.onnx import from_onnx
+    from lathe.textual_ir.printer import print_relay
+
+    module, params = from_onnx(args.file, opset=args.opset, shapes=_parse_shapes(args.shape))
+    out = args.output or os.path.splitext(args.file)[0] + ".lathe"
+    base = out[: -len(".lathe")] if out.endswith(".lathe") else out
+    params_path = base + ".params.npz"
+    text = print_relay(module)
+    main = next(iter(module.ops))
+    n_in = len(main.body.block.args) - len(params)  # type: ignore[attr-defined]
+    written = []  # (temporary, final): everything is written before anything is replaced
+    try:
+        for final, suffix in ((params_path, ".npz"), (out, ".lathe")):
+            written.append((_temp_beside(final, suffix), final))
+        np.savez(written[0][0], **params)
+        with open(written[1][0], "w") as f:
+            f.write(text)
+    except BaseException as e:
+        for tmp, _ in written:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise LatheError(f"cannot write {e.filename or out}: {e.strerror}") from None
+        raise
+    for tmp, final in written:
+        os.replace(tmp, final)
+    n_ops = sum(1 for _ in main.walk()) - 2  # type: ignore[attr-defined]
+    print(f"wrote {out} ({n_ops} ops, {n_in} input(s))")
+    size = sum(v.nbytes for v in params.values())
+    print(f"wrote {params_path} ({len(params)} arrays, {size} bytes)")
     return 0
 
 
@@ -175,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=3, metavar="N",
                    help="optimization level 0..3 (default 3)")
     c.set_defaults(fn=cmd_compile)
+    i = sub.add_parser("import", help="import an ONNX model as Relay text (.lathe) and its weights (.params.npz)")
+    i.add_argument("file", help="the .onnx model")
+    i.add_argument("-o", "--output", help="the .lathe file to write (default: beside the model); "
+                                          "the weights go to the same name with .params.npz")
+    i.add_argument("--opset", type=int, default=None, help="override the model's opset")
+    i.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
+                   help="a static shape for an input with dynamic dimensions (repeatable)")
+    i.set_defaults(fn=cmd_import)
     return p
 
 

@@ -96,8 +96,10 @@ _CASTS = {
 
 
 class ModuleEmitter:
-    def __init__(self, parallel: bool = True):
+    def __init__(self, parallel: bool = True, vector_bits: int = 512):
         self.parallel = parallel
+        self.vector_bits = vector_bits
+        self.vmath: set[str] = set()
         self.functions: list[str] = []
         self.metadata: list[str] = []
         self.declares: set[str] = set()
@@ -118,6 +120,22 @@ class ModuleEmitter:
     def add_function(self, header: str, lines: list[str]) -> None:
         """`define <header> { entry: <lines> }`; lines are already indented."""
         self.functions.append(f"define {header} {{\nentry:\n" + "\n".join(lines) + "\n}\n")
+
+    def vector_math(self, op: Operation, width: int) -> str | None:
+        """Name of a polynomial vector implementation of op (f32 exp/tanh/erf), emitting it once."""
+        from lathe.backends.llvm.vmath import GENERATORS
+
+        kind = {math.ExpOp: "exp", math.TanhOp: "tanh", math.ErfOp: "erf"}.get(type(op))
+        if kind is None or llvm_type(op.results[0].type) != "float":
+            return None
+        name, body, decls = GENERATORS[kind](width)
+        if name not in self.vmath:
+            self.vmath.add(name)
+            for d in decls:
+                self.declare(d)
+            t = f"<{width} x float>"
+            self.functions.append(f"define internal {t} @{name}({t} %x) #1 {{\nentry:\n{body}\n}}\n")
+        return name
 
     def declare(self, decl: str) -> None:
         self.declares.add(decl)
@@ -271,6 +289,11 @@ class FunctionEmitter:
             self.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {self.v(op.destination)}, ptr {self.v(op.source)}, i64 {n}, i1 false)")
         elif isinstance(op, scf.ForOp):
             ann = annotation_of(op)
+            kind = ann.kind.data if ann is not None else None
+            if kind == "vectorize" and self.vector_loop(op):
+                return
+            if kind == "unroll" and self.unrolled_loop(op, ann.factor.data):  # type: ignore[union-attr]
+                return
             if ann is not None and ann.kind.data == "bind":
                 raise LatheError(
                     f"the CPU backend cannot run a loop bound to {ann.thread_axis.data} (in @{self.name})",
@@ -394,6 +417,48 @@ class FunctionEmitter:
         self.emit(f"{nxt} = add nsw i64 {iv}, {step}")
         self.emit(f"br label %{head}{self.loop_metadata(op)}")
         self.start_block(exit_)
+
+    def _literal_bounds(self, op: scf.ForOp) -> tuple[int, int, int] | None:
+        try:
+            return int(self.v(op.lb)), int(self.v(op.ub)), int(self.v(op.step))
+        except ValueError:
+            return None
+
+    def vector_loop(self, op: scf.ForOp) -> bool:
+        """Explicit <W x T> code for the loop (see vectorize.py); False to fall back."""
+        from lathe.backends.llvm import vectorize as vz
+
+        bounds = self._literal_bounds(op)
+        if bounds is None or bounds[2] != 1 or op.iter_args:
+            return False
+        lb, ub, _ = bounds
+        w = vz.vector_width(self.mod.vector_bits, op)
+        while w > 1 and (ub - lb) % w:
+            w //= 2
+        if w < 2:
+            return False
+        kinds = vz.plan(op, w)
+        if kinds is None:
+            return False
+        vz.VectorEmitter(self, op, w, kinds).run(str(lb), str(ub))
+        return True
+
+    def unrolled_loop(self, op: scf.ForOp, factor: int) -> bool:
+        """Full unroll of a short constant loop: the body once per iteration."""
+        bounds = self._literal_bounds(op)
+        if bounds is None or op.iter_args or factor:
+            return False
+        lb, ub, step = bounds
+        trips = range(lb, ub, step)
+        if len(trips) > 64:
+            return False
+        iv = op.body.block.args[0]
+        for k in trips:
+            self.names[iv] = str(k)
+            self.literals.add(iv)
+            self.block(op.body.block)
+        self.literals.discard(iv)
+        return True
 
     def if_op(self, op: scf.IfOp) -> None:
         then, els, end = self.new_label("if.then"), self.new_label("if.else"), self.new_label("if.end")
@@ -519,10 +584,11 @@ def emit_kernel(mod: ModuleEmitter, f: func.FuncOp) -> None:
     mod.add_function(f"void @{name}__packed(ptr %args) #0", lines)
 
 
-def module_to_llvm_ir(module: ModuleOp, parallel: bool = True, kernels: list[str] | None = None) -> str:
+def module_to_llvm_ir(module: ModuleOp, parallel: bool = True, kernels: list[str] | None = None,
+                      vector_bits: int = 512) -> str:
     """LLVM IR text for every kernel function in `module` (or those named)."""
-    mod = ModuleEmitter(parallel=parallel)
+    mod = ModuleEmitter(parallel=parallel, vector_bits=vector_bits)
     for f in module.ops:
         if is_kernel(f) and (kernels is None or f.sym_name.data in kernels):  # type: ignore[union-attr]
             emit_kernel(mod, f)  # type: ignore[arg-type]
-    return mod.text() + 'attributes #0 = { nounwind "frame-pointer"="none" }\n'
+    return mod.text() + 'attributes #0 = { nounwind "frame-pointer"="none" }\nattributes #1 = { nounwind alwaysinline }\n'

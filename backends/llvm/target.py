@@ -34,6 +34,16 @@ class LLVMTarget:
     def is_host(self) -> bool:
         return self.triple == llvm.get_process_triple()
 
+    @property
+    def vector_bits(self) -> int:
+        """Width of the widest float vector register the features allow."""
+        feats = set(self.features.split(","))
+        if "+avx512f" in feats:
+            return 512
+        if "+avx" in feats or "+avx2" in feats:
+            return 256
+        return 128
+
     def __str__(self) -> str:
         return f"llvm -mtriple={self.triple} -mcpu={self.cpu}"
 

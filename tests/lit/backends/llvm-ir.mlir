@@ -1,13 +1,14 @@
-// RUN: lathe-opt %s -t llvm | filecheck %s
+// RUN: lathe-opt %s --split-input-file -t llvm | filecheck %s
 
 // Kernels take noalias, 64-byte aligned buffers and address them with GEPs;
-// parallel loops are outlined for GOMP_parallel; vectorize/unroll become loop
-// metadata; each kernel gets a packed entry point.
+// parallel loops are outlined for GOMP_parallel; a vectorized loop becomes
+// explicit <16 x float> code with aligned loads; each kernel gets a packed entry point.
 // CHECK-DAG: declare void @GOMP_parallel(ptr, ptr, i32, i32)
 // CHECK-LABEL: define internal void @axpy__par0_body(
 // CHECK:       getelementptr inbounds float, ptr %c{{[0-9]+}}, i64
-// CHECK:       fmul reassoc contract float
-// CHECK:       br label %{{.*}}, !llvm.loop ![[LOOP:[0-9]+]]
+// CHECK:       load <16 x float>, ptr %{{.*}}, align 64
+// CHECK:       fmul reassoc contract <16 x float> %{{.*}}, %{{.*}}
+// CHECK:       store <16 x float> %{{.*}}, ptr %{{.*}}, align 64
 // CHECK-LABEL: define internal void @axpy__par0(ptr noalias nocapture readonly %ctx)
 // CHECK:       call i32 @omp_get_thread_num()
 // CHECK:       call void @axpy__par0_body(
@@ -15,7 +16,6 @@
 // CHECK:       call void @GOMP_parallel(ptr @axpy__par0, ptr %{{.*}}, i32 0, i32 0)
 // CHECK-LABEL: define void @axpy__packed(ptr %args)
 // CHECK:       call void @axpy(ptr %p0, ptr %p1, ptr %p2)
-// CHECK:       ![[LOOP]] = distinct !{![[LOOP]], ![[EN:[0-9]+]], ![[W:[0-9]+]]}
 func.func private @axpy(%x: memref<64x16xf32>, %y: memref<64x16xf32>, %out: memref<64x16xf32>) attributes {lathe.kernel} {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
@@ -31,5 +31,34 @@ func.func private @axpy(%x: memref<64x16xf32>, %y: memref<64x16xf32>, %out: memr
       memref.store %r, %out[%i, %j] : memref<64x16xf32>
     } {loop.annotation = #loop.annotation<vectorize = 16>}
   } {loop.annotation = #loop.annotation<parallel>}
+  func.return
+}
+
+// -----
+// A loop the vectorizer cannot take (a reduction into one address) keeps LLVM's
+// loop-vectorizer metadata; a short unrolled loop is emitted once per iteration.
+// CHECK-LABEL: define void @rowsum(
+// CHECK:       store float 0x0000000000000000, ptr %{{.*}}
+// CHECK:       store float 0x0000000000000000, ptr %{{.*}}
+// CHECK:       br label %{{.*}}, !llvm.loop ![[LOOP:[0-9]+]]
+// CHECK-DAG:   ![[LOOP]] = distinct !{![[LOOP]], ![[EN:[0-9]+]], ![[W:[0-9]+]]}
+// CHECK-DAG:   ![[EN]] = !{!"llvm.loop.vectorize.enable", i1 true}
+func.func private @rowsum(%x: memref<2x64xf32>, %out: memref<2xf32>) attributes {lathe.kernel} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c64 = arith.constant 64 : index
+  %zero = arith.constant 0.0 : f32
+  scf.for %i = %c0 to %c2 step %c1 {
+    memref.store %zero, %out[%i] : memref<2xf32>
+  } {loop.annotation = #loop.annotation<unroll>}
+  scf.for %i = %c0 to %c2 step %c1 {
+    scf.for %k = %c0 to %c64 step %c1 {
+      %a = memref.load %x[%i, %k] : memref<2x64xf32>
+      %s = memref.load %out[%i] : memref<2xf32>
+      %r = arith.addf %s, %a : f32
+      memref.store %r, %out[%i] : memref<2xf32>
+    } {loop.annotation = #loop.annotation<vectorize = 64>}
+  }
   func.return
 }

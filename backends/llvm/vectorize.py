@@ -1,0 +1,356 @@
+"""Explicit vector code for `#loop.annotation<vectorize>` loops.
+
+A vectorized loop is emitted once per chunk of W lanes (W = the target's vector
+width for the element type) instead of being left to LLVM's loop vectorizer.
+Each value of the body is classified:
+
+  * uniform — the same in every lane (defined outside the loop, or computed
+    only from uniform values): emitted as scalar code;
+  * affine  — an index `lane0 + stride·lane` (the induction variable and
+    add/mul/sub of it; rem/div by a multiple of W when lane 0 is a multiple
+    of W): emitted as the scalar lane-0 value, its stride known;
+  * vector  — anything else: emitted as `<W x T>` operations.
+
+Loads and stores whose last index is affine with stride 1 (and other indices
+uniform) become single vector loads/stores, aligned when lane 0 is; uniform
+loads stay scalar and are splatted where needed. Anything else (gathers,
+scatters, a store of a varying value to one address, nested control flow)
+makes `plan` return None and the loop falls back to LLVM's loop vectorizer.
+"""
+
+from __future__ import annotations
+
+import math as pymath
+from dataclasses import dataclass
+
+from xdsl.dialects import arith, math, memref, scf
+from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType
+from xdsl.ir import Operation, SSAValue
+
+from lathe.backends.llvm import codegen as cg
+
+UNIFORM, AFFINE, VECTOR = "uniform", "affine", "vector"
+_ALIGN_UNKNOWN = 1
+
+
+@dataclass
+class Kind:
+    kind: str
+    stride: int = 0  # for AFFINE
+    align: int = _ALIGN_UNKNOWN  # a known divisor of lane 0 (for AFFINE)
+
+
+_INDEX_DIVS = (arith.DivUIOp, arith.DivSIOp, arith.FloorDivSIOp)
+_INDEX_REMS = (arith.RemUIOp, arith.RemSIOp)
+
+
+def _const_int(v: SSAValue) -> int | None:
+    if isinstance(v.owner, arith.ConstantOp) and isinstance(v.type, IndexType | IntegerType):
+        return v.owner.value.value.data  # type: ignore[union-attr]
+    return None
+
+
+def _is_index_like(v: SSAValue) -> bool:
+    return isinstance(v.type, IndexType) or (isinstance(v.type, IntegerType) and v.type.width.data == 64)
+
+
+def plan(loop: scf.ForOp, width: int) -> dict[SSAValue, Kind] | None:
+    """Classify every value of the loop body, or None if it cannot be vectorized."""
+    body = loop.body.block
+    inside = set(body.ops)
+    kinds: dict[SSAValue, Kind] = {body.args[0]: Kind(AFFINE, 1, width)}
+
+    def k(v: SSAValue) -> Kind:
+        if v in kinds:
+            return kinds[v]
+        owner = v.owner
+        if isinstance(owner, Operation) and owner in inside:
+            raise KeyError(v)
+        c = _const_int(v)
+        return Kind(UNIFORM, 0, abs(c) if c else (1 << 30 if c == 0 else _ALIGN_UNKNOWN))
+
+    for op in body.ops:
+        if isinstance(op, scf.YieldOp):
+            continue
+        if op.regions:
+            return None
+        ins = [k(v) for v in op.operands]
+        if all(x.kind == UNIFORM for x in ins) and not isinstance(op, memref.StoreOp):
+            for r in op.results:
+                c = _const_int(r)
+                if c is not None:
+                    align = abs(c) or 1 << 30
+                else:
+                    a = _affine(op, ins, width) if _is_index_like(r) else None
+                    align = a.align if a is not None else 1
+                kinds[r] = Kind(UNIFORM, 0, align)
+            continue
+        if isinstance(op, memref.LoadOp | memref.StoreOp):
+            idx = [k(i) for i in op.indices]
+            if _uniform_address(idx):
+                if isinstance(op, memref.StoreOp):
+                    return None  # a varying value into one address is a reduction: not here
+                kinds[op.res] = Kind(UNIFORM)
+                continue
+            if not _contiguous(idx):
+                return None
+            if isinstance(op, memref.LoadOp):
+                kinds[op.res] = Kind(VECTOR)
+            continue
+        if _is_index_like(op.results[0]) if op.results else False:
+            r = _affine(op, ins, width)
+            if r is None:
+                kinds[op.results[0]] = Kind(VECTOR)
+            else:
+                kinds[op.results[0]] = r
+            continue
+        if not _vectorizable(op):
+            return None
+        for r in op.results:
+            kinds[r] = Kind(VECTOR)
+    return kinds
+
+
+def _uniform_address(idx: list[Kind]) -> bool:
+    return all(x.kind == UNIFORM or (x.kind == AFFINE and x.stride == 0) for x in idx)
+
+
+def _contiguous(idx: list[Kind]) -> bool:
+    """Other indices uniform, the last one advancing by 1 per lane."""
+    if not idx:
+        return False
+    *outer, last = idx
+    return _uniform_address(outer) and last.kind == AFFINE and last.stride == 1
+
+
+def _affine(op: Operation, ins: list[Kind], width: int) -> Kind | None:
+    def stride(x: Kind) -> int | None:
+        return 0 if x.kind == UNIFORM else (x.stride if x.kind == AFFINE else None)
+
+    s = [stride(x) for x in ins]
+    if any(v is None for v in s):
+        return None
+    if isinstance(op, arith.AddiOp):
+        return Kind(AFFINE, s[0] + s[1], pymath.gcd(ins[0].align, ins[1].align))
+    if isinstance(op, arith.SubiOp):
+        return Kind(AFFINE, s[0] - s[1], pymath.gcd(ins[0].align, ins[1].align))
+    if isinstance(op, arith.MuliOp):
+        c0, c1 = _const_int(op.operands[0]), _const_int(op.operands[1])
+        if c1 is not None:
+            return Kind(AFFINE, s[0] * c1, ins[0].align * abs(c1) or 1 << 30)
+        if c0 is not None:
+            return Kind(AFFINE, s[1] * c0, ins[1].align * abs(c0) or 1 << 30)
+        return None
+    if isinstance(op, arith.IndexCastOp):
+        return Kind(AFFINE, s[0], ins[0].align)
+    if isinstance(op, _INDEX_DIVS + _INDEX_REMS):
+        d = _const_int(op.operands[1])
+        a = ins[0]
+        if d is None or d <= 0 or s[1] != 0:
+            return None
+        if s[0] == 0:
+            return Kind(AFFINE, 0, _ALIGN_UNKNOWN)
+        if s[0] == 1 and d % width == 0 and a.align % width == 0:
+            # lanes never cross a multiple of d: the quotient is uniform, the remainder stride 1
+            if isinstance(op, _INDEX_DIVS):
+                return Kind(AFFINE, 0, _ALIGN_UNKNOWN)
+            return Kind(AFFINE, 1, width)
+        return None
+    return None
+
+
+def _vectorizable(op: Operation) -> bool:
+    t = type(op)
+    return (
+        t in cg._FBIN or t in cg._IBIN or t in cg._BIN_INTRINSIC or t in cg._UN_INTRINSIC or t in cg._LIBM
+        or t in cg._CASTS or isinstance(op, arith.NegfOp | arith.CmpfOp | arith.CmpiOp | arith.SelectOp | math.FmaOp)
+    )
+
+
+class VectorEmitter:
+    """Emits one vectorized loop into a FunctionEmitter."""
+
+    def __init__(self, fe: "cg.FunctionEmitter", loop: scf.ForOp, width: int, kinds: dict[SSAValue, Kind]):
+        self.fe = fe
+        self.loop = loop
+        self.w = width
+        self.kinds = kinds
+        self.vnames: dict[SSAValue, str] = {}
+
+    def kind(self, v: SSAValue) -> Kind:
+        return self.kinds.get(v, Kind(UNIFORM))
+
+    def vty(self, t) -> str:
+        return f"<{self.w} x {cg.llvm_type(t)}>"
+
+    def vec(self, v: SSAValue) -> str:
+        """v as a <W x T> value (splatting uniforms, materialising affine indices)."""
+        if v in self.vnames:
+            return self.vnames[v]
+        fe = self.fe
+        k = self.kind(v)
+        ty = cg.llvm_type(v.type)
+        ins = fe.tmp("vi")
+        fe.emit(f"{ins} = insertelement <{self.w} x {ty}> poison, {ty} {fe.v(v)}, i64 0")
+        splat = fe.tmp("vs")
+        fe.emit(f"{splat} = shufflevector <{self.w} x {ty}> {ins}, <{self.w} x {ty}> poison, <{self.w} x i32> zeroinitializer")
+        if k.kind == AFFINE and k.stride != 0:
+            lanes = ", ".join(f"{ty} {k.stride * i}" for i in range(self.w))
+            out = fe.tmp("va")
+            fe.emit(f"{out} = add <{self.w} x {ty}> {splat}, <{lanes}>")
+            splat = out
+        self.vnames[v] = splat
+        return splat
+
+    def run(self, lb: str, ub: str) -> None:
+        fe = self.fe
+        op = self.loop
+        head, body, latch, exit_ = (fe.new_label(x) for x in ("vec.head", "vec.body", "vec.latch", "vec.exit"))
+        pre = fe.label
+        iv, nxt = fe.tmp("iv"), fe.tmp("ivn")
+        fe.emit(f"br label %{head}")
+        fe.start_block(head)
+        fe.emit(f"{iv} = phi i64 [ {lb}, %{pre} ], [ {nxt}, %{latch} ]")
+        c = fe.tmp("c")
+        fe.emit(f"{c} = icmp slt i64 {iv}, {ub}")
+        fe.emit(f"br i1 {c}, label %{body}, label %{exit_}")
+        fe.start_block(body)
+        fe.names[op.body.block.args[0]] = iv
+        self.vnames = {}
+        for o in op.body.block.ops:
+            self.op(o)
+        fe.emit(f"br label %{latch}")
+        fe.start_block(latch)
+        fe.emit(f"{nxt} = add nsw i64 {iv}, {self.w}")
+        fe.emit(f"br label %{head}")
+        fe.start_block(exit_)
+
+    def op(self, op: Operation) -> None:
+        fe = self.fe
+        if isinstance(op, scf.YieldOp):
+            return
+        if isinstance(op, memref.LoadOp):
+            if self.kind(op.res).kind == UNIFORM:
+                fe.op(op)  # a uniform load: scalar, splatted where used
+                return
+            ptr = fe.gep(op.memref, op.indices)
+            ty = cg.llvm_type(op.res.type)
+            if ty == "i1":
+                raw = fe.tmp("vb")
+                fe.emit(f"{raw} = load <{self.w} x i8>, ptr {ptr}, align 1")
+                out = fe.tmp("v")
+                fe.emit(f"{out} = trunc <{self.w} x i8> {raw} to <{self.w} x i1>")
+            else:
+                out = fe.tmp("v")
+                fe.emit(f"{out} = load <{self.w} x {ty}>, ptr {ptr}, align {self.align(op.memref, op.indices)}")
+            self.vnames[op.res] = out
+            return
+        if isinstance(op, memref.StoreOp):
+            ptr = fe.gep(op.memref, op.indices)
+            ty = cg.llvm_type(op.value.type)
+            val = self.vec(op.value)
+            if ty == "i1":
+                b = fe.tmp("vb")
+                fe.emit(f"{b} = zext <{self.w} x i1> {val} to <{self.w} x i8>")
+                fe.emit(f"store <{self.w} x i8> {b}, ptr {ptr}, align 1")
+            else:
+                fe.emit(f"store <{self.w} x {ty}> {val}, ptr {ptr}, align {self.align(op.memref, op.indices)}")
+            return
+        k = self.kind(op.results[0]) if op.results else Kind(UNIFORM)
+        if k.kind in (UNIFORM, AFFINE):
+            fe.op(op)  # scalar code computes the uniform value or lane 0
+            return
+        self.vector_op(op)
+
+    def align(self, ref: SSAValue, indices) -> int:
+        """Alignment of a contiguous access: 64-byte buffers, lane 0 a multiple of W elements."""
+        t = ref.type
+        assert isinstance(t, MemRefType)
+        elem = max(1, cg._bits(t.element_type) // 8)
+        shape = list(t.get_shape())
+        strides = [pymath.prod(shape[d + 1:]) for d in range(len(shape))]
+        g = 0
+        for i, s in zip(indices, strides):
+            k = self.kind(i)
+            g = pymath.gcd(g, (k.align if k.kind != VECTOR else 1) * s)
+        g = g or 1 << 30
+        return max(elem, min(64, elem * (g & -g)))
+
+    def vector_op(self, op: Operation) -> None:
+        fe = self.fe
+        t = type(op)
+        r = op.results[0]
+        vt = self.vty(r.type)
+        if t in cg._FBIN:
+            a, b = (self.vec(x) for x in op.operands)
+            self.define(r, f"{cg._FBIN[t]} {cg.FAST} {vt} {a}, {b}")
+        elif isinstance(op, arith.NegfOp):
+            self.define(r, f"fneg {vt} {self.vec(op.operands[0])}")
+        elif t in cg._IBIN:
+            a, b = (self.vec(x) for x in op.operands)
+            self.define(r, f"{cg._IBIN[t]} {vt} {a}, {b}")
+        elif t in cg._BIN_INTRINSIC:
+            name = f"llvm.{cg._BIN_INTRINSIC[t]}.v{self.w}{cg._suffix(r.type)}"
+            fe.mod.declare(f"declare {vt} @{name}({vt}, {vt})")
+            a, b = (self.vec(x) for x in op.operands)
+            self.define(r, f"call {vt} @{name}({vt} {a}, {vt} {b})")
+        elif t in cg._UN_INTRINSIC or t in cg._LIBM:
+            fn = self.fe.mod.vector_math(op, self.w) if t in cg._LIBM or t in (math.ExpOp, math.TanhOp, math.LogOp) else None
+            if fn is None:
+                fn = f"llvm.{cg._UN_INTRINSIC[t]}.v{self.w}{cg._suffix(r.type)}"
+                fe.mod.declare(f"declare {vt} @{fn}({vt})")
+            self.define(r, f"call {cg.FAST} {vt} @{fn}({vt} {self.vec(op.operands[0])})")
+        elif isinstance(op, math.FmaOp):
+            name = f"llvm.fma.v{self.w}{cg._suffix(r.type)}"
+            fe.mod.declare(f"declare {vt} @{name}({vt}, {vt}, {vt})")
+            a, b, c = (self.vec(x) for x in op.operands)
+            self.define(r, f"call {vt} @{name}({vt} {a}, {vt} {b}, {vt} {c})")
+        elif isinstance(op, arith.CmpiOp | arith.CmpfOp):
+            a, b = self.vec(op.lhs), self.vec(op.rhs)
+            if isinstance(op, arith.CmpiOp):
+                self.define(r, f"icmp {cg.CMPI[op.predicate.value.data]} {self.vty(op.lhs.type)} {a}, {b}")
+            else:
+                self.define(r, f"fcmp {cg.CMPF[op.predicate.value.data]} {self.vty(op.lhs.type)} {a}, {b}")
+        elif isinstance(op, arith.SelectOp):
+            c = op.operands[0]
+            cond = f"i1 {fe.v(c)}" if self.kind(c).kind == UNIFORM else f"<{self.w} x i1> {self.vec(c)}"
+            a, b = self.vec(op.operands[1]), self.vec(op.operands[2])
+            self.define(r, f"select {cond}, {vt} {a}, {vt} {b}")
+        elif t in cg._CASTS:
+            src = self.vty(op.operands[0].type)
+            self.define(r, f"{cg._CASTS[t]} {src} {self.vec(op.operands[0])} to {vt}")
+        elif isinstance(op, arith.IndexCastOp):
+            self.vnames[r] = self.vec(op.operands[0])  # index and i64 are the same in LLVM
+        else:  # pragma: no cover - plan() admits only the ops above
+            raise AssertionError(op.name)
+
+    def define(self, v: SSAValue, text: str) -> None:
+        name = self.fe.tmp("v")
+        self.fe.emit(f"{name} = {text}")
+        self.vnames[v] = name
+
+
+def vector_width(target_vector_bits: int, loop: scf.ForOp) -> int:
+    """Lanes for the widest element type the loop touches."""
+    widest = 32
+    for o in loop.body.block.ops:
+        for v in list(o.operands) + list(o.results):
+            t = v.type
+            if isinstance(t, MemRefType):
+                t = t.element_type
+            if isinstance(t, IntegerType | IndexType) or cg.llvm_type(t) in ("float", "double", "half"):
+                widest = max(widest, 64 if isinstance(t, IndexType) else cg._bits(t))
+    return max(1, target_vector_bits // max(32, widest if widest != 64 or not _only_index(loop) else 32))
+
+
+def _only_index(loop: scf.ForOp) -> bool:
+    """Index arithmetic stays scalar (lane 0), so it does not narrow the vector."""
+    for o in loop.body.block.ops:
+        for v in o.results:
+            if isinstance(v.type, IntegerType) and v.type.width.data == 64:
+                return False
+        if isinstance(o, memref.LoadOp | memref.StoreOp):
+            t = o.memref.type
+            if isinstance(t, MemRefType) and cg._bits(t.element_type) == 64:  # type: ignore[arg-type]
+                return False
+    return True
