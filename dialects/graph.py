@@ -702,6 +702,36 @@ class DenseOp(GraphOp):
 
 
 @irdl_op_definition
+class DensePackOp(GraphOp):
+    """nn.dense with the weight packed as [units / bn, in_features, bn] (TVM's
+    nn.contrib_dense_pack): each block of bn output columns is contiguous along
+    k, so the micro-kernel reads it as whole vectors."""
+
+    name = "graph.nn.contrib_dense_pack"
+    PATTERN: ClassVar[OpPattern] = OpPattern.OUT_ELEMWISE_FUSABLE
+    DEFAULTS: ClassVar[dict[str, object]] = {"units": None, "out_dtype": "", "weight_layout": ""}
+    data = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    units = _attr()
+    out_dtype = _attr()
+    weight_layout = _attr()
+    result = result_def(TensorType)
+    traits = graph_traits()
+
+    @classmethod
+    def infer(cls, op, types, a):
+        x = _tensor(op, types[0], "data")
+        w = _tensor(op, types[1], "weight")
+        xs, ws = shape_of(x), shape_of(w)
+        if len(xs) < 1 or len(ws) != 3:
+            raise ShapeError(f"{op}: expects data of rank >= 1 and a rank-3 packed weight, got {type_str(x)} and {type_str(w)}")
+        if xs[-1] != ws[1]:
+            raise ShapeError(f"{op}: data {type_str(x)} has {xs[-1]} input features but weight {type_str(w)} expects {ws[1]}")
+        dt = same_dtype(op, x, w)
+        return TensorType(_dtype(op, a, "out_dtype") if a["out_dtype"] else dt, xs[:-1] + [ws[0] * ws[2]])
+
+
+@irdl_op_definition
 class MatmulOp(GraphOp):
     """Relay's nn.matmul: op(a) · op(b) with optional transposes (rank 2)."""
 
@@ -1821,7 +1851,7 @@ GRAPH_OPS: list[type[GraphOp]] = [
     AddOp, SubtractOp, MultiplyOp, DivideOp, PowerOp, MaximumOp, MinimumOp,
     EqualOp, NotEqualOp, LessOp, LessEqualOp, GreaterOp, GreaterEqualOp, LogicalAndOp, LogicalOrOp, WhereOp,
     # nn
-    DenseOp, MatmulOp, BatchMatmulOp, Conv2dOp, Conv2dTransposeOp, BiasAddOp, PReluOp, SoftmaxOp, LogSoftmaxOp,
+    DenseOp, DensePackOp, MatmulOp, BatchMatmulOp, Conv2dOp, Conv2dTransposeOp, BiasAddOp, PReluOp, SoftmaxOp, LogSoftmaxOp,
     LayerNormOp, BatchNormOp, LRNOp, MaxPool2dOp, AvgPool2dOp, GlobalAvgPool2dOp, GlobalMaxPool2dOp,
     AdaptiveAvgPool2dOp, PadOp, BatchFlattenOp, Resize2dOp,
     # reductions

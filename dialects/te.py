@@ -7,7 +7,8 @@ the yielded values are combined (`sum`, `max`, `min`, `prod`).
 
 A schedule is data, not code: it is the ordered list of schedule-primitive ops
 (`te.split`, `te.tile`, `te.reorder`, `te.fuse`, `te.vectorize`,
-`te.parallel`, `te.unroll`, `te.bind`, `te.compute_inline`) that follow the computes in a kernel, each
+`te.parallel`, `te.unroll`, `te.bind`, `te.compute_at`, `te.cache_write`,
+`te.compute_inline`) that follow the computes in a kernel, each
 naming its stage by SSA value and its axes by name. So a schedule prints,
 parses back, can be edited by hand, and a tuner generates or replays one by
 emitting these ops (see `lathe.lowering.schedule`). `lower-te-to-loop`
@@ -180,7 +181,8 @@ class SchedulePrimitive(IRDLOperation):
         return owner
 
     def verify_(self) -> None:
-        self.compute()
+        if not isinstance(self.stage.owner, ComputeOp | CacheWriteOp):
+            raise VerifyException(f"{self.name}: the stage operand must be a te.compute or te.cache_write result")
 
 
 @irdl_op_definition
@@ -264,12 +266,57 @@ class BindOp(SchedulePrimitive):
 
 
 @irdl_op_definition
+class ComputeAtOp(SchedulePrimitive):
+    """Computes the stage inside `target`'s loop `axis`, one tile per iteration.
+
+    The stage must produce what `target` reads at the same indices (an
+    epilogue's producer); its buffer shrinks to the tile, which for a small
+    register-sized tile means registers."""
+
+    name = "te.compute_at"
+    stage = operand_def(TensorType)  # restated so that the stage stays the first operand
+    target = operand_def(TensorType)
+    axis = prop_def(StringAttr)
+    assembly_format = "$stage `,` $target attr-dict `:` type($stage) `,` type($target)"
+
+    def target_compute(self) -> ComputeOp:
+        owner = self.target.owner
+        if not isinstance(owner, ComputeOp):
+            raise VerifyException("te.compute_at: the target must be a te.compute result")
+        return owner
+
+    def verify_(self) -> None:
+        super().verify_()
+        if not isinstance(self.target.owner, ComputeOp | CacheWriteOp):
+            raise VerifyException("te.compute_at: the target must be a te.compute or te.cache_write result")
+
+
+@irdl_op_definition
+class CacheWriteOp(IRDLOperation):
+    """TVM's cache_write: the stage's computation moves to a new stage (the result,
+    to be scheduled, typically compute_at) and the stage becomes a copy of it."""
+
+    name = "te.cache_write"
+    stage = operand_def(TensorType)
+    result = result_def(TensorType)
+    assembly_format = "$stage attr-dict `:` type($stage) `->` type($result)"
+
+    def __init__(self, stage: SSAValue):
+        super().__init__(operands=[stage], result_types=[stage.type])
+
+    def verify_(self) -> None:
+        if not isinstance(self.stage.owner, ComputeOp):
+            raise VerifyException("te.cache_write: the stage operand must be a te.compute result")
+
+
+@irdl_op_definition
 class ComputeInlineOp(SchedulePrimitive):
     """Substitutes an injective stage's body into its consumers; it gets no buffer."""
 
     name = "te.compute_inline"
 
 
-SCHEDULE_OPS = [SplitOp, TileOp, ReorderOp, FuseOp, VectorizeOp, ParallelOp, UnrollOp, BindOp, ComputeInlineOp]
+SCHEDULE_OPS = [SplitOp, TileOp, ReorderOp, FuseOp, VectorizeOp, ParallelOp, UnrollOp, BindOp, ComputeAtOp,
+                CacheWriteOp, ComputeInlineOp]
 
 TE = Dialect("te", [ComputeOp, ReadOp, YieldOp, *SCHEDULE_OPS], [])

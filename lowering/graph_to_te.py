@@ -172,6 +172,20 @@ def _dense(op: graph.DenseOp) -> Stages:
     return [compute("T_dense", out, body, reduce=[k], axis_names=names)]
 
 
+def _dense_pack(op: graph.DensePackOp) -> Stages:
+    x, w = Tensor(op.data), Tensor(op.weight)
+    k, bn = x.shape[-1], w.shape[2]
+    out = op.result.type
+    rank = len(shape_of(out))
+    dt = out.element_type
+
+    def body(*idx):
+        *batch, j, r = idx
+        return tb.cast(x[(*batch, r)], dt) * tb.cast(w[j // bn, r, j % bn], dt)
+    names = [f"i{d}" for d in range(rank - 1)] + ["j", "k"]
+    return [compute("T_dense_pack", out, body, reduce=[k], axis_names=names)]
+
+
 def _matmul(op: graph.MatmulOp) -> Stages:
     a, b = Tensor(op.tensor_a), Tensor(op.tensor_b)
     at = op.attrs()
@@ -833,6 +847,7 @@ TE_COMPUTE: dict[type[Operation], Callable[[Operation], Stages]] = {
     graph.LogicalOrOp: _broadcast(lambda a, b: a.logical_or(b)),
     graph.WhereOp: _where,
     graph.DenseOp: _dense,
+    graph.DensePackOp: _dense_pack,
     graph.MatmulOp: _matmul,
     graph.BatchMatmulOp: _batch_matmul,
     graph.Conv2dOp: _conv2d,

@@ -79,6 +79,37 @@ class Schedule:
     def compute_inline(self) -> None:
         self._emit(te.ComputeInlineOp)
 
+    def compute_at(self, target: te.ComputeOp, axis: str) -> None:
+        op = te.ComputeAtOp.create(operands=[self.stage.result, target.result], properties={"axis": StringAttr(axis)})
+        assert self.ret is not None
+        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
+
+    def cache_write(self) -> "Schedule":
+        """A new stage doing this stage's computation; this one becomes its copy."""
+        op = te.CacheWriteOp(self.stage.result)
+        assert self.ret is not None
+        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
+        return _CachedSchedule(self.stage, op.result)
+
+
+class _CachedSchedule(Schedule):
+    """The schedule of a cache_write stage: it is named by the cache_write's result."""
+
+    def __init__(self, original: te.ComputeOp, value):
+        super().__init__(original)
+        self.value = value
+
+    def _emit(self, cls, **props):
+        op = cls.create(operands=[self.value], properties=props)
+        assert self.ret is not None
+        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
+        return op
+
+    def compute_at(self, target: te.ComputeOp, axis: str) -> None:
+        op = te.ComputeAtOp.create(operands=[self.value, target.result], properties={"axis": StringAttr(axis)})
+        assert self.ret is not None
+        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
+
 
 @dataclass(frozen=True)
 class Knob:
@@ -149,6 +180,65 @@ def schedule_reduction(s: Schedule, tile_j: int = 4) -> None:
         s.parallel(fused)
 
 
+DENSE_PACK_KNOBS = (
+    Knob("tile_rows", (1, 2, 4, 6, 8, 12), 8),
+)
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, tile_rows: int = 8) -> None:
+    """TVM's dense_pack for x86: a register tile of `tile_rows` rows × one packed
+    block of columns accumulated over k in registers (compute_at the output's
+    tile loop), the epilogue (bias, activation) applied to the tile as it is
+    written, output tiles spread over threads."""
+    s_out = Schedule(out)
+    if anchor is out:
+        local = s_out.cache_write()
+    else:
+        local = Schedule(anchor)
+    bn = anchor_pack_width(anchor)
+    axes = s_out.axes[: len(out.spatial_extents)]
+    *batch, i, j = axes if len(axes) >= 2 else (None, axes[0])  # type: ignore[misc]
+    extents = out.spatial_extents
+    outer: list[str] = list(batch)
+    inner: list[str] = []
+    if i is not None:
+        mr = _largest_divisor(extents[-2], tile_rows)
+        io, ii = s_out.split(i, factor=mr)
+        outer.append(io)
+        inner.append(ii)
+    jo, ji = s_out.split(j, factor=bn)
+    outer.append(jo)
+    inner.append(ji)
+    s_out.reorder(*outer, *inner)
+    fused = s_out.fuse(*outer) if len(outer) > 1 else outer[0]
+    if len(inner) > 1:
+        s_out.unroll(inner[0])
+    s_out.vectorize(ji)
+    s_out.parallel(fused)
+    local.compute_at(out, fused)
+    k = anchor.axis_names[-1]
+    spatial = anchor.axis_names[:-1]
+    local.reorder(k, *spatial)
+    if len(spatial) > 1:
+        local.unroll(spatial[-2])
+    local.vectorize(spatial[-1])
+
+
+def anchor_pack_width(anchor: te.ComputeOp) -> int:
+    """bn of a T_dense_pack stage: the last dimension of its packed weight read."""
+    for op in anchor.body.block.ops:
+        if isinstance(op, te.ReadOp) and len(op.tensor.type.get_shape()) == 3:  # type: ignore[union-attr]
+            return op.tensor.type.get_shape()[2]  # type: ignore[union-attr]
+    return 16
+
+
+TEMPLATES = {"T_dense_pack": schedule_dense_pack}
+
+
 def apply_default_schedule(stage: te.ComputeOp) -> None:
     s = Schedule(stage)
     if stage.reduce_extent_list:
@@ -171,9 +261,24 @@ class ApplyDefaultSchedule(ModulePass):
         for f in op.ops:
             if not is_kernel(f) or has_schedule(f):  # type: ignore[arg-type]
                 continue
-            outputs = set(f.body.block.last_op.operands)  # type: ignore[union-attr]
-            for c in [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]:  # type: ignore[union-attr]
-                if c.result not in outputs and not c.reduce_extent_list:
-                    Schedule(c).compute_inline()  # like TOPI: injective producers are inlined
-                else:
-                    apply_default_schedule(c)
+            schedule_kernel(f)  # type: ignore[arg-type]
+
+
+def schedule_kernel(f: func.FuncOp) -> None:
+    """Inline injective producers (as TOPI does); then the anchor's template, or a
+    default schedule per remaining stage."""
+    outputs = list(f.body.block.last_op.operands)  # type: ignore[union-attr]
+    computes = [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]
+    anchor = next((c for c in computes if c.stage.data in TEMPLATES), None)
+    for c in computes:
+        if c.result not in outputs and not c.reduce_extent_list:
+            Schedule(c).compute_inline()
+    if anchor is not None and len(outputs) == 1 and isinstance(outputs[0].owner, te.ComputeOp):
+        out = outputs[0].owner
+        others = [c for c in computes if c.reduce_extent_list and c is not anchor]
+        if not others and out.spatial_extents == anchor.spatial_extents:
+            TEMPLATES[anchor.stage.data](anchor, out)
+            return
+    for c in computes:
+        if c.result in outputs or c.reduce_extent_list:
+            apply_default_schedule(c)

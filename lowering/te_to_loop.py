@@ -88,11 +88,12 @@ class StageSchedule:
     leaves: list[str] = field(default_factory=list)
     relations: list[Split | Fuse] = field(default_factory=list)
     inline: bool = False
+    attach: tuple[te.ComputeOp, str] | None = None  # compute_at (target stage, its axis)
 
     @staticmethod
-    def of(c: te.ComputeOp) -> "StageSchedule":
+    def of(c: te.ComputeOp, spatial_extents: list[int] | None = None) -> "StageSchedule":
         s = StageSchedule(c)
-        exts = c.spatial_extents + c.reduce_extent_list
+        exts = (spatial_extents or c.spatial_extents) + c.reduce_extent_list
         nsp = len(c.spatial_extents)
         for k, (n, e) in enumerate(zip(c.axis_names, exts)):
             s.axes[n] = Axis(n, e, k >= nsp)
@@ -110,6 +111,21 @@ class StageSchedule:
         if name not in self.leaves:
             raise self._err(prim, f"no leaf axis named '{name}'")
         return self.axes[name]
+
+    def root_of(self, leaf: str) -> str | None:
+        """The root axis a leaf derives from (None for a fusion of several roots)."""
+        parent: dict[str, str | None] = {}
+        for rel in self.relations:
+            if isinstance(rel, Split):
+                parent[rel.outer] = parent[rel.inner] = rel.parent
+            else:
+                parent[rel.fused] = None
+        name: str | None = leaf
+        while name is not None and name in parent:
+            name = parent[name]
+            if name is None:
+                return None
+        return name
 
     def _new(self, prim: Operation, name: str, extent: int, reduce: bool) -> None:
         if name in self.axes:
@@ -173,12 +189,27 @@ class StageSchedule:
             if kind == "parallel" and ax.reduce:
                 raise self._err(prim, f"reduce axis '{ax.name}' cannot be parallel (it would race)")
             ax.annotation = kind
+        elif isinstance(prim, te.ComputeAtOp):
+            target = prim.target_compute()
+            if target is self.compute:
+                raise self._err(prim, "a stage cannot be computed at itself")
+            self.attach = (target, prim.axis.data)
         elif isinstance(prim, te.ComputeInlineOp):
             if self.compute.reduce_extent_list:
                 raise self._err(prim, "a reduction cannot be inlined")
             self.inline = True
         else:  # pragma: no cover - all primitives are handled above
             raise self._err(prim, "unsupported schedule primitive")
+
+
+@dataclass
+class Tile:
+    """Where a compute_at stage writes: a small local buffer for one iteration of
+    its target's loop, whose element 0 is the global index `bases`."""
+
+    buffer: SSAValue
+    bases: list[SSAValue]
+    limits: list[int | None]  # the full extent where the tile may overhang it, else None
 
 
 # ---------------------------------------------------------------------------
@@ -243,6 +274,9 @@ class KernelLowering:
         self.kernel = kernel
         self.buffers: dict[SSAValue, SSAValue] = {}  # tensor value -> memref value
         self.schedules: dict[te.ComputeOp, StageSchedule] = {}
+        self.prims: dict[te.ComputeOp, list[te.SchedulePrimitive]] = {}
+        self.attached: dict[tuple[te.ComputeOp, str], list[te.ComputeOp]] = {}
+        self.tiles: dict[SSAValue, Tile] = {}
 
     def run(self) -> func.FuncOp:
         k = self.kernel
@@ -260,12 +294,25 @@ class KernelLowering:
             o.name_hint = f"out{n}" if len(outs) > 1 else "out"
         e = Emitter(block)
 
+        for op in list(old_block.ops):
+            if isinstance(op, te.CacheWriteOp):
+                _apply_cache_write(op)
         computes = [op for op in old_block.ops if isinstance(op, te.ComputeOp)]
         for c in computes:
             self.schedules[c] = StageSchedule.of(c)
+            self.prims[c] = []
         for op in old_block.ops:
             if isinstance(op, te.SchedulePrimitive):
                 self.schedules[op.compute()].apply(op)
+                self.prims[op.compute()].append(op)
+        for c in computes:
+            s = self.schedules[c]
+            if s.attach is not None:
+                target, axis = s.attach
+                if target not in self.schedules or axis not in self.schedules[target].leaves:
+                    raise LatheError(f"te.compute_at on stage '{c.stage.data}': the target has no leaf axis '{axis}'",
+                                     note="leaf axes: " + ", ".join(self.schedules.get(target, s).leaves))
+                self.attached.setdefault((target, axis), []).append(c)
 
         returned: dict[SSAValue, SSAValue] = {}
         for v, o in zip(ret.operands, outs):
@@ -275,9 +322,10 @@ class KernelLowering:
         allocs = []
         for c in computes:
             s = self.schedules[c]
-            if s.inline:
+            if s.inline or s.attach is not None:
                 if c.result in returned:
-                    raise LatheError(f"te.compute_inline: stage '{c.stage.data}' is a kernel output")
+                    raise LatheError(f"stage '{c.stage.data}' is a kernel output: it cannot be inlined or "
+                                     "computed at another stage (cache_write it first)")
                 continue
             if c.result in returned:
                 self.buffers[c.result] = returned[c.result]
@@ -305,13 +353,13 @@ class KernelLowering:
         return self.buffers[v]
 
     # -- one stage ------------------------------------------------------------
-    def emit_stage(self, e: Emitter, s: StageSchedule) -> None:
+    def emit_stage(self, e: Emitter, s: StageSchedule, tile: Tile | None = None) -> None:
         c = s.compute
         nsp = len(c.spatial_extents)
         spatial_roots, reduce_roots = s.roots[:nsp], s.roots[nsp:]
         leaf_is_reduce = [s.axes[n].reduce for n in s.leaves]
         first_reduce = leaf_is_reduce.index(True) if True in leaf_is_reduce else len(s.leaves)
-        out = self.buffers[c.result]
+        out = tile.buffer if tile else self.buffers[c.result]
         saved = e.block
         values: dict[str, SSAValue] = {}
 
@@ -321,6 +369,18 @@ class KernelLowering:
                 loop, iv = e.for_loop(ax.extent, n, ax.annotation)
                 values[n] = iv
                 e.block = loop.body.block
+                for p in self.attached.get((c, n), []):
+                    self.emit_attached(e, s, n, values, p)
+
+        def tile_guards(roots) -> list[SSAValue]:
+            if tile is None:
+                return []
+            conds = []
+            for n, base, limit in zip(spatial_roots, tile.bases, tile.limits):
+                if limit is not None:
+                    g = e.binop(arith.AddiOp, base, roots[n])
+                    conds.append(e.add(arith.CmpiOp(g, e.index(limit), "slt")).results[0])
+            return conds
 
         def close_to(block: Block) -> None:
             b = e.block
@@ -340,15 +400,19 @@ class KernelLowering:
             init_leaves = [n for n in s.leaves[first_reduce:] if not s.axes[n].reduce]
             open_loops(init_leaves)
             roots, guards = self.root_values(e, s, values, spatial_only=True)
-            self.guarded(e, guards, lambda: e.add(memref.StoreOp.get(
+            self.guarded(e, guards + tile_guards(roots), lambda: e.add(memref.StoreOp.get(
                 e.scalar(identity, c.result.type.element_type), out, [roots[n] for n in spatial_roots])))
             if init_leaves:
                 close_to(outer_block)
             open_loops(s.leaves[first_reduce:])
         roots, guards = self.root_values(e, s, values, spatial_only=False)
+        guards = guards + tile_guards(roots)
 
         def body() -> None:
-            v = self.emit_body(e, c, [roots[n] for n in s.roots])
+            index = [roots[n] for n in s.roots]
+            if tile is not None:  # the body sees global indices; the tile is indexed locally
+                index = [e.binop(arith.AddiOp, b, i) for b, i in zip(tile.bases, index[:nsp])] + index[nsp:]
+            v = self.emit_body(e, c, index)
             idx = [roots[n] for n in spatial_roots]
             if reduce_roots:
                 acc = e.add(memref.LoadOp.get(out, idx)).results[0]
@@ -358,6 +422,45 @@ class KernelLowering:
         self.guarded(e, guards, body)
         if e.block is not saved:
             close_to(saved)
+
+    def emit_attached(self, e: Emitter, target: StageSchedule, axis: str, values: dict[str, SSAValue],
+                      p: te.ComputeOp) -> None:
+        """Emit stage p for one iteration of target's loop `axis`: the tile target reads next."""
+        q = target.compute
+        if target.axes[axis].reduce:
+            raise LatheError(f"te.compute_at on stage '{p.stage.data}': '{axis}' of '{q.stage.data}' is a reduce axis")
+        if p.spatial_extents != q.spatial_extents:
+            raise LatheError(f"te.compute_at on stage '{p.stage.data}': its shape {p.spatial_extents} differs from "
+                             f"'{q.stage.data}' {q.spatial_extents}; only same-index producers can be computed at")
+        inner = target.leaves[target.leaves.index(axis) + 1:]
+        vals = dict(values)
+        for leaf in inner:
+            vals[leaf] = e.index(0)
+        nsp = len(q.spatial_extents)
+        origin, _ = self.root_values(e, target, vals, spatial_only=True)
+        extents = []
+        for root, full in zip(target.roots[:nsp], q.spatial_extents):
+            ext = 1
+            for leaf in inner:
+                r = target.root_of(leaf)
+                if r is None and not target.axes[leaf].reduce:
+                    raise LatheError(f"te.compute_at on stage '{p.stage.data}': a fused axis inside '{axis}' "
+                                     "cannot bound a tile")
+                if r == root:
+                    ext *= target.axes[leaf].extent
+            extents.append(min(ext, full))
+        limits = [full if any(isinstance(rel, Split) and rel.parent == root and target.axes[root].extent % rel.factor
+                              for rel in target.relations) or full % ext else None
+                  for root, full, ext in zip(target.roots[:nsp], q.spatial_extents, extents)]
+        t = memref_of(p.result.type)
+        buf = e.add(memref.AllocaOp.get(t.element_type, ALIGNMENT, extents)).results[0]
+        tile = Tile(buf, [origin[r] for r in target.roots[:nsp]], limits)
+        sp = StageSchedule.of(p, extents)
+        for prim in self.prims[p]:
+            if not isinstance(prim, te.ComputeAtOp):
+                sp.apply(prim)
+        self.emit_stage(e, sp, tile)
+        self.tiles[p.result] = tile
 
     def root_values(self, e: Emitter, s: StageSchedule, leaves: dict[str, SSAValue], spatial_only: bool):
         """Root axis values from leaf loop variables, and the guards splits need."""
@@ -409,6 +512,10 @@ class KernelLowering:
                 producer = src.owner
                 if isinstance(producer, te.ComputeOp) and self.schedules[producer].inline:
                     mapping[op.result] = self.emit_body(e, producer, idx)
+                elif src in self.tiles:
+                    tile = self.tiles[src]
+                    local = [e.binop(arith.SubiOp, i, b) for i, b in zip(idx, tile.bases)]
+                    mapping[op.result] = e.add(memref.LoadOp.get(tile.buffer, local)).results[0]
                 else:
                     mapping[op.result] = e.add(memref.LoadOp.get(self.load_source(src), idx)).results[0]
                 continue
@@ -417,6 +524,28 @@ class KernelLowering:
             for old, nv in zip(op.results, new.results):
                 mapping[old] = nv
         raise LatheError(f"te.compute '{c.stage.data}' has no te.yield")
+
+
+def _apply_cache_write(op: te.CacheWriteOp) -> None:
+    """stage C → C.local (C's computation) + C (a copy of C.local); uses of the
+    cache_write result now name C.local."""
+    from xdsl.builder import ImplicitBuilder
+
+    c = op.stage.owner
+    assert isinstance(c, te.ComputeOp)
+    local = c.clone()
+    local.properties["stage"] = StringAttr(c.stage.data + ".local")
+    Rewriter.insert_op(local, _before(c))
+    nsp = len(c.spatial_extents)
+    copy = te.ComputeOp.build_empty(c.stage.data, c.result.type, c.axis_names[:nsp])  # type: ignore[arg-type]
+    with ImplicitBuilder(copy.body.block):
+        v = te.ReadOp(local.result, list(copy.body.block.args))
+        te.YieldOp(v.result)
+    Rewriter.insert_op(copy, _before(c))
+    c.result.replace_all_uses_with(copy.result)
+    op.result.replace_all_uses_with(local.result)
+    Rewriter.erase_op(op)
+    Rewriter.erase_op(c)
 
 
 # ---------------------------------------------------------------------------

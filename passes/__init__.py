@@ -72,6 +72,10 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         from lathe.passes.combine_parallel import CombineParallelBatchMatmul
         return CombineParallelBatchMatmul
 
+    def alter_layout():
+        from lathe.passes.alter_op_layout import AlterOpLayout
+        return AlterOpLayout
+
     def cleanup():
         from lathe.passes.cleanup import CleanupLoops
         return CleanupLoops
@@ -85,6 +89,7 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "fold-constant": fold_constant,
         "canonicalize": canonicalize,
         "fold-scale-axis": fold_scale_axis,
+        "alter-op-layout": alter_layout,
         "combine-parallel-dense": combine_dense,
         "combine-parallel-batch-matmul": combine_bmm,
         "eliminate-common-subexpr": cse,
@@ -103,7 +108,7 @@ GRAPH_PIPELINES = {
     2: "inline-calls,simplify-inference,expand-split,fold-constant,canonicalize,eliminate-common-subexpr,"
        "dead-code-elimination,fuse-ops",
     3: "inline-calls,simplify-inference,expand-split,fold-constant,fold-scale-axis,fold-constant,"
-       "combine-parallel-dense,combine-parallel-batch-matmul,fold-constant,canonicalize,"
+       "combine-parallel-dense,combine-parallel-batch-matmul,alter-op-layout,fold-constant,canonicalize,"
        "eliminate-common-subexpr,dead-code-elimination,fuse-ops",
 }
 # kernels -> te -> loop: what every opt level runs before the backend.

@@ -385,6 +385,7 @@ REFERENCE: dict[type[Operation], Callable] = {
     graph.LogicalOrOp: lambda op, a, b: np.logical_or(a, b),
     graph.WhereOp: lambda op, c, a, b: np.where(c, a, b),
     graph.DenseOp: lambda op, x, w: np.matmul(x, w.T),
+    graph.DensePackOp: lambda op, x, w: np.matmul(x, w.transpose(0, 2, 1).reshape(-1, w.shape[1]).T),
     graph.MatmulOp: _matmul,
     graph.BatchMatmulOp: _batch_matmul,
     graph.Conv2dOp: _conv2d,

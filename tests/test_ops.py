@@ -437,3 +437,35 @@ def test_every_op_has_a_reference_and_a_compute():
             assert op in REFERENCE, op.name
         if op not in expanded:
             assert op in TE_COMPUTE, op.name
+
+
+@SETTINGS
+@given(n=st.sampled_from([1, 7, 13, 33]), k=st.sampled_from([3, 17, 64]), m=st.sampled_from([16, 32, 48, 96]),
+       batch=st.lists(st.sampled_from([1, 3]), max_size=1), epilogue=st.sampled_from(["", "relu", "bias"]), seed=seeds)
+def test_dense_packed_register_tiles(n, k, m, batch, epilogue, seed):
+    """Widths that alter-op-layout packs: the dense_pack template's register tiles, with and
+    without an epilogue, on row counts the tile does not divide."""
+    from op_harness import one_op_module
+    from xdsl.dialects import func as _func
+
+    types = [tensor([*batch, n, k]), tensor([m, k]), tensor([m])]
+    mod = one_op_module("nn.dense", types[:2])
+    if epilogue:
+        fn = next(iter(mod.ops))
+        ret = fn.body.block.last_op
+        dense = ret.operands[0]
+        if epilogue == "relu":
+            new = graph.make_op("nn.relu", [dense])
+        else:
+            fn.body.block.insert_arg(types[2], 2)
+            fn.function_type = _func.FunctionType.from_lists(types, [dense.type])
+            fn.body.block.args[2].name_hint = "a2"
+            new = graph.make_op("nn.bias_add", [dense, fn.body.block.args[2]], axis=-1)
+        fn.body.block.insert_op_before(new, ret)
+        ret.operands = [new.results[0]]
+        mod.verify()
+        if epilogue != "bias":
+            types = types[:2]
+    else:
+        types = types[:2]
+    check_op(mod, random_inputs(np.random.default_rng(seed), types), REDUCE_RTOL)

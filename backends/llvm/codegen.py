@@ -156,6 +156,10 @@ class FunctionEmitter:
         self.label = "entry"
         self.in_parallel = in_parallel
         self.n_outlined = 0
+        self.allocas: list[str] = []  # hoisted to the entry block, so a loop never grows the stack
+
+    def finished_lines(self) -> list[str]:
+        return self.allocas + self.lines
 
     def tmp(self, hint: str = "t") -> str:
         self.counter += 1
@@ -280,6 +284,15 @@ class FunctionEmitter:
             size = max(64, -(-size // 64) * 64)
             self.mod.declare("declare noalias ptr @aligned_alloc(i64, i64)")
             self.define(op.memref, f"call ptr @aligned_alloc(i64 64, i64 {size})")
+        elif isinstance(op, memref.AllocaOp):
+            t = op.memref.type
+            n = 1
+            for d in t.get_shape():  # type: ignore[union-attr]
+                n *= d
+            elem = llvm_type(t.element_type)  # type: ignore[union-attr]
+            name = self.tmp("tile")
+            self.allocas.append(f"  {name} = alloca [{n} x {'i8' if elem == 'i1' else elem}], align 64")
+            self.names[op.memref] = name
         elif isinstance(op, memref.DeallocOp):
             self.mod.declare("declare void @free(ptr)")
             self.emit(f"call void @free(ptr {self.v(op.memref)})")
@@ -519,7 +532,7 @@ class FunctionEmitter:
         body.for_loop(op, lb="%lo", ub="%hi")
         body.emit("ret void")
         self.mod.add_function(f"internal void @{worker}_body({', '.join(params + ['i64 %lo', 'i64 %hi'])}) #0",
-                              body.lines)
+                              body.finished_lines())
         lb, ub, step = self.v(op.lb), self.v(op.ub), self.v(op.step)
         lines = []
         args = []
@@ -571,7 +584,7 @@ def emit_kernel(mod: ModuleEmitter, f: func.FuncOp) -> None:
         e.names[arg] = pname
         params.append(f"ptr noalias nocapture align 64 {pname}")
     e.block(f.body.block)
-    mod.add_function(f"void @{name}({', '.join(params)}) #0", e.lines)
+    mod.add_function(f"void @{name}({', '.join(params)}) #0", e.finished_lines())
     # packed entry: void name__packed(ptr args)
     lines = []
     args = []

@@ -205,6 +205,15 @@ class VectorEmitter:
     def run(self, lb: str, ub: str) -> None:
         fe = self.fe
         op = self.loop
+        chunks = range(int(lb), int(ub), self.w)
+        if len(chunks) <= 4:  # a register tile: constant lane-0 indices let LLVM keep it in registers
+            iv = op.body.block.args[0]
+            for base in chunks:
+                fe.names[iv] = str(base)
+                self.vnames = {}
+                for o in op.body.block.ops:
+                    self.op(o)
+            return
         head, body, latch, exit_ = (fe.new_label(x) for x in ("vec.head", "vec.body", "vec.latch", "vec.exit"))
         pre = fe.label
         iv, nxt = fe.tmp("iv"), fe.tmp("ivn")
