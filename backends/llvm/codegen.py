@@ -450,10 +450,11 @@ class FunctionEmitter:
             w //= 2
         if w < 2:
             return False
-        kinds = vz.plan(op, w)
-        if kinds is None:
+        planned = vz.plan(op, w)
+        if planned is None:
             return False
-        vz.VectorEmitter(self, op, w, kinds).run(str(lb), str(ub))
+        kinds, reductions = planned
+        vz.VectorEmitter(self, op, w, kinds, reductions).run(str(lb), str(ub))
         return True
 
     def unrolled_loop(self, op: scf.ForOp, factor: int) -> bool:

@@ -30,6 +30,7 @@ from xdsl.ir import Operation, SSAValue
 from lathe.backends.llvm import codegen as cg
 
 UNIFORM, AFFINE, VECTOR = "uniform", "affine", "vector"
+_INVARIANT = "invariant"  # the key under which plan() passes the loop-invariant values along
 _ALIGN_UNKNOWN = 1
 
 
@@ -54,11 +55,46 @@ def _is_index_like(v: SSAValue) -> bool:
     return isinstance(v.type, IndexType) or (isinstance(v.type, IntegerType) and v.type.width.data == 64)
 
 
-def plan(loop: scf.ForOp, width: int) -> dict[SSAValue, Kind] | None:
-    """Classify every value of the loop body, or None if it cannot be vectorized."""
+_COMBINES = {
+    arith.AddfOp: ("fadd", -0.0), arith.MulfOp: ("fmul", 1.0), arith.MaximumfOp: ("fmaximum", float("-inf")),
+    arith.MinimumfOp: ("fminimum", float("inf")), arith.AddiOp: ("add", 0), arith.MaxSIOp: ("smax", None),
+    arith.MinSIOp: ("smin", None),
+}
+
+
+@dataclass
+class Reduction:
+    """acc = load A[u]; store combine(acc, x) → A[u] with x varying: a vector accumulator."""
+
+    load: memref.LoadOp
+    combine: Operation
+    store: memref.StoreOp
+    x: SSAValue
+
+
+def _reduction(store: memref.StoreOp, kinds) -> Reduction | None:
+    comb = store.value.owner
+    if type(comb) not in _COMBINES or not store.value.has_one_use():
+        return None
+    for acc, x in ((comb.operands[0], comb.operands[1]), (comb.operands[1], comb.operands[0])):
+        ld = acc.owner
+        if (isinstance(ld, memref.LoadOp) and ld.memref == store.memref and list(ld.indices) == list(store.indices)
+                and acc.has_one_use() and kinds.get(x, Kind(UNIFORM)).kind == VECTOR):
+            return Reduction(ld, comb, store, x)
+    return None
+
+
+def plan(loop: scf.ForOp, width: int):
+    """Classify every value of the loop body and find its reductions; None if it cannot be vectorized."""
     body = loop.body.block
     inside = set(body.ops)
     kinds: dict[SSAValue, Kind] = {body.args[0]: Kind(AFFINE, 1, width)}
+    reductions: list[Reduction] = []
+    invariant: set[SSAValue] = set()  # values the same in every iteration of the loop
+
+    def is_invariant(v: SSAValue) -> bool:
+        owner = v.owner
+        return v in invariant or not (isinstance(owner, Operation) and owner in inside) and v is not body.args[0]
 
     def k(v: SSAValue) -> Kind:
         if v in kinds:
@@ -74,6 +110,8 @@ def plan(loop: scf.ForOp, width: int) -> dict[SSAValue, Kind] | None:
             continue
         if op.regions:
             return None
+        if op.results and all(is_invariant(v) for v in op.operands):
+            invariant.update(op.results)
         ins = [k(v) for v in op.operands]
         if all(x.kind == UNIFORM for x in ins) and not isinstance(op, memref.StoreOp):
             for r in op.results:
@@ -89,7 +127,11 @@ def plan(loop: scf.ForOp, width: int) -> dict[SSAValue, Kind] | None:
             idx = [k(i) for i in op.indices]
             if _uniform_address(idx):
                 if isinstance(op, memref.StoreOp):
-                    return None  # a varying value into one address is a reduction: not here
+                    red = _reduction(op, kinds) if all(is_invariant(i) for i in op.indices) else None
+                    if red is None:
+                        return None  # a varying value into one address, not as a reduction
+                    reductions.append(red)
+                    continue
                 kinds[op.res] = Kind(UNIFORM)
                 continue
             if not _contiguous(idx):
@@ -108,7 +150,12 @@ def plan(loop: scf.ForOp, width: int) -> dict[SSAValue, Kind] | None:
             return None
         for r in op.results:
             kinds[r] = Kind(VECTOR)
-    return kinds
+    if any(isinstance(o, memref.StoreOp) and kinds.get(o.value, Kind(UNIFORM)).kind == VECTOR
+           and _uniform_address([k(i) for i in o.indices]) and not any(r.store is o for r in reductions)
+           for o in body.ops):
+        return None
+    kinds[_INVARIANT] = invariant  # type: ignore[index]
+    return kinds, reductions
 
 
 def _uniform_address(idx: list[Kind]) -> bool:
@@ -170,12 +217,16 @@ def _vectorizable(op: Operation) -> bool:
 class VectorEmitter:
     """Emits one vectorized loop into a FunctionEmitter."""
 
-    def __init__(self, fe: "cg.FunctionEmitter", loop: scf.ForOp, width: int, kinds: dict[SSAValue, Kind]):
+    def __init__(self, fe: "cg.FunctionEmitter", loop: scf.ForOp, width: int, kinds: dict[SSAValue, Kind],
+                 reductions: list[Reduction] = ()):
         self.fe = fe
         self.loop = loop
         self.w = width
         self.kinds = kinds
+        self.reductions = list(reductions)
+        self.skip = {o for r in self.reductions for o in (r.combine, r.store)}
         self.vnames: dict[SSAValue, str] = {}
+        self.acc: dict[int, str] = {}  # reduction index -> current vector accumulator
 
     def kind(self, v: SSAValue) -> Kind:
         return self.kinds.get(v, Kind(UNIFORM))
@@ -205,38 +256,112 @@ class VectorEmitter:
     def run(self, lb: str, ub: str) -> None:
         fe = self.fe
         op = self.loop
+        body_ops = [o for o in op.body.block.ops if not isinstance(o, scf.YieldOp)]
+        # uniform values do not depend on the loop: compute them once, before it
+        invariant = self.kinds.get(_INVARIANT, set())  # type: ignore[call-overload]
+        hoisted = [o for o in body_ops if o.results and all(r in invariant for r in o.results)]
+        for o in hoisted:
+            fe.op(o)
+        looped = [o for o in body_ops if o not in hoisted]
+        inits = {k: self.splat_identity(r) for k, r in enumerate(self.reductions)}
         chunks = range(int(lb), int(ub), self.w)
         if len(chunks) <= 4:  # a register tile: constant lane-0 indices let LLVM keep it in registers
             iv = op.body.block.args[0]
+            self.acc = dict(inits)
             for base in chunks:
                 fe.names[iv] = str(base)
                 self.vnames = {}
-                for o in op.body.block.ops:
+                for o in looped:
                     self.op(o)
-            return
-        head, body, latch, exit_ = (fe.new_label(x) for x in ("vec.head", "vec.body", "vec.latch", "vec.exit"))
-        pre = fe.label
-        iv, nxt = fe.tmp("iv"), fe.tmp("ivn")
-        fe.emit(f"br label %{head}")
-        fe.start_block(head)
-        fe.emit(f"{iv} = phi i64 [ {lb}, %{pre} ], [ {nxt}, %{latch} ]")
-        c = fe.tmp("c")
-        fe.emit(f"{c} = icmp slt i64 {iv}, {ub}")
-        fe.emit(f"br i1 {c}, label %{body}, label %{exit_}")
-        fe.start_block(body)
-        fe.names[op.body.block.args[0]] = iv
-        self.vnames = {}
-        for o in op.body.block.ops:
-            self.op(o)
-        fe.emit(f"br label %{latch}")
-        fe.start_block(latch)
-        fe.emit(f"{nxt} = add nsw i64 {iv}, {self.w}")
-        fe.emit(f"br label %{head}")
-        fe.start_block(exit_)
+        else:
+            head, body, latch, exit_ = (fe.new_label(x) for x in ("vec.head", "vec.body", "vec.latch", "vec.exit"))
+            pre = fe.label
+            iv, nxt = fe.tmp("iv"), fe.tmp("ivn")
+            phis = {k: fe.tmp("vacc") for k in inits}
+            nexts = {k: fe.tmp("vaccn") for k in inits}
+            fe.emit(f"br label %{head}")
+            fe.start_block(head)
+            fe.emit(f"{iv} = phi i64 [ {lb}, %{pre} ], [ {nxt}, %{latch} ]")
+            for k, r in enumerate(self.reductions):
+                fe.emit(f"{phis[k]} = phi {self.vty(r.x.type)} [ {inits[k]}, %{pre} ], [ {nexts[k]}, %{latch} ]")
+            c = fe.tmp("c")
+            fe.emit(f"{c} = icmp slt i64 {iv}, {ub}")
+            fe.emit(f"br i1 {c}, label %{body}, label %{exit_}")
+            fe.start_block(body)
+            fe.names[op.body.block.args[0]] = iv
+            self.vnames = {}
+            self.acc = dict(phis)
+            for o in looped:
+                self.op(o)
+            fe.emit(f"br label %{latch}")
+            fe.start_block(latch)
+            for k in inits:
+                fe.emit(f"{nexts[k]} = {self.acc_alias(k)}")
+            fe.emit(f"{nxt} = add nsw i64 {iv}, {self.w}")
+            fe.emit(f"br label %{head}")
+            fe.start_block(exit_)
+            self.acc = dict(phis)
+        for k, r in enumerate(self.reductions):
+            self.finish_reduction(k, r)
+
+    def acc_alias(self, k: int) -> str:
+        """The latch copy of accumulator k (LLVM has no plain move: a select on true)."""
+        t = self.vty(self.reductions[k].x.type)
+        return f"select i1 true, {t} {self.acc[k]}, {t} {self.acc[k]}"
+
+    def splat_identity(self, r: Reduction) -> str:
+        kind, ident = _COMBINES[type(r.combine)]
+        t = r.x.type
+        if ident is None:
+            assert isinstance(t, IntegerType)
+            w = t.width.data
+            ident = -(2 ** (w - 1)) if kind == "smax" else 2 ** (w - 1) - 1
+        lit = cg.float_literal(ident, t) if cg.llvm_type(t) in ("float", "double", "half") else str(int(ident))
+        return "<" + ", ".join([f"{cg.llvm_type(t)} {lit}"] * self.w) + ">"
+
+    def finish_reduction(self, k: int, r: Reduction) -> None:
+        """Fold the lanes, combine with the accumulator's old value, store it."""
+        fe = self.fe
+        kind, _ = _COMBINES[type(r.combine)]
+        t = cg.llvm_type(r.x.type)
+        vt = self.vty(r.x.type)
+        suffix = f"v{self.w}{cg._suffix(r.x.type)}"
+        old = fe.v(r.load.res)
+        out = fe.tmp("red")
+        if kind in ("fadd", "fmul"):
+            fe.mod.declare(f"declare {t} @llvm.vector.reduce.{kind}.{suffix}({t}, {vt})")
+            fe.emit(f"{out} = call {cg.FAST} {t} @llvm.vector.reduce.{kind}.{suffix}({t} {old}, {vt} {self.acc[k]})")
+        else:
+            fe.mod.declare(f"declare {t} @llvm.vector.reduce.{kind}.{suffix}({vt})")
+            lanes = fe.tmp("red")
+            fe.emit(f"{lanes} = call {t} @llvm.vector.reduce.{kind}.{suffix}({vt} {self.acc[k]})")
+            scalar = {"fmaximum": "maximum", "fminimum": "minimum", "add": None, "smax": "smax", "smin": "smin"}[kind]
+            if scalar is None:
+                fe.emit(f"{out} = add {t} {old}, {lanes}")
+            else:
+                fe.mod.declare(f"declare {t} @llvm.{scalar}.{cg._suffix(r.x.type)}({t}, {t})")
+                fe.emit(f"{out} = call {t} @llvm.{scalar}.{cg._suffix(r.x.type)}({t} {old}, {t} {lanes})")
+        ptr = fe.gep(r.store.memref, r.store.indices)
+        fe.emit(f"store {t} {out}, ptr {ptr}, align {max(1, cg._bits(r.x.type) // 8)}")
 
     def op(self, op: Operation) -> None:
         fe = self.fe
         if isinstance(op, scf.YieldOp):
+            return
+        if op in self.skip:
+            if op is not (red := next(r for r in self.reductions if op in (r.combine, r.store))).combine:
+                return
+            k = self.reductions.index(red)
+            kind, _ = _COMBINES[type(op)]
+            vt = self.vty(red.x.type)
+            name = fe.tmp("vacc")
+            if kind in ("fadd", "fmul", "add"):
+                flags = f" {cg.FAST}" if kind != "add" else ""
+                fe.emit(f"{name} = {kind}{flags} {vt} {self.acc[k]}, {self.vec(red.x)}")
+            else:
+                fe.mod.declare(f"declare {vt} @llvm.{kind[1:] if kind[0] == 'f' else kind}.v{self.w}{cg._suffix(red.x.type)}({vt}, {vt})")
+                fe.emit(f"{name} = call {vt} @llvm.{kind[1:] if kind[0] == 'f' else kind}.v{self.w}{cg._suffix(red.x.type)}({vt} {self.acc[k]}, {vt} {self.vec(red.x)})")
+            self.acc[k] = name
             return
         if isinstance(op, memref.LoadOp):
             if self.kind(op.res).kind == UNIFORM:
