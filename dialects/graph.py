@@ -732,6 +732,34 @@ class DensePackOp(GraphOp):
 
 
 @irdl_op_definition
+class BatchMatmulPackOp(GraphOp):
+    """batch_matmul(a, b) with b packed as [batch, n / bn, k, bn] (a not transposed)."""
+
+    name = "graph.nn.contrib_batch_matmul_pack"
+    PATTERN: ClassVar[OpPattern] = OpPattern.OUT_ELEMWISE_FUSABLE
+    DEFAULTS: ClassVar[dict[str, object]] = {"out_dtype": ""}
+    tensor_a = operand_def(TensorType)
+    tensor_b = operand_def(TensorType)
+    out_dtype = _attr()
+    result = result_def(TensorType)
+    traits = graph_traits()
+
+    @classmethod
+    def infer(cls, op, types, a):
+        x = _tensor(op, types[0], "tensor_a")
+        y = _tensor(op, types[1], "tensor_b")
+        sa, sb = shape_of(x), shape_of(y)
+        if len(sa) != 3 or len(sb) != 4:
+            raise ShapeError(f"{op}: expects a rank-3 tensor_a and a rank-4 packed tensor_b, got {type_str(x)} and {type_str(y)}")
+        if sa[0] != sb[0] and 1 not in (sa[0], sb[0]):
+            raise ShapeError(f"{op}: batch sizes {sa[0]} and {sb[0]} differ")
+        if sa[2] != sb[2]:
+            raise ShapeError(f"{op}: reduction dimensions differ: {type_str(x)} gives {sa[2]}, {type_str(y)} gives {sb[2]}")
+        dt = same_dtype(op, x, y)
+        return TensorType(_dtype(op, a, "out_dtype") if a["out_dtype"] else dt, [max(sa[0], sb[0]), sa[1], sb[1] * sb[3]])
+
+
+@irdl_op_definition
 class MatmulOp(GraphOp):
     """Relay's nn.matmul: op(a) · op(b) with optional transposes (rank 2)."""
 
@@ -1851,7 +1879,7 @@ GRAPH_OPS: list[type[GraphOp]] = [
     AddOp, SubtractOp, MultiplyOp, DivideOp, PowerOp, MaximumOp, MinimumOp,
     EqualOp, NotEqualOp, LessOp, LessEqualOp, GreaterOp, GreaterEqualOp, LogicalAndOp, LogicalOrOp, WhereOp,
     # nn
-    DenseOp, DensePackOp, MatmulOp, BatchMatmulOp, Conv2dOp, Conv2dTransposeOp, BiasAddOp, PReluOp, SoftmaxOp, LogSoftmaxOp,
+    DenseOp, DensePackOp, MatmulOp, BatchMatmulOp, BatchMatmulPackOp, Conv2dOp, Conv2dTransposeOp, BiasAddOp, PReluOp, SoftmaxOp, LogSoftmaxOp,
     LayerNormOp, BatchNormOp, LRNOp, MaxPool2dOp, AvgPool2dOp, GlobalAvgPool2dOp, GlobalMaxPool2dOp,
     AdaptiveAvgPool2dOp, PadOp, BatchFlattenOp, Resize2dOp,
     # reductions

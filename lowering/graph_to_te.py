@@ -214,6 +214,18 @@ def _batch_matmul(op: graph.BatchMatmulOp) -> Stages:
     return [compute("T_batch_matmul", op.result.type, body, reduce=[k], axis_names=["b", "i", "j", "k"])]
 
 
+def _batch_matmul_pack(op: graph.BatchMatmulPackOp) -> Stages:
+    a, b = Tensor(op.tensor_a), Tensor(op.tensor_b)
+    k, bn = a.shape[2], b.shape[3]
+    dt = op.result.type.element_type
+
+    def body(n, i, j, r):
+        na = 0 if a.shape[0] == 1 else n
+        nb = 0 if b.shape[0] == 1 else n
+        return tb.cast(a[na, i, r], dt) * tb.cast(b[nb, j // bn, r, j % bn], dt)
+    return [compute("T_batch_matmul_pack", op.result.type, body, reduce=[k], axis_names=["b", "i", "j", "k"])]
+
+
 def _conv2d(op: graph.Conv2dOp) -> Stages:
     x, w = Tensor(op.data), Tensor(op.weight)
     g = graph.Conv2dOp.geometry("", op.data.type, op.weight.type, op.attrs())
@@ -850,6 +862,7 @@ TE_COMPUTE: dict[type[Operation], Callable[[Operation], Stages]] = {
     graph.DensePackOp: _dense_pack,
     graph.MatmulOp: _matmul,
     graph.BatchMatmulOp: _batch_matmul,
+    graph.BatchMatmulPackOp: _batch_matmul_pack,
     graph.Conv2dOp: _conv2d,
     graph.Conv2dTransposeOp: _conv2d_transpose,
     graph.BiasAddOp: _bias_add,

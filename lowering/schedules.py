@@ -231,12 +231,12 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, tile_rows: int 
 def anchor_pack_width(anchor: te.ComputeOp) -> int:
     """bn of a T_dense_pack stage: the last dimension of its packed weight read."""
     for op in anchor.body.block.ops:
-        if isinstance(op, te.ReadOp) and len(op.tensor.type.get_shape()) == 3:  # type: ignore[union-attr]
-            return op.tensor.type.get_shape()[2]  # type: ignore[union-attr]
+        if isinstance(op, te.ReadOp) and op.tensor.type.get_shape() and len(op.tensor.type.get_shape()) == len(anchor.spatial_extents) + 1:  # type: ignore[union-attr]
+            return op.tensor.type.get_shape()[-1]  # type: ignore[union-attr]
     return 16
 
 
-TEMPLATES = {"T_dense_pack": schedule_dense_pack}
+TEMPLATES = {"T_dense_pack": schedule_dense_pack, "T_batch_matmul_pack": schedule_dense_pack}
 
 
 def apply_default_schedule(stage: te.ComputeOp) -> None:

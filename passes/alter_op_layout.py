@@ -61,9 +61,34 @@ class DenseToDensePack(RewritePattern):
         rewriter.replace(op, [r, t, packed])
 
 
+class BatchMatmulToPack(RewritePattern):
+    """batch_matmul(a, b[B, N, K], transpose_b) → contrib_batch_matmul_pack(a, transpose(reshape(b, [B, N/bn, bn, K]), [0, 1, 3, 2]))
+    (and the [B, K, N] form without transpose_b)"""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, graph.BatchMatmulOp):
+            return
+        a = op.attrs()
+        if a["transpose_a"] or a["out_dtype"] or not graph.is_float(op.result.type.element_type):
+            return
+        bs = shape_of(op.tensor_b.type)
+        bsz, n, k = (bs[0], bs[1], bs[2]) if a["transpose_b"] else (bs[0], bs[2], bs[1])
+        bn = pack_width(n)
+        if bn is None or k < 4:
+            return
+        if a["transpose_b"]:
+            r = make_op("reshape", [op.tensor_b], newshape=[bsz, n // bn, bn, k])
+            t = make_op("transpose", [r.results[0]], axes=[0, 1, 3, 2])
+        else:
+            r = make_op("reshape", [op.tensor_b], newshape=[bsz, k, n // bn, bn])
+            t = make_op("transpose", [r.results[0]], axes=[0, 2, 1, 3])
+        packed = make_op("nn.contrib_batch_matmul_pack", [op.tensor_a, t.results[0]])
+        rewriter.replace(op, [r, t, packed])
+
+
 @dataclass(frozen=True)
 class AlterOpLayout(ModulePass):
     name = "alter-op-layout"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier([DenseToDensePack()])).rewrite_module(op)
+        PatternRewriteWalker(GreedyRewritePatternApplier([DenseToDensePack(), BatchMatmulToPack()])).rewrite_module(op)

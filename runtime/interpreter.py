@@ -386,6 +386,7 @@ REFERENCE: dict[type[Operation], Callable] = {
     graph.WhereOp: lambda op, c, a, b: np.where(c, a, b),
     graph.DenseOp: lambda op, x, w: np.matmul(x, w.T),
     graph.DensePackOp: lambda op, x, w: np.matmul(x, w.transpose(0, 2, 1).reshape(-1, w.shape[1]).T),
+    graph.BatchMatmulPackOp: lambda op, a, b: np.matmul(a, b.transpose(0, 2, 1, 3).reshape(b.shape[0], b.shape[2], -1)),
     graph.MatmulOp: _matmul,
     graph.BatchMatmulOp: _batch_matmul,
     graph.Conv2dOp: _conv2d,

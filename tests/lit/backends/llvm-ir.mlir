@@ -35,14 +35,14 @@ func.func private @axpy(%x: memref<64x16xf32>, %y: memref<64x16xf32>, %out: memr
 }
 
 // -----
-// A loop the vectorizer cannot take (a reduction into one address) keeps LLVM's
-// loop-vectorizer metadata; a short unrolled loop is emitted once per iteration.
+// A reduction into one address gets a vector accumulator and a horizontal fold;
+// a short unrolled loop is emitted once per iteration.
 // CHECK-LABEL: define void @rowsum(
 // CHECK:       store float 0x0000000000000000, ptr %{{.*}}
 // CHECK:       store float 0x0000000000000000, ptr %{{.*}}
-// CHECK:       br label %{{.*}}, !llvm.loop ![[LOOP:[0-9]+]]
-// CHECK-DAG:   ![[LOOP]] = distinct !{![[LOOP]], ![[EN:[0-9]+]], ![[W:[0-9]+]]}
-// CHECK-DAG:   ![[EN]] = !{!"llvm.loop.vectorize.enable", i1 true}
+// CHECK:       %[[ACC:.*]] = load float, ptr
+// CHECK:       fadd reassoc contract <16 x float> <float 0x8000000000000000
+// CHECK:       call reassoc contract float @llvm.vector.reduce.fadd.v16f32(float %[[ACC]], <16 x float>
 func.func private @rowsum(%x: memref<2x64xf32>, %out: memref<2xf32>) attributes {lathe.kernel} {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
@@ -60,5 +60,22 @@ func.func private @rowsum(%x: memref<2x64xf32>, %out: memref<2xf32>) attributes 
       memref.store %r, %out[%i] : memref<2xf32>
     } {loop.annotation = #loop.annotation<vectorize = 64>}
   }
+  func.return
+}
+
+// -----
+// A strided (gathering) access is left to LLVM's loop vectorizer, with metadata.
+// CHECK-LABEL: define void @colcopy(
+// CHECK:       br label %{{.*}}, !llvm.loop ![[LOOP:[0-9]+]]
+// CHECK-DAG:   ![[LOOP]] = distinct !{![[LOOP]], ![[EN:[0-9]+]], ![[W:[0-9]+]]}
+// CHECK-DAG:   ![[EN]] = !{!"llvm.loop.vectorize.enable", i1 true}
+func.func private @colcopy(%x: memref<64x2xf32>, %out: memref<64xf32>) attributes {lathe.kernel} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c64 = arith.constant 64 : index
+  scf.for %k = %c0 to %c64 step %c1 {
+    %a = memref.load %x[%k, %c0] : memref<64x2xf32>
+    memref.store %a, %out[%k] : memref<64xf32>
+  } {loop.annotation = #loop.annotation<vectorize = 64>}
   func.return
 }
