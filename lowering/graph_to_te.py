@@ -227,12 +227,29 @@ def _batch_matmul_pack(op: graph.BatchMatmulPackOp) -> Stages:
 
 
 def _conv2d(op: graph.Conv2dOp) -> Stages:
+    """A padded copy of the data (when there is padding), then the sum over (rc, ry, rx).
+
+    Default schedules inline the padding (a clamped read and a select per tap); the
+    conv template keeps it as its own stage so the inner loop reads without checks."""
     x, w = Tensor(op.data), Tensor(op.weight)
     g = graph.Conv2dOp.geometry("", op.data.type, op.weight.type, op.attrs())
     nchw = g["layout"] == "NCHW"
     cg, og = g["c"] // g["groups"], g["o"] // g["groups"]
     dt = op.result.type.element_type
     kpos = {c: k for k, c in enumerate(g["klayout"])}
+    stages: Stages = []
+    src, off_y, off_x = x, g["pt"], g["pl"]
+    if g["pt"] or g["pb"] or g["pl"] or g["pr"]:
+        hp, wp = g["h"] + g["pt"] + g["pb"], g["w"] + g["pl"] + g["pr"]
+        shape = [g["n"], g["c"], hp, wp] if nchw else [g["n"], hp, wp, g["c"]]
+
+        def pad(*i):
+            n, c, yy, xx = i if nchw else (i[0], i[3], i[1], i[2])
+            iy, ix = yy - g["pt"], xx - g["pl"]
+            valid = _in_range(iy, 0, g["h"]).logical_and(_in_range(ix, 0, g["w"]))
+            return _padded_read(x, [n, c, iy, ix] if nchw else [n, iy, ix, c], valid, 0.0)
+        stages.append(compute("T_pad_data", graph.tensor(shape, x.dtype), pad))
+        src, off_y, off_x = Tensor(stages[-1].result), 0, 0
 
     def body(*idx):
         if nchw:
@@ -240,20 +257,15 @@ def _conv2d(op: graph.Conv2dOp) -> Stages:
         else:
             n, y, xx, o, rc, ry, rx = idx
         c = rc if g["groups"] == 1 else (o // og) * cg + rc
-        iy = y * g["sh"] + ry * g["dh"] - g["pt"]
-        ix = xx * g["sw"] + rx * g["dw"] - g["pl"]
-        conds = []
-        if g["pt"] or g["pb"]:
-            conds.append(_in_range(iy, 0, g["h"]))
-        if g["pl"] or g["pr"]:
-            conds.append(_in_range(ix, 0, g["w"]))
-        data_idx = [n, c, iy, ix] if nchw else [n, iy, ix, c]
-        v = _padded_read(x, data_idx, _and_all(conds), 0.0)
+        iy = y * g["sh"] + ry * g["dh"] - off_y if off_y else y * g["sh"] + ry * g["dh"]
+        ix = xx * g["sw"] + rx * g["dw"] - off_x if off_x else xx * g["sw"] + rx * g["dw"]
+        v = src[(n, c, iy, ix) if nchw else (n, iy, ix, c)]
         widx = [None] * 4
         widx[kpos["O"]], widx[kpos["I"]], widx[kpos["H"]], widx[kpos["W"]] = o, rc, ry, rx
         return tb.cast(v, dt) * tb.cast(w[tuple(widx)], dt)
     names = (["n", "f", "y", "x"] if nchw else ["n", "y", "x", "f"]) + ["rc", "ry", "rx"]
-    return [compute("T_conv2d", op.result.type, body, reduce=[cg, g["kh"], g["kw"]], axis_names=names)]
+    stages.append(compute("T_conv2d", op.result.type, body, reduce=[cg, g["kh"], g["kw"]], axis_names=names))
+    return stages
 
 
 def _conv2d_transpose(op: graph.Conv2dTransposeOp) -> Stages:

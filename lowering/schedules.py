@@ -236,7 +236,43 @@ def anchor_pack_width(anchor: te.ComputeOp) -> int:
     return 16
 
 
-TEMPLATES = {"T_dense_pack": schedule_dense_pack, "T_batch_matmul_pack": schedule_dense_pack}
+CONV2D_KNOBS = (
+    Knob("tile_width", (1, 2, 4, 7, 8, 14), 8),
+)
+
+
+def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, tile_width: int = 8) -> bool:
+    """Direct NHWC convolution: a register tile of `tile_width` output pixels × one
+    block of output channels (vectors), accumulated over (ry, rx, rc) — the same
+    micro-kernel as dense_pack, the input read from a padded copy."""
+    if anchor.axis_names[:4] != ["n", "y", "x", "f"]:
+        return False
+    n, oh, ow, o = anchor.spatial_extents
+    bn = next((b for b in (32, 16) if o % b == 0), None)
+    if bn is None:
+        return False
+    s_out = Schedule(out)
+    local = s_out.cache_write() if anchor is out else Schedule(anchor)
+    an, ay, ax, af = s_out.axes[:4]  # the output's own names for n, y, x, f
+    xr = _largest_divisor(ow, tile_width)
+    xo, xi = s_out.split(ax, factor=xr)
+    fo, fi = s_out.split(af, factor=bn)
+    s_out.reorder(an, ay, xo, fo, xi, fi)
+    fused = s_out.fuse(an, ay, xo, fo)
+    s_out.unroll(xi)
+    s_out.vectorize(fi)
+    s_out.parallel(fused)
+    local.compute_at(out, fused)
+    local.reorder("ry", "rx", "rc", "x", "f")
+    local.unroll("x")
+    local.vectorize("f")
+    return True
+
+
+TEMPLATES = {"T_dense_pack": schedule_dense_pack, "T_batch_matmul_pack": schedule_dense_pack,
+             "T_conv2d": schedule_conv2d_nhwc}
+# stages a template wants computed on their own (not inlined into the anchor)
+ROOT_STAGES = {"T_conv2d": ("T_pad_data",)}
 
 
 def apply_default_schedule(stage: te.ComputeOp) -> None:
@@ -270,15 +306,23 @@ def schedule_kernel(f: func.FuncOp) -> None:
     outputs = list(f.body.block.last_op.operands)  # type: ignore[union-attr]
     computes = [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]
     anchor = next((c for c in computes if c.stage.data in TEMPLATES), None)
-    for c in computes:
-        if c.result not in outputs and not c.reduce_extent_list:
-            Schedule(c).compute_inline()
-    if anchor is not None and len(outputs) == 1 and isinstance(outputs[0].owner, te.ComputeOp):
-        out = outputs[0].owner
-        others = [c for c in computes if c.reduce_extent_list and c is not anchor]
-        if not others and out.spatial_extents == anchor.spatial_extents:
-            TEMPLATES[anchor.stage.data](anchor, out)
+    out = outputs[0].owner if len(outputs) == 1 else None
+    if anchor is not None and isinstance(out, te.ComputeOp) and out.spatial_extents == anchor.spatial_extents \
+            and not [c for c in computes if c.reduce_extent_list and c is not anchor]:
+        roots = [c for c in computes if c.stage.data in ROOT_STAGES.get(anchor.stage.data, ())]
+        for c in computes:
+            if c.result not in outputs and not c.reduce_extent_list and c not in roots:
+                Schedule(c).compute_inline()
+        if TEMPLATES[anchor.stage.data](anchor, out) is not False:
+            for c in roots:
+                schedule_injective(Schedule(c))
             return
+        for c in roots:
+            Schedule(c).compute_inline()
+    else:
+        for c in computes:
+            if c.result not in outputs and not c.reduce_extent_list:
+                Schedule(c).compute_inline()
     for c in computes:
         if c.result in outputs or c.reduce_extent_list:
             apply_default_schedule(c)

@@ -1,9 +1,14 @@
-"""alter-op-layout: rewrite contractions into the blocked layouts CPU kernels want.
+"""alter-op-layout: rewrite contractions and convolutions into the layouts CPU kernels want.
 
-dense(x, W) and matmul(a, b) become nn.contrib_dense_pack with the weight
-packed as [N / bn, K, bn]: reshape + transpose ops that fold-constant
-evaluates once when the weight is a constant (a bound param), so the
-micro-kernel reads each block of bn output columns as whole vectors.
+* dense(x, W) and matmul(a, b) become nn.contrib_dense_pack with the weight
+  packed as [N / bn, K, bn]; batch_matmul likewise. The packing is reshape +
+  transpose ops that fold-constant evaluates once for constant weights, so
+  the micro-kernel reads each block of bn output columns as whole vectors.
+* conv2d in NCHW becomes conv2d in NHWC (weights HWIO): channels innermost, so
+  the register tile is a vector of output channels. The layout changes are
+  transposes; they sink through elementwise ops, bias_add and pooling, and
+  two that meet cancel (canonicalize), so a ResNet stays NHWC from one
+  convolution to the next and pays one transpose at each end.
 """
 
 from __future__ import annotations
@@ -86,9 +91,92 @@ class BatchMatmulToPack(RewritePattern):
         rewriter.replace(op, [r, t, packed])
 
 
+TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
+
+
+class ConvToNHWC(RewritePattern):
+    """conv2d(x, w) [NCHW, OIHW] → transpose(conv2d(transpose(x), transpose(w)) [NHWC, HWIO])"""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, graph.Conv2dOp):
+            return
+        a = op.attrs()
+        if a["data_layout"] != "NCHW" or a["kernel_layout"] not in ("", "OIHW") or a["out_dtype"]:
+            return
+        o = shape_of(op.weight.type)[0]
+        if a["groups"] != 1 or pack_width(o) is None:  # grouped/depthwise keep NCHW
+            return
+        xt = make_op("transpose", [op.data], axes=TO_NHWC)
+        wt = make_op("transpose", [op.weight], axes=[2, 3, 1, 0])
+        props = {k: v for k, v in op.attrs().items() if k in op.properties}
+        props.update(data_layout="NHWC", kernel_layout="HWIO")
+        conv = make_op("nn.conv2d", [xt.results[0], wt.results[0]], **props)
+        back = make_op("transpose", [conv.results[0]], axes=TO_NCHW)
+        rewriter.replace(op, [xt, wt, conv, back])
+
+
+_SINK_UNARY = (graph.ReluOp, graph.LeakyReluOp, graph.ClipOp, graph.SigmoidOp, graph.TanhOp, graph.ExpOp,
+               graph.NegativeOp, graph.AbsOp, graph.ErfOp, graph.SqrtOp, graph.RsqrtOp)
+_SINK_BINARY = (graph.AddOp, graph.SubtractOp, graph.MultiplyOp, graph.DivideOp, graph.MaximumOp, graph.MinimumOp)
+
+
+def _transposed(v) -> tuple | None:
+    t = v.owner
+    if isinstance(t, graph.TransposeOp) and v.has_one_use():
+        return t.data, graph.TransposeOp.perm("", len(shape_of(t.data.type)), t.attrs())
+    return None
+
+
+class SinkTranspose(RewritePattern):
+    """f(transpose(y, p)) → transpose(f'(y), p) for layout-agnostic f: elementwise ops,
+    bias_add (its axis mapped through p), binary ops of two equal transposes, and
+    2-D pooling (switched to NHWC)."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if isinstance(op, _SINK_UNARY):
+            t = _transposed(op.operands[0])
+            if t is None:
+                return
+            y, p = t
+            new = type(op).create_inferred([y], dict(op.properties))
+        elif isinstance(op, graph.BiasAddOp):
+            t = _transposed(op.data)
+            if t is None:
+                return
+            y, p = t
+            axis = graph.normalize_axis("", op.attrs()["axis"], len(p))
+            new = make_op("nn.bias_add", [y, op.bias], axis=p[axis])
+        elif isinstance(op, _SINK_BINARY):
+            t1, t2 = _transposed(op.lhs), _transposed(op.rhs)
+            if t1 is None or t2 is None or t1[1] != t2[1] or t1[0].type != t2[0].type:
+                return
+            (y, p), (y2, _) = t1, t2
+            new = type(op).create_inferred([y, y2], dict(op.properties))
+        elif isinstance(op, graph.Pool2dBase | graph.GlobalPool2dBase):
+            t = _transposed(op.operands[0])
+            if t is None or t[1] != TO_NCHW or op.attrs()["layout"] != "NCHW":
+                return
+            y, p = t
+            props = {k: v for k, v in op.attrs().items() if k in op.properties}
+            props["layout"] = "NHWC"
+            new = make_op(op.relay_name(), [y], **props)
+        else:
+            return
+        back = make_op("transpose", [new.results[0]], axes=p)
+        rewriter.replace(op, [new, back])
+
+
 @dataclass(frozen=True)
 class AlterOpLayout(ModulePass):
     name = "alter-op-layout"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier([DenseToDensePack(), BatchMatmulToPack()])).rewrite_module(op)
+        from xdsl.transforms.canonicalize import CanonicalizePass
+
+        walker = PatternRewriteWalker(GreedyRewritePatternApplier(
+            [DenseToDensePack(), BatchMatmulToPack(), ConvToNHWC(), SinkTranspose()]))
+        for _ in range(8):  # transposes that cancel (canonicalize) let others sink further
+            changed = walker.rewrite_module(op)
+            CanonicalizePass().apply(ctx, op)
+            if not changed:
+                break
