@@ -95,6 +95,7 @@ class CompiledModule:
         if level >= 2 and params:  # weights become constants, so their preprocessing folds away
             module = bind_params(module.clone(), params, entry)
             params = {}
+            names = param_names(next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == entry))
         self.loop_module = lower(module, opt_level=level)
         self.num_threads = set_num_threads(num_threads)
         self.llvm_ir = module_to_llvm_ir(self.loop_module, parallel=openmp_library() is not None,

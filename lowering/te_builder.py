@@ -24,6 +24,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     IntegerType,
     TensorType,
+    f32,
     f64,
     i1,
     i64,
@@ -75,6 +76,8 @@ class Expr:
         o = self._lift(other)
         if is_float(self.type):
             return Expr(arith.CmpfOp(self.value, o.value, fpred).result)
+        if _is_bool(self.type):  # true is 1, not -1: compare unsigned
+            ipred = {"slt": "ult", "sle": "ule", "sgt": "ugt", "sge": "uge"}.get(ipred, ipred)
         return Expr(arith.CmpiOp(self.value, o.value, ipred).result)
 
     def lt(self, o): return self._cmp(o, "olt", "slt")
@@ -107,12 +110,16 @@ def select(cond: Expr, a, b) -> Expr:
     return Expr(arith.SelectOp(cond.value, a_.value, b_.value).result)
 
 
+def _is_bool(t) -> bool:
+    return isinstance(t, IntegerType) and t.width.data == 1
+
+
 def maximum(a: Expr, b) -> Expr:
-    return a._bin(b, arith.MaximumfOp, arith.MaxSIOp)
+    return a._bin(b, arith.MaximumfOp, arith.MaxUIOp if _is_bool(a.type) else arith.MaxSIOp)
 
 
 def minimum(a: Expr, b) -> Expr:
-    return a._bin(b, arith.MinimumfOp, arith.MinSIOp)
+    return a._bin(b, arith.MinimumfOp, arith.MinUIOp if _is_bool(a.type) else arith.MinSIOp)
 
 
 def clamp(i: Expr, lo, hi) -> Expr:
@@ -153,6 +160,9 @@ def cast(x: Expr, to: Attribute) -> Expr:
         x = cast(x, i64) if not isinstance(src, IntegerType) or src.width.data != 64 else x
         return Expr(arith.IndexCastOp(x.value, INDEX).result)
     if is_float(src) and is_float(to):
+        widths = {_FLOAT_WIDTH[type(src)], _FLOAT_WIDTH[type(to)]}
+        if widths == {16, 64}:  # through f32: the JIT has no __truncdfhf2 / __extendhfdf2
+            return cast(cast(x, f32), to)
         wider = _FLOAT_WIDTH[type(to)] > _FLOAT_WIDTH[type(src)]
         return Expr((arith.ExtFOp if wider else arith.TruncFOp)(x.value, to).result)
     if is_float(src):

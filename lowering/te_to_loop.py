@@ -255,16 +255,19 @@ def _identity(combiner: str, t: Attribute):
         return {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}[combiner]
     assert isinstance(t, IntegerType)
     w = t.width.data
+    if w == 1:  # bools: false < true
+        return {"sum": 0, "prod": 1, "max": 0, "min": 1}[combiner]
     return {"sum": 0, "prod": 1, "max": -(2 ** (w - 1)), "min": 2 ** (w - 1) - 1}[combiner]
 
 
 def _combine(e: Emitter, combiner: str, acc: SSAValue, v: SSAValue) -> SSAValue:
     f = is_float(v.type)
+    b = isinstance(v.type, IntegerType) and v.type.width.data == 1
     cls = {
         "sum": arith.AddfOp if f else arith.AddiOp,
         "prod": arith.MulfOp if f else arith.MuliOp,
-        "max": arith.MaximumfOp if f else arith.MaxSIOp,
-        "min": arith.MinimumfOp if f else arith.MinSIOp,
+        "max": arith.MaximumfOp if f else (arith.MaxUIOp if b else arith.MaxSIOp),
+        "min": arith.MinimumfOp if f else (arith.MinUIOp if b else arith.MinSIOp),
     }[combiner]
     return e.binop(cls, acc, v)
 

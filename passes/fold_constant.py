@@ -71,9 +71,14 @@ def bind_params(module: ModuleOp, params: Mapping[str, np.ndarray], entry: str =
     """Replace the parameters of @entry named in `params` by constants (in place)."""
     from lathe.runtime.interpreter import check_value, param_names
 
+    from xdsl.dialects.builtin import ArrayAttr, StringAttr
+
+    from lathe.textual_ir.parser import PARAM_NAMES
+
     fn = next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == entry)
     block = fn.body.block
     names = param_names(fn)
+    kept = [n for n in names if n not in params]
     for name, arg in reversed(list(zip(names, block.args))):
         if name not in params:
             continue
@@ -83,4 +88,6 @@ def bind_params(module: ModuleOp, params: Mapping[str, np.ndarray], entry: str =
         arg.replace_all_uses_with(const.result)
         block.erase_arg(arg)
     fn.function_type = func.FunctionType.from_lists([a.type for a in block.args], list(fn.function_type.outputs.data))
+    if PARAM_NAMES in fn.attributes:
+        fn.attributes[PARAM_NAMES] = ArrayAttr([StringAttr(n) for n in kept])
     return module

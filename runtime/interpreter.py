@@ -276,6 +276,14 @@ def _reduce(fn):
     def run(op, x):
         a = op.attrs()
         axes = tuple(graph.reduce_axes("", a, x.ndim))
+        if fn in (np.max, np.min) and x.size == 0:  # the combiner's identity, as compiled code gives
+            if x.dtype == np.bool_:
+                lo, hi = False, True
+            elif np.issubdtype(x.dtype, np.floating):
+                lo, hi = -np.inf, np.inf
+            else:
+                lo, hi = np.iinfo(x.dtype).min, np.iinfo(x.dtype).max
+            return fn(x, axis=axes, keepdims=bool(a["keepdims"]), initial=lo if fn is np.max else hi)
         return fn(x, axis=axes, keepdims=bool(a["keepdims"]))
     return run
 
@@ -532,6 +540,13 @@ def check_value(name: str, value, t: Attribute, where: str = "") -> np.ndarray:
 
 
 def param_names(f: func.FuncOp) -> list[str]:
+    """Parameter names: the `lathe.param_names` attribute where the parser had to keep
+    them (names ending in _<digits>), else the arguments' name hints."""
+    from lathe.textual_ir.parser import PARAM_NAMES
+
+    attr = f.attributes.get(PARAM_NAMES)
+    if attr is not None and len(attr.data) == len(f.body.block.args):  # type: ignore[attr-defined]
+        return [n.data for n in attr.data]  # type: ignore[attr-defined]
     return [a.name_hint or f"p{i}" for i, a in enumerate(f.body.block.args)]
 
 

@@ -142,3 +142,22 @@ def test_dense_bias_relu_property(n, k, m, seed):
     rng = np.random.default_rng(seed)
     src = f"def @main(%x: {ty((n, k))}, %w: {ty((m, k))}, %b: {ty((m,))}) {{ nn.relu(nn.bias_add(nn.dense(%x, %w), %b)) }}"
     check(src, {"x": rand(rng, (n, k)), "w": rand(rng, (m, k)), "b": rand(rng, (m,))}, 1e-4)
+
+
+def test_params_bound_between_inputs(rng):
+    """Parameters bound at compile time may sit between inputs, and keep names like x_1."""
+    src = f"def @main(%a: {ty((3,))}, %w_1: {ty((3,))}, %b_2: {ty((3,))}) {{ multiply(add(%a, %w_1), %b_2) }}"
+    m = parse_relay(src)
+    a, w, b = rand(rng, (3,)), rand(rng, (3,)), rand(rng, (3,))
+    for level in (0, 3):
+        cm = lathe.compile(m, params={"w_1": w}, opt_level=level)
+        assert cm.input_names == ["a", "b_2"]
+        np.testing.assert_allclose(cm.run(a, b), (a + w) * b, rtol=1e-6)
+
+
+def test_bool_order_and_half_casts(rng):
+    """True > False in compiled comparisons and max; float64 -> float16 casts go through float32."""
+    src = f"def @main(%a: {ty((4,), 'bool')}, %b: {ty((4,), 'bool')}) {{ (less(%a, %b), maximum(%a, %b), max(%a)) }}"
+    a, b = np.array([1, 0, 1, 0], bool), np.array([0, 0, 1, 1], bool)
+    check(src, {"a": a, "b": b}, 0)
+    check(f"def @main(%x: {ty((3, 4), 'float64')}) {{ cast(%x, dtype=\"float16\") }}", {"x": rng.standard_normal((3, 4))}, 1e-3)

@@ -5,7 +5,6 @@ through `lathe import` + `lathe run`; errors without tracebacks."""
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -75,7 +74,9 @@ def compare(got, ref, bound):
         if r.dtype == np.bool_ or np.issubdtype(r.dtype, np.integer):
             np.testing.assert_array_equal(g, r)
         else:
-            err = max_rel_err(g, r)
+            finite = np.isfinite(r)
+            np.testing.assert_array_equal(g[~finite], r[~finite])  # inf and nan where expected
+            err = max_rel_err(g[finite], r[finite])
             assert err <= bound, f"max relative error {err:.3e} > {bound:g}"
 
 
@@ -857,6 +858,11 @@ def test_missing_and_wrong_shaped_initializers(tmp_path):
     _assert_clean_error(_bad(tmp_path, m), "initializer 'w'")
     m = make_model([node("Add", ["x", "w"], ["y"])], {"x": x}, ["y"], {"w": np.zeros((2, 4), np.float32)})
     _assert_clean_error(_bad(tmp_path, m), "Add", "opset 17", "cannot be broadcast")
+    # an initializer also listed as a graph input (IR < 4 style) with another declared shape
+    m = make_model([node("Add", ["x", "w"], ["y"])], {"x": x, "w": np.zeros((2, 3), np.float32)}, ["y"],
+                   {"w": np.zeros((3, 3), np.float32)})
+    with pytest.raises(LatheError, match=r"initializer 'w' has shape \(3, 3\) but the graph input declares \(2, 3\)"):
+        from_onnx(m)
 
 
 def test_declared_output_shape_is_checked():
@@ -896,6 +902,15 @@ def test_reduce_max_min_bool(rng):
     x = rng.random((4, 3)) < 0.5
     nodes = [node("ReduceMax", ["x", "ax"], ["mx"]), node("ReduceMin", ["x", "ax"], ["mn"])]
     m = make_model(nodes, {"x": x}, [("mx", TP.BOOL), ("mn", TP.BOOL)], {"ax": np.array([1], np.int64)}, opset=20)
+    check_case(Case(m, {"x": x}))
+
+
+@pytest.mark.xfail(reason="Lathe bug: the reference interpreter's max/min over a zero-size axis raise numpy's "
+                          "ValueError (compiled code gives -inf/+inf, as ONNX specifies)", strict=False)
+def test_reduce_max_min_over_empty_axis():
+    x = np.zeros((2, 0, 3), np.float32)
+    nodes = [node("ReduceMax", ["x", "ax"], ["mx"]), node("ReduceMin", ["x", "ax"], ["mn"])]
+    m = make_model(nodes, {"x": x}, ["mx", "mn"], {"ax": np.array([1], np.int64)}, opset=18)
     check_case(Case(m, {"x": x}))
 
 

@@ -41,6 +41,8 @@ from xdsl.utils.exceptions import VerifyException
 from lathe.dialects import graph
 from lathe.errors import LatheError, location_in
 
+PARAM_NAMES = "lathe.param_names"  # a function's parameter names, where name hints cannot hold them
+
 _SCALAR_SUFFIX = {"f": f32, "f32": f32, "f16": f16, "f64": f64, "i8": i8, "i32": i32, "i64": i64, "b": i1}
 
 _PUNCT = {
@@ -178,6 +180,9 @@ class RelayParser:
             )
         block.add_op(func.ReturnOp(result))
         f = func.FuncOp(name, FunctionType.from_lists(arg_types, [result.type]), Region(block))
+        pnames = [str(p.children[0])[1:] for p in params]
+        if any(a.name_hint != n for a, n in zip(block.args, pnames)):  # xDSL drops "_<digits>" from hints
+            f.attributes[PARAM_NAMES] = ArrayAttr([StringAttr(n) for n in pnames])
         self.signatures[name] = f.function_type
         self.funcs[name] = f
         self._in_progress.discard(name)

@@ -82,10 +82,11 @@ class RelayPrinter:
 
     def print_function(self, f: func.FuncOp) -> str:
         self.names, self.counter = {}, 0
+        from lathe.runtime.interpreter import param_names
+
         used: set[str] = set()
         params = []
-        for i, arg in enumerate(f.body.block.args):
-            name = arg.name_hint or f"p{i}"
+        for arg, name in zip(f.body.block.args, param_names(f)):
             while name in used:
                 name += "_"
             used.add(name)

@@ -165,6 +165,7 @@ def _parse_shapes(specs) -> dict[str, tuple[int, ...]]:
 def cmd_import(args) -> int:
     """ONNX → Relay text + params: both written to temporary files first, then renamed into place."""
     from lathe.frontends.onnx import from_onnx
+    from lathe.textual_ir.parser import parse_relay
     from lathe.textual_ir.printer import print_relay
 
     module, params = from_onnx(args.file, opset=args.opset, shapes=_parse_shapes(args.shape))
@@ -172,6 +173,10 @@ def cmd_import(args) -> int:
     base = out[: -len(".lathe")] if out.endswith(".lathe") else out
     params_path = base + ".params.npz"
     text = print_relay(module)
+    try:  # what is written must read back (the text format has no spelling for e.g. an infinite attribute)
+        parse_relay(text, out)
+    except LatheError as e:
+        raise LatheError(f"the imported model has no faithful Relay text form: {e.message}", note=e.note) from None
     main = next(iter(module.ops))
     n_in = len(main.body.block.args) - len(params)  # type: ignore[attr-defined]
     written = []  # (temporary, final): everything is written before anything is replaced

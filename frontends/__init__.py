@@ -1,0 +1,1 @@
+"""Model importers: other formats → graph-dialect modules (`lathe.frontends.onnx.from_onnx`)."""
