@@ -74,7 +74,7 @@ def _inline(call: func.CallOp, callee: func.FuncOp) -> None:
     Rewriter.erase_op(call)
 
 
-def outline_group(fn: func.FuncOp, ops: Sequence[Operation], name: str) -> func.FuncOp:
+def outline_group(fn: func.FuncOp, ops: Sequence[Operation], name: str) -> func.FuncOp | None:
     """Move `ops` (in program order) into a new kernel function called from `fn`."""
     group = set(ops)
     inputs: list[SSAValue] = []
@@ -90,6 +90,10 @@ def outline_group(fn: func.FuncOp, ops: Sequence[Operation], name: str) -> func.
                 if s.owner not in group and s not in inputs and not is_scalar_constant(s):
                     inputs.append(s)
     outputs = [r for o in ops for r in o.results if any(u.operation not in group for u in r.uses)]
+    if not outputs:  # a dead group: nothing to compute
+        for o in reversed(ops):
+            Rewriter.erase_op(o)
+        return None
     block = Block(arg_types=[v.type for v in inputs])
     mapping: dict[SSAValue, SSAValue] = dict(zip(inputs, block.args))
     for o in ops:

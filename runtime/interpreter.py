@@ -476,7 +476,11 @@ class Interpreter:
                 vals = [env[v] for v in op.operands]
                 return vals[0] if len(vals) == 1 else tuple(vals)
             if isinstance(op, func.CallOp):
-                env[op.results[0]] = self.call(op.callee.root_reference.data, [env[a] for a in op.arguments])
+                out = self.call(op.callee.root_reference.data, [env[a] for a in op.arguments])
+                if len(op.results) == 1:
+                    env[op.results[0]] = out
+                else:
+                    env.update(zip(op.results, out if isinstance(out, tuple) else (out,)))
             elif isinstance(op, graph.ConstantOp):
                 env[op.result] = constant_value(op)
             elif type(op) in REFERENCE:
