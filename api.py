@@ -70,7 +70,7 @@ class CompiledModule:
     """A module compiled for one target: `.run(*inputs, **inputs)` → numpy arrays."""
 
     def __init__(self, module: ModuleOp, target: str, params, num_threads: int | None, entry: str,
-                 opt_level: int | None = None):
+                 opt_level: int | None = None, pipeline: str | None = None):
         from lathe.backends.llvm.codegen import module_to_llvm_ir
         from lathe.backends.llvm.jit import JITModule, openmp_library, set_num_threads
         from lathe.backends.llvm.target import parse_target
@@ -92,11 +92,12 @@ class CompiledModule:
         from lathe.passes.fold_constant import bind_params
 
         level = DEFAULT_OPT_LEVEL if opt_level is None else opt_level
-        if level >= 2 and params:  # weights become constants, so their preprocessing folds away
+        binds = "fold-constant" in pipeline if pipeline else level >= 2
+        if binds and params:  # weights become constants, so their preprocessing folds away
             module = bind_params(module.clone(), params, entry)
             params = {}
             names = param_names(next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == entry))
-        self.loop_module = lower(module, opt_level=level)
+        self.loop_module = lower(module, pipeline=pipeline, opt_level=level)
         self.num_threads = set_num_threads(num_threads)
         self.llvm_ir = module_to_llvm_ir(self.loop_module, parallel=openmp_library() is not None,
                                          vector_bits=self.target.vector_bits)
@@ -118,10 +119,10 @@ class CompiledModule:
 
 
 def compile(module: ModuleOp, target: str = "llvm", params=None, num_threads: int | None = None,
-            entry: str = "main", opt_level: int | None = None) -> CompiledModule:
-    """Compile `module` for `target` at `opt_level` (0..3, default 3); parameters found
-    in `params` are bound by name."""
-    return CompiledModule(module, target, params, num_threads, entry, opt_level)
+            entry: str = "main", opt_level: int | None = None, pipeline: str | None = None) -> CompiledModule:
+    """Compile `module` for `target` at `opt_level` (0..3, default 3), or with an explicit
+    graph-to-loop `pipeline`; parameters found in `params` are bound by name."""
+    return CompiledModule(module, target, params, num_threads, entry, opt_level, pipeline)
 
 
 def interpret(module: ModuleOp, params=None, entry: str = "main", **inputs):

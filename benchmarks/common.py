@@ -19,16 +19,21 @@ def warm(fn: Callable[[], object], seconds: float = 1.0) -> None:
         fn()
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int = 50, warmup: float = 1.0) -> dict[str, float]:
-    """Median seconds per call of each fn, timed round-robin so drift hits all alike."""
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int = 50, warmup: float = 1.0,
+                        block: int = 5) -> dict[str, float]:
+    """Median seconds per call of each fn. Contenders alternate in blocks of `block`
+    calls (the first call of each block untimed), so machine drift hits all alike
+    while each block runs with its own data in cache, as a model's steady state does."""
     for fn in fns.values():
         warm(fn, warmup)
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
+    for _ in range(max(1, repeat // block)):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
     return {k: float(np.median(v)) for k, v in times.items()}
 
 

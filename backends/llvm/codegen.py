@@ -526,10 +526,10 @@ class FunctionEmitter:
             body.names[v] = self.names[v]
         body.literals = set(self.literals)
         params = []
-        for k, v in enumerate(captured):
-            body.names[v] = f"%c{k}"
+        for k, v in enumerate(captured):  # (a name no tmp() can produce)
+            body.names[v] = f"%cap.{k}"
             attrs = " noalias nocapture" if types[k] == "ptr" else ""
-            params.append(f"{types[k]}{attrs} %c{k}")
+            params.append(f"{types[k]}{attrs} %cap.{k}")
         body.for_loop(op, lb="%lo", ub="%hi")
         body.emit("ret void")
         self.mod.add_function(f"internal void @{worker}_body({', '.join(params + ['i64 %lo', 'i64 %hi'])}) #0",

@@ -5,7 +5,7 @@
 // explicit <16 x float> code with aligned loads; each kernel gets a packed entry point.
 // CHECK-DAG: declare void @GOMP_parallel(ptr, ptr, i32, i32)
 // CHECK-LABEL: define internal void @axpy__par0_body(
-// CHECK:       getelementptr inbounds float, ptr %c{{[0-9]+}}, i64
+// CHECK:       getelementptr inbounds float, ptr %cap.{{[0-9]+}}, i64
 // CHECK:       load <16 x float>, ptr %{{.*}}, align 64
 // CHECK:       fmul reassoc contract <16 x float> %{{.*}}, %{{.*}}
 // CHECK:       store <16 x float> %{{.*}}, ptr %{{.*}}, align 64
