@@ -893,7 +893,7 @@ def test_opset_override_and_range():
     assert "graph.reshape" not in ops13 and ops11.count("graph.reshape") == 2
 
 
-# -- Lathe bugs found by the importer (xfail until fixed in the compiler) ---------------------
+# -- Lathe bugs the importer found (fixed; these keep them fixed) ---------------------------------
 
 
 @pytest.mark.xfail(reason="Lathe bug: compiled comparisons, maximum/minimum and max/min reductions treat bool "
@@ -928,7 +928,7 @@ assert (lathe.compile(module).run(x) == x.astype(np.float16)).all()
 @pytest.mark.xfail(reason="Lathe bug: a compiled cast float64 -> float16 crashes (fptrunc double -> half becomes a "
                           "call to __truncdfhf2, which the JIT does not resolve)", strict=False)
 def test_cast_float64_to_float16_compiled():
-    r = subprocess.run([sys.executable, "-c", _CAST_F64_TO_F16], capture_output=True, text=True)  # it segfaults
+    r = subprocess.run([sys.executable, "-c", _CAST_F64_TO_F16], capture_output=True, text=True)  # it segfaulted
     assert r.returncode == 0, r.stderr[-500:]
 
 
