@@ -896,8 +896,6 @@ def test_opset_override_and_range():
 # -- Lathe bugs the importer found (fixed; these keep them fixed) ---------------------------------
 
 
-@pytest.mark.xfail(reason="Lathe bug: compiled comparisons, maximum/minimum and max/min reductions treat bool "
-                          "(i1) as signed, so True < False (the interpreter is right)", strict=False)
 def test_reduce_max_min_bool(rng):
     x = rng.random((4, 3)) < 0.5
     nodes = [node("ReduceMax", ["x", "ax"], ["mx"]), node("ReduceMin", ["x", "ax"], ["mn"])]
@@ -905,8 +903,6 @@ def test_reduce_max_min_bool(rng):
     check_case(Case(m, {"x": x}))
 
 
-@pytest.mark.xfail(reason="Lathe bug: the reference interpreter's max/min over a zero-size axis raise numpy's "
-                          "ValueError (compiled code gives -inf/+inf, as ONNX specifies)", strict=False)
 def test_reduce_max_min_over_empty_axis():
     x = np.zeros((2, 0, 3), np.float32)
     nodes = [node("ReduceMax", ["x", "ax"], ["mx"]), node("ReduceMin", ["x", "ax"], ["mn"])]
@@ -925,8 +921,6 @@ assert (lathe.compile(module).run(x) == x.astype(np.float16)).all()
 """
 
 
-@pytest.mark.xfail(reason="Lathe bug: a compiled cast float64 -> float16 crashes (fptrunc double -> half becomes a "
-                          "call to __truncdfhf2, which the JIT does not resolve)", strict=False)
 def test_cast_float64_to_float16_compiled():
     r = subprocess.run([sys.executable, "-c", _CAST_F64_TO_F16], capture_output=True, text=True)  # it segfaulted
     assert r.returncode == 0, r.stderr[-500:]
