@@ -71,10 +71,9 @@ class CompiledModule:
 
     def __init__(self, module: ModuleOp, target: str, params, num_threads: int | None, entry: str,
                  opt_level: int | None = None, pipeline: str | None = None):
-        from lathe.backends.llvm.codegen import module_to_llvm_ir
-        from lathe.backends.llvm.jit import JITModule, openmp_library, set_num_threads
+        from lathe.backends.llvm.jit import set_num_threads
+        from lathe.backends.llvm.kernel_cache import CompiledKernels
         from lathe.backends.llvm.target import parse_target
-        from lathe.passes.outline import is_kernel
         from lathe.runtime.graph_executor import GraphExecutor
         from lathe.runtime.interpreter import param_names
 
@@ -99,17 +98,29 @@ class CompiledModule:
             names = param_names(next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == entry))
         self.loop_module = lower(module, pipeline=pipeline, opt_level=level)
         self.num_threads = set_num_threads(num_threads)
-        self.llvm_ir = module_to_llvm_ir(self.loop_module, parallel=openmp_library() is not None,
-                                         vector_bits=self.target.vector_bits)
-        self.jit = JITModule(self.llvm_ir, self.target)
-        kernels = [f.sym_name.data for f in self.loop_module.ops if is_kernel(f)]  # type: ignore[union-attr]
-        addresses = {k: self.jit.address(k + "__packed") for k in kernels}
+        self.kernels = CompiledKernels(self.loop_module, self.target)
+        addresses = {k: self.kernels.address(k) for k in self.kernels.keys}
         self.executor = GraphExecutor(self.loop_module, addresses, entry, params, names)
         self.input_names = self.executor.input_names
 
     @property
+    def llvm_ir(self) -> str:
+        """The kernels' LLVM IR as generated (before LLVM's optimisations)."""
+        from lathe.backends.llvm.codegen import module_to_llvm_ir
+        from lathe.backends.llvm.jit import openmp_library
+
+        return module_to_llvm_ir(self.loop_module, parallel=openmp_library() is not None,
+                                 vector_bits=self.target.vector_bits)
+
+    @property
     def optimized_ir(self) -> str:
-        return self.jit.optimized_ir
+        from lathe.backends.llvm.jit import optimized_ir
+
+        return optimized_ir(self.llvm_ir, self.target)
+
+    @property
+    def compile_stats(self):
+        return self.kernels.stats
 
     def run(self, *inputs, **named):
         return self.executor.run(*inputs, **named)

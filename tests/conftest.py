@@ -1,10 +1,12 @@
 import os
 import secrets
+import tempfile
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("LATHE_NUM_THREADS", "2")
+os.environ.setdefault("LATHE_CACHE_DIR", tempfile.mkdtemp(prefix="lathe-test-cache-"))  # hermetic kernel cache
 
 
 @pytest.fixture

@@ -72,3 +72,21 @@ def test_vector_transcendentals_are_accurate(name, lo, hi):
     tol = 1e-6 if name != "erf" else 2e-6
     # relative to each value (not just to the largest), except where the value underflows
     assert np.max(np.where(np.abs(ref) > 1e-30, rel, 0)) < tol, np.max(rel)
+
+
+def test_identical_kernels_compile_once_and_are_cached(tmp_path, monkeypatch, rng):
+    """Structurally identical kernels (BERT's repeated layers) share one object; a second
+    compile of the same model reads every kernel from the cache directory."""
+    monkeypatch.setenv("LATHE_CACHE_DIR", str(tmp_path))
+    layers = "".join(f"  %{k + 1} = nn.relu(nn.bias_add(nn.dense(%{k}, %w{k}), %b{k}));\n" for k in range(3))
+    params = "".join(f", %w{k}: Tensor[(32, 32), float32], %b{k}: Tensor[(32), float32]" for k in range(3))
+    m = parse_relay(f"def @main(%0: Tensor[(4, 32), float32]{params}) {{\n{layers}  %3\n}}".replace("%0:", "%x:").replace("(%0,", "(%x,"))
+    weights = {f"w{k}": rng.standard_normal((32, 32)).astype(np.float32) for k in range(3)}
+    weights.update({f"b{k}": rng.standard_normal(32).astype(np.float32) for k in range(3)})
+    first = lathe.compile(m, params=weights, opt_level=1)  # weights stay inputs: identical kernels
+    assert first.compile_stats.kernels == 3 and first.compile_stats.distinct == 1
+    assert first.compile_stats.from_cache == 0 and len(list(tmp_path.glob("*.o"))) == 1
+    second = lathe.compile(m, params=weights, opt_level=1)
+    assert second.compile_stats.from_cache == 1
+    x = rng.standard_normal((4, 32)).astype(np.float32)
+    np.testing.assert_allclose(second.run(x=x), lathe.interpret(m, params=weights, x=x), rtol=1e-4, atol=1e-4)

@@ -81,23 +81,3 @@ def emit_object(text: str, target: LLVMTarget) -> bytes:
 def emit_assembly(text: str, target: LLVMTarget) -> str:
     tm, mod = compile_ir(text, target)
     return tm.emit_assembly(mod)
-
-
-class JITModule:
-    """One MCJIT engine holding a module's kernels; keep it alive while calling them."""
-
-    def __init__(self, text: str, target: LLVMTarget):
-        if not target.is_host:
-            raise LatheError(f"cannot JIT for {target}: it is not this machine's triple (emit an object file instead)")
-        openmp_library()
-        self.tm, mod = compile_ir(text, target, jit=True)
-        self.optimized_ir = str(mod)
-        self.engine = llvm.create_mcjit_compiler(mod, self.tm)
-        self.engine.finalize_object()
-        self.engine.run_static_constructors()
-
-    def address(self, name: str) -> int:
-        addr = self.engine.get_function_address(name)
-        if not addr:
-            raise LatheError(f"JIT: no function @{name} in the compiled module")
-        return addr

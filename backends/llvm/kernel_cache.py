@@ -1,0 +1,131 @@
+"""Compile each distinct kernel once, and keep its object code on disk.
+
+A kernel's key is a hash of its loop-level IR (value names normalised, so the
+twelve identical layers of a BERT share one key), the target and the code
+generator's settings. Object files live in `~/.cache/lathe` (or
+`$LATHE_CACHE_DIR`; `LATHE_CACHE=0` turns the cache off) and are loaded into
+one MCJIT engine, so a model compiled before starts in the time it takes to
+read its objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import llvmlite.binding as llvm
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.printer import Printer
+
+from lathe.backends.llvm.codegen import module_to_llvm_ir
+from lathe.backends.llvm.jit import compile_ir, openmp_library
+from lathe.backends.llvm.target import LLVMTarget
+from lathe.passes.outline import is_kernel
+
+def _codegen_fingerprint() -> str:
+    """The code generator's own source: a changed backend never reuses stale objects."""
+    h = hashlib.sha256(llvm.llvm_version_info.__repr__().encode())
+    for name in ("codegen.py", "vectorize.py", "vmath.py", "jit.py", "kernel_cache.py"):
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+CODEGEN_VERSION = _codegen_fingerprint()
+_NAME = re.compile(r"%[A-Za-z_$.][\w$.-]*")
+
+
+def cache_dir() -> Path | None:
+    if os.environ.get("LATHE_CACHE", "1") == "0":
+        return None
+    d = os.environ.get("LATHE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lathe")
+    return Path(d)
+
+
+def kernel_key(f: func.FuncOp, target: LLVMTarget, parallel: bool) -> str:
+    import io
+
+    buf = io.StringIO()
+    Printer(stream=buf, print_generic_format=True).print_op(f)
+    text = buf.getvalue().replace(f'sym_name = "{f.sym_name.data}"', 'sym_name = "kernel"', 1)
+    names: dict[str, str] = {}
+    text = _NAME.sub(lambda m: names.setdefault(m.group(0), f"%v{len(names)}"), text)
+    ident = f"{CODEGEN_VERSION}|{target.triple}|{target.cpu}|{target.features}|{target.opt_level}|" \
+            f"{target.vector_bits}|{parallel}|{text}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:24]
+
+
+@dataclass
+class CompileStats:
+    kernels: int = 0
+    distinct: int = 0
+    from_cache: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (f"{self.kernels} kernels, {self.distinct} distinct, {self.from_cache} from the cache, "
+                f"{self.seconds:.2f} s")
+
+
+class CompiledKernels:
+    """The kernels of a loop-level module, JIT-loaded; `address(name)` of each packed entry."""
+
+    def __init__(self, module: ModuleOp, target: LLVMTarget):
+        if not target.is_host:
+            from lathe.errors import LatheError
+
+            raise LatheError(f"cannot JIT for {target}: it is not this machine's triple (emit an object file instead)")
+        t0 = time.perf_counter()
+        self.parallel = openmp_library() is not None
+        self.target = target
+        self.tm = target.machine(jit=True)
+        kernels = [f for f in module.ops if is_kernel(f)]
+        self.keys = {f.sym_name.data: kernel_key(f, target, self.parallel) for f in kernels}  # type: ignore[union-attr]
+        self.stats = CompileStats(kernels=len(kernels), distinct=len(set(self.keys.values())))
+        empty = llvm.parse_assembly("")
+        empty.triple = target.triple
+        self.engine = llvm.create_mcjit_compiler(empty, self.tm)
+        done: set[str] = set()
+        directory = cache_dir()
+        for f in kernels:
+            key = self.keys[f.sym_name.data]  # type: ignore[union-attr]
+            if key in done:
+                continue
+            done.add(key)
+            self.engine.add_object_file(llvm.ObjectFileRef.from_data(self._object(f, key, directory)))
+        self.engine.finalize_object()
+        self.stats.seconds = time.perf_counter() - t0
+
+    def _object(self, f: func.FuncOp, key: str, directory: Path | None) -> bytes:
+        path = directory / f"{key}.o" if directory else None
+        if path is not None and path.exists():
+            self.stats.from_cache += 1
+            return path.read_bytes()
+        renamed = f.clone()
+        renamed.sym_name = StringAttr(f"lathe_{key}")
+        ir = module_to_llvm_ir(ModuleOp([renamed]), parallel=self.parallel, vector_bits=self.target.vector_bits)
+        tm, mod = compile_ir(ir, self.target, jit=True)
+        data = tm.emit_object(mod)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".o.tmp")
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, path)
+            except OSError:
+                pass  # a read-only or full cache directory only costs the next compile
+        return data
+
+    def address(self, name: str) -> int:
+        addr = self.engine.get_function_address(f"lathe_{self.keys[name]}__packed")
+        if not addr:
+            from lathe.errors import LatheError
+
+            raise LatheError(f"JIT: kernel @{name} is missing from the compiled objects")
+        return addr
