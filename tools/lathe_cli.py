@@ -106,6 +106,7 @@ def cmd_run(args) -> int:
               f"(bound {args.rtol:g}): {'OK' if ok else 'FAILED'}")
         status = 0 if ok else 1
     if args.bench:
+        print(f"compiled: {cm.compile_stats}")
         times = np.asarray(cm.benchmark(args.bench))
         print(f"latency: median {_fmt_seconds(float(np.median(times)))} over {args.bench} runs "
               f"(min {_fmt_seconds(float(times.min()))}, max {_fmt_seconds(float(times.max()))}), "

@@ -66,6 +66,7 @@ class CompileStats:
     distinct: int = 0
     from_cache: int = 0
     seconds: float = 0.0
+    slowest: float = 0.0  # seconds of the slowest kernel to compile
 
     def __str__(self) -> str:
         return (f"{self.kernels} kernels, {self.distinct} distinct, {self.from_cache} from the cache, "
@@ -106,11 +107,13 @@ class CompiledKernels:
         if path is not None and path.exists():
             self.stats.from_cache += 1
             return path.read_bytes()
+        t0 = time.perf_counter()
         renamed = f.clone()
         renamed.sym_name = StringAttr(f"lathe_{key}")
         ir = module_to_llvm_ir(ModuleOp([renamed]), parallel=self.parallel, vector_bits=self.target.vector_bits)
         tm, mod = compile_ir(ir, self.target, jit=True)
         data = tm.emit_object(mod)
+        self.stats.slowest = max(self.stats.slowest, time.perf_counter() - t0)
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
