@@ -954,6 +954,18 @@ class Conv2dTransposeOp(GraphOp):
 # -- nn ------------------------------------------------------------------------------
 
 
+def _per_channel(op: str, types, a: dict, what: str) -> TensorType:
+    """data plus a 1-D operand with one value per index of data's `axis` (bias_add, prelu)."""
+    x = _tensor(op, types[0], "data")
+    v = _tensor(op, types[1], what)
+    xs = shape_of(x)
+    axis = normalize_axis(op, _int(op, a, "axis"), len(xs))
+    if shape_of(v) != [xs[axis]]:
+        raise ShapeError(f"{op}: {what} {type_str(v)} must have shape ({xs[axis]}) to match axis {axis} of {type_str(x)}")
+    same_dtype(op, x, v)
+    return x
+
+
 @irdl_op_definition
 class BiasAddOp(GraphOp):
     """Adds a 1-D bias along `axis` (Relay's nn.bias_add)."""
@@ -969,14 +981,7 @@ class BiasAddOp(GraphOp):
 
     @classmethod
     def infer(cls, op, types, a):
-        x = _tensor(op, types[0], "data")
-        b = _tensor(op, types[1], "bias")
-        xs = shape_of(x)
-        axis = normalize_axis(op, _int(op, a, "axis"), len(xs))
-        if shape_of(b) != [xs[axis]]:
-            raise ShapeError(f"{op}: bias {type_str(b)} must have shape ({xs[axis]}) to match axis {axis} of {type_str(x)}")
-        same_dtype(op, x, b)
-        return x
+        return _per_channel(op, types, a, "bias")
 
 
 @irdl_op_definition
@@ -992,14 +997,7 @@ class PReluOp(GraphOp):
 
     @classmethod
     def infer(cls, op, types, a):
-        x = _tensor(op, types[0], "data")
-        al = _tensor(op, types[1], "alpha")
-        xs = shape_of(x)
-        axis = normalize_axis(op, _int(op, a, "axis"), len(xs))
-        if shape_of(al) != [xs[axis]]:
-            raise ShapeError(f"{op}: alpha {type_str(al)} must have shape ({xs[axis]}) to match axis {axis} of {type_str(x)}")
-        same_dtype(op, x, al)
-        return x
+        return _per_channel(op, types, a, "alpha")
 
 
 class SoftmaxBase(GraphOp):
