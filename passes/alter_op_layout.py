@@ -120,6 +120,12 @@ _SINK_UNARY = (graph.ReluOp, graph.LeakyReluOp, graph.ClipOp, graph.SigmoidOp, g
 _SINK_BINARY = (graph.AddOp, graph.SubtractOp, graph.MultiplyOp, graph.DivideOp, graph.MaximumOp, graph.MinimumOp)
 
 
+def _size(v) -> int:
+    import math
+
+    return math.prod(shape_of(v.type))
+
+
 def _transposed(v) -> tuple | None:
     t = v.owner
     if isinstance(t, graph.TransposeOp) and v.has_one_use():
@@ -148,10 +154,32 @@ class SinkTranspose(RewritePattern):
             new = make_op("nn.bias_add", [y, op.bias], axis=p[axis])
         elif isinstance(op, _SINK_BINARY):
             t1, t2 = _transposed(op.lhs), _transposed(op.rhs)
-            if t1 is None or t2 is None or t1[1] != t2[1] or t1[0].type != t2[0].type:
+            if t1 is not None and t2 is not None and t1[1] == t2[1] and t1[0].type == t2[0].type:
+                (y, p), (y2, _) = t1, t2
+                new = type(op).create_inferred([y, y2], dict(op.properties))
+            else:
+                # one big transposed operand and a smaller one broadcast against it (a per-channel
+                # scale): move the small one into y's layout instead
+                side = 0 if t1 is not None else 1
+                t = t1 if t1 is not None else t2
+                other = op.operands[1 - side]
+                if t is None or _size(other) >= _size(op.operands[side]) or op.results[0].type != op.operands[side].type:
+                    return
+                y, p = t
+                r, k = len(p), len(shape_of(other.type))
+                pre: list[Operation] = []
+                v = other
+                if k < r:
+                    pre.append(make_op("reshape", [v], newshape=[1] * (r - k) + shape_of(v.type)))
+                    v = pre[-1].results[0]
+                inv = [p.index(d) for d in range(r)]  # y's layout from the transposed one
+                pre.append(make_op("transpose", [v], axes=inv))
+                v = pre[-1].results[0]
+                operands = [y, v] if side == 0 else [v, y]
+                new = type(op).create_inferred(operands, dict(op.properties))
+                back = make_op("transpose", [new.results[0]], axes=p)
+                rewriter.replace(op, [*pre, new, back])
                 return
-            (y, p), (y2, _) = t1, t2
-            new = type(op).create_inferred([y, y2], dict(op.properties))
         elif isinstance(op, graph.Pool2dBase | graph.GlobalPool2dBase):
             t = _transposed(op.operands[0])
             if t is None or t[1] != TO_NCHW or op.attrs()["layout"] != "NCHW":
