@@ -181,8 +181,8 @@ class SchedulePrimitive(IRDLOperation):
         return owner
 
     def verify_(self) -> None:
-        if not isinstance(self.stage.owner, ComputeOp | CacheWriteOp):
-            raise VerifyException(f"{self.name}: the stage operand must be a te.compute or te.cache_write result")
+        if not isinstance(self.stage.owner, ComputeOp | CacheWriteOp | CacheReadOp | RfactorOp):
+            raise VerifyException(f"{self.name}: the stage operand must be a te.compute (or cache/rfactor) result")
 
 
 @irdl_op_definition
@@ -287,7 +287,7 @@ class ComputeAtOp(SchedulePrimitive):
 
     def verify_(self) -> None:
         super().verify_()
-        if not isinstance(self.target.owner, ComputeOp | CacheWriteOp):
+        if not isinstance(self.target.owner, ComputeOp | CacheWriteOp | CacheReadOp | RfactorOp):
             raise VerifyException("te.compute_at: the target must be a te.compute or te.cache_write result")
 
 
@@ -316,7 +316,69 @@ class ComputeInlineOp(SchedulePrimitive):
     name = "te.compute_inline"
 
 
+@irdl_op_definition
+class ComputeRootOp(SchedulePrimitive):
+    """Computes the stage at the root of the kernel (undoes compute_at / compute_inline)."""
+
+    name = "te.compute_root"
+
+
+PRAGMAS = ("unroll_explicit", "vectorize", "parallel")
+
+
+@irdl_op_definition
+class PragmaOp(SchedulePrimitive):
+    """A loop pragma: unroll_explicit (unroll the loop in the generated code), vectorize, parallel."""
+
+    name = "te.pragma"
+    axis = prop_def(StringAttr)
+    pragma = prop_def(StringAttr)
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.pragma.data not in PRAGMAS:
+            raise VerifyException(f"te.pragma: pragma must be one of {PRAGMAS}, got '{self.pragma.data}'")
+
+
+@irdl_op_definition
+class StorageAlignOp(SchedulePrimitive):
+    """Pads the stage's buffer so that the stride of `axis` is factor·k + offset elements
+    (rows start on aligned boundaries, or off a cache-conflicting power of two)."""
+
+    name = "te.storage_align"
+    axis = prop_def(StringAttr)
+    factor = prop_def(IntegerAttr)
+    offset = prop_def(IntegerAttr)
+
+
+@irdl_op_definition
+class CacheReadOp(IRDLOperation):
+    """TVM's cache_read: a new stage copying `stage` (a tensor the kernel reads), which the
+    listed reader stages read instead (the result, to be scheduled)."""
+
+    name = "te.cache_read"
+    stage = operand_def(TensorType)
+    readers = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    assembly_format = "$stage `,` $readers attr-dict `:` type($stage) `,` type($readers) `->` type($result)"
+
+
+@irdl_op_definition
+class RfactorOp(IRDLOperation):
+    """TVM's rfactor: the reduce axis `axis` splits by `factor`; the result is a new stage
+    reducing the outer part into partial sums indexed by the inner part (a spatial axis
+    that can be vectorized or parallelized), and the stage then sums those partials."""
+
+    name = "te.rfactor"
+    stage = operand_def(TensorType)
+    axis = prop_def(StringAttr)
+    factor = prop_def(IntegerAttr)
+    result = result_def(TensorType)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$stage attr-dict `:` type($stage) `->` type($result)"
+
+
 SCHEDULE_OPS = [SplitOp, TileOp, ReorderOp, FuseOp, VectorizeOp, ParallelOp, UnrollOp, BindOp, ComputeAtOp,
-                CacheWriteOp, ComputeInlineOp]
+                CacheWriteOp, ComputeInlineOp, ComputeRootOp, PragmaOp, StorageAlignOp, CacheReadOp, RfactorOp]
 
 TE = Dialect("te", [ComputeOp, ReadOp, YieldOp, *SCHEDULE_OPS], [])

@@ -84,6 +84,33 @@ class Schedule:
         assert self.ret is not None
         self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
 
+    def compute_root(self) -> None:
+        self._emit(te.ComputeRootOp)
+
+    def pragma(self, axis: str, pragma: str) -> None:
+        self._emit(te.PragmaOp, axis=StringAttr(axis), pragma=StringAttr(pragma))
+
+    def storage_align(self, axis: str, factor: int, offset: int) -> None:
+        self._emit(te.StorageAlignOp, axis=StringAttr(axis), factor=IntegerAttr(factor, i64),
+                   offset=IntegerAttr(offset, i64))
+
+    def cache_read(self, tensor, readers: list[te.ComputeOp]) -> "Schedule":
+        """A copy of `tensor` (a kernel argument or another stage) that `readers` read instead."""
+        op = te.CacheReadOp.build(operands=[tensor, [r.result for r in readers]], result_types=[tensor.type])
+        assert self.ret is not None
+        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
+        return _CachedSchedule(self.stage, op.result)
+
+    def rfactor(self, axis: str, factor: int) -> "Schedule":
+        """Partial sums over the outer part of reduce axis `axis`, indexed by its inner part."""
+        t = self.stage.result.type
+        rf_type = type(t)(t.element_type, [*t.get_shape(), factor])  # type: ignore[union-attr]
+        op = te.RfactorOp.create(operands=[self.stage.result], result_types=[rf_type],
+                                 properties={"axis": StringAttr(axis), "factor": IntegerAttr(factor, i64)})
+        assert self.ret is not None
+        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
+        return _CachedSchedule(self.stage, op.result)
+
     def cache_write(self) -> "Schedule":
         """A new stage doing this stage's computation; this one becomes its copy."""
         op = te.CacheWriteOp(self.stage.result)
@@ -127,24 +154,31 @@ def _pick_factor(extent: int, candidates=(16, 8, 4)) -> int | None:
     return next((f for f in candidates if extent % f == 0 and extent > f), None)
 
 
-def schedule_injective(s: Schedule) -> None:
-    """Fuse all axes, vectorize a 16-wide inner part, parallelize the rest if big."""
+INJECTIVE_KNOBS = (
+    Knob("vector_factor", (4, 8, 16, 32, 64), 16),
+    Knob("parallel_min_work", (1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 30), PARALLEL_MIN_WORK),
+)
+
+
+def schedule_injective(s: Schedule, vector_factor: int = 16, parallel_min_work: int = PARALLEL_MIN_WORK) -> None:
+    """Fuse all axes, vectorize an inner part of `vector_factor` (or the largest of
+    16/8/4 that divides), parallelize the rest when there is enough work."""
     c = s.stage
     total = 1
     for e in c.spatial_extents:
         total *= e
-    axes = s.axes
+    axes = s.axes[: len(c.spatial_extents)]
     if not axes:
         return
     fused = s.fuse(*axes) if len(axes) > 1 else axes[0]
-    f = _pick_factor(total)
+    f = _pick_factor(total, (vector_factor, 16, 8, 4))
     if f is None:
-        if total >= PARALLEL_MIN_WORK:
+        if total >= parallel_min_work:
             s.parallel(fused)
         return
     outer, inner = s.split(fused, factor=f)
     s.vectorize(inner)
-    if total >= PARALLEL_MIN_WORK:
+    if total >= parallel_min_work:
         s.parallel(outer)
 
 
@@ -271,6 +305,14 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, tile_width: in
 
 TEMPLATES = {"T_dense_pack": schedule_dense_pack, "T_batch_matmul_pack": schedule_dense_pack,
              "T_conv2d": schedule_conv2d_nhwc}
+# Every template's search space, for a tuner: template -> knobs (name, choices, default).
+KNOBS = {
+    "injective": INJECTIVE_KNOBS,
+    "reduction": DENSE_KNOBS,
+    "T_dense_pack": DENSE_PACK_KNOBS,
+    "T_batch_matmul_pack": DENSE_PACK_KNOBS,
+    "T_conv2d": CONV2D_KNOBS,
+}
 # stages a template wants computed on their own (not inlined into the anchor)
 ROOT_STAGES = {"T_conv2d": ("T_pad_data",)}
 

@@ -89,6 +89,7 @@ class StageSchedule:
     relations: list[Split | Fuse] = field(default_factory=list)
     inline: bool = False
     attach: tuple[te.ComputeOp, str] | None = None  # compute_at (target stage, its axis)
+    align: tuple[int, int, int] | None = None  # storage_align (root axis index, factor, offset)
 
     @staticmethod
     def of(c: te.ComputeOp, spatial_extents: list[int] | None = None) -> "StageSchedule":
@@ -198,6 +199,23 @@ class StageSchedule:
             if self.compute.reduce_extent_list:
                 raise self._err(prim, "a reduction cannot be inlined")
             self.inline = True
+        elif isinstance(prim, te.ComputeRootOp):
+            self.inline, self.attach = False, None
+        elif isinstance(prim, te.PragmaOp):
+            ax = self._leaf(prim, prim.axis.data)
+            kind = {"unroll_explicit": "unroll", "vectorize": "vectorize", "parallel": "parallel"}[prim.pragma.data]
+            if kind == "parallel" and ax.reduce:
+                raise self._err(prim, f"reduce axis '{ax.name}' cannot be parallel (it would race)")
+            ax.annotation = kind
+        elif isinstance(prim, te.StorageAlignOp):
+            nsp = len(self.compute.spatial_extents)
+            names = self.roots[:nsp]
+            if prim.axis.data not in names or names.index(prim.axis.data) != nsp - 2:
+                raise self._err(prim, "storage_align applies to the second-to-last spatial axis (the rows)")
+            factor, offset = prim.factor.value.data, prim.offset.value.data
+            if factor < 1 or not 0 <= offset < factor:
+                raise self._err(prim, f"need factor >= 1 and 0 <= offset < factor, got {factor}, {offset}")
+            self.align = (nsp - 2, factor, offset)
         else:  # pragma: no cover - all primitives are handled above
             raise self._err(prim, "unsupported schedule primitive")
 
@@ -300,6 +318,10 @@ class KernelLowering:
         for op in list(old_block.ops):
             if isinstance(op, te.CacheWriteOp):
                 _apply_cache_write(op)
+            elif isinstance(op, te.CacheReadOp):
+                _apply_cache_read(op)
+            elif isinstance(op, te.RfactorOp):
+                _apply_rfactor(op)
         computes = [op for op in old_block.ops if isinstance(op, te.ComputeOp)]
         for c in computes:
             self.schedules[c] = StageSchedule.of(c)
@@ -331,10 +353,19 @@ class KernelLowering:
                                      "computed at another stage (cache_write it first)")
                 continue
             if c.result in returned:
+                if s.align is not None:
+                    raise LatheError(f"te.storage_align: stage '{c.stage.data}' is a kernel output; its layout is fixed")
                 self.buffers[c.result] = returned[c.result]
             else:
                 t = memref_of(c.result.type)
-                buf = e.add(memref.AllocOp.get(t.element_type, ALIGNMENT, t.get_shape())).results[0]
+                shape = list(t.get_shape())
+                if s.align is not None:  # pad the rows so their stride is factor·k + offset
+                    _, factor, offset = s.align
+                    n = shape[-1]
+                    while n % factor != offset:
+                        n += 1
+                    shape[-1] = n
+                buf = e.add(memref.AllocOp.get(t.element_type, ALIGNMENT, shape)).results[0]
                 allocs.append(buf)
                 self.buffers[c.result] = buf
             self.emit_stage(e, s)
@@ -547,6 +578,96 @@ def _apply_cache_write(op: te.CacheWriteOp) -> None:
     Rewriter.insert_op(copy, _before(c))
     c.result.replace_all_uses_with(copy.result)
     op.result.replace_all_uses_with(local.result)
+    Rewriter.erase_op(op)
+    Rewriter.erase_op(c)
+
+
+def _apply_cache_read(op: te.CacheReadOp) -> None:
+    """A copy stage of the read tensor; the listed readers read the copy."""
+    from xdsl.builder import ImplicitBuilder
+
+    src = op.stage
+    assert isinstance(src.type, TensorType)
+    rank = len(src.type.get_shape())
+    base = src.owner.stage.data if isinstance(src.owner, te.ComputeOp) else (src.name_hint or "input")
+    copy = te.ComputeOp.build_empty(f"{base}.cache", src.type, [f"ax{d}" for d in range(rank)])
+    with ImplicitBuilder(copy.body.block):
+        v = te.ReadOp(src, list(copy.body.block.args))
+        te.YieldOp(v.result)
+    Rewriter.insert_op(copy, _before(op.readers[0].owner if op.readers else op))
+    for r in op.readers:
+        reader = r.owner
+        if not isinstance(reader, te.ComputeOp):
+            raise LatheError("te.cache_read: readers must be te.compute results")
+        for read in reader.body.walk():
+            if isinstance(read, te.ReadOp) and read.tensor == src:
+                read.operands = [copy.result, *read.indices]
+    op.result.replace_all_uses_with(copy.result)
+    Rewriter.erase_op(op)
+
+
+def _apply_rfactor(op: te.RfactorOp) -> None:
+    """C = Σ_k f  →  Crf[.., ki] = Σ_(other reduce axes, ko) f(k = ko·F + ki);  C = Σ_ki Crf[.., ki]."""
+    from xdsl.builder import ImplicitBuilder
+
+    from lathe.lowering import te_builder as tb
+
+    c = op.stage.owner
+    assert isinstance(c, te.ComputeOp)
+    names, nsp = c.axis_names, len(c.spatial_extents)
+    k = op.axis.data
+    if k not in names[nsp:]:
+        raise LatheError(f"te.rfactor on stage '{c.stage.data}': '{k}' is not one of its reduce axes {names[nsp:]}")
+    kpos = names.index(k) - nsp
+    extents = c.reduce_extent_list
+    f = max(1, min(op.factor.value.data, extents[kpos]))
+    outer = -(-extents[kpos] // f)
+    combiner = c.combiner_name
+    t = c.result.type
+    assert isinstance(t, TensorType)
+    rf_type = TensorType(t.element_type, [*t.get_shape(), f])
+    other = [n for n in names[nsp:] if n != k]
+    rf = te.ComputeOp.build_empty(f"{c.stage.data}.rf", rf_type, [*names[:nsp], f"{k}.inner", *other, f"{k}.outer"],
+                                  [e for j, e in enumerate(extents) if j != kpos] + [outer], combiner)
+    args = rf.body.block.args
+    sp, ki, red = args[:nsp], args[nsp], args[nsp + 1:]
+    mapping: dict = {}
+    with ImplicitBuilder(rf.body.block):
+        kval = tb.Expr(red[-1]) * f + tb.Expr(ki)
+        if outer * f != extents[kpos]:  # the last chunk overhangs: read in bounds, add the identity
+            safe = tb.minimum(kval, extents[kpos] - 1)
+        else:
+            safe = kval
+        rest = iter(red[:-1])
+        for j, arg in enumerate(c.body.block.args):
+            if j < nsp:
+                mapping[arg] = sp[j]
+            elif j - nsp == kpos:
+                mapping[arg] = safe.value
+            else:
+                mapping[arg] = next(rest)
+        for o in c.body.block.ops:
+            if isinstance(o, te.YieldOp):
+                value = tb.Expr(mapping[o.value])
+                if outer * f != extents[kpos]:
+                    ident = _identity(combiner, t.element_type)  # type: ignore[arg-type]
+                    value = tb.select(kval.lt(extents[kpos]), value, tb.const(ident, t.element_type))
+                te.YieldOp(value.value)
+                break
+            new = o.clone(value_mapper=mapping)  # (the implicit builder inserts it)
+            if new.parent is None:
+                rf.body.block.add_op(new)
+            for a, b in zip(o.results, new.results):
+                mapping[a] = b
+    final = te.ComputeOp.build_empty(c.stage.data, t, [*names[:nsp], f"{k}.inner"], [f], combiner)
+    with ImplicitBuilder(final.body.block):
+        a = final.body.block.args
+        v = te.ReadOp(rf.result, [*a[:nsp], a[nsp]])
+        te.YieldOp(v.result)
+    Rewriter.insert_op(rf, _before(c))
+    Rewriter.insert_op(final, _before(c))
+    c.result.replace_all_uses_with(final.result)
+    op.result.replace_all_uses_with(rf.result)
     Rewriter.erase_op(op)
     Rewriter.erase_op(c)
 

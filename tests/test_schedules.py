@@ -236,3 +236,43 @@ def test_cache_write_of_an_output_stage(rng):
     a = rng.standard_normal((M, K)).astype(np.float32)
     b = rng.standard_normal((K, N)).astype(np.float32)
     assert max_rel_err(lathe.compile(again).run(a=a, b=b), a @ b) <= 1e-4
+
+
+def _epilogue_stages():
+    module = parse_source(EPILOGUE, "mm.mlir")
+    stages = [op for op in module.walk() if isinstance(op, te.ComputeOp)]
+    return module, stages
+
+
+@pytest.mark.parametrize("factor", [4, 5, 19, 32])
+def test_rfactor(factor, rng):
+    """Partial sums over the outer part of k (non-divisible factors guarded), then their sum."""
+    module = parse_source(MATMUL, "matmul.mlir")
+    stage = _stage(module)
+    s = Schedule(stage)
+    rf = s.rfactor("k", factor)
+    rf.reorder("i", "j", "k.outer", "k.inner")
+    rf.vectorize("k.inner")
+    s.parallel("i")
+    lowered = str(lathe.lower(module))
+    assert lowered.count("memref.alloc()") >= 1  # the partial sums' buffer
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    assert max_rel_err(lathe.compile(module).run(a=a, b=b), a @ b) <= 1e-4
+
+
+def test_cache_read_storage_align_pragma_compute_root(rng):
+    module, (c, out) = _epilogue_stages()
+    a_arg = next(op for op in module.walk() if getattr(op, "sym_name", None) and op.sym_name.data == "mm_relu").body.block.args[0]
+    sc, so = Schedule(c), Schedule(out)
+    sc.cache_read(a_arg, [c])
+    sc.storage_align("i", 16, 0)  # rows of C padded to a stride of 16k elements: 17 -> 32
+    so.pragma("j", "unroll_explicit")
+    so.compute_root()
+    lowered = str(lathe.lower(module))
+    kernel = lowered[lowered.index("@mm_relu"):]
+    assert f"memref<{M}x{K}xf32>" in kernel and "memref<13x32xf32>" in kernel  # the copy of a; C's padded rows
+    assert "#loop.annotation<unroll>" in kernel
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    assert max_rel_err(lathe.compile(module).run(a=a, b=b), np.maximum(a @ b, 0)) <= 1e-4
