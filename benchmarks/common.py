@@ -29,7 +29,7 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int = 50, 
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(max(1, repeat // block)):
         for name, fn in fns.items():
-            time.sleep(0.02)  # let the other contender's spinning worker threads go idle
+            time.sleep(0.2)  # let the other contender's spinning worker threads go idle
             fn()
             for _ in range(block):
                 t0 = time.perf_counter()
