@@ -165,3 +165,11 @@ def test_api_missing_params_entry(rng):
     cm = lathe.compile(m, params={"w1": np.zeros((128, 784), np.float32)})
     with pytest.raises(lathe.LatheError, match="missing input"):
         cm.run(x=np.zeros((1, 784), np.float32))
+
+
+def test_run_binds_the_params_file_at_compile_time():
+    params = ROOT / "examples" / "mlp.params.npz"
+    r = run("lathe", "run", MLP, "--params", params, "--check", "--bench", "3")
+    assert r.returncode == 0, r.stderr
+    assert "filled with seeded random values" in r.stderr and "%x" in r.stderr and "%w1" not in r.stderr
+    assert "compiled: 2 kernels" in r.stdout  # the weights' packing folded away at compile time

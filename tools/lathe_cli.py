@@ -90,8 +90,12 @@ def cmd_run(args) -> int:
     from lathe.runtime.interpreter import param_names
 
     values = dict(zip(param_names(funcs[args.entry]), bound))
-    cm = lathe.compile(module, target=args.target, num_threads=args.threads, entry=args.entry, opt_level=args.opt_level)
-    result = cm.run(**values)
+    # the params file's weights are bound at compile time, as TVM's build does with params,
+    # so their preprocessing folds away; inputs (given or filled) stay run-time inputs
+    weights = {k: v for k, v in values.items() if k in params and k not in inputs}
+    cm = lathe.compile(module, target=args.target, params=weights, num_threads=args.threads, entry=args.entry,
+                       opt_level=args.opt_level)
+    result = cm.run(**{k: v for k, v in values.items() if k not in weights})
     if args.output:
         _atomic_savez(args.output, _flatten(result))
         print(f"wrote {args.output} ({', '.join(_flatten(result))})")
