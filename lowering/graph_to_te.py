@@ -513,7 +513,7 @@ def _pad(op: graph.PadOp) -> Stages:
 
 
 def _resize2d(op: graph.Resize2dOp) -> Stages:
-    from lathe.runtime.interpreter import resize_source
+    from lathe.runtime.interpreter import nearest_rounded, resize_source
 
     a = op.attrs()
     x = Tensor(op.data)
@@ -532,14 +532,7 @@ def _resize2d(op: graph.Resize2dOp) -> Stages:
         rounding = a["rounding_method"] or ("floor" if mode == "asymmetric" else "round")
 
         def nearest(s, n):
-            if rounding in ("round", "round_prefer_ceil"):
-                v = tb.floor(s + 0.5)
-            elif rounding == "round_prefer_floor":
-                v = tb.ceil(s - 0.5)
-            elif rounding == "floor":
-                v = tb.floor(s)
-            else:
-                v = tb.ceil(s)
+            v = nearest_rounded(s, rounding, tb.floor, tb.ceil)
             return tb.clamp(tb.cast(v, tb.INDEX), 0, n - 1)
 
         def body(*i):

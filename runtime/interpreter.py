@@ -235,16 +235,19 @@ def resize_source(mode: str, out_size: int, in_size: int, i):
     return i * scale  # asymmetric
 
 
-def _nearest_index(src, in_size, rounding):
+def nearest_rounded(src, rounding: str, floor, ceil):
+    """resize2d's nearest-neighbour rounding of a source coordinate (numpy or te expression)."""
     if rounding in ("", "round", "round_prefer_ceil"):
-        idx = np.floor(src + 0.5)
-    elif rounding == "round_prefer_floor":
-        idx = np.ceil(src - 0.5)
-    elif rounding == "floor":
-        idx = np.floor(src)
-    else:
-        idx = np.ceil(src)
-    return np.clip(idx, 0, in_size - 1).astype(np.int64)
+        return floor(src + 0.5)
+    if rounding == "round_prefer_floor":
+        return ceil(src - 0.5)
+    if rounding == "floor":
+        return floor(src)
+    return ceil(src)
+
+
+def _nearest_index(src, in_size, rounding):
+    return np.clip(nearest_rounded(src, rounding, np.floor, np.ceil), 0, in_size - 1).astype(np.int64)
 
 
 def _resize2d(op, x):
