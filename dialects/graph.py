@@ -154,8 +154,8 @@ def to_attr(v) -> Attribute:
     raise ShapeError(f"unsupported attribute value {v!r}")
 
 
-def _attr(default=None):
-    """A Relay attribute: an optional property of any attribute kind."""
+def _attr():
+    """A Relay attribute: an optional property of any attribute kind (defaults live in DEFAULTS)."""
     return opt_prop_def(Attribute)
 
 

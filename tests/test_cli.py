@@ -1,7 +1,6 @@
 """The command-line tools, as a user runs them: outputs, files, exit codes,
 and diagnostics (file:line:col, non-zero exit, never a traceback)."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path

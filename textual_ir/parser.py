@@ -18,7 +18,6 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
-    DenseIntOrFPElementsAttr,
     FloatAttr,
     FunctionType,
     IntegerAttr,
@@ -395,7 +394,3 @@ def parse_relay(text: str, filename: str = "<string>") -> ModuleOp:
     """Parse Relay text into a verified graph-dialect module (raises LatheError)."""
     module = RelayParser(text, filename).parse()
     return module
-
-
-def parse_scalar_constant(attr: DenseIntOrFPElementsAttr):  # pragma: no cover - helper for printers
-    return attr.get_values()[0]
