@@ -111,3 +111,16 @@ def programs(draw):
 @given(programs())
 def test_random_programs_round_trip(src):
     roundtrip(src)
+
+
+def test_tvm_astext_annotations_are_accepted():
+    """TVM prints type annotations after parameters and spans after types."""
+    src = '''#[version = "0.0.5"]
+def @main(%data: Tensor[(1, 3, 8, 8), float32] /* ty=Tensor[(1, 3, 8, 8), float32] */,
+          %weight: Tensor[(4, 3, 3, 3), float32] /* ty=Tensor[(4, 3, 3, 3), float32] span=conv.weight:0:0 */)
+          -> Tensor[(1, 4, 8, 8), float32] {
+  %0 = nn.conv2d(%data, %weight, padding=[1, 1, 1, 1], channels=4, kernel_size=[3, 3]) /* ty=Tensor[(1, 4, 8, 8), float32] span=aten::_convolution_0:0:0 */;
+  nn.relu(%0) /* ty=Tensor[(1, 4, 8, 8), float32] */
+}'''
+    text = roundtrip(src)
+    assert "nn.conv2d(%data, %weight, padding=[1, 1, 1, 1], channels=4, kernel_size=[3, 3])" in text

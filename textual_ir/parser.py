@@ -213,6 +213,7 @@ class RelayParser:
         if annot is None:
             return
         inner = str(annot)[2:-2].strip()[3:].strip()  # strip /* ty= */
+        inner = inner.split(" span=")[0].strip()  # TVM may add the source span after the type
         try:
             t_tree = _type_parser().parse(inner)
         except UnexpectedInput:
