@@ -535,12 +535,23 @@ class CastOp(UnaryOp):
 
 
 @irdl_op_definition
-class DropoutOp(UnaryOp):
-    """Identity at inference. (Relay's returns (output, mask); Lathe's returns the output.)"""
+class DropoutOp(GraphOp):
+    """Relay's nn.dropout: (output, mask); at inference the output is the input and the
+    mask all ones (simplify-inference removes it)."""
 
     name = "graph.nn.dropout"
+    PATTERN: ClassVar[OpPattern] = OpPattern.OPAQUE
     DEFAULTS: ClassVar[dict[str, object]] = {"rate": 0.5}
+    data = operand_def(TensorType)
     rate = _attr()
+    result = result_def(TupleType)
+    traits = graph_traits()
+
+    @classmethod
+    def infer(cls, op, types, a):
+        x = _tensor(op, types[0], "data")
+        _num(op, a, "rate")
+        return tuple_type([x, x])
 
 
 class BinaryOp(GraphOp):

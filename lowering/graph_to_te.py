@@ -846,7 +846,6 @@ TE_COMPUTE: dict[type[Operation], Callable[[Operation], Stages]] = {
     graph.LogicalNotOp: _elementwise(lambda op, x: x.logical_not()),
     graph.ClipOp: _elementwise(_clip),
     graph.CastOp: _elementwise(_cast),
-    graph.DropoutOp: _elementwise(lambda op, x: x),
     graph.AddOp: _broadcast(lambda a, b: a + b),
     graph.SubtractOp: _broadcast(lambda a, b: a - b),
     graph.MultiplyOp: _broadcast(lambda a, b: a * b),
@@ -922,7 +921,7 @@ class LowerGraphOpToTe(RewritePattern):
         lower = TE_COMPUTE.get(type(op))
         if lower is None:
             raise LatheError(f"lower-graph-to-te: no te compute definition for '{op.relay_name()}'",
-                             note="tuple-producing ops (split, batch_norm) are expanded by simplify-inference and expand-split")
+                             note="tuple-producing ops (split, batch_norm, dropout) are expanded by simplify-inference and expand-split")
         stages = lower(op)
         rewriter.replace(op, stages, [stages[-1].result])
 

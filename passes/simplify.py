@@ -71,9 +71,12 @@ class BatchNormToScaleShift(RewritePattern):
 
 
 class RemoveDropout(RewritePattern):
+    """dropout(x) → (x, ones_like(x)) at inference; its projection .0 then folds to x."""
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: graph.DropoutOp, rewriter: PatternRewriter) -> None:
-        rewriter.replace(op, [], [op.data])
+        mask = make_op("ones_like", [op.data])
+        rewriter.replace(op, [mask, make_op("tuple", [op.data, mask.results[0]])])
 
 
 class FoldTupleGetItem(RewritePattern):

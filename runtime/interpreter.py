@@ -378,7 +378,7 @@ REFERENCE: dict[type[Operation], Callable] = {
     graph.LogicalNotOp: lambda op, x: np.logical_not(x),
     graph.ClipOp: _clip,
     graph.CastOp: _cast,
-    graph.DropoutOp: lambda op, x: x,
+    graph.DropoutOp: lambda op, x: (x, np.ones_like(x)),
     graph.AddOp: lambda op, a, b: a + b,
     graph.SubtractOp: lambda op, a, b: a - b,
     graph.MultiplyOp: lambda op, a, b: a * b,

@@ -161,3 +161,12 @@ def test_bool_order_and_half_casts(rng):
     a, b = np.array([1, 0, 1, 0], bool), np.array([0, 0, 1, 1], bool)
     check(src, {"a": a, "b": b}, 0)
     check(f"def @main(%x: {ty((3, 4), 'float64')}) {{ cast(%x, dtype=\"float16\") }}", {"x": rng.standard_normal((3, 4))}, 1e-3)
+
+
+def test_dropout_is_identity_at_inference(rng):
+    """Relay's dropout returns (output, mask); compiled and interpreted, the output is x."""
+    src = f"def @main(%x: {ty((2, 5))}) {{ %0 = nn.dropout(%x, rate=0.3f); (nn.relu(%0.0), %0.1) }}"
+    x = rand(rng, (2, 5))
+    got = check(src, {"x": x}, 0)
+    np.testing.assert_array_equal(got[0], np.maximum(x, 0))
+    np.testing.assert_array_equal(got[1], np.ones_like(x))
