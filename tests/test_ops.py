@@ -310,6 +310,11 @@ def test_reduce(name, case, seed):
     attrs = dict(axis=axis, keepdims=keepdims, exclude=exclude)
     if name == "variance":
         attrs["unbiased"] = exclude
+    if name == "prod":  # factors near 1: a product of 169 normals underflows float32 into denormals
+        m = one_op_module(name, [tensor(shape)], **attrs)
+        x = np.random.default_rng(seed).uniform(0.8, 1.25, shape).astype(np.float32)
+        check_op(m, {"a0": x}, REDUCE_RTOL)
+        return
     run(name, [tensor(shape)], seed, REDUCE_RTOL, **attrs)
 
 
