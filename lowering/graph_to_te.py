@@ -256,7 +256,12 @@ def _conv2d(op: graph.Conv2dOp) -> Stages:
             n, o, y, xx, rc, ry, rx = idx
         else:
             n, y, xx, o, rc, ry, rx = idx
-        c = rc if g["groups"] == 1 else (o // og) * cg + rc
+        if g["groups"] == 1:
+            c = rc
+        elif og == 1:  # depthwise-like: channel o reads its own group, an affine index
+            c = o * cg + rc if cg > 1 else o + rc
+        else:
+            c = (o // og) * cg + rc
         iy = y * g["sh"] + ry * g["dh"] - off_y if off_y else y * g["sh"] + ry * g["dh"]
         ix = xx * g["sw"] + rx * g["dw"] - off_x if off_x else xx * g["sw"] + rx * g["dw"]
         v = src[(n, c, iy, ix) if nchw else (n, iy, ix, c)]

@@ -103,8 +103,9 @@ class ConvToNHWC(RewritePattern):
         a = op.attrs()
         if a["data_layout"] != "NCHW" or a["kernel_layout"] not in ("", "OIHW") or a["out_dtype"]:
             return
-        o = shape_of(op.weight.type)[0]
-        if a["groups"] != 1 or pack_width(o) is None:  # grouped/depthwise keep NCHW
+        o, i = shape_of(op.weight.type)[:2]
+        depthwise = a["groups"] == o and i == 1
+        if (a["groups"] != 1 and not depthwise) or pack_width(o) is None:  # other grouped convs keep NCHW
             return
         xt = make_op("transpose", [op.data], axes=TO_NHWC)
         wt = make_op("transpose", [op.weight], axes=[2, 3, 1, 0])
