@@ -128,8 +128,10 @@ def _size(v) -> int:
 
 
 def _transposed(v) -> tuple | None:
+    """(y, p) when v = transpose(y, p). A transpose with other users stays for them; once
+    they have sunk (or cancelled) too, nothing uses it and it disappears."""
     t = v.owner
-    if isinstance(t, graph.TransposeOp) and v.has_one_use():
+    if isinstance(t, graph.TransposeOp):
         return t.data, graph.TransposeOp.perm("", len(shape_of(t.data.type)), t.attrs())
     return None
 
