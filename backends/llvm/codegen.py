@@ -453,8 +453,7 @@ class FunctionEmitter:
         planned = vz.plan(op, w)
         if planned is None:
             return False
-        kinds, reductions = planned
-        vz.VectorEmitter(self, op, w, kinds, reductions).run(str(lb), str(ub))
+        vz.VectorEmitter(self, op, w, planned).run(str(lb), str(ub))
         return True
 
     def unrolled_loop(self, op: scf.ForOp, factor: int) -> bool:

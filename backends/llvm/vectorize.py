@@ -30,7 +30,6 @@ from xdsl.ir import Operation, SSAValue
 from lathe.backends.llvm import codegen as cg
 
 UNIFORM, AFFINE, VECTOR = "uniform", "affine", "vector"
-_INVARIANT = "invariant"  # the key under which plan() passes the loop-invariant values along
 _ALIGN_UNKNOWN = 1
 
 
@@ -84,7 +83,14 @@ def _reduction(store: memref.StoreOp, kinds) -> Reduction | None:
     return None
 
 
-def plan(loop: scf.ForOp, width: int):
+@dataclass
+class Plan:
+    kinds: dict[SSAValue, Kind]
+    reductions: list[Reduction]
+    invariant: set[SSAValue]  # values the same in every iteration: computed once, before the loop
+
+
+def plan(loop: scf.ForOp, width: int) -> Plan | None:
     """Classify every value of the loop body and find its reductions; None if it cannot be vectorized."""
     body = loop.body.block
     inside = set(body.ops)
@@ -154,8 +160,7 @@ def plan(loop: scf.ForOp, width: int):
            and _uniform_address([k(i) for i in o.indices]) and not any(r.store is o for r in reductions)
            for o in body.ops):
         return None
-    kinds[_INVARIANT] = invariant  # type: ignore[index]
-    return kinds, reductions
+    return Plan(kinds, reductions, invariant)
 
 
 def _uniform_address(idx: list[Kind]) -> bool:
@@ -217,13 +222,13 @@ def _vectorizable(op: Operation) -> bool:
 class VectorEmitter:
     """Emits one vectorized loop into a FunctionEmitter."""
 
-    def __init__(self, fe: "cg.FunctionEmitter", loop: scf.ForOp, width: int, kinds: dict[SSAValue, Kind],
-                 reductions: list[Reduction] = ()):
+    def __init__(self, fe: "cg.FunctionEmitter", loop: scf.ForOp, width: int, planned: Plan):
         self.fe = fe
         self.loop = loop
         self.w = width
-        self.kinds = kinds
-        self.reductions = list(reductions)
+        self.kinds = planned.kinds
+        self.invariant = planned.invariant
+        self.reductions = list(planned.reductions)
         self.skip = {o for r in self.reductions for o in (r.combine, r.store)}
         self.vnames: dict[SSAValue, str] = {}
         self.acc: dict[int, str] = {}  # reduction index -> current vector accumulator
@@ -258,8 +263,7 @@ class VectorEmitter:
         op = self.loop
         body_ops = [o for o in op.body.block.ops if not isinstance(o, scf.YieldOp)]
         # uniform values do not depend on the loop: compute them once, before it
-        invariant = self.kinds.get(_INVARIANT, set())  # type: ignore[call-overload]
-        hoisted = [o for o in body_ops if o.results and all(r in invariant for r in o.results)]
+        hoisted = [o for o in body_ops if o.results and all(r in self.invariant for r in o.results)]
         for o in hoisted:
             fe.op(o)
         looped = [o for o in body_ops if o not in hoisted]
@@ -278,12 +282,10 @@ class VectorEmitter:
             pre = fe.label
             iv, nxt = fe.tmp("iv"), fe.tmp("ivn")
             phis = {k: fe.tmp("vacc") for k in inits}
-            nexts = {k: fe.tmp("vaccn") for k in inits}
             fe.emit(f"br label %{head}")
             fe.start_block(head)
             fe.emit(f"{iv} = phi i64 [ {lb}, %{pre} ], [ {nxt}, %{latch} ]")
-            for k, r in enumerate(self.reductions):
-                fe.emit(f"{phis[k]} = phi {self.vty(r.x.type)} [ {inits[k]}, %{pre} ], [ {nexts[k]}, %{latch} ]")
+            phi_at = len(fe.lines)  # the accumulators' phis go here once their latch values are known
             c = fe.tmp("c")
             fe.emit(f"{c} = icmp slt i64 {iv}, {ub}")
             fe.emit(f"br i1 {c}, label %{body}, label %{exit_}")
@@ -295,19 +297,15 @@ class VectorEmitter:
                 self.op(o)
             fe.emit(f"br label %{latch}")
             fe.start_block(latch)
-            for k in inits:
-                fe.emit(f"{nexts[k]} = {self.acc_alias(k)}")
+            for k, r in enumerate(self.reductions):
+                fe.lines.insert(phi_at + k, f"  {phis[k]} = phi {self.vty(r.x.type)} [ {inits[k]}, %{pre} ], "
+                                            f"[ {self.acc[k]}, %{latch} ]")
             fe.emit(f"{nxt} = add nsw i64 {iv}, {self.w}")
             fe.emit(f"br label %{head}")
             fe.start_block(exit_)
             self.acc = dict(phis)
         for k, r in enumerate(self.reductions):
             self.finish_reduction(k, r)
-
-    def acc_alias(self, k: int) -> str:
-        """The latch copy of accumulator k (LLVM has no plain move: a select on true)."""
-        t = self.vty(self.reductions[k].x.type)
-        return f"select i1 true, {t} {self.acc[k]}, {t} {self.acc[k]}"
 
     def splat_identity(self, r: Reduction) -> str:
         kind, ident = _COMBINES[type(r.combine)]
