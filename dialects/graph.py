@@ -1419,15 +1419,16 @@ class InjectiveOp(GraphOp):
     traits = graph_traits()
 
 
-def reshape_target(op: str, xs: list[int], newshape: list[int]) -> list[int]:
-    """Relay's newshape: 0 copies the input dimension, -1 is inferred."""
+def reshape_target(op: str, xs: list[int], newshape: list[int], allowzero: bool = False) -> list[int]:
+    """Relay's newshape: 0 copies the input dimension (a literal 0 with `allowzero`, as
+    ONNX allows), -1 is inferred."""
     out = []
     for k, d in enumerate(newshape):
-        if d == 0:
+        if d == 0 and not allowzero:
             if k >= len(xs):
                 raise ShapeError(f"{op}: newshape {newshape} copies dimension {k} that the input does not have")
             out.append(xs[k])
-        elif d == -1 or d > 0:
+        elif d >= -1:
             out.append(d)
         else:
             raise ShapeError(f"{op}: unsupported newshape value {d} (expected -1, 0 or a positive size)")

@@ -1371,25 +1371,11 @@ converts("ArgMin")(_arg_reduce("argmin"))
 
 
 def _reshape_target(n: Node, xs: list[int], shape: Sequence[int], allowzero: bool) -> list[int]:
-    out = []
-    for k, d in enumerate(shape):
-        if d == 0 and not allowzero:
-            if k >= len(xs):
-                raise LatheError(f"{n.where}: shape {list(shape)} copies dimension {k} that the input {xs} lacks")
-            out.append(xs[k])
-        else:
-            out.append(int(d))
-    total = math.prod(xs)
-    if out.count(-1) > 1:
-        raise LatheError(f"{n.where}: shape {list(shape)} has more than one -1")
-    if -1 in out:
-        rest = math.prod(d for d in out if d != -1)
-        if rest == 0 or total % rest:
-            raise LatheError(f"{n.where}: shape mismatch: cannot reshape {xs} to {list(shape)}")
-        out[out.index(-1)] = total // rest
-    if math.prod(out) != total or any(d < 0 for d in out):
-        raise LatheError(f"{n.where}: shape mismatch: cannot reshape {xs} ({total} elements) to {list(shape)}")
-    return out
+    """ONNX Reshape's target: the graph dialect's rule, with allowzero, errors located at the node."""
+    try:
+        return graph.reshape_target("Reshape", xs, [int(d) for d in shape], allowzero)
+    except graph.ShapeError as e:
+        raise LatheError(f"{n.where}: shape mismatch: {e}") from None
 
 
 @converts("Reshape")
