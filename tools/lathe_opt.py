@@ -78,6 +78,7 @@ class LatheOptMain(xDSLOptMain):
             return parse(self.ctx, io.read().decode(), self.get_input_name())
 
         self.available_frontends["lathe"] = parse_lathe
+        self.available_frontends["relay"] = parse_lathe
         self.available_frontends["mlir"] = parse_mlir
 
     def register_all_arguments(self, arg_parser: argparse.ArgumentParser):
@@ -161,6 +162,7 @@ class LatheOptMain(xDSLOptMain):
         if self.args.input_file is not None and not os.path.exists(self.args.input_file):
             raise LatheError(f"no such file: {self.args.input_file}")
         chunks, ext = self.prepare_input()
+        ext = self.input_format(ext)
         self._input_ext = ext
         out = StringIO()
         failed = False
@@ -187,6 +189,15 @@ class LatheOptMain(xDSLOptMain):
             sys.stdout.write(text)
         else:
             _atomic_write(self.args.output_file, text)
+
+    def input_format(self, ext: str) -> str:
+        """Lathe decides what the input is, not xDSL (whose stdin default moved in 0.75):
+        --frontend, else the file's extension (.relay is Relay text too), else MLIR."""
+        if self.args.frontend:
+            return self.args.frontend.split("{", 1)[0]
+        if self.args.input_file is None:
+            return "mlir"
+        return "lathe" if ext == "relay" else ext
 
     def prepare_output(self):  # output is written by run() once everything succeeded
         return sys.stdout
