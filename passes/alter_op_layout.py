@@ -199,6 +199,8 @@ class SinkTranspose(RewritePattern):
 
 @dataclass(frozen=True)
 class AlterOpLayout(ModulePass):
+    """Dense, matmul and batch_matmul to packed-weight forms; conv2d to NHWC, with transposes that sink and cancel."""
+
     name = "alter-op-layout"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:

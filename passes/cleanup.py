@@ -18,6 +18,8 @@ from xdsl.transforms.common_subexpression_elimination import CommonSubexpression
 
 @dataclass(frozen=True)
 class CleanupLoops(ModulePass):
+    """xDSL's canonicalize and CSE on the loop IR, after lowering."""
+
     name = "cleanup-loops"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:

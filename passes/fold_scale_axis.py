@@ -153,6 +153,8 @@ class ChannelAddToBiasAdd(RewritePattern):
 
 @dataclass(frozen=True)
 class FoldScaleAxis(ModulePass):
+    """Fold per-channel multiplies next to conv2d/dense into their weights and bias."""
+
     name = "fold-scale-axis"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:

@@ -104,6 +104,8 @@ def _run(module: ModuleOp, *patterns: RewritePattern) -> None:
 
 @dataclass(frozen=True)
 class SimplifyInference(ModulePass):
+    """batch_norm to a multiply and an add with precomputed scale and shift; dropout removed."""
+
     name = "simplify-inference"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
@@ -112,6 +114,8 @@ class SimplifyInference(ModulePass):
 
 @dataclass(frozen=True)
 class ExpandSplit(ModulePass):
+    """split to strided slices, so that every compute op has one tensor result."""
+
     name = "expand-split"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
