@@ -27,12 +27,14 @@ def parse_source(text: str, filename: str, fmt: str | None = None) -> ModuleOp:
 
 def load(path: str | os.PathLike) -> ModuleOp:
     """Read a .lathe or .mlir file into a verified module."""
+    from lathe.textual_ir.source import decode
+
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except OSError as e:
         raise LatheError(f"cannot read {p}: {e.strerror}") from None
-    return parse_source(text, str(p))
+    return parse_source(decode(data, str(p)), str(p))
 
 
 def load_params(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -124,3 +124,150 @@ def @main(%data: Tensor[(1, 3, 8, 8), float32] /* ty=Tensor[(1, 3, 8, 8), float3
 }'''
     text = roundtrip(src)
     assert "nn.conv2d(%data, %weight, padding=[1, 1, 1, 1], channels=4, kernel_size=[3, 3])" in text
+
+
+# -- malformed input ends in a located LatheError (issue 8) ------------------------------
+
+def _mlir_error(src: str) -> LatheError:
+    from lathe.api import parse_source
+
+    with pytest.raises(LatheError) as info:
+        parse_source(src, "bad.mlir")
+    assert info.value.loc is not None and info.value.loc.file == "bad.mlir", info.value.render()
+    return info.value
+
+
+_TE_HEAD = """func.func private @k(%a: tensor<7x13xf32>) -> tensor<7xf32> {
+  %0 = te.compute {stage = "s", axes = ["i", "k"], reduce_extents = [13], combiner = "sum"} : tensor<7xf32> {
+  ^bb0(%i: index, %k: index):
+    %1 = te.read %a[%i, %k] : tensor<7x13xf32> -> f32
+    te.yield %1 : f32
+  }
+"""
+
+
+@pytest.mark.parametrize("src, line, col, words", [
+    (_TE_HEAD + "  te.unroll %0 {axis = 0} : tensor<7xf32>\n  func.return %0 : tensor<7xf32>\n}", 7, 3,
+     "te.unroll: 0 : i64 should be of base attribute string"),
+    ("func.func @f(%m: memref<16xf32>) {\n  %c0 = arith.constant 0 : index\n  scf.for %i = %c0 to %c0 step %c0 {\n"
+     "  } {loop.annotation = #loop.annotation<bogus>}\n  func.return\n}", 3, 3, "kind must be one of"),
+    ('"graph.nn.relu"() {bogus = 99999999999999999999999 : i64} : () -> ()', 1, 1, "out of range"),
+])
+def test_mlir_attribute_errors_raised_while_parsing_are_located(src, line, col, words):
+    e = _mlir_error(src)
+    assert (e.loc.line, e.loc.col) == (line, col) and words in e.message, e.render()
+
+
+@pytest.mark.parametrize("src, line, what", [
+    ("func.func @f() {\n  scf.for %i = %c0 to %c0 step %c0 {\n  }\n  %c0 = arith.constant 0 : index\n  func.return\n}",
+     2, "'scf.for': operand #0 (%c0) is used before it is defined"),
+    ("func.func @main(%x: tensor<4xf32>) -> tensor<4xf32> {\n"
+     "  %0 = graph.add %1, %x : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>\n"
+     "  %1 = graph.negative %x : (tensor<4xf32>) -> tensor<4xf32>\n  func.return %0 : tensor<4xf32>\n}",
+     2, "'graph.add': operand #0"),
+])
+def test_use_before_definition_is_a_located_verification_error(src, line, what):
+    e = _mlir_error(src)
+    assert e.loc.line == line and e.loc.col == 3 and what in e.message, e.render()
+
+
+def test_verification_errors_name_and_locate_the_op():
+    e = _mlir_error("func.func @wrong(%x: tensor<2x4xf32>, %w: tensor<8x4xf32>) -> tensor<2x9xf32> {\n"
+                    "  %0 = graph.nn.dense %x, %w : (tensor<2x4xf32>, tensor<8x4xf32>) -> tensor<2x9xf32>\n"
+                    "  func.return %0 : tensor<2x9xf32>\n}")
+    assert (e.loc.line, e.loc.col) == (2, 3), e.render()
+    assert e.message.startswith("'graph.nn.dense' does not verify: nn.dense: result type"), e.render()
+
+
+_RELAY_HEAD = "def @main(%x: Tensor[(1), float32]) {\n  "
+
+
+@pytest.mark.parametrize("src, fmt", [
+    ("func.func @f(%a: " + "tuple<" * 300 + "f32" + ">" * 300 + ") {\n  func.return\n}", "mlir"),
+    ('"test.op"() {a = ' + "[" * 300 + "]" * 300 + "} : () -> ()", "mlir"),
+    ("builtin.module {\n" * 300 + "}\n" * 300, "mlir"),
+    (_RELAY_HEAD + "nn.relu(" * 400 + "%x" + ")" * 400 + "\n}", "lathe"),
+    (_RELAY_HEAD + "(" * 400 + "%x" + ",)" * 400 + "\n}", "lathe"),
+    ("def @main(%x: " + "(" * 400 + "Tensor[(1), float32]" + ",)" * 400 + ") {\n  %x\n}", "lathe"),
+    (_RELAY_HEAD + "nn.relu(%x) /* ty=" + "(" * 400 + "Tensor[(1), float32]" + ",)" * 400 + " */\n}", "lathe"),
+])
+def test_deep_nesting_is_a_clean_error(src, fmt):
+    from lathe.api import parse_source
+
+    with pytest.raises(LatheError) as info:
+        parse_source(src, "deep." + fmt, fmt)
+    assert "nested deeper than" in info.value.message and info.value.loc is not None, info.value.render()
+
+
+def test_nesting_within_the_bound_parses_prints_and_interprets():
+    import numpy as np
+
+    from lathe.api import interpret
+    from lathe.textual_ir.source import MAX_NESTING
+
+    n = MAX_NESTING - 2
+    text = roundtrip(_RELAY_HEAD + "negative(" * n + "%x" + ")" * n + "\n}")
+    x = np.array([1.5], dtype=np.float32)
+    np.testing.assert_array_equal(interpret(parse_relay(text), x=x), x * (-1) ** n)
+
+
+def test_unterminated_string_fails_fast_in_mlir():
+    """xDSL's string regex backtracks exponentially on an unterminated quote: ~1.5 s at 24
+    characters, doubling with each more. 60 characters would take years."""
+    import time
+
+    t = time.perf_counter()
+    e = _mlir_error('func.func @f() {\n  %0 = "' + "x" * 60 + "\n}\n")
+    assert time.perf_counter() - t < 1.0
+    assert (e.loc.line, e.loc.col, e.message) == (2, 8, "unterminated string literal"), e.render()
+    e = _mlir_error('"test.op"() {a = "' + "x" * 60 + '\\q"} : () -> ()')
+    assert e.message.startswith("invalid escape sequence") and e.loc.col == 79, e.render()
+
+
+def test_file_that_is_not_utf8_is_a_located_error(tmp_path):
+    from lathe.api import load
+
+    for name, body in (("bad.lathe", b"def @main(%x: Tensor[(1), float32]) {\n  nn.relu(%x) // caf\xe9\n}\n"),
+                       ("bad.mlir", b"func.func @f() {\n  func.return // \xff\xfe\n}\n")):
+        path = tmp_path / name
+        path.write_bytes(body)
+        with pytest.raises(LatheError) as info:
+            load(path)
+        e = info.value
+        assert "not UTF-8" in e.message and e.loc is not None and e.loc.line == 2, e.render()
+
+
+@pytest.mark.parametrize("literal, dtype, value", [
+    ("9223372036854775807i64", "int64", 2**63 - 1), ("-128i8", "int8", -128), ("1e3i32", "int32", 1000),
+    ("1b", "bool", True), ("65504f16", "float16", 65504.0), ("1e308f64", "float64", 1e308), ("7", "int32", 7),
+])
+def test_scalar_literals_parse_to_their_dtype(literal, dtype, value):
+    from lathe.dialects import graph
+
+    m = parse_relay(f"def @main() {{ ({literal},) }}")
+    const = next(op for op in m.walk() if isinstance(op, graph.ConstantOp))
+    assert graph.dtype_name(const.result.type.element_type) == dtype
+    v = const.value.get_values()[0]
+    assert (bool(v) if dtype == "bool" else v) == value  # xDSL stores true as i1 -1
+
+
+@pytest.mark.parametrize("literal, words", [
+    ("1u8", "dtype uint8, which Lathe does not support"), ("2i16", "dtype int16"), ("42i16", "dtype int16"),
+    ("3b", "out of range for bool"), ("-1b", "out of range for bool"), ("4294967296", "out of range for int32"),
+    ("9223372036854775807", "out of range for int32"), ("9223372036854775808i64", "out of range for int64"),
+    ("128i8", "out of range for int8"), ("1e308f", "out of range for float32"), ("1e5f16", "out of range for float16"),
+    ("1e309f64", "out of range for float64"), ("1.5i32", "not an integer"),
+])
+def test_bad_scalar_literals_are_located_errors(literal, words):
+    with pytest.raises(LatheError) as info:
+        parse_relay(f"def @main() {{\n  ({literal},)\n}}", "bad.lathe")
+    e = info.value
+    assert (e.loc.line, e.loc.col) == (2, 4) and words in e.message and literal in e.message, e.render()
+
+
+def test_integer_attribute_beyond_int64_is_a_located_error():
+    with pytest.raises(LatheError) as info:
+        parse_relay("def @main(%x: Tensor[(2, 4), float32], %b: Tensor[(4), float32]) {\n"
+                    "  nn.bias_add(%x, %b, axis=99999999999999999999999)\n}", "bad.lathe")
+    e = info.value
+    assert (e.loc.line, e.loc.col) == (2, 28) and "out of range" in e.message, e.render()

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import difflib
 import functools
+from decimal import Decimal
 from pathlib import Path
+
+import numpy as np
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -25,12 +28,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     TensorType,
     TupleType,
-    f16,
-    f32,
     f64,
-    i1,
-    i8,
-    i32,
     i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
@@ -39,10 +37,14 @@ from xdsl.utils.exceptions import VerifyException
 
 from lathe.dialects import graph
 from lathe.errors import LatheError, location_in
+from lathe.textual_ir.source import RELAY, check_text
 
 PARAM_NAMES = "lathe.param_names"  # a function's parameter names, where name hints cannot hold them
 
-_SCALAR_SUFFIX = {"f": f32, "f32": f32, "f16": f16, "f64": f64, "i8": i8, "i32": i32, "i64": i64, "b": i1}
+# Every suffix relay.lark's SCALAR lexes, and the dtype TVM gives it; a dtype Lathe lacks is an error.
+_SCALAR_SUFFIX = {"f": "float32", "f32": "float32", "f16": "float16", "f64": "float64", "i8": "int8",
+                  "i16": "int16", "i32": "int32", "i64": "int64", "u8": "uint8", "b": "bool"}
+_INT64 = (-(2**63), 2**63 - 1)  # integer attributes are i64
 
 _PUNCT = {
     "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "SEMICOLON": "';'", "LBRACE": "'{'",
@@ -91,6 +93,7 @@ class RelayParser:
 
     # -- entry ----------------------------------------------------------------
     def parse(self) -> ModuleOp:
+        check_text(self.text, self.file, RELAY)
         try:
             tree = _lark().parse(self.text)
         except UnexpectedInput as e:
@@ -125,6 +128,8 @@ class RelayParser:
         if t.data == "tensor_type":
             dims_tree, dtype_tok = t.children
             dims = [int(d) for d in dims_tree.children] if dims_tree is not None else []
+            if any(d > _INT64[1] for d in dims):
+                raise self.error("tensor dimension out of range", t, f"expected at most {_INT64[1]}")
             if str(dtype_tok) not in graph.DTYPES:
                 raise self.error(
                     f"unknown dtype '{dtype_tok}'", dtype_tok, "expected one of: " + ", ".join(graph.DTYPES)
@@ -215,6 +220,10 @@ class RelayParser:
         inner = str(annot)[2:-2].strip()[3:].strip()  # strip /* ty= */
         inner = inner.split(" span=")[0].strip()  # TVM may add the source span after the type
         try:
+            check_text(inner, self.file, RELAY)
+        except LatheError as e:
+            raise self.error(f"type annotation: {e.message}", annot, e.note) from None
+        try:
             t_tree = _type_parser().parse(inner)
         except UnexpectedInput:
             raise self.error(f"malformed type annotation '{inner}'", annot,
@@ -248,9 +257,9 @@ class RelayParser:
         if kind == "scalar":
             return self._scalar(t.children[0])
         if kind == "int_scalar":
-            return self.add(graph.ConstantOp.scalar(int(t.children[0]), i32))
+            return self._literal(t.children[0], str(t.children[0]), "int32")
         if kind == "float_scalar":
-            return self.add(graph.ConstantOp.scalar(float(t.children[0]), f32))
+            return self._literal(t.children[0], str(t.children[0]), "float32")
         if kind in ("tuple", "empty_tuple"):
             fields = [self.expr(c, scope) for c in t.children]
             return self.add(graph.TupleOp.create_inferred(fields))
@@ -263,12 +272,22 @@ class RelayParser:
 
     def _scalar(self, tok: Token) -> SSAValue:
         s = str(tok)
-        for suffix in sorted(_SCALAR_SUFFIX, key=len, reverse=True):
-            if s.endswith(suffix):
-                num, dt = s[: -len(suffix)], _SCALAR_SUFFIX[suffix]
-                break
-        value = float(num) if graph.is_float(dt) else int(float(num))
-        return self.add(graph.ConstantOp.scalar(value, dt))
+        suffix = max((x for x in _SCALAR_SUFFIX if s.endswith(x)), key=len)
+        return self._literal(tok, s[: -len(suffix)], _SCALAR_SUFFIX[suffix])
+
+    def _literal(self, tok: Token, num: str, dtype: str) -> SSAValue:
+        """A scalar constant, exactly as written or an error naming the literal and its dtype."""
+        if dtype not in graph.DTYPES:
+            raise self.error(f"literal {tok} has dtype {dtype}, which Lathe does not support", tok,
+                             "supported dtypes: " + ", ".join(graph.DTYPES))
+        dt = graph.DTYPES[dtype]
+        value = float(num) if graph.is_float(dt) else Decimal(num)
+        if not graph.is_float(dt) and value != value.to_integral_value():
+            raise self.error(f"literal {tok} is not an integer (its dtype is {dtype})", tok)
+        lo, hi = _range(dtype)
+        if not lo <= value <= hi:
+            raise self.error(f"literal {tok} is out of range for {dtype}", tok, f"expected a value in [{lo}, {hi}]")
+        return self.add(graph.ConstantOp.scalar(value if graph.is_float(dt) else int(value), dt))
 
     def _make(self, cls, operands, props, at, kwargs=()) -> SSAValue:
         try:
@@ -341,7 +360,11 @@ class RelayParser:
     def attr_value(self, t: Tree):
         kind = t.data
         if kind == "attr_int":
-            return int(t.children[0])
+            value = int(t.children[0])
+            if not _INT64[0] <= value <= _INT64[1]:
+                raise self.error(f"integer attribute {value} is out of range", t,
+                                 f"expected a value in [{_INT64[0]}, {_INT64[1]}] (attributes are int64)")
+            return value
         if kind == "attr_float":
             return float(t.children[0])
         if kind == "attr_float_suffixed":
@@ -378,15 +401,25 @@ def _constraint_name(constr) -> str:
     return text
 
 
+def _range(dtype: str) -> tuple:
+    """The values a scalar of `dtype` can hold (bool is 0 or 1, though stored in a byte)."""
+    if dtype == "bool":
+        return 0, 1
+    np_t = np.dtype(graph.DTYPE_NUMPY[dtype])
+    info = np.finfo(np_t) if np_t.kind == "f" else np.iinfo(np_t)
+    return (float(info.min), float(info.max)) if np_t.kind == "f" else (int(info.min), int(info.max))
+
+
 def _coerce(v, constr) -> Attribute | None:
-    candidates = [graph.to_attr(v)]
+    candidates = [lambda: graph.to_attr(v)]
     if isinstance(v, int) and not isinstance(v, bool):
-        candidates.append(FloatAttr(float(v), f64))
-    for attr in candidates:
+        candidates.append(lambda: FloatAttr(float(v), f64))
+    for make in candidates:
         try:
+            attr = make()
             constr.verify(attr, VerificationContext())
             return attr
-        except VerifyException:
+        except (VerifyException, ValueError, OverflowError):
             continue
     return None
 
