@@ -61,7 +61,7 @@ def lower(module: ModuleOp, pipeline: str | None = None, opt_level: int | None =
     from lathe.passes import DEFAULT_OPT_LEVEL, build_pipeline, pipeline_for
 
     lowered = module.clone()
-    spec = pipeline or pipeline_for(DEFAULT_OPT_LEVEL if opt_level is None else opt_level)
+    spec = pipeline or pipeline_for(DEFAULT_OPT_LEVEL if opt_level is None else opt_level, lowered)
     build_pipeline(spec).apply(make_context(), lowered)
     lowered.verify()
     return lowered
@@ -72,8 +72,8 @@ class CompiledModule:
 
     def __init__(self, module: ModuleOp, target: str, params, num_threads: int | None, entry: str,
                  opt_level: int | None = None, pipeline: str | None = None):
-        from lathe.backends.llvm.jit import set_num_threads
         from lathe.backends.llvm.kernel_cache import CompiledKernels
+        from lathe.backends.llvm.parallel_runtime import default_num_threads, parallel_runtime
         from lathe.backends.llvm.target import parse_target
         from lathe.runtime.graph_executor import GraphExecutor
         from lathe.runtime.interpreter import param_names
@@ -88,30 +88,29 @@ class CompiledModule:
         if unknown:
             raise LatheError(f"params file has entries that @{entry} has no parameter for: {', '.join(sorted(unknown))}",
                              note="its parameters: " + ", ".join(names))
-        from lathe.passes import DEFAULT_OPT_LEVEL
+        from lathe.passes import DEFAULT_OPT_LEVEL, pipeline_for
         from lathe.passes.fold_constant import bind_params
 
-        level = DEFAULT_OPT_LEVEL if opt_level is None else opt_level
-        binds = "fold-constant" in pipeline if pipeline else level >= 2
-        if binds and params:  # weights become constants, so their preprocessing folds away
+        pipeline = pipeline or pipeline_for(DEFAULT_OPT_LEVEL if opt_level is None else opt_level, module)
+        if "fold-constant" in pipeline and params:  # weights become constants, so their preprocessing folds away
             module = bind_params(module.clone(), params, entry)
             params = {}
             names = param_names(next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == entry))
-        self.loop_module = lower(module, pipeline=pipeline, opt_level=level)
-        self.num_threads = set_num_threads(num_threads)
+        self.loop_module = lower(module, pipeline=pipeline)
+        self.num_threads = num_threads or default_num_threads()
         self.kernels = CompiledKernels(self.loop_module, self.target)
         addresses = {k: self.kernels.address(k) for k in self.kernels.keys}
-        self.executor = GraphExecutor(self.loop_module, addresses, entry, params, names)
+        pool = parallel_runtime()
+        self.executor = GraphExecutor(self.loop_module, addresses, entry, params, names,
+                                      before_run=lambda: pool.set_num_threads(self.num_threads))
         self.input_names = self.executor.input_names
 
     @property
     def llvm_ir(self) -> str:
         """The kernels' LLVM IR as generated (before LLVM's optimisations)."""
         from lathe.backends.llvm.codegen import module_to_llvm_ir
-        from lathe.backends.llvm.jit import openmp_library
 
-        return module_to_llvm_ir(self.loop_module, parallel=openmp_library() is not None,
-                                 vector_bits=self.target.vector_bits)
+        return module_to_llvm_ir(self.loop_module, vector_bits=self.target.vector_bits)
 
     @property
     def optimized_ir(self) -> str:
@@ -151,4 +150,5 @@ def emit_object(module: ModuleOp, target: str = "llvm", opt_level: int | None = 
     from lathe.backends.llvm.target import parse_target
 
     t = parse_target(target)
-    return emit(module_to_llvm_ir(lower(module, opt_level=opt_level), vector_bits=t.vector_bits), t)
+    return emit(module_to_llvm_ir(lower(module, opt_level=opt_level), vector_bits=t.vector_bits,
+                                  runtime_for=t.triple), t)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from xdsl.dialects import func, memref
@@ -36,7 +36,9 @@ def aligned_empty(shape: Sequence[int], dtype, align: int = ALIGN) -> np.ndarray
 
 class GraphExecutor:
     def __init__(self, module: ModuleOp, addresses: Mapping[str, int], entry: str = "main",
-                 params: Mapping[str, np.ndarray] | None = None, param_names: Sequence[str] = ()):
+                 params: Mapping[str, np.ndarray] | None = None, param_names: Sequence[str] = (),
+                 before_run: Callable[[], None] = lambda: None):
+        self.before_run = before_run  # the backend's per-run setup (its thread count)
         funcs = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
         if entry not in funcs:
             raise LatheError(f"the module has no function @{entry}")
@@ -114,6 +116,7 @@ class GraphExecutor:
             self.buffers[k][...] = check_value(name, given[name], t)
 
     def execute(self) -> None:
+        self.before_run()
         for fnptr, ptrs, _ in self.steps:
             fnptr(ptrs)  # type: ignore[operator]
 

@@ -7,9 +7,9 @@ in-bounds GEP on a `noalias align 64` kernel argument, so LLVM's O3 turns
 annotated loops into AVX-512 (or the host's) vector code.
 
 Loop annotations:
-  * parallel  — the loop body is outlined and run by GOMP_parallel (libgomp)
-                across all threads, statically chunked; serial when the
-                runtime has no OpenMP library or the loop is nested in one;
+  * parallel  — the loop body is outlined and run by lathe_parallel_for (the
+                thread pool in parallel_runtime.py), chunked dynamically;
+                serial when the loop is nested in another parallel loop;
   * vectorize — llvm.loop.vectorize.enable + width metadata;
   * unroll    — llvm.loop.unroll.full / .count metadata.
 Each kernel also gets `<name>__packed(ptr args)`, one pointer per buffer, so
@@ -33,6 +33,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
+from lathe.backends.llvm.parallel_runtime import PARALLEL_FOR_DECL
 from lathe.dialects.loop import annotation_of
 from lathe.errors import LatheError
 from lathe.passes.outline import is_kernel
@@ -494,7 +495,8 @@ class FunctionEmitter:
             self.define(r, f"phi {ty} [ {incoming[0][0][k]}, %{incoming[0][1]} ], [ {incoming[1][0][k]}, %{incoming[1][1]} ]")
 
     def parallel_for(self, op: scf.ForOp) -> None:
-        """Outline the loop into a GOMP_parallel worker, statically chunked."""
+        """Outline the loop into a worker over a range of iterations, run by lathe_parallel_for
+        (parallel_runtime.py), which chunks the trip count dynamically."""
         inner: set[Operation] = set(op.walk())
         captured: list[SSAValue] = []
         for o in inner:
@@ -513,10 +515,14 @@ class FunctionEmitter:
             p = self.tmp("cp")
             self.emit(f"{p} = getelementptr inbounds {struct_t}, ptr {ctx}, i32 0, i32 {k}")
             self.emit(f"store {types[k]} {self.v(v)}, ptr {p}")
-        self.mod.declare("declare void @GOMP_parallel(ptr, ptr, i32, i32)")
-        self.mod.declare("declare i32 @omp_get_thread_num()")
-        self.mod.declare("declare i32 @omp_get_num_threads()")
-        self.emit(f"call void @GOMP_parallel(ptr @{worker}, ptr {ctx}, i32 0, i32 0)")
+        lb, ub, step = self.v(op.lb), self.v(op.ub), self.v(op.step)
+        span, span1, span2, trip = (self.tmp(n) for n in ("span", "span", "span", "trip"))
+        self.emit(f"{span} = sub nsw i64 {ub}, {lb}")
+        self.emit(f"{span1} = add nsw i64 {span}, {step}")
+        self.emit(f"{span2} = sub nsw i64 {span1}, 1")
+        self.emit(f"{trip} = sdiv i64 {span2}, {step}")
+        self.mod.declare(PARALLEL_FOR_DECL)
+        self.emit(f"call void @lathe_parallel_for(ptr @{worker}, ptr {ctx}, i64 {trip})")
 
         # The body function takes the captured values as parameters so that
         # pointers keep `noalias` (loaded from the context they would not).
@@ -533,37 +539,26 @@ class FunctionEmitter:
         body.emit("ret void")
         self.mod.add_function(f"internal void @{worker}_body({', '.join(params + ['i64 %lo', 'i64 %hi'])}) #0",
                               body.finished_lines())
-        lb, ub, step = self.v(op.lb), self.v(op.ub), self.v(op.step)
+
+        def in_worker(v: SSAValue) -> str:
+            return f"%cv{captured.index(v)}" if v in captured else self.v(v)
+
         lines = []
         args = []
         for k in range(len(captured)):
             lines.append(f"%cp{k} = getelementptr inbounds {struct_t}, ptr %ctx, i32 0, i32 {k}")
             lines.append(f"%cv{k} = load {types[k]}, ptr %cp{k}")
             args.append(f"{types[k]} %cv{k}")
+        lb, step = in_worker(op.lb), in_worker(op.step)
         lines += [
-            "%tid32 = call i32 @omp_get_thread_num()",
-            "%nt32 = call i32 @omp_get_num_threads()",
-            "%tid = sext i32 %tid32 to i64",
-            "%nt = sext i32 %nt32 to i64",
-            f"%span = sub nsw i64 {ub}, {lb}",
-            f"%span1 = add nsw i64 %span, {step}",
-            "%span2 = sub nsw i64 %span1, 1",
-            f"%trip = sdiv i64 %span2, {step}",
-            "%chunk0 = add nsw i64 %trip, %nt",
-            "%chunk1 = sub nsw i64 %chunk0, 1",
-            "%chunk = sdiv i64 %chunk1, %nt",
-            "%k0 = mul nsw i64 %tid, %chunk",
-            "%k1a = add nsw i64 %k0, %chunk",
-            "%k1c = icmp slt i64 %k1a, %trip",
-            "%k1 = select i1 %k1c, i64 %k1a, i64 %trip",
-            f"%o0 = mul nsw i64 %k0, {step}",
+            f"%o0 = mul nsw i64 %begin, {step}",
             f"%lo = add nsw i64 {lb}, %o0",
-            f"%o1 = mul nsw i64 %k1, {step}",
+            f"%o1 = mul nsw i64 %end, {step}",
             f"%hi = add nsw i64 {lb}, %o1",
             f"call void @{worker}_body({', '.join(args + ['i64 %lo', 'i64 %hi'])})",
             "ret void",
         ]
-        self.mod.add_function(f"internal void @{worker}(ptr noalias nocapture readonly %ctx) #0",
+        self.mod.add_function(f"internal void @{worker}(ptr noalias nocapture readonly %ctx, i64 %begin, i64 %end) #0",
                               ["  " + x for x in lines])
 
 
@@ -598,10 +593,18 @@ def emit_kernel(mod: ModuleEmitter, f: func.FuncOp) -> None:
 
 
 def module_to_llvm_ir(module: ModuleOp, parallel: bool = True, kernels: list[str] | None = None,
-                      vector_bits: int = 512) -> str:
-    """LLVM IR text for every kernel function in `module` (or those named)."""
+                      vector_bits: int = 512, runtime_for: str | None = None) -> str:
+    """LLVM IR text for every kernel function in `module` (or those named); with
+    `runtime_for` (a triple) the thread pool is included, so an object file stands alone."""
+    from lathe.backends.llvm.parallel_runtime import runtime_ir
+
     mod = ModuleEmitter(parallel=parallel, vector_bits=vector_bits)
     for f in module.ops:
         if is_kernel(f) and (kernels is None or f.sym_name.data in kernels):  # type: ignore[union-attr]
             emit_kernel(mod, f)  # type: ignore[arg-type]
-    return mod.text() + 'attributes #0 = { nounwind "frame-pointer"="none" }\nattributes #1 = { nounwind alwaysinline }\n'
+    runtime = ""
+    if runtime_for is not None:
+        mod.declares.discard(PARALLEL_FOR_DECL)
+        runtime = runtime_ir(runtime_for)
+    return mod.text() + runtime + \
+        'attributes #0 = { nounwind "frame-pointer"="none" }\nattributes #1 = { nounwind alwaysinline }\n'

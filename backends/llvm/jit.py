@@ -2,42 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-import os
-
 import llvmlite.binding as llvm
 
 from lathe.backends.llvm.target import LLVMTarget
 from lathe.errors import LatheError
-
-
-@functools.cache
-def openmp_library() -> ctypes.CDLL | None:
-    """libgomp, loaded so JIT code can call GOMP_parallel; None where absent."""
-    names = [os.environ.get("LATHE_OPENMP_LIB"), ctypes.util.find_library("gomp"), "libgomp.so.1"]
-    for name in names:
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
-            llvm.load_library_permanently(name)
-            return lib
-        except OSError:
-            continue
-    return None
-
-
-def set_num_threads(n: int | None) -> int:
-    """Threads for parallel loops: `n`, else LATHE_NUM_THREADS, else all cores."""
-    if n is None:
-        env = os.environ.get("LATHE_NUM_THREADS")
-        n = int(env) if env and env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
-    lib = openmp_library()
-    if lib is not None:
-        lib.omp_set_num_threads(ctypes.c_int(n))
-    return n
 
 
 def optimize(module: llvm.ModuleRef, tm, level: int = 3) -> None:

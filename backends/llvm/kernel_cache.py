@@ -24,14 +24,15 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.printer import Printer
 
 from lathe.backends.llvm.codegen import module_to_llvm_ir
-from lathe.backends.llvm.jit import compile_ir, openmp_library
+from lathe.backends.llvm.jit import compile_ir
+from lathe.backends.llvm.parallel_runtime import parallel_runtime
 from lathe.backends.llvm.target import LLVMTarget
 from lathe.passes.outline import is_kernel
 
 def _codegen_fingerprint() -> str:
     """The code generator's own source: a changed backend never reuses stale objects."""
     h = hashlib.sha256(llvm.llvm_version_info.__repr__().encode())
-    for name in ("codegen.py", "vectorize.py", "vmath.py", "jit.py", "kernel_cache.py"):
+    for name in ("codegen.py", "vectorize.py", "vmath.py", "jit.py", "kernel_cache.py", "parallel_runtime.py"):
         h.update((Path(__file__).parent / name).read_bytes())
     return h.hexdigest()[:16]
 
@@ -47,7 +48,7 @@ def cache_dir() -> Path | None:
     return Path(d)
 
 
-def kernel_key(f: func.FuncOp, target: LLVMTarget, parallel: bool) -> str:
+def kernel_key(f: func.FuncOp, target: LLVMTarget) -> str:
     import io
 
     buf = io.StringIO()
@@ -56,7 +57,7 @@ def kernel_key(f: func.FuncOp, target: LLVMTarget, parallel: bool) -> str:
     names: dict[str, str] = {}
     text = _NAME.sub(lambda m: names.setdefault(m.group(0), f"%v{len(names)}"), text)
     ident = f"{CODEGEN_VERSION}|{target.triple}|{target.cpu}|{target.features}|{target.opt_level}|" \
-            f"{target.vector_bits}|{parallel}|{text}"
+            f"{target.vector_bits}|{text}"
     return hashlib.sha256(ident.encode()).hexdigest()[:24]
 
 
@@ -82,11 +83,11 @@ class CompiledKernels:
 
             raise LatheError(f"cannot JIT for {target}: it is not this machine's triple (emit an object file instead)")
         t0 = time.perf_counter()
-        self.parallel = openmp_library() is not None
+        parallel_runtime()  # kernels call lathe_parallel_for: its symbol must exist before they load
         self.target = target
         self.tm = target.machine(jit=True)
         kernels = [f for f in module.ops if is_kernel(f)]
-        self.keys = {f.sym_name.data: kernel_key(f, target, self.parallel) for f in kernels}  # type: ignore[union-attr]
+        self.keys = {f.sym_name.data: kernel_key(f, target) for f in kernels}  # type: ignore[union-attr]
         self.stats = CompileStats(kernels=len(kernels), distinct=len(set(self.keys.values())))
         empty = llvm.parse_assembly("")
         empty.triple = target.triple
@@ -110,7 +111,7 @@ class CompiledKernels:
         t0 = time.perf_counter()
         renamed = f.clone()
         renamed.sym_name = StringAttr(f"lathe_{key}")
-        ir = module_to_llvm_ir(ModuleOp([renamed]), parallel=self.parallel, vector_bits=self.target.vector_bits)
+        ir = module_to_llvm_ir(ModuleOp([renamed]), vector_bits=self.target.vector_bits)
         tm, mod = compile_ir(ir, self.target, jit=True)
         data = tm.emit_object(mod)
         self.stats.slowest = max(self.stats.slowest, time.perf_counter() - t0)
