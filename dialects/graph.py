@@ -130,6 +130,11 @@ def py(a: Attribute):
         return float(a.value.data)
     if isinstance(a, StringAttr):
         return a.data
+    if isinstance(a, BytesAttr):  # xDSL prints a non-ASCII StringAttr as bytes and reads it back as BytesAttr
+        try:
+            return a.data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ShapeError(f"attribute {a} is not UTF-8 text") from None
     if isinstance(a, ArrayAttr):
         return [py(x) for x in a.data]
     if isinstance(a, NoneAttr):
@@ -161,6 +166,20 @@ def _attr():
 
 # ---------------------------------------------------------------------------
 # checks used by type inference
+
+
+# An attribute whose default is a bool, a float or a string must be one too; the kind is
+# checked here once, since most type inference reads flags by truth value and would take
+# keepdims="no" as True.
+_KINDS = ((bool, lambda v: isinstance(v, bool), "True or False"),
+          (float, lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+          (str, lambda v: isinstance(v, str), "a string"))
+
+
+def _check_kind(op: str, name: str, value, default) -> None:
+    for kind, accepts, what in _KINDS:
+        if type(default) is kind and not accepts(value):
+            raise ShapeError(f"{op}: attribute '{name}' must be {what}, got {value!r}")
 
 
 def _tensor(op: str, t: Attribute, what: str) -> TensorType:
@@ -326,6 +345,8 @@ class GraphOp(IRDLOperation):
     def attrs_of(cls, props: dict[str, Attribute]) -> dict:
         a = dict(cls.DEFAULTS)
         a.update({k: py(v) for k, v in props.items()})
+        for k in props:
+            _check_kind(cls.relay_name(), k, a[k], cls.DEFAULTS.get(k))
         return a
 
     def attrs(self) -> dict:

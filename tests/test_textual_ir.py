@@ -271,3 +271,25 @@ def test_integer_attribute_beyond_int64_is_a_located_error():
                     "  nn.bias_add(%x, %b, axis=99999999999999999999999)\n}", "bad.lathe")
     e = info.value
     assert (e.loc.line, e.loc.col) == (2, 28) and "out of range" in e.message, e.render()
+
+
+@pytest.mark.parametrize("call, col, words", [
+    ('sum(%x, keepdims="no")', 20, "attribute 'keepdims' must be True or False, got 'no'"),
+    ("sum(%x, exclude=1)", 19, "attribute 'exclude' must be True or False, got 1"),
+    ("nn.leaky_relu(%x, alpha=True)", 27, "attribute 'alpha' must be a number"),
+    ("nn.max_pool2d(%x, layout=3)", 28, "attribute 'layout' must be a string"),
+])
+def test_attribute_kinds_follow_their_defaults(call, col, words):
+    """Type inference reads flags by truth value: keepdims="no" used to mean keepdims=True."""
+    with pytest.raises(LatheError) as info:
+        parse_relay(f"def @main(%x: Tensor[(1, 2, 3, 4), float32]) {{\n  {call}\n}}", "bad.lathe")
+    e = info.value
+    assert (e.loc.line, e.loc.col) == (2, col) and words in e.message, e.render()
+
+
+def test_non_ascii_string_attribute_reads_back_from_mlir():
+    """xDSL prints a non-ASCII StringAttr as escaped bytes and parses it back as a BytesAttr."""
+    e = _mlir_error('func.func @main(%x: tensor<1x2x3x4xf32>) -> tensor<1x2x1x2xf32> {\n'
+                    '  %0 = graph.nn.max_pool2d %x {pool_size = [2, 2], strides = [2, 2], layout = "\\C3\\A9"} : '
+                    '(tensor<1x2x3x4xf32>) -> tensor<1x2x1x2xf32>\n  func.return %0 : tensor<1x2x1x2xf32>\n}')
+    assert "got 'é'" in e.message, e.render()
