@@ -193,6 +193,11 @@ def _float(op: str, t: TensorType, what: str = "data") -> None:
         raise ShapeError(f"{op}: {what} must be a float tensor, got {type_str(t)}")
 
 
+def _not_bool(op: str, t: TensorType) -> None:
+    if t.element_type == i1:
+        raise ShapeError(f"{op}: expects a numeric tensor, got {type_str(t)}")
+
+
 def _int(op: str, a: dict, name: str) -> int:
     v = a[name]
     if isinstance(v, bool) or not isinstance(v, int):
@@ -418,6 +423,7 @@ class ConstantOp(GraphOp):
 class UnaryOp(GraphOp):
     PATTERN: ClassVar[OpPattern] = OpPattern.ELEMWISE
     FLOAT_ONLY: ClassVar[bool] = False
+    NO_BOOL: ClassVar[bool] = False  # arithmetic that a bool has no meaning for (numpy refuses it too)
     data = operand_def(TensorType)
     result = result_def(TensorType)
     traits = graph_traits()
@@ -427,6 +433,8 @@ class UnaryOp(GraphOp):
         t = _tensor(op, types[0], "data")
         if cls.FLOAT_ONLY:
             _float(op, t)
+        if cls.NO_BOOL:
+            _not_bool(op, t)
         return t
 
 
@@ -454,6 +462,7 @@ class LeakyReluOp(FloatUnaryOp):
 @irdl_op_definition
 class NegativeOp(UnaryOp):
     name = "graph.negative"
+    NO_BOOL: ClassVar[bool] = True
 
 
 @irdl_op_definition
@@ -579,6 +588,7 @@ class BinaryOp(GraphOp):
     PATTERN: ClassVar[OpPattern] = OpPattern.BROADCAST
     RESULT_BOOL: ClassVar[bool] = False
     BOOL_ONLY: ClassVar[bool] = False
+    NO_BOOL: ClassVar[bool] = False  # as UnaryOp.NO_BOOL
     lhs = operand_def(TensorType)
     rhs = operand_def(TensorType)
     result = result_def(TensorType)
@@ -591,6 +601,8 @@ class BinaryOp(GraphOp):
         dt = same_dtype(op, x, y)
         if cls.BOOL_ONLY and dt != i1:
             raise ShapeError(f"{op}: expects bool tensors, got {type_str(x)} and {type_str(y)}")
+        if cls.NO_BOOL:
+            _not_bool(op, x)
         return TensorType(i1 if cls.RESULT_BOOL else dt, broadcast_shapes(op, x, y))
 
 
@@ -610,6 +622,7 @@ class AddOp(BinaryOp):
 @irdl_op_definition
 class SubtractOp(BinaryOp):
     name = "graph.subtract"
+    NO_BOOL: ClassVar[bool] = True
 
 
 @irdl_op_definition

@@ -293,3 +293,12 @@ def test_non_ascii_string_attribute_reads_back_from_mlir():
                     '  %0 = graph.nn.max_pool2d %x {pool_size = [2, 2], strides = [2, 2], layout = "\\C3\\A9"} : '
                     '(tensor<1x2x3x4xf32>) -> tensor<1x2x1x2xf32>\n  func.return %0 : tensor<1x2x1x2xf32>\n}')
     assert "got 'é'" in e.message, e.render()
+
+
+@pytest.mark.parametrize("call", ["negative(%b)", "subtract(%b, %b)"])
+def test_arithmetic_without_meaning_on_bool_is_a_type_error(call):
+    """Both verified before, then crashed the interpreter (numpy has no bool negative)."""
+    with pytest.raises(LatheError) as info:
+        parse_relay(f"def @main(%b: Tensor[(2), bool]) {{\n  {call}\n}}", "bad.lathe")
+    e = info.value
+    assert (e.loc.line, e.loc.col) == (2, 3) and "expects a numeric tensor" in e.message, e.render()
