@@ -17,21 +17,13 @@ from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import MemRefType, ModuleOp
 from xdsl.ir import SSAValue
 
+from lathe.backends.interface import aligned_empty
 from lathe.dialects import graph
 from lathe.errors import LatheError
 from lathe.passes.outline import is_kernel
 from lathe.runtime.interpreter import check_value, constant_value, np_dtype
 
-ALIGN = 64
 _KERNEL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-
-
-def aligned_empty(shape: Sequence[int], dtype, align: int = ALIGN) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    n = max(1, int(np.prod(shape, dtype=np.int64))) * dtype.itemsize
-    raw = np.empty(n + align, dtype=np.uint8)
-    off = (-raw.ctypes.data) % align
-    return raw[off : off + n].view(dtype)[: int(np.prod(shape, dtype=np.int64))].reshape(shape)
 
 
 class GraphExecutor:

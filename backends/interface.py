@@ -1,0 +1,231 @@
+"""What a backend is to Lathe: a Target it parses and a Backend that turns loop IR into kernels.
+
+Everything above `backends/` (the API, the tools, the executor) talks to these
+two classes and to `backends.registry`, never to a particular backend, so a
+backend that lives in another package plugs in through the `lathe.backends`
+entry-point group and needs no edit to Lathe. The shape follows tinygrad's
+`Compiled(device, allocator, renderer, compiler, runtime)`: a backend renders
+loop-level IR to source, compiles the source to a binary, and loads the binary
+into a `KernelLibrary` whose kernels the executor launches on buffers that the
+backend's allocator owns.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Dialect
+
+from lathe.errors import LatheError
+
+
+@dataclass(frozen=True)
+class Target:
+    """What code generation needs to know of a machine, from a TVM-style string:
+    `llvm -mcpu=znver4`, `llvm -mtriple=aarch64-linux-gnu`, `c`, `cuda -arch=sm_90`."""
+
+    kind: str
+    triple: str = ""  # the LLVM triple, or the architecture the code is for
+    cpu: str = ""  # -mcpu / -arch
+    features: str = ""  # -mattr, comma separated +feature / -feature
+    vector_bits: int = 128  # widest float vector register
+    num_threads: int | None = None  # None: LATHE_NUM_THREADS, else the cores the process may use
+    cache_bytes: tuple[int, ...] = ()  # L1d, L2, L3 where known
+    opt_level: int = 3
+    options: tuple[tuple[str, str], ...] = ()  # any other -key=value, as given
+
+    @property
+    def vector_lanes(self) -> int:
+        """f32 lanes of one vector register: what schedules and packing choices block by."""
+        return max(1, self.vector_bits // 32)
+
+    @property
+    def arch(self) -> str:
+        return self.triple.split("-", 1)[0]
+
+    def option(self, key: str, default: str | None = None) -> str | None:
+        return dict(self.options).get(key, default)
+
+    def with_(self, **changes) -> Target:
+        return replace(self, **changes)
+
+    def __str__(self) -> str:
+        words = [self.kind]
+        for key, value in (("-mtriple", self.triple), ("-mcpu", self.cpu), ("-mattr", self.features)):
+            if value:
+                words.append(f"{key}={value}")
+        words += [f"{k}={v}" for k, v in self.options]
+        return " ".join(words)
+
+
+def split_target_string(spec: str) -> tuple[str, dict[str, str]]:
+    """`kind -key=value ...` → (kind, {"-key": "value"}); malformed text is a LatheError."""
+    try:
+        words = shlex.split(spec)
+    except ValueError as e:
+        raise LatheError(f"malformed target string '{spec}': {e}") from None
+    if not words:
+        raise LatheError("empty target string", note="e.g. 'llvm', 'llvm -mcpu=znver4', 'c'")
+    options: dict[str, str] = {}
+    for w in words[1:]:
+        key, sep, value = w.partition("=")
+        if not key.startswith("-") or not sep or not value:
+            raise LatheError(f"target option '{w}' in '{spec}' is not -key=value", note="e.g. -mcpu=znver4")
+        if key in options:
+            raise LatheError(f"target option '{key}' is given twice in '{spec}'")
+        options[key] = value
+    return words[0], options
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend supports; the conformance suite reports the rest as unsupported, not failed."""
+
+    dtypes: frozenset[str] = frozenset({"float32", "float64", "float16", "int8", "int16", "int32", "int64",
+                                        "uint8", "uint16", "uint32", "uint64", "bool"})
+    schedule_primitives: frozenset[str] = frozenset()  # te primitives whose annotations it honours
+    ops: frozenset[str] | None = None  # graph ops (Relay names); None: every op
+    runs_here: bool = True  # False: it compiles here but cannot run on this machine
+
+
+class KernelLibrary:
+    """Compiled kernels, loaded. On the host, `address(name)` is the kernel's packed entry,
+    `void name__packed(void **args)`, one buffer address per kernel argument, which the
+    executor calls with a prebuilt argument array."""
+
+    def address(self, name: str) -> int:
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait for launched kernels (a no-op where launches are synchronous)."""
+
+
+class Backend:
+    """One code generator: subclass it, set the class attributes, implement the methods.
+
+    The pipeline is: graph passes (with `graph_pass_options`) → te → loop →
+    `lower(loop_module)` (the backend's own passes over its dialects) →
+    `render` (source text) → `compile_source` (a binary) → `load` (a KernelLibrary).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "0"
+    target_kinds: ClassVar[tuple[str, ...]]
+    description: ClassVar[str] = ""
+    source_suffix: ClassVar[str] = ".txt"  # the rendered source's file name suffix
+    binary_suffix: ClassVar[str] = ".bin"  # the compiled binary's
+    dialects: ClassVar[Sequence[Dialect]] = ()
+    passes: ClassVar[Mapping[str, type]] = {}  # name → ModulePass class, registered with lathe-opt
+
+    # -- targets ---------------------------------------------------------------
+    def parse_target(self, kind: str, options: dict[str, str]) -> Target:
+        """The Target for `kind` with `options` ({"-mcpu": "znver4"}); unknown options are a LatheError."""
+        raise NotImplementedError
+
+    def capabilities(self, target: Target) -> Capabilities:
+        return Capabilities()
+
+    def status(self) -> str:
+        """One line for `lathe backends`: what is installed that this backend needs (a compiler, a driver)."""
+        return "ready"
+
+    # -- compilation -----------------------------------------------------------
+    def graph_pass_options(self, target: Target) -> dict[str, dict[str, object]]:
+        """Options for target-dependent graph passes: {"alter-op-layout": {"vector_lanes": 16}}."""
+        return {"alter-op-layout": {"vector_lanes": target.vector_lanes},
+                "apply-default-schedule": {"vector_lanes": target.vector_lanes}}
+
+    def lower(self, module: ModuleOp, target: Target) -> ModuleOp:
+        """Loop-level IR → the backend's own dialects (default: nothing to do)."""
+        return module
+
+    def render(self, module: ModuleOp, target: Target) -> str:
+        """The kernels as source text (LLVM IR, C, PTX, ...)."""
+        raise NotImplementedError
+
+    def compile_source(self, source: str, target: Target) -> bytes:
+        """Source → a binary that `load` accepts (an object file, a shared library, a cubin)."""
+        raise NotImplementedError
+
+    def load(self, module: ModuleOp, target: Target) -> KernelLibrary:
+        """Compile and load every kernel of a loop-level module, for running here."""
+        raise NotImplementedError
+
+    def artifact(self, module: ModuleOp, target: Target) -> dict[str, bytes]:
+        """`lathe compile -o DIR`: the files another machine needs to build or run the
+        kernels, by name. The default: the rendered source and the compiled binary."""
+        source = self.render(self.lower(module, target), target)
+        return {"kernels" + self.source_suffix: source.encode(),
+                "kernels" + self.binary_suffix: self.compile_source(source, target)}
+
+    def device(self, target: Target) -> Device:
+        """The runtime shim the executor allocates, copies and synchronises through."""
+        return HostDevice()
+
+
+class Device:
+    """Where a model's buffers live. Kernels take buffer addresses, so a buffer is
+    anything with an address; the executor plans them once and reuses them every run."""
+
+    def allocate(self, shape: Sequence[int], dtype) -> object:
+        raise NotImplementedError
+
+    def address(self, buffer) -> int:
+        raise NotImplementedError
+
+    def copy_in(self, buffer, array: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def copy_out(self, buffer) -> np.ndarray:
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        pass
+
+
+ALIGN = 64
+
+
+def aligned_empty(shape: Sequence[int], dtype, align: int = ALIGN) -> np.ndarray:
+    """An uninitialised array whose data starts on an `align`-byte boundary (kernels
+    declare their arguments `align 64`)."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.empty(max(1, count) * dtype.itemsize + align, dtype=np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off : off + max(1, count) * dtype.itemsize].view(dtype)[:count].reshape(shape)
+
+
+class HostDevice(Device):
+    """Host memory: buffers are aligned numpy arrays (CPU backends)."""
+
+    def allocate(self, shape: Sequence[int], dtype) -> np.ndarray:
+        return aligned_empty(shape, dtype)
+
+    def address(self, buffer: np.ndarray) -> int:
+        return buffer.ctypes.data
+
+    def copy_in(self, buffer: np.ndarray, array: np.ndarray) -> None:
+        buffer[...] = array
+
+    def copy_out(self, buffer: np.ndarray) -> np.ndarray:
+        return buffer.copy()
+
+
+@dataclass
+class BackendInfo:
+    """A backend as `lathe backends` lists it."""
+
+    name: str
+    version: str
+    targets: tuple[str, ...]
+    status: str
+    description: str = ""
+    source: str = ""  # the entry point or module it came from
+    error: str | None = None  # why it failed to load
+    extra: dict[str, str] = field(default_factory=dict)
