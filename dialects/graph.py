@@ -193,8 +193,8 @@ def _float(op: str, t: TensorType, what: str = "data") -> None:
         raise ShapeError(f"{op}: {what} must be a float tensor, got {type_str(t)}")
 
 
-def _not_bool(op: str, t: TensorType) -> None:
-    if t.element_type == i1:
+def _not_bool(op: str, t: Attribute) -> None:
+    if isinstance(t, TensorType) and t.element_type == i1:
         raise ShapeError(f"{op}: expects a numeric tensor, got {type_str(t)}")
 
 
@@ -339,6 +339,9 @@ class GraphOp(IRDLOperation):
 
     PATTERN: ClassVar[OpPattern] = OpPattern.OPAQUE
     DEFAULTS: ClassVar[dict[str, object]] = {}
+    # Arithmetic whose meaning on bool is ambiguous (True + True: numpy's `or`, LLVM's i1 `xor`):
+    # the interpreter and compiled code disagreed, so such ops take no bool operands.
+    NO_BOOL: ClassVar[bool] = False
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "operands attr-dict `:` functional-type(operands, results)"
 
@@ -360,6 +363,9 @@ class GraphOp(IRDLOperation):
 
     @classmethod
     def infer_type(cls, operand_types: Sequence[Attribute], props: dict[str, Attribute]) -> Attribute:
+        if cls.NO_BOOL:
+            for t in operand_types:
+                _not_bool(cls.relay_name(), t)
         return cls.infer(cls.relay_name(), list(operand_types), cls.attrs_of(props))
 
     @classmethod
@@ -423,7 +429,6 @@ class ConstantOp(GraphOp):
 class UnaryOp(GraphOp):
     PATTERN: ClassVar[OpPattern] = OpPattern.ELEMWISE
     FLOAT_ONLY: ClassVar[bool] = False
-    NO_BOOL: ClassVar[bool] = False  # arithmetic that a bool has no meaning for (numpy refuses it too)
     data = operand_def(TensorType)
     result = result_def(TensorType)
     traits = graph_traits()
@@ -433,8 +438,6 @@ class UnaryOp(GraphOp):
         t = _tensor(op, types[0], "data")
         if cls.FLOAT_ONLY:
             _float(op, t)
-        if cls.NO_BOOL:
-            _not_bool(op, t)
         return t
 
 
@@ -588,7 +591,6 @@ class BinaryOp(GraphOp):
     PATTERN: ClassVar[OpPattern] = OpPattern.BROADCAST
     RESULT_BOOL: ClassVar[bool] = False
     BOOL_ONLY: ClassVar[bool] = False
-    NO_BOOL: ClassVar[bool] = False  # as UnaryOp.NO_BOOL
     lhs = operand_def(TensorType)
     rhs = operand_def(TensorType)
     result = result_def(TensorType)
@@ -601,8 +603,6 @@ class BinaryOp(GraphOp):
         dt = same_dtype(op, x, y)
         if cls.BOOL_ONLY and dt != i1:
             raise ShapeError(f"{op}: expects bool tensors, got {type_str(x)} and {type_str(y)}")
-        if cls.NO_BOOL:
-            _not_bool(op, x)
         return TensorType(i1 if cls.RESULT_BOOL else dt, broadcast_shapes(op, x, y))
 
 
@@ -617,6 +617,7 @@ class LogicalOp(BinaryOp):
 @irdl_op_definition
 class AddOp(BinaryOp):
     name = "graph.add"
+    NO_BOOL: ClassVar[bool] = True
 
 
 @irdl_op_definition
@@ -635,6 +636,7 @@ class DivideOp(BinaryOp):
     """Float division; integer division rounds toward zero (as in TVM)."""
 
     name = "graph.divide"
+    NO_BOOL: ClassVar[bool] = True
 
 
 @irdl_op_definition
@@ -1391,11 +1393,13 @@ class ReduceOp(GraphOp):
 @irdl_op_definition
 class SumOp(ReduceOp):
     name = "graph.sum"
+    NO_BOOL: ClassVar[bool] = True
 
 
 @irdl_op_definition
 class MeanOp(ReduceOp):
     name = "graph.mean"
+    NO_BOOL: ClassVar[bool] = True
 
 
 @irdl_op_definition
