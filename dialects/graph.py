@@ -108,7 +108,8 @@ def type_str(t: Attribute) -> str:
         dims = "(" + ", ".join(map(str, t.get_shape())) + ")"
         return f"Tensor[{dims}, {dtype_name(t.element_type)}]"
     if isinstance(t, TupleType):
-        return "(" + ", ".join(type_str(x) for x in t.types.data) + ")"
+        fields = [type_str(x) for x in t.types.data]
+        return "(" + ", ".join(fields) + ("," if len(fields) == 1 else "") + ")"  # (T) would be T itself
     return str(t)
 
 

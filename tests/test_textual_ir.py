@@ -305,3 +305,9 @@ def test_arithmetic_without_meaning_on_bool_is_a_type_error(call):
         parse_relay(f"def @main(%b: Tensor[(2), bool]) {{\n  {call}\n}}", "bad.lathe")
     e = info.value
     assert (e.loc.line, e.loc.col) == (2, 3) and "expects a numeric tensor" in e.message, e.render()
+
+
+def test_one_field_tuple_type_round_trips():
+    """Its type printed as (T), which reads back as T: (T,) it must be."""
+    text = roundtrip("def @main(%x: Tensor[(2), float32]) { (%x,) }")
+    assert "-> (Tensor[(2), float32],) {" in text
