@@ -117,12 +117,32 @@ DEFAULT_OPT_LEVEL = 3
 PIPELINE = GRAPH_PIPELINES[DEFAULT_OPT_LEVEL] + "," + LOWERING
 
 
-def pipeline_for(opt_level: int) -> str:
+def pipeline_for(opt_level: int, module=None) -> str:
+    """The passes from graph to loop level at `opt_level`; given `module`, only those of the
+    stages it has not been through: IR that lathe-opt already outlined or lowered must not
+    go through them again (lower-te-to-loop rejects glue that is already bufferized)."""
     from lathe.errors import LatheError
 
     if opt_level not in GRAPH_PIPELINES:
         raise LatheError(f"opt level must be 0..3, got {opt_level}")
-    return GRAPH_PIPELINES[opt_level] + "," + LOWERING
+    stage = "graph" if module is None else stage_of(module)
+    return {"graph": GRAPH_PIPELINES[opt_level] + "," + LOWERING, "kernels": LOWERING, "loop": ""}[stage]
+
+
+def stage_of(module) -> str:
+    """'graph' before outlining; 'kernels' once kernel functions exist (their bodies graph or
+    te ops: LOWERING takes both); 'loop' once functions pass buffers (memrefs), as after
+    lower-te-to-loop."""
+    from xdsl.dialects import func
+    from xdsl.dialects.builtin import MemRefType
+
+    from lathe.passes.outline import is_kernel
+
+    funcs = [f for f in module.ops if isinstance(f, func.FuncOp)]
+    types = [t for f in funcs for t in (*f.function_type.inputs.data, *f.function_type.outputs.data)]
+    if any(isinstance(t, MemRefType) for t in types):
+        return "loop"
+    return "kernels" if any(is_kernel(f) for f in funcs) else "graph"
 
 
 def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]]] | None = None, callback=None):

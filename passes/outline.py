@@ -28,6 +28,11 @@ def is_kernel(f: Operation) -> bool:
     return isinstance(f, func.FuncOp) and KERNEL_ATTR in f.attributes
 
 
+def is_compute(op: Operation) -> bool:
+    """A graph op that belongs in a kernel; constants and tuples stay in the glue function."""
+    return isinstance(op, graph.GraphOp) and not isinstance(op, graph.ConstantOp | graph.TupleOp | graph.TupleGetItemOp)
+
+
 def is_scalar_constant(v: SSAValue) -> bool:
     return isinstance(v.owner, graph.ConstantOp) and isinstance(v.type, TensorType) and v.type.get_shape() == ()
 
@@ -147,9 +152,7 @@ class OutlineKernels(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for fn in [f for f in op.ops if isinstance(f, func.FuncOp) and not is_kernel(f)]:
             for o in list(fn.body.block.ops):
-                if isinstance(o, graph.GraphOp) and not isinstance(
-                    o, graph.ConstantOp | graph.TupleOp | graph.TupleGetItemOp
-                ):
+                if is_compute(o):
                     outline_group(fn, [o], kernel_name(op, [o]))
             # constants and tuples used only by kernels are now dead in the glue
             for o in reversed(list(fn.body.block.ops)):

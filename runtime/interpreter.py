@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, TensorType, TupleType
+from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, TupleType
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from lathe.dialects import graph
@@ -515,7 +515,7 @@ def bind_arguments(f: func.FuncOp, inputs: Mapping[str, np.ndarray], params: Map
             value = inputs[name]
         elif name in params:
             value = params[name]
-        elif fill_random and isinstance(t, TensorType):
+        elif fill_random and isinstance(t, TensorType | MemRefType):
             dt = np_dtype(t.element_type)
             shape = tuple(t.get_shape())
             if np.issubdtype(dt, np.floating):
@@ -533,7 +533,7 @@ def bind_arguments(f: func.FuncOp, inputs: Mapping[str, np.ndarray], params: Map
 def check_value(name: str, value, t: Attribute, where: str = "") -> np.ndarray:
     if isinstance(t, TupleType):
         raise LatheError(f"{where}tuple-typed parameter %{name} is not supported as an input")
-    assert isinstance(t, TensorType)
+    assert isinstance(t, TensorType | MemRefType)  # memrefs: a loop-level entry's parameters
     arr = np.asarray(value)
     want_shape, want_dt = tuple(t.get_shape()), np_dtype(t.element_type)
     if arr.shape != want_shape:

@@ -143,13 +143,15 @@ def print_relay(module: ModuleOp) -> str:
     return RelayPrinter().print_module(module)
 
 
-def is_graph_level(module: ModuleOp) -> bool:
-    """True while every op is a function, a call, a return or a graph op."""
+def is_graph_level(module: ModuleOp, kernels: bool = False) -> bool:
+    """True while every op is a function, a call, a return or a graph op, and (unless
+    `kernels`) no function is a kernel: what Relay text can print; with `kernels`, what the
+    reference interpreter can run."""
     for op in module.walk():
         if op is module:
             continue
         if not isinstance(op, func.FuncOp | func.CallOp | func.ReturnOp | graph.GraphOp):
             return False
-        if isinstance(op, func.FuncOp) and "lathe.kernel" in op.attributes:
+        if not kernels and isinstance(op, func.FuncOp) and "lathe.kernel" in op.attributes:
             return False
     return True
