@@ -8,8 +8,12 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
+import re
 import shlex
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
@@ -57,6 +61,48 @@ class LLVMTarget:
                                        reloc="pic" if not jit else "default", codemodel="jitdefault", jit=jit)
 
 
+# LLVM prints its CPU and feature tables for the CPU name "help"; for an unknown name it
+# only warns, and later aborts the whole process ("LLVM ERROR: 64-bit code requested ..."),
+# as it does for a feature without + or -. So names are checked first, against the
+# tables of the LLVM actually linked, read in a child process.
+_PRINT_TABLES = ("import sys, llvmlite.binding as llvm; llvm.initialize_all_targets(); "
+                 "llvm.Target.from_triple(sys.argv[1]).create_target_machine(cpu='help')")
+_TABLE_ROW = re.compile(r"^  (\S+)\s+- ", re.M)
+
+
+@functools.cache
+def known_names(triple: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The CPU and feature names LLVM knows for `triple`'s architecture (empty when the tables
+    could not be read: then nothing is rejected)."""
+    try:
+        r = subprocess.run([sys.executable, "-c", _PRINT_TABLES, triple], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return frozenset(), frozenset()
+    text = r.stderr + r.stdout
+    cpus, _, feats = text.partition("Available features for this target:")
+    return frozenset(_TABLE_ROW.findall(cpus)), frozenset(_TABLE_ROW.findall(feats))
+
+
+def _unknown(what: str, name: str, known: frozenset[str], triple: str) -> LatheError:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return LatheError(f"unknown {what} '{name}' for {triple}",
+                      note=f"{hint}known {what}s: {', '.join(sorted(known))}")
+
+
+def check_names(triple: str, cpu: str | None, attrs: str | None) -> None:
+    """Reject what LLVM would abort on: an unknown CPU, an unknown feature, a feature not
+    spelled +name or -name."""
+    cpus, feats = known_names(triple)
+    if cpu is not None and cpus and cpu not in cpus:
+        raise _unknown("CPU", cpu, cpus, triple)
+    for item in filter(None, (attrs or "").split(",")):
+        if item[0] not in "+-":
+            raise LatheError(f"-mattr: feature '{item}' must be spelled +{item} (enable) or -{item} (disable)")
+        if feats and item[1:] not in feats:
+            raise _unknown("feature", item[1:], feats, triple)
+
+
 def parse_target(spec: str | LLVMTarget = "llvm") -> LLVMTarget:
     if isinstance(spec, LLVMTarget):
         return spec
@@ -84,6 +130,12 @@ def parse_target(spec: str | LLVMTarget = "llvm") -> LLVMTarget:
             opt = int(value)
         else:
             raise LatheError(f"unknown target option '{key}'", note="known: -mcpu, -mtriple, -mattr, -opt-level")
+    try:
+        llvm.Target.from_triple(triple)
+    except RuntimeError as e:
+        raise LatheError(f"unknown target triple '{triple}': {str(e).strip()}") from None
+    if cpu is not None or attrs is not None:
+        check_names(triple, cpu, attrs)
     host = triple == llvm.get_process_triple()
     if cpu is None:
         cpu = llvm.get_host_cpu_name() if host else "generic"
