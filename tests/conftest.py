@@ -1,12 +1,20 @@
 import os
 import secrets
+import shutil
 import tempfile
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("LATHE_NUM_THREADS", "2")
-os.environ.setdefault("LATHE_CACHE_DIR", tempfile.mkdtemp(prefix="lathe-test-cache-"))  # hermetic kernel cache
+# A kernel cache of the session's own, always: not the user's ~/.cache/lathe, nor a LATHE_CACHE_DIR
+# they set for their own work (tests write thousands of kernels). Subprocesses inherit it.
+TEST_CACHE_DIR = tempfile.mkdtemp(prefix="lathe-test-cache-")
+os.environ["LATHE_CACHE_DIR"] = TEST_CACHE_DIR
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(TEST_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture

@@ -172,3 +172,190 @@ def test_run_binds_the_params_file_at_compile_time():
     assert r.returncode == 0, r.stderr
     assert "filled with seeded random values" in r.stderr and "%x" in r.stderr and "%w1" not in r.stderr
     assert "compiled: 2 kernels" in r.stdout  # the weights' packing folded away at compile time
+
+
+# -- issue 8: the tools' promises, as a new user finds them ---------------------------------------
+
+def test_opt_llvm_target_lowers_graph_level_ir():
+    r = run("lathe-opt", MLP, "-t", "llvm")
+    assert r.returncode == 0, r.stderr
+    assert "define void @" in r.stdout  # kernels, not an empty LLVM module
+    assert "the IR is at graph level; lowered it to loops first" in r.stderr
+
+
+def test_lower_graph_to_te_without_kernels_says_what_it_needs():
+    assert_clean_failure(run("lathe-opt", MLP, "-p", "lower-graph-to-te"),
+                         "lower-graph-to-te: no kernels to lower ('nn.dense' in @main", "run outline-kernels or fuse-ops")
+
+
+@pytest.mark.parametrize("argv", [("lathe-opt", MLP, "-p", PIPELINE, "--print-ir-after-all"), ("lathe", "run", MLP)])
+def test_closed_pipe_ends_quietly(argv):
+    """As `tool | head -1`: the reader is gone before anything is written."""
+    p = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()
+    err = p.stderr.read()
+    p.wait()
+    assert "error" not in err and "Traceback" not in err and "BrokenPipe" not in err, err
+    assert p.returncode == 141  # what a shell reports for a tool that SIGPIPE ended
+
+
+@pytest.mark.parametrize("target, words", [
+    ("llvm -mcpu=bogus", ["unknown CPU 'bogus'", "known CPUs:", "znver4", "skylake"]),
+    ("llvm -mcpu=znver", ["unknown CPU 'znver'", "did you mean znver"]),
+    ("llvm -mattr=+bogus", ["unknown feature 'bogus'", "known features:", "avx2"]),
+    ("llvm -mattr=avx2", ["feature 'avx2' must be spelled +avx2"]),
+    ("llvm -mtriple=aarch64-linux-gnu -mcpu=skylake", ["unknown CPU 'skylake' for aarch64", "neoverse-v1"]),
+])
+def test_unknown_cpu_or_feature_is_an_error_not_an_llvm_abort(target, words):
+    assert_clean_failure(run("lathe", "compile", MLP, "--emit=asm", "--target", target), *words)
+
+
+def test_opt_offers_only_targets_that_take_lathes_ir():
+    r = run("lathe-opt", "--help")
+    assert "Available targets are: mlir,lathe,llvm" in " ".join(r.stdout.split()).replace(", ", ",")
+    for t in ("x86-asm", "riscv-asm", "wgsl"):
+        r = run("lathe-opt", MLP, "-t", t)
+        assert_clean_failure(r, f"invalid choice: '{t}'", "mlir, lathe, llvm")
+        assert r.returncode == 1
+
+
+@pytest.fixture(scope="module")
+def lowered_mlp(tmp_path_factory):
+    """The MLP as lathe-opt writes it at each level, with its params and inputs."""
+    d = tmp_path_factory.mktemp("levels")
+    stages = {"kernels": "inline-calls,outline-kernels", "te": "inline-calls,outline-kernels,lower-graph-to-te",
+              "loop": PIPELINE}
+    for level, pipeline in stages.items():
+        r = run("lathe-opt", MLP, "-p", pipeline, "-o", d / f"{level}.mlir")
+        assert r.returncode == 0, r.stderr
+    np.savez(d / "in.npz", x=np.random.default_rng(0).standard_normal((1, 784)).astype(np.float32))
+    return d
+
+
+@pytest.mark.parametrize("level", ["kernels", "te", "loop"])
+def test_run_and_compile_take_lowered_mlir(lowered_mlp, level):
+    d, params = lowered_mlp, ROOT / "examples" / "mlp.params.npz"
+    ref = run("lathe", "run", MLP, "--params", params, "--inputs", d / "in.npz", "--output", d / "ref.npz")
+    assert ref.returncode == 0, ref.stderr
+    out = d / f"{level}.npz"
+    r = run("lathe", "run", d / f"{level}.mlir", "--params", params, "--inputs", d / "in.npz", "--output", out)
+    assert r.returncode == 0, r.stderr
+    with np.load(d / "ref.npz") as a, np.load(out) as b:
+        np.testing.assert_allclose(b["output"], a["output"], rtol=1e-5, atol=1e-5)
+    r = run("lathe", "compile", d / f"{level}.mlir")
+    assert r.returncode == 0, r.stderr
+    assert "define void @nn_dense_0(" in r.stdout and "define void @nn_dense_1(" in r.stdout
+
+
+def test_check_needs_graph_level_input(lowered_mlp):
+    r = run("lathe", "run", lowered_mlp / "loop.mlir", "--check")
+    assert_clean_failure(r, "--check:", "below graph level")
+    assert "output:" not in r.stdout  # said before compiling and running
+
+
+def test_versions():
+    from importlib.metadata import version
+
+    for argv in (("lathe-opt", "--version"), ("lathe", "--version")):
+        r = run(*argv)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"lathe {version('lathe')} (xDSL {version('xdsl')}, "), r.stdout
+        assert "LLVM " in r.stdout
+
+
+def test_list_passes_describes_lathes_own_then_lists_xdsls():
+    from lathe.passes import lathe_passes
+
+    r = run("lathe-opt", "--list-passes")
+    assert r.returncode == 0, r.stderr
+    ours, xdsls = r.stdout.split("xDSL's passes")
+    lines = {line.split()[0]: line.split(None, 1)[1:] for line in ours.splitlines()[1:]}
+    for name in lathe_passes():
+        assert lines.get(name), f"{name} has no description"
+        assert not lines[name][0].endswith("()"), lines[name]
+    assert "lower-affine" in xdsls.split() and "lower-affine" not in lines
+    assert "fuse-ops" not in xdsls.split()
+
+
+def test_opt_and_run_read_relay_files(tmp_path):
+    f = tmp_path / "model.relay"
+    f.write_text(Path(MLP).read_text())
+    r = run("lathe-opt", f)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith('#[version = "0.0.5"]') and "nn.dense" in r.stdout
+    r = run("lathe", "run", f)
+    assert r.returncode == 0, r.stderr
+
+
+def test_converted_params_are_named_in_a_note(tmp_path):
+    with np.load(ROOT / "examples" / "mlp.params.npz") as z:
+        np.savez(tmp_path / "p64.npz", **{k: z[k].astype(np.float64) for k in z.files})
+    np.savez(tmp_path / "in.npz", x=np.ones((1, 784), np.int64))
+    r = run("lathe", "run", MLP, "--params", tmp_path / "p64.npz", "--inputs", tmp_path / "in.npz")
+    assert r.returncode == 0, r.stderr
+    notes = [line for line in r.stderr.splitlines() if "converted" in line]
+    assert notes == ["note: converted %x from int64 to float32; %w1, %b1, %w2, %b2 from float64 to float32 "
+                     "(the parameters' types)"], r.stderr
+
+
+def _with_umask(mask):
+    import os
+
+    return lambda: os.umask(mask)
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    def written(*argv):
+        r = subprocess.run([str(BIN / argv[0]), *map(str, argv[1:])], capture_output=True, text=True,
+                           preexec_fn=_with_umask(0o027))
+        assert r.returncode == 0, r.stderr
+
+    written("lathe-opt", MLP, "-o", tmp_path / "o.mlir")
+    written("lathe", "run", MLP, "--output", tmp_path / "o.npz")
+    written("lathe", "compile", MLP, "-o", tmp_path / "o.o")
+    written("lathe", "compile", MLP, "-o", tmp_path / "o.ll")
+    for name in ("o.mlir", "o.npz", "o.o", "o.ll"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+    (tmp_path / "o.mlir").chmod(0o604)  # replacing a file keeps its mode, as writing into it would
+    written("lathe-opt", MLP, "-o", tmp_path / "o.mlir")
+    assert (tmp_path / "o.mlir").stat().st_mode & 0o777 == 0o604
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.ll", "o.mlir", "o.npz", "o.o"]  # no temporaries left
+
+
+def test_tests_never_write_to_the_users_kernel_cache(tmp_path):
+    """A user's LATHE_CACHE_DIR (or ~/.cache/lathe) is theirs: a test session compiles into its own."""
+    import os
+
+    home = tmp_path / "home"
+    users = home / ".cache" / "lathe"
+    env = {**os.environ, "HOME": str(home), "LATHE_CACHE_DIR": str(users)}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::test_api_missing_params_entry"],
+                       capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not users.exists() or not any(users.iterdir()), sorted(p.name for p in users.iterdir())
+
+
+ODD = [  # (argv, words in the diagnostic): each exits 1 with no traceback
+    (("lathe-opt", "{tmp}"), ["cannot read it: Is a directory"]),
+    (("lathe", "run", "{tmp}"), ["Is a directory"]),
+    (("lathe-opt", MLP, "-o", "{tmp}/missing/o.mlir"), ["cannot write", "No such file or directory"]),
+    (("lathe-opt", MLP, "-o", "{tmp}"), ["cannot write", "is a directory"]),
+    (("lathe", "run", MLP, "--output", "{tmp}/missing/o.npz"), ["cannot write", "No such file or directory"]),
+    (("lathe", "compile", MLP, "-o", "{tmp}/missing/o.ll"), ["cannot write", "No such file or directory"]),
+    (("lathe", "compile", MLP, "-o", "{tmp}/missing/o.o"), ["cannot write", "No such file or directory"]),
+    (("lathe-opt", MLP, "-O", "9"), ["usage: lathe-opt", "invalid choice: 9"]),
+    (("lathe-opt", MLP, "--bogus"), ["usage: lathe-opt", "unrecognized arguments: --bogus"]),
+    (("lathe-opt", MLP, "-p", "fuse-ops{bogus=1}"), ["bad option for pass 'fuse-ops'"]),
+    (("lathe", "run", MLP, "--threads", "0"), ["--threads: must be at least 1"]),
+    (("lathe", "run", MLP, "--bogus"), ["usage: lathe", "unrecognized arguments: --bogus"]),
+]
+
+
+@pytest.mark.parametrize("argv, words", ODD, ids=[" ".join(a[1:]).replace(MLP, "mlp") for a, _ in ODD])
+def test_odd_invocations(tmp_path, argv, words):
+    r = run(*[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert_clean_failure(r, *words)
+    assert r.returncode == 1
+    assert list(tmp_path.iterdir()) == []

@@ -10,14 +10,13 @@ Every user mistake is printed as a diagnostic with exit code 1; no traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import tempfile
 
 import numpy as np
 
-from lathe.errors import LatheError, internal_error
+from lathe.errors import LatheError
+from lathe.tools.common import VersionAction, run_tool, usage_error, write_bytes, write_files, write_text
 
 RTOL = 1e-5
 
@@ -62,12 +61,31 @@ def max_relative_error(got, ref) -> float:
     return worst
 
 
-def _atomic_savez(path: str, arrays: dict[str, np.ndarray]) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".lathe-", suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+def _npz(arrays: dict[str, np.ndarray]):
+    return lambda f: np.savez(f, **arrays)  # to a stream: np.savez appends .npz to a file name
+
+
+def _conversions(given: dict[str, np.ndarray], bound: dict[str, np.ndarray]) -> str | None:
+    """What binding converted (float64 weights for float32 parameters, say), in one line:
+    a silent conversion hides a mistake in how the inputs were made."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, value in bound.items():
+        was = np.asarray(given[name]).dtype if name in given else value.dtype
+        if was != value.dtype:
+            groups.setdefault((str(was), str(value.dtype)), []).append("%" + name)
+    if not groups:
+        return None
+    return "note: converted " + "; ".join(f"{', '.join(names)} from {a} to {b}" for (a, b), names in groups.items()) \
+        + " (the parameters' types)"
+
+
+def _check_runnable_by_reference(module, file: str) -> None:
+    """--check needs IR that the reference interpreter runs: said before compiling, not after."""
+    from lathe.textual_ir.printer import is_graph_level
+
+    if not is_graph_level(module, kernels=True):
+        raise LatheError(f"--check: {file} is below graph level, and the reference interpreter runs graph ops only",
+                         note="check the graph-level model (.lathe, or MLIR before lower-graph-to-te)")
 
 
 def cmd_run(args) -> int:
@@ -77,6 +95,8 @@ def cmd_run(args) -> int:
     from xdsl.dialects import func
 
     module = lathe.load(args.file)
+    if args.check:
+        _check_runnable_by_reference(module, args.file)
     params = lathe.load_params(args.params) if args.params else {}
     inputs = lathe.load_params(args.inputs) if args.inputs else {}
     funcs = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
@@ -90,6 +110,9 @@ def cmd_run(args) -> int:
     from lathe.runtime.interpreter import param_names
 
     values = dict(zip(param_names(funcs[args.entry]), bound))
+    note = _conversions({**params, **inputs}, values)
+    if note:
+        print(note, file=sys.stderr)
     # the params file's weights are bound at compile time, as TVM's build does with params,
     # so their preprocessing folds away; inputs (given or filled) stay run-time inputs
     weights = {k: v for k, v in values.items() if k in params and k not in inputs}
@@ -97,7 +120,7 @@ def cmd_run(args) -> int:
                        opt_level=args.opt_level)
     result = cm.run(**{k: v for k, v in values.items() if k not in weights})
     if args.output:
-        _atomic_savez(args.output, _flatten(result))
+        write_files([(args.output, _npz(_flatten(result)))])
         print(f"wrote {args.output} ({', '.join(_flatten(result))})")
     else:
         _print_value("output", result)
@@ -127,31 +150,21 @@ def cmd_compile(args) -> int:
     module = lathe.load(args.file)
     target = parse_target(args.target)
     emit = args.emit or ("obj" if args.output and args.output.endswith(".o") else "llvm")
-    ir = module_to_llvm_ir(lathe.lower(module, opt_level=args.opt_level), vector_bits=target.vector_bits)
+    ir = module_to_llvm_ir(lathe.lower(module, opt_level=args.opt_level), vector_bits=target.vector_bits,
+                           runtime_for=target.triple)
     if emit == "obj":
         if not args.output:
             raise LatheError("--emit=obj needs -o FILE")
         data = emit_object(ir, target)
-        d = os.path.dirname(os.path.abspath(args.output))
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".lathe-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, args.output)
+        write_bytes(args.output, data)
         print(f"wrote {args.output} ({len(data)} bytes, {target})")
         return 0
     text = emit_assembly(ir, target) if emit == "asm" else (optimized_ir(ir, target) if args.optimized else ir)
     if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
+        write_text(args.output, text)
     else:
         sys.stdout.write(text)
     return 0
-
-
-def _temp_beside(path: str, suffix: str) -> str:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".lathe-", suffix=suffix)
-    os.close(fd)
-    return tmp
 
 
 def _parse_shapes(specs) -> dict[str, tuple[int, ...]]:
@@ -168,7 +181,7 @@ def _parse_shapes(specs) -> dict[str, tuple[int, ...]]:
 
 
 def cmd_import(args) -> int:
-    """ONNX → Relay text + params: both written to temporary files first, then renamed into place."""
+    """ONNX → Relay text + params: both or neither (write_files)."""
     from lathe.frontends.onnx import from_onnx
     from lathe.textual_ir.parser import parse_relay
     from lathe.textual_ir.printer import print_relay
@@ -184,22 +197,7 @@ def cmd_import(args) -> int:
         raise LatheError(f"the imported model has no faithful Relay text form: {e.message}", note=e.note) from None
     main = next(iter(module.ops))
     n_in = len(main.body.block.args) - len(params)  # type: ignore[attr-defined]
-    written = []  # (temporary, final): everything is written before anything is replaced
-    try:
-        for final, suffix in ((params_path, ".npz"), (out, ".lathe")):
-            written.append((_temp_beside(final, suffix), final))
-        np.savez(written[0][0], **params)
-        with open(written[1][0], "w") as f:
-            f.write(text)
-    except BaseException as e:
-        for tmp, _ in written:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise LatheError(f"cannot write {e.filename or out}: {e.strerror}") from None
-        raise
-    for tmp, final in written:
-        os.replace(tmp, final)
+    write_files([(params_path, _npz(params)), (out, lambda f: f.write(text.encode()))])
     n_ops = sum(1 for _ in main.walk()) - 2  # type: ignore[attr-defined]
     print(f"wrote {out} ({n_ops} ops, {n_in} input(s))")
     size = sum(v.nbytes for v in params.values())
@@ -207,15 +205,25 @@ def cmd_import(args) -> int:
     return 0
 
 
+def _at_least(low: int):
+    """An argparse type: an integer >= low (argparse then reports the option and the value)."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    parse.__name__ = "int"  # argparse's message for a non-number: "invalid int value"
+    return parse
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors: one line, exit 1 (not 2)
-        self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(1)
+    def error(self, message):
+        usage_error(self, message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lathe", description="Lathe deep-learning compiler")
+    p.add_argument("--version", action=VersionAction, help="print Lathe's version, then xDSL's and LLVM's, and exit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="compile a model and run it")
     r.add_argument("file")
@@ -224,9 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", help="write outputs to this .npz (key 'output', or output_0, output_1, ...)")
     r.add_argument("--check", action="store_true", help="compare with the reference interpreter")
     r.add_argument("--rtol", type=float, default=RTOL, help=f"bound for --check (default {RTOL:g})")
-    r.add_argument("--bench", type=int, default=0, metavar="N", help="print the median latency of N runs")
+    r.add_argument("--bench", type=_at_least(0), default=0, metavar="N", help="print the median latency of N runs")
     r.add_argument("--target", default="llvm", help="target string, e.g. 'llvm -mcpu=znver4'")
-    r.add_argument("--threads", type=int, default=None, help="threads for parallel loops (default: LATHE_NUM_THREADS or all cores)")
+    r.add_argument("--threads", type=_at_least(1), default=None, help="threads for parallel loops (default: LATHE_NUM_THREADS or all cores)")
     r.add_argument("--entry", default="main")
     r.add_argument("--seed", type=int, default=0, help="seed for inputs filled with random values")
     r.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=3, metavar="N",
@@ -254,18 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "bench", 0) and args.bench < 0:
-        print("error: --bench must be positive", file=sys.stderr)
-        return 1
-    try:
-        return args.fn(args)
-    except LatheError as e:
-        print(e.render(), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # a bug in Lathe, not in the input: still no traceback unless asked
-        return internal_error(e)
+    return run_tool(lambda: args.fn(args))
 
 
 if __name__ == "__main__":

@@ -11,11 +11,10 @@ existing output file is only replaced once everything succeeded.
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import sys
-import tempfile
 import time
-from io import StringIO
+from io import BytesIO, StringIO
 from typing import IO
 
 from xdsl.dialects.builtin import ModuleOp
@@ -23,10 +22,25 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException, ParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from lathe.errors import LatheError, internal_error
+from lathe.errors import LatheError
+from lathe.tools.common import run_tool, usage_error, versions, write_text
+
+# xDSL's targets that take Lathe's IR; the others (x86-asm, riscv-asm, wgsl, ...) want
+# xDSL's own low-level dialects and would fail on it or print nothing.
+XDSL_TARGETS = ("mlir",)
+
+
+class _VersionLine(str):
+    """xDSL's --version prints `version_format.format(xdsl_version=...)`: this one formats
+    to Lathe's line instead, computed only when asked (it loads LLVM to learn its version)."""
+
+    def format(self, *args, **kwargs) -> str:
+        return versions()
 
 
 class LatheOptMain(xDSLOptMain):
+    version_format = _VersionLine("lathe-opt")
+
     def __init__(self, args=None):
         self._input_ext = "mlir"
         super().__init__(description="Lathe modular optimizer driver", args=args)
@@ -50,19 +64,30 @@ class LatheOptMain(xDSLOptMain):
 
     def register_all_targets(self):
         super().register_all_targets()
+        self.available_targets = {k: v for k, v in self.available_targets.items() if k in XDSL_TARGETS}
 
         def emit_lathe(module: ModuleOp, out: IO[str]) -> None:
             from lathe.textual_ir.printer import print_relay
 
             out.write(print_relay(module))
 
-        def emit_llvm(module: ModuleOp, out: IO[str]) -> None:
-            from lathe.backends.llvm.codegen import module_to_llvm_ir
-
-            out.write(module_to_llvm_ir(module))
-
         self.available_targets["lathe"] = emit_lathe
-        self.available_targets["llvm"] = emit_llvm
+        self.available_targets["llvm"] = self.emit_llvm
+
+    def emit_llvm(self, module: ModuleOp, out: IO[str]) -> None:
+        """Kernels are only generated from loop-level IR: IR above it goes through the rest
+        of the opt level's pipeline first (a note says so), or the LLVM module would be empty."""
+        from lathe.api import lower
+        from lathe.backends.llvm.codegen import module_to_llvm_ir
+        from lathe.passes import DEFAULT_OPT_LEVEL, stage_of
+
+        stage = stage_of(module)
+        if stage != "loop":
+            level = DEFAULT_OPT_LEVEL if self.args.opt_level is None else self.args.opt_level
+            print(f"note: -t llvm: the IR is at {stage} level; lowered it to loops first with the rest of "
+                  f"-O{level}'s pipeline", file=sys.stderr)
+            module = lower(module, opt_level=level)
+        out.write(module_to_llvm_ir(module))
 
     def register_all_frontends(self):
         super().register_all_frontends()
@@ -83,9 +108,12 @@ class LatheOptMain(xDSLOptMain):
 
     def register_all_arguments(self, arg_parser: argparse.ArgumentParser):
         super().register_all_arguments(arg_parser)
+        # a usage mistake exits 1 like every other mistake (argparse's own code is 2)
+        arg_parser.error = functools.partial(usage_error, arg_parser)  # type: ignore[method-assign]
         arg_parser.add_argument("--print-ir-after-all", action="store_true",
                                 help="print the IR after every pass (Relay text while at graph level for .lathe input)")
-        arg_parser.add_argument("--list-passes", action="store_true", help="list the available passes and exit")
+        arg_parser.add_argument("--list-passes", action="store_true",
+                                help="list Lathe's passes with what each does, then xDSL's, and exit")
         arg_parser.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=None, metavar="N",
                                 help="run the graph-level pipeline of opt level N (0..3) before -p")
         arg_parser.add_argument("--list-ops", action="store_true", help="list the graph operators and exit")
@@ -148,10 +176,20 @@ class LatheOptMain(xDSLOptMain):
     def output_resulting_program(self, prog: ModuleOp) -> str:
         return self.render(prog, final=True)
 
+    def list_passes(self) -> None:
+        from lathe.passes import lathe_passes
+
+        ours = lathe_passes()
+        print("Lathe's passes:")
+        for name, factory in ours.items():
+            print(f"  {name:32s} {_summary(factory())}")
+        print("xDSL's passes (on xDSL's dialects; see xDSL's documentation):")
+        for name in sorted(set(self.available_passes) - set(ours)):
+            print(f"  {name}")
+
     def run(self):
         if self.args.list_passes:
-            for name in sorted(self.available_passes):
-                print(name)
+            self.list_passes()
             return
         if self.args.list_ops:
             from lathe.dialects.graph import OPS_BY_RELAY_NAME
@@ -159,9 +197,11 @@ class LatheOptMain(xDSLOptMain):
             for name, cls in sorted(OPS_BY_RELAY_NAME.items()):
                 print(f"{name:24s} {cls.PATTERN.name.lower()}")
             return
-        if self.args.input_file is not None and not os.path.exists(self.args.input_file):
-            raise LatheError(f"no such file: {self.args.input_file}")
-        chunks, ext = self.prepare_input()
+        try:
+            chunks, ext = self.prepare_input()
+        except OSError as e:
+            what = "no such file" if isinstance(e, FileNotFoundError) else f"cannot read it: {e.strerror}"
+            raise LatheError(f"{self.args.input_file}: {what}") from None
         ext = self.input_format(ext)
         self._input_ext = ext
         out = StringIO()
@@ -171,8 +211,6 @@ class LatheOptMain(xDSLOptMain):
                 out.write("// -----\n")
             try:
                 data = chunk.read()
-                from io import BytesIO
-
                 module = self.parse_chunk(BytesIO(b"\n" * offset + data), ext, 0)
                 self.apply_passes(module)
                 out.write(self.output_resulting_program(module))
@@ -188,7 +226,7 @@ class LatheOptMain(xDSLOptMain):
         if self.args.output_file is None:
             sys.stdout.write(text)
         else:
-            _atomic_write(self.args.output_file, text)
+            write_text(self.args.output_file, text)
 
     def input_format(self, ext: str) -> str:
         """Lathe decides what the input is, not xDSL (whose stdin default moved in 0.75):
@@ -203,12 +241,13 @@ class LatheOptMain(xDSLOptMain):
         return sys.stdout
 
 
-def _atomic_write(path: str, text: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".lathe-opt-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _summary(cls: type) -> str:
+    """The first paragraph of a pass's docstring, which may wrap (a dataclass without a
+    docstring documents itself as 'Name()': no description then)."""
+    doc = (cls.__doc__ or "").strip()
+    if not doc or doc.startswith(cls.__name__ + "("):
+        return ""
+    return " ".join(doc.split("\n\n", 1)[0].split())
 
 
 def _render_error(e: BaseException) -> str:
@@ -221,19 +260,12 @@ def _render_error(e: BaseException) -> str:
 
 
 def main(argv=None) -> int:
-    try:
+    def body() -> int:
         LatheOptMain(args=argv).run()
-    except (LatheError, DiagnosticException, ParseError) as e:
-        print(_render_error(e), file=sys.stderr)
-        return 1
-    except ValueError as e:  # xDSL's own argument errors (unknown extension, ...)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # a bug in Lathe, not in the input: still no traceback unless asked
-        return internal_error(e)
-    return 0
+        return 0
+
+    # ValueError: xDSL's own argument errors (unknown extension, ...)
+    return run_tool(body, _render_error, (LatheError, DiagnosticException, ParseError, ValueError))
 
 
 if __name__ == "__main__":
