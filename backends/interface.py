@@ -74,8 +74,10 @@ def split_target_string(spec: str) -> tuple[str, dict[str, str]]:
     options: dict[str, str] = {}
     for w in words[1:]:
         key, sep, value = w.partition("=")
-        if not key.startswith("-") or not sep or not value:
+        if not key.startswith("-"):
             raise LatheError(f"target option '{w}' in '{spec}' is not -key=value", note="e.g. -mcpu=znver4")
+        if not sep or not value:
+            raise LatheError(f"target option '{key}' needs a value", note="e.g. -mcpu=znver4")
         if key in options:
             raise LatheError(f"target option '{key}' is given twice in '{spec}'")
         options[key] = value
@@ -100,6 +102,9 @@ class KernelLibrary:
 
     def address(self, name: str) -> int:
         raise NotImplementedError
+
+    def before_run(self) -> None:
+        """Called before each run of a model: per-module state such as its thread count."""
 
     def synchronize(self) -> None:
         """Wait for launched kernels (a no-op where launches are synchronous)."""
@@ -147,6 +152,10 @@ class Backend:
     def render(self, module: ModuleOp, target: Target) -> str:
         """The kernels as source text (LLVM IR, C, PTX, ...)."""
         raise NotImplementedError
+
+    def optimized_source(self, source: str, target: Target) -> str:
+        """The source after the backend's own optimiser, for reading; default: as rendered."""
+        return source
 
     def compile_source(self, source: str, target: Target) -> bytes:
         """Source → a binary that `load` accepts (an object file, a shared library, a cubin)."""

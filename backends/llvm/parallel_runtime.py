@@ -118,6 +118,7 @@ declare i32 @usleep(i32)
 @alive = internal global i32 0
 @stop = internal global i32 0
 @owner_pid = internal global i32 0
+@worker_ids = internal global [@MAX_WORKERS@ x i32] zeroinitializer  ; worker k's argument: &worker_ids[k]
 
 ; Claim and run one chunk of the current job; false when none is left for `who`
 ; (-1: the caller, always invited; k: worker k, invited when k < job_workers).
@@ -156,8 +157,7 @@ none:
 
 define internal ptr @worker_main(ptr %arg) {
 entry:
-  %idx64 = ptrtoint ptr %arg to i64
-  %idx = trunc i64 %idx64 to i32
+  %idx = load i32, ptr %arg, align 4
   br label %loop
 loop:
   %w = load atomic i32, ptr @wake seq_cst, align 4
@@ -219,7 +219,8 @@ more:
 spawn:
   %tid = alloca i64, align 8
   %h64 = sext i32 %have to i64
-  %arg = inttoptr i64 %h64 to ptr
+  %arg = getelementptr inbounds [@MAX_WORKERS@ x i32], ptr @worker_ids, i64 0, i64 %h64
+  store i32 %have, ptr %arg, align 4
   %rc = call i32 @pthread_create(ptr %tid, ptr null, ptr @worker_main, ptr %arg)
   %ok = icmp eq i32 %rc, 0
   br i1 %ok, label %detach, label %done

@@ -1,0 +1,61 @@
+"""The LLVM CPU backend on the Backend interface: x86, ARM, any triple LLVM knows."""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+from xdsl.dialects.builtin import ModuleOp
+
+from lathe.backends.interface import Backend, Capabilities, KernelLibrary, Target
+from lathe.backends.llvm.target import LLVMTarget, parse_target
+
+# every te schedule primitive but bind (a GPU thread binding has no CPU meaning)
+CPU_PRIMITIVES = frozenset({"split", "tile", "fuse", "reorder", "vectorize", "parallel", "unroll", "pragma",
+                            "compute_inline", "compute_at", "compute_root", "cache_write", "cache_read",
+                            "rfactor", "storage_align"})
+
+
+def llvm_target(target: Target) -> LLVMTarget:
+    return LLVMTarget(target.triple, target.cpu, target.features, target.opt_level)
+
+
+class LLVMBackend(Backend):
+    name = "llvm"
+    target_kinds = ("llvm",)
+    description = "CPUs through LLVM (llvmlite): JIT on this machine, object files for any triple"
+    source_suffix = ".ll"
+    binary_suffix = ".o"
+
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        return "LLVM " + ".".join(map(str, llvm.llvm_version_info))
+
+    def parse_target(self, kind: str, options: dict[str, str]) -> Target:
+        t = parse_target(" ".join([kind] + [f"{k}={v}" for k, v in options.items()]))
+        return Target("llvm", triple=t.triple, cpu=t.cpu, features=t.features, vector_bits=t.vector_bits,
+                      opt_level=t.opt_level)
+
+    def capabilities(self, target: Target) -> Capabilities:
+        return Capabilities(schedule_primitives=CPU_PRIMITIVES, runs_here=llvm_target(target).is_host)
+
+    def status(self) -> str:
+        return f"ready (host {llvm.get_process_triple()}, cpu {llvm.get_host_cpu_name()})"
+
+    def render(self, module: ModuleOp, target: Target) -> str:
+        from lathe.backends.llvm.codegen import module_to_llvm_ir
+
+        return module_to_llvm_ir(module, vector_bits=target.vector_bits, runtime_for=target.triple)
+
+    def optimized_source(self, source: str, target: Target) -> str:
+        from lathe.backends.llvm.jit import optimized_ir
+
+        return optimized_ir(source, llvm_target(target))
+
+    def compile_source(self, source: str, target: Target) -> bytes:
+        from lathe.backends.llvm.jit import emit_object
+
+        return emit_object(source, llvm_target(target))
+
+    def load(self, module: ModuleOp, target: Target) -> KernelLibrary:
+        from lathe.backends.llvm.kernel_cache import CompiledKernels
+
+        return CompiledKernels(module, llvm_target(target), target.num_threads)
