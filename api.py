@@ -72,13 +72,14 @@ class CompiledModule:
 
     def __init__(self, module: ModuleOp, target: str, params, num_threads: int | None, entry: str,
                  opt_level: int | None = None, pipeline: str | None = None):
-        from lathe.backends.llvm.kernel_cache import CompiledKernels
-        from lathe.backends.llvm.parallel_runtime import default_num_threads, parallel_runtime
-        from lathe.backends.llvm.target import parse_target
+        from lathe.backends.registry import resolve_target
+        from lathe.passes.outline import is_kernel
         from lathe.runtime.graph_executor import GraphExecutor
         from lathe.runtime.interpreter import param_names
 
-        self.target = parse_target(target)
+        self.backend, self.target = resolve_target(target)
+        if num_threads is not None:
+            self.target = self.target.with_(num_threads=num_threads)
         params = _params(params)
         funcs = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
         if entry not in funcs:
@@ -96,27 +97,34 @@ class CompiledModule:
             module = bind_params(module.clone(), params, entry)
             params = {}
             names = param_names(next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == entry))
-        self.loop_module = lower(module, pipeline=pipeline)
-        self.num_threads = num_threads or default_num_threads()
-        self.kernels = CompiledKernels(self.loop_module, self.target)
-        addresses = {k: self.kernels.address(k) for k in self.kernels.keys}
-        pool = parallel_runtime()
+        self.loop_module = self.backend.lower(lower(module, pipeline=pipeline), self.target)
+        self.kernels = self.backend.load(self.loop_module, self.target)
+        addresses = {f.sym_name.data: self.kernels.address(f.sym_name.data)  # type: ignore[union-attr]
+                     for f in self.loop_module.ops if is_kernel(f)}
         self.executor = GraphExecutor(self.loop_module, addresses, entry, params, names,
-                                      before_run=lambda: pool.set_num_threads(self.num_threads))
+                                      before_run=self.kernels.before_run)
         self.input_names = self.executor.input_names
 
     @property
-    def llvm_ir(self) -> str:
-        """The kernels' LLVM IR as generated (before LLVM's optimisations)."""
-        from lathe.backends.llvm.codegen import module_to_llvm_ir
+    def num_threads(self) -> int:
+        return self.kernels.num_threads
 
-        return module_to_llvm_ir(self.loop_module, vector_bits=self.target.vector_bits)
+    @property
+    def source(self) -> str:
+        """The kernels as the backend renders them (LLVM IR, C, ...)."""
+        return self.backend.render(self.loop_module, self.target)
+
+    @property
+    def llvm_ir(self) -> str:
+        """The kernels' LLVM IR as generated, for a module compiled for an `llvm` target."""
+        if self.target.kind != "llvm":
+            raise LatheError(f"llvm_ir: this module is compiled for '{self.target.kind}'", note="use .source")
+        return self.source
 
     @property
     def optimized_ir(self) -> str:
-        from lathe.backends.llvm.jit import optimized_ir
-
-        return optimized_ir(self.llvm_ir, self.target)
+        """The kernels after the backend's own optimiser (LLVM's O3), where it has one."""
+        return self.backend.optimized_source(self.source, self.target)
 
     @property
     def compile_stats(self):
@@ -144,11 +152,8 @@ def interpret(module: ModuleOp, params=None, entry: str = "main", **inputs):
 
 
 def emit_object(module: ModuleOp, target: str = "llvm", opt_level: int | None = None) -> bytes:
-    """An object file with every kernel of `module` (cross-compiles by -mtriple)."""
-    from lathe.backends.llvm.codegen import module_to_llvm_ir
-    from lathe.backends.llvm.jit import emit_object as emit
-    from lathe.backends.llvm.target import parse_target
+    """The kernels of `module` as the target's binary (an object file for LLVM; cross-compiles by -mtriple)."""
+    from lathe.backends.registry import resolve_target
 
-    t = parse_target(target)
-    return emit(module_to_llvm_ir(lower(module, opt_level=opt_level), vector_bits=t.vector_bits,
-                                  runtime_for=t.triple), t)
+    backend, t = resolve_target(target)
+    return backend.compile_source(backend.render(backend.lower(lower(module, opt_level=opt_level), t), t), t)

@@ -100,6 +100,8 @@ class KernelLibrary:
     `void name__packed(void **args)`, one buffer address per kernel argument, which the
     executor calls with a prebuilt argument array."""
 
+    num_threads: int = 1  # threads a run of these kernels uses
+
     def address(self, name: str) -> int:
         raise NotImplementedError
 
