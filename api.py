@@ -89,7 +89,7 @@ class CompiledModule:
         if unknown:
             raise LatheError(f"params file has entries that @{entry} has no parameter for: {', '.join(sorted(unknown))}",
                              note="its parameters: " + ", ".join(names))
-        from lathe.passes import DEFAULT_OPT_LEVEL, pipeline_for
+        from lathe.passes import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
         from lathe.passes.fold_constant import bind_params
 
         pipeline = pipeline or pipeline_for(DEFAULT_OPT_LEVEL if opt_level is None else opt_level, module)
@@ -97,6 +97,7 @@ class CompiledModule:
             module = bind_params(module.clone(), params, entry)
             params = {}
             names = param_names(next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == entry))
+        pipeline = with_pass_options(pipeline, self.backend.graph_pass_options(self.target))
         self.loop_module = self.backend.lower(lower(module, pipeline=pipeline), self.target)
         self.kernels = self.backend.load(self.loop_module, self.target)
         addresses = {f.sym_name.data: self.kernels.address(f.sym_name.data)  # type: ignore[union-attr]
@@ -155,5 +156,9 @@ def emit_object(module: ModuleOp, target: str = "llvm", opt_level: int | None = 
     """The kernels of `module` as the target's binary (an object file for LLVM; cross-compiles by -mtriple)."""
     from lathe.backends.registry import resolve_target
 
+    from lathe.passes import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
+
     backend, t = resolve_target(target)
-    return backend.compile_source(backend.render(backend.lower(lower(module, opt_level=opt_level), t), t), t)
+    level = DEFAULT_OPT_LEVEL if opt_level is None else opt_level
+    pipeline = with_pass_options(pipeline_for(level, module), backend.graph_pass_options(t))
+    return backend.compile_source(backend.render(backend.lower(lower(module, pipeline=pipeline), t), t), t)

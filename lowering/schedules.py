@@ -161,8 +161,9 @@ INJECTIVE_KNOBS = (
 
 
 def schedule_injective(s: Schedule, vector_factor: int = 16, parallel_min_work: int = PARALLEL_MIN_WORK) -> None:
-    """Fuse all axes, vectorize an inner part of `vector_factor` (or the largest of
-    16/8/4 that divides), parallelize the rest when there is enough work."""
+    """Fuse all axes, vectorize an inner part of `vector_factor` (the target's lanes by
+    default, else the largest of 16/8/4 that divides), parallelize the rest when there is
+    enough work."""
     c = s.stage
     total = 1
     for e in c.spatial_extents:
@@ -223,11 +224,12 @@ def _largest_divisor(n: int, limit: int) -> int:
     return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
 
-def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, tile_rows: int = 8) -> None:
+def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int = 16, tile_rows: int = 8) -> None:
     """TVM's dense_pack for x86: a register tile of `tile_rows` rows × one packed
     block of columns accumulated over k in registers (compute_at the output's
     tile loop), the epilogue (bias, activation) applied to the tile as it is
-    written, output tiles spread over threads."""
+    written, output tiles spread over threads. The block width is the packed
+    layout's, which alter-op-layout chose from the target's lanes."""
     s_out = Schedule(out)
     if anchor is out:
         local = s_out.cache_write()
@@ -275,14 +277,14 @@ CONV2D_KNOBS = (
 )
 
 
-def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, tile_width: int = 8) -> bool:
+def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int = 16, tile_width: int = 8) -> bool:
     """Direct NHWC convolution: a register tile of `tile_width` output pixels × one
     block of output channels (vectors), accumulated over (ry, rx, rc) — the same
     micro-kernel as dense_pack, the input read from a padded copy."""
     if anchor.axis_names[:4] != ["n", "y", "x", "f"]:
         return False
     n, oh, ow, o = anchor.spatial_extents
-    bn = next((b for b in (32, 16) if o % b == 0), None)
+    bn = next((b for b in (2 * lanes, lanes) if o % b == 0), None)
     if bn is None:
         return False
     s_out = Schedule(out)
@@ -317,12 +319,12 @@ KNOBS = {
 ROOT_STAGES = {"T_conv2d": ("T_pad_data",)}
 
 
-def apply_default_schedule(stage: te.ComputeOp) -> None:
+def apply_default_schedule(stage: te.ComputeOp, lanes: int = 16) -> None:
     s = Schedule(stage)
     if stage.reduce_extent_list:
         schedule_reduction(s)
     else:
-        schedule_injective(s)
+        schedule_injective(s, lanes)
 
 
 def has_schedule(fn: func.FuncOp) -> bool:
@@ -335,14 +337,20 @@ class ApplyDefaultSchedule(ModulePass):
 
     name = "apply-default-schedule"
 
+    vector_lanes: int = 16  # f32 lanes of the target's vectors: what templates block channels by
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.vector_lanes < 1:
+            from lathe.errors import LatheError
+
+            raise LatheError(f"apply-default-schedule: vector_lanes must be positive, got {self.vector_lanes}")
         for f in op.ops:
             if not is_kernel(f) or has_schedule(f):  # type: ignore[arg-type]
                 continue
-            schedule_kernel(f)  # type: ignore[arg-type]
+            schedule_kernel(f, self.vector_lanes)  # type: ignore[arg-type]
 
 
-def schedule_kernel(f: func.FuncOp) -> None:
+def schedule_kernel(f: func.FuncOp, lanes: int = 16) -> None:
     """Inline injective producers (as TOPI does); then the anchor's template, or a
     default schedule per remaining stage."""
     outputs = list(f.body.block.last_op.operands)  # type: ignore[union-attr]
@@ -355,9 +363,9 @@ def schedule_kernel(f: func.FuncOp) -> None:
         for c in computes:
             if c.result not in outputs and not c.reduce_extent_list and c not in roots:
                 Schedule(c).compute_inline()
-        if TEMPLATES[anchor.stage.data](anchor, out) is not False:
+        if TEMPLATES[anchor.stage.data](anchor, out, lanes) is not False:
             for c in roots:
-                schedule_injective(Schedule(c))
+                schedule_injective(Schedule(c), lanes)
             return
         for c in roots:
             Schedule(c).compute_inline()
@@ -367,4 +375,4 @@ def schedule_kernel(f: func.FuncOp) -> None:
                 Schedule(c).compute_inline()
     for c in computes:
         if c.result in outputs or c.reduce_extent_list:
-            apply_default_schedule(c)
+            apply_default_schedule(c, lanes)

@@ -179,6 +179,19 @@ def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]
     return PassPipeline(tuple(passes), callback)
 
 
+def with_pass_options(spec: str, options: dict[str, dict[str, object]]) -> str:
+    """`spec` with `options` ({"alter-op-layout": {"vector_lanes": 8}}) given to the passes it
+    names, where the spec does not set them itself: how a target's choices reach graph passes
+    that know no target."""
+    from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
+
+    out = []
+    for s in parse_pipeline(spec):
+        extra = {k: (v,) for k, v in options.get(s.name, {}).items() if k not in s.parameters}
+        out.append(str(ArgSpec(s.name, {**s.parameters, **extra})))
+    return ",".join(out)
+
+
 def _one_line(e: Exception) -> str:
     text = str(e).strip()
     return text.splitlines()[-1] if text else type(e).__name__

@@ -30,9 +30,9 @@ from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
 
 
-def pack_width(n: int) -> int | None:
-    """Columns per packed block: two AVX-512 vectors when they divide N."""
-    for bn in (32, 16):
+def pack_width(n: int, lanes: int = 16) -> int | None:
+    """Columns per packed block: two of the target's vectors, else one, when they divide N."""
+    for bn in (2 * lanes, lanes):
         if n % bn == 0:
             return bn
     return None
@@ -41,6 +41,9 @@ def pack_width(n: int) -> int | None:
 class DenseToDensePack(RewritePattern):
     """dense(x, W[N, K]) → contrib_dense_pack(x, transpose(reshape(W, [N/bn, bn, K]), [0, 2, 1]))
     matmul(a, b[K, N]) → contrib_dense_pack(a, transpose(reshape(b, [K, N/bn, bn]), [1, 0, 2]))"""
+
+    def __init__(self, lanes: int = 16):
+        self.lanes = lanes
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if isinstance(op, graph.DenseOp):
@@ -53,7 +56,7 @@ class DenseToDensePack(RewritePattern):
             return
         ws = shape_of(w.type)
         n, k = (ws[0], ws[1]) if trans else (ws[1], ws[0])
-        bn = pack_width(n)
+        bn = pack_width(n, self.lanes)
         if bn is None or k < 4:
             return
         if trans:
@@ -70,6 +73,9 @@ class BatchMatmulToPack(RewritePattern):
     """batch_matmul(a, b[B, N, K], transpose_b) → contrib_batch_matmul_pack(a, transpose(reshape(b, [B, N/bn, bn, K]), [0, 1, 3, 2]))
     (and the [B, K, N] form without transpose_b)"""
 
+    def __init__(self, lanes: int = 16):
+        self.lanes = lanes
+
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if not isinstance(op, graph.BatchMatmulOp):
             return
@@ -78,7 +84,7 @@ class BatchMatmulToPack(RewritePattern):
             return
         bs = shape_of(op.tensor_b.type)
         bsz, n, k = (bs[0], bs[1], bs[2]) if a["transpose_b"] else (bs[0], bs[2], bs[1])
-        bn = pack_width(n)
+        bn = pack_width(n, self.lanes)
         if bn is None or k < 4:
             return
         if a["transpose_b"]:
@@ -97,6 +103,9 @@ TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 class ConvToNHWC(RewritePattern):
     """conv2d(x, w) [NCHW, OIHW] → transpose(conv2d(transpose(x), transpose(w)) [NHWC, HWIO])"""
 
+    def __init__(self, lanes: int = 16):
+        self.lanes = lanes
+
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if not isinstance(op, graph.Conv2dOp):
             return
@@ -105,7 +114,7 @@ class ConvToNHWC(RewritePattern):
             return
         o, i = shape_of(op.weight.type)[:2]
         depthwise = a["groups"] == o and i == 1
-        if (a["groups"] != 1 and not depthwise) or pack_width(o) is None:  # other grouped convs keep NCHW
+        if (a["groups"] != 1 and not depthwise) or pack_width(o, self.lanes) is None:  # other grouped convs keep NCHW
             return
         xt = make_op("transpose", [op.data], axes=TO_NHWC)
         wt = make_op("transpose", [op.weight], axes=[2, 3, 1, 0])
@@ -203,11 +212,18 @@ class AlterOpLayout(ModulePass):
 
     name = "alter-op-layout"
 
+    vector_lanes: int = 16  # f32 lanes of the target's vectors: packed blocks are one or two of them
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         from xdsl.transforms.canonicalize import CanonicalizePass
 
+        lanes = self.vector_lanes
+        if lanes < 1:
+            from lathe.errors import LatheError
+
+            raise LatheError(f"alter-op-layout: vector_lanes must be positive, got {lanes}")
         walker = PatternRewriteWalker(GreedyRewritePatternApplier(
-            [DenseToDensePack(), BatchMatmulToPack(), ConvToNHWC(), SinkTranspose()]))
+            [DenseToDensePack(lanes), BatchMatmulToPack(lanes), ConvToNHWC(lanes), SinkTranspose()]))
         for _ in range(8):  # transposes that cancel (canonicalize) let others sink further
             changed = walker.rewrite_module(op)
             CanonicalizePass().apply(ctx, op)
