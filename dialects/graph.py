@@ -245,7 +245,8 @@ def _dtype(op: str, a: dict, name: str) -> Attribute:
 
 
 def normalize_axis(op: str, axis: int, rank: int) -> int:
-    if not -rank <= axis < max(rank, 1):
+    """A scalar has no axis: axis 0 of rank 0 verified, then crashed every stage that indexed it."""
+    if not -rank <= axis < rank:
         raise ShapeError(f"{op}: axis {axis} is out of range for rank {rank}")
     return axis + rank if axis < 0 else axis
 

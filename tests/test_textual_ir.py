@@ -311,3 +311,36 @@ def test_one_field_tuple_type_round_trips():
     """Its type printed as (T), which reads back as T: (T,) it must be."""
     text = roundtrip("def @main(%x: Tensor[(2), float32]) { (%x,) }")
     assert "-> (Tensor[(2), float32],) {" in text
+
+
+@pytest.mark.parametrize("call", ["sum(%a, axis=0)", "argmax(%a, axis=0)", "nn.softmax(%a, axis=0)",
+                                  "concatenate((%a, %a), axis=0)", "squeeze(%a, axis=[0])", "take(%a, 0, axis=0)",
+                                  "split(%a, indices_or_sections=1, axis=0)"])
+def test_a_scalar_has_no_axis_0(call):
+    """Each verified, then crashed the interpreter, the lowering or type inference itself."""
+    with pytest.raises(LatheError) as info:
+        parse_relay(f"def @main(%a: Tensor[(), float32]) {{\n  {call}\n}}", "bad.lathe")
+    e = info.value
+    assert (e.loc.line, e.loc.col) == (2, 3) and "axis 0 is out of range for rank 0" in e.message, e.render()
+
+
+def test_a_scalar_still_gains_axis_0():
+    assert "Tensor[(1), float32]" in roundtrip("def @main(%a: Tensor[(), float32]) { expand_dims(%a, axis=0) }")
+    assert "Tensor[(2), float32]" in roundtrip("def @main(%a: Tensor[(), float32]) { stack((%a, %a), axis=0) }")
+
+
+@pytest.mark.parametrize("name, body", [
+    ("bad.lathe", b"def @main(%x: Tensor[(1), float32]) {\n  nn.relu(%x) // caf\xe9\n}\n"),
+    ("bad.mlir", b'func.func @f() {\n  te.unroll %0 {axis = 0} : tensor<7xf32>\n}\n'),
+    ("deep.mlir", b"func.func @f(%a: " + b"tuple<" * 300 + b"f32" + b">" * 300 + b") {\n  func.return\n}\n"),
+])
+def test_lathe_run_reports_bad_input_as_an_ordinary_error(tmp_path, name, body):
+    """These were 'internal error' with exit code 2 (lathe-opt said 'error', exit 1)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / name
+    path.write_bytes(body)
+    lathe = Path(sys.executable).parent / "lathe"
+    r = subprocess.run([str(lathe), "run", str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.startswith(f"{path}:") and "internal error" not in r.stderr, r.stderr
