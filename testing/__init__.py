@@ -1,0 +1,1 @@
+"""Testing tools shipped with Lathe: the fuzzer (`python -m lathe.testing.fuzz`)."""
