@@ -111,6 +111,10 @@ class KernelLibrary:
     def synchronize(self) -> None:
         """Wait for launched kernels (a no-op where launches are synchronous)."""
 
+    def set_num_threads(self, n: int) -> None:
+        """How many threads parallel loops may use from now on. The executor calls it before
+        each run: two modules may share one loaded library, and each keeps its own count."""
+
 
 class Backend:
     """One code generator: subclass it, set the class attributes, implement the methods.

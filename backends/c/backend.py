@@ -1,0 +1,131 @@
+"""The portable C backend: loop IR → C99 → the system C compiler → a shared library.
+
+For any machine where LLVM's JIT is not wanted, and as the base of new
+backends (the analogue of TVM's C codegen). `lathe compile --target c -o DIR`
+writes kernels.c and kernels.h next to the library, so the kernels can be built
+elsewhere: the source decides by the preprocessor what depends on the compiler.
+
+Target: `c`, `c -mcpu=znver4` / `c -march=armv8.2-a` (passed to the compiler;
+without either the code is for this machine, -march=native), `c -opt-level=2`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterable
+
+import llvmlite.binding as llvm
+from xdsl.dialects.builtin import ModuleOp
+
+from lathe.backends.c.compiler import CCompiler, build, compiler_flags, find_compiler, load_library
+from lathe.backends.c.emitter import CSource, emit_module, packed_symbol
+from lathe.backends.interface import Backend, Capabilities, KernelLibrary, Target
+from lathe.errors import LatheError
+
+OPTIONS = {
+    "-mcpu": "the CPU to compile for (-march= on x86, -mcpu= elsewhere)",
+    "-march": "passed to the compiler as -march=",
+    "-opt-level": "0..3, the compiler's -O",
+}
+_MARCH_ARCHES = ("x86_64", "i386", "i686")  # where compilers name a CPU with -march, not -mcpu
+
+
+class CKernelLibrary(KernelLibrary):
+    """The loaded shared library; each kernel's packed entry by name."""
+
+    def __init__(self, lib: ctypes.CDLL, kernels: Iterable[str], num_threads: int):
+        self._lib = lib
+        self._kernels = set(kernels)
+        self._set_threads = lib.lathe_c_set_num_threads
+        self._set_threads.argtypes = [ctypes.c_int]
+        self._set_threads.restype = None
+        self.set_num_threads(num_threads)
+
+    def address(self, name: str) -> int:
+        if name not in self._kernels:
+            raise LatheError(f"C backend: kernel @{name} is not in the compiled library")
+        return ctypes.cast(getattr(self._lib, packed_symbol(name)), ctypes.c_void_p).value  # type: ignore[return-value]
+
+    def set_num_threads(self, n: int) -> None:
+        self._set_threads(n)
+
+
+class CBackend(Backend):
+    name = "c"
+    version = "1"
+    target_kinds = ("c",)
+    description = "portable C99 compiled by the system C compiler (OpenMP where it has it)"
+    source_suffix = ".c"
+    binary_suffix = ".so"
+
+    # -- targets ---------------------------------------------------------------
+    def parse_target(self, kind: str, options: dict[str, str]) -> Target:
+        if kind not in self.target_kinds:
+            raise LatheError(f"the C backend has no target '{kind}'", note="its target: c")
+        unknown = [k for k in options if k not in OPTIONS]
+        if unknown:
+            raise LatheError(f"unknown option '{unknown[0]}' for target 'c'",
+                             note="known: " + "; ".join(f"{k}=... {v}" for k, v in OPTIONS.items()))
+        opt = options.get("-opt-level", "3")
+        if opt not in ("0", "1", "2", "3"):
+            raise LatheError(f"-opt-level must be 0..3, got '{opt}'")
+        host = "-mcpu" not in options and "-march" not in options
+        features = llvm.get_host_cpu_features().flatten() if host else ""
+        extra = tuple((k, options[k]) for k in ("-march",) if k in options)
+        return Target("c", triple=llvm.get_process_triple(), cpu=options.get("-mcpu", ""), features=features,
+                      vector_bits=_vector_bits(features), opt_level=int(opt), options=extra)
+
+    def capabilities(self, target: Target) -> Capabilities:
+        return Capabilities(schedule_primitives=frozenset({"parallel", "vectorize", "unroll"}))
+
+    def status(self) -> str:
+        try:
+            return find_compiler().describe()
+        except LatheError as e:
+            return e.message
+
+    # -- compilation -----------------------------------------------------------
+    def emit(self, module: ModuleOp, target: Target) -> CSource:
+        from lathe.backends.llvm.kernel_cache import kernel_key
+
+        return emit_module(module, lambda f: kernel_key(f, target))  # type: ignore[arg-type]
+
+    def render(self, module: ModuleOp, target: Target) -> str:
+        return self.emit(module, target).text
+
+    def flags(self, cc: CCompiler, target: Target) -> list[str]:
+        return compiler_flags(cc, target.opt_level, _arch_flags(cc, target))
+
+    def compile_source(self, source: str, target: Target) -> bytes:
+        cc = find_compiler()
+        return build(source, self.flags(cc, target), cc).read_bytes()
+
+    def load(self, module: ModuleOp, target: Target) -> CKernelLibrary:
+        from lathe.backends.llvm.parallel_runtime import default_num_threads
+
+        source = self.emit(self.lower(module, target), target)
+        cc = find_compiler()
+        lib = load_library(build(source.text, self.flags(cc, target), cc))
+        return CKernelLibrary(lib, source.kernels, target.num_threads or default_num_threads())
+
+    def artifact(self, module: ModuleOp, target: Target) -> dict[str, bytes]:
+        """kernels.c and kernels.h (to build elsewhere: see the first line of kernels.c) and kernels.so."""
+        source = self.emit(self.lower(module, target), target)
+        return {"kernels.c": source.text.encode(), "kernels.h": source.header().encode(),
+                "kernels.so": self.compile_source(source.text, target)}
+
+
+def _vector_bits(features: str) -> int:
+    """The widest float vector register the host's features allow (as the LLVM target reads them)."""
+    from lathe.backends.llvm.target import LLVMTarget
+
+    return LLVMTarget("", "", features).vector_bits
+
+
+def _arch_flags(cc: CCompiler, target: Target) -> list[str]:
+    march = target.option("-march")
+    if march:
+        return [f"-march={march}"]
+    if target.cpu:
+        return [f"-march={target.cpu}" if target.arch in _MARCH_ARCHES else f"-mcpu={target.cpu}"]
+    return ["-march=native"] if cc.march_native else []
