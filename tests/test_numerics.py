@@ -170,3 +170,34 @@ def test_dropout_is_identity_at_inference(rng):
     got = check(src, {"x": x}, 0)
     np.testing.assert_array_equal(got[0], np.maximum(x, 0))
     np.testing.assert_array_equal(got[1], np.ones_like(x))
+
+
+SPECIAL = np.array([-1.0, 2.0, np.nan, 0.0, np.inf, -np.inf, -0.0, 1e30, -100.0, 0.5, 3.0, -2.5, 7.0, 1e-3, -1e-3, 60.0,
+                    89.0], np.float32)
+
+
+@pytest.mark.parametrize("expr", ["exp(log(%x))", "log(exp(%x))", "exp(%x)", "tanh(%x)", "erf(%x)", "sigmoid(%x)",
+                                  "nn.softmax(%x)", "nn.log_softmax(%x)", "max(%x)", "min(%x)",
+                                  "subtract(%x, %x)", "divide(%x, %x)", "multiply(%x, 0f)"])
+@pytest.mark.parametrize("opt_level", [0, 1, 3])
+def test_nan_and_inf_propagate_as_numpy(expr, opt_level):
+    """NaN and inf come out where numpy puts them: no fold may assume a finite or positive
+    input (exp(log(x)) is not x for x < 0), and the vector exp saturates to inf and 0 and
+    passes NaN through (a softmax row holding a NaN is NaN, not 0)."""
+    module = parse_relay(f"def @main(%x: {ty(SPECIAL.shape)}) {{ {expr} }}")
+    with np.errstate(all="ignore"):
+        ref = lathe.interpret(module, x=SPECIAL)
+    got = lathe.compile(module, opt_level=opt_level).run(SPECIAL)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.parametrize("row", [[1, np.nan, 2, 3], [np.inf, 1, 2, 3], [-np.inf, 1, 2, 3]])
+def test_softmax_row_with_special_values(row):
+    x = np.array([row, [1, 2, 3, 4]] * 9, np.float32)  # 18 rows: the vector path and its tail
+    module = parse_relay(f"def @main(%x: {ty(x.shape)}) {{ nn.softmax(%x) }}")
+    with np.errstate(all="ignore"):
+        ref = lathe.interpret(module, x=x)
+    got = lathe.compile(module).run(x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(got, ref, rtol=1e-5)

@@ -39,6 +39,9 @@ from lathe.errors import LatheError
 from lathe.passes.outline import is_kernel
 
 FAST = "reassoc contract"
+# Math calls get no `reassoc`: with it LLVM folds exp(log(x)) to x, which is wrong for
+# x <= 0 or NaN (numpy gives NaN / 0); reassociation only pays off in sums and products.
+MATH_FLAGS = "contract"
 CMPI = ["eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge"]
 CMPF = ["false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une", "uno", "true"]
 
@@ -223,7 +226,7 @@ class FunctionEmitter:
             ty = llvm_type(op.results[0].type)
             name = f"llvm.{_BIN_INTRINSIC[t]}.{_suffix(op.results[0].type)}"
             self.mod.declare(f"declare {ty} @{name}({ty}, {ty})")
-            self.define(op.results[0], f"call {FAST if ty in ('float', 'double', 'half') else ''} {ty} @{name}({ty} {self.v(op.operands[0])}, {ty} {self.v(op.operands[1])})".replace("call  ", "call "))
+            self.define(op.results[0], f"call {MATH_FLAGS if ty in ('float', 'double', 'half') else ''} {ty} @{name}({ty} {self.v(op.operands[0])}, {ty} {self.v(op.operands[1])})".replace("call  ", "call "))
         elif t in _UN_INTRINSIC or t in _LIBM:
             ty = llvm_type(op.results[0].type)
             if t in _UN_INTRINSIC:
@@ -231,7 +234,7 @@ class FunctionEmitter:
             else:
                 name = _LIBM[t] + ("f" if ty == "float" else "")
             self.mod.declare(f"declare {ty} @{name}({ty})")
-            self.define(op.results[0], f"call {FAST} {ty} @{name}({ty} {self.v(op.operands[0])})")
+            self.define(op.results[0], f"call {MATH_FLAGS} {ty} @{name}({ty} {self.v(op.operands[0])})")
         elif isinstance(op, math.FmaOp):
             ty = llvm_type(op.results[0].type)
             name = f"llvm.fma.{_suffix(op.results[0].type)}"

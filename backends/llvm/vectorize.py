@@ -431,7 +431,7 @@ class VectorEmitter:
             if fn is None:
                 fn = f"llvm.{cg._UN_INTRINSIC[t]}.v{self.w}{cg._suffix(r.type)}"
                 fe.mod.declare(f"declare {vt} @{fn}({vt})")
-            self.define(r, f"call {cg.FAST} {vt} @{fn}({vt} {self.vec(op.operands[0])})")
+            self.define(r, f"call {cg.MATH_FLAGS} {vt} @{fn}({vt} {self.vec(op.operands[0])})")
         elif isinstance(op, math.FmaOp):
             name = f"llvm.fma.v{self.w}{cg._suffix(r.type)}"
             fe.mod.declare(f"declare {vt} @{name}({vt}, {vt}, {vt})")

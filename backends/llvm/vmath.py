@@ -46,6 +46,14 @@ class _Body:
     def minmax(self, kind: str, a: str, b: str) -> str:
         return self.op(f"call {self.t()} @llvm.{kind}.v{self.w}f32({self.t()} {a}, {self.t()} {b})")
 
+    def finish(self, name: str, r: str) -> tuple[str, str]:
+        """The function's name and body returning r, or x itself where x is NaN: the
+        range clamps (minnum/maxnum) turn NaN into a bound, and numpy's exp, tanh and
+        erf of NaN are NaN (a softmax row holding a NaN must come out NaN, not 0)."""
+        nan = self.op(f"fcmp uno {self.t()} %x, %x")
+        out = self.op(f"select <{self.w} x i1> {nan}, {self.t()} %x, {self.t()} {r}")
+        return name, "\n".join(self.lines) + f"\n  ret {self.t()} {out}"
+
     def horner(self, x: str, coeffs: list[float]) -> str:
         acc = self.c(coeffs[0])
         for co in coeffs[1:]:
@@ -79,7 +87,11 @@ def vexp(w: int) -> tuple[str, str, list[str]]:
     n = b.op(f"shl <{w} x i32> {n}, <" + ", ".join(["i32 23"] * w) + ">")
     pow2 = b.op(f"bitcast <{w} x i32> {n} to {b.t()}")
     r = b.bin("fmul", y, pow2)
-    return f"lathe_vexp_v{w}f32", "\n".join(b.lines) + f"\n  ret {b.t()} {r}", _declares(w)
+    # past the clamps the polynomial saturates near FLT_MAX / FLT_MIN; numpy overflows to inf
+    # (exp(inf) = inf) and underflows to 0 (exp(-inf) = 0)
+    r = b.op(f"select <{w} x i1> {b.op(f'fcmp ogt {b.t()} %x, {b.c(88.72283935546875)}')}, {b.t()} {b.c(float('inf'))}, {b.t()} {r}")
+    r = b.op(f"select <{w} x i1> {b.op(f'fcmp olt {b.t()} %x, {b.c(-87.3365447504019)}')}, {b.t()} {b.c(0.0)}, {b.t()} {r}")
+    return (*b.finish(f"lathe_vexp_v{w}f32", r), _declares(w))
 
 
 def vtanh(w: int) -> tuple[str, str, list[str]]:
@@ -97,8 +109,8 @@ def vtanh(w: int) -> tuple[str, str, list[str]]:
     small = b.op(f"call {b.t()} @llvm.fabs.v{w}f32({b.t()} %x)")
     cond = b.op(f"fcmp olt {b.t()} {small}, {b.c(0.0004)}")
     r = b.op(f"select <{w} x i1> {cond}, {b.t()} %x, {b.t()} {r}")
-    return f"lathe_vtanh_v{w}f32", "\n".join(b.lines) + f"\n  ret {b.t()} {r}", _declares(w) + [
-        f"declare {b.t()} @llvm.fabs.v{w}f32({b.t()})"]
+    return (*b.finish(f"lathe_vtanh_v{w}f32", r), _declares(w) + [
+        f"declare {b.t()} @llvm.fabs.v{w}f32({b.t()})"])
 
 
 def verf(w: int) -> tuple[str, str, list[str]]:
@@ -112,7 +124,7 @@ def verf(w: int) -> tuple[str, str, list[str]]:
     q = b.horner(x2, [-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
                       -1.42647390514189e-02])
     r = b.bin("fdiv", p, q)
-    return f"lathe_verf_v{w}f32", "\n".join(b.lines) + f"\n  ret {b.t()} {r}", _declares(w)
+    return (*b.finish(f"lathe_verf_v{w}f32", r), _declares(w))
 
 
 GENERATORS = {"exp": vexp, "tanh": vtanh, "erf": verf}
