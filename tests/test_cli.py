@@ -316,12 +316,23 @@ def test_written_files_follow_the_umask(tmp_path):
     written("lathe", "run", MLP, "--output", tmp_path / "o.npz")
     written("lathe", "compile", MLP, "-o", tmp_path / "o.o")
     written("lathe", "compile", MLP, "-o", tmp_path / "o.ll")
-    for name in ("o.mlir", "o.npz", "o.o", "o.ll"):
+    written("lathe", "import", _relu_onnx(tmp_path / "relu.onnx"), "-o", tmp_path / "i.lathe")
+    made = ["i.lathe", "i.params.npz", "o.ll", "o.mlir", "o.npz", "o.o"]
+    for name in made:
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
     (tmp_path / "o.mlir").chmod(0o604)  # replacing a file keeps its mode, as writing into it would
     written("lathe-opt", MLP, "-o", tmp_path / "o.mlir")
     assert (tmp_path / "o.mlir").stat().st_mode & 0o777 == 0o604
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.ll", "o.mlir", "o.npz", "o.o"]  # no temporaries left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(made + ["relu.onnx"])  # no temporaries left
+
+
+def _relu_onnx(path):
+    from onnx import TensorProto, helper, save
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])), path)
+    return path
 
 
 def test_tests_never_write_to_the_users_kernel_cache(tmp_path):
