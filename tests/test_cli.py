@@ -370,3 +370,27 @@ def test_odd_invocations(tmp_path, argv, words):
     assert_clean_failure(r, *words)
     assert r.returncode == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_through_a_link_or_into_a_fifo(tmp_path):
+    """A symbolic link stays a link (its target is replaced); what cannot be replaced (a FIFO,
+    /dev/null) is written into, as a shell redirection would."""
+    import os
+    import stat
+    import threading
+
+    (tmp_path / "real.mlir").write_text("old")
+    (tmp_path / "link.mlir").symlink_to("real.mlir")
+    r = run("lathe-opt", MLP, "-o", tmp_path / "link.mlir")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "link.mlir").is_symlink() and (tmp_path / "real.mlir").read_text().startswith("builtin.module")
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = run("lathe-opt", MLP, "--emit=mlir", "-o", fifo)
+    reader.join(timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got and got[0].startswith(b"builtin.module")

@@ -39,22 +39,32 @@ def _mode_for(path: str) -> int:
 
 
 def write_files(files: Sequence[tuple[str, Writer]]) -> None:
-    """Write every file to a temporary beside its destination, then rename them all into place."""
-    staged: list[tuple[str, str]] = []  # (temporary, final)
+    """Write every file to a temporary beside its destination, then rename them all into place.
+    A symbolic link stays a link (its target is replaced); what is not a regular file
+    (/dev/null, a FIFO, a terminal) cannot be replaced, and is written into, last."""
+    staged: list[tuple[str, str, str]] = []  # (temporary, final, as given)
+    direct: list[tuple[str, Writer, str]] = []
     path = ""
     try:
         for path, write in files:
             if os.path.isdir(path):
                 raise LatheError(f"cannot write {path}: it is a directory")
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".lathe-")
-            staged.append((tmp, path))
+            if os.path.exists(path) and not os.path.isfile(path):
+                direct.append((path, write, path))
+                continue
+            final = os.path.realpath(path)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(final), prefix=".lathe-")
+            staged.append((tmp, final, path))
             with os.fdopen(fd, "wb") as f:
                 write(f)
-            os.chmod(tmp, _mode_for(path))
-        for tmp, path in staged:
-            os.replace(tmp, path)
+            os.chmod(tmp, _mode_for(final))
+        for tmp, final, path in staged:
+            os.replace(tmp, final)
+        for final, write, path in direct:
+            with open(final, "wb") as f:
+                write(f)
     except BaseException as e:
-        for tmp, _ in staged:
+        for tmp, _, _ in staged:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if isinstance(e, OSError):
