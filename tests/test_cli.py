@@ -277,6 +277,14 @@ def test_list_passes_describes_lathes_own_then_lists_xdsls():
     assert "fuse-ops" not in xdsls.split()
 
 
+def test_opt_frontend_option_names_the_format_of_any_file(tmp_path):
+    f = tmp_path / "model.txt"
+    f.write_text(Path(MLP).read_text())
+    r = run("lathe-opt", f, "-f", "lathe")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith('#[version = "0.0.5"]')
+
+
 def test_opt_and_run_read_relay_files(tmp_path):
     f = tmp_path / "model.relay"
     f.write_text(Path(MLP).read_text())
@@ -361,12 +369,15 @@ ODD = [  # (argv, words in the diagnostic): each exits 1 with no traceback
     (("lathe-opt", MLP, "-p", "fuse-ops{bogus=1}"), ["bad option for pass 'fuse-ops'"]),
     (("lathe", "run", MLP, "--threads", "0"), ["--threads: must be at least 1"]),
     (("lathe", "run", MLP, "--bogus"), ["usage: lathe", "unrecognized arguments: --bogus"]),
+    (("lathe", "run", MLP, "--seed", "-1"), ["--seed: must be at least 0"]),
+    (("lathe", "run", MLP, "--rtol", "nan"), ["--rtol: must be a finite number >= 0"]),
+    (("lathe-opt", ROOT / "pyproject.toml"), ["cannot tell the input format from its extension '.toml'", "-f lathe"]),
 ]
 
 
-@pytest.mark.parametrize("argv, words", ODD, ids=[" ".join(a[1:]).replace(MLP, "mlp") for a, _ in ODD])
+@pytest.mark.parametrize("argv, words", ODD, ids=[" ".join(map(str, a[1:])).replace(MLP, "mlp") for a, _ in ODD])
 def test_odd_invocations(tmp_path, argv, words):
-    r = run(*[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    r = run(*[str(a).replace("{tmp}", str(tmp_path)) for a in argv])
     assert_clean_failure(r, *words)
     assert r.returncode == 1
     assert list(tmp_path.iterdir()) == []

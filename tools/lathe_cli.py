@@ -216,6 +216,16 @@ def _at_least(low: int):
     return parse
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):  # NaN fails every comparison
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+_non_negative_float.__name__ = "float"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         usage_error(self, message)
@@ -231,12 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--inputs", help=".npz with inputs, by parameter name")
     r.add_argument("--output", help="write outputs to this .npz (key 'output', or output_0, output_1, ...)")
     r.add_argument("--check", action="store_true", help="compare with the reference interpreter")
-    r.add_argument("--rtol", type=float, default=RTOL, help=f"bound for --check (default {RTOL:g})")
+    r.add_argument("--rtol", type=_non_negative_float, default=RTOL, help=f"bound for --check (default {RTOL:g})")
     r.add_argument("--bench", type=_at_least(0), default=0, metavar="N", help="print the median latency of N runs")
     r.add_argument("--target", default="llvm", help="target string, e.g. 'llvm -mcpu=znver4'")
     r.add_argument("--threads", type=_at_least(1), default=None, help="threads for parallel loops (default: LATHE_NUM_THREADS or all cores)")
     r.add_argument("--entry", default="main")
-    r.add_argument("--seed", type=int, default=0, help="seed for inputs filled with random values")
+    r.add_argument("--seed", type=_at_least(0), default=0, help="seed for inputs filled with random values")
     r.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=3, metavar="N",
                    help="optimization level 0..3 (default 3); see docs/passes.md")
     r.set_defaults(fn=cmd_run)

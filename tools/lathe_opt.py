@@ -166,8 +166,8 @@ class LatheOptMain(xDSLOptMain):
                 emit = "lathe" if self._input_ext == "lathe" and is_graph_level(module) else "mlir"
         if emit == "lathe":
             if not is_graph_level(module):
-                raise LatheError("--emit=lathe: the IR is below graph level and has no Relay text form",
-                                 note="use --emit=mlir")
+                raise LatheError("Relay text output (-t lathe, --emit=lathe or -o *.lathe): the IR is below graph "
+                                 "level and has no Relay text form", note="write MLIR: --emit=mlir, or -o *.mlir")
             return print_relay(module)
         s = StringIO()
         Printer(stream=s, print_generic_format=self.args.print_op_generic).print_op(module)
@@ -202,7 +202,6 @@ class LatheOptMain(xDSLOptMain):
         except OSError as e:
             what = "no such file" if isinstance(e, FileNotFoundError) else f"cannot read it: {e.strerror}"
             raise LatheError(f"{self.args.input_file}: {what}") from None
-        ext = self.input_format(ext)
         self._input_ext = ext
         out = StringIO()
         failed = False
@@ -236,6 +235,18 @@ class LatheOptMain(xDSLOptMain):
         if self.args.input_file is None:
             return "mlir"
         return "lathe" if ext == "relay" else ext
+
+    def get_input_stream(self):
+        """The stream and its format as Lathe decides it (xDSL would check the bare extension,
+        even with -f, against its frontends)."""
+        f, ext = super().get_input_stream()
+        fmt = self.input_format(ext)
+        if fmt not in self.available_frontends:
+            f.close()
+            why = f"its extension '.{ext}'" if ext else "a name without an extension"
+            raise LatheError(f"{self.get_input_name()}: cannot tell the input format from {why}",
+                             note="expected .lathe or .relay (Relay text) or .mlir; or say which with -f lathe or -f mlir")
+        return f, fmt
 
     def prepare_output(self):  # output is written by run() once everything succeeded
         return sys.stdout
