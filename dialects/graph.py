@@ -244,6 +244,16 @@ def _dtype(op: str, a: dict, name: str) -> Attribute:
     return DTYPES[v]
 
 
+def _out_dtype(op: str, a: dict, dt: Attribute) -> Attribute:
+    """The result dtype of an accumulating op (dense, matmul, conv): `out_dtype`, else the
+    operands'. A bool accumulator has no agreed meaning (compiled i1 sums are xor)."""
+    out = _dtype(op, a, "out_dtype") if a["out_dtype"] else dt
+    if out == i1:
+        raise ShapeError(f"{op}: accumulates numbers, so its result cannot be bool"
+                         + (" (out_dtype)" if a["out_dtype"] else ""))
+    return out
+
+
 def normalize_axis(op: str, axis: int, rank: int) -> int:
     """A scalar has no axis: axis 0 of rank 0 verified, then crashed every stage that indexed it."""
     if not -rank <= axis < rank:
@@ -744,10 +754,7 @@ class DenseOp(GraphOp):
             )
         if a["units"] is not None and _int(op, a, "units") != ws[0]:
             raise ShapeError(f"{op}: units={a['units']} but weight {type_str(w)} has {ws[0]} rows")
-        dt = same_dtype(op, x, w)
-        if a["out_dtype"]:
-            dt = _dtype(op, a, "out_dtype")
-        return TensorType(dt, xs[:-1] + [ws[0]])
+        return TensorType(_out_dtype(op, a, same_dtype(op, x, w)), xs[:-1] + [ws[0]])
 
 
 @irdl_op_definition
@@ -777,7 +784,7 @@ class DensePackOp(GraphOp):
         if xs[-1] != ws[1]:
             raise ShapeError(f"{op}: data {type_str(x)} has {xs[-1]} input features but weight {type_str(w)} expects {ws[1]}")
         dt = same_dtype(op, x, w)
-        return TensorType(_dtype(op, a, "out_dtype") if a["out_dtype"] else dt, xs[:-1] + [ws[0] * ws[2]])
+        return TensorType(_out_dtype(op, a, dt), xs[:-1] + [ws[0] * ws[2]])
 
 
 @irdl_op_definition
@@ -805,7 +812,7 @@ class BatchMatmulPackOp(GraphOp):
         if sa[2] != sb[2]:
             raise ShapeError(f"{op}: reduction dimensions differ: {type_str(x)} gives {sa[2]}, {type_str(y)} gives {sb[2]}")
         dt = same_dtype(op, x, y)
-        return TensorType(_dtype(op, a, "out_dtype") if a["out_dtype"] else dt, [max(sa[0], sb[0]), sa[1], sb[1] * sb[3]])
+        return TensorType(_out_dtype(op, a, dt), [max(sa[0], sb[0]), sa[1], sb[1] * sb[3]])
 
 
 @irdl_op_definition
@@ -838,7 +845,7 @@ class MatmulOp(GraphOp):
         if a["units"] is not None and _int(op, a, "units") != n:
             raise ShapeError(f"{op}: units={a['units']} but the result has {n} columns")
         dt = same_dtype(op, x, y)
-        return TensorType(_dtype(op, a, "out_dtype") if a["out_dtype"] else dt, [m, n])
+        return TensorType(_out_dtype(op, a, dt), [m, n])
 
 
 @irdl_op_definition
@@ -870,7 +877,7 @@ class BatchMatmulOp(GraphOp):
         if ka != kb:
             raise ShapeError(f"{op}: reduction dimensions differ: {type_str(x)} gives {ka}, {type_str(y)} gives {kb}")
         dt = same_dtype(op, x, y)
-        return TensorType(_dtype(op, a, "out_dtype") if a["out_dtype"] else dt, [max(sa[0], sb[0]), m, n])
+        return TensorType(_out_dtype(op, a, dt), [max(sa[0], sb[0]), m, n])
 
 
 CONV_LAYOUTS = {"NCHW": "OIHW", "NHWC": "HWIO"}
@@ -939,7 +946,7 @@ class Conv2dOp(GraphOp):
         dt = same_dtype(op, x, w)
         g = cls.geometry(op, x, w, a)
         shape = [g["n"], g["o"], g["oh"], g["ow"]] if g["layout"] == "NCHW" else [g["n"], g["oh"], g["ow"], g["o"]]
-        return TensorType(_dtype(op, a, "out_dtype") if a["out_dtype"] else dt, shape)
+        return TensorType(_out_dtype(op, a, dt), shape)
 
 
 @irdl_op_definition
@@ -995,7 +1002,7 @@ class Conv2dTransposeOp(GraphOp):
     def infer(cls, op, types, a):
         x = _tensor(op, types[0], "data")
         w = _tensor(op, types[1], "weight")
-        dt = same_dtype(op, x, w)
+        dt = _out_dtype(op, a, same_dtype(op, x, w))
         g = cls.geometry(op, x, w, a)
         return TensorType(dt, [g["n"], g["o"], g["oh"], g["ow"]])
 

@@ -344,3 +344,25 @@ def test_lathe_run_reports_bad_input_as_an_ordinary_error(tmp_path, name, body):
     lathe = Path(sys.executable).parent / "lathe"
     r = subprocess.run([str(lathe), "run", str(path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.startswith(f"{path}:") and "internal error" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("params, call", [
+    ("%a: Tensor[(2, 2), float32]", 'nn.matmul(%a, %a, out_dtype="bool")'),
+    ("%a: Tensor[(2, 2), bool]", "nn.dense(%a, %a)"),
+    ("%a: Tensor[(1, 2, 2), bool]", "nn.batch_matmul(%a, %a)"),
+    ("%a: Tensor[(1, 2, 3, 3), float32], %w: Tensor[(2, 2, 2, 2), float32]",
+     'nn.conv2d_transpose(%a, %w, out_dtype="bool")'),
+])
+def test_accumulating_ops_have_no_bool_result(params, call):
+    """matmul with out_dtype="bool" verified, and compiled code disagreed with the interpreter."""
+    with pytest.raises(LatheError) as info:
+        parse_relay(f"def @main({params}) {{\n  {call}\n}}", "bad.lathe")
+    e = info.value
+    assert (e.loc.line, e.loc.col) == (2, 3) and "result cannot be bool" in e.message, e.render()
+
+
+def test_conv2d_transpose_honours_out_dtype():
+    """It accepted out_dtype and ignored it."""
+    text = roundtrip("def @main(%a: Tensor[(1, 2, 3, 3), float32], %w: Tensor[(2, 2, 2, 2), float32]) {\n"
+                     '  nn.conv2d_transpose(%a, %w, out_dtype="float64")\n}')
+    assert "-> Tensor[(1, 2, 4, 4), float64]" in text
