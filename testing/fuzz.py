@@ -528,11 +528,13 @@ def _compare(got, ref, module) -> Outcome:
 
 
 def _names_op(message: str) -> bool:
-    """A message that says which op it is about counts as located (the rule: file:line:col, or the op)."""
+    """A message that says which op (or pass, or function) it is about counts as located
+    (the rule: file:line:col, or the op)."""
     from lathe.dialects import graph
+    from lathe.passes import lathe_passes
 
-    words = set(re.findall(r"[A-Za-z_][\w.]*", message))
-    return bool(words & set(graph.OPS_BY_RELAY_NAME)) or any(
+    words = set(re.findall(r"[A-Za-z_][\w.-]*", message))
+    return bool(words & (set(graph.OPS_BY_RELAY_NAME) | set(lathe_passes()))) or any(
         re.match(r"(graph|te|loop|scf|func|arith|memref|builtin)\.\w", w) for w in words) or "@" in message
 
 
