@@ -26,7 +26,7 @@ from lathe.dialects.graph import is_float, shape_of
 from lathe.errors import LatheError
 from lathe.lowering import te_builder as tb
 from lathe.lowering.te_builder import Expr, Tensor, broadcast_index, compute, index, select
-from lathe.passes.outline import KERNEL_ATTR, is_compute, is_kernel
+from lathe.passes.outline import KERNEL_ATTR, defined_functions, is_compute, is_kernel
 
 Stages = list[te.ComputeOp]
 
@@ -940,8 +940,8 @@ class LowerGraphToTe(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         _check_outlined(op)
         PatternRewriteWalker(LowerGraphOpToTe(), apply_recursively=False).rewrite_module(op)
-        for f in op.ops:  # tuples built only to feed concatenate/stack are dead now
-            if isinstance(f, func.FuncOp) and KERNEL_ATTR in f.attributes:
+        for f in defined_functions(op):  # tuples built only to feed concatenate/stack are dead now
+            if is_kernel(f):
                 for o in reversed(list(f.body.block.ops)):
                     if isinstance(o, graph.TupleOp) and not o.result.uses:
                         Rewriter.erase_op(o)
@@ -950,7 +950,7 @@ class LowerGraphToTe(ModulePass):
 def _check_outlined(module: ModuleOp) -> None:
     """Only kernels are lowered (compute ops left in glue functions stay as they are): in a
     module without any, the pass would silently do nothing."""
-    funcs = [f for f in module.ops if isinstance(f, func.FuncOp)]
+    funcs = defined_functions(module)
     if any(is_kernel(f) for f in funcs):
         return
     stray = next((o for f in funcs for o in f.body.block.ops if is_compute(o)), None)

@@ -18,7 +18,7 @@ from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 
 from lathe.dialects import te
-from lathe.passes.outline import is_kernel
+from lathe.passes.outline import defined_functions, is_kernel
 
 
 class Schedule:
@@ -344,8 +344,8 @@ class ApplyDefaultSchedule(ModulePass):
             from lathe.errors import LatheError
 
             raise LatheError(f"apply-default-schedule: vector_lanes must be positive, got {self.vector_lanes}")
-        for f in op.ops:
-            if not is_kernel(f) or has_schedule(f):  # type: ignore[arg-type]
+        for f in defined_functions(op):
+            if not is_kernel(f) or has_schedule(f):
                 continue
             schedule_kernel(f, self.vector_lanes)  # type: ignore[arg-type]
 

@@ -40,7 +40,7 @@ from lathe.dialects import graph, te
 from lathe.dialects.graph import is_float
 from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr
 from lathe.errors import LatheError
-from lathe.passes.outline import KERNEL_ATTR, is_kernel
+from lathe.passes.outline import KERNEL_ATTR, defined_functions, glue_functions, is_kernel
 
 ALIGNMENT = 64
 INDEX = IndexType()
@@ -536,28 +536,63 @@ class KernelLowering:
         e.block = saved
 
     def emit_body(self, e: Emitter, c: te.ComputeOp, index_values: list[SSAValue]) -> SSAValue:
-        mapping: dict[SSAValue, SSAValue] = dict(zip(c.body.block.args, index_values))
-        for op in c.body.block.ops:
+        """Emit c's body at the given indices, substituting inlined producers' bodies for
+        their reads. An explicit stack instead of recursion, so a chain of thousands of
+        inlined stages cannot hit Python's recursion limit; a producer read twice at the
+        same indices (a ladder or diamond of inlined stages) is emitted once, else the
+        emitted code would grow exponentially with the depth."""
+        emitted: dict[tuple, SSAValue] = {}
+        stack = [_BodyFrame(c, index_values)]
+        while True:
+            f = stack[-1]
+            op = next(f.ops, None)
+            if op is None:
+                raise LatheError(f"te.compute '{f.compute.stage.data}' has no te.yield")
             if isinstance(op, te.YieldOp):
-                return mapping[op.value]
-            if isinstance(op, te.ReadOp):
-                idx = [mapping[i] for i in op.indices]
-                src = op.tensor
-                producer = src.owner
+                v = f.mapping[op.value]
+                emitted[f.key] = v
+                stack.pop()
+                if not stack:
+                    return v
+                stack[-1].mapping[stack[-1].pending] = v
+            elif isinstance(op, te.ReadOp):
+                idx = [f.mapping[i] for i in op.indices]
+                producer = op.tensor.owner
                 if isinstance(producer, te.ComputeOp) and self.schedules[producer].inline:
-                    mapping[op.result] = self.emit_body(e, producer, idx)
-                elif src in self.tiles:
-                    tile = self.tiles[src]
-                    local = [e.binop(arith.SubiOp, i, b) for i, b in zip(idx, tile.bases)]
-                    mapping[op.result] = e.add(memref.LoadOp.get(tile.buffer, local)).results[0]
+                    key = (producer, tuple(idx))
+                    if key in emitted:
+                        f.mapping[op.result] = emitted[key]
+                    elif any(g.compute is producer for g in stack):
+                        raise LatheError(f"te.compute '{producer.stage.data}' reads its own result")
+                    else:
+                        f.pending = op.result
+                        stack.append(_BodyFrame(producer, idx))
                 else:
-                    mapping[op.result] = e.add(memref.LoadOp.get(self.load_source(src), idx)).results[0]
-                continue
-            new = op.clone(value_mapper=mapping)
-            e.add(new)
-            for old, nv in zip(op.results, new.results):
-                mapping[old] = nv
-        raise LatheError(f"te.compute '{c.stage.data}' has no te.yield")
+                    f.mapping[op.result] = self.emit_read(e, op.tensor, idx)
+            else:
+                new = op.clone(value_mapper=f.mapping)
+                e.add(new)
+                for old, nv in zip(op.results, new.results):
+                    f.mapping[old] = nv
+
+    def emit_read(self, e: Emitter, src: SSAValue, idx: list[SSAValue]) -> SSAValue:
+        """A load of src at global indices: from its tile when it is computed at a loop."""
+        if src in self.tiles:
+            tile = self.tiles[src]
+            local = [e.binop(arith.SubiOp, i, b) for i, b in zip(idx, tile.bases)]
+            return e.add(memref.LoadOp.get(tile.buffer, local)).results[0]
+        return e.add(memref.LoadOp.get(self.load_source(src), idx)).results[0]
+
+
+class _BodyFrame:
+    """One te.compute body being emitted at some indices (see emit_body)."""
+
+    def __init__(self, c: te.ComputeOp, index_values: list[SSAValue]):
+        self.compute = c
+        self.key = (c, tuple(index_values))
+        self.mapping: dict[SSAValue, SSAValue] = dict(zip(c.body.block.args, index_values))
+        self.ops = iter(c.body.block.ops)
+        self.pending: SSAValue | None = None  # the te.read waiting for an inlined producer's value
 
 
 def _apply_cache_write(op: te.CacheWriteOp) -> None:
@@ -708,12 +743,20 @@ def _bufferize_glue(fn: func.FuncOp, module: ModuleOp, kernels: dict[str, func.F
         elif isinstance(op, func.ReturnOp):
             continue
         elif isinstance(op, func.CallOp):
-            raise LatheError(f"lower-te-to-loop: call to non-kernel @{op.callee.root_reference.data}; run inline-calls first")
+            raise LatheError(_non_kernel_call(module, fn, op.callee.root_reference.data))
         else:
             raise LatheError(f"lower-te-to-loop: '{op.name}' in @{fn.sym_name.data} is not in a kernel; run outline-kernels first")
     ret = block.last_op
     assert isinstance(ret, func.ReturnOp)
     fn.function_type = func.FunctionType.from_lists([a.type for a in block.args], [v.type for v in ret.operands])
+
+
+def _non_kernel_call(module: ModuleOp, fn: func.FuncOp, callee: str) -> str:
+    declared = any(f.sym_name.data == callee and f.is_declaration for f in module.ops if isinstance(f, func.FuncOp))
+    if declared:
+        return (f"lower-te-to-loop: @{fn.sym_name.data} calls @{callee}, which is only declared (it has no body); "
+                f"Lathe compiles whole programs: give @{callee} a body")
+    return f"lower-te-to-loop: call to non-kernel @{callee} in @{fn.sym_name.data}; run inline-calls first"
 
 
 def _before(op: Operation):
@@ -730,7 +773,7 @@ class LowerTeToLoop(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         kernels: dict[str, func.FuncOp] = {}
-        for f in list(op.ops):
+        for f in defined_functions(op):
             if is_kernel(f) and any(isinstance(o, te.ComputeOp) for o in f.body.block.ops):
                 new = KernelLowering(f).run()
                 Rewriter.replace_op(f, new)
@@ -740,6 +783,5 @@ class LowerTeToLoop(ModulePass):
                     raise LatheError(f"lower-te-to-loop: kernel @{f.sym_name.data} still has graph ops; run lower-graph-to-te first")
                 kernels[f.sym_name.data] = f
         counter = [0]
-        for f in list(op.ops):
-            if isinstance(f, func.FuncOp) and not is_kernel(f):
-                _bufferize_glue(f, op, kernels, counter)
+        for f in glue_functions(op):
+            _bufferize_glue(f, op, kernels, counter)

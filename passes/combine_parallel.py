@@ -20,7 +20,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
-from lathe.passes.outline import is_kernel
+from lathe.passes.outline import glue_functions
 
 
 def _defined_before(v: SSAValue, op: Operation, block: Block) -> bool:
@@ -73,10 +73,9 @@ class CombineParallelDense(ModulePass):
     min_num_branches: int = 3
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in op.ops:
-            if isinstance(fn, func.FuncOp) and not is_kernel(fn):
-                _combine(fn, graph.DenseOp, lambda o: (o.data, o.attrs()["out_dtype"], o.weight.type.element_type),
-                         0, lambda big: len(shape_of(big.results[0].type)) - 1, self.min_num_branches)
+        for fn in glue_functions(op):
+            _combine(fn, graph.DenseOp, lambda o: (o.data, o.attrs()["out_dtype"], o.weight.type.element_type),
+                     0, lambda big: len(shape_of(big.results[0].type)) - 1, self.min_num_branches)
 
 
 @dataclass(frozen=True)
@@ -87,9 +86,7 @@ class CombineParallelBatchMatmul(ModulePass):
     min_num_branches: int = 3
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in op.ops:
-            if not isinstance(fn, func.FuncOp) or is_kernel(fn):
-                continue
+        for fn in glue_functions(op):
             for tb in (True, False):
                 def key(o, tb=tb):
                     a = o.attrs()

@@ -20,7 +20,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph
-from lathe.passes.outline import is_kernel
+from lathe.passes.outline import glue_functions
 
 
 def fold_function(fn: func.FuncOp, max_elements: int) -> int:
@@ -62,9 +62,8 @@ class FoldConstant(ModulePass):
     max_elements: int = 1 << 24
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in op.ops:
-            if isinstance(fn, func.FuncOp) and not is_kernel(fn):
-                fold_function(fn, self.max_elements)
+        for fn in glue_functions(op):
+            fold_function(fn, self.max_elements)
 
 
 def bind_params(module: ModuleOp, params: Mapping[str, np.ndarray], entry: str = "main") -> ModuleOp:

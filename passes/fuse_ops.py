@@ -31,10 +31,7 @@ from xdsl.rewriter import Rewriter
 
 from lathe.dialects import graph
 from lathe.dialects.graph import OpPattern
-from lathe.passes.outline import is_kernel, kernel_name, outline_group
-
-_GLUE = (graph.ConstantOp, graph.TupleOp, graph.TupleGetItemOp)
-
+from lathe.passes.outline import KernelNamer, glue_functions, is_compute, outline_group
 
 class _Groups:
     """Union-find over ops; each root carries the group's pattern and size."""
@@ -59,33 +56,53 @@ class _Groups:
         self.size[b] += self.size[a]
 
 
-def _post_dominators(nodes: list[Operation], consumers: dict[Operation, list[Operation | None]]):
-    """Immediate post-dominator of each node in the DAG (None: the function's exit)."""
-    ipdom: dict[Operation, Operation | None] = {}
-    depth: dict[Operation | None, int] = {None: 0}
+class _PostDominatorTree:
+    """Immediate post-dominators of a DAG (None: the function's exit), as TVM's
+    DominatorTree: a node's ipdom is the LCA of its consumers in the tree built so
+    far. The LCA climbs binary-lifting jump pointers, so a node costs O(consumers ·
+    log depth) and the whole tree is near-linear, whatever the shape of the graph."""
 
-    def lca(a: Operation | None, b: Operation | None) -> Operation | None:
-        while a is not b:
-            if depth[a] < depth[b]:
-                b = ipdom[b]  # type: ignore[index]
-            elif depth[a] > depth[b]:
-                a = ipdom[a]  # type: ignore[index]
-            else:
-                a, b = ipdom[a], ipdom[b]  # type: ignore[index]
+    def __init__(self, nodes: list[Operation], consumers: dict[Operation, list[Operation | None]]):
+        self.ipdom: dict[Operation, Operation | None] = {}
+        self.depth: dict[Operation | None, int] = {None: 0}
+        self.jumps: dict[Operation, list[Operation | None]] = {}  # jumps[n][k]: the 2^k-th ancestor
+        for n in reversed(nodes):  # consumers come later in program order
+            cs = consumers[n]
+            dom: Operation | None = None
+            if cs and all(c is not None for c in cs):
+                dom = cs[0]
+                for c in cs[1:]:
+                    dom = self.lca(dom, c)
+            self._attach(n, dom)
+
+    def _attach(self, n: Operation, dom: Operation | None) -> None:
+        self.ipdom[n] = dom
+        self.depth[n] = self.depth[dom] + 1
+        jumps: list[Operation | None] = [dom]
+        while jumps[-1] is not None and len(self.jumps[jumps[-1]]) >= len(jumps):
+            jumps.append(self.jumps[jumps[-1]][len(jumps) - 1])
+        self.jumps[n] = jumps
+
+    def _up(self, a: Operation | None, steps: int) -> Operation | None:
+        k = 0
+        while steps and a is not None:
+            if steps & 1:
+                a = self.jumps[a][k]
+            steps >>= 1
+            k += 1
         return a
 
-    for n in reversed(nodes):  # consumers come later in program order
-        cs = consumers[n]
-        dom: Operation | None
-        if not cs or any(c is None for c in cs):
-            dom = None
-        else:
-            dom = cs[0]
-            for c in cs[1:]:
-                dom = lca(dom, c)
-        ipdom[n] = dom
-        depth[n] = depth[dom] + 1
-    return ipdom
+    def lca(self, a: Operation | None, b: Operation | None) -> Operation | None:
+        if self.depth[a] < self.depth[b]:
+            a, b = b, a
+        a = self._up(a, self.depth[a] - self.depth[b])
+        if a is b:
+            return a
+        for k in reversed(range(len(self.jumps[a]))):  # type: ignore[index]
+            ja, jb = self.jumps[a], self.jumps[b]  # type: ignore[index]
+            if k < len(ja) and k < len(jb) and ja[k] is not jb[k]:
+                a, b = ja[k], jb[k]
+        return self.ipdom[a]  # type: ignore[index]
 
 
 @dataclass(frozen=True)
@@ -97,11 +114,11 @@ class FuseOps(ModulePass):
     opt_level: int = 2
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in [f for f in op.ops if isinstance(f, func.FuncOp) and not is_kernel(f)]:
+        for fn in glue_functions(op):
             self.fuse_function(op, fn)
 
     def fuse_function(self, module: ModuleOp, fn: func.FuncOp) -> None:
-        nodes = [o for o in fn.body.block.ops if isinstance(o, graph.GraphOp) and not isinstance(o, _GLUE)]
+        nodes = [o for o in fn.body.block.ops if is_compute(o)]
         node_set = set(nodes)
         consumers: dict[Operation, list[Operation | None]] = {}
         for n in nodes:
@@ -110,15 +127,17 @@ class FuseOps(ModulePass):
             consumers[n] = [u if u in node_set else None for u in uses]
         groups = _Groups(nodes)
         if self.opt_level > 0:
-            ipdom = _post_dominators(nodes, consumers)
+            ipdom = _PostDominatorTree(nodes, consumers).ipdom
             for phase in (0, 1):
                 for n in nodes:
                     self._try_fuse(n, ipdom, consumers, groups, phase)
         members: dict[Operation, list[Operation]] = {}
         for n in nodes:
             members.setdefault(groups.find(n), []).append(n)
-        for ops in sorted(members.values(), key=lambda g: nodes.index(g[-1])):
-            outline_group(fn, ops, kernel_name(module, ops))
+        position = {n: k for k, n in enumerate(nodes)}
+        namer = KernelNamer(module)
+        for ops in sorted(members.values(), key=lambda g: position[g[-1]]):
+            outline_group(fn, ops, namer(ops))
         for o in reversed(list(fn.body.block.ops)):  # constants and tuples now used only inside kernels
             if isinstance(o, graph.ConstantOp | graph.TupleOp) and not o.results[0].uses:
                 Rewriter.erase_op(o)
@@ -133,45 +152,54 @@ class FuseOps(ModulePass):
             return
         if phase == 0:
             if pattern == OpPattern.OUT_ELEMWISE_FUSABLE:
-                ok = dom_pattern <= OpPattern.BROADCAST and self._path_ok(n, dom, consumers, groups, OpPattern.BROADCAST)
+                limit = OpPattern.BROADCAST if dom_pattern <= OpPattern.BROADCAST else None
             elif pattern <= OpPattern.BROADCAST:
-                ok = (dom_pattern <= OpPattern.INJECTIVE or dom_pattern == OpPattern.COMM_REDUCE) and self._path_ok(
-                    n, dom, consumers, groups, OpPattern.INJECTIVE)
+                ok = dom_pattern <= OpPattern.INJECTIVE or dom_pattern == OpPattern.COMM_REDUCE
+                limit = OpPattern.INJECTIVE if ok else None
             else:
-                ok = False
+                limit = None
         else:
-            ok = pattern in (OpPattern.INJECTIVE, OpPattern.TUPLE) and dom_pattern <= OpPattern.INJECTIVE and \
-                self._path_ok(n, dom, consumers, groups, OpPattern.INJECTIVE)
-        if ok:
-            path = self._path(n, dom, consumers)
-            root = groups.find(dom)
-            total = groups.size[root] + sum(groups.size[groups.find(p)] for p in {groups.find(p) for p in path} if p is not root)
-            if total > self.max_depth:
-                return
+            ok = pattern in (OpPattern.INJECTIVE, OpPattern.TUPLE) and dom_pattern <= OpPattern.INJECTIVE
+            limit = OpPattern.INJECTIVE if ok else None
+        if limit is None or not self._dom_ok(dom, groups, limit):
+            return
+        path = self._fusable_path(n, dom, consumers, groups, limit)
+        if path is not None:
             for p in path:
                 groups.union(p, dom)
 
     @staticmethod
-    def _path(n, dom, consumers) -> list[Operation]:
-        """Every node on a path from n to dom, excluding dom."""
-        seen: list[Operation] = []
+    def _dom_ok(dom, groups: _Groups, limit: OpPattern) -> bool:
+        dom_pattern = groups.pattern[groups.find(dom)]
+        return dom_pattern <= limit or (limit == OpPattern.INJECTIVE and dom_pattern == OpPattern.COMM_REDUCE)
+
+    def _fusable_path(self, n, dom, consumers, groups: _Groups, limit: OpPattern) -> list[Operation] | None:
+        """Every node on a path from n to dom (excluding dom) when all of them after n have
+        pattern <= limit, none escapes, and the merged group stays within max_depth; else None.
+
+        The walk gives up as soon as the merged group would exceed max_depth: each node it
+        visits is either in dom's group (at most max_depth of them) or adds to the merged
+        size, so one walk costs O(max_depth) however long the paths are (on a ladder every
+        node's post-dominator is the last node, and an unbounded walk made fusion cubic)."""
+        root = groups.find(dom)
+        total = groups.size[root]
+        counted = {root}
+        seen = {dom}
+        path: list[Operation] = []
         stack = [n]
         while stack:
             x = stack.pop()
-            if x is dom or x in seen:
+            if x in seen:
                 continue
-            seen.append(x)
+            seen.add(x)
+            path.append(x)
+            g = groups.find(x)
+            if x is not n and (groups.pattern[g] > limit or any(c is None for c in consumers[x])):
+                return None
+            if g not in counted:
+                counted.add(g)
+                total += groups.size[g]
+                if total > self.max_depth:
+                    return None
             stack.extend(c for c in consumers[x] if c is not None)
-        return seen
-
-    def _path_ok(self, n, dom, consumers, groups: _Groups, limit: OpPattern) -> bool:
-        """Every node strictly after n on the way to dom (and dom) has pattern <= limit."""
-        for x in self._path(n, dom, consumers):
-            if x is n:
-                continue
-            if groups.pattern[groups.find(x)] > limit:
-                return False
-            if any(c is None for c in consumers[x]):
-                return False
-        return groups.pattern[groups.find(dom)] <= limit or (
-            limit == OpPattern.INJECTIVE and groups.pattern[groups.find(dom)] == OpPattern.COMM_REDUCE)
+        return path

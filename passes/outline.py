@@ -55,7 +55,7 @@ class InlineCalls(ModulePass):
                 raise LatheError("inline-calls: recursion is not supported (call depth > 64)")
             for call in [c for c in op.walk() if isinstance(c, func.CallOp)]:
                 callee = funcs.get(call.callee.root_reference.data)
-                if callee is None or is_kernel(callee):
+                if callee is None or is_kernel(callee) or callee.is_declaration:  # nothing to inline
                     continue
                 _inline(call, callee)
                 changed = True
@@ -83,6 +83,7 @@ def outline_group(fn: func.FuncOp, ops: Sequence[Operation], name: str) -> func.
     """Move `ops` (in program order) into a new kernel function called from `fn`."""
     group = set(ops)
     inputs: list[SSAValue] = []
+    input_set: set[SSAValue] = set()  # a concatenate of thousands of values must not scan a list per value
 
     def cloned_into_kernel(v: SSAValue) -> bool:
         # scalar constants are cloned; a tuple feeding concatenate/stack is rebuilt inside
@@ -92,8 +93,9 @@ def outline_group(fn: func.FuncOp, ops: Sequence[Operation], name: str) -> func.
         for v in o.operands:
             srcs = list(v.owner.operands) if isinstance(v.owner, graph.TupleOp) and v.owner not in group else [v]
             for s in srcs:
-                if s.owner not in group and s not in inputs and not is_scalar_constant(s):
+                if s.owner not in group and s not in input_set and not is_scalar_constant(s):
                     inputs.append(s)
+                    input_set.add(s)
     outputs = [r for o in ops for r in o.results if any(u.operation not in group for u in r.uses)]
     if not outputs:  # a dead group: nothing to compute
         for o in reversed(ops):
@@ -130,17 +132,38 @@ def outline_group(fn: func.FuncOp, ops: Sequence[Operation], name: str) -> func.
     return kernel
 
 
-def kernel_name(module: ModuleOp, ops: Sequence[Operation]) -> str:
-    anchor = max(ops, key=lambda o: o.PATTERN if isinstance(o, graph.GraphOp) else 0)
-    parts = [anchor.relay_name().replace(".", "_")] + [
-        o.relay_name().replace(".", "_") for o in ops if o is not anchor and isinstance(o, graph.GraphOp)
-    ]
-    base = ("fused_" if len(ops) > 1 else "") + "_".join(parts)
-    taken = {f.sym_name.data for f in module.ops if isinstance(f, func.FuncOp)}
-    n = 0
-    while f"{base}_{n}" in taken:
-        n += 1
-    return f"{base}_{n}"
+class KernelNamer:
+    """Unique kernel names: the anchor op's name (the op of highest pattern) then the
+    others', numbered. The taken names are read from the module once, so naming n
+    kernels costs O(n), not a scan of the module per kernel."""
+
+    def __init__(self, module: ModuleOp):
+        self.taken = {f.sym_name.data for f in module.ops if isinstance(f, func.FuncOp)}
+        self.next: dict[str, int] = {}
+
+    def __call__(self, ops: Sequence[Operation]) -> str:
+        anchor = max(ops, key=lambda o: o.PATTERN if isinstance(o, graph.GraphOp) else 0)
+        parts = [anchor.relay_name().replace(".", "_")] + [
+            o.relay_name().replace(".", "_") for o in ops if o is not anchor and isinstance(o, graph.GraphOp)
+        ]
+        base = ("fused_" if len(ops) > 1 else "") + "_".join(parts)
+        n = self.next.get(base, 0)
+        while f"{base}_{n}" in self.taken:
+            n += 1
+        self.next[base] = n + 1
+        self.taken.add(f"{base}_{n}")
+        return f"{base}_{n}"
+
+
+def defined_functions(module: ModuleOp) -> list[func.FuncOp]:
+    """The module's functions that have a body. A declaration (an external function)
+    has nothing to rewrite or lower, and `body.block` does not exist on it."""
+    return [f for f in module.ops if isinstance(f, func.FuncOp) and not f.is_declaration]
+
+
+def glue_functions(module: ModuleOp) -> list[func.FuncOp]:
+    """The defined functions that are not kernels: where compute ops are grouped."""
+    return [f for f in defined_functions(module) if not is_kernel(f)]
 
 
 @dataclass(frozen=True)
@@ -150,10 +173,11 @@ class OutlineKernels(ModulePass):
     name = "outline-kernels"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in [f for f in op.ops if isinstance(f, func.FuncOp) and not is_kernel(f)]:
+        namer = KernelNamer(op)
+        for fn in glue_functions(op):
             for o in list(fn.body.block.ops):
                 if is_compute(o):
-                    outline_group(fn, [o], kernel_name(op, [o]))
+                    outline_group(fn, [o], namer([o]))
             # constants and tuples used only by kernels are now dead in the glue
             for o in reversed(list(fn.body.block.ops)):
                 if isinstance(o, graph.ConstantOp | graph.TupleOp) and not o.results[0].uses:

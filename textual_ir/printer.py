@@ -73,6 +73,9 @@ class RelayPrinter:
         for op in module.ops:
             if not isinstance(op, func.FuncOp):
                 raise LatheError(f"'{op.name}' cannot be written as Relay text (only graph-level IR can; use --emit=mlir)")
+            if op.is_declaration:
+                raise LatheError(f"@{op.sym_name.data} is only declared (it has no body): Relay text has no "
+                                 "declarations; use --emit=mlir")
             out.append(self.print_function(op))
         return "\n".join(out) + "\n"
 

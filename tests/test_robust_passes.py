@@ -1,0 +1,111 @@
+"""Passes, lowering and the interpreter on awkward input: declarations, deep and
+wide graphs, zero-size tensors, hand-written te schedules, passes out of order.
+Each failure must be a LatheError (or a correct result), never another exception,
+a hang or exponential time."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lathe
+from lathe.api import parse_source
+from lathe.dialects import make_context
+from lathe.errors import LatheError
+from lathe.passes import GRAPH_PIPELINES, LOWERING, build_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from compile_scaling import chain, diamond, ladder  # noqa: E402
+
+
+def run_passes(module, spec: str):
+    build_pipeline(spec).apply(make_context(), module)
+    module.verify()
+    return module
+
+
+def kernels(module) -> list:
+    from lathe.passes.outline import is_kernel
+
+    return [f for f in module.ops if is_kernel(f)]
+
+
+# -- bounded cost on deep and wide graphs -------------------------------------------
+
+
+def test_fusion_of_a_ladder_is_not_cubic():
+    """%i = add(%i-1, %i-2): every node's post-dominator is the last node, and the path
+    check walked every path to it (1,000 bindings took a minute, 20 never finished)."""
+    module = parse_source(ladder(1500), "ladder.lathe")
+    t0 = time.perf_counter()
+    run_passes(module, "fuse-ops")
+    assert time.perf_counter() - t0 < 30
+    sizes = sorted(len(list(k.body.block.ops)) - 1 for k in kernels(module))
+    assert sizes[-1] == 256 and sizes.count(1) == 1500 - 256  # TVM's rule: groups stop at max_depth
+
+
+def test_post_dominators_of_a_diamond_chain_fuse_it_whole():
+    module = parse_source(diamond(300), "diamond.lathe")
+    run_passes(module, "fuse-ops{max_depth=1000}")
+    assert len(kernels(module)) == 1
+
+
+def test_deep_chain_lowers_without_recursion():
+    """One kernel of 1,500 inlined stages: emitting its body must not recurse per stage."""
+    module = parse_source(chain(1500), "chain.lathe")
+    run_passes(module, "fuse-ops{max_depth=100000},lower-graph-to-te,apply-default-schedule,lower-te-to-loop")
+    assert len(kernels(module)) == 1
+
+
+def test_inlined_diamonds_are_emitted_once():
+    """Each stage of a diamond is read twice; re-emitting an inlined producer per read made
+    the loop body exponential in the depth (45 ops took 15 s at lower-te-to-loop)."""
+    body, prev = [], "%x"
+    for k in range(30):
+        body += [f"%a{k} = tanh({prev});", f"%b{k} = sigmoid({prev});", f"%p{k} = add(%a{k}, %b{k});"]
+        prev = f"%p{k}"
+    module = parse_source("def @main(%x: Tensor[(16), float32]) {" + "\n".join(body) + prev + "}", "diamond.lathe")
+    x = np.linspace(-1, 1, 16, dtype=np.float32)
+    t0 = time.perf_counter()
+    got = lathe.compile(module, opt_level=1).run(x)
+    assert time.perf_counter() - t0 < 60
+    np.testing.assert_allclose(got, lathe.interpret(module, x=x), rtol=1e-5)
+
+
+# -- declarations ---------------------------------------------------------------------
+
+DECL = """
+func.func private @ext(tensor<4xf32>) -> tensor<4xf32>
+func.func @main(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %0 = graph.exp %x : (tensor<4xf32>) -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+"""
+
+
+@pytest.mark.parametrize("spec", [GRAPH_PIPELINES[0], GRAPH_PIPELINES[1], GRAPH_PIPELINES[3],
+                                  GRAPH_PIPELINES[3] + "," + LOWERING])
+def test_declarations_are_skipped(spec):
+    """Every pass but inline-calls (which drops the unused declaration) sees it and leaves it."""
+    spec = spec.replace("inline-calls,", "")
+    module = run_passes(parse_source(DECL, "decl.mlir"), spec)
+    ext = next(f for f in module.ops if f.sym_name.data == "ext")
+    assert ext.is_declaration and len(kernels(module)) == 1
+
+
+def test_a_call_to_a_declaration_is_named_when_lowering():
+    src = DECL.replace("func.return %0", "%1 = func.call @ext(%0) : (tensor<4xf32>) -> tensor<4xf32>\n  func.return %1")
+    module = parse_source(src, "decl.mlir")
+    with pytest.raises(LatheError, match="@main calls @ext, which is only declared"):
+        run_passes(module, GRAPH_PIPELINES[3] + "," + LOWERING)
+
+
+def test_relay_printer_names_a_declaration():
+    from lathe.textual_ir.printer import print_relay
+
+    with pytest.raises(LatheError, match="@ext is only declared"):
+        print_relay(parse_source(DECL, "decl.mlir"))
