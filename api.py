@@ -72,6 +72,7 @@ class CompiledModule:
 
     def __init__(self, module: ModuleOp, target: str, params, num_threads: int | None, entry: str,
                  opt_level: int | None = None, pipeline: str | None = None):
+        from lathe.backends.interface import default_num_threads
         from lathe.backends.registry import resolve_target
         from lathe.passes.outline import is_kernel
         from lathe.runtime.graph_executor import GraphExecutor
@@ -102,13 +103,10 @@ class CompiledModule:
         self.kernels = self.backend.load(self.loop_module, self.target)
         addresses = {f.sym_name.data: self.kernels.address(f.sym_name.data)  # type: ignore[union-attr]
                      for f in self.loop_module.ops if is_kernel(f)}
+        threads = self.num_threads = self.target.num_threads or default_num_threads()
         self.executor = GraphExecutor(self.loop_module, addresses, entry, params, names,
-                                      before_run=self.kernels.before_run)
+                                      before_run=lambda: self.kernels.set_num_threads(threads))
         self.input_names = self.executor.input_names
-
-    @property
-    def num_threads(self) -> int:
-        return self.kernels.num_threads
 
     @property
     def source(self) -> str:

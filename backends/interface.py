@@ -12,6 +12,7 @@ backend's allocator owns.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -100,13 +101,8 @@ class KernelLibrary:
     `void name__packed(void **args)`, one buffer address per kernel argument, which the
     executor calls with a prebuilt argument array."""
 
-    num_threads: int = 1  # threads a run of these kernels uses
-
     def address(self, name: str) -> int:
         raise NotImplementedError
-
-    def before_run(self) -> None:
-        """Called before each run of a model: per-module state such as its thread count."""
 
     def synchronize(self) -> None:
         """Wait for launched kernels (a no-op where launches are synchronous)."""
@@ -201,6 +197,17 @@ class Device:
 
     def synchronize(self) -> None:
         pass
+
+
+def default_num_threads() -> int:
+    """LATHE_NUM_THREADS, else the cores this process may run on."""
+    env = os.environ.get("LATHE_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 ALIGN = 64

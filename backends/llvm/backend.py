@@ -58,4 +58,4 @@ class LLVMBackend(Backend):
     def load(self, module: ModuleOp, target: Target) -> KernelLibrary:
         from lathe.backends.llvm.kernel_cache import CompiledKernels
 
-        return CompiledKernels(module, llvm_target(target), target.num_threads)
+        return CompiledKernels(module, llvm_target(target))

@@ -26,7 +26,7 @@ from xdsl.printer import Printer
 from lathe.backends.llvm.codegen import module_to_llvm_ir
 from lathe.backends.llvm.jit import compile_ir
 from lathe.backends.interface import KernelLibrary
-from lathe.backends.llvm.parallel_runtime import default_num_threads, parallel_runtime
+from lathe.backends.llvm.parallel_runtime import parallel_runtime
 from lathe.backends.llvm.target import LLVMTarget
 from lathe.passes.outline import is_kernel
 
@@ -78,14 +78,13 @@ class CompileStats:
 class CompiledKernels(KernelLibrary):
     """The kernels of a loop-level module, JIT-loaded; `address(name)` of each packed entry."""
 
-    def __init__(self, module: ModuleOp, target: LLVMTarget, num_threads: int | None = None):
+    def __init__(self, module: ModuleOp, target: LLVMTarget):
         if not target.is_host:
             from lathe.errors import LatheError
 
             raise LatheError(f"cannot JIT for {target}: it is not this machine's triple (emit an object file instead)")
         t0 = time.perf_counter()
         self.pool = parallel_runtime()  # kernels call lathe_parallel_for: its symbol must exist before they load
-        self.num_threads = num_threads or default_num_threads()
         self.target = target
         self.tm = target.machine(jit=True)
         kernels = [f for f in module.ops if is_kernel(f)]
@@ -136,5 +135,5 @@ class CompiledKernels(KernelLibrary):
             raise LatheError(f"JIT: kernel @{name} is missing from the compiled objects")
         return addr
 
-    def before_run(self) -> None:
-        self.pool.set_num_threads(self.num_threads)
+    def set_num_threads(self, n: int) -> None:
+        self.pool.set_num_threads(n)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
+from lathe.backends.interface import default_num_threads  # noqa: F401  (older import path)
+
 CHUNKS_PER_THREAD = 8  # more chunks: a late or preempted worker delays the caller by less
 SPIN_ITERATIONS = 4000  # ~20-40 µs of `pause` before an idle worker sleeps
 MAX_WORKERS = 256
@@ -324,17 +326,6 @@ exit:
   ret void
 }
 """
-
-
-def default_num_threads() -> int:
-    """LATHE_NUM_THREADS, else the cores this process may run on."""
-    env = os.environ.get("LATHE_NUM_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 class ParallelRuntime:
