@@ -366,3 +366,16 @@ def test_conv2d_transpose_honours_out_dtype():
     text = roundtrip("def @main(%a: Tensor[(1, 2, 3, 3), float32], %w: Tensor[(2, 2, 2, 2), float32]) {\n"
                      '  nn.conv2d_transpose(%a, %w, out_dtype="float64")\n}')
     assert "-> Tensor[(1, 2, 4, 4), float64]" in text
+
+
+def test_the_pre_scan_skips_comments_and_strings():
+    """Quotes and brackets inside comments and strings neither count nor end anything."""
+    text = roundtrip('def @main(%x: Tensor[(2, 3), float32], %w: Tensor[(4, 3), float32]) {\n'
+                     '  // a "quote and ((( brackets in a comment\n'
+                     '  /* and "another" [[[ */ nn.dense(%x, %w, out_dtype="float32")\n}')
+    assert 'out_dtype="float32"' in text
+    with pytest.raises(LatheError) as info:
+        parse_relay('def @main(%x: Tensor[(2, 3), float32], %w: Tensor[(4, 3), float32]) {\n'
+                    '  nn.dense(%x, %w, out_dtype="float32)\n}', "bad.lathe")
+    e = info.value
+    assert (e.loc.line, e.loc.col, e.message) == (2, 30, "unterminated string literal"), e.render()
