@@ -3,9 +3,10 @@
 Reads .lathe (Relay text) or .mlir (any Lathe or xDSL dialect), runs a pass
 pipeline (`-p`), writes the result. Built on xDSL's `xDSLOptMain`, so its
 flags keep working; Lathe adds the Relay frontend and emitter, the LLVM
-target, --print-ir-after-all, --list-passes and --emit. Errors are printed as
-file:line:col diagnostics with exit code 1, never a traceback, and an
-existing output file is only replaced once everything succeeded.
+target, --print-ir-after-all, --list-passes and --emit, and hides xDSL's targets
+that do not take Lathe's IR. Errors are printed as file:line:col diagnostics
+with exit code 1, never a traceback; a closed pipe ends the run quietly; an
+existing output file is only replaced once everything succeeded (tools/common.py).
 """
 
 from __future__ import annotations
