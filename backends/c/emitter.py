@@ -9,8 +9,12 @@ int64_t with plain signed arithmetic (the LLVM backend marks index arithmetic
 `nsw` too, so both let the compiler assume it does not overflow).
 
 Loop annotations:
-  * parallel  — `#pragma omp parallel for` with dynamic chunks, on the outermost
-                parallel loop only (nested ones run serially), when OpenMP is on;
+  * parallel  — the outermost parallel loop (nested ones run serially) is outlined
+                into a function over a range of iterations, run on Lathe's thread
+                pool when the library is loaded by Lathe (OpenMP's barrier stalls
+                a run whenever another process holds a core: see
+                llvm/parallel_runtime.py), else `#pragma omp parallel for` with
+                dynamic chunks where the compiler has OpenMP, else serially;
   * vectorize — `#pragma omp simd` where the loop provably has no dependence
                 between iterations through memory (see `_simd_safe`), else left
                 to the compiler's own (checked) vectorizer;
@@ -41,6 +45,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
+from lathe.backends.c.indexing import IndexFacts
 from lathe.backends.c.preamble import INT_WIDTHS, preamble
 from lathe.dialects.loop import annotation_of
 from lathe.errors import LatheError
@@ -162,13 +167,17 @@ class _Scope:
 class KernelEmitter:
     """One kernel function's body, statement by statement."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, cname: str, functions: list[str]):
         self.name = name
+        self.cname = cname  # the C function being written
+        self.functions = functions  # functions it needs, written before it (outlined loop bodies)
+        self.n_outlined = 0
         self.lines: list[str] = []
         self.names: dict[SSAValue, str] = {}
         self.counter = 0
         self.scopes: list[_Scope] = [_Scope()]
         self.in_parallel = False
+        self.facts = IndexFacts()
 
     # -- plumbing
     def line(self, text: str) -> None:
@@ -194,7 +203,7 @@ class KernelEmitter:
         return f"LATHE_F16R({expr})" if isinstance(t, Float16Type) else expr
 
     def open_scope(self, header: str) -> None:
-        self.line(header + " {")
+        self.line(f"{header} {{" if header else "{")
         self.scopes.append(_Scope())
 
     def close_scope(self) -> None:
@@ -325,12 +334,35 @@ def _int_helper(kind: str) -> Emit:
         a, b = (e.v(x) for x in op.operands)
         c = _literal_int(op.operands[1])
         if isinstance(t, IndexType) and c is not None and c > 0 and kind in _INDEX_BY_CONSTANT:
-            e.define(op.results[0], _INDEX_BY_CONSTANT[kind].format(a=a, c=c))
+            if not _simpler_divrem(e, op, kind, c):
+                e.define(op.results[0], _INDEX_BY_CONSTANT[kind].format(a=a, c=c))
             return
         if w == 1:
             raise LatheError(f"C backend: '{op.name}' on i1 is not supported (in @{e.name})")
         e.define(op.results[0], f"lathe_{kind}_i{w}({a}, {b})")
     return emit
+
+
+def _simpler_divrem(e: KernelEmitter, op: Operation, kind: str, c: int) -> bool:
+    """base/c and j for (base + j)/c and (base + j)%c, where indexing.py knows that c divides
+    base and 0 <= j < c: contiguous accesses the C compiler can vectorize, not gathers."""
+    found = e.facts.divrem(kind, op.operands[0], c)
+    if found is None:
+        return False
+    what, value = found
+    result = op.results[0]
+    if what == "zero":
+        e.names[result] = "0"
+    elif what == "rem":
+        e.names[result] = e.v(value)  # type: ignore[arg-type]
+    else:
+        mul = value.owner  # type: ignore[union-attr]
+        k = _literal_int(mul.rhs) if isinstance(mul, arith.MuliOp) else None
+        if k is not None and k % c == 0:
+            e.define(result, e.v(mul.lhs) if k == c else f"{e.v(mul.lhs)} * {k // c}")
+        else:
+            e.define(result, f"{e.v(value)} / {c}")  # type: ignore[arg-type]
+    return True
 
 
 _CMPI = {  # predicate number → (C operator, unsigned?)
@@ -554,34 +586,75 @@ def _for(e: KernelEmitter, op: scf.ForOp) -> None:
     if kind == "bind":
         raise LatheError(f"the C backend cannot run a loop bound to {ann.thread_axis.data} (in @{e.name})",  # type: ignore[union-attr]
                          note="te.bind is for GPU targets; use te.parallel on CPU")
+    if kind == "parallel" and not e.in_parallel and not op.iter_args:
+        _parallel_for(e, op)
+        return
     lb, ub, step = e.v(op.lb), e.v(op.ub), e.v(op.step)
     carried = _declare_carried(e, op.results, op.iter_args)
-    parallel = kind == "parallel" and not e.in_parallel and not op.iter_args
-    for pragma in _loop_pragmas(e, op, kind, parallel, lb, ub, step):
+    for pragma in _loop_pragmas(e, op, kind):
         e.line(pragma)
     iv = e.fresh("i")
     body = op.body.block
     e.names[body.args[0]] = iv
     for arg, name in zip(body.args[1:], carried):
         e.names[arg] = name
-    outer = e.in_parallel
-    e.in_parallel = outer or parallel
     e.open_scope(f"for (int64_t {iv} = {lb}; {iv} < {ub}; {iv} += {step})")
     e.block(body)
     _assign_yield(e, body, carried)
     e.close_scope()
-    e.in_parallel = outer
     for r, name in zip(op.results, carried):
         e.names[r] = name
 
 
-def _loop_pragmas(e: KernelEmitter, op: scf.ForOp, kind: str | None, parallel: bool,
-                  lb: str, ub: str, step: str) -> list[str]:
-    if parallel:
-        return ["#ifdef _OPENMP",
-                "#pragma omp parallel for if(lathe_nthreads > 1) num_threads(lathe_nthreads) "
-                f"schedule(dynamic, lathe_chunk({lb}, {ub}, {step}))",
-                "#endif"]
+_VARIABLE = re.compile(r"[a-z]\d+")  # the names fresh() gives and kernel arguments; not literals
+
+
+def _parallel_for(e: KernelEmitter, op: scf.ForOp) -> None:
+    """The loop becomes a function over a range of its iterations, `f(ctx, begin, end)`, run by
+    lathe_parallel (preamble.py: Lathe's thread pool, else OpenMP, else serially); the values it
+    uses from outside travel in a struct and keep their names, pointers their `restrict`."""
+    inside = set(op.walk())
+    captured: list[SSAValue] = []
+    for o in inside:
+        for v in o.operands:
+            owner = v.owner
+            outside = owner not in inside if isinstance(owner, Operation) else owner.parent_op() not in inside
+            if outside and v not in captured and _VARIABLE.fullmatch(e.v(v)):
+                captured.append(v)
+    captured.sort(key=lambda v: int(e.v(v)[1:]) + (0 if e.v(v)[0] == "a" else 1 << 40))
+    fn = f"{e.cname}_par{e.n_outlined}"
+    e.n_outlined += 1
+    body = KernelEmitter(e.name, fn, e.functions)
+    body.names, body.counter, body.facts, body.in_parallel = dict(e.names), e.counter, e.facts, True
+    fields = []
+    body.line(f"const struct {fn}_ctx *ctx = (const struct {fn}_ctx *)ctx_;")
+    for v in captured:
+        name = e.v(v)
+        if isinstance(v.type, MemRefType):
+            ctype = storage_type(v.type.element_type)
+            fields.append(f"{ctype} *{name};")
+            body.line(f"{ctype} *restrict {name} = LATHE_ASSUME_ALIGNED(ctx->{name});")
+        else:
+            fields.append(f"{value_type(v.type)} {name};")
+            body.line(f"const {value_type(v.type)} {name} = ctx->{name};")
+    lb, ub, step = e.v(op.lb), e.v(op.ub), e.v(op.step)
+    iv = body.fresh("i")
+    body.names[op.body.block.args[0]] = iv
+    body.open_scope(f"for (int64_t {iv} = {lb} + begin * {step}; {iv} < {lb} + end * {step}; {iv} += {step})")
+    body.block(op.body.block)
+    body.close_scope()
+    e.counter = body.counter
+    e.functions.append(f"struct {fn}_ctx {{ {' '.join(fields) or 'char unused;'} }};\n"
+                       f"static void {fn}(void *ctx_, int64_t begin, int64_t end) {{\n"
+                       + "\n".join(body.lines) + "\n}\n")
+    ctx = e.fresh("ctx")
+    e.open_scope("")
+    e.line(f"struct {fn}_ctx {ctx} = {{ {', '.join(e.v(v) for v in captured) or '0'} }};")
+    e.line(f"lathe_parallel({fn}, &{ctx}, ({ub} - {lb} + {step} - 1) / {step});")
+    e.close_scope()
+
+
+def _loop_pragmas(e: KernelEmitter, op: scf.ForOp, kind: str | None) -> list[str]:
     if kind == "vectorize":
         return ["#pragma omp simd" if _simd_safe(op) else "LATHE_VECTORIZE"]
     if kind == "unroll":
@@ -727,8 +800,10 @@ _EMITTERS: dict[type[Operation], Emit] = {
 
 
 def _kernel_function(f: func.FuncOp, cname: str) -> str:
+    """The kernel's C function, after the functions its parallel loops were outlined into."""
     name = f.sym_name.data
-    e = KernelEmitter(name)
+    functions: list[str] = []
+    e = KernelEmitter(name, cname, functions)
     params = []
     for k, arg in enumerate(f.body.block.args):
         _shape(arg.type, f"argument {k} of kernel @{name}")
@@ -737,7 +812,7 @@ def _kernel_function(f: func.FuncOp, cname: str) -> str:
         e.line(f"{ctype} *restrict a{k} = LATHE_ASSUME_ALIGNED(a{k}_);")
         e.names[arg] = f"a{k}"
     e.block(f.body.block)
-    return f"static void {cname}({', '.join(params) or 'void'}) {{\n" + "\n".join(e.lines) + "\n}\n"
+    return "".join(functions) + f"static void {cname}({', '.join(params) or 'void'}) {{\n" + "\n".join(e.lines) + "\n}\n"
 
 
 def _packed_entry(f: func.FuncOp, cname: str) -> str:
