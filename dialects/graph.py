@@ -991,6 +991,8 @@ class Conv2dTransposeOp(GraphOp):
         dh, dw = pair(op, a, "dilation")
         pt, pl, pb, pr = pad4(op, a)
         oph, opw = pair(op, a, "output_padding")
+        if min(sh, sw, dh, dw) < 1 or min(pt, pl, pb, pr, oph, opw) < 0:
+            raise ShapeError(f"{op}: strides and dilation must be >= 1, padding and output_padding >= 0")
         oh = (h - 1) * sh - pt - pb + dh * (kh - 1) + oph + 1
         ow = (wd - 1) * sw - pl - pr + dw * (kw - 1) + opw + 1
         if oh < 1 or ow < 1:
@@ -1426,8 +1428,24 @@ class ProdOp(ReduceOp):
     name = "graph.prod"
 
 
+class ArgReduceOp(ReduceOp):
+    @classmethod
+    def infer(cls, op, types, a):
+        t = super().infer(op, types, a)
+        xs = shape_of(types[0])
+        extent = math.prod(xs[d] for d in reduce_axes(op, a, len(xs)))
+        _nothing_to_select(op, extent, math.prod(shape_of(t)), "find an index over")
+        return t
+
+
+def _nothing_to_select(op: str, extent: int, wanted: int, what: str) -> None:
+    """An element picked from an empty axis (numpy raises; compiled code would read out of bounds)."""
+    if extent == 0 and wanted > 0:
+        raise ShapeError(f"{op}: cannot {what} an empty axis ({wanted} result elements, no elements to pick)")
+
+
 @irdl_op_definition
-class ArgmaxOp(ReduceOp):
+class ArgmaxOp(ArgReduceOp):
     """Index of the first maximum (the last with select_last_index); int32 like Relay."""
 
     name = "graph.argmax"
@@ -1437,7 +1455,7 @@ class ArgmaxOp(ReduceOp):
 
 
 @irdl_op_definition
-class ArgminOp(ReduceOp):
+class ArgminOp(ArgReduceOp):
     name = "graph.argmin"
     RESULT_DTYPE: ClassVar[Attribute | None] = i32
     DEFAULTS: ClassVar[dict[str, object]] = {"axis": None, "keepdims": False, "exclude": False, "select_last_index": False}
@@ -1750,9 +1768,10 @@ class TakeOp(InjectiveOp):
         if _int(op, a, "batch_dims") != 0:
             raise ShapeError(f"{op}: batch_dims other than 0 is not supported")
         xs, ids = shape_of(x), shape_of(idx)
-        if a["axis"] is None:
+        axis = None if a["axis"] is None else normalize_axis(op, _int(op, a, "axis"), len(xs))
+        _nothing_to_select(op, math.prod(xs) if axis is None else xs[axis], math.prod(ids), "take from")
+        if axis is None:
             return TensorType(x.element_type, ids)
-        axis = normalize_axis(op, _int(op, a, "axis"), len(xs))
         return TensorType(x.element_type, xs[:axis] + ids + xs[axis + 1:])
 
 
@@ -1777,6 +1796,7 @@ class GatherOp(InjectiveOp):
         if len(ids) != len(xs) or any(i > d for k, (i, d) in enumerate(zip(ids, xs)) if k != axis):
             raise ShapeError(f"{op}: indices {type_str(idx)} must have the rank of data {type_str(x)} "
                              f"and no larger dimensions outside axis {axis}")
+        _nothing_to_select(op, xs[axis], math.prod(ids), "gather from")
         return TensorType(x.element_type, ids)
 
 

@@ -385,10 +385,13 @@ def _lrn(op: graph.LRNOp) -> Stages:
     a = op.attrs()
     x = Tensor(op.data)
     axis = graph.normalize_axis("", a["axis"], len(x.shape))
-    size, before = a["size"], (a["size"] - 1) // 2
+    size = a["size"]
     c = x.shape[axis]
+    # the window [k - before, k + after] is cut to the c channels there are: a window wider than
+    # the axis reads nothing more, and an attribute like size=2**63-1 must not become the loop
+    before, after = min((size - 1) // 2, max(c - 1, 0)), min(size // 2, max(c - 1, 0))
     sq = compute("T_lrn_sqsum", op.result.type, lambda *i: _lrn_tap(x, list(i), axis, before, c),
-                 reduce=[size], combiner="sum")
+                 reduce=[before + after + 1], combiner="sum")
     sqt = Tensor(sq.result)
 
     def body(*i):

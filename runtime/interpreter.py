@@ -160,15 +160,21 @@ def _adaptive_avg_pool(op, x):
     return out
 
 
+def _row_max(x, axis):
+    """max over axis, keeping it; an empty axis has no elements to normalise (numpy's max
+    refuses it), and its -inf identity leaves the empty result empty."""
+    return np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+
+
 def _softmax(op, x):
     axis = op.attrs()["axis"]
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e = np.exp(x - _row_max(x, axis))
     return e / e.sum(axis=axis, keepdims=True)
 
 
 def _log_softmax(op, x):
     axis = op.attrs()["axis"]
-    m = x.max(axis=axis, keepdims=True)
+    m = _row_max(x, axis)
     return x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
 
 
@@ -296,7 +302,7 @@ def _arg_reduce(fn):
         a = op.attrs()
         axes = graph.reduce_axes("", a, x.ndim)
         rest = [d for d in range(x.ndim) if d not in axes]
-        moved = x.transpose(rest + axes).reshape([x.shape[d] for d in rest] + [-1])
+        moved = x.transpose(rest + axes).reshape([x.shape[d] for d in rest] + [math.prod(x.shape[d] for d in axes)])
         if a["select_last_index"]:
             n = moved.shape[-1]
             idx = n - 1 - fn(moved[..., ::-1], axis=-1)
@@ -415,7 +421,7 @@ REFERENCE: dict[type[Operation], Callable] = {
     graph.GlobalMaxPool2dOp: lambda op, x: _global_pool(op, x, np.max),
     graph.AdaptiveAvgPool2dOp: _adaptive_avg_pool,
     graph.PadOp: _pad,
-    graph.BatchFlattenOp: lambda op, x: x.reshape(x.shape[0], -1),
+    graph.BatchFlattenOp: lambda op, x: x.reshape(graph.shape_of(op.result.type)),  # (-1 is ambiguous at batch 0)
     graph.Resize2dOp: _resize2d,
     graph.SumOp: _reduce(np.sum),
     graph.MeanOp: _reduce(np.mean),
@@ -467,12 +473,18 @@ def _cast_result(op: Operation, value):
     return value
 
 
+_GLUE_OPS = (func.FuncOp, func.CallOp, func.ReturnOp, graph.GraphOp)
+
+
 class Interpreter:
     def __init__(self, module: ModuleOp):
         self.functions = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
+        _check_graph_level(module)
 
     def call(self, name: str, args: list):
         f = self.functions[name]
+        if f.is_declaration:
+            raise LatheError(f"@{name} is only declared (it has no body): the interpreter has nothing to run")
         env: dict[SSAValue, object] = dict(zip(f.body.block.args, args))
         for op in f.body.block.ops:
             if isinstance(op, func.ReturnOp):
@@ -491,6 +503,25 @@ class Interpreter:
             else:
                 raise LatheError(f"the reference interpreter cannot run '{op.name}'")
         raise LatheError(f"@{name} has no return")
+
+
+def _check_graph_level(module: ModuleOp) -> None:
+    """The interpreter is the graph level's oracle: te or loop IR (after lowering) has no
+    numpy reference, and met half-way through a run it would fail on an odd op."""
+    for op in module.walk():
+        if op is module or isinstance(op, _GLUE_OPS):
+            continue
+        f = op if isinstance(op, func.FuncOp) else next((p for p in _ancestors(op) if isinstance(p, func.FuncOp)), None)
+        where = f" in @{f.sym_name.data}" if f is not None else ""
+        raise LatheError(f"the reference interpreter runs graph-level IR only, but '{op.name}'{where} is below it",
+                         note="interpret the module before lowering it, or run the lowered module with lathe.compile")
+
+
+def _ancestors(op: Operation):
+    p = op.parent_op()
+    while p is not None:
+        yield p
+        p = p.parent_op()
 
 
 def bind_arguments(f: func.FuncOp, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray] | None,

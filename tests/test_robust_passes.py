@@ -109,3 +109,74 @@ def test_relay_printer_names_a_declaration():
 
     with pytest.raises(LatheError, match="@ext is only declared"):
         print_relay(parse_source(DECL, "decl.mlir"))
+
+
+# -- zero-size tensors and attributes out of range -------------------------------------
+
+
+def _program(expr: str, **shapes) -> str:
+    params = ", ".join(f"%{n}: Tensor[({', '.join(map(str, s))}{',' if len(s) == 1 else ''}), "
+                       f"{'int32' if n == 'i' else 'float32'}]" for n, s in shapes.items())
+    return f"def @main({params}) {{ {expr} }}"
+
+
+@pytest.mark.parametrize("expr, shapes", [
+    ("nn.softmax(%x)", {"x": (2, 0)}),
+    ("nn.softmax(%x, axis=0)", {"x": (0, 3)}),
+    ("nn.log_softmax(%x)", {"x": (2, 0)}),
+    ("nn.batch_flatten(%x)", {"x": (0, 3, 4)}),
+    ("take(%x, %i, axis=0)", {"x": (3, 2), "i": (0,)}),
+    ("argmax(%x, axis=[1])", {"x": (0, 2)}),
+    ("exp(%x)", {"x": (0,)}),
+])
+@pytest.mark.parametrize("how", ["interpret", "compile"])
+def test_zero_size_tensors(expr, shapes, how):
+    module = parse_source(_program(expr, **shapes), "zero.lathe")
+    inputs = {n: np.zeros(s, np.int32 if n == "i" else np.float32) for n, s in shapes.items()}
+    out = lathe.interpret(module, **inputs) if how == "interpret" else lathe.compile(module).run(**inputs)
+    assert out.shape == tuple(module.ops.first.function_type.outputs.data[0].get_shape())
+
+
+@pytest.mark.parametrize("expr, shapes, message", [
+    ("take(%x, %i, axis=1)", {"x": (2, 0), "i": (3,)}, "take: cannot take from an empty axis"),
+    ("take(%x, %i)", {"x": (0, 2), "i": (3,)}, "take: cannot take from an empty axis"),
+    ("argmax(%x, axis=[1])", {"x": (2, 0)}, "argmax: cannot find an index over an empty axis"),
+    ("argmin(%x)", {"x": (0,)}, "argmin: cannot find an index over an empty axis"),
+    ("nn.conv2d_transpose(%x, %w, strides=[0, 1])", {"x": (1, 2, 4, 4), "w": (2, 3, 3, 3)},
+     "nn.conv2d_transpose: strides and dilation must be >= 1"),
+    ("nn.conv2d_transpose(%x, %w, dilation=[1, -2])", {"x": (1, 2, 4, 4), "w": (2, 3, 3, 3)},
+     "nn.conv2d_transpose: strides and dilation must be >= 1"),
+])
+def test_nothing_to_pick_or_stride_zero_is_a_verifier_error(expr, shapes, message):
+    with pytest.raises(LatheError, match=message):
+        parse_source(_program(expr, **shapes), "bad.lathe")
+
+
+def test_gather_from_an_empty_axis_is_a_verifier_error():
+    src = """func.func @main(%x: tensor<2x0xf32>, %i: tensor<2x3xi32>) -> tensor<2x3xf32> {
+      %0 = graph.gather %x, %i {axis = 1 : i64} : (tensor<2x0xf32>, tensor<2x3xi32>) -> tensor<2x3xf32>
+      func.return %0 : tensor<2x3xf32>
+    }"""
+    with pytest.raises(LatheError, match="gather: cannot gather from an empty axis"):
+        parse_source(src, "bad.mlir")
+
+
+def test_lrn_window_is_clamped_to_the_axis():
+    """size=2**63-1 compiled to a reduction loop of that extent: it never finished."""
+    module = parse_source(_program("nn.lrn(%x, size=9223372036854775807)", x=(1, 5, 2, 3)), "lrn.lathe")
+    x = np.random.default_rng(0).standard_normal((1, 5, 2, 3)).astype(np.float32)
+    np.testing.assert_allclose(lathe.compile(module).run(x), lathe.interpret(module, x=x), rtol=1e-5)
+
+
+@pytest.mark.parametrize("pipeline, op", [("outline-kernels,lower-graph-to-te", "te.compute"),
+                                          ("outline-kernels," + LOWERING, "memref.alloc")])
+def test_interpreter_refuses_lowered_ir(pipeline, op):
+    module = lathe.api.lower(parse_source(_program("exp(%x)", x=(4,)), "t.lathe"), pipeline=pipeline)
+    with pytest.raises(LatheError, match=f"runs graph-level IR only, but '{op}'"):
+        lathe.interpret(module, x=np.ones(4, np.float32))
+
+
+def test_interpreter_names_a_called_declaration():
+    src = DECL.replace("func.return %0", "%1 = func.call @ext(%0) : (tensor<4xf32>) -> tensor<4xf32>\n  func.return %1")
+    with pytest.raises(LatheError, match="@ext is only declared"):
+        lathe.interpret(parse_source(src, "decl.mlir"), x=np.ones(4, np.float32))
