@@ -288,8 +288,17 @@ def semantics_lib():
 
 
 def call(lib, name: str, *arrays: np.ndarray) -> None:
+    """Run one kernel on the arrays in place (kernels assume 64-byte aligned buffers, as the
+    executor's are: these go through aligned copies)."""
+    from lathe.backends.interface import aligned_empty
+
+    buffers = [aligned_empty(a.shape, a.dtype) for a in arrays]
+    for b, a in zip(buffers, arrays):
+        b[...] = a
     fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lib.address(name))
-    fn((ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays]))
+    fn((ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers]))
+    for b, a in zip(buffers, arrays):
+        a[...] = b
 
 
 def test_integer_division_shift_semantics(semantics_lib):
@@ -375,6 +384,81 @@ def test_parallel_and_simd_pragmas_only_where_safe():
             verdicts.append((one_address, _simd_safe(op)))
     assert (True, False) in verdicts and (False, True) in verdicts
     assert (True, True) not in verdicts
+
+
+TILED = """
+builtin.module {
+  func.func private @tiled(%o: memref<4x%Nxi64>, %p: memref<4x%Nxi64>) attributes {lathe.kernel} {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c4 = arith.constant 4 : index
+    %cn = arith.constant %N : index
+    %cb = arith.constant %B : index
+    %c32 = arith.constant 32 : index
+    scf.for %i = %c0 to %c4 step %c1 {
+      scf.for %j = %c0 to %cn step %c1 {
+        %base = arith.muli %i, %cb : index
+        %x = arith.addi %base, %j : index
+        %q = arith.floordivsi %x, %c32 : index
+        %r = arith.remsi %x, %c32 : index
+        %qi = arith.index_cast %q : index to i64
+        %ri = arith.index_cast %r : index to i64
+        memref.store %qi, %o[%i, %j] : memref<4x%Nxi64>
+        memref.store %ri, %p[%i, %j] : memref<4x%Nxi64>
+      }
+    }
+    func.return
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("n, base, simple", [(32, 32, True), (32, 64, True), (33, 32, False), (32, 16, False)])
+def test_tiled_index_division_is_simplified_only_when_exact(n, base, simple):
+    """(i*B + j) / 32 and % 32 with 0 <= j < N: plain `i*B/32` and `j` when 32 divides B and
+    N <= 32 (contiguous, vectorizable), the full division otherwise; the same values either way."""
+    module = parse_mlir(make_context(), TILED.replace("%N", str(n)).replace("%B", str(base)))
+    src = BACKEND.render(module, TARGET)
+    body = src[src.index("static void lathe_k0("):]
+    assert ("% 32" not in body and "/ 32 -" not in body) == simple, body
+    lib = BACKEND.load(module, TARGET)
+    o, p = np.zeros((4, n), dtype=np.int64), np.zeros((4, n), dtype=np.int64)
+    call(lib, "tiled", o, p)
+    x = np.arange(4)[:, None] * base + np.arange(n)[None, :]
+    np.testing.assert_array_equal(o, x // 32)
+    np.testing.assert_array_equal(p, x % 32)
+
+
+def test_dense_inner_loop_has_no_division():
+    """The matmul's innermost loop reads the packed weights contiguously (what makes it vector code)."""
+    m = parse_relay("def @main(%x: Tensor[(16, 64), float32], %w: Tensor[(96, 64), float32]) { nn.dense(%x, %w) }")
+    src = BACKEND.render(lathe.lower(m), TARGET)
+    loops = re.findall(r"#pragma omp simd\n\s*for [^{]*\{([^{}]*)\}", src)
+    products = [b for b in loops if re.search(r"const float v\d+ = v\d+ \* v\d+;", b)]
+    assert products and all(" / " not in b and " % " not in b for b in products), loops
+
+
+def test_parallel_loops_run_on_the_thread_pool_or_openmp(rng):
+    """Loaded by Lathe, parallel loops go to Lathe's thread pool; without it (a library built
+    elsewhere) OpenMP runs them: both agree with one thread."""
+    m = parse_relay("def @main(%x: Tensor[(64, 96), float32], %w: Tensor[(80, 96), float32]) { nn.softmax(nn.dense(%x, %w)) }")
+    loop = lathe.lower(m)
+    lib = BACKEND.load(loop, TARGET)
+    assert "lathe_parallel(" in BACKEND.render(loop, TARGET)
+    if sys.platform.startswith("linux"):
+        assert lib._pool is not None
+    main = next(f for f in loop.ops if isinstance(f, func.FuncOp) and f.sym_name.data == "main")
+    x, w = normal(rng, 64, 96), normal(rng, 80, 96)
+    results = []
+    for pool, threads in ((True, 1), (True, 2), (False, 2)):
+        lib._lib.lathe_c_set_parallel_for(ctypes.c_void_p(lib._pool[1] if pool and lib._pool else None))
+        ex = GraphExecutor(loop, {k: lib.address(k) for k in kernels_of(loop)}, "main", {}, param_names(main),
+                           before_run=lambda n=threads: lib.set_num_threads(n))
+        results.append(ex.run(x=x, w=w))
+    lib._lib.lathe_c_set_parallel_for(ctypes.c_void_p(lib._pool[1] if lib._pool else None))
+    for r in results[1:]:
+        np.testing.assert_allclose(r, results[0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(results[0], lathe.interpret(m, x=x, w=w), rtol=1e-4, atol=1e-6)
 
 
 # -- targets, compilers, artifacts ----------------------------------------------------------------
