@@ -40,9 +40,10 @@ from lathe.dialects import graph, te
 from lathe.dialects.graph import is_float
 from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr
 from lathe.errors import LatheError
-from lathe.passes.outline import KERNEL_ATTR, defined_functions, glue_functions, is_kernel
+from lathe.passes.outline import KERNEL_ATTR, defined_functions, glue_functions, is_compute, is_kernel
 
 ALIGNMENT = 64
+NUM_INPUTS = "lathe.num_inputs"  # on a lowered kernel: its first N buffers are inputs, the rest outputs
 INDEX = IndexType()
 
 
@@ -378,7 +379,7 @@ class KernelLowering:
         e.add(func.ReturnOp())
         new = func.FuncOp(k.sym_name.data, (in_types + out_types, []), Region(block), visibility="private")
         new.attributes[KERNEL_ATTR] = UnitAttr()
-        new.attributes["lathe.num_inputs"] = IntegerAttr(len(in_types), IntegerType(64))
+        new.attributes[NUM_INPUTS] = IntegerAttr(len(in_types), IntegerType(64))
         return new
 
     def load_source(self, v: SSAValue) -> SSAValue:
@@ -740,7 +741,7 @@ def _bufferize_glue(fn: func.FuncOp, module: ModuleOp, kernels: dict[str, func.F
         elif isinstance(op, graph.TupleOp | graph.TupleGetItemOp):
             new = type(op).create_inferred(list(op.operands), dict(op.properties))
             Rewriter.replace_op(op, new)
-        elif isinstance(op, func.ReturnOp):
+        elif isinstance(op, func.ReturnOp | memref.AllocOp | memref.GetGlobalOp):  # (these: an earlier run's)
             continue
         elif isinstance(op, func.CallOp):
             raise LatheError(_non_kernel_call(module, fn, op.callee.root_reference.data))
@@ -774,14 +775,20 @@ class LowerTeToLoop(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         kernels: dict[str, func.FuncOp] = {}
         for f in defined_functions(op):
-            if is_kernel(f) and any(isinstance(o, te.ComputeOp) for o in f.body.block.ops):
-                new = KernelLowering(f).run()
-                Rewriter.replace_op(f, new)
-                kernels[new.sym_name.data] = new
-            elif is_kernel(f):
-                if any(isinstance(o, graph.GraphOp) for o in f.body.block.ops):
-                    raise LatheError(f"lower-te-to-loop: kernel @{f.sym_name.data} still has graph ops; run lower-graph-to-te first")
+            if not is_kernel(f):
+                continue
+            if NUM_INPUTS in f.attributes:  # lowered by an earlier run
                 kernels[f.sym_name.data] = f
+                continue
+            stray = next((o for o in f.body.block.ops if is_compute(o)), None)
+            if stray is not None:
+                raise LatheError(f"lower-te-to-loop: kernel @{f.sym_name.data} still has graph op '{stray.name}'",
+                                 note="run lower-graph-to-te first")
+            # every kernel is lowered, even one without a stage (a canonicalized add(0, x) just
+            # returns its input): its signature must become buffers like the calls to it
+            new = KernelLowering(f).run()
+            Rewriter.replace_op(f, new)
+            kernels[new.sym_name.data] = new
         counter = [0]
         for f in glue_functions(op):
             _bufferize_glue(f, op, kernels, counter)

@@ -180,3 +180,20 @@ def test_interpreter_names_a_called_declaration():
     src = DECL.replace("func.return %0", "%1 = func.call @ext(%0) : (tensor<4xf32>) -> tensor<4xf32>\n  func.return %1")
     with pytest.raises(LatheError, match="@ext is only declared"):
         lathe.interpret(parse_source(src, "decl.mlir"), x=np.ones(4, np.float32))
+
+
+# -- passes in an order that does not fit ----------------------------------------------
+
+
+def test_lower_te_to_loop_names_a_graph_op_left_in_a_kernel():
+    module = parse_source(_program("exp(%x)", x=(4,)), "t.lathe")
+    with pytest.raises(LatheError, match="kernel @exp_0 still has graph op 'graph.exp'") as e:
+        run_passes(module, "outline-kernels,lower-te-to-loop")
+    assert "run lower-graph-to-te first" in e.value.render()
+
+
+def test_lower_te_to_loop_twice_keeps_the_lowered_kernels():
+    module = parse_source(_program("exp(%x)", x=(4,)), "t.lathe")
+    once = run_passes(module, "outline-kernels," + LOWERING)
+    text = str(once)
+    assert str(run_passes(once, "lower-te-to-loop")) == text
