@@ -151,6 +151,8 @@ class StageSchedule:
             self.relations.append(Split(ax.name, outer, inner, factor))
         elif isinstance(prim, te.TileOp):
             x, y = prim.x_axis.data, prim.y_axis.data
+            if min(prim.x_factor.value.data, prim.y_factor.value.data) < 1:
+                raise self._err(prim, f"factors must be >= 1, got {prim.x_factor.value.data}, {prim.y_factor.value.data}")
             for axis, factor in ((x, prim.x_factor), (y, prim.y_factor)):
                 self.apply(te.SplitOp.create(operands=[prim.stage], properties={
                     "axis": StringAttr(axis), "factor": factor,
@@ -173,6 +175,8 @@ class StageSchedule:
                 self.leaves[slot] = n
         elif isinstance(prim, te.FuseOp):
             names = [a.data for a in prim.fuse_axes.data]  # type: ignore[union-attr]
+            if not names:
+                raise self._err(prim, "no axes to fuse")
             axes = [self._leaf(prim, n) for n in names]
             pos = [self.leaves.index(n) for n in names]
             if pos != list(range(pos[0], pos[0] + len(pos))):
@@ -325,6 +329,7 @@ class KernelLowering:
                 _apply_rfactor(op)
         computes = [op for op in old_block.ops if isinstance(op, te.ComputeOp)]
         for c in computes:
+            _check_closed(c)
             self.schedules[c] = StageSchedule.of(c)
             self.prims[c] = []
         for op in old_block.ops:
@@ -338,6 +343,7 @@ class KernelLowering:
                 if target not in self.schedules or axis not in self.schedules[target].leaves:
                     raise LatheError(f"te.compute_at on stage '{c.stage.data}': the target has no leaf axis '{axis}'",
                                      note="leaf axes: " + ", ".join(self.schedules.get(target, s).leaves))
+                self.check_consumer(c, target)
                 self.attached.setdefault((target, axis), []).append(c)
 
         returned: dict[SSAValue, SSAValue] = {}
@@ -382,9 +388,33 @@ class KernelLowering:
         new.attributes[NUM_INPUTS] = IntegerAttr(len(in_types), IntegerType(64))
         return new
 
+    def check_consumer(self, c: te.ComputeOp, target: te.ComputeOp) -> None:
+        """compute_at puts c's tile inside target's loop: only target (directly or through
+        stages inlined into it) may read it, else a reader would see a tile it is not in."""
+        readers = _readers(self.kernel.body.block)
+        stack, seen = list(readers.get(c.result, ())), set()
+        while stack:
+            r = stack.pop()
+            if r in seen:
+                continue
+            seen.add(r)
+            if self.schedules[r].inline:
+                stack.extend(readers.get(r.result, ()))
+            elif r is not target:
+                raise LatheError(f"te.compute_at on stage '{c.stage.data}': stage '{r.stage.data}' reads it too, "
+                                 f"but its tile exists only inside '{target.stage.data}'",
+                                 note="compute_at needs a stage whose only consumer is the target")
+        if target not in seen:
+            raise LatheError(f"te.compute_at on stage '{c.stage.data}': '{target.stage.data}' does not read it",
+                             note="compute_at moves a producer into the loop of its consumer")
+
     def load_source(self, v: SSAValue) -> SSAValue:
         if v not in self.buffers:
-            raise LatheError(f"lower-te-to-loop: {v} is read but has no buffer (an inlined stage returned?)")
+            what = f"stage '{v.owner.stage.data}'" if isinstance(v.owner, te.ComputeOp) else f"{v.owner.name} result" \
+                if isinstance(v.owner, Operation) else "an argument"
+            raise LatheError(f"lower-te-to-loop: kernel @{self.kernel.sym_name.data} reads {what}, which has no buffer",
+                             note="a stage computed at another one is only readable there, and an inlined one "
+                                  "has no buffer (compute_root it, or read it from its consumer)")
         return self.buffers[v]
 
     # -- one stage ------------------------------------------------------------
@@ -585,6 +615,33 @@ class KernelLowering:
         return e.add(memref.LoadOp.get(self.load_source(src), idx)).results[0]
 
 
+def _readers(block: Block) -> dict[SSAValue, list[te.ComputeOp]]:
+    """Which stages read each tensor (te.read in their bodies)."""
+    out: dict[SSAValue, list[te.ComputeOp]] = {}
+    for c in block.ops:
+        if isinstance(c, te.ComputeOp):
+            for op in c.body.block.ops:
+                if isinstance(op, te.ReadOp) and c not in out.setdefault(op.tensor, []):
+                    out[op.tensor].append(c)
+    return out
+
+
+def _check_closed(c: te.ComputeOp) -> None:
+    """A stage's body is emitted afresh inside loops: it may use its axes, its own values
+    and te.read of tensors, nothing else computed outside it (the lowered kernel would use
+    a value of the old one)."""
+    inside = set(c.body.block.args)
+    for op in c.body.block.ops:
+        operands = op.operands[1:] if isinstance(op, te.ReadOp) else op.operands
+        for v in operands:
+            if v not in inside:
+                raise LatheError(f"te.compute '{c.stage.data}': '{op.name}' uses a value defined outside the stage's body",
+                                 note="a stage's body may use only its axis arguments, values it computes, and te.read")
+        inside.update(op.results)
+        if op.regions:
+            raise LatheError(f"te.compute '{c.stage.data}': '{op.name}' has regions; a stage's body is straight-line code")
+
+
 class _BodyFrame:
     """One te.compute body being emitted at some indices (see emit_body)."""
 
@@ -649,7 +706,10 @@ def _apply_rfactor(op: te.RfactorOp) -> None:
     from lathe.lowering import te_builder as tb
 
     c = op.stage.owner
-    assert isinstance(c, te.ComputeOp)
+    if not isinstance(c, te.ComputeOp):
+        raise LatheError("te.rfactor: the stage operand must be a te.compute result, not a kernel argument")
+    if op.factor.value.data < 1:
+        raise LatheError(f"te.rfactor on stage '{c.stage.data}': factor must be >= 1, got {op.factor.value.data}")
     names, nsp = c.axis_names, len(c.spatial_extents)
     k = op.axis.data
     if k not in names[nsp:]:

@@ -197,3 +197,19 @@ def test_lower_te_to_loop_twice_keeps_the_lowered_kernels():
     once = run_passes(module, "outline-kernels," + LOWERING)
     text = str(once)
     assert str(run_passes(once, "lower-te-to-loop")) == text
+
+
+# -- hand-written te schedules -----------------------------------------------------------
+
+_TE_CASES = (Path(__file__).parent / "te_schedule_errors.mlir").read_text().split("// -----")
+
+
+@pytest.mark.parametrize("case", _TE_CASES, ids=[f"case{k}" for k in range(len(_TE_CASES))])
+def test_odd_te_schedules_are_lathe_errors(case):
+    import re
+
+    expected = re.search(r"// ERROR: (.*)", case).group(1)
+    module = parse_source(case, "te.mlir")
+    with pytest.raises(LatheError) as e:
+        run_passes(module, "lower-te-to-loop")
+    assert expected in str(e.value)
