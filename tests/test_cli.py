@@ -409,3 +409,17 @@ def test_output_through_a_link_or_into_a_fifo(tmp_path):
     assert r.returncode == 0, r.stderr
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert got and got[0].startswith(b"builtin.module")
+
+
+@pytest.mark.skipif(__import__("platform").machine() != "x86_64", reason="names an x86 CPU")
+def test_jit_code_uses_only_features_this_machine_has():
+    """-mcpu=X tunes for X; what runs here may not use instructions this machine lacks
+    (diamondrapids' APX and AVX10.2 died of SIGILL on an Emerald Rapids)."""
+    import llvmlite.binding as llvm
+
+    r = run("lathe", "run", MLP, "--target", "llvm -mcpu=diamondrapids")
+    assert r.returncode == 0, r.stderr
+    assert "output: shape=(1, 10)" in r.stdout
+    lacking = sorted(f for f, has in llvm.get_host_cpu_features().items() if not has)
+    if lacking:  # asked for explicitly, it is an error, not a crash
+        assert_clean_failure(run("lathe", "run", MLP, "--target", f"llvm -mattr=+{lacking[0]}"), f"it lacks {lacking[0]}")

@@ -83,6 +83,7 @@ class CompiledKernels(KernelLibrary):
             from lathe.errors import LatheError
 
             raise LatheError(f"cannot JIT for {target}: it is not this machine's triple (emit an object file instead)")
+        target = target.runnable_here()
         t0 = time.perf_counter()
         self.pool = parallel_runtime()  # kernels call lathe_parallel_for: its symbol must exist before they load
         self.target = target

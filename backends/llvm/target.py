@@ -14,7 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import llvmlite.binding as llvm
 
@@ -50,6 +50,19 @@ class LLVMTarget:
 
     def __str__(self) -> str:
         return f"llvm -mtriple={self.triple} -mcpu={self.cpu}"
+
+    def runnable_here(self) -> LLVMTarget:
+        """The target that JIT code for this machine is built for: a CPU named with -mcpu tunes
+        the code, but only features this machine has are used (code for -mcpu=diamondrapids died
+        of SIGILL on an Emerald Rapids). A feature that -mattr asks for and it lacks is an error."""
+        host = llvm.get_host_cpu_features()
+        given = {f[1:]: f[0] for f in filter(None, self.features.split(","))}
+        missing = sorted(name for name, sign in given.items() if sign == "+" and host.get(name) is False)
+        if missing:
+            raise LatheError(f"this machine cannot run code for {self} -mattr={self.features}: it lacks "
+                             + ", ".join(missing), note="lathe compile -o FILE.o writes code for a machine that has it")
+        lacking = [f"-{name}" for name, has in host.items() if not has and name not in given]
+        return replace(self, features=",".join([self.features, *lacking]).strip(",")) if lacking else self
 
     def machine(self, jit: bool = False):
         _init()
