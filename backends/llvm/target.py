@@ -4,6 +4,10 @@
     llvm -mcpu=znver4                    a given CPU, host triple
     llvm -mtriple=aarch64-linux-gnu      cross-compile (object files only)
     llvm -mattr=+avx2,+fma -opt-level=2
+
+CPU and feature names are checked against the linked LLVM's own tables (an unknown
+name made LLVM abort the process); JIT code for a named CPU keeps to the features
+this machine has.
 """
 
 from __future__ import annotations
