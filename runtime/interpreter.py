@@ -219,12 +219,23 @@ def _lrn(op, x):
     return x / (a["bias"] + a["alpha"] / size * acc) ** a["beta"]
 
 
+def _power(a, b):
+    """Integers as the compiled code (and TVM) compute them: pow in float64, truncated toward
+    zero, so 2 ** -1 is 0 (numpy refuses negative integer exponents)."""
+    if np.issubdtype(a.dtype, np.floating):
+        return np.power(a, b)
+    return np.trunc(np.power(a.astype(np.float64), b.astype(np.float64)))
+
+
 def _pad(op, x):
     a = op.attrs()
     mode = a["pad_mode"]
+    width = np.asarray(a["pad_width"], dtype=np.int64).reshape(x.ndim, 2)
+    if x.ndim == 0:  # nothing to pad (and np.pad fails on a scalar's empty width list)
+        return x.copy()
     if mode == "constant":
-        return np.pad(x, a["pad_width"], mode="constant", constant_values=a["pad_value"])
-    return np.pad(x, a["pad_width"], mode=mode)
+        return np.pad(x, width, mode="constant", constant_values=a["pad_value"])
+    return np.pad(x, width, mode=mode)
 
 
 def resize_source(mode: str, out_size: int, in_size: int, i):
@@ -389,7 +400,7 @@ REFERENCE: dict[type[Operation], Callable] = {
     graph.SubtractOp: lambda op, a, b: a - b,
     graph.MultiplyOp: lambda op, a, b: a * b,
     graph.DivideOp: lambda op, a, b: _trunc_div(a, b) if np.issubdtype(a.dtype, np.integer) else a / b,
-    graph.PowerOp: lambda op, a, b: np.power(a, b),
+    graph.PowerOp: lambda op, a, b: _power(a, b),
     graph.MaximumOp: lambda op, a, b: np.maximum(a, b),
     graph.MinimumOp: lambda op, a, b: np.minimum(a, b),
     graph.EqualOp: lambda op, a, b: a == b,

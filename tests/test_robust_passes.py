@@ -213,3 +213,19 @@ def test_odd_te_schedules_are_lathe_errors(case):
     with pytest.raises(LatheError) as e:
         run_passes(module, "lower-te-to-loop")
     assert expected in str(e.value)
+
+
+def test_pad_of_a_scalar():
+    module = parse_source("def @main(%a: Tensor[(), float32]) { nn.pad(%a, pad_width=[], pad_value=6) }", "p.lathe")
+    x = np.array(2.5, np.float32)
+    assert lathe.interpret(module, a=x) == 2.5
+    assert lathe.compile(module).run(x) == 2.5
+
+
+def test_integer_power_with_negative_exponents_matches_the_compiled_code():
+    module = parse_source(_program("power(%x, %y)", x=(6,), y=(6,)).replace("float32", "int64"), "p.lathe")
+    x = np.array([2, -2, 1, -1, 3, 5], np.int64)
+    y = np.array([-1, -1, -3, -3, 2, 0], np.int64)
+    ref = lathe.interpret(module, x=x, y=y)
+    np.testing.assert_array_equal(ref, [0, 0, 1, -1, 9, 1])
+    np.testing.assert_array_equal(lathe.compile(module).run(x, y), ref)
