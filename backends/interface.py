@@ -39,6 +39,7 @@ class Target:
     cache_bytes: tuple[int, ...] = ()  # L1d, L2, L3 where known
     opt_level: int = 3
     options: tuple[tuple[str, str], ...] = ()  # any other -key=value, as given
+    spec: str = ""  # the target string it was parsed from, normalised: what str() gives back
 
     @property
     def vector_lanes(self) -> int:
@@ -56,6 +57,8 @@ class Target:
         return replace(self, **changes)
 
     def __str__(self) -> str:
+        if self.spec:
+            return self.spec
         words = [self.kind]
         for key, value in (("-mtriple", self.triple), ("-mcpu", self.cpu), ("-mattr", self.features)):
             if value:
@@ -158,6 +161,10 @@ class Backend:
     def optimized_source(self, source: str, target: Target) -> str:
         """The source after the backend's own optimiser, for reading; default: as rendered."""
         return source
+
+    def assembly(self, source: str, target: Target) -> str:
+        """The kernels as assembly, where the backend can show it."""
+        raise LatheError(f"the {self.name} backend does not write assembly", note="use --emit=source or -o FILE.o")
 
     def compile_source(self, source: str, target: Target) -> bytes:
         """Source → a binary that `load` accepts (an object file, a shared library, a cubin)."""

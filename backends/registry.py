@@ -81,4 +81,5 @@ def resolve_target(spec: str | Target = "llvm") -> tuple[Backend, Target]:
         return backend_for_kind(spec.kind), spec
     kind, options = split_target_string(spec)
     backend = backend_for_kind(kind)
-    return backend, backend.parse_target(kind, options)
+    normalised = " ".join([kind] + [f"{k}={v}" for k, v in options.items()])
+    return backend, backend.parse_target(kind, options).with_(spec=normalised)

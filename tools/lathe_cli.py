@@ -141,29 +141,78 @@ def cmd_run(args) -> int:
     return status
 
 
+def _is_directory_output(path: str) -> bool:
+    return path.endswith(("/", ".d")) or os.path.isdir(path)
+
+
 def cmd_compile(args) -> int:
+    """The kernels for a target: its source (LLVM IR, C, ...), assembly, a binary, or with
+    -o DIR (a directory, or a name ending in .d) every file the backend's artifact holds."""
     import lathe
-    from lathe.backends.llvm.codegen import module_to_llvm_ir
-    from lathe.backends.llvm.jit import emit_assembly, emit_object, optimized_ir
-    from lathe.backends.llvm.target import parse_target
+    from lathe.backends.registry import resolve_target
+    from lathe.passes import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
 
     module = lathe.load(args.file)
-    target = parse_target(args.target)
-    emit = args.emit or ("obj" if args.output and args.output.endswith(".o") else "llvm")
-    ir = module_to_llvm_ir(lathe.lower(module, opt_level=args.opt_level), vector_bits=target.vector_bits,
-                           runtime_for=target.triple)
+    backend, target = resolve_target(args.target)
+    level = DEFAULT_OPT_LEVEL if args.opt_level is None else args.opt_level
+    pipeline = with_pass_options(pipeline_for(level, module), backend.graph_pass_options(target))
+    lowered = backend.lower(lathe.lower(module, pipeline=pipeline), target)
+    if args.output and _is_directory_output(args.output) and args.emit is None:
+        files = backend.artifact(lowered, target)
+        os.makedirs(args.output, exist_ok=True)
+        write_files([(os.path.join(args.output, name), _bytes_writer(data)) for name, data in files.items()])
+        print(f"wrote {args.output}: {', '.join(sorted(files))} ({target})")
+        return 0
+    suffix = os.path.splitext(args.output or "")[1]
+    emit = args.emit or ("obj" if suffix in (".o", ".so", ".bin", ".obj") else "asm" if suffix == ".s" else "source")
+    source = backend.render(lowered, target)
     if emit == "obj":
         if not args.output:
             raise LatheError("--emit=obj needs -o FILE")
-        data = emit_object(ir, target)
+        data = backend.compile_source(source, target)
         write_bytes(args.output, data)
         print(f"wrote {args.output} ({len(data)} bytes, {target})")
         return 0
-    text = emit_assembly(ir, target) if emit == "asm" else (optimized_ir(ir, target) if args.optimized else ir)
+    if emit == "asm":
+        text = backend.assembly(source, target)
+    else:
+        text = backend.optimized_source(source, target) if args.optimized else source
     if args.output:
         write_text(args.output, text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _bytes_writer(data: bytes):
+    return lambda f: f.write(data)
+
+
+def cmd_backends(args) -> int:
+    """What is installed; with --check NAME, the conformance suite on it."""
+    from lathe.backends.registry import installed
+
+    if args.check:
+        from lathe.testing.backends import check_backend
+
+        report = check_backend(args.check)
+        return 0 if report.failed == 0 else 1
+    rows = installed()
+    print(f"{'name':10s} {'version':14s} {'targets':16s} state")
+    for b in rows:
+        state = f"failed to load: {b.error}" if b.error else b.status
+        print(f"{b.name:10s} {b.version:14s} {','.join(b.targets) or '-':16s} {state}")
+        if b.description:
+            print(f"{'':10s} {b.description}  [{b.source}]")
+    return 0
+
+
+def cmd_new_backend(args) -> int:
+    from lathe.tools.scaffold import new_backend
+
+    files = new_backend(args.name, args.dir)
+    print(f"wrote {len(files)} files into {args.dir}: a backend package for --target {args.name}")
+    print(f"next: pip install -e '{args.dir}[test]' && lathe backends && pytest {os.path.join(args.dir, 'tests')}")
     return 0
 
 
@@ -250,15 +299,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=3, metavar="N",
                    help="optimization level 0..3 (default 3); see docs/passes.md")
     r.set_defaults(fn=cmd_run)
-    c = sub.add_parser("compile", help="compile a model's kernels to LLVM IR, assembly or an object file")
+    c = sub.add_parser("compile", help="compile a model's kernels for a target: source, assembly, a binary, "
+                                       "or a directory with all of them (-o DIR)")
     c.add_argument("file")
-    c.add_argument("-o", "--output")
-    c.add_argument("--emit", choices=["llvm", "asm", "obj"])
-    c.add_argument("--optimized", action="store_true", help="with --emit=llvm: the IR after LLVM's O3")
-    c.add_argument("--target", default="llvm")
+    c.add_argument("-o", "--output", help="FILE (.o/.so: the binary, .s: assembly, else the source) or DIR "
+                                          "(ending in / or .d, or existing: the backend's artifact files)")
+    c.add_argument("--emit", choices=["source", "llvm", "asm", "obj"],
+                   help="what to write (llvm is the LLVM backend's source)")
+    c.add_argument("--optimized", action="store_true", help="with --emit=source: after the backend's optimiser")
+    c.add_argument("--target", default="llvm", help="target string, e.g. 'llvm -mtriple=aarch64-linux-gnu', 'c'")
     c.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=3, metavar="N",
                    help="optimization level 0..3 (default 3)")
     c.set_defaults(fn=cmd_compile)
+    b = sub.add_parser("backends", help="list the installed backends, or run the conformance suite on one")
+    b.add_argument("--check", metavar="NAME", help="run the backend conformance suite on target NAME")
+    b.set_defaults(fn=cmd_backends)
+    n = sub.add_parser("new-backend", help="write a pip-installable backend package to start a new target from")
+    n.add_argument("name", help="the backend's name and target kind (a lowercase identifier)")
+    n.add_argument("--dir", required=True, help="the directory to create")
+    n.set_defaults(fn=cmd_new_backend)
     i = sub.add_parser("import", help="import an ONNX model as Relay text (.lathe) and its weights (.params.npz)")
     i.add_argument("file", help="the .onnx model")
     i.add_argument("-o", "--output", help="the .lathe file to write (default: beside the model); "

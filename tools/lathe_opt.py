@@ -73,22 +73,30 @@ class LatheOptMain(xDSLOptMain):
             out.write(print_relay(module))
 
         self.available_targets["lathe"] = emit_lathe
-        self.available_targets["llvm"] = self.emit_llvm
+        from lathe.backends.registry import installed
 
-    def emit_llvm(self, module: ModuleOp, out: IO[str]) -> None:
-        """Kernels are only generated from loop-level IR: IR above it goes through the rest
-        of the opt level's pipeline first (a note says so), or the LLVM module would be empty."""
+        for b in installed():
+            for kind in b.targets:
+                self.available_targets[kind] = functools.partial(self.emit_kernels, kind)
+
+    def emit_kernels(self, kind: str, module: ModuleOp, out: IO[str]) -> None:
+        """-t KIND: the kernels as that backend renders them (LLVM IR, C, ...), for the target
+        `KIND --target-options`. Kernels are only generated from loop-level IR: IR above it goes
+        through the rest of the opt level's pipeline first (a note says so), or the output would
+        be empty."""
         from lathe.api import lower
-        from lathe.backends.llvm.codegen import module_to_llvm_ir
-        from lathe.passes import DEFAULT_OPT_LEVEL, stage_of
+        from lathe.backends.registry import resolve_target
+        from lathe.passes import DEFAULT_OPT_LEVEL, pipeline_for, stage_of, with_pass_options
 
+        backend, target = resolve_target(f"{kind} {self.args.target_options or ''}")
         stage = stage_of(module)
         if stage != "loop":
             level = DEFAULT_OPT_LEVEL if self.args.opt_level is None else self.args.opt_level
-            print(f"note: -t llvm: the IR is at {stage} level; lowered it to loops first with the rest of "
+            print(f"note: -t {kind}: the IR is at {stage} level; lowered it to loops first with the rest of "
                   f"-O{level}'s pipeline", file=sys.stderr)
-            module = lower(module, opt_level=level)
-        out.write(module_to_llvm_ir(module))
+            pipeline = with_pass_options(pipeline_for(level, module), backend.graph_pass_options(target))
+            module = lower(module, pipeline=pipeline)
+        out.write(backend.render(backend.lower(module, target), target))
 
     def register_all_frontends(self):
         super().register_all_frontends()
@@ -118,6 +126,9 @@ class LatheOptMain(xDSLOptMain):
         arg_parser.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=None, metavar="N",
                                 help="run the graph-level pipeline of opt level N (0..3) before -p")
         arg_parser.add_argument("--list-ops", action="store_true", help="list the graph operators and exit")
+        arg_parser.add_argument("--target-options", default=None, metavar="'-KEY=VALUE ...'",
+                                help="options of the -t backend's target, e.g. --target-options='-mcpu=znver4' or "
+                                     "'-mtriple=aarch64-linux-gnu -mattr=+neon' (with '=': the value starts with '-'; default: this machine)")
         arg_parser.add_argument("--emit", choices=["lathe", "mlir"], default=None,
                                 help="output format (default: the input's format while at graph level, MLIR below)")
 

@@ -50,6 +50,11 @@ class LLVMBackend(Backend):
 
         return optimized_ir(source, llvm_target(target))
 
+    def assembly(self, source: str, target: Target) -> str:
+        from lathe.backends.llvm.jit import emit_assembly
+
+        return emit_assembly(source, llvm_target(target))
+
     def compile_source(self, source: str, target: Target) -> bytes:
         from lathe.backends.llvm.jit import emit_object
 

@@ -1,21 +1,23 @@
 // RUN: lathe-opt %s --split-input-file -t llvm | filecheck %s
 
 // Kernels take noalias, 64-byte aligned buffers and address them with GEPs;
-// parallel loops are outlined for GOMP_parallel; a vectorized loop becomes
-// explicit <16 x float> code with aligned loads; each kernel gets a packed entry point.
-// CHECK-DAG: declare void @GOMP_parallel(ptr, ptr, i32, i32)
+// parallel loops are outlined into a worker over a range of iterations that
+// lathe_parallel_for (the thread pool, defined in the same module) runs; a
+// vectorized loop becomes explicit <16 x float> code with aligned loads; each
+// kernel gets a packed entry point.
 // CHECK-LABEL: define internal void @axpy__par0_body(
 // CHECK:       getelementptr inbounds float, ptr %cap.{{[0-9]+}}, i64
 // CHECK:       load <16 x float>, ptr %{{.*}}, align 64
 // CHECK:       fmul reassoc contract <16 x float> %{{.*}}, %{{.*}}
 // CHECK:       store <16 x float> %{{.*}}, ptr %{{.*}}, align 64
-// CHECK-LABEL: define internal void @axpy__par0(ptr noalias nocapture readonly %ctx)
-// CHECK:       call i32 @omp_get_thread_num()
+// CHECK-LABEL: define internal void @axpy__par0(ptr noalias nocapture readonly %ctx, i64 %begin, i64 %end)
+// CHECK:       mul nsw i64 %begin, 1
 // CHECK:       call void @axpy__par0_body(
 // CHECK-LABEL: define void @axpy(ptr noalias nocapture align 64 %a0, ptr noalias nocapture align 64 %a1, ptr noalias nocapture align 64 %a2)
-// CHECK:       call void @GOMP_parallel(ptr @axpy__par0, ptr %{{.*}}, i32 0, i32 0)
+// CHECK:       call void @lathe_parallel_for(ptr @axpy__par0, ptr %{{.*}}, i64 %{{.*}})
 // CHECK-LABEL: define void @axpy__packed(ptr %args)
 // CHECK:       call void @axpy(ptr %p0, ptr %p1, ptr %p2)
+// CHECK:       define void @lathe_parallel_for(ptr %f, ptr %cx, i64 %trip)
 func.func private @axpy(%x: memref<64x16xf32>, %y: memref<64x16xf32>, %out: memref<64x16xf32>) attributes {lathe.kernel} {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
