@@ -46,6 +46,11 @@ for (int i = 0; i < 8; i++) s += i;
 return s + omp_get_max_threads() * 0; }
 """
 _PROBE_PLAIN = "int lathe_probe(void) { return 28; }\n"
+_PROBE_MVEC = """#include <math.h>
+float expf(float) __attribute__((simd("notinbranch")));
+void lathe_loop(float *restrict a) { for (int i = 0; i < 64; i++) a[i] = expf(a[i]); }
+int lathe_probe(void) { float a[64] = {0}; lathe_loop(a); return (int)a[0] + 27; }
+"""
 
 
 @dataclass(frozen=True)
@@ -56,14 +61,20 @@ class CCompiler:
     openmp_simd: bool  # -fopenmp-simd (honours `#pragma omp simd` without the runtime)
     march_native: bool
     float16: bool  # the compiler has _Float16 (else halves go through float helpers)
+    mvec: bool = False  # glibc's vector math links (-lmvec), for vectorized exp, tanh, erf, ...
 
     def describe(self) -> str:
         features = [("OpenMP" if self.openmp else "no OpenMP"),
-                    ("_Float16" if self.float16 else "no _Float16: halves computed through float")]
+                    ("_Float16" if self.float16 else "no _Float16: halves computed through float"),
+                    ("vector libm (libmvec)" if self.mvec else "scalar libm")]
         return f"{' '.join(self.argv)} ({self.version}); " + ", ".join(features)
 
     def parallel_flags(self) -> list[str]:
         return ["-fopenmp"] if self.openmp else ["-fopenmp-simd"] if self.openmp_simd else []
+
+    def libraries(self) -> list[str]:
+        """What the kernels link with (after the source: the order matters to the linker)."""
+        return ["-lm", "-lmvec"] if self.mvec else ["-lm"]
 
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess | None:
@@ -73,11 +84,12 @@ def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess | 
         return None
 
 
-def _builds(argv: tuple[str, ...], flags: list[str], source: str, load: bool = False) -> bool:
+def _builds(argv: tuple[str, ...], flags: list[str], source: str, load: bool = False,
+            libraries: tuple[str, ...] = ()) -> bool:
     with tempfile.TemporaryDirectory(prefix="lathe-cc-probe-") as d:
         src, out = Path(d) / "probe.c", Path(d) / "probe.so"
         src.write_text(source)
-        r = _run([*argv, *BASE_FLAGS, *flags, "-o", str(out), str(src)])
+        r = _run([*argv, *BASE_FLAGS, *flags, "-o", str(out), str(src), *libraries])
         if r is None or r.returncode != 0 or not out.exists():
             return False
         if load:
@@ -101,7 +113,9 @@ def _probe(argv: tuple[str, ...]) -> CCompiler | None:
     openmp = _builds(argv, ["-fopenmp"], _PROBE_OPENMP, load=True)
     simd = openmp or _builds(argv, ["-fopenmp-simd"], _PROBE_PLAIN)
     native = _builds(argv, ["-march=native"], _PROBE_PLAIN)
-    return CCompiler(argv, version, openmp, simd, native, _defines(argv, "__FLT16_MAX__"))
+    mvec = _builds(argv, ["-O3"] + (["-march=native"] if native else []), _PROBE_MVEC, load=True,
+                   libraries=("-lm", "-lmvec"))
+    return CCompiler(argv, version, openmp, simd, native, _defines(argv, "__FLT16_MAX__"), mvec)
 
 
 def candidates() -> list[tuple[str, ...]]:
@@ -138,7 +152,8 @@ def find_compiler() -> CCompiler:
 
 
 def compiler_flags(cc: CCompiler, opt_level: int, arch_flags: list[str]) -> list[str]:
-    return [f"-O{opt_level}", *BASE_FLAGS, *cc.parallel_flags(), *arch_flags]
+    return [f"-O{opt_level}", *BASE_FLAGS, *cc.parallel_flags(), *arch_flags,
+            *([] if cc.mvec else ["-DLATHE_NO_MVEC"])]
 
 
 def build(source: str, flags: list[str], cc: CCompiler) -> Path:
@@ -153,7 +168,7 @@ def build(source: str, flags: list[str], cc: CCompiler) -> Path:
     work = Path(tempfile.mkdtemp(prefix="lathe-c-"))
     src, out = work / "kernels.c", work / f"{key}.so"
     src.write_text(source)
-    r = _run([*cc.argv, *flags, "-o", str(out), str(src), "-lm"], timeout=COMPILE_TIMEOUT_S)
+    r = _run([*cc.argv, *flags, "-o", str(out), str(src), *cc.libraries()], timeout=COMPILE_TIMEOUT_S)
     if r is None or r.returncode != 0 or not out.exists():
         shown = "\n".join((r.stderr if r is not None else "it did not run or timed out").splitlines()[:ERROR_LINES])
         raise LatheError(f"the C compiler '{' '.join(cc.argv)}' failed on the generated source (kept at {src})",
