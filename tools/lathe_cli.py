@@ -196,7 +196,7 @@ def cmd_backends(args) -> int:
         from lathe.testing.backends import check_backend
 
         report = check_backend(args.check)
-        return 0 if report.failed == 0 else 1
+        return 0 if report.ok else 1
     rows = installed()
     print(f"{'name':10s} {'version':14s} {'targets':16s} state")
     for b in rows:
