@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
@@ -23,11 +23,12 @@ from lathe.dialects.graph import make_op, shape_of
 from lathe.passes.outline import glue_functions
 
 
-def _defined_before(v: SSAValue, op: Operation, block: Block) -> bool:
+def _defined_before(v: SSAValue, op: Operation, order: dict[Operation, int]) -> bool:
+    """`order` numbers the block's ops once, before any rewrite: renumbering per query made
+    the pass quadratic. An op made by a rewrite since is not in it and counts as late."""
     owner = v.owner
     if not isinstance(owner, Operation):
         return True  # a block argument
-    order = {o: k for k, o in enumerate(block.ops)}
     return order.get(owner, 1 << 60) < order[op]
 
 
@@ -38,9 +39,12 @@ def _combine(fn: func.FuncOp, cls, key, weight_axis: int, out_axis, min_branches
         if isinstance(op, cls):
             groups.setdefault(key(op), []).append(op)
     combined = 0
+    order = {o: k for k, o in enumerate(block.ops)}
     for ops in groups.values():
+        if len(ops) < min_branches:
+            continue
         first = ops[0]
-        ops = [o for o in ops if _defined_before(o.operands[1], first, block) or o is first]
+        ops = [o for o in ops if _defined_before(o.operands[1], first, order) or o is first]
         if len(ops) < min_branches:
             continue
         weights = [o.operands[1] for o in ops]
