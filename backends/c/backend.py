@@ -17,7 +17,8 @@ from collections.abc import Iterable
 import llvmlite.binding as llvm
 from xdsl.dialects.builtin import ModuleOp
 
-from lathe.backends.c.compiler import CCompiler, build, compiler_flags, find_compiler, load_library
+from lathe.backends.c.compiler import CCompiler, build, compiler_flags, find_compiler
+from lathe.backends.c.compiler import load as load_library
 from lathe.backends.c.emitter import CSource, emit_module, packed_symbol
 from lathe.backends.interface import Backend, Capabilities, KernelLibrary, Target
 from lathe.errors import LatheError
@@ -123,14 +124,14 @@ class CBackend(Backend):
 
     def compile_source(self, source: str, target: Target) -> bytes:
         cc = find_compiler()
-        return build(source, self.flags(cc, target), cc).read_bytes()
+        return build(source, self.flags(cc, target), cc)
 
     def load(self, module: ModuleOp, target: Target) -> CKernelLibrary:
         from lathe.backends.llvm.parallel_runtime import default_num_threads
 
         source = self.emit(self.lower(module, target), target)
         cc = find_compiler()
-        lib = load_library(build(source.text, self.flags(cc, target), cc))
+        lib = load_library(source.text, self.flags(cc, target), cc)
         return CKernelLibrary(lib, source.kernels, target.num_threads or default_num_threads())
 
     def artifact(self, module: ModuleOp, target: Target) -> dict[str, bytes]:

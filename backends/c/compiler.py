@@ -156,15 +156,15 @@ def compiler_flags(cc: CCompiler, opt_level: int, arch_flags: list[str]) -> list
             *([] if cc.mvec else ["-DLATHE_NO_MVEC"])]
 
 
-def build(source: str, flags: list[str], cc: CCompiler) -> Path:
-    """A shared library of `source`, from the cache or freshly compiled."""
-    ident = "\0".join([*cc.argv, cc.version, *flags, source])
+def _build(source: str, flags: list[str], cc: CCompiler) -> tuple[Path, Path | None]:
+    """A shared library of `source`, from the cache or freshly compiled, and the temporary
+    directory to remove once it is read (None when it lives in the cache)."""
+    ident = "\0".join([*cc.argv, cc.version, *flags, *cc.libraries(), source])
     key = hashlib.sha256(ident.encode()).hexdigest()[:24]
     directory = cache_dir()
-    if directory is not None:
-        cached = directory / "c" / f"{key}.so"
-        if cached.exists():
-            return cached
+    cached = directory / "c" / f"{key}.so" if directory is not None else None
+    if cached is not None and cached.exists():
+        return cached, None
     work = Path(tempfile.mkdtemp(prefix="lathe-c-"))
     src, out = work / "kernels.c", work / f"{key}.so"
     src.write_text(source)
@@ -173,22 +173,37 @@ def build(source: str, flags: list[str], cc: CCompiler) -> Path:
         shown = "\n".join((r.stderr if r is not None else "it did not run or timed out").splitlines()[:ERROR_LINES])
         raise LatheError(f"the C compiler '{' '.join(cc.argv)}' failed on the generated source (kept at {src})",
                          note=f"{' '.join(cc.argv)} {' '.join(flags)}:\n{shown}")
-    if directory is None:
-        return out
+    if cached is None:
+        return out, work
     try:
-        (directory / "c").mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory / "c", suffix=".so.tmp")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".so.tmp")
         os.close(fd)
         shutil.copyfile(out, tmp)
-        os.replace(tmp, directory / "c" / f"{key}.so")
-        shutil.rmtree(work, ignore_errors=True)
-        return directory / "c" / f"{key}.so"
+        os.replace(tmp, cached)
     except OSError:
-        return out  # a read-only or full cache directory only costs the next compile
+        return out, work  # a read-only or full cache directory only costs the next compile
+    shutil.rmtree(work, ignore_errors=True)
+    return cached, None
 
 
-def load_library(path: Path) -> ctypes.CDLL:
+def build(source: str, flags: list[str], cc: CCompiler) -> bytes:
+    """The shared library's bytes (for `lathe compile -o`)."""
+    path, temporary = _build(source, flags, cc)
+    try:
+        return path.read_bytes()
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def load(source: str, flags: list[str], cc: CCompiler) -> ctypes.CDLL:
+    """The shared library, compiled (or cached) and loaded into this process."""
+    path, temporary = _build(source, flags, cc)
     try:
         return ctypes.CDLL(str(path))
     except OSError as e:
         raise LatheError(f"cannot load the compiled kernels {path}: {e}") from None
+    finally:
+        if temporary is not None:  # loaded: the file is no longer needed
+            shutil.rmtree(temporary, ignore_errors=True)
