@@ -17,11 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import lathe
 import numpy as np
 import pytest
-from xdsl.dialects import func
-
-import lathe
 from lathe.backends.c import CBackend
 from lathe.backends.c import compiler as ccomp
 from lathe.dialects import make_context
@@ -30,6 +28,7 @@ from lathe.runtime.graph_executor import GraphExecutor
 from lathe.runtime.interpreter import param_names
 from lathe.textual_ir.mlir import parse_mlir
 from lathe.textual_ir.parser import parse_relay
+from xdsl.dialects import func
 
 pytestmark = pytest.mark.skipif(ccomp._find(tuple(ccomp.candidates())) is None, reason="no C compiler")
 
@@ -396,10 +395,9 @@ def test_unknown_op_is_a_lathe_error():
 def test_parallel_and_simd_pragmas_only_where_safe():
     """The dense kernel's outer loop is an OpenMP loop; softmax's sums (a store to one address
     in every iteration) must not be `omp simd`, whose lanes would race on it."""
-    from xdsl.dialects import memref, scf
-
     from lathe.backends.c.emitter import _simd_safe
     from lathe.dialects.loop import annotation_of
+    from xdsl.dialects import memref, scf
 
     m = parse_relay("def @main(%x: Tensor[(13, 64), float32], %w: Tensor[(32, 64), float32]) "
                     "{ nn.softmax(nn.dense(%x, %w)) }")
@@ -547,7 +545,7 @@ def test_cli_error_has_no_traceback(tmp_path):
     code = ("import lathe, sys\nfrom lathe.backends.c import CBackend\n"
             "try:\n    CBackend().compile_source('int x;', CBackend().parse_target('c', {}))\n"
             "except lathe.LatheError as e:\n    print(e.render()); sys.exit(1)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                        env={**os.environ, "CC": "no-such-compiler-xyz"})
     assert r.returncode == 1 and "no-such-compiler-xyz" in r.stdout and "Traceback" not in r.stderr
 
@@ -565,7 +563,7 @@ def test_artifact_builds_elsewhere_and_half_fallback_agrees(tmp_path, rng):
     (tmp_path / "kernels.c").write_bytes(files["kernels.c"])
     cc = ccomp.find_compiler()
     r = subprocess.run([*cc.argv, "-std=c99", "-c", "-o", str(tmp_path / "k.o"), str(tmp_path / "kernels.c")],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     flags = BACKEND.flags(cc, TARGET) + ["-DLATHE_NO_FLOAT16"]
     lib = ccomp.load(files["kernels.c"].decode(), flags, cc)

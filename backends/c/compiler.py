@@ -79,7 +79,8 @@ class CCompiler:
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess | None:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              check=False)
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -31,7 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-
+from lathe.backends.c.indexing import IndexFacts
+from lathe.backends.c.preamble import INT_WIDTHS, preamble
+from lathe.dialects.loop import annotation_of
+from lathe.errors import LatheError
+from lathe.passes.outline import is_kernel
 from xdsl.dialects import arith, func, math, memref, scf
 from xdsl.dialects.builtin import (
     Float16Type,
@@ -44,12 +48,6 @@ from xdsl.dialects.builtin import (
     NoneAttr,
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
-
-from lathe.backends.c.indexing import IndexFacts
-from lathe.backends.c.preamble import INT_WIDTHS, preamble
-from lathe.dialects.loop import annotation_of
-from lathe.errors import LatheError
-from lathe.passes.outline import is_kernel
 
 STACK_LIMIT = 32 * 1024  # bytes: a buffer at most this big is a stack array, else heap
 FULL_UNROLL_LIMIT = 64  # trips: `unroll` without a factor unrolls fully only up to this
@@ -591,7 +589,7 @@ def _for(e: KernelEmitter, op: scf.ForOp) -> None:
         return
     lb, ub, step = e.v(op.lb), e.v(op.ub), e.v(op.step)
     carried = _declare_carried(e, op.results, op.iter_args)
-    for pragma in _loop_pragmas(e, op, kind):
+    for pragma in _loop_pragmas(op, kind):
         e.line(pragma)
     iv = e.fresh("i")
     body = op.body.block
@@ -654,7 +652,7 @@ def _parallel_for(e: KernelEmitter, op: scf.ForOp) -> None:
     e.close_scope()
 
 
-def _loop_pragmas(e: KernelEmitter, op: scf.ForOp, kind: str | None) -> list[str]:
+def _loop_pragmas(op: scf.ForOp, kind: str | None) -> list[str]:
     if kind == "vectorize":
         return ["#pragma omp simd" if _simd_safe(op) else "LATHE_VECTORIZE"]
     if kind == "unroll":
@@ -684,7 +682,7 @@ def _simd_safe(loop: scf.ForOp) -> bool:
             return False
         if isinstance(op, memref.StoreOp):
             stores.setdefault(op.memref, []).append(list(op.indices))
-    for ref, index_lists in stores.items():
+    for index_lists in stores.values():
         first = index_lists[0]
         if any(ix != first for ix in index_lists) or not _advances(first, body):
             return False
