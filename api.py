@@ -58,12 +58,13 @@ def _params(params) -> dict[str, np.ndarray]:
 def lower(module: ModuleOp, pipeline: str | None = None, opt_level: int | None = None) -> ModuleOp:
     """graph → te → loop on a copy of `module`: `pipeline`, or the opt level's (default 3)."""
     from lathe.dialects import make_context
+    from lathe.dialects.verifier import verify
     from lathe.passes import DEFAULT_OPT_LEVEL, build_pipeline, pipeline_for
 
     lowered = module.clone()
     spec = pipeline or pipeline_for(DEFAULT_OPT_LEVEL if opt_level is None else opt_level, lowered)
     build_pipeline(spec).apply(make_context(), lowered)
-    lowered.verify()
+    verify(lowered)
     return lowered
 
 
@@ -105,7 +106,8 @@ class CompiledModule:
                      for f in self.loop_module.ops if is_kernel(f)}
         threads = self.num_threads = self.target.num_threads or default_num_threads()
         self.executor = GraphExecutor(self.loop_module, addresses, entry, params, names,
-                                      before_run=lambda: self.kernels.set_num_threads(threads))
+                                      before_run=lambda: self.kernels.set_num_threads(threads),
+                                      device=self.backend.device(self.target))
         self.input_names = self.executor.input_names
 
     @property

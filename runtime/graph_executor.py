@@ -17,7 +17,7 @@ from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import MemRefType, ModuleOp
 from xdsl.ir import SSAValue
 
-from lathe.backends.interface import aligned_empty
+from lathe.backends.interface import Device, HostDevice
 from lathe.dialects import graph
 from lathe.errors import LatheError
 from lathe.passes.outline import is_kernel
@@ -29,19 +29,20 @@ _KERNEL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 class GraphExecutor:
     def __init__(self, module: ModuleOp, addresses: Mapping[str, int], entry: str = "main",
                  params: Mapping[str, np.ndarray] | None = None, param_names: Sequence[str] = (),
-                 before_run: Callable[[], None] = lambda: None):
+                 before_run: Callable[[], None] = lambda: None, device: Device | None = None):
         self.before_run = before_run  # the backend's per-run setup (its thread count)
+        self.device = device = device or HostDevice()  # where the backend's buffers live
         funcs = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
         if entry not in funcs:
             raise LatheError(f"the module has no function @{entry}")
         fn = funcs[entry]
         globals_ = {g.sym_name.data: g for g in module.ops if isinstance(g, memref.GlobalOp)}
         params = params or {}
-        self.buffers: list[np.ndarray] = []
+        self.buffers: list = []
         slot: dict[SSAValue, object] = {}
 
         def new_buffer(t: MemRefType) -> int:
-            self.buffers.append(aligned_empty(tuple(t.get_shape()), np_dtype(t.element_type)))
+            self.buffers.append(device.allocate(tuple(t.get_shape()), np_dtype(t.element_type)))
             return len(self.buffers) - 1
 
         self.input_names: list[str] = []
@@ -53,7 +54,7 @@ class GraphExecutor:
             k = new_buffer(arg.type)
             slot[arg] = k
             if name in params:
-                self.buffers[k][...] = check_value(name, params[name], _tensor_type(arg.type))
+                device.copy_in(self.buffers[k], check_value(name, params[name], _tensor_type(arg.type)))
             else:
                 self.input_names.append(name)
                 self.input_slots.append(k)
@@ -68,7 +69,7 @@ class GraphExecutor:
             elif isinstance(op, memref.GetGlobalOp):
                 g = globals_[op.name_.root_reference.data]
                 k = new_buffer(op.memref.type)  # type: ignore[arg-type]
-                self.buffers[k][...] = _global_value(g)
+                device.copy_in(self.buffers[k], _global_value(g))
                 slot[op.memref] = k
             elif isinstance(op, func.CallOp):
                 name = op.callee.root_reference.data
@@ -76,7 +77,7 @@ class GraphExecutor:
                 if callee is None or not is_kernel(callee):
                     raise LatheError(f"graph executor: @{name} is not a compiled kernel")
                 ptrs = (ctypes.c_void_p * len(op.arguments))(
-                    *[self.buffers[slot[a]].ctypes.data for a in op.arguments]  # type: ignore[index]
+                    *[device.address(self.buffers[slot[a]]) for a in op.arguments]  # type: ignore[index]
                 )
                 fnptr = _KERNEL_FN(addresses[name])
                 self._keep.append(ptrs)
@@ -105,16 +106,17 @@ class GraphExecutor:
         if missing:
             raise LatheError(f"missing input(s) {', '.join(missing)}")
         for name, k, t in zip(self.input_names, self.input_slots, self.input_types):
-            self.buffers[k][...] = check_value(name, given[name], t)
+            self.device.copy_in(self.buffers[k], check_value(name, given[name], t))
 
     def execute(self) -> None:
         self.before_run()
         for fnptr, ptrs, _ in self.steps:
             fnptr(ptrs)  # type: ignore[operator]
+        self.device.synchronize()
 
     def get_outputs(self):
         def out(s):
-            return tuple(out(x) for x in s) if isinstance(s, tuple) else self.buffers[s].copy()
+            return tuple(out(x) for x in s) if isinstance(s, tuple) else self.device.copy_out(self.buffers[s])
         return out(self.outputs)
 
     def run(self, *args, **kwargs):
