@@ -582,7 +582,7 @@ def _for(e: KernelEmitter, op: scf.ForOp) -> None:
     ann = annotation_of(op)
     kind = ann.kind.data if ann is not None else None
     if kind == "bind":
-        raise LatheError(f"the C backend cannot run a loop bound to {ann.thread_axis.data} (in @{e.name})",  # type: ignore[union-attr]
+        raise LatheError(f"the CPU backend cannot run a loop bound to {ann.thread_axis.data} (in @{e.name}, target c)",  # type: ignore[union-attr]
                          note="te.bind is for GPU targets; use te.parallel on CPU")
     if kind == "parallel" and not e.in_parallel and not op.iter_args:
         _parallel_for(e, op)
