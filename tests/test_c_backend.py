@@ -190,7 +190,7 @@ def test_zoo_models_agree_with_the_interpreter():
         loop = lathe.lower(module)
         if name == "bert_base":  # its two layers' kernels are the same functions: emitted once
             src = BACKEND.render(loop, TARGET)
-            assert len(re.findall(r"^static void lathe_k\d+\(", src, re.M)) < len(kernels_of(loop))
+            assert len(re.findall(r"^static void lathe_k\d+\(", src, re.MULTILINE)) < len(kernels_of(loop))
         got = as_tuple(build_c(module, params, loop=loop).run(**inputs))
         ref = as_tuple(lathe.interpret(module, params=params, **inputs))
         for g, r in zip(got, ref):
