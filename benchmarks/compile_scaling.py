@@ -60,6 +60,7 @@ def stages() -> list[tuple[str, str]]:
 def time_one(text: str) -> dict[str, float]:
     from lathe.api import parse_source
     from lathe.dialects import make_context
+    from lathe.dialects.verifier import verify
     from lathe.passes import build_pipeline
 
     times: dict[str, float] = {}
@@ -72,7 +73,7 @@ def time_one(text: str) -> dict[str, float]:
         build_pipeline(spec).apply(ctx, module)
         times[label] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    module.verify()
+    verify(module)  # as lathe.lower and lathe-opt do
     times["verify"] = time.perf_counter() - t0
     return times
 

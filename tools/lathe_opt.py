@@ -134,6 +134,7 @@ class LatheOptMain(xDSLOptMain):
 
     # -- pipeline -----------------------------------------------------------------
     def setup_pipeline(self):
+        from lathe.dialects.verifier import verify
         from lathe.passes import build_pipeline
 
         if self.args.list_passes or self.args.list_ops:
@@ -145,7 +146,7 @@ class LatheOptMain(xDSLOptMain):
             now = time.perf_counter()
             if self.args.time_passes and prev is not None:
                 print(f"// pass {prev.name}: {now - last[0]:.4f} s", file=sys.stderr)
-            module.verify()
+            verify(module)
             if prev is not None and (self.args.print_ir_after_all or (self.args.print_between_passes and nxt)):
                 print(f"// -----// IR Dump After {prev.name} //----- //")
                 print(self.render(module), flush=True)
