@@ -17,9 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import lathe
 import numpy as np
 import pytest
+from xdsl.dialects import func
+
+import lathe
 from lathe.backends.c import CBackend
 from lathe.backends.c import compiler as ccomp
 from lathe.dialects import make_context
@@ -28,7 +30,6 @@ from lathe.runtime.graph_executor import GraphExecutor
 from lathe.runtime.interpreter import param_names
 from lathe.textual_ir.mlir import parse_mlir
 from lathe.textual_ir.parser import parse_relay
-from xdsl.dialects import func
 
 pytestmark = pytest.mark.skipif(ccomp._find(tuple(ccomp.candidates())) is None, reason="no C compiler")
 
@@ -399,9 +400,10 @@ def test_unknown_op_is_a_lathe_error():
 def test_parallel_and_simd_pragmas_only_where_safe():
     """The dense kernel's outer loop is an OpenMP loop; softmax's sums (a store to one address
     in every iteration) must not be `omp simd`, whose lanes would race on it."""
+    from xdsl.dialects import memref, scf
+
     from lathe.backends.c.emitter import _simd_safe
     from lathe.dialects.loop import annotation_of
-    from xdsl.dialects import memref, scf
 
     m = parse_relay("def @main(%x: Tensor[(13, 64), float32], %w: Tensor[(32, 64), float32]) "
                     "{ nn.softmax(nn.dense(%x, %w)) }")

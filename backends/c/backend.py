@@ -15,12 +15,13 @@ import ctypes
 from collections.abc import Iterable
 
 import llvmlite.binding as llvm
+from xdsl.dialects.builtin import ModuleOp
+
 from lathe.backends.c.compiler import CCompiler, build, compiler_flags, find_compiler
 from lathe.backends.c.compiler import load as load_library
 from lathe.backends.c.emitter import CSource, emit_module, packed_symbol
 from lathe.backends.interface import Backend, Capabilities, KernelLibrary, Target
 from lathe.errors import LatheError
-from xdsl.dialects.builtin import ModuleOp
 
 OPTIONS = {
     "-mcpu": "the CPU to compile for (-march= on x86, -mcpu= elsewhere)",

@@ -31,11 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from lathe.backends.c.indexing import IndexFacts
-from lathe.backends.c.preamble import INT_WIDTHS, preamble
-from lathe.dialects.loop import annotation_of
-from lathe.errors import LatheError
-from lathe.passes.outline import is_kernel
 from xdsl.dialects import arith, func, math, memref, scf
 from xdsl.dialects.builtin import (
     Float16Type,
@@ -48,6 +43,12 @@ from xdsl.dialects.builtin import (
     NoneAttr,
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
+
+from lathe.backends.c.indexing import IndexFacts
+from lathe.backends.c.preamble import INT_WIDTHS, preamble
+from lathe.dialects.loop import annotation_of
+from lathe.errors import LatheError
+from lathe.passes.outline import is_kernel
 
 STACK_LIMIT = 32 * 1024  # bytes: a buffer at most this big is a stack array, else heap
 FULL_UNROLL_LIMIT = 64  # trips: `unroll` without a factor unrolls fully only up to this
