@@ -35,7 +35,9 @@ REDUCE_RTOL = 1e-4
 # the least precise dtype in a case sets its tolerance (float16 keeps ~3 decimal digits)
 DTYPE_RTOL = {"float16": 2e-2}
 
-DIMS = (1, 3, 7, 13)  # odd sizes (no vector width divides them) and size-1 dimensions
+# odd sizes (no vector width divides them: remainder loops), size-1 dimensions, and 16, so that
+# some draws take the default schedule's vectorized path (it vectorizes only sizes 4, 8 or 16 divide)
+DIMS = (1, 3, 7, 13, 16)
 
 
 # -- modules, inputs, comparison ------------------------------------------------------------
@@ -647,8 +649,24 @@ def _cast_case(name: str) -> Builder:
     return lambda op, rng: OpCase("cast", (tensor([_dim(rng), _dim(rng)]),), {"dtype": name}, (sampler,))
 
 
-# "<dtype>" / "cast-to-<dtype>" -> builder: each graph dtype through arithmetic and through a conversion
+# float math that backends lower per type (intrinsics, math libraries, vector versions of both)
+FLOAT_MATH = ("exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "erf", "floor", "ceil", "round")
+FLOAT_DTYPES = tuple(n for n, t in graph.DTYPES.items() if graph.is_float(t))
+
+
+def _float_math_case(name: str, op: str, last: int) -> Builder:
+    """`op` on dtype `name`; a last dimension of 16 takes the default schedule's vector loop,
+    13 the scalar one."""
+    dt = graph.DTYPES[name]
+    sampler = positive_values if op in ("log", "sqrt", "rsqrt") else None
+    return lambda _, rng: OpCase(op, (tensor([_dim(rng, (1, 3, 7)), last], dt),), samplers=(sampler,))
+
+
+# "<dtype>", "cast-to-<dtype>", "<float dtype>:<op>[:odd]" -> builder: each graph dtype through
+# arithmetic and through a conversion, each float dtype through each math function
 DTYPE_CASES: dict[str, Builder] = {
     **{name: _dtype_case(name) for name in graph.DTYPES},
     **{f"cast-to-{name}": _cast_case(name) for name in graph.DTYPES},
+    **{f"{name}:{op}{suffix}": _float_math_case(name, op, last)
+       for name in FLOAT_DTYPES for op in FLOAT_MATH for suffix, last in (("", 16), (":odd", 13))},
 }
