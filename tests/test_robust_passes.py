@@ -265,3 +265,28 @@ def test_verifying_thousands_of_kernel_calls_is_linear(monkeypatch):
     call.properties["callee"] = type(call.callee)("nope")
     with pytest.raises(Exception, match="'@nope' could not be found"):
         verify(module)
+
+
+def test_post_dominator_tree_matches_the_definition():
+    """ipdom(n): the strict post-dominator of n that all its other strict post-dominators
+    post-dominate; post-dominators from the set equations pdom(n) = {n} ∪ ∩ pdom(consumer)."""
+    import random
+
+    from lathe.passes.fuse_ops import _PostDominatorTree
+
+    rng = random.Random(7)
+    for _ in range(500):
+        n = rng.randint(1, 40)
+        nodes = [object() for _ in range(n)]
+        consumers = {}
+        for i, x in enumerate(nodes):
+            cs = [nodes[rng.randint(i + 1, n - 1)] for _ in range(rng.randint(1, 3))] if i < n - 1 else []
+            consumers[x] = cs if cs and rng.random() < 0.9 else cs + [None]  # None: used outside
+        pdom: dict = {None: {None}}
+        for x in reversed(nodes):
+            pdom[x] = {x} | set.intersection(*(pdom[c] for c in consumers[x]))
+        tree = _PostDominatorTree(nodes, consumers).ipdom
+        for x in nodes:
+            strict = pdom[x] - {x}
+            want = next(d for d in strict if strict <= pdom[d])
+            assert tree[x] is want
