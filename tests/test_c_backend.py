@@ -526,6 +526,10 @@ def test_target_options():
     assert "-mcpu" in e.value.note and "-opt-level" in e.value.note
     with pytest.raises(lathe.LatheError, match="-opt-level must be 0..3"):
         BACKEND.parse_target("c", {"-opt-level": "9"})
+    # schedules shape the loop IR, which is all this backend reads: every CPU primitive, not bind
+    claimed = BACKEND.capabilities(TARGET).schedule_primitives
+    assert {"split", "tile", "compute_at", "cache_write", "parallel", "vectorize", "unroll"} <= claimed
+    assert "bind" not in claimed
 
 
 def test_status_names_the_compiler():

@@ -102,7 +102,10 @@ class CBackend(Backend):
                       vector_bits=_vector_bits(features), opt_level=int(opt), options=extra)
 
     def capabilities(self, target: Target) -> Capabilities:
-        return Capabilities(schedule_primitives=frozenset({"parallel", "vectorize", "unroll"}))
+        """Every CPU schedule primitive: they shape the loop IR, which is all this backend reads."""
+        from lathe.backends.llvm.backend import CPU_PRIMITIVES
+
+        return Capabilities(schedule_primitives=CPU_PRIMITIVES)
 
     def status(self) -> str:
         try:
