@@ -80,7 +80,7 @@ class CBackend(Backend):
     name = "c"
     version = "1"
     target_kinds = ("c",)
-    description = "portable C99 compiled by the system C compiler (OpenMP where it has it)"
+    description = "portable C99 built by the system C compiler; standalone builds use OpenMP"
     source_suffix = ".c"
     binary_suffix = ".so"
 

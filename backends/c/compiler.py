@@ -67,7 +67,7 @@ class CCompiler:
         features = [("OpenMP" if self.openmp else "no OpenMP"),
                     ("_Float16" if self.float16 else "no _Float16: halves computed through float"),
                     ("vector libm (libmvec)" if self.mvec else "scalar libm")]
-        return f"{' '.join(self.argv)} ({self.version}); " + ", ".join(features)
+        return f"{' '.join(self.argv)}: {self.version}; " + ", ".join(features)
 
     def parallel_flags(self) -> list[str]:
         return ["-fopenmp"] if self.openmp else ["-fopenmp-simd"] if self.openmp_simd else []
