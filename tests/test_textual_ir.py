@@ -379,3 +379,29 @@ def test_the_pre_scan_skips_comments_and_strings():
                     '  nn.dense(%x, %w, out_dtype="float32)\n}', "bad.lathe")
     e = info.value
     assert (e.loc.line, e.loc.col, e.message) == (2, 30, "unterminated string literal"), e.render()
+
+
+def test_mlir_error_on_the_first_token_is_located():
+    """xDSL's Parser lexes the first token in its constructor, outside the parse call."""
+    e = _mlir_error("\\\n")
+    assert (e.loc.line, e.loc.col) == (1, 1) and "Unexpected character" in e.message, e.render()
+
+
+def test_projection_beyond_the_tuple_is_a_located_error():
+    """.99999999999999999999 did not fit the i64 index attribute: a VerifyException escaped."""
+    with pytest.raises(LatheError) as info:
+        parse_relay("def @main(%x: Tensor[(6), float32]) {\n  %0 = split(%x, indices_or_sections=3);\n"
+                    "  %0.99999999999999999999\n}", "bad.lathe")
+    e = info.value
+    assert e.loc.line == 3 and "projection .99999999999999999999 of a tuple with 3 fields" in e.message, e.render()
+
+
+def test_a_loop_level_function_is_not_graph_level():
+    """An empty function over memrefs passed as graph level and printed as Relay text that
+    did not read back."""
+    from lathe.api import parse_source
+    from lathe.textual_ir.printer import is_graph_level
+
+    m = parse_source("func.func @n(%a: memref<2xf32>) -> memref<2xf32> {\n  func.return %a : memref<2xf32>\n}",
+                     "loop.mlir")
+    assert not is_graph_level(m)

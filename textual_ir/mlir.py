@@ -42,8 +42,9 @@ class _LocatingParser(Parser):
 
 def parse_mlir(ctx: Context, text: str, filename: str = "<string>") -> ModuleOp:
     check_text(text, filename, MLIR)
-    parser = _LocatingParser(ctx, text, filename)
+    parser = None
     try:
+        parser = _LocatingParser(ctx, text, filename)  # it lexes the first token already
         module = parser.parse_module()
     except ParseError as e:
         raise parse_error(e, text, filename) from None
@@ -63,9 +64,11 @@ def parse_error(e: ParseError, text: str, filename: str) -> LatheError:
     return LatheError(msg, location_in(text, filename, loc.line, loc.col))
 
 
-def _while_parsing(parser: _LocatingParser, text: str, filename: str, message: str) -> LatheError:
+def _while_parsing(parser: _LocatingParser | None, text: str, filename: str, message: str) -> LatheError:
     """An error xDSL raised without a position: point at the op being parsed, and say where the
     parser stood (the token after the offending attribute or type)."""
+    if parser is None:
+        return LatheError(message, location_at(text, filename, 0))
     stopped = location_at(text, filename, parser._current_token.span.start)
     if not parser.open_ops:
         return LatheError(message, stopped)

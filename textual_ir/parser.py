@@ -267,7 +267,11 @@ class RelayParser:
             tup = self.expr(t.children[0], scope)
             if not isinstance(tup.type, TupleType):
                 raise self.error(f"projection .{t.children[1]} of a non-tuple {graph.type_str(tup.type)}", t)
-            return self._make(graph.TupleGetItemOp, [tup], {"index": IntegerAttr(int(t.children[1]), i64)}, t)
+            index, n = int(t.children[1]), len(tup.type.types.data)
+            if index >= n:  # also keeps the index within the i64 attribute
+                raise self.error(f"projection .{index} of a tuple with {n} fields", t,
+                                 f"expected .0 to .{n - 1}" if n else "the tuple is empty")
+            return self._make(graph.TupleGetItemOp, [tup], {"index": IntegerAttr(index, i64)}, t)
         raise self.error(f"unsupported expression '{kind}'", t)
 
     def _scalar(self, tok: Token) -> SSAValue:

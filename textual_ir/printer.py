@@ -18,6 +18,7 @@ from xdsl.dialects.builtin import (
     NoneAttr,
     StringAttr,
     TensorType,
+    TupleType,
 )
 from xdsl.ir import Attribute, Operation, SSAValue
 
@@ -155,6 +156,15 @@ def is_graph_level(module: ModuleOp, kernels: bool = False) -> bool:
             continue
         if not isinstance(op, func.FuncOp | func.CallOp | func.ReturnOp | graph.GraphOp):
             return False
+        if isinstance(op, func.FuncOp) and not all(map(_is_relay_type, (*op.function_type.inputs.data,
+                                                                          *op.function_type.outputs.data))):
+            return False  # a loop-level function passes memrefs even when its body is empty
         if not kernels and isinstance(op, func.FuncOp) and "lathe.kernel" in op.attributes:
             return False
     return True
+
+
+def _is_relay_type(t: Attribute) -> bool:
+    if isinstance(t, TupleType):
+        return all(_is_relay_type(x) for x in t.types.data)
+    return isinstance(t, TensorType)
