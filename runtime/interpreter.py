@@ -57,9 +57,14 @@ def _batch_matmul(op, a, b):
 
 
 def _trunc_div(a, b):
-    """Integer divide rounds toward zero, as TVM's (C's) does; numpy's // floors."""
-    q = np.abs(a) // np.abs(b)
-    return np.where((a < 0) != (b < 0), -q, q)
+    """Integer divide rounds toward zero, as TVM's (C's) does; numpy's // floors. Where the
+    hardware would trap, the compiled code's answers: x / 0 = 0, INT_MIN / -1 wraps. (|INT_MIN|
+    overflows, so the quotient is not built from absolute values.)"""
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        q = np.floor_divide(a, b)
+        r = np.remainder(a, b)
+    toward_zero = q + ((r != 0) & ((a < 0) != (b < 0))).astype(q.dtype)
+    return np.where(b == 0, np.zeros_like(q), toward_zero)
 
 
 def _sigmoid(x):

@@ -90,3 +90,19 @@ def test_identical_kernels_compile_once_and_are_cached(tmp_path, monkeypatch, rn
     assert second.compile_stats.from_cache == 1
     x = rng.standard_normal((4, 32)).astype(np.float32)
     np.testing.assert_allclose(second.run(x=x), lathe.interpret(m, params=weights, x=x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int32", "int64"])
+@pytest.mark.parametrize("n", [5, 64])  # scalar code, and vector code with a tail
+def test_integer_division_where_hardware_traps(dtype, n):
+    """x / 0 and INT_MIN / -1 raise SIGFPE on x86 when compiled naively (the process died);
+    they give the interpreter's answers: 0, and INT_MIN (wrapped)."""
+    src = f"def @main(%a: Tensor[({n}), {dtype}], %b: Tensor[({n}), {dtype}]) {{ (divide(%a, %b), divide(%b, %a)) }}"
+    m = parse_relay(src)
+    lo = np.iinfo(dtype).min
+    a = np.resize(np.array([lo, lo, 7, -7, 0, 9], dtype), n)
+    b = np.resize(np.array([-1, 0, 0, 2, 0, -4], dtype), n)
+    got, ref = lathe.compile(m).run(a, b), lathe.interpret(m, a=a, b=b)
+    for g, r in zip(got, ref):
+        np.testing.assert_array_equal(g, r)
+    np.testing.assert_array_equal(ref[0][:4], np.array([lo, 0, 0, -3], dtype))

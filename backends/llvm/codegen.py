@@ -24,6 +24,7 @@ import numpy as np
 from xdsl.dialects import arith, func, math, memref, scf
 from xdsl.dialects.builtin import (
     Float16Type,
+    IntegerAttr,
     Float32Type,
     Float64Type,
     IndexType,
@@ -218,8 +219,12 @@ class FunctionEmitter:
             self.define(op.results[0], f"fneg {ty} {self.v(op.operands[0])}")
         elif t in _IBIN:
             ty = llvm_type(op.results[0].type)
+            a, b = self.v(op.operands[0]), self.v(op.operands[1])
+            if t in _DIVISIONS and not divisor_is_safe(op):
+                self.define(op.results[0], checked_division(self, t, ty, ty, a, b))
+                return
             flags = " nsw" if _IBIN[t] in ("add", "mul", "sub") and ty == "i64" else ""
-            self.define(op.results[0], f"{_IBIN[t]}{flags} {ty} {self.v(op.operands[0])}, {self.v(op.operands[1])}")
+            self.define(op.results[0], f"{_IBIN[t]}{flags} {ty} {a}, {b}")
         elif isinstance(op, arith.FloorDivSIOp):
             self.floordiv(op)
         elif t in _BIN_INTRINSIC:
@@ -563,6 +568,45 @@ class FunctionEmitter:
         ]
         self.mod.add_function(f"internal void @{worker}(ptr noalias nocapture readonly %ctx, i64 %begin, i64 %end) #0",
                               ["  " + x for x in lines])
+
+
+_DIVISIONS = (arith.DivSIOp, arith.RemSIOp, arith.DivUIOp, arith.RemUIOp)
+
+
+def divisor_is_safe(op: Operation) -> bool:
+    """A constant divisor that is neither 0 nor (signed) -1: the plain instruction cannot trap."""
+    d = op.operands[1].owner
+    if not isinstance(d, arith.ConstantOp) or not isinstance(d.value, IntegerAttr):
+        return False
+    v = d.value.value.data
+    return v != 0 and not (v == -1 and isinstance(op, arith.DivSIOp | arith.RemSIOp))
+
+
+def checked_division(fe, t: type, ty: str, elem: str, a: str, b: str, lanes: int | None = None) -> str:
+    """Integer division or remainder (scalar, or `lanes` wide) with the interpreter's answers
+    where the instruction would trap (SIGFPE) or be undefined: x / 0 = x % 0 = 0, and for signed
+    division INT_MIN / -1 wraps to INT_MIN and x % -1 = 0. Returns the result's expression."""
+    def const(v: int) -> str:
+        return str(v) if lanes is None else "<" + ", ".join([f"{elem} {v}"] * lanes) + ">"
+
+    cond = "i1" if lanes is None else f"<{lanes} x i1>"
+    signed = t in (arith.DivSIOp, arith.RemSIOp)
+    zero = fe.tmp("dz")
+    fe.emit(f"{zero} = icmp eq {ty} {b}, {const(0)}")
+    bad = zero
+    if signed:
+        minus1, bad = fe.tmp("dm"), fe.tmp("db")
+        fe.emit(f"{minus1} = icmp eq {ty} {b}, {const(-1)}")
+        fe.emit(f"{bad} = or {cond} {zero}, {minus1}")
+    divisor, q = fe.tmp("dd"), fe.tmp("dq")
+    fe.emit(f"{divisor} = select {cond} {bad}, {ty} {const(1)}, {ty} {b}")
+    fe.emit(f"{q} = {_IBIN[t]} {ty} {a}, {divisor}")
+    if signed:  # by -1: a / -1 = 0 - a (wrapping), a % -1 = 0
+        special, by_m1 = fe.tmp("ds"), fe.tmp("dn")
+        fe.emit(f"{by_m1} = sub {ty} {const(0)}, {a}" if t is arith.DivSIOp else f"{by_m1} = add {ty} {const(0)}, {const(0)}")
+        fe.emit(f"{special} = select {cond} {minus1}, {ty} {by_m1}, {ty} {q}")
+        q = special
+    return f"select {cond} {zero}, {ty} {const(0)}, {ty} {q}"
 
 
 def _bits(t: Attribute) -> int:

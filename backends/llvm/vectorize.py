@@ -420,7 +420,10 @@ class VectorEmitter:
             self.define(r, f"fneg {vt} {self.vec(op.operands[0])}")
         elif t in cg._IBIN:
             a, b = (self.vec(x) for x in op.operands)
-            self.define(r, f"{cg._IBIN[t]} {vt} {a}, {b}")
+            if t in cg._DIVISIONS and not cg.divisor_is_safe(op):
+                self.define(r, cg.checked_division(fe, t, vt, cg.llvm_type(r.type), a, b, self.w))
+            else:
+                self.define(r, f"{cg._IBIN[t]} {vt} {a}, {b}")
         elif t in cg._BIN_INTRINSIC:
             name = f"llvm.{cg._BIN_INTRINSIC[t]}.v{self.w}{cg._suffix(r.type)}"
             fe.mod.declare(f"declare {vt} @{name}({vt}, {vt})")
