@@ -130,7 +130,7 @@ class CBackend(Backend):
         return build(source, self.flags(cc, target), cc)
 
     def load(self, module: ModuleOp, target: Target) -> CKernelLibrary:
-        from lathe.backends.llvm.parallel_runtime import default_num_threads
+        from lathe.backends.interface import default_num_threads
 
         source = self.emit(self.lower(module, target), target)
         cc = find_compiler()
