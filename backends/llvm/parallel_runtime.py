@@ -25,7 +25,6 @@ from __future__ import annotations
 import atexit
 import ctypes
 import functools
-import os
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
