@@ -392,6 +392,7 @@ SCHEDULE_CASES: dict[str, tuple[str, Callable[[ModuleOp], None]]] = {
 def _schedule_check(primitive: str, rng: np.random.Generator, checker: _Checker) -> tuple[str, str]:
     if primitive not in checker.caps.schedule_primitives:
         return UNSUPPORTED, f"primitive not claimed: {primitive}"
+    from lathe.runtime.interpreter import param_names
     from lathe.testing.op_cases import random_inputs
 
     source, schedule = SCHEDULE_CASES[primitive]
@@ -399,9 +400,8 @@ def _schedule_check(primitive: str, rng: np.random.Generator, checker: _Checker)
     schedule(lowered)
     lowered.verify()
     fn = next(iter(module.ops))
-    inputs = random_inputs(rng, list(fn.function_type.inputs.data))
-    names = [a.name_hint for a in fn.body.block.args]
-    return checker.check(module, lowered, dict(zip(names, inputs.values())), REDUCE_RTOL)
+    inputs = random_inputs(rng, list(fn.function_type.inputs.data)).values()
+    return checker.check(module, lowered, dict(zip(param_names(fn), inputs)), REDUCE_RTOL)
 
 
 # -- model cases ------------------------------------------------------------------------------
