@@ -668,6 +668,8 @@ def _arg(kind: str):
             else:
                 bidx = [full[d] for d in kept]
             hit = v.eq(bt[tuple(bidx)])
+            if is_float(x.dtype):  # NaN is the extreme, as numpy's: the NaN max never compares equal
+                hit = hit.logical_or(v.ne(v))
             if a["select_last_index"]:
                 return select(hit, flat, -1)
             return select(hit, flat, acc)

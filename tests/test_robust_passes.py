@@ -290,3 +290,13 @@ def test_post_dominator_tree_matches_the_definition():
             strict = pdom[x] - {x}
             want = next(d for d in strict if strict <= pdom[d])
             assert tree[x] is want
+
+
+@pytest.mark.parametrize("expr", ["argmax(%x, axis=[1])", "argmin(%x, axis=[1])",
+                                  "argmax(%x, axis=[1], select_last_index=True)", "argmax(%x)"])
+def test_arg_reductions_find_nan_as_numpy_does(expr):
+    """The max of a row holding NaN is NaN, which no element compares equal to: the kernel
+    returned the axis size (out of range) where numpy gives the first NaN's index."""
+    x = np.array([[1, np.nan, 3, np.nan], [4, 2, 9, 1], [np.nan] * 4], np.float32)
+    module = parse_source(_program(expr, x=x.shape), "arg.lathe")
+    np.testing.assert_array_equal(lathe.compile(module).run(x), lathe.interpret(module, x=x))
