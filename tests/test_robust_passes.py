@@ -300,3 +300,12 @@ def test_arg_reductions_find_nan_as_numpy_does(expr):
     x = np.array([[1, np.nan, 3, np.nan], [4, 2, 9, 1], [np.nan] * 4], np.float32)
     module = parse_source(_program(expr, x=x.shape), "arg.lathe")
     np.testing.assert_array_equal(lathe.compile(module).run(x), lathe.interpret(module, x=x))
+
+
+@pytest.mark.parametrize("n", [1, 64])  # a scalar loop; a vectorized one (which crashed on half)
+def test_erf_on_float16(n):
+    """libm's erf was called with half arguments (relative error 57 against the interpreter)."""
+    module = parse_source(f"def @main(%a: Tensor[({n}), float16]) {{ erf(%a) }}", "erf.lathe")
+    x = np.resize(np.concatenate([np.linspace(-2, -0.5, 32), np.linspace(0.5, 2, 32)]), n).astype(np.float16)
+    np.testing.assert_allclose(lathe.compile(module, opt_level=0).run(x).astype(np.float32),
+                               lathe.interpret(module, a=x).astype(np.float32), rtol=2e-3)

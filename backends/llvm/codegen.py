@@ -232,6 +232,13 @@ class FunctionEmitter:
             name = f"llvm.{_BIN_INTRINSIC[t]}.{_suffix(op.results[0].type)}"
             self.mod.declare(f"declare {ty} @{name}({ty}, {ty})")
             self.define(op.results[0], f"call {MATH_FLAGS if ty in ('float', 'double', 'half') else ''} {ty} @{name}({ty} {self.v(op.operands[0])}, {ty} {self.v(op.operands[1])})".replace("call  ", "call "))
+        elif t in _LIBM and llvm_type(op.results[0].type) == "half":
+            # libm has no half functions (calling erf with a half passed garbage): in float, rounded back
+            self.mod.declare(f"declare float @{_LIBM[t]}f(float)")
+            wide, res = self.tmp("ext"), self.tmp("libm")
+            self.emit(f"{wide} = fpext half {self.v(op.operands[0])} to float")
+            self.emit(f"{res} = call {MATH_FLAGS} float @{_LIBM[t]}f(float {wide})")
+            self.define(op.results[0], f"fptrunc float {res} to half")
         elif t in _UN_INTRINSIC or t in _LIBM:
             ty = llvm_type(op.results[0].type)
             if t in _UN_INTRINSIC:

@@ -213,8 +213,9 @@ def _affine(op: Operation, ins: list[Kind], width: int) -> Kind | None:
 
 def _vectorizable(op: Operation) -> bool:
     t = type(op)
+    libm = t in cg._LIBM and cg.llvm_type(op.results[0].type) == "float"  # vmath has f32 versions only
     return (
-        t in cg._FBIN or t in cg._IBIN or t in cg._BIN_INTRINSIC or t in cg._UN_INTRINSIC or t in cg._LIBM
+        t in cg._FBIN or t in cg._IBIN or t in cg._BIN_INTRINSIC or t in cg._UN_INTRINSIC or libm
         or t in cg._CASTS or isinstance(op, arith.NegfOp | arith.CmpfOp | arith.CmpiOp | arith.SelectOp | math.FmaOp)
     )
 
