@@ -328,7 +328,10 @@ def apply_default_schedule(stage: te.ComputeOp, lanes: int = 16) -> None:
 
 
 def has_schedule(fn: func.FuncOp) -> bool:
-    return any(isinstance(o, te.SchedulePrimitive) for o in fn.body.block.ops)
+    """Any schedule op at all: the stage-making ones (cache_write, cache_read, rfactor) too,
+    or a hand-written schedule of only those would be overwritten by the default."""
+    return any(isinstance(o, te.SchedulePrimitive | te.CacheWriteOp | te.CacheReadOp | te.RfactorOp)
+               for o in fn.body.block.ops)
 
 
 @dataclass(frozen=True)

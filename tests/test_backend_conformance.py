@@ -22,13 +22,7 @@ from xdsl.dialects import arith
 # Bugs the suite found, left to their owners: (target, kind, name) -> the bug; target "*" for a
 # bug of the shared lowering, which every backend that claims the case meets. Each is also an
 # xfail(strict) test below (on llvm for "*"), so a fix shows up as an XPASS asking to remove it here.
-KNOWN_BUGS = {
-    ("*", "schedule", "cache_write"):
-        "apply-default-schedule adds a default schedule to a kernel whose only schedule op is "
-        "te.cache_write/cache_read/rfactor (lowering/schedules.has_schedule counts only "
-        "te.SchedulePrimitive subclasses), whose axis names then miss: 'no leaf axis named k'",
-    ("*", "schedule", "rfactor"): "as cache_write: has_schedule does not see te.rfactor",
-}
+KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
 
 
 def seed_of(rng) -> int:
