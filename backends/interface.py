@@ -12,6 +12,7 @@ backend's allocator owns.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 from collections.abc import Mapping, Sequence
@@ -204,6 +205,26 @@ class Device:
 
     def synchronize(self) -> None:
         pass
+
+
+@functools.cache
+def host_cache_bytes() -> tuple[int, ...]:
+    """This machine's data cache sizes, L1d first, from Linux's sysfs; () where unknown."""
+    sizes: dict[int, int] = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(base)):
+            if not entry.startswith("index"):
+                continue
+            read = lambda name: open(os.path.join(base, entry, name)).read().strip()  # noqa: E731
+            if read("type") == "Instruction":
+                continue
+            size = read("size")
+            scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+            sizes[int(read("level"))] = int(size.rstrip("KMG")) * scale
+    except (OSError, ValueError):
+        return ()
+    return tuple(sizes[level] for level in sorted(sizes))
 
 
 def default_num_threads() -> int:

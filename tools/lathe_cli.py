@@ -204,7 +204,24 @@ def cmd_backends(args) -> int:
         print(f"{b.name:10s} {b.version:14s} {','.join(b.targets) or '-':16s} {state}")
         if b.description:
             print(f"{'':10s} {b.description}  [{b.source}]")
+        if not b.error:
+            print(f"{'':10s} supports: {_supports(b.name)}")
     return 0
+
+
+def _supports(name: str) -> str:
+    from lathe.backends.registry import get_backend
+
+    backend = get_backend(name)
+    try:
+        kind = backend.target_kinds[0]
+        caps = backend.capabilities(backend.parse_target(kind, {}))
+    except LatheError as e:
+        return f"(cannot say: {e.message})"
+    ops = "every graph op" if caps.ops is None else f"{len(caps.ops)} graph ops"
+    prims = ", ".join(sorted(caps.schedule_primitives)) or "none"
+    where = "runs here" if caps.runs_here else "compiles here, runs elsewhere"
+    return f"{ops}; dtypes {', '.join(sorted(caps.dtypes))}; schedule primitives {prims}; {where}"
 
 
 def cmd_new_backend(args) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import llvmlite.binding as llvm
 from xdsl.dialects.builtin import ModuleOp
 
-from lathe.backends.interface import Backend, Capabilities, KernelLibrary, Target
+from lathe.backends.interface import Backend, Capabilities, KernelLibrary, Target, host_cache_bytes
 from lathe.backends.llvm.target import LLVMTarget, parse_target
 
 # every te schedule primitive but bind (a GPU thread binding has no CPU meaning)
@@ -32,7 +32,7 @@ class LLVMBackend(Backend):
     def parse_target(self, kind: str, options: dict[str, str]) -> Target:
         t = parse_target(" ".join([kind] + [f"{k}={v}" for k, v in options.items()]))
         return Target("llvm", triple=t.triple, cpu=t.cpu, features=t.features, vector_bits=t.vector_bits,
-                      opt_level=t.opt_level)
+                      opt_level=t.opt_level, cache_bytes=host_cache_bytes() if t.is_host else ())
 
     def capabilities(self, target: Target) -> Capabilities:
         return Capabilities(schedule_primitives=CPU_PRIMITIVES, runs_here=llvm_target(target).is_host)
