@@ -23,6 +23,7 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Dialect
 
+from lathe.dialects.graph import DTYPES
 from lathe.errors import LatheError
 
 
@@ -93,8 +94,7 @@ def split_target_string(spec: str) -> tuple[str, dict[str, str]]:
 class Capabilities:
     """What a backend supports; the conformance suite reports the rest as unsupported, not failed."""
 
-    dtypes: frozenset[str] = frozenset({"float32", "float64", "float16", "int8", "int16", "int32", "int64",
-                                        "uint8", "uint16", "uint32", "uint64", "bool"})
+    dtypes: frozenset[str] = field(default_factory=lambda: frozenset(DTYPES))  # default: every graph dtype
     schedule_primitives: frozenset[str] = frozenset()  # te primitives whose annotations it honours
     ops: frozenset[str] | None = None  # graph ops (Relay names); None: every op
     runs_here: bool = True  # False: it compiles here but cannot run on this machine
