@@ -106,3 +106,11 @@ def test_integer_division_where_hardware_traps(dtype, n):
     for g, r in zip(got, ref):
         np.testing.assert_array_equal(g, r)
     np.testing.assert_array_equal(ref[0][:4], np.array([lo, 0, 0, -3], dtype))
+
+
+def test_a_named_cpu_gets_its_own_vector_width():
+    """-mcpu without -mattr: the width comes from the CPU (znver4 has AVX-512), not 128 bits."""
+    assert parse_target("llvm -mtriple=x86_64-linux-gnu -mcpu=znver4").vector_bits == 512
+    assert parse_target("llvm -mtriple=x86_64-linux-gnu -mcpu=haswell").vector_bits == 256
+    assert parse_target("llvm -mtriple=aarch64-linux-gnu").vector_bits == 128
+    assert parse_target("llvm -mattr=+avx2,+fma,-avx512f").vector_bits == 256

@@ -44,16 +44,36 @@ class LLVMTarget:
 
     @property
     def vector_bits(self) -> int:
-        """Width of the widest float vector register the features allow."""
+        """Width of the widest float vector register the CPU and features allow: read from the
+        features where they name it, else from the register LLVM picks for the CPU (a named CPU
+        such as znver4 implies AVX-512 without listing it)."""
         feats = set(self.features.split(","))
-        if "+avx512f" in feats:
+        if "-avx512f" not in feats and "+avx512f" in feats:
             return 512
-        if "+avx" in feats or "+avx2" in feats:
+        if "-avx" not in feats and ("+avx" in feats or "+avx2" in feats) and "-avx512f" in feats:
             return 256
-        return 128
+        return _register_bits(self.triple, self.cpu, self.features)
 
     def __str__(self) -> str:
         return f"llvm -mtriple={self.triple} -mcpu={self.cpu}"
+
+
+@functools.cache
+def _register_bits(triple: str, cpu: str, features: str) -> int:
+    """Compile one <16 x float> add for the target and see which registers hold it."""
+    _init()
+    mod = llvm.parse_assembly("define <16 x float> @f(<16 x float> %a, <16 x float> %b) {\n"
+                              "  %c = fadd <16 x float> %a, %b\n  ret <16 x float> %c\n}\n")
+    try:
+        tm = llvm.Target.from_triple(triple).create_target_machine(cpu=cpu, features=features, opt=2)
+        asm = tm.emit_assembly(mod)
+    except RuntimeError:
+        return 128
+    if re.search(r"%?zmm\d", asm):
+        return 512
+    if re.search(r"%?ymm\d", asm):
+        return 256
+    return 128
 
     def runnable_here(self) -> LLVMTarget:
         """The target that JIT code for this machine is built for: a CPU named with -mcpu tunes
