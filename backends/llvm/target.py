@@ -57,24 +57,6 @@ class LLVMTarget:
     def __str__(self) -> str:
         return f"llvm -mtriple={self.triple} -mcpu={self.cpu}"
 
-
-@functools.cache
-def _register_bits(triple: str, cpu: str, features: str) -> int:
-    """Compile one <16 x float> add for the target and see which registers hold it."""
-    _init()
-    mod = llvm.parse_assembly("define <16 x float> @f(<16 x float> %a, <16 x float> %b) {\n"
-                              "  %c = fadd <16 x float> %a, %b\n  ret <16 x float> %c\n}\n")
-    try:
-        tm = llvm.Target.from_triple(triple).create_target_machine(cpu=cpu, features=features, opt=2)
-        asm = tm.emit_assembly(mod)
-    except RuntimeError:
-        return 128
-    if re.search(r"%?zmm\d", asm):
-        return 512
-    if re.search(r"%?ymm\d", asm):
-        return 256
-    return 128
-
     def runnable_here(self) -> LLVMTarget:
         """The target that JIT code for this machine is built for: a CPU named with -mcpu tunes
         the code, but only features this machine has are used (code for -mcpu=diamondrapids died
@@ -118,6 +100,24 @@ def known_names(triple: str) -> tuple[frozenset[str], frozenset[str]]:
     text = r.stderr + r.stdout
     cpus, _, feats = text.partition("Available features for this target:")
     return frozenset(_TABLE_ROW.findall(cpus)), frozenset(_TABLE_ROW.findall(feats))
+
+
+@functools.cache
+def _register_bits(triple: str, cpu: str, features: str) -> int:
+    """Compile one <16 x float> add for the target and see which registers hold it."""
+    _init()
+    mod = llvm.parse_assembly("define <16 x float> @f(<16 x float> %a, <16 x float> %b) {\n"
+                              "  %c = fadd <16 x float> %a, %b\n  ret <16 x float> %c\n}\n")
+    try:
+        tm = llvm.Target.from_triple(triple).create_target_machine(cpu=cpu, features=features, opt=2)
+        asm = tm.emit_assembly(mod)
+    except RuntimeError:
+        return 128
+    if re.search(r"%?zmm\d", asm):
+        return 512
+    if re.search(r"%?ymm\d", asm):
+        return 256
+    return 128
 
 
 def _unknown(what: str, name: str, known: frozenset[str], triple: str) -> LatheError:
