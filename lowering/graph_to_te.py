@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, f64, i32
+from xdsl.dialects.builtin import ModuleOp, f64, i32, i64
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
@@ -122,9 +122,12 @@ def _divide(a: Expr, b: Expr) -> Expr:
 
 
 def _power(a: Expr, b: Expr) -> Expr:
+    """Integers: pow in float64, truncated toward zero into int64, then wrapped to the type
+    (int8 2**7 is -128, as numpy's); float64 straight to a narrow type is poison in LLVM
+    when out of range (127 vectorized, -128 scalar)."""
     if is_float(a.type):
         return tb.power(a, b)
-    return tb.cast(tb.power(tb.cast(a, f64), tb.cast(b, f64)), a.type)
+    return tb.cast(tb.cast(tb.power(tb.cast(a, f64), tb.cast(b, f64)), i64), a.type)
 
 
 def _fill(value):

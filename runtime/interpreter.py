@@ -225,11 +225,15 @@ def _lrn(op, x):
 
 
 def _power(a, b):
-    """Integers as the compiled code (and TVM) compute them: pow in float64, truncated toward
-    zero, so 2 ** -1 is 0 (numpy refuses negative integer exponents)."""
+    """Integers wrap as numpy's; a negative exponent, which numpy refuses, gives the float64
+    power truncated toward zero (2 ** -1 is 0), as the compiled code and TVM compute it."""
     if np.issubdtype(a.dtype, np.floating):
         return np.power(a, b)
-    return np.trunc(np.power(a.astype(np.float64), b.astype(np.float64)))
+    negative = b < 0
+    wrapped = np.power(a, np.where(negative, 0, b).astype(b.dtype))
+    with np.errstate(all="ignore"):  # 0 ** -1 is inf: no integer (poison in the compiled code)
+        truncated = np.trunc(np.power(a.astype(np.float64), b.astype(np.float64))).astype(np.int64)
+    return np.where(negative, truncated.astype(wrapped.dtype), wrapped)
 
 
 def _pad(op, x):

@@ -309,3 +309,15 @@ def test_erf_on_float16(n):
     x = np.resize(np.concatenate([np.linspace(-2, -0.5, 32), np.linspace(0.5, 2, 32)]), n).astype(np.float16)
     np.testing.assert_allclose(lathe.compile(module, opt_level=0).run(x).astype(np.float32),
                                lathe.interpret(module, a=x).astype(np.float32), rtol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int32"])
+@pytest.mark.parametrize("n", [1, 64])  # scalar and vectorized loops
+def test_integer_power_wraps_as_numpy(dtype, n):
+    """int8 2**7: float64 128 converted straight to i8 is poison (127 vectorized, -128 scalar)."""
+    module = parse_source(_program("power(%x, %y)", x=(n,), y=(n,)).replace("float32", dtype), "p.lathe")
+    x = np.resize(np.array([2, -2, 3, 7], dtype), n)
+    y = np.resize(np.array([7, 7, 5, 3], dtype), n)
+    ref = lathe.interpret(module, x=x, y=y)
+    np.testing.assert_array_equal(ref, np.power(x, y))
+    np.testing.assert_array_equal(lathe.compile(module).run(x, y), ref)
