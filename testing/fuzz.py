@@ -341,29 +341,34 @@ def _edit(text: str, kind: str, a: int, b: int, tok: str) -> str:
     return text[:i]  # truncate
 
 
-def case_strategy(seeds: list[tuple[str, str, str]], pipelines: bool = True):
-    """Every kind of case, weighted so cheap parse-level cases dominate and compiles stay affordable."""
+KINDS = ("mutant", "graph", "one-op", "graph-mlir", "grammar", "pipeline")
+
+
+def case_strategy(seeds: list[tuple[str, str, str]], pipelines: bool = True, only=None):
+    """Every kind of case (or those in `only`), weighted so cheap parse-level cases dominate
+    and compiles stay affordable."""
     from hypothesis.extra.lark import from_lark
 
     from lathe.textual_ir.parser import _lark
 
     s = _strategies()
     st = s["st"]
-    kinds = [
-        (4, mutant(st, seeds)),
-        (2, st.builds(lambda p: Case("graph", *p), s["graph_program"]())),
-        (2, st.builds(lambda t: Case("one-op", "lathe", t), s["one_op_call"]())),
-        (1, st.builds(lambda t: Case("graph-mlir", "mlir", t), s["graph_mlir"]())),
-        (1, st.builds(lambda t: Case("grammar", "lathe", t), from_lark(_lark(), start="start"))),
-    ]
-    if pipelines:
-        kinds.append((1, st.builds(lambda p, spec: Case("pipeline", *p, spec), s["graph_program"](4), s["pipeline"]())))
-    weighted = [k for w, k in kinds for _ in range(w)]
+    kinds = {
+        "mutant": (4, lambda: mutant(st, seeds)),
+        "graph": (2, lambda: st.builds(lambda p: Case("graph", *p), s["graph_program"]())),
+        "one-op": (2, lambda: st.builds(lambda t: Case("one-op", "lathe", t), s["one_op_call"]())),
+        "graph-mlir": (1, lambda: st.builds(lambda t: Case("graph-mlir", "mlir", t), s["graph_mlir"]())),
+        "grammar": (1, lambda: st.builds(lambda t: Case("grammar", "lathe", t), from_lark(_lark(), start="start"))),
+        "pipeline": (1, lambda: st.builds(lambda p, spec: Case("pipeline", *p, spec), s["graph_program"](4),
+                                          s["pipeline"]())),
+    }
+    chosen = [k for k in KINDS if (only is None or k in only) and (pipelines or k != "pipeline")]
+    weighted = [strategy for k in chosen for strategy in [kinds[k][1]()] * kinds[k][0]]
     return st.integers(0, len(weighted) - 1).flatmap(lambda i: weighted[i])
 
 
 def generate(count: int, seed: int, seeds: list[tuple[str, str, str]], pipelines: bool = True,
-             sink=None, deadline: float | None = None) -> list[Case]:
+             sink=None, deadline: float | None = None, only=None) -> list[Case]:
     """`count` cases, the same ones for the same seed: hypothesis drives the draws, nothing is
     shrunk. Drawn in chunks, each with the next seed, so a campaign can stop at `deadline` and
     hand each case to `sink` (a worker queue) as soon as it exists."""
@@ -374,7 +379,7 @@ def generate(count: int, seed: int, seeds: list[tuple[str, str, str]], pipelines
 
     out: list[Case] = []
     put = sink or out.append
-    strategy = case_strategy(seeds, pipelines)
+    strategy = case_strategy(seeds, pipelines, only)
     made = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -806,6 +811,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-zoo", action="store_true", help="no zoo-model seeds (they need onnx)")
     ap.add_argument("--no-pipelines", action="store_true", help="parse, print and interpret only; never compile")
     ap.add_argument("--minutes", type=float, default=None, help="stop after this long, reporting what ran")
+    ap.add_argument("--kinds", help=f"only these kinds of case, comma-separated ({', '.join(KINDS)})")
     ap.add_argument("--no-reduce", action="store_true")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -823,7 +829,11 @@ def main(argv=None) -> int:
             t = r.totals()
             print(f"  {r.cases} cases: " + ", ".join(f"{o} {t[o]}" for o in OUTCOMES if t[o]), flush=True)
 
-    report = run_cases(lambda sink: generate(args.count, args.seed, seeds, not args.no_pipelines, sink, deadline),
+    only = set(args.kinds.split(",")) if args.kinds else None
+    if only and not only <= set(KINDS):
+        ap.error(f"--kinds: unknown {', '.join(sorted(only - set(KINDS)))} (kinds: {', '.join(KINDS)})")
+    report = run_cases(lambda sink: generate(args.count, args.seed, seeds, not args.no_pipelines, sink, deadline,
+                                             only),
                        args.jobs, progress, deadline)
     print(report.render())
     reducer = None if args.no_reduce else Worker()
