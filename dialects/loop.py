@@ -9,7 +9,7 @@ backend runs parallel loops on all cores and vectorizes/unrolls the others.
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import IntAttr, StringAttr
+from xdsl.dialects.builtin import IntAttr, IntegerAttr, StringAttr
 from xdsl.ir import Dialect, Operation, ParametrizedAttribute
 from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
@@ -59,6 +59,50 @@ class LoopAnnotationAttr(ParametrizedAttribute):
 def annotation_of(op: Operation) -> LoopAnnotationAttr | None:
     a = op.attributes.get(ANNOTATION)
     return a if isinstance(a, LoopAnnotationAttr) else None
+
+
+DEFAULT_LANES = 16  # a vectorize annotation without a factor: the backend's width, about this
+
+
+def static_work(loop: Operation) -> int | None:
+    """About how many instructions one run of `loop` executes: the ops of nested loops with
+    constant bounds once per iteration (per `lanes` iterations in a vectorized loop); None
+    when a bound is not a constant. A backend weighs it against what running the loop on
+    several threads costs."""
+    from xdsl.dialects import arith, scf
+
+    def constant(v) -> int | None:
+        owner = v.owner
+        if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
+            return owner.value.value.data
+        return None
+
+    def trips(op: scf.ForOp) -> int | None:
+        lb, ub, step = constant(op.lb), constant(op.ub), constant(op.step)
+        if lb is None or ub is None or not step:
+            return None
+        return max(0, -(-(ub - lb) // step))
+
+    def work(op: Operation) -> int | None:
+        total = 0
+        for region in op.regions:
+            for block in region.blocks:
+                for inner in block.ops:
+                    w = work(inner) if inner.regions else 1
+                    if w is None:
+                        return None
+                    total += w
+        if isinstance(op, scf.ForOp):
+            n = trips(op)
+            if n is None:
+                return None
+            ann = annotation_of(op)
+            if ann is not None and ann.kind.data == "vectorize":  # one vector op does `lanes` iterations
+                n = -(-n // (ann.factor.data or DEFAULT_LANES))
+            return n * total
+        return total
+
+    return work(loop)
 
 
 Loop = Dialect("loop", [], [LoopAnnotationAttr])

@@ -3,6 +3,7 @@ right results however the pool is shared, and a thread count per compiled module
 
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -69,10 +70,21 @@ def test_a_forked_child_starts_its_own_workers(rng):
 
 
 def test_trip_counts_that_do_not_divide_into_chunks(rng):
-    """Every iteration runs exactly once, whatever the trip count and thread count."""
-    for n in (1, 2, 3, 17, 64, 1000):
-        src = f"def @main(%a: Tensor[({n}, 33), float32]) {{ add(multiply(%a, 2f), 1f) }}"
+    """Every iteration runs exactly once, whatever the trip count and thread count. (Odd
+    element counts leave the loop unvectorized, so its trip count is the element count.)"""
+    for shape in ((1001, 33), (2049, 65), (4097, 17), (3, 7)):
+        src = f"def @main(%a: Tensor[{shape}, float32]) {{ add(multiply(%a, 2f), 1f) }}"
         for threads in (1, 2, 3, 8):
-            a = rng.standard_normal((n, 33)).astype(np.float32)
-            got = lathe.compile(parse_relay(src), num_threads=threads).run(a)
-            np.testing.assert_allclose(got, a * 2 + 1, rtol=1e-6)
+            a = rng.standard_normal(shape).astype(np.float32)
+            cm = lathe.compile(parse_relay(src), num_threads=threads)
+            assert ("call void @lathe_parallel_for" in cm.source) == (shape[0] > 3)  # the pool, or not worth it
+            np.testing.assert_allclose(cm.run(a), a * 2 + 1, rtol=1e-6)
+
+
+def test_loops_with_little_work_stay_on_the_caller():
+    """Waking a worker costs more than a tiny loop: the MLP's kernels run serially."""
+    import lathe as lt
+
+    examples = Path(__file__).parent.parent / "examples"
+    cm = lt.compile(lt.load(examples / "mlp.lathe"), params=examples / "mlp.params.npz", num_threads=2)
+    assert "call void @lathe_parallel_for" not in cm.source

@@ -44,6 +44,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
+from lathe.backends.llvm.parallel_runtime import worth_threads
 from lathe.backends.c.indexing import IndexFacts
 from lathe.backends.c.preamble import INT_WIDTHS, preamble
 from lathe.dialects.loop import annotation_of
@@ -585,7 +586,7 @@ def _for(e: KernelEmitter, op: scf.ForOp) -> None:
     if kind == "bind":
         raise LatheError(f"the CPU backend cannot run a loop bound to {ann.thread_axis.data} (in @{e.name}, target c)",  # type: ignore[union-attr]
                          note="te.bind is for GPU targets; use te.parallel on CPU")
-    if kind == "parallel" and not e.in_parallel and not op.iter_args:
+    if kind == "parallel" and not e.in_parallel and not op.iter_args and worth_threads(op):
         _parallel_for(e, op)
         return
     lb, ub, step = e.v(op.lb), e.v(op.ub), e.v(op.step)

@@ -34,7 +34,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
-from lathe.backends.llvm.parallel_runtime import PARALLEL_FOR_DECL
+from lathe.backends.llvm.parallel_runtime import PARALLEL_FOR_DECL, worth_threads
 from lathe.dialects.loop import annotation_of
 from lathe.errors import LatheError
 from lathe.passes.outline import is_kernel
@@ -328,7 +328,8 @@ class FunctionEmitter:
                     f"the CPU backend cannot run a loop bound to {ann.thread_axis.data} (in @{self.name})",
                     note="te.bind is for GPU targets; use te.parallel on CPU",
                 )
-            if ann is not None and ann.kind.data == "parallel" and self.mod.parallel and not self.in_parallel:
+            if ann is not None and ann.kind.data == "parallel" and self.mod.parallel and not self.in_parallel \
+                    and worth_threads(op):
                 self.parallel_for(op)
             else:
                 self.for_loop(op)

@@ -33,6 +33,10 @@ import llvmlite.binding as llvm
 CHUNKS_PER_THREAD = 8  # more chunks: a late or preempted worker delays the caller by less
 SPIN_ITERATIONS = 4000  # ~20-40 µs of `pause` before an idle worker sleeps
 MAX_WORKERS = 256
+# A loop with less work than this (instructions, dialects/loop.static_work) runs on the caller
+# alone: waking and joining a worker costs a few microseconds, about 10-20k instructions, and a
+# parallel region is worth it only for several times that.
+PARALLEL_MIN_WORK = 1 << 16
 PARALLEL_FOR_DECL = "declare void @lathe_parallel_for(ptr, ptr, i64)"
 
 
@@ -51,6 +55,14 @@ _HINT_DECLS = {
     "x86_64": "declare void @llvm.x86.sse2.pause()",
     "aarch64": "declare void @llvm.aarch64.hint(i32)",
 }
+
+
+def worth_threads(loop) -> bool:
+    """Whether a parallel-annotated loop has enough work to be worth the pool."""
+    from lathe.dialects.loop import static_work
+
+    work = static_work(loop)
+    return work is None or work >= PARALLEL_MIN_WORK
 
 
 def _arch(triple: str) -> str:

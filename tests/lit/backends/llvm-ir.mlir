@@ -18,19 +18,19 @@
 // CHECK-LABEL: define void @axpy__packed(ptr %args)
 // CHECK:       call void @axpy(ptr %p0, ptr %p1, ptr %p2)
 // CHECK:       define void @lathe_parallel_for(ptr %f, ptr %cx, i64 %trip)
-func.func private @axpy(%x: memref<64x16xf32>, %y: memref<64x16xf32>, %out: memref<64x16xf32>) attributes {lathe.kernel} {
+func.func private @axpy(%x: memref<4096x256xf32>, %y: memref<4096x256xf32>, %out: memref<4096x256xf32>) attributes {lathe.kernel} {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
-  %c16 = arith.constant 16 : index
-  %c64 = arith.constant 64 : index
+  %c256 = arith.constant 256 : index
+  %c4096 = arith.constant 4096 : index
   %two = arith.constant 2.0 : f32
-  scf.for %i = %c0 to %c64 step %c1 {
-    scf.for %j = %c0 to %c16 step %c1 {
-      %a = memref.load %x[%i, %j] : memref<64x16xf32>
-      %b = memref.load %y[%i, %j] : memref<64x16xf32>
+  scf.for %i = %c0 to %c4096 step %c1 {
+    scf.for %j = %c0 to %c256 step %c1 {
+      %a = memref.load %x[%i, %j] : memref<4096x256xf32>
+      %b = memref.load %y[%i, %j] : memref<4096x256xf32>
       %s = arith.mulf %a, %two : f32
       %r = arith.addf %s, %b : f32
-      memref.store %r, %out[%i, %j] : memref<64x16xf32>
+      memref.store %r, %out[%i, %j] : memref<4096x256xf32>
     } {loop.annotation = #loop.annotation<vectorize = 16>}
   } {loop.annotation = #loop.annotation<parallel>}
   func.return
@@ -79,5 +79,22 @@ func.func private @colcopy(%x: memref<64x2xf32>, %out: memref<64xf32>) attribute
     %a = memref.load %x[%k, %c0] : memref<64x2xf32>
     memref.store %a, %out[%k] : memref<64xf32>
   } {loop.annotation = #loop.annotation<vectorize = 64>}
+  func.return
+}
+
+// -----
+// A parallel loop with too little work to pay for waking a worker runs on the caller.
+// CHECK-LABEL: define void @tiny(
+// CHECK-NOT:   call void @lathe_parallel_for
+// CHECK:       ret void
+func.func private @tiny(%x: memref<64xf32>, %out: memref<64xf32>) attributes {lathe.kernel} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c64 = arith.constant 64 : index
+  scf.for %i = %c0 to %c64 step %c1 {
+    %a = memref.load %x[%i] : memref<64xf32>
+    %b = arith.addf %a, %a : f32
+    memref.store %b, %out[%i] : memref<64xf32>
+  } {loop.annotation = #loop.annotation<parallel>}
   func.return
 }
