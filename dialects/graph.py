@@ -1225,6 +1225,7 @@ class MaxPool2dOp(Pool2dBase):
 @irdl_op_definition
 class AvgPool2dOp(Pool2dBase):
     name = "graph.nn.avg_pool2d"
+    NO_BOOL: ClassVar[bool] = True  # an average of bools, as mean
     count_include_pad = _attr()
 
 
@@ -1251,6 +1252,7 @@ class GlobalPool2dBase(GraphOp):
 @irdl_op_definition
 class GlobalAvgPool2dOp(GlobalPool2dBase):
     name = "graph.nn.global_avg_pool2d"
+    NO_BOOL: ClassVar[bool] = True
 
 
 @irdl_op_definition
@@ -1261,6 +1263,7 @@ class GlobalMaxPool2dOp(GlobalPool2dBase):
 @irdl_op_definition
 class AdaptiveAvgPool2dOp(GraphOp):
     name = "graph.nn.adaptive_avg_pool2d"
+    NO_BOOL: ClassVar[bool] = True
     PATTERN: ClassVar[OpPattern] = OpPattern.OUT_ELEMWISE_FUSABLE
     DEFAULTS: ClassVar[dict[str, object]] = {"output_size": None, "layout": "NCHW", "out_layout": ""}
     data = operand_def(TensorType)

@@ -296,13 +296,14 @@ def test_non_ascii_string_attribute_reads_back_from_mlir():
 
 
 @pytest.mark.parametrize("call", ["negative(%b)", "subtract(%b, %b)", "add(%b, %b)", "divide(%b, %b)", "sum(%b)",
-                                  "mean(%b)"])
+                                  "mean(%b)", "nn.global_avg_pool2d(%b4)", "nn.avg_pool2d(%b4, pool_size=[1, 1])",
+                                  "nn.adaptive_avg_pool2d(%b4, output_size=[1, 1])"])
 def test_arithmetic_without_meaning_on_bool_is_a_type_error(call):
     """All verified before; negative and subtract then crashed the interpreter (numpy has no bool
     negative), the others were compiled as i1 arithmetic (True + True = False) while the
     interpreter computed numpy's (True + True = True)."""
     with pytest.raises(LatheError) as info:
-        parse_relay(f"def @main(%b: Tensor[(2), bool]) {{\n  {call}\n}}", "bad.lathe")
+        parse_relay(f"def @main(%b: Tensor[(2), bool], %b4: Tensor[(1, 2, 2, 2), bool]) {{\n  {call}\n}}", "bad.lathe")
     e = info.value
     assert (e.loc.line, e.loc.col) == (2, 3) and "expects a numeric tensor" in e.message, e.render()
 
