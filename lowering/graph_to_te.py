@@ -608,10 +608,17 @@ def _count(op: Operation) -> int:
 
 
 def _mean(op: graph.MeanOp) -> Stages:
-    s = _reduction_stage(op, "sum", "T_mean_sum")
+    """Integers are summed in int64 (250 int8 values overflow int8) and the quotient, truncated,
+    cast back: the true mean, as the interpreter's numpy computes it."""
+    dtype = op.result.type.element_type
+    wide = None if graph.is_float(dtype) else graph.DTYPES["int64"]
+    s = _reduction_stage(op, "sum", "T_mean_sum", fn=(lambda v, full: tb.cast(v, wide)) if wide else None,
+                         dtype=wide)
     st = Tensor(s.result)
     n = _count(op)
-    return [s, compute("T_mean", op.result.type, lambda *i: st[tuple(i)] / tb.const(n, st.dtype))]
+    if wide is None:
+        return [s, compute("T_mean", op.result.type, lambda *i: st[tuple(i)] / tb.const(n, st.dtype))]
+    return [s, compute("T_mean", op.result.type, lambda *i: tb.cast(st[tuple(i)] / tb.const(n, wide), dtype))]
 
 
 def _variance(op: graph.VarianceOp) -> Stages:

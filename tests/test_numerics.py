@@ -201,3 +201,16 @@ def test_softmax_row_with_special_values(row):
     got = lathe.compile(module).run(x)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     np.testing.assert_allclose(got, ref, rtol=1e-5)
+
+
+def test_integer_mean_does_not_overflow_its_dtype():
+    """The fuzzer's find: 250 int8 values summed in int8 wrapped (mean 0 for all-100 input)."""
+    from lathe.api import parse_source
+
+    m = parse_source("def @main(%a: Tensor[(5, 2, 5, 5), int8]) { (mean(%a), mean(%a, axis=[1, 2])) }", "m.lathe")
+    for a in (np.full((5, 2, 5, 5), 100, np.int8),
+              np.random.default_rng().integers(-128, 128, (5, 2, 5, 5)).astype(np.int8)):
+        got, ref = lathe.compile(m).run(a), lathe.interpret(m, a=a)
+        for g, r in zip(got, ref):
+            np.testing.assert_array_equal(g, r)
+    assert lathe.compile(m).run(np.full((5, 2, 5, 5), 100, np.int8))[0] == 100
