@@ -423,3 +423,11 @@ def test_jit_code_uses_only_features_this_machine_has():
     lacking = sorted(f for f, has in llvm.get_host_cpu_features().items() if not has)
     if lacking:  # asked for explicitly, it is an error, not a crash
         assert_clean_failure(run("lathe", "run", MLP, "--target", f"llvm -mattr=+{lacking[0]}"), f"it lacks {lacking[0]}")
+
+
+def test_opt_reports_non_utf8_input_with_a_location(tmp_path):
+    bad = tmp_path / "bad.lathe"
+    bad.write_bytes(b"def @main(%a: Tensor[(4), float32]) {\n  \xff\xfe negative(%a) }\n")
+    r = run("lathe-opt", bad)
+    assert_clean_failure(r, f"{bad}:2:")
+    assert r.returncode == 1

@@ -100,16 +100,17 @@ class LatheOptMain(xDSLOptMain):
 
     def register_all_frontends(self):
         super().register_all_frontends()
+        from lathe.textual_ir.source import decode
 
         def parse_lathe(io) -> ModuleOp:
             from lathe.textual_ir.parser import parse_relay
 
-            return parse_relay(io.read().decode(), self.get_input_name())
+            return parse_relay(decode(io.read(), self.get_input_name()), self.get_input_name())
 
         def parse_mlir(io) -> ModuleOp:
             from lathe.textual_ir.mlir import parse_mlir as parse
 
-            return parse(self.ctx, io.read().decode(), self.get_input_name())
+            return parse(self.ctx, decode(io.read(), self.get_input_name()), self.get_input_name())
 
         self.available_frontends["lathe"] = parse_lathe
         self.available_frontends["relay"] = parse_lathe
