@@ -344,9 +344,12 @@ def _edit(text: str, kind: str, a: int, b: int, tok: str) -> str:
 KINDS = ("mutant", "graph", "one-op", "graph-mlir", "grammar", "pipeline")
 
 
-def case_strategy(seeds: list[tuple[str, str, str]], pipelines: bool = True, only=None):
-    """Every kind of case (or those in `only`), weighted so cheap parse-level cases dominate
-    and compiles stay affordable."""
+CASES_PER_WEIGHT = 5  # a round of generation: this many cases per unit of a kind's weight
+
+
+def case_strategies(seeds: list[tuple[str, str, str]], pipelines: bool = True, only=None):
+    """kind → (weight, strategy) for every kind of case (or those in `only`), weighted so cheap
+    parse-level cases dominate and compiles stay affordable."""
     from hypothesis.extra.lark import from_lark
 
     from lathe.textual_ir.parser import _lark
@@ -363,8 +366,7 @@ def case_strategy(seeds: list[tuple[str, str, str]], pipelines: bool = True, onl
                                           s["pipeline"]())),
     }
     chosen = [k for k in KINDS if (only is None or k in only) and (pipelines or k != "pipeline")]
-    weighted = [strategy for k in chosen for strategy in [kinds[k][1]()] * kinds[k][0]]
-    return st.integers(0, len(weighted) - 1).flatmap(lambda i: weighted[i])
+    return {k: (kinds[k][0], kinds[k][1]()) for k in chosen}
 
 
 def generate(count: int, seed: int, seeds: list[tuple[str, str, str]], pipelines: bool = True,
@@ -379,27 +381,38 @@ def generate(count: int, seed: int, seeds: list[tuple[str, str, str]], pipelines
 
     out: list[Case] = []
     put = sink or out.append
-    strategy = case_strategy(seeds, pipelines, only)
+    strategies = case_strategies(seeds, pipelines, only)
     made = 0
+
+    def draw(strategy, n: int, seed: int) -> list[Case]:
+        batch: list[Case] = []
+
+        @hseed(seed)
+        @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
+                  suppress_health_check=list(HealthCheck))
+        @given(strategy)
+        def collect(case):
+            batch.append(case)
+
+        collect()
+        return batch[:n]
+
+    # Each round draws every kind in proportion to its weight, so the mix of a campaign
+    # (and of the CI run) does not depend on how a hypothesis version biases its choices.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         while made < count and (deadline is None or time.time() < deadline):
-            batch: list[Case] = []
-
-            @hseed(seed)
-            @settings(max_examples=min(100, count - made), database=None, deadline=None,
-                      phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-            @given(strategy)
-            def collect(case):
-                batch.append(case)
-
-            collect()
-            if not batch:
+            before = made
+            for weight, strategy in strategies.values():
+                n = min(weight * CASES_PER_WEIGHT, count - made)
+                if n <= 0 or (deadline is not None and time.time() >= deadline):
+                    break
+                for case in draw(strategy, n, seed):
+                    put(case)
+                    made += 1
+                seed += 1
+            if made == before:
                 break
-            for case in batch[:count - made]:
-                put(case)
-            made += len(batch[:count - made])
-            seed += 1
     return out
 
 
