@@ -378,7 +378,12 @@ class GraphOp(IRDLOperation):
         if cls.NO_BOOL:
             for t in operand_types:
                 _not_bool(cls.relay_name(), t)
-        return cls.infer(cls.relay_name(), list(operand_types), cls.attrs_of(props))
+        result = cls.infer(cls.relay_name(), list(operand_types), cls.attrs_of(props))
+        for t in result.types.data if isinstance(result, TupleType) else (result,):
+            if isinstance(t, TensorType) and any(d < 0 for d in t.get_shape()):
+                raise ShapeError(f"{cls.relay_name()}: the result would have a negative dimension, "
+                                 f"{type_str(t)}; every dimension must be known and non-negative")
+        return result
 
     @classmethod
     def infer(cls, op: str, types: list[Attribute], a: dict) -> Attribute:
@@ -563,6 +568,20 @@ class ClipOp(UnaryOp):
                 raise ShapeError(f"{op}: attribute '{k}' is required")
             _num(op, a, k)
         return super().infer(op, types, a)
+
+    def bounds(self) -> tuple[float, float] | tuple[int, int]:
+        """The bounds in the operand's dtype. TVM truncates them for an integer dtype; a bound
+        past the dtype's range (or NaN) clips nothing there, where truncation would wrap."""
+        a = self.attrs()
+        lo, hi = float(a["a_min"]), float(a["a_max"])
+        t = self.data.type.element_type
+        if is_float(t):
+            return lo, hi
+        w = t.width.data
+        tmin, tmax = (0, 1) if w == 1 else (-(1 << (w - 1)), (1 << (w - 1)) - 1)
+        lo = tmin if math.isnan(lo) else int(min(max(lo, tmin), tmax))
+        hi = tmax if math.isnan(hi) else int(min(max(hi, tmin), tmax))
+        return lo, hi
 
 
 @irdl_op_definition

@@ -106,10 +106,7 @@ def _sigmoid(op, x: Expr) -> Expr:
 
 
 def _clip(op, x: Expr) -> Expr:
-    a = op.attrs()
-    lo, hi = a["a_min"], a["a_max"]
-    if not is_float(x.type):  # TVM casts the bounds to the dtype (truncation)
-        lo, hi = int(lo), int(hi)
+    lo, hi = op.bounds()
     return tb.minimum(tb.maximum(x, lo), hi)
 
 

@@ -370,10 +370,8 @@ def _split(op, x):
 
 
 def _clip(op, x):
-    lo, hi = op.attrs()["a_min"], op.attrs()["a_max"]
-    if not np.issubdtype(x.dtype, np.floating):  # bounds are cast to the dtype, as in TVM
-        lo, hi = int(lo), int(hi)
-    return np.minimum(np.maximum(x, lo), hi)
+    lo, hi = op.bounds()
+    return np.minimum(np.maximum(x, np.asarray(lo, x.dtype)), np.asarray(hi, x.dtype))
 
 
 def _cast(op, x):

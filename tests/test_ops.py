@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 import pytest
+
+import lathe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -56,6 +58,19 @@ def test_leaky_relu(shape, seed, alpha):
 @given(shape=shapes(), seed=seeds, lo=st.floats(-1, 0), width=st.floats(0, 2), dtype=st.sampled_from([f32, i32]))
 def test_clip(shape, seed, lo, width, dtype):
     run("clip", [tensor(shape, dtype)], seed, a_min=lo, a_max=lo + width)
+
+
+@pytest.mark.parametrize("a_min, a_max, expected", [
+    (-2.7, 3.9, [-2, -2, 0, 3, 3]),  # truncated toward zero, as TVM casts the bounds
+    (-1e30, 1e30, [-128, -3, 0, 5, 127]),  # past int8's range: nothing clipped (it overflowed the interpreter)
+    (float("-inf"), float("nan"), [-128, -3, 0, 5, 127]),
+    (200.0, 300.0, [127, 127, 127, 127, 127]),
+])
+def test_clip_bounds_saturate_to_the_integer_dtype(a_min, a_max, expected):
+    m = one_op_module("clip", [tensor([5], graph.DTYPES["int8"])], a_min=a_min, a_max=a_max)
+    x = np.array([-128, -3, 0, 5, 127], np.int8)
+    for got in (lathe.interpret(m, a0=x), lathe.compile(m).run(a0=x)):
+        assert got.dtype == np.int8 and got.tolist() == expected
 
 
 CASTS = [(f32, i32), (i32, f32), (f32, i1), (i1, f32), (i32, i64), (i64, i32), (f32, graph.DTYPES["float64"])]

@@ -273,6 +273,13 @@ def test_integer_attribute_beyond_int64_is_a_located_error():
     assert (e.loc.line, e.loc.col) == (2, 28) and "out of range" in e.message, e.render()
 
 
+def test_float_attribute_beyond_float64_is_a_located_error():
+    with pytest.raises(LatheError) as info:
+        parse_relay("def @main(%x: Tensor[(2, 4), float32]) {\n  nn.leaky_relu(%x, alpha=1e309f)\n}", "bad.lathe")
+    e = info.value
+    assert (e.loc.line, e.loc.col) == (2, 27) and "out of range" in e.message, e.render()
+
+
 @pytest.mark.parametrize("call, col, words", [
     ('sum(%x, keepdims="no")', 20, "attribute 'keepdims' must be True or False, got 'no'"),
     ("sum(%x, exclude=1)", 19, "attribute 'exclude' must be True or False, got 1"),
@@ -406,3 +413,21 @@ def test_a_loop_level_function_is_not_graph_level():
     m = parse_source("func.func @n(%a: memref<2xf32>) -> memref<2xf32> {\n  func.return %a : memref<2xf32>\n}",
                      "loop.mlir")
     assert not is_graph_level(m)
+
+
+def test_non_finite_floats_round_trip():
+    """An attribute or constant of inf or nan printed as `inff`, which did not parse back."""
+    text = roundtrip("def @main(%x: Tensor[(3), float32]) {\n"
+                     "  %0 = clip(%x, a_min=-inff, a_max=inff);\n"
+                     "  (nn.leaky_relu(%0, alpha=nanf), add(%0, -inff), cast(%0, dtype=\"float16\"), nanf16)\n}")
+    for spelled in ("a_min=-inff", "a_max=inff", "alpha=nanf", "-inff)", "nanf16"):
+        assert spelled in text, text
+    assert "def @inff(" in roundtrip("def @inff(%x: Tensor[(2), float32]) { %x }")  # still a name
+
+
+def test_a_negative_result_dimension_is_a_located_error():
+    """It verified, printed as MLIR's dynamic `?` and did not parse back."""
+    with pytest.raises(LatheError) as info:
+        parse_relay("def @main() {\n  broadcast_to(2, shape=[3, -1])\n}", "bad.lathe")
+    e = info.value
+    assert (e.loc.line, e.loc.col) == (2, 3) and "negative dimension" in e.message, e.render()

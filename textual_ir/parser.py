@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 from decimal import Decimal
 from pathlib import Path
 
@@ -289,7 +290,7 @@ class RelayParser:
         if not graph.is_float(dt) and value != value.to_integral_value():
             raise self.error(f"literal {tok} is not an integer (its dtype is {dtype})", tok)
         lo, hi = _range(dtype)
-        if not lo <= value <= hi:
+        if num.lstrip("-") not in ("inf", "nan") and not lo <= value <= hi:  # 1e309f64 is no inf
             raise self.error(f"literal {tok} is out of range for {dtype}", tok, f"expected a value in [{lo}, {hi}]")
         return self.add(graph.ConstantOp.scalar(value if graph.is_float(dt) else int(value), dt))
 
@@ -369,10 +370,13 @@ class RelayParser:
                 raise self.error(f"integer attribute {value} is out of range", t,
                                  f"expected a value in [{_INT64[0]}, {_INT64[1]}] (attributes are int64)")
             return value
-        if kind == "attr_float":
-            return float(t.children[0])
-        if kind == "attr_float_suffixed":
-            return float(str(t.children[0])[:-1])
+        if kind in ("attr_float", "attr_float_suffixed"):
+            text = str(t.children[0]).removesuffix("f") if kind == "attr_float_suffixed" else str(t.children[0])
+            value = float(text)
+            if math.isinf(value) and text.lstrip("-") != "inf":
+                raise self.error(f"float attribute {t.children[0]} is out of range", t,
+                                 "attributes are float64; write inff for infinity")
+            return value
         if kind == "attr_str":
             return str(t.children[0])[1:-1].encode().decode("unicode_escape")
         if kind == "attr_true":
