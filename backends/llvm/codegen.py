@@ -515,7 +515,7 @@ class FunctionEmitter:
         (parallel_runtime.py), which chunks the trip count dynamically."""
         inner: set[Operation] = set(op.walk())
         captured: list[SSAValue] = []
-        for o in inner:
+        for o in op.walk():  # in program order, not the set's: the same IR for the same loop every run
             for v in o.operands:
                 owner = v.owner
                 defined_inside = (owner in inner) if isinstance(owner, Operation) else (owner.parent_op() in inner)
