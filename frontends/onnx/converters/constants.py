@@ -1,0 +1,97 @@
+"""Ops whose results are usually known at import time (shapes, constants, ranges), and the inference no-ops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from lathe.dialects import graph
+from lathe.errors import LatheError
+from lathe.frontends.onnx.converters.common import input_dtype, numpy_dtype
+from lathe.frontends.onnx.importer import (
+    FOLD_LIMIT,
+    Node,
+    dtype_of_array,
+    sparse_to_dense,
+    value_shape,
+)
+from lathe.frontends.onnx.registry import converts
+
+
+@converts("Shape")
+def _shape_op(n: Node):
+    s = n.shape(0)
+    start, end = n.attr("start", 0), n.attr("end", None)
+    return np.asarray(s[start:end] if end is not None else s[start:], dtype=np.int64)
+
+
+@converts("Size")
+def _size(n: Node):
+    return np.asarray(math.prod(n.shape(0)), dtype=np.int64)
+
+
+@converts("ConstantOfShape", makes=graph.FullOp)
+def _constant_of_shape(n: Node):
+    shape = n.ints(0, "shape")
+    value = n.attr("value", np.zeros(1, dtype=np.float32))
+    value = np.asarray(value).reshape(-1)
+    if math.prod(shape) <= FOLD_LIMIT:
+        return np.full(shape, value[0], dtype=value.dtype)
+    dt = dtype_of_array(value, f"{n.where}: value")
+    return n.emit(graph.FullOp, n.scalar(value[0], dt), shape=shape, dtype=dt)
+
+
+@converts("Constant")
+def _constant(n: Node):
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints", "sparse_value",
+                "value_string", "value_strings"):
+        if key not in n.attrs:
+            continue
+        v = n.attrs[key]
+        if key == "sparse_value":
+            return sparse_to_dense(v)
+        if key in ("value_float", "value_floats"):
+            return np.asarray(v, dtype=np.float32)
+        if key in ("value_int", "value_ints"):
+            return np.asarray(v, dtype=np.int64)
+        if key in ("value_string", "value_strings"):
+            return np.asarray(v, dtype=object)
+        return np.asarray(v)
+    raise LatheError(f"{n.where}: a Constant needs a value attribute")
+
+
+@converts("Range", since=11)
+def _range(n: Node):
+    start, limit, delta = (n.const(i, name).reshape(()) for i, name in enumerate(("start", "limit", "delta")))
+    return np.arange(start, limit, delta, dtype=np.result_type(start, limit, delta))
+
+
+@converts("Identity")
+def _identity(n: Node):
+    return n.imp.known[n.inputs[0]] if n.known(0) else n.x(0)
+
+
+@converts("Dropout")
+def _dropout(n: Node):
+    """Identity at inference; the mask, when asked for, keeps everything."""
+    if n.opset >= 12 and n.has(2):
+        training = n.const(2, "training_mode")
+        ratio = n.opt_const(1)
+        if bool(training.reshape(-1)[0]) and (ratio is None or float(ratio.reshape(-1)[0]) != 0.0):
+            raise n.unsupported("training_mode=True (random dropout)")
+    x = n.x(0)
+    if not n.wants(1):
+        return x
+    return [x, n.emit("ones", shape=value_shape(x), dtype="bool")]
+
+
+@converts("EyeLike", since=9)
+def _eye_like(n: Node):
+    from onnx import helper
+
+    rows, cols = n.shape(0)
+    if "dtype" in n.attrs:
+        dtype = helper.tensor_dtype_to_np_dtype(n.attr("dtype"))
+    else:
+        dtype = numpy_dtype(input_dtype(n, 0))
+    return np.eye(rows, cols, k=n.attr("k", 0), dtype=dtype)
