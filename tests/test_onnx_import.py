@@ -757,6 +757,30 @@ def test_sanitize_random_strings(rng):
         assert unsanitize(sanitize(name)) == name
 
 
+# -- the converter registry ---------------------------------------------------------------
+
+
+def test_converters_for_maps_graph_ops_back_to_onnx_ops():
+    from lathe.dialects import graph
+    from lathe.frontends.onnx import converters_for
+
+    assert "Relu" in converters_for(graph.ReluOp)
+    assert {"Add", "Sum"} <= set(converters_for(graph.AddOp))
+    assert "Conv" in converters_for(graph.Conv2dOp)
+
+
+def test_every_supported_op_has_a_registered_converter():
+    from lathe.frontends.onnx import conversions, supported_ops
+    from lathe.frontends.onnx.registry import converter, first_opset
+
+    registered = {c.op_type for c in conversions() if callable(c.convert)}
+    assert supported_ops() and set(supported_ops()) == registered
+    for op_type in supported_ops():
+        since = first_opset(op_type)
+        assert since is not None and callable(converter(op_type, since)), op_type
+        assert converter(op_type, since - 1) is None, op_type
+
+
 # -- parameters, positional inputs ------------------------------------------------------------
 
 
