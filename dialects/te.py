@@ -11,8 +11,14 @@ A schedule is data, not code: it is the ordered list of schedule-primitive ops
 `te.compute_inline`) that follow the computes in a kernel, each
 naming its stage by SSA value and its axes by name. So a schedule prints,
 parses back, can be edited by hand, and a tuner generates or replays one by
-emitting these ops (see `lathe.lowering.schedule`). `lower-te-to-loop`
+emitting these ops (see `lathe.lowering.schedules`). `lower-te-to-loop`
 applies them in order.
+
+A compute definition may say what a stage is to the schedule templates, as
+TOPI's `tag` does: `anchor` (the graph op whose computation the stage is, on
+the stage a kernel's template is built around) or `role` (a helper stage's
+part in that op, e.g. "pad"). They are data for apply-default-schedule;
+lowering ignores them.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ class ComputeOp(IRDLOperation):
     axes = prop_def(ArrayAttr)  # names of the spatial then reduce axes
     reduce_extents = opt_prop_def(ArrayAttr)
     combiner = opt_prop_def(StringAttr)
+    anchor = opt_prop_def(StringAttr)  # the graph op (Relay name) a template keys on
+    role = opt_prop_def(StringAttr)  # a helper stage's part in its anchor's op
     body = region_def("single_block")
     result = result_def(TensorType)
     traits = traits_def(Pure())
@@ -69,7 +77,8 @@ class ComputeOp(IRDLOperation):
 
     @staticmethod
     def build_empty(stage: str, out_type: TensorType, axis_names: Sequence[str],
-                    reduce_extents: Sequence[int] = (), combiner: str | None = None) -> "ComputeOp":
+                    reduce_extents: Sequence[int] = (), combiner: str | None = None,
+                    anchor: str | None = None, role: str | None = None) -> ComputeOp:
         rank = len(out_type.get_shape())
         block = Block(arg_types=[IndexType()] * (rank + len(reduce_extents)))
         for arg, n in zip(block.args, axis_names):
@@ -81,6 +90,10 @@ class ComputeOp(IRDLOperation):
         if reduce_extents:
             props["reduce_extents"] = ArrayAttr([IntegerAttr(e, i64) for e in reduce_extents])
             props["combiner"] = StringAttr(combiner or "sum")
+        if anchor is not None:
+            props["anchor"] = StringAttr(anchor)
+        if role is not None:
+            props["role"] = StringAttr(role)
         return ComputeOp.create(result_types=[out_type], properties=props, regions=[Region(block)])
 
     @property

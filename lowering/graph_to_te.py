@@ -25,6 +25,7 @@ from lathe.dialects import graph, te
 from lathe.dialects.graph import is_float, shape_of
 from lathe.errors import LatheError
 from lathe.lowering import te_builder as tb
+from lathe.lowering.anchors import CONV2D_NCHW_AXES, CONV2D_NHWC_AXES, CONV2D_REDUCE_AXES, ROLE_PAD
 from lathe.lowering.te_builder import Expr, Tensor, broadcast_index, compute, index, select
 from lathe.passes.outline import KERNEL_ATTR, defined_functions, is_compute, is_kernel
 
@@ -183,7 +184,7 @@ def _dense_pack(op: graph.DensePackOp) -> Stages:
         *batch, j, r = idx
         return tb.cast(x[(*batch, r)], dt) * tb.cast(w[j // bn, r, j % bn], dt)
     names = [f"i{d}" for d in range(rank - 1)] + ["j", "k"]
-    return [compute("T_dense_pack", out, body, reduce=[k], axis_names=names)]
+    return [compute("T_dense_pack", out, body, reduce=[k], axis_names=names, anchor=op.relay_name())]
 
 
 def _matmul(op: graph.MatmulOp) -> Stages:
@@ -223,7 +224,8 @@ def _batch_matmul_pack(op: graph.BatchMatmulPackOp) -> Stages:
         na = 0 if a.shape[0] == 1 else n
         nb = 0 if b.shape[0] == 1 else n
         return tb.cast(a[na, i, r], dt) * tb.cast(b[nb, j // bn, r, j % bn], dt)
-    return [compute("T_batch_matmul_pack", op.result.type, body, reduce=[k], axis_names=["b", "i", "j", "k"])]
+    return [compute("T_batch_matmul_pack", op.result.type, body, reduce=[k], axis_names=["b", "i", "j", "k"],
+                    anchor=op.relay_name())]
 
 
 def _conv2d(op: graph.Conv2dOp) -> Stages:
@@ -248,7 +250,7 @@ def _conv2d(op: graph.Conv2dOp) -> Stages:
             iy, ix = yy - g["pt"], xx - g["pl"]
             valid = _in_range(iy, 0, g["h"]).logical_and(_in_range(ix, 0, g["w"]))
             return _padded_read(x, [n, c, iy, ix] if nchw else [n, iy, ix, c], valid, 0.0)
-        stages.append(compute("T_pad_data", graph.tensor(shape, x.dtype), pad))
+        stages.append(compute("T_pad_data", graph.tensor(shape, x.dtype), pad, role=ROLE_PAD))
         src, off_y, off_x = Tensor(stages[-1].result), 0, 0
 
     def body(*idx):
@@ -268,8 +270,9 @@ def _conv2d(op: graph.Conv2dOp) -> Stages:
         widx = [None] * 4
         widx[kpos["O"]], widx[kpos["I"]], widx[kpos["H"]], widx[kpos["W"]] = o, rc, ry, rx
         return tb.cast(v, dt) * tb.cast(w[tuple(widx)], dt)
-    names = (["n", "f", "y", "x"] if nchw else ["n", "y", "x", "f"]) + ["rc", "ry", "rx"]
-    stages.append(compute("T_conv2d", op.result.type, body, reduce=[cg, g["kh"], g["kw"]], axis_names=names))
+    names = [*(CONV2D_NCHW_AXES if nchw else CONV2D_NHWC_AXES), *CONV2D_REDUCE_AXES]
+    stages.append(compute("T_conv2d", op.result.type, body, reduce=[cg, g["kh"], g["kw"]], axis_names=names,
+                          anchor=op.relay_name()))
     return stages
 
 

@@ -3,12 +3,13 @@ default schedule templates (Lathe's counterpart of TVM's TOPI x86 schedules).
 
 `Schedule(stage)` appends `te.split`/`te.reorder`/... ops after the kernel's
 last compute, so the result is ordinary IR: printed, parsed back, replayed.
-Templates declare their knobs (`Knob`) so a tuner can search the same space
-the defaults pick a point in.
+A kernel's template is found by its anchor stage's `anchor` mark (the graph
+op it computes), never by stage names (lowering/anchors.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -17,7 +18,9 @@ from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, ModuleOp, StringAttr, 
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 
-from lathe.dialects import te
+from lathe.dialects import graph, te
+from lathe.errors import LatheError
+from lathe.lowering.anchors import CONV2D_NHWC_AXES, CONV2D_REDUCE_AXES, ROLE_PAD
 from lathe.passes.outline import defined_functions, is_kernel
 
 
@@ -94,14 +97,14 @@ class Schedule:
         self._emit(te.StorageAlignOp, axis=StringAttr(axis), factor=IntegerAttr(factor, i64),
                    offset=IntegerAttr(offset, i64))
 
-    def cache_read(self, tensor, readers: list[te.ComputeOp]) -> "Schedule":
+    def cache_read(self, tensor, readers: list[te.ComputeOp]) -> Schedule:
         """A copy of `tensor` (a kernel argument or another stage) that `readers` read instead."""
         op = te.CacheReadOp.build(operands=[tensor, [r.result for r in readers]], result_types=[tensor.type])
         assert self.ret is not None
         self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
         return _CachedSchedule(self.stage, op.result)
 
-    def rfactor(self, axis: str, factor: int) -> "Schedule":
+    def rfactor(self, axis: str, factor: int) -> Schedule:
         """Partial sums over the outer part of reduce axis `axis`, indexed by its inner part."""
         t = self.stage.result.type
         rf_type = type(t)(t.element_type, [*t.get_shape(), factor])  # type: ignore[union-attr]
@@ -111,7 +114,7 @@ class Schedule:
         self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
         return _CachedSchedule(self.stage, op.result)
 
-    def cache_write(self) -> "Schedule":
+    def cache_write(self) -> Schedule:
         """A new stage doing this stage's computation; this one becomes its copy."""
         op = te.CacheWriteOp(self.stage.result)
         assert self.ret is not None
@@ -138,32 +141,16 @@ class _CachedSchedule(Schedule):
         self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
 
 
-@dataclass(frozen=True)
-class Knob:
-    """One tunable choice of a schedule template."""
-
-    name: str
-    choices: tuple
-    default: object
-
-
 PARALLEL_MIN_WORK = 1 << 14  # elements*reduction below which threads cost more than they save
 
 
-def _pick_factor(extent: int, candidates=(16, 8, 4)) -> int | None:
+def _pick_factor(extent: int, candidates: tuple[int, ...]) -> int | None:
     return next((f for f in candidates if extent % f == 0 and extent > f), None)
 
 
-INJECTIVE_KNOBS = (
-    Knob("vector_factor", (4, 8, 16, 32, 64), 16),
-    Knob("parallel_min_work", (1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 30), PARALLEL_MIN_WORK),
-)
-
-
-def schedule_injective(s: Schedule, vector_factor: int = 16, parallel_min_work: int = PARALLEL_MIN_WORK) -> None:
-    """Fuse all axes, vectorize an inner part of `vector_factor` (the target's lanes by
-    default, else the largest of 16/8/4 that divides), parallelize the rest when there is
-    enough work."""
+def schedule_injective(s: Schedule, lanes: int) -> None:
+    """Fuse all axes, vectorize an inner part of the target's `lanes` (else the largest
+    of 16/8/4 that divides), parallelize the rest when there is enough work."""
     c = s.stage
     total = 1
     for e in c.spatial_extents:
@@ -172,26 +159,24 @@ def schedule_injective(s: Schedule, vector_factor: int = 16, parallel_min_work: 
     if not axes:
         return
     fused = s.fuse(*axes) if len(axes) > 1 else axes[0]
-    f = _pick_factor(total, (vector_factor, 16, 8, 4))
+    f = _pick_factor(total, (lanes, 16, 8, 4))
     if f is None:
-        if total >= parallel_min_work:
+        if total >= PARALLEL_MIN_WORK:
             s.parallel(fused)
         return
     outer, inner = s.split(fused, factor=f)
     s.vectorize(inner)
-    if total >= parallel_min_work:
+    if total >= PARALLEL_MIN_WORK:
         s.parallel(outer)
 
 
-DENSE_KNOBS = (
-    Knob("tile_j", (1, 2, 4, 8), 4),
-)
+REDUCTION_TILE_J = 4  # output columns accumulated together
 
 
-def schedule_reduction(s: Schedule, tile_j: int = 4) -> None:
+def schedule_reduction(s: Schedule) -> None:
     """Contractions and reductions: spatial axes outside, the reduce axis
-    innermost and vectorized, `tile_j` output columns accumulated together so
-    each load of the shared operand feeds several FMAs."""
+    innermost and vectorized, REDUCTION_TILE_J output columns accumulated
+    together so each load of the shared operand feeds several FMAs."""
     c = s.stage
     nsp = len(c.spatial_extents)
     spatial, reduce = s.axes[:nsp], s.axes[nsp:]
@@ -202,8 +187,8 @@ def schedule_reduction(s: Schedule, tile_j: int = 4) -> None:
         return
     last = spatial[-1]
     inner = None
-    if tile_j > 1 and c.spatial_extents[-1] % tile_j == 0 and c.spatial_extents[-1] > tile_j:
-        last, inner = s.split(last, factor=tile_j)
+    if c.spatial_extents[-1] % REDUCTION_TILE_J == 0 and c.spatial_extents[-1] > REDUCTION_TILE_J:
+        last, inner = s.split(last, factor=REDUCTION_TILE_J)
     outer_axes = spatial[:-1] + [last]
     fused = s.fuse(*outer_axes) if len(outer_axes) > 1 else outer_axes[0]
     if inner is not None:
@@ -215,17 +200,15 @@ def schedule_reduction(s: Schedule, tile_j: int = 4) -> None:
         s.parallel(fused)
 
 
-DENSE_PACK_KNOBS = (
-    Knob("tile_rows", (1, 2, 4, 6, 8, 12), 8),
-)
+DENSE_PACK_TILE_ROWS = 8  # rows of the register tile (at most: the largest divisor of the rows)
 
 
 def _largest_divisor(n: int, limit: int) -> int:
     return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
 
-def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int = 16, tile_rows: int = 8) -> None:
-    """TVM's dense_pack for x86: a register tile of `tile_rows` rows × one packed
+def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> bool:
+    """TVM's dense_pack for x86: a register tile of DENSE_PACK_TILE_ROWS rows × one packed
     block of columns accumulated over k in registers (compute_at the output's
     tile loop), the epilogue (bias, activation) applied to the tile as it is
     written, output tiles spread over threads. The block width is the packed
@@ -242,7 +225,7 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int = 16
     outer: list[str] = list(batch)
     inner: list[str] = []
     if i is not None:
-        mr = _largest_divisor(extents[-2], tile_rows)
+        mr = _largest_divisor(extents[-2], DENSE_PACK_TILE_ROWS)
         io, ii = s_out.split(i, factor=mr)
         outer.append(io)
         inner.append(ii)
@@ -262,35 +245,35 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int = 16
     if len(spatial) > 1:
         local.unroll(spatial[-2])
     local.vectorize(spatial[-1])
+    return True
 
 
 def anchor_pack_width(anchor: te.ComputeOp) -> int:
-    """bn of a T_dense_pack stage: the last dimension of its packed weight read."""
+    """bn of a packed contraction's stage: the last dimension of its packed weight read."""
     for op in anchor.body.block.ops:
         if isinstance(op, te.ReadOp) and op.tensor.type.get_shape() and len(op.tensor.type.get_shape()) == len(anchor.spatial_extents) + 1:  # type: ignore[union-attr]
             return op.tensor.type.get_shape()[-1]  # type: ignore[union-attr]
     return 16
 
 
-CONV2D_KNOBS = (
-    Knob("tile_width", (1, 2, 4, 7, 8, 14), 8),
-)
+CONV2D_TILE_WIDTH = 8  # output pixels of the register tile (at most: the largest divisor of the width)
 
 
-def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int = 16, tile_width: int = 8) -> bool:
-    """Direct NHWC convolution: a register tile of `tile_width` output pixels × one
-    block of output channels (vectors), accumulated over (ry, rx, rc) — the same
-    micro-kernel as dense_pack, the input read from a padded copy."""
-    if anchor.axis_names[:4] != ["n", "y", "x", "f"]:
+def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> bool:
+    """Direct NHWC convolution: a register tile of CONV2D_TILE_WIDTH output pixels ×
+    one block of output channels (vectors), accumulated over (ry, rx, rc) — the
+    same micro-kernel as dense_pack, the input read from a padded copy. Other
+    layouts, and channel counts no vector block divides, keep the default."""
+    if tuple(anchor.axis_names[:4]) != CONV2D_NHWC_AXES:
         return False
-    n, oh, ow, o = anchor.spatial_extents
+    _, _, ow, o = anchor.spatial_extents
     bn = next((b for b in (2 * lanes, lanes) if o % b == 0), None)
     if bn is None:
         return False
     s_out = Schedule(out)
     local = s_out.cache_write() if anchor is out else Schedule(anchor)
     an, ay, ax, af = s_out.axes[:4]  # the output's own names for n, y, x, f
-    xr = _largest_divisor(ow, tile_width)
+    xr = _largest_divisor(ow, CONV2D_TILE_WIDTH)
     xo, xi = s_out.split(ax, factor=xr)
     fo, fi = s_out.split(af, factor=bn)
     s_out.reorder(an, ay, xo, fo, xi, fi)
@@ -299,24 +282,40 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int = 1
     s_out.vectorize(fi)
     s_out.parallel(fused)
     local.compute_at(out, fused)
-    local.reorder("ry", "rx", "rc", "x", "f")
-    local.unroll("x")
-    local.vectorize("f")
+    rc, ry, rx = CONV2D_REDUCE_AXES
+    _, _, x, f = CONV2D_NHWC_AXES
+    local.reorder(ry, rx, rc, x, f)
+    local.unroll(x)
+    local.vectorize(f)
     return True
 
 
-TEMPLATES = {"T_dense_pack": schedule_dense_pack, "T_batch_matmul_pack": schedule_dense_pack,
-             "T_conv2d": schedule_conv2d_nhwc}
-# Every template's search space, for a tuner: template -> knobs (name, choices, default).
-KNOBS = {
-    "injective": INJECTIVE_KNOBS,
-    "reduction": DENSE_KNOBS,
-    "T_dense_pack": DENSE_PACK_KNOBS,
-    "T_batch_matmul_pack": DENSE_PACK_KNOBS,
-    "T_conv2d": CONV2D_KNOBS,
+@dataclass(frozen=True)
+class Template:
+    """The schedule of a kernel built around one anchor stage.
+
+    `schedule(anchor, out, lanes)` schedules the anchor and the kernel's output
+    (the anchor itself, or its epilogue) and says whether it applied; stages with
+    a role in `root_roles` are computed on their own (not inlined into the anchor)
+    when it does."""
+
+    schedule: Callable[[te.ComputeOp, te.ComputeOp, int], bool]
+    root_roles: tuple[str, ...] = ()
+
+
+# the template of each graph op that has one, found through its anchor stage
+TEMPLATES: dict[type[graph.GraphOp], Template] = {
+    graph.DensePackOp: Template(schedule_dense_pack),
+    graph.BatchMatmulPackOp: Template(schedule_dense_pack),
+    graph.Conv2dOp: Template(schedule_conv2d_nhwc, root_roles=(ROLE_PAD,)),
 }
-# stages a template wants computed on their own (not inlined into the anchor)
-ROOT_STAGES = {"T_conv2d": ("T_pad_data",)}
+
+
+def template_of(c: te.ComputeOp) -> Template | None:
+    if c.anchor is None:
+        return None
+    op = graph.OPS_BY_RELAY_NAME.get(c.anchor.data)
+    return TEMPLATES.get(op) if op is not None else None  # type: ignore[arg-type]
 
 
 def apply_default_schedule(stage: te.ComputeOp, lanes: int = 16) -> None:
@@ -344,8 +343,6 @@ class ApplyDefaultSchedule(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.vector_lanes < 1:
-            from lathe.errors import LatheError
-
             raise LatheError(f"apply-default-schedule: vector_lanes must be positive, got {self.vector_lanes}")
         for f in defined_functions(op):
             if not is_kernel(f) or has_schedule(f):
@@ -353,20 +350,22 @@ class ApplyDefaultSchedule(ModulePass):
             schedule_kernel(f, self.vector_lanes)  # type: ignore[arg-type]
 
 
-def schedule_kernel(f: func.FuncOp, lanes: int = 16) -> None:
+def schedule_kernel(f: func.FuncOp, lanes: int) -> None:
     """Inline injective producers (as TOPI does); then the anchor's template, or a
     default schedule per remaining stage."""
     outputs = list(f.body.block.last_op.operands)  # type: ignore[union-attr]
     computes = [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]
-    anchor = next((c for c in computes if c.stage.data in TEMPLATES), None)
+    anchor = next((c for c in computes if template_of(c) is not None), None)
     out = outputs[0].owner if len(outputs) == 1 else None
     if anchor is not None and isinstance(out, te.ComputeOp) and out.spatial_extents == anchor.spatial_extents \
             and not [c for c in computes if c.reduce_extent_list and c is not anchor]:
-        roots = [c for c in computes if c.stage.data in ROOT_STAGES.get(anchor.stage.data, ())]
+        template = template_of(anchor)
+        assert template is not None
+        roots = [c for c in computes if c.role is not None and c.role.data in template.root_roles]
         for c in computes:
             if c.result not in outputs and not c.reduce_extent_list and c not in roots:
                 Schedule(c).compute_inline()
-        if TEMPLATES[anchor.stage.data](anchor, out, lanes) is not False:
+        if template.schedule(anchor, out, lanes):
             for c in roots:
                 schedule_injective(Schedule(c), lanes)
             return

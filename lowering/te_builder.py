@@ -48,10 +48,10 @@ class Expr:
     def type(self) -> Attribute:
         return self.value.type
 
-    def _lift(self, other) -> "Expr":
+    def _lift(self, other) -> Expr:
         return other if isinstance(other, Expr) else const(other, self.type)
 
-    def _bin(self, other, fop, iop) -> "Expr":
+    def _bin(self, other, fop, iop) -> Expr:
         o = self._lift(other)
         op = fop if is_float(self.type) else iop
         return Expr(op(self.value, o.value).result)
@@ -72,7 +72,7 @@ class Expr:
             return Expr(arith.NegfOp(self.value).result)
         return const(0, self.type) - self
 
-    def _cmp(self, other, fpred: str, ipred: str) -> "Expr":
+    def _cmp(self, other, fpred: str, ipred: str) -> Expr:
         o = self._lift(other)
         if is_float(self.type):
             return Expr(arith.CmpfOp(self.value, o.value, fpred).result)
@@ -90,6 +90,17 @@ class Expr:
     def logical_and(self, o): return Expr(arith.AndIOp(self.value, self._lift(o).value).result)
     def logical_or(self, o): return Expr(arith.OrIOp(self.value, self._lift(o).value).result)
     def logical_not(self): return Expr(arith.XOrIOp(self.value, const(1, i1).value).result)
+
+
+def combiner_identity(combiner: str, t: Attribute):
+    """The value a reduction with `combiner` starts from: combining it changes nothing."""
+    if is_float(t):
+        return {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}[combiner]
+    assert isinstance(t, IntegerType)
+    w = t.width.data
+    if w == 1:  # bools: false < true
+        return {"sum": 0, "prod": 1, "max": 0, "min": 1}[combiner]
+    return {"sum": 0, "prod": 1, "max": -(2 ** (w - 1)), "min": 2 ** (w - 1) - 1}[combiner]
 
 
 def const(v, t: Attribute) -> Expr:
@@ -201,11 +212,14 @@ class Tensor:
 
 def compute(stage: str, out_type: TensorType, fn: Callable[..., Expr],
             reduce: Sequence[int] = (), combiner: str = "sum",
-            axis_names: Sequence[str] | None = None) -> te.ComputeOp:
+            axis_names: Sequence[str] | None = None,
+            anchor: str | None = None, role: str | None = None) -> te.ComputeOp:
+    """`anchor` and `role` are the marks schedule templates key on (lowering/anchors.py)."""
     rank = len(out_type.get_shape())
     if axis_names is None:
         axis_names = [f"ax{d}" for d in range(rank)] + [f"k{d}" for d in range(len(reduce))]
-    op = te.ComputeOp.build_empty(stage, out_type, axis_names, reduce, combiner if reduce else None)
+    op = te.ComputeOp.build_empty(stage, out_type, axis_names, reduce, combiner if reduce else None,
+                                  anchor=anchor, role=role)
     block = op.body.block
     with ImplicitBuilder(block):
         result = fn(*[Expr(a) for a in block.args])

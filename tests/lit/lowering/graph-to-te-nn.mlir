@@ -1,15 +1,16 @@
 // RUN: lathe-opt %s --split-input-file -p lower-graph-to-te | filecheck %s
 
 // conv2d: a padded copy of the data (a clamped read and a select per element),
-// then a sum over (rc, ry, rx) that reads it without bounds checks.
+// then a sum over (rc, ry, rx) that reads it without bounds checks. The sum is
+// marked as the anchor of nn.conv2d's schedule template, the copy by its role.
 // CHECK-LABEL: func.func private @conv
-// CHECK:      %0 = te.compute {stage = "T_pad_data", axes = ["ax0", "ax1", "ax2", "ax3"]} : tensor<1x3x7x7xf32>
+// CHECK:      %0 = te.compute {stage = "T_pad_data", axes = ["ax0", "ax1", "ax2", "ax3"], role = "pad"} : tensor<1x3x7x7xf32>
 // CHECK:        arith.cmpi sge
 // CHECK:        arith.maxsi
 // CHECK:        arith.minsi
 // CHECK:        %[[X:.*]] = te.read %x[
 // CHECK:        arith.select %{{.*}}, %[[X]], %{{.*}} : f32
-// CHECK:      te.compute {stage = "T_conv2d", axes = ["n", "f", "y", "x", "rc", "ry", "rx"], reduce_extents = [3 : i64, 3 : i64, 3 : i64], combiner = "sum"} : tensor<1x8x5x5xf32>
+// CHECK:      te.compute {stage = "T_conv2d", axes = ["n", "f", "y", "x", "rc", "ry", "rx"], reduce_extents = [3 : i64, 3 : i64, 3 : i64], combiner = "sum", anchor = "nn.conv2d"} : tensor<1x8x5x5xf32>
 // CHECK:        te.read %0[
 // CHECK:        te.read %w[%f, %rc, %ry, %rx] : tensor<8x3x3x3xf32> -> f32
 func.func private @conv(%x: tensor<1x3x5x5xf32>, %w: tensor<8x3x3x3xf32>) -> tensor<1x8x5x5xf32> attributes {lathe.kernel} {

@@ -1,0 +1,19 @@
+"""What a compute definition tells the schedule templates (TOPI's tags, as IR).
+
+`lower-graph-to-te` marks the stage a kernel's schedule is built around with
+`anchor = <the graph op's Relay name>`, and a helper stage a template treats
+on its own with `role`; `apply-default-schedule` keys its templates by those
+marks and by the axis names below, never by stage names. Both sides import
+this module, so the contract between them is written once.
+"""
+
+from __future__ import annotations
+
+# role of the padded copy of a convolution's data: a template may compute it at root
+# so that its micro-kernel reads without bounds checks
+ROLE_PAD = "pad"
+
+# a conv2d stage's axes: its spatial axes in the layout's order, then the reduce axes
+CONV2D_NCHW_AXES = ("n", "f", "y", "x")
+CONV2D_NHWC_AXES = ("n", "y", "x", "f")
+CONV2D_REDUCE_AXES = ("rc", "ry", "rx")
