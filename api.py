@@ -59,7 +59,7 @@ def lower(module: ModuleOp, pipeline: str | None = None, opt_level: int | None =
     """graph → te → loop on a copy of `module`: `pipeline`, or the opt level's (default 3)."""
     from lathe.dialects import make_context
     from lathe.dialects.verifier import verify
-    from lathe.passes import DEFAULT_OPT_LEVEL, build_pipeline, pipeline_for
+    from lathe.pipelines import DEFAULT_OPT_LEVEL, build_pipeline, pipeline_for
 
     lowered = module.clone()
     spec = pipeline or pipeline_for(DEFAULT_OPT_LEVEL if opt_level is None else opt_level, lowered)
@@ -75,9 +75,9 @@ class CompiledModule:
                  opt_level: int | None = None, pipeline: str | None = None):
         from lathe.backends.interface import default_num_threads
         from lathe.backends.registry import resolve_target
-        from lathe.passes.outline import is_kernel
+        from lathe.dialects.functions import is_kernel
         from lathe.runtime.graph_executor import GraphExecutor
-        from lathe.runtime.interpreter import param_names
+        from lathe.dialects.functions import param_names
 
         self.backend, self.target = resolve_target(target)
         if num_threads is not None:
@@ -91,7 +91,7 @@ class CompiledModule:
         if unknown:
             raise LatheError(f"params file has entries that @{entry} has no parameter for: {', '.join(sorted(unknown))}",
                              note="its parameters: " + ", ".join(names))
-        from lathe.passes import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
+        from lathe.pipelines import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
         from lathe.passes.fold_constant import bind_params
 
         pipeline = pipeline or pipeline_for(DEFAULT_OPT_LEVEL if opt_level is None else opt_level, module)
@@ -156,7 +156,7 @@ def emit_object(module: ModuleOp, target: str = "llvm", opt_level: int | None = 
     """The kernels of `module` as the target's binary (an object file for LLVM; cross-compiles by -mtriple)."""
     from lathe.backends.registry import resolve_target
 
-    from lathe.passes import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
+    from lathe.pipelines import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
 
     backend, t = resolve_target(target)
     level = DEFAULT_OPT_LEVEL if opt_level is None else opt_level

@@ -52,7 +52,7 @@ SHAPES = {"chain": chain, "diamond": diamond, "ladder": ladder}
 
 
 def stages() -> list[tuple[str, str]]:
-    from lathe.passes import GRAPH_PIPELINES, LOWERING
+    from lathe.pipelines import GRAPH_PIPELINES, LOWERING
 
     return [("graph -O3", GRAPH_PIPELINES[3])] + [(p, p) for p in LOWERING.split(",")]
 
@@ -61,7 +61,7 @@ def time_one(text: str) -> dict[str, float]:
     from lathe.api import parse_source
     from lathe.dialects import make_context
     from lathe.dialects.verifier import verify
-    from lathe.passes import build_pipeline
+    from lathe.pipelines import build_pipeline
 
     times: dict[str, float] = {}
     t0 = time.perf_counter()

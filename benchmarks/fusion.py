@@ -45,8 +45,9 @@ def main() -> int:
 
     import lathe
     from common import fmt, interleaved_medians
-    from lathe.passes import GRAPH_PIPELINES, PIPELINE
-    from lathe.runtime.interpreter import np_dtype, param_names
+    from lathe.pipelines import DEFAULT_OPT_LEVEL, GRAPH_PIPELINES, LOWERING
+    from lathe.dialects.dtypes import np_dtype
+    from lathe.dialects.functions import param_names
     from lathe.textual_ir.parser import parse_relay
     from xdsl.dialects import func
 
@@ -60,8 +61,8 @@ def main() -> int:
         params = {k: vals[k] for k in weights}
         inputs = {k: v for k, v in vals.items() if k not in params}
         cms = {}
-        fused = PIPELINE
-        unfused = PIPELINE.replace("fuse-ops", "outline-kernels")
+        fused = GRAPH_PIPELINES[DEFAULT_OPT_LEVEL] + "," + LOWERING
+        unfused = fused.replace("fuse-ops", "outline-kernels")
         for level, spec in ((0, unfused), (3, fused)):
             cm = lathe.compile(m, params=params, pipeline=spec, num_threads=args.threads)
             cm.executor.set_inputs((), inputs)

@@ -22,9 +22,6 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     BytesAttr,
     DenseIntOrFPElementsAttr,
-    Float16Type,
-    Float32Type,
-    Float64Type,
     FloatAttr,
     IntegerAttr,
     IntegerType,
@@ -32,11 +29,9 @@ from xdsl.dialects.builtin import (
     StringAttr,
     TensorType,
     TupleType,
-    f16,
     f32,
     f64,
     i1,
-    i8,
     i32,
     i64,
 )
@@ -55,6 +50,8 @@ from xdsl.irdl import (
 from xdsl.traits import HasCanonicalizationPatternsTrait, Pure
 from xdsl.utils.exceptions import VerifyException
 
+from lathe.dialects import dtypes
+
 
 class OpPattern(IntEnum):
     """TVM's operator pattern kinds, ordered from most to least fusable."""
@@ -72,25 +69,8 @@ class ShapeError(VerifyException):
     """Operand shapes, dtypes or attributes that an operator cannot accept."""
 
 
-DTYPES: dict[str, Attribute] = {
-    "float32": f32,
-    "float16": f16,
-    "float64": f64,
-    "int8": i8,
-    "int32": i32,
-    "int64": i64,
-    "bool": i1,
-}
-DTYPE_NAMES: dict[Attribute, str] = {v: k for k, v in DTYPES.items()}
-DTYPE_NUMPY = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int8": "i1", "int32": "<i4", "int64": "<i8", "bool": "i1"}
-
-
-def dtype_name(t: Attribute) -> str:
-    return DTYPE_NAMES.get(t, str(t))
-
-
-def is_float(t: Attribute) -> bool:
-    return isinstance(t, Float16Type | Float32Type | Float64Type)
+# The dtype vocabulary is dialects/dtypes.py's; the graph dialect re-exports what its users read.
+DTYPES, DTYPE_NAMES, dtype_name, is_float = dtypes.DTYPES, dtypes.DTYPE_NAMES, dtypes.dtype_name, dtypes.is_float
 
 
 def tensor(shape: Sequence[int], dtype: Attribute = f32) -> TensorType:
@@ -329,13 +309,17 @@ def pool_out(op: str, size: int, k: int, s: int, d: int, pad_a: int, pad_b: int,
 # ---------------------------------------------------------------------------
 
 
+# Canonicalization patterns by op class. They are transformations, so they live with the
+# passes (passes/canonicalize.py registers them when imported, as the pass registry does
+# before xDSL's canonicalize runs); the dialect only hands them over.
+CANONICALIZATION_PATTERNS: dict[type, tuple] = {}
+
+
 class GraphCanonicalization(HasCanonicalizationPatternsTrait):
-    """Gives xDSL's `canonicalize` the algebraic identities of passes/canonicalize.py."""
+    """Gives xDSL's `canonicalize` the patterns registered for an op's class."""
 
     def get_patterns(self, op: type) -> tuple:
-        from lathe.passes.canonicalize import PATTERNS
-
-        return PATTERNS.get(op, ())
+        return CANONICALIZATION_PATTERNS.get(op, ())
 
     @classmethod
     def get_canonicalization_patterns(cls) -> tuple:
@@ -429,7 +413,7 @@ class ConstantOp(GraphOp):
         if dtype == i1:  # xDSL packs true as 0xFF
             data = np.where(np.asarray(arr), -1, 0).astype(np.int8)
         else:
-            data = np.ascontiguousarray(arr, dtype=np.dtype(DTYPE_NUMPY[dtype_name(dtype)]))
+            data = np.ascontiguousarray(arr, dtype=dtypes.BY_MLIR[dtype].storage)
         attr = DenseIntOrFPElementsAttr(t, BytesAttr(data.tobytes()))
         return ConstantOp.create(result_types=[t], properties={"value": attr})
 
@@ -444,6 +428,11 @@ class ConstantOp(GraphOp):
 
 
 class UnaryOp(GraphOp):
+    """An elementwise op. One that defines `scalar(m, *xs)` (BinaryOp's too) is written once:
+    `m` is a math namespace (exp, log, sqrt, tanh, erf, floor, ceil, round_even, maximum,
+    minimum), numpy's for the op's reference (dialects/reference.py) and the te builder's
+    for its compute (lowering/graph_to_te.py), so neither table needs an entry."""
+
     PATTERN: ClassVar[OpPattern] = OpPattern.ELEMWISE
     FLOAT_ONLY: ClassVar[bool] = False
     data = operand_def(TensorType)
@@ -466,6 +455,10 @@ class FloatUnaryOp(UnaryOp):
 class ReluOp(UnaryOp):
     name = "graph.nn.relu"
 
+    @staticmethod
+    def scalar(m, x):
+        return m.maximum(x, 0)
+
 
 @irdl_op_definition
 class LeakyReluOp(FloatUnaryOp):
@@ -484,6 +477,10 @@ class NegativeOp(UnaryOp):
     name = "graph.negative"
     NO_BOOL: ClassVar[bool] = True
 
+    @staticmethod
+    def scalar(m, x):
+        return -x
+
 
 @irdl_op_definition
 class AbsOp(UnaryOp):
@@ -494,50 +491,90 @@ class AbsOp(UnaryOp):
 class ExpOp(FloatUnaryOp):
     name = "graph.exp"
 
+    @staticmethod
+    def scalar(m, x):
+        return m.exp(x)
+
 
 @irdl_op_definition
 class LogOp(FloatUnaryOp):
     name = "graph.log"
+
+    @staticmethod
+    def scalar(m, x):
+        return m.log(x)
 
 
 @irdl_op_definition
 class SqrtOp(FloatUnaryOp):
     name = "graph.sqrt"
 
+    @staticmethod
+    def scalar(m, x):
+        return m.sqrt(x)
+
 
 @irdl_op_definition
 class RsqrtOp(FloatUnaryOp):
     name = "graph.rsqrt"
+
+    @staticmethod
+    def scalar(m, x):
+        return 1.0 / m.sqrt(x)
 
 
 @irdl_op_definition
 class TanhOp(FloatUnaryOp):
     name = "graph.tanh"
 
+    @staticmethod
+    def scalar(m, x):
+        return m.tanh(x)
+
 
 @irdl_op_definition
 class SigmoidOp(FloatUnaryOp):
     name = "graph.sigmoid"
+
+    @staticmethod
+    def scalar(m, x):
+        return 1.0 / (1.0 + m.exp(-x))
 
 
 @irdl_op_definition
 class ErfOp(FloatUnaryOp):
     name = "graph.erf"
 
+    @staticmethod
+    def scalar(m, x):
+        return m.erf(x)
+
 
 @irdl_op_definition
 class FloorOp(FloatUnaryOp):
     name = "graph.floor"
+
+    @staticmethod
+    def scalar(m, x):
+        return m.floor(x)
 
 
 @irdl_op_definition
 class CeilOp(FloatUnaryOp):
     name = "graph.ceil"
 
+    @staticmethod
+    def scalar(m, x):
+        return m.ceil(x)
+
 
 @irdl_op_definition
 class RoundOp(FloatUnaryOp):
     """Rounds half to even, as TVM's round (and numpy) do."""
+
+    @staticmethod
+    def scalar(m, x):
+        return m.round_even(x)
 
     name = "graph.round"
 
@@ -650,16 +687,28 @@ class AddOp(BinaryOp):
     name = "graph.add"
     NO_BOOL: ClassVar[bool] = True
 
+    @staticmethod
+    def scalar(m, a, b):
+        return a + b
+
 
 @irdl_op_definition
 class SubtractOp(BinaryOp):
     name = "graph.subtract"
     NO_BOOL: ClassVar[bool] = True
 
+    @staticmethod
+    def scalar(m, a, b):
+        return a - b
+
 
 @irdl_op_definition
 class MultiplyOp(BinaryOp):
     name = "graph.multiply"
+
+    @staticmethod
+    def scalar(m, a, b):
+        return a * b
 
 
 @irdl_op_definition
@@ -679,10 +728,18 @@ class PowerOp(BinaryOp):
 class MaximumOp(BinaryOp):
     name = "graph.maximum"
 
+    @staticmethod
+    def scalar(m, a, b):
+        return m.maximum(a, b)
+
 
 @irdl_op_definition
 class MinimumOp(BinaryOp):
     name = "graph.minimum"
+
+    @staticmethod
+    def scalar(m, a, b):
+        return m.minimum(a, b)
 
 
 @irdl_op_definition

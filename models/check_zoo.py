@@ -25,6 +25,8 @@ import traceback
 import numpy as np
 import onnx
 
+from lathe.testing.compare import max_relative_error
+
 from . import ZOO
 from .builder import DEFAULT_OPSET, input_specs, random_inputs, session
 
@@ -32,16 +34,10 @@ TOLERANCE = 1e-4
 
 
 def max_rel_err(got, ref) -> float:
-    """max|got - ref| / max|ref| (shapes must agree); the zoo's accuracy measure."""
-    got = np.asarray(got, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if got.shape != ref.shape:
-        raise ValueError(f"shape {got.shape} != reference {ref.shape}")
-    if not ref.size:
-        return 0.0
-    scale = np.max(np.abs(ref))
-    err = np.max(np.abs(got - ref))
-    return float(err / scale) if scale > 0 else float(err)
+    """The zoo's accuracy measure; shapes must agree."""
+    if np.shape(got) != np.shape(ref):
+        raise ValueError(f"shape {np.shape(got)} != reference {np.shape(ref)}")
+    return max_relative_error(got, ref)
 
 
 def outputs_list(result) -> list[np.ndarray]:

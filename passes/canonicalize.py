@@ -2,7 +2,9 @@
 
 Graph ops carry the `GraphCanonicalization` trait (dialects/graph.py), which
 hands `canonicalize` the patterns registered here for the op's class — the
-MLIR way: one canonicalizer, patterns owned by the ops. Each pattern's
+MLIR way: one canonicalizer, patterns keyed by op. The dialect knows no
+transformation, so importing this module is what registers them (the pass
+registry does before it hands out xDSL's canonicalize). Each pattern's
 docstring is the identity it applies.
 """
 
@@ -14,12 +16,11 @@ from xdsl.pattern_rewriter import PatternRewriter, RewritePattern, op_type_rewri
 
 from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
+from lathe.dialects.reference import constant_value
 
 
 def constant_of(v: SSAValue) -> np.ndarray | None:
     if isinstance(v.owner, graph.ConstantOp):
-        from lathe.runtime.interpreter import constant_value
-
         return constant_value(v.owner)
     return None
 
@@ -161,3 +162,4 @@ PATTERNS: dict[type[Operation], tuple[RewritePattern, ...]] = {
     graph.TileOp: (TrivialShapeOps(),),
     graph.ConcatenateOp: (TrivialShapeOps(),),
 }
+graph.CANONICALIZATION_PATTERNS.update(PATTERNS)

@@ -20,7 +20,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
-from lathe.passes.outline import glue_functions
+from lathe.dialects.functions import glue_functions
 
 
 def _defined_before(v: SSAValue, op: Operation, order: dict[Operation, int]) -> bool:

@@ -20,12 +20,11 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph
-from lathe.passes.outline import glue_functions
+from lathe.dialects.functions import glue_functions, param_names, set_param_names
+from lathe.dialects.reference import check_value, constant_value, evaluate
 
 
 def fold_function(fn: func.FuncOp, max_elements: int) -> int:
-    from lathe.runtime.interpreter import REFERENCE, _cast_result, constant_value
-
     values: dict = {}
     folded = 0
     for op in list(fn.body.block.ops):
@@ -43,7 +42,7 @@ def fold_function(fn: func.FuncOp, max_elements: int) -> int:
             if v not in values:
                 values[v] = constant_value(v.owner)
             args.append(values[v])
-        result = np.asarray(_cast_result(op, REFERENCE[type(op)](op, *args)))
+        result = np.asarray(evaluate(op, *args))
         new = graph.ConstantOp.from_array(result, t.element_type)
         Rewriter.replace_op(op, new)
         values[new.result] = result
@@ -68,12 +67,6 @@ class FoldConstant(ModulePass):
 
 def bind_params(module: ModuleOp, params: Mapping[str, np.ndarray], entry: str = "main") -> ModuleOp:
     """Replace the parameters of @entry named in `params` by constants (in place)."""
-    from lathe.runtime.interpreter import check_value, param_names
-
-    from xdsl.dialects.builtin import ArrayAttr, StringAttr
-
-    from lathe.textual_ir.parser import PARAM_NAMES
-
     fn = next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == entry)
     block = fn.body.block
     names = param_names(fn)
@@ -87,6 +80,5 @@ def bind_params(module: ModuleOp, params: Mapping[str, np.ndarray], entry: str =
         arg.replace_all_uses_with(const.result)
         block.erase_arg(arg)
     fn.function_type = func.FunctionType.from_lists([a.type for a in block.args], list(fn.function_type.outputs.data))
-    if PARAM_NAMES in fn.attributes:
-        fn.attributes[PARAM_NAMES] = ArrayAttr([StringAttr(n) for n in kept])
+    set_param_names(fn, kept)
     return module

@@ -19,19 +19,8 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph
+from lathe.dialects.functions import KERNEL_ATTR, defined_functions, glue_functions, is_compute, is_kernel
 from lathe.errors import LatheError
-
-KERNEL_ATTR = "lathe.kernel"
-
-
-def is_kernel(f: Operation) -> bool:
-    return isinstance(f, func.FuncOp) and KERNEL_ATTR in f.attributes
-
-
-def is_compute(op: Operation) -> bool:
-    """A graph op that belongs in a kernel; constants and tuples stay in the glue function."""
-    return isinstance(op, graph.GraphOp) and not isinstance(op, graph.ConstantOp | graph.TupleOp | graph.TupleGetItemOp)
-
 
 def is_scalar_constant(v: SSAValue) -> bool:
     return isinstance(v.owner, graph.ConstantOp) and isinstance(v.type, TensorType) and v.type.get_shape() == ()
@@ -153,17 +142,6 @@ class KernelNamer:
         self.next[base] = n + 1
         self.taken.add(f"{base}_{n}")
         return f"{base}_{n}"
-
-
-def defined_functions(module: ModuleOp) -> list[func.FuncOp]:
-    """The module's functions that have a body. A declaration (an external function)
-    has nothing to rewrite or lower, and `body.block` does not exist on it."""
-    return [f for f in module.ops if isinstance(f, func.FuncOp) and not f.is_declaration]
-
-
-def glue_functions(module: ModuleOp) -> list[func.FuncOp]:
-    """The defined functions that are not kernels: where compute ops are grouped."""
-    return [f for f in defined_functions(module) if not is_kernel(f)]
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from xdsl.ir import SSAValue
 from lathe.backends.interface import Device, HostDevice
 from lathe.dialects import graph
 from lathe.errors import LatheError
-from lathe.passes.outline import is_kernel
-from lathe.runtime.interpreter import check_value, constant_value, np_dtype
+from lathe.dialects.functions import is_kernel
+from lathe.dialects.reference import check_value, constant_value
+from lathe.dialects.dtypes import np_dtype
 
 _KERNEL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 

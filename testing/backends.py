@@ -262,7 +262,7 @@ def _te_module(source: str) -> tuple[ModuleOp, ModuleOp]:
     """The graph module, and its te-level form: one fused kernel, not yet scheduled."""
     import lathe
     from lathe.api import parse_source
-    from lathe.passes import GRAPH_PIPELINES
+    from lathe.pipelines import GRAPH_PIPELINES
 
     module = parse_source(source, "schedule-case.lathe")
     return module, lathe.lower(module, pipeline=GRAPH_PIPELINES[1] + ",lower-graph-to-te")
@@ -392,7 +392,7 @@ SCHEDULE_CASES: dict[str, tuple[str, Callable[[ModuleOp], None]]] = {
 def _schedule_check(primitive: str, rng: np.random.Generator, checker: _Checker) -> tuple[str, str]:
     if primitive not in checker.caps.schedule_primitives:
         return UNSUPPORTED, f"primitive not claimed: {primitive}"
-    from lathe.runtime.interpreter import param_names
+    from lathe.dialects.functions import param_names
     from lathe.testing.op_cases import random_inputs
 
     source, schedule = SCHEDULE_CASES[primitive]

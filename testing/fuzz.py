@@ -105,7 +105,7 @@ def lowered_texts(programs: list[str]) -> list[tuple[str, str, str]]:
     """Graph programs lowered part and all the way, printed as MLIR: seeds in the te and loop dialects."""
     from lathe.api import parse_source
     from lathe.dialects import make_context
-    from lathe.passes import GRAPH_PIPELINES, build_pipeline
+    from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
 
     stages = {"te": GRAPH_PIPELINES[0] + ",lower-graph-to-te,apply-default-schedule",
               "loop": GRAPH_PIPELINES[2] + ",lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops"}
@@ -253,7 +253,7 @@ def _strategies():
         return f"def @main({', '.join(params)}) {{\n  {name}({', '.join(args)})\n}}\n"
 
     def pass_spec(names):
-        from lathe.passes import lathe_passes
+        from lathe.pipelines import lathe_passes
 
         available = lathe_passes()
 
@@ -273,7 +273,7 @@ def _strategies():
     @st.composite
     def pipeline(draw):
         """An opt level's pipeline, random graph passes before one, or any passes at all."""
-        from lathe.passes import GRAPH_PIPELINES, LOWERING, lathe_passes
+        from lathe.pipelines import GRAPH_PIPELINES, LOWERING, lathe_passes
 
         lowering = LOWERING.split(",")
         graph_passes = [n for n in lathe_passes() if n not in lowering]
@@ -504,7 +504,9 @@ def _inputs(f) -> dict | None:
     import numpy as np
     from xdsl.dialects.builtin import TensorType
 
-    from lathe.runtime.interpreter import np_dtype, param_names
+    from lathe.dialects.dtypes import np_dtype
+
+    from lathe.dialects.functions import param_names
 
     rng = np.random.default_rng(0)
     out = {}
@@ -532,10 +534,10 @@ def _compare(got, ref, module) -> Outcome:
     from xdsl.dialects.builtin import TensorType
 
     from lathe.dialects import graph
-    from lathe.tools.lathe_cli import _flatten, max_relative_error
+    from lathe.testing.compare import flatten_outputs, max_relative_error
 
     ops = sorted({op.relay_name() for op in module.walk() if isinstance(op, graph.GraphOp)})
-    g, r = _flatten(got), _flatten(ref)
+    g, r = flatten_outputs(got), flatten_outputs(ref)
     kinds = [(np.asarray(x).shape, np.asarray(x).dtype) for x in g.values()]
     if len(g) != len(r) or kinds != [(np.asarray(x).shape, np.asarray(x).dtype) for x in r.values()]:
         return Outcome("miscompile", f"miscompile: shapes or dtypes differ ({', '.join(ops)})", f"got {kinds}")
@@ -553,7 +555,7 @@ def _names_op(message: str) -> bool:
     """A message that says which op (or pass, or function) it is about counts as located
     (the rule: file:line:col, or the op)."""
     from lathe.dialects import graph
-    from lathe.passes import lathe_passes
+    from lathe.pipelines import lathe_passes
 
     words = set(re.findall(r"[A-Za-z_][\w.-]*", message))
     return bool(words & (set(graph.OPS_BY_RELAY_NAME) | set(lathe_passes()))) or any(

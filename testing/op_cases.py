@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from lathe.dialects import graph
 from lathe.dialects.graph import tensor
-from lathe.runtime.interpreter import np_dtype
+from lathe.dialects.dtypes import np_dtype
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, TensorType, TupleType, f32, i1, i32, i64
 from xdsl.ir import Attribute, Block, Region

@@ -6,6 +6,8 @@ import tempfile
 import numpy as np
 import pytest
 
+from lathe.testing.compare import max_relative_error
+
 os.environ.setdefault("LATHE_NUM_THREADS", "2")
 # A kernel cache of the session's own, always: not the user's ~/.cache/lathe, nor a LATHE_CACHE_DIR
 # they set for their own work (tests write thousands of kernels). Subprocesses inherit it.
@@ -27,9 +29,5 @@ def rng(request):
 
 
 def max_rel_err(got, ref) -> float:
-    got = np.asarray(got, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    assert got.shape == ref.shape, (got.shape, ref.shape)
-    scale = np.max(np.abs(ref)) if ref.size else 0.0
-    err = np.max(np.abs(got - ref)) if ref.size else 0.0
-    return err / scale if scale > 0 else err
+    assert np.shape(got) == np.shape(ref), (np.shape(got), np.shape(ref))
+    return max_relative_error(got, ref)

@@ -25,9 +25,9 @@ import lathe
 from lathe.backends.c import CBackend
 from lathe.backends.c import compiler as ccomp
 from lathe.dialects import make_context
-from lathe.passes.outline import is_kernel
+from lathe.dialects.functions import is_kernel
 from lathe.runtime.graph_executor import GraphExecutor
-from lathe.runtime.interpreter import param_names
+from lathe.dialects.functions import param_names
 from lathe.textual_ir.mlir import parse_mlir
 from lathe.textual_ir.parser import parse_relay
 

@@ -268,7 +268,7 @@ def test_versions():
 
 
 def test_list_passes_describes_lathes_own_then_lists_xdsls():
-    from lathe.passes import lathe_passes
+    from lathe.pipelines import lathe_passes
 
     r = run("lathe-opt", "--list-passes")
     assert r.returncode == 0, r.stderr

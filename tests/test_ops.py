@@ -449,7 +449,7 @@ def test_fills(name, rng):
 
 def test_every_op_has_a_reference_and_a_compute():
     from lathe.lowering.graph_to_te import TE_COMPUTE
-    from lathe.runtime.interpreter import REFERENCE
+    from lathe.dialects.reference import REFERENCE
 
     expanded = {graph.SplitOp, graph.BatchNormOp, graph.DropoutOp, graph.TupleOp, graph.TupleGetItemOp}
     for op in graph.GRAPH_OPS:

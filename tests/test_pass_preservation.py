@@ -12,7 +12,7 @@ import pytest
 
 import lathe
 from lathe.dialects import make_context
-from lathe.passes import GRAPH_PIPELINES, build_pipeline
+from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
 from lathe.passes.fold_constant import bind_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,7 +30,8 @@ PREREQ = {"fold-scale-axis": "simplify-inference,fold-constant,", "combine-paral
 
 
 def _inputs(module, rng):
-    from lathe.runtime.interpreter import np_dtype, param_names
+    from lathe.dialects.dtypes import np_dtype
+    from lathe.dialects.functions import param_names
     from xdsl.dialects import func
 
     fn = next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == "main")

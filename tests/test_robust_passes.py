@@ -17,7 +17,7 @@ from lathe.api import parse_source
 from lathe.dialects import make_context
 from lathe.dialects.verifier import verify
 from lathe.errors import LatheError
-from lathe.passes import GRAPH_PIPELINES, LOWERING, build_pipeline
+from lathe.pipelines import GRAPH_PIPELINES, LOWERING, build_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from compile_scaling import chain, diamond, ladder  # noqa: E402
@@ -30,7 +30,7 @@ def run_passes(module, spec: str):
 
 
 def kernels(module) -> list:
-    from lathe.passes.outline import is_kernel
+    from lathe.dialects.functions import is_kernel
 
     return [f for f in module.ops if is_kernel(f)]
 

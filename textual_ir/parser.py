@@ -36,15 +36,16 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.irdl.constraints import VerificationContext
 from xdsl.utils.exceptions import VerifyException
 
-from lathe.dialects import graph
+from lathe.dialects import dtypes, graph
+from lathe.dialects.functions import set_param_names
 from lathe.errors import LatheError, location_in
 from lathe.textual_ir.source import RELAY, check_text
 
-PARAM_NAMES = "lathe.param_names"  # a function's parameter names, where name hints cannot hold them
 
-# Every suffix relay.lark's SCALAR lexes, and the dtype TVM gives it; a dtype Lathe lacks is an error.
-_SCALAR_SUFFIX = {"f": "float32", "f32": "float32", "f16": "float16", "f64": "float64", "i8": "int8",
-                  "i16": "int16", "i32": "int32", "i64": "int64", "u8": "uint8", "b": "bool"}
+# Every suffix relay.lark's SCALAR lexes, and the dtype TVM gives it: the printer's own
+# suffixes, TVM's spelled-out f32 and i32, and two that name a dtype Lathe lacks (an error).
+_SCALAR_SUFFIX = {**{d.relay_suffix: d.name for d in dtypes.TABLE if d.relay_suffix},
+                  "f32": "float32", "i32": "int32", "i16": "int16", "u8": "uint8"}
 _INT64 = (-(2**63), 2**63 - 1)  # integer attributes are i64
 
 _PUNCT = {
@@ -185,9 +186,7 @@ class RelayParser:
             )
         block.add_op(func.ReturnOp(result))
         f = func.FuncOp(name, FunctionType.from_lists(arg_types, [result.type]), Region(block))
-        pnames = [str(p.children[0])[1:] for p in params]
-        if any(a.name_hint != n for a, n in zip(block.args, pnames)):  # xDSL drops "_<digits>" from hints
-            f.attributes[PARAM_NAMES] = ArrayAttr([StringAttr(n) for n in pnames])
+        set_param_names(f, [str(p.children[0])[1:] for p in params])
         self.signatures[name] = f.function_type
         self.funcs[name] = f
         self._in_progress.discard(name)
@@ -289,7 +288,7 @@ class RelayParser:
         value = float(num) if graph.is_float(dt) else Decimal(num)
         if not graph.is_float(dt) and value != value.to_integral_value():
             raise self.error(f"literal {tok} is not an integer (its dtype is {dtype})", tok)
-        lo, hi = _range(dtype)
+        lo, hi = dtypes.BY_NAME[dtype].value_range()
         if num.lstrip("-") not in ("inf", "nan") and not lo <= value <= hi:  # 1e309f64 is no inf
             raise self.error(f"literal {tok} is out of range for {dtype}", tok, f"expected a value in [{lo}, {hi}]")
         return self.add(graph.ConstantOp.scalar(value if graph.is_float(dt) else int(value), dt))
@@ -407,15 +406,6 @@ def _constraint_name(constr) -> str:
         if key in text:
             return name
     return text
-
-
-def _range(dtype: str) -> tuple:
-    """The values a scalar of `dtype` can hold (bool is 0 or 1, though stored in a byte)."""
-    if dtype == "bool":
-        return 0, 1
-    np_t = np.dtype(graph.DTYPE_NUMPY[dtype])
-    info = np.finfo(np_t) if np_t.kind == "f" else np.iinfo(np_t)
-    return (float(info.min), float(info.max)) if np_t.kind == "f" else (int(info.min), int(info.max))
 
 
 def _coerce(v, constr) -> Attribute | None:

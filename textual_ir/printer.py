@@ -22,10 +22,9 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Operation, SSAValue
 
-from lathe.dialects import graph
+from lathe.dialects import dtypes, graph
 from lathe.errors import LatheError
 
-_SUFFIX = {"float32": "f", "float16": "f16", "float64": "f64", "int8": "i8", "int32": "", "int64": "i64"}
 
 
 def _attr(a: Attribute) -> str:
@@ -49,19 +48,18 @@ def _scalar(op: graph.ConstantOp) -> str | None:
     assert isinstance(t, TensorType)
     if t.get_shape() != ():
         return None
-    dt = graph.dtype_name(t.element_type)
-    v = op.value.get_values()[0]  # type: ignore[union-attr]
-    if dt == "bool":
-        return f"{int(bool(v))}b"
-    if dt not in _SUFFIX:
+    d = dtypes.BY_MLIR.get(t.element_type)
+    if d is None:
         return None
-    if graph.is_float(t.element_type):  # the shortest text that reads back as the same value
-        np_t = {"float32": np.float32, "float16": np.float16}.get(dt)
-        text = str(np_t(v)) if np_t else repr(float(v))
+    v = op.value.get_values()[0]  # type: ignore[union-attr]
+    if d.name == "bool":
+        return f"{int(bool(v))}{d.relay_suffix}"
+    if d.is_float:  # the shortest text that reads back as the same value
+        text = str(d.numpy.type(v)) if d.name != "float64" else repr(float(v))
         if text.lstrip("-").isdigit():
             text += ".0"
-        return text + _SUFFIX[dt]
-    return f"{int(v)}{_SUFFIX[dt]}"
+        return text + d.relay_suffix
+    return f"{int(v)}{d.relay_suffix}"
 
 
 class RelayPrinter:
@@ -85,7 +83,7 @@ class RelayPrinter:
 
     def print_function(self, f: func.FuncOp) -> str:
         self.names, self.counter = {}, 0
-        from lathe.runtime.interpreter import param_names
+        from lathe.dialects.functions import param_names
 
         used: set[str] = set()
         params = []

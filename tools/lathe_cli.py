@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from lathe.errors import LatheError
+from lathe.testing.compare import flatten_outputs, max_relative_error
 from lathe.tools.common import VersionAction, run_tool, usage_error, write_bytes, write_files, write_text
 
 RTOL = 1e-5
@@ -33,32 +34,6 @@ def _print_value(name: str, v) -> None:
     with np.printoptions(precision=6, suppress=False, threshold=64, edgeitems=4, linewidth=100):
         print(f"{name}: shape={v.shape} dtype={v.dtype}")
         print(np.array2string(v, prefix="  "))
-
-
-def _flatten(v, name="output") -> dict[str, np.ndarray]:
-    if isinstance(v, tuple):
-        out = {}
-        for k, x in enumerate(v):
-            out.update(_flatten(x, f"{name}_{k}") if isinstance(x, tuple) else {f"{name}_{k}": x})
-        return out
-    return {name: v}
-
-
-def max_relative_error(got, ref) -> float:
-    """max |got - ref| / max |ref| over all outputs (0 when both are zero)."""
-    worst = 0.0
-    for g, r in zip(_flatten(got).values(), _flatten(ref).values()):
-        g = np.asarray(g, dtype=np.float64)
-        r = np.asarray(r, dtype=np.float64)
-        if g.shape != r.shape:
-            return float("inf")
-        if not np.all(np.isfinite(g) == np.isfinite(r)):
-            return float("inf")
-        fin = np.isfinite(r)
-        scale = np.max(np.abs(r[fin])) if fin.any() else 0.0
-        err = np.max(np.abs(g[fin] - r[fin])) if fin.any() else 0.0
-        worst = max(worst, err / scale if scale > 0 else err)
-    return worst
 
 
 def _npz(arrays: dict[str, np.ndarray]):
@@ -107,7 +82,7 @@ def cmd_run(args) -> int:
     if filled:
         print(f"note: no value given for {', '.join('%' + n for n in filled)}; "
               f"filled with seeded random values (seed {args.seed})", file=sys.stderr)
-    from lathe.runtime.interpreter import param_names
+    from lathe.dialects.functions import param_names
 
     values = dict(zip(param_names(funcs[args.entry]), bound))
     note = _conversions({**params, **inputs}, values)
@@ -120,8 +95,8 @@ def cmd_run(args) -> int:
                        opt_level=args.opt_level)
     result = cm.run(**{k: v for k, v in values.items() if k not in weights})
     if args.output:
-        write_files([(args.output, _npz(_flatten(result)))])
-        print(f"wrote {args.output} ({', '.join(_flatten(result))})")
+        write_files([(args.output, _npz(flatten_outputs(result)))])
+        print(f"wrote {args.output} ({', '.join(flatten_outputs(result))})")
     else:
         _print_value("output", result)
     status = 0
@@ -150,7 +125,7 @@ def cmd_compile(args) -> int:
     -o DIR (a directory, or a name ending in .d) every file the backend's artifact holds."""
     import lathe
     from lathe.backends.registry import resolve_target
-    from lathe.passes import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
+    from lathe.pipelines import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
 
     module = lathe.load(args.file)
     backend, target = resolve_target(args.target)

@@ -58,7 +58,7 @@ class LatheOptMain(xDSLOptMain):
 
     def register_all_passes(self):
         super().register_all_passes()
-        from lathe.passes import lathe_passes
+        from lathe.pipelines import lathe_passes
 
         for name, factory in lathe_passes().items():
             self.register_pass(name, factory)
@@ -86,7 +86,7 @@ class LatheOptMain(xDSLOptMain):
         be empty."""
         from lathe.api import lower
         from lathe.backends.registry import resolve_target
-        from lathe.passes import DEFAULT_OPT_LEVEL, pipeline_for, stage_of, with_pass_options
+        from lathe.pipelines import DEFAULT_OPT_LEVEL, pipeline_for, stage_of, with_pass_options
 
         backend, target = resolve_target(f"{kind} {self.args.target_options or ''}")
         stage = stage_of(module)
@@ -136,7 +136,7 @@ class LatheOptMain(xDSLOptMain):
     # -- pipeline -----------------------------------------------------------------
     def setup_pipeline(self):
         from lathe.dialects.verifier import verify
-        from lathe.passes import build_pipeline
+        from lathe.pipelines import build_pipeline
 
         if self.args.list_passes or self.args.list_ops:
             self.pipeline = build_pipeline("", self.available_passes)
@@ -155,7 +155,7 @@ class LatheOptMain(xDSLOptMain):
 
         spec = self.args.passes
         if self.args.opt_level is not None:
-            from lathe.passes import GRAPH_PIPELINES
+            from lathe.pipelines import GRAPH_PIPELINES
 
             spec = GRAPH_PIPELINES[self.args.opt_level] + ("," + spec if spec else "")
         self.pipeline = build_pipeline(spec, self.available_passes, callback)
@@ -191,7 +191,7 @@ class LatheOptMain(xDSLOptMain):
         return self.render(prog, final=True)
 
     def list_passes(self) -> None:
-        from lathe.passes import lathe_passes
+        from lathe.pipelines import lathe_passes
 
         ours = lathe_passes()
         print("Lathe's passes:")

@@ -466,9 +466,16 @@ def _evaluate_constant(f: func.FuncOp, params: dict[str, np.ndarray]):
     The frontend's only use of an evaluator, kept here so that it can go
     through the graph dialect's own op semantics rather than the runtime.
     """
-    from lathe.runtime.interpreter import interpret
+    from lathe.dialects.functions import param_names
+    from lathe.dialects.reference import evaluate
 
-    return interpret(ModuleOp([f]), params=params)
+    block = f.body.block
+    values: dict[SSAValue, Any] = {arg: params[n] for arg, n in zip(block.args, param_names(f))}
+    for op in block.ops:
+        if isinstance(op, func.ReturnOp):
+            return values[op.operands[0]]
+        values[op.results[0]] = evaluate(op, *(values[v] for v in op.operands))
+    raise AssertionError("a function body ends with func.return")
 
 
 def _topological(nodes, available: set[str]) -> list:
