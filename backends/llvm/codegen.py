@@ -18,86 +18,45 @@ the runtime calls it with a single prebuilt argument array.
 
 from __future__ import annotations
 
-import struct
+from collections.abc import Callable
 
-import numpy as np
 from xdsl.dialects import arith, func, math, memref, scf
-from xdsl.dialects.builtin import (
-    Float16Type,
-    IntegerAttr,
-    Float32Type,
-    Float64Type,
-    IndexType,
-    IntegerType,
-    MemRefType,
-    ModuleOp,
-)
+from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType, ModuleOp
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
-from lathe.backends.llvm.parallel_runtime import PARALLEL_FOR_DECL, worth_threads
+from lathe.backends.llvm import vectorize as vz
+from lathe.backends.llvm.ops import (
+    BIN_INTRINSIC,
+    CASTS,
+    CMPF,
+    CMPI,
+    DIVISIONS,
+    FAST,
+    FBIN,
+    FLOAT_TYPES,
+    IBIN,
+    LIBM,
+    MATH_FLAGS,
+    UN_INTRINSIC,
+    bits,
+    checked_division,
+    divisor_is_safe,
+    float_literal,
+    intrinsic_suffix,
+    llvm_type,
+)
+from lathe.backends.llvm.parallel_runtime import (
+    PARALLEL_FOR_DECL,
+    runtime_ir,
+    worth_threads,
+)
+from lathe.backends.llvm.vmath import POLYNOMIALS
+from lathe.dialects.functions import is_kernel
 from lathe.dialects.loop import annotation_of
 from lathe.errors import LatheError
-from lathe.passes.outline import is_kernel
 
-FAST = "reassoc contract"
-# Math calls get no `reassoc`: with it LLVM folds exp(log(x)) to x, which is wrong for
-# x <= 0 or NaN (numpy gives NaN / 0); reassociation only pays off in sums and products.
-MATH_FLAGS = "contract"
-CMPI = ["eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge"]
-CMPF = ["false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une", "uno", "true"]
-
-
-def llvm_type(t: Attribute) -> str:
-    if isinstance(t, IndexType):
-        return "i64"
-    if isinstance(t, Float32Type):
-        return "float"
-    if isinstance(t, Float64Type):
-        return "double"
-    if isinstance(t, Float16Type):
-        return "half"
-    if isinstance(t, IntegerType):
-        return f"i{t.width.data}"
-    if isinstance(t, MemRefType):
-        return "ptr"
-    raise LatheError(f"the LLVM backend cannot lower type {t}")
-
-
-def _suffix(t: Attribute) -> str:
-    return {"float": "f32", "double": "f64", "half": "f16"}.get(llvm_type(t), llvm_type(t))
-
-
-def float_literal(v: float, t: Attribute) -> str:
-    if isinstance(t, Float32Type):
-        v = float(np.float32(v))
-    elif isinstance(t, Float16Type):
-        v = float(np.float16(v))
-    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", v))[0]
-
-
-_FBIN = {arith.AddfOp: "fadd", arith.SubfOp: "fsub", arith.MulfOp: "fmul", arith.DivfOp: "fdiv"}
-_IBIN = {
-    arith.AddiOp: "add", arith.SubiOp: "sub", arith.MuliOp: "mul", arith.DivSIOp: "sdiv",
-    arith.DivUIOp: "udiv", arith.RemSIOp: "srem", arith.RemUIOp: "urem", arith.AndIOp: "and",
-    arith.OrIOp: "or", arith.XOrIOp: "xor", arith.ShLIOp: "shl", arith.ShRSIOp: "ashr", arith.ShRUIOp: "lshr",
-}
-_BIN_INTRINSIC = {
-    arith.MaximumfOp: "maximum", arith.MinimumfOp: "minimum", arith.MaxnumfOp: "maxnum",
-    arith.MinnumfOp: "minnum", arith.MaxSIOp: "smax", arith.MinSIOp: "smin", arith.MaxUIOp: "umax",
-    arith.MinUIOp: "umin", math.PowFOp: "pow", math.CopySignOp: "copysign",
-}
-_UN_INTRINSIC = {
-    math.ExpOp: "exp", math.LogOp: "log", math.SqrtOp: "sqrt", math.AbsFOp: "fabs", math.FloorOp: "floor",
-    math.CeilOp: "ceil", math.RoundOp: "round", math.TanhOp: "tanh", math.SinOp: "sin", math.CosOp: "cos",
-    math.Log2Op: "log2", math.Exp2Op: "exp2", math.Log10Op: "log10", math.RoundEvenOp: "roundeven",
-    math.TruncOp: "trunc",
-}
-_LIBM = {math.ErfOp: "erf"}
-_CASTS = {
-    arith.SIToFPOp: "sitofp", arith.UIToFPOp: "uitofp", arith.FPToSIOp: "fptosi", arith.FPToUIOp: "fptoui",
-    arith.ExtFOp: "fpext", arith.TruncFOp: "fptrunc", arith.ExtSIOp: "sext", arith.ExtUIOp: "zext",
-    arith.TruncIOp: "trunc",
-}
+# llvm_type and float_literal are read here by tests and by the vector emitter's users
+__all__ = ["FunctionEmitter", "ModuleEmitter", "emit_kernel", "float_literal", "llvm_type", "module_to_llvm_ir"]
 
 
 class ModuleEmitter:
@@ -128,12 +87,10 @@ class ModuleEmitter:
 
     def vector_math(self, op: Operation, width: int) -> str | None:
         """Name of a polynomial vector implementation of op (f32 exp/tanh/erf), emitting it once."""
-        from lathe.backends.llvm.vmath import GENERATORS
-
-        kind = {math.ExpOp: "exp", math.TanhOp: "tanh", math.ErfOp: "erf"}.get(type(op))
-        if kind is None or llvm_type(op.results[0].type) != "float":
+        generate = POLYNOMIALS.get(type(op))
+        if generate is None or llvm_type(op.results[0].type) != "float":
             return None
-        name, body, decls = GENERATORS[kind](width)
+        name, body, decls = generate(width)
         if name not in self.vmath:
             self.vmath.add(name)
             for d in decls:
@@ -199,162 +156,22 @@ class FunctionEmitter:
             self.op(op)
 
     def op(self, op: Operation) -> None:
-        t = type(op)
-        if isinstance(op, arith.ConstantOp):
-            val = op.value
-            rt = op.result.type
-            if isinstance(rt, IndexType | IntegerType):
-                text = str(val.value.data)  # type: ignore[union-attr]
-                if isinstance(rt, IntegerType) and rt.width.data == 1:
-                    text = "true" if val.value.data else "false"  # type: ignore[union-attr]
-            else:
-                text = float_literal(val.value.data, rt)  # type: ignore[union-attr]
-            self.names[op.result] = text
-            self.literals.add(op.result)
-        elif t in _FBIN:
-            ty = llvm_type(op.results[0].type)
-            self.define(op.results[0], f"{_FBIN[t]} {FAST} {ty} {self.v(op.operands[0])}, {self.v(op.operands[1])}")
-        elif isinstance(op, arith.NegfOp):
-            ty = llvm_type(op.results[0].type)
-            self.define(op.results[0], f"fneg {ty} {self.v(op.operands[0])}")
-        elif t in _IBIN:
-            ty = llvm_type(op.results[0].type)
-            a, b = self.v(op.operands[0]), self.v(op.operands[1])
-            if t in _DIVISIONS and not divisor_is_safe(op):
-                self.define(op.results[0], checked_division(self, t, ty, ty, a, b))
-                return
-            flags = " nsw" if _IBIN[t] in ("add", "mul", "sub") and ty == "i64" else ""
-            self.define(op.results[0], f"{_IBIN[t]}{flags} {ty} {a}, {b}")
-        elif isinstance(op, arith.FloorDivSIOp):
-            self.floordiv(op)
-        elif t in _BIN_INTRINSIC:
-            ty = llvm_type(op.results[0].type)
-            name = f"llvm.{_BIN_INTRINSIC[t]}.{_suffix(op.results[0].type)}"
-            self.mod.declare(f"declare {ty} @{name}({ty}, {ty})")
-            self.define(op.results[0], f"call {MATH_FLAGS if ty in ('float', 'double', 'half') else ''} {ty} @{name}({ty} {self.v(op.operands[0])}, {ty} {self.v(op.operands[1])})".replace("call  ", "call "))
-        elif t in _LIBM and llvm_type(op.results[0].type) == "half":
-            # libm has no half functions (calling erf with a half passed garbage): in float, rounded back
-            self.mod.declare(f"declare float @{_LIBM[t]}f(float)")
-            wide, res = self.tmp("ext"), self.tmp("libm")
-            self.emit(f"{wide} = fpext half {self.v(op.operands[0])} to float")
-            self.emit(f"{res} = call {MATH_FLAGS} float @{_LIBM[t]}f(float {wide})")
-            self.define(op.results[0], f"fptrunc float {res} to half")
-        elif t in _UN_INTRINSIC or t in _LIBM:
-            ty = llvm_type(op.results[0].type)
-            if t in _UN_INTRINSIC:
-                name = f"llvm.{_UN_INTRINSIC[t]}.{_suffix(op.results[0].type)}"
-            else:
-                name = _LIBM[t] + ("f" if ty == "float" else "")
-            self.mod.declare(f"declare {ty} @{name}({ty})")
-            self.define(op.results[0], f"call {MATH_FLAGS} {ty} @{name}({ty} {self.v(op.operands[0])})")
-        elif isinstance(op, math.FmaOp):
-            ty = llvm_type(op.results[0].type)
-            name = f"llvm.fma.{_suffix(op.results[0].type)}"
-            self.mod.declare(f"declare {ty} @{name}({ty}, {ty}, {ty})")
-            a, b, c = (self.v(x) for x in op.operands)
-            self.define(op.results[0], f"call {ty} @{name}({ty} {a}, {ty} {b}, {ty} {c})")
-        elif isinstance(op, arith.CmpiOp):
-            ty = llvm_type(op.lhs.type)
-            pred = CMPI[op.predicate.value.data]
-            self.define(op.result, f"icmp {pred} {ty} {self.v(op.lhs)}, {self.v(op.rhs)}")
-        elif isinstance(op, arith.CmpfOp):
-            ty = llvm_type(op.lhs.type)
-            pred = CMPF[op.predicate.value.data]
-            self.define(op.result, f"fcmp {pred} {ty} {self.v(op.lhs)}, {self.v(op.rhs)}")
-        elif isinstance(op, arith.SelectOp):
-            ty = llvm_type(op.result.type)
-            c, a, b = (self.v(x) for x in op.operands)
-            self.define(op.result, f"select i1 {c}, {ty} {a}, {ty} {b}")
-        elif isinstance(op, arith.IndexCastOp):
-            src, dst = llvm_type(op.input.type), llvm_type(op.result.type)
-            sw, dw = int(src[1:]), int(dst[1:])
-            if sw == dw:
-                self.names[op.result] = self.v(op.input)
-            else:
-                kind = "sext" if dw > sw else "trunc"
-                self.define(op.result, f"{kind} {src} {self.v(op.input)} to {dst}")
-        elif t in _CASTS:
-            src, dst = llvm_type(op.operands[0].type), llvm_type(op.results[0].type)
-            self.define(op.results[0], f"{_CASTS[t]} {src} {self.v(op.operands[0])} to {dst}")
-        elif isinstance(op, memref.LoadOp):
-            ptr = self.gep(op.memref, op.indices)
-            ty = llvm_type(op.res.type)
-            align = self.elem_align(op.memref, op.indices)
-            if ty == "i1":  # bools are bytes in memory (numpy's layout)
-                byte = self.tmp("b")
-                self.emit(f"{byte} = load i8, ptr {ptr}, align 1")
-                self.define(op.res, f"trunc i8 {byte} to i1")
-            else:
-                self.define(op.res, f"load {ty}, ptr {ptr}, align {align}")
-        elif isinstance(op, memref.StoreOp):
-            ptr = self.gep(op.memref, op.indices)
-            ty = llvm_type(op.value.type)
-            value = self.v(op.value)
-            if ty == "i1":
-                byte = self.tmp("b")
-                self.emit(f"{byte} = zext i1 {value} to i8")
-                ty, value = "i8", byte
-            self.emit(f"store {ty} {value}, ptr {ptr}, align {self.elem_align(op.memref, op.indices)}")
-        elif isinstance(op, memref.AllocOp):
-            size = self.nbytes(op.memref.type)
-            size = max(64, -(-size // 64) * 64)
-            self.mod.declare("declare noalias ptr @aligned_alloc(i64, i64)")
-            self.define(op.memref, f"call ptr @aligned_alloc(i64 64, i64 {size})")
-        elif isinstance(op, memref.AllocaOp):
-            t = op.memref.type
-            n = 1
-            for d in t.get_shape():  # type: ignore[union-attr]
-                n *= d
-            elem = llvm_type(t.element_type)  # type: ignore[union-attr]
-            name = self.tmp("tile")
-            self.allocas.append(f"  {name} = alloca [{n} x {'i8' if elem == 'i1' else elem}], align 64")
-            self.names[op.memref] = name
-        elif isinstance(op, memref.DeallocOp):
-            self.mod.declare("declare void @free(ptr)")
-            self.emit(f"call void @free(ptr {self.v(op.memref)})")
-        elif isinstance(op, memref.CopyOp):
-            self.mod.declare("declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)")
-            n = self.nbytes(op.source.type)
-            self.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {self.v(op.destination)}, ptr {self.v(op.source)}, i64 {n}, i1 false)")
-        elif isinstance(op, scf.ForOp):
-            ann = annotation_of(op)
-            kind = ann.kind.data if ann is not None else None
-            if kind == "vectorize" and self.vector_loop(op):
-                return
-            if kind == "unroll" and self.unrolled_loop(op, ann.factor.data):  # type: ignore[union-attr]
-                return
-            if ann is not None and ann.kind.data == "bind":
-                raise LatheError(
-                    f"the CPU backend cannot run a loop bound to {ann.thread_axis.data} (in @{self.name})",
-                    note="te.bind is for GPU targets; use te.parallel on CPU",
-                )
-            if ann is not None and ann.kind.data == "parallel" and self.mod.parallel and not self.in_parallel \
-                    and worth_threads(op):
-                self.parallel_for(op)
-            else:
-                self.for_loop(op)
-        elif isinstance(op, scf.IfOp):
-            self.if_op(op)
-        elif isinstance(op, scf.YieldOp):
-            pass  # handled by the parent loop or if
-        elif isinstance(op, func.ReturnOp):
-            if op.operands:
-                raise LatheError("LLVM backend: kernels return through output buffers, not values")
-            self.emit("ret void")
-        else:
+        emit = _EMIT.get(type(op))
+        if emit is None:
             raise LatheError(f"the LLVM backend cannot lower '{op.name}'")
+        emit(self, op)
 
     def nbytes(self, t: Attribute) -> int:
         assert isinstance(t, MemRefType)
         n = 1
         for d in t.get_shape():
             n *= d
-        return n * max(1, _bits(t.element_type) // 8)
+        return n * max(1, bits(t.element_type) // 8)
 
     def elem_align(self, ref: SSAValue, indices) -> int:
         t = ref.type
         assert isinstance(t, MemRefType)
-        return max(1, _bits(t.element_type) // 8)
+        return max(1, bits(t.element_type) // 8)
 
     def gep(self, ref: SSAValue, indices) -> str:
         t = ref.type
@@ -387,22 +204,6 @@ class FunctionEmitter:
         elem = "i8" if elem == "i1" else elem
         self.emit(f"{ptr} = getelementptr inbounds {elem}, ptr {self.v(ref)}, i64 {acc}")
         return ptr
-
-    def floordiv(self, op: arith.FloorDivSIOp) -> None:
-        ty = llvm_type(op.result.type)
-        a, b = self.v(op.lhs), self.v(op.rhs)
-        q, r = self.tmp(), self.tmp()
-        self.emit(f"{q} = sdiv {ty} {a}, {b}")
-        self.emit(f"{r} = srem {ty} {a}, {b}")
-        nz, sa, sb, diff, adj = self.tmp(), self.tmp(), self.tmp(), self.tmp(), self.tmp()
-        self.emit(f"{nz} = icmp ne {ty} {r}, 0")
-        self.emit(f"{sa} = icmp slt {ty} {r}, 0")
-        self.emit(f"{sb} = icmp slt {ty} {b}, 0")
-        self.emit(f"{diff} = xor i1 {sa}, {sb}")
-        self.emit(f"{adj} = and i1 {nz}, {diff}")
-        d = self.tmp()
-        self.emit(f"{d} = zext i1 {adj} to {ty}")
-        self.define(op.result, f"sub {ty} {q}, {d}")
 
     def loop_metadata(self, op: scf.ForOp) -> str:
         ann = annotation_of(op)
@@ -456,8 +257,6 @@ class FunctionEmitter:
 
     def vector_loop(self, op: scf.ForOp) -> bool:
         """Explicit <W x T> code for the loop (see vectorize.py); False to fall back."""
-        from lathe.backends.llvm import vectorize as vz
-
         bounds = self._literal_bounds(op)
         if bounds is None or bounds[2] != 1 or op.iter_args:
             return False
@@ -578,50 +377,240 @@ class FunctionEmitter:
                               ["  " + x for x in lines])
 
 
-_DIVISIONS = (arith.DivSIOp, arith.RemSIOp, arith.DivUIOp, arith.RemUIOp)
+# -- op emitters ------------------------------------------------------------------
+# One small function per op (or per family that differs only by a table entry in ops.py),
+# found in _EMIT by the op's class, as xDSL's backend/llvm/convert_op.py does.
+
+Emit = Callable[[FunctionEmitter, Operation], None]
 
 
-def divisor_is_safe(op: Operation) -> bool:
-    """A constant divisor that is neither 0 nor (signed) -1: the plain instruction cannot trap."""
-    d = op.operands[1].owner
-    if not isinstance(d, arith.ConstantOp) or not isinstance(d.value, IntegerAttr):
-        return False
-    v = d.value.value.data
-    return v != 0 and not (v == -1 and isinstance(op, arith.DivSIOp | arith.RemSIOp))
+def _constant(fe: FunctionEmitter, op: arith.ConstantOp) -> None:
+    """A constant is no instruction: its literal is written where it is used."""
+    val = op.value
+    rt = op.result.type
+    if isinstance(rt, IndexType | IntegerType):
+        text = str(val.value.data)  # type: ignore[union-attr]
+        if isinstance(rt, IntegerType) and rt.width.data == 1:
+            text = "true" if val.value.data else "false"  # type: ignore[union-attr]
+    else:
+        text = float_literal(val.value.data, rt)  # type: ignore[union-attr]
+    fe.names[op.result] = text
+    fe.literals.add(op.result)
 
 
-def checked_division(fe, t: type, ty: str, elem: str, a: str, b: str, lanes: int | None = None) -> str:
-    """Integer division or remainder (scalar, or `lanes` wide) with the interpreter's answers
-    where the instruction would trap (SIGFPE) or be undefined: x / 0 = x % 0 = 0, and for signed
-    division INT_MIN / -1 wraps to INT_MIN and x % -1 = 0. Returns the result's expression."""
-    def const(v: int) -> str:
-        return str(v) if lanes is None else "<" + ", ".join([f"{elem} {v}"] * lanes) + ">"
-
-    cond = "i1" if lanes is None else f"<{lanes} x i1>"
-    signed = t in (arith.DivSIOp, arith.RemSIOp)
-    zero = fe.tmp("dz")
-    fe.emit(f"{zero} = icmp eq {ty} {b}, {const(0)}")
-    bad = zero
-    if signed:
-        minus1, bad = fe.tmp("dm"), fe.tmp("db")
-        fe.emit(f"{minus1} = icmp eq {ty} {b}, {const(-1)}")
-        fe.emit(f"{bad} = or {cond} {zero}, {minus1}")
-    divisor, q = fe.tmp("dd"), fe.tmp("dq")
-    fe.emit(f"{divisor} = select {cond} {bad}, {ty} {const(1)}, {ty} {b}")
-    fe.emit(f"{q} = {_IBIN[t]} {ty} {a}, {divisor}")
-    if signed:  # by -1: a / -1 = 0 - a (wrapping), a % -1 = 0
-        special, by_m1 = fe.tmp("ds"), fe.tmp("dn")
-        fe.emit(f"{by_m1} = sub {ty} {const(0)}, {a}" if t is arith.DivSIOp else f"{by_m1} = add {ty} {const(0)}, {const(0)}")
-        fe.emit(f"{special} = select {cond} {minus1}, {ty} {by_m1}, {ty} {q}")
-        q = special
-    return f"select {cond} {zero}, {ty} {const(0)}, {ty} {q}"
+def _float_binary(fe: FunctionEmitter, op: Operation) -> None:
+    ty = llvm_type(op.results[0].type)
+    fe.define(op.results[0], f"{FBIN[type(op)]} {FAST} {ty} {fe.v(op.operands[0])}, {fe.v(op.operands[1])}")
 
 
-def _bits(t: Attribute) -> int:
-    if isinstance(t, IntegerType):
-        return max(8, t.width.data)
-    return {"float": 32, "double": 64, "half": 16}[llvm_type(t)]
+def _negf(fe: FunctionEmitter, op: Operation) -> None:
+    ty = llvm_type(op.results[0].type)
+    fe.define(op.results[0], f"fneg {ty} {fe.v(op.operands[0])}")
 
+
+def _int_binary(fe: FunctionEmitter, op: Operation) -> None:
+    """Index arithmetic (i64) is `nsw`; a division that could trap is checked."""
+    t = type(op)
+    ty = llvm_type(op.results[0].type)
+    a, b = fe.v(op.operands[0]), fe.v(op.operands[1])
+    if t in DIVISIONS and not divisor_is_safe(op):
+        fe.define(op.results[0], checked_division(fe, t, ty, ty, a, b))
+        return
+    flags = " nsw" if IBIN[t] in ("add", "mul", "sub") and ty == "i64" else ""
+    fe.define(op.results[0], f"{IBIN[t]}{flags} {ty} {a}, {b}")
+
+
+def _floordivsi(fe: FunctionEmitter, op: arith.FloorDivSIOp) -> None:
+    """sdiv rounds toward zero: one less when the remainder's sign differs from the divisor's."""
+    ty = llvm_type(op.result.type)
+    a, b = fe.v(op.lhs), fe.v(op.rhs)
+    q, r = fe.tmp(), fe.tmp()
+    fe.emit(f"{q} = sdiv {ty} {a}, {b}")
+    fe.emit(f"{r} = srem {ty} {a}, {b}")
+    nz, sa, sb, diff, adj = fe.tmp(), fe.tmp(), fe.tmp(), fe.tmp(), fe.tmp()
+    fe.emit(f"{nz} = icmp ne {ty} {r}, 0")
+    fe.emit(f"{sa} = icmp slt {ty} {r}, 0")
+    fe.emit(f"{sb} = icmp slt {ty} {b}, 0")
+    fe.emit(f"{diff} = xor i1 {sa}, {sb}")
+    fe.emit(f"{adj} = and i1 {nz}, {diff}")
+    d = fe.tmp()
+    fe.emit(f"{d} = zext i1 {adj} to {ty}")
+    fe.define(op.result, f"sub {ty} {q}, {d}")
+
+
+def _binary_intrinsic(fe: FunctionEmitter, op: Operation) -> None:
+    ty = llvm_type(op.results[0].type)
+    name = f"llvm.{BIN_INTRINSIC[type(op)]}.{intrinsic_suffix(op.results[0].type)}"
+    fe.mod.declare(f"declare {ty} @{name}({ty}, {ty})")
+    flags = f" {MATH_FLAGS}" if ty in FLOAT_TYPES else ""
+    fe.define(op.results[0], f"call{flags} {ty} @{name}({ty} {fe.v(op.operands[0])}, {ty} {fe.v(op.operands[1])})")
+
+
+def _unary_intrinsic(fe: FunctionEmitter, op: Operation) -> None:
+    ty = llvm_type(op.results[0].type)
+    name = f"llvm.{UN_INTRINSIC[type(op)]}.{intrinsic_suffix(op.results[0].type)}"
+    fe.mod.declare(f"declare {ty} @{name}({ty})")
+    fe.define(op.results[0], f"call {MATH_FLAGS} {ty} @{name}({ty} {fe.v(op.operands[0])})")
+
+
+def _libm(fe: FunctionEmitter, op: Operation) -> None:
+    ty = llvm_type(op.results[0].type)
+    fn = LIBM[type(op)]
+    if ty == "half":
+        # libm has no half functions (calling erf with a half passed garbage): in float, rounded back
+        fe.mod.declare(f"declare float @{fn}f(float)")
+        wide, res = fe.tmp("ext"), fe.tmp("libm")
+        fe.emit(f"{wide} = fpext half {fe.v(op.operands[0])} to float")
+        fe.emit(f"{res} = call {MATH_FLAGS} float @{fn}f(float {wide})")
+        fe.define(op.results[0], f"fptrunc float {res} to half")
+        return
+    name = fn + ("f" if ty == "float" else "")
+    fe.mod.declare(f"declare {ty} @{name}({ty})")
+    fe.define(op.results[0], f"call {MATH_FLAGS} {ty} @{name}({ty} {fe.v(op.operands[0])})")
+
+
+def _fma(fe: FunctionEmitter, op: math.FmaOp) -> None:
+    ty = llvm_type(op.results[0].type)
+    name = f"llvm.fma.{intrinsic_suffix(op.results[0].type)}"
+    fe.mod.declare(f"declare {ty} @{name}({ty}, {ty}, {ty})")
+    a, b, c = (fe.v(x) for x in op.operands)
+    fe.define(op.results[0], f"call {ty} @{name}({ty} {a}, {ty} {b}, {ty} {c})")
+
+
+def _cmpi(fe: FunctionEmitter, op: arith.CmpiOp) -> None:
+    ty = llvm_type(op.lhs.type)
+    fe.define(op.result, f"icmp {CMPI[op.predicate.value.data]} {ty} {fe.v(op.lhs)}, {fe.v(op.rhs)}")
+
+
+def _cmpf(fe: FunctionEmitter, op: arith.CmpfOp) -> None:
+    ty = llvm_type(op.lhs.type)
+    fe.define(op.result, f"fcmp {CMPF[op.predicate.value.data]} {ty} {fe.v(op.lhs)}, {fe.v(op.rhs)}")
+
+
+def _select(fe: FunctionEmitter, op: arith.SelectOp) -> None:
+    ty = llvm_type(op.result.type)
+    c, a, b = (fe.v(x) for x in op.operands)
+    fe.define(op.result, f"select i1 {c}, {ty} {a}, {ty} {b}")
+
+
+def _index_cast(fe: FunctionEmitter, op: arith.IndexCastOp) -> None:
+    """index is i64: a cast to or from i64 is no instruction."""
+    src, dst = llvm_type(op.input.type), llvm_type(op.result.type)
+    sw, dw = int(src[1:]), int(dst[1:])
+    if sw == dw:
+        fe.names[op.result] = fe.v(op.input)
+    else:
+        kind = "sext" if dw > sw else "trunc"
+        fe.define(op.result, f"{kind} {src} {fe.v(op.input)} to {dst}")
+
+
+def _cast(fe: FunctionEmitter, op: Operation) -> None:
+    src, dst = llvm_type(op.operands[0].type), llvm_type(op.results[0].type)
+    fe.define(op.results[0], f"{CASTS[type(op)]} {src} {fe.v(op.operands[0])} to {dst}")
+
+
+def _load(fe: FunctionEmitter, op: memref.LoadOp) -> None:
+    ptr = fe.gep(op.memref, op.indices)
+    ty = llvm_type(op.res.type)
+    align = fe.elem_align(op.memref, op.indices)
+    if ty == "i1":  # bools are bytes in memory (numpy's layout)
+        byte = fe.tmp("b")
+        fe.emit(f"{byte} = load i8, ptr {ptr}, align 1")
+        fe.define(op.res, f"trunc i8 {byte} to i1")
+    else:
+        fe.define(op.res, f"load {ty}, ptr {ptr}, align {align}")
+
+
+def _store(fe: FunctionEmitter, op: memref.StoreOp) -> None:
+    ptr = fe.gep(op.memref, op.indices)
+    ty = llvm_type(op.value.type)
+    value = fe.v(op.value)
+    if ty == "i1":
+        byte = fe.tmp("b")
+        fe.emit(f"{byte} = zext i1 {value} to i8")
+        ty, value = "i8", byte
+    fe.emit(f"store {ty} {value}, ptr {ptr}, align {fe.elem_align(op.memref, op.indices)}")
+
+
+def _alloc(fe: FunctionEmitter, op: memref.AllocOp) -> None:
+    size = fe.nbytes(op.memref.type)
+    size = max(64, -(-size // 64) * 64)
+    fe.mod.declare("declare noalias ptr @aligned_alloc(i64, i64)")
+    fe.define(op.memref, f"call ptr @aligned_alloc(i64 64, i64 {size})")
+
+
+def _alloca(fe: FunctionEmitter, op: memref.AllocaOp) -> None:
+    t = op.memref.type
+    n = 1
+    for d in t.get_shape():  # type: ignore[union-attr]
+        n *= d
+    elem = llvm_type(t.element_type)  # type: ignore[union-attr]
+    name = fe.tmp("tile")
+    fe.allocas.append(f"  {name} = alloca [{n} x {'i8' if elem == 'i1' else elem}], align 64")
+    fe.names[op.memref] = name
+
+
+def _dealloc(fe: FunctionEmitter, op: memref.DeallocOp) -> None:
+    fe.mod.declare("declare void @free(ptr)")
+    fe.emit(f"call void @free(ptr {fe.v(op.memref)})")
+
+
+def _copy(fe: FunctionEmitter, op: memref.CopyOp) -> None:
+    fe.mod.declare("declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)")
+    n = fe.nbytes(op.source.type)
+    fe.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {fe.v(op.destination)}, ptr {fe.v(op.source)}, i64 {n}, i1 false)")
+
+
+def _for(fe: FunctionEmitter, op: scf.ForOp) -> None:
+    """The loop's annotation picks its form: explicit vectors, unrolled, on the pool, or plain."""
+    ann = annotation_of(op)
+    kind = ann.kind.data if ann is not None else None
+    if kind == "vectorize" and fe.vector_loop(op):
+        return
+    if kind == "unroll" and fe.unrolled_loop(op, ann.factor.data):  # type: ignore[union-attr]
+        return
+    if kind == "bind":
+        raise LatheError(
+            f"the CPU backend cannot run a loop bound to {ann.thread_axis.data} (in @{fe.name})",  # type: ignore[union-attr]
+            note="te.bind is for GPU targets; use te.parallel on CPU",
+        )
+    if kind == "parallel" and fe.mod.parallel and not fe.in_parallel and worth_threads(op):
+        fe.parallel_for(op)
+    else:
+        fe.for_loop(op)
+
+
+def _if(fe: FunctionEmitter, op: scf.IfOp) -> None:
+    fe.if_op(op)
+
+
+def _yield(fe: FunctionEmitter, op: scf.YieldOp) -> None:
+    """Handled by the loop or if that owns it."""
+
+
+def _return(fe: FunctionEmitter, op: func.ReturnOp) -> None:
+    if op.operands:
+        raise LatheError("LLVM backend: kernels return through output buffers, not values")
+    fe.emit("ret void")
+
+
+_EMIT: dict[type[Operation], Emit] = {
+    arith.ConstantOp: _constant,
+    **dict.fromkeys(FBIN, _float_binary),
+    arith.NegfOp: _negf,
+    **dict.fromkeys(IBIN, _int_binary),
+    arith.FloorDivSIOp: _floordivsi,
+    **dict.fromkeys(BIN_INTRINSIC, _binary_intrinsic),
+    **dict.fromkeys(UN_INTRINSIC, _unary_intrinsic),
+    **dict.fromkeys(LIBM, _libm),
+    math.FmaOp: _fma,
+    arith.CmpiOp: _cmpi, arith.CmpfOp: _cmpf, arith.SelectOp: _select,
+    arith.IndexCastOp: _index_cast,
+    **dict.fromkeys(CASTS, _cast),
+    memref.LoadOp: _load, memref.StoreOp: _store, memref.AllocOp: _alloc, memref.AllocaOp: _alloca,
+    memref.DeallocOp: _dealloc, memref.CopyOp: _copy,
+    scf.ForOp: _for, scf.IfOp: _if, scf.YieldOp: _yield, func.ReturnOp: _return,
+}
 
 def emit_kernel(mod: ModuleEmitter, f: func.FuncOp) -> None:
     name = f.sym_name.data
@@ -651,8 +640,6 @@ def module_to_llvm_ir(module: ModuleOp, parallel: bool = True, kernels: list[str
                       vector_bits: int = 512, runtime_for: str | None = None) -> str:
     """LLVM IR text for every kernel function in `module` (or those named); with
     `runtime_for` (a triple) the thread pool is included, so an object file stands alone."""
-    from lathe.backends.llvm.parallel_runtime import runtime_ir
-
     mod = ModuleEmitter(parallel=parallel, vector_bits=vector_bits)
     for f in module.ops:
         if is_kernel(f) and (kernels is None or f.sym_name.data in kernels):  # type: ignore[union-attr]

@@ -21,13 +21,33 @@ makes `plan` return None and the loop falls back to LLVM's loop vectorizer.
 from __future__ import annotations
 
 import math as pymath
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.dialects import arith, math, memref, scf
 from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType
 from xdsl.ir import Operation, SSAValue
 
-from lathe.backends.llvm import codegen as cg
+from lathe.backends.llvm.ops import (
+    BIN_INTRINSIC,
+    CASTS,
+    CMPF,
+    CMPI,
+    DIVISIONS,
+    FAST,
+    FBIN,
+    FLOAT_TYPES,
+    IBIN,
+    LIBM,
+    MATH_FLAGS,
+    UN_INTRINSIC,
+    bits,
+    checked_division,
+    divisor_is_safe,
+    float_literal,
+    intrinsic_suffix,
+    llvm_type,
+)
 
 UNIFORM, AFFINE, VECTOR = "uniform", "affine", "vector"
 _ALIGN_UNKNOWN = 1
@@ -212,19 +232,18 @@ def _affine(op: Operation, ins: list[Kind], width: int) -> Kind | None:
 
 
 def _vectorizable(op: Operation) -> bool:
+    """An op with a <W x T> form (_VECTOR_EMIT); an index cast only as index arithmetic (_affine)."""
     t = type(op)
-    libm = t in cg._LIBM and cg.llvm_type(op.results[0].type) == "float"  # vmath has f32 versions only
-    return (
-        t in cg._FBIN or t in cg._IBIN or t in cg._BIN_INTRINSIC or t in cg._UN_INTRINSIC or libm
-        or t in cg._CASTS or isinstance(op, arith.NegfOp | arith.CmpfOp | arith.CmpiOp | arith.SelectOp | math.FmaOp)
-    )
+    if t in LIBM:
+        return llvm_type(op.results[0].type) == "float"  # vmath has f32 versions only
+    return t in _VECTOR_EMIT and t is not arith.IndexCastOp
 
 
 class VectorEmitter:
     """Emits one vectorized loop into a FunctionEmitter."""
 
-    def __init__(self, fe: "cg.FunctionEmitter", loop: scf.ForOp, width: int, planned: Plan):
-        self.fe = fe
+    def __init__(self, fe, loop: scf.ForOp, width: int, planned: Plan):
+        self.fe = fe  # codegen's FunctionEmitter: scalar code, names and the module being written
         self.loop = loop
         self.w = width
         self.kinds = planned.kinds
@@ -238,7 +257,7 @@ class VectorEmitter:
         return self.kinds.get(v, Kind(UNIFORM))
 
     def vty(self, t) -> str:
-        return f"<{self.w} x {cg.llvm_type(t)}>"
+        return f"<{self.w} x {llvm_type(t)}>"
 
     def vec(self, v: SSAValue) -> str:
         """v as a <W x T> value (splatting uniforms, materialising affine indices)."""
@@ -246,7 +265,7 @@ class VectorEmitter:
             return self.vnames[v]
         fe = self.fe
         k = self.kind(v)
-        ty = cg.llvm_type(v.type)
+        ty = llvm_type(v.type)
         ins = fe.tmp("vi")
         fe.emit(f"{ins} = insertelement <{self.w} x {ty}> poison, {ty} {fe.v(v)}, i64 0")
         splat = fe.tmp("vs")
@@ -315,21 +334,21 @@ class VectorEmitter:
             assert isinstance(t, IntegerType)
             w = t.width.data
             ident = -(2 ** (w - 1)) if kind == "smax" else 2 ** (w - 1) - 1
-        lit = cg.float_literal(ident, t) if cg.llvm_type(t) in ("float", "double", "half") else str(int(ident))
-        return "<" + ", ".join([f"{cg.llvm_type(t)} {lit}"] * self.w) + ">"
+        lit = float_literal(ident, t) if llvm_type(t) in FLOAT_TYPES else str(int(ident))
+        return "<" + ", ".join([f"{llvm_type(t)} {lit}"] * self.w) + ">"
 
     def finish_reduction(self, k: int, r: Reduction) -> None:
         """Fold the lanes, combine with the accumulator's old value, store it."""
         fe = self.fe
         kind, _ = _COMBINES[type(r.combine)]
-        t = cg.llvm_type(r.x.type)
+        t = llvm_type(r.x.type)
         vt = self.vty(r.x.type)
-        suffix = f"v{self.w}{cg._suffix(r.x.type)}"
+        suffix = f"v{self.w}{intrinsic_suffix(r.x.type)}"
         old = fe.v(r.load.res)
         out = fe.tmp("red")
         if kind in ("fadd", "fmul"):
             fe.mod.declare(f"declare {t} @llvm.vector.reduce.{kind}.{suffix}({t}, {vt})")
-            fe.emit(f"{out} = call {cg.FAST} {t} @llvm.vector.reduce.{kind}.{suffix}({t} {old}, {vt} {self.acc[k]})")
+            fe.emit(f"{out} = call {FAST} {t} @llvm.vector.reduce.{kind}.{suffix}({t} {old}, {vt} {self.acc[k]})")
         else:
             fe.mod.declare(f"declare {t} @llvm.vector.reduce.{kind}.{suffix}({vt})")
             lanes = fe.tmp("red")
@@ -338,10 +357,10 @@ class VectorEmitter:
             if scalar is None:
                 fe.emit(f"{out} = add {t} {old}, {lanes}")
             else:
-                fe.mod.declare(f"declare {t} @llvm.{scalar}.{cg._suffix(r.x.type)}({t}, {t})")
-                fe.emit(f"{out} = call {t} @llvm.{scalar}.{cg._suffix(r.x.type)}({t} {old}, {t} {lanes})")
+                fe.mod.declare(f"declare {t} @llvm.{scalar}.{intrinsic_suffix(r.x.type)}({t}, {t})")
+                fe.emit(f"{out} = call {t} @llvm.{scalar}.{intrinsic_suffix(r.x.type)}({t} {old}, {t} {lanes})")
         ptr = fe.gep(r.store.memref, r.store.indices)
-        fe.emit(f"store {t} {out}, ptr {ptr}, align {max(1, cg._bits(r.x.type) // 8)}")
+        fe.emit(f"store {t} {out}, ptr {ptr}, align {max(1, bits(r.x.type) // 8)}")
 
     def op(self, op: Operation) -> None:
         fe = self.fe
@@ -355,11 +374,11 @@ class VectorEmitter:
             vt = self.vty(red.x.type)
             name = fe.tmp("vacc")
             if kind in ("fadd", "fmul", "add"):
-                flags = f" {cg.FAST}" if kind != "add" else ""
+                flags = f" {FAST}" if kind != "add" else ""
                 fe.emit(f"{name} = {kind}{flags} {vt} {self.acc[k]}, {self.vec(red.x)}")
             else:
-                fe.mod.declare(f"declare {vt} @llvm.{kind[1:] if kind[0] == 'f' else kind}.v{self.w}{cg._suffix(red.x.type)}({vt}, {vt})")
-                fe.emit(f"{name} = call {vt} @llvm.{kind[1:] if kind[0] == 'f' else kind}.v{self.w}{cg._suffix(red.x.type)}({vt} {self.acc[k]}, {vt} {self.vec(red.x)})")
+                fe.mod.declare(f"declare {vt} @llvm.{kind[1:] if kind[0] == 'f' else kind}.v{self.w}{intrinsic_suffix(red.x.type)}({vt}, {vt})")
+                fe.emit(f"{name} = call {vt} @llvm.{kind[1:] if kind[0] == 'f' else kind}.v{self.w}{intrinsic_suffix(red.x.type)}({vt} {self.acc[k]}, {vt} {self.vec(red.x)})")
             self.acc[k] = name
             return
         if isinstance(op, memref.LoadOp):
@@ -367,7 +386,7 @@ class VectorEmitter:
                 fe.op(op)  # a uniform load: scalar, splatted where used
                 return
             ptr = fe.gep(op.memref, op.indices)
-            ty = cg.llvm_type(op.res.type)
+            ty = llvm_type(op.res.type)
             if ty == "i1":
                 raw = fe.tmp("vb")
                 fe.emit(f"{raw} = load <{self.w} x i8>, ptr {ptr}, align 1")
@@ -380,7 +399,7 @@ class VectorEmitter:
             return
         if isinstance(op, memref.StoreOp):
             ptr = fe.gep(op.memref, op.indices)
-            ty = cg.llvm_type(op.value.type)
+            ty = llvm_type(op.value.type)
             val = self.vec(op.value)
             if ty == "i1":
                 b = fe.tmp("vb")
@@ -399,7 +418,7 @@ class VectorEmitter:
         """Alignment of a contiguous access: 64-byte buffers, lane 0 a multiple of W elements."""
         t = ref.type
         assert isinstance(t, MemRefType)
-        elem = max(1, cg._bits(t.element_type) // 8)
+        elem = max(1, bits(t.element_type) // 8)
         shape = list(t.get_shape())
         strides = [pymath.prod(shape[d + 1:]) for d in range(len(shape))]
         g = 0
@@ -410,60 +429,109 @@ class VectorEmitter:
         return max(elem, min(64, elem * (g & -g)))
 
     def vector_op(self, op: Operation) -> None:
-        fe = self.fe
-        t = type(op)
-        r = op.results[0]
-        vt = self.vty(r.type)
-        if t in cg._FBIN:
-            a, b = (self.vec(x) for x in op.operands)
-            self.define(r, f"{cg._FBIN[t]} {cg.FAST} {vt} {a}, {b}")
-        elif isinstance(op, arith.NegfOp):
-            self.define(r, f"fneg {vt} {self.vec(op.operands[0])}")
-        elif t in cg._IBIN:
-            a, b = (self.vec(x) for x in op.operands)
-            if t in cg._DIVISIONS and not cg.divisor_is_safe(op):
-                self.define(r, cg.checked_division(fe, t, vt, cg.llvm_type(r.type), a, b, self.w))
-            else:
-                self.define(r, f"{cg._IBIN[t]} {vt} {a}, {b}")
-        elif t in cg._BIN_INTRINSIC:
-            name = f"llvm.{cg._BIN_INTRINSIC[t]}.v{self.w}{cg._suffix(r.type)}"
-            fe.mod.declare(f"declare {vt} @{name}({vt}, {vt})")
-            a, b = (self.vec(x) for x in op.operands)
-            self.define(r, f"call {vt} @{name}({vt} {a}, {vt} {b})")
-        elif t in cg._UN_INTRINSIC or t in cg._LIBM:
-            fn = self.fe.mod.vector_math(op, self.w) if t in cg._LIBM or t in (math.ExpOp, math.TanhOp, math.LogOp) else None
-            if fn is None:
-                fn = f"llvm.{cg._UN_INTRINSIC[t]}.v{self.w}{cg._suffix(r.type)}"
-                fe.mod.declare(f"declare {vt} @{fn}({vt})")
-            self.define(r, f"call {cg.MATH_FLAGS} {vt} @{fn}({vt} {self.vec(op.operands[0])})")
-        elif isinstance(op, math.FmaOp):
-            name = f"llvm.fma.v{self.w}{cg._suffix(r.type)}"
-            fe.mod.declare(f"declare {vt} @{name}({vt}, {vt}, {vt})")
-            a, b, c = (self.vec(x) for x in op.operands)
-            self.define(r, f"call {vt} @{name}({vt} {a}, {vt} {b}, {vt} {c})")
-        elif isinstance(op, arith.CmpiOp | arith.CmpfOp):
-            a, b = self.vec(op.lhs), self.vec(op.rhs)
-            if isinstance(op, arith.CmpiOp):
-                self.define(r, f"icmp {cg.CMPI[op.predicate.value.data]} {self.vty(op.lhs.type)} {a}, {b}")
-            else:
-                self.define(r, f"fcmp {cg.CMPF[op.predicate.value.data]} {self.vty(op.lhs.type)} {a}, {b}")
-        elif isinstance(op, arith.SelectOp):
-            c = op.operands[0]
-            cond = f"i1 {fe.v(c)}" if self.kind(c).kind == UNIFORM else f"<{self.w} x i1> {self.vec(c)}"
-            a, b = self.vec(op.operands[1]), self.vec(op.operands[2])
-            self.define(r, f"select {cond}, {vt} {a}, {vt} {b}")
-        elif t in cg._CASTS:
-            src = self.vty(op.operands[0].type)
-            self.define(r, f"{cg._CASTS[t]} {src} {self.vec(op.operands[0])} to {vt}")
-        elif isinstance(op, arith.IndexCastOp):
-            self.vnames[r] = self.vec(op.operands[0])  # index and i64 are the same in LLVM
-        else:  # pragma: no cover - plan() admits only the ops above
-            raise AssertionError(op.name)
+        _VECTOR_EMIT[type(op)](self, op)  # plan() admits only the ops the table has
 
     def define(self, v: SSAValue, text: str) -> None:
         name = self.fe.tmp("v")
         self.fe.emit(f"{name} = {text}")
         self.vnames[v] = name
+
+
+# -- vector op emitters -----------------------------------------------------------------
+# The <W x T> form of each op plan() admits, by op class (the spellings are ops.py's, as
+# the scalar emitter's are).
+
+VectorEmit = Callable[[VectorEmitter, Operation], None]
+
+
+def _float_binary(ve: VectorEmitter, op: Operation) -> None:
+    a, b = (ve.vec(x) for x in op.operands)
+    ve.define(op.results[0], f"{FBIN[type(op)]} {FAST} {ve.vty(op.results[0].type)} {a}, {b}")
+
+
+def _negf(ve: VectorEmitter, op: Operation) -> None:
+    ve.define(op.results[0], f"fneg {ve.vty(op.results[0].type)} {ve.vec(op.operands[0])}")
+
+
+def _int_binary(ve: VectorEmitter, op: Operation) -> None:
+    t, r = type(op), op.results[0]
+    vt = ve.vty(r.type)
+    a, b = (ve.vec(x) for x in op.operands)
+    if t in DIVISIONS and not divisor_is_safe(op):
+        ve.define(r, checked_division(ve.fe, t, vt, llvm_type(r.type), a, b, ve.w))
+    else:
+        ve.define(r, f"{IBIN[t]} {vt} {a}, {b}")
+
+
+def _binary_intrinsic(ve: VectorEmitter, op: Operation) -> None:
+    r = op.results[0]
+    vt = ve.vty(r.type)
+    name = f"llvm.{BIN_INTRINSIC[type(op)]}.v{ve.w}{intrinsic_suffix(r.type)}"
+    ve.fe.mod.declare(f"declare {vt} @{name}({vt}, {vt})")
+    a, b = (ve.vec(x) for x in op.operands)
+    ve.define(r, f"call {vt} @{name}({vt} {a}, {vt} {b})")
+
+
+def _unary_math(ve: VectorEmitter, op: Operation) -> None:
+    """A polynomial (vmath.py) where there is one, else the intrinsic (LLVM scalarizes most)."""
+    r = op.results[0]
+    vt = ve.vty(r.type)
+    fn = ve.fe.mod.vector_math(op, ve.w)
+    if fn is None:
+        fn = f"llvm.{UN_INTRINSIC[type(op)]}.v{ve.w}{intrinsic_suffix(r.type)}"
+        ve.fe.mod.declare(f"declare {vt} @{fn}({vt})")
+    ve.define(r, f"call {MATH_FLAGS} {vt} @{fn}({vt} {ve.vec(op.operands[0])})")
+
+
+def _fma(ve: VectorEmitter, op: Operation) -> None:
+    r = op.results[0]
+    vt = ve.vty(r.type)
+    name = f"llvm.fma.v{ve.w}{intrinsic_suffix(r.type)}"
+    ve.fe.mod.declare(f"declare {vt} @{name}({vt}, {vt}, {vt})")
+    a, b, c = (ve.vec(x) for x in op.operands)
+    ve.define(r, f"call {vt} @{name}({vt} {a}, {vt} {b}, {vt} {c})")
+
+
+def _cmpi(ve: VectorEmitter, op: arith.CmpiOp) -> None:
+    a, b = ve.vec(op.lhs), ve.vec(op.rhs)
+    ve.define(op.result, f"icmp {CMPI[op.predicate.value.data]} {ve.vty(op.lhs.type)} {a}, {b}")
+
+
+def _cmpf(ve: VectorEmitter, op: arith.CmpfOp) -> None:
+    a, b = ve.vec(op.lhs), ve.vec(op.rhs)
+    ve.define(op.result, f"fcmp {CMPF[op.predicate.value.data]} {ve.vty(op.lhs.type)} {a}, {b}")
+
+
+def _select(ve: VectorEmitter, op: arith.SelectOp) -> None:
+    """A uniform condition stays a scalar i1: it picks whole vectors."""
+    c = op.operands[0]
+    cond = f"i1 {ve.fe.v(c)}" if ve.kind(c).kind == UNIFORM else f"<{ve.w} x i1> {ve.vec(c)}"
+    a, b = ve.vec(op.operands[1]), ve.vec(op.operands[2])
+    vt = ve.vty(op.result.type)
+    ve.define(op.result, f"select {cond}, {vt} {a}, {vt} {b}")
+
+
+def _cast(ve: VectorEmitter, op: Operation) -> None:
+    src = ve.vty(op.operands[0].type)
+    ve.define(op.results[0], f"{CASTS[type(op)]} {src} {ve.vec(op.operands[0])} to {ve.vty(op.results[0].type)}")
+
+
+def _index_cast(ve: VectorEmitter, op: Operation) -> None:
+    ve.vnames[op.results[0]] = ve.vec(op.operands[0])  # index and i64 are the same in LLVM
+
+
+_VECTOR_EMIT: dict[type[Operation], VectorEmit] = {
+    **dict.fromkeys(FBIN, _float_binary),
+    arith.NegfOp: _negf,
+    **dict.fromkeys(IBIN, _int_binary),
+    **dict.fromkeys(BIN_INTRINSIC, _binary_intrinsic),
+    **dict.fromkeys(UN_INTRINSIC, _unary_math),
+    **dict.fromkeys(LIBM, _unary_math),
+    math.FmaOp: _fma,
+    arith.CmpiOp: _cmpi, arith.CmpfOp: _cmpf, arith.SelectOp: _select,
+    **dict.fromkeys(CASTS, _cast),
+    arith.IndexCastOp: _index_cast,
+}
 
 
 def vector_width(target_vector_bits: int, loop: scf.ForOp) -> int:
@@ -474,8 +542,8 @@ def vector_width(target_vector_bits: int, loop: scf.ForOp) -> int:
             t = v.type
             if isinstance(t, MemRefType):
                 t = t.element_type
-            if isinstance(t, IntegerType | IndexType) or cg.llvm_type(t) in ("float", "double", "half"):
-                widest = max(widest, 64 if isinstance(t, IndexType) else cg._bits(t))
+            if isinstance(t, IntegerType | IndexType) or llvm_type(t) in FLOAT_TYPES:
+                widest = max(widest, 64 if isinstance(t, IndexType) else bits(t))
     return max(1, target_vector_bits // max(32, widest if widest != 64 or not _only_index(loop) else 32))
 
 
@@ -487,6 +555,6 @@ def _only_index(loop: scf.ForOp) -> bool:
                 return False
         if isinstance(o, memref.LoadOp | memref.StoreOp):
             t = o.memref.type
-            if isinstance(t, MemRefType) and cg._bits(t.element_type) == 64:  # type: ignore[arg-type]
+            if isinstance(t, MemRefType) and bits(t.element_type) == 64:  # type: ignore[arg-type]
                 return False
     return True

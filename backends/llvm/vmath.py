@@ -9,13 +9,14 @@ once per vector width and inlined into vectorized loops.
 
 from __future__ import annotations
 
+from xdsl.dialects import math
+from xdsl.dialects.builtin import f32
+
+from lathe.backends.llvm.ops import float_literal
+
 
 def _float(v: float) -> str:
-    import struct
-
-    import numpy as np
-
-    return "float 0x%016X" % struct.unpack("<Q", struct.pack("<d", float(np.float32(v))))[0]
+    return f"float {float_literal(v, f32)}"
 
 
 class _Body:
@@ -127,4 +128,5 @@ def verf(w: int) -> tuple[str, str, list[str]]:
     return (*b.finish(f"lathe_verf_v{w}f32", r), _declares(w))
 
 
-GENERATORS = {"exp": vexp, "tanh": vtanh, "erf": verf}
+# the ops with a polynomial vector form, and the generator of each
+POLYNOMIALS = {math.ExpOp: vexp, math.TanhOp: vtanh, math.ErfOp: verf}
