@@ -41,8 +41,9 @@ def optimized_ir(text: str, target: LLVMTarget) -> str:
     return str(compile_ir(text, target)[1])
 
 
-def emit_object(text: str, target: LLVMTarget) -> bytes:
-    tm, mod = compile_ir(text, target)
+def emit_object(text: str, target: LLVMTarget, jit: bool = False) -> bytes:
+    """An object file; with `jit`, one for this process's JIT to load (non-PIC, as MCJIT wants)."""
+    tm, mod = compile_ir(text, target, jit=jit)
     return tm.emit_object(mod)
 
 

@@ -24,17 +24,18 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.printer import Printer
 
 from lathe.backends.llvm.codegen import module_to_llvm_ir
-from lathe.backends.llvm.jit import compile_ir
+from lathe.backends.llvm.jit import emit_object
 from lathe.backends.interface import KernelLibrary
 from lathe.backends.llvm.parallel_runtime import parallel_runtime
 from lathe.backends.llvm.target import LLVMTarget
-from lathe.passes.outline import is_kernel
+from lathe.dialects.functions import is_kernel
 
 def _codegen_fingerprint() -> str:
-    """The code generator's own source: a changed backend never reuses stale objects."""
+    """The code generator's own source: a changed backend never reuses stale objects. Every
+    module of the package counts, so one added later (as ops.py was) cannot be forgotten."""
     h = hashlib.sha256(llvm.llvm_version_info.__repr__().encode())
-    for name in ("codegen.py", "vectorize.py", "vmath.py", "jit.py", "kernel_cache.py", "parallel_runtime.py"):
-        h.update((Path(__file__).parent / name).read_bytes())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -114,8 +115,7 @@ class CompiledKernels(KernelLibrary):
         renamed = f.clone()
         renamed.sym_name = StringAttr(f"lathe_{key}")
         ir = module_to_llvm_ir(ModuleOp([renamed]), vector_bits=self.target.vector_bits)
-        tm, mod = compile_ir(ir, self.target, jit=True)
-        data = tm.emit_object(mod)
+        data = emit_object(ir, self.target, jit=True)
         self.stats.slowest = max(self.stats.slowest, time.perf_counter() - t0)
         if path is not None:
             try:
