@@ -34,12 +34,14 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph, te
 from lathe.dialects.graph import is_float
 from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr
 from lathe.errors import LatheError
+from lathe.lowering.te_builder import combiner_identity
+from lathe.lowering.te_transforms import expand_stage_ops
 from lathe.passes.outline import KERNEL_ATTR, defined_functions, glue_functions, is_compute, is_kernel
 
 ALIGNMENT = 64
@@ -93,7 +95,7 @@ class StageSchedule:
     align: tuple[int, int, int] | None = None  # storage_align (root axis index, factor, offset)
 
     @staticmethod
-    def of(c: te.ComputeOp, spatial_extents: list[int] | None = None) -> "StageSchedule":
+    def of(c: te.ComputeOp, spatial_extents: list[int] | None = None) -> StageSchedule:
         s = StageSchedule(c)
         exts = (spatial_extents or c.spatial_extents) + c.reduce_extent_list
         nsp = len(c.spatial_extents)
@@ -273,16 +275,6 @@ class Emitter:
         return loop, body.args[0]
 
 
-def _identity(combiner: str, t: Attribute):
-    if is_float(t):
-        return {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}[combiner]
-    assert isinstance(t, IntegerType)
-    w = t.width.data
-    if w == 1:  # bools: false < true
-        return {"sum": 0, "prod": 1, "max": 0, "min": 1}[combiner]
-    return {"sum": 0, "prod": 1, "max": -(2 ** (w - 1)), "min": 2 ** (w - 1) - 1}[combiner]
-
-
 def _combine(e: Emitter, combiner: str, acc: SSAValue, v: SSAValue) -> SSAValue:
     f = is_float(v.type)
     b = isinstance(v.type, IntegerType) and v.type.width.data == 1
@@ -320,13 +312,7 @@ class KernelLowering:
             o.name_hint = f"out{n}" if len(outs) > 1 else "out"
         e = Emitter(block)
 
-        for op in list(old_block.ops):
-            if isinstance(op, te.CacheWriteOp):
-                _apply_cache_write(op)
-            elif isinstance(op, te.CacheReadOp):
-                _apply_cache_read(op)
-            elif isinstance(op, te.RfactorOp):
-                _apply_rfactor(op)
+        expand_stage_ops(old_block)
         computes = [op for op in old_block.ops if isinstance(op, te.ComputeOp)]
         for c in computes:
             _check_closed(c)
@@ -461,7 +447,7 @@ class KernelLowering:
         open_loops(s.leaves[:first_reduce])
         outer_block = e.block
         if reduce_roots:
-            identity = _identity(c.combiner_name, c.result.type.element_type)  # type: ignore[union-attr]
+            identity = combiner_identity(c.combiner_name, c.result.type.element_type)  # type: ignore[union-attr]
             init_leaves = [n for n in s.leaves[first_reduce:] if not s.axes[n].reduce]
             open_loops(init_leaves)
             roots, guards = self.root_values(e, s, values, spatial_only=True)
@@ -653,121 +639,6 @@ class _BodyFrame:
         self.pending: SSAValue | None = None  # the te.read waiting for an inlined producer's value
 
 
-def _apply_cache_write(op: te.CacheWriteOp) -> None:
-    """stage C → C.local (C's computation) + C (a copy of C.local); uses of the
-    cache_write result now name C.local."""
-    from xdsl.builder import ImplicitBuilder
-
-    c = op.stage.owner
-    assert isinstance(c, te.ComputeOp)
-    local = c.clone()
-    local.properties["stage"] = StringAttr(c.stage.data + ".local")
-    Rewriter.insert_op(local, _before(c))
-    nsp = len(c.spatial_extents)
-    copy = te.ComputeOp.build_empty(c.stage.data, c.result.type, c.axis_names[:nsp])  # type: ignore[arg-type]
-    with ImplicitBuilder(copy.body.block):
-        v = te.ReadOp(local.result, list(copy.body.block.args))
-        te.YieldOp(v.result)
-    Rewriter.insert_op(copy, _before(c))
-    c.result.replace_all_uses_with(copy.result)
-    op.result.replace_all_uses_with(local.result)
-    Rewriter.erase_op(op)
-    Rewriter.erase_op(c)
-
-
-def _apply_cache_read(op: te.CacheReadOp) -> None:
-    """A copy stage of the read tensor; the listed readers read the copy."""
-    from xdsl.builder import ImplicitBuilder
-
-    src = op.stage
-    assert isinstance(src.type, TensorType)
-    rank = len(src.type.get_shape())
-    base = src.owner.stage.data if isinstance(src.owner, te.ComputeOp) else (src.name_hint or "input")
-    copy = te.ComputeOp.build_empty(f"{base}.cache", src.type, [f"ax{d}" for d in range(rank)])
-    with ImplicitBuilder(copy.body.block):
-        v = te.ReadOp(src, list(copy.body.block.args))
-        te.YieldOp(v.result)
-    Rewriter.insert_op(copy, _before(op.readers[0].owner if op.readers else op))
-    for r in op.readers:
-        reader = r.owner
-        if not isinstance(reader, te.ComputeOp):
-            raise LatheError("te.cache_read: readers must be te.compute results")
-        for read in reader.body.walk():
-            if isinstance(read, te.ReadOp) and read.tensor == src:
-                read.operands = [copy.result, *read.indices]
-    op.result.replace_all_uses_with(copy.result)
-    Rewriter.erase_op(op)
-
-
-def _apply_rfactor(op: te.RfactorOp) -> None:
-    """C = Σ_k f  →  Crf[.., ki] = Σ_(other reduce axes, ko) f(k = ko·F + ki);  C = Σ_ki Crf[.., ki]."""
-    from xdsl.builder import ImplicitBuilder
-
-    from lathe.lowering import te_builder as tb
-
-    c = op.stage.owner
-    if not isinstance(c, te.ComputeOp):
-        raise LatheError("te.rfactor: the stage operand must be a te.compute result, not a kernel argument")
-    if op.factor.value.data < 1:
-        raise LatheError(f"te.rfactor on stage '{c.stage.data}': factor must be >= 1, got {op.factor.value.data}")
-    names, nsp = c.axis_names, len(c.spatial_extents)
-    k = op.axis.data
-    if k not in names[nsp:]:
-        raise LatheError(f"te.rfactor on stage '{c.stage.data}': '{k}' is not one of its reduce axes {names[nsp:]}")
-    kpos = names.index(k) - nsp
-    extents = c.reduce_extent_list
-    f = max(1, min(op.factor.value.data, extents[kpos]))
-    outer = -(-extents[kpos] // f)
-    combiner = c.combiner_name
-    t = c.result.type
-    assert isinstance(t, TensorType)
-    rf_type = TensorType(t.element_type, [*t.get_shape(), f])
-    other = [n for n in names[nsp:] if n != k]
-    rf = te.ComputeOp.build_empty(f"{c.stage.data}.rf", rf_type, [*names[:nsp], f"{k}.inner", *other, f"{k}.outer"],
-                                  [e for j, e in enumerate(extents) if j != kpos] + [outer], combiner)
-    args = rf.body.block.args
-    sp, ki, red = args[:nsp], args[nsp], args[nsp + 1:]
-    mapping: dict = {}
-    with ImplicitBuilder(rf.body.block):
-        kval = tb.Expr(red[-1]) * f + tb.Expr(ki)
-        if outer * f != extents[kpos]:  # the last chunk overhangs: read in bounds, add the identity
-            safe = tb.minimum(kval, extents[kpos] - 1)
-        else:
-            safe = kval
-        rest = iter(red[:-1])
-        for j, arg in enumerate(c.body.block.args):
-            if j < nsp:
-                mapping[arg] = sp[j]
-            elif j - nsp == kpos:
-                mapping[arg] = safe.value
-            else:
-                mapping[arg] = next(rest)
-        for o in c.body.block.ops:
-            if isinstance(o, te.YieldOp):
-                value = tb.Expr(mapping[o.value])
-                if outer * f != extents[kpos]:
-                    ident = _identity(combiner, t.element_type)  # type: ignore[arg-type]
-                    value = tb.select(kval.lt(extents[kpos]), value, tb.const(ident, t.element_type))
-                te.YieldOp(value.value)
-                break
-            new = o.clone(value_mapper=mapping)  # (the implicit builder inserts it)
-            if new.parent is None:
-                rf.body.block.add_op(new)
-            for a, b in zip(o.results, new.results):
-                mapping[a] = b
-    final = te.ComputeOp.build_empty(c.stage.data, t, [*names[:nsp], f"{k}.inner"], [f], combiner)
-    with ImplicitBuilder(final.body.block):
-        a = final.body.block.args
-        v = te.ReadOp(rf.result, [*a[:nsp], a[nsp]])
-        te.YieldOp(v.result)
-    Rewriter.insert_op(rf, _before(c))
-    Rewriter.insert_op(final, _before(c))
-    c.result.replace_all_uses_with(final.result)
-    op.result.replace_all_uses_with(rf.result)
-    Rewriter.erase_op(op)
-    Rewriter.erase_op(c)
-
-
 # ---------------------------------------------------------------------------
 # Glue bufferization
 
@@ -782,11 +653,11 @@ def _bufferize_glue(fn: func.FuncOp, module: ModuleOp, kernels: dict[str, func.F
             for r in op.results:
                 t = memref_of(r.type)
                 alloc = memref.AllocOp.get(t.element_type, ALIGNMENT, t.get_shape())
-                Rewriter.insert_op(alloc, _before(op))
+                Rewriter.insert_op(alloc, InsertPoint.before(op))
                 alloc.results[0].name_hint = r.name_hint
                 allocs.append(alloc.results[0])
             call = func.CallOp(op.callee.root_reference.data, [*op.arguments, *allocs], [])
-            Rewriter.insert_op(call, _before(op))
+            Rewriter.insert_op(call, InsertPoint.before(op))
             for r, a in zip(op.results, allocs):
                 r.replace_all_uses_with(a)
             Rewriter.erase_op(op)
@@ -818,12 +689,6 @@ def _non_kernel_call(module: ModuleOp, fn: func.FuncOp, callee: str) -> str:
         return (f"lower-te-to-loop: @{fn.sym_name.data} calls @{callee}, which is only declared (it has no body); "
                 f"Lathe compiles whole programs: give @{callee} a body")
     return f"lower-te-to-loop: call to non-kernel @{callee} in @{fn.sym_name.data}; run inline-calls first"
-
-
-def _before(op: Operation):
-    from xdsl.rewriter import InsertPoint
-
-    return InsertPoint.before(op)
 
 
 @dataclass(frozen=True)
