@@ -429,8 +429,8 @@ class ConstantOp(GraphOp):
 
 class UnaryOp(GraphOp):
     """An elementwise op. One that defines `scalar(m, *xs)` (BinaryOp's too) is written once:
-    `m` is a math namespace (exp, log, sqrt, tanh, erf, floor, ceil, round_even, maximum,
-    minimum), numpy's for the op's reference (dialects/reference.py) and the te builder's
+    `m` is a math namespace (exp, log, sqrt, tanh, erf, floor, ceil, round_even, abs,
+    maximum, minimum), numpy's for the op's reference (dialects/reference.py) and the te builder's
     for its compute (lowering/graph_to_te.py), so neither table needs an entry."""
 
     PATTERN: ClassVar[OpPattern] = OpPattern.ELEMWISE
@@ -485,6 +485,10 @@ class NegativeOp(UnaryOp):
 @irdl_op_definition
 class AbsOp(UnaryOp):
     name = "graph.abs"
+
+    @staticmethod
+    def scalar(m, x):
+        return m.abs(x)
 
 
 @irdl_op_definition

@@ -371,7 +371,6 @@ def _result_fill(value):
 
 REFERENCE: dict[type[Operation], Callable] = {
     graph.LeakyReluOp: lambda op, x: np.where(x < 0, op.attrs()["alpha"] * x, x),
-    graph.AbsOp: lambda op, x: np.abs(x),
     graph.LogicalNotOp: lambda op, x: np.logical_not(x),
     graph.ClipOp: _clip,
     graph.CastOp: _cast,
@@ -479,7 +478,8 @@ def check_value(name: str, value, t: Attribute, where: str = "") -> np.ndarray:
 # in float64 and rounded once to the result dtype: the oracle is at least as exact as any
 # compiled code it judges.
 NUMPY_MATH = SimpleNamespace(exp=np.exp, log=np.log, sqrt=np.sqrt, tanh=np.tanh, erf=_erf, floor=np.floor,
-                             ceil=np.ceil, round_even=np.round, maximum=np.maximum, minimum=np.minimum)
+                             ceil=np.ceil, round_even=np.round, abs=np.abs, maximum=np.maximum,
+                             minimum=np.minimum)
 
 
 def _from_scalar(op, *xs):

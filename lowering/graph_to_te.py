@@ -21,31 +21,19 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 from xdsl.rewriter import Rewriter
 
-from lathe.dialects import graph, te
+from lathe.dialects import dtypes, graph, te
 from lathe.dialects.graph import is_float, shape_of
 from lathe.errors import LatheError
 from lathe.lowering import te_builder as tb
 from lathe.lowering.anchors import CONV2D_NCHW_AXES, CONV2D_NHWC_AXES, CONV2D_REDUCE_AXES, ROLE_PAD
 from lathe.lowering.te_builder import Expr, Tensor, broadcast_index, compute, index, select
-from lathe.passes.outline import KERNEL_ATTR, defined_functions, is_compute, is_kernel
+from lathe.dialects.functions import KERNEL_ATTR, defined_functions, is_compute, is_kernel
 
 Stages = list[te.ComputeOp]
 
 
 def _name(op: Operation) -> str:
     return "T_" + op.relay_name().replace(".", "_")
-
-
-def _dtype_min(t) -> float | int:
-    if is_float(t):
-        return float("-inf")
-    return -(2 ** (t.width.data - 1)) if t.width.data > 1 else 0
-
-
-def _dtype_max(t) -> float | int:
-    if is_float(t):
-        return float("inf")
-    return 2 ** (t.width.data - 1) - 1 if t.width.data > 1 else 1
 
 
 def _in_range(i: Expr, lo: int, hi: int) -> Expr:
@@ -90,20 +78,15 @@ def _broadcast(fn: Callable[[Expr, Expr], Expr]):
     return lower
 
 
-def _relu(op, x: Expr) -> Expr:
-    return tb.maximum(x, 0)
+def _broadcast_op(fn: Callable[..., Expr]):
+    """_broadcast for a formula that also takes the op."""
+    def lower(op: Operation) -> Stages:
+        return _broadcast(lambda *xs: fn(op, *xs))(op)
+    return lower
 
 
 def _leaky_relu(op, x: Expr) -> Expr:
     return select(x.lt(0), x * op.attrs()["alpha"], x)
-
-
-def _abs(op, x: Expr) -> Expr:
-    return tb.fabs(x) if is_float(x.type) else select(x.lt(0), -x, x)
-
-
-def _sigmoid(op, x: Expr) -> Expr:
-    return 1.0 / (1.0 + tb.exp(-x))
 
 
 def _clip(op, x: Expr) -> Expr:
@@ -436,7 +419,7 @@ def _pool(op: Operation, kind: str) -> Stages:
     names = (["n", "c", "y", "x"] if nchw else ["n", "y", "x", "c"]) + ["ry", "rx"]
     red = [g["kh"], g["kw"]]
     if kind == "max":
-        return [compute("T_max_pool2d", op.result.type, lambda *i: read(i, _dtype_min(dt)), reduce=red,
+        return [compute("T_max_pool2d", op.result.type, lambda *i: read(i, dtypes.lowest(dt)), reduce=red,
                         combiner="max", axis_names=names)]
     total = compute("T_avg_pool2d_sum", op.result.type, lambda *i: read(i, 0.0), reduce=red, axis_names=names)
 
@@ -524,7 +507,7 @@ def _pad(op: graph.PadOp) -> Stages:
 
 
 def _resize2d(op: graph.Resize2dOp) -> Stages:
-    from lathe.runtime.interpreter import nearest_rounded, resize_source
+    from lathe.dialects.reference import nearest_rounded, resize_source
 
     a = op.attrs()
     x = Tensor(op.data)
@@ -834,7 +817,7 @@ def _broadcast_to(op: graph.BroadcastToOp) -> Stages:
 
 
 def _constant(op: graph.ConstantOp) -> Stages:
-    from lathe.runtime.interpreter import constant_value
+    from lathe.dialects.reference import constant_value
 
     value = constant_value(op)
     out = op.result.type
@@ -843,36 +826,14 @@ def _constant(op: graph.ConstantOp) -> Stages:
     return [compute("T_const", out, lambda *i: tb.const(value.reshape(-1)[0].item(), out.element_type))]
 
 
-def _float_unary(fn):
-    return _elementwise(lambda op, x: fn(x))
-
-
 TE_COMPUTE: dict[type[Operation], Callable[[Operation], Stages]] = {
     graph.ConstantOp: _constant,
-    graph.ReluOp: _elementwise(_relu),
     graph.LeakyReluOp: _elementwise(_leaky_relu),
-    graph.NegativeOp: _elementwise(lambda op, x: -x),
-    graph.AbsOp: _elementwise(_abs),
-    graph.ExpOp: _float_unary(tb.exp),
-    graph.LogOp: _float_unary(tb.log),
-    graph.SqrtOp: _float_unary(tb.sqrt),
-    graph.RsqrtOp: _float_unary(lambda x: 1.0 / tb.sqrt(x)),
-    graph.TanhOp: _float_unary(tb.tanh),
-    graph.SigmoidOp: _elementwise(_sigmoid),
-    graph.ErfOp: _float_unary(tb.erf),
-    graph.FloorOp: _float_unary(tb.floor),
-    graph.CeilOp: _float_unary(tb.ceil),
-    graph.RoundOp: _float_unary(tb.round_even),
     graph.LogicalNotOp: _elementwise(lambda op, x: x.logical_not()),
     graph.ClipOp: _elementwise(_clip),
     graph.CastOp: _elementwise(_cast),
-    graph.AddOp: _broadcast(lambda a, b: a + b),
-    graph.SubtractOp: _broadcast(lambda a, b: a - b),
-    graph.MultiplyOp: _broadcast(lambda a, b: a * b),
     graph.DivideOp: _broadcast(_divide),
     graph.PowerOp: _broadcast(_power),
-    graph.MaximumOp: _broadcast(tb.maximum),
-    graph.MinimumOp: _broadcast(tb.minimum),
     graph.EqualOp: _broadcast(lambda a, b: a.eq(b)),
     graph.NotEqualOp: _broadcast(lambda a, b: a.ne(b)),
     graph.LessOp: _broadcast(lambda a, b: a.lt(b)),
@@ -929,6 +890,12 @@ TE_COMPUTE: dict[type[Operation], Callable[[Operation], Stages]] = {
     graph.OnesLikeOp: _fill(1),
     graph.FullLikeOp: _full_like,
 }
+# Elementwise ops written as a scalar formula (dialects/graph.py's UnaryOp) need no entry.
+TE_COMPUTE.update({
+    cls: (_elementwise if issubclass(cls, graph.UnaryOp) else _broadcast_op)(
+        lambda op, *xs: type(op).scalar(tb.TE_MATH, *xs))
+    for cls in graph.GRAPH_OPS if hasattr(cls, "scalar") and cls not in TE_COMPUTE
+})
 
 
 class LowerGraphOpToTe(RewritePattern):

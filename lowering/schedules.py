@@ -21,7 +21,7 @@ from xdsl.passes import ModulePass
 from lathe.dialects import graph, te
 from lathe.errors import LatheError
 from lathe.lowering.anchors import CONV2D_NHWC_AXES, CONV2D_REDUCE_AXES, ROLE_PAD
-from lathe.passes.outline import defined_functions, is_kernel
+from lathe.dialects.functions import defined_functions, is_kernel
 
 
 class Schedule:

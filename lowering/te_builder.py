@@ -12,6 +12,7 @@ Arithmetic on `Expr` emits arith/math ops into the body block being built
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 
 from xdsl.builder import ImplicitBuilder
 from xdsl.dialects import arith, math
@@ -32,6 +33,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, SSAValue
 
 from lathe.dialects import te
+from lathe.dialects import dtypes
 from lathe.dialects.graph import is_float
 
 INDEX = IndexType()
@@ -94,13 +96,7 @@ class Expr:
 
 def combiner_identity(combiner: str, t: Attribute):
     """The value a reduction with `combiner` starts from: combining it changes nothing."""
-    if is_float(t):
-        return {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}[combiner]
-    assert isinstance(t, IntegerType)
-    w = t.width.data
-    if w == 1:  # bools: false < true
-        return {"sum": 0, "prod": 1, "max": 0, "min": 1}[combiner]
-    return {"sum": 0, "prod": 1, "max": -(2 ** (w - 1)), "min": 2 ** (w - 1) - 1}[combiner]
+    return dtypes.reduction_identity(combiner, t)
 
 
 def const(v, t: Attribute) -> Expr:
@@ -152,6 +148,15 @@ floor = _unary(math.FloorOp)
 ceil = _unary(math.CeilOp)
 round_even = _unary(math.RoundEvenOp)
 fabs = _unary(math.AbsFOp)
+
+# The math namespace a graph op's `scalar` formula is written in (dialects/graph.py's
+# UnaryOp), for te: the same formula that gives the op's numpy reference gives its compute.
+def absolute(x: Expr) -> Expr:
+    return fabs(x) if is_float(x.type) else select(x.lt(0), -x, x)
+
+
+TE_MATH = SimpleNamespace(exp=exp, log=log, sqrt=sqrt, tanh=tanh, erf=erf, floor=floor, ceil=ceil,
+                          round_even=round_even, abs=absolute, maximum=maximum, minimum=minimum)
 
 
 def power(a: Expr, b: Expr) -> Expr:

@@ -42,7 +42,7 @@ from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr
 from lathe.errors import LatheError
 from lathe.lowering.te_builder import combiner_identity
 from lathe.lowering.te_transforms import expand_stage_ops
-from lathe.passes.outline import KERNEL_ATTR, defined_functions, glue_functions, is_compute, is_kernel
+from lathe.dialects.functions import KERNEL_ATTR, defined_functions, glue_functions, is_compute, is_kernel
 
 ALIGNMENT = 64
 NUM_INPUTS = "lathe.num_inputs"  # on a lowered kernel: its first N buffers are inputs, the rest outputs

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from lathe.dialects import graph
+from lathe.dialects import dtypes, graph
 from lathe.errors import LatheError
 from lathe.frontends.onnx.names import sanitize
 from lathe.frontends.onnx.registry import (
@@ -41,10 +41,9 @@ weights are not duplicated into derived copies)."""
 # ---------------------------------------------------------------------------
 # dtypes
 
-_ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 3: "int8", 6: "int32", 7: "int64", 9: "bool"}
-_NP_TO_LATHE = {np.dtype(np.float32): "float32", np.dtype(np.float16): "float16", np.dtype(np.float64): "float64",
-                np.dtype(np.int8): "int8", np.dtype(np.int32): "int32", np.dtype(np.int64): "int64",
-                np.dtype(np.bool_): "bool"}
+# the dtypes are dialects/dtypes.py's, which has each one's TensorProto code
+_ONNX_DTYPES = {d.onnx: d.name for d in dtypes.TABLE}
+_NP_TO_LATHE = {d.numpy: d.name for d in dtypes.TABLE}
 
 
 def _onnx_dtype_name(elem_type: int) -> str:

@@ -84,7 +84,6 @@ def _resize_v10(n: Node):
 
 _NEAREST_MODES = {"round_prefer_floor": "round_prefer_floor", "round_prefer_ceil": "round_prefer_ceil",
                   "floor": "floor", "ceil": "ceil"}
-_COORD_MODES = ("half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel", "tf_half_pixel_for_nn")
 
 
 @converts("Resize", since=11, makes=graph.Resize2dOp)
@@ -94,7 +93,7 @@ def _resize_v11(n: Node):
     xs = n.shape(0)
     method = _resize_method(n)
     coord = n.attr("coordinate_transformation_mode", "half_pixel")
-    if coord not in _COORD_MODES:
+    if coord not in graph.RESIZE_COORDS:
         raise n.unsupported(f"coordinate_transformation_mode={coord!r}")
     nearest = n.attr("nearest_mode", "round_prefer_floor")
     if nearest not in _NEAREST_MODES:
