@@ -44,12 +44,13 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
-from lathe.backends.llvm.parallel_runtime import worth_threads
 from lathe.backends.c.indexing import IndexFacts
 from lathe.backends.c.preamble import INT_WIDTHS, preamble
+from lathe.backends.layout import row_major_strides
+from lathe.backends.llvm.parallel_runtime import worth_threads
+from lathe.dialects.functions import is_kernel
 from lathe.dialects.loop import annotation_of
 from lathe.errors import LatheError
-from lathe.passes.outline import is_kernel
 
 STACK_LIMIT = 32 * 1024  # bytes: a buffer at most this big is a stack array, else heap
 FULL_UNROLL_LIMIT = 64  # trips: `unroll` without a factor unrolls fully only up to this
@@ -248,11 +249,8 @@ class KernelEmitter:
     def element(self, ref: SSAValue, indices) -> str:
         """The C lvalue of ref[indices]: the index linearised with the static row-major strides."""
         shape = _shape(ref.type, f"a buffer of @{self.name}")
-        strides = [1] * len(shape)
-        for d in range(len(shape) - 2, -1, -1):
-            strides[d] = strides[d + 1] * shape[d + 1]
         terms = []
-        for idx, st in zip(indices, strides):
+        for idx, st in zip(indices, row_major_strides(shape)):
             x = self.v(idx)
             if x == "0":
                 continue

@@ -24,6 +24,7 @@ from xdsl.dialects import arith, func, math, memref, scf
 from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType, ModuleOp
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
+from lathe.backends.layout import row_major_strides
 from lathe.backends.llvm import vectorize as vz
 from lathe.backends.llvm.ops import (
     BIN_INTRINSIC,
@@ -179,11 +180,8 @@ class FunctionEmitter:
         shape = list(t.get_shape())
         if not shape:
             return self.v(ref)
-        strides = [1] * len(shape)
-        for d in range(len(shape) - 2, -1, -1):
-            strides[d] = strides[d + 1] * shape[d + 1]
         terms = []
-        for idx, st in zip(indices, strides):
+        for idx, st in zip(indices, row_major_strides(shape)):
             x = self.v(idx)
             if st == 1:
                 terms.append(x)

@@ -28,6 +28,7 @@ from xdsl.dialects import arith, math, memref, scf
 from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType
 from xdsl.ir import Operation, SSAValue
 
+from lathe.backends.layout import row_major_strides
 from lathe.backends.llvm.ops import (
     BIN_INTRINSIC,
     CASTS,
@@ -420,9 +421,8 @@ class VectorEmitter:
         assert isinstance(t, MemRefType)
         elem = max(1, bits(t.element_type) // 8)
         shape = list(t.get_shape())
-        strides = [pymath.prod(shape[d + 1:]) for d in range(len(shape))]
         g = 0
-        for i, s in zip(indices, strides):
+        for i, s in zip(indices, row_major_strides(shape)):
             k = self.kind(i)
             g = pymath.gcd(g, (k.align if k.kind != VECTOR else 1) * s)
         g = g or 1 << 30
