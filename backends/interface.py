@@ -207,6 +207,11 @@ class Device:
         pass
 
 
+def _read_line(*path: str) -> str:
+    with open(os.path.join(*path)) as f:
+        return f.read().strip()
+
+
 @functools.cache
 def host_cache_bytes() -> tuple[int, ...]:
     """This machine's data cache sizes, L1d first, from Linux's sysfs; () where unknown."""
@@ -216,12 +221,11 @@ def host_cache_bytes() -> tuple[int, ...]:
         for entry in sorted(os.listdir(base)):
             if not entry.startswith("index"):
                 continue
-            read = lambda name: open(os.path.join(base, entry, name)).read().strip()  # noqa: E731
-            if read("type") == "Instruction":
+            if _read_line(base, entry, "type") == "Instruction":
                 continue
-            size = read("size")
+            size = _read_line(base, entry, "size")
             scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
-            sizes[int(read("level"))] = int(size.rstrip("KMG")) * scale
+            sizes[int(_read_line(base, entry, "level"))] = int(size.rstrip("KMG")) * scale
     except (OSError, ValueError):
         return ()
     return tuple(sizes[level] for level in sorted(sizes))

@@ -29,7 +29,7 @@ def _discovered() -> dict[str, tuple[str, Backend | None, str | None]]:
             if not isinstance(backend, Backend):
                 raise TypeError(f"{ep.value} is not a lathe Backend")
             found[ep.name] = (source, backend, None)
-        except Exception as e:  # a broken plug-in must not break Lathe: it is reported instead
+        except Exception as e:  # noqa: BLE001 - a broken plug-in must not break Lathe: it is reported instead
             found[ep.name] = (source, None, f"{type(e).__name__}: {e}")
     return found
 
@@ -42,7 +42,7 @@ def installed() -> list[BackendInfo]:
             continue
         try:
             status = backend.status()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a plug-in's failing status is shown, not raised
             status = f"status failed: {type(e).__name__}: {e}"
         rows.append(BackendInfo(name, backend.version, tuple(backend.target_kinds), status,
                                 backend.description, source))

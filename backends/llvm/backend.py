@@ -5,7 +5,13 @@ from __future__ import annotations
 import llvmlite.binding as llvm
 from xdsl.dialects.builtin import ModuleOp
 
-from lathe.backends.interface import Backend, Capabilities, KernelLibrary, Target, host_cache_bytes
+from lathe.backends.interface import (
+    Backend,
+    Capabilities,
+    KernelLibrary,
+    Target,
+    host_cache_bytes,
+)
 from lathe.backends.llvm.target import LLVMTarget, parse_target
 
 # every te schedule primitive but bind (a GPU thread binding has no CPU meaning)

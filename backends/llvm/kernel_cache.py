@@ -23,12 +23,13 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.printer import Printer
 
+from lathe.backends.interface import KernelLibrary
 from lathe.backends.llvm.codegen import module_to_llvm_ir
 from lathe.backends.llvm.jit import emit_object
-from lathe.backends.interface import KernelLibrary
 from lathe.backends.llvm.parallel_runtime import parallel_runtime
 from lathe.backends.llvm.target import LLVMTarget
 from lathe.dialects.functions import is_kernel
+
 
 def _codegen_fingerprint() -> str:
     """The code generator's own source: a changed backend never reuses stale objects. Every

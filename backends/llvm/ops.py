@@ -92,7 +92,7 @@ def float_literal(v: float, t: Attribute) -> str:
         v = float(np.float32(v))
     elif isinstance(t, Float16Type):
         v = float(np.float16(v))
-    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", v))[0]
+    return f"0x{struct.unpack('<Q', struct.pack('<d', v))[0]:016X}"
 
 
 def divisor_is_safe(op: Operation) -> bool:

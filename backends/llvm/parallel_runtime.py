@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
-
 CHUNKS_PER_THREAD = 8  # more chunks: a late or preempted worker delays the caller by less
 SPIN_ITERATIONS = 4000  # ~20-40 µs of `pause` before an idle worker sleeps
 MAX_WORKERS = 256

@@ -86,7 +86,7 @@ class LLVMTarget:
 # tables of the LLVM actually linked, read in a child process.
 _PRINT_TABLES = ("import sys, llvmlite.binding as llvm; llvm.initialize_all_targets(); "
                  "llvm.Target.from_triple(sys.argv[1]).create_target_machine(cpu='help')")
-_TABLE_ROW = re.compile(r"^  (\S+)\s+- ", re.M)
+_TABLE_ROW = re.compile(r"^  (\S+)\s+- ", re.MULTILINE)
 
 
 @functools.cache
@@ -94,7 +94,8 @@ def known_names(triple: str) -> tuple[frozenset[str], frozenset[str]]:
     """The CPU and feature names LLVM knows for `triple`'s architecture (empty when the tables
     could not be read: then nothing is rejected)."""
     try:
-        r = subprocess.run([sys.executable, "-c", _PRINT_TABLES, triple], capture_output=True, text=True, timeout=120)
+        r = subprocess.run([sys.executable, "-c", _PRINT_TABLES, triple], capture_output=True, text=True,
+                           timeout=120, check=False)
     except (OSError, subprocess.SubprocessError):
         return frozenset(), frozenset()
     text = r.stderr + r.stdout
