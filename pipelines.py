@@ -29,6 +29,10 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         from lathe.lowering.schedules import ApplyDefaultSchedule
         return ApplyDefaultSchedule
 
+    def expand_stage_ops():
+        from lathe.lowering.te_transforms import ExpandStageOps
+        return ExpandStageOps
+
     def to_loop():
         from lathe.lowering.te_to_loop import LowerTeToLoop
         return LowerTeToLoop
@@ -99,6 +103,7 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "dead-code-elimination": dce,
         "lower-graph-to-te": to_te,
         "apply-default-schedule": sched,
+        "expand-te-stage-ops": expand_stage_ops,
         "lower-te-to-loop": to_loop,
         "cleanup-loops": cleanup,
     }
