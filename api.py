@@ -71,13 +71,20 @@ def lower(module: ModuleOp, pipeline: str | None = None, opt_level: int | None =
 class CompiledModule:
     """A module compiled for one target: `.run(*inputs, **inputs)` → numpy arrays."""
 
-    def __init__(self, module: ModuleOp, target: str, params, num_threads: int | None, entry: str,
-                 opt_level: int | None = None, pipeline: str | None = None):
+    def __init__(
+        self,
+        module: ModuleOp,
+        target: str,
+        params,
+        num_threads: int | None,
+        entry: str,
+        opt_level: int | None = None,
+        pipeline: str | None = None,
+    ):
         from lathe.backends.interface import default_num_threads
         from lathe.backends.registry import resolve_target
-        from lathe.dialects.functions import is_kernel
+        from lathe.dialects.functions import is_kernel, param_names
         from lathe.runtime.graph_executor import GraphExecutor
-        from lathe.dialects.functions import param_names
 
         self.backend, self.target = resolve_target(target)
         if num_threads is not None:
@@ -89,10 +96,12 @@ class CompiledModule:
         names = param_names(funcs[entry])
         unknown = [k for k in params if k not in names]
         if unknown:
-            raise LatheError(f"params file has entries that @{entry} has no parameter for: {', '.join(sorted(unknown))}",
-                             note="its parameters: " + ", ".join(names))
-        from lathe.pipelines import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
+            raise LatheError(
+                f"params file has entries that @{entry} has no parameter for: {', '.join(sorted(unknown))}",
+                note="its parameters: " + ", ".join(names),
+            )
         from lathe.passes.fold_constant import bind_params
+        from lathe.pipelines import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
 
         pipeline = pipeline or pipeline_for(DEFAULT_OPT_LEVEL if opt_level is None else opt_level, module)
         if "fold-constant" in pipeline and params:  # weights become constants, so their preprocessing folds away
@@ -102,12 +111,21 @@ class CompiledModule:
         pipeline = with_pass_options(pipeline, self.backend.graph_pass_options(self.target))
         self.loop_module = self.backend.lower(lower(module, pipeline=pipeline), self.target)
         self.kernels = self.backend.load(self.loop_module, self.target)
-        addresses = {f.sym_name.data: self.kernels.address(f.sym_name.data)  # type: ignore[union-attr]
-                     for f in self.loop_module.ops if is_kernel(f)}
+        addresses = {
+            f.sym_name.data: self.kernels.address(f.sym_name.data)  # type: ignore[union-attr]
+            for f in self.loop_module.ops
+            if is_kernel(f)
+        }
         threads = self.num_threads = self.target.num_threads or default_num_threads()
-        self.executor = GraphExecutor(self.loop_module, addresses, entry, params, names,
-                                      before_run=lambda: self.kernels.set_num_threads(threads),
-                                      device=self.backend.device(self.target))
+        self.executor = GraphExecutor(
+            self.loop_module,
+            addresses,
+            entry,
+            params,
+            names,
+            before_run=lambda: self.kernels.set_num_threads(threads),
+            device=self.backend.device(self.target),
+        )
         self.input_names = self.executor.input_names
 
     @property
@@ -138,8 +156,15 @@ class CompiledModule:
         return self.executor.benchmark(repeat, warmup_seconds)
 
 
-def compile(module: ModuleOp, target: str = "llvm", params=None, num_threads: int | None = None,
-            entry: str = "main", opt_level: int | None = None, pipeline: str | None = None) -> CompiledModule:
+def compile(
+    module: ModuleOp,
+    target: str = "llvm",
+    params=None,
+    num_threads: int | None = None,
+    entry: str = "main",
+    opt_level: int | None = None,
+    pipeline: str | None = None,
+) -> CompiledModule:
     """Compile `module` for `target` at `opt_level` (0..3, default 3), or with an explicit
     graph-to-loop `pipeline`; parameters found in `params` are bound by name."""
     return CompiledModule(module, target, params, num_threads, entry, opt_level, pipeline)
@@ -155,7 +180,6 @@ def interpret(module: ModuleOp, params=None, entry: str = "main", **inputs):
 def emit_object(module: ModuleOp, target: str = "llvm", opt_level: int | None = None) -> bytes:
     """The kernels of `module` as the target's binary (an object file for LLVM; cross-compiles by -mtriple)."""
     from lathe.backends.registry import resolve_target
-
     from lathe.pipelines import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
 
     backend, t = resolve_target(target)

@@ -62,6 +62,8 @@ def internal_error(e: BaseException) -> int:
     if os.environ.get("LATHE_TRACEBACK"):
         traceback.print_exception(e)
     else:
-        print(f"internal error: {type(e).__name__}: {e} (a bug in Lathe; rerun with LATHE_TRACEBACK=1 "
-              "for the stack)", file=sys.stderr)
+        print(
+            f"internal error: {type(e).__name__}: {e} (a bug in Lathe; rerun with LATHE_TRACEBACK=1 for the stack)",
+            file=sys.stderr,
+        )
     return 2

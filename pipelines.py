@@ -15,76 +15,94 @@ from xdsl.passes import ModulePass
 def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     def outline():
         from lathe.passes.outline import OutlineKernels
+
         return OutlineKernels
 
     def inline():
         from lathe.passes.outline import InlineCalls
+
         return InlineCalls
 
     def to_te():
         from lathe.lowering.graph_to_te import LowerGraphToTe
+
         return LowerGraphToTe
 
     def sched():
         from lathe.lowering.schedules import ApplyDefaultSchedule
+
         return ApplyDefaultSchedule
 
     def expand_stage_ops():
         from lathe.lowering.te_transforms import ExpandStageOps
+
         return ExpandStageOps
 
     def to_loop():
         from lathe.lowering.te_to_loop import LowerTeToLoop
+
         return LowerTeToLoop
 
     def simplify():
         from lathe.passes.simplify import SimplifyInference
+
         return SimplifyInference
 
     def expand_split():
         from lathe.passes.simplify import ExpandSplit
+
         return ExpandSplit
 
     def fuse():
         from lathe.passes.fuse_ops import FuseOps
+
         return FuseOps
 
     def fold_constant():
         from lathe.passes.fold_constant import FoldConstant
+
         return FoldConstant
 
     def cse():
         from lathe.passes.cleanup import EliminateCommonSubexpr
+
         return EliminateCommonSubexpr
 
     def dce():
         from lathe.passes.cleanup import DeadCodeElimination
+
         return DeadCodeElimination
 
     def canonicalize():  # xDSL's, which runs the graph ops' patterns (passes/canonicalize.py)
         from xdsl.transforms.canonicalize import CanonicalizePass
 
         import lathe.passes.canonicalize  # noqa: F401  (registers the patterns)
+
         return CanonicalizePass
 
     def fold_scale_axis():
         from lathe.passes.fold_scale_axis import FoldScaleAxis
+
         return FoldScaleAxis
 
     def combine_dense():
         from lathe.passes.combine_parallel import CombineParallelDense
+
         return CombineParallelDense
 
     def combine_bmm():
         from lathe.passes.combine_parallel import CombineParallelBatchMatmul
+
         return CombineParallelBatchMatmul
 
     def alter_layout():
         from lathe.passes.alter_op_layout import AlterOpLayout
+
         return AlterOpLayout
 
     def cleanup():
         from lathe.passes.cleanup import CleanupLoops
+
         return CleanupLoops
 
     return {
@@ -114,10 +132,10 @@ GRAPH_PIPELINES = {
     0: "inline-calls,simplify-inference,expand-split,outline-kernels",
     1: "inline-calls,simplify-inference,expand-split,fuse-ops{opt_level=1}",
     2: "inline-calls,simplify-inference,expand-split,fold-constant,canonicalize,eliminate-common-subexpr,"
-       "dead-code-elimination,fuse-ops",
+    "dead-code-elimination,fuse-ops",
     3: "inline-calls,simplify-inference,expand-split,fold-constant,fold-scale-axis,fold-constant,"
-       "combine-parallel-dense,combine-parallel-batch-matmul,alter-op-layout,fold-constant,canonicalize,"
-       "eliminate-common-subexpr,dead-code-elimination,fuse-ops",
+    "combine-parallel-dense,combine-parallel-batch-matmul,alter-op-layout,fold-constant,canonicalize,"
+    "eliminate-common-subexpr,dead-code-elimination,fuse-ops",
 }
 # kernels -> te -> loop: what every opt level runs before the backend.
 LOWERING = "lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops"
@@ -166,8 +184,9 @@ def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]
     try:
         specs = tuple(parse_pipeline(spec))
     except (Exception, ArgSpecParseError) as e:  # ArgSpecParseError is a BaseException in xDSL
-        raise LatheError(f"malformed pass pipeline '{spec}': {_one_line(e)}",
-                         note="expected 'pass-a,pass-b{option=value other=1,2}'") from None
+        raise LatheError(
+            f"malformed pass pipeline '{spec}': {_one_line(e)}", note="expected 'pass-a,pass-b{option=value other=1,2}'"
+        ) from None
     passes = []
     for s in specs:
         if s.name not in available:
@@ -181,8 +200,10 @@ def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]
             import dataclasses
 
             opts = [f.name for f in dataclasses.fields(cls)]
-            raise LatheError(f"bad option for pass '{s.name}': {_one_line(e)}",
-                             note="its options: " + (", ".join(opts) if opts else "none")) from None
+            raise LatheError(
+                f"bad option for pass '{s.name}': {_one_line(e)}",
+                note="its options: " + (", ".join(opts) if opts else "none"),
+            ) from None
     return PassPipeline(tuple(passes), callback)
 
 

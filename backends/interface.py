@@ -148,8 +148,10 @@ class Backend:
     # -- compilation -----------------------------------------------------------
     def graph_pass_options(self, target: Target) -> dict[str, dict[str, object]]:
         """Options for target-dependent graph passes: {"alter-op-layout": {"vector_lanes": 16}}."""
-        return {"alter-op-layout": {"vector_lanes": target.vector_lanes},
-                "apply-default-schedule": {"vector_lanes": target.vector_lanes}}
+        return {
+            "alter-op-layout": {"vector_lanes": target.vector_lanes},
+            "apply-default-schedule": {"vector_lanes": target.vector_lanes},
+        }
 
     def lower(self, module: ModuleOp, target: Target) -> ModuleOp:
         """Loop-level IR → the backend's own dialects (default: nothing to do)."""
@@ -179,8 +181,10 @@ class Backend:
         """`lathe compile -o DIR`: the files another machine needs to build or run the
         kernels, by name. The default: the rendered source and the compiled binary."""
         source = self.render(self.lower(module, target), target)
-        return {"kernels" + self.source_suffix: source.encode(),
-                "kernels" + self.binary_suffix: self.compile_source(source, target)}
+        return {
+            "kernels" + self.source_suffix: source.encode(),
+            "kernels" + self.binary_suffix: self.compile_source(source, target),
+        }
 
     def device(self, target: Target) -> Device:
         """The runtime shim the executor allocates, copies and synchronises through."""

@@ -44,8 +44,9 @@ def installed() -> list[BackendInfo]:
             status = backend.status()
         except Exception as e:  # noqa: BLE001 - a plug-in's failing status is shown, not raised
             status = f"status failed: {type(e).__name__}: {e}"
-        rows.append(BackendInfo(name, backend.version, tuple(backend.target_kinds), status,
-                                backend.description, source))
+        rows.append(
+            BackendInfo(name, backend.version, tuple(backend.target_kinds), status, backend.description, source)
+        )
     return rows
 
 
@@ -64,15 +65,16 @@ def get_backend(name: str) -> Backend:
 
 
 def backend_for_kind(kind: str) -> Backend:
-    for name, (_, backend, _e) in _discovered().items():
+    for _, backend, _e in _discovered().values():
         if backend is not None and kind in backend.target_kinds:
             return backend
     for name, (source, backend, error) in _discovered().items():
         if backend is None and name == kind:
             raise LatheError(f"backend '{name}' for target '{kind}' failed to load: {error}", note=f"from {source}")
     kinds = sorted({k for _, b, _e in _discovered().values() if b is not None for k in b.target_kinds})
-    raise LatheError(f"unknown target '{kind}'", note=f"installed targets: {', '.join(kinds) or 'none'} "
-                                                     f"(backends: {_names()})")
+    raise LatheError(
+        f"unknown target '{kind}'", note=f"installed targets: {', '.join(kinds) or 'none'} (backends: {_names()})"
+    )
 
 
 def resolve_target(spec: str | Target = "llvm") -> tuple[Backend, Target]:

@@ -24,20 +24,24 @@ def _row(name: str, fns: dict, check: str, repeat: int) -> None:
     from common import fmt, interleaved_medians
 
     med = interleaved_medians(fns, repeat=repeat)
-    print(f"{name:44s} {fmt(med['llvm']):>11s} {fmt(med['c']):>11s} {med['c'] / med['llvm']:6.2f}x  {check}",
-          flush=True)
+    print(
+        f"{name:44s} {fmt(med['llvm']):>11s} {fmt(med['c']):>11s} {med['c'] / med['llvm']:6.2f}x  {check}", flush=True
+    )
 
 
 def kernel_rows(threads: int, repeat: int) -> None:
     import numpy as np
-
     from kernels import build_cases
 
     built = {t: build_cases(np.random.default_rng(0), threads, target=t) for t in BACKENDS}
     for name in built["llvm"]:
         errs = {t: built[t][name][4]() for t in BACKENDS}
-        _row(name, {t: built[t][name][0] for t in BACKENDS},
-             f"max rel err llvm {errs['llvm']:.1e}, c {errs['c']:.1e}", repeat)
+        _row(
+            name,
+            {t: built[t][name][0] for t in BACKENDS},
+            f"max rel err llvm {errs['llvm']:.1e}, c {errs['c']:.1e}",
+            repeat,
+        )
 
 
 def model_rows(names: list[str], threads: int, repeat: int) -> None:
@@ -58,8 +62,12 @@ def model_rows(names: list[str], threads: int, repeat: int) -> None:
         ref = outs["llvm"] if isinstance(outs["llvm"], tuple) else (outs["llvm"],)
         got = outs["c"] if isinstance(outs["c"], tuple) else (outs["c"],)
         err = max(float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-30)) for g, r in zip(got, ref))
-        _row(f"{name} (small)", {t: (lambda cm=compiled[t]: cm.run(*args)) for t in BACKENDS},
-             f"max rel diff c vs llvm {err:.1e}", repeat)
+        _row(
+            f"{name} (small)",
+            {t: (lambda cm=compiled[t], args=args: cm.run(*args)) for t in BACKENDS},
+            f"max rel diff c vs llvm {err:.1e}",
+            repeat,
+        )
 
 
 def main() -> int:

@@ -19,8 +19,9 @@ def warm(fn: Callable[[], object], seconds: float = 1.0) -> None:
         fn()
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int = 50, warmup: float = 1.0,
-                        block: int = 5) -> dict[str, float]:
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeat: int = 50, warmup: float = 1.0, block: int = 5
+) -> dict[str, float]:
     """Median seconds per call of each fn. Contenders alternate in blocks of `block`
     calls (the first call of each block untimed), so machine drift hits all alike
     while each block runs with its own data in cache, as a model's steady state does."""

@@ -91,8 +91,10 @@ def main() -> int:
         for n in sizes:
             times = time_one(SHAPES[shape](n))
             per_k = [1000 * times[lab] / n for lab in labels]
-            print(f"{shape:8s} {n:6d} " + " ".join(f"{t:14.3f}" for t in per_k) + f" {sum(times.values()):8.1f}",
-                  flush=True)
+            print(
+                f"{shape:8s} {n:6d} " + " ".join(f"{t:14.3f}" for t in per_k) + f" {sum(times.values()):8.1f}",
+                flush=True,
+            )
     return 0
 
 

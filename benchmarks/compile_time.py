@@ -26,8 +26,10 @@ def main() -> int:
     import lathe
     from models import ZOO
 
-    print(f"{'model':14s} {'import s':>9s} {'kernels':>8s} {'distinct':>9s} {'total cold s':>13s} "
-          f"{'LLVM cold s':>12s} {'s/kernel':>9s} {'max s/kernel':>13s} {'total warm s':>13s}")
+    print(
+        f"{'model':14s} {'import s':>9s} {'kernels':>8s} {'distinct':>9s} {'total cold s':>13s} "
+        f"{'LLVM cold s':>12s} {'s/kernel':>9s} {'max s/kernel':>13s} {'total warm s':>13s}"
+    )
     for name in args.models.split(","):
         t0 = time.perf_counter()
         module, params = lathe.from_onnx(ZOO[name].build())
@@ -40,8 +42,11 @@ def main() -> int:
         warm = lathe.compile(module, params=params)
         t_warm = time.perf_counter() - t0
         per = st.seconds / max(1, st.distinct - st.from_cache)
-        print(f"{name:14s} {t_import:9.1f} {st.kernels:8d} {st.distinct:9d} {t_cold:13.1f} {st.seconds:12.1f} "
-              f"{per:9.3f} {st.slowest:13.3f} {t_warm:13.1f}", flush=True)
+        print(
+            f"{name:14s} {t_import:9.1f} {st.kernels:8d} {st.distinct:9d} {t_cold:13.1f} {st.seconds:12.1f} "
+            f"{per:9.3f} {st.slowest:13.3f} {t_warm:13.1f}",
+            flush=True,
+        )
         del warm
     return 0
 

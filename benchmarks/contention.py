@@ -37,12 +37,21 @@ def mlp_model(rng):
 
     w1, b1 = rng.standard_normal((784, 128)).astype(np.float32) * 0.05, rng.standard_normal(128).astype(np.float32)
     w2, b2 = rng.standard_normal((128, 10)).astype(np.float32) * 0.1, rng.standard_normal(10).astype(np.float32)
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"]), helper.make_node("Add", ["h0", "b1"], ["h1"]),
-             helper.make_node("Relu", ["h1"], ["h2"]), helper.make_node("MatMul", ["h2", "w2"], ["h3"]),
-             helper.make_node("Add", ["h3", "b2"], ["y"])]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h0"]),
+        helper.make_node("Add", ["h0", "b1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "w2"], ["h3"]),
+        helper.make_node("Add", ["h3", "b2"], ["y"]),
+    ]
     inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))]
-    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 784])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+    g = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 784])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        inits,
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), {"x": (1, 784)}
 
 
@@ -61,18 +70,29 @@ def attention_model(rng, seq: int = 128, hidden: int = 768, heads: int = 12):
     inits.append(numpy_helper.from_array(np.float32(1 / np.sqrt(d)), "scale"))
     nodes = []
     for p in ("q", "k", "v"):
-        nodes += [helper.make_node("MatMul", ["x", weight(f"w{p}", hidden, hidden)], [f"{p}0"]),
-                  helper.make_node("Add", [f"{p}0", weight(f"b{p}", hidden)], [f"{p}1"]),
-                  helper.make_node("Reshape", [f"{p}1", "split_heads"], [f"{p}2"]),
-                  helper.make_node("Transpose", [f"{p}2"], [f"{p}h"], perm=[1, 2, 0] if p == "k" else [1, 0, 2])]
-    nodes += [helper.make_node("MatMul", ["qh", "kh"], ["s0"]), helper.make_node("Mul", ["s0", "scale"], ["s1"]),
-              helper.make_node("Softmax", ["s1"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "vh"], ["c0"]),
-              helper.make_node("Transpose", ["c0"], ["c1"], perm=[1, 0, 2]),
-              helper.make_node("Reshape", ["c1", "merge_heads"], ["c2"]),
-              helper.make_node("MatMul", ["c2", weight("wo", hidden, hidden)], ["o0"]),
-              helper.make_node("Add", ["o0", weight("bo", hidden)], ["y"])]
-    g = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, hidden])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [seq, hidden])], inits)
+        nodes += [
+            helper.make_node("MatMul", ["x", weight(f"w{p}", hidden, hidden)], [f"{p}0"]),
+            helper.make_node("Add", [f"{p}0", weight(f"b{p}", hidden)], [f"{p}1"]),
+            helper.make_node("Reshape", [f"{p}1", "split_heads"], [f"{p}2"]),
+            helper.make_node("Transpose", [f"{p}2"], [f"{p}h"], perm=[1, 2, 0] if p == "k" else [1, 0, 2]),
+        ]
+    nodes += [
+        helper.make_node("MatMul", ["qh", "kh"], ["s0"]),
+        helper.make_node("Mul", ["s0", "scale"], ["s1"]),
+        helper.make_node("Softmax", ["s1"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "vh"], ["c0"]),
+        helper.make_node("Transpose", ["c0"], ["c1"], perm=[1, 0, 2]),
+        helper.make_node("Reshape", ["c1", "merge_heads"], ["c2"]),
+        helper.make_node("MatMul", ["c2", weight("wo", hidden, hidden)], ["o0"]),
+        helper.make_node("Add", ["o0", weight("bo", hidden)], ["y"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "attention",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, hidden])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [seq, hidden])],
+        inits,
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), {"x": (seq, hidden)}
 
 
@@ -83,14 +103,19 @@ def conv_model(rng):
     b = rng.standard_normal(64).astype(np.float32)
     g = helper.make_graph(
         [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])],
-        "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 56, 56])],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 56, 56])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 56, 56])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), {"x": (1, 64, 56, 56)}
 
 
-MODELS = {"mlp (tiny kernels)": mlp_model, "bert attention, seq 128": attention_model,
-          "resnet conv 3x3 64ch 56x56": conv_model}
+MODELS = {
+    "mlp (tiny kernels)": mlp_model,
+    "bert attention, seq 128": attention_model,
+    "resnet conv 3x3 64ch 56x56": conv_model,
+}
 
 
 def contenders(model, shapes, threads: int, rng):
@@ -142,8 +167,11 @@ def main() -> int:
         model, shapes = build(rng)
         fns = {t: contenders(model, shapes, t, rng) for t in (1, 2)}
         results = {}
-        for cond, threads, busy in (("idle, 2 threads", 2, False), ("idle, 1 thread", 1, False),
-                                    ("busy, 2 threads", 2, True)):
+        for cond, threads, busy in (
+            ("idle, 2 threads", 2, False),
+            ("idle, 1 thread", 1, False),
+            ("busy, 2 threads", 2, True),
+        ):
             competitor = mp.Process(target=_busy_loop, daemon=True) if busy else None
             if competitor:
                 competitor.start()
@@ -155,17 +183,22 @@ def main() -> int:
                     competitor.terminate()
                     competitor.join()
             r = results[cond]
-            print(f"{name:28s} {cond:24s} {fmt(np.median(r['lathe'])):>11s} {fmt(np.percentile(r['lathe'], 90)):>11s} "
-                  f"{fmt(np.median(r['ORT'])):>11s} {fmt(np.percentile(r['ORT'], 90)):>11s}", flush=True)
+            print(
+                f"{name:28s} {cond:24s} {fmt(np.median(r['lathe'])):>11s} {fmt(np.percentile(r['lathe'], 90)):>11s} "
+                f"{fmt(np.median(r['ORT'])):>11s} {fmt(np.percentile(r['ORT'], 90)):>11s}",
+                flush=True,
+            )
         for who in ("lathe", "ORT"):
             base = np.median(results["idle, 1 thread"][who])
             busy = results["busy, 2 threads"][who]
             m, p = np.median(busy) / base, np.percentile(busy, 90) / base
             idle2 = np.median(results["idle, 2 threads"][who]) / base
             ok = m <= 2 and p <= 4
-            verdicts.append(f"{name:28s} {who:6s} busy/idle-1t: median {m:5.2f}x, p90 {p:5.2f}x "
-                            f"({'ok' if ok else 'MISSED'}: <= 2x, <= 4x); idle 2t/1t {idle2:4.2f}x; "
-                            f"max rel err vs ORT {fns[2][1]:.1e}")
+            verdicts.append(
+                f"{name:28s} {who:6s} busy/idle-1t: median {m:5.2f}x, p90 {p:5.2f}x "
+                f"({'ok' if ok else 'MISSED'}: <= 2x, <= 4x); idle 2t/1t {idle2:4.2f}x; "
+                f"max rel err vs ORT {fns[2][1]:.1e}"
+            )
     print()
     print("\n".join(verdicts))
     return 0

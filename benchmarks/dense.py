@@ -28,9 +28,9 @@ def main() -> int:
     # OpenBLAS reads its thread count at import time
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
+    from common import fmt, interleaved_medians
 
     import lathe
-    from common import fmt, interleaved_medians
     from lathe.textual_ir.parser import parse_relay
 
     n = args.size
@@ -52,7 +52,9 @@ def main() -> int:
     print(f"{'system':10s} {'median':>12s} {'GFLOP/s':>9s}")
     for k in ("lathe", "numpy"):
         print(f"{k:10s} {fmt(med[k]):>12s} {flops / med[k] / 1e9:9.1f}")
-    print(f"ratio lathe/numpy latency: {med['lathe'] / med['numpy']:.2f}x  (throughput {med['numpy'] / med['lathe']:.2f}x numpy)")
+    print(
+        f"ratio lathe/numpy latency: {med['lathe'] / med['numpy']:.2f}x  (throughput {med['numpy'] / med['lathe']:.2f}x numpy)"
+    )
     print(f"vector types in the kernel's LLVM IR: {', '.join(vec) if vec else 'NONE'}")
     return 0 if vec else 1
 

@@ -27,7 +27,6 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
-
     from common import fmt, interleaved_medians
 
     cases = build_cases(np.random.default_rng(0), args.threads)
@@ -39,8 +38,11 @@ def main() -> int:
         med = interleaved_medians({"lathe": lathe_fn, "ref": ref_fn}, repeat=args.repeat)
         ratio = med["lathe"] / med["ref"]
         ok = "ok" if ratio <= bar else "MISSED"
-        print(f"{name:44s} {fmt(med['lathe']):>11s} {fmt(med['ref']):>11s} {ref_name:>6s} {ratio:6.2f}x  "
-              f"<= {bar:.2f}x {ok}  (max rel err {err:.1e})", flush=True)
+        print(
+            f"{name:44s} {fmt(med['lathe']):>11s} {fmt(med['ref']):>11s} {ref_name:>6s} {ratio:6.2f}x  "
+            f"<= {bar:.2f}x {ok}  (max rel err {err:.1e})",
+            flush=True,
+        )
     print(dispatch_overhead(), flush=True)
     return 0
 
@@ -83,71 +85,126 @@ def build_cases(rng, threads, target: str = "llvm"):
     # matmul 1024^3 vs numpy (B is an input: its packing runs every call)
     n = 1024
     a, b = f32(n, n), f32(n, n)
-    cm = compiled(f"def @main(%a: Tensor[({n}, {n}), float32], %b: Tensor[({n}, {n}), float32]) {{ nn.matmul(%a, %b) }}",
-                  {}, {"a": a, "b": b})
+    cm = compiled(
+        f"def @main(%a: Tensor[({n}, {n}), float32], %b: Tensor[({n}, {n}), float32]) {{ nn.matmul(%a, %b) }}",
+        {},
+        {"a": a, "b": b},
+    )
     out = np.empty((n, n), np.float32)
-    cases["matmul 1024x1024x1024"] = (lambda: cm.run(a=a, b=b), lambda: np.matmul(a, b, out=out), "numpy", 1 / 0.8,
-                                      lambda: _rel(cm.run(a=a, b=b), a.astype(np.float64) @ b))
+    cases["matmul 1024x1024x1024"] = (
+        lambda: cm.run(a=a, b=b),
+        lambda: np.matmul(a, b, out=out),
+        "numpy",
+        1 / 0.8,
+        lambda: _rel(cm.run(a=a, b=b), a.astype(np.float64) @ b),
+    )
 
     # BERT FFN: dense 128x768 . 768x3072 + bias + gelu (erf form) vs ONNX Runtime
     x, w, bias = f32(128, 768), f32(3072, 768) * 0.03, f32(3072)
-    src = ("def @main(%x: Tensor[(128, 768), float32], %w: Tensor[(3072, 768), float32], %b: Tensor[(3072), float32]) {"
-           " %0 = nn.bias_add(nn.dense(%x, %w), %b); multiply(multiply(%0, 0.5f), add(erf(multiply(%0, 0.70710677f)), 1f)) }")
+    src = (
+        "def @main(%x: Tensor[(128, 768), float32], %w: Tensor[(3072, 768), float32], %b: Tensor[(3072), float32]) {"
+        " %0 = nn.bias_add(nn.dense(%x, %w), %b); multiply(multiply(%0, 0.5f), add(erf(multiply(%0, 0.70710677f)), 1f)) }"
+    )
     cm2 = compiled(src, {"w": w, "b": bias}, {"x": x})
     g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "wt"], ["m"]), helper.make_node("Add", ["m", "b"], ["h"]),
-         helper.make_node("Mul", ["h", "isq2"], ["hs"]), helper.make_node("Erf", ["hs"], ["e"]),
-         helper.make_node("Add", ["e", "one"], ["e1"]), helper.make_node("Mul", ["h", "e1"], ["he"]),
-         helper.make_node("Mul", ["he", "half"], ["y"])],
-        "ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [128, 768])],
+        [
+            helper.make_node("MatMul", ["x", "wt"], ["m"]),
+            helper.make_node("Add", ["m", "b"], ["h"]),
+            helper.make_node("Mul", ["h", "isq2"], ["hs"]),
+            helper.make_node("Erf", ["hs"], ["e"]),
+            helper.make_node("Add", ["e", "one"], ["e1"]),
+            helper.make_node("Mul", ["h", "e1"], ["he"]),
+            helper.make_node("Mul", ["he", "half"], ["y"]),
+        ],
+        "ffn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [128, 768])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [128, 3072])],
-        [numpy_helper.from_array(np.ascontiguousarray(w.T), "wt"), numpy_helper.from_array(bias, "b"),
-         numpy_helper.from_array(np.float32(0.70710677), "isq2"), numpy_helper.from_array(np.float32(1), "one"),
-         numpy_helper.from_array(np.float32(0.5), "half")])
+        [
+            numpy_helper.from_array(np.ascontiguousarray(w.T), "wt"),
+            numpy_helper.from_array(bias, "b"),
+            numpy_helper.from_array(np.float32(0.70710677), "isq2"),
+            numpy_helper.from_array(np.float32(1), "one"),
+            numpy_helper.from_array(np.float32(0.5), "half"),
+        ],
+    )
     s2 = _ort(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), threads)
     ref_ffn = s2.run(None, {"x": x})[0]
-    cases["dense 128x768.768x3072 + bias + gelu"] = (lambda: cm2.run(x=x), lambda: s2.run(None, {"x": x}), "ORT", 1.25,
-                                                      lambda: _rel(cm2.run(x=x), ref_ffn))
+    cases["dense 128x768.768x3072 + bias + gelu"] = (
+        lambda: cm2.run(x=x),
+        lambda: s2.run(None, {"x": x}),
+        "ORT",
+        1.25,
+        lambda: _rel(cm2.run(x=x), ref_ffn),
+    )
 
     # BERT attention: batch_matmul 12x128x64 . 12x64x128 + softmax vs ONNX Runtime
     q, k = f32(12, 128, 64), f32(12, 128, 64)
-    src = ("def @main(%q: Tensor[(12, 128, 64), float32], %k: Tensor[(12, 128, 64), float32]) {"
-           " nn.softmax(nn.batch_matmul(%q, %k), axis=-1) }")
+    src = (
+        "def @main(%q: Tensor[(12, 128, 64), float32], %k: Tensor[(12, 128, 64), float32]) {"
+        " nn.softmax(nn.batch_matmul(%q, %k), axis=-1) }"
+    )
     cm3 = compiled(src, {}, {"q": q, "k": k})
     g = helper.make_graph(
-        [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]), helper.make_node("MatMul", ["q", "kt"], ["s"]),
-         helper.make_node("Softmax", ["s"], ["p"], axis=-1)],
-        "attn", [helper.make_tensor_value_info("q", TensorProto.FLOAT, [12, 128, 64]),
-                 helper.make_tensor_value_info("k", TensorProto.FLOAT, [12, 128, 64])],
-        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [12, 128, 128])])
+        [
+            helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+            helper.make_node("MatMul", ["q", "kt"], ["s"]),
+            helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+        ],
+        "attn",
+        [
+            helper.make_tensor_value_info("q", TensorProto.FLOAT, [12, 128, 64]),
+            helper.make_tensor_value_info("k", TensorProto.FLOAT, [12, 128, 64]),
+        ],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [12, 128, 128])],
+    )
     s3 = _ort(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), threads)
     ref_att = s3.run(None, {"q": q, "k": k})[0]
     cases["batch_matmul 12x128x64.12x64x128 + softmax"] = (
-        lambda: cm3.run(q=q, k=k), lambda: s3.run(None, {"q": q, "k": k}), "ORT", 1.5, lambda: _rel(cm3.run(q=q, k=k), ref_att))
+        lambda: cm3.run(q=q, k=k),
+        lambda: s3.run(None, {"q": q, "k": k}),
+        "ORT",
+        1.5,
+        lambda: _rel(cm3.run(q=q, k=k), ref_att),
+    )
 
     # ResNet-18 layer: conv2d 1x64x56x56, 64 filters 3x3, pad 1 + bias + relu vs ONNX Runtime
     xc, wc, bc = f32(1, 64, 56, 56), f32(64, 64, 3, 3) * 0.05, f32(64)
-    src = ("def @main(%x: Tensor[(1, 64, 56, 56), float32], %w: Tensor[(64, 64, 3, 3), float32], %b: Tensor[(64), float32]) {"
-           " nn.relu(nn.bias_add(nn.conv2d(%x, %w, padding=[1, 1]), %b)) }")
+    src = (
+        "def @main(%x: Tensor[(1, 64, 56, 56), float32], %w: Tensor[(64, 64, 3, 3), float32], %b: Tensor[(64), float32]) {"
+        " nn.relu(nn.bias_add(nn.conv2d(%x, %w, padding=[1, 1]), %b)) }"
+    )
     cm4 = compiled(src, {"w": wc, "b": bc}, {"x": xc})
     g = helper.make_graph(
         [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])],
-        "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 56, 56])],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 56, 56])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 56, 56])],
-        [numpy_helper.from_array(wc, "w"), numpy_helper.from_array(bc, "b")])
+        [numpy_helper.from_array(wc, "w"), numpy_helper.from_array(bc, "b")],
+    )
     s4 = _ort(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), threads)
     ref_conv = s4.run(None, {"x": xc})[0]
-    cases["conv2d 1x64x56x56 3x3 pad 1 + bias + relu"] = (lambda: cm4.run(x=xc), lambda: s4.run(None, {"x": xc}), "ORT",
-                                                          1.5, lambda: _rel(cm4.run(x=xc), ref_conv))
+    cases["conv2d 1x64x56x56 3x3 pad 1 + bias + relu"] = (
+        lambda: cm4.run(x=xc),
+        lambda: s4.run(None, {"x": xc}),
+        "ORT",
+        1.5,
+        lambda: _rel(cm4.run(x=xc), ref_conv),
+    )
 
     # elementwise add of two 2^22-element arrays vs numpy
     n = 1 << 22
     ea, eb = f32(n), f32(n)
-    cm5 = compiled(f"def @main(%a: Tensor[({n}), float32], %b: Tensor[({n}), float32]) {{ add(%a, %b) }}",
-                   {}, {"a": ea, "b": eb})
+    cm5 = compiled(
+        f"def @main(%a: Tensor[({n}), float32], %b: Tensor[({n}), float32]) {{ add(%a, %b) }}", {}, {"a": ea, "b": eb}
+    )
     eout = np.empty(n, np.float32)
-    cases["add 2^22 elements"] = (lambda: cm5.run(a=ea, b=eb), lambda: np.add(ea, eb, out=eout), "numpy", 1 / 0.8,
-                                  lambda: _rel(cm5.run(a=ea, b=eb), ea.astype(np.float64) + eb))
+    cases["add 2^22 elements"] = (
+        lambda: cm5.run(a=ea, b=eb),
+        lambda: np.add(ea, eb, out=eout),
+        "numpy",
+        1 / 0.8,
+        lambda: _rel(cm5.run(a=ea, b=eb), ea.astype(np.float64) + eb),
+    )
     del onnx
     return cases
 
@@ -159,8 +216,8 @@ def dispatch_overhead() -> str:
 
     import lathe
     from lathe.api import parse_source
-    from lathe.lowering.schedules import Schedule
     from lathe.dialects import te
+    from lathe.lowering.schedules import Schedule
 
     def kernel(parallel: bool, threads: int):
         src = """
@@ -205,7 +262,6 @@ def dispatch_overhead() -> str:
                 ts.append((time.perf_counter() - t0) / 1000)
             times[name] = float(np.median(ts))
         rows.append(f"{threads} thread(s): {(times['par'] - times['ser']) * 1e6:.2f} us")
-    lathe.compile  # keep the import used
     return "parallel-region dispatch overhead (lathe_parallel_for, median): " + ", ".join(rows)
 
 

@@ -1,6 +1,6 @@
 """Whole zoo models: Lathe (-O3) next to ONNX Runtime on the same .onnx, side by side.
 
-    python benchmarks/models.py [--models resnet18,resnet50,mobilenet_v2,bert_base] [--threads 2]
+python benchmarks/models.py [--models resnet18,resnet50,mobilenet_v2,bert_base] [--threads 2]
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ def main() -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
     import onnxruntime as ort
+    from common import fmt, interleaved_medians
 
     import lathe
-    from common import fmt, interleaved_medians
     from models import ZOO
     from models.builder import random_inputs
 
@@ -46,10 +46,14 @@ def main() -> int:
         got = got if isinstance(got, tuple) else (got,)
         err = max(float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-30)) for g, r in zip(got, ref))
         cm.executor.set_inputs([inputs[k] for k in order], {})
-        med = interleaved_medians({"lathe": cm.executor.execute, "ort": lambda: sess.run(None, inputs)},
-                                  repeat=args.repeat)
-        print(f"{name:14s} {fmt(med['lathe']):>11s} {fmt(med['ort']):>11s} {med['lathe'] / med['ort']:6.2f}x "
-              f"{err:12.1e}", flush=True)
+        med = interleaved_medians(
+            {"lathe": cm.executor.execute, "ort": lambda sess=sess, inputs=inputs: sess.run(None, inputs)},
+            repeat=args.repeat,
+        )
+        print(
+            f"{name:14s} {fmt(med['lathe']):>11s} {fmt(med['ort']):>11s} {med['lathe'] / med['ort']:6.2f}x {err:12.1e}",
+            flush=True,
+        )
     return 0
 
 

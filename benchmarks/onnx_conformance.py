@@ -85,7 +85,7 @@ def primary_op(case, names: dict[str, str]) -> str:
     flat = case.name.removeprefix("test_").replace("_", "").lower()
     for short, op in _ABBREVIATIONS.items():
         if flat.startswith(short):
-            flat = op.lower() + flat[len(short):]
+            flat = op.lower() + flat[len(short) :]
     best = max((k for k in names if flat.startswith(k)), key=len, default=None)
     label = names[best] if best else case.name.removeprefix("test_").split("_")[0]
     return label + (" (expanded)" if "expanded" in case.name else "")
@@ -103,7 +103,7 @@ def is_supported(case, supported: set[str]) -> bool:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
-    if hasattr(e, "message") and isinstance(getattr(e, "message"), str):
+    if hasattr(e, "message") and isinstance(e.message, str):
         text = e.message.strip()  # LatheError: the message, without the rendered location
     line = text.splitlines()[0] if text else ""
     return f"{type(e).__name__}: {line}"[:300]
@@ -129,8 +129,10 @@ def _compare(got, expected, rtol: float, atol: float) -> None:
         ok = np.isclose(g.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True)
         if not ok.all():
             i = np.unravel_index(np.argmin(ok), ok.shape)
-            raise AssertionError(f"output {k}: {int((~ok).sum())} of {e.size} values differ beyond rtol {rtol:g}, "
-                                 f"atol {atol:g} (e.g. at {tuple(int(v) for v in i)}: {g[i]!r} vs {e[i]!r})")
+            raise AssertionError(
+                f"output {k}: {int((~ok).sum())} of {e.size} values differ beyond rtol {rtol:g}, "
+                f"atol {atol:g} (e.g. at {tuple(int(v) for v in i)}: {g[i]!r} vs {e[i]!r})"
+            )
 
 
 class _Timeout(Exception):
@@ -203,8 +205,9 @@ def run_case(index: int, timeout: int, partial=None) -> Result:
     r = Result(case.name, op)
     t0 = time.perf_counter()
     rtol, atol = max(RTOL, case.rtol), max(ATOL, case.atol)
-    all_inputs = [i.name for i in case.model.graph.input
-                  if i.name not in {t.name for t in case.model.graph.initializer}]
+    all_inputs = [
+        i.name for i in case.model.graph.input if i.name not in {t.name for t in case.model.graph.initializer}
+    ]
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(timeout)
     try:
@@ -242,7 +245,7 @@ def run_case(index: int, timeout: int, partial=None) -> Result:
             partial(r)
         try:
             compiled = {}
-            for module, params, _, _, args, names, expected in imported:
+            for module, params, _, _, args, _names, expected in imported:
                 r.stage = "compile"
                 if id(module) not in compiled:
                     compiled[id(module)] = lathe.compile(module, params=params)
@@ -306,9 +309,13 @@ def run_all(indices: list[int], timeout: int, progress: bool) -> list[Result]:
                 case, op = _CASES[index]
                 proc.join(timeout=5)
                 code = proc.exitcode
-                why = ("hung (killed)" if code == -signal.SIGKILL else
-                       f"crashed ({signal.Signals(-code).name})" if code is not None and code < 0 else
-                       f"the worker exited with code {code}")
+                why = (
+                    "hung (killed)"
+                    if code == -signal.SIGKILL
+                    else f"crashed ({signal.Signals(-code).name})"
+                    if code is not None and code < 0
+                    else f"the worker exited with code {code}"
+                )
                 if partial is not None:
                     res = partial
                     res.compiled, res.error_compiled = "fail", f"compiled: {why}"
@@ -331,10 +338,13 @@ def _report_progress(r: Result, done: int, total: int, progress: bool) -> None:
     if not progress:
         return
     mark = {("pass", "pass"): "ok", ("pass", "fail"): "COMPILED FAIL", ("fail", "pass"): "INTERP FAIL"}.get(
-        (r.interpreted, r.compiled), "FAIL")
+        (r.interpreted, r.compiled), "FAIL"
+    )
     err = r.error_compiled or r.error_interpreted
-    print(f"[{done}/{total}] {r.name} ({r.op}): {mark} {r.seconds:.1f}s" + (f" — {err}" if err and mark != "ok" else ""),
-          flush=True)
+    print(
+        f"[{done}/{total}] {r.name} ({r.op}): {mark} {r.seconds:.1f}s" + (f" — {err}" if err and mark != "ok" else ""),
+        flush=True,
+    )
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -344,8 +354,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def write_report(path: Path, results: list[Result], skipped: dict[str, int], n_total: int, seconds: float,
-                 filter_: str | None) -> str:
+def write_report(
+    path: Path, results: list[Result], skipped: dict[str, int], n_total: int, seconds: float, filter_: str | None
+) -> str:
     import onnx
 
     by_op: dict[str, list[Result]] = defaultdict(list)
@@ -360,10 +371,14 @@ def write_report(path: Path, results: list[Result], skipped: dict[str, int], n_t
     n = len(results)
     ip = sum(r.interpreted == "pass" for r in results)
     cp = sum(r.compiled == "pass" for r in results)
-    worst = sorted(by_op.items(), key=lambda kv: (-sum(r.compiled != "pass" or r.interpreted != "pass" for r in kv[1]),
-                                                  kv[0]))
-    worst_text = ", ".join(f"{op} ({sum(r.compiled != 'pass' or r.interpreted != 'pass' for r in rs)} of {len(rs)})"
-                           for op, rs in worst[:8] if any(r.compiled != "pass" or r.interpreted != "pass" for r in rs))
+    worst = sorted(
+        by_op.items(), key=lambda kv: (-sum(r.compiled != "pass" or r.interpreted != "pass" for r in kv[1]), kv[0])
+    )
+    worst_text = ", ".join(
+        f"{op} ({sum(r.compiled != 'pass' or r.interpreted != 'pass' for r in rs)} of {len(rs)})"
+        for op, rs in worst[:8]
+        if any(r.compiled != "pass" or r.interpreted != "pass" for r in rs)
+    )
     lines = [
         "# ONNX conformance",
         "",
@@ -371,7 +386,8 @@ def write_report(path: Path, results: list[Result], skipped: dict[str, int], n_t
         "`lathe.from_onnx`, the reference interpreter and the compiled path, compared with the expected outputs "
         f"(rtol {RTOL:g}, atol {ATOL:g}, or a case's own looser bounds; a dtype or shape mismatch fails). "
         "Generated by `python benchmarks/onnx_conformance.py`"
-        + (f" with `--filter '{filter_}'`" if filter_ else "") + f" on {datetime.date.today().isoformat()} "
+        + (f" with `--filter '{filter_}'`" if filter_ else "")
+        + f" on {datetime.date.today().isoformat()} "
         f"in {seconds / 60:.1f} minutes.",
         "",
         "Node tests feed some attribute-like values (a Reshape's shape, Resize's scales, ...) as graph inputs; "
@@ -413,9 +429,15 @@ def write_report(path: Path, results: list[Result], skipped: dict[str, int], n_t
         ie = "pass" if r.interpreted == "pass" else _cell(r.error_interpreted)
         ce = "pass" if r.compiled == "pass" else ("(same)" if same else _cell(r.error_compiled))
         lines.append(f"| {r.name} | {r.op} | {ie} | {ce} |")
-    lines += ["", "## Not run", "",
-              "Cases with an op the importer does not convert, by op under test:", "",
-              ", ".join(f"{op} ({k})" for op, k in sorted(skipped.items(), key=lambda kv: kv[0].lower())), ""]
+    lines += [
+        "",
+        "## Not run",
+        "",
+        "Cases with an op the importer does not convert, by op under test:",
+        "",
+        ", ".join(f"{op} ({k})" for op, k in sorted(skipped.items(), key=lambda kv: kv[0].lower())),
+        "",
+    ]
     text = "\n".join(lines)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)

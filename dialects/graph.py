@@ -152,9 +152,11 @@ def _attr():
 # An attribute whose default is a bool, a float or a string must be one too; the kind is
 # checked here once, since most type inference reads flags by truth value and would take
 # keepdims="no" as True.
-_KINDS = ((bool, lambda v: isinstance(v, bool), "True or False"),
-          (float, lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
-          (str, lambda v: isinstance(v, str), "a string"))
+_KINDS = (
+    (bool, lambda v: isinstance(v, bool), "True or False"),
+    (float, lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+    (str, lambda v: isinstance(v, str), "a string"),
+)
 
 
 def _check_kind(op: str, name: str, value, default) -> None:
@@ -193,7 +195,9 @@ def _num(op: str, a: dict, name: str) -> float:
     return float(v)
 
 
-def _ints(op: str, a: dict, name: str, n: int | Sequence[int] | None = None, allow_none: bool = False) -> list[int] | None:
+def _ints(
+    op: str, a: dict, name: str, n: int | Sequence[int] | None = None, allow_none: bool = False
+) -> list[int] | None:
     v = a[name]
     if v is None and allow_none:
         return None
@@ -229,8 +233,9 @@ def _out_dtype(op: str, a: dict, dt: Attribute) -> Attribute:
     operands'. A bool accumulator has no agreed meaning (compiled i1 sums are xor)."""
     out = _dtype(op, a, "out_dtype") if a["out_dtype"] else dt
     if out == i1:
-        raise ShapeError(f"{op}: accumulates numbers, so its result cannot be bool"
-                         + (" (out_dtype)" if a["out_dtype"] else ""))
+        raise ShapeError(
+            f"{op}: accumulates numbers, so its result cannot be bool" + (" (out_dtype)" if a["out_dtype"] else "")
+        )
     return out
 
 
@@ -365,8 +370,10 @@ class GraphOp(IRDLOperation):
         result = cls.infer(cls.relay_name(), list(operand_types), cls.attrs_of(props))
         for t in result.types.data if isinstance(result, TupleType) else (result,):
             if isinstance(t, TensorType) and any(d < 0 for d in t.get_shape()):
-                raise ShapeError(f"{cls.relay_name()}: the result would have a negative dimension, "
-                                 f"{type_str(t)}; every dimension must be known and non-negative")
+                raise ShapeError(
+                    f"{cls.relay_name()}: the result would have a negative dimension, "
+                    f"{type_str(t)}; every dimension must be known and non-negative"
+                )
         return result
 
     @classmethod
@@ -405,7 +412,7 @@ class ConstantOp(GraphOp):
         return props["value"].type  # type: ignore[union-attr]
 
     @staticmethod
-    def from_array(arr, dtype: Attribute) -> "ConstantOp":
+    def from_array(arr, dtype: Attribute) -> ConstantOp:
         """A constant holding a numpy array's bytes (fast for large weights)."""
         import numpy as np
 
@@ -418,7 +425,7 @@ class ConstantOp(GraphOp):
         return ConstantOp.create(result_types=[t], properties={"value": attr})
 
     @staticmethod
-    def scalar(value: float | int, dtype: Attribute = f32) -> "ConstantOp":
+    def scalar(value: float | int, dtype: Attribute = f32) -> ConstantOp:
         t = TensorType(dtype, [])
         attr = DenseIntOrFPElementsAttr.from_list(t, [value])
         return ConstantOp.create(result_types=[t], properties={"value": attr})
@@ -827,7 +834,9 @@ class DenseOp(GraphOp):
         w = _tensor(op, types[1], "weight")
         xs, ws = shape_of(x), shape_of(w)
         if len(xs) < 1 or len(ws) != 2:
-            raise ShapeError(f"{op}: expects data of rank >= 1 and a rank-2 weight, got {type_str(x)} and {type_str(w)}")
+            raise ShapeError(
+                f"{op}: expects data of rank >= 1 and a rank-2 weight, got {type_str(x)} and {type_str(w)}"
+            )
         if xs[-1] != ws[1]:
             raise ShapeError(
                 f"{op}: data {type_str(x)} has {xs[-1]} input features but weight {type_str(w)} expects {ws[1]}"
@@ -860,9 +869,13 @@ class DensePackOp(GraphOp):
         w = _tensor(op, types[1], "weight")
         xs, ws = shape_of(x), shape_of(w)
         if len(xs) < 1 or len(ws) != 3:
-            raise ShapeError(f"{op}: expects data of rank >= 1 and a rank-3 packed weight, got {type_str(x)} and {type_str(w)}")
+            raise ShapeError(
+                f"{op}: expects data of rank >= 1 and a rank-3 packed weight, got {type_str(x)} and {type_str(w)}"
+            )
         if xs[-1] != ws[1]:
-            raise ShapeError(f"{op}: data {type_str(x)} has {xs[-1]} input features but weight {type_str(w)} expects {ws[1]}")
+            raise ShapeError(
+                f"{op}: data {type_str(x)} has {xs[-1]} input features but weight {type_str(w)} expects {ws[1]}"
+            )
         dt = same_dtype(op, x, w)
         return TensorType(_out_dtype(op, a, dt), xs[:-1] + [ws[0] * ws[2]])
 
@@ -886,11 +899,15 @@ class BatchMatmulPackOp(GraphOp):
         y = _tensor(op, types[1], "tensor_b")
         sa, sb = shape_of(x), shape_of(y)
         if len(sa) != 3 or len(sb) != 4:
-            raise ShapeError(f"{op}: expects a rank-3 tensor_a and a rank-4 packed tensor_b, got {type_str(x)} and {type_str(y)}")
+            raise ShapeError(
+                f"{op}: expects a rank-3 tensor_a and a rank-4 packed tensor_b, got {type_str(x)} and {type_str(y)}"
+            )
         if sa[0] != sb[0] and 1 not in (sa[0], sb[0]):
             raise ShapeError(f"{op}: batch sizes {sa[0]} and {sb[0]} differ")
         if sa[2] != sb[2]:
-            raise ShapeError(f"{op}: reduction dimensions differ: {type_str(x)} gives {sa[2]}, {type_str(y)} gives {sb[2]}")
+            raise ShapeError(
+                f"{op}: reduction dimensions differ: {type_str(x)} gives {sa[2]}, {type_str(y)} gives {sb[2]}"
+            )
         dt = same_dtype(op, x, y)
         return TensorType(_out_dtype(op, a, dt), [max(sa[0], sb[0]), sa[1], sb[1] * sb[3]])
 
@@ -968,8 +985,16 @@ class Conv2dOp(GraphOp):
     name = "graph.nn.conv2d"
     PATTERN: ClassVar[OpPattern] = OpPattern.OUT_ELEMWISE_FUSABLE
     DEFAULTS: ClassVar[dict[str, object]] = {
-        "strides": [1, 1], "padding": [0, 0, 0, 0], "dilation": [1, 1], "groups": 1, "channels": None,
-        "kernel_size": None, "data_layout": "NCHW", "kernel_layout": "", "out_layout": "", "out_dtype": "",
+        "strides": [1, 1],
+        "padding": [0, 0, 0, 0],
+        "dilation": [1, 1],
+        "groups": 1,
+        "channels": None,
+        "kernel_size": None,
+        "data_layout": "NCHW",
+        "kernel_layout": "",
+        "out_layout": "",
+        "out_dtype": "",
     }
     data = operand_def(TensorType)
     weight = operand_def(TensorType)
@@ -1016,8 +1041,29 @@ class Conv2dOp(GraphOp):
             raise ShapeError(f"{op}: strides and dilation must be >= 1 and padding >= 0")
         oh = pool_out(op, h, kh, sh, dh, pt, pb, False)
         ow = pool_out(op, wd, kw, sw, dw, pl, pr, False)
-        return dict(layout=layout, klayout=klayout, n=n, c=c, h=h, w=wd, o=o, i=i, kh=kh, kw=kw, groups=groups,
-                    sh=sh, sw=sw, dh=dh, dw=dw, pt=pt, pl=pl, pb=pb, pr=pr, oh=oh, ow=ow)
+        return dict(
+            layout=layout,
+            klayout=klayout,
+            n=n,
+            c=c,
+            h=h,
+            w=wd,
+            o=o,
+            i=i,
+            kh=kh,
+            kw=kw,
+            groups=groups,
+            sh=sh,
+            sw=sw,
+            dh=dh,
+            dw=dw,
+            pt=pt,
+            pl=pl,
+            pb=pb,
+            pr=pr,
+            oh=oh,
+            ow=ow,
+        )
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1036,8 +1082,15 @@ class Conv2dTransposeOp(GraphOp):
     name = "graph.nn.conv2d_transpose"
     PATTERN: ClassVar[OpPattern] = OpPattern.OUT_ELEMWISE_FUSABLE
     DEFAULTS: ClassVar[dict[str, object]] = {
-        "strides": [1, 1], "padding": [0, 0, 0, 0], "dilation": [1, 1], "groups": 1, "channels": None,
-        "kernel_size": None, "data_layout": "NCHW", "kernel_layout": "IOHW", "output_padding": [0, 0],
+        "strides": [1, 1],
+        "padding": [0, 0, 0, 0],
+        "dilation": [1, 1],
+        "groups": 1,
+        "channels": None,
+        "kernel_size": None,
+        "data_layout": "NCHW",
+        "kernel_layout": "IOHW",
+        "output_padding": [0, 0],
         "out_dtype": "",
     }
     data = operand_def(TensorType)
@@ -1077,8 +1130,25 @@ class Conv2dTransposeOp(GraphOp):
         ow = (wd - 1) * sw - pl - pr + dw * (kw - 1) + opw + 1
         if oh < 1 or ow < 1:
             raise ShapeError(f"{op}: the output would be empty ({oh}x{ow})")
-        return dict(n=n, c=c, h=h, w=wd, o=og * groups, og=og, kh=kh, kw=kw, groups=groups, sh=sh, sw=sw,
-                    dh=dh, dw=dw, pt=pt, pl=pl, oh=oh, ow=ow)
+        return dict(
+            n=n,
+            c=c,
+            h=h,
+            w=wd,
+            o=og * groups,
+            og=og,
+            kh=kh,
+            kw=kw,
+            groups=groups,
+            sh=sh,
+            sw=sw,
+            dh=dh,
+            dw=dw,
+            pt=pt,
+            pl=pl,
+            oh=oh,
+            ow=ow,
+        )
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1099,7 +1169,9 @@ def _per_channel(op: str, types, a: dict, what: str) -> TensorType:
     xs = shape_of(x)
     axis = normalize_axis(op, _int(op, a, "axis"), len(xs))
     if shape_of(v) != [xs[axis]]:
-        raise ShapeError(f"{op}: {what} {type_str(v)} must have shape ({xs[axis]}) to match axis {axis} of {type_str(x)}")
+        raise ShapeError(
+            f"{op}: {what} {type_str(v)} must have shape ({xs[axis]}) to match axis {axis} of {type_str(x)}"
+        )
     same_dtype(op, x, v)
     return x
 
@@ -1188,7 +1260,9 @@ class LayerNormOp(GraphOp):
         _num(op, a, "epsilon")
         for t, w in ((g, "gamma"), (b, "beta")):
             if shape_of(t) != [xs[axis]]:
-                raise ShapeError(f"{op}: {w} {type_str(t)} must have shape ({xs[axis]}) to match axis {axis} of {type_str(x)}")
+                raise ShapeError(
+                    f"{op}: {w} {type_str(t)} must have shape ({xs[axis]}) to match axis {axis} of {type_str(x)}"
+                )
         same_dtype(op, x, g, b)
         return x
 
@@ -1222,7 +1296,9 @@ class BatchNormOp(GraphOp):
         _num(op, a, "epsilon")
         for t, w in zip(params, names[1:]):
             if shape_of(t) != [xs[axis]]:
-                raise ShapeError(f"{op}: {w} {type_str(t)} must have shape ({xs[axis]}) to match axis {axis} of {type_str(x)}")
+                raise ShapeError(
+                    f"{op}: {w} {type_str(t)} must have shape ({xs[axis]}) to match axis {axis} of {type_str(x)}"
+                )
         same_dtype(op, x, *params)
         return tuple_type([x, params[2], params[3]])
 
@@ -1256,8 +1332,14 @@ class LRNOp(GraphOp):
 class Pool2dBase(GraphOp):
     PATTERN: ClassVar[OpPattern] = OpPattern.OUT_ELEMWISE_FUSABLE
     DEFAULTS: ClassVar[dict[str, object]] = {
-        "pool_size": [1, 1], "strides": [1, 1], "dilation": [1, 1], "padding": [0, 0, 0, 0], "layout": "NCHW",
-        "out_layout": "", "ceil_mode": False, "count_include_pad": False,
+        "pool_size": [1, 1],
+        "strides": [1, 1],
+        "dilation": [1, 1],
+        "padding": [0, 0, 0, 0],
+        "layout": "NCHW",
+        "out_layout": "",
+        "ceil_mode": False,
+        "count_include_pad": False,
     }
     data = operand_def(TensorType)
     pool_size = _attr()
@@ -1286,8 +1368,25 @@ class Pool2dBase(GraphOp):
         ceil_mode = bool(a["ceil_mode"])
         oh = pool_out(op, h, kh, sh, dh, pt, pb, ceil_mode)
         ow = pool_out(op, w, kw, sw, dw, pl, pr, ceil_mode)
-        return dict(layout=layout, n=n, c=c, h=h, w=w, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw,
-                    pt=pt, pl=pl, pb=pb, pr=pr, oh=oh, ow=ow)
+        return dict(
+            layout=layout,
+            n=n,
+            c=c,
+            h=h,
+            w=w,
+            kh=kh,
+            kw=kw,
+            sh=sh,
+            sw=sw,
+            dh=dh,
+            dw=dw,
+            pt=pt,
+            pl=pl,
+            pb=pb,
+            pr=pr,
+            oh=oh,
+            ow=ow,
+        )
 
     @classmethod
     def infer(cls, op, types, a):
@@ -1383,8 +1482,13 @@ class PadOp(GraphOp):
         x = _tensor(op, types[0], "data")
         xs = shape_of(x)
         pw = a["pad_width"]
-        if (not isinstance(pw, list) or len(pw) != len(xs)
-                or not all(isinstance(p, list) and len(p) == 2 and all(isinstance(v, int) and v >= 0 for v in p) for p in pw)):
+        if (
+            not isinstance(pw, list)
+            or len(pw) != len(xs)
+            or not all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(v, int) and v >= 0 for v in p) for p in pw
+            )
+        ):
             raise ShapeError(f"{op}: pad_width must be {len(xs)} pairs of non-negative integers, got {pw!r}")
         mode = _str(op, a, "pad_mode", ("constant", "edge", "reflect"))
         _num(op, a, "pad_value")
@@ -1420,9 +1524,16 @@ class Resize2dOp(GraphOp):
     name = "graph.image.resize2d"
     PATTERN: ClassVar[OpPattern] = OpPattern.INJECTIVE
     DEFAULTS: ClassVar[dict[str, object]] = {
-        "size": None, "roi": [0.0, 0.0, 0.0, 0.0], "layout": "NCHW", "method": "linear",
-        "coordinate_transformation_mode": "half_pixel", "rounding_method": "", "cubic_alpha": -0.5,
-        "cubic_exclude": 0, "extrapolation_value": 0.0, "out_dtype": "",
+        "size": None,
+        "roi": [0.0, 0.0, 0.0, 0.0],
+        "layout": "NCHW",
+        "method": "linear",
+        "coordinate_transformation_mode": "half_pixel",
+        "rounding_method": "",
+        "cubic_alpha": -0.5,
+        "cubic_exclude": 0,
+        "extrapolation_value": 0.0,
+        "out_dtype": "",
     }
     data = operand_def(TensorType)
     size = _attr()
@@ -1533,7 +1644,12 @@ class ArgmaxOp(ArgReduceOp):
 
     name = "graph.argmax"
     RESULT_DTYPE: ClassVar[Attribute | None] = i32
-    DEFAULTS: ClassVar[dict[str, object]] = {"axis": None, "keepdims": False, "exclude": False, "select_last_index": False}
+    DEFAULTS: ClassVar[dict[str, object]] = {
+        "axis": None,
+        "keepdims": False,
+        "exclude": False,
+        "select_last_index": False,
+    }
     select_last_index = _attr()
 
 
@@ -1541,7 +1657,12 @@ class ArgmaxOp(ArgReduceOp):
 class ArgminOp(ArgReduceOp):
     name = "graph.argmin"
     RESULT_DTYPE: ClassVar[Attribute | None] = i32
-    DEFAULTS: ClassVar[dict[str, object]] = {"axis": None, "keepdims": False, "exclude": False, "select_last_index": False}
+    DEFAULTS: ClassVar[dict[str, object]] = {
+        "axis": None,
+        "keepdims": False,
+        "exclude": False,
+        "select_last_index": False,
+    }
     select_last_index = _attr()
 
 
@@ -1708,9 +1829,7 @@ class ConcatenateOp(InjectiveOp):
         axis = normalize_axis(op, _int(op, a, "axis"), len(shapes[0]))
         for s in shapes[1:]:
             if len(s) != len(shapes[0]) or any(x != y for d, (x, y) in enumerate(zip(s, shapes[0])) if d != axis):
-                raise ShapeError(
-                    f"{op}: shapes {' and '.join(type_str(f) for f in fields)} differ outside axis {axis}"
-                )
+                raise ShapeError(f"{op}: shapes {' and '.join(type_str(f) for f in fields)} differ outside axis {axis}")
         out = list(shapes[0])
         out[axis] = sum(s[axis] for s in shapes)
         return TensorType(fields[0].element_type, out)
@@ -1771,7 +1890,7 @@ class SplitOp(InjectiveOp):
         x = _tensor(op, types[0], "data")
         xs = shape_of(x)
         axis, parts = cls.bounds(op, xs, a)
-        return tuple_type([TensorType(x.element_type, xs[:axis] + [e - b] + xs[axis + 1:]) for b, e in parts])
+        return tuple_type([TensorType(x.element_type, xs[:axis] + [e - b] + xs[axis + 1 :]) for b, e in parts])
 
 
 def slice_bounds(op: str, xs: list[int], a: dict) -> list[tuple[int, int, int]]:
@@ -1807,7 +1926,13 @@ def slice_bounds(op: str, xs: list[int], a: dict) -> list[tuple[int, int, int]]:
 @irdl_op_definition
 class StridedSliceOp(InjectiveOp):
     name = "graph.strided_slice"
-    DEFAULTS: ClassVar[dict[str, object]] = {"begin": None, "end": None, "strides": None, "axes": None, "slice_mode": "end"}
+    DEFAULTS: ClassVar[dict[str, object]] = {
+        "begin": None,
+        "end": None,
+        "strides": None,
+        "axes": None,
+        "slice_mode": "end",
+    }
     data = operand_def(TensorType)
     begin = _attr()
     end = _attr()
@@ -1855,7 +1980,7 @@ class TakeOp(InjectiveOp):
         _nothing_to_select(op, math.prod(xs) if axis is None else xs[axis], math.prod(ids), "take from")
         if axis is None:
             return TensorType(x.element_type, ids)
-        return TensorType(x.element_type, xs[:axis] + ids + xs[axis + 1:])
+        return TensorType(x.element_type, xs[:axis] + ids + xs[axis + 1 :])
 
 
 @irdl_op_definition
@@ -1877,8 +2002,10 @@ class GatherOp(InjectiveOp):
         xs, ids = shape_of(x), shape_of(idx)
         axis = normalize_axis(op, _int(op, a, "axis"), len(xs))
         if len(ids) != len(xs) or any(i > d for k, (i, d) in enumerate(zip(ids, xs)) if k != axis):
-            raise ShapeError(f"{op}: indices {type_str(idx)} must have the rank of data {type_str(x)} "
-                             f"and no larger dimensions outside axis {axis}")
+            raise ShapeError(
+                f"{op}: indices {type_str(idx)} must have the rank of data {type_str(x)} "
+                f"and no larger dimensions outside axis {axis}"
+            )
         _nothing_to_select(op, xs[axis], math.prod(ids), "gather from")
         return TensorType(x.element_type, ids)
 
@@ -2034,21 +2161,94 @@ class TupleGetItemOp(GraphOp):
 GRAPH_OPS: list[type[GraphOp]] = [
     ConstantOp,
     # elementwise
-    ReluOp, LeakyReluOp, NegativeOp, AbsOp, ExpOp, LogOp, SqrtOp, RsqrtOp, TanhOp, SigmoidOp, ErfOp,
-    FloorOp, CeilOp, RoundOp, LogicalNotOp, ClipOp, CastOp, DropoutOp,
-    AddOp, SubtractOp, MultiplyOp, DivideOp, PowerOp, MaximumOp, MinimumOp,
-    EqualOp, NotEqualOp, LessOp, LessEqualOp, GreaterOp, GreaterEqualOp, LogicalAndOp, LogicalOrOp, WhereOp,
+    ReluOp,
+    LeakyReluOp,
+    NegativeOp,
+    AbsOp,
+    ExpOp,
+    LogOp,
+    SqrtOp,
+    RsqrtOp,
+    TanhOp,
+    SigmoidOp,
+    ErfOp,
+    FloorOp,
+    CeilOp,
+    RoundOp,
+    LogicalNotOp,
+    ClipOp,
+    CastOp,
+    DropoutOp,
+    AddOp,
+    SubtractOp,
+    MultiplyOp,
+    DivideOp,
+    PowerOp,
+    MaximumOp,
+    MinimumOp,
+    EqualOp,
+    NotEqualOp,
+    LessOp,
+    LessEqualOp,
+    GreaterOp,
+    GreaterEqualOp,
+    LogicalAndOp,
+    LogicalOrOp,
+    WhereOp,
     # nn
-    DenseOp, DensePackOp, MatmulOp, BatchMatmulOp, BatchMatmulPackOp, Conv2dOp, Conv2dTransposeOp, BiasAddOp, PReluOp, SoftmaxOp, LogSoftmaxOp,
-    LayerNormOp, BatchNormOp, LRNOp, MaxPool2dOp, AvgPool2dOp, GlobalAvgPool2dOp, GlobalMaxPool2dOp,
-    AdaptiveAvgPool2dOp, PadOp, BatchFlattenOp, Resize2dOp,
+    DenseOp,
+    DensePackOp,
+    MatmulOp,
+    BatchMatmulOp,
+    BatchMatmulPackOp,
+    Conv2dOp,
+    Conv2dTransposeOp,
+    BiasAddOp,
+    PReluOp,
+    SoftmaxOp,
+    LogSoftmaxOp,
+    LayerNormOp,
+    BatchNormOp,
+    LRNOp,
+    MaxPool2dOp,
+    AvgPool2dOp,
+    GlobalAvgPool2dOp,
+    GlobalMaxPool2dOp,
+    AdaptiveAvgPool2dOp,
+    PadOp,
+    BatchFlattenOp,
+    Resize2dOp,
     # reductions
-    SumOp, MeanOp, MaxOp, MinOp, ProdOp, ArgmaxOp, ArgminOp, VarianceOp,
+    SumOp,
+    MeanOp,
+    MaxOp,
+    MinOp,
+    ProdOp,
+    ArgmaxOp,
+    ArgminOp,
+    VarianceOp,
     # shape
-    ReshapeOp, TransposeOp, SqueezeOp, ExpandDimsOp, ConcatenateOp, StackOp, SplitOp, StridedSliceOp, TakeOp,
-    GatherOp, TileOp, BroadcastToOp, ZerosOp, OnesOp, FullOp, ZerosLikeOp, OnesLikeOp, FullLikeOp,
+    ReshapeOp,
+    TransposeOp,
+    SqueezeOp,
+    ExpandDimsOp,
+    ConcatenateOp,
+    StackOp,
+    SplitOp,
+    StridedSliceOp,
+    TakeOp,
+    GatherOp,
+    TileOp,
+    BroadcastToOp,
+    ZerosOp,
+    OnesOp,
+    FullOp,
+    ZerosLikeOp,
+    OnesLikeOp,
+    FullLikeOp,
     # tuples
-    TupleOp, TupleGetItemOp,
+    TupleOp,
+    TupleGetItemOp,
 ]
 
 OPS_BY_RELAY_NAME: dict[str, type[GraphOp]] = {op.relay_name(): op for op in GRAPH_OPS}

@@ -299,6 +299,7 @@ def _reduce(fn):
             initial = x.dtype.type(dtypes.lowest(t) if fn is np.max else dtypes.highest(t))
             return fn(x, axis=axes, keepdims=bool(a["keepdims"]), initial=initial)
         return fn(x, axis=axes, keepdims=bool(a["keepdims"]))
+
     return run
 
 
@@ -316,6 +317,7 @@ def _arg_reduce(fn):
         if a["keepdims"]:
             idx = idx.reshape([1 if d in axes else x.shape[d] for d in range(x.ndim)])
         return idx
+
     return run
 
 
@@ -366,6 +368,7 @@ def _cast(op, x):
 def _result_fill(value):
     def run(op, *args):
         return np.full(graph.shape_of(op.result.type), value, dtype=np_dtype(op.result.type.element_type))
+
     return run
 
 
@@ -477,9 +480,19 @@ def check_value(name: str, value, t: Attribute, where: str = "") -> np.ndarray:
 # The math namespace an op's `scalar` formula is written in, for numpy. Floats are computed
 # in float64 and rounded once to the result dtype: the oracle is at least as exact as any
 # compiled code it judges.
-NUMPY_MATH = SimpleNamespace(exp=np.exp, log=np.log, sqrt=np.sqrt, tanh=np.tanh, erf=_erf, floor=np.floor,
-                             ceil=np.ceil, round_even=np.round, abs=np.abs, maximum=np.maximum,
-                             minimum=np.minimum)
+NUMPY_MATH = SimpleNamespace(
+    exp=np.exp,
+    log=np.log,
+    sqrt=np.sqrt,
+    tanh=np.tanh,
+    erf=_erf,
+    floor=np.floor,
+    ceil=np.ceil,
+    round_even=np.round,
+    abs=np.abs,
+    maximum=np.maximum,
+    minimum=np.minimum,
+)
 
 
 def _from_scalar(op, *xs):

@@ -76,9 +76,15 @@ class ComputeOp(IRDLOperation):
     assembly_format = "attr-dict `:` type($result) $body"
 
     @staticmethod
-    def build_empty(stage: str, out_type: TensorType, axis_names: Sequence[str],
-                    reduce_extents: Sequence[int] = (), combiner: str | None = None,
-                    anchor: str | None = None, role: str | None = None) -> ComputeOp:
+    def build_empty(
+        stage: str,
+        out_type: TensorType,
+        axis_names: Sequence[str],
+        reduce_extents: Sequence[int] = (),
+        combiner: str | None = None,
+        anchor: str | None = None,
+        role: str | None = None,
+    ) -> ComputeOp:
         rank = len(out_type.get_shape())
         block = Block(arg_types=[IndexType()] * (rank + len(reduce_extents)))
         for arg, n in zip(block.args, axis_names):
@@ -128,8 +134,7 @@ class ComputeOp(IRDLOperation):
             )
         if nreduce and self.combiner_name not in COMBINERS:
             raise VerifyException(
-                f"te.compute '{self.stage.data}': combiner must be one of {COMBINERS}, "
-                f"got {self.combiner_name!r}"
+                f"te.compute '{self.stage.data}': combiner must be one of {COMBINERS}, got {self.combiner_name!r}"
             )
         term = block.last_op
         if not isinstance(term, YieldOp):
@@ -153,16 +158,13 @@ class ReadOp(IRDLOperation):
     assembly_format = "$tensor `[` $indices `]` attr-dict `:` type($tensor) `->` type($result)"
 
     def __init__(self, tensor: SSAValue, indices: Sequence[SSAValue]):
-        super().__init__(operands=[tensor, list(indices)],
-                         result_types=[tensor.type.element_type])  # type: ignore[union-attr]
+        super().__init__(operands=[tensor, list(indices)], result_types=[tensor.type.element_type])  # type: ignore[union-attr]
 
     def verify_(self) -> None:
         t = self.tensor.type
         assert isinstance(t, TensorType)
         if len(self.indices) != len(t.get_shape()):
-            raise VerifyException(
-                f"te.read: {len(self.indices)} indices for a rank-{len(t.get_shape())} tensor"
-            )
+            raise VerifyException(f"te.read: {len(self.indices)} indices for a rank-{len(t.get_shape())} tensor")
         if self.result.type != t.element_type:
             raise VerifyException("te.read: result type must be the tensor's element type")
 
@@ -391,7 +393,23 @@ class RfactorOp(IRDLOperation):
     assembly_format = "$stage attr-dict `:` type($stage) `->` type($result)"
 
 
-SCHEDULE_OPS = [SplitOp, TileOp, ReorderOp, FuseOp, VectorizeOp, ParallelOp, UnrollOp, BindOp, ComputeAtOp,
-                CacheWriteOp, ComputeInlineOp, ComputeRootOp, PragmaOp, StorageAlignOp, CacheReadOp, RfactorOp]
+SCHEDULE_OPS = [
+    SplitOp,
+    TileOp,
+    ReorderOp,
+    FuseOp,
+    VectorizeOp,
+    ParallelOp,
+    UnrollOp,
+    BindOp,
+    ComputeAtOp,
+    CacheWriteOp,
+    ComputeInlineOp,
+    ComputeRootOp,
+    PragmaOp,
+    StorageAlignOp,
+    CacheReadOp,
+    RfactorOp,
+]
 
 TE = Dialect("te", [ComputeOp, ReadOp, YieldOp, *SCHEDULE_OPS], [])

@@ -74,8 +74,11 @@ def symbols_indexed() -> Iterator[None]:
 def _walk(op: Operation, defined: set[SSAValue]) -> Failure | None:
     for i, operand in enumerate(op.operands):
         if operand not in defined:
-            return Failure(op, f"'{op.name}': operand #{i} ({_value_name(operand)}) is used before it is defined "
-                               "(a value must be defined earlier in its block or in an enclosing one)")
+            return Failure(
+                op,
+                f"'{op.name}': operand #{i} ({_value_name(operand)}) is used before it is defined "
+                "(a value must be defined earlier in its block or in an enclosing one)",
+            )
     for region in op.regions:
         if (bad := _walk_region(region, defined)) is not None:
             return bad

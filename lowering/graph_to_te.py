@@ -22,12 +22,12 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 from xdsl.rewriter import Rewriter
 
 from lathe.dialects import dtypes, graph, te
+from lathe.dialects.functions import KERNEL_ATTR, defined_functions, is_compute, is_kernel
 from lathe.dialects.graph import is_float, shape_of
 from lathe.errors import LatheError
 from lathe.lowering import te_builder as tb
 from lathe.lowering.anchors import CONV2D_NCHW_AXES, CONV2D_NHWC_AXES, CONV2D_REDUCE_AXES, ROLE_PAD
 from lathe.lowering.te_builder import Expr, Tensor, broadcast_index, compute, index, select
-from lathe.dialects.functions import KERNEL_ATTR, defined_functions, is_compute, is_kernel
 
 Stages = list[te.ComputeOp]
 
@@ -63,6 +63,7 @@ def _elementwise(fn: Callable[..., Expr]):
     def lower(op: Operation) -> Stages:
         x = Tensor(op.operands[0])
         return [compute(_name(op), op.results[0].type, lambda *i: fn(op, x[tuple(i)]))]
+
     return lower
 
 
@@ -74,14 +75,18 @@ def _broadcast(fn: Callable[[Expr, Expr], Expr]):
 
         def body(*i):
             return fn(*[t[tuple(broadcast_index(i, t.shape, oshape))] for t in ins])
+
         return [compute(_name(op), out, body)]
+
     return lower
 
 
 def _broadcast_op(fn: Callable[..., Expr]):
     """_broadcast for a formula that also takes the op."""
+
     def lower(op: Operation) -> Stages:
         return _broadcast(lambda *xs: fn(op, *xs))(op)
+
     return lower
 
 
@@ -115,6 +120,7 @@ def _fill(value):
     def lower(op: Operation) -> Stages:
         out = op.results[0].type
         return [compute(_name(op), out, lambda *i: tb.const(value, out.element_type))]
+
     return lower
 
 
@@ -135,7 +141,9 @@ def _where(op: graph.WhereOp) -> Stages:
     def body(*i):
         def at(t):
             return t[tuple(broadcast_index(i, t.shape, oshape))]
+
         return select(at(c), at(x), at(y))
+
     return [compute(_name(op), op.result.type, body)]
 
 
@@ -152,6 +160,7 @@ def _dense(op: graph.DenseOp) -> Stages:
     def body(*idx):
         *batch, j, r = idx
         return tb.cast(x[(*batch, r)], dt) * tb.cast(w[j, r], dt)
+
     names = [f"i{d}" for d in range(rank - 1)] + ["j", "k"]
     return [compute("T_dense", out, body, reduce=[k], axis_names=names)]
 
@@ -166,6 +175,7 @@ def _dense_pack(op: graph.DensePackOp) -> Stages:
     def body(*idx):
         *batch, j, r = idx
         return tb.cast(x[(*batch, r)], dt) * tb.cast(w[j // bn, r, j % bn], dt)
+
     names = [f"i{d}" for d in range(rank - 1)] + ["j", "k"]
     return [compute("T_dense_pack", out, body, reduce=[k], axis_names=names, anchor=op.relay_name())]
 
@@ -179,6 +189,7 @@ def _matmul(op: graph.MatmulOp) -> Stages:
 
     def body(i, j, r):
         return tb.cast(a[r, i] if ta else a[i, r], dt) * tb.cast(b[j, r] if tbt else b[r, j], dt)
+
     return [compute("T_matmul", op.result.type, body, reduce=[k], axis_names=["i", "j", "k"])]
 
 
@@ -195,6 +206,7 @@ def _batch_matmul(op: graph.BatchMatmulOp) -> Stages:
         x = a[na, r, i] if ta else a[na, i, r]
         y = b[nb, j, r] if tbt else b[nb, r, j]
         return tb.cast(x, dt) * tb.cast(y, dt)
+
     return [compute("T_batch_matmul", op.result.type, body, reduce=[k], axis_names=["b", "i", "j", "k"])]
 
 
@@ -207,8 +219,17 @@ def _batch_matmul_pack(op: graph.BatchMatmulPackOp) -> Stages:
         na = 0 if a.shape[0] == 1 else n
         nb = 0 if b.shape[0] == 1 else n
         return tb.cast(a[na, i, r], dt) * tb.cast(b[nb, j // bn, r, j % bn], dt)
-    return [compute("T_batch_matmul_pack", op.result.type, body, reduce=[k], axis_names=["b", "i", "j", "k"],
-                    anchor=op.relay_name())]
+
+    return [
+        compute(
+            "T_batch_matmul_pack",
+            op.result.type,
+            body,
+            reduce=[k],
+            axis_names=["b", "i", "j", "k"],
+            anchor=op.relay_name(),
+        )
+    ]
 
 
 def _conv2d(op: graph.Conv2dOp) -> Stages:
@@ -233,6 +254,7 @@ def _conv2d(op: graph.Conv2dOp) -> Stages:
             iy, ix = yy - g["pt"], xx - g["pl"]
             valid = _in_range(iy, 0, g["h"]).logical_and(_in_range(ix, 0, g["w"]))
             return _padded_read(x, [n, c, iy, ix] if nchw else [n, iy, ix, c], valid, 0.0)
+
         stages.append(compute("T_pad_data", graph.tensor(shape, x.dtype), pad, role=ROLE_PAD))
         src, off_y, off_x = Tensor(stages[-1].result), 0, 0
 
@@ -253,9 +275,13 @@ def _conv2d(op: graph.Conv2dOp) -> Stages:
         widx = [None] * 4
         widx[kpos["O"]], widx[kpos["I"]], widx[kpos["H"]], widx[kpos["W"]] = o, rc, ry, rx
         return tb.cast(v, dt) * tb.cast(w[tuple(widx)], dt)
+
     names = [*(CONV2D_NCHW_AXES if nchw else CONV2D_NHWC_AXES), *CONV2D_REDUCE_AXES]
-    stages.append(compute("T_conv2d", op.result.type, body, reduce=[cg, g["kh"], g["kw"]], axis_names=names,
-                          anchor=op.relay_name()))
+    stages.append(
+        compute(
+            "T_conv2d", op.result.type, body, reduce=[cg, g["kh"], g["kw"]], axis_names=names, anchor=op.relay_name()
+        )
+    )
     return stages
 
 
@@ -280,8 +306,16 @@ def _conv2d_transpose(op: graph.Conv2dTransposeOp) -> Stages:
         conds += [iy.lt(g["h"]), ix.lt(g["w"])]
         v = _padded_read(x, [n, c, iy, ix], _and_all(conds), 0.0)
         return v * w[c, ol, ry, rx]
-    return [compute("T_conv2d_transpose", op.result.type, body, reduce=[cg, g["kh"], g["kw"]],
-                    axis_names=["n", "f", "y", "x", "rc", "ry", "rx"])]
+
+    return [
+        compute(
+            "T_conv2d_transpose",
+            op.result.type,
+            body,
+            reduce=[cg, g["kh"], g["kw"]],
+            axis_names=["n", "f", "y", "x", "rc", "ry", "rx"],
+        )
+    ]
 
 
 # -- nn -------------------------------------------------------------------------------------
@@ -300,6 +334,7 @@ def _prelu(op: graph.PReluOp) -> Stages:
     def body(*i):
         v = x[tuple(i)]
         return select(v.lt(0), v * al[i[axis]], v)
+
     return [compute("T_prelu", op.result.type, body)]
 
 
@@ -316,6 +351,7 @@ def _reduce_over_axis(name: str, src: Tensor, axis: int, combiner: str, fn=None)
         read[axis] = r
         v = src[tuple(read)]
         return fn(v, sp) if fn else v
+
     return compute(name, out, body, reduce=[n], combiner=combiner)
 
 
@@ -329,14 +365,13 @@ def _softmax(op: Operation, log: bool) -> Stages:
         k = list(sp)
         k[axis] = 0
         return tuple(k)
+
     ex = _reduce_over_axis("T_softmax_expsum", x, axis, "sum", lambda v, sp: tb.exp(v - mxt[keep(sp)]))
     ext = Tensor(ex.result)
     if log:
-        out = compute("T_log_softmax", op.result.type,
-                      lambda *i: x[tuple(i)] - mxt[keep(i)] - tb.log(ext[keep(i)]))
+        out = compute("T_log_softmax", op.result.type, lambda *i: x[tuple(i)] - mxt[keep(i)] - tb.log(ext[keep(i)]))
     else:
-        out = compute("T_softmax", op.result.type,
-                      lambda *i: tb.exp(x[tuple(i)] - mxt[keep(i)]) / ext[keep(i)])
+        out = compute("T_softmax", op.result.type, lambda *i: tb.exp(x[tuple(i)] - mxt[keep(i)]) / ext[keep(i)])
     return [mx, ex, out]
 
 
@@ -350,10 +385,12 @@ def _layer_norm(op: graph.LayerNormOp) -> Stages:
         k = list(sp)
         k[axis] = 0
         return tuple(k)
+
     s = _reduce_over_axis("T_layer_norm_sum", x, axis, "sum")
     st = Tensor(s.result)
-    var = _reduce_over_axis("T_layer_norm_sqsum", x, axis, "sum",
-                            lambda v, sp: (v - st[keep(sp)] / n) * (v - st[keep(sp)] / n))
+    var = _reduce_over_axis(
+        "T_layer_norm_sqsum", x, axis, "sum", lambda v, sp: (v - st[keep(sp)] / n) * (v - st[keep(sp)] / n)
+    )
     vt = Tensor(var.result)
 
     def body(*i):
@@ -364,6 +401,7 @@ def _layer_norm(op: graph.LayerNormOp) -> Stages:
         if a["center"]:
             v = v + beta[i[axis]]
         return v
+
     return [s, var, compute("T_layer_norm", op.result.type, body)]
 
 
@@ -376,13 +414,19 @@ def _lrn(op: graph.LRNOp) -> Stages:
     # the window [k - before, k + after] is cut to the c channels there are: a window wider than
     # the axis reads nothing more, and an attribute like size=2**63-1 must not become the loop
     before, after = min((size - 1) // 2, max(c - 1, 0)), min(size // 2, max(c - 1, 0))
-    sq = compute("T_lrn_sqsum", op.result.type, lambda *i: _lrn_tap(x, list(i), axis, before, c),
-                 reduce=[before + after + 1], combiner="sum")
+    sq = compute(
+        "T_lrn_sqsum",
+        op.result.type,
+        lambda *i: _lrn_tap(x, list(i), axis, before, c),
+        reduce=[before + after + 1],
+        combiner="sum",
+    )
     sqt = Tensor(sq.result)
 
     def body(*i):
         base = a["bias"] + (a["alpha"] / size) * sqt[tuple(i)]
         return x[tuple(i)] / tb.power(base, tb.const(a["beta"], x.dtype))
+
     return [sq, compute("T_lrn", op.result.type, body)]
 
 
@@ -419,8 +463,16 @@ def _pool(op: Operation, kind: str) -> Stages:
     names = (["n", "c", "y", "x"] if nchw else ["n", "y", "x", "c"]) + ["ry", "rx"]
     red = [g["kh"], g["kw"]]
     if kind == "max":
-        return [compute("T_max_pool2d", op.result.type, lambda *i: read(i, dtypes.lowest(dt)), reduce=red,
-                        combiner="max", axis_names=names)]
+        return [
+            compute(
+                "T_max_pool2d",
+                op.result.type,
+                lambda *i: read(i, dtypes.lowest(dt)),
+                reduce=red,
+                combiner="max",
+                axis_names=names,
+            )
+        ]
     total = compute("T_avg_pool2d_sum", op.result.type, lambda *i: read(i, 0.0), reduce=red, axis_names=names)
 
     def counted(*idx):
@@ -431,6 +483,7 @@ def _pool(op: Operation, kind: str) -> Stages:
             lo_y, hi_y, lo_x, hi_x = 0, g["h"], 0, g["w"]
         valid = _in_range(iy, lo_y, hi_y).logical_and(_in_range(ix, lo_x, hi_x))
         return select(valid, tb.const(1.0, dt), tb.const(0.0, dt))
+
     count = compute("T_avg_pool2d_count", op.result.type, counted, reduce=red, axis_names=names)
     tt, ct = Tensor(total.result), Tensor(count.result)
     return [total, count, compute("T_avg_pool2d", op.result.type, lambda *i: tt[tuple(i)] / ct[tuple(i)])]
@@ -447,6 +500,7 @@ def _global_pool(op: Operation, kind: str) -> Stages:
             return x[n, c, ry, rx]
         n, _, _, c, ry, rx = idx
         return x[n, ry, rx, c]
+
     if kind == "max":
         return [compute("T_global_max_pool2d", op.result.type, body, reduce=[h, w], combiner="max")]
     s = compute("T_global_avg_pool2d_sum", op.result.type, body, reduce=[h, w])
@@ -471,6 +525,7 @@ def _adaptive_avg_pool(op: graph.AdaptiveAvgPool2dOp) -> Stages:
         iy, ix = y0 + ry, x0 + rx
         valid = iy.lt(y1).logical_and(ix.lt(x1))
         return _padded_read(x, [nn, c, iy, ix], valid, 0.0)
+
     s = compute("T_adaptive_pool_sum", op.result.type, body, reduce=[min(wy, h), min(wx, w)])
     st = Tensor(s.result)
 
@@ -479,6 +534,7 @@ def _adaptive_avg_pool(op: graph.AdaptiveAvgPool2dOp) -> Stages:
         x0, x1 = bounds(j, w, ow)
         area = tb.cast((y1 - y0) * (x1 - x0), x.dtype)
         return st[nn, c, i, j] / area
+
     return [s, compute("T_adaptive_avg_pool2d", op.result.type, avg)]
 
 
@@ -503,6 +559,7 @@ def _pad(op: graph.PadOp) -> Stages:
             src.append(s)
         pad_value = a["pad_value"] if is_float(x.dtype) else int(a["pad_value"])
         return _padded_read(x, src, _and_all(conds), pad_value)
+
     return [compute("T_pad", op.result.type, body)]
 
 
@@ -532,6 +589,7 @@ def _resize2d(op: graph.Resize2dOp) -> Stages:
         def body(*i):
             n, c, y, xx = i if nchw else (i[0], i[3], i[1], i[2])
             return at(n, c, nearest(src(y, oh, h), h), nearest(src(xx, ow, w), w))
+
         return [compute("T_resize2d", op.result.type, body)]
 
     def bilinear(*i):
@@ -545,9 +603,11 @@ def _resize2d(op: graph.Resize2dOp) -> Stages:
 
         def px(yy, xv):
             return tb.cast(at(n, c, yy, xv), f64)
+
         top = px(y0, x0) * (1.0 - dx) + px(y0, x1) * dx
         bot = px(y1, x0) * (1.0 - dx) + px(y1, x1) * dx
         return top * (1.0 - dy) + bot * dy
+
     return [compute("T_resize2d", op.result.type, bilinear)]
 
 
@@ -576,12 +636,14 @@ def _reduction_stage(op: Operation, combiner: str, name: str, fn=None, dtype=Non
             full[d] = sp[d] if keep else sp[k]
         v = x[tuple(full)]
         return fn(v, full) if fn else v
+
     return compute(name, out, body, reduce=[x.shape[d] for d in axes] or [1], combiner=combiner)
 
 
 def _reduce(combiner: str):
     def lower(op: Operation) -> Stages:
         return [_reduction_stage(op, combiner, _name(op))]
+
     return lower
 
 
@@ -595,8 +657,7 @@ def _mean(op: graph.MeanOp) -> Stages:
     cast back: the true mean, as the interpreter's numpy computes it."""
     dtype = op.result.type.element_type
     wide = None if graph.is_float(dtype) else graph.DTYPES["int64"]
-    s = _reduction_stage(op, "sum", "T_mean_sum", fn=(lambda v, full: tb.cast(v, wide)) if wide else None,
-                         dtype=wide)
+    s = _reduction_stage(op, "sum", "T_mean_sum", fn=(lambda v, full: tb.cast(v, wide)) if wide else None, dtype=wide)
     st = Tensor(s.result)
     n = _count(op)
     if wide is None:
@@ -613,13 +674,18 @@ def _variance(op: graph.VarianceOp) -> Stages:
     keep_shape = [1 if d in axes else s for d, s in enumerate(x.shape)]
     keep_op = graph.tensor(keep_shape, x.dtype)
     # mean with keepdims, then the squared deviations summed over the same axes
-    s = compute("T_variance_sum", keep_op, lambda *idx: x[tuple(_full_index(idx, axes, rank))],
-                reduce=[x.shape[d] for d in axes] or [1])
+    s = compute(
+        "T_variance_sum",
+        keep_op,
+        lambda *idx: x[tuple(_full_index(idx, axes, rank))],
+        reduce=[x.shape[d] for d in axes] or [1],
+    )
     st = Tensor(s.result)
 
     def dev(v, full):
         mean = st[tuple(0 if d in axes else full[d] for d in range(rank))] / float(n)
         return (v - mean) * (v - mean)
+
     sq = _reduction_stage(op, "sum", "T_variance_sqsum", dev)
     sqt = Tensor(sq.result)
     denom = float(n - 1 if a["unbiased"] else n)
@@ -666,8 +732,10 @@ def _arg(kind: str):
             if a["select_last_index"]:
                 return select(hit, flat, -1)
             return select(hit, flat, acc)
+
         combiner = "max" if a["select_last_index"] else "min"
         return [best, _reduction_stage(op, combiner, f"T_{op.relay_name()}", pick)]
+
     return lower
 
 
@@ -699,6 +767,7 @@ def _reshape(op: Operation) -> Stages:
 
     def body(*i):
         return x[tuple(_delinearize(_linearize(i, oshape), x.shape))]
+
     return [compute(_name(op), op.results[0].type, body)]
 
 
@@ -711,6 +780,7 @@ def _transpose(op: graph.TransposeOp) -> Stages:
         for k, p in enumerate(perm):
             src[p] = i[k]
         return x[tuple(src)]
+
     return [compute("T_transpose", op.result.type, body)]
 
 
@@ -736,6 +806,7 @@ def _concatenate(op: graph.ConcatenateOp) -> Stages:
             v = f[tuple(idx)]
             result = v if result is None else select(i[axis].lt(lo + f.shape[axis]), v, result)
         return result
+
     return [compute("T_concat", op.result.type, body)]
 
 
@@ -744,11 +815,12 @@ def _stack(op: graph.StackOp) -> Stages:
     axis = graph.normalize_axis("", op.attrs()["axis"], len(fields[0].shape) + 1)
 
     def body(*i):
-        idx = tuple(i[:axis] + i[axis + 1:])
+        idx = tuple(i[:axis] + i[axis + 1 :])
         result = fields[-1][idx]
         for k in range(len(fields) - 2, -1, -1):
             result = select(i[axis].eq(k), fields[k][idx], result)
         return result
+
     return [compute("T_stack", op.result.type, body)]
 
 
@@ -758,6 +830,7 @@ def _strided_slice(op: graph.StridedSliceOp) -> Stages:
 
     def body(*i):
         return x[tuple(b + s * k if (b, s) != (0, 1) else k for k, (b, s, _) in zip(i, bounds))]
+
     return [compute("T_strided_slice", op.result.type, body)]
 
 
@@ -781,13 +854,19 @@ def _take(op: graph.TakeOp) -> Stages:
     nd = len(idx.shape)
     if a["axis"] is None:
         total = math.prod(x.shape)
-        return [compute("T_take", op.result.type,
-                        lambda *i: x[tuple(_delinearize(_index_value(idx[tuple(i)], total, a["mode"]), x.shape))])]
+        return [
+            compute(
+                "T_take",
+                op.result.type,
+                lambda *i: x[tuple(_delinearize(_index_value(idx[tuple(i)], total, a["mode"]), x.shape))],
+            )
+        ]
     axis = graph.normalize_axis("", a["axis"], len(x.shape))
 
     def body(*i):
-        sel = _index_value(idx[tuple(i[axis:axis + nd])], x.shape[axis], a["mode"])
-        return x[tuple(i[:axis]) + (sel,) + tuple(i[axis + nd:])]
+        sel = _index_value(idx[tuple(i[axis : axis + nd])], x.shape[axis], a["mode"])
+        return x[tuple(i[:axis]) + (sel,) + tuple(i[axis + nd :])]
+
     return [compute("T_take", op.result.type, body)]
 
 
@@ -799,6 +878,7 @@ def _gather(op: graph.GatherOp) -> Stages:
         src = list(i)
         src[axis] = _index_value(idx[tuple(i)], x.shape[axis], "normalize")
         return x[tuple(src)]
+
     return [compute("T_gather", op.result.type, body)]
 
 
@@ -806,8 +886,13 @@ def _tile(op: graph.TileOp) -> Stages:
     x = Tensor(op.data)
     oshape = shape_of(op.result.type)
     offset = len(oshape) - len(x.shape)
-    return [compute("T_tile", op.result.type,
-                    lambda *i: x[tuple(i[offset + k] % d if d != 1 else 0 for k, d in enumerate(x.shape))])]
+    return [
+        compute(
+            "T_tile",
+            op.result.type,
+            lambda *i: x[tuple(i[offset + k] % d if d != 1 else 0 for k, d in enumerate(x.shape))],
+        )
+    ]
 
 
 def _broadcast_to(op: graph.BroadcastToOp) -> Stages:
@@ -891,11 +976,15 @@ TE_COMPUTE: dict[type[Operation], Callable[[Operation], Stages]] = {
     graph.FullLikeOp: _full_like,
 }
 # Elementwise ops written as a scalar formula (dialects/graph.py's UnaryOp) need no entry.
-TE_COMPUTE.update({
-    cls: (_elementwise if issubclass(cls, graph.UnaryOp) else _broadcast_op)(
-        lambda op, *xs: type(op).scalar(tb.TE_MATH, *xs))
-    for cls in graph.GRAPH_OPS if hasattr(cls, "scalar") and cls not in TE_COMPUTE
-})
+TE_COMPUTE.update(
+    {
+        cls: (_elementwise if issubclass(cls, graph.UnaryOp) else _broadcast_op)(
+            lambda op, *xs: type(op).scalar(tb.TE_MATH, *xs)
+        )
+        for cls in graph.GRAPH_OPS
+        if hasattr(cls, "scalar") and cls not in TE_COMPUTE
+    }
+)
 
 
 class LowerGraphOpToTe(RewritePattern):
@@ -907,8 +996,10 @@ class LowerGraphOpToTe(RewritePattern):
             return
         lower = TE_COMPUTE.get(type(op))
         if lower is None:
-            raise LatheError(f"lower-graph-to-te: no te compute definition for '{op.relay_name()}'",
-                             note="tuple-producing ops (split, batch_norm, dropout) are expanded by simplify-inference and expand-split")
+            raise LatheError(
+                f"lower-graph-to-te: no te compute definition for '{op.relay_name()}'",
+                note="tuple-producing ops (split, batch_norm, dropout) are expanded by simplify-inference and expand-split",
+            )
         stages = lower(op)
         rewriter.replace(op, stages, [stages[-1].result])
 
@@ -937,6 +1028,8 @@ def _check_outlined(module: ModuleOp) -> None:
         return
     stray = next((o for f in funcs for o in f.body.block.ops if is_compute(o)), None)
     if stray is not None:
-        raise LatheError(f"lower-graph-to-te: no kernels to lower ('{stray.relay_name()}' in "
-                         f"@{stray.parent_op().sym_name.data} is not in one)",  # type: ignore[union-attr]
-                         note="run outline-kernels or fuse-ops first (or lathe-opt -O N, which ends with one)")
+        raise LatheError(
+            f"lower-graph-to-te: no kernels to lower ('{stray.relay_name()}' in "
+            f"@{stray.parent_op().sym_name.data} is not in one)",  # type: ignore[union-attr]
+            note="run outline-kernels or fuse-ops first (or lathe-opt -O N, which ends with one)",
+        )

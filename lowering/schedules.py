@@ -19,9 +19,9 @@ from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 
 from lathe.dialects import graph, te
+from lathe.dialects.functions import defined_functions, is_kernel
 from lathe.errors import LatheError
 from lathe.lowering.anchors import CONV2D_NHWC_AXES, CONV2D_REDUCE_AXES, ROLE_PAD
-from lathe.dialects.functions import defined_functions, is_kernel
 
 
 class Schedule:
@@ -55,8 +55,13 @@ class Schedule:
         return outer, inner
 
     def tile(self, x: str, y: str, x_factor: int, y_factor: int) -> tuple[str, str, str, str]:
-        self._emit(te.TileOp, x_axis=StringAttr(x), y_axis=StringAttr(y),
-                   x_factor=IntegerAttr(x_factor, i64), y_factor=IntegerAttr(y_factor, i64))
+        self._emit(
+            te.TileOp,
+            x_axis=StringAttr(x),
+            y_axis=StringAttr(y),
+            x_factor=IntegerAttr(x_factor, i64),
+            y_factor=IntegerAttr(y_factor, i64),
+        )
         return f"{x}.outer", f"{y}.outer", f"{x}.inner", f"{y}.inner"
 
     def bind(self, axis: str, thread_axis: str) -> None:
@@ -94,8 +99,9 @@ class Schedule:
         self._emit(te.PragmaOp, axis=StringAttr(axis), pragma=StringAttr(pragma))
 
     def storage_align(self, axis: str, factor: int, offset: int) -> None:
-        self._emit(te.StorageAlignOp, axis=StringAttr(axis), factor=IntegerAttr(factor, i64),
-                   offset=IntegerAttr(offset, i64))
+        self._emit(
+            te.StorageAlignOp, axis=StringAttr(axis), factor=IntegerAttr(factor, i64), offset=IntegerAttr(offset, i64)
+        )
 
     def cache_read(self, tensor, readers: list[te.ComputeOp]) -> Schedule:
         """A copy of `tensor` (a kernel argument or another stage) that `readers` read instead."""
@@ -108,8 +114,11 @@ class Schedule:
         """Partial sums over the outer part of reduce axis `axis`, indexed by its inner part."""
         t = self.stage.result.type
         rf_type = type(t)(t.element_type, [*t.get_shape(), factor])  # type: ignore[union-attr]
-        op = te.RfactorOp.create(operands=[self.stage.result], result_types=[rf_type],
-                                 properties={"axis": StringAttr(axis), "factor": IntegerAttr(factor, i64)})
+        op = te.RfactorOp.create(
+            operands=[self.stage.result],
+            result_types=[rf_type],
+            properties={"axis": StringAttr(axis), "factor": IntegerAttr(factor, i64)},
+        )
         assert self.ret is not None
         self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
         return _CachedSchedule(self.stage, op.result)
@@ -251,7 +260,11 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> 
 def anchor_pack_width(anchor: te.ComputeOp) -> int:
     """bn of a packed contraction's stage: the last dimension of its packed weight read."""
     for op in anchor.body.block.ops:
-        if isinstance(op, te.ReadOp) and op.tensor.type.get_shape() and len(op.tensor.type.get_shape()) == len(anchor.spatial_extents) + 1:  # type: ignore[union-attr]
+        if (
+            isinstance(op, te.ReadOp)
+            and op.tensor.type.get_shape()
+            and len(op.tensor.type.get_shape()) == len(anchor.spatial_extents) + 1
+        ):  # type: ignore[union-attr]
             return op.tensor.type.get_shape()[-1]  # type: ignore[union-attr]
     return 16
 
@@ -329,8 +342,9 @@ def apply_default_schedule(stage: te.ComputeOp, lanes: int = 16) -> None:
 def has_schedule(fn: func.FuncOp) -> bool:
     """Any schedule op at all: the stage-making ones (cache_write, cache_read, rfactor) too,
     or a hand-written schedule of only those would be overwritten by the default."""
-    return any(isinstance(o, te.SchedulePrimitive | te.CacheWriteOp | te.CacheReadOp | te.RfactorOp)
-               for o in fn.body.block.ops)
+    return any(
+        isinstance(o, te.SchedulePrimitive | te.CacheWriteOp | te.CacheReadOp | te.RfactorOp) for o in fn.body.block.ops
+    )
 
 
 @dataclass(frozen=True)
@@ -357,8 +371,12 @@ def schedule_kernel(f: func.FuncOp, lanes: int) -> None:
     computes = [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]
     anchor = next((c for c in computes if template_of(c) is not None), None)
     out = outputs[0].owner if len(outputs) == 1 else None
-    if anchor is not None and isinstance(out, te.ComputeOp) and out.spatial_extents == anchor.spatial_extents \
-            and not [c for c in computes if c.reduce_extent_list and c is not anchor]:
+    if (
+        anchor is not None
+        and isinstance(out, te.ComputeOp)
+        and out.spatial_extents == anchor.spatial_extents
+        and not [c for c in computes if c.reduce_extent_list and c is not anchor]
+    ):
         template = template_of(anchor)
         assert template is not None
         roots = [c for c in computes if c.role is not None and c.role.data in template.root_roles]

@@ -32,8 +32,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, SSAValue
 
-from lathe.dialects import te
-from lathe.dialects import dtypes
+from lathe.dialects import dtypes, te
 from lathe.dialects.graph import is_float
 
 INDEX = IndexType()
@@ -58,16 +57,35 @@ class Expr:
         op = fop if is_float(self.type) else iop
         return Expr(op(self.value, o.value).result)
 
-    def __add__(self, o): return self._bin(o, arith.AddfOp, arith.AddiOp)
-    def __radd__(self, o): return self._lift(o) + self
-    def __sub__(self, o): return self._bin(o, arith.SubfOp, arith.SubiOp)
-    def __rsub__(self, o): return self._lift(o) - self
-    def __mul__(self, o): return self._bin(o, arith.MulfOp, arith.MuliOp)
-    def __rmul__(self, o): return self._lift(o) * self
-    def __truediv__(self, o): return self._bin(o, arith.DivfOp, arith.DivSIOp)
-    def __rtruediv__(self, o): return self._lift(o) / self
-    def __floordiv__(self, o): return self._bin(o, arith.DivfOp, arith.FloorDivSIOp)
-    def __mod__(self, o): return self._bin(o, arith.RemSIOp, arith.RemSIOp)
+    def __add__(self, o):
+        return self._bin(o, arith.AddfOp, arith.AddiOp)
+
+    def __radd__(self, o):
+        return self._lift(o) + self
+
+    def __sub__(self, o):
+        return self._bin(o, arith.SubfOp, arith.SubiOp)
+
+    def __rsub__(self, o):
+        return self._lift(o) - self
+
+    def __mul__(self, o):
+        return self._bin(o, arith.MulfOp, arith.MuliOp)
+
+    def __rmul__(self, o):
+        return self._lift(o) * self
+
+    def __truediv__(self, o):
+        return self._bin(o, arith.DivfOp, arith.DivSIOp)
+
+    def __rtruediv__(self, o):
+        return self._lift(o) / self
+
+    def __floordiv__(self, o):
+        return self._bin(o, arith.DivfOp, arith.FloorDivSIOp)
+
+    def __mod__(self, o):
+        return self._bin(o, arith.RemSIOp, arith.RemSIOp)
 
     def __neg__(self):
         if is_float(self.type):
@@ -82,16 +100,32 @@ class Expr:
             ipred = {"slt": "ult", "sle": "ule", "sgt": "ugt", "sge": "uge"}.get(ipred, ipred)
         return Expr(arith.CmpiOp(self.value, o.value, ipred).result)
 
-    def lt(self, o): return self._cmp(o, "olt", "slt")
-    def le(self, o): return self._cmp(o, "ole", "sle")
-    def gt(self, o): return self._cmp(o, "ogt", "sgt")
-    def ge(self, o): return self._cmp(o, "oge", "sge")
-    def eq(self, o): return self._cmp(o, "oeq", "eq")
-    def ne(self, o): return self._cmp(o, "une", "ne")
+    def lt(self, o):
+        return self._cmp(o, "olt", "slt")
 
-    def logical_and(self, o): return Expr(arith.AndIOp(self.value, self._lift(o).value).result)
-    def logical_or(self, o): return Expr(arith.OrIOp(self.value, self._lift(o).value).result)
-    def logical_not(self): return Expr(arith.XOrIOp(self.value, const(1, i1).value).result)
+    def le(self, o):
+        return self._cmp(o, "ole", "sle")
+
+    def gt(self, o):
+        return self._cmp(o, "ogt", "sgt")
+
+    def ge(self, o):
+        return self._cmp(o, "oge", "sge")
+
+    def eq(self, o):
+        return self._cmp(o, "oeq", "eq")
+
+    def ne(self, o):
+        return self._cmp(o, "une", "ne")
+
+    def logical_and(self, o):
+        return Expr(arith.AndIOp(self.value, self._lift(o).value).result)
+
+    def logical_or(self, o):
+        return Expr(arith.OrIOp(self.value, self._lift(o).value).result)
+
+    def logical_not(self):
+        return Expr(arith.XOrIOp(self.value, const(1, i1).value).result)
 
 
 def combiner_identity(combiner: str, t: Attribute):
@@ -136,6 +170,7 @@ def clamp(i: Expr, lo, hi) -> Expr:
 def _unary(op_cls):
     def f(a: Expr) -> Expr:
         return Expr(op_cls(a.value).result)
+
     return f
 
 
@@ -149,14 +184,26 @@ ceil = _unary(math.CeilOp)
 round_even = _unary(math.RoundEvenOp)
 fabs = _unary(math.AbsFOp)
 
+
 # The math namespace a graph op's `scalar` formula is written in (dialects/graph.py's
 # UnaryOp), for te: the same formula that gives the op's numpy reference gives its compute.
 def absolute(x: Expr) -> Expr:
     return fabs(x) if is_float(x.type) else select(x.lt(0), -x, x)
 
 
-TE_MATH = SimpleNamespace(exp=exp, log=log, sqrt=sqrt, tanh=tanh, erf=erf, floor=floor, ceil=ceil,
-                          round_even=round_even, abs=absolute, maximum=maximum, minimum=minimum)
+TE_MATH = SimpleNamespace(
+    exp=exp,
+    log=log,
+    sqrt=sqrt,
+    tanh=tanh,
+    erf=erf,
+    floor=floor,
+    ceil=ceil,
+    round_even=round_even,
+    abs=absolute,
+    maximum=maximum,
+    minimum=minimum,
+)
 
 
 def power(a: Expr, b: Expr) -> Expr:
@@ -215,16 +262,23 @@ class Tensor:
         return Expr(te.ReadOp(self.value, vals).result)
 
 
-def compute(stage: str, out_type: TensorType, fn: Callable[..., Expr],
-            reduce: Sequence[int] = (), combiner: str = "sum",
-            axis_names: Sequence[str] | None = None,
-            anchor: str | None = None, role: str | None = None) -> te.ComputeOp:
+def compute(
+    stage: str,
+    out_type: TensorType,
+    fn: Callable[..., Expr],
+    reduce: Sequence[int] = (),
+    combiner: str = "sum",
+    axis_names: Sequence[str] | None = None,
+    anchor: str | None = None,
+    role: str | None = None,
+) -> te.ComputeOp:
     """`anchor` and `role` are the marks schedule templates key on (lowering/anchors.py)."""
     rank = len(out_type.get_shape())
     if axis_names is None:
         axis_names = [f"ax{d}" for d in range(rank)] + [f"k{d}" for d in range(len(reduce))]
-    op = te.ComputeOp.build_empty(stage, out_type, axis_names, reduce, combiner if reduce else None,
-                                  anchor=anchor, role=role)
+    op = te.ComputeOp.build_empty(
+        stage, out_type, axis_names, reduce, combiner if reduce else None, anchor=anchor, role=role
+    )
     block = op.body.block
     with ImplicitBuilder(block):
         result = fn(*[Expr(a) for a in block.args])

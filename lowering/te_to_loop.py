@@ -37,12 +37,12 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph, te
+from lathe.dialects.functions import KERNEL_ATTR, defined_functions, glue_functions, is_compute, is_kernel
 from lathe.dialects.graph import is_float
 from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr
 from lathe.errors import LatheError
 from lathe.lowering.te_builder import combiner_identity
 from lathe.lowering.te_transforms import expand_stage_ops
-from lathe.dialects.functions import KERNEL_ATTR, defined_functions, glue_functions, is_compute, is_kernel
 
 ALIGNMENT = 64
 NUM_INPUTS = "lathe.num_inputs"  # on a lowered kernel: its first N buffers are inputs, the rest outputs
@@ -154,13 +154,31 @@ class StageSchedule:
         elif isinstance(prim, te.TileOp):
             x, y = prim.x_axis.data, prim.y_axis.data
             if min(prim.x_factor.value.data, prim.y_factor.value.data) < 1:
-                raise self._err(prim, f"factors must be >= 1, got {prim.x_factor.value.data}, {prim.y_factor.value.data}")
+                raise self._err(
+                    prim, f"factors must be >= 1, got {prim.x_factor.value.data}, {prim.y_factor.value.data}"
+                )
             for axis, factor in ((x, prim.x_factor), (y, prim.y_factor)):
-                self.apply(te.SplitOp.create(operands=[prim.stage], properties={
-                    "axis": StringAttr(axis), "factor": factor,
-                    "outer": StringAttr(f"{axis}.outer"), "inner": StringAttr(f"{axis}.inner")}))
-            self.apply(te.ReorderOp.create(operands=[prim.stage], properties={"order": ArrayAttr(
-                [StringAttr(n) for n in (f"{x}.outer", f"{y}.outer", f"{x}.inner", f"{y}.inner")])}))
+                self.apply(
+                    te.SplitOp.create(
+                        operands=[prim.stage],
+                        properties={
+                            "axis": StringAttr(axis),
+                            "factor": factor,
+                            "outer": StringAttr(f"{axis}.outer"),
+                            "inner": StringAttr(f"{axis}.inner"),
+                        },
+                    )
+                )
+            self.apply(
+                te.ReorderOp.create(
+                    operands=[prim.stage],
+                    properties={
+                        "order": ArrayAttr(
+                            [StringAttr(n) for n in (f"{x}.outer", f"{y}.outer", f"{x}.inner", f"{y}.inner")]
+                        )
+                    },
+                )
+            )
         elif isinstance(prim, te.BindOp):
             ax = self._leaf(prim, prim.axis.data)
             if ax.reduce:
@@ -307,7 +325,7 @@ class KernelLowering:
         for a, new in zip(old_block.args, block.args):
             self.buffers[a] = new
             new.name_hint = a.name_hint
-        outs = block.args[len(in_types):]
+        outs = block.args[len(in_types) :]
         for n, o in enumerate(outs):
             o.name_hint = f"out{n}" if len(outs) > 1 else "out"
         e = Emitter(block)
@@ -327,8 +345,10 @@ class KernelLowering:
             if s.attach is not None:
                 target, axis = s.attach
                 if target not in self.schedules or axis not in self.schedules[target].leaves:
-                    raise LatheError(f"te.compute_at on stage '{c.stage.data}': the target has no leaf axis '{axis}'",
-                                     note="leaf axes: " + ", ".join(self.schedules.get(target, s).leaves))
+                    raise LatheError(
+                        f"te.compute_at on stage '{c.stage.data}': the target has no leaf axis '{axis}'",
+                        note="leaf axes: " + ", ".join(self.schedules.get(target, s).leaves),
+                    )
                 self.check_consumer(c, target)
                 self.attached.setdefault((target, axis), []).append(c)
 
@@ -342,12 +362,16 @@ class KernelLowering:
             s = self.schedules[c]
             if s.inline or s.attach is not None:
                 if c.result in returned:
-                    raise LatheError(f"stage '{c.stage.data}' is a kernel output: it cannot be inlined or "
-                                     "computed at another stage (cache_write it first)")
+                    raise LatheError(
+                        f"stage '{c.stage.data}' is a kernel output: it cannot be inlined or "
+                        "computed at another stage (cache_write it first)"
+                    )
                 continue
             if c.result in returned:
                 if s.align is not None:
-                    raise LatheError(f"te.storage_align: stage '{c.stage.data}' is a kernel output; its layout is fixed")
+                    raise LatheError(
+                        f"te.storage_align: stage '{c.stage.data}' is a kernel output; its layout is fixed"
+                    )
                 self.buffers[c.result] = returned[c.result]
             else:
                 t = memref_of(c.result.type)
@@ -387,20 +411,31 @@ class KernelLowering:
             if self.schedules[r].inline:
                 stack.extend(readers.get(r.result, ()))
             elif r is not target:
-                raise LatheError(f"te.compute_at on stage '{c.stage.data}': stage '{r.stage.data}' reads it too, "
-                                 f"but its tile exists only inside '{target.stage.data}'",
-                                 note="compute_at needs a stage whose only consumer is the target")
+                raise LatheError(
+                    f"te.compute_at on stage '{c.stage.data}': stage '{r.stage.data}' reads it too, "
+                    f"but its tile exists only inside '{target.stage.data}'",
+                    note="compute_at needs a stage whose only consumer is the target",
+                )
         if target not in seen:
-            raise LatheError(f"te.compute_at on stage '{c.stage.data}': '{target.stage.data}' does not read it",
-                             note="compute_at moves a producer into the loop of its consumer")
+            raise LatheError(
+                f"te.compute_at on stage '{c.stage.data}': '{target.stage.data}' does not read it",
+                note="compute_at moves a producer into the loop of its consumer",
+            )
 
     def load_source(self, v: SSAValue) -> SSAValue:
         if v not in self.buffers:
-            what = f"stage '{v.owner.stage.data}'" if isinstance(v.owner, te.ComputeOp) else f"{v.owner.name} result" \
-                if isinstance(v.owner, Operation) else "an argument"
-            raise LatheError(f"lower-te-to-loop: kernel @{self.kernel.sym_name.data} reads {what}, which has no buffer",
-                             note="a stage computed at another one is only readable there, and an inlined one "
-                                  "has no buffer (compute_root it, or read it from its consumer)")
+            what = (
+                f"stage '{v.owner.stage.data}'"
+                if isinstance(v.owner, te.ComputeOp)
+                else f"{v.owner.name} result"
+                if isinstance(v.owner, Operation)
+                else "an argument"
+            )
+            raise LatheError(
+                f"lower-te-to-loop: kernel @{self.kernel.sym_name.data} reads {what}, which has no buffer",
+                note="a stage computed at another one is only readable there, and an inlined one "
+                "has no buffer (compute_root it, or read it from its consumer)",
+            )
         return self.buffers[v]
 
     # -- one stage ------------------------------------------------------------
@@ -451,8 +486,15 @@ class KernelLowering:
             init_leaves = [n for n in s.leaves[first_reduce:] if not s.axes[n].reduce]
             open_loops(init_leaves)
             roots, guards = self.root_values(e, s, values, spatial_only=True)
-            self.guarded(e, guards + tile_guards(roots), lambda: e.add(memref.StoreOp.get(
-                e.scalar(identity, c.result.type.element_type), out, [roots[n] for n in spatial_roots])))
+            self.guarded(
+                e,
+                guards + tile_guards(roots),
+                lambda: e.add(
+                    memref.StoreOp.get(
+                        e.scalar(identity, c.result.type.element_type), out, [roots[n] for n in spatial_roots]
+                    )
+                ),
+            )
             if init_leaves:
                 close_to(outer_block)
             open_loops(s.leaves[first_reduce:])
@@ -474,16 +516,19 @@ class KernelLowering:
         if e.block is not saved:
             close_to(saved)
 
-    def emit_attached(self, e: Emitter, target: StageSchedule, axis: str, values: dict[str, SSAValue],
-                      p: te.ComputeOp) -> None:
+    def emit_attached(
+        self, e: Emitter, target: StageSchedule, axis: str, values: dict[str, SSAValue], p: te.ComputeOp
+    ) -> None:
         """Emit stage p for one iteration of target's loop `axis`: the tile target reads next."""
         q = target.compute
         if target.axes[axis].reduce:
             raise LatheError(f"te.compute_at on stage '{p.stage.data}': '{axis}' of '{q.stage.data}' is a reduce axis")
         if p.spatial_extents != q.spatial_extents:
-            raise LatheError(f"te.compute_at on stage '{p.stage.data}': its shape {p.spatial_extents} differs from "
-                             f"'{q.stage.data}' {q.spatial_extents}; only same-index producers can be computed at")
-        inner = target.leaves[target.leaves.index(axis) + 1:]
+            raise LatheError(
+                f"te.compute_at on stage '{p.stage.data}': its shape {p.spatial_extents} differs from "
+                f"'{q.stage.data}' {q.spatial_extents}; only same-index producers can be computed at"
+            )
+        inner = target.leaves[target.leaves.index(axis) + 1 :]
         vals = dict(values)
         for leaf in inner:
             vals[leaf] = e.index(0)
@@ -495,14 +540,22 @@ class KernelLowering:
             for leaf in inner:
                 r = target.root_of(leaf)
                 if r is None and not target.axes[leaf].reduce:
-                    raise LatheError(f"te.compute_at on stage '{p.stage.data}': a fused axis inside '{axis}' "
-                                     "cannot bound a tile")
+                    raise LatheError(
+                        f"te.compute_at on stage '{p.stage.data}': a fused axis inside '{axis}' cannot bound a tile"
+                    )
                 if r == root:
                     ext *= target.axes[leaf].extent
             extents.append(min(ext, full))
-        limits = [full if any(isinstance(rel, Split) and rel.parent == root and target.axes[root].extent % rel.factor
-                              for rel in target.relations) or full % ext else None
-                  for root, full, ext in zip(target.roots[:nsp], q.spatial_extents, extents)]
+        limits = [
+            full
+            if any(
+                isinstance(rel, Split) and rel.parent == root and target.axes[root].extent % rel.factor
+                for rel in target.relations
+            )
+            or full % ext
+            else None
+            for root, full, ext in zip(target.roots[:nsp], q.spatial_extents, extents)
+        ]
         t = memref_of(p.result.type)
         buf = e.add(memref.AllocaOp.get(t.element_type, ALIGNMENT, extents)).results[0]
         tile = Tile(buf, [origin[r] for r in target.roots[:nsp]], limits)
@@ -525,7 +578,9 @@ class KernelLowering:
                 scaled = e.binop(arith.MuliOp, o, e.index(rel.factor))
                 vals[rel.parent] = e.binop(arith.AddiOp, scaled, i)
                 if s.axes[rel.parent].extent % rel.factor:
-                    guards.append(e.add(arith.CmpiOp(vals[rel.parent], e.index(s.axes[rel.parent].extent), "slt")).results[0])
+                    guards.append(
+                        e.add(arith.CmpiOp(vals[rel.parent], e.index(s.axes[rel.parent].extent), "slt")).results[0]
+                    )
             else:
                 if spatial_only and s.axes[rel.fused].reduce:
                     continue
@@ -621,11 +676,15 @@ def _check_closed(c: te.ComputeOp) -> None:
         operands = op.operands[1:] if isinstance(op, te.ReadOp) else op.operands
         for v in operands:
             if v not in inside:
-                raise LatheError(f"te.compute '{c.stage.data}': '{op.name}' uses a value defined outside the stage's body",
-                                 note="a stage's body may use only its axis arguments, values it computes, and te.read")
+                raise LatheError(
+                    f"te.compute '{c.stage.data}': '{op.name}' uses a value defined outside the stage's body",
+                    note="a stage's body may use only its axis arguments, values it computes, and te.read",
+                )
         inside.update(op.results)
         if op.regions:
-            raise LatheError(f"te.compute '{c.stage.data}': '{op.name}' has regions; a stage's body is straight-line code")
+            raise LatheError(
+                f"te.compute '{c.stage.data}': '{op.name}' has regions; a stage's body is straight-line code"
+            )
 
 
 class _BodyFrame:
@@ -677,7 +736,9 @@ def _bufferize_glue(fn: func.FuncOp, module: ModuleOp, kernels: dict[str, func.F
         elif isinstance(op, func.CallOp):
             raise LatheError(_non_kernel_call(module, fn, op.callee.root_reference.data))
         else:
-            raise LatheError(f"lower-te-to-loop: '{op.name}' in @{fn.sym_name.data} is not in a kernel; run outline-kernels first")
+            raise LatheError(
+                f"lower-te-to-loop: '{op.name}' in @{fn.sym_name.data} is not in a kernel; run outline-kernels first"
+            )
     ret = block.last_op
     assert isinstance(ret, func.ReturnOp)
     fn.function_type = func.FunctionType.from_lists([a.type for a in block.args], [v.type for v in ret.operands])
@@ -686,8 +747,10 @@ def _bufferize_glue(fn: func.FuncOp, module: ModuleOp, kernels: dict[str, func.F
 def _non_kernel_call(module: ModuleOp, fn: func.FuncOp, callee: str) -> str:
     declared = any(f.sym_name.data == callee and f.is_declaration for f in module.ops if isinstance(f, func.FuncOp))
     if declared:
-        return (f"lower-te-to-loop: @{fn.sym_name.data} calls @{callee}, which is only declared (it has no body); "
-                f"Lathe compiles whole programs: give @{callee} a body")
+        return (
+            f"lower-te-to-loop: @{fn.sym_name.data} calls @{callee}, which is only declared (it has no body); "
+            f"Lathe compiles whole programs: give @{callee} a body"
+        )
     return f"lower-te-to-loop: call to non-kernel @{callee} in @{fn.sym_name.data}; run inline-calls first"
 
 
@@ -707,8 +770,10 @@ class LowerTeToLoop(ModulePass):
                 continue
             stray = next((o for o in f.body.block.ops if is_compute(o)), None)
             if stray is not None:
-                raise LatheError(f"lower-te-to-loop: kernel @{f.sym_name.data} still has graph op '{stray.name}'",
-                                 note="run lower-graph-to-te first")
+                raise LatheError(
+                    f"lower-te-to-loop: kernel @{f.sym_name.data} still has graph op '{stray.name}'",
+                    note="run lower-graph-to-te first",
+                )
             # every kernel is lowered, even one without a stage (a canonicalized add(0, x) just
             # returns its input): its signature must become buffers like the calls to it
             new = KernelLowering(f).run()

@@ -86,10 +86,15 @@ def rfactor(op: te.RfactorOp) -> None:
     assert isinstance(t, TensorType)
     rf_type = TensorType(t.element_type, [*t.get_shape(), f])
     other = [n for n in names[nsp:] if n != k]
-    rf = te.ComputeOp.build_empty(f"{c.stage.data}.rf", rf_type, [*names[:nsp], f"{k}.inner", *other, f"{k}.outer"],
-                                  [e for j, e in enumerate(extents) if j != kpos] + [outer], combiner)
+    rf = te.ComputeOp.build_empty(
+        f"{c.stage.data}.rf",
+        rf_type,
+        [*names[:nsp], f"{k}.inner", *other, f"{k}.outer"],
+        [e for j, e in enumerate(extents) if j != kpos] + [outer],
+        combiner,
+    )
     args = rf.body.block.args
-    sp, ki, red = args[:nsp], args[nsp], args[nsp + 1:]
+    sp, ki, red = args[:nsp], args[nsp], args[nsp + 1 :]
     mapping: dict = {}
     with ImplicitBuilder(rf.body.block):
         kval = tb.Expr(red[-1]) * f + tb.Expr(ki)

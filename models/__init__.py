@@ -54,17 +54,20 @@ class ZooEntry:
         return count_parameters(mod.graph, **{k: v for k, v in options.items() if k != "seed"})
 
 
-ZOO: dict[str, ZooEntry] = {e.name: e for e in [
-    ZooEntry("resnet18", "resnet", {"depth": 18}),
-    ZooEntry("resnet50", "resnet", {"depth": 50}),
-    ZooEntry("mobilenet_v2", "mobilenet_v2"),
-    ZooEntry("vgg16", "vgg", {"depth": 16}),
-    ZooEntry("inception_v3", "inception_v3"),
-    ZooEntry("densenet121", "densenet"),
-    ZooEntry("bert_base", "bert"),
-    ZooEntry("transformer", "transformer"),
-    ZooEntry("lstm_lm", "lstm_lm"),
-    ZooEntry("gru", "gru"),
-]}
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in [
+        ZooEntry("resnet18", "resnet", {"depth": 18}),
+        ZooEntry("resnet50", "resnet", {"depth": 50}),
+        ZooEntry("mobilenet_v2", "mobilenet_v2"),
+        ZooEntry("vgg16", "vgg", {"depth": 16}),
+        ZooEntry("inception_v3", "inception_v3"),
+        ZooEntry("densenet121", "densenet"),
+        ZooEntry("bert_base", "bert"),
+        ZooEntry("transformer", "transformer"),
+        ZooEntry("lstm_lm", "lstm_lm"),
+        ZooEntry("gru", "gru"),
+    ]
+}
 
 __all__ = ["ZOO", "ZooEntry"]

@@ -10,8 +10,19 @@ import numpy as np
 from .builder import GraphBuilder
 
 
-def conv_bn_act(g: GraphBuilder, x: str, cin: int, cout: int, kernel, stride=1, pad=0, group: int = 1,
-                act: str | None = "relu", eps: float = 1e-5, name: str = "conv") -> str:
+def conv_bn_act(
+    g: GraphBuilder,
+    x: str,
+    cin: int,
+    cout: int,
+    kernel,
+    stride=1,
+    pad=0,
+    group: int = 1,
+    act: str | None = "relu",
+    eps: float = 1e-5,
+    name: str = "conv",
+) -> str:
     """Conv (no bias) -> BatchNormalization -> activation: the CNN workhorse.
 
     `act` is "relu", "relu6" (Clip 0..6, as MobileNet exports it) or None."""
@@ -63,9 +74,19 @@ def _heads(g: GraphBuilder, x: str, batch: int, length: int, heads: int, dh: int
     return g.transpose(g.reshape(x, [batch, length, heads, dh]), perm)
 
 
-def attention(g: GraphBuilder, query: str, memory: str, d_model: int, heads: int, batch: int, q_len: int,
-              kv_len: int, mask: str | None = None, name: str = "attention",
-              names: tuple[str, str, str, str] = ("query", "key", "value", "output")) -> str:
+def attention(
+    g: GraphBuilder,
+    query: str,
+    memory: str,
+    d_model: int,
+    heads: int,
+    batch: int,
+    q_len: int,
+    kv_len: int,
+    mask: str | None = None,
+    name: str = "attention",
+    names: tuple[str, str, str, str] = ("query", "key", "value", "output"),
+) -> str:
     """Multi-head scaled dot-product attention, as BERT / nn.Transformer export it.
 
     Q, K, V projections (MatMul + Add), Reshape to heads and Transpose (K

@@ -79,8 +79,15 @@ class GraphBuilder:
     Every op helper returns the name of its output tensor.
     """
 
-    def __init__(self, name: str, *, seed: int = 0, opset: int = DEFAULT_OPSET, mode: str = "final",
-                 bn_stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        seed: int = 0,
+        opset: int = DEFAULT_OPSET,
+        mode: str = "final",
+        bn_stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    ):
         latest = onnx.defs.onnx_opset_version()
         if not MIN_OPSET <= opset <= latest:
             raise ValueError(f"opset {opset} is outside the supported range {MIN_OPSET}..{latest}")
@@ -96,8 +103,8 @@ class GraphBuilder:
         self.inputs: list[onnx.ValueInfoProto] = []
         self.outputs: list[str] = []
         self.metadata: dict[str, str] = {}
-        self.num_parameters = 0        # trainable weights (what PyTorch counts)
-        self.num_buffers = 0           # batch-norm running statistics
+        self.num_parameters = 0  # trainable weights (what PyTorch counts)
+        self.num_buffers = 0  # batch-norm running statistics
         self.batch_norms: list[tuple[str, str, str]] = []  # calibrate mode: (bn, mean, var)
         self._scope: list[str] = []
         self._used: set[str] = set()
@@ -152,8 +159,13 @@ class GraphBuilder:
         self.outputs.append(tensor)
         return tensor
 
-    def param(self, name: str, shape: Sequence[int], init: Callable[[np.random.Generator], np.ndarray] | np.ndarray,
-              trainable: bool = True) -> str:
+    def param(
+        self,
+        name: str,
+        shape: Sequence[int],
+        init: Callable[[np.random.Generator], np.ndarray] | np.ndarray,
+        trainable: bool = True,
+    ) -> str:
         """A weight initializer.  `init` draws it from the builder's generator,
         and is called only when weights are materialised (not in count mode),
         so all modes draw the same numbers in the same order."""
@@ -183,8 +195,7 @@ class GraphBuilder:
         so that weights (initializers) and graph structure stay apart."""
         array = np.asarray(value, dtype=dtype)
         out = self.fresh(name)
-        self.nodes.append(helper.make_node("Constant", [], [out], name=out,
-                                           value=numpy_helper.from_array(array, out)))
+        self.nodes.append(helper.make_node("Constant", [], [out], name=out, value=numpy_helper.from_array(array, out)))
         return out
 
     def op(self, op_type: str, inputs: Sequence[str], *, name: str | None = None, outputs: int = 1, **attrs):
@@ -218,8 +229,19 @@ class GraphBuilder:
 
     # -- layers shared by several models -------------------------------------
 
-    def conv(self, x: str, cin: int, cout: int, kernel, stride=1, pad=0, group: int = 1, bias: bool = False,
-             gain: float = math.sqrt(2.0), name: str = "conv") -> str:
+    def conv(
+        self,
+        x: str,
+        cin: int,
+        cout: int,
+        kernel,
+        stride=1,
+        pad=0,
+        group: int = 1,
+        bias: bool = False,
+        gain: float = math.sqrt(2.0),
+        name: str = "conv",
+    ) -> str:
         """Conv2d with He-normal weights (gain sqrt(2) keeps ReLU nets at unit scale)."""
         kh, kw = _pair(kernel)
         sh, sw = _pair(stride)
@@ -228,8 +250,9 @@ class GraphBuilder:
         inputs = [x, self.normal(f"{name}.weight", (cout, cin // group, kh, kw), gain / math.sqrt(fan_in))]
         if bias:
             inputs.append(self.normal(f"{name}.bias", (cout,), 0.05))
-        return self.op("Conv", inputs, name=name, kernel_shape=[kh, kw], strides=[sh, sw],
-                       pads=[ph, pw, ph, pw], group=group)
+        return self.op(
+            "Conv", inputs, name=name, kernel_shape=[kh, kw], strides=[sh, sw], pads=[ph, pw, ph, pw], group=group
+        )
 
     def batch_norm(self, x: str, channels: int, eps: float = 1e-5, name: str = "bn") -> str:
         """BatchNormalization in inference form, statistics from calibration."""
@@ -276,8 +299,7 @@ class GraphBuilder:
         outputs = [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in self.outputs]
         graph = helper.make_graph(self.nodes, self.name, self.inputs, outputs, initializer=self.initializers)
         opsets = [helper.make_opsetid("", self.opset)]
-        model = helper.make_model(graph, opset_imports=opsets, producer_name="lathe.models",
-                                  doc_string=doc)
+        model = helper.make_model(graph, opset_imports=opsets, producer_name="lathe.models", doc_string=doc)
         # The oldest IR version that can carry the opset: what runtimes accept most widely.
         model.ir_version = helper.find_min_ir_version_for(opsets)
         helper.set_model_props(model, {**self.metadata, "num_parameters": str(self.num_parameters)})
@@ -289,8 +311,16 @@ class GraphBuilder:
         return model
 
 
-def build_model(graph_fn: Callable[..., None], name: str, *, seed: int = 0, opset: int = DEFAULT_OPSET,
-                calibrate: bool = False, doc: str = "", **options) -> onnx.ModelProto:
+def build_model(
+    graph_fn: Callable[..., None],
+    name: str,
+    *,
+    seed: int = 0,
+    opset: int = DEFAULT_OPSET,
+    calibrate: bool = False,
+    doc: str = "",
+    **options,
+) -> onnx.ModelProto:
     """Run `graph_fn(builder, **options)` and return the model.
 
     With `calibrate`, the graph is first built with batch-statistics
@@ -334,8 +364,13 @@ def session(model: onnx.ModelProto, threads: int = 0):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-_NUMPY_DTYPES = {TensorProto.FLOAT: np.float32, TensorProto.INT64: np.int64, TensorProto.INT32: np.int32,
-                 TensorProto.DOUBLE: np.float64, TensorProto.BOOL: np.bool_}
+_NUMPY_DTYPES = {
+    TensorProto.FLOAT: np.float32,
+    TensorProto.INT64: np.int64,
+    TensorProto.INT32: np.int32,
+    TensorProto.DOUBLE: np.float64,
+    TensorProto.BOOL: np.bool_,
+}
 
 
 def input_specs(model: onnx.ModelProto) -> list[tuple[str, tuple[int, ...], type]]:
@@ -386,21 +421,33 @@ def _option_type(default):
     return {"type": type(default)}
 
 
-def cli(build: Callable[..., onnx.ModelProto], name: str | Callable[[dict], str], small: dict,
-        argv: Sequence[str] | None = None, description: str | None = None) -> str:
+def cli(
+    build: Callable[..., onnx.ModelProto],
+    name: str | Callable[[dict], str],
+    small: dict,
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+) -> str:
     """`python -m models.X [-o PATH] [--small] [--option VALUE ...]`: write X.onnx.
 
     Options mirror `build`'s keyword arguments; `--small` starts from the
     small test variant.  -o may be a file or a directory."""
-    parser = argparse.ArgumentParser(prog=f"python -m {build.__module__}",
-                                     description=description or sys.modules[build.__module__].__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {build.__module__}",
+        description=description or sys.modules[build.__module__].__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-o", "--output", default=".", help="output .onnx file or directory (default: .)")
     parser.add_argument("--small", action="store_true", help="the small variant the tests use")
     for p in inspect.signature(build).parameters.values():
         if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD:
-            parser.add_argument(f"--{p.name.replace('_', '-')}", dest=p.name, default=argparse.SUPPRESS,
-                                help=f"default {p.default!r}", **_option_type(p.default))
+            parser.add_argument(
+                f"--{p.name.replace('_', '-')}",
+                dest=p.name,
+                default=argparse.SUPPRESS,
+                help=f"default {p.default!r}",
+                **_option_type(p.default),
+            )
     args = vars(parser.parse_args(argv))
     out, use_small = args.pop("output"), args.pop("small")
     options = {**(small if use_small else {}), **{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}}
@@ -409,6 +456,8 @@ def cli(build: Callable[..., onnx.ModelProto], name: str | Callable[[dict], str]
     path = os.path.join(out, filename) if os.path.isdir(out) or out.endswith(os.sep) else out
     onnx.save(model, path)
     params = next(p.value for p in model.metadata_props if p.key == "num_parameters")
-    print(f"wrote {path}: {int(params):,} parameters, {len(model.graph.node)} nodes, "
-          f"opset {model.opset_import[0].version}")
+    print(
+        f"wrote {path}: {int(params):,} parameters, {len(model.graph.node)} nodes, "
+        f"opset {model.opset_import[0].version}"
+    )
     return path

@@ -75,8 +75,9 @@ class Timer:
             self.seconds[stage] = time.perf_counter() - start
 
 
-def check_model(name: str, small: bool, seed: int, opset: int, repeat: int, tol: float, verbose: bool,
-                use_lathe: bool = True) -> dict:
+def check_model(
+    name: str, small: bool, seed: int, opset: int, repeat: int, tol: float, verbose: bool, use_lathe: bool = True
+) -> dict:
     """Every stage for one model; failures are recorded in the row, not raised."""
     row = {"model": name, "ok": True, "error": ""}
     t = Timer()
@@ -132,19 +133,28 @@ def format_table(rows: list[dict], tol: float, with_lathe: bool) -> str:
         head += ["import s", "interp s", "compile s", "run s"]
     lines = [head]
     for r in rows:
-        line = [r["model"], f"{r['params']:,}" if "params" in r else "-",
-                f"{r['ort_latency'] * 1e3:.1f}" if "ort_latency" in r else "-"]
+        line = [
+            r["model"],
+            f"{r['params']:,}" if "params" in r else "-",
+            f"{r['ort_latency'] * 1e3:.1f}" if "ort_latency" in r else "-",
+        ]
         if with_lathe:
             line += [err(r.get("interp_err")), err(r.get("compiled_err"))]
-        line += ["PASS" if r["ok"] else "FAIL", sec(r, "build"), sec(r, "check"),
-                 f"{r['seconds']['ort_session'] + r['seconds'].get('ort_run', 0):.2f}" if "ort_session" in r["seconds"]
-                 else "-"]
+        line += [
+            "PASS" if r["ok"] else "FAIL",
+            sec(r, "build"),
+            sec(r, "check"),
+            f"{r['seconds']['ort_session'] + r['seconds'].get('ort_run', 0):.2f}"
+            if "ort_session" in r["seconds"]
+            else "-",
+        ]
         if with_lathe:
             line += [sec(r, s) for s in ("import", "interpret", "compile", "run")]
         lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-           for line in lines]
+    out = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in lines
+    ]
     out.insert(1, "-" * len(out[0]))
     for r in rows:
         if r["error"]:
@@ -156,14 +166,20 @@ def format_table(rows: list[dict], tol: float, with_lathe: bool) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="the small test variants instead of full size")
-    parser.add_argument("--only", action="append", choices=sorted(ZOO), metavar="NAME",
-                        help=f"check only this model (repeatable): {', '.join(ZOO)}")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(ZOO),
+        metavar="NAME",
+        help=f"check only this model (repeatable): {', '.join(ZOO)}",
+    )
     parser.add_argument("--seed", type=int, default=0, help="weights and inputs seed (default 0)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--repeat", type=int, default=5, help="timed onnxruntime runs for the latency (median)")
     parser.add_argument("--tol", type=float, default=TOLERANCE, help=f"relative error bound (default {TOLERANCE:g})")
-    parser.add_argument("--onnxruntime-only", action="store_true",
-                        help="skip Lathe: validate the models and time onnxruntime")
+    parser.add_argument(
+        "--onnxruntime-only", action="store_true", help="skip Lathe: validate the models and time onnxruntime"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
     args = parser.parse_args(argv)
 

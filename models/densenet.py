@@ -47,8 +47,17 @@ def transition(g: GraphBuilder, x: str, cin: int, cout: int) -> str:
     return g.op("AveragePool", [y], name="pool", kernel_shape=[2, 2], strides=[2, 2])
 
 
-def graph(g: GraphBuilder, *, batch: int, image_size: int, growth_rate: int, block_config, num_init_features: int,
-          bn_size: int, num_classes: int):
+def graph(
+    g: GraphBuilder,
+    *,
+    batch: int,
+    image_size: int,
+    growth_rate: int,
+    block_config,
+    num_init_features: int,
+    bn_size: int,
+    num_classes: int,
+):
     x = g.input("input", [batch, 3, image_size, image_size])
     with g.scope("features"):
         x = conv_bn_act(g, x, 3, num_init_features, 7, 2, 3, name="conv0")
@@ -66,15 +75,33 @@ def graph(g: GraphBuilder, *, batch: int, image_size: int, growth_rate: int, blo
     g.output(g.gemm(x, channels, num_classes, name="classifier"), "logits")
 
 
-def build(batch: int = 1, image_size: int = 224, growth_rate: int = 32, block_config: tuple = (6, 12, 24, 16),
-          num_init_features: int = 64, bn_size: int = 4, num_classes: int = 1000, seed: int = 0,
-          opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+def build(
+    batch: int = 1,
+    image_size: int = 224,
+    growth_rate: int = 32,
+    block_config: tuple = (6, 12, 24, 16),
+    num_init_features: int = 64,
+    bn_size: int = 4,
+    num_classes: int = 1000,
+    seed: int = 0,
+    opset: int = DEFAULT_OPSET,
+) -> onnx.ModelProto:
     """DenseNet-121 by default; (6, 12, 32, 32) / (6, 12, 48, 32) give DenseNet-169 / 201."""
-    return build_model(graph, "densenet121", seed=seed, opset=opset, calibrate=True,
-                       doc=f"DenseNet (blocks {tuple(block_config)}), seeded random weights (seed {seed})",
-                       batch=batch, image_size=image_size, growth_rate=growth_rate,
-                       block_config=tuple(block_config), num_init_features=num_init_features, bn_size=bn_size,
-                       num_classes=num_classes)
+    return build_model(
+        graph,
+        "densenet121",
+        seed=seed,
+        opset=opset,
+        calibrate=True,
+        doc=f"DenseNet (blocks {tuple(block_config)}), seeded random weights (seed {seed})",
+        batch=batch,
+        image_size=image_size,
+        growth_rate=growth_rate,
+        block_config=tuple(block_config),
+        num_init_features=num_init_features,
+        bn_size=bn_size,
+        num_classes=num_classes,
+    )
 
 
 def main(argv=None):

@@ -21,7 +21,7 @@ from .blocks import conv_bn_act
 from .builder import DEFAULT_OPSET, GraphBuilder, build_model, cli
 
 POOL_FEATURES = (32, 64, 64)  # Mixed_5b, 5c, 5d
-C7 = (128, 160, 160, 192)     # Mixed_6b .. 6e
+C7 = (128, 160, 160, 192)  # Mixed_6b .. 6e
 
 SMALL = dict(width_mult=0.125, blocks=(1, 1, 1), image_size=75, num_classes=10)
 
@@ -40,8 +40,9 @@ class _Net:
         return conv_bn_act(self.g, x, cin, self.ch(cout), kernel, stride, pad, eps=1e-3, name=name)
 
     def avg_pool_3x3(self, x: str) -> str:
-        return self.g.op("AveragePool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1],
-                         count_include_pad=1)
+        return self.g.op(
+            "AveragePool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1], count_include_pad=1
+        )
 
     def max_pool_3x3_s2(self, x: str) -> str:
         return self.g.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2])
@@ -95,12 +96,20 @@ class _Net:
         n384 = self.ch(384)
         b1 = self.conv(x, cin, 320, 1, name="branch1x1")
         b3 = self.conv(x, cin, 384, 1, name="branch3x3_1")
-        b3 = self.concat([self.conv(b3, n384, 384, (1, 3), pad=(0, 1), name="branch3x3_2a"),
-                          self.conv(b3, n384, 384, (3, 1), pad=(1, 0), name="branch3x3_2b")])
+        b3 = self.concat(
+            [
+                self.conv(b3, n384, 384, (1, 3), pad=(0, 1), name="branch3x3_2a"),
+                self.conv(b3, n384, 384, (3, 1), pad=(1, 0), name="branch3x3_2b"),
+            ]
+        )
         bd = self.conv(x, cin, 448, 1, name="branch3x3dbl_1")
         bd = self.conv(bd, self.ch(448), 384, 3, pad=1, name="branch3x3dbl_2")
-        bd = self.concat([self.conv(bd, n384, 384, (1, 3), pad=(0, 1), name="branch3x3dbl_3a"),
-                          self.conv(bd, n384, 384, (3, 1), pad=(1, 0), name="branch3x3dbl_3b")])
+        bd = self.concat(
+            [
+                self.conv(bd, n384, 384, (1, 3), pad=(0, 1), name="branch3x3dbl_3a"),
+                self.conv(bd, n384, 384, (3, 1), pad=(1, 0), name="branch3x3dbl_3b"),
+            ]
+        )
         bp = self.conv(self.avg_pool_3x3(x), cin, 192, 1, name="branch_pool")
         return self.concat([b1, b3, bd, bp]), self.ch(320) + 4 * n384 + self.ch(192)
 
@@ -135,17 +144,34 @@ def graph(g: GraphBuilder, *, batch: int, image_size: int, width_mult: float, bl
     g.output(g.gemm(x, c, num_classes, name="fc"), "logits")
 
 
-def build(batch: int = 1, image_size: int = 299, width_mult: float = 1.0, blocks: tuple = (3, 4, 2),
-          num_classes: int = 1000, seed: int = 0, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+def build(
+    batch: int = 1,
+    image_size: int = 299,
+    width_mult: float = 1.0,
+    blocks: tuple = (3, 4, 2),
+    num_classes: int = 1000,
+    seed: int = 0,
+    opset: int = DEFAULT_OPSET,
+) -> onnx.ModelProto:
     """`blocks` = how many InceptionA (<= 3), InceptionC (<= 4) and InceptionE (<= 2) blocks to keep;
     `image_size` must be at least 75 (the smallest input that survives the reductions)."""
     if len(blocks) != 3 or not (1 <= blocks[0] <= 3 and 1 <= blocks[1] <= 4 and 1 <= blocks[2] <= 2):
         raise ValueError("blocks must be (1..3, 1..4, 1..2)")
     if image_size < 75:
         raise ValueError("Inception-v3 needs images of at least 75x75")
-    return build_model(graph, "inception_v3", seed=seed, opset=opset, calibrate=True,
-                       doc=f"Inception-v3, seeded random weights (seed {seed})", batch=batch,
-                       image_size=image_size, width_mult=width_mult, blocks=tuple(blocks), num_classes=num_classes)
+    return build_model(
+        graph,
+        "inception_v3",
+        seed=seed,
+        opset=opset,
+        calibrate=True,
+        doc=f"Inception-v3, seeded random weights (seed {seed})",
+        batch=batch,
+        image_size=image_size,
+        width_mult=width_mult,
+        blocks=tuple(blocks),
+        num_classes=num_classes,
+    )
 
 
 def main(argv=None):

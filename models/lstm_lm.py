@@ -38,21 +38,38 @@ def lstm(g: GraphBuilder, x: str, input_size: int, hidden: int, name: str) -> st
 def graph(g: GraphBuilder, *, batch: int, seq_len: int, vocab_size: int, embed: int, hidden: int, layers: int):
     ids = g.input("input_ids", [batch, seq_len], np.int64, f"int:{vocab_size}")
     x = g.op("Gather", [g.normal("encoder.weight", (vocab_size, embed), 1.0), ids])  # [B, T, E]
-    x = g.transpose(x, [1, 0, 2])                                                     # [T, B, E]
+    x = g.transpose(x, [1, 0, 2])  # [T, B, E]
     size = embed
     for i in range(layers):
         x, size = lstm(g, x, size, hidden, f"rnn.l{i}"), hidden
-    x = g.transpose(x, [1, 0, 2])                                                     # [B, T, H]
+    x = g.transpose(x, [1, 0, 2])  # [B, T, H]
     g.output(g.linear(x, hidden, vocab_size, name="decoder"), "logits")
 
 
-def build(batch: int = 1, seq_len: int = 35, vocab_size: int = 10000, embed: int = 650, hidden: int = 650,
-          layers: int = 2, seed: int = 0, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+def build(
+    batch: int = 1,
+    seq_len: int = 35,
+    vocab_size: int = 10000,
+    embed: int = 650,
+    hidden: int = 650,
+    layers: int = 2,
+    seed: int = 0,
+    opset: int = DEFAULT_OPSET,
+) -> onnx.ModelProto:
     """Input input_ids int64 [batch, seq_len]; output logits [batch, seq_len, vocab_size]."""
-    return build_model(graph, "lstm_lm", seed=seed, opset=opset,
-                       doc=f"{layers}-layer LSTM language model, hidden {hidden}, seeded random weights (seed {seed})",
-                       batch=batch, seq_len=seq_len, vocab_size=vocab_size, embed=embed, hidden=hidden,
-                       layers=layers)
+    return build_model(
+        graph,
+        "lstm_lm",
+        seed=seed,
+        opset=opset,
+        doc=f"{layers}-layer LSTM language model, hidden {hidden}, seeded random weights (seed {seed})",
+        batch=batch,
+        seq_len=seq_len,
+        vocab_size=vocab_size,
+        embed=embed,
+        hidden=hidden,
+        layers=layers,
+    )
 
 
 def main(argv=None):

@@ -37,13 +37,14 @@ def inverted_residual(g: GraphBuilder, x: str, cin: int, cout: int, stride: int,
     return g.op("Add", [x, y]) if stride == 1 and cin == cout else y
 
 
-def graph(g: GraphBuilder, *, batch: int, image_size: int, width_mult: float, blocks, last_channel: int,
-          num_classes: int):
+def graph(
+    g: GraphBuilder, *, batch: int, image_size: int, width_mult: float, blocks, last_channel: int, num_classes: int
+):
     x = g.input("input", [batch, 3, image_size, image_size])
     channels = make_divisible(32 * width_mult)
     x = conv_bn_act(g, x, 3, channels, 3, 2, 1, act="relu6", name="features.0")
     index = 1
-    for (t, c, n, s), repeats in zip(SETTINGS, blocks or [n for _, _, n, _ in SETTINGS]):
+    for (t, c, _n, s), repeats in zip(SETTINGS, blocks or [n for _, _, n, _ in SETTINGS]):
         cout = make_divisible(c * width_mult)
         for i in range(repeats):
             with g.scope(f"features.{index}"):
@@ -55,15 +56,33 @@ def graph(g: GraphBuilder, *, batch: int, image_size: int, width_mult: float, bl
     g.output(g.gemm(x, last, num_classes, name="classifier.1"), "logits")
 
 
-def build(batch: int = 1, image_size: int = 224, width_mult: float = 1.0, blocks: tuple = (), last_channel: int = 0,
-          num_classes: int = 1000, seed: int = 0, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+def build(
+    batch: int = 1,
+    image_size: int = 224,
+    width_mult: float = 1.0,
+    blocks: tuple = (),
+    last_channel: int = 0,
+    num_classes: int = 1000,
+    seed: int = 0,
+    opset: int = DEFAULT_OPSET,
+) -> onnx.ModelProto:
     """`blocks` overrides the repeats per stage (1, 2, 3, 4, 3, 3, 1); `last_channel` 0 means torchvision's."""
     if blocks and len(blocks) != len(SETTINGS):
         raise ValueError(f"blocks needs {len(SETTINGS)} entries")
-    return build_model(graph, "mobilenet_v2", seed=seed, opset=opset, calibrate=True,
-                       doc=f"MobileNet-v2 x{width_mult}, seeded random weights (seed {seed})", batch=batch,
-                       image_size=image_size, width_mult=width_mult, blocks=tuple(blocks),
-                       last_channel=last_channel, num_classes=num_classes)
+    return build_model(
+        graph,
+        "mobilenet_v2",
+        seed=seed,
+        opset=opset,
+        calibrate=True,
+        doc=f"MobileNet-v2 x{width_mult}, seeded random weights (seed {seed})",
+        batch=batch,
+        image_size=image_size,
+        width_mult=width_mult,
+        blocks=tuple(blocks),
+        last_channel=last_channel,
+        num_classes=num_classes,
+    )
 
 
 def main(argv=None):

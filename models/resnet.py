@@ -68,14 +68,33 @@ def graph(g: GraphBuilder, *, depth: int, batch: int, image_size: int, width: in
     g.output(g.gemm(x, channels, num_classes, name="fc"), "logits")
 
 
-def build(depth: int = 18, batch: int = 1, image_size: int = 224, width: int = 64, layers: tuple = (),
-          num_classes: int = 1000, seed: int = 0, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+def build(
+    depth: int = 18,
+    batch: int = 1,
+    image_size: int = 224,
+    width: int = 64,
+    layers: tuple = (),
+    num_classes: int = 1000,
+    seed: int = 0,
+    opset: int = DEFAULT_OPSET,
+) -> onnx.ModelProto:
     """ResNet-`depth`; `layers` overrides the blocks per stage, `width` the stem channels (64)."""
     if depth not in ARCHITECTURES:
         raise ValueError(f"no ResNet-{depth}; choose one of {sorted(ARCHITECTURES)}")
-    return build_model(graph, f"resnet{depth}", seed=seed, opset=opset, calibrate=True,
-                       doc=f"ResNet-{depth}, seeded random weights (seed {seed})", depth=depth, batch=batch,
-                       image_size=image_size, width=width, layers=tuple(layers), num_classes=num_classes)
+    return build_model(
+        graph,
+        f"resnet{depth}",
+        seed=seed,
+        opset=opset,
+        calibrate=True,
+        doc=f"ResNet-{depth}, seeded random weights (seed {seed})",
+        depth=depth,
+        batch=batch,
+        image_size=image_size,
+        width=width,
+        layers=tuple(layers),
+        num_classes=num_classes,
+    )
 
 
 def main(argv=None):

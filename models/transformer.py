@@ -22,8 +22,9 @@ import onnx
 from .blocks import attention, causal_mask, layer_norm
 from .builder import DEFAULT_OPSET, GraphBuilder, build_model, cli
 
-SMALL = dict(d_model=32, heads=2, ff=64, encoder_layers=1, decoder_layers=1, src_len=8, tgt_len=8,
-             src_vocab=50, tgt_vocab=60)
+SMALL = dict(
+    d_model=32, heads=2, ff=64, encoder_layers=1, decoder_layers=1, src_len=8, tgt_len=8, src_vocab=50, tgt_vocab=60
+)
 
 EPS = 1e-5
 
@@ -55,8 +56,21 @@ def add_norm(g: GraphBuilder, x: str, y: str, d_model: int, layernorm: str, name
     return layer_norm(g, g.op("Add", [x, y]), d_model, EPS, layernorm, name=name)
 
 
-def graph(g: GraphBuilder, *, batch: int, src_len: int, tgt_len: int, src_vocab: int, tgt_vocab: int, d_model: int,
-          heads: int, ff: int, encoder_layers: int, decoder_layers: int, layernorm: str):
+def graph(
+    g: GraphBuilder,
+    *,
+    batch: int,
+    src_len: int,
+    tgt_len: int,
+    src_vocab: int,
+    tgt_vocab: int,
+    d_model: int,
+    heads: int,
+    ff: int,
+    encoder_layers: int,
+    decoder_layers: int,
+    layernorm: str,
+):
     src = g.input("src", [batch, src_len], np.int64, f"int:{src_vocab}")
     tgt = g.input("tgt", [batch, tgt_len], np.int64, f"int:{tgt_vocab}")
     attn = dict(d_model=d_model, heads=heads, batch=batch)
@@ -64,8 +78,14 @@ def graph(g: GraphBuilder, *, batch: int, src_len: int, tgt_len: int, src_vocab:
     x = embed(g, src, src_vocab, src_len, d_model, "src_embedding")
     for i in range(encoder_layers):
         with g.scope(f"encoder.layers.{i}"):
-            x = add_norm(g, x, attention(g, x, x, q_len=src_len, kv_len=src_len, name="self_attn", **attn),
-                         d_model, layernorm, "norm1")
+            x = add_norm(
+                g,
+                x,
+                attention(g, x, x, q_len=src_len, kv_len=src_len, name="self_attn", **attn),
+                d_model,
+                layernorm,
+                "norm1",
+            )
             x = add_norm(g, x, feed_forward(g, x, d_model, ff), d_model, layernorm, "norm2")
     memory = layer_norm(g, x, d_model, EPS, layernorm, name="encoder.norm")
 
@@ -83,18 +103,43 @@ def graph(g: GraphBuilder, *, batch: int, src_len: int, tgt_len: int, src_vocab:
     g.output(g.op("LogSoftmax", [logits], axis=-1), "log_probs")
 
 
-def build(batch: int = 1, src_len: int = 32, tgt_len: int = 32, src_vocab: int = 8000, tgt_vocab: int = 8000,
-          d_model: int = 256, heads: int = 4, ff: int = 1024, encoder_layers: int = 2, decoder_layers: int = 2,
-          layernorm: str = "auto", seed: int = 0, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+def build(
+    batch: int = 1,
+    src_len: int = 32,
+    tgt_len: int = 32,
+    src_vocab: int = 8000,
+    tgt_vocab: int = 8000,
+    d_model: int = 256,
+    heads: int = 4,
+    ff: int = 1024,
+    encoder_layers: int = 2,
+    decoder_layers: int = 2,
+    layernorm: str = "auto",
+    seed: int = 0,
+    opset: int = DEFAULT_OPSET,
+) -> onnx.ModelProto:
     """Inputs src [batch, src_len] and tgt [batch, tgt_len] (int64 token ids); output log_probs."""
     if d_model % 2:
         raise ValueError("d_model must be even (sin/cos positional encoding)")
-    return build_model(graph, "transformer", seed=seed, opset=opset,
-                       doc=f"Transformer {encoder_layers}+{decoder_layers} layers, d_model {d_model}, "
-                           f"seeded random weights (seed {seed})",
-                       batch=batch, src_len=src_len, tgt_len=tgt_len, src_vocab=src_vocab, tgt_vocab=tgt_vocab,
-                       d_model=d_model, heads=heads, ff=ff, encoder_layers=encoder_layers,
-                       decoder_layers=decoder_layers, layernorm=layernorm)
+    return build_model(
+        graph,
+        "transformer",
+        seed=seed,
+        opset=opset,
+        doc=f"Transformer {encoder_layers}+{decoder_layers} layers, d_model {d_model}, "
+        f"seeded random weights (seed {seed})",
+        batch=batch,
+        src_len=src_len,
+        tgt_len=tgt_len,
+        src_vocab=src_vocab,
+        tgt_vocab=tgt_vocab,
+        d_model=d_model,
+        heads=heads,
+        ff=ff,
+        encoder_layers=encoder_layers,
+        decoder_layers=decoder_layers,
+        layernorm=layernorm,
+    )
 
 
 def main(argv=None):

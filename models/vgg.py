@@ -43,16 +43,34 @@ def graph(g: GraphBuilder, *, depth: int, batch: int, image_size: int, width: in
     g.output(g.gemm(x, hidden, num_classes, name="classifier.6"), "logits")
 
 
-def build(depth: int = 16, batch: int = 1, image_size: int = 224, width: int = 64, hidden: int = 4096,
-          num_classes: int = 1000, seed: int = 0, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+def build(
+    depth: int = 16,
+    batch: int = 1,
+    image_size: int = 224,
+    width: int = 64,
+    hidden: int = 4096,
+    num_classes: int = 1000,
+    seed: int = 0,
+    opset: int = DEFAULT_OPSET,
+) -> onnx.ModelProto:
     """VGG-`depth` (11/13/16/19); `width` is the first stage's channels, `hidden` the Gemm width."""
     if depth not in CONFIGS:
         raise ValueError(f"no VGG-{depth}; choose one of {sorted(CONFIGS)}")
     if image_size % 32:
         raise ValueError("image_size must be a multiple of 32 (five 2x2 pools)")
-    return build_model(graph, f"vgg{depth}", seed=seed, opset=opset,
-                       doc=f"VGG-{depth}, seeded random weights (seed {seed})", depth=depth, batch=batch,
-                       image_size=image_size, width=width, hidden=hidden, num_classes=num_classes)
+    return build_model(
+        graph,
+        f"vgg{depth}",
+        seed=seed,
+        opset=opset,
+        doc=f"VGG-{depth}, seeded random weights (seed {seed})",
+        depth=depth,
+        batch=batch,
+        image_size=image_size,
+        width=width,
+        hidden=hidden,
+        num_classes=num_classes,
+    )
 
 
 def main(argv=None):

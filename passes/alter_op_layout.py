@@ -125,8 +125,19 @@ class ConvToNHWC(RewritePattern):
         rewriter.replace(op, [xt, wt, conv, back])
 
 
-_SINK_UNARY = (graph.ReluOp, graph.LeakyReluOp, graph.ClipOp, graph.SigmoidOp, graph.TanhOp, graph.ExpOp,
-               graph.NegativeOp, graph.AbsOp, graph.ErfOp, graph.SqrtOp, graph.RsqrtOp)
+_SINK_UNARY = (
+    graph.ReluOp,
+    graph.LeakyReluOp,
+    graph.ClipOp,
+    graph.SigmoidOp,
+    graph.TanhOp,
+    graph.ExpOp,
+    graph.NegativeOp,
+    graph.AbsOp,
+    graph.ErfOp,
+    graph.SqrtOp,
+    graph.RsqrtOp,
+)
 _SINK_BINARY = (graph.AddOp, graph.SubtractOp, graph.MultiplyOp, graph.DivideOp, graph.MaximumOp, graph.MinimumOp)
 
 
@@ -175,7 +186,11 @@ class SinkTranspose(RewritePattern):
                 side = 0 if t1 is not None else 1
                 t = t1 if t1 is not None else t2
                 other = op.operands[1 - side]
-                if t is None or _size(other) >= _size(op.operands[side]) or op.results[0].type != op.operands[side].type:
+                if (
+                    t is None
+                    or _size(other) >= _size(op.operands[side])
+                    or op.results[0].type != op.operands[side].type
+                ):
                     return
                 y, p = t
                 r, k = len(p), len(shape_of(other.type))
@@ -222,8 +237,11 @@ class AlterOpLayout(ModulePass):
             from lathe.errors import LatheError
 
             raise LatheError(f"alter-op-layout: vector_lanes must be positive, got {lanes}")
-        walker = PatternRewriteWalker(GreedyRewritePatternApplier(
-            [DenseToDensePack(lanes), BatchMatmulToPack(lanes), ConvToNHWC(lanes), SinkTranspose()]))
+        walker = PatternRewriteWalker(
+            GreedyRewritePatternApplier(
+                [DenseToDensePack(lanes), BatchMatmulToPack(lanes), ConvToNHWC(lanes), SinkTranspose()]
+            )
+        )
         for _ in range(8):  # transposes that cancel (canonicalize) let others sink further
             changed = walker.rewrite_module(op)
             CanonicalizePass().apply(ctx, op)

@@ -118,7 +118,9 @@ class ComposeReshapes(RewritePattern):
         if src.type == op.results[0].type:
             _replace_with(rewriter, op, src)
             return
-        if isinstance(src.owner, _RESHAPES) and isinstance(op, graph.ReshapeOp | graph.BatchFlattenOp | graph.SqueezeOp | graph.ExpandDimsOp):
+        if isinstance(src.owner, _RESHAPES) and isinstance(
+            op, graph.ReshapeOp | graph.BatchFlattenOp | graph.SqueezeOp | graph.ExpandDimsOp
+        ):
             rewriter.replace(op, make_op("reshape", [src.owner.operands[0]], newshape=shape_of(op.results[0].type)))
 
 
@@ -140,9 +142,12 @@ class TrivialShapeOps(RewritePattern):
                 if any((b, s) != (0, 1) for b, s, _ in bounds):
                     return
             _replace_with(rewriter, op, op.operands[0])
-        elif isinstance(op, graph.ConcatenateOp) and isinstance(op.data.owner, graph.TupleOp):
-            if len(op.data.owner.operands) == 1:
-                _replace_with(rewriter, op, op.data.owner.operands[0])
+        elif (
+            isinstance(op, graph.ConcatenateOp)
+            and isinstance(op.data.owner, graph.TupleOp)
+            and len(op.data.owner.operands) == 1
+        ):
+            _replace_with(rewriter, op, op.data.owner.operands[0])
 
 
 PATTERNS: dict[type[Operation], tuple[RewritePattern, ...]] = {

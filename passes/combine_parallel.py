@@ -19,8 +19,8 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph
-from lathe.dialects.graph import make_op, shape_of
 from lathe.dialects.functions import glue_functions
+from lathe.dialects.graph import make_op, shape_of
 
 
 def _defined_before(v: SSAValue, op: Operation, order: dict[Operation, int]) -> bool:
@@ -78,8 +78,14 @@ class CombineParallelDense(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for fn in glue_functions(op):
-            _combine(fn, graph.DenseOp, lambda o: (o.data, o.attrs()["out_dtype"], o.weight.type.element_type),
-                     0, lambda big: len(shape_of(big.results[0].type)) - 1, self.min_num_branches)
+            _combine(
+                fn,
+                graph.DenseOp,
+                lambda o: (o.data, o.attrs()["out_dtype"], o.weight.type.element_type),
+                0,
+                lambda big: len(shape_of(big.results[0].type)) - 1,
+                self.min_num_branches,
+            )
 
 
 @dataclass(frozen=True)
@@ -92,9 +98,11 @@ class CombineParallelBatchMatmul(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for fn in glue_functions(op):
             for tb in (True, False):
+
                 def key(o, tb=tb):
                     a = o.attrs()
                     if a["transpose_b"] != tb:
                         return (None, id(o))  # a different flavour: its own group
                     return (o.tensor_a, a["transpose_a"], a["out_dtype"], shape_of(o.tensor_b.type)[0])
+
                 _combine(fn, graph.BatchMatmulOp, key, 1 if tb else 2, lambda big: 2, self.min_num_branches)

@@ -158,5 +158,6 @@ class FoldScaleAxis(ModulePass):
     name = "fold-scale-axis"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier(
-            [FoldScaleBackward(), FoldScaleForward(), ChannelAddToBiasAdd()])).rewrite_module(op)
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier([FoldScaleBackward(), FoldScaleForward(), ChannelAddToBiasAdd()])
+        ).rewrite_module(op)

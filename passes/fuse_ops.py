@@ -30,9 +30,10 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from lathe.dialects import graph
+from lathe.dialects.functions import glue_functions, is_compute
 from lathe.dialects.graph import OpPattern
 from lathe.passes.outline import KernelNamer, outline_group
-from lathe.dialects.functions import glue_functions, is_compute
+
 
 class _Groups:
     """Union-find over ops; each root carries the group's pattern and size."""

@@ -19,8 +19,9 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph
-from lathe.dialects.functions import KERNEL_ATTR, defined_functions, glue_functions, is_compute, is_kernel
+from lathe.dialects.functions import KERNEL_ATTR, glue_functions, is_compute, is_kernel
 from lathe.errors import LatheError
+
 
 def is_scalar_constant(v: SSAValue) -> bool:
     return isinstance(v.owner, graph.ConstantOp) and isinstance(v.type, TensorType) and v.type.get_shape() == ()
@@ -106,8 +107,9 @@ def outline_group(fn: func.FuncOp, ops: Sequence[Operation], name: str) -> func.
         new = o.clone(value_mapper=mapping)
         block.add_op(new)
     block.add_op(func.ReturnOp(*[mapping[v] for v in outputs]))
-    kernel = func.FuncOp(name, ([v.type for v in inputs], [v.type for v in outputs]), Region(block),
-                         visibility="private")
+    kernel = func.FuncOp(
+        name, ([v.type for v in inputs], [v.type for v in outputs]), Region(block), visibility="private"
+    )
     kernel.attributes[KERNEL_ATTR] = UnitAttr()
     call = func.CallOp(name, inputs, [v.type for v in outputs])
     Rewriter.insert_op(call, InsertPoint.before(ops[-1]))

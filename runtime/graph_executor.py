@@ -19,18 +19,25 @@ from xdsl.ir import SSAValue
 
 from lathe.backends.interface import Device, HostDevice
 from lathe.dialects import graph
-from lathe.errors import LatheError
+from lathe.dialects.dtypes import np_dtype
 from lathe.dialects.functions import is_kernel
 from lathe.dialects.reference import check_value, constant_value
-from lathe.dialects.dtypes import np_dtype
+from lathe.errors import LatheError
 
 _KERNEL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 class GraphExecutor:
-    def __init__(self, module: ModuleOp, addresses: Mapping[str, int], entry: str = "main",
-                 params: Mapping[str, np.ndarray] | None = None, param_names: Sequence[str] = (),
-                 before_run: Callable[[], None] = lambda: None, device: Device | None = None):
+    def __init__(
+        self,
+        module: ModuleOp,
+        addresses: Mapping[str, int],
+        entry: str = "main",
+        params: Mapping[str, np.ndarray] | None = None,
+        param_names: Sequence[str] = (),
+        before_run: Callable[[], None] = lambda: None,
+        device: Device | None = None,
+    ):
         self.before_run = before_run  # the backend's per-run setup (its thread count)
         self.device = device = device or HostDevice()  # where the backend's buffers live
         funcs = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
@@ -94,7 +101,9 @@ class GraphExecutor:
 
     def set_inputs(self, args: Sequence[np.ndarray], kwargs: Mapping[str, np.ndarray]) -> None:
         if len(args) > len(self.input_names):
-            raise LatheError(f"run() takes {len(self.input_names)} inputs ({', '.join(self.input_names)}), got {len(args)}")
+            raise LatheError(
+                f"run() takes {len(self.input_names)} inputs ({', '.join(self.input_names)}), got {len(args)}"
+            )
         given = dict(zip(self.input_names, args))
         for k, v in kwargs.items():
             if k in given:
@@ -102,7 +111,9 @@ class GraphExecutor:
             given[k] = v
         unknown = set(given) - set(self.input_names)
         if unknown:
-            raise LatheError(f"unknown input(s) {', '.join(sorted(unknown))}", note="inputs: " + ", ".join(self.input_names))
+            raise LatheError(
+                f"unknown input(s) {', '.join(sorted(unknown))}", note="inputs: " + ", ".join(self.input_names)
+            )
         missing = [n for n in self.input_names if n not in given]
         if missing:
             raise LatheError(f"missing input(s) {', '.join(missing)}")
@@ -118,6 +129,7 @@ class GraphExecutor:
     def get_outputs(self):
         def out(s):
             return tuple(out(x) for x in s) if isinstance(s, tuple) else self.device.copy_out(self.buffers[s])
+
         return out(self.outputs)
 
     def run(self, *args, **kwargs):

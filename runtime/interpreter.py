@@ -58,8 +58,10 @@ def _check_graph_level(module: ModuleOp) -> None:
             continue
         f = op if isinstance(op, func.FuncOp) else next((p for p in _ancestors(op) if isinstance(p, func.FuncOp)), None)
         where = f" in @{f.sym_name.data}" if f is not None else ""
-        raise LatheError(f"the reference interpreter runs graph-level IR only, but '{op.name}'{where} is below it",
-                         note="interpret the module before lowering it, or run the lowered module with lathe.compile")
+        raise LatheError(
+            f"the reference interpreter runs graph-level IR only, but '{op.name}'{where} is below it",
+            note="interpret the module before lowering it, or run the lowered module with lathe.compile",
+        )
 
 
 def _ancestors(op: Operation):
@@ -69,8 +71,14 @@ def _ancestors(op: Operation):
         p = p.parent_op()
 
 
-def bind_arguments(f: func.FuncOp, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray] | None,
-                   fill_random: bool = False, seed: int = 0, where: str = "") -> tuple[list[np.ndarray], list[str]]:
+def bind_arguments(
+    f: func.FuncOp,
+    inputs: Mapping[str, np.ndarray],
+    params: Mapping[str, np.ndarray] | None,
+    fill_random: bool = False,
+    seed: int = 0,
+    where: str = "",
+) -> tuple[list[np.ndarray], list[str]]:
     """Match a function's parameters by name with inputs and params, checking types.
 
     Returns the arguments in order and the names of those filled with seeded
@@ -83,8 +91,10 @@ def bind_arguments(f: func.FuncOp, inputs: Mapping[str, np.ndarray], params: Map
     for what, given in (("input", inputs), ("params entry", params)):
         unknown = set(given) - set(names)
         if unknown:
-            raise LatheError(f"{where}@{f.sym_name.data} has no parameter named {', '.join(sorted(unknown))} "
-                             f"(given as {what})", note="its parameters: " + ", ".join(names))
+            raise LatheError(
+                f"{where}@{f.sym_name.data} has no parameter named {', '.join(sorted(unknown))} (given as {what})",
+                note="its parameters: " + ", ".join(names),
+            )
     for name, arg in zip(names, f.body.block.args):
         t = arg.type
         if name in inputs:
@@ -100,8 +110,10 @@ def bind_arguments(f: func.FuncOp, inputs: Mapping[str, np.ndarray], params: Map
                 value = rng.integers(0, 10, shape).astype(dt)
             filled.append(name)
         else:
-            raise LatheError(f"{where}no value for parameter %{name} of @{f.sym_name.data}",
-                             note=f"expected {graph.type_str(t)} in the inputs or the params file")
+            raise LatheError(
+                f"{where}no value for parameter %{name} of @{f.sym_name.data}",
+                note=f"expected {graph.type_str(t)} in the inputs or the params file",
+            )
         args.append(check_value(name, value, t, where))
     return args, filled
 

@@ -48,6 +48,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+
 from lathe.dialects import graph, te
 from lathe.errors import LatheError
 from lathe.testing.op_cases import (
@@ -59,7 +61,6 @@ from lathe.testing.op_cases import (
     rtol_for,
     worst_rel_err,
 )
-from xdsl.dialects.builtin import ModuleOp
 
 PASSED, FAILED, UNSUPPORTED, SKIPPED = "passed", "failed", "unsupported", "skipped"
 
@@ -177,8 +178,9 @@ class _Checker:
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
         where = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
-        return (where == self.package or where.startswith(self.package + ".")) \
-            and UNSUPPORTED_WORDS.search(e.message) is not None
+        return (where == self.package or where.startswith(self.package + ".")) and UNSUPPORTED_WORDS.search(
+            e.message
+        ) is not None
 
     def compile(self, module: ModuleOp, params=None):
         import lathe
@@ -190,8 +192,7 @@ class _Checker:
             self._compiled[key] = lathe.compile(module, target=self.target)
         return self._compiled[key]
 
-    def check(self, reference: ModuleOp, compiled: ModuleOp, inputs: dict, rtol: float,
-              params=None) -> tuple[str, str]:
+    def check(self, reference: ModuleOp, compiled: ModuleOp, inputs: dict, rtol: float, params=None) -> tuple[str, str]:
         """Interpret `reference`, compile and run `compiled` (the same function, perhaps lowered
         and scheduled by hand), compare: (status, detail)."""
         import lathe
@@ -307,11 +308,13 @@ def _reorder(m):
 
 def _annotate(primitive: str, stage: int, axis: int, *extra):
     """A schedule that puts one annotation (vectorize, parallel, unroll, pragma) on one axis."""
+
     def apply(m):
         from lathe.lowering.schedules import Schedule
 
         s = Schedule(_stages(m)[stage])
         getattr(s, primitive)(s.axes[axis], *extra)
+
     return apply
 
 
@@ -454,8 +457,9 @@ def _select(names: Iterable[str] | None, known: Sequence[str], what: str) -> lis
     return names
 
 
-def cases(ops: Iterable[str] | None = None, models: bool | Iterable[str] = True,
-          schedules: bool | Iterable[str] = True) -> list[_Case]:
+def cases(
+    ops: Iterable[str] | None = None, models: bool | Iterable[str] = True, schedules: bool | Iterable[str] = True
+) -> list[_Case]:
     """The suite's cases, in order: ops (None: every op and dtype case), schedules (True: one
     per primitive), models (True: DEFAULT_MODELS); an iterable of names picks cases."""
     from lathe.models import ZOO
@@ -472,9 +476,15 @@ def cases(ops: Iterable[str] | None = None, models: bool | Iterable[str] = True,
     return out
 
 
-def check_backend(target: str, *, ops: Iterable[str] | None = None, models: bool | Iterable[str] = True,
-                  schedules: bool | Iterable[str] = True, seed: int = 0,
-                  report: Callable[[str], object] = print) -> ConformanceReport:
+def check_backend(
+    target: str,
+    *,
+    ops: Iterable[str] | None = None,
+    models: bool | Iterable[str] = True,
+    schedules: bool | Iterable[str] = True,
+    seed: int = 0,
+    report: Callable[[str], object] = print,
+) -> ConformanceReport:
     """Run the conformance suite on `target`; `report` gets one line per case as it ends, then
     the summary. `ops`, `models`, `schedules` pick cases (see `cases`)."""
     checker = _Checker(target)

@@ -80,8 +80,11 @@ class Outcome:
 def seed_texts(root: Path = ROOT) -> list[tuple[str, str, str]]:
     """(name, fmt, text) of the examples and the lit tests, split where lit splits them."""
     out = []
-    paths = sorted(root.glob("examples/*.lathe")) + sorted((root / "tests" / "lit").rglob("*.lathe")) \
+    paths = (
+        sorted(root.glob("examples/*.lathe"))
+        + sorted((root / "tests" / "lit").rglob("*.lathe"))
         + sorted((root / "tests" / "lit").rglob("*.mlir"))
+    )
     for p in paths:
         if "Output" in p.parts:
             continue
@@ -107,8 +110,10 @@ def lowered_texts(programs: list[str]) -> list[tuple[str, str, str]]:
     from lathe.dialects import make_context
     from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
 
-    stages = {"te": GRAPH_PIPELINES[0] + ",lower-graph-to-te,apply-default-schedule",
-              "loop": GRAPH_PIPELINES[2] + ",lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops"}
+    stages = {
+        "te": GRAPH_PIPELINES[0] + ",lower-graph-to-te,apply-default-schedule",
+        "loop": GRAPH_PIPELINES[2] + ",lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops",
+    }
     out = []
     for k, text in enumerate(programs):
         for stage, spec in stages.items():
@@ -134,6 +139,7 @@ def _print_mlir(module, generic: bool) -> str:
 # ---------------------------------------------------------------------------
 # strategies
 
+
 def _strategies():
     """Built on first use: hypothesis and the dialects are only needed to generate."""
     import hypothesis.strategies as st
@@ -146,16 +152,57 @@ def _strategies():
     float_val = st.sampled_from([0.0, 0.5, 1e-5, -1.0, 2.0, 1e30, float("inf")])
     layouts = st.sampled_from(["NCHW", "NHWC", "OIHW", "HWIO", "NCW", "NC", ""])
     pools = {
-        **{k: small_int for k in ("axis", "batch_dims", "channels", "groups", "units", "num_newaxis", "size",
-                                  "index")},
-        **{k: int_list for k in ("axes", "begin", "end", "strides", "dilation", "kernel_size", "pool_size",
-                                 "padding", "newshape", "shape", "reps", "output_padding", "output_size",
-                                 "indices_or_sections")},
-        **{k: st.booleans() for k in ("ceil_mode", "center", "scale", "count_include_pad", "cubic_exclude",
-                                      "exclude", "keepdims", "select_last_index", "transpose_a", "transpose_b",
-                                      "unbiased")},
-        **{k: float_val for k in ("a_max", "a_min", "alpha", "beta", "bias", "epsilon", "cubic_alpha",
-                                  "extrapolation_value", "pad_value", "rate")},
+        **{k: small_int for k in ("axis", "batch_dims", "channels", "groups", "units", "num_newaxis", "size", "index")},
+        **{
+            k: int_list
+            for k in (
+                "axes",
+                "begin",
+                "end",
+                "strides",
+                "dilation",
+                "kernel_size",
+                "pool_size",
+                "padding",
+                "newshape",
+                "shape",
+                "reps",
+                "output_padding",
+                "output_size",
+                "indices_or_sections",
+            )
+        },
+        **{
+            k: st.booleans()
+            for k in (
+                "ceil_mode",
+                "center",
+                "scale",
+                "count_include_pad",
+                "cubic_exclude",
+                "exclude",
+                "keepdims",
+                "select_last_index",
+                "transpose_a",
+                "transpose_b",
+                "unbiased",
+            )
+        },
+        **{
+            k: float_val
+            for k in (
+                "a_max",
+                "a_min",
+                "alpha",
+                "beta",
+                "bias",
+                "epsilon",
+                "cubic_alpha",
+                "extrapolation_value",
+                "pad_value",
+                "rate",
+            )
+        },
         **{k: st.sampled_from(sorted(graph.DTYPES) + ["", "uint8"]) for k in ("dtype", "out_dtype")},
         **{k: layouts for k in ("data_layout", "kernel_layout", "layout", "out_layout", "weight_layout")},
         "method": st.sampled_from(["nearest_neighbor", "linear", "cubic", "bogus"]),
@@ -183,8 +230,10 @@ def _strategies():
         from xdsl.ir import Block, Region
 
         base = draw(shapes)
-        types = [TensorType(graph.DTYPES[draw(st.sampled_from(dtypes))], base if draw(st.booleans()) else draw(shapes))
-                 for _ in range(draw(st.integers(1, 3)))]
+        types = [
+            TensorType(graph.DTYPES[draw(st.sampled_from(dtypes))], base if draw(st.booleans()) else draw(shapes))
+            for _ in range(draw(st.integers(1, 3)))
+        ]
         block = Block(arg_types=types)
         for k, a in enumerate(block.args):
             a.name_hint = f"p{k}"
@@ -244,10 +293,14 @@ def _strategies():
         cls = graph.OPS_BY_RELAY_NAME.get(name)
         props = list(cls.get_irdl_definition().properties) if cls else ["axis"]
         n_params = draw(st.integers(0, 3))
-        params = [f"%a{k}: Tensor[({', '.join(map(str, draw(shapes)))}), {draw(st.sampled_from(dtypes))}]"
-                  for k in range(n_params)]
-        args = [draw(st.one_of(st.sampled_from([f"%a{k}" for k in range(n_params)] or ["1f"]), literal()))
-                for _ in range(draw(st.integers(0, 3)))]
+        params = [
+            f"%a{k}: Tensor[({', '.join(map(str, draw(shapes)))}), {draw(st.sampled_from(dtypes))}]"
+            for k in range(n_params)
+        ]
+        args = [
+            draw(st.one_of(st.sampled_from([f"%a{k}" for k in range(n_params)] or ["1f"]), literal()))
+            for _ in range(draw(st.integers(0, 3)))
+        ]
         for k in draw(st.lists(st.sampled_from(props + ["bogus"]), max_size=3, unique=True)):
             args.append(f"{k}={attr_text(draw(value_for(k)))}")
         return f"def @main({', '.join(params)}) {{\n  {name}({', '.join(args)})\n}}\n"
@@ -263,8 +316,11 @@ def _strategies():
             opts = []
             for f in dataclasses.fields(available[name]()):
                 if draw(st.integers(0, 3)) == 0:
-                    v = draw(st.sampled_from(["0", "1", "2", "3", "4", "256", "-1", "1000000"]) if f.type == "int"
-                             else st.sampled_from(["main", "nope"]))
+                    v = draw(
+                        st.sampled_from(["0", "1", "2", "3", "4", "256", "-1", "1000000"])
+                        if f.type == "int"
+                        else st.sampled_from(["main", "nope"])
+                    )
                     opts.append(f"{f.name}={v}")
             return name + ("{" + " ".join(opts) + "}" if opts else "")
 
@@ -284,21 +340,76 @@ def _strategies():
         prefix = draw(st.lists(pass_spec(graph_passes), max_size=4)) if shape == "prefix" else []
         return ",".join(prefix + [GRAPH_PIPELINES[level], LOWERING])
 
-    return dict(graph_program=graph_program, graph_mlir=graph_mlir, one_op_call=one_op_call, pipeline=pipeline,
-                st=st)
+    return dict(graph_program=graph_program, graph_mlir=graph_mlir, one_op_call=one_op_call, pipeline=pipeline, st=st)
 
 
-_TOKENS = ["(", ")", "[", "]", "{", "}", "<", ">", ",", ";", ":", "=", "%0", "%x", "@main", '"', "\\", "->",
-           "tuple<", "tensor<", "Tensor[(", "/*", "*/", "//", "-1", "0", "1e400", "99999999999999999999",
-           "2i16", "1u8", "3b", "1e308f", "nan", "inf", "float16", "bool", "int8", "\xff", "é", "\x00", "\t",
-           "graph.add", "te.unroll", "scf.for", "#loop.annotation<bogus>", "func.return", "nn.conv2d",
-           "axis=", "^bb0", "dense<", "%c0", "index", "i64", "f32", "memref<"]
+_TOKENS = [
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    "<",
+    ">",
+    ",",
+    ";",
+    ":",
+    "=",
+    "%0",
+    "%x",
+    "@main",
+    '"',
+    "\\",
+    "->",
+    "tuple<",
+    "tensor<",
+    "Tensor[(",
+    "/*",
+    "*/",
+    "//",
+    "-1",
+    "0",
+    "1e400",
+    "99999999999999999999",
+    "2i16",
+    "1u8",
+    "3b",
+    "1e308f",
+    "nan",
+    "inf",
+    "float16",
+    "bool",
+    "int8",
+    "\xff",
+    "é",
+    "\x00",
+    "\t",
+    "graph.add",
+    "te.unroll",
+    "scf.for",
+    "#loop.annotation<bogus>",
+    "func.return",
+    "nn.conv2d",
+    "axis=",
+    "^bb0",
+    "dense<",
+    "%c0",
+    "index",
+    "i64",
+    "f32",
+    "memref<",
+]
 
 
 def mutant(st, seeds: list[tuple[str, str, str]]):
     """A seed with one to four edits: delete, duplicate, insert a token, change a number, swap lines, nest."""
-    edits = st.tuples(st.sampled_from(["delete", "duplicate", "insert", "number", "swap", "nest", "truncate"]),
-                      st.integers(0, 1 << 30), st.integers(0, 1 << 30), st.sampled_from(_TOKENS))
+    edits = st.tuples(
+        st.sampled_from(["delete", "duplicate", "insert", "number", "swap", "nest", "truncate"]),
+        st.integers(0, 1 << 30),
+        st.integers(0, 1 << 30),
+        st.sampled_from(_TOKENS),
+    )
 
     def apply(seed, ops):
         name, fmt, text = seed
@@ -328,7 +439,7 @@ def _edit(text: str, kind: str, a: int, b: int, tok: str) -> str:
         if not nums:
             return text
         m = nums[a % len(nums)]
-        return text[:m.start()] + _INTERESTING[b % len(_INTERESTING)] + text[m.end():]
+        return text[: m.start()] + _INTERESTING[b % len(_INTERESTING)] + text[m.end() :]
     if kind == "swap":
         lines = text.split("\n")
         x, y = a % len(lines), b % len(lines)
@@ -362,15 +473,24 @@ def case_strategies(seeds: list[tuple[str, str, str]], pipelines: bool = True, o
         "one-op": (2, lambda: st.builds(lambda t: Case("one-op", "lathe", t), s["one_op_call"]())),
         "graph-mlir": (1, lambda: st.builds(lambda t: Case("graph-mlir", "mlir", t), s["graph_mlir"]())),
         "grammar": (1, lambda: st.builds(lambda t: Case("grammar", "lathe", t), from_lark(_lark(), start="start"))),
-        "pipeline": (1, lambda: st.builds(lambda p, spec: Case("pipeline", *p, spec), s["graph_program"](4),
-                                          s["pipeline"]())),
+        "pipeline": (
+            1,
+            lambda: st.builds(lambda p, spec: Case("pipeline", *p, spec), s["graph_program"](4), s["pipeline"]()),
+        ),
     }
     chosen = [k for k in KINDS if (only is None or k in only) and (pipelines or k != "pipeline")]
     return {k: (kinds[k][0], kinds[k][1]()) for k in chosen}
 
 
-def generate(count: int, seed: int, seeds: list[tuple[str, str, str]], pipelines: bool = True,
-             sink=None, deadline: float | None = None, only=None) -> list[Case]:
+def generate(
+    count: int,
+    seed: int,
+    seeds: list[tuple[str, str, str]],
+    pipelines: bool = True,
+    sink=None,
+    deadline: float | None = None,
+    only=None,
+) -> list[Case]:
     """`count` cases, the same ones for the same seed: hypothesis drives the draws, nothing is
     shrunk. Drawn in chunks, each with the next seed, so a campaign can stop at `deadline` and
     hand each case to `sink` (a worker queue) as soon as it exists."""
@@ -388,8 +508,13 @@ def generate(count: int, seed: int, seeds: list[tuple[str, str, str]], pipelines
         batch: list[Case] = []
 
         @hseed(seed)
-        @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=n,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(strategy)
         def collect(case):
             batch.append(case)
@@ -505,7 +630,6 @@ def _inputs(f) -> dict | None:
     from xdsl.dialects.builtin import TensorType
 
     from lathe.dialects.dtypes import np_dtype
-
     from lathe.dialects.functions import param_names
 
     rng = np.random.default_rng(0)
@@ -541,13 +665,18 @@ def _compare(got, ref, module) -> Outcome:
     kinds = [(np.asarray(x).shape, np.asarray(x).dtype) for x in g.values()]
     if len(g) != len(r) or kinds != [(np.asarray(x).shape, np.asarray(x).dtype) for x in r.values()]:
         return Outcome("miscompile", f"miscompile: shapes or dtypes differ ({', '.join(ops)})", f"got {kinds}")
-    dtypes = {graph.dtype_name(v.type.element_type) for op in module.walk() for v in (*op.results, *op.operands)
-              if isinstance(v.type, TensorType)}
+    dtypes = {
+        graph.dtype_name(v.type.element_type)
+        for op in module.walk()
+        for v in (*op.results, *op.operands)
+        if isinstance(v.type, TensorType)
+    }
     rtol = max([RTOL.get(d, 1e-3) for d in dtypes] + [1e-3])
     err = max_relative_error(got, ref)
     if not err <= rtol:
-        return Outcome("miscompile", f"miscompile: values differ ({', '.join(ops)})",
-                       f"max relative error {err:.3g} > {rtol:g}")
+        return Outcome(
+            "miscompile", f"miscompile: values differ ({', '.join(ops)})", f"max relative error {err:.3g} > {rtol:g}"
+        )
     return Outcome("ok")
 
 
@@ -558,8 +687,11 @@ def _names_op(message: str) -> bool:
     from lathe.pipelines import lathe_passes
 
     words = set(re.findall(r"[A-Za-z_][\w.-]*", message))
-    return bool(words & (set(graph.OPS_BY_RELAY_NAME) | set(lathe_passes()))) or any(
-        re.match(r"(graph|te|loop|scf|func|arith|memref|builtin)\.\w", w) for w in words) or "@" in message
+    return (
+        bool(words & (set(graph.OPS_BY_RELAY_NAME) | set(lathe_passes())))
+        or any(re.match(r"(graph|te|loop|scf|func|arith|memref|builtin)\.\w", w) for w in words)
+        or "@" in message
+    )
 
 
 def _template(message: str) -> str:
@@ -571,9 +703,13 @@ def _template(message: str) -> str:
 def _crash_key(e: BaseException) -> str:
     """Exception type + the innermost frame in Lathe's own code (not the fuzzer's)."""
     here = Path(__file__).resolve()
-    frames = [f for f in traceback.extract_tb(e.__traceback__)
-              if Path(f.filename).resolve().is_relative_to(ROOT) and Path(f.filename).resolve() != here
-              and ".venv" not in Path(f.filename).parts]
+    frames = [
+        f
+        for f in traceback.extract_tb(e.__traceback__)
+        if Path(f.filename).resolve().is_relative_to(ROOT)
+        and Path(f.filename).resolve() != here
+        and ".venv" not in Path(f.filename).parts
+    ]
     where = f"{Path(frames[-1].filename).resolve().relative_to(ROOT)}:{frames[-1].name}" if frames else "?"
     return f"{type(e).__name__} at {where}"
 
@@ -623,8 +759,14 @@ class Worker:
 
     def _start(self) -> subprocess.Popen:
         env = {**os.environ, "LATHE_NUM_THREADS": os.environ.get("LATHE_NUM_THREADS", "1")}
-        return subprocess.Popen([sys.executable, "-m", "lathe.testing.fuzz", "--worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "lathe.testing.fuzz", "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
 
     def run(self, case: Case, timeout: float | None = None) -> Outcome:
         if self.proc is None or self.proc.poll() is not None or self.served >= self.recycle:
@@ -772,11 +914,11 @@ def reduce(case: Case, outcome: str, key: str, worker: Worker, budget: int = 150
 
     text = case.text
     for unit in ("line", 64, 8, 1):
-        parts = text.split("\n") if unit == "line" else [text[i:i + unit] for i in range(0, len(text), unit)]
+        parts = text.split("\n") if unit == "line" else [text[i : i + unit] for i in range(0, len(text), unit)]
         joiner = "\n" if unit == "line" else ""
         k = 0
         while k < len(parts) and tries[0] < budget:
-            candidate = parts[:k] + parts[k + 1:]
+            candidate = parts[:k] + parts[k + 1 :]
             if candidate and same(joiner.join(candidate)):
                 parts = candidate
             else:
@@ -790,24 +932,38 @@ def write_findings(report: Report, out: Path, reduce_with: Worker | None = None)
     lines = ["# Fuzz findings", "", "```", report.render(), "```", ""]
     for f in sorted(report.findings.values(), key=lambda f: (f.outcome, f.key)):
         case = reduce(f.case, f.outcome, f.key, reduce_with) if reduce_with and f.outcome != "timeout" else f.case
-        lines += [f"## {f.outcome}: {f.key} (x{f.count})", "", f"kind {case.kind}, format {case.fmt}"
-                  + (f", origin {case.origin}" if case.origin else ""), ""]
+        lines += [
+            f"## {f.outcome}: {f.key} (x{f.count})",
+            "",
+            f"kind {case.kind}, format {case.fmt}" + (f", origin {case.origin}" if case.origin else ""),
+            "",
+        ]
         if case.pipeline:
             lines += [f"pipeline: `{case.pipeline}`", ""]
         lines += ["```", f.message.strip()[:2000], "```", "", "reproducer:", "", "```", case.text, "```", ""]
     path = out / "findings.md"
     path.write_text("\n".join(lines))
-    (out / "summary.json").write_text(json.dumps({"cases": report.cases, "seconds": report.seconds,
-                                                  "table": report.table, "totals": report.totals(),
-                                                  "findings": [[f.outcome, f.key, f.count]
-                                                               for f in report.findings.values()]}, indent=1))
+    (out / "summary.json").write_text(
+        json.dumps(
+            {
+                "cases": report.cases,
+                "seconds": report.seconds,
+                "table": report.table,
+                "totals": report.totals(),
+                "findings": [[f.outcome, f.key, f.count] for f in report.findings.values()],
+            },
+            indent=1,
+        )
+    )
     return path
 
 
 def all_seeds(zoo: bool = True, lowered: int = 12, seed: int = 0) -> list[tuple[str, str, str]]:
     seeds = seed_texts()
     if lowered:
-        programs = [c.text for c in generate(lowered, seed, seeds, pipelines=False) if c.kind == "graph" and c.fmt == "lathe"]
+        programs = [
+            c.text for c in generate(lowered, seed, seeds, pipelines=False) if c.kind == "graph" and c.fmt == "lathe"
+        ]
         seeds += lowered_texts(programs)
     if zoo:
         try:
@@ -847,9 +1003,12 @@ def main(argv=None) -> int:
     only = set(args.kinds.split(",")) if args.kinds else None
     if only and not only <= set(KINDS):
         ap.error(f"--kinds: unknown {', '.join(sorted(only - set(KINDS)))} (kinds: {', '.join(KINDS)})")
-    report = run_cases(lambda sink: generate(args.count, args.seed, seeds, not args.no_pipelines, sink, deadline,
-                                             only),
-                       args.jobs, progress, deadline)
+    report = run_cases(
+        lambda sink: generate(args.count, args.seed, seeds, not args.no_pipelines, sink, deadline, only),
+        args.jobs,
+        progress,
+        deadline,
+    )
     print(report.render())
     reducer = None if args.no_reduce else Worker()
     try:

@@ -23,12 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from lathe.dialects import graph
-from lathe.dialects.graph import tensor
-from lathe.dialects.dtypes import np_dtype
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, TensorType, TupleType, f32, i1, i32, i64
 from xdsl.ir import Attribute, Block, Region
+
+from lathe.dialects import graph
+from lathe.dialects.dtypes import np_dtype
+from lathe.dialects.graph import tensor
 
 ELEMWISE_RTOL = 1e-5
 REDUCE_RTOL = 1e-4
@@ -231,7 +232,7 @@ def _broadcast_pair(rng) -> tuple[list[int], list[int]]:
 
     def sub() -> list[int]:
         k = int(rng.integers(0, len(out) + 1))
-        return [d if rng.random() < 0.6 else 1 for d in out[len(out) - k:]]
+        return [d if rng.random() < 0.6 else 1 for d in out[len(out) - k :]]
 
     return sub(), sub()
 
@@ -247,6 +248,7 @@ def _binary(dtype: Attribute = f32, sampler: Sampler | None = None) -> Builder:
     def build(op, rng):
         a, b = _broadcast_pair(rng)
         return OpCase(op, (tensor(a, dtype), tensor(b, dtype)), samplers=(sampler, sampler))
+
     return build
 
 
@@ -339,7 +341,13 @@ def _batch_matmul(op, rng):
 
 
 def _batch_matmul_pack(op, rng):
-    b, m, k, bn, blocks = _dim(rng, (1, 3)), _dim(rng), _dim(rng, (1, 5, 19)), int(rng.choice([4, 8])), _dim(rng, (1, 3))
+    b, m, k, bn, blocks = (
+        _dim(rng, (1, 3)),
+        _dim(rng),
+        _dim(rng, (1, 5, 19)),
+        int(rng.choice([4, 8])),
+        _dim(rng, (1, 3)),
+    )
     return OpCase(op, (tensor([b, m, k]), tensor([b, blocks, k, bn])), rtol=REDUCE_RTOL)
 
 
@@ -350,9 +358,12 @@ def _conv2d(op, rng):
     o, groups = (c, c) if depthwise else (groups * int(rng.choice([1, 2])), groups)
     kh, kw = int(rng.choice([1, 3])), int(rng.choice([1, 2, 3]))
     h, w = _dim(rng, (5, 7, 8)), _dim(rng, (4, 7, 9))
-    attrs = {"strides": [int(rng.choice([1, 2])), int(rng.choice([1, 3]))],
-             "padding": [[0, 0], [1, 1], [1, 0, 2, 1]][int(rng.integers(3))],
-             "dilation": [int(rng.choice([1, 2])), 1], "groups": groups}
+    attrs = {
+        "strides": [int(rng.choice([1, 2])), int(rng.choice([1, 3]))],
+        "padding": [[0, 0], [1, 1], [1, 0, 2, 1]][int(rng.integers(3))],
+        "dilation": [int(rng.choice([1, 2])), 1],
+        "groups": groups,
+    }
     if rng.integers(2):
         types = (tensor([1, c, h, w]), tensor([o, c // groups, kh, kw]))
     else:
@@ -366,9 +377,12 @@ def _conv2d_transpose(op, rng):
     c, o, k, s = 2 * groups, int(rng.choice([1, 3])), int(rng.choice([1, 2, 3])), int(rng.choice([1, 2, 3]))
     out_pad = min(int(rng.integers(2)), s - 1)
     pad = int(rng.integers(2))
-    return OpCase(op, (tensor([1, c, 5, 4]), tensor([c, o, k, k])),
-                  {"strides": [s, s], "padding": [pad, pad], "output_padding": [out_pad, out_pad], "groups": groups},
-                  rtol=REDUCE_RTOL)
+    return OpCase(
+        op,
+        (tensor([1, c, 5, 4]), tensor([c, o, k, k])),
+        {"strides": [s, s], "padding": [pad, pad], "output_padding": [out_pad, out_pad], "groups": groups},
+        rtol=REDUCE_RTOL,
+    )
 
 
 # nn
@@ -390,29 +404,46 @@ def _layer_norm(op, rng):
     shape = _shape(rng, 1, 3, (1, 5, 13, 97))
     axis = _axis(rng, len(shape))
     n = shape[axis]
-    return OpCase(op, (tensor(shape), tensor([n]), tensor([n])),
-                  {"axis": axis, "epsilon": 1e-5, "center": bool(rng.integers(2)), "scale": bool(rng.integers(2))},
-                  rtol=REDUCE_RTOL)
+    return OpCase(
+        op,
+        (tensor(shape), tensor([n]), tensor([n])),
+        {"axis": axis, "epsilon": 1e-5, "center": bool(rng.integers(2)), "scale": bool(rng.integers(2))},
+        rtol=REDUCE_RTOL,
+    )
 
 
 def _batch_norm(op, rng):
     shape = [[2, 3], [1, 3, 5, 5], [1, 7, 3]][int(rng.integers(3))]
     c = shape[1]
-    return OpCase(op, (tensor(shape), *[tensor([c])] * 4), {"epsilon": 1e-3},
-                  (None, None, None, None, positive_values), rtol=REDUCE_RTOL)
+    return OpCase(
+        op,
+        (tensor(shape), *[tensor([c])] * 4),
+        {"epsilon": 1e-3},
+        (None, None, None, None, positive_values),
+        rtol=REDUCE_RTOL,
+    )
 
 
 def _lrn(op, rng):
-    return OpCase(op, (tensor([1, _dim(rng), 4, 3]),),
-                  {"size": int(rng.choice([1, 3, 5])), "alpha": 1e-3, "beta": 0.75, "bias": 1.5}, rtol=REDUCE_RTOL)
+    return OpCase(
+        op,
+        (tensor([1, _dim(rng), 4, 3]),),
+        {"size": int(rng.choice([1, 3, 5])), "alpha": 1e-3, "beta": 0.75, "bias": 1.5},
+        rtol=REDUCE_RTOL,
+    )
 
 
 def _pool(op, rng):
     k = [int(rng.choice([1, 2, 3])), int(rng.choice([2, 3]))]
     layout = ["NCHW", "NHWC"][int(rng.integers(2))]
-    attrs = {"pool_size": k, "strides": [int(rng.choice([1, 2])), int(rng.choice([1, 2, 3]))],
-             "padding": [min(int(rng.integers(2)), k[0] // 2), min(int(rng.integers(2)), k[1] // 2)],
-             "dilation": [int(rng.choice([1, 2])), 1], "ceil_mode": bool(rng.integers(2)), "layout": layout}
+    attrs = {
+        "pool_size": k,
+        "strides": [int(rng.choice([1, 2])), int(rng.choice([1, 2, 3]))],
+        "padding": [min(int(rng.integers(2)), k[0] // 2), min(int(rng.integers(2)), k[1] // 2)],
+        "dilation": [int(rng.choice([1, 2])), 1],
+        "ceil_mode": bool(rng.integers(2)),
+        "layout": layout,
+    }
     if op == "nn.avg_pool2d":
         attrs["count_include_pad"] = bool(rng.integers(2))
     shape = [1, 3, 7, 8] if layout == "NCHW" else [1, 7, 8, 3]
@@ -425,8 +456,12 @@ def _global_pool(op, rng):
 
 
 def _adaptive_avg_pool(op, rng):
-    return OpCase(op, (tensor([1, 2, _dim(rng, (4, 7, 9)), _dim(rng, (5, 8))]),),
-                  {"output_size": [int(rng.choice([1, 2, 3])), int(rng.choice([1, 3, 5]))]}, rtol=REDUCE_RTOL)
+    return OpCase(
+        op,
+        (tensor([1, 2, _dim(rng, (4, 7, 9)), _dim(rng, (5, 8))]),),
+        {"output_size": [int(rng.choice([1, 2, 3])), int(rng.choice([1, 3, 5]))]},
+        rtol=REDUCE_RTOL,
+    )
 
 
 def _pad(op, rng):
@@ -444,11 +479,19 @@ def _batch_flatten(op, rng):
 def _resize2d(op, rng):
     layout = ["NCHW", "NHWC"][int(rng.integers(2))]
     shape = [1, 2, 4, 6] if layout == "NCHW" else [1, 4, 6, 2]
-    return OpCase(op, (tensor(shape),), {
-        "size": [_dim(rng, (1, 3, 8, 13)), _dim(rng, (2, 5, 16))], "layout": layout,
-        "method": ["nearest_neighbor", "linear"][int(rng.integers(2))],
-        "coordinate_transformation_mode": str(rng.choice(["half_pixel", "align_corners", "asymmetric",
-                                                           "pytorch_half_pixel"]))}, rtol=REDUCE_RTOL)
+    return OpCase(
+        op,
+        (tensor(shape),),
+        {
+            "size": [_dim(rng, (1, 3, 8, 13)), _dim(rng, (2, 5, 16))],
+            "layout": layout,
+            "method": ["nearest_neighbor", "linear"][int(rng.integers(2))],
+            "coordinate_transformation_mode": str(
+                rng.choice(["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel"])
+            ),
+        },
+        rtol=REDUCE_RTOL,
+    )
 
 
 # reductions
@@ -463,6 +506,7 @@ def _reduce(sampler: Sampler | None = None, **extra) -> Builder:
             axis = sorted(int(a) - len(shape) * int(rng.integers(2)) for a in picked)  # some negative
         attrs = {"axis": axis, "keepdims": bool(rng.integers(2)), "exclude": bool(rng.integers(2)), **extra}
         return OpCase(op, (tensor(shape),), attrs, (sampler,), rtol=REDUCE_RTOL)
+
     return build
 
 
@@ -496,8 +540,11 @@ def _squeeze(op, rng):
 
 def _expand_dims(op, rng):
     shape = _shape(rng, 0, 3)
-    return OpCase(op, (tensor(shape),), {"axis": int(rng.integers(-len(shape) - 1, len(shape) + 1)),
-                                         "num_newaxis": int(rng.integers(0, 3))})
+    return OpCase(
+        op,
+        (tensor(shape),),
+        {"axis": int(rng.integers(-len(shape) - 1, len(shape) + 1)), "num_newaxis": int(rng.integers(0, 3))},
+    )
 
 
 def _concatenate(op, rng):
@@ -542,8 +589,9 @@ def _take(op, rng):
     shape = _shape(rng, 1, 3, (3, 5))
     axis = int(rng.integers(len(shape))) if rng.integers(2) else None
     mode = ["clip", "wrap"][int(rng.integers(2))]
-    return OpCase(op, (tensor(shape), tensor(_shape(rng, 0, 2, (1, 4)), i64)), {"axis": axis, "mode": mode},
-                  (None, ints(-6, 9)))  # out of range both ways: what the modes are for
+    return OpCase(
+        op, (tensor(shape), tensor(_shape(rng, 0, 2, (1, 4)), i64)), {"axis": axis, "mode": mode}, (None, ints(-6, 9))
+    )  # out of range both ways: what the modes are for
 
 
 def _gather(op, rng):
@@ -554,13 +602,15 @@ def _gather(op, rng):
 
 
 def _tile(op, rng):
-    return OpCase(op, (tensor(_shape(rng, 0, 3)),), {"reps": [int(r) for r in rng.integers(1, 4, int(rng.integers(0, 4)))]})
+    return OpCase(
+        op, (tensor(_shape(rng, 0, 3)),), {"reps": [int(r) for r in rng.integers(1, 4, int(rng.integers(0, 4)))]}
+    )
 
 
 def _broadcast_to(op, rng):
     out = _shape(rng, 1, 4)
     k = int(rng.integers(0, len(out) + 1))
-    src = [d if rng.random() < 0.5 else 1 for d in out[len(out) - k:]]
+    src = [d if rng.random() < 0.5 else 1 for d in out[len(out) - k :]]
     return OpCase(op, (tensor(src),), {"shape": out})
 
 
@@ -570,8 +620,23 @@ _LOGICAL = _binary(i1)
 # relay name -> builder(op, rng); test_backend_conformance checks that every graph op has one
 CASES: dict[str, Builder] = {
     "constant": _constant,
-    **{op: _unary() for op in ["nn.relu", "negative", "abs", "exp", "tanh", "sigmoid", "erf", "floor", "ceil",
-                               "round", "zeros_like", "ones_like"]},
+    **{
+        op: _unary()
+        for op in [
+            "nn.relu",
+            "negative",
+            "abs",
+            "exp",
+            "tanh",
+            "sigmoid",
+            "erf",
+            "floor",
+            "ceil",
+            "round",
+            "zeros_like",
+            "ones_like",
+        ]
+    },
     **{op: _unary(positive_values) for op in ["log", "sqrt", "rsqrt"]},
     "nn.leaky_relu": _leaky_relu,
     "logical_not": _unary(dtype=i1),
@@ -667,6 +732,10 @@ def _float_math_case(name: str, op: str, last: int) -> Builder:
 DTYPE_CASES: dict[str, Builder] = {
     **{name: _dtype_case(name) for name in graph.DTYPES},
     **{f"cast-to-{name}": _cast_case(name) for name in graph.DTYPES},
-    **{f"{name}:{op}{suffix}": _float_math_case(name, op, last)
-       for name in FLOAT_DTYPES for op in FLOAT_MATH for suffix, last in (("", 16), (":odd", 13))},
+    **{
+        f"{name}:{op}{suffix}": _float_math_case(name, op, last)
+        for name in FLOAT_DTYPES
+        for op in FLOAT_MATH
+        for suffix, last in (("", 16), (":odd", 13))
+    },
 }

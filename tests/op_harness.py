@@ -5,6 +5,8 @@ The builders, input samplers, comparison and tolerances live in
 
 from __future__ import annotations
 
+from xdsl.dialects.builtin import ModuleOp
+
 import lathe
 from lathe.testing.op_cases import (  # noqa: F401  (re-exported for the tests)
     ELEMWISE_RTOL,
@@ -13,7 +15,6 @@ from lathe.testing.op_cases import (  # noqa: F401  (re-exported for the tests)
     random_inputs,
     rel_err,
 )
-from xdsl.dialects.builtin import ModuleOp
 
 
 def check_op(module: ModuleOp, inputs: dict, rtol: float) -> None:

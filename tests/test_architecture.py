@@ -73,15 +73,34 @@ def test_no_module_imports_itself_back():
 
 
 # Ops that a graph pass removes before lowering: they have a reference, no compute definition.
-EXPANDED = {graph.SplitOp: "expand-split", graph.BatchNormOp: "simplify-inference",
-            graph.DropoutOp: "simplify-inference", graph.TupleOp: "lowering (glue)", graph.TupleGetItemOp: "lowering (glue)"}
+EXPANDED = {
+    graph.SplitOp: "expand-split",
+    graph.BatchNormOp: "simplify-inference",
+    graph.DropoutOp: "simplify-inference",
+    graph.TupleOp: "lowering (glue)",
+    graph.TupleGetItemOp: "lowering (glue)",
+}
 # Ops that no ONNX op converts to directly: made by graph passes or by a converter's
 # decomposition (rsqrt, squeeze...), or Relay-only. Each is still a full op otherwise.
 NO_ONNX_MAPPING = {
-    graph.ConstantOp, graph.RsqrtOp, graph.DropoutOp, graph.DensePackOp, graph.BatchMatmulPackOp,
-    graph.AdaptiveAvgPool2dOp, graph.BatchFlattenOp, graph.VarianceOp, graph.SqueezeOp, graph.ExpandDimsOp,
-    graph.StackOp, graph.ZerosOp, graph.OnesOp, graph.ZerosLikeOp, graph.OnesLikeOp, graph.FullLikeOp,
-    graph.TupleOp, graph.TupleGetItemOp,
+    graph.ConstantOp,
+    graph.RsqrtOp,
+    graph.DropoutOp,
+    graph.DensePackOp,
+    graph.BatchMatmulPackOp,
+    graph.AdaptiveAvgPool2dOp,
+    graph.BatchFlattenOp,
+    graph.VarianceOp,
+    graph.SqueezeOp,
+    graph.ExpandDimsOp,
+    graph.StackOp,
+    graph.ZerosOp,
+    graph.OnesOp,
+    graph.ZerosLikeOp,
+    graph.OnesLikeOp,
+    graph.FullLikeOp,
+    graph.TupleOp,
+    graph.TupleGetItemOp,
 }
 
 
@@ -93,8 +112,9 @@ def test_every_op_has_every_part(op):
     from lathe.lowering.graph_to_te import TE_COMPUTE
 
     assert isinstance(op.PATTERN, graph.OpPattern)
-    assert op.infer is not graph.GraphOp.infer or op.infer_type.__func__ is not graph.GraphOp.infer_type.__func__, \
+    assert op.infer is not graph.GraphOp.infer or op.infer_type.__func__ is not graph.GraphOp.infer_type.__func__, (
         "no type inference"
+    )
     assert op is graph.ConstantOp or op in REFERENCE, "no numpy reference (dialects/reference.py or a scalar formula)"
     assert op in EXPANDED or op in TE_COMPUTE, "no compute definition (lowering/graph_to_te.py or a scalar formula)"
     assert graph.OPS_BY_RELAY_NAME[op.relay_name()] is op, "not reachable by its Relay name"
@@ -102,3 +122,9 @@ def test_every_op_has_every_part(op):
         assert not converters_for(op), "has an ONNX converter now: drop it from NO_ONNX_MAPPING"
     else:
         assert converters_for(op), "no ONNX converter declares makes= this op"
+
+
+@pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "."]], ids=["lint", "format"])
+def test_ruff_is_clean(command):
+    r = subprocess.run([str(BIN / "ruff"), *command], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

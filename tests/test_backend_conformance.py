@@ -9,6 +9,8 @@ import signal
 
 import numpy as np
 import pytest
+from xdsl.dialects import arith
+
 from lathe.backends import registry
 from lathe.backends.interface import Capabilities
 from lathe.backends.llvm.backend import LLVMBackend
@@ -17,7 +19,6 @@ from lathe.errors import LatheError
 from lathe.testing import backends
 from lathe.testing.backends import check_backend
 from lathe.testing.op_cases import CASES, DTYPE_CASES, FLOAT_MATH, case_for, rel_err
-from xdsl.dialects import arith
 
 # Bugs the suite found, left to their owners: (target, kind, name) -> the bug; target "*" for a
 # bug of the shared lowering, which every backend that claims the case meets. Each is also an
@@ -38,8 +39,11 @@ def loadable(name: str) -> bool:
 
 
 def unexpected_failures(target, report) -> list[str]:
-    return [f"{r}\n    rerun: {report.rerun(r)}" for r in report.failed
-            if (target, r.kind, r.name) not in KNOWN_BUGS and ("*", r.kind, r.name) not in KNOWN_BUGS]
+    return [
+        f"{r}\n    rerun: {report.rerun(r)}"
+        for r in report.failed
+        if (target, r.kind, r.name) not in KNOWN_BUGS and ("*", r.kind, r.name) not in KNOWN_BUGS
+    ]
 
 
 @pytest.mark.parametrize("target", ["llvm", "c"])
@@ -95,6 +99,7 @@ def test_each_case_is_valid_with_non_zero_inputs(op, rng):
 
 def test_a_case_replays_from_the_seed_and_its_name():
     """The rerun a report prints draws the same shapes and attributes as the full run did."""
+
     def detail(seed, ops):
         report = check_backend("llvm", ops=ops, schedules=False, models=False, seed=seed, report=quiet)
         return {r.name: r.detail for r in report.results}["nn.conv2d"]
@@ -116,17 +121,29 @@ def install(monkeypatch, **fakes):
 def fake(kind: str, base=LLVMBackend, **methods):
     def parse_target(self, k, options):
         return LLVMBackend.parse_target(self, "llvm", options).with_(kind=kind)
-    return type(f"Fake_{kind}", (base,), {"name": kind, "target_kinds": (kind,), "parse_target": parse_target,
-                                          **methods})()
+
+    return type(
+        f"Fake_{kind}", (base,), {"name": kind, "target_kinds": (kind,), "parse_target": parse_target, **methods}
+    )()
 
 
 def test_capabilities_make_cases_unsupported_not_failed(monkeypatch):
-    narrow = fake("narrow", capabilities=lambda self, t: Capabilities(
-        dtypes=frozenset({"float32", "int32", "bool"}), ops=frozenset({"add", "cast"}),
-        schedule_primitives=frozenset({"split"})))
+    narrow = fake(
+        "narrow",
+        capabilities=lambda self, t: Capabilities(
+            dtypes=frozenset({"float32", "int32", "bool"}),
+            ops=frozenset({"add", "cast"}),
+            schedule_primitives=frozenset({"split"}),
+        ),
+    )
     install(monkeypatch, narrow=narrow)
-    report = check_backend("narrow", ops=["add", "exp", "float64", "cast-to-int32"], schedules=["split", "fuse"],
-                           models=False, report=quiet)
+    report = check_backend(
+        "narrow",
+        ops=["add", "exp", "float64", "cast-to-int32"],
+        schedules=["split", "fuse"],
+        models=False,
+        report=quiet,
+    )
     status = {r.name: (r.status, r.detail.split(" in ")[0]) for r in report.results}
     assert status == {
         "add": ("passed", status["add"][1]),
@@ -142,18 +159,24 @@ def test_capabilities_make_cases_unsupported_not_failed(monkeypatch):
 def refusing_load(message):
     def load(self, module, target):
         raise LatheError(message)
+
     return load
 
 
 def test_a_backend_that_says_it_cannot_is_unsupported_otherwise_failed(monkeypatch):
-    install(monkeypatch, says=fake("says", load=refusing_load("the says backend cannot lower 'arith.addf'")),
-            breaks=fake("breaks", load=refusing_load("kernel @k went missing")))
+    install(
+        monkeypatch,
+        says=fake("says", load=refusing_load("the says backend cannot lower 'arith.addf'")),
+        breaks=fake("breaks", load=refusing_load("kernel @k went missing")),
+    )
     said = check_backend("says", ops=["add"], schedules=False, models=False, report=quiet)
-    assert [(r.status, r.detail.split(" in ")[0]) for r in said.results] == \
-        [("unsupported", "the says backend cannot lower 'arith.addf'")]
+    assert [(r.status, r.detail.split(" in ")[0]) for r in said.results] == [
+        ("unsupported", "the says backend cannot lower 'arith.addf'")
+    ]
     broke = check_backend("breaks", ops=["add"], schedules=False, models=False, report=quiet)
-    assert [(r.status, r.detail.split(" in ")[0]) for r in broke.results] == \
-        [("failed", "compile: kernel @k went missing")]
+    assert [(r.status, r.detail.split(" in ")[0]) for r in broke.results] == [
+        ("failed", "compile: kernel @k went missing")
+    ]
 
 
 def test_the_shared_lowering_saying_not_supported_is_a_failure(monkeypatch):
@@ -162,6 +185,7 @@ def test_the_shared_lowering_saying_not_supported_is_a_failure(monkeypatch):
 
     def lower(self, module, target):
         codegen.llvm_type(object())  # "the LLVM backend cannot lower type ...", raised in lathe.backends.llvm
+
     install(monkeypatch, other=fake("other", lower=lower))
     report = check_backend("other", ops=["add"], schedules=False, models=False, report=quiet)
     assert [r.status for r in report.results] == ["failed"], str(report)
@@ -195,20 +219,23 @@ def test_generated_code_that_crashes_fails_its_case_and_the_suite_goes_on(monkey
         if "math.exp" in str(module):  # SIGKILL: faulthandler would print a SIGSEGV into the test log
             os.kill(os.getpid(), signal.SIGKILL)
         return LLVMBackend.load(self, module, target)
+
     install(monkeypatch, crashes=fake("crashes", load=load))
     lines = []
-    report = check_backend("crashes", ops=["nn.relu", "exp", "abs"], schedules=False, models=False,
-                           report=lines.append)
-    assert [(r.name, r.status) for r in report.results] == [("nn.relu", "passed"), ("exp", "failed"),
-                                                            ("abs", "passed")]
+    report = check_backend("crashes", ops=["nn.relu", "exp", "abs"], schedules=False, models=False, report=lines.append)
+    assert [(r.name, r.status) for r in report.results] == [("nn.relu", "passed"), ("exp", "failed"), ("abs", "passed")]
     assert "died (SIGKILL)" in report.failed[0].detail
     assert lines[-1] == "2 passed, 1 failed, 0 unsupported" and len(lines) == 4
 
 
 def test_a_target_that_does_not_run_here_is_skipped():
-    report = check_backend("llvm -mtriple=aarch64-linux-gnu" if "x86" in os.uname().machine
-                           else "llvm -mtriple=x86_64-linux-gnu", ops=["add"], schedules=["split"], models=False,
-                           report=quiet)
+    report = check_backend(
+        "llvm -mtriple=aarch64-linux-gnu" if "x86" in os.uname().machine else "llvm -mtriple=x86_64-linux-gnu",
+        ops=["add"],
+        schedules=["split"],
+        models=False,
+        report=quiet,
+    )
     assert [r.status for r in report.results] == ["skipped", "skipped"]
     assert report.summary() == "0 passed, 0 failed, 0 unsupported, 2 skipped"
 

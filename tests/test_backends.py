@@ -18,8 +18,9 @@ MLP = ROOT / "examples" / "mlp.lathe"
 
 
 def lathe_cli(*args):
-    return subprocess.run([sys.executable, "-m", "lathe.tools.lathe_cli", *map(str, args)], capture_output=True,
-                          text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "lathe.tools.lathe_cli", *map(str, args)], capture_output=True, text=True
+    )
 
 
 def test_lathe_backends_lists_llvm_and_c():
@@ -29,14 +30,17 @@ def test_lathe_backends_lists_llvm_and_c():
     assert {"llvm", "c"} <= names
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("bogus", "unknown target 'bogus'"),
-    ("llvm -mcpu", "needs a value"),
-    ("llvm mcpu=x", "is not -key=value"),
-    ("llvm -mcpu=a -mcpu=b", "given twice"),
-    ("c -bogus=1", "unknown option '-bogus'"),
-    ("", "empty target string"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("bogus", "unknown target 'bogus'"),
+        ("llvm -mcpu", "needs a value"),
+        ("llvm mcpu=x", "is not -key=value"),
+        ("llvm -mcpu=a -mcpu=b", "given twice"),
+        ("c -bogus=1", "unknown option '-bogus'"),
+        ("", "empty target string"),
+    ],
+)
 def test_bad_target_strings_are_lathe_errors(spec, message):
     with pytest.raises(LatheError, match=message):
         registry.resolve_target(spec)

@@ -25,9 +25,8 @@ import lathe
 from lathe.backends.c import CBackend
 from lathe.backends.c import compiler as ccomp
 from lathe.dialects import make_context
-from lathe.dialects.functions import is_kernel
+from lathe.dialects.functions import is_kernel, param_names
 from lathe.runtime.graph_executor import GraphExecutor
-from lathe.dialects.functions import param_names
 from lathe.textual_ir.mlir import parse_mlir
 from lathe.textual_ir.parser import parse_relay
 
@@ -50,8 +49,14 @@ def build_c(module, params=None, threads: int = 2, target=TARGET, backend=BACKEN
     loop = loop or lathe.lower(module)
     lib = backend.load(loop, target)
     main = next(f for f in loop.ops if isinstance(f, func.FuncOp) and f.sym_name.data == "main")
-    return GraphExecutor(loop, {k: lib.address(k) for k in kernels_of(loop)}, "main", params or {},
-                         param_names(main), before_run=lambda: lib.set_num_threads(threads))
+    return GraphExecutor(
+        loop,
+        {k: lib.address(k) for k in kernels_of(loop)},
+        "main",
+        params or {},
+        param_names(main),
+        before_run=lambda: lib.set_num_threads(threads),
+    )
 
 
 def as_tuple(x):
@@ -111,8 +116,17 @@ def test_dense_matmul_batch_matmul(rng):
                    %p: Tensor[(3, 7, 13), float32], %q: Tensor[(3, 5, 13), float32]) {
       (nn.dense(%x, %w), nn.matmul(%x, %a), nn.batch_matmul(%p, %q), nn.dense(%x, %x))
     }"""
-    check(src, {"x": normal(rng, 7, 13), "w": normal(rng, 5, 13), "a": normal(rng, 13, 1),
-                "p": normal(rng, 3, 7, 13), "q": normal(rng, 3, 5, 13)}, rtol=1e-4)
+    check(
+        src,
+        {
+            "x": normal(rng, 7, 13),
+            "w": normal(rng, 5, 13),
+            "a": normal(rng, 13, 1),
+            "p": normal(rng, 3, 7, 13),
+            "q": normal(rng, 3, 5, 13),
+        },
+        rtol=1e-4,
+    )
 
 
 def test_convolutions_and_pooling(rng):
@@ -123,8 +137,7 @@ def test_convolutions_and_pooling(rng):
        nn.max_pool2d(%x, pool_size=[3, 3], strides=[2, 2], padding=[1, 1]),
        nn.avg_pool2d(%x, pool_size=[2, 2], strides=[2, 2]), nn.global_avg_pool2d(%x))
     }"""
-    check(src, {"x": normal(rng, 1, 4, 13, 13), "w": normal(rng, 6, 4, 3, 3), "d": normal(rng, 4, 1, 3, 3)},
-          rtol=1e-4)
+    check(src, {"x": normal(rng, 1, 4, 13, 13), "w": normal(rng, 6, 4, 3, 3), "d": normal(rng, 4, 1, 3, 3)}, rtol=1e-4)
 
 
 def test_layout_ops(rng):
@@ -148,8 +161,17 @@ def test_casts_integers_and_bools(rng):
     }"""
     i = rng.integers(-50, 50, (7, 13)).astype(np.int32)
     j = rng.integers(1, 9, (7, 13)).astype(np.int32) * rng.choice([-1, 1], (7, 13)).astype(np.int32)
-    check(src, {"x": normal(rng, 7, 13), "i": i, "j": j, "l": rng.integers(-2**40, 2**40, 13),
-                "b": rng.random((7, 13)) < 0.5, "s": rng.integers(-128, 128, (7, 13)).astype(np.int8)})
+    check(
+        src,
+        {
+            "x": normal(rng, 7, 13),
+            "i": i,
+            "j": j,
+            "l": rng.integers(-(2**40), 2**40, 13),
+            "b": rng.random((7, 13)) < 0.5,
+            "s": rng.integers(-128, 128, (7, 13)).astype(np.int8),
+        },
+    )
 
 
 def test_float16_and_float64(rng):
@@ -332,13 +354,13 @@ def call(lib, name: str, *arrays: np.ndarray) -> None:
 def test_integer_division_shift_semantics(semantics_lib):
     """MLIR's meaning where C has undefined behaviour: x/0 → 0 (no SIGFPE), INT_MIN/-1 wraps,
     floordiv and ceildiv round toward -inf and +inf, an over-wide shift gives 0 (or the sign)."""
-    a = np.array([7, -7, 7, -7, -2**31, 5, -1, 9], dtype=np.int32)
+    a = np.array([7, -7, 7, -7, -(2**31), 5, -1, 9], dtype=np.int32)
     b = np.array([2, 2, -2, -2, -1, 0, 40, 3], dtype=np.int32)
     o = np.zeros((7, 8), dtype=np.int32)
     call(semantics_lib, "ints", a, b, o)
-    np.testing.assert_array_equal(o[0], [3, -3, -3, 3, -2**31, 0, 0, 3])  # divsi
+    np.testing.assert_array_equal(o[0], [3, -3, -3, 3, -(2**31), 0, 0, 3])  # divsi
     np.testing.assert_array_equal(o[1], [1, -1, 1, -1, 0, 0, -1, 0])  # remsi
-    np.testing.assert_array_equal(o[2], [3, -4, -4, 3, -2**31, 0, -1, 3])  # floordivsi
+    np.testing.assert_array_equal(o[2], [3, -4, -4, 3, -(2**31), 0, -1, 3])  # floordivsi
     np.testing.assert_array_equal(o[3][[0, 1, 6]], [28, -28, 0])  # shli (40 ≥ 32 → 0)
     np.testing.assert_array_equal(o[4][[0, 1, 6]], [1, -2, -1])  # shrsi (40 ≥ 32 → sign)
     np.testing.assert_array_equal(o[5][[0, 1, 5]], [3, (2**32 - 7) // 2, 0])  # divui
@@ -359,16 +381,18 @@ def test_float_min_max_compare_and_cast_semantics(semantics_lib):
     assert not np.signbit(o[0][2]) and not np.signbit(o[0][3])  # maximum(+0, -0) = +0
     assert np.signbit(o[1][2]) and np.signbit(o[1][3])  # minimum(+0, -0) = -0
     #             NaN,1     1,NaN  0,-0   -0,0   3e9,1  2.5,2.5
-    expected = [[0, 0, 0, 0, 0, 0],  # olt
-                [1, 1, 0, 0, 0, 0],  # ult
-                [0, 0, 0, 0, 1, 0],  # one
-                [1, 1, 1, 1, 0, 1],  # ueq
-                [0, 0, 1, 1, 1, 1],  # ord
-                [1, 1, 0, 0, 0, 0],  # uno
-                [1, 1, 0, 0, 1, 0],  # une
-                [0, 0, 1, 1, 1, 1]]  # oge
+    expected = [
+        [0, 0, 0, 0, 0, 0],  # olt
+        [1, 1, 0, 0, 0, 0],  # ult
+        [0, 0, 0, 0, 1, 0],  # one
+        [1, 1, 1, 1, 0, 1],  # ueq
+        [0, 0, 1, 1, 1, 1],  # ord
+        [1, 1, 0, 0, 0, 0],  # uno
+        [1, 1, 0, 0, 1, 0],  # une
+        [0, 0, 1, 1, 1, 1],
+    ]  # oge
     np.testing.assert_array_equal(p, np.array(expected, dtype=bool))
-    np.testing.assert_array_equal(n, [-2**31, 1, 0, 0, -2**31, 2])  # NaN and 3e9 → INT_MIN, not UB
+    np.testing.assert_array_equal(n, [-(2**31), 1, 0, 0, -(2**31), 2])  # NaN and 3e9 → INT_MIN, not UB
 
 
 def test_loop_carried_values_and_if_results(semantics_lib):
@@ -381,7 +405,9 @@ def test_loop_carried_values_and_if_results(semantics_lib):
 
 
 def test_unknown_op_is_a_lathe_error():
-    module = parse_mlir(make_context(), """builtin.module {
+    module = parse_mlir(
+        make_context(),
+        """builtin.module {
       func.func private @k(%a: memref<4xi32>) attributes {lathe.kernel} {
         %c0 = arith.constant 0 : index
         %x = memref.load %a[%c0] : memref<4xi32>
@@ -389,7 +415,8 @@ def test_unknown_op_is_a_lathe_error():
         memref.store %y, %a[%c0] : memref<4xi32>
         func.return
       }
-    }""")
+    }""",
+    )
     with pytest.raises(lathe.LatheError, match="cannot lower 'math.ctpop'"):
         BACKEND.render(module, TARGET)
 
@@ -405,8 +432,9 @@ def test_parallel_and_simd_pragmas_only_where_safe():
     from lathe.backends.c.emitter import _simd_safe
     from lathe.dialects.loop import annotation_of
 
-    m = parse_relay("def @main(%x: Tensor[(13, 64), float32], %w: Tensor[(32, 64), float32]) "
-                    "{ nn.softmax(nn.dense(%x, %w)) }")
+    m = parse_relay(
+        "def @main(%x: Tensor[(13, 64), float32], %w: Tensor[(32, 64), float32]) { nn.softmax(nn.dense(%x, %w)) }"
+    )
     loop = lathe.lower(m)
     src = BACKEND.render(loop, TARGET)
     assert "#pragma omp parallel for" in src and "#pragma omp simd" in src
@@ -415,9 +443,14 @@ def test_parallel_and_simd_pragmas_only_where_safe():
         ann = annotation_of(op)
         if isinstance(op, scf.ForOp) and ann is not None and ann.kind.data == "vectorize":
             iv = op.body.block.args[0]
-            one_address = any(isinstance(s, memref.StoreOp) and all(i is not iv and i.owner is not None and
-                              not any(o is iv for o in getattr(i.owner, "operands", ())) for i in s.indices)
-                              for s in op.body.block.ops)
+            one_address = any(
+                isinstance(s, memref.StoreOp)
+                and all(
+                    i is not iv and i.owner is not None and not any(o is iv for o in getattr(i.owner, "operands", ()))
+                    for i in s.indices
+                )
+                for s in op.body.block.ops
+            )
             verdicts.append((one_address, _simd_safe(op)))
     assert (True, False) in verdicts and (False, True) in verdicts
     assert (True, True) not in verdicts
@@ -456,7 +489,7 @@ def test_tiled_index_division_is_simplified_only_when_exact(n, base, simple):
     N <= 32 (contiguous, vectorizable), the full division otherwise; the same values either way."""
     module = parse_mlir(make_context(), TILED.replace("%N", str(n)).replace("%B", str(base)))
     src = BACKEND.render(module, TARGET)
-    body = src[src.index("static void lathe_k0("):]
+    body = src[src.index("static void lathe_k0(") :]
     assert ("% 32" not in body and "/ 32 -" not in body) == simple, body
     lib = BACKEND.load(module, TARGET)
     o, p = np.zeros((4, n), dtype=np.int64), np.zeros((4, n), dtype=np.int64)
@@ -478,7 +511,9 @@ def test_dense_inner_loop_has_no_division():
 def test_parallel_loops_run_on_the_thread_pool_or_openmp(rng):
     """Loaded by Lathe, parallel loops go to Lathe's thread pool; without it (a library built
     elsewhere) OpenMP runs them: both agree with one thread."""
-    m = parse_relay("def @main(%x: Tensor[(64, 96), float32], %w: Tensor[(80, 96), float32]) { nn.softmax(nn.dense(%x, %w)) }")
+    m = parse_relay(
+        "def @main(%x: Tensor[(64, 96), float32], %w: Tensor[(80, 96), float32]) { nn.softmax(nn.dense(%x, %w)) }"
+    )
     loop = lathe.lower(m)
     lib = BACKEND.load(loop, TARGET)
     assert "lathe_parallel(" in BACKEND.render(loop, TARGET)
@@ -489,8 +524,14 @@ def test_parallel_loops_run_on_the_thread_pool_or_openmp(rng):
     results = []
     for pool, threads in ((True, 1), (True, 2), (False, 2)):
         lib._lib.lathe_c_set_parallel_for(ctypes.c_void_p(lib._pool[1] if pool and lib._pool else None))
-        ex = GraphExecutor(loop, {k: lib.address(k) for k in kernels_of(loop)}, "main", {}, param_names(main),
-                           before_run=lambda n=threads: lib.set_num_threads(n))
+        ex = GraphExecutor(
+            loop,
+            {k: lib.address(k) for k in kernels_of(loop)},
+            "main",
+            {},
+            param_names(main),
+            before_run=lambda n=threads: lib.set_num_threads(n),
+        )
         results.append(ex.run(x=x, w=w))
     lib._lib.lathe_c_set_parallel_for(ctypes.c_void_p(lib._pool[1] if lib._pool else None))
     for r in results[1:]:
@@ -552,18 +593,25 @@ def test_compiler_errors_show_the_compiler_output():
 
 def test_cli_error_has_no_traceback(tmp_path):
     """A missing compiler through a whole process: one error line, exit 1, no traceback."""
-    code = ("import lathe, sys\nfrom lathe.backends.c import CBackend\n"
-            "try:\n    CBackend().compile_source('int x;', CBackend().parse_target('c', {}))\n"
-            "except lathe.LatheError as e:\n    print(e.render()); sys.exit(1)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
-                       env={**os.environ, "CC": "no-such-compiler-xyz"})
+    code = (
+        "import lathe, sys\nfrom lathe.backends.c import CBackend\n"
+        "try:\n    CBackend().compile_source('int x;', CBackend().parse_target('c', {}))\n"
+        "except lathe.LatheError as e:\n    print(e.render()); sys.exit(1)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "CC": "no-such-compiler-xyz"},
+    )
     assert r.returncode == 1 and "no-such-compiler-xyz" in r.stdout and "Traceback" not in r.stderr
 
 
 def test_artifact_builds_elsewhere_and_half_fallback_agrees(tmp_path, rng):
     """kernels.c builds with nothing but the compiler (no OpenMP, no -march), and with
     _Float16 hidden (-DLATHE_NO_FLOAT16: halves through float) still matches the interpreter."""
-    src = "def @main(%h: Tensor[(5, 7), float16], %x: Tensor[(5, 7), float32]) { (multiply(%h, exp(%h)), cast(%x, dtype=\"float16\")) }"
+    src = 'def @main(%h: Tensor[(5, 7), float16], %x: Tensor[(5, 7), float32]) { (multiply(%h, exp(%h)), cast(%x, dtype="float16")) }'
     m = parse_relay(src)
     loop = lathe.lower(m)
     files = BACKEND.artifact(loop, TARGET)
@@ -572,8 +620,12 @@ def test_artifact_builds_elsewhere_and_half_fallback_agrees(tmp_path, rng):
         assert f"void {k}__packed(void **args);" in files["kernels.h"].decode()
     (tmp_path / "kernels.c").write_bytes(files["kernels.c"])
     cc = ccomp.find_compiler()
-    r = subprocess.run([*cc.argv, "-std=c99", "-c", "-o", str(tmp_path / "k.o"), str(tmp_path / "kernels.c")],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [*cc.argv, "-std=c99", "-c", "-o", str(tmp_path / "k.o"), str(tmp_path / "kernels.c")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     flags = BACKEND.flags(cc, TARGET) + ["-DLATHE_NO_FLOAT16"]
     lib = ccomp.load(files["kernels.c"].decode(), flags, cc)

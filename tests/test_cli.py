@@ -35,8 +35,12 @@ def test_run_check_and_bench():
 
 
 def test_run_with_npz_files(tmp_path, rng):
-    w = {"w1": rng.standard_normal((128, 784)), "b1": rng.standard_normal(128),
-         "w2": rng.standard_normal((10, 128)), "b2": rng.standard_normal(10)}
+    w = {
+        "w1": rng.standard_normal((128, 784)),
+        "b1": rng.standard_normal(128),
+        "w2": rng.standard_normal((10, 128)),
+        "b2": rng.standard_normal(10),
+    }
     w = {k: v.astype(np.float32) for k, v in w.items()}
     x = rng.standard_normal((1, 784)).astype(np.float32)
     np.savez(tmp_path / "p.npz", **w)
@@ -113,12 +117,30 @@ def test_compile_object_files(tmp_path):
 
 BAD = {
     "syntax.lathe": ("def @main(%x: Tensor[(4), float32]) {\n  nn.relu(%x;\n}\n", "syntax.lathe:2:13: error"),
-    "unknown_op.lathe": ("def @main(%x: Tensor[(4), float32]) {\n  nn.frobnicate(%x)\n}\n", "unknown_op.lathe:2:3: error: unknown operator"),
-    "bad_attr.lathe": ("def @main(%x: Tensor[(1, 4), float32]) {\n  nn.bias_add(%x, %x, axis=\"z\")\n}\n", "bad_attr.lathe:2:28: error: nn.bias_add: attribute 'axis' must be an integer"),
-    "shape.lathe": ("def @main(%x: Tensor[(2, 4), float32], %w: Tensor[(3, 5), float32]) {\n  nn.dense(%x, %w)\n}\n", "shape.lathe:2:3: error: nn.dense"),
-    "undef.lathe": ("def @main(%x: Tensor[(4), float32]) {\n  add(%x, %y)\n}\n", "undef.lathe:2:11: error: undefined variable %y"),
-    "bad.mlir": ("func.func @f(%x: tensor<4xf32>) {\n  %0 = graph.nn.relu %x : (tensor<4xf32>) -> tensor<5xf32>\n  func.return\n}\n", "nn.relu: result type"),
-    "syntax.mlir": ("func.func @f(%x: tensor<4xf32>) {\n  %0 = graph.nn.relu %x : (tensor<4xf32> -> tensor<4xf32>\n}\n", "syntax.mlir:2:"),
+    "unknown_op.lathe": (
+        "def @main(%x: Tensor[(4), float32]) {\n  nn.frobnicate(%x)\n}\n",
+        "unknown_op.lathe:2:3: error: unknown operator",
+    ),
+    "bad_attr.lathe": (
+        'def @main(%x: Tensor[(1, 4), float32]) {\n  nn.bias_add(%x, %x, axis="z")\n}\n',
+        "bad_attr.lathe:2:28: error: nn.bias_add: attribute 'axis' must be an integer",
+    ),
+    "shape.lathe": (
+        "def @main(%x: Tensor[(2, 4), float32], %w: Tensor[(3, 5), float32]) {\n  nn.dense(%x, %w)\n}\n",
+        "shape.lathe:2:3: error: nn.dense",
+    ),
+    "undef.lathe": (
+        "def @main(%x: Tensor[(4), float32]) {\n  add(%x, %y)\n}\n",
+        "undef.lathe:2:11: error: undefined variable %y",
+    ),
+    "bad.mlir": (
+        "func.func @f(%x: tensor<4xf32>) {\n  %0 = graph.nn.relu %x : (tensor<4xf32>) -> tensor<5xf32>\n  func.return\n}\n",
+        "nn.relu: result type",
+    ),
+    "syntax.mlir": (
+        "func.func @f(%x: tensor<4xf32>) {\n  %0 = graph.nn.relu %x : (tensor<4xf32> -> tensor<4xf32>\n}\n",
+        "syntax.mlir:2:",
+    ),
 }
 
 
@@ -135,8 +157,16 @@ def test_bad_input_files(tmp_path, name):
 def test_bad_passes_and_options_keep_existing_output(tmp_path):
     out = tmp_path / "keep.mlir"
     out.write_text("precious")
-    assert_clean_failure(run("lathe-opt", MLP, "-p", "lower-graph-to-tee", "-o", out), "unknown pass 'lower-graph-to-tee'", "did you mean lower-graph-to-te?")
-    assert_clean_failure(run("lathe-opt", MLP, "-p", "inline-calls{entry=main depth=3}", "-o", out), "bad option for pass 'inline-calls'", "its options: entry")
+    assert_clean_failure(
+        run("lathe-opt", MLP, "-p", "lower-graph-to-tee", "-o", out),
+        "unknown pass 'lower-graph-to-tee'",
+        "did you mean lower-graph-to-te?",
+    )
+    assert_clean_failure(
+        run("lathe-opt", MLP, "-p", "inline-calls{entry=main depth=3}", "-o", out),
+        "bad option for pass 'inline-calls'",
+        "its options: entry",
+    )
     assert_clean_failure(run("lathe-opt", MLP, "-p", "inline-calls{", "-o", out), "malformed pass pipeline")
     assert out.read_text() == "precious"
     assert_clean_failure(run("lathe-opt", tmp_path / "missing.lathe"), "no such file")
@@ -159,8 +189,13 @@ def test_api_missing_params_entry(rng):
 
     m = lathe.load(MLP)
     with pytest.raises(lathe.LatheError, match="no value for parameter %w2"):
-        lathe.interpret(m, params={"w1": np.zeros((128, 784), np.float32)}, x=np.zeros((1, 784), np.float32),
-                        b1=np.zeros(128, np.float32), b2=np.zeros(10, np.float32))
+        lathe.interpret(
+            m,
+            params={"w1": np.zeros((128, 784), np.float32)},
+            x=np.zeros((1, 784), np.float32),
+            b1=np.zeros(128, np.float32),
+            b2=np.zeros(10, np.float32),
+        )
     cm = lathe.compile(m, params={"w1": np.zeros((128, 784), np.float32)})
     with pytest.raises(lathe.LatheError, match="missing input"):
         cm.run(x=np.zeros((1, 784), np.float32))
@@ -176,6 +211,7 @@ def test_run_binds_the_params_file_at_compile_time():
 
 # -- issue 8: the tools' promises, as a new user finds them ---------------------------------------
 
+
 def test_opt_llvm_target_lowers_graph_level_ir():
     r = run("lathe-opt", MLP, "-t", "llvm")
     assert r.returncode == 0, r.stderr
@@ -184,8 +220,11 @@ def test_opt_llvm_target_lowers_graph_level_ir():
 
 
 def test_lower_graph_to_te_without_kernels_says_what_it_needs():
-    assert_clean_failure(run("lathe-opt", MLP, "-p", "lower-graph-to-te"),
-                         "lower-graph-to-te: no kernels to lower ('nn.dense' in @main", "run outline-kernels or fuse-ops")
+    assert_clean_failure(
+        run("lathe-opt", MLP, "-p", "lower-graph-to-te"),
+        "lower-graph-to-te: no kernels to lower ('nn.dense' in @main",
+        "run outline-kernels or fuse-ops",
+    )
 
 
 @pytest.mark.parametrize("argv", [("lathe-opt", MLP, "-p", PIPELINE, "--print-ir-after-all"), ("lathe", "run", MLP)])
@@ -199,13 +238,16 @@ def test_closed_pipe_ends_quietly(argv):
     assert p.returncode == 141  # what a shell reports for a tool that SIGPIPE ended
 
 
-@pytest.mark.parametrize("target, words", [
-    ("llvm -mcpu=bogus", ["unknown CPU 'bogus'", "known CPUs:", "znver4", "skylake"]),
-    ("llvm -mcpu=znver", ["unknown CPU 'znver'", "did you mean znver"]),
-    ("llvm -mattr=+bogus", ["unknown feature 'bogus'", "known features:", "avx2"]),
-    ("llvm -mattr=avx2", ["feature 'avx2' must be spelled +avx2"]),
-    ("llvm -mtriple=aarch64-linux-gnu -mcpu=skylake", ["unknown CPU 'skylake' for aarch64", "neoverse-v1"]),
-])
+@pytest.mark.parametrize(
+    "target, words",
+    [
+        ("llvm -mcpu=bogus", ["unknown CPU 'bogus'", "known CPUs:", "znver4", "skylake"]),
+        ("llvm -mcpu=znver", ["unknown CPU 'znver'", "did you mean znver"]),
+        ("llvm -mattr=+bogus", ["unknown feature 'bogus'", "known features:", "avx2"]),
+        ("llvm -mattr=avx2", ["feature 'avx2' must be spelled +avx2"]),
+        ("llvm -mtriple=aarch64-linux-gnu -mcpu=skylake", ["unknown CPU 'skylake' for aarch64", "neoverse-v1"]),
+    ],
+)
 def test_unknown_cpu_or_feature_is_an_error_not_an_llvm_abort(target, words):
     assert_clean_failure(run("lathe", "compile", MLP, "--emit=asm", "--target", target), *words)
 
@@ -227,8 +269,11 @@ def test_opt_offers_only_targets_that_take_lathes_ir():
 def lowered_mlp(tmp_path_factory):
     """The MLP as lathe-opt writes it at each level, with its params and inputs."""
     d = tmp_path_factory.mktemp("levels")
-    stages = {"kernels": "inline-calls,outline-kernels", "te": "inline-calls,outline-kernels,lower-graph-to-te",
-              "loop": PIPELINE}
+    stages = {
+        "kernels": "inline-calls,outline-kernels",
+        "te": "inline-calls,outline-kernels,lower-graph-to-te",
+        "loop": PIPELINE,
+    }
     for level, pipeline in stages.items():
         r = run("lathe-opt", MLP, "-p", pipeline, "-o", d / f"{level}.mlir")
         assert r.returncode == 0, r.stderr
@@ -306,8 +351,9 @@ def test_converted_params_are_named_in_a_note(tmp_path):
     r = run("lathe", "run", MLP, "--params", tmp_path / "p64.npz", "--inputs", tmp_path / "in.npz")
     assert r.returncode == 0, r.stderr
     notes = [line for line in r.stderr.splitlines() if "converted" in line]
-    assert notes == ["note: converted %x from int64 to float32; %w1, %b1, %w2, %b2 from float64 to float32 "
-                     "(the parameters' types)"], r.stderr
+    assert notes == [
+        "note: converted %x from int64 to float32; %w1, %b1, %w2, %b2 from float64 to float32 (the parameters' types)"
+    ], r.stderr
 
 
 def _with_umask(mask):
@@ -317,11 +363,11 @@ def _with_umask(mask):
 
 
 def test_written_files_follow_the_umask(tmp_path):
-    import os
 
     def written(*argv):
-        r = subprocess.run([str(BIN / argv[0]), *map(str, argv[1:])], capture_output=True, text=True,
-                           preexec_fn=_with_umask(0o027))
+        r = subprocess.run(
+            [str(BIN / argv[0]), *map(str, argv[1:])], capture_output=True, text=True, preexec_fn=_with_umask(0o027)
+        )
         assert r.returncode == 0, r.stderr
 
     written("lathe-opt", MLP, "-o", tmp_path / "o.mlir")
@@ -354,8 +400,13 @@ def test_tests_never_write_to_the_users_kernel_cache(tmp_path):
     home = tmp_path / "home"
     users = home / ".cache" / "lathe"
     env = {**os.environ, "HOME": str(home), "LATHE_CACHE_DIR": str(users)}
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::test_api_missing_params_entry"],
-                       capture_output=True, text=True, env=env, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::test_api_missing_params_entry"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert not users.exists() or not any(users.iterdir()), sorted(p.name for p in users.iterdir())
 
@@ -422,7 +473,9 @@ def test_jit_code_uses_only_features_this_machine_has():
     assert "output: shape=(1, 10)" in r.stdout
     lacking = sorted(f for f, has in llvm.get_host_cpu_features().items() if not has)
     if lacking:  # asked for explicitly, it is an error, not a crash
-        assert_clean_failure(run("lathe", "run", MLP, "--target", f"llvm -mattr=+{lacking[0]}"), f"it lacks {lacking[0]}")
+        assert_clean_failure(
+            run("lathe", "run", MLP, "--target", f"llvm -mattr=+{lacking[0]}"), f"it lacks {lacking[0]}"
+        )
 
 
 def test_opt_reports_non_utf8_input_with_a_location(tmp_path):

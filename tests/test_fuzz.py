@@ -19,9 +19,14 @@ def worker():
     w.close()
 
 
-@pytest.mark.parametrize("kind, outcome", [
-    ("selftest-hang", "timeout"), ("selftest-die", "died"), ("selftest-raise", "crash"),
-])
+@pytest.mark.parametrize(
+    "kind, outcome",
+    [
+        ("selftest-hang", "timeout"),
+        ("selftest-die", "died"),
+        ("selftest-raise", "crash"),
+    ],
+)
 def test_the_harness_sees_hangs_deaths_and_crashes(worker, kind, outcome):
     got = worker.run(fuzz.Case(kind, "lathe", ""), timeout=1.0)
     assert got.kind == outcome, got
@@ -29,20 +34,26 @@ def test_the_harness_sees_hangs_deaths_and_crashes(worker, kind, outcome):
     assert after.kind == "ok", after  # the worker was replaced and goes on
 
 
-@pytest.mark.parametrize("text, fmt, outcome", [
-    ("def @main(%x: Tensor[(2), float32]) { nn.relu(%x) }", "lathe", "ok"),
-    ("def @main(%x: Tensor[(2), float32]) { nn.relu(%y) }", "lathe", "error"),
-    ('func.func @f() {\n  %0 = "' + "x" * 40 + "\n}", "mlir", "error"),
-])
+@pytest.mark.parametrize(
+    "text, fmt, outcome",
+    [
+        ("def @main(%x: Tensor[(2), float32]) { nn.relu(%x) }", "lathe", "ok"),
+        ("def @main(%x: Tensor[(2), float32]) { nn.relu(%y) }", "lathe", "error"),
+        ('func.func @f() {\n  %0 = "' + "x" * 40 + "\n}", "mlir", "error"),
+    ],
+)
 def test_outcomes_of_single_cases(text, fmt, outcome):
     assert fuzz.run_case(fuzz.Case("t", fmt, text)).kind == outcome
 
 
 def test_a_pipeline_case_is_compared_with_the_interpreter():
-    case = fuzz.Case("pipeline", "lathe", "def @main(%x: Tensor[(2, 3), float32]) {\n"
-                     "  %0 = multiply(%x, 2f);\n  sum(nn.relu(%0), axis=[1])\n}",
-                     "fold-constant{max_elements=4},inline-calls,simplify-inference,expand-split,fuse-ops,"
-                     "lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops")
+    case = fuzz.Case(
+        "pipeline",
+        "lathe",
+        "def @main(%x: Tensor[(2, 3), float32]) {\n  %0 = multiply(%x, 2f);\n  sum(nn.relu(%0), axis=[1])\n}",
+        "fold-constant{max_elements=4},inline-calls,simplify-inference,expand-split,fuse-ops,"
+        "lower-graph-to-te,apply-default-schedule,lower-te-to-loop,cleanup-loops",
+    )
     assert fuzz.run_case(case).kind == "ok"
 
 
@@ -64,4 +75,5 @@ def test_ci_campaign():
     assert report.table.get("pipeline", {}).get("ok", 0) > 5, report.render()
     assert not report.findings, report.render() + "".join(
         f"\n--- {f.outcome}: {f.key}\n{f.message}\n{f.case.pipeline or ''}\n{f.case.text}"
-        for f in report.findings.values())
+        for f in report.findings.values()
+    )

@@ -25,10 +25,15 @@ def test_elementwise_kernel_uses_host_vector_width():
     assert re.search(r"fadd [a-z ]*<(8|16) x float>", ir)
 
 
-@pytest.mark.parametrize("spec, words", [
-    ("llvm -mcpu=", "needs a value"), ("llvm -foo=1", "unknown target option"),
-    ("tvm", "unknown target"), ("llvm -opt-level=7", "-opt-level must be 0..3"),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("llvm -mcpu=", "needs a value"),
+        ("llvm -foo=1", "unknown target option"),
+        ("tvm", "unknown target"),
+        ("llvm -opt-level=7", "-opt-level must be 0..3"),
+    ],
+)
 def test_bad_target_strings(spec, words):
     with pytest.raises(lathe.LatheError, match=words):
         parse_target(spec)
@@ -55,8 +60,17 @@ def test_opt_level_zero_still_correct(rng):
     np.testing.assert_allclose(got, x @ w.T, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name, lo, hi", [("exp", -87.0, 88.0), ("exp", -5.0, 5.0), ("tanh", -12.0, 12.0),
-                                          ("tanh", -0.01, 0.01), ("erf", -6.0, 6.0), ("erf", -0.5, 0.5)])
+@pytest.mark.parametrize(
+    "name, lo, hi",
+    [
+        ("exp", -87.0, 88.0),
+        ("exp", -5.0, 5.0),
+        ("tanh", -12.0, 12.0),
+        ("tanh", -0.01, 0.01),
+        ("erf", -6.0, 6.0),
+        ("erf", -0.5, 0.5),
+    ],
+)
 def test_vector_transcendentals_are_accurate(name, lo, hi):
     """The polynomial exp/tanh/erf of vectorized loops, elementwise against float64 numpy."""
     import math as pymath
@@ -80,7 +94,11 @@ def test_identical_kernels_compile_once_and_are_cached(tmp_path, monkeypatch, rn
     monkeypatch.setenv("LATHE_CACHE_DIR", str(tmp_path))
     layers = "".join(f"  %{k + 1} = nn.relu(nn.bias_add(nn.dense(%{k}, %w{k}), %b{k}));\n" for k in range(3))
     params = "".join(f", %w{k}: Tensor[(32, 32), float32], %b{k}: Tensor[(32), float32]" for k in range(3))
-    m = parse_relay(f"def @main(%0: Tensor[(4, 32), float32]{params}) {{\n{layers}  %3\n}}".replace("%0:", "%x:").replace("(%0,", "(%x,"))
+    m = parse_relay(
+        f"def @main(%0: Tensor[(4, 32), float32]{params}) {{\n{layers}  %3\n}}".replace("%0:", "%x:").replace(
+            "(%0,", "(%x,"
+        )
+    )
     weights = {f"w{k}": rng.standard_normal((32, 32)).astype(np.float32) for k in range(3)}
     weights.update({f"b{k}": rng.standard_normal(32).astype(np.float32) for k in range(3)})
     first = lathe.compile(m, params=weights, opt_level=1)  # weights stay inputs: identical kernels

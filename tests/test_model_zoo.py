@@ -71,8 +71,15 @@ def transformer_parameters(d=256, ff=1024, src_vocab=8000, tgt_vocab=8000, enc=2
     attn = 4 * (d * d + d)
     ffn = d * ff + ff + ff * d + d
     norm = 2 * d
-    return ((src_vocab + tgt_vocab) * d + enc * (attn + ffn + 2 * norm) + norm
-            + dec * (2 * attn + ffn + 3 * norm) + norm + d * tgt_vocab + tgt_vocab)
+    return (
+        (src_vocab + tgt_vocab) * d
+        + enc * (attn + ffn + 2 * norm)
+        + norm
+        + dec * (2 * attn + ffn + 3 * norm)
+        + norm
+        + d * tgt_vocab
+        + tgt_vocab
+    )
 
 
 def lstm_lm_parameters(vocab=10000, embed=650, hidden=650, layers=2) -> int:
@@ -81,15 +88,20 @@ def lstm_lm_parameters(vocab=10000, embed=650, hidden=650, layers=2) -> int:
 
 
 def gru_parameters(features=80, hidden=256, layers=2, dirs=2, classes=32) -> int:
-    rnn = sum(dirs * (3 * hidden * ((features if i == 0 else dirs * hidden) + hidden) + 6 * hidden)
-              for i in range(layers))
+    rnn = sum(
+        dirs * (3 * hidden * ((features if i == 0 else dirs * hidden) + hidden) + 6 * hidden) for i in range(layers)
+    )
     return rnn + dirs * hidden * classes + classes
 
 
 def test_full_size_parameter_counts():
     """Counted from the graph code without drawing weights, so this is cheap for BERT-base too."""
-    expected = {**REFERENCE_PARAMETERS, "transformer": transformer_parameters(),
-                "lstm_lm": lstm_lm_parameters(), "gru": gru_parameters()}
+    expected = {
+        **REFERENCE_PARAMETERS,
+        "transformer": transformer_parameters(),
+        "lstm_lm": lstm_lm_parameters(),
+        "gru": gru_parameters(),
+    }
     assert {name: ZOO[name].count_parameters() for name in NAMES} == expected
 
 
@@ -148,7 +160,7 @@ def test_random_inputs_follow_the_metadata():
     model = ZOO["bert_base"].build(small=True, seq_len=16, vocab_size=100, batch=4)
     inputs = random_inputs(model, 0)
     assert [n for n, _, _ in input_specs(model)] == ["input_ids", "attention_mask", "token_type_ids"]
-    assert inputs["input_ids"].dtype == np.int64 and 0 <= inputs["input_ids"].min() and inputs["input_ids"].max() < 100
+    assert inputs["input_ids"].dtype == np.int64 and inputs["input_ids"].min() >= 0 and inputs["input_ids"].max() < 100
     assert set(np.unique(inputs["token_type_ids"])) <= {0, 1}
     for row in inputs["attention_mask"]:  # ones, then padding; at least half ones
         n = int(row.sum())
@@ -162,14 +174,44 @@ def test_main_writes_each_model(tmp_path):
         assert path.parent == tmp_path and path.suffix == ".onnx"
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["resnet18.onnx", "mobilenet_v2.onnx", "vgg16.onnx", "inception_v3.onnx", "densenet121.onnx", "bert.onnx",
-         "transformer.onnx", "lstm_lm.onnx", "gru.onnx"])
+        [
+            "resnet18.onnx",
+            "mobilenet_v2.onnx",
+            "vgg16.onnx",
+            "inception_v3.onnx",
+            "densenet121.onnx",
+            "bert.onnx",
+            "transformer.onnx",
+            "lstm_lm.onnx",
+            "gru.onnx",
+        ]
+    )
 
 
 def test_python_dash_m_with_size_options(tmp_path):
     out = tmp_path / "r50.onnx"
-    subprocess.run([sys.executable, "-m", "models.resnet", "--small", "--depth", "50", "--layers", "1", "2", "1", "1",
-                    "--opset", "13", "-o", str(out)], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "models.resnet",
+            "--small",
+            "--depth",
+            "50",
+            "--layers",
+            "1",
+            "2",
+            "1",
+            "1",
+            "--opset",
+            "13",
+            "-o",
+            str(out),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     model = onnx.load(str(out))
     assert model.opset_import[0].version == 13
     assert sum(n.name.startswith("layer2.1.") and n.op_type == "Conv" for n in model.graph.node) == 3  # bottleneck
@@ -191,8 +233,9 @@ def lathe_onnx():
 LATHE_CASES = [(name, {}) for name in NAMES] + [("bert_base", {"opset": 13}), ("transformer", {"opset": 13})]
 
 
-@pytest.mark.parametrize("name, options", LATHE_CASES,
-                         ids=[n + "".join(f"-{k}{v}" for k, v in o.items()) for n, o in LATHE_CASES])
+@pytest.mark.parametrize(
+    "name, options", LATHE_CASES, ids=[n + "".join(f"-{k}{v}" for k, v in o.items()) for n, o in LATHE_CASES]
+)
 def test_lathe_matches_onnxruntime(name, options, lathe_onnx, rng):
     lathe, from_onnx = lathe_onnx
     model = ZOO[name].build(small=True, seed=seed_from(rng), **options)

@@ -3,13 +3,12 @@ on fresh random inputs (float32 bounds: 1e-5 elementwise, 1e-4 contractions)."""
 
 import numpy as np
 import pytest
+from conftest import max_rel_err
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lathe
 from lathe.textual_ir.parser import parse_relay
-
-from conftest import max_rel_err
 
 
 def ty(shape, dtype="float32"):
@@ -48,7 +47,14 @@ def test_unary(op, shape, rng):
     check(f"def @main(%x: {ty(shape)}) {{ {op}(%x) }}", {"x": x}, 1e-5)
 
 
-BROADCAST_PAIRS = [((7,), (7,)), ((3, 97), (97,)), ((13, 1), (1, 5)), ((2, 3, 5), ()), ((), (4, 1)), ((1, 64, 16), (64, 1))]
+BROADCAST_PAIRS = [
+    ((7,), (7,)),
+    ((3, 97), (97,)),
+    ((13, 1), (1, 5)),
+    ((2, 3, 5), ()),
+    ((), (4, 1)),
+    ((1, 64, 16), (64, 1)),
+]
 
 
 @pytest.mark.parametrize("op", BINARY)
@@ -84,8 +90,11 @@ def test_matmul(ta, tb, rng):
 def test_bias_add(shape, axis, rng):
     x = rand(rng, shape)
     b = rand(rng, (shape[axis],))
-    check(f"def @main(%x: {ty(shape)}, %b: {ty(shape[axis:axis + 1] if axis != -1 else shape[-1:])}) {{ nn.bias_add(%x, %b, axis={axis}) }}",
-          {"x": x, "b": b}, 1e-5)
+    check(
+        f"def @main(%x: {ty(shape)}, %b: {ty(shape[axis : axis + 1] if axis != -1 else shape[-1:])}) {{ nn.bias_add(%x, %b, axis={axis}) }}",
+        {"x": x, "b": b},
+        1e-5,
+    )
 
 
 def test_integer_ops(rng):
@@ -160,7 +169,11 @@ def test_bool_order_and_half_casts(rng):
     src = f"def @main(%a: {ty((4,), 'bool')}, %b: {ty((4,), 'bool')}) {{ (less(%a, %b), maximum(%a, %b), max(%a)) }}"
     a, b = np.array([1, 0, 1, 0], bool), np.array([0, 0, 1, 1], bool)
     check(src, {"a": a, "b": b}, 0)
-    check(f"def @main(%x: {ty((3, 4), 'float64')}) {{ cast(%x, dtype=\"float16\") }}", {"x": rng.standard_normal((3, 4))}, 1e-3)
+    check(
+        f'def @main(%x: {ty((3, 4), "float64")}) {{ cast(%x, dtype="float16") }}',
+        {"x": rng.standard_normal((3, 4))},
+        1e-3,
+    )
 
 
 def test_dropout_is_identity_at_inference(rng):
@@ -172,13 +185,30 @@ def test_dropout_is_identity_at_inference(rng):
     np.testing.assert_array_equal(got[1], np.ones_like(x))
 
 
-SPECIAL = np.array([-1.0, 2.0, np.nan, 0.0, np.inf, -np.inf, -0.0, 1e30, -100.0, 0.5, 3.0, -2.5, 7.0, 1e-3, -1e-3, 60.0,
-                    89.0], np.float32)
+SPECIAL = np.array(
+    [-1.0, 2.0, np.nan, 0.0, np.inf, -np.inf, -0.0, 1e30, -100.0, 0.5, 3.0, -2.5, 7.0, 1e-3, -1e-3, 60.0, 89.0],
+    np.float32,
+)
 
 
-@pytest.mark.parametrize("expr", ["exp(log(%x))", "log(exp(%x))", "exp(%x)", "tanh(%x)", "erf(%x)", "sigmoid(%x)",
-                                  "nn.softmax(%x)", "nn.log_softmax(%x)", "max(%x)", "min(%x)",
-                                  "subtract(%x, %x)", "divide(%x, %x)", "multiply(%x, 0f)"])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "exp(log(%x))",
+        "log(exp(%x))",
+        "exp(%x)",
+        "tanh(%x)",
+        "erf(%x)",
+        "sigmoid(%x)",
+        "nn.softmax(%x)",
+        "nn.log_softmax(%x)",
+        "max(%x)",
+        "min(%x)",
+        "subtract(%x, %x)",
+        "divide(%x, %x)",
+        "multiply(%x, 0f)",
+    ],
+)
 @pytest.mark.parametrize("opt_level", [0, 1, 3])
 def test_nan_and_inf_propagate_as_numpy(expr, opt_level):
     """NaN and inf come out where numpy puts them: no fold may assume a finite or positive
@@ -208,8 +238,10 @@ def test_integer_mean_does_not_overflow_its_dtype():
     from lathe.api import parse_source
 
     m = parse_source("def @main(%a: Tensor[(5, 2, 5, 5), int8]) { (mean(%a), mean(%a, axis=[1, 2])) }", "m.lathe")
-    for a in (np.full((5, 2, 5, 5), 100, np.int8),
-              np.random.default_rng().integers(-128, 128, (5, 2, 5, 5)).astype(np.int8)):
+    for a in (
+        np.full((5, 2, 5, 5), 100, np.int8),
+        np.random.default_rng().integers(-128, 128, (5, 2, 5, 5)).astype(np.int8),
+    ):
         got, ref = lathe.compile(m).run(a), lathe.interpret(m, a=a)
         for g, r in zip(got, ref):
             np.testing.assert_array_equal(g, r)

@@ -16,6 +16,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from conftest import max_rel_err  # noqa: E402
 from onnx import TensorProto as TP  # noqa: E402
 from onnx import helper, numpy_helper  # noqa: E402
 
@@ -23,13 +24,17 @@ import lathe  # noqa: E402
 from lathe.errors import LatheError  # noqa: E402
 from lathe.frontends.onnx import from_onnx, sanitize, unsanitize  # noqa: E402
 
-from conftest import max_rel_err  # noqa: E402
-
 ELEM = 1e-5
 REDUCE = 1e-4
-_TP = {np.dtype(np.float32): TP.FLOAT, np.dtype(np.float64): TP.DOUBLE, np.dtype(np.int64): TP.INT64,
-       np.dtype(np.int32): TP.INT32, np.dtype(np.bool_): TP.BOOL, np.dtype(np.float16): TP.FLOAT16,
-       np.dtype(np.int8): TP.INT8}
+_TP = {
+    np.dtype(np.float32): TP.FLOAT,
+    np.dtype(np.float64): TP.DOUBLE,
+    np.dtype(np.int64): TP.INT64,
+    np.dtype(np.int32): TP.INT32,
+    np.dtype(np.bool_): TP.BOOL,
+    np.dtype(np.float16): TP.FLOAT16,
+    np.dtype(np.int8): TP.INT8,
+}
 
 
 def make_model(nodes, inputs: dict, outputs, inits=None, opset=17, input_shapes=None):
@@ -111,6 +116,7 @@ def case(name):
     def register(fn):
         CASES[name] = fn
         return fn
+
     return register
 
 
@@ -172,12 +178,22 @@ def _(rng):
 @case("gemm_no_c_opset13")
 def _(rng):
     a, b = f32(rng, 3, 7), f32(rng, 7, 2)
-    return Case(make_model([node("Gemm", ["a", "b"], ["y"])], {"a": a, "b": b}, ["y"], opset=13), {"a": a, "b": b},
-                REDUCE)
+    return Case(
+        make_model([node("Gemm", ["a", "b"], ["y"])], {"a": a, "b": b}, ["y"], opset=13), {"a": a, "b": b}, REDUCE
+    )
 
 
-@pytest.mark.parametrize("sa, sb", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)), ((4,), (4, 3)),
-                                    ((2, 3, 4), (4,)), ((3, 2, 4), (3, 4, 6))])
+@pytest.mark.parametrize(
+    "sa, sb",
+    [
+        ((3, 4), (4, 5)),
+        ((2, 3, 4), (4, 5)),
+        ((2, 1, 3, 4), (5, 4, 2)),
+        ((4,), (4, 3)),
+        ((2, 3, 4), (4,)),
+        ((3, 2, 4), (3, 4, 6)),
+    ],
+)
 def test_matmul(sa, sb, rng):
     a, b = f32(rng, *sa), f32(rng, *sb)
     check_case(Case(make_model([node("MatMul", ["a", "b"], ["y"])], {"a": a, "b": b}, ["y"]), {"a": a, "b": b}, REDUCE))
@@ -189,12 +205,23 @@ def test_matmul(sa, sb, rng):
 @case("binary_broadcast")
 def _(rng):
     a, b, c = f32(rng, 2, 3, 4), f32(rng, 3, 1), f32(rng, 4, positive=True)
-    nodes = [node("Add", ["a", "b"], ["s"]), node("Sub", ["s", "c"], ["d"]), node("Mul", ["d", "b"], ["m"]),
-             node("Div", ["m", "c"], ["y"]), node("Pow", ["c", "two"], ["p"]),
-             node("Max", ["a", "b", "c"], ["mx"]), node("Min", ["a", "b"], ["mn"]),
-             node("Sum", ["a", "b", "c"], ["sm"]), node("Mean", ["a", "c"], ["me"])]
-    return Case(make_model(nodes, {"a": a, "b": b, "c": c}, ["y", "p", "mx", "mn", "sm", "me"], {"two": np.float32(2.0)},
-                           opset=13), {"a": a, "b": b, "c": c})
+    nodes = [
+        node("Add", ["a", "b"], ["s"]),
+        node("Sub", ["s", "c"], ["d"]),
+        node("Mul", ["d", "b"], ["m"]),
+        node("Div", ["m", "c"], ["y"]),
+        node("Pow", ["c", "two"], ["p"]),
+        node("Max", ["a", "b", "c"], ["mx"]),
+        node("Min", ["a", "b"], ["mn"]),
+        node("Sum", ["a", "b", "c"], ["sm"]),
+        node("Mean", ["a", "c"], ["me"]),
+    ]
+    return Case(
+        make_model(
+            nodes, {"a": a, "b": b, "c": c}, ["y", "p", "mx", "mn", "sm", "me"], {"two": np.float32(2.0)}, opset=13
+        ),
+        {"a": a, "b": b, "c": c},
+    )
 
 
 @case("pow_int_exponent_opset15")
@@ -225,11 +252,17 @@ def _(rng):
 @case("activations")
 def _(rng):
     x = f32(rng, 2, 3, 4, 5) * 3
-    nodes = [node("LeakyRelu", ["x"], ["leaky"], alpha=0.2), node("Elu", ["x"], ["elu"], alpha=0.7),
-             node("Selu", ["x"], ["selu"]), node("HardSigmoid", ["x"], ["hs"], alpha=0.3, beta=0.4),
-             node("Softplus", ["x"], ["sp"]), node("PRelu", ["x", "slope_c"], ["prelu_c"]),
-             node("PRelu", ["x", "slope_w"], ["prelu_w"]), node("Softsign", ["x"], ["ss"]),
-             node("HardSwish", ["x"], ["hsw"])]
+    nodes = [
+        node("LeakyRelu", ["x"], ["leaky"], alpha=0.2),
+        node("Elu", ["x"], ["elu"], alpha=0.7),
+        node("Selu", ["x"], ["selu"]),
+        node("HardSigmoid", ["x"], ["hs"], alpha=0.3, beta=0.4),
+        node("Softplus", ["x"], ["sp"]),
+        node("PRelu", ["x", "slope_c"], ["prelu_c"]),
+        node("PRelu", ["x", "slope_w"], ["prelu_w"]),
+        node("Softsign", ["x"], ["ss"]),
+        node("HardSwish", ["x"], ["hsw"]),
+    ]
     outs = ["leaky", "elu", "selu", "hs", "sp", "prelu_c", "prelu_w", "ss", "hsw"]
     inits = {"slope_c": f32(rng, 3, 1, 1), "slope_w": f32(rng, 5)}
     return Case(make_model(nodes, {"x": x}, outs, inits, opset=14), {"x": x})
@@ -252,27 +285,42 @@ def _(rng):
 def _(rng):
     x = f32(rng, 4, 6)
     nodes = [node("Clip", ["x", "lo", "hi"], ["y"]), node("Clip", ["x", "", "hi"], ["z"]), node("Clip", ["x"], ["w"])]
-    return Case(make_model(nodes, {"x": x}, ["y", "z", "w"], {"lo": np.float32(-0.3), "hi": np.float32(0.4)}, opset=11),
-                {"x": x})
+    return Case(
+        make_model(nodes, {"x": x}, ["y", "z", "w"], {"lo": np.float32(-0.3), "hi": np.float32(0.4)}, opset=11),
+        {"x": x},
+    )
 
 
 @case("clip_runtime_bounds_int_opset13")
 def _(rng):
     x, lo = rng.integers(-9, 9, (3, 5)).astype(np.int64), np.array(-2, np.int64)
     nodes = [node("Clip", ["x", "lo"], ["y"]), node("Clip", ["x", "", "hi"], ["z"])]
-    return Case(make_model(nodes, {"x": x, "lo": lo}, [("y", TP.INT64), ("z", TP.INT64)], {"hi": np.array(3, np.int64)},
-                           opset=13), {"x": x, "lo": lo})
+    return Case(
+        make_model(
+            nodes, {"x": x, "lo": lo}, [("y", TP.INT64), ("z", TP.INT64)], {"hi": np.array(3, np.int64)}, opset=13
+        ),
+        {"x": x, "lo": lo},
+    )
 
 
 @case("cast_compare_logic_where")
 def _(rng):
     a, b = f32(rng, 3, 4) * 4, f32(rng, 4) * 4
-    nodes = [node("Cast", ["a"], ["ai"], to=TP.INT32), node("Cast", ["ai"], ["af"], to=TP.DOUBLE),
-             node("Less", ["a", "b"], ["lt"]), node("Greater", ["a", "b"], ["gt"]), node("Equal", ["ai", "bi"], ["eq"]),
-             node("LessOrEqual", ["a", "b"], ["le"]), node("GreaterOrEqual", ["a", "b"], ["ge"]),
-             node("Cast", ["b"], ["bi"], to=TP.INT32),
-             node("And", ["lt", "eq"], ["and"]), node("Or", ["gt", "eq"], ["or"]), node("Not", ["le"], ["not"]),
-             node("Where", ["ge", "a", "b"], ["w"]), node("Cast", ["lt"], ["ltf"], to=TP.FLOAT)]
+    nodes = [
+        node("Cast", ["a"], ["ai"], to=TP.INT32),
+        node("Cast", ["ai"], ["af"], to=TP.DOUBLE),
+        node("Less", ["a", "b"], ["lt"]),
+        node("Greater", ["a", "b"], ["gt"]),
+        node("Equal", ["ai", "bi"], ["eq"]),
+        node("LessOrEqual", ["a", "b"], ["le"]),
+        node("GreaterOrEqual", ["a", "b"], ["ge"]),
+        node("Cast", ["b"], ["bi"], to=TP.INT32),
+        node("And", ["lt", "eq"], ["and"]),
+        node("Or", ["gt", "eq"], ["or"]),
+        node("Not", ["le"], ["not"]),
+        node("Where", ["ge", "a", "b"], ["w"]),
+        node("Cast", ["lt"], ["ltf"], to=TP.FLOAT),
+    ]
     outs = [("ai", TP.INT32), ("af", TP.DOUBLE), ("and", TP.BOOL), ("or", TP.BOOL), ("not", TP.BOOL), "w", "ltf"]
     return Case(make_model(nodes, {"a": a, "b": b}, outs, opset=13), {"a": a, "b": b})
 
@@ -310,16 +358,23 @@ def _(rng):
 def test_batch_norm(opset, rng):
     x = f32(rng, 2, 3, 4, 5)
     inits = {"s": f32(rng, 3), "b": f32(rng, 3), "m": f32(rng, 3), "v": f32(rng, 3, positive=True)}
-    m = make_model([node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-3)], {"x": x}, ["y"], inits,
-                   opset=opset)
+    m = make_model(
+        [node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-3)],
+        {"x": x},
+        ["y"],
+        inits,
+        opset=opset,
+    )
     check_case(Case(m, {"x": x}, REDUCE))
 
 
 @case("instance_norm_and_lrn")
 def _(rng):
     x = f32(rng, 2, 5, 4, 3)
-    nodes = [node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-4),
-             node("LRN", ["x"], ["l"], size=3, alpha=1e-3, beta=0.6, bias=1.5)]
+    nodes = [
+        node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-4),
+        node("LRN", ["x"], ["l"], size=3, alpha=1e-3, beta=0.6, bias=1.5),
+    ]
     return Case(make_model(nodes, {"x": x}, ["y", "l"], {"s": f32(rng, 5), "b": f32(rng, 5)}), {"x": x}, REDUCE)
 
 
@@ -350,16 +405,26 @@ def _(rng):
 @pytest.mark.parametrize("include_pad", [0, 1])
 def test_average_pool(include_pad, rng):
     x = f32(rng, 1, 2, 7, 6)
-    n = node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 0],
-             count_include_pad=include_pad)
+    n = node(
+        "AveragePool",
+        ["x"],
+        ["y"],
+        kernel_shape=[3, 3],
+        strides=[2, 2],
+        pads=[1, 1, 1, 0],
+        count_include_pad=include_pad,
+    )
     check_case(Case(make_model([n], {"x": x}, ["y"], opset=11), {"x": x}, REDUCE))
 
 
 @case("global_pools")
 def _(rng):
     x, z = f32(rng, 2, 3, 5, 4), f32(rng, 2, 3, 7)
-    nodes = [node("GlobalAveragePool", ["x"], ["a"]), node("GlobalMaxPool", ["x"], ["m"]),
-             node("GlobalAveragePool", ["z"], ["a1"])]
+    nodes = [
+        node("GlobalAveragePool", ["x"], ["a"]),
+        node("GlobalMaxPool", ["x"], ["m"]),
+        node("GlobalAveragePool", ["z"], ["a1"]),
+    ]
     return Case(make_model(nodes, {"x": x, "z": z}, ["a", "m", "a1"]), {"x": x, "z": z}, REDUCE)
 
 
@@ -392,15 +457,21 @@ def _(rng):
 @case("dropout_flatten")
 def _(rng):
     x = f32(rng, 2, 3, 4, 5)
-    nodes = [node("Dropout", ["x"], ["d"], ratio=0.3), node("Flatten", ["d"], ["f0"], axis=0),
-             node("Flatten", ["x"], ["f2"], axis=-2), node("Flatten", ["x"], ["f1"])]
+    nodes = [
+        node("Dropout", ["x"], ["d"], ratio=0.3),
+        node("Flatten", ["d"], ["f0"], axis=0),
+        node("Flatten", ["x"], ["f2"], axis=-2),
+        node("Flatten", ["x"], ["f1"]),
+    ]
     return Case(make_model(nodes, {"x": x}, ["d", "f0", "f2", "f1"], opset=11), {"x": x})
 
 
 @case("dropout_opset13_inputs")
 def _(rng):
     x = f32(rng, 4, 5)
-    n = node("Dropout", ["x", "r", "t"], ["y", "mask"])  # (onnxruntime's opset-11 mask is all False; the spec's is True)
+    n = node(
+        "Dropout", ["x", "r", "t"], ["y", "mask"]
+    )  # (onnxruntime's opset-11 mask is all False; the spec's is True)
     inits = {"r": np.float32(0.5), "t": np.array(False)}
     return Case(make_model([n], {"x": x}, ["y", ("mask", TP.BOOL)], inits, opset=13), {"x": x})
 
@@ -422,10 +493,18 @@ def _(rng):
     return Case(make_model([n], {"x": x}, ["y"], {"s": np.array([1, 1, 2, 2], np.float32)}, opset=10), {"x": x})
 
 
-@pytest.mark.parametrize("mode, coord, nearest", [
-    ("nearest", "half_pixel", "round_prefer_floor"), ("nearest", "asymmetric", "floor"),
-    ("nearest", "align_corners", "round_prefer_ceil"), ("linear", "half_pixel", None),
-    ("linear", "align_corners", None), ("linear", "pytorch_half_pixel", None), ("linear", "asymmetric", None)])
+@pytest.mark.parametrize(
+    "mode, coord, nearest",
+    [
+        ("nearest", "half_pixel", "round_prefer_floor"),
+        ("nearest", "asymmetric", "floor"),
+        ("nearest", "align_corners", "round_prefer_ceil"),
+        ("linear", "half_pixel", None),
+        ("linear", "align_corners", None),
+        ("linear", "pytorch_half_pixel", None),
+        ("linear", "asymmetric", None),
+    ],
+)
 def test_resize_opset13(mode, coord, nearest, rng):
     x = f32(rng, 1, 3, 4, 5)
     attrs = {"mode": mode, "coordinate_transformation_mode": coord}
@@ -446,8 +525,17 @@ def _(rng):
 # -- reductions -----------------------------------------------------------------------------
 
 
-REDUCE_OPS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-              "ReduceSumSquare", "ReduceLogSumExp"]
+REDUCE_OPS = [
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceSumSquare",
+    "ReduceLogSumExp",
+]
 
 
 @pytest.mark.parametrize("opset", [11, 13, 18])
@@ -473,8 +561,12 @@ def test_reductions(opset, rng):
 @case("argmax_argmin")
 def _(rng):
     x = np.round(f32(rng, 3, 4, 5))  # ties, for select_last_index
-    nodes = [node("ArgMax", ["x"], ["a0"]), node("ArgMin", ["x"], ["a1"], axis=-1, keepdims=0),
-             node("ArgMax", ["x"], ["a2"], axis=1, select_last_index=1), node("ArgMin", ["x"], ["a3"], select_last_index=1)]
+    nodes = [
+        node("ArgMax", ["x"], ["a0"]),
+        node("ArgMin", ["x"], ["a1"], axis=-1, keepdims=0),
+        node("ArgMax", ["x"], ["a2"], axis=1, select_last_index=1),
+        node("ArgMin", ["x"], ["a3"], select_last_index=1),
+    ]
     return Case(make_model(nodes, {"x": x}, [(o, TP.INT64) for o in ("a0", "a1", "a2", "a3")], opset=13), {"x": x})
 
 
@@ -484,9 +576,14 @@ def _(rng):
 @case("reshape_transpose_squeeze_unsqueeze_opset11")
 def _(rng):
     x = f32(rng, 2, 1, 3, 4)
-    nodes = [node("Reshape", ["x", "shape"], ["r"]), node("Transpose", ["r"], ["t"], perm=[2, 0, 1]),
-             node("Squeeze", ["x"], ["s"], axes=[1]), node("Unsqueeze", ["s"], ["u"], axes=[0, -1]),
-             node("Transpose", ["x"], ["tr"]), node("Squeeze", ["x"], ["sa"])]
+    nodes = [
+        node("Reshape", ["x", "shape"], ["r"]),
+        node("Transpose", ["r"], ["t"], perm=[2, 0, 1]),
+        node("Squeeze", ["x"], ["s"], axes=[1]),
+        node("Unsqueeze", ["s"], ["u"], axes=[0, -1]),
+        node("Transpose", ["x"], ["tr"]),
+        node("Squeeze", ["x"], ["sa"]),
+    ]
     inits = {"shape": np.array([0, -1, 4], np.int64)}
     return Case(make_model(nodes, {"x": x}, ["t", "u", "tr", "sa"], inits, opset=11), {"x": x})
 
@@ -494,8 +591,11 @@ def _(rng):
 @case("squeeze_unsqueeze_opset13_allowzero14")
 def _(rng):
     x = f32(rng, 3, 1, 4)
-    nodes = [node("Squeeze", ["x", "ax"], ["s"]), node("Unsqueeze", ["s", "ax2"], ["u"]),
-             node("Reshape", ["u", "shape"], ["r"], allowzero=1)]
+    nodes = [
+        node("Squeeze", ["x", "ax"], ["s"]),
+        node("Unsqueeze", ["s", "ax2"], ["u"]),
+        node("Reshape", ["u", "shape"], ["r"], allowzero=1),
+    ]
     inits = {"ax": np.array([-2], np.int64), "ax2": np.array([0, 3], np.int64), "shape": np.array([6, 2], np.int64)}
     return Case(make_model(nodes, {"x": x}, ["u", "r"], inits, opset=14), {"x": x})
 
@@ -503,16 +603,20 @@ def _(rng):
 @case("concat_split_opset11")
 def _(rng):
     a, b = f32(rng, 2, 3), f32(rng, 2, 5)
-    nodes = [node("Concat", ["a", "b"], ["c"], axis=-1), node("Split", ["c"], ["s0", "s1", "s2"], axis=1, split=[1, 3, 4]),
-             node("Split", ["a"], ["e0", "e1"], axis=0)]
+    nodes = [
+        node("Concat", ["a", "b"], ["c"], axis=-1),
+        node("Split", ["c"], ["s0", "s1", "s2"], axis=1, split=[1, 3, 4]),
+        node("Split", ["a"], ["e0", "e1"], axis=0),
+    ]
     return Case(make_model(nodes, {"a": a, "b": b}, ["s0", "s1", "s2", "e0", "e1"], opset=11), {"a": a, "b": b})
 
 
 @case("split_opset13_input_opset18_num_outputs")
 def _(rng):
     x = f32(rng, 7, 3)
-    m13 = make_model([node("Split", ["x", "sp"], ["a", "b"])], {"x": x}, ["a", "b"], {"sp": np.array([5, 2], np.int64)},
-                     opset=13)
+    m13 = make_model(
+        [node("Split", ["x", "sp"], ["a", "b"])], {"x": x}, ["a", "b"], {"sp": np.array([5, 2], np.int64)}, opset=13
+    )
     check_case(Case(m13, {"x": x}))
     m18 = make_model([node("Split", ["x"], ["a", "b", "c"], num_outputs=3)], {"x": x}, ["a", "b", "c"], opset=18)
     return Case(m18, {"x": x})
@@ -529,9 +633,14 @@ def _(rng):
 def _(rng):
     x = f32(rng, 5, 6, 7)
     nodes = [node("Slice", ["x", "st", "en", "ax", "sp"], ["y"]), node("Slice", ["x", "st2", "en2"], ["z"])]
-    inits = {"st": np.array([-1, 1], np.int64), "en": np.array([-1000, 6], np.int64), "ax": np.array([2, 1], np.int64),
-             "sp": np.array([-2, 2], np.int64), "st2": np.array([4, 0], np.int64),
-             "en2": np.array([np.iinfo(np.int64).max, -2], np.int64)}
+    inits = {
+        "st": np.array([-1, 1], np.int64),
+        "en": np.array([-1000, 6], np.int64),
+        "ax": np.array([2, 1], np.int64),
+        "sp": np.array([-2, 2], np.int64),
+        "st2": np.array([4, 0], np.int64),
+        "en2": np.array([np.iinfo(np.int64).max, -2], np.int64),
+    }
     return Case(make_model(nodes, {"x": x}, ["y", "z"], inits, opset=13), {"x": x})
 
 
@@ -540,14 +649,20 @@ def _(rng):
     x = f32(rng, 4, 5, 3)
     idx = rng.integers(-4, 4, (2, 3)).astype(np.int64)
     el = rng.integers(-5, 5, (4, 2, 3)).astype(np.int64)
-    nodes = [node("Gather", ["x", "i"], ["g"], axis=0), node("Gather", ["x", "s"], ["gs"], axis=-1),
-             node("GatherElements", ["x", "e"], ["ge"], axis=1), node("Gather", ["x", "ri"], ["gr"], axis=1),
-             node("GatherElements", ["x", "re"], ["gre"], axis=1)]
+    nodes = [
+        node("Gather", ["x", "i"], ["g"], axis=0),
+        node("Gather", ["x", "s"], ["gs"], axis=-1),
+        node("GatherElements", ["x", "e"], ["ge"], axis=1),
+        node("Gather", ["x", "ri"], ["gr"], axis=1),
+        node("GatherElements", ["x", "re"], ["gre"], axis=1),
+    ]
     ri = rng.integers(-5, 5, (3,)).astype(np.int64)
     re = rng.integers(-5, 5, (4, 2, 3)).astype(np.int64)
     inits = {"i": idx, "s": np.array(-1, np.int64), "e": el}
-    return Case(make_model(nodes, {"x": x, "ri": ri, "re": re}, ["g", "gs", "ge", "gr", "gre"], inits, opset=13),
-                {"x": x, "ri": ri, "re": re})
+    return Case(
+        make_model(nodes, {"x": x, "ri": ri, "re": re}, ["g", "gs", "ge", "gr", "gre"], inits, opset=13),
+        {"x": x, "ri": ri, "re": re},
+    )
 
 
 @case("tile_expand")
@@ -561,19 +676,37 @@ def _(rng):
 @case("shape_size_constant_of_shape_constants")
 def _(rng):
     x = f32(rng, 2, 3, 4)
-    nodes = [node("Shape", ["x"], ["s"]), node("Size", ["x"], ["n"]), node("Shape", ["x"], ["s1"], start=1, end=-1),
-             node("ConstantOfShape", ["s1"], ["z"], value=numpy_helper.from_array(np.array([2.5], np.float32))),
-             node("Constant", [], ["c1"], value_float=3.0), node("Constant", [], ["c2"], value_ints=[1, 2, 3, 4]),
-             node("Constant", [], ["c3"], value=numpy_helper.from_array(f32(rng, 4))),
-             node("Cast", ["c2"], ["c2f"], to=TP.FLOAT),
-             node("Add", ["x", "c3"], ["a"]), node("Mul", ["a", "c1"], ["b"]), node("Add", ["b", "c2f"], ["y"]),
-             node("Identity", ["y"], ["id"]), node("ConstantOfShape", ["s"], ["zz"]),
-             node("Constant", [], ["c4"], value_floats=[0.5, -1.0, 2.0, 3.0]), node("Constant", [], ["c5"], value_int=2),
-             node("Constant", [], ["c6"], sparse_value=helper.make_sparse_tensor(
-                 numpy_helper.from_array(np.array([1.5, -2.0], np.float32), "sv"),
-                 numpy_helper.from_array(np.array([1, 7], np.int64), "si"), [3, 4])),
-             node("Mul", ["x", "c4"], ["m4"]), node("Cast", ["c5"], ["c5f"], to=TP.FLOAT), node("Mul", ["m4", "c5f"], ["m5"]),
-             node("Add", ["m5", "c6"], ["m6"])]
+    nodes = [
+        node("Shape", ["x"], ["s"]),
+        node("Size", ["x"], ["n"]),
+        node("Shape", ["x"], ["s1"], start=1, end=-1),
+        node("ConstantOfShape", ["s1"], ["z"], value=numpy_helper.from_array(np.array([2.5], np.float32))),
+        node("Constant", [], ["c1"], value_float=3.0),
+        node("Constant", [], ["c2"], value_ints=[1, 2, 3, 4]),
+        node("Constant", [], ["c3"], value=numpy_helper.from_array(f32(rng, 4))),
+        node("Cast", ["c2"], ["c2f"], to=TP.FLOAT),
+        node("Add", ["x", "c3"], ["a"]),
+        node("Mul", ["a", "c1"], ["b"]),
+        node("Add", ["b", "c2f"], ["y"]),
+        node("Identity", ["y"], ["id"]),
+        node("ConstantOfShape", ["s"], ["zz"]),
+        node("Constant", [], ["c4"], value_floats=[0.5, -1.0, 2.0, 3.0]),
+        node("Constant", [], ["c5"], value_int=2),
+        node(
+            "Constant",
+            [],
+            ["c6"],
+            sparse_value=helper.make_sparse_tensor(
+                numpy_helper.from_array(np.array([1.5, -2.0], np.float32), "sv"),
+                numpy_helper.from_array(np.array([1, 7], np.int64), "si"),
+                [3, 4],
+            ),
+        ),
+        node("Mul", ["x", "c4"], ["m4"]),
+        node("Cast", ["c5"], ["c5f"], to=TP.FLOAT),
+        node("Mul", ["m4", "c5f"], ["m5"]),
+        node("Add", ["m5", "c6"], ["m6"]),
+    ]
     outs = [("s", TP.INT64), ("n", TP.INT64), "z", "id", "zz", "m6"]
     return Case(make_model(nodes, {"x": x}, outs, opset=15), {"x": x})
 
@@ -581,10 +714,15 @@ def _(rng):
 def test_pytorch_shape_chain_is_folded(rng):
     """Shape → Gather → Unsqueeze → Concat → Reshape, as PyTorch exports x.view(x.size(0), -1)."""
     x = f32(rng, 2, 3, 4)
-    nodes = [node("Shape", ["input.1"], ["2"]), node("Constant", [], ["3"], value=numpy_helper.from_array(np.array(0))),
-             node("Gather", ["2", "3"], ["4"], axis=0), node("Unsqueeze", ["4", "5"], ["6"]),
-             node("Concat", ["6", "7"], ["8"], axis=0), node("Reshape", ["input.1", "8"], ["9"]),
-             node("Relu", ["9"], ["output"])]
+    nodes = [
+        node("Shape", ["input.1"], ["2"]),
+        node("Constant", [], ["3"], value=numpy_helper.from_array(np.array(0))),
+        node("Gather", ["2", "3"], ["4"], axis=0),
+        node("Unsqueeze", ["4", "5"], ["6"]),
+        node("Concat", ["6", "7"], ["8"], axis=0),
+        node("Reshape", ["input.1", "8"], ["9"]),
+        node("Relu", ["9"], ["output"]),
+    ]
     inits = {"5": np.array([0], np.int64), "7": np.array([-1], np.int64)}
     m = make_model(nodes, {"input.1": x}, ["output"], inits, opset=13)
     module, params = check_case(Case(m, {"input.1": x}))
@@ -616,9 +754,13 @@ def _rnn_case(rng, op, gates, opset=14, direction="forward", layout=0, bias=True
             ins.append("P")
             inits["P"] = f32(rng, dirs, 3 * hid) * 0.5
     outs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
-    n = node(op, ins, outs, hidden_size=hid, direction=direction, **({"layout": layout} if opset >= 14 else {}), **attrs)
+    n = node(
+        op, ins, outs, hidden_size=hid, direction=direction, **({"layout": layout} if opset >= 14 else {}), **attrs
+    )
     # onnxruntime runs batch-major (layout=1) recurrent layers only on GPUs: onnx's reference then
-    return Case(make_model([n], inputs, outs, inits, opset=opset), inputs, REDUCE, reference="onnx" if layout else "onnxruntime")
+    return Case(
+        make_model([n], inputs, outs, inits, opset=opset), inputs, REDUCE, reference="onnx" if layout else "onnxruntime"
+    )
 
 
 @case("lstm_forward_bias_initial_peepholes")
@@ -659,8 +801,6 @@ def _(rng):
 # ---------------------------------------------------------------------------
 
 
-
-
 # -- every opset --------------------------------------------------------------------------------
 
 
@@ -680,7 +820,7 @@ def _opset_model(opset: int, rng):
         else:
             nodes.append(node(op, ins, [out], axes=axes, **attrs))
 
-    nodes.append(node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]))          # (2, 3, 3, 3)
+    nodes.append(node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]))  # (2, 3, 3, 3)
     nodes.append(node("Relu", ["c"], ["r"]))
     nodes.append(node("Softmax", ["r"], ["sm"], axis=1))  # before 13: over the flattened (3·3·3) rows
     axes_node("ReduceSum", ["x"], "rs", [2], opset >= 13)
@@ -692,14 +832,29 @@ def _opset_model(opset: int, rng):
     else:
         nodes.append(node("Split", ["x"], ["s0", "s1"], axis=1, split=[1, 3]))
     if opset >= 10:
-        nodes.append(node("Slice", ["s1", const("starts", np.array([1, -1], np.int64)),
-                                    const("ends", np.array([5, 0], np.int64)), const("sax", np.array([2, 3], np.int64)),
-                                    const("steps", np.array([2, -2], np.int64))], ["sl"]))
+        nodes.append(
+            node(
+                "Slice",
+                [
+                    "s1",
+                    const("starts", np.array([1, -1], np.int64)),
+                    const("ends", np.array([5, 0], np.int64)),
+                    const("sax", np.array([2, 3], np.int64)),
+                    const("steps", np.array([2, -2], np.int64)),
+                ],
+                ["sl"],
+            )
+        )
     else:
         nodes.append(node("Slice", ["s1"], ["sl"], starts=[1, 1], ends=[5, 6], axes=[2, 3]))
     if opset >= 11:
-        nodes.append(node("Pad", ["sl", const("pads", np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64)),
-                                  const("pv", np.float32(0.5))], ["pd"]))
+        nodes.append(
+            node(
+                "Pad",
+                ["sl", const("pads", np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64)), const("pv", np.float32(0.5))],
+                ["pd"],
+            )
+        )
         nodes.append(node("Clip", ["pd", const("lo", np.float32(-1)), const("hi", np.float32(1))], ["cl"]))
     else:
         nodes.append(node("Pad", ["sl"], ["pd"], pads=[0, 0, 1, 0, 0, 0, 0, 2], value=0.5))
@@ -731,8 +886,28 @@ def test_every_opset(opset, rng):
 # -- names ---------------------------------------------------------------------------------
 
 
-NAMES = ["x", "gpu_0/data_0", "input.1", "0", "123abc", "conv1.weight", "fc_0", "a__b", "_", "__", "_u0041",
-         "a_u002e", "x_1_2", "onnx::Gemm_17", "résumé", "emoji😀", "a b", "a-b_", "_9", "9_"]
+NAMES = [
+    "x",
+    "gpu_0/data_0",
+    "input.1",
+    "0",
+    "123abc",
+    "conv1.weight",
+    "fc_0",
+    "a__b",
+    "_",
+    "__",
+    "_u0041",
+    "a_u002e",
+    "x_1_2",
+    "onnx::Gemm_17",
+    "résumé",
+    "emoji😀",
+    "a b",
+    "a-b_",
+    "_9",
+    "9_",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -787,7 +962,11 @@ def test_every_supported_op_has_a_registered_converter():
 def test_parameter_order_and_positional_run(rng):
     a, b = f32(rng, 2, 3), f32(rng, 3, 4)
     w1, w2 = f32(rng, 4, 4), f32(rng, 4)
-    nodes = [node("MatMul", ["b_in", "w1"], ["m"]), node("Add", ["m", "w2"], ["s"]), node("MatMul", ["a_in", "s"], ["y"])]
+    nodes = [
+        node("MatMul", ["b_in", "w1"], ["m"]),
+        node("Add", ["m", "w2"], ["s"]),
+        node("MatMul", ["a_in", "s"], ["y"]),
+    ]
     m = make_model(nodes, {"b_in": b, "a_in": a}, ["y"], {"w2": w2, "w1": w1})
     module, params = from_onnx(m)
     main = next(iter(module.ops))
@@ -801,20 +980,36 @@ def test_parameter_order_and_positional_run(rng):
 
 
 def _lathe(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "lathe.tools.lathe_cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "LATHE_NUM_THREADS": "2"})
+    return subprocess.run(
+        [sys.executable, "-m", "lathe.tools.lathe_cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "LATHE_NUM_THREADS": "2"},
+    )
 
 
 def test_cli_import_and_run_round_trip(tmp_path, rng):
     x = f32(rng, 2, 3, 6, 6)
-    nodes = [node("Conv", ["gpu_0/data_0", "conv1.weight", "conv1.bias"], ["input.4"], pads=[1, 1, 1, 1]),
-             node("Relu", ["input.4"], ["5"]), node("Shape", ["5"], ["6"]),
-             node("Gather", ["6", "zero"], ["7"]), node("Unsqueeze", ["7", "ax"], ["8"]),
-             node("Concat", ["8", "m1"], ["9"], axis=0), node("Reshape", ["5", "9"], ["10"]),
-             node("Gemm", ["10", "fc_0", "fc_b_1"], ["out:0"], transB=1)]
-    inits = {"conv1.weight": f32(rng, 4, 3, 3, 3), "conv1.bias": f32(rng, 4), "zero": np.array(0, np.int64),
-             "ax": np.array([0], np.int64), "m1": np.array([-1], np.int64), "fc_0": f32(rng, 5, 144),
-             "fc_b_1": f32(rng, 5)}
+    nodes = [
+        node("Conv", ["gpu_0/data_0", "conv1.weight", "conv1.bias"], ["input.4"], pads=[1, 1, 1, 1]),
+        node("Relu", ["input.4"], ["5"]),
+        node("Shape", ["5"], ["6"]),
+        node("Gather", ["6", "zero"], ["7"]),
+        node("Unsqueeze", ["7", "ax"], ["8"]),
+        node("Concat", ["8", "m1"], ["9"], axis=0),
+        node("Reshape", ["5", "9"], ["10"]),
+        node("Gemm", ["10", "fc_0", "fc_b_1"], ["out:0"], transB=1),
+    ]
+    inits = {
+        "conv1.weight": f32(rng, 4, 3, 3, 3),
+        "conv1.bias": f32(rng, 4),
+        "zero": np.array(0, np.int64),
+        "ax": np.array([0], np.int64),
+        "m1": np.array([-1], np.int64),
+        "fc_0": f32(rng, 5, 144),
+        "fc_b_1": f32(rng, 5),
+    }
     m = make_model(nodes, {"gpu_0/data_0": x}, ["out:0"], inits)
     onnx.save(m, tmp_path / "model.onnx")
     r = _lathe("import", str(tmp_path / "model.onnx"), "-o", str(tmp_path / "model.lathe"))
@@ -827,8 +1022,17 @@ def test_cli_import_and_run_round_trip(tmp_path, rng):
     assert keys == {"conv1_u002eweight", "conv1_u002ebias", "fc_u005f0", "fc_b_u005f1"}
     assert {unsanitize(k) for k in keys} == {"conv1.weight", "conv1.bias", "fc_0", "fc_b_1"}
     np.savez(tmp_path / "in.npz", **{sanitize("gpu_0/data_0"): x})
-    r = _lathe("run", str(tmp_path / "model.lathe"), "--params", str(tmp_path / "model.params.npz"),
-               "--inputs", str(tmp_path / "in.npz"), "--output", str(tmp_path / "out.npz"), "--check")
+    r = _lathe(
+        "run",
+        str(tmp_path / "model.lathe"),
+        "--params",
+        str(tmp_path / "model.params.npz"),
+        "--inputs",
+        str(tmp_path / "in.npz"),
+        "--output",
+        str(tmp_path / "out.npz"),
+        "--check",
+    )
     assert r.returncode == 0, r.stderr
     assert "OK" in r.stdout
     with np.load(tmp_path / "out.npz") as z:
@@ -854,8 +1058,13 @@ def _assert_clean_error(r, *needles):
 
 def test_cli_unsupported_op(tmp_path):
     x = np.zeros((2, 3), np.float32)
-    m = make_model([node("Relu", ["x"], ["r"], name="first"), node("CumSum", ["r", "ax"], ["y"], name="my_cumsum")],
-                   {"x": x}, ["y"], {"ax": np.array(1, np.int64)}, opset=13)
+    m = make_model(
+        [node("Relu", ["x"], ["r"], name="first"), node("CumSum", ["r", "ax"], ["y"], name="my_cumsum")],
+        {"x": x},
+        ["y"],
+        {"ax": np.array(1, np.int64)},
+        opset=13,
+    )
     r = _bad(tmp_path, m)
     _assert_clean_error(r, "CumSum", "my_cumsum", "opset 13")
     assert not (tmp_path / "bad.lathe").exists()
@@ -883,8 +1092,12 @@ def test_missing_and_wrong_shaped_initializers(tmp_path):
     m = make_model([node("Add", ["x", "w"], ["y"])], {"x": x}, ["y"], {"w": np.zeros((2, 4), np.float32)})
     _assert_clean_error(_bad(tmp_path, m), "Add", "opset 17", "cannot be broadcast")
     # an initializer also listed as a graph input (IR < 4 style) with another declared shape
-    m = make_model([node("Add", ["x", "w"], ["y"])], {"x": x, "w": np.zeros((2, 3), np.float32)}, ["y"],
-                   {"w": np.zeros((3, 3), np.float32)})
+    m = make_model(
+        [node("Add", ["x", "w"], ["y"])],
+        {"x": x, "w": np.zeros((2, 3), np.float32)},
+        ["y"],
+        {"w": np.zeros((3, 3), np.float32)},
+    )
     with pytest.raises(LatheError, match=r"initializer 'w' has shape \(3, 3\) but the graph input declares \(2, 3\)"):
         from_onnx(m)
 
@@ -958,14 +1171,36 @@ def _(rng):
     x = f32(rng, 3, 4, 5) * 3
     x[0, 0, :3] = [np.inf, -np.inf, np.nan]
     y = f32(rng, 3, 4, 5) * 3
-    nodes = [node("Sign", ["y"], ["sign"]), node("IsNaN", ["x"], ["nan"]), node("IsInf", ["x"], ["inf"]),
-             node("IsInf", ["x"], ["pinf"], detect_negative=0), node("Celu", ["y"], ["celu"], alpha=0.8),
-             node("Shrink", ["y"], ["shrink"], lambd=0.7, bias=0.2), node("Mish", ["y"], ["mish"]),
-             node("Hardmax", ["y"], ["hardmax"], axis=1), node("LpNormalization", ["y"], ["l2"]),
-             node("LpNormalization", ["y"], ["l1"], axis=0, p=1), node("Trilu", ["y", "k"], ["triu"]),
-             node("Trilu", ["y"], ["tril"], upper=0), node("RMSNormalization", ["y", "scale"], ["rms"], axis=1)]
-    outs = ["sign", ("nan", TP.BOOL), ("inf", TP.BOOL), ("pinf", TP.BOOL), "celu", "shrink", "mish", "hardmax",
-            "l2", "l1", "triu", "tril", "rms"]
+    nodes = [
+        node("Sign", ["y"], ["sign"]),
+        node("IsNaN", ["x"], ["nan"]),
+        node("IsInf", ["x"], ["inf"]),
+        node("IsInf", ["x"], ["pinf"], detect_negative=0),
+        node("Celu", ["y"], ["celu"], alpha=0.8),
+        node("Shrink", ["y"], ["shrink"], lambd=0.7, bias=0.2),
+        node("Mish", ["y"], ["mish"]),
+        node("Hardmax", ["y"], ["hardmax"], axis=1),
+        node("LpNormalization", ["y"], ["l2"]),
+        node("LpNormalization", ["y"], ["l1"], axis=0, p=1),
+        node("Trilu", ["y", "k"], ["triu"]),
+        node("Trilu", ["y"], ["tril"], upper=0),
+        node("RMSNormalization", ["y", "scale"], ["rms"], axis=1),
+    ]
+    outs = [
+        "sign",
+        ("nan", TP.BOOL),
+        ("inf", TP.BOOL),
+        ("pinf", TP.BOOL),
+        "celu",
+        "shrink",
+        "mish",
+        "hardmax",
+        "l2",
+        "l1",
+        "triu",
+        "tril",
+        "rms",
+    ]
     inits = {"k": np.array(1, np.int64), "scale": f32(rng, 4, 5)}
     return Case(make_model(nodes, {"x": x, "y": y}, outs, inits, opset=23), {"x": x, "y": y}, REDUCE)
 
@@ -976,22 +1211,33 @@ def _(rng):
     b = rng.integers(1, 6, (5,)).astype(np.int64) * rng.choice([-1, 1], (5,))
     fa, fb = f32(rng, 4, 5) * 5, f32(rng, 5, positive=True)
     idx = rng.integers(-4, 4, (2, 3)).astype(np.int64)
-    nodes = [node("Mod", ["a", "b"], ["mod"]), node("Mod", ["a", "b"], ["fmod"], fmod=1),
-             node("Mod", ["fa", "fb"], ["ffmod"], fmod=1), node("OneHot", ["idx", "depth", "vals"], ["oh"], axis=1),
-             node("Hardmax", ["fa"], ["hm"])]
+    nodes = [
+        node("Mod", ["a", "b"], ["mod"]),
+        node("Mod", ["a", "b"], ["fmod"], fmod=1),
+        node("Mod", ["fa", "fb"], ["ffmod"], fmod=1),
+        node("OneHot", ["idx", "depth", "vals"], ["oh"], axis=1),
+        node("Hardmax", ["fa"], ["hm"]),
+    ]
     inits = {"depth": np.array(4, np.int64), "vals": np.array([-1.0, 2.0], np.float32)}
     ins = {"a": a, "b": b, "fa": fa, "fb": fb, "idx": idx}
-    return Case(make_model(nodes, ins, [("mod", TP.INT64), ("fmod", TP.INT64), "ffmod", "oh", "hm"], inits, opset=11),
-                ins)
+    return Case(
+        make_model(nodes, ins, [("mod", TP.INT64), ("fmod", TP.INT64), "ffmod", "oh", "hm"], inits, opset=11), ins
+    )
 
 
 @case("extras_depth_space_eye")
 def _(rng):
     x = f32(rng, 2, 8, 3, 4)
-    nodes = [node("DepthToSpace", ["x"], ["dcr"], blocksize=2), node("DepthToSpace", ["x"], ["crd"], blocksize=2, mode="CRD"),
-             node("SpaceToDepth", ["dcr"], ["s2d"], blocksize=2), node("EyeLike", ["e"], ["eye"], k=1)]
-    return Case(make_model(nodes, {"x": x}, ["dcr", "crd", "s2d", "eye"], {"e": np.zeros((3, 5), np.float32)}, opset=13),
-                {"x": x})
+    nodes = [
+        node("DepthToSpace", ["x"], ["dcr"], blocksize=2),
+        node("DepthToSpace", ["x"], ["crd"], blocksize=2, mode="CRD"),
+        node("SpaceToDepth", ["dcr"], ["s2d"], blocksize=2),
+        node("EyeLike", ["e"], ["eye"], k=1),
+    ]
+    return Case(
+        make_model(nodes, {"x": x}, ["dcr", "crd", "s2d", "eye"], {"e": np.zeros((3, 5), np.float32)}, opset=13),
+        {"x": x},
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -8,16 +8,14 @@ import os
 
 import numpy as np
 import pytest
-
-import lathe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from lathe.dialects import graph
-from lathe.dialects.graph import tensor
+from op_harness import ELEMWISE_RTOL, REDUCE_RTOL, check_op, one_op_module, random_inputs
 from xdsl.dialects.builtin import f32, i1, i32, i64
 
-from op_harness import ELEMWISE_RTOL, REDUCE_RTOL, check_op, one_op_module, random_inputs
+import lathe
+from lathe.dialects import graph
+from lathe.dialects.graph import tensor
 
 EXAMPLES = int(os.environ.get("LATHE_OP_EXAMPLES", "10"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -60,12 +58,15 @@ def test_clip(shape, seed, lo, width, dtype):
     run("clip", [tensor(shape, dtype)], seed, a_min=lo, a_max=lo + width)
 
 
-@pytest.mark.parametrize("a_min, a_max, expected", [
-    (-2.7, 3.9, [-2, -2, 0, 3, 3]),  # truncated toward zero, as TVM casts the bounds
-    (-1e30, 1e30, [-128, -3, 0, 5, 127]),  # past int8's range: nothing clipped (it overflowed the interpreter)
-    (float("-inf"), float("nan"), [-128, -3, 0, 5, 127]),
-    (200.0, 300.0, [127, 127, 127, 127, 127]),
-])
+@pytest.mark.parametrize(
+    "a_min, a_max, expected",
+    [
+        (-2.7, 3.9, [-2, -2, 0, 3, 3]),  # truncated toward zero, as TVM casts the bounds
+        (-1e30, 1e30, [-128, -3, 0, 5, 127]),  # past int8's range: nothing clipped (it overflowed the interpreter)
+        (float("-inf"), float("nan"), [-128, -3, 0, 5, 127]),
+        (200.0, 300.0, [127, 127, 127, 127, 127]),
+    ],
+)
 def test_clip_bounds_saturate_to_the_integer_dtype(a_min, a_max, expected):
     m = one_op_module("clip", [tensor([5], graph.DTYPES["int8"])], a_min=a_min, a_max=a_max)
     x = np.array([-128, -3, 0, 5, 127], np.int8)
@@ -90,9 +91,11 @@ COMPARE = ["equal", "not_equal", "less", "less_equal", "greater", "greater_equal
 @st.composite
 def broadcast_pair(draw):
     out = draw(shapes(0, 4))
+
     def sub():
         k = draw(st.integers(0, len(out)))
-        return [d if draw(st.booleans()) else 1 for d in out[len(out) - k:]]
+        return [d if draw(st.booleans()) else 1 for d in out[len(out) - k :]]
+
     return sub(), sub()
 
 
@@ -103,7 +106,13 @@ def test_binary(name, pair, seed, dtype):
     if name == "power" and dtype == i32:
         dtype = f32
     positive = name in ("divide", "power")
-    run(name, [tensor(pair[0], dtype), tensor(pair[1], dtype)], seed, positive=positive, int_range=(1, 9) if positive else (-5, 6))
+    run(
+        name,
+        [tensor(pair[0], dtype), tensor(pair[1], dtype)],
+        seed,
+        positive=positive,
+        int_range=(1, 9) if positive else (-5, 6),
+    )
 
 
 @pytest.mark.parametrize("name", COMPARE)
@@ -173,8 +182,20 @@ def conv_case(draw):
     dilation = [draw(st.sampled_from([1, 2])), 1]
     padding = draw(st.sampled_from([[0, 0], [1, 1], [1, 0, 2, 1]]))
     layout = draw(st.sampled_from(["NCHW", "NHWC"]))
-    return dict(c=c, o=o, groups=groups, kh=kh, kw=kw, h=h, w=w, strides=strides, dilation=dilation,
-                padding=padding, layout=layout, n=draw(st.sampled_from([1, 2])))
+    return dict(
+        c=c,
+        o=o,
+        groups=groups,
+        kh=kh,
+        kw=kw,
+        h=h,
+        w=w,
+        strides=strides,
+        dilation=dilation,
+        padding=padding,
+        layout=layout,
+        n=draw(st.sampled_from([1, 2])),
+    )
 
 
 @SETTINGS
@@ -185,20 +206,45 @@ def test_conv2d(case, seed):
         data, weight, kl = [c["n"], c["c"], c["h"], c["w"]], [c["o"], c["c"] // c["groups"], c["kh"], c["kw"]], "OIHW"
     else:
         data, weight, kl = [c["n"], c["h"], c["w"], c["c"]], [c["kh"], c["kw"], c["c"] // c["groups"], c["o"]], "HWIO"
-    run("nn.conv2d", [tensor(data), tensor(weight)], seed, REDUCE_RTOL, strides=c["strides"], padding=c["padding"],
-        dilation=c["dilation"], groups=c["groups"], data_layout=c["layout"], kernel_layout=kl)
+    run(
+        "nn.conv2d",
+        [tensor(data), tensor(weight)],
+        seed,
+        REDUCE_RTOL,
+        strides=c["strides"],
+        padding=c["padding"],
+        dilation=c["dilation"],
+        groups=c["groups"],
+        data_layout=c["layout"],
+        kernel_layout=kl,
+    )
 
 
 @SETTINGS
-@given(c=st.sampled_from([1, 2, 4]), o=st.sampled_from([1, 2, 3]), k=st.sampled_from([1, 2, 3]),
-       s=st.sampled_from([1, 2, 3]), p=st.sampled_from([0, 1]), op_=st.sampled_from([0, 1]),
-       groups=st.sampled_from([1, 2]), seed=seeds)
+@given(
+    c=st.sampled_from([1, 2, 4]),
+    o=st.sampled_from([1, 2, 3]),
+    k=st.sampled_from([1, 2, 3]),
+    s=st.sampled_from([1, 2, 3]),
+    p=st.sampled_from([0, 1]),
+    op_=st.sampled_from([0, 1]),
+    groups=st.sampled_from([1, 2]),
+    seed=seeds,
+)
 def test_conv2d_transpose(c, o, k, s, p, op_, groups, seed):
     if c % groups:
         c = groups * c
     op_ = min(op_, s - 1)
-    run("nn.conv2d_transpose", [tensor([1, c, 5, 4]), tensor([c, o, k, k])], seed, REDUCE_RTOL,
-        strides=[s, s], padding=[p, p], output_padding=[op_, op_], groups=groups)
+    run(
+        "nn.conv2d_transpose",
+        [tensor([1, c, 5, 4]), tensor([c, o, k, k])],
+        seed,
+        REDUCE_RTOL,
+        strides=[s, s],
+        padding=[p, p],
+        output_padding=[op_, op_],
+        groups=groups,
+    )
 
 
 # -- nn -------------------------------------------------------------------------------------
@@ -225,8 +271,16 @@ def test_softmax(name, shape, seed, data):
 def test_layer_norm(shape, seed, data, center, scale):
     axis = data.draw(st.integers(-len(shape), len(shape) - 1))
     n = shape[axis]
-    run("nn.layer_norm", [tensor(shape), tensor([n]), tensor([n])], seed, REDUCE_RTOL, axis=axis, epsilon=1e-5,
-        center=center, scale=scale)
+    run(
+        "nn.layer_norm",
+        [tensor(shape), tensor([n]), tensor([n])],
+        seed,
+        REDUCE_RTOL,
+        axis=axis,
+        epsilon=1e-5,
+        center=center,
+        scale=scale,
+    )
 
 
 @SETTINGS
@@ -249,9 +303,11 @@ def test_lrn(c, size, seed):
 def pool_case(draw):
     k = [draw(st.sampled_from([1, 2, 3])), draw(st.sampled_from([2, 3]))]
     return dict(
-        pool_size=k, strides=[draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2, 3]))],
+        pool_size=k,
+        strides=[draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2, 3]))],
         padding=[min(draw(st.sampled_from([0, 1])), k[0] // 2), min(draw(st.sampled_from([0, 1])), k[1] // 2)],
-        dilation=[draw(st.sampled_from([1, 2])), 1], ceil_mode=draw(st.booleans()),
+        dilation=[draw(st.sampled_from([1, 2])), 1],
+        ceil_mode=draw(st.booleans()),
         layout=draw(st.sampled_from(["NCHW", "NHWC"])),
     )
 
@@ -273,15 +329,24 @@ def test_global_pool(name, layout, rng):
 
 
 @SETTINGS
-@given(h=st.sampled_from([4, 7, 9]), w=st.sampled_from([5, 8]), oh=st.sampled_from([1, 2, 3, 4]),
-       ow=st.sampled_from([1, 3, 5]), seed=seeds)
+@given(
+    h=st.sampled_from([4, 7, 9]),
+    w=st.sampled_from([5, 8]),
+    oh=st.sampled_from([1, 2, 3, 4]),
+    ow=st.sampled_from([1, 3, 5]),
+    seed=seeds,
+)
 def test_adaptive_avg_pool(h, w, oh, ow, seed):
     run("nn.adaptive_avg_pool2d", [tensor([1, 2, h, w])], seed, REDUCE_RTOL, output_size=[oh, ow])
 
 
 @SETTINGS
-@given(shape=shapes(1, 3, st.sampled_from([2, 3, 5])), seed=seeds, data=st.data(),
-       mode=st.sampled_from(["constant", "edge", "reflect"]))
+@given(
+    shape=shapes(1, 3, st.sampled_from([2, 3, 5])),
+    seed=seeds,
+    data=st.data(),
+    mode=st.sampled_from(["constant", "edge", "reflect"]),
+)
 def test_pad(shape, seed, data, mode):
     limit = 1 if mode == "reflect" else 3
     pw = [[data.draw(st.integers(0, limit)), data.draw(st.integers(0, limit))] for _ in shape]
@@ -295,14 +360,25 @@ def test_batch_flatten(shape, seed):
 
 
 @SETTINGS
-@given(method=st.sampled_from(["nearest_neighbor", "linear"]),
-       mode=st.sampled_from(["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel"]),
-       size=st.tuples(st.sampled_from([1, 3, 8, 13]), st.sampled_from([2, 5, 16])),
-       layout=st.sampled_from(["NCHW", "NHWC"]), seed=seeds)
+@given(
+    method=st.sampled_from(["nearest_neighbor", "linear"]),
+    mode=st.sampled_from(["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel"]),
+    size=st.tuples(st.sampled_from([1, 3, 8, 13]), st.sampled_from([2, 5, 16])),
+    layout=st.sampled_from(["NCHW", "NHWC"]),
+    seed=seeds,
+)
 def test_resize2d(method, mode, size, layout, seed):
     shape = [1, 2, 4, 6] if layout == "NCHW" else [1, 4, 6, 2]
-    run("image.resize2d", [tensor(shape)], seed, REDUCE_RTOL, size=list(size), method=method,
-        coordinate_transformation_mode=mode, layout=layout)
+    run(
+        "image.resize2d",
+        [tensor(shape)],
+        seed,
+        REDUCE_RTOL,
+        size=list(size),
+        method=method,
+        coordinate_transformation_mode=mode,
+        layout=layout,
+    )
 
 
 # -- reductions -------------------------------------------------------------------------------
@@ -311,7 +387,11 @@ def test_resize2d(method, mode, size, layout, seed):
 @st.composite
 def reduce_case(draw):
     shape = draw(shapes(1, 4, st.sampled_from([1, 2, 5, 13])))
-    axis = draw(st.one_of(st.none(), st.lists(st.integers(-len(shape), len(shape) - 1), min_size=1, max_size=len(shape), unique=True)))
+    axis = draw(
+        st.one_of(
+            st.none(), st.lists(st.integers(-len(shape), len(shape) - 1), min_size=1, max_size=len(shape), unique=True)
+        )
+    )
     if axis is not None and len({a % len(shape) for a in axis}) != len(axis):
         axis = sorted({a % len(shape) for a in axis})
     return shape, axis, draw(st.booleans()), draw(st.booleans())
@@ -369,8 +449,13 @@ def test_squeeze_expand(shape, seed, data):
     ones = [d for d, s in enumerate(shape) if s == 1]
     axis = data.draw(st.one_of(st.none(), st.just(ones)))
     run("squeeze", [tensor(shape)], seed, axis=axis)
-    run("expand_dims", [tensor(shape)], seed, axis=data.draw(st.integers(-len(shape) - 1, len(shape))),
-        num_newaxis=data.draw(st.integers(0, 2)))
+    run(
+        "expand_dims",
+        [tensor(shape)],
+        seed,
+        axis=data.draw(st.integers(-len(shape) - 1, len(shape))),
+        num_newaxis=data.draw(st.integers(0, 2)),
+    )
 
 
 @SETTINGS
@@ -409,8 +494,13 @@ def test_strided_slice(shape, seed, data):
 
 
 @SETTINGS
-@given(shape=shapes(1, 3, st.sampled_from([3, 5])), ishape=shapes(0, 2, st.sampled_from([1, 4])), seed=seeds,
-       data=st.data(), mode=st.sampled_from(["clip", "wrap"]))
+@given(
+    shape=shapes(1, 3, st.sampled_from([3, 5])),
+    ishape=shapes(0, 2, st.sampled_from([1, 4])),
+    seed=seeds,
+    data=st.data(),
+    mode=st.sampled_from(["clip", "wrap"]),
+)
 def test_take(shape, ishape, seed, data, mode):
     axis = data.draw(st.one_of(st.none(), st.integers(0, len(shape) - 1)))
     run("take", [tensor(shape), tensor(ishape, i64)], seed, int_range=(-6, 9), axis=axis, mode=mode)
@@ -433,7 +523,11 @@ def test_tile(shape, reps, seed):
 @SETTINGS
 @given(pair=broadcast_pair(), seed=seeds)
 def test_broadcast_to(pair, seed):
-    out = [max(a, b) for a, b in zip([1] * (len(pair[1]) - len(pair[0])) + pair[0], pair[1])] if len(pair[1]) >= len(pair[0]) else None
+    out = (
+        [max(a, b) for a, b in zip([1] * (len(pair[1]) - len(pair[0])) + pair[0], pair[1])]
+        if len(pair[1]) >= len(pair[0])
+        else None
+    )
     if out is None:
         return
     run("broadcast_to", [tensor(pair[0])], seed, shape=out)
@@ -444,12 +538,14 @@ def test_fills(name, rng):
     check_op(one_op_module(name, [], shape=[2, 3], dtype="int32"), {}, 0)
     check_op(one_op_module("full", [tensor([])], shape=[4, 1], dtype="float32"), {"a0": np.float32(2.5)}, 0)
     check_op(one_op_module(f"{name}_like", [tensor([3, 2])]), {"a0": rng.standard_normal((3, 2)).astype(np.float32)}, 0)
-    check_op(one_op_module("full_like", [tensor([3]), tensor([])]), {"a0": np.ones(3, np.float32), "a1": np.float32(7)}, 0)
+    check_op(
+        one_op_module("full_like", [tensor([3]), tensor([])]), {"a0": np.ones(3, np.float32), "a1": np.float32(7)}, 0
+    )
 
 
 def test_every_op_has_a_reference_and_a_compute():
-    from lathe.lowering.graph_to_te import TE_COMPUTE
     from lathe.dialects.reference import REFERENCE
+    from lathe.lowering.graph_to_te import TE_COMPUTE
 
     expanded = {graph.SplitOp, graph.BatchNormOp, graph.DropoutOp, graph.TupleOp, graph.TupleGetItemOp}
     for op in graph.GRAPH_OPS:
@@ -460,8 +556,14 @@ def test_every_op_has_a_reference_and_a_compute():
 
 
 @SETTINGS
-@given(n=st.sampled_from([1, 7, 13, 33]), k=st.sampled_from([3, 17, 64]), m=st.sampled_from([16, 32, 48, 96]),
-       batch=st.lists(st.sampled_from([1, 3]), max_size=1), epilogue=st.sampled_from(["", "relu", "bias"]), seed=seeds)
+@given(
+    n=st.sampled_from([1, 7, 13, 33]),
+    k=st.sampled_from([3, 17, 64]),
+    m=st.sampled_from([16, 32, 48, 96]),
+    batch=st.lists(st.sampled_from([1, 3]), max_size=1),
+    epilogue=st.sampled_from(["", "relu", "bias"]),
+    seed=seeds,
+)
 def test_dense_packed_register_tiles(n, k, m, batch, epilogue, seed):
     """Widths that alter-op-layout packs: the dense_pack template's register tiles, with and
     without an epilogue, on row counts the tile does not divide."""

@@ -33,9 +33,12 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
     build = tmp_path_factory.mktemp("build")
     src = build / "src"  # a copy: setuptools' build/ directory in the checkout would carry stale files
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__"))
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                        "-w", str(out), str(src)], capture_output=True, text=True,
-                       env={"PATH": "/usr/bin:/bin", "HOME": str(build), "TMPDIR": str(build)})
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(build), "TMPDIR": str(build)},
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     (whl,) = out.glob("lathe-*.whl")
     return zipfile.ZipFile(whl)
@@ -51,7 +54,10 @@ def test_wheel_holds_every_package_and_data_file(wheel):
 
 def test_wheel_declares_the_import_dependencies(wheel):
     meta = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
-    requires = [line.split(":", 1)[1].strip() for line in wheel.read(meta).decode().splitlines()
-                if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    requires = [
+        line.split(":", 1)[1].strip()
+        for line in wheel.read(meta).decode().splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
     names = {r.split(">")[0].split("<")[0].split("=")[0].split(";")[0].strip().lower() for r in requires}
     assert {"xdsl", "numpy", "llvmlite", "lark", "onnx"} <= names  # `lathe import` needs onnx

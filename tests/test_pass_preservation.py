@@ -12,27 +12,41 @@ import pytest
 
 import lathe
 from lathe.dialects import make_context
-from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
 from lathe.passes.fold_constant import bind_params
+from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models import ZOO  # noqa: E402
-
 from conftest import max_rel_err  # noqa: E402
 
+from models import ZOO  # noqa: E402
+
 MODELS = ["resnet18", "mobilenet_v2", "bert_base", "inception_v3", "lstm_lm"]
-PASSES = ["simplify-inference", "expand-split", "fold-constant", "fold-scale-axis", "canonicalize",
-          "eliminate-common-subexpr", "dead-code-elimination", "alter-op-layout", "combine-parallel-dense",
-          "combine-parallel-batch-matmul", "fuse-ops"]
+PASSES = [
+    "simplify-inference",
+    "expand-split",
+    "fold-constant",
+    "fold-scale-axis",
+    "canonicalize",
+    "eliminate-common-subexpr",
+    "dead-code-elimination",
+    "alter-op-layout",
+    "combine-parallel-dense",
+    "combine-parallel-batch-matmul",
+    "fuse-ops",
+]
 # passes that expect others first (fold-scale-axis folds constants that fold-constant made)
-PREREQ = {"fold-scale-axis": "simplify-inference,fold-constant,", "combine-parallel-dense": "",
-          "alter-op-layout": "simplify-inference,fold-constant,"}
+PREREQ = {
+    "fold-scale-axis": "simplify-inference,fold-constant,",
+    "combine-parallel-dense": "",
+    "alter-op-layout": "simplify-inference,fold-constant,",
+}
 
 
 def _inputs(module, rng):
+    from xdsl.dialects import func
+
     from lathe.dialects.dtypes import np_dtype
     from lathe.dialects.functions import param_names
-    from xdsl.dialects import func
 
     fn = next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == "main")
     out = {}
@@ -40,8 +54,11 @@ def _inputs(module, rng):
         t = arg.type
         dt = np_dtype(t.element_type)
         shape = tuple(t.get_shape())
-        out[name] = rng.integers(0, 8, shape).astype(dt) if np.issubdtype(dt, np.integer) else \
-            rng.standard_normal(shape).astype(dt)
+        out[name] = (
+            rng.integers(0, 8, shape).astype(dt)
+            if np.issubdtype(dt, np.integer)
+            else rng.standard_normal(shape).astype(dt)
+        )
     return out
 
 

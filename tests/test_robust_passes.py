@@ -88,8 +88,9 @@ func.func @main(%x: tensor<4xf32>) -> tensor<4xf32> {
 """
 
 
-@pytest.mark.parametrize("spec", [GRAPH_PIPELINES[0], GRAPH_PIPELINES[1], GRAPH_PIPELINES[3],
-                                  GRAPH_PIPELINES[3] + "," + LOWERING])
+@pytest.mark.parametrize(
+    "spec", [GRAPH_PIPELINES[0], GRAPH_PIPELINES[1], GRAPH_PIPELINES[3], GRAPH_PIPELINES[3] + "," + LOWERING]
+)
 def test_declarations_are_skipped(spec):
     """Every pass but inline-calls (which drops the unused declaration) sees it and leaves it."""
     spec = spec.replace("inline-calls,", "")
@@ -116,20 +117,25 @@ def test_relay_printer_names_a_declaration():
 
 
 def _program(expr: str, **shapes) -> str:
-    params = ", ".join(f"%{n}: Tensor[({', '.join(map(str, s))}{',' if len(s) == 1 else ''}), "
-                       f"{'int32' if n == 'i' else 'float32'}]" for n, s in shapes.items())
+    params = ", ".join(
+        f"%{n}: Tensor[({', '.join(map(str, s))}{',' if len(s) == 1 else ''}), {'int32' if n == 'i' else 'float32'}]"
+        for n, s in shapes.items()
+    )
     return f"def @main({params}) {{ {expr} }}"
 
 
-@pytest.mark.parametrize("expr, shapes", [
-    ("nn.softmax(%x)", {"x": (2, 0)}),
-    ("nn.softmax(%x, axis=0)", {"x": (0, 3)}),
-    ("nn.log_softmax(%x)", {"x": (2, 0)}),
-    ("nn.batch_flatten(%x)", {"x": (0, 3, 4)}),
-    ("take(%x, %i, axis=0)", {"x": (3, 2), "i": (0,)}),
-    ("argmax(%x, axis=[1])", {"x": (0, 2)}),
-    ("exp(%x)", {"x": (0,)}),
-])
+@pytest.mark.parametrize(
+    "expr, shapes",
+    [
+        ("nn.softmax(%x)", {"x": (2, 0)}),
+        ("nn.softmax(%x, axis=0)", {"x": (0, 3)}),
+        ("nn.log_softmax(%x)", {"x": (2, 0)}),
+        ("nn.batch_flatten(%x)", {"x": (0, 3, 4)}),
+        ("take(%x, %i, axis=0)", {"x": (3, 2), "i": (0,)}),
+        ("argmax(%x, axis=[1])", {"x": (0, 2)}),
+        ("exp(%x)", {"x": (0,)}),
+    ],
+)
 @pytest.mark.parametrize("how", ["interpret", "compile"])
 def test_zero_size_tensors(expr, shapes, how):
     module = parse_source(_program(expr, **shapes), "zero.lathe")
@@ -138,16 +144,25 @@ def test_zero_size_tensors(expr, shapes, how):
     assert out.shape == tuple(module.ops.first.function_type.outputs.data[0].get_shape())
 
 
-@pytest.mark.parametrize("expr, shapes, message", [
-    ("take(%x, %i, axis=1)", {"x": (2, 0), "i": (3,)}, "take: cannot take from an empty axis"),
-    ("take(%x, %i)", {"x": (0, 2), "i": (3,)}, "take: cannot take from an empty axis"),
-    ("argmax(%x, axis=[1])", {"x": (2, 0)}, "argmax: cannot find an index over an empty axis"),
-    ("argmin(%x)", {"x": (0,)}, "argmin: cannot find an index over an empty axis"),
-    ("nn.conv2d_transpose(%x, %w, strides=[0, 1])", {"x": (1, 2, 4, 4), "w": (2, 3, 3, 3)},
-     "nn.conv2d_transpose: strides and dilation must be >= 1"),
-    ("nn.conv2d_transpose(%x, %w, dilation=[1, -2])", {"x": (1, 2, 4, 4), "w": (2, 3, 3, 3)},
-     "nn.conv2d_transpose: strides and dilation must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "expr, shapes, message",
+    [
+        ("take(%x, %i, axis=1)", {"x": (2, 0), "i": (3,)}, "take: cannot take from an empty axis"),
+        ("take(%x, %i)", {"x": (0, 2), "i": (3,)}, "take: cannot take from an empty axis"),
+        ("argmax(%x, axis=[1])", {"x": (2, 0)}, "argmax: cannot find an index over an empty axis"),
+        ("argmin(%x)", {"x": (0,)}, "argmin: cannot find an index over an empty axis"),
+        (
+            "nn.conv2d_transpose(%x, %w, strides=[0, 1])",
+            {"x": (1, 2, 4, 4), "w": (2, 3, 3, 3)},
+            "nn.conv2d_transpose: strides and dilation must be >= 1",
+        ),
+        (
+            "nn.conv2d_transpose(%x, %w, dilation=[1, -2])",
+            {"x": (1, 2, 4, 4), "w": (2, 3, 3, 3)},
+            "nn.conv2d_transpose: strides and dilation must be >= 1",
+        ),
+    ],
+)
 def test_nothing_to_pick_or_stride_zero_is_a_verifier_error(expr, shapes, message):
     with pytest.raises(LatheError, match=message):
         parse_source(_program(expr, **shapes), "bad.lathe")
@@ -169,8 +184,10 @@ def test_lrn_window_is_clamped_to_the_axis():
     np.testing.assert_allclose(lathe.compile(module).run(x), lathe.interpret(module, x=x), rtol=1e-5)
 
 
-@pytest.mark.parametrize("pipeline, op", [("outline-kernels,lower-graph-to-te", "te.compute"),
-                                          ("outline-kernels," + LOWERING, "memref.alloc")])
+@pytest.mark.parametrize(
+    "pipeline, op",
+    [("outline-kernels,lower-graph-to-te", "te.compute"), ("outline-kernels," + LOWERING, "memref.alloc")],
+)
 def test_interpreter_refuses_lowered_ir(pipeline, op):
     module = lathe.api.lower(parse_source(_program("exp(%x)", x=(4,)), "t.lathe"), pipeline=pipeline)
     with pytest.raises(LatheError, match=f"runs graph-level IR only, but '{op}'"):
@@ -235,9 +252,13 @@ def test_integer_power_with_negative_exponents_matches_the_compiled_code():
 def test_combine_parallel_dense_is_linear_in_the_dense_ops():
     """Each dense op's weight position was found by renumbering the whole block: 3,000
     dense ops whose weight is computed took 28 s."""
-    body = ["%v = negative(%w);", "%0 = nn.dense(%x, %v);"] + [f"%{i} = nn.dense(%{i - 1}, %v);" for i in range(1, 3000)]
-    module = parse_source("def @main(%x: Tensor[(2, 8), float32], %w: Tensor[(8, 8), float32]) {"
-                          + "\n".join(body) + "%2999}", "dense.lathe")
+    body = ["%v = negative(%w);", "%0 = nn.dense(%x, %v);"] + [
+        f"%{i} = nn.dense(%{i - 1}, %v);" for i in range(1, 3000)
+    ]
+    module = parse_source(
+        "def @main(%x: Tensor[(2, 8), float32], %w: Tensor[(8, 8), float32]) {" + "\n".join(body) + "%2999}",
+        "dense.lathe",
+    )
     t0 = time.perf_counter()
     run_passes(module, "combine-parallel-dense")
     assert time.perf_counter() - t0 < 8
@@ -292,8 +313,10 @@ def test_post_dominator_tree_matches_the_definition():
             assert tree[x] is want
 
 
-@pytest.mark.parametrize("expr", ["argmax(%x, axis=[1])", "argmin(%x, axis=[1])",
-                                  "argmax(%x, axis=[1], select_last_index=True)", "argmax(%x)"])
+@pytest.mark.parametrize(
+    "expr",
+    ["argmax(%x, axis=[1])", "argmin(%x, axis=[1])", "argmax(%x, axis=[1], select_last_index=True)", "argmax(%x)"],
+)
 def test_arg_reductions_find_nan_as_numpy_does(expr):
     """The max of a row holding NaN is NaN, which no element compares equal to: the kernel
     returned the axis size (out of range) where numpy gives the first NaN's index."""
@@ -307,8 +330,11 @@ def test_erf_on_float16(n):
     """libm's erf was called with half arguments (relative error 57 against the interpreter)."""
     module = parse_source(f"def @main(%a: Tensor[({n}), float16]) {{ erf(%a) }}", "erf.lathe")
     x = np.resize(np.concatenate([np.linspace(-2, -0.5, 32), np.linspace(0.5, 2, 32)]), n).astype(np.float16)
-    np.testing.assert_allclose(lathe.compile(module, opt_level=0).run(x).astype(np.float32),
-                               lathe.interpret(module, a=x).astype(np.float32), rtol=2e-3)
+    np.testing.assert_allclose(
+        lathe.compile(module, opt_level=0).run(x).astype(np.float32),
+        lathe.interpret(module, a=x).astype(np.float32),
+        rtol=2e-3,
+    )
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int32"])

@@ -7,13 +7,12 @@ odd sizes where splits do not divide their extents.
 
 import numpy as np
 import pytest
+from conftest import max_rel_err
 
 import lathe
 from lathe.api import parse_source
 from lathe.dialects import te
 from lathe.lowering.schedules import Schedule
-
-from conftest import max_rel_err
 
 M, K, N = 13, 19, 17
 
@@ -87,7 +86,9 @@ def default(s):
     apply_default_schedule(s.stage)
 
 
-@pytest.mark.parametrize("schedule", [none, tiled, tile, split_reduce, reduce_outermost, fuse_nparts, parallel_inside, default])
+@pytest.mark.parametrize(
+    "schedule", [none, tiled, tile, split_reduce, reduce_outermost, fuse_nparts, parallel_inside, default]
+)
 def test_matmul_schedules(schedule, rng):
     module = parse_source(MATMUL, "matmul.mlir")
     schedule(Schedule(_stage(module)))
@@ -138,7 +139,7 @@ def test_compute_inline_and_multi_stage_kernel(rng):
     }"""
     module = parse_source(src, "k.mlir")
     lowered = str(lathe.lower(module))
-    kernel = lowered[lowered.index("func.func private @k"):]
+    kernel = lowered[lowered.index("func.func private @k") :]
     assert kernel.count("memref.alloc") == 1  # mx gets a buffer; sq is inlined
     a = rng.standard_normal((9, 7)).astype(np.float32)
     got = lathe.compile(module).run(a=a)
@@ -168,7 +169,7 @@ def test_bad_schedules_are_reported(apply, words):
 def test_bind_is_rejected_by_the_cpu_backend():
     module = parse_source(MATMUL, "matmul.mlir")
     Schedule(_stage(module)).bind("i", "blockIdx.x")
-    assert "#loop.annotation<bind = \"blockIdx.x\">" in str(lathe.lower(module))
+    assert '#loop.annotation<bind = "blockIdx.x">' in str(lathe.lower(module))
     with pytest.raises(lathe.LatheError, match="CPU backend cannot run a loop bound to blockIdx.x"):
         lathe.compile(module)
 
@@ -263,14 +264,16 @@ def test_rfactor(factor, rng):
 
 def test_cache_read_storage_align_pragma_compute_root(rng):
     module, (c, out) = _epilogue_stages()
-    a_arg = next(op for op in module.walk() if getattr(op, "sym_name", None) and op.sym_name.data == "mm_relu").body.block.args[0]
+    a_arg = next(
+        op for op in module.walk() if getattr(op, "sym_name", None) and op.sym_name.data == "mm_relu"
+    ).body.block.args[0]
     sc, so = Schedule(c), Schedule(out)
     sc.cache_read(a_arg, [c])
     sc.storage_align("i", 16, 0)  # rows of C padded to a stride of 16k elements: 17 -> 32
     so.pragma("j", "unroll_explicit")
     so.compute_root()
     lowered = str(lathe.lower(module))
-    kernel = lowered[lowered.index("@mm_relu"):]
+    kernel = lowered[lowered.index("@mm_relu") :]
     assert f"memref<{M}x{K}xf32>" in kernel and "memref<13x32xf32>" in kernel  # the copy of a; C's padded rows
     assert "#loop.annotation<unroll>" in kernel
     a = rng.standard_normal((M, K)).astype(np.float32)

@@ -75,8 +75,9 @@ def _while_parsing(parser: _LocatingParser | None, text: str, filename: str, mes
     start = parser.open_ops[-1]
     name = _OP_NAME.match(text, start)
     what = name.group(1).strip('"') if name else "operation"
-    return LatheError(f"{what}: {message}", location_at(text, filename, start),
-                      f"the parser stopped at {stopped.line}:{stopped.col}")
+    return LatheError(
+        f"{what}: {message}", location_at(text, filename, start), f"the parser stopped at {stopped.line}:{stopped.col}"
+    )
 
 
 # an op as written: optional results (`%a, %b:2 =`), then a bare or quoted name

@@ -15,8 +15,6 @@ import math
 from decimal import Decimal
 from pathlib import Path
 
-import numpy as np
-
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from xdsl.dialects import func
@@ -26,7 +24,6 @@ from xdsl.dialects.builtin import (
     FunctionType,
     IntegerAttr,
     ModuleOp,
-    StringAttr,
     TensorType,
     TupleType,
     f64,
@@ -41,19 +38,40 @@ from lathe.dialects.functions import set_param_names
 from lathe.errors import LatheError, location_in
 from lathe.textual_ir.source import RELAY, check_text
 
-
 # Every suffix relay.lark's SCALAR lexes, and the dtype TVM gives it: the printer's own
 # suffixes, TVM's spelled-out f32 and i32, and two that name a dtype Lathe lacks (an error).
-_SCALAR_SUFFIX = {**{d.relay_suffix: d.name for d in dtypes.TABLE if d.relay_suffix},
-                  "f32": "float32", "i32": "int32", "i16": "int16", "u8": "uint8"}
+_SCALAR_SUFFIX = {
+    **{d.relay_suffix: d.name for d in dtypes.TABLE if d.relay_suffix},
+    "f32": "float32",
+    "i32": "int32",
+    "i16": "int16",
+    "u8": "uint8",
+}
 _INT64 = (-(2**63), 2**63 - 1)  # integer attributes are i64
 
 _PUNCT = {
-    "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "SEMICOLON": "';'", "LBRACE": "'{'",
-    "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'", "EQUAL": "'='", "COLON": "':'", "DOT": "'.'",
-    "LOCAL": "a variable (%name)", "GLOBAL": "a function name (@name)", "OPNAME": "an operator name",
-    "NAME": "a name", "INT": "an integer", "STRING": "a string", "TY_ANNOT": "a type annotation",
-    "SCALAR": "a constant", "FLOAT": "a float", "MORETHAN": "'>'", "__ANON_0": "'->'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "COMMA": "','",
+    "SEMICOLON": "';'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "EQUAL": "'='",
+    "COLON": "':'",
+    "DOT": "'.'",
+    "LOCAL": "a variable (%name)",
+    "GLOBAL": "a function name (@name)",
+    "OPNAME": "an operator name",
+    "NAME": "a name",
+    "INT": "an integer",
+    "STRING": "a string",
+    "TY_ANNOT": "a type annotation",
+    "SCALAR": "a constant",
+    "FLOAT": "a float",
+    "MORETHAN": "'>'",
+    "__ANON_0": "'->'",
 }
 
 
@@ -145,8 +163,11 @@ class RelayParser:
     # -- functions --------------------------------------------------------------
     def signature(self, name: str, at: Token) -> FunctionType:
         if name not in self.func_trees:
-            raise self.error(f"call to undefined function @{name}", at,
-                             "defined functions: " + ", ".join("@" + n for n in self.func_trees))
+            raise self.error(
+                f"call to undefined function @{name}",
+                at,
+                "defined functions: " + ", ".join("@" + n for n in self.func_trees),
+            )
         if name not in self.signatures:
             if name in self._in_progress:
                 raise self.error(f"recursive call to @{name} needs a declared return type", at)
@@ -226,8 +247,9 @@ class RelayParser:
         try:
             t_tree = _type_parser().parse(inner)
         except UnexpectedInput:
-            raise self.error(f"malformed type annotation '{inner}'", annot,
-                             "expected /* ty=Tensor[(d0, d1, ...), dtype] */") from None
+            raise self.error(
+                f"malformed type annotation '{inner}'", annot, "expected /* ty=Tensor[(d0, d1, ...), dtype] */"
+            ) from None
         t = self.build_type(t_tree)
         if t != value.type:
             raise self.error(
@@ -269,8 +291,11 @@ class RelayParser:
                 raise self.error(f"projection .{t.children[1]} of a non-tuple {graph.type_str(tup.type)}", t)
             index, n = int(t.children[1]), len(tup.type.types.data)
             if index >= n:  # also keeps the index within the i64 attribute
-                raise self.error(f"projection .{index} of a tuple with {n} fields", t,
-                                 f"expected .0 to .{n - 1}" if n else "the tuple is empty")
+                raise self.error(
+                    f"projection .{index} of a tuple with {n} fields",
+                    t,
+                    f"expected .0 to .{n - 1}" if n else "the tuple is empty",
+                )
             return self._make(graph.TupleGetItemOp, [tup], {"index": IntegerAttr(index, i64)}, t)
         raise self.error(f"unsupported expression '{kind}'", t)
 
@@ -282,8 +307,11 @@ class RelayParser:
     def _literal(self, tok: Token, num: str, dtype: str) -> SSAValue:
         """A scalar constant, exactly as written or an error naming the literal and its dtype."""
         if dtype not in graph.DTYPES:
-            raise self.error(f"literal {tok} has dtype {dtype}, which Lathe does not support", tok,
-                             "supported dtypes: " + ", ".join(graph.DTYPES))
+            raise self.error(
+                f"literal {tok} has dtype {dtype}, which Lathe does not support",
+                tok,
+                "supported dtypes: " + ", ".join(graph.DTYPES),
+            )
         dt = graph.DTYPES[dtype]
         value = float(num) if graph.is_float(dt) else Decimal(num)
         if not graph.is_float(dt) and value != value.to_integral_value():
@@ -355,7 +383,8 @@ class RelayParser:
             attr = _coerce(value, op_def.properties[key].constr)
             if attr is None:
                 raise self.error(
-                    f"attribute '{key}' of {name} cannot be {_show(value)}", val_tree,
+                    f"attribute '{key}' of {name} cannot be {_show(value)}",
+                    val_tree,
                     f"expected {_constraint_name(op_def.properties[key].constr)}",
                 )
             props[key] = attr
@@ -366,15 +395,21 @@ class RelayParser:
         if kind == "attr_int":
             value = int(t.children[0])
             if not _INT64[0] <= value <= _INT64[1]:
-                raise self.error(f"integer attribute {value} is out of range", t,
-                                 f"expected a value in [{_INT64[0]}, {_INT64[1]}] (attributes are int64)")
+                raise self.error(
+                    f"integer attribute {value} is out of range",
+                    t,
+                    f"expected a value in [{_INT64[0]}, {_INT64[1]}] (attributes are int64)",
+                )
             return value
         if kind in ("attr_float", "attr_float_suffixed"):
             text = str(t.children[0]).removesuffix("f") if kind == "attr_float_suffixed" else str(t.children[0])
             value = float(text)
             if math.isinf(value) and text.lstrip("-") != "inf":
-                raise self.error(f"float attribute {t.children[0]} is out of range", t,
-                                 "attributes are float64; write inff for infinity")
+                raise self.error(
+                    f"float attribute {t.children[0]} is out of range",
+                    t,
+                    "attributes are float64; write inff for infinity",
+                )
             return value
         if kind == "attr_str":
             return str(t.children[0])[1:-1].encode().decode("unicode_escape")
@@ -401,8 +436,12 @@ def _show(v) -> str:
 
 def _constraint_name(constr) -> str:
     text = str(constr)
-    for key, name in (("IntegerAttr", "an integer or bool"), ("FloatAttr", "a float"),
-                      ("StringAttr", "a string"), ("ArrayAttr", "a list")):
+    for key, name in (
+        ("IntegerAttr", "an integer or bool"),
+        ("FloatAttr", "a float"),
+        ("StringAttr", "a string"),
+        ("ArrayAttr", "a list"),
+    ):
         if key in text:
             return name
     return text

@@ -7,7 +7,6 @@ file documents its own shapes.
 
 from __future__ import annotations
 
-import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -24,7 +23,6 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from lathe.dialects import dtypes, graph
 from lathe.errors import LatheError
-
 
 
 def _attr(a: Attribute) -> str:
@@ -71,10 +69,14 @@ class RelayPrinter:
         out = ['#[version = "0.0.5"]']
         for op in module.ops:
             if not isinstance(op, func.FuncOp):
-                raise LatheError(f"'{op.name}' cannot be written as Relay text (only graph-level IR can; use --emit=mlir)")
+                raise LatheError(
+                    f"'{op.name}' cannot be written as Relay text (only graph-level IR can; use --emit=mlir)"
+                )
             if op.is_declaration:
-                raise LatheError(f"@{op.sym_name.data} is only declared (it has no body): Relay text has no "
-                                 "declarations; use --emit=mlir")
+                raise LatheError(
+                    f"@{op.sym_name.data} is only declared (it has no body): Relay text has no "
+                    "declarations; use --emit=mlir"
+                )
             out.append(self.print_function(op))
         return "\n".join(out) + "\n"
 
@@ -100,7 +102,9 @@ class RelayPrinter:
         if not isinstance(ret, func.ReturnOp) or len(ret.operands) != 1:
             raise LatheError(f"@{f.sym_name.data}: a Relay function returns exactly one value")
         inline_last = (
-            len(ops) >= 2 and ret.operands[0].owner is ops[-2] and ret.operands[0].has_one_use()
+            len(ops) >= 2
+            and ret.operands[0].owner is ops[-2]
+            and ret.operands[0].has_one_use()
             and not isinstance(ops[-2], graph.ConstantOp)
         )
         for op in ops[:-1]:
@@ -131,9 +135,7 @@ class RelayPrinter:
         if isinstance(op, graph.TupleGetItemOp):
             return f"{self.value(op.operands[0])}.{op.index.value.data}"
         if isinstance(op, graph.ConstantOp):
-            raise LatheError(
-                "a non-scalar constant has no Relay text form here; write the module with --emit=mlir"
-            )
+            raise LatheError("a non-scalar constant has no Relay text form here; write the module with --emit=mlir")
         if not isinstance(op, graph.GraphOp):
             raise LatheError(f"'{op.name}' is not a graph-level op; write this module with --emit=mlir")
         args = [self.value(a) for a in op.operands]
@@ -154,8 +156,9 @@ def is_graph_level(module: ModuleOp, kernels: bool = False) -> bool:
             continue
         if not isinstance(op, func.FuncOp | func.CallOp | func.ReturnOp | graph.GraphOp):
             return False
-        if isinstance(op, func.FuncOp) and not all(map(_is_relay_type, (*op.function_type.inputs.data,
-                                                                          *op.function_type.outputs.data))):
+        if isinstance(op, func.FuncOp) and not all(
+            map(_is_relay_type, (*op.function_type.inputs.data, *op.function_type.outputs.data))
+        ):
             return False  # a loop-level function passes memrefs even when its body is empty
         if not kernels and isinstance(op, func.FuncOp) and "lathe.kernel" in op.attributes:
             return False

@@ -63,8 +63,13 @@ def check_text(text: str, filename: str, syntax: Syntax) -> None:
             if m.group() in syntax.opens:
                 depth += 1
                 if depth > MAX_NESTING:
-                    raise _error(text, filename, m.start(), f"brackets nested deeper than {MAX_NESTING} levels",
-                                 f"Lathe reads at most {MAX_NESTING} levels of nested {_pairs(syntax)}")
+                    raise _error(
+                        text,
+                        filename,
+                        m.start(),
+                        f"brackets nested deeper than {MAX_NESTING} levels",
+                        f"Lathe reads at most {MAX_NESTING} levels of nested {_pairs(syntax)}",
+                    )
             else:
                 depth = max(depth - 1, 0)
         elif kind == "quote":
@@ -81,8 +86,13 @@ def _unterminated(text: str, filename: str, pos: int, syntax: Syntax) -> LatheEr
     while end < len(text) and text[end] not in '"\n\\':
         end += 1
     if end < len(text) and text[end] == "\\":
-        return _error(text, filename, end, f"invalid escape sequence in string literal: {text[end:end + 2]!r}",
-                      'expected \\", \\\\, \\n, \\t or two hex digits' if syntax is MLIR else None)
+        return _error(
+            text,
+            filename,
+            end,
+            f"invalid escape sequence in string literal: {text[end : end + 2]!r}",
+            'expected \\", \\\\, \\n, \\t or two hex digits' if syntax is MLIR else None,
+        )
     return _error(text, filename, pos, "unterminated string literal", 'expected a closing " on the same line')
 
 
@@ -104,6 +114,8 @@ def decode(data: bytes, filename: str) -> str:
     except UnicodeDecodeError as e:
         shown = data.decode("utf-8", errors="replace")
         line = data.count(b"\n", 0, e.start) + 1
-        col = len(data[data.rfind(b"\n", 0, e.start) + 1:e.start].decode("utf-8", errors="replace")) + 1
-        raise LatheError(f"the file is not UTF-8 text (byte 0x{data[e.start]:02x} cannot be decoded)",
-                         location_in(shown, filename, line, col)) from None
+        col = len(data[data.rfind(b"\n", 0, e.start) + 1 : e.start].decode("utf-8", errors="replace")) + 1
+        raise LatheError(
+            f"the file is not UTF-8 text (byte 0x{data[e.start]:02x} cannot be decoded)",
+            location_in(shown, filename, line, col),
+        ) from None

@@ -58,9 +58,9 @@ def write_files(files: Sequence[tuple[str, Writer]]) -> None:
             with os.fdopen(fd, "wb") as f:
                 write(f)
             os.chmod(tmp, _mode_for(final))
-        for tmp, final, path in staged:
+        for tmp, final, _path in staged:
             os.replace(tmp, final)
-        for final, write, path in direct:
+        for final, write, _path in direct:
             with open(final, "wb") as f:
                 write(f)
     except BaseException as e:
@@ -115,8 +115,11 @@ def _quiet_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-def run_tool(body: Callable[[], int], render: Callable[[BaseException], str] | None = None,
-             user_errors: tuple[type[BaseException], ...] = (LatheError,)) -> int:
+def run_tool(
+    body: Callable[[], int],
+    render: Callable[[BaseException], str] | None = None,
+    user_errors: tuple[type[BaseException], ...] = (LatheError,),
+) -> int:
     """Run a tool's body and turn how it ended into an exit status: a user's mistake is one
     diagnostic and exit 1, a closed pipe ends quietly, anything else is a bug in Lathe (exit 2)."""
     try:

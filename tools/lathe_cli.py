@@ -50,8 +50,11 @@ def _conversions(given: dict[str, np.ndarray], bound: dict[str, np.ndarray]) -> 
             groups.setdefault((str(was), str(value.dtype)), []).append("%" + name)
     if not groups:
         return None
-    return "note: converted " + "; ".join(f"{', '.join(names)} from {a} to {b}" for (a, b), names in groups.items()) \
+    return (
+        "note: converted "
+        + "; ".join(f"{', '.join(names)} from {a} to {b}" for (a, b), names in groups.items())
         + " (the parameters' types)"
+    )
 
 
 def _check_runnable_by_reference(module, file: str) -> None:
@@ -59,15 +62,17 @@ def _check_runnable_by_reference(module, file: str) -> None:
     from lathe.textual_ir.printer import is_graph_level
 
     if not is_graph_level(module, kernels=True):
-        raise LatheError(f"--check: {file} is below graph level, and the reference interpreter runs graph ops only",
-                         note="check the graph-level model (.lathe, or MLIR before lower-graph-to-te)")
+        raise LatheError(
+            f"--check: {file} is below graph level, and the reference interpreter runs graph ops only",
+            note="check the graph-level model (.lathe, or MLIR before lower-graph-to-te)",
+        )
 
 
 def cmd_run(args) -> int:
+    from xdsl.dialects import func
+
     import lathe
     from lathe.runtime.interpreter import bind_arguments
-
-    from xdsl.dialects import func
 
     module = lathe.load(args.file)
     if args.check:
@@ -80,8 +85,11 @@ def cmd_run(args) -> int:
     where = f"{args.file}: "
     bound, filled = bind_arguments(funcs[args.entry], inputs, params, fill_random=True, seed=args.seed, where=where)
     if filled:
-        print(f"note: no value given for {', '.join('%' + n for n in filled)}; "
-              f"filled with seeded random values (seed {args.seed})", file=sys.stderr)
+        print(
+            f"note: no value given for {', '.join('%' + n for n in filled)}; "
+            f"filled with seeded random values (seed {args.seed})",
+            file=sys.stderr,
+        )
     from lathe.dialects.functions import param_names
 
     values = dict(zip(param_names(funcs[args.entry]), bound))
@@ -91,8 +99,9 @@ def cmd_run(args) -> int:
     # the params file's weights are bound at compile time, as TVM's build does with params,
     # so their preprocessing folds away; inputs (given or filled) stay run-time inputs
     weights = {k: v for k, v in values.items() if k in params and k not in inputs}
-    cm = lathe.compile(module, target=args.target, params=weights, num_threads=args.threads, entry=args.entry,
-                       opt_level=args.opt_level)
+    cm = lathe.compile(
+        module, target=args.target, params=weights, num_threads=args.threads, entry=args.entry, opt_level=args.opt_level
+    )
     result = cm.run(**{k: v for k, v in values.items() if k not in weights})
     if args.output:
         write_files([(args.output, _npz(flatten_outputs(result)))])
@@ -104,15 +113,19 @@ def cmd_run(args) -> int:
         ref = lathe.interpret(module, entry=args.entry, **values)
         err = max_relative_error(result, ref)
         ok = err <= args.rtol
-        print(f"check: max relative error {err:.3e} against the reference interpreter "
-              f"(bound {args.rtol:g}): {'OK' if ok else 'FAILED'}")
+        print(
+            f"check: max relative error {err:.3e} against the reference interpreter "
+            f"(bound {args.rtol:g}): {'OK' if ok else 'FAILED'}"
+        )
         status = 0 if ok else 1
     if args.bench:
         print(f"compiled: {cm.compile_stats}")
         times = np.asarray(cm.benchmark(args.bench))
-        print(f"latency: median {_fmt_seconds(float(np.median(times)))} over {args.bench} runs "
-              f"(min {_fmt_seconds(float(times.min()))}, max {_fmt_seconds(float(times.max()))}), "
-              f"{cm.num_threads} thread(s), target {cm.target.cpu}")
+        print(
+            f"latency: median {_fmt_seconds(float(np.median(times)))} over {args.bench} runs "
+            f"(min {_fmt_seconds(float(times.min()))}, max {_fmt_seconds(float(times.max()))}), "
+            f"{cm.num_threads} thread(s), target {cm.target.cpu}"
+        )
     return status
 
 
@@ -248,11 +261,13 @@ def cmd_import(args) -> int:
 
 def _at_least(low: int):
     """An argparse type: an integer >= low (argparse then reports the option and the value)."""
+
     def parse(text: str) -> int:
         value = int(text)
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
         return value
+
     parse.__name__ = "int"  # argparse's message for a non-number: "invalid int value"
     return parse
 
@@ -285,23 +300,50 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rtol", type=_non_negative_float, default=RTOL, help=f"bound for --check (default {RTOL:g})")
     r.add_argument("--bench", type=_at_least(0), default=0, metavar="N", help="print the median latency of N runs")
     r.add_argument("--target", default="llvm", help="target string, e.g. 'llvm -mcpu=znver4'")
-    r.add_argument("--threads", type=_at_least(1), default=None, help="threads for parallel loops (default: LATHE_NUM_THREADS or all cores)")
+    r.add_argument(
+        "--threads",
+        type=_at_least(1),
+        default=None,
+        help="threads for parallel loops (default: LATHE_NUM_THREADS or all cores)",
+    )
     r.add_argument("--entry", default="main")
     r.add_argument("--seed", type=_at_least(0), default=0, help="seed for inputs filled with random values")
-    r.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=3, metavar="N",
-                   help="optimization level 0..3 (default 3); see docs/passes.md")
+    r.add_argument(
+        "-O",
+        dest="opt_level",
+        type=int,
+        choices=range(4),
+        default=3,
+        metavar="N",
+        help="optimization level 0..3 (default 3); see docs/passes.md",
+    )
     r.set_defaults(fn=cmd_run)
-    c = sub.add_parser("compile", help="compile a model's kernels for a target: source, assembly, a binary, "
-                                       "or a directory with all of them (-o DIR)")
+    c = sub.add_parser(
+        "compile",
+        help="compile a model's kernels for a target: source, assembly, a binary, "
+        "or a directory with all of them (-o DIR)",
+    )
     c.add_argument("file")
-    c.add_argument("-o", "--output", help="FILE (.o/.so: the binary, .s: assembly, else the source) or DIR "
-                                          "(ending in / or .d, or existing: the backend's artifact files)")
-    c.add_argument("--emit", choices=["source", "llvm", "asm", "obj"],
-                   help="what to write (llvm is the LLVM backend's source)")
+    c.add_argument(
+        "-o",
+        "--output",
+        help="FILE (.o/.so: the binary, .s: assembly, else the source) or DIR "
+        "(ending in / or .d, or existing: the backend's artifact files)",
+    )
+    c.add_argument(
+        "--emit", choices=["source", "llvm", "asm", "obj"], help="what to write (llvm is the LLVM backend's source)"
+    )
     c.add_argument("--optimized", action="store_true", help="with --emit=source: after the backend's optimiser")
     c.add_argument("--target", default="llvm", help="target string, e.g. 'llvm -mtriple=aarch64-linux-gnu', 'c'")
-    c.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=3, metavar="N",
-                   help="optimization level 0..3 (default 3)")
+    c.add_argument(
+        "-O",
+        dest="opt_level",
+        type=int,
+        choices=range(4),
+        default=3,
+        metavar="N",
+        help="optimization level 0..3 (default 3)",
+    )
     c.set_defaults(fn=cmd_compile)
     b = sub.add_parser("backends", help="list the installed backends, or run the conformance suite on one")
     b.add_argument("--check", metavar="NAME", help="run the backend conformance suite on target NAME")
@@ -312,11 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(fn=cmd_new_backend)
     i = sub.add_parser("import", help="import an ONNX model as Relay text (.lathe) and its weights (.params.npz)")
     i.add_argument("file", help="the .onnx model")
-    i.add_argument("-o", "--output", help="the .lathe file to write (default: beside the model); "
-                                          "the weights go to the same name with .params.npz")
+    i.add_argument(
+        "-o",
+        "--output",
+        help="the .lathe file to write (default: beside the model); the weights go to the same name with .params.npz",
+    )
     i.add_argument("--opset", type=int, default=None, help="override the model's opset")
-    i.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
-                   help="a static shape for an input with dynamic dimensions (repeatable)")
+    i.add_argument(
+        "--shape",
+        action="append",
+        metavar="NAME=D0,D1,...",
+        help="a static shape for an input with dynamic dimensions (repeatable)",
+    )
     i.set_defaults(fn=cmd_import)
     return p
 

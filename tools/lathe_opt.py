@@ -92,8 +92,11 @@ class LatheOptMain(xDSLOptMain):
         stage = stage_of(module)
         if stage != "loop":
             level = DEFAULT_OPT_LEVEL if self.args.opt_level is None else self.args.opt_level
-            print(f"note: -t {kind}: the IR is at {stage} level; lowered it to loops first with the rest of "
-                  f"-O{level}'s pipeline", file=sys.stderr)
+            print(
+                f"note: -t {kind}: the IR is at {stage} level; lowered it to loops first with the rest of "
+                f"-O{level}'s pipeline",
+                file=sys.stderr,
+            )
             pipeline = with_pass_options(pipeline_for(level, module), backend.graph_pass_options(target))
             module = lower(module, pipeline=pipeline)
         out.write(backend.render(backend.lower(module, target), target))
@@ -120,18 +123,37 @@ class LatheOptMain(xDSLOptMain):
         super().register_all_arguments(arg_parser)
         # a usage mistake exits 1 like every other mistake (argparse's own code is 2)
         arg_parser.error = functools.partial(usage_error, arg_parser)  # type: ignore[method-assign]
-        arg_parser.add_argument("--print-ir-after-all", action="store_true",
-                                help="print the IR after every pass (Relay text while at graph level for .lathe input)")
-        arg_parser.add_argument("--list-passes", action="store_true",
-                                help="list Lathe's passes with what each does, then xDSL's, and exit")
-        arg_parser.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=None, metavar="N",
-                                help="run the graph-level pipeline of opt level N (0..3) before -p")
+        arg_parser.add_argument(
+            "--print-ir-after-all",
+            action="store_true",
+            help="print the IR after every pass (Relay text while at graph level for .lathe input)",
+        )
+        arg_parser.add_argument(
+            "--list-passes", action="store_true", help="list Lathe's passes with what each does, then xDSL's, and exit"
+        )
+        arg_parser.add_argument(
+            "-O",
+            dest="opt_level",
+            type=int,
+            choices=range(4),
+            default=None,
+            metavar="N",
+            help="run the graph-level pipeline of opt level N (0..3) before -p",
+        )
         arg_parser.add_argument("--list-ops", action="store_true", help="list the graph operators and exit")
-        arg_parser.add_argument("--target-options", default=None, metavar="'-KEY=VALUE ...'",
-                                help="options of the -t backend's target, e.g. --target-options='-mcpu=znver4' or "
-                                     "'-mtriple=aarch64-linux-gnu -mattr=+neon' (with '=': the value starts with '-'; default: this machine)")
-        arg_parser.add_argument("--emit", choices=["lathe", "mlir"], default=None,
-                                help="output format (default: the input's format while at graph level, MLIR below)")
+        arg_parser.add_argument(
+            "--target-options",
+            default=None,
+            metavar="'-KEY=VALUE ...'",
+            help="options of the -t backend's target, e.g. --target-options='-mcpu=znver4' or "
+            "'-mtriple=aarch64-linux-gnu -mattr=+neon' (with '=': the value starts with '-'; default: this machine)",
+        )
+        arg_parser.add_argument(
+            "--emit",
+            choices=["lathe", "mlir"],
+            default=None,
+            help="output format (default: the input's format while at graph level, MLIR below)",
+        )
 
     # -- pipeline -----------------------------------------------------------------
     def setup_pipeline(self):
@@ -180,8 +202,11 @@ class LatheOptMain(xDSLOptMain):
                 emit = "lathe" if self._input_ext == "lathe" and is_graph_level(module) else "mlir"
         if emit == "lathe":
             if not is_graph_level(module):
-                raise LatheError("Relay text output (-t lathe, --emit=lathe or -o *.lathe): the IR is below graph "
-                                 "level and has no Relay text form", note="write MLIR: --emit=mlir, or -o *.mlir")
+                raise LatheError(
+                    "Relay text output (-t lathe, --emit=lathe or -o *.lathe): the IR is below graph "
+                    "level and has no Relay text form",
+                    note="write MLIR: --emit=mlir, or -o *.mlir",
+                )
             return print_relay(module)
         s = StringIO()
         Printer(stream=s, print_generic_format=self.args.print_op_generic).print_op(module)
@@ -258,8 +283,10 @@ class LatheOptMain(xDSLOptMain):
         if fmt not in self.available_frontends:
             f.close()
             why = f"its extension '.{ext}'" if ext else "a name without an extension"
-            raise LatheError(f"{self.get_input_name()}: cannot tell the input format from {why}",
-                             note="expected .lathe or .relay (Relay text) or .mlir; or say which with -f lathe or -f mlir")
+            raise LatheError(
+                f"{self.get_input_name()}: cannot tell the input format from {why}",
+                note="expected .lathe or .relay (Relay text) or .mlir; or say which with -f lathe or -f mlir",
+            )
         return f, fmt
 
     def prepare_output(self):  # output is written by run() once everything succeeded

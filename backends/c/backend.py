@@ -90,16 +90,25 @@ class CBackend(Backend):
             raise LatheError(f"the C backend has no target '{kind}'", note="its target: c")
         unknown = [k for k in options if k not in OPTIONS]
         if unknown:
-            raise LatheError(f"unknown option '{unknown[0]}' for target 'c'",
-                             note="known: " + "; ".join(f"{k}=... {v}" for k, v in OPTIONS.items()))
+            raise LatheError(
+                f"unknown option '{unknown[0]}' for target 'c'",
+                note="known: " + "; ".join(f"{k}=... {v}" for k, v in OPTIONS.items()),
+            )
         opt = options.get("-opt-level", "3")
         if opt not in ("0", "1", "2", "3"):
             raise LatheError(f"-opt-level must be 0..3, got '{opt}'")
         host = "-mcpu" not in options and "-march" not in options
         features = llvm.get_host_cpu_features().flatten() if host else ""
         extra = tuple((k, options[k]) for k in ("-march",) if k in options)
-        return Target("c", triple=llvm.get_process_triple(), cpu=options.get("-mcpu", ""), features=features,
-                      vector_bits=_vector_bits(features), opt_level=int(opt), options=extra)
+        return Target(
+            "c",
+            triple=llvm.get_process_triple(),
+            cpu=options.get("-mcpu", ""),
+            features=features,
+            vector_bits=_vector_bits(features),
+            opt_level=int(opt),
+            options=extra,
+        )
 
     def capabilities(self, target: Target) -> Capabilities:
         """Every CPU schedule primitive: they shape the loop IR, which is all this backend reads."""
@@ -140,8 +149,11 @@ class CBackend(Backend):
     def artifact(self, module: ModuleOp, target: Target) -> dict[str, bytes]:
         """kernels.c and kernels.h (to build elsewhere: see the first line of kernels.c) and kernels.so."""
         source = self.emit(self.lower(module, target), target)
-        return {"kernels.c": source.text.encode(), "kernels.h": source.header().encode(),
-                "kernels.so": self.compile_source(source.text, target)}
+        return {
+            "kernels.c": source.text.encode(),
+            "kernels.h": source.header().encode(),
+            "kernels.so": self.compile_source(source.text, target),
+        }
 
 
 def _vector_bits(features: str) -> int:

@@ -64,9 +64,11 @@ class CCompiler:
     mvec: bool = False  # glibc's vector math links (-lmvec), for vectorized exp, tanh, erf, ...
 
     def describe(self) -> str:
-        features = [("OpenMP" if self.openmp else "no OpenMP"),
-                    ("_Float16" if self.float16 else "no _Float16: halves computed through float"),
-                    ("vector libm (libmvec)" if self.mvec else "scalar libm")]
+        features = [
+            ("OpenMP" if self.openmp else "no OpenMP"),
+            ("_Float16" if self.float16 else "no _Float16: halves computed through float"),
+            ("vector libm (libmvec)" if self.mvec else "scalar libm"),
+        ]
         return f"{' '.join(self.argv)}: {self.version}; " + ", ".join(features)
 
     def parallel_flags(self) -> list[str]:
@@ -79,14 +81,16 @@ class CCompiler:
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess | None:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                              check=False)
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def _builds(argv: tuple[str, ...], flags: list[str], source: str, load: bool = False,
-            libraries: tuple[str, ...] = ()) -> bool:
+def _builds(
+    argv: tuple[str, ...], flags: list[str], source: str, load: bool = False, libraries: tuple[str, ...] = ()
+) -> bool:
     with tempfile.TemporaryDirectory(prefix="lathe-cc-probe-") as d:
         src, out = Path(d) / "probe.c", Path(d) / "probe.so"
         src.write_text(source)
@@ -114,8 +118,9 @@ def _probe(argv: tuple[str, ...]) -> CCompiler | None:
     openmp = _builds(argv, ["-fopenmp"], _PROBE_OPENMP, load=True)
     simd = openmp or _builds(argv, ["-fopenmp-simd"], _PROBE_PLAIN)
     native = _builds(argv, ["-march=native"], _PROBE_PLAIN)
-    mvec = _builds(argv, ["-O3"] + (["-march=native"] if native else []), _PROBE_MVEC, load=True,
-                   libraries=("-lm", "-lmvec"))
+    mvec = _builds(
+        argv, ["-O3"] + (["-march=native"] if native else []), _PROBE_MVEC, load=True, libraries=("-lm", "-lmvec")
+    )
     return CCompiler(argv, version, openmp, simd, native, _defines(argv, "__FLT16_MAX__"), mvec)
 
 
@@ -147,14 +152,15 @@ def find_compiler() -> CCompiler:
     if found is None:
         names = ", ".join(" ".join(a) for a in tried)
         where = "$CC" if os.environ.get("CC", "").strip() else "PATH"
-        raise LatheError(f"the C backend found no working C compiler (tried {names} from {where})",
-                         note="install gcc or clang, or set CC to a C99 compiler")
+        raise LatheError(
+            f"the C backend found no working C compiler (tried {names} from {where})",
+            note="install gcc or clang, or set CC to a C99 compiler",
+        )
     return found
 
 
 def compiler_flags(cc: CCompiler, opt_level: int, arch_flags: list[str]) -> list[str]:
-    return [f"-O{opt_level}", *BASE_FLAGS, *cc.parallel_flags(), *arch_flags,
-            *([] if cc.mvec else ["-DLATHE_NO_MVEC"])]
+    return [f"-O{opt_level}", *BASE_FLAGS, *cc.parallel_flags(), *arch_flags, *([] if cc.mvec else ["-DLATHE_NO_MVEC"])]
 
 
 def _build(source: str, flags: list[str], cc: CCompiler) -> tuple[Path, Path | None]:
@@ -172,8 +178,10 @@ def _build(source: str, flags: list[str], cc: CCompiler) -> tuple[Path, Path | N
     r = _run([*cc.argv, *flags, "-o", str(out), str(src), *cc.libraries()], timeout=COMPILE_TIMEOUT_S)
     if r is None or r.returncode != 0 or not out.exists():
         shown = "\n".join((r.stderr if r is not None else "it did not run or timed out").splitlines()[:ERROR_LINES])
-        raise LatheError(f"the C compiler '{' '.join(cc.argv)}' failed on the generated source (kept at {src})",
-                         note=f"{' '.join(cc.argv)} {' '.join(flags)}:\n{shown}")
+        raise LatheError(
+            f"the C compiler '{' '.join(cc.argv)}' failed on the generated source (kept at {src})",
+            note=f"{' '.join(cc.argv)} {' '.join(flags)}:\n{shown}",
+        )
     if cached is None:
         return out, work
     try:

@@ -78,8 +78,9 @@ def value_type(t: Attribute) -> str:
         return "bool"
     if w in INT_WIDTHS:
         return f"int{w}_t"
-    raise LatheError(f"the C backend cannot represent type {t}",
-                     note="supported: index, i1, i8, i16, i32, i64, f16, f32, f64")
+    raise LatheError(
+        f"the C backend cannot represent type {t}", note="supported: index, i1, i8, i16, i32, i64, f16, f32, f64"
+    )
 
 
 def storage_type(t: Attribute) -> str:
@@ -277,6 +278,7 @@ def _float_binary(symbol: str) -> Emit:
     def emit(e: KernelEmitter, op: Operation) -> None:
         a, b = (e.v(x) for x in op.operands)
         e.define(op.results[0], e.fround(op.results[0].type, f"{a} {symbol} {b}"))
+
     return emit
 
 
@@ -286,6 +288,7 @@ def _negf(e: KernelEmitter, op: Operation) -> None:
 
 def _int_binary(symbol: str) -> Emit:
     """Wrapping arithmetic: signed for index (never overflows), unsigned for data integers."""
+
     def emit(e: KernelEmitter, op: Operation) -> None:
         t = op.results[0].type
         if isinstance(t, IndexType):
@@ -298,6 +301,7 @@ def _int_binary(symbol: str) -> Emit:
         wide = "uint64_t" if w == 64 else "uint32_t"
         a, b = (f"({wide}){e.unsigned(x)}" for x in op.operands)
         e.define(op.results[0], e.wrap(t, f"{a} {symbol} {b}"))
+
     return emit
 
 
@@ -306,6 +310,7 @@ def _bitwise(symbol: str) -> Emit:
         t = op.results[0].type
         expr = f"{e.v(op.operands[0])} {symbol} {e.v(op.operands[1])}"
         e.define(op.results[0], expr if isinstance(t, IndexType) else f"({value_type(t)})({expr})")
+
     return emit
 
 
@@ -318,14 +323,19 @@ def _literal_int(v: SSAValue) -> int | None:
 # index arithmetic by a positive constant (every index div/rem te emits): plain C, which the
 # compiler strength-reduces and vectorizes; otherwise the guarded helper.
 _INDEX_BY_CONSTANT = {
-    "divsi": "{a} / {c}", "remsi": "{a} % {c}", "divui": "(int64_t)((uint64_t){a} / {c})",
-    "remui": "(int64_t)((uint64_t){a} % {c})", "floordivsi": "({a} / {c} - ({a} % {c} < 0))",
-    "ceildivsi": "({a} / {c} + ({a} % {c} > 0))", "ceildivui": "(int64_t)(((uint64_t){a} + {c} - 1) / {c})",
+    "divsi": "{a} / {c}",
+    "remsi": "{a} % {c}",
+    "divui": "(int64_t)((uint64_t){a} / {c})",
+    "remui": "(int64_t)((uint64_t){a} % {c})",
+    "floordivsi": "({a} / {c} - ({a} % {c} < 0))",
+    "ceildivsi": "({a} / {c} + ({a} % {c} > 0))",
+    "ceildivui": "(int64_t)(((uint64_t){a} + {c} - 1) / {c})",
 }
 
 
 def _int_helper(kind: str) -> Emit:
     """Division, remainder and shifts: helpers that keep MLIR's meaning without C's UB."""
+
     def emit(e: KernelEmitter, op: Operation) -> None:
         t = op.results[0].type
         w = 64 if isinstance(t, IndexType) else _int_width(t)
@@ -338,6 +348,7 @@ def _int_helper(kind: str) -> Emit:
         if w == 1:
             raise LatheError(f"C backend: '{op.name}' on i1 is not supported (in @{e.name})")
         e.define(op.results[0], f"lathe_{kind}_i{w}({a}, {b})")
+
     return emit
 
 
@@ -364,8 +375,16 @@ def _simpler_divrem(e: KernelEmitter, op: Operation, kind: str, c: int) -> bool:
 
 
 _CMPI = {  # predicate number → (C operator, unsigned?)
-    0: ("==", False), 1: ("!=", False), 2: ("<", False), 3: ("<=", False), 4: (">", False), 5: (">=", False),
-    6: ("<", True), 7: ("<=", True), 8: (">", True), 9: (">=", True),
+    0: ("==", False),
+    1: ("!=", False),
+    2: ("<", False),
+    3: ("<=", False),
+    4: (">", False),
+    5: (">=", False),
+    6: ("<", True),
+    7: ("<=", True),
+    8: (">", True),
+    9: (">=", True),
 }
 
 
@@ -378,9 +397,22 @@ def _cmpi(e: KernelEmitter, op: arith.CmpiOp) -> None:
 # arith.cmpf predicates, exactly as MLIR defines them: ordered ones are false on NaN,
 # unordered ones true; C's <, <=, >, >=, == are ordered and != is unordered.
 _CMPF = [
-    "false", "{a} == {b}", "{a} > {b}", "{a} >= {b}", "{a} < {b}", "{a} <= {b}", "({a} < {b} || {a} > {b})",
-    "!isunordered({a}, {b})", "!({a} < {b} || {a} > {b})", "!({a} <= {b})", "!({a} < {b})", "!({a} >= {b})",
-    "!({a} > {b})", "{a} != {b}", "isunordered({a}, {b})", "true",
+    "false",
+    "{a} == {b}",
+    "{a} > {b}",
+    "{a} >= {b}",
+    "{a} < {b}",
+    "{a} <= {b}",
+    "({a} < {b} || {a} > {b})",
+    "!isunordered({a}, {b})",
+    "!({a} < {b} || {a} > {b})",
+    "!({a} <= {b})",
+    "!({a} < {b})",
+    "!({a} >= {b})",
+    "!({a} > {b})",
+    "{a} != {b}",
+    "isunordered({a}, {b})",
+    "true",
 ]
 
 
@@ -398,6 +430,7 @@ def _int_minmax(symbol: str, unsigned: bool) -> Emit:
         view = e.unsigned if unsigned else e.signed
         a, b = op.operands
         e.define(op.results[0], f"{view(a)} {symbol} {view(b)} ? {e.v(a)} : {e.v(b)}")
+
     return emit
 
 
@@ -408,6 +441,7 @@ def _suffix(t: Attribute) -> str:
 
 def _float_minmax(kind: str) -> Emit:
     """maximumf/minimumf propagate NaN (a helper); maxnumf/minnumf return the other operand (libm)."""
+
     def emit(e: KernelEmitter, op: Operation) -> None:
         t = op.results[0].type
         a, b = (e.v(x) for x in op.operands)
@@ -416,6 +450,7 @@ def _float_minmax(kind: str) -> Emit:
         else:
             call = f"f{kind[:3]}{_suffix(t)}({a}, {b})"
         e.define(op.results[0], call)
+
     return emit
 
 
@@ -424,6 +459,7 @@ def _libm(fn: str) -> Emit:
         t = op.results[0].type
         args = ", ".join(e.v(x) for x in op.operands)
         e.define(op.results[0], e.fround(t, f"{fn}{_suffix(t)}({args})"))
+
     return emit
 
 
@@ -448,6 +484,7 @@ def _absi(e: KernelEmitter, op: Operation) -> None:
 
 def _float_to_int(signed: bool) -> Emit:
     """fptosi/fptoui without UB: through int32 (widths up to 32) or int64, as x86 does."""
+
     def emit(e: KernelEmitter, op: Operation) -> None:
         src, dst = op.operands[0].type, op.results[0].type
         w = 64 if isinstance(dst, IndexType) else _int_width(dst)
@@ -460,6 +497,7 @@ def _float_to_int(signed: bool) -> Emit:
         else:
             expr = f"lathe_{s}_to_i{64 if w == 64 else 32}({x})"
         e.define(op.results[0], expr if w in (32, 64) and signed else e.wrap(dst, f"(uint64_t){expr}"))
+
     return emit
 
 
@@ -469,6 +507,7 @@ def _int_to_float(signed: bool) -> Emit:
         t = op.results[0].type
         view = e.signed(x) if signed else e.unsigned(x)
         e.define(op.results[0], e.fround(t, f"({value_type(t)}){view}"))
+
     return emit
 
 
@@ -482,6 +521,7 @@ def _int_extend(signed: bool) -> Emit:
         x = op.operands[0]
         t = op.results[0].type
         e.define(op.results[0], f"({value_type(t)}){e.signed(x) if signed else e.unsigned(x)}")
+
     return emit
 
 
@@ -582,8 +622,10 @@ def _for(e: KernelEmitter, op: scf.ForOp) -> None:
     ann = annotation_of(op)
     kind = ann.kind.data if ann is not None else None
     if kind == "bind":
-        raise LatheError(f"the CPU backend cannot run a loop bound to {ann.thread_axis.data} (in @{e.name}, target c)",  # type: ignore[union-attr]
-                         note="te.bind is for GPU targets; use te.parallel on CPU")
+        raise LatheError(
+            f"the CPU backend cannot run a loop bound to {ann.thread_axis.data} (in @{e.name}, target c)",  # type: ignore[union-attr]
+            note="te.bind is for GPU targets; use te.parallel on CPU",
+        )
     if kind == "parallel" and not e.in_parallel and not op.iter_args and worth_threads(op):
         _parallel_for(e, op)
         return
@@ -642,9 +684,10 @@ def _parallel_for(e: KernelEmitter, op: scf.ForOp) -> None:
     body.block(op.body.block)
     body.close_scope()
     e.counter = body.counter
-    e.functions.append(f"struct {fn}_ctx {{ {' '.join(fields) or 'char unused;'} }};\n"
-                       f"static void {fn}(void *ctx_, int64_t begin, int64_t end) {{\n"
-                       + "\n".join(body.lines) + "\n}\n")
+    e.functions.append(
+        f"struct {fn}_ctx {{ {' '.join(fields) or 'char unused;'} }};\n"
+        f"static void {fn}(void *ctx_, int64_t begin, int64_t end) {{\n" + "\n".join(body.lines) + "\n}\n"
+    )
     ctx = e.fresh("ctx")
     e.open_scope("")
     e.line(f"struct {fn}_ctx {ctx} = {{ {', '.join(e.v(v) for v in captured) or '0'} }};")
@@ -686,8 +729,11 @@ def _simd_safe(loop: scf.ForOp) -> bool:
         first = index_lists[0]
         if any(ix != first for ix in index_lists) or not _advances(first, body):
             return False
-    return all(list(op.indices) == stores[op.memref][0] for op in body.ops
-               if isinstance(op, memref.LoadOp) and op.memref in stores)
+    return all(
+        list(op.indices) == stores[op.memref][0]
+        for op in body.ops
+        if isinstance(op, memref.LoadOp) and op.memref in stores
+    )
 
 
 def _advances(indices: list[SSAValue], body: Block) -> bool:
@@ -757,40 +803,92 @@ def _return(e: KernelEmitter, op: func.ReturnOp) -> None:
 
 _EMITTERS: dict[type[Operation], Emit] = {
     arith.ConstantOp: _constant,
-    arith.AddfOp: _float_binary("+"), arith.SubfOp: _float_binary("-"),
-    arith.MulfOp: _float_binary("*"), arith.DivfOp: _float_binary("/"), arith.NegfOp: _negf,
-    arith.AddiOp: _int_binary("+"), arith.SubiOp: _int_binary("-"), arith.MuliOp: _int_binary("*"),
-    arith.AndIOp: _bitwise("&"), arith.OrIOp: _bitwise("|"), arith.XOrIOp: _bitwise("^"),
-    arith.DivSIOp: _int_helper("divsi"), arith.RemSIOp: _int_helper("remsi"),
-    arith.DivUIOp: _int_helper("divui"), arith.RemUIOp: _int_helper("remui"),
-    arith.FloorDivSIOp: _int_helper("floordivsi"), arith.CeilDivSIOp: _int_helper("ceildivsi"),
-    arith.CeilDivUIOp: _int_helper("ceildivui"), arith.ShLIOp: _int_helper("shli"),
-    arith.ShRSIOp: _int_helper("shrsi"), arith.ShRUIOp: _int_helper("shrui"),
-    arith.CmpiOp: _cmpi, arith.CmpfOp: _cmpf, arith.SelectOp: _select,
-    arith.MaxSIOp: _int_minmax(">", False), arith.MinSIOp: _int_minmax("<", False),
-    arith.MaxUIOp: _int_minmax(">", True), arith.MinUIOp: _int_minmax("<", True),
-    arith.MaximumfOp: _float_minmax("maximumf"), arith.MinimumfOp: _float_minmax("minimumf"),
-    arith.MaxnumfOp: _float_minmax("maxnumf"), arith.MinnumfOp: _float_minmax("minnumf"),
-    arith.SIToFPOp: _int_to_float(True), arith.UIToFPOp: _int_to_float(False),
-    arith.FPToSIOp: _float_to_int(True), arith.FPToUIOp: _float_to_int(False),
-    arith.ExtFOp: _float_cast, arith.TruncFOp: _float_cast,
-    arith.ExtSIOp: _int_extend(True), arith.ExtUIOp: _int_extend(False), arith.TruncIOp: _int_truncate,
+    arith.AddfOp: _float_binary("+"),
+    arith.SubfOp: _float_binary("-"),
+    arith.MulfOp: _float_binary("*"),
+    arith.DivfOp: _float_binary("/"),
+    arith.NegfOp: _negf,
+    arith.AddiOp: _int_binary("+"),
+    arith.SubiOp: _int_binary("-"),
+    arith.MuliOp: _int_binary("*"),
+    arith.AndIOp: _bitwise("&"),
+    arith.OrIOp: _bitwise("|"),
+    arith.XOrIOp: _bitwise("^"),
+    arith.DivSIOp: _int_helper("divsi"),
+    arith.RemSIOp: _int_helper("remsi"),
+    arith.DivUIOp: _int_helper("divui"),
+    arith.RemUIOp: _int_helper("remui"),
+    arith.FloorDivSIOp: _int_helper("floordivsi"),
+    arith.CeilDivSIOp: _int_helper("ceildivsi"),
+    arith.CeilDivUIOp: _int_helper("ceildivui"),
+    arith.ShLIOp: _int_helper("shli"),
+    arith.ShRSIOp: _int_helper("shrsi"),
+    arith.ShRUIOp: _int_helper("shrui"),
+    arith.CmpiOp: _cmpi,
+    arith.CmpfOp: _cmpf,
+    arith.SelectOp: _select,
+    arith.MaxSIOp: _int_minmax(">", False),
+    arith.MinSIOp: _int_minmax("<", False),
+    arith.MaxUIOp: _int_minmax(">", True),
+    arith.MinUIOp: _int_minmax("<", True),
+    arith.MaximumfOp: _float_minmax("maximumf"),
+    arith.MinimumfOp: _float_minmax("minimumf"),
+    arith.MaxnumfOp: _float_minmax("maxnumf"),
+    arith.MinnumfOp: _float_minmax("minnumf"),
+    arith.SIToFPOp: _int_to_float(True),
+    arith.UIToFPOp: _int_to_float(False),
+    arith.FPToSIOp: _float_to_int(True),
+    arith.FPToUIOp: _float_to_int(False),
+    arith.ExtFOp: _float_cast,
+    arith.TruncFOp: _float_cast,
+    arith.ExtSIOp: _int_extend(True),
+    arith.ExtUIOp: _int_extend(False),
+    arith.TruncIOp: _int_truncate,
     arith.IndexCastOp: _index_cast,
-    math.ExpOp: _libm("exp"), math.Exp2Op: _libm("exp2"), math.ExpM1Op: _libm("expm1"),
-    math.LogOp: _libm("log"), math.Log2Op: _libm("log2"), math.Log10Op: _libm("log10"),
-    math.Log1pOp: _libm("log1p"), math.SqrtOp: _libm("sqrt"), math.RsqrtOp: _rsqrt,
-    math.CbrtOp: _libm("cbrt"), math.AbsFOp: _libm("fabs"), math.AbsIOp: _absi,
-    math.FloorOp: _libm("floor"), math.CeilOp: _libm("ceil"), math.RoundOp: _libm("round"),
-    math.RoundEvenOp: _libm("rint"), math.TruncOp: _libm("trunc"),
-    math.TanhOp: _libm("tanh"), math.SinhOp: _libm("sinh"), math.CoshOp: _libm("cosh"),
-    math.SinOp: _libm("sin"), math.CosOp: _libm("cos"), math.TanOp: _libm("tan"),
-    math.AsinOp: _libm("asin"), math.AcosOp: _libm("acos"), math.AtanOp: _libm("atan"),
-    math.Atan2Op: _libm("atan2"), math.AsinhOp: _libm("asinh"), math.AcoshOp: _libm("acosh"),
-    math.AtanhOp: _libm("atanh"), math.ErfOp: _libm("erf"), math.PowFOp: _libm("pow"),
-    math.CopySignOp: _libm("copysign"), math.FmaOp: _libm("fma"),
-    memref.LoadOp: _load, memref.StoreOp: _store, memref.AllocOp: _alloc, memref.AllocaOp: _alloc,
-    memref.DeallocOp: _dealloc, memref.CopyOp: _copy,
-    scf.ForOp: _for, scf.IfOp: _if, scf.YieldOp: _yield, func.ReturnOp: _return,
+    math.ExpOp: _libm("exp"),
+    math.Exp2Op: _libm("exp2"),
+    math.ExpM1Op: _libm("expm1"),
+    math.LogOp: _libm("log"),
+    math.Log2Op: _libm("log2"),
+    math.Log10Op: _libm("log10"),
+    math.Log1pOp: _libm("log1p"),
+    math.SqrtOp: _libm("sqrt"),
+    math.RsqrtOp: _rsqrt,
+    math.CbrtOp: _libm("cbrt"),
+    math.AbsFOp: _libm("fabs"),
+    math.AbsIOp: _absi,
+    math.FloorOp: _libm("floor"),
+    math.CeilOp: _libm("ceil"),
+    math.RoundOp: _libm("round"),
+    math.RoundEvenOp: _libm("rint"),
+    math.TruncOp: _libm("trunc"),
+    math.TanhOp: _libm("tanh"),
+    math.SinhOp: _libm("sinh"),
+    math.CoshOp: _libm("cosh"),
+    math.SinOp: _libm("sin"),
+    math.CosOp: _libm("cos"),
+    math.TanOp: _libm("tan"),
+    math.AsinOp: _libm("asin"),
+    math.AcosOp: _libm("acos"),
+    math.AtanOp: _libm("atan"),
+    math.Atan2Op: _libm("atan2"),
+    math.AsinhOp: _libm("asinh"),
+    math.AcoshOp: _libm("acosh"),
+    math.AtanhOp: _libm("atanh"),
+    math.ErfOp: _libm("erf"),
+    math.PowFOp: _libm("pow"),
+    math.CopySignOp: _libm("copysign"),
+    math.FmaOp: _libm("fma"),
+    memref.LoadOp: _load,
+    memref.StoreOp: _store,
+    memref.AllocOp: _alloc,
+    memref.AllocaOp: _alloc,
+    memref.DeallocOp: _dealloc,
+    memref.CopyOp: _copy,
+    scf.ForOp: _for,
+    scf.IfOp: _if,
+    scf.YieldOp: _yield,
+    func.ReturnOp: _return,
 }
 
 
@@ -810,7 +908,9 @@ def _kernel_function(f: func.FuncOp, cname: str) -> str:
         e.line(f"{ctype} *restrict a{k} = LATHE_ASSUME_ALIGNED(a{k}_);")
         e.names[arg] = f"a{k}"
     e.block(f.body.block)
-    return "".join(functions) + f"static void {cname}({', '.join(params) or 'void'}) {{\n" + "\n".join(e.lines) + "\n}\n"
+    return (
+        "".join(functions) + f"static void {cname}({', '.join(params) or 'void'}) {{\n" + "\n".join(e.lines) + "\n}\n"
+    )
 
 
 def _packed_entry(f: func.FuncOp, cname: str) -> str:
@@ -825,10 +925,11 @@ class CSource:
 
     def header(self) -> str:
         decls = "".join(f"void {packed_symbol(k)}(void **args);\n" for k in self.kernels)
-        return ("/* Lathe kernels: each takes one buffer address per argument. */\n#ifndef LATHE_KERNELS_H\n"
-                "#define LATHE_KERNELS_H\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n"
-                "void lathe_c_set_num_threads(int n);\n" + decls +
-                "#ifdef __cplusplus\n}\n#endif\n#endif\n")
+        return (
+            "/* Lathe kernels: each takes one buffer address per argument. */\n#ifndef LATHE_KERNELS_H\n"
+            '#define LATHE_KERNELS_H\n#ifdef __cplusplus\nextern "C" {\n#endif\n'
+            "void lathe_c_set_num_threads(int n);\n" + decls + "#ifdef __cplusplus\n}\n#endif\n#endif\n"
+        )
 
 
 def emit_module(module: ModuleOp, key: Callable[[func.FuncOp], str]) -> CSource:

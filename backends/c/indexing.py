@@ -101,7 +101,7 @@ class IndexFacts:
         if kind not in ("divsi", "divui", "floordivsi", "remsi", "remui"):
             return None
         r = self.range(x)
-        if r is not None and 0 <= r[0] and r[1] < c:
+        if r is not None and r[0] >= 0 and r[1] < c:
             return ("zero", None) if is_div else ("rem", x)
         if self.divisor(x) % c == 0:
             return ("div", x) if is_div else ("zero", None)
@@ -110,7 +110,7 @@ class IndexFacts:
         if isinstance(owner, arith.AddiOp) and (nonnegative or kind == "floordivsi"):
             for p, q in ((owner.lhs, owner.rhs), (owner.rhs, owner.lhs)):
                 qr = self.range(q)
-                if self.divisor(p) % c == 0 and qr is not None and 0 <= qr[0] and qr[1] < c:
+                if self.divisor(p) % c == 0 and qr is not None and qr[0] >= 0 and qr[1] < c:
                     return ("div", p) if is_div else ("rem", q)
         return None
 
@@ -119,6 +119,7 @@ def _binary(f):
     def rule(facts: IndexFacts, op: Operation) -> Range | None:
         a, b = (facts.range(x) for x in op.operands)
         return f(a, b) if a is not None and b is not None else None
+
     return rule
 
 
@@ -133,6 +134,7 @@ def _by_constant(rem: bool, floor: bool = False):
         if floor and a is not None and c is not None and c > 0 and not rem:
             return a[0] // c, a[1] // c  # floor division is monotone for any sign
         return _divrem_range(a, c, rem)
+
     return rule
 
 
@@ -147,9 +149,13 @@ _RANGE_RULES = {
     arith.MuliOp: _binary(_mul),
     arith.MaxSIOp: _binary(lambda a, b: (max(a[0], b[0]), max(a[1], b[1]))),
     arith.MinSIOp: _binary(lambda a, b: (min(a[0], b[0]), min(a[1], b[1]))),
-    arith.DivUIOp: _by_constant(False), arith.DivSIOp: _by_constant(False),
+    arith.DivUIOp: _by_constant(False),
+    arith.DivSIOp: _by_constant(False),
     arith.FloorDivSIOp: _by_constant(False, floor=True),
-    arith.RemUIOp: _by_constant(True), arith.RemSIOp: _by_constant(True),
+    arith.RemUIOp: _by_constant(True),
+    arith.RemSIOp: _by_constant(True),
     arith.SelectOp: _select,
-    arith.IndexCastOp: lambda facts, op: facts.range(op.operands[0]) if isinstance(op.operands[0].type, IndexType) else None,
+    arith.IndexCastOp: lambda facts, op: (
+        facts.range(op.operands[0]) if isinstance(op.operands[0].type, IndexType) else None
+    ),
 }

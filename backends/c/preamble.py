@@ -184,7 +184,11 @@ LATHE_INLINE intN_t lathe_shrui_iN(intN_t a, intN_t b) { return (uintN_t)b >= N 
 
 
 def preamble() -> str:
-    ints = "".join(_INT_HELPERS.replace("WIDE", "uint64_t" if n == 64 else "uint32_t")
-                   .replace("intN_t", f"int{n}_t").replace("_iN", f"_i{n}").replace(">= N", f">= {n}")
-                   for n in INT_WIDTHS)
+    ints = "".join(
+        _INT_HELPERS.replace("WIDE", "uint64_t" if n == 64 else "uint32_t")
+        .replace("intN_t", f"int{n}_t")
+        .replace("_iN", f"_i{n}")
+        .replace(">= N", f">= {n}")
+        for n in INT_WIDTHS
+    )
     return _HEAD + ints

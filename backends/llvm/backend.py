@@ -15,9 +15,25 @@ from lathe.backends.interface import (
 from lathe.backends.llvm.target import LLVMTarget, parse_target
 
 # every te schedule primitive but bind (a GPU thread binding has no CPU meaning)
-CPU_PRIMITIVES = frozenset({"split", "tile", "fuse", "reorder", "vectorize", "parallel", "unroll", "pragma",
-                            "compute_inline", "compute_at", "compute_root", "cache_write", "cache_read",
-                            "rfactor", "storage_align"})
+CPU_PRIMITIVES = frozenset(
+    {
+        "split",
+        "tile",
+        "fuse",
+        "reorder",
+        "vectorize",
+        "parallel",
+        "unroll",
+        "pragma",
+        "compute_inline",
+        "compute_at",
+        "compute_root",
+        "cache_write",
+        "cache_read",
+        "rfactor",
+        "storage_align",
+    }
+)
 
 
 def llvm_target(target: Target) -> LLVMTarget:
@@ -37,8 +53,15 @@ class LLVMBackend(Backend):
 
     def parse_target(self, kind: str, options: dict[str, str]) -> Target:
         t = parse_target(" ".join([kind] + [f"{k}={v}" for k, v in options.items()]))
-        return Target("llvm", triple=t.triple, cpu=t.cpu, features=t.features, vector_bits=t.vector_bits,
-                      opt_level=t.opt_level, cache_bytes=host_cache_bytes() if t.is_host else ())
+        return Target(
+            "llvm",
+            triple=t.triple,
+            cpu=t.cpu,
+            features=t.features,
+            vector_bits=t.vector_bits,
+            opt_level=t.opt_level,
+            cache_bytes=host_cache_bytes() if t.is_host else (),
+        )
 
     def capabilities(self, target: Target) -> Capabilities:
         return Capabilities(schedule_primitives=CPU_PRIMITIVES, runs_here=llvm_target(target).is_host)

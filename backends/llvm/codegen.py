@@ -305,7 +305,9 @@ class FunctionEmitter:
         self.start_block(end)
         for k, r in enumerate(op.results):
             ty = llvm_type(r.type)
-            self.define(r, f"phi {ty} [ {incoming[0][0][k]}, %{incoming[0][1]} ], [ {incoming[1][0][k]}, %{incoming[1][1]} ]")
+            self.define(
+                r, f"phi {ty} [ {incoming[0][0][k]}, %{incoming[0][1]} ], [ {incoming[1][0][k]}, %{incoming[1][1]} ]"
+            )
 
     def parallel_for(self, op: scf.ForOp) -> None:
         """Outline the loop into a worker over a range of iterations, run by lathe_parallel_for
@@ -350,8 +352,9 @@ class FunctionEmitter:
             params.append(f"{types[k]}{attrs} %cap.{k}")
         body.for_loop(op, lb="%lo", ub="%hi")
         body.emit("ret void")
-        self.mod.add_function(f"internal void @{worker}_body({', '.join(params + ['i64 %lo', 'i64 %hi'])}) #0",
-                              body.finished_lines())
+        self.mod.add_function(
+            f"internal void @{worker}_body({', '.join(params + ['i64 %lo', 'i64 %hi'])}) #0", body.finished_lines()
+        )
 
         def in_worker(v: SSAValue) -> str:
             return f"%cv{captured.index(v)}" if v in captured else self.v(v)
@@ -371,8 +374,10 @@ class FunctionEmitter:
             f"call void @{worker}_body({', '.join(args + ['i64 %lo', 'i64 %hi'])})",
             "ret void",
         ]
-        self.mod.add_function(f"internal void @{worker}(ptr noalias nocapture readonly %ctx, i64 %begin, i64 %end) #0",
-                              ["  " + x for x in lines])
+        self.mod.add_function(
+            f"internal void @{worker}(ptr noalias nocapture readonly %ctx, i64 %begin, i64 %end) #0",
+            ["  " + x for x in lines],
+        )
 
 
 # -- op emitters ------------------------------------------------------------------
@@ -602,13 +607,23 @@ _EMIT: dict[type[Operation], Emit] = {
     **dict.fromkeys(UN_INTRINSIC, _unary_intrinsic),
     **dict.fromkeys(LIBM, _libm),
     math.FmaOp: _fma,
-    arith.CmpiOp: _cmpi, arith.CmpfOp: _cmpf, arith.SelectOp: _select,
+    arith.CmpiOp: _cmpi,
+    arith.CmpfOp: _cmpf,
+    arith.SelectOp: _select,
     arith.IndexCastOp: _index_cast,
     **dict.fromkeys(CASTS, _cast),
-    memref.LoadOp: _load, memref.StoreOp: _store, memref.AllocOp: _alloc, memref.AllocaOp: _alloca,
-    memref.DeallocOp: _dealloc, memref.CopyOp: _copy,
-    scf.ForOp: _for, scf.IfOp: _if, scf.YieldOp: _yield, func.ReturnOp: _return,
+    memref.LoadOp: _load,
+    memref.StoreOp: _store,
+    memref.AllocOp: _alloc,
+    memref.AllocaOp: _alloca,
+    memref.DeallocOp: _dealloc,
+    memref.CopyOp: _copy,
+    scf.ForOp: _for,
+    scf.IfOp: _if,
+    scf.YieldOp: _yield,
+    func.ReturnOp: _return,
 }
+
 
 def emit_kernel(mod: ModuleEmitter, f: func.FuncOp) -> None:
     name = f.sym_name.data
@@ -634,8 +649,13 @@ def emit_kernel(mod: ModuleEmitter, f: func.FuncOp) -> None:
     mod.add_function(f"void @{name}__packed(ptr %args) #0", lines)
 
 
-def module_to_llvm_ir(module: ModuleOp, parallel: bool = True, kernels: list[str] | None = None,
-                      vector_bits: int = 512, runtime_for: str | None = None) -> str:
+def module_to_llvm_ir(
+    module: ModuleOp,
+    parallel: bool = True,
+    kernels: list[str] | None = None,
+    vector_bits: int = 512,
+    runtime_for: str | None = None,
+) -> str:
     """LLVM IR text for every kernel function in `module` (or those named); with
     `runtime_for` (a triple) the thread pool is included, so an object file stands alone."""
     mod = ModuleEmitter(parallel=parallel, vector_bits=vector_bits)
@@ -646,5 +666,8 @@ def module_to_llvm_ir(module: ModuleOp, parallel: bool = True, kernels: list[str
     if runtime_for is not None:
         mod.declares.discard(PARALLEL_FOR_DECL)
         runtime = runtime_ir(runtime_for)
-    return mod.text() + runtime + \
-        'attributes #0 = { nounwind "frame-pointer"="none" }\nattributes #1 = { nounwind alwaysinline }\n'
+    return (
+        mod.text()
+        + runtime
+        + 'attributes #0 = { nounwind "frame-pointer"="none" }\nattributes #1 = { nounwind alwaysinline }\n'
+    )

@@ -59,8 +59,10 @@ def kernel_key(f: func.FuncOp, target: LLVMTarget) -> str:
     text = buf.getvalue().replace(f'sym_name = "{f.sym_name.data}"', 'sym_name = "kernel"', 1)
     names: dict[str, str] = {}
     text = _NAME.sub(lambda m: names.setdefault(m.group(0), f"%v{len(names)}"), text)
-    ident = f"{CODEGEN_VERSION}|{target.triple}|{target.cpu}|{target.features}|{target.opt_level}|" \
-            f"{target.vector_bits}|{text}"
+    ident = (
+        f"{CODEGEN_VERSION}|{target.triple}|{target.cpu}|{target.features}|{target.opt_level}|"
+        f"{target.vector_bits}|{text}"
+    )
     return hashlib.sha256(ident.encode()).hexdigest()[:24]
 
 
@@ -73,8 +75,9 @@ class CompileStats:
     slowest: float = 0.0  # seconds of the slowest kernel to compile
 
     def __str__(self) -> str:
-        return (f"{self.kernels} kernels, {self.distinct} distinct, {self.from_cache} from the cache, "
-                f"{self.seconds:.2f} s")
+        return (
+            f"{self.kernels} kernels, {self.distinct} distinct, {self.from_cache} from the cache, {self.seconds:.2f} s"
+        )
 
 
 class CompiledKernels(KernelLibrary):

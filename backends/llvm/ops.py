@@ -30,30 +30,81 @@ FAST = "reassoc contract"
 MATH_FLAGS = "contract"
 FLOAT_TYPES = ("float", "double", "half")
 CMPI = ["eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge"]
-CMPF = ["false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une", "uno", "true"]
+CMPF = [
+    "false",
+    "oeq",
+    "ogt",
+    "oge",
+    "olt",
+    "ole",
+    "one",
+    "ord",
+    "ueq",
+    "ugt",
+    "uge",
+    "ult",
+    "ule",
+    "une",
+    "uno",
+    "true",
+]
 
 FBIN = {arith.AddfOp: "fadd", arith.SubfOp: "fsub", arith.MulfOp: "fmul", arith.DivfOp: "fdiv"}
 IBIN = {
-    arith.AddiOp: "add", arith.SubiOp: "sub", arith.MuliOp: "mul", arith.DivSIOp: "sdiv",
-    arith.DivUIOp: "udiv", arith.RemSIOp: "srem", arith.RemUIOp: "urem", arith.AndIOp: "and",
-    arith.OrIOp: "or", arith.XOrIOp: "xor", arith.ShLIOp: "shl", arith.ShRSIOp: "ashr", arith.ShRUIOp: "lshr",
+    arith.AddiOp: "add",
+    arith.SubiOp: "sub",
+    arith.MuliOp: "mul",
+    arith.DivSIOp: "sdiv",
+    arith.DivUIOp: "udiv",
+    arith.RemSIOp: "srem",
+    arith.RemUIOp: "urem",
+    arith.AndIOp: "and",
+    arith.OrIOp: "or",
+    arith.XOrIOp: "xor",
+    arith.ShLIOp: "shl",
+    arith.ShRSIOp: "ashr",
+    arith.ShRUIOp: "lshr",
 }
 DIVISIONS = (arith.DivSIOp, arith.RemSIOp, arith.DivUIOp, arith.RemUIOp)
 BIN_INTRINSIC = {
-    arith.MaximumfOp: "maximum", arith.MinimumfOp: "minimum", arith.MaxnumfOp: "maxnum",
-    arith.MinnumfOp: "minnum", arith.MaxSIOp: "smax", arith.MinSIOp: "smin", arith.MaxUIOp: "umax",
-    arith.MinUIOp: "umin", math.PowFOp: "pow", math.CopySignOp: "copysign",
+    arith.MaximumfOp: "maximum",
+    arith.MinimumfOp: "minimum",
+    arith.MaxnumfOp: "maxnum",
+    arith.MinnumfOp: "minnum",
+    arith.MaxSIOp: "smax",
+    arith.MinSIOp: "smin",
+    arith.MaxUIOp: "umax",
+    arith.MinUIOp: "umin",
+    math.PowFOp: "pow",
+    math.CopySignOp: "copysign",
 }
 UN_INTRINSIC = {
-    math.ExpOp: "exp", math.LogOp: "log", math.SqrtOp: "sqrt", math.AbsFOp: "fabs", math.FloorOp: "floor",
-    math.CeilOp: "ceil", math.RoundOp: "round", math.TanhOp: "tanh", math.SinOp: "sin", math.CosOp: "cos",
-    math.Log2Op: "log2", math.Exp2Op: "exp2", math.Log10Op: "log10", math.RoundEvenOp: "roundeven",
+    math.ExpOp: "exp",
+    math.LogOp: "log",
+    math.SqrtOp: "sqrt",
+    math.AbsFOp: "fabs",
+    math.FloorOp: "floor",
+    math.CeilOp: "ceil",
+    math.RoundOp: "round",
+    math.TanhOp: "tanh",
+    math.SinOp: "sin",
+    math.CosOp: "cos",
+    math.Log2Op: "log2",
+    math.Exp2Op: "exp2",
+    math.Log10Op: "log10",
+    math.RoundEvenOp: "roundeven",
     math.TruncOp: "trunc",
 }
 LIBM = {math.ErfOp: "erf"}  # no LLVM intrinsic: a libm call
 CASTS = {
-    arith.SIToFPOp: "sitofp", arith.UIToFPOp: "uitofp", arith.FPToSIOp: "fptosi", arith.FPToUIOp: "fptoui",
-    arith.ExtFOp: "fpext", arith.TruncFOp: "fptrunc", arith.ExtSIOp: "sext", arith.ExtUIOp: "zext",
+    arith.SIToFPOp: "sitofp",
+    arith.UIToFPOp: "uitofp",
+    arith.FPToSIOp: "fptosi",
+    arith.FPToUIOp: "fptoui",
+    arith.ExtFOp: "fpext",
+    arith.TruncFOp: "fptrunc",
+    arith.ExtSIOp: "sext",
+    arith.ExtUIOp: "zext",
     arith.TruncIOp: "trunc",
 }
 
@@ -109,6 +160,7 @@ def checked_division(fe, t: type, ty: str, elem: str, a: str, b: str, lanes: int
     where the instruction would trap (SIGFPE) or be undefined: x / 0 = x % 0 = 0, and for signed
     division INT_MIN / -1 wraps to INT_MIN and x % -1 = 0. `fe` writes the instructions it needs
     (`tmp`, `emit`); returns the result's expression."""
+
     def const(v: int) -> str:
         return str(v) if lanes is None else "<" + ", ".join([f"{elem} {v}"] * lanes) + ">"
 
@@ -126,7 +178,11 @@ def checked_division(fe, t: type, ty: str, elem: str, a: str, b: str, lanes: int
     fe.emit(f"{q} = {IBIN[t]} {ty} {a}, {divisor}")
     if signed:  # by -1: a / -1 = 0 - a (wrapping), a % -1 = 0
         special, by_m1 = fe.tmp("ds"), fe.tmp("dn")
-        fe.emit(f"{by_m1} = sub {ty} {const(0)}, {a}" if t is arith.DivSIOp else f"{by_m1} = add {ty} {const(0)}, {const(0)}")
+        fe.emit(
+            f"{by_m1} = sub {ty} {const(0)}, {a}"
+            if t is arith.DivSIOp
+            else f"{by_m1} = add {ty} {const(0)}, {const(0)}"
+        )
         fe.emit(f"{special} = select {cond} {minus1}, {ty} {by_m1}, {ty} {q}")
         q = special
     return f"select {cond} {zero}, {ty} {const(0)}, {ty} {q}"

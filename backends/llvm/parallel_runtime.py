@@ -75,13 +75,14 @@ def runtime_ir(triple: str) -> str:
     if arch is None:
         return _SERIAL_IR
     hint = arch.spin_hint or ""
-    return (_POOL_IR
-            .replace("@FUTEX@", str(arch.futex))
-            .replace("@HINT@", hint)
-            .replace("@HINT_DECL@", _HINT_DECLS.get(_arch(triple), ""))
-            .replace("@CHUNKS@", str(CHUNKS_PER_THREAD))
-            .replace("@SPIN@", str(SPIN_ITERATIONS))
-            .replace("@MAX_WORKERS@", str(MAX_WORKERS)))
+    return (
+        _POOL_IR.replace("@FUTEX@", str(arch.futex))
+        .replace("@HINT@", hint)
+        .replace("@HINT_DECL@", _HINT_DECLS.get(_arch(triple), ""))
+        .replace("@CHUNKS@", str(CHUNKS_PER_THREAD))
+        .replace("@SPIN@", str(SPIN_ITERATIONS))
+        .replace("@MAX_WORKERS@", str(MAX_WORKERS))
+    )
 
 
 _SERIAL_IR = """

@@ -65,8 +65,10 @@ class LLVMTarget:
         given = {f[1:]: f[0] for f in filter(None, self.features.split(","))}
         missing = sorted(name for name, sign in given.items() if sign == "+" and host.get(name) is False)
         if missing:
-            raise LatheError(f"this machine cannot run code for {self} -mattr={self.features}: it lacks "
-                             + ", ".join(missing), note="lathe compile -o FILE.o writes code for a machine that has it")
+            raise LatheError(
+                f"this machine cannot run code for {self} -mattr={self.features}: it lacks " + ", ".join(missing),
+                note="lathe compile -o FILE.o writes code for a machine that has it",
+            )
         lacking = [f"-{name}" for name, has in host.items() if not has and name not in given]
         return replace(self, features=",".join([self.features, *lacking]).strip(",")) if lacking else self
 
@@ -76,16 +78,24 @@ class LLVMTarget:
             t = llvm.Target.from_triple(self.triple)
         except RuntimeError as e:
             raise LatheError(f"unknown target triple '{self.triple}': {e}") from None
-        return t.create_target_machine(cpu=self.cpu, features=self.features, opt=self.opt_level,
-                                       reloc="pic" if not jit else "default", codemodel="jitdefault", jit=jit)
+        return t.create_target_machine(
+            cpu=self.cpu,
+            features=self.features,
+            opt=self.opt_level,
+            reloc="pic" if not jit else "default",
+            codemodel="jitdefault",
+            jit=jit,
+        )
 
 
 # LLVM prints its CPU and feature tables for the CPU name "help"; for an unknown name it
 # only warns, and later aborts the whole process ("LLVM ERROR: 64-bit code requested ..."),
 # as it does for a feature without + or -. So names are checked first, against the
 # tables of the LLVM actually linked, read in a child process.
-_PRINT_TABLES = ("import sys, llvmlite.binding as llvm; llvm.initialize_all_targets(); "
-                 "llvm.Target.from_triple(sys.argv[1]).create_target_machine(cpu='help')")
+_PRINT_TABLES = (
+    "import sys, llvmlite.binding as llvm; llvm.initialize_all_targets(); "
+    "llvm.Target.from_triple(sys.argv[1]).create_target_machine(cpu='help')"
+)
 _TABLE_ROW = re.compile(r"^  (\S+)\s+- ", re.MULTILINE)
 
 
@@ -94,8 +104,9 @@ def known_names(triple: str) -> tuple[frozenset[str], frozenset[str]]:
     """The CPU and feature names LLVM knows for `triple`'s architecture (empty when the tables
     could not be read: then nothing is rejected)."""
     try:
-        r = subprocess.run([sys.executable, "-c", _PRINT_TABLES, triple], capture_output=True, text=True,
-                           timeout=120, check=False)
+        r = subprocess.run(
+            [sys.executable, "-c", _PRINT_TABLES, triple], capture_output=True, text=True, timeout=120, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return frozenset(), frozenset()
     text = r.stderr + r.stdout
@@ -107,8 +118,10 @@ def known_names(triple: str) -> tuple[frozenset[str], frozenset[str]]:
 def _register_bits(triple: str, cpu: str, features: str) -> int:
     """Compile one <16 x float> add for the target and see which registers hold it."""
     _init()
-    mod = llvm.parse_assembly("define <16 x float> @f(<16 x float> %a, <16 x float> %b) {\n"
-                              "  %c = fadd <16 x float> %a, %b\n  ret <16 x float> %c\n}\n")
+    mod = llvm.parse_assembly(
+        "define <16 x float> @f(<16 x float> %a, <16 x float> %b) {\n"
+        "  %c = fadd <16 x float> %a, %b\n  ret <16 x float> %c\n}\n"
+    )
     try:
         tm = llvm.Target.from_triple(triple).create_target_machine(cpu=cpu, features=features, opt=2)
         asm = tm.emit_assembly(mod)
@@ -124,8 +137,7 @@ def _register_bits(triple: str, cpu: str, features: str) -> int:
 def _unknown(what: str, name: str, known: frozenset[str], triple: str) -> LatheError:
     close = difflib.get_close_matches(name, known, n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    return LatheError(f"unknown {what} '{name}' for {triple}",
-                      note=f"{hint}known {what}s: {', '.join(sorted(known))}")
+    return LatheError(f"unknown {what} '{name}' for {triple}", note=f"{hint}known {what}s: {', '.join(sorted(known))}")
 
 
 def check_names(triple: str, cpu: str | None, attrs: str | None) -> None:
@@ -150,7 +162,9 @@ def parse_target(spec: str | LLVMTarget = "llvm") -> LLVMTarget:
     except ValueError as e:
         raise LatheError(f"malformed target string '{spec}': {e}") from None
     if not words or words[0] != "llvm":
-        raise LatheError(f"unknown target '{spec}'", note="expected 'llvm' with options -mcpu=, -mtriple=, -mattr=, -opt-level=")
+        raise LatheError(
+            f"unknown target '{spec}'", note="expected 'llvm' with options -mcpu=, -mtriple=, -mattr=, -opt-level="
+        )
     triple, cpu, attrs, opt = llvm.get_process_triple(), None, None, 3
     for w in words[1:]:
         key, _, value = w.partition("=")

@@ -76,8 +76,12 @@ def _is_index_like(v: SSAValue) -> bool:
 
 
 _COMBINES = {
-    arith.AddfOp: ("fadd", -0.0), arith.MulfOp: ("fmul", 1.0), arith.MaximumfOp: ("fmaximum", float("-inf")),
-    arith.MinimumfOp: ("fminimum", float("inf")), arith.AddiOp: ("add", 0), arith.MaxSIOp: ("smax", None),
+    arith.AddfOp: ("fadd", -0.0),
+    arith.MulfOp: ("fmul", 1.0),
+    arith.MaximumfOp: ("fmaximum", float("-inf")),
+    arith.MinimumfOp: ("fminimum", float("inf")),
+    arith.AddiOp: ("add", 0),
+    arith.MaxSIOp: ("smax", None),
     arith.MinSIOp: ("smin", None),
 }
 
@@ -98,8 +102,13 @@ def _reduction(store: memref.StoreOp, kinds) -> Reduction | None:
         return None
     for acc, x in ((comb.operands[0], comb.operands[1]), (comb.operands[1], comb.operands[0])):
         ld = acc.owner
-        if (isinstance(ld, memref.LoadOp) and ld.memref == store.memref and list(ld.indices) == list(store.indices)
-                and acc.has_one_use() and kinds.get(x, Kind(UNIFORM)).kind == VECTOR):
+        if (
+            isinstance(ld, memref.LoadOp)
+            and ld.memref == store.memref
+            and list(ld.indices) == list(store.indices)
+            and acc.has_one_use()
+            and kinds.get(x, Kind(UNIFORM)).kind == VECTOR
+        ):
             return Reduction(ld, comb, store, x)
     return None
 
@@ -177,9 +186,13 @@ def plan(loop: scf.ForOp, width: int) -> Plan | None:
             return None
         for r in op.results:
             kinds[r] = Kind(VECTOR)
-    if any(isinstance(o, memref.StoreOp) and kinds.get(o.value, Kind(UNIFORM)).kind == VECTOR
-           and _uniform_address([k(i) for i in o.indices]) and not any(r.store is o for r in reductions)
-           for o in body.ops):
+    if any(
+        isinstance(o, memref.StoreOp)
+        and kinds.get(o.value, Kind(UNIFORM)).kind == VECTOR
+        and _uniform_address([k(i) for i in o.indices])
+        and not any(r.store is o for r in reductions)
+        for o in body.ops
+    ):
         return None
     return Plan(kinds, reductions, invariant)
 
@@ -270,7 +283,9 @@ class VectorEmitter:
         ins = fe.tmp("vi")
         fe.emit(f"{ins} = insertelement <{self.w} x {ty}> poison, {ty} {fe.v(v)}, i64 0")
         splat = fe.tmp("vs")
-        fe.emit(f"{splat} = shufflevector <{self.w} x {ty}> {ins}, <{self.w} x {ty}> poison, <{self.w} x i32> zeroinitializer")
+        fe.emit(
+            f"{splat} = shufflevector <{self.w} x {ty}> {ins}, <{self.w} x {ty}> poison, <{self.w} x i32> zeroinitializer"
+        )
         if k.kind == AFFINE and k.stride != 0:
             lanes = ", ".join(f"{ty} {k.stride * i}" for i in range(self.w))
             out = fe.tmp("va")
@@ -319,8 +334,10 @@ class VectorEmitter:
             fe.emit(f"br label %{latch}")
             fe.start_block(latch)
             for k, r in enumerate(self.reductions):
-                fe.lines.insert(phi_at + k, f"  {phis[k]} = phi {self.vty(r.x.type)} [ {inits[k]}, %{pre} ], "
-                                            f"[ {self.acc[k]}, %{latch} ]")
+                fe.lines.insert(
+                    phi_at + k,
+                    f"  {phis[k]} = phi {self.vty(r.x.type)} [ {inits[k]}, %{pre} ], [ {self.acc[k]}, %{latch} ]",
+                )
             fe.emit(f"{nxt} = add nsw i64 {iv}, {self.w}")
             fe.emit(f"br label %{head}")
             fe.start_block(exit_)
@@ -378,8 +395,12 @@ class VectorEmitter:
                 flags = f" {FAST}" if kind != "add" else ""
                 fe.emit(f"{name} = {kind}{flags} {vt} {self.acc[k]}, {self.vec(red.x)}")
             else:
-                fe.mod.declare(f"declare {vt} @llvm.{kind[1:] if kind[0] == 'f' else kind}.v{self.w}{intrinsic_suffix(red.x.type)}({vt}, {vt})")
-                fe.emit(f"{name} = call {vt} @llvm.{kind[1:] if kind[0] == 'f' else kind}.v{self.w}{intrinsic_suffix(red.x.type)}({vt} {self.acc[k]}, {vt} {self.vec(red.x)})")
+                fe.mod.declare(
+                    f"declare {vt} @llvm.{kind[1:] if kind[0] == 'f' else kind}.v{self.w}{intrinsic_suffix(red.x.type)}({vt}, {vt})"
+                )
+                fe.emit(
+                    f"{name} = call {vt} @llvm.{kind[1:] if kind[0] == 'f' else kind}.v{self.w}{intrinsic_suffix(red.x.type)}({vt} {self.acc[k]}, {vt} {self.vec(red.x)})"
+                )
             self.acc[k] = name
             return
         if isinstance(op, memref.LoadOp):
@@ -528,7 +549,9 @@ _VECTOR_EMIT: dict[type[Operation], VectorEmit] = {
     **dict.fromkeys(UN_INTRINSIC, _unary_math),
     **dict.fromkeys(LIBM, _unary_math),
     math.FmaOp: _fma,
-    arith.CmpiOp: _cmpi, arith.CmpfOp: _cmpf, arith.SelectOp: _select,
+    arith.CmpiOp: _cmpi,
+    arith.CmpfOp: _cmpf,
+    arith.SelectOp: _select,
     **dict.fromkeys(CASTS, _cast),
     arith.IndexCastOp: _index_cast,
 }

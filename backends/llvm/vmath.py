@@ -80,7 +80,9 @@ def vexp(w: int) -> tuple[str, str, list[str]]:
     x = b.fma(fx, b.c(-0.693359375), x)
     x = b.fma(fx, b.c(2.12194440e-4), x)
     z = b.bin("fmul", x, x)
-    y = b.horner(x, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1])
+    y = b.horner(
+        x, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]
+    )
     y = b.fma(y, z, x)
     y = b.bin("fadd", y, b.c(1.0))
     n = b.op(f"fptosi {b.t()} {fx} to <{w} x i32>")
@@ -90,8 +92,12 @@ def vexp(w: int) -> tuple[str, str, list[str]]:
     r = b.bin("fmul", y, pow2)
     # past the clamps the polynomial saturates near FLT_MAX / FLT_MIN; numpy overflows to inf
     # (exp(inf) = inf) and underflows to 0 (exp(-inf) = 0)
-    r = b.op(f"select <{w} x i1> {b.op(f'fcmp ogt {b.t()} %x, {b.c(88.72283935546875)}')}, {b.t()} {b.c(float('inf'))}, {b.t()} {r}")
-    r = b.op(f"select <{w} x i1> {b.op(f'fcmp olt {b.t()} %x, {b.c(-87.3365447504019)}')}, {b.t()} {b.c(0.0)}, {b.t()} {r}")
+    r = b.op(
+        f"select <{w} x i1> {b.op(f'fcmp ogt {b.t()} %x, {b.c(88.72283935546875)}')}, {b.t()} {b.c(float('inf'))}, {b.t()} {r}"
+    )
+    r = b.op(
+        f"select <{w} x i1> {b.op(f'fcmp olt {b.t()} %x, {b.c(-87.3365447504019)}')}, {b.t()} {b.c(0.0)}, {b.t()} {r}"
+    )
     return (*b.finish(f"lathe_vexp_v{w}f32", r), _declares(w))
 
 
@@ -101,8 +107,18 @@ def vtanh(w: int) -> tuple[str, str, list[str]]:
     x = b.minmax("minnum", "%x", b.c(lim))
     x = b.minmax("maxnum", x, b.c(-lim))
     x2 = b.bin("fmul", x, x)
-    p = b.horner(x2, [-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
-                      1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03])
+    p = b.horner(
+        x2,
+        [
+            -2.76076847742355e-16,
+            2.00018790482477e-13,
+            -8.60467152213735e-11,
+            5.12229709037114e-08,
+            1.48572235717979e-05,
+            6.37261928875436e-04,
+            4.89352455891786e-03,
+        ],
+    )
     p = b.bin("fmul", x, p)
     q = b.horner(x2, [1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03])
     r = b.bin("fdiv", p, q)
@@ -110,8 +126,7 @@ def vtanh(w: int) -> tuple[str, str, list[str]]:
     small = b.op(f"call {b.t()} @llvm.fabs.v{w}f32({b.t()} %x)")
     cond = b.op(f"fcmp olt {b.t()} {small}, {b.c(0.0004)}")
     r = b.op(f"select <{w} x i1> {cond}, {b.t()} %x, {b.t()} {r}")
-    return (*b.finish(f"lathe_vtanh_v{w}f32", r), _declares(w) + [
-        f"declare {b.t()} @llvm.fabs.v{w}f32({b.t()})"])
+    return (*b.finish(f"lathe_vtanh_v{w}f32", r), _declares(w) + [f"declare {b.t()} @llvm.fabs.v{w}f32({b.t()})"])
 
 
 def verf(w: int) -> tuple[str, str, list[str]]:
@@ -119,11 +134,29 @@ def verf(w: int) -> tuple[str, str, list[str]]:
     x = b.minmax("minnum", "%x", b.c(4.0))
     x = b.minmax("maxnum", x, b.c(-4.0))
     x2 = b.bin("fmul", x, x)
-    p = b.horner(x2, [-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
-                      -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02])
+    p = b.horner(
+        x2,
+        [
+            -2.72614225801306e-10,
+            2.77068142495902e-08,
+            -2.10102402082508e-06,
+            -5.69250639462346e-05,
+            -7.34990630326855e-04,
+            -2.95459980854025e-03,
+            -1.60960333262415e-02,
+        ],
+    )
     p = b.bin("fmul", x, p)
-    q = b.horner(x2, [-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
-                      -1.42647390514189e-02])
+    q = b.horner(
+        x2,
+        [
+            -1.45660718464996e-05,
+            -2.13374055278905e-04,
+            -1.68282697438203e-03,
+            -7.37332916720468e-03,
+            -1.42647390514189e-02,
+        ],
+    )
     r = b.bin("fdiv", p, q)
     return (*b.finish(f"lathe_verf_v{w}f32", r), _declares(w))
 

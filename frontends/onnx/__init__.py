@@ -33,5 +33,19 @@ from lathe.frontends.onnx.registry import (
 
 SUPPORTED_OPS: list[str] = supported_ops()
 
-__all__ = ["FOLD_LIMIT", "SUPPORTED_OPS", "Conversion", "NeedsConstant", "Node", "Unsupported", "conversions",
-           "converters", "converters_for", "converts", "from_onnx", "sanitize", "supported_ops", "unsanitize"]
+__all__ = [
+    "FOLD_LIMIT",
+    "SUPPORTED_OPS",
+    "Conversion",
+    "NeedsConstant",
+    "Node",
+    "Unsupported",
+    "conversions",
+    "converters",
+    "converters_for",
+    "converts",
+    "from_onnx",
+    "sanitize",
+    "supported_ops",
+    "unsanitize",
+]

@@ -18,6 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType
+from xdsl.ir import Block, Region, SSAValue
+from xdsl.utils.exceptions import VerifyException
+
 from lathe.dialects import dtypes, graph
 from lathe.errors import LatheError
 from lathe.frontends.onnx.names import sanitize
@@ -28,10 +33,6 @@ from lathe.frontends.onnx.registry import (
     converter,
     first_opset,
 )
-from xdsl.dialects import func
-from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType
-from xdsl.ir import Block, Region, SSAValue
-from xdsl.utils.exceptions import VerifyException
 
 FOLD_LIMIT = 1024
 """Results of nodes whose inputs are all known are computed at import time when
@@ -57,15 +58,19 @@ def _onnx_dtype_name(elem_type: int) -> str:
 
 def lathe_dtype(elem_type: int, what: str) -> str:
     if elem_type not in _ONNX_DTYPES:
-        raise LatheError(f"{what} has ONNX type {_onnx_dtype_name(elem_type)}, which Lathe does not support",
-                         note="supported: " + ", ".join(sorted(set(_ONNX_DTYPES.values()))))
+        raise LatheError(
+            f"{what} has ONNX type {_onnx_dtype_name(elem_type)}, which Lathe does not support",
+            note="supported: " + ", ".join(sorted(set(_ONNX_DTYPES.values()))),
+        )
     return _ONNX_DTYPES[elem_type]
 
 
 def dtype_of_array(a: np.ndarray, what: str) -> str:
     if a.dtype not in _NP_TO_LATHE:
-        raise LatheError(f"{what} has dtype {a.dtype}, which Lathe does not support",
-                         note="supported: " + ", ".join(sorted(set(_NP_TO_LATHE.values()))))
+        raise LatheError(
+            f"{what} has dtype {a.dtype}, which Lathe does not support",
+            note="supported: " + ", ".join(sorted(set(_NP_TO_LATHE.values()))),
+        )
     return _NP_TO_LATHE[a.dtype]
 
 
@@ -169,8 +174,11 @@ class Node:
         return v
 
     def needs_constant(self, i: int, what: str) -> NeedsConstant:
-        return NeedsConstant(f"{self.where}: a {what} computed at run time (input '{self.inputs[i]}') is not supported; "
-                             "Lathe needs it known at import time", self.inputs[i])
+        return NeedsConstant(
+            f"{self.where}: a {what} computed at run time (input '{self.inputs[i]}') is not supported; "
+            "Lathe needs it known at import time",
+            self.inputs[i],
+        )
 
     def ints(self, i: int, what: str) -> list[int]:
         return [int(v) for v in np.asarray(self.const(i, what)).reshape(-1)]
@@ -261,8 +269,10 @@ class _Importer:
         raise self._undefined(name)
 
     def _undefined(self, name: str) -> LatheError:
-        return LatheError(f"'{name}' is not a graph input, an initializer or the output of an earlier node",
-                          note="the ONNX graph is incomplete or its nodes are not in topological order")
+        return LatheError(
+            f"'{name}' is not a graph input, an initializer or the output of an earlier node",
+            note="the ONNX graph is incomplete or its nodes are not in topological order",
+        )
 
     def new_constant(self, array: np.ndarray, name: str) -> str:
         """Record a value computed here under a fresh name; returns the name."""
@@ -342,15 +352,19 @@ class _Importer:
             dims = [int(d) for d in self.shapes[inp.name]]
         else:
             if not tt.tensor_type.HasField("shape"):
-                raise LatheError(f"graph input '{inp.name}' has no shape",
-                                 note="give it one: from_onnx(..., shapes={name: (d0, d1, ...)})")
+                raise LatheError(
+                    f"graph input '{inp.name}' has no shape",
+                    note="give it one: from_onnx(..., shapes={name: (d0, d1, ...)})",
+                )
             dims = []
             for d in tt.tensor_type.shape.dim:
                 if not d.HasField("dim_value"):
                     sym = d.dim_param or "?"
-                    raise LatheError(f"graph input '{inp.name}' has a dynamic dimension '{sym}'; Lathe needs static shapes",
-                                     note="give it a static shape: from_onnx(..., shapes={name: (d0, d1, ...)}) "
-                                          "or `lathe import --shape name=d0,d1,...`")
+                    raise LatheError(
+                        f"graph input '{inp.name}' has a dynamic dimension '{sym}'; Lathe needs static shapes",
+                        note="give it a static shape: from_onnx(..., shapes={name: (d0, d1, ...)}) "
+                        "or `lathe import --shape name=d0,d1,...`",
+                    )
                 dims.append(d.dim_value)
         return graph.tensor(dims, graph.DTYPES[dt])
 
@@ -361,24 +375,35 @@ class _Importer:
         if tt.HasField("shape"):
             dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
             if len(dims) != arr.ndim or any(d is not None and d != s for d, s in zip(dims, arr.shape)):
-                raise LatheError(f"initializer '{inp.name}' has shape {tuple(arr.shape)} but the graph input "
-                                 f"declares {tuple('?' if d is None else d for d in dims)}")
+                raise LatheError(
+                    f"initializer '{inp.name}' has shape {tuple(arr.shape)} but the graph input "
+                    f"declares {tuple('?' if d is None else d for d in dims)}"
+                )
 
     def _output(self, out) -> SSAValue:
         if out.name not in self.values and out.name not in self.known:
             raise self._undefined(out.name)
         v = self.tensor(out.name)
         tt = out.type.tensor_type if out.type.WhichOneof("value") == "tensor_type" else None
-        if tt is not None and tt.elem_type and tt.elem_type in _ONNX_DTYPES and _ONNX_DTYPES[tt.elem_type] != value_dtype(v):
-            raise LatheError(f"graph output '{out.name}' is declared {_ONNX_DTYPES[tt.elem_type]} "
-                             f"but the imported graph computes {graph.type_str(v.type)}")
+        if (
+            tt is not None
+            and tt.elem_type
+            and tt.elem_type in _ONNX_DTYPES
+            and _ONNX_DTYPES[tt.elem_type] != value_dtype(v)
+        ):
+            raise LatheError(
+                f"graph output '{out.name}' is declared {_ONNX_DTYPES[tt.elem_type]} "
+                f"but the imported graph computes {graph.type_str(v.type)}"
+            )
         if tt is not None and tt.HasField("shape"):
             dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
             got = value_shape(v)
             if len(dims) != len(got) or any(d is not None and d != s for d, s in zip(dims, got)):
-                raise LatheError(f"shape mismatch: graph output '{out.name}' is declared "
-                                 f"{tuple('?' if d is None else d for d in dims)} but the imported graph computes "
-                                 f"{graph.type_str(v.type)}")
+                raise LatheError(
+                    f"shape mismatch: graph output '{out.name}' is declared "
+                    f"{tuple('?' if d is None else d for d in dims)} but the imported graph computes "
+                    f"{graph.type_str(v.type)}"
+                )
         return v
 
     # -- nodes ---------------------------------------------------------------------
@@ -388,13 +413,17 @@ class _Importer:
         except LatheError as e:
             raise LatheError(f"ONNX node '{proto.name}' ({proto.op_type}, opset {self.opset}): {e.message}") from None
         if proto.domain not in ("", "ai.onnx"):
-            raise Unsupported(f"unsupported ONNX operator '{proto.domain}.{n.op_type}' (node '{n.name}', "
-                              f"opset {self.opset}): only the default domain is supported")
+            raise Unsupported(
+                f"unsupported ONNX operator '{proto.domain}.{n.op_type}' (node '{n.name}', "
+                f"opset {self.opset}): only the default domain is supported"
+            )
         conv = converter(n.op_type, self.opset)
         if conv is None:
             since = first_opset(n.op_type)
-            raise Unsupported(f"unsupported ONNX operator '{n.op_type}' (node '{n.name}', opset {self.opset})",
-                              note=None if since is None else f"{n.op_type} is supported from opset {since}")
+            raise Unsupported(
+                f"unsupported ONNX operator '{n.op_type}' (node '{n.name}', opset {self.opset})",
+                note=None if since is None else f"{n.op_type} is supported from opset {since}",
+            )
         for name in n.inputs:
             if name and name not in self.values and name not in self.known:
                 raise LatheError(f"{n.where}: input {self._undefined(name).message}")

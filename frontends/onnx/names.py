@@ -23,12 +23,14 @@ def sanitize(name: str) -> str:
     if not name:
         raise LatheError("an ONNX value has an empty name")
     units = name.encode("utf-16-le", "surrogatepass")
-    chars = [chr(int.from_bytes(units[k:k + 2], "little")) for k in range(0, len(units), 2)]
+    chars = [chr(int.from_bytes(units[k : k + 2], "little")) for k in range(0, len(units), 2)]
     out = []
     for k, c in enumerate(chars):
-        rest = "".join(chars[k + 1:k + 6])
+        rest = "".join(chars[k + 1 : k + 6])
         letter_or_digit = c.isascii() and c.isalnum() and not (k == 0 and c.isdigit())
-        plain_underscore = c == "_" and not _LOOKS_ESCAPED.match(rest) and not _TRAILING_NUMBER.fullmatch("".join(chars[k:]))
+        plain_underscore = (
+            c == "_" and not _LOOKS_ESCAPED.match(rest) and not _TRAILING_NUMBER.fullmatch("".join(chars[k:]))
+        )
         out.append(c if letter_or_digit or plain_underscore else f"_u{ord(c):04x}")
     return "".join(out)
 

@@ -48,6 +48,7 @@ def converts(*op_types: str, since: int = 1, makes: type[GraphOp] | Iterable[typ
         for t in op_types:
             _CONVERSIONS.setdefault(t, {})[since] = Conversion(t, since, fn, made)
         return fn
+
     return register
 
 

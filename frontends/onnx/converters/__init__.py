@@ -14,5 +14,16 @@ from lathe.frontends.onnx.converters import (
     shape,
 )
 
-__all__ = ["activations", "constants", "conv", "elementwise", "indexing", "matmul", "normalization", "reduce",
-           "resize", "rnn", "shape"]
+__all__ = [
+    "activations",
+    "constants",
+    "conv",
+    "elementwise",
+    "indexing",
+    "matmul",
+    "normalization",
+    "reduce",
+    "resize",
+    "rnn",
+    "shape",
+]

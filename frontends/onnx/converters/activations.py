@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+from xdsl.ir import SSAValue
+
 from lathe.dialects import graph
 from lathe.frontends.onnx.converters.common import reshape
 from lathe.frontends.onnx.importer import Node, value_shape
 from lathe.frontends.onnx.registry import converts
-from xdsl.ir import SSAValue
 
 
 @converts("LeakyRelu", makes=graph.LeakyReluOp)
@@ -22,8 +23,12 @@ def _prelu(n: Node):
     x, slope = n.x(0), n.x(1)
     xs, ss = value_shape(x), value_shape(slope)
     aligned = [1] * (len(xs) - len(ss)) + ss
-    if len(xs) >= 2 and len(aligned) == len(xs) and [d for k, d in enumerate(aligned) if k != 1] == [1] * (len(xs) - 1) \
-            and aligned[1] == xs[1]:
+    if (
+        len(xs) >= 2
+        and len(aligned) == len(xs)
+        and [d for k, d in enumerate(aligned) if k != 1] == [1] * (len(xs) - 1)
+        and aligned[1] == xs[1]
+    ):
         return n.emit(graph.PReluOp, x, reshape(n, slope, [xs[1]]), axis=1)
     neg = n.emit("less", x, n.scalar(0, x))
     return n.emit("where", neg, n.emit("multiply", x, slope), x)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from lathe.frontends.onnx.importer import Node, dtype_of_array, value_dtype, value_shape
 from xdsl.ir import SSAValue
+
+from lathe.frontends.onnx.importer import Node, dtype_of_array, value_dtype, value_shape
 
 
 def reshape(n: Node, x: SSAValue, shape: Sequence[int]) -> SSAValue:

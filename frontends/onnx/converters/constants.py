@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from lathe.dialects import graph
 from lathe.errors import LatheError
 from lathe.frontends.onnx.converters.common import input_dtype, numpy_dtype
@@ -43,8 +44,16 @@ def _constant_of_shape(n: Node):
 
 @converts("Constant")
 def _constant(n: Node):
-    for key in ("value", "value_float", "value_floats", "value_int", "value_ints", "sparse_value",
-                "value_string", "value_strings"):
+    for key in (
+        "value",
+        "value_float",
+        "value_floats",
+        "value_int",
+        "value_ints",
+        "sparse_value",
+        "value_string",
+        "value_strings",
+    ):
         if key not in n.attrs:
             continue
         v = n.attrs[key]

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from xdsl.ir import SSAValue
+
 from lathe.dialects import graph
 from lathe.frontends.onnx.converters.common import reshape, to_2d_spatial
 from lathe.frontends.onnx.importer import Node, value_shape
 from lathe.frontends.onnx.registry import converts
-from xdsl.ir import SSAValue
 
 
 def _pair_pads(pads: Sequence[int], spatial: int) -> tuple[list[int], list[int]]:
@@ -18,8 +19,9 @@ def _pair_pads(pads: Sequence[int], spatial: int) -> tuple[list[int], list[int]]
     return pads[:spatial], pads[spatial:]
 
 
-def _auto_pads(n: Node, sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
-               dilations: Sequence[int]) -> tuple[list[int], list[int]]:
+def _auto_pads(
+    n: Node, sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
+) -> tuple[list[int], list[int]]:
     """Begin and end padding per spatial axis, from `pads` or `auto_pad` (conv and pooling)."""
     auto = n.attr("auto_pad", "NOTSET")
     spatial = len(sizes)
@@ -58,8 +60,17 @@ def _conv(n: Node):
     if spatial == 1:
         x, w = to_2d_spatial(n, x), to_2d_spatial(n, w)
         strides, dilations, begins, ends = [1, *strides], [1, *dilations], [0, *begins], [0, *ends]
-    y = n.emit(graph.Conv2dOp, x, w, strides=strides, padding=[*begins, *ends], dilation=dilations,
-               groups=n.attr("group", 1), channels=ws[0], kernel_size=value_shape(w)[2:])
+    y = n.emit(
+        graph.Conv2dOp,
+        x,
+        w,
+        strides=strides,
+        padding=[*begins, *ends],
+        dilation=dilations,
+        groups=n.attr("group", 1),
+        channels=ws[0],
+        kernel_size=value_shape(w)[2:],
+    )
     if n.has(2):
         y = n.emit("nn.bias_add", y, n.x(2), axis=1)
     if spatial == 1:
@@ -107,9 +118,23 @@ def _conv_transpose(n: Node):
     begins, ends, out_pad = _conv_transpose_pads(n, value_shape(x)[2:], kernel, strides, dilations, out_pad)
     if spatial == 1:
         x, w = to_2d_spatial(n, x), to_2d_spatial(n, w)
-        strides, dilations, begins, ends, out_pad = [1, *strides], [1, *dilations], [0, *begins], [0, *ends], [0, *out_pad]
-    y = n.emit(graph.Conv2dTransposeOp, x, w, strides=strides, padding=[*begins, *ends], dilation=dilations,
-               groups=n.attr("group", 1), output_padding=out_pad)
+        strides, dilations, begins, ends, out_pad = (
+            [1, *strides],
+            [1, *dilations],
+            [0, *begins],
+            [0, *ends],
+            [0, *out_pad],
+        )
+    y = n.emit(
+        graph.Conv2dTransposeOp,
+        x,
+        w,
+        strides=strides,
+        padding=[*begins, *ends],
+        dilation=dilations,
+        groups=n.attr("group", 1),
+        output_padding=out_pad,
+    )
     if n.has(2):
         y = n.emit("nn.bias_add", y, n.x(2), axis=1)
     if spatial == 1:
@@ -130,9 +155,20 @@ def _pool(op: type[graph.GraphOp]):
         begins, ends = _auto_pads(n, value_shape(x)[2:], kernel, strides, dilations)
         if spatial == 1:
             x = to_2d_spatial(n, x)
-            kernel, strides, dilations, begins, ends = [1, *kernel], [1, *strides], [1, *dilations], [0, *begins], [0, *ends]
-        attrs = {"pool_size": kernel, "strides": strides, "dilation": dilations, "padding": [*begins, *ends],
-                 "ceil_mode": bool(n.attr("ceil_mode", 0))}
+            kernel, strides, dilations, begins, ends = (
+                [1, *kernel],
+                [1, *strides],
+                [1, *dilations],
+                [0, *begins],
+                [0, *ends],
+            )
+        attrs = {
+            "pool_size": kernel,
+            "strides": strides,
+            "dilation": dilations,
+            "padding": [*begins, *ends],
+            "ceil_mode": bool(n.attr("ceil_mode", 0)),
+        }
         if op is graph.AvgPool2dOp:
             attrs["count_include_pad"] = bool(n.attr("count_include_pad", 0))
         y = n.emit(op, x, **attrs)
@@ -140,6 +176,7 @@ def _pool(op: type[graph.GraphOp]):
             s = value_shape(y)
             y = reshape(n, y, [s[0], s[1], s[3]])
         return y
+
     return convert
 
 
@@ -149,15 +186,20 @@ converts("AveragePool", makes=graph.AvgPool2dOp)(_pool(graph.AvgPool2dOp))
 
 def _global_pool(op: type[graph.GraphOp], reduce: type[graph.GraphOp]):
     """The 2-D op on NCHW data; a mean or max over the spatial axes for other ranks."""
+
     def convert(n: Node):
         x = n.x(0)
         rank = len(value_shape(x))
         if rank == 4:
             return n.emit(op, x)
         return n.emit(reduce, x, axis=list(range(2, rank)), keepdims=True)
+
     return convert
 
 
 converts("GlobalAveragePool", makes=(graph.GlobalAvgPool2dOp, graph.MeanOp))(
-    _global_pool(graph.GlobalAvgPool2dOp, graph.MeanOp))
-converts("GlobalMaxPool", makes=(graph.GlobalMaxPool2dOp, graph.MaxOp))(_global_pool(graph.GlobalMaxPool2dOp, graph.MaxOp))
+    _global_pool(graph.GlobalAvgPool2dOp, graph.MeanOp)
+)
+converts("GlobalMaxPool", makes=(graph.GlobalMaxPool2dOp, graph.MaxOp))(
+    _global_pool(graph.GlobalMaxPool2dOp, graph.MaxOp)
+)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from xdsl.ir import SSAValue
+
 from lathe.dialects import graph
 from lathe.frontends.onnx.converters.common import input_dtype
 from lathe.frontends.onnx.importer import (
@@ -13,12 +15,19 @@ from lathe.frontends.onnx.importer import (
     value_shape,
 )
 from lathe.frontends.onnx.registry import converts
-from xdsl.ir import SSAValue
 
 _BINARY: dict[str, type[graph.GraphOp]] = {
-    "Add": graph.AddOp, "Sub": graph.SubtractOp, "Mul": graph.MultiplyOp, "Div": graph.DivideOp,
-    "Equal": graph.EqualOp, "Less": graph.LessOp, "LessOrEqual": graph.LessEqualOp, "Greater": graph.GreaterOp,
-    "GreaterOrEqual": graph.GreaterEqualOp, "And": graph.LogicalAndOp, "Or": graph.LogicalOrOp,
+    "Add": graph.AddOp,
+    "Sub": graph.SubtractOp,
+    "Mul": graph.MultiplyOp,
+    "Div": graph.DivideOp,
+    "Equal": graph.EqualOp,
+    "Less": graph.LessOp,
+    "LessOrEqual": graph.LessEqualOp,
+    "Greater": graph.GreaterOp,
+    "GreaterOrEqual": graph.GreaterEqualOp,
+    "And": graph.LogicalAndOp,
+    "Or": graph.LogicalOrOp,
     "Xor": graph.NotEqualOp,
 }
 
@@ -26,6 +35,7 @@ _BINARY: dict[str, type[graph.GraphOp]] = {
 def _binary(op: type[graph.GraphOp]):
     def convert(n: Node):
         return n.emit(op, n.x(0), n.x(1))
+
     convert.__doc__ = f"ONNX broadcasting is numpy's, as is {op.relay_name()}'s."
     return convert
 
@@ -52,6 +62,7 @@ def _variadic(op: type[graph.GraphOp], mean: bool = False):
         if mean:
             y = n.emit("divide", y, n.scalar(len(xs), y))
         return y
+
     return convert
 
 
@@ -61,15 +72,26 @@ converts("Max", makes=graph.MaximumOp)(_variadic(graph.MaximumOp))
 converts("Min", makes=graph.MinimumOp)(_variadic(graph.MinimumOp))
 
 _UNARY: dict[str, type[graph.GraphOp]] = {
-    "Neg": graph.NegativeOp, "Abs": graph.AbsOp, "Exp": graph.ExpOp, "Log": graph.LogOp, "Sqrt": graph.SqrtOp,
-    "Tanh": graph.TanhOp, "Sigmoid": graph.SigmoidOp, "Erf": graph.ErfOp, "Floor": graph.FloorOp,
-    "Ceil": graph.CeilOp, "Round": graph.RoundOp, "Relu": graph.ReluOp, "Not": graph.LogicalNotOp,
+    "Neg": graph.NegativeOp,
+    "Abs": graph.AbsOp,
+    "Exp": graph.ExpOp,
+    "Log": graph.LogOp,
+    "Sqrt": graph.SqrtOp,
+    "Tanh": graph.TanhOp,
+    "Sigmoid": graph.SigmoidOp,
+    "Erf": graph.ErfOp,
+    "Floor": graph.FloorOp,
+    "Ceil": graph.CeilOp,
+    "Round": graph.RoundOp,
+    "Relu": graph.ReluOp,
+    "Not": graph.LogicalNotOp,
 }
 
 
 def _unary(op: type[graph.GraphOp]):
     def convert(n: Node):
         return n.emit(op, n.x(0))
+
     return convert
 
 
@@ -112,8 +134,7 @@ def _clip_v11(n: Node):
     if all(not n.has(i) or n.known(i) for i in (1, 2)):
         lo = n.opt_const(1)
         hi = n.opt_const(2)
-        return _clip(n, x, None if lo is None else plain(lo.reshape(())),
-                     None if hi is None else plain(hi.reshape(())))
+        return _clip(n, x, None if lo is None else plain(lo.reshape(())), None if hi is None else plain(hi.reshape(())))
     y = x
     if n.has(1):
         y = n.emit("maximum", y, n.x(1))
@@ -164,14 +185,20 @@ def _mod(n: Node):
     fmod = bool(n.attr("fmod", 0))
     q = n.emit("divide", a, b)
     if value_dtype(a).startswith("float"):
-        q = n.emit("where", n.emit("less", q, n.scalar(0, q)), n.emit("ceil", q), n.emit("floor", q)) if fmod \
+        q = (
+            n.emit("where", n.emit("less", q, n.scalar(0, q)), n.emit("ceil", q), n.emit("floor", q))
+            if fmod
             else n.emit("floor", q)
+        )
         return n.emit("subtract", a, n.emit("multiply", q, b))
     r = n.emit("subtract", a, n.emit("multiply", q, b))
     if fmod:
         return r
-    wrong_sign = n.emit("logical_and", n.emit("not_equal", r, n.scalar(0, r)),
-                        n.emit("not_equal", n.emit("less", r, n.scalar(0, r)), n.emit("less", b, n.scalar(0, b))))
+    wrong_sign = n.emit(
+        "logical_and",
+        n.emit("not_equal", r, n.scalar(0, r)),
+        n.emit("not_equal", n.emit("less", r, n.scalar(0, r)), n.emit("less", b, n.scalar(0, b))),
+    )
     return n.emit("where", wrong_sign, n.emit("add", r, b), r)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from xdsl.ir import SSAValue
+
 from lathe.dialects import graph
 from lathe.frontends.onnx.converters.common import iota, numpy_dtype, reshape
 from lathe.frontends.onnx.importer import Node, value_dtype, value_shape
 from lathe.frontends.onnx.registry import converts
-from xdsl.ir import SSAValue
 
 
 def _normalized_indices(n: Node, i: int, size: int) -> SSAValue:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from xdsl.ir import SSAValue
+
 from lathe.dialects import graph
 from lathe.errors import LatheError
 from lathe.frontends.onnx.converters.common import reshape
 from lathe.frontends.onnx.importer import Node, value_shape
 from lathe.frontends.onnx.registry import converts
-from xdsl.ir import SSAValue
 
 
 @converts("Gemm", makes=(graph.DenseOp, graph.MatmulOp))
@@ -67,8 +68,9 @@ def _batched_matmul(n: Node, a: SSAValue, b: SSAValue) -> SSAValue:
     try:
         batch = list(np.broadcast_shapes(tuple(sa[:-2]), tuple(sb[:-2])))
     except ValueError:
-        raise LatheError(f"{n.where}: shape mismatch: MatMul batch dimensions {sa[:-2]} and {sb[:-2]} "
-                         "do not broadcast") from None
+        raise LatheError(
+            f"{n.where}: shape mismatch: MatMul batch dimensions {sa[:-2]} and {sb[:-2]} do not broadcast"
+        ) from None
     nb = math.prod(batch)
 
     def flat(x, s, rows_cols):

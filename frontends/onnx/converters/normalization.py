@@ -5,15 +5,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from xdsl.ir import SSAValue
+
 from lathe.dialects import graph
 from lathe.frontends.onnx.converters.common import iota, reshape
 from lathe.frontends.onnx.importer import Node, value_dtype, value_shape
 from lathe.frontends.onnx.registry import converts
-from xdsl.ir import SSAValue
 
 
 def _softmax_2d(op: type[graph.GraphOp]):
     """Before opset 13: flatten to 2-D at `axis` (default 1), normalize each row, restore the shape."""
+
     def convert(n: Node):
         x = n.x(0)
         xs = value_shape(x)
@@ -21,13 +23,16 @@ def _softmax_2d(op: type[graph.GraphOp]):
         rows = math.prod(xs[:axis])
         y = n.emit(op, reshape(n, x, [rows, math.prod(xs[axis:])]), axis=-1)
         return reshape(n, y, xs)
+
     return convert
 
 
 def _softmax_axis(op: type[graph.GraphOp]):
     """From opset 13: along one axis (default −1)."""
+
     def convert(n: Node):
         return n.emit(op, n.x(0), axis=n.attr("axis", -1))
+
     return convert
 
 
@@ -105,8 +110,15 @@ def _flat_param(n: Node, v: SSAValue, inner: list[int]) -> SSAValue:
 
 @converts("LRN", makes=graph.LRNOp)
 def _lrn(n: Node):
-    return n.emit(graph.LRNOp, n.x(0), size=n.attr("size"), axis=1, alpha=float(n.attr("alpha", 1e-4)),
-                  beta=float(n.attr("beta", 0.75)), bias=float(n.attr("bias", 1.0)))
+    return n.emit(
+        graph.LRNOp,
+        n.x(0),
+        size=n.attr("size"),
+        axis=1,
+        alpha=float(n.attr("alpha", 1e-4)),
+        beta=float(n.attr("beta", 0.75)),
+        bias=float(n.attr("bias", 1.0)),
+    )
 
 
 def _hardmax_axis(n: Node, x: SSAValue, axis: int) -> SSAValue:

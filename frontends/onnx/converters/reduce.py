@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from xdsl.ir import SSAValue
+
 from lathe.dialects import graph
 from lathe.frontends.onnx.importer import Node, value_shape
 from lathe.frontends.onnx.registry import converts
-from xdsl.ir import SSAValue
 
 
 def _reduce_axes(n: Node, axes_input_since: int) -> list[int] | None:
@@ -28,12 +29,14 @@ def _reduce(build: Callable[[Node, SSAValue, list[int] | None, bool], SSAValue],
         if axes == []:
             return x
         return build(n, x, axes, bool(n.attr("keepdims", 1)))
+
     return convert
 
 
 def _simple_reduce(op: type[graph.GraphOp]):
     def build(n, x, axes, keepdims):
         return n.emit(op, x, axis=axes, keepdims=keepdims)
+
     return build
 
 
@@ -66,20 +69,36 @@ def _reduce_log_sum_exp(n, x, axes, keepdims):
 
 
 converts("ReduceSum", makes=graph.SumOp)(_reduce(_simple_reduce(graph.SumOp), axes_input_since=13))
-for _op, _graph_op in {"ReduceMean": graph.MeanOp, "ReduceMax": graph.MaxOp, "ReduceMin": graph.MinOp,
-                       "ReduceProd": graph.ProdOp}.items():
+for _op, _graph_op in {
+    "ReduceMean": graph.MeanOp,
+    "ReduceMax": graph.MaxOp,
+    "ReduceMin": graph.MinOp,
+    "ReduceProd": graph.ProdOp,
+}.items():
     converts(_op, makes=_graph_op)(_reduce(_simple_reduce(_graph_op)))
-for _op, _build in {"ReduceL1": _reduce_l1, "ReduceL2": _reduce_l2, "ReduceSumSquare": _reduce_sum_square,
-                    "ReduceLogSum": _reduce_log_sum, "ReduceLogSumExp": _reduce_log_sum_exp}.items():
+for _op, _build in {
+    "ReduceL1": _reduce_l1,
+    "ReduceL2": _reduce_l2,
+    "ReduceSumSquare": _reduce_sum_square,
+    "ReduceLogSum": _reduce_log_sum,
+    "ReduceLogSumExp": _reduce_log_sum_exp,
+}.items():
     converts(_op)(_reduce(_build))
 
 
 def _arg_reduce(op: type[graph.GraphOp]):
     """Lathe's argmax/argmin give int32 (as Relay's); ONNX wants int64."""
+
     def convert(n: Node):
-        y = n.emit(op, n.x(0), axis=[n.attr("axis", 0)], keepdims=bool(n.attr("keepdims", 1)),
-                   select_last_index=bool(n.attr("select_last_index", 0)))
+        y = n.emit(
+            op,
+            n.x(0),
+            axis=[n.attr("axis", 0)],
+            keepdims=bool(n.attr("keepdims", 1)),
+            select_last_index=bool(n.attr("select_last_index", 0)),
+        )
         return n.emit("cast", y, dtype="int64")
+
     return convert
 
 

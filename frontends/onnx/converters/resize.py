@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from xdsl.ir import SSAValue
+
 from lathe.dialects import graph
 from lathe.errors import LatheError
 from lathe.frontends.onnx.converters.common import reshape, to_2d_spatial
 from lathe.frontends.onnx.importer import Node, value_shape
 from lathe.frontends.onnx.registry import converts
-from xdsl.ir import SSAValue
 
 
 def _resize(n: Node, x: SSAValue, sizes: list[int], method: str, coord: str, rounding: str):
@@ -33,8 +34,15 @@ def _resize(n: Node, x: SSAValue, sizes: list[int], method: str, coord: str, rou
     else:
         raise n.unsupported(f"resizing axes {changed} (two of the last three axes of 4-D data are)")
     if method == "nearest_neighbor":
-        return n.emit(graph.Resize2dOp, x, size=size, layout=layout, method=method,
-                      coordinate_transformation_mode=coord, rounding_method=rounding)
+        return n.emit(
+            graph.Resize2dOp,
+            x,
+            size=size,
+            layout=layout,
+            method=method,
+            coordinate_transformation_mode=coord,
+            rounding_method=rounding,
+        )
     return n.emit(graph.Resize2dOp, x, size=size, layout=layout, method=method, coordinate_transformation_mode=coord)
 
 
@@ -82,8 +90,12 @@ def _resize_v10(n: Node):
     return _resize(n, n.x(0), _sizes_from_scales(n, xs, scales), _resize_method(n), "asymmetric", "floor")
 
 
-_NEAREST_MODES = {"round_prefer_floor": "round_prefer_floor", "round_prefer_ceil": "round_prefer_ceil",
-                  "floor": "floor", "ceil": "ceil"}
+_NEAREST_MODES = {
+    "round_prefer_floor": "round_prefer_floor",
+    "round_prefer_ceil": "round_prefer_ceil",
+    "floor": "floor",
+    "ceil": "ceil",
+}
 
 
 @converts("Resize", since=11, makes=graph.Resize2dOp)

@@ -5,17 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from xdsl.ir import SSAValue
+
 from lathe.errors import LatheError
 from lathe.frontends.onnx.converters.activations import elu, hard_sigmoid, softplus
 from lathe.frontends.onnx.converters.common import reshape
 from lathe.frontends.onnx.importer import Node, value_dtype, value_shape
 from lathe.frontends.onnx.registry import converts
-from xdsl.ir import SSAValue
 
 _ACTIVATIONS_WITH_ALPHA = {"LeakyRelu", "ThresholdedRelu", "Elu", "Affine", "ScaledTanh", "HardSigmoid"}
 _ACTIVATIONS_WITH_BETA = {"Affine", "ScaledTanh", "HardSigmoid"}
-_ACTIVATION_DEFAULTS = {"LeakyRelu": (0.01, None), "ThresholdedRelu": (1.0, None), "Elu": (1.0, None),
-                        "HardSigmoid": (0.2, 0.5), "Affine": (1.0, 0.0), "ScaledTanh": (1.0, 1.0)}
+_ACTIVATION_DEFAULTS = {
+    "LeakyRelu": (0.01, None),
+    "ThresholdedRelu": (1.0, None),
+    "Elu": (1.0, None),
+    "HardSigmoid": (0.2, 0.5),
+    "Affine": (1.0, 0.0),
+    "ScaledTanh": (1.0, 1.0),
+}
 
 
 def _activation(n: Node, name: str, alpha, beta) -> Callable[[SSAValue], SSAValue]:
@@ -37,8 +44,9 @@ def _activation(n: Node, name: str, alpha, beta) -> Callable[[SSAValue], SSAValu
     if name == "Affine":
         return lambda v: n.emit("add", n.emit("multiply", v, n.scalar(alpha, v)), n.scalar(beta, v))
     if name == "ScaledTanh":
-        return lambda v: n.emit("multiply", n.emit("tanh", n.emit("multiply", v, n.scalar(beta, v))),
-                                n.scalar(alpha, v))
+        return lambda v: n.emit(
+            "multiply", n.emit("tanh", n.emit("multiply", v, n.scalar(beta, v))), n.scalar(alpha, v)
+        )
     if name == "Softsign":
         return lambda v: n.emit("divide", v, n.emit("add", n.emit("abs", v), n.scalar(1.0, v)))
     if name == "Softplus":
@@ -94,13 +102,13 @@ class _Recurrent:
             raise n.unsupported(f"sequence_lens {lens.tolist()} shorter than the sequence ({self.seq})")
 
     def acts(self, d: int) -> list[Callable[[SSAValue], SSAValue]]:
-        return self.activations[d * self.per_dir:(d + 1) * self.per_dir]
+        return self.activations[d * self.per_dir : (d + 1) * self.per_dir]
 
     def direction_slice(self, v: SSAValue, d: int, axis: int = 0) -> SSAValue:
         """v[d] along `axis` (the num_directions axis), with that axis removed."""
         s = value_shape(v)
         one = self.n.emit("strided_slice", v, begin=[d], end=[d + 1], axes=[axis])
-        return reshape(self.n, one, s[:axis] + s[axis + 1:])
+        return reshape(self.n, one, s[:axis] + s[axis + 1 :])
 
     def rows(self, v: SSAValue, k: int, count: int = 1) -> SSAValue:
         """Gate block(s) k..k+count of a (.., G·H) value, along its last axis."""
@@ -165,8 +173,9 @@ class _Recurrent:
             parts = [reshape(n, v, [1, self.batch, h]) for v in last]
             outs.append(parts[0] if len(parts) == 1 else n.emit("concatenate", n.emit("tuple", *parts), axis=0))
         if self.layout:
-            outs = [n.emit("transpose", outs[0], axes=[2, 0, 1, 3])] + \
-                   [n.emit("transpose", v, axes=[1, 0, 2]) for v in outs[1:]]
+            outs = [n.emit("transpose", outs[0], axes=[2, 0, 1, 3])] + [
+                n.emit("transpose", v, axes=[1, 0, 2]) for v in outs[1:]
+            ]
         return outs
 
 

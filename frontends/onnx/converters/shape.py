@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
 from lathe.dialects import graph
 from lathe.errors import LatheError
 from lathe.frontends.onnx.converters.common import reshape
@@ -109,8 +110,10 @@ def _split(n: Node, sizes: Sequence[int] | None, num_outputs: int | None = None)
             sizes = [min(chunk, max(0, total - chunk * k)) for k in range(count)]
         else:
             if total % count:
-                raise LatheError(f"{n.where}: shape mismatch: {total} elements on axis {axis} cannot be split "
-                                 f"into {count} equal parts")
+                raise LatheError(
+                    f"{n.where}: shape mismatch: {total} elements on axis {axis} cannot be split "
+                    f"into {count} equal parts"
+                )
             sizes = [total // count] * count
     sizes = [int(s) for s in sizes]
     if sum(sizes) != total:
@@ -167,8 +170,13 @@ def _slice_v1(n: Node):
 @converts("Slice", since=10, makes=graph.StridedSliceOp)
 def _slice_v10(n: Node):
     """starts, ends, axes and steps became inputs."""
-    return _slice(n, n.ints(1, "starts"), n.ints(2, "ends"), n.ints(3, "axes") if n.has(3) else None,
-                  n.ints(4, "steps") if n.has(4) else None)
+    return _slice(
+        n,
+        n.ints(1, "starts"),
+        n.ints(2, "ends"),
+        n.ints(3, "axes") if n.has(3) else None,
+        n.ints(4, "steps") if n.has(4) else None,
+    )
 
 
 @converts("Tile", makes=graph.TileOp)
