@@ -1,7 +1,7 @@
 """Lathe's element types: one table that every layer reads.
 
-The grammar, the Relay parser and printer, the interpreter, the ONNX importer and the
-backends each need some spelling of a dtype. They drifted when each kept its own table
+The Relay parser and printer, the interpreter, fold-constant and the ONNX importer each
+need some spelling of a dtype. (Backends map loop-level MLIR types, any width, themselves.) They drifted when each kept its own table
 (the grammar lexed `1u8`, which the parser then crashed on), so each column lives here.
 """
 
@@ -22,7 +22,6 @@ class DType:
     storage: np.dtype  # the bytes of a dense constant (MLIR stores i1 as one byte per element)
     relay_suffix: str  # how the Relay printer marks a scalar literal of this dtype
     onnx: int  # TensorProto.DataType
-    c_type: str  # the C99 type of one element
 
     @property
     def is_float(self) -> bool:
@@ -40,13 +39,13 @@ class DType:
 
 
 TABLE: tuple[DType, ...] = (
-    DType("float32", f32, np.dtype("<f4"), np.dtype("<f4"), "f", 1, "float"),
-    DType("float16", f16, np.dtype("<f2"), np.dtype("<f2"), "f16", 10, "_Float16"),
-    DType("float64", f64, np.dtype("<f8"), np.dtype("<f8"), "f64", 11, "double"),
-    DType("int8", i8, np.dtype("i1"), np.dtype("i1"), "i8", 3, "int8_t"),
-    DType("int32", i32, np.dtype("<i4"), np.dtype("<i4"), "", 6, "int32_t"),
-    DType("int64", i64, np.dtype("<i8"), np.dtype("<i8"), "i64", 7, "int64_t"),
-    DType("bool", i1, np.dtype(np.bool_), np.dtype("i1"), "b", 9, "bool"),
+    DType("float32", f32, np.dtype("<f4"), np.dtype("<f4"), "f", 1),
+    DType("float16", f16, np.dtype("<f2"), np.dtype("<f2"), "f16", 10),
+    DType("float64", f64, np.dtype("<f8"), np.dtype("<f8"), "f64", 11),
+    DType("int8", i8, np.dtype("i1"), np.dtype("i1"), "i8", 3),
+    DType("int32", i32, np.dtype("<i4"), np.dtype("<i4"), "", 6),
+    DType("int64", i64, np.dtype("<i8"), np.dtype("<i8"), "i64", 7),
+    DType("bool", i1, np.dtype(np.bool_), np.dtype("i1"), "b", 9),
 )
 
 BY_NAME: dict[str, DType] = {d.name: d for d in TABLE}
