@@ -1,6 +1,6 @@
 """One error type for everything a user can get wrong.
 
-Every stage (text parser, verifier, pass pipeline, params binding, tuning logs)
+Every stage (text parser, verifier, pass pipeline, params binding, ONNX import, targets)
 raises `LatheError`; the command-line tools print it and exit 1, never a
 traceback. A location, when known, is rendered like a compiler diagnostic:
 file:line:col, the source line, and a caret under the column.

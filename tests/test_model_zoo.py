@@ -222,12 +222,10 @@ def test_python_dash_m_with_size_options(tmp_path):
 
 @pytest.fixture
 def lathe_onnx():
-    """(lathe, from_onnx); the tests skip until the ONNX importer exists."""
-    lathe = pytest.importorskip("lathe")
-    from_onnx = getattr(lathe, "from_onnx", None)
-    if from_onnx is None:
-        pytest.skip("lathe.from_onnx not available yet")
-    return lathe, from_onnx
+    """(lathe, from_onnx)."""
+    import lathe
+
+    return lathe, lathe.from_onnx
 
 
 LATHE_CASES = [(name, {}) for name in NAMES] + [("bert_base", {"opset": 13}), ("transformer", {"opset": 13})]
