@@ -1,0 +1,3 @@
+"""The graph dialect (moving into a package by op family)."""
+
+from lathe.dialects.graph.core import *  # noqa: F403
