@@ -30,7 +30,7 @@ import inspect
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -70,6 +70,10 @@ def _pair(v) -> tuple[int, int]:
 class GraphBuilder:
     """Accumulates the nodes, initializers and inputs of one ONNX graph.
 
+    weights: trained weights by initializer name, used instead of drawing
+    (a pretrained model built on the zoo's layers); then every weight must
+    be there, since a silently random one would pass for a trained one.
+
     mode:
       "final"     - the model itself; batch norms use `bn_stats` (or 0/1).
       "calibrate" - batch norms normalise with batch statistics and export
@@ -87,6 +91,7 @@ class GraphBuilder:
         opset: int = DEFAULT_OPSET,
         mode: str = "final",
         bn_stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        weights: Mapping[str, np.ndarray] | None = None,
     ):
         latest = onnx.defs.onnx_opset_version()
         if not MIN_OPSET <= opset <= latest:
@@ -98,6 +103,7 @@ class GraphBuilder:
         self.mode = mode
         self.rng = np.random.default_rng(seed)
         self.bn_stats = bn_stats or {}
+        self.weights = weights
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []
@@ -177,7 +183,12 @@ class GraphBuilder:
             self.num_buffers += size
         if self.mode == "count":
             return full
-        value = init(self.rng) if callable(init) else init
+        if self.weights is not None:
+            if full not in self.weights:
+                raise ValueError(f"no weight named {full} among the {len(self.weights)} given")
+            value = self.weights[full]
+        else:
+            value = init(self.rng) if callable(init) else init
         value = np.asarray(value, dtype=np.float32)
         if value.shape != tuple(shape):
             raise ValueError(f"{full}: initializer shape {value.shape} != {tuple(shape)}")
@@ -319,6 +330,7 @@ def build_model(
     opset: int = DEFAULT_OPSET,
     calibrate: bool = False,
     doc: str = "",
+    weights: Mapping[str, np.ndarray] | None = None,
     **options,
 ) -> onnx.ModelProto:
     """Run `graph_fn(builder, **options)` and return the model.
@@ -326,7 +338,7 @@ def build_model(
     With `calibrate`, the graph is first built with batch-statistics
     normalisation at CALIBRATION_BATCH, run once on random inputs (seed + 1),
     and rebuilt with the measured statistics; the same seed makes both builds
-    draw identical weights."""
+    draw identical weights. `weights` replaces drawing (see GraphBuilder)."""
     stats = None
     if calibrate:
         g = GraphBuilder(name, seed=seed, opset=opset, mode="calibrate")
@@ -338,7 +350,7 @@ def build_model(
         names = [t for _, mean, var in g.batch_norms for t in (mean, var)]
         values = dict(zip(names, session(model).run(names, random_inputs(model, seed + 1))))
         stats = {bn: (values[m].reshape(-1), values[v].reshape(-1)) for bn, m, v in g.batch_norms}
-    g = GraphBuilder(name, seed=seed, opset=opset, bn_stats=stats)
+    g = GraphBuilder(name, seed=seed, opset=opset, bn_stats=stats, weights=weights)
     graph_fn(g, **options)
     return g.make_model(doc)
 

@@ -3,6 +3,7 @@
     lathe run FILE [--params p.npz] [--inputs in.npz] [--output out.npz] [--check] [--bench N]
     lathe compile FILE [-o out.o | --emit=llvm|asm|obj] [--target T]
     lathe import MODEL.onnx [-o model.lathe] [--opset N] [--shape NAME=D0,D1,...]
+    lathe demo [--threads N] [--quick]
 
 Every user mistake is printed as a diagnostic with exit code 1; no traceback.
 """
@@ -259,6 +260,12 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from lathe.tools.demo import run
+
+    return run(threads=args.threads, quick=args.quick)
+
+
 def _at_least(low: int):
     """An argparse type: an integer >= low (argparse then reports the option and the value)."""
 
@@ -367,6 +374,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="a static shape for an input with dynamic dimensions (repeatable)",
     )
     i.set_defaults(fn=cmd_import)
+    d = sub.add_parser(
+        "demo",
+        help="sentence embeddings with all-MiniLM-L6-v2 (real weights): similarity, search, "
+        "a check against ONNX Runtime and latency next to it",
+    )
+    d.add_argument(
+        "--threads",
+        type=_at_least(1),
+        default=None,
+        help="threads for Lathe and ONNX Runtime (default: Lathe's default, ONNX Runtime's default session options)",
+    )
+    d.add_argument("--quick", action="store_true", help="skip the latency table")
+    d.set_defaults(fn=cmd_demo)
     return p
 
 
