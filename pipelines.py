@@ -33,6 +33,11 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return ApplyDefaultSchedule
 
+    def apply_schedule():
+        from lathe.lowering.schedules import ApplySchedule
+
+        return ApplySchedule
+
     def expand_stage_ops():
         from lathe.lowering.te_transforms import ExpandStageOps
 
@@ -121,6 +126,7 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "dead-code-elimination": dce,
         "lower-graph-to-te": to_te,
         "apply-default-schedule": sched,
+        "apply-schedule": apply_schedule,
         "expand-te-stage-ops": expand_stage_ops,
         "lower-te-to-loop": to_loop,
         "cleanup-loops": cleanup,

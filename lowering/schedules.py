@@ -150,16 +150,114 @@ class _CachedSchedule(Schedule):
         self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
 
 
+# -- knobs and configurations -------------------------------------------------------------
+# A template declares its knobs per kernel (candidates depend on the kernel's shapes); the
+# default value of every knob is the schedule Lathe used before it had knobs, so the default
+# configuration reproduces that IR exactly. A configuration (template + knob values) is a
+# value: it prints, parses back, and replays through `apply-schedule{config=...}` or the
+# kernel attribute `lathe.schedule_config`.
+
+KnobValue = int | str
+CONFIG_ATTR = "lathe.schedule_config"  # a kernel's configuration, read by apply-default-schedule
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    candidates: tuple[KnobValue, ...]
+    default: KnobValue
+
+
+def knob(name: str, candidates, default: KnobValue) -> Knob:
+    """A knob whose candidates always include its default, deduplicated in order."""
+    values = tuple(dict.fromkeys([default, *candidates]))
+    ints = sorted(v for v in values if isinstance(v, int))
+    return Knob(name, tuple(ints) if len(ints) == len(values) else values, default)
+
+
+Space = tuple[Knob, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    """A template and knob values. Text form: `dense_pack:tile_i=8,tile_j=32` (knobs left out take their defaults)."""
+
+    template: str
+    values: tuple[tuple[str, KnobValue], ...] = ()
+
+    def __str__(self) -> str:
+        return self.template + (":" + ",".join(f"{k}={v}" for k, v in self.values) if self.values else "")
+
+    @staticmethod
+    def parse(text: str) -> Config:
+        name, _, rest = text.strip().partition(":")
+        if not name or not name.replace("_", "").isalnum():
+            raise LatheError(
+                f"schedule configuration '{text}': expected TEMPLATE[:knob=value,...]",
+                note="e.g. dense_pack:tile_i=4,tile_j=32",
+            )
+        values = []
+        for item in filter(None, (x.strip() for x in rest.split(","))):
+            k, eq, v = item.partition("=")
+            if not eq or not k.strip() or not v.strip():
+                raise LatheError(f"schedule configuration '{text}': '{item}' is not knob=value")
+            v = v.strip()
+            values.append((k.strip(), int(v) if v.lstrip("-").isdigit() else v))
+        return Config(name, tuple(values))
+
+    def resolve(self, template: str, space: Space) -> dict[str, KnobValue]:
+        """Every knob's value: this configuration's, else the default; a LatheError for a
+        configuration of another template, an unknown knob or a value not among the candidates."""
+        if self.template != template:
+            raise LatheError(
+                f"schedule configuration '{self}' is for template '{self.template}', the kernel's is '{template}'"
+            )
+        knobs = {k.name: k for k in space}
+        values = {k.name: k.default for k in space}
+        for name, v in self.values:
+            if name not in knobs:
+                raise LatheError(
+                    f"template '{template}' has no knob '{name}'", note="its knobs: " + (", ".join(knobs) or "none")
+                )
+            if v not in knobs[name].candidates:
+                raise LatheError(
+                    f"knob '{name}' of template '{template}' cannot be {v}",
+                    note="allowed values: " + ", ".join(str(c) for c in knobs[name].candidates),
+                )
+            values[name] = v
+        return values
+
+
+def default_config(template: str, space: Space) -> Config:
+    return Config(template, tuple((k.name, k.default) for k in space))
+
+
+def _divisors(n: int, limit: int) -> list[int]:
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    return max(_divisors(n, limit))
+
+
+# -- per-stage schedules: the kernels no template claims ----------------------------------
+
 PARALLEL_MIN_WORK = 1 << 14  # elements*reduction below which threads cost more than they save
+PARALLEL_POLICIES = ("auto", "always", "never")  # auto: when the stage does PARALLEL_MIN_WORK
 
 
 def _pick_factor(extent: int, candidates: tuple[int, ...]) -> int | None:
     return next((f for f in candidates if extent % f == 0 and extent > f), None)
 
 
-def schedule_injective(s: Schedule, lanes: int) -> None:
-    """Fuse all axes, vectorize an inner part of the target's `lanes` (else the largest
-    of 16/8/4 that divides), parallelize the rest when there is enough work."""
+def _parallel_wanted(work: int, policy: KnobValue) -> bool:
+    return policy == "always" or (policy == "auto" and work >= PARALLEL_MIN_WORK)
+
+
+def schedule_injective(s: Schedule, lanes: int, vector_width: int | None = None, parallel: KnobValue = "auto") -> None:
+    """Fuse all axes, vectorize an inner part of `vector_width` (default: the target's
+    lanes; else the largest of 16/8/4 that divides), parallelize the rest when there is
+    enough work."""
     c = s.stage
     total = 1
     for e in c.spatial_extents:
@@ -168,24 +266,24 @@ def schedule_injective(s: Schedule, lanes: int) -> None:
     if not axes:
         return
     fused = s.fuse(*axes) if len(axes) > 1 else axes[0]
-    f = _pick_factor(total, (lanes, 16, 8, 4))
+    f = _pick_factor(total, (vector_width or lanes, 16, 8, 4))
     if f is None:
-        if total >= PARALLEL_MIN_WORK:
+        if _parallel_wanted(total, parallel):
             s.parallel(fused)
         return
     outer, inner = s.split(fused, factor=f)
     s.vectorize(inner)
-    if total >= PARALLEL_MIN_WORK:
+    if _parallel_wanted(total, parallel):
         s.parallel(outer)
 
 
 REDUCTION_TILE_J = 4  # output columns accumulated together
 
 
-def schedule_reduction(s: Schedule) -> None:
-    """Contractions and reductions: spatial axes outside, the reduce axis
-    innermost and vectorized, REDUCTION_TILE_J output columns accumulated
-    together so each load of the shared operand feeds several FMAs."""
+def schedule_reduction(s: Schedule, tile_j: int = REDUCTION_TILE_J, parallel: KnobValue = "auto") -> None:
+    """Contractions and reductions: spatial axes outside, the reduce axis innermost and
+    vectorized, `tile_j` output columns accumulated together (1: none) so each load of the
+    shared operand feeds several FMAs."""
     c = s.stage
     nsp = len(c.spatial_extents)
     spatial, reduce = s.axes[:nsp], s.axes[nsp:]
@@ -196,8 +294,8 @@ def schedule_reduction(s: Schedule) -> None:
         return
     last = spatial[-1]
     inner = None
-    if c.spatial_extents[-1] % REDUCTION_TILE_J == 0 and c.spatial_extents[-1] > REDUCTION_TILE_J:
-        last, inner = s.split(last, factor=REDUCTION_TILE_J)
+    if tile_j > 1 and c.spatial_extents[-1] % tile_j == 0 and c.spatial_extents[-1] > tile_j:
+        last, inner = s.split(last, factor=tile_j)
     outer_axes = spatial[:-1] + [last]
     fused = s.fuse(*outer_axes) if len(outer_axes) > 1 else outer_axes[0]
     if inner is not None:
@@ -205,55 +303,136 @@ def schedule_reduction(s: Schedule) -> None:
         s.unroll(inner)
     if len(reduce) == 1:
         s.vectorize(reduce[0])
-    if work >= PARALLEL_MIN_WORK:
+    if _parallel_wanted(work, parallel):
         s.parallel(fused)
 
 
-DENSE_PACK_TILE_ROWS = 8  # rows of the register tile (at most: the largest divisor of the rows)
-
-
-def _largest_divisor(n: int, limit: int) -> int:
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
-
-
-def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> bool:
-    """TVM's dense_pack for x86: a register tile of DENSE_PACK_TILE_ROWS rows × one packed
-    block of columns accumulated over k in registers (compute_at the output's
-    tile loop), the epilogue (bias, activation) applied to the tile as it is
-    written, output tiles spread over threads. The block width is the packed
-    layout's, which alter-op-layout chose from the target's lanes."""
-    s_out = Schedule(out)
-    if anchor is out:
-        local = s_out.cache_write()
+def apply_default_schedule(stage: te.ComputeOp, lanes: int = 16, knobs: dict[str, KnobValue] | None = None) -> None:
+    k = knobs or {}
+    s = Schedule(stage)
+    if stage.reduce_extent_list:
+        schedule_reduction(s, int(k.get("reduce_tile_j", REDUCTION_TILE_J)), k.get("parallel", "auto"))
     else:
-        local = Schedule(anchor)
-    bn = anchor_pack_width(anchor)
-    axes = s_out.axes[: len(out.spatial_extents)]
-    *batch, i, j = axes if len(axes) >= 2 else (None, axes[0])  # type: ignore[misc]
+        schedule_injective(s, lanes, int(k.get("vector_width", lanes)), k.get("parallel", "auto"))
+
+
+def per_stage_space(lanes: int) -> Space:
+    """The knobs of the per-stage schedules, shared by every stage of a kernel no template claims."""
+    return (
+        knob("vector_width", (4, 8, 16, 32, 64), lanes),
+        knob("reduce_tile_j", (1, 2, 4, 8, 16), REDUCTION_TILE_J),
+        knob("parallel", PARALLEL_POLICIES, "auto"),
+    )
+
+
+# -- dense_pack: dense, matmul and batch_matmul with a packed weight ----------------------
+
+DENSE_PACK_TILE_ROWS = 8  # rows of the register tile (at most: the largest divisor of the rows)
+DENSE_PACK_ORDERS = ("ij", "ji")  # the order of the outer (cache-block) loops over rows and columns
+DENSE_PACK_PARALLEL = ("fused", "outer")  # threads over all fused outer loops, or the outermost only
+
+
+def _contraction_axes(out: te.ComputeOp) -> tuple[list[str], str | None, str]:
+    axes = out.axis_names[: len(out.spatial_extents)]
+    if len(axes) < 2:
+        return [], None, axes[0]
+    *batch, i, j = axes
+    return batch, i, j
+
+
+def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> Space:
+    """Multi-level tiling of i, j and k: a register tile (tile_i rows × tile_j columns), a
+    cache block of cache_i × cache_j register tiles with k split by tile_k (0: not split; the
+    accumulators then live in registers over the whole of k), the order of the block loops,
+    k unrolled by unroll_k, and threads over the fused block loops or the outermost only."""
     extents = out.spatial_extents
-    outer: list[str] = list(batch)
+    _, i, _ = _contraction_axes(out)
+    rows, cols, depth = (extents[-2] if i is not None else 1), extents[-1], anchor.reduce_extent_list[-1]
+    bn = anchor_pack_width(anchor)
+    widths = [w for w in (lanes, 2 * lanes, 3 * lanes, 4 * lanes) if cols % w == 0 and w <= 64]
+    return (
+        knob("tile_i", _divisors(rows, 16), _largest_divisor(rows, DENSE_PACK_TILE_ROWS)),
+        knob("tile_j", widths, bn),
+        knob("cache_i", [c for c in (1, 2, 4, 8, 16) if c * DENSE_PACK_TILE_ROWS <= max(rows, 8) * 2], 1),
+        knob("cache_j", [c for c in (1, 2, 4, 8) if c * bn <= max(cols, bn)], 1),
+        knob("tile_k", [0] + [t for t in (32, 64, 128, 256, 512) if depth % t == 0 and t < depth], 0),
+        knob("order", DENSE_PACK_ORDERS, "ij"),
+        knob("unroll_k", (1, 2, 4, 8), 1),
+        knob("parallel", DENSE_PACK_PARALLEL, "fused"),
+    )
+
+
+def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: dict[str, KnobValue]) -> bool:
+    """TVM's dense_pack for x86: a register tile of tile_i rows × tile_j columns accumulated
+    over k in registers (the contraction computed at the output's tile loop), the epilogue
+    (bias, activation) applied to the tile as it is written, output tiles spread over threads.
+    With a cache block (cache_i, cache_j > 1, or k split by tile_k) the contraction is
+    computed per block instead, its k loop outside the block's register tiles."""
+    s_out = Schedule(out)
+    local = s_out.cache_write() if anchor is out else Schedule(anchor)
+    batch, i, j = _contraction_axes(out)
+    mr, nr = int(k["tile_i"]), int(k["tile_j"])
+    ci, cj, tk, uk = int(k["cache_i"]), int(k["cache_j"]), int(k["tile_k"]), int(k["unroll_k"])
+    blocked = ci > 1 or cj > 1 or tk > 0
+    block: dict[str, str] = {}  # "i"/"j" -> the block loop over that axis
+    tiles: list[str] = []  # register-tile loops inside a block
     inner: list[str] = []
-    if i is not None:
-        mr = _largest_divisor(extents[-2], DENSE_PACK_TILE_ROWS)
-        io, ii = s_out.split(i, factor=mr)
-        outer.append(io)
-        inner.append(ii)
-    jo, ji = s_out.split(j, factor=bn)
-    outer.append(jo)
-    inner.append(ji)
-    s_out.reorder(*outer, *inner)
-    fused = s_out.fuse(*outer) if len(outer) > 1 else outer[0]
+    for name, axis, factor, cache in (("i", i, mr, ci), ("j", j, nr, cj)):
+        if axis is None:
+            continue
+        o, n = s_out.split(axis, factor=factor)
+        inner.append(n)
+        if cache > 1:
+            o, t = s_out.split(o, factor=cache)
+            tiles.append(t)
+        block[name] = o
+    outer = list(batch) + [block[a] for a in str(k["order"]) if a in block]
+    s_out.reorder(*outer, *tiles, *inner)
+    if k["parallel"] == "fused":
+        at = s_out.fuse(*outer) if len(outer) > 1 else outer[0]
+        par = at
+    else:
+        at, par = outer[-1], outer[0]
     if len(inner) > 1:
         s_out.unroll(inner[0])
-    s_out.vectorize(ji)
-    s_out.parallel(fused)
-    local.compute_at(out, fused)
-    k = anchor.axis_names[-1]
+    s_out.vectorize(inner[-1])
+    s_out.parallel(par)
+    local.compute_at(out, at)
+    kname = anchor.axis_names[-1]
     spatial = anchor.axis_names[:-1]
-    local.reorder(k, *spatial)
-    if len(spatial) > 1:
-        local.unroll(spatial[-2])
-    local.vectorize(spatial[-1])
+    if not blocked:
+        ks = [kname]
+        if uk > 1:
+            ks = list(local.split(kname, factor=uk))
+        local.reorder(*ks, *spatial)
+        if uk > 1:
+            local.unroll(ks[-1])
+        if len(spatial) > 1:
+            local.unroll(spatial[-2])
+        local.vectorize(spatial[-1])
+        return True
+    # a block: register tiles of the local stage inside the block, k (or its outer part) outside them
+    lb, li, lj = spatial[:-2], (spatial[-2] if len(spatial) > 1 else None), spatial[-1]
+    louter, linner = [], []
+    for axis, factor in ((li, mr), (lj, nr)):
+        if axis is None:
+            continue
+        o, n = local.split(axis, factor=factor)
+        louter.append(o)
+        linner.append(n)
+    kouter, kinner = [], [kname]
+    if tk > 0:
+        ko, ki = local.split(kname, factor=tk)
+        kouter, kinner = [ko], [ki]
+    if uk > 1:
+        kk, ku = local.split(kinner[0], factor=uk)
+        kinner = [kk, ku]
+    local.reorder(*lb, *kouter, *louter, *kinner, *linner)
+    if uk > 1:
+        local.unroll(kinner[-1])
+    if len(linner) > 1:
+        local.unroll(linner[0])
+    local.vectorize(linner[-1])
     return True
 
 
@@ -269,36 +448,57 @@ def anchor_pack_width(anchor: te.ComputeOp) -> int:
     return 16
 
 
+# -- conv2d (NHWC) ------------------------------------------------------------------------
+
 CONV2D_TILE_WIDTH = 8  # output pixels of the register tile (at most: the largest divisor of the width)
+_RC, _RY, _RX = CONV2D_REDUCE_AXES
+# the orders of the micro-kernel's loops over the window
+CONV2D_REDUCE_ORDERS = tuple("-".join(o) for o in ((_RY, _RX, _RC), (_RC, _RY, _RX), (_RY, _RC, _RX)))
 
 
-def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> bool:
-    """Direct NHWC convolution: a register tile of CONV2D_TILE_WIDTH output pixels ×
-    one block of output channels (vectors), accumulated over (ry, rx, rc) — the
-    same micro-kernel as dense_pack, the input read from a padded copy. Other
-    layouts, and channel counts no vector block divides, keep the default."""
+def conv2d_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> Space | None:
+    """Output-width register tile, output-channel block, input-channel split (0: none), the
+    order of the window loops, and whether the tile's pixels are unrolled. None for layouts
+    other than NHWC, or channel counts no vector block divides (they keep the default)."""
     if tuple(anchor.axis_names[:4]) != CONV2D_NHWC_AXES:
-        return False
+        return None
     _, _, ow, o = anchor.spatial_extents
-    bn = next((b for b in (2 * lanes, lanes) if o % b == 0), None)
-    if bn is None:
-        return False
+    blocks = [b for b in (2 * lanes, lanes, 4 * lanes) if o % b == 0]
+    if not blocks:
+        return None
+    rc = anchor.reduce_extent_list[0]
+    return (
+        knob("tile_w", _divisors(ow, 16), _largest_divisor(ow, CONV2D_TILE_WIDTH)),
+        knob("block_f", blocks, blocks[0]),
+        knob("split_rc", [0] + [s for s in (4, 8, 16, 32) if rc % s == 0 and s < rc], 0),
+        knob("reduce_order", CONV2D_REDUCE_ORDERS, CONV2D_REDUCE_ORDERS[0]),
+        knob("unroll_w", ("on", "off"), "on"),
+    )
+
+
+def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: dict[str, KnobValue]) -> bool:
+    """Direct NHWC convolution: a register tile of tile_w output pixels × one block of
+    block_f output channels (vectors), accumulated over (ry, rx, rc) — the same micro-kernel
+    as dense_pack, the input read from a padded copy."""
     s_out = Schedule(out)
     local = s_out.cache_write() if anchor is out else Schedule(anchor)
     an, ay, ax, af = s_out.axes[:4]  # the output's own names for n, y, x, f
-    xr = _largest_divisor(ow, CONV2D_TILE_WIDTH)
-    xo, xi = s_out.split(ax, factor=xr)
-    fo, fi = s_out.split(af, factor=bn)
+    xo, xi = s_out.split(ax, factor=int(k["tile_w"]))
+    fo, fi = s_out.split(af, factor=int(k["block_f"]))
     s_out.reorder(an, ay, xo, fo, xi, fi)
     fused = s_out.fuse(an, ay, xo, fo)
     s_out.unroll(xi)
     s_out.vectorize(fi)
     s_out.parallel(fused)
     local.compute_at(out, fused)
-    rc, ry, rx = CONV2D_REDUCE_AXES
     _, _, x, f = CONV2D_NHWC_AXES
-    local.reorder(ry, rx, rc, x, f)
-    local.unroll(x)
+    window = str(k["reduce_order"]).split("-")
+    if int(k["split_rc"]):
+        rco, rci = local.split(_RC, factor=int(k["split_rc"]))
+        window = [rco] + [rci if a == _RC else a for a in window]
+    local.reorder(*window, x, f)
+    if k["unroll_w"] == "on":
+        local.unroll(x)
     local.vectorize(f)
     return True
 
@@ -307,20 +507,26 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) ->
 class Template:
     """The schedule of a kernel built around one anchor stage.
 
-    `schedule(anchor, out, lanes)` schedules the anchor and the kernel's output
-    (the anchor itself, or its epilogue) and says whether it applied; stages with
-    a role in `root_roles` are computed on their own (not inlined into the anchor)
-    when it does."""
+    `space(anchor, out, lanes)` is its knobs for that kernel (None: the template does not
+    apply, and the kernel keeps the per-stage schedules); `schedule(anchor, out, lanes, knobs)`
+    schedules the anchor and the kernel's output (the anchor itself, or its epilogue). Stages
+    with a role in `root_roles` are computed on their own (not inlined into the anchor)."""
 
-    schedule: Callable[[te.ComputeOp, te.ComputeOp, int], bool]
+    name: str
+    space: Callable[[te.ComputeOp, te.ComputeOp, int], Space | None]
+    schedule: Callable[[te.ComputeOp, te.ComputeOp, int, dict[str, KnobValue]], bool]
     root_roles: tuple[str, ...] = ()
 
 
+DENSE_PACK = Template("dense_pack", dense_pack_space, schedule_dense_pack)
+CONV2D_NHWC = Template("conv2d_nhwc", conv2d_space, schedule_conv2d_nhwc, root_roles=(ROLE_PAD,))
+PER_STAGE = "per_stage"  # the name of the per-stage schedules' knob space (kernels no template claims)
+
 # the template of each graph op that has one, found through its anchor stage
 TEMPLATES: dict[type[graph.GraphOp], Template] = {
-    graph.DensePackOp: Template(schedule_dense_pack),
-    graph.BatchMatmulPackOp: Template(schedule_dense_pack),
-    graph.Conv2dOp: Template(schedule_conv2d_nhwc, root_roles=(ROLE_PAD,)),
+    graph.DensePackOp: DENSE_PACK,
+    graph.BatchMatmulPackOp: DENSE_PACK,
+    graph.Conv2dOp: CONV2D_NHWC,
 }
 
 
@@ -329,14 +535,6 @@ def template_of(c: te.ComputeOp) -> Template | None:
         return None
     op = graph.OPS_BY_RELAY_NAME.get(c.anchor.data)
     return TEMPLATES.get(op) if op is not None else None  # type: ignore[arg-type]
-
-
-def apply_default_schedule(stage: te.ComputeOp, lanes: int = 16) -> None:
-    s = Schedule(stage)
-    if stage.reduce_extent_list:
-        schedule_reduction(s)
-    else:
-        schedule_injective(s, lanes)
 
 
 def has_schedule(fn: func.FuncOp) -> bool:
@@ -348,25 +546,21 @@ def has_schedule(fn: func.FuncOp) -> bool:
 
 
 @dataclass(frozen=True)
-class ApplyDefaultSchedule(ModulePass):
-    """Give every kernel without a schedule its op family's default schedule."""
+class KernelPlan:
+    """How a kernel is scheduled: by `template` around `anchor` (its output `out`), or, with
+    no template, by the per-stage schedules; and the knobs that schedule has here."""
 
-    name = "apply-default-schedule"
+    template: Template | None
+    anchor: te.ComputeOp | None
+    out: te.ComputeOp | None
+    space: Space
 
-    vector_lanes: int = 16  # f32 lanes of the target's vectors: what templates block channels by
-
-    def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if self.vector_lanes < 1:
-            raise LatheError(f"apply-default-schedule: vector_lanes must be positive, got {self.vector_lanes}")
-        for f in defined_functions(op):
-            if not is_kernel(f) or has_schedule(f):
-                continue
-            schedule_kernel(f, self.vector_lanes)  # type: ignore[arg-type]
+    @property
+    def template_name(self) -> str:
+        return self.template.name if self.template else PER_STAGE
 
 
-def schedule_kernel(f: func.FuncOp, lanes: int) -> None:
-    """Inline injective producers (as TOPI does); then the anchor's template, or a
-    default schedule per remaining stage."""
+def plan_kernel(f: func.FuncOp, lanes: int) -> KernelPlan:
     outputs = list(f.body.block.last_op.operands)  # type: ignore[union-attr]
     computes = [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]
     anchor = next((c for c in computes if template_of(c) is not None), None)
@@ -379,20 +573,98 @@ def schedule_kernel(f: func.FuncOp, lanes: int) -> None:
     ):
         template = template_of(anchor)
         assert template is not None
-        roots = [c for c in computes if c.role is not None and c.role.data in template.root_roles]
+        space = template.space(anchor, out, lanes)
+        if space is not None:
+            return KernelPlan(template, anchor, out, space)
+    return KernelPlan(None, None, None, per_stage_space(lanes))
+
+
+def kernel_config(f: func.FuncOp) -> Config | None:
+    attr = f.attributes.get(CONFIG_ATTR)
+    if attr is None:
+        return None
+    if not isinstance(attr, StringAttr):
+        raise LatheError(f"@{f.sym_name.data}: {CONFIG_ATTR} must be a string, got {attr}")
+    return Config.parse(attr.data)
+
+
+def schedule_kernel(f: func.FuncOp, lanes: int, config: Config | None = None) -> None:
+    """Inline injective producers (as TOPI does); then the anchor's template, or the
+    per-stage schedules, with `config`'s knob values (the kernel's own, else the defaults)."""
+    plan = plan_kernel(f, lanes)
+    config = config or kernel_config(f) or Config(plan.template_name)
+    try:
+        knobs = config.resolve(plan.template_name, plan.space)
+    except LatheError as e:
+        raise LatheError(f"@{f.sym_name.data}: {e.message}", note=e.note) from None
+    outputs = list(f.body.block.last_op.operands)  # type: ignore[union-attr]
+    computes = [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]
+    if plan.template is not None:
+        assert plan.anchor is not None and plan.out is not None
+        roots = [c for c in computes if c.role is not None and c.role.data in plan.template.root_roles]
         for c in computes:
             if c.result not in outputs and not c.reduce_extent_list and c not in roots:
                 Schedule(c).compute_inline()
-        if template.schedule(anchor, out, lanes):
-            for c in roots:
-                schedule_injective(Schedule(c), lanes)
-            return
+        plan.template.schedule(plan.anchor, plan.out, lanes, knobs)
         for c in roots:
+            schedule_injective(Schedule(c), lanes)
+        return
+    for c in computes:
+        if c.result not in outputs and not c.reduce_extent_list:
             Schedule(c).compute_inline()
-    else:
-        for c in computes:
-            if c.result not in outputs and not c.reduce_extent_list:
-                Schedule(c).compute_inline()
     for c in computes:
         if c.result in outputs or c.reduce_extent_list:
-            apply_default_schedule(c, lanes)
+            apply_default_schedule(c, lanes, knobs)
+
+
+def _check_lanes(pass_name: str, lanes: int) -> None:
+    if lanes < 1:
+        raise LatheError(f"{pass_name}: vector_lanes must be positive, got {lanes}")
+
+
+@dataclass(frozen=True)
+class ApplyDefaultSchedule(ModulePass):
+    """Give every kernel without a schedule its template's schedule: with the configuration in
+    its `lathe.schedule_config` attribute (what a tuning record sets), else the default."""
+
+    name = "apply-default-schedule"
+
+    vector_lanes: int = 16  # f32 lanes of the target's vectors: what templates block channels by
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        _check_lanes(self.name, self.vector_lanes)
+        for f in defined_functions(op):
+            if is_kernel(f) and not has_schedule(f):
+                schedule_kernel(f, self.vector_lanes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ApplySchedule(ModulePass):
+    """Schedule the kernels of `config`'s template (or only `kernel`) with that configuration,
+    the others as apply-default-schedule does: how a configuration replays, and how lathe-opt
+    shows the schedule ops it expands to."""
+
+    name = "apply-schedule"
+
+    config: str = ""
+    kernel: str = ""  # a kernel's name: only it takes `config`
+    vector_lanes: int = 16
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        _check_lanes(self.name, self.vector_lanes)
+        config = Config.parse(self.config)
+        kernels = [f for f in defined_functions(op) if is_kernel(f) and not has_schedule(f)]
+        chosen = [
+            f
+            for f in kernels
+            if (self.kernel and f.sym_name.data == self.kernel)  # type: ignore[union-attr]
+            or (not self.kernel and plan_kernel(f, self.vector_lanes).template_name == config.template)  # type: ignore[arg-type]
+        ]
+        if not chosen:
+            have = sorted({f"@{f.sym_name.data} ({plan_kernel(f, self.vector_lanes).template_name})" for f in kernels})  # type: ignore[arg-type]
+            raise LatheError(
+                f"apply-schedule: no unscheduled kernel {'named ' + repr(self.kernel) if self.kernel else 'of template ' + repr(config.template)}",
+                note="kernels: " + (", ".join(have) or "none"),
+            )
+        for f in kernels:
+            schedule_kernel(f, self.vector_lanes, config if f in chosen else None)  # type: ignore[arg-type]
