@@ -172,29 +172,40 @@ def config_of(model_dir: Path) -> dict:
         raise LatheError(
             f"{pooling}: the model pools other than by the mean of its tokens; this model builds mean pooling"
         )
-    if config["layer_norm_eps"] != bert.EPS:
-        raise LatheError(
-            f"{model_dir / 'config.json'}: layer_norm_eps {config['layer_norm_eps']}; BERT's is {bert.EPS}"
+    try:
+        if config["layer_norm_eps"] != bert.EPS:
+            raise LatheError(
+                f"{model_dir / 'config.json'}: layer_norm_eps {config['layer_norm_eps']}; BERT's is {bert.EPS}"
+            )
+        return dict(
+            vocab_size=int(config["vocab_size"]),
+            hidden=int(config["hidden_size"]),
+            layers=int(config["num_hidden_layers"]),
+            heads=int(config["num_attention_heads"]),
+            intermediate=int(config["intermediate_size"]),
+            max_position=int(config["max_position_embeddings"]),
+            type_vocab=int(config["type_vocab_size"]),
         )
-    return dict(
-        vocab_size=config["vocab_size"],
-        hidden=config["hidden_size"],
-        layers=config["num_hidden_layers"],
-        heads=config["num_attention_heads"],
-        intermediate=config["intermediate_size"],
-        max_position=config["max_position_embeddings"],
-        type_vocab=config["type_vocab_size"],
-    )
+    except KeyError as e:
+        raise LatheError(f"{model_dir / 'config.json'}: no {e.args[0]!r}, which a BERT configuration gives") from None
 
 
 def from_pretrained(model_dir: str | Path, batch: int = 1, seq_len: int = 128) -> onnx.ModelProto:
     """The sentence-embedding graph with a checkpoint's weights; every weight it holds is used or known unused."""
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     model_dir = Path(model_dir)
-    weights = load_file(str(model_dir / "model.safetensors"))
     options = {**config_of(model_dir), "batch": batch, "seq_len": seq_len, "layernorm": "auto"}
-    model = _model(weights, seed=0, opset=DEFAULT_OPSET, **options)
+    path = model_dir / "model.safetensors"
+    try:
+        weights = load_file(str(path))
+    except (OSError, SafetensorError) as e:  # missing, or not a safetensors file
+        raise LatheError(f"{path}: cannot read the weights: {e}") from None
+    try:
+        model = _model(weights, seed=0, opset=DEFAULT_OPSET, **options)
+    except ValueError as e:  # a weight missing or of another shape than config.json makes it
+        raise LatheError(f"{path}: {e}", note="the weights do not fit the BERT config.json describes") from None
     used = {t.name for t in model.graph.initializer}
     left = sorted(set(_zoo_layout(weights)) - used)
     if left:
