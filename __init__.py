@@ -8,7 +8,7 @@ ref = lathe.interpret(mod, params=weights, x=x)
 mod, params = lathe.from_onnx("model.onnx")     # ONNX import
 """
 
-from lathe.api import CompiledModule, compile, emit_object, interpret, load, load_params, lower
+from lathe.api import CompiledModule, compile, emit_object, interpret, load, load_params, lower, tune
 from lathe.errors import LatheError
 from lathe.frontends.onnx import from_onnx
 
@@ -22,4 +22,5 @@ __all__ = [
     "load",
     "load_params",
     "lower",
+    "tune",
 ]

@@ -55,17 +55,45 @@ def _params(params) -> dict[str, np.ndarray]:
     return dict(params)
 
 
-def lower(module: ModuleOp, pipeline: str | None = None, opt_level: int | None = None) -> ModuleOp:
-    """graph → te → loop on a copy of `module`: `pipeline`, or the opt level's (default 3)."""
+def lower(
+    module: ModuleOp, pipeline: str | None = None, opt_level: int | None = None, tuning_db=None, target="llvm"
+) -> ModuleOp:
+    """graph → te → loop on a copy of `module`: `pipeline`, or the opt level's (default 3);
+    with `tuning_db`, each kernel is scheduled by its best record for `target`."""
     from lathe.dialects import make_context
     from lathe.dialects.verifier import verify
     from lathe.pipelines import DEFAULT_OPT_LEVEL, build_pipeline, pipeline_for
 
     lowered = module.clone()
     spec = pipeline or pipeline_for(DEFAULT_OPT_LEVEL if opt_level is None else opt_level, lowered)
+    head, sched, tail = spec.partition("apply-default-schedule")
+    if tuning_db is not None and sched:
+        build_pipeline(head.rstrip(",")).apply(make_context(), lowered)
+        _set_recorded_configs(lowered, tuning_db, target)
+        spec = sched + tail
     build_pipeline(spec).apply(make_context(), lowered)
     verify(lowered)
     return lowered
+
+
+def _set_recorded_configs(te_module: ModuleOp, tuning_db, target) -> None:
+    """Each kernel's best recorded configuration, as the attribute apply-default-schedule reads."""
+    import sys
+
+    from xdsl.dialects.builtin import StringAttr
+
+    from lathe.backends.registry import resolve_target
+    from lathe.lowering.schedules import CONFIG_ATTR
+    from lathe.tuner.tasks import kernels_at_te, target_id
+    from lathe.tuner.tune import best_configs
+
+    _, t = resolve_target(target)
+    configs, notes = best_configs(te_module, tuning_db, target_id(t))
+    for name, f in kernels_at_te(te_module).items():
+        if name in configs:
+            f.attributes[CONFIG_ATTR] = StringAttr(configs[name])
+    for note in notes:
+        print(note, file=sys.stderr)
 
 
 class CompiledModule:
@@ -80,6 +108,7 @@ class CompiledModule:
         entry: str,
         opt_level: int | None = None,
         pipeline: str | None = None,
+        tuning_db=None,
     ):
         from lathe.backends.interface import default_num_threads
         from lathe.backends.registry import resolve_target
@@ -109,7 +138,8 @@ class CompiledModule:
             params = {}
             names = param_names(next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == entry))
         pipeline = with_pass_options(pipeline, self.backend.graph_pass_options(self.target))
-        self.loop_module = self.backend.lower(lower(module, pipeline=pipeline), self.target)
+        lowered = lower(module, pipeline=pipeline, tuning_db=tuning_db, target=self.target)
+        self.loop_module = self.backend.lower(lowered, self.target)
         self.kernels = self.backend.load(self.loop_module, self.target)
         addresses = {
             f.sym_name.data: self.kernels.address(f.sym_name.data)  # type: ignore[union-attr]
@@ -164,10 +194,32 @@ def compile(
     entry: str = "main",
     opt_level: int | None = None,
     pipeline: str | None = None,
+    tuning_db: str | os.PathLike | None = None,
 ) -> CompiledModule:
     """Compile `module` for `target` at `opt_level` (0..3, default 3), or with an explicit
-    graph-to-loop `pipeline`; parameters found in `params` are bound by name."""
-    return CompiledModule(module, target, params, num_threads, entry, opt_level, pipeline)
+    graph-to-loop `pipeline`; parameters found in `params` are bound by name. With
+    `tuning_db` (from `lathe tune`), each kernel takes its best recorded schedule; one
+    warning names the kernels that have none."""
+    return CompiledModule(module, target, params, num_threads, entry, opt_level, pipeline, tuning_db)
+
+
+def tune(
+    module: ModuleOp,
+    params=None,
+    trials: int = 64,
+    db: str | os.PathLike = "lathe-tuning.jsonl",
+    target: str = "llvm",
+    timeout_s: float = 60.0,
+    search: str = "xgb",
+    progress: bool = False,
+    **options,
+):
+    """Tune the schedule of every distinct kernel of `module` with `trials` measurements each,
+    appending them to the database `db`; compile with `tuning_db=db` to use the best.
+    Returns one result per task (trials, failures, best record, speedup over the default)."""
+    from lathe.tuner.tune import tune as run
+
+    return run(module, _params(params), trials, db, target, timeout_s, search, progress=progress, **options)
 
 
 def interpret(module: ModuleOp, params=None, entry: str = "main", **inputs):

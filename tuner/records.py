@@ -1,0 +1,96 @@
+"""The tuning database: one JSON object per line, one line per trial.
+
+Every line carries the format version, the workload key (a hash of the normalised kernel
+and the target, tuner/tasks.py), the target, the configuration's text and the outcome. A
+trial is appended with one `write` of one whole line to a file opened O_APPEND, then
+fsync'd: a run killed at any moment leaves at most its last line torn, which the reader
+reports by line number and skips. Records of other workloads or targets are kept in the
+file and ignored by whoever does not ask for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Record:
+    workload: str
+    target: str
+    task: str  # the kernel's name, for people
+    config: str
+    status: str  # one of measure.STATUSES
+    seconds: float | None = None
+    noise: float | None = None
+    flops: float = 0.0
+    error: str = ""
+    time: float = 0.0  # when it was measured (Unix seconds)
+    v: int = FORMAT_VERSION
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / self.seconds / 1e9 if self.seconds else 0.0
+
+
+def append(path: str | os.PathLike, record: Record) -> None:
+    data = dict(asdict(record))
+    data["time"] = data["time"] or time.time()
+    line = (json.dumps(data, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load(path: str | os.PathLike) -> tuple[list[Record], list[str]]:
+    """Every readable record, and a note per line that is not one (a torn last write, a
+    hand edit, a newer format): a corrupt database is never fatal."""
+    records: list[Record] = []
+    notes: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+    except FileNotFoundError:
+        return [], []
+    except OSError as e:
+        return [], [f"note: cannot read tuning database {path}: {e.strerror}; tuning from scratch"]
+    fields = set(Record.__dataclass_fields__)
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            if data.get("v") != FORMAT_VERSION:
+                raise ValueError(f"format version {data.get('v')!r}, this Lathe reads {FORMAT_VERSION}")
+            records.append(Record(**{k: v for k, v in data.items() if k in fields}))
+        except (ValueError, TypeError) as e:
+            notes.append(f"note: {path}:{n}: corrupt record skipped ({e})")
+    return records, notes
+
+
+def best(records: list[Record], workload: str) -> Record | None:
+    ok = [r for r in records if r.workload == workload and r.status == "ok" and r.seconds]
+    return min(ok, key=lambda r: r.seconds) if ok else None  # type: ignore[arg-type,return-value]
+
+
+def foreign_note(path, records: list[Record], workloads: set[str], target: str) -> str | None:
+    """One note for the records that are for another target or another workload."""
+    other_target = sum(1 for r in records if r.target != target)
+    other_work = sum(1 for r in records if r.target == target and r.workload not in workloads)
+    if not other_target and not other_work:
+        return None
+    parts = []
+    if other_target:
+        parts.append(f"{other_target} for other targets")
+    if other_work:
+        parts.append(f"{other_work} for workloads this model does not have")
+    return f"note: {path}: ignored {' and '.join(parts)} (target here: {target})"

@@ -1,0 +1,141 @@
+"""Choosing the next candidates: random search, and a learned cost model with annealing.
+
+`ModelSearch` ranks configurations with xgboost (`rank:pairwise`: only the order of
+candidates matters, not their predicted seconds) trained on loop-program features
+(tuner/features.py) of every measured candidate of the task, retrained before each batch.
+A batch is chosen by simulated annealing over the model's scores, started from the best
+measured configurations and from random ones, each step changing one knob; a share
+`epsilon` of every batch is random (exploration), and a batch never repeats a
+configuration. Until enough candidates are measured, it searches at random.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+
+from lathe.lowering.schedules import Config, Space
+
+
+def random_config(template: str, space: Space, rnd: random.Random) -> Config:
+    return Config(template, tuple((k.name, rnd.choice(k.candidates)) for k in space))
+
+
+def full(template: str, space: Space, config: Config) -> Config:
+    """`config` with every knob spelled out (knobs left out take their defaults): one text per point."""
+    values = config.resolve(template, space)
+    return Config(template, tuple((k.name, values[k.name]) for k in space))
+
+
+class RandomSearch:
+    def __init__(self, template: str, space: Space, seed: int = 0):
+        self.template, self.space = template, space
+        self.rnd = random.Random(seed)
+
+    def observe(self, config: str, seconds: float | None, features: list[float]) -> None:
+        pass
+
+    def propose(self, n: int, tried: set[str], space_size: int) -> list[str]:
+        out: list[str] = []
+        for _ in range(50 * n):
+            if len(out) >= n or len(tried) + len(out) >= space_size:
+                break
+            c = str(random_config(self.template, self.space, self.rnd))
+            if c not in tried and c not in out:
+                out.append(c)
+        return out
+
+
+class ModelSearch(RandomSearch):
+    """xgboost ranking over features, simulated annealing over its predictions, ε-greedy."""
+
+    def __init__(
+        self,
+        template: str,
+        space: Space,
+        featurize,
+        seed: int = 0,
+        epsilon: float = 0.2,
+        min_train: int = 8,
+        sa_steps: int = 24,
+    ):
+        super().__init__(template, space, seed)
+        self.featurize = featurize  # config text -> features (lowering the candidate)
+        self.epsilon, self.min_train, self.sa_steps = epsilon, min_train, sa_steps
+        self.X: list[list[float]] = []
+        self.observed: list[str] = []
+        self.seconds: list[float | None] = []
+        self.features: dict[str, list[float]] = {}
+        self.model = None
+
+    def observe(self, config: str, seconds: float | None, features: list[float]) -> None:
+        if features:
+            self.features[config] = features
+            self.X.append(features)
+            self.observed.append(config)
+            self.seconds.append(seconds)
+
+    def _train(self) -> None:
+        import xgboost as xgb
+
+        ok = [s for s in self.seconds if s]
+        if len(ok) < self.min_train:
+            self.model = None
+            return
+        fastest = min(ok)
+        # relevance 0..30: a failed candidate ranks below every working one
+        labels = [round(30 * fastest / s) if s else 0 for s in self.seconds]
+        d = xgb.DMatrix(np.asarray(self.X, dtype=np.float32), label=np.asarray(labels, dtype=np.float32))
+        d.set_group([len(labels)])
+        params = {"objective": "rank:pairwise", "eta": 0.3, "max_depth": 6, "verbosity": 0, "nthread": 1}
+        self.model = xgb.train(params, d, num_boost_round=60)
+
+    def _score(self, configs: list[str]) -> list[float]:
+        import xgboost as xgb
+
+        feats = []
+        for c in configs:
+            if c not in self.features:
+                try:
+                    self.features[c] = self.featurize(c)
+                except Exception:  # a candidate that does not lower: the worker will say why
+                    self.features[c] = []
+            feats.append(self.features[c])
+        width = max((len(f) for f in feats if f), default=0)
+        if not width or self.model is None:
+            return [0.0] * len(configs)
+        X = np.asarray([f if f else [0.0] * width for f in feats], dtype=np.float32)
+        scores = self.model.predict(xgb.DMatrix(X))
+        return [float(s) if f else -math.inf for s, f in zip(scores, feats)]
+
+    def _neighbour(self, config: str) -> str:
+        values = dict(Config.parse(config).values)
+        k = self.rnd.choice(self.space)
+        values[k.name] = self.rnd.choice(k.candidates)
+        return str(Config(self.template, tuple((kk.name, values.get(kk.name, kk.default)) for kk in self.space)))
+
+    def propose(self, n: int, tried: set[str], space_size: int) -> list[str]:
+        self._train()
+        if self.model is None:
+            return super().propose(n, tried, space_size)
+        measured = sorted((s, c) for c, s in zip(self.observed, self.seconds) if s)
+        starts = [c for _, c in measured[:4]] + super().propose(4, tried, space_size)
+        scores = dict(zip(starts, self._score(starts)))
+        current = list(starts)
+        temperature = 1.0
+        for _ in range(self.sa_steps // max(len(current), 1) + 1):
+            proposals = [self._neighbour(c) for c in current]
+            new = [p for p in proposals if p not in scores]
+            scores.update(zip(new, self._score(new)))
+            for idx, (c, p) in enumerate(zip(current, proposals)):
+                delta = scores[p] - scores[c]
+                if delta >= 0 or self.rnd.random() < math.exp(delta / max(temperature, 1e-3)):
+                    current[idx] = p
+            temperature *= 0.7
+        ranked = [c for c, _ in sorted(scores.items(), key=lambda x: -x[1]) if c not in tried]
+        n_random = sum(1 for _ in range(n) if self.rnd.random() < self.epsilon)
+        out = ranked[: n - n_random]
+        out += [c for c in super().propose(n, tried | set(out), space_size) if c not in out][: n - len(out)]
+        return out
