@@ -1,7 +1,8 @@
 """The `lathe` command: run and compile models.
 
     lathe run FILE [--params p.npz] [--inputs in.npz] [--output out.npz] [--check] [--bench N]
-    lathe compile FILE [-o out.o | --emit=llvm|asm|obj] [--target T]
+    lathe compile FILE [-o out.o | --emit=llvm|asm|obj] [--target T] [--db tuning.jsonl]
+    lathe tune FILE [--params p.npz] --trials N --db tuning.jsonl [--target T] [--timeout S]
     lathe import MODEL.onnx [-o model.lathe] [--opset N] [--shape NAME=D0,D1,...]
     lathe demo [--threads N] [--quick]
 
@@ -101,7 +102,13 @@ def cmd_run(args) -> int:
     # so their preprocessing folds away; inputs (given or filled) stay run-time inputs
     weights = {k: v for k, v in values.items() if k in params and k not in inputs}
     cm = lathe.compile(
-        module, target=args.target, params=weights, num_threads=args.threads, entry=args.entry, opt_level=args.opt_level
+        module,
+        target=args.target,
+        params=weights,
+        num_threads=args.threads,
+        entry=args.entry,
+        opt_level=args.opt_level,
+        tuning_db=args.db,
     )
     result = cm.run(**{k: v for k, v in values.items() if k not in weights})
     if args.output:
@@ -145,7 +152,7 @@ def cmd_compile(args) -> int:
     backend, target = resolve_target(args.target)
     level = DEFAULT_OPT_LEVEL if args.opt_level is None else args.opt_level
     pipeline = with_pass_options(pipeline_for(level, module), backend.graph_pass_options(target))
-    lowered = backend.lower(lathe.lower(module, pipeline=pipeline), target)
+    lowered = backend.lower(lathe.lower(module, pipeline=pipeline, tuning_db=args.db, target=target), target)
     if args.output and _is_directory_output(args.output) and args.emit is None:
         files = backend.artifact(lowered, target)
         os.makedirs(args.output, exist_ok=True)
@@ -260,6 +267,30 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    """Tune every distinct kernel, appending each trial to --db; then the table per task."""
+    import lathe
+    from lathe.tuner.tune import format_table
+
+    module = lathe.load(args.file)
+    params = lathe.load_params(args.params) if args.params else {}
+    results = lathe.tune(
+        module,
+        params=params,
+        trials=args.trials,
+        db=args.db,
+        target=args.target,
+        timeout_s=args.timeout,
+        search=args.search,
+        progress=True,
+        seed=args.seed,
+        early_stop=args.early_stop,
+    )
+    print(format_table(results))
+    print(f"records in {args.db}; compile with them: lathe run {args.file} --db {args.db}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from lathe.tools.demo import run
 
@@ -316,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--entry", default="main")
     r.add_argument("--seed", type=_at_least(0), default=0, help="seed for inputs filled with random values")
     r.add_argument(
+        "--db", metavar="PATH", help="schedule each kernel by its best record in this tuning database (lathe tune)"
+    )
+    r.add_argument(
         "-O",
         dest="opt_level",
         type=int,
@@ -351,7 +385,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="optimization level 0..3 (default 3)",
     )
+    c.add_argument(
+        "--db", metavar="PATH", help="schedule each kernel by its best record in this tuning database (lathe tune)"
+    )
     c.set_defaults(fn=cmd_compile)
+    t = sub.add_parser("tune", help="tune the schedule of every distinct kernel, recording trials in a database")
+    t.add_argument("file")
+    t.add_argument("--params", help=".npz with weights, bound to parameters by name (as lathe run does)")
+    t.add_argument("--trials", type=_at_least(0), required=True, metavar="N", help="measurements per kernel")
+    t.add_argument("--db", required=True, metavar="PATH", help="the JSON-lines database to append to and resume from")
+    t.add_argument("--target", default="llvm", help="target string, e.g. 'llvm -mcpu=znver4'")
+    t.add_argument(
+        "--timeout", type=_non_negative_float, default=60.0, metavar="S", help="seconds per candidate (default 60)"
+    )
+    t.add_argument("--search", choices=["xgb", "random"], default="xgb", help="cost-model search or random search")
+    t.add_argument("--seed", type=_at_least(0), default=0, help="seed of the search and of the inputs")
+    t.add_argument(
+        "--early-stop", type=_at_least(1), default=None, metavar="N", help="stop a kernel after N trials without a gain"
+    )
+    t.set_defaults(fn=cmd_tune)
     b = sub.add_parser("backends", help="list the installed backends, or run the conformance suite on one")
     b.add_argument("--check", metavar="NAME", help="run the backend conformance suite on target NAME")
     b.set_defaults(fn=cmd_backends)
