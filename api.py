@@ -155,6 +155,7 @@ class CompiledModule:
             names,
             before_run=lambda: self.kernels.set_num_threads(threads),
             device=self.backend.device(self.target),
+            library=self.kernels,
         )
         self.input_names = self.executor.input_names
 
@@ -179,8 +180,14 @@ class CompiledModule:
     def compile_stats(self):
         return self.kernels.stats
 
-    def run(self, *inputs, **named):
-        return self.executor.run(*inputs, **named)
+    def run(self, *inputs, out=None, **named):
+        """Inputs by position or by name; results in fresh arrays (a tuple, nested as the model
+        returns them, where it returns several), or written into `out`, nested the same way."""
+        return self.executor.run(*inputs, out=out, **named)
+
+    def memory_report(self):
+        """Bytes of intermediates as planned, with a buffer each, and the live peak (MemoryReport)."""
+        return self.executor.memory_report()
 
     def benchmark(self, repeat: int = 100, warmup_seconds: float = 1.0) -> list[float]:
         return self.executor.benchmark(repeat, warmup_seconds)

@@ -115,6 +115,15 @@ class KernelLibrary:
         """How many threads parallel loops may use from now on. The executor calls it before
         each run: two modules may share one loaded library, and each keeps its own count."""
 
+    def entry(self, calls: Sequence[tuple[str, Sequence[int]]], num_slots: int) -> int | None:
+        """One native function for a whole run, so that a run is one call (ahead-of-time
+        glue): the address of `void entry(void **slots)`, which calls the kernels of `calls`
+        in order, each with its arguments' buffer addresses read from `slots` at the indices
+        given (`slots` holds `num_slots` addresses, patched by the executor per run for
+        inputs and outputs). None (the default) where the backend has no such thing: the
+        executor then calls each kernel's packed entry itself."""
+        return None
+
 
 class Backend:
     """One code generator: subclass it, set the class attributes, implement the methods.
@@ -193,7 +202,12 @@ class Backend:
 
 class Device:
     """Where a model's buffers live. Kernels take buffer addresses, so a buffer is
-    anything with an address; the executor plans them once and reuses them every run."""
+    anything with an address; the executor plans them once and reuses them every run.
+    Where buffers are host numpy arrays (`host_memory`), kernels read the caller's
+    inputs and write the arrays `run()` returns in place; elsewhere every input is
+    copied in and every output copied out."""
+
+    host_memory: ClassVar[bool] = False
 
     def allocate(self, shape: Sequence[int], dtype) -> object:
         raise NotImplementedError
@@ -261,6 +275,8 @@ def aligned_empty(shape: Sequence[int], dtype, align: int = ALIGN) -> np.ndarray
 
 class HostDevice(Device):
     """Host memory: buffers are aligned numpy arrays (CPU backends)."""
+
+    host_memory = True
 
     def allocate(self, shape: Sequence[int], dtype) -> np.ndarray:
         return aligned_empty(shape, dtype)

@@ -706,6 +706,7 @@ def _bufferize_glue(fn: func.FuncOp, module: ModuleOp, kernels: dict[str, func.F
     block = fn.body.block
     for arg in list(block.args):
         Rewriter.replace_value_with_new_type(arg, memref_of(arg.type))
+    tuples = _Tuples()
     for op in list(block.ops):
         if isinstance(op, func.CallOp) and op.callee.root_reference.data in kernels:
             allocs = []
@@ -729,9 +730,10 @@ def _bufferize_glue(fn: func.FuncOp, module: ModuleOp, kernels: dict[str, func.F
             get = memref.GetGlobalOp(name, t)
             Rewriter.replace_op(op, get)
         elif isinstance(op, graph.TupleOp | graph.TupleGetItemOp):
-            new = type(op).create_inferred(list(op.operands), dict(op.properties))
-            Rewriter.replace_op(op, new)
-        elif isinstance(op, func.ReturnOp | memref.AllocOp | memref.GetGlobalOp):  # (these: an earlier run's)
+            tuples.resolve(op)
+        elif isinstance(op, func.ReturnOp):
+            tuples.flatten_return(fn, op)
+        elif isinstance(op, memref.AllocOp | memref.GetGlobalOp):  # (an earlier run's)
             continue
         elif isinstance(op, func.CallOp):
             raise LatheError(_non_kernel_call(module, fn, op.callee.root_reference.data))
@@ -739,9 +741,82 @@ def _bufferize_glue(fn: func.FuncOp, module: ModuleOp, kernels: dict[str, func.F
             raise LatheError(
                 f"lower-te-to-loop: '{op.name}' in @{fn.sym_name.data} is not in a kernel; run outline-kernels first"
             )
+    tuples.erase()
     ret = block.last_op
     assert isinstance(ret, func.ReturnOp)
     fn.function_type = func.FunctionType.from_lists([a.type for a in block.args], [v.type for v in ret.operands])
+
+
+# A glue function's results as the model returns them, where some are tuples: the function
+# returns its leaf buffers flat and this attribute rebuilds the nesting, one entry per result
+# of the graph-level function: a leaf's index among the flat results, or an array (a tuple).
+RESULT_NESTING = "lathe.result_nesting"
+Nesting = int | tuple["Nesting", ...]
+
+
+def result_nesting(fn: func.FuncOp) -> tuple[Nesting, ...]:
+    """The graph-level results of a bufferized glue function as indices into its flat results."""
+    attr = fn.attributes.get(RESULT_NESTING)
+    if attr is None:
+        ret = fn.body.block.last_op
+        return tuple(range(len(ret.operands))) if isinstance(ret, func.ReturnOp) else ()
+
+    def decode(a: Attribute) -> Nesting:
+        if isinstance(a, ArrayAttr):
+            return tuple(decode(x) for x in a.data)
+        if isinstance(a, IntegerAttr):
+            return a.value.data
+        raise LatheError(f"@{fn.sym_name.data}: malformed {RESULT_NESTING} entry {a}")
+
+    assert isinstance(attr, ArrayAttr)
+    return tuple(decode(a) for a in attr.data)
+
+
+class _Tuples:
+    """Tuples exist only between buffers, so the glue resolves them statically: a projection
+    becomes the buffer it names and a returned tuple becomes its leaves (the executor and
+    any other runtime deal in buffers only). A projection of a tuple-typed parameter, which
+    no build can resolve, stays an op (the executor rejects such a parameter by name)."""
+
+    def __init__(self):
+        self.fields: dict[SSAValue, tuple[SSAValue, ...]] = {}
+        self.ops: list[Operation] = []
+
+    def leaves_of(self, v: SSAValue):
+        return tuple(self.leaves_of(x) for x in self.fields[v]) if v in self.fields else v
+
+    def resolve(self, op: graph.TupleOp | graph.TupleGetItemOp) -> None:
+        if isinstance(op, graph.TupleOp):
+            self.fields[op.result] = tuple(op.operands)
+            self.ops.append(op)
+        elif op.tuple in self.fields:
+            item = self.fields[op.tuple][op.index.value.data]
+            if item in self.fields:
+                self.fields[op.result] = self.fields[item]
+            else:
+                op.result.replace_all_uses_with(item)
+            self.ops.append(op)
+        else:
+            Rewriter.replace_op(op, type(op).create_inferred(list(op.operands), dict(op.properties)))
+
+    def flatten_return(self, fn: func.FuncOp, ret: func.ReturnOp) -> None:
+        if not any(v in self.fields for v in ret.operands):
+            return
+        flat: list[SSAValue] = []
+
+        def encode(x) -> Attribute:
+            if isinstance(x, tuple):
+                return ArrayAttr(tuple(encode(y) for y in x))
+            flat.append(x)
+            return IntegerAttr(len(flat) - 1, 64)
+
+        nesting = ArrayAttr(tuple(encode(self.leaves_of(v)) for v in ret.operands))
+        Rewriter.replace_op(ret, func.ReturnOp(*flat))
+        fn.attributes[RESULT_NESTING] = nesting
+
+    def erase(self) -> None:
+        for op in reversed(self.ops):  # users before the tuples they read
+            Rewriter.erase_op(op)
 
 
 def _non_kernel_call(module: ModuleOp, fn: func.FuncOp, callee: str) -> str:

@@ -108,6 +108,7 @@ class CompiledKernels(KernelLibrary):
             done.add(key)
             self.engine.add_object_file(llvm.ObjectFileRef.from_data(self._object(f, key, directory)))
         self.engine.finalize_object()
+        self._entries = 0  # native entries made so far (each a function of its own name)
         self.stats.seconds = time.perf_counter() - t0
 
     def _object(self, f: func.FuncOp, key: str, directory: Path | None) -> bytes:
@@ -142,3 +143,37 @@ class CompiledKernels(KernelLibrary):
 
     def set_num_threads(self, n: int) -> None:
         self.pool.set_num_threads(n)
+
+    def entry(self, calls, num_slots: int) -> int:
+        """A run as one function, JIT-compiled into the kernels' engine (see `entry_ir`)."""
+        self._entries += 1
+        name = f"lathe_entry_{self._entries}"
+        mod = llvm.parse_assembly(entry_ir(name, [(f"lathe_{self.keys[k]}__packed", args) for k, args in calls]))
+        mod.triple = self.target.triple
+        mod.data_layout = str(self.tm.target_data)
+        mod.verify()
+        self.engine.add_module(mod)
+        self.engine.finalize_object()
+        return self.engine.get_function_address(name)
+
+
+def entry_ir(name: str, calls) -> str:
+    """`void name(ptr slots)`: for each (packed kernel symbol, slot indices), copy the buffer
+    addresses its arguments name from `slots` into one stack array and call the kernel: what
+    the executor does per kernel from Python, as one native call."""
+    width = max((len(args) for _, args in calls), default=1) or 1
+    lines = [f"define void @{name}(ptr noalias nocapture readonly %slots) {{", "entry:"]
+    lines.append(f"  %args = alloca [{width} x ptr], align 8")
+    symbols: dict[str, None] = {}
+    for c, (symbol, args) in enumerate(calls):
+        symbols[symbol] = None
+        for k, s in enumerate(args):
+            lines += [
+                f"  %s{c}.{k} = getelementptr inbounds ptr, ptr %slots, i64 {s}",
+                f"  %p{c}.{k} = load ptr, ptr %s{c}.{k}, align 8",
+                f"  %a{c}.{k} = getelementptr inbounds [{width} x ptr], ptr %args, i64 0, i64 {k}",
+                f"  store ptr %p{c}.{k}, ptr %a{c}.{k}, align 8",
+            ]
+        lines.append(f"  call void @{symbol}(ptr %args)")
+    lines += ["  ret void", "}"]
+    return "\n".join([*(f"declare void @{s}(ptr)" for s in symbols), *lines, ""])
