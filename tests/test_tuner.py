@@ -1,0 +1,217 @@
+"""The tuner: configurations as values, tasks, isolated measurement, records, search, and
+compiling with records. Nothing here asserts a timing; "improves or equals" compares the
+recorded best with the recorded default, which the best is chosen from."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import lathe
+from lathe.api import parse_source
+from lathe.dialects import make_context
+from lathe.errors import LatheError
+from lathe.lowering.schedules import Config, plan_kernel
+from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
+from lathe.tuner import records
+from lathe.tuner.measure import FAULT_ENV, LocalRunner, Timing
+from lathe.tuner.search import full
+from lathe.tuner.tasks import extract_tasks, kernels_at_te
+
+DENSE = """def @main(%x: Tensor[(16, 64), float32], %w: Tensor[(48, 64), float32], %b: Tensor[(48), float32]) {
+  %0 = nn.dense(%x, %w);
+  %1 = nn.bias_add(%0, %b);
+  nn.relu(%1)
+}"""
+
+QUICK = Timing(warmup_s=0.0, repeat=3, min_repeat_s=0.001)
+
+
+@pytest.fixture
+def dense(rng):
+    module = parse_source(DENSE, "dense.lathe")
+    params = {
+        "w": rng.standard_normal((48, 64)).astype(np.float32),
+        "b": rng.standard_normal(48).astype(np.float32),
+    }
+    return module, params
+
+
+def _te_kernels(module, params):
+    from lathe.passes.fold_constant import bind_params
+
+    m = bind_params(module.clone(), params, "main")
+    build_pipeline(GRAPH_PIPELINES[3] + ",lower-graph-to-te").apply(make_context(), m)
+    return m
+
+
+def _scheduled(te_module, pipeline: str) -> str:
+    m = te_module.clone()
+    build_pipeline(pipeline).apply(make_context(), m)
+    return str(m)
+
+
+def test_config_round_trip_and_default_replay(dense):
+    te_module = _te_kernels(*dense)
+    f = kernels_at_te(te_module)["fused_nn_contrib_dense_pack_nn_bias_add_nn_relu_0"]
+    plan = plan_kernel(f, 16)
+    default = full(plan.template_name, plan.space, Config(plan.template_name))
+    assert Config.parse(str(default)) == default
+    assert str(default).startswith("dense_pack:tile_i=8,tile_j=")
+    # the default configuration, spelled out, gives exactly the IR of apply-default-schedule
+    replayed = _scheduled(te_module, f'apply-schedule{{config="{default}" vector_lanes=16}}')
+    assert replayed == _scheduled(te_module, "apply-default-schedule{vector_lanes=16}")
+    other = Config.parse("dense_pack:tile_i=4,cache_i=2,tile_k=32,unroll_k=2")
+    assert _scheduled(te_module, f'apply-schedule{{config="{other}"}}') != replayed
+
+
+def test_invalid_knob_value_names_the_allowed_ones(dense):
+    te_module = _te_kernels(*dense)
+    with pytest.raises(LatheError) as e:
+        _scheduled(te_module, 'apply-schedule{config="dense_pack:tile_i=7"}')
+    assert "knob 'tile_i' of template 'dense_pack' cannot be 7" in e.value.message
+    assert "allowed values: 1, 2, 4, 8, 16" in e.value.note
+    with pytest.raises(LatheError) as e:
+        _scheduled(te_module, 'apply-schedule{config="dense_pack:nope=1"}')
+    assert "has no knob 'nope'" in e.value.message and "tile_i" in e.value.note
+    with pytest.raises(LatheError, match="expected TEMPLATE"):
+        Config.parse(":tile_i=4")
+
+
+def test_non_default_configurations_compute_the_same_function(dense, rng):
+    module, params = dense
+    x = rng.standard_normal((16, 64)).astype(np.float32)
+    ref = lathe.interpret(module, x=x, **params)
+    for cfg in (
+        "dense_pack:tile_i=2,tile_j=16,cache_i=4,tile_k=32,order=ji,unroll_k=4,parallel=outer",
+        "dense_pack:tile_i=16,cache_j=2,unroll_k=8",
+    ):
+        pipe = (
+            GRAPH_PIPELINES[3]
+            + f',lower-graph-to-te,apply-schedule{{config="{cfg}"}},apply-default-schedule,lower-te-to-loop,cleanup-loops'
+        )
+        out = lathe.compile(module, params=params, pipeline=pipe).run(x=x)
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_tasks_are_distinct_kernels_with_weights(rng):
+    src = """def @main(%x: Tensor[(8, 32), float32], %w: Tensor[(32, 32), float32]) {
+      %0 = nn.dense(%x, %w);
+      %1 = nn.dense(%0, %w);
+      nn.dense(%1, %w)
+    }"""
+    module = parse_source(src, "chain.lathe")
+    tasks = extract_tasks(module, "llvm", {"w": rng.standard_normal((32, 32)).astype(np.float32)})
+    dense = [t for t in tasks if t.template == "dense_pack"]
+    assert len(dense) == 1 and dense[0].weight == 3, [(t.name, t.weight) for t in tasks]
+    assert len({t.key for t in tasks}) == len(tasks)
+    # the key names the target: another CPU is another workload
+    other = extract_tasks(module, "llvm -mcpu=x86-64", {"w": rng.standard_normal((32, 32)).astype(np.float32)})
+    assert {t.key for t in other}.isdisjoint({t.key for t in tasks})
+
+
+def test_records_append_whole_lines_and_skip_corrupt_ones(tmp_path):
+    db = tmp_path / "t.jsonl"
+    for k in range(3):
+        records.append(db, records.Record("w", "llvm", "k", f"per_stage:reduce_tile_j={k}", "ok", 1.0 + k, 0.01, 2e9))
+    with open(db, "ab") as f:
+        f.write(b'{"v": 1, "workload": "w", "tar')  # a write torn by kill -9
+    recs, notes = records.load(db)
+    assert [r.seconds for r in recs] == [1.0, 2.0, 3.0]
+    assert len(notes) == 1 and f"{db}:4: corrupt record skipped" in notes[0]
+    # appending after a torn line starts a new line (the torn one stays one bad line)
+    with open(db, "ab") as f:
+        f.write(b"\n")
+    records.append(db, records.Record("w", "llvm", "k", "per_stage", "ok", 0.5, 0.0, 2e9))
+    recs, notes = records.load(db)
+    assert records.best(recs, "w").seconds == 0.5 and len(notes) == 1
+    lines = db.read_bytes().split(b"\n")
+    assert json.loads(lines[-2])["v"] == records.FORMAT_VERSION
+    with open(db, "ab") as f:
+        f.write(b'{"v": 99, "workload": "w"}\n')
+    assert "format version 99" in records.load(db)[1][-1]
+    assert records.load(tmp_path / "missing.jsonl") == ([], [])
+
+
+def test_measurement_survives_crash_hang_and_wrong_results(dense, monkeypatch):
+    task = next(t for t in extract_tasks(dense[0], "llvm", dense[1]) if t.template == "dense_pack")
+    inputs = task.random_inputs()
+    reference = task.reference(inputs)
+    monkeypatch.setenv(FAULT_ENV, "crash@tile_i=1,;hang@tile_i=2,;wrong@tile_i=4,")
+
+    def job(cfg):
+        return dict(
+            module=task.module_text(),
+            config=cfg,
+            lanes=task.lanes,
+            target=task.target,
+            inputs=inputs,
+            reference=reference,
+            timing=QUICK,
+        )
+
+    with LocalRunner(timeout_s=8) as runner:
+        got = {c: runner.measure(job(f"dense_pack:tile_i={c},")) for c in (1, 2, 4, 8)}
+    assert got[1].status == "crash" and "exit code" in got[1].error
+    assert got[2].status == "timeout"
+    assert got[4].status == "wrong" and "relative error" in got[4].error
+    assert got[8].ok and got[8].seconds > 0 and got[8].noise >= 0 and got[8].features
+
+
+def test_short_tune_then_compile_with_records(dense, rng, tmp_path, capsys):
+    module, params = dense
+    db = tmp_path / "tune.jsonl"
+    results = lathe.tune(module, params=params, trials=8, db=db, timeout_s=60, search="xgb", timing=QUICK)
+    assert results and all(r.best is not None for r in results)
+    for r in results:
+        assert r.default is not None and r.best.seconds <= r.default.seconds
+        assert r.trials == 8
+    recs, notes = records.load(db)
+    assert not notes and len(recs) == 8 * len(results)
+    # resume: a second run measures only new configurations
+    again = lathe.tune(module, params=params, trials=2, db=db, search="random", timing=QUICK)
+    recs2, _ = records.load(db)
+    assert len(recs2) == len(recs) + 2 * len(again)
+    assert len({(r.workload, r.config) for r in recs2}) == len(recs2)
+    capsys.readouterr()
+    x = rng.standard_normal((16, 64)).astype(np.float32)
+    cm = lathe.compile(module, params=params, tuning_db=db)
+    assert "warning" not in capsys.readouterr().err
+    np.testing.assert_allclose(cm.run(x=x), lathe.interpret(module, x=x, **params), rtol=1e-5, atol=1e-5)
+    # each kernel is scheduled by its best record: the configuration lands on the kernel
+    from lathe.passes.fold_constant import bind_params
+
+    bound = bind_params(module.clone(), params, "main")
+    te_level = lathe.lower(
+        bound, pipeline=GRAPH_PIPELINES[3] + ",lower-graph-to-te,apply-default-schedule", tuning_db=db
+    )
+    applied = {name: f.attributes["lathe.schedule_config"].data for name, f in kernels_at_te(te_level).items()}
+    assert applied == {name: r.best.config for r in results for name in r.task.kernels}
+
+
+def test_compile_warns_once_for_kernels_without_records(dense, tmp_path, capsys):
+    module, params = dense
+    db = tmp_path / "other.jsonl"
+    records.append(db, records.Record("0" * 24, "llvm -mcpu=other", "k", "per_stage", "ok", 1.0))
+    lathe.compile(module, params=params, tuning_db=db)
+    err = capsys.readouterr().err.strip().splitlines()
+    warnings = [line for line in err if line.startswith("warning:")]
+    assert len(warnings) == 1 and "fused_nn_contrib_dense_pack_nn_bias_add_nn_relu_0" in warnings[0]
+    assert any("ignored 1 for other targets" in line for line in err)
+
+
+def test_cli_tune_then_run_with_db(tmp_path, dense):
+    from lathe.tools.lathe_cli import main
+
+    module, params = dense
+    src = tmp_path / "d.lathe"
+    src.write_text(DENSE)
+    np.savez(tmp_path / "d.npz", **params)
+    db = str(tmp_path / "d.jsonl")
+    assert (
+        main(["tune", str(src), "--params", str(tmp_path / "d.npz"), "--trials", "2", "--db", db, "--search", "random"])
+        == 0
+    )
+    assert os.path.getsize(db) > 0
+    assert main(["run", str(src), "--params", str(tmp_path / "d.npz"), "--db", db, "--check"]) == 0
