@@ -20,17 +20,14 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
-    FloatAttr,
     FunctionType,
     IntegerAttr,
     ModuleOp,
     TensorType,
     TupleType,
-    f64,
     i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
-from xdsl.irdl.constraints import VerificationContext
 from xdsl.utils.exceptions import VerifyException
 
 from lathe.dialects import dtypes, graph
@@ -380,14 +377,10 @@ class RelayParser:
             value = self.attr_value(val_tree)
             if value is None:
                 continue
-            attr = _coerce(value, op_def.properties[key].constr)
-            if attr is None:
-                raise self.error(
-                    f"attribute '{key}' of {name} cannot be {_show(value)}",
-                    val_tree,
-                    f"expected {_constraint_name(op_def.properties[key].constr)}",
-                )
-            props[key] = attr
+            try:
+                props[key] = cls.coerce(key, value)
+            except graph.ShapeError as e:
+                raise self.error(str(e), val_tree) from None
         return self._make(cls, operands, props, at, kwargs)
 
     def attr_value(self, t: Tree):
@@ -428,37 +421,6 @@ class RelayParser:
 def _type_parser() -> Lark:
     grammar = (Path(__file__).parent / "relay.lark").read_text()
     return Lark(grammar, parser="lalr", start="type", propagate_positions=True, maybe_placeholders=True)
-
-
-def _show(v) -> str:
-    return repr(v) if not isinstance(v, bool) else str(v)
-
-
-def _constraint_name(constr) -> str:
-    text = str(constr)
-    for key, name in (
-        ("IntegerAttr", "an integer or bool"),
-        ("FloatAttr", "a float"),
-        ("StringAttr", "a string"),
-        ("ArrayAttr", "a list"),
-    ):
-        if key in text:
-            return name
-    return text
-
-
-def _coerce(v, constr) -> Attribute | None:
-    candidates = [lambda: graph.to_attr(v)]
-    if isinstance(v, int) and not isinstance(v, bool):
-        candidates.append(lambda: FloatAttr(float(v), f64))
-    for make in candidates:
-        try:
-            attr = make()
-            constr.verify(attr, VerificationContext())
-            return attr
-        except (VerifyException, ValueError, OverflowError):
-            continue
-    return None
 
 
 def parse_relay(text: str, filename: str = "<string>") -> ModuleOp:

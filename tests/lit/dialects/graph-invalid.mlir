@@ -19,3 +19,18 @@ func.func @dtype(%x: tensor<4xf32>, %y: tensor<4xi32>) -> tensor<4xf32> {
   func.return %0 : tensor<4xf32>
 }
 // CHECK: multiply: operand dtypes differ: Tensor[(4), float32] vs Tensor[(4), int32]
+
+// -----
+// Properties are typed: a flag is an i1, whatever integer it is spelled as.
+func.func @flag_kind(%x: tensor<2x4xf32>) -> tensor<2xf32> {
+  %0 = graph.sum %x {axis = 1 : i64, keepdims = 1 : i64} : (tensor<2x4xf32>) -> tensor<2xf32>
+  func.return %0 : tensor<2xf32>
+}
+// CHECK: graph.sum: Expected attribute i1 but got i64
+
+// -----
+func.func @string_kind(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
+  %0 = "graph.nn.max_pool2d"(%x) <{layout = 4 : i64}> : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
+  func.return %0 : tensor<1x2x4x4xf32>
+}
+// CHECK: 'graph.nn.max_pool2d' does not verify: Unexpected attribute 4 : i64

@@ -1,13 +1,14 @@
 // RUN: lathe-opt %s --split-input-file | filecheck %s
 // RUN: lathe-opt %s --split-input-file --print-op-generic | lathe-opt --split-input-file | filecheck %s
 
+// A property equal to its default is not printed (bias_add's axis, matmul's transpose_a).
 // CHECK-LABEL: func.func @ops
 // CHECK:   %0 = graph.nn.dense %x, %w {units = 8 : i64} : (tensor<2x4xf32>, tensor<8x4xf32>) -> tensor<2x8xf32>
-// CHECK:   %1 = graph.nn.bias_add %0, %b {axis = 1 : i64} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+// CHECK:   %1 = graph.nn.bias_add %0, %b : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
 // CHECK:   %2 = graph.nn.relu %1 : (tensor<2x8xf32>) -> tensor<2x8xf32>
 // CHECK:   %3 = graph.constant {value = dense<2.000000e+00> : tensor<f32>} : tensor<f32>
 // CHECK:   %4 = graph.multiply %2, %3 : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-// CHECK:   %5 = graph.nn.matmul %4, %w {transpose_a = false} : (tensor<2x8xf32>, tensor<8x4xf32>) -> tensor<2x4xf32>
+// CHECK:   %5 = graph.nn.matmul %4, %w : (tensor<2x8xf32>, tensor<8x4xf32>) -> tensor<2x4xf32>
 // CHECK:   %6 = graph.add %5, %x : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
 func.func @ops(%x: tensor<2x4xf32>, %w: tensor<8x4xf32>, %b: tensor<8xf32>) -> tensor<2x4xf32> {
   %0 = graph.nn.dense %x, %w {units = 8 : i64} : (tensor<2x4xf32>, tensor<8x4xf32>) -> tensor<2x8xf32>
@@ -28,4 +29,15 @@ func.func @tuples(%a: tensor<3xf32>, %b: tensor<2xi64>) -> tensor<2xi64> {
   %t = graph.tuple %a, %b : (tensor<3xf32>, tensor<2xi64>) -> tuple<tensor<3xf32>, tensor<2xi64>>
   %0 = graph.tuple_get_item %t {index = 1 : i64} : (tuple<tensor<3xf32>, tensor<2xi64>>) -> tensor<2xi64>
   func.return %0 : tensor<2xi64>
+}
+
+// -----
+// A property that differs from its default is printed; a float attribute is an f64.
+// CHECK-LABEL: func.func @non_defaults
+// CHECK: graph.nn.matmul %a, %b {transpose_b = true} : (tensor<2x3xf32>, tensor<4x3xf32>) -> tensor<2x4xf32>
+// CHECK: graph.nn.leaky_relu %0 {alpha = 2.000000e-01 : f64} : (tensor<2x4xf32>) -> tensor<2x4xf32>
+func.func @non_defaults(%a: tensor<2x3xf32>, %b: tensor<4x3xf32>) -> tensor<2x4xf32> {
+  %0 = graph.nn.matmul %a, %b {transpose_a = false, transpose_b = true} : (tensor<2x3xf32>, tensor<4x3xf32>) -> tensor<2x4xf32>
+  %1 = graph.nn.leaky_relu %0 {alpha = 0.2 : f64} : (tensor<2x4xf32>) -> tensor<2x4xf32>
+  func.return %1 : tensor<2x4xf32>
 }
