@@ -975,7 +975,7 @@ TE_COMPUTE: dict[type[Operation], Callable[[Operation], Stages]] = {
     graph.OnesLikeOp: _fill(1),
     graph.FullLikeOp: _full_like,
 }
-# Elementwise ops written as a scalar formula (dialects/graph.py's UnaryOp) need no entry.
+# Elementwise ops written as a scalar formula (dialects/graph/elementwise.py's UnaryOp) need no entry.
 TE_COMPUTE.update(
     {
         cls: (_elementwise if issubclass(cls, graph.UnaryOp) else _broadcast_op)(

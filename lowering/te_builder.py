@@ -185,7 +185,7 @@ round_even = _unary(math.RoundEvenOp)
 fabs = _unary(math.AbsFOp)
 
 
-# The math namespace a graph op's `scalar` formula is written in (dialects/graph.py's
+# The math namespace a graph op's `scalar` formula is written in (dialects/graph/elementwise.py's
 # UnaryOp), for te: the same formula that gives the op's numpy reference gives its compute.
 def absolute(x: Expr) -> Expr:
     return fabs(x) if is_float(x.type) else select(x.lt(0), -x, x)

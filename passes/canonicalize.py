@@ -1,6 +1,6 @@
 """Algebraic identities on graph ops, run by xDSL's own `canonicalize` pass.
 
-Graph ops carry the `GraphCanonicalization` trait (dialects/graph.py), which
+Graph ops carry the `GraphCanonicalization` trait (dialects/graph/core.py), which
 hands `canonicalize` the patterns registered here for the op's class — the
 MLIR way: one canonicalizer, patterns keyed by op. The dialect knows no
 transformation, so importing this module is what registers them (the pass
