@@ -342,9 +342,9 @@ def _contraction_axes(out: te.ComputeOp) -> tuple[list[str], str | None, str]:
 
 def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> Space:
     """Multi-level tiling of i, j and k: a register tile (tile_i rows × tile_j columns), a
-    cache block of cache_i × cache_j register tiles with k split by tile_k (0: not split; the
-    accumulators then live in registers over the whole of k), the order of the block loops,
-    k unrolled by unroll_k, and threads over the fused block loops or the outermost only."""
+    cache block of cache_i × cache_j register tiles, k split by tile_k (0: not split) and
+    unrolled by unroll_k, the order of the block loops, and threads over the fused block
+    loops or the outermost only."""
     extents = out.spatial_extents
     _, i, _ = _contraction_axes(out)
     rows, cols, depth = (extents[-2] if i is not None else 1), extents[-1], anchor.reduce_extent_list[-1]
@@ -366,16 +366,18 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: 
     """TVM's dense_pack for x86: a register tile of tile_i rows × tile_j columns accumulated
     over k in registers (the contraction computed at the output's tile loop), the epilogue
     (bias, activation) applied to the tile as it is written, output tiles spread over threads.
-    With a cache block (cache_i, cache_j > 1, or k split by tile_k) the contraction is
-    computed per block instead, its k loop outside the block's register tiles."""
+    A cache block (cache_i × cache_j register tiles) orders the tiles so that consecutive
+    ones share their rows of x or their panel of the weight; the contraction stays per
+    register tile, so its accumulators keep constant indices and stay in registers (computed
+    per block they would be indexed by the tile loop, and LLVM keeps them in memory).
+    tile_k splits k inside the register tile, the partial sums stored between its parts."""
     s_out = Schedule(out)
     local = s_out.cache_write() if anchor is out else Schedule(anchor)
     batch, i, j = _contraction_axes(out)
     mr, nr = int(k["tile_i"]), int(k["tile_j"])
     ci, cj, tk, uk = int(k["cache_i"]), int(k["cache_j"]), int(k["tile_k"]), int(k["unroll_k"])
-    blocked = ci > 1 or cj > 1 or tk > 0
     block: dict[str, str] = {}  # "i"/"j" -> the block loop over that axis
-    tiles: list[str] = []  # register-tile loops inside a block
+    tiles: list[str] = []  # the register-tile loops inside a block
     inner: list[str] = []
     for name, axis, factor, cache in (("i", i, mr, ci), ("j", j, nr, cj)):
         if axis is None:
@@ -389,10 +391,10 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: 
     outer = list(batch) + [block[a] for a in str(k["order"]) if a in block]
     s_out.reorder(*outer, *tiles, *inner)
     if k["parallel"] == "fused":
-        at = s_out.fuse(*outer) if len(outer) > 1 else outer[0]
-        par = at
+        par = s_out.fuse(*outer) if len(outer) > 1 else outer[0]
     else:
-        at, par = outer[-1], outer[0]
+        par = outer[0]
+    at = tiles[-1] if tiles else (par if k["parallel"] == "fused" else outer[-1])
     if len(inner) > 1:
         s_out.unroll(inner[0])
     s_out.vectorize(inner[-1])
@@ -400,39 +402,17 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: 
     local.compute_at(out, at)
     kname = anchor.axis_names[-1]
     spatial = anchor.axis_names[:-1]
-    if not blocked:
-        ks = [kname]
-        if uk > 1:
-            ks = list(local.split(kname, factor=uk))
-        local.reorder(*ks, *spatial)
-        if uk > 1:
-            local.unroll(ks[-1])
-        if len(spatial) > 1:
-            local.unroll(spatial[-2])
-        local.vectorize(spatial[-1])
-        return True
-    # a block: register tiles of the local stage inside the block, k (or its outer part) outside them
-    lb, li, lj = spatial[:-2], (spatial[-2] if len(spatial) > 1 else None), spatial[-1]
-    louter, linner = [], []
-    for axis, factor in ((li, mr), (lj, nr)):
-        if axis is None:
-            continue
-        o, n = local.split(axis, factor=factor)
-        louter.append(o)
-        linner.append(n)
-    kouter, kinner = [], [kname]
+    ks = [kname]
     if tk > 0:
-        ko, ki = local.split(kname, factor=tk)
-        kouter, kinner = [ko], [ki]
+        ks = list(local.split(kname, factor=tk))
     if uk > 1:
-        kk, ku = local.split(kinner[0], factor=uk)
-        kinner = [kk, ku]
-    local.reorder(*lb, *kouter, *louter, *kinner, *linner)
+        ks = ks[:-1] + list(local.split(ks[-1], factor=uk))
+    local.reorder(*ks, *spatial)
     if uk > 1:
-        local.unroll(kinner[-1])
-    if len(linner) > 1:
-        local.unroll(linner[0])
-    local.vectorize(linner[-1])
+        local.unroll(ks[-1])
+    if len(spatial) > 1:
+        local.unroll(spatial[-2])
+    local.vectorize(spatial[-1])
     return True
 
 
@@ -652,7 +632,10 @@ class ApplySchedule(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         _check_lanes(self.name, self.vector_lanes)
-        config = Config.parse(self.config)
+        try:
+            config = Config.parse(self.config)
+        except LatheError as e:  # the option is the user's input: name the pass it was given to
+            raise LatheError(f"apply-schedule: option config: {e.message}", note=e.note) from None
         kernels = [f for f in defined_functions(op) if is_kernel(f) and not has_schedule(f)]
         chosen = [
             f

@@ -6,8 +6,9 @@
 // RUN: not lathe-opt %s -p 'lower-graph-to-te,apply-schedule{config="conv2d_nhwc"}' 2>&1 | filecheck %s --check-prefix=NONE
 
 // A configuration of the dense_pack template replays as schedule ops: a register tile of 4
-// rows x 16 columns, a cache block of 2 register tiles in i with k split by 32 outside them,
-// the block loops in j-then-i order, threads over the outermost block loop only.
+// rows x 16 columns, a cache block of 2 register tiles in i (the contraction computed per
+// register tile, so its accumulators stay in registers), k split by 32 and unrolled by 2
+// inside the tile, the block loops in j-then-i order, threads over the outermost block loop.
 // BLOCK-LABEL: func.func private @dense
 // BLOCK:      %[[SUM:.*]] = te.compute {stage = "T_dense_pack"
 // BLOCK:      %[[LOCAL:.*]] = te.cache_write %[[SUM]]
@@ -18,15 +19,13 @@
 // BLOCK-NEXT: te.unroll %[[SUM]] {axis = "i0.inner"}
 // BLOCK-NEXT: te.vectorize %[[SUM]] {axis = "j.inner"}
 // BLOCK-NEXT: te.parallel %[[SUM]] {axis = "j.outer"}
-// BLOCK-NEXT: te.compute_at %[[LOCAL]], %[[SUM]] {axis = "i0.outer.outer"}
-// BLOCK-NEXT: te.split %[[LOCAL]] {axis = "i0", factor = 4 : i64, outer = "i0.outer", inner = "i0.inner"}
-// BLOCK-NEXT: te.split %[[LOCAL]] {axis = "j", factor = 16 : i64, outer = "j.outer", inner = "j.inner"}
+// BLOCK-NEXT: te.compute_at %[[LOCAL]], %[[SUM]] {axis = "i0.outer.inner"}
 // BLOCK-NEXT: te.split %[[LOCAL]] {axis = "k", factor = 32 : i64, outer = "k.outer", inner = "k.inner"}
 // BLOCK-NEXT: te.split %[[LOCAL]] {axis = "k.inner", factor = 2 : i64, outer = "k.inner.outer", inner = "k.inner.inner"}
-// BLOCK-NEXT: te.reorder %[[LOCAL]] {order = ["k.outer", "i0.outer", "j.outer", "k.inner.outer", "k.inner.inner", "i0.inner", "j.inner"]}
+// BLOCK-NEXT: te.reorder %[[LOCAL]] {order = ["k.outer", "k.inner.outer", "k.inner.inner", "i0", "j"]}
 // BLOCK-NEXT: te.unroll %[[LOCAL]] {axis = "k.inner.inner"}
-// BLOCK-NEXT: te.unroll %[[LOCAL]] {axis = "i0.inner"}
-// BLOCK-NEXT: te.vectorize %[[LOCAL]] {axis = "j.inner"}
+// BLOCK-NEXT: te.unroll %[[LOCAL]] {axis = "i0"}
+// BLOCK-NEXT: te.vectorize %[[LOCAL]] {axis = "j"}
 // BLOCK-NEXT: func.return
 
 // VALUE: error: @dense: knob 'tile_i' of template 'dense_pack' cannot be 5
