@@ -36,7 +36,7 @@ from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import MemRefType, ModuleOp
 from xdsl.ir import SSAValue
 
-from lathe.backends.interface import ALIGN, Device, HostDevice, KernelLibrary
+from lathe.backends.interface import ALIGN, Device, HostDevice, KernelLibrary, host_address
 from lathe.dialects import graph
 from lathe.dialects.dtypes import np_dtype
 from lathe.dialects.functions import is_kernel
@@ -206,7 +206,7 @@ class GraphExecutor:
         self._entry = _KERNEL_FN(native) if native else None
         self._bound: list[object] = [None] * len(self._inputs)  # keeps in-place inputs alive while bound
         for o in self._outputs:  # a first set, so that execute() can run before run() does
-            self._bind(o.slot, self._new_output(o))
+            self._new_output(o)
 
     def _nbytes(self, s: int) -> int:
         shape, dtype = self._kinds[s]
@@ -218,15 +218,16 @@ class GraphExecutor:
         return self._entry is not None
 
     # -- binding inputs and outputs ----------------------------------------------
-    def _bind(self, s: int, buffer) -> None:
-        address = self.device.address(buffer)
+    def _bind(self, s: int, buffer, address: int | None = None) -> None:
+        if address is None:
+            address = self.device.address(buffer)
         self._slots[s] = address
         for ptrs, k in self._patches[s]:
             ptrs[k] = address  # type: ignore[index]
 
-    def _new_output(self, o: _Output):
-        o.buffer = self.device.allocate(o.shape, o.dtype)
-        return o.buffer
+    def _new_output(self, o: _Output) -> None:
+        o.buffer, address = self.device.allocate_at(o.shape, o.dtype)
+        self._bind(o.slot, o.buffer, address)
 
     def set_inputs(
         self, args: Sequence[np.ndarray], kwargs: Mapping[str, np.ndarray], avoid: Sequence[np.ndarray] = ()
@@ -234,6 +235,29 @@ class GraphExecutor:
         """Bind the inputs: in place where the device shares host memory and an array is what a
         kernel argument must be and overlaps none of `avoid` (the caller's output arrays), else
         copied into the input's private buffer."""
+        values = args if not kwargs and len(args) == len(self._inputs) else self._by_name(args, kwargs)
+        in_place = self.device.host_memory
+        for k, (i, value) in enumerate(zip(self._inputs, values)):
+            if (
+                in_place
+                and type(value) is np.ndarray
+                and value.dtype == i.dtype
+                and value.shape == i.shape
+                and value.flags.c_contiguous
+                and (address := host_address(value)) % ALIGN == 0
+                and (not avoid or not any(np.may_share_memory(value, a) for a in avoid))
+            ):
+                self._bound[k] = value
+                self._bind(i.slot, value, address)
+                continue
+            if i.staging is None:
+                i.staging = self.device.allocate(i.shape, i.dtype)
+            self.device.copy_in(i.staging, check_value(i.name, value, i.type))
+            self._bound[k] = i.staging
+            self._bind(i.slot, i.staging)
+
+    def _by_name(self, args: Sequence[np.ndarray], kwargs: Mapping[str, np.ndarray]) -> list:
+        """The inputs in parameter order from positional and named ones, or which are wrong."""
         if len(args) > len(self._inputs):
             raise LatheError(f"run() takes {len(self._inputs)} inputs ({', '.join(self.input_names)}), got {len(args)}")
         given = dict(zip(self.input_names, args))
@@ -241,30 +265,9 @@ class GraphExecutor:
             if k in given:
                 raise LatheError(f"input '{k}' is given twice")
             given[k] = v
-        if len(given) != len(self._inputs):
+        if len(given) != len(self._inputs) or any(n not in given for n in self.input_names):
             self._input_error(given)
-        in_place = self.device.host_memory
-        for k, i in enumerate(self._inputs):
-            value = given.get(i.name, given)
-            if value is given:
-                self._input_error(given)
-            if (
-                in_place
-                and type(value) is np.ndarray
-                and value.dtype == i.dtype
-                and value.shape == i.shape
-                and value.flags.c_contiguous
-                and value.ctypes.data % ALIGN == 0
-                and not any(np.may_share_memory(value, a) for a in avoid)
-            ):
-                self._bound[k] = value
-                self._bind(i.slot, value)
-                continue
-            if i.staging is None:
-                i.staging = self.device.allocate(i.shape, i.dtype)
-            self.device.copy_in(i.staging, check_value(i.name, value, i.type))
-            self._bound[k] = i.staging
-            self._bind(i.slot, i.staging)
+        return [given[n] for n in self.input_names]
 
     def _input_error(self, given: Mapping[str, object]):
         unknown = set(given) - set(self.input_names)
@@ -282,7 +285,7 @@ class GraphExecutor:
         if out is None:
             if host:
                 for o in self._outputs:
-                    self._bind(o.slot, self._new_output(o))
+                    self._new_output(o)
             return None
         targets = self._check_out(out)
         for (is_output, k), a in zip(self._results, targets):
@@ -292,13 +295,13 @@ class GraphExecutor:
             if (
                 host
                 and a.flags.c_contiguous
-                and a.ctypes.data % ALIGN == 0
+                and (address := a.ctypes.data) % ALIGN == 0
                 and not any(b is not a and np.may_share_memory(a, b) for b in targets)
             ):
                 o.buffer = a
-                self._bind(o.slot, a)
+                self._bind(o.slot, a, address)
             elif host:  # written to a buffer of its own, then copied (never into a past run's array)
-                self._bind(o.slot, self._new_output(o))
+                self._new_output(o)
         return targets
 
     def _check_out(self, out) -> list[np.ndarray]:
@@ -357,6 +360,8 @@ class GraphExecutor:
         (on a device, one copy to the host); any other result is a copy. With `targets` (flat,
         as _bind_outputs gives them), each result is written there unless it already is."""
         host = self.device.host_memory
+        if targets is None and host and self._nesting == (0,) and self._results[0][0]:
+            return self._outputs[0].buffer  # the common case: one result, a kernel's output
         flat = []
         for j, (is_output, k) in enumerate(self._results):
             buffer = self._outputs[k].buffer if is_output else self._source_of(k)
