@@ -48,7 +48,6 @@ from xdsl.irdl import (
     prop_def,
     traits_def,
 )
-from xdsl.irdl.constraints import VerificationContext
 from xdsl.traits import HasCanonicalizationPatternsTrait, Pure
 from xdsl.utils.exceptions import VerifyException
 
@@ -310,16 +309,9 @@ class GraphOp(IRDLOperation):
 
     @classmethod
     def attrs_of(cls, props: dict[str, Attribute]) -> dict:
-        defs = cls.get_irdl_definition().properties
-        for k, v in props.items():
-            d = defs.get(k)
-            kind = None if d is None else kind_of(d.constr)
-            if kind is None:
-                continue
-            try:
-                kind.constraint.verify(v, VerificationContext())
-            except VerifyException:
-                raise ShapeError(f"{cls.relay_name()}: attribute '{k}' must be {kind.what}, got {py(v)!r}") from None
+        """Python values of `props`, defaults filled in. Their kinds are not checked again here:
+        `coerce` makes attributes of the right kind, and xDSL's parser and verifier check the
+        property constraints of anything else before type inference reads them."""
         a = dict(cls.defaults())
         a.update({k: py(v) for k, v in props.items()})
         return a
