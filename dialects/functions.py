@@ -8,10 +8,11 @@ first needed them, so lower layers imported upward for a string.
 from __future__ import annotations
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
-from xdsl.ir import Operation
+from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, ModuleOp, StringAttr
+from xdsl.ir import Attribute, Operation
 
 from lathe.dialects import graph
+from lathe.errors import LatheError
 
 KERNEL_ATTR = "lathe.kernel"  # a unit attribute: this function is one fused kernel
 PARAM_NAMES = "lathe.param_names"  # a function's parameter names, where name hints cannot hold them
@@ -52,3 +53,28 @@ def set_param_names(f: func.FuncOp, names: list[str]) -> None:
         f.attributes[PARAM_NAMES] = ArrayAttr([StringAttr(n) for n in names])
     else:
         f.attributes.pop(PARAM_NAMES, None)
+
+
+# A glue function's results as the model returns them, where some are tuples: the function
+# returns its leaf buffers flat and this attribute rebuilds the nesting, one entry per result
+# of the graph-level function: a leaf's index among the flat results, or an array (a tuple).
+RESULT_NESTING = "lathe.result_nesting"
+Nesting = int | tuple["Nesting", ...]
+
+
+def result_nesting(fn: func.FuncOp) -> tuple[Nesting, ...]:
+    """The graph-level results of a bufferized glue function as indices into its flat results."""
+    attr = fn.attributes.get(RESULT_NESTING)
+    if attr is None:
+        ret = fn.body.block.last_op
+        return tuple(range(len(ret.operands))) if isinstance(ret, func.ReturnOp) else ()
+
+    def decode(a: Attribute) -> Nesting:
+        if isinstance(a, ArrayAttr):
+            return tuple(decode(x) for x in a.data)
+        if isinstance(a, IntegerAttr):
+            return a.value.data
+        raise LatheError(f"@{fn.sym_name.data}: malformed {RESULT_NESTING} entry {a}")
+
+    assert isinstance(attr, ArrayAttr)
+    return tuple(decode(a) for a in attr.data)

@@ -37,7 +37,14 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph, te
-from lathe.dialects.functions import KERNEL_ATTR, defined_functions, glue_functions, is_compute, is_kernel
+from lathe.dialects.functions import (
+    KERNEL_ATTR,
+    RESULT_NESTING,
+    defined_functions,
+    glue_functions,
+    is_compute,
+    is_kernel,
+)
 from lathe.dialects.graph import is_float
 from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr
 from lathe.errors import LatheError
@@ -745,31 +752,6 @@ def _bufferize_glue(fn: func.FuncOp, module: ModuleOp, kernels: dict[str, func.F
     ret = block.last_op
     assert isinstance(ret, func.ReturnOp)
     fn.function_type = func.FunctionType.from_lists([a.type for a in block.args], [v.type for v in ret.operands])
-
-
-# A glue function's results as the model returns them, where some are tuples: the function
-# returns its leaf buffers flat and this attribute rebuilds the nesting, one entry per result
-# of the graph-level function: a leaf's index among the flat results, or an array (a tuple).
-RESULT_NESTING = "lathe.result_nesting"
-Nesting = int | tuple["Nesting", ...]
-
-
-def result_nesting(fn: func.FuncOp) -> tuple[Nesting, ...]:
-    """The graph-level results of a bufferized glue function as indices into its flat results."""
-    attr = fn.attributes.get(RESULT_NESTING)
-    if attr is None:
-        ret = fn.body.block.last_op
-        return tuple(range(len(ret.operands))) if isinstance(ret, func.ReturnOp) else ()
-
-    def decode(a: Attribute) -> Nesting:
-        if isinstance(a, ArrayAttr):
-            return tuple(decode(x) for x in a.data)
-        if isinstance(a, IntegerAttr):
-            return a.value.data
-        raise LatheError(f"@{fn.sym_name.data}: malformed {RESULT_NESTING} entry {a}")
-
-    assert isinstance(attr, ArrayAttr)
-    return tuple(decode(a) for a in attr.data)
 
 
 class _Tuples:

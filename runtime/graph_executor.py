@@ -39,10 +39,9 @@ from xdsl.ir import SSAValue
 from lathe.backends.interface import ALIGN, Device, HostDevice, KernelLibrary, host_address
 from lathe.dialects import graph
 from lathe.dialects.dtypes import np_dtype
-from lathe.dialects.functions import is_kernel
+from lathe.dialects.functions import Nesting, is_kernel, result_nesting
 from lathe.dialects.reference import check_value, constant_value
 from lathe.errors import LatheError
-from lathe.lowering.te_to_loop import Nesting, result_nesting
 from lathe.runtime.memory_plan import Lifetime, MemoryPlan, aligned_size, plan_memory
 
 _KERNEL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
