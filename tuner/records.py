@@ -2,8 +2,8 @@
 
 Every line carries the format version, the workload key (a hash of the normalised kernel
 and the target, tuner/tasks.py), the target, the configuration's text and the outcome. A
-trial is appended with one `write` of one whole line to a file opened O_APPEND, then
-fsync'd: a run killed at any moment leaves at most its last line torn, which the reader
+trial is appended with one `write` of one whole line to a file opened O_APPEND (after a
+newline, if a killed run left the last line torn), then fsync'd: a run killed at any moment leaves at most its last line torn, which the reader
 reports by line number and skips. Records of other workloads or targets are kept in the
 file and ignored by whoever does not ask for them.
 """
@@ -41,8 +41,11 @@ def append(path: str | os.PathLike, record: Record) -> None:
     data = dict(asdict(record))
     data["time"] = data["time"] or time.time()
     line = (json.dumps(data, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a line torn by a killed run stays one bad line
+            line = b"\n" + line
         os.write(fd, line)
         os.fsync(fd)
     finally:

@@ -74,17 +74,7 @@ class Task:
         return list(fn.function_type.inputs.data), list(fn.function_type.outputs.data)  # type: ignore[arg-type]
 
     def flops(self) -> float:
-        """Multiply-adds ×2 of the kernel's contractions plus one per other element: a
-        throughput denominator (GFLOP/s), the same for every configuration."""
-        from lathe.dialects import te
-
-        total = 0.0
-        for c in _only_kernel(_parse(self.te_text)).walk():
-            if isinstance(c, te.ComputeOp):
-                n = float(np.prod(c.spatial_extents or [1]))
-                r = float(np.prod(c.reduce_extent_list or [1]))
-                total += n * r * (2.0 if c.reduce_extent_list else 1.0)
-        return total
+        return kernel_flops(_only_kernel(_parse(self.te_text)))
 
     def module_text(self, graph: bool = False) -> str:
         """A module whose @main calls this task's kernel once: what a candidate is built from."""
@@ -124,6 +114,20 @@ class Task:
 
         out = interpret(_parse(self.module_text(graph=True)), **{f"a{i}": x for i, x in enumerate(inputs)})
         return [np.asarray(o) for o in (out if isinstance(out, tuple) else (out,))]
+
+
+def kernel_flops(f: func.FuncOp) -> float:
+    """Multiply-adds ×2 of a te-level kernel's contractions plus one per other element: a
+    throughput denominator (GFLOP/s), the same for every configuration."""
+    from lathe.dialects import te
+
+    total = 0.0
+    for c in f.walk():
+        if isinstance(c, te.ComputeOp):
+            n = float(np.prod(c.spatial_extents or [1]))
+            r = float(np.prod(c.reduce_extent_list or [1]))
+            total += n * r * (2.0 if c.reduce_extent_list else 1.0)
+    return total
 
 
 def _parse(text: str) -> ModuleOp:

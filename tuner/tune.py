@@ -157,25 +157,34 @@ def tune(
     for n in notes:
         print(n, file=sys.stderr)
     results = []
-    bar = None
+    bars: list = []  # overall, then the task's own (each with its ETA)
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=trials * len(tasks), unit="trial", file=sys.stderr, dynamic_ncols=True)
+        bars.append(tqdm(total=trials * len(tasks), unit="trial", file=sys.stderr, desc=f"{len(tasks)} tasks"))
 
     def report(task: Task, rec: records.Record, best_s: float | None) -> None:
-        if bar is not None:
+        if bars:
             best = f"{task.flops() / best_s / 1e9:.1f} GFLOP/s" if best_s else "-"
-            bar.set_description(f"{task.name[:32]} best {best}")
-            bar.update(1)
+            bars[-1].set_description(f"{task.name[:32]} best {best}")
+            for b in bars:
+                b.update(1)
 
     with LocalRunner(timeout_s) as runner:
         for t in tasks:
+            if bars:
+                from tqdm import tqdm
+
+                bars.append(
+                    tqdm(total=trials, unit="trial", file=sys.stderr, desc=t.name[:32], position=1, leave=False)
+                )
             results.append(
                 tune_task(t, db, trials, runner, search, seed, early_stop=early_stop, timing=timing, progress=report)
             )
-    if bar is not None:
-        bar.close()
+            if len(bars) > 1:
+                bars.pop().close()
+    for b in bars:
+        b.close()
     return results
 
 
@@ -203,15 +212,18 @@ def best_configs(te_module: ModuleOp, db: str | os.PathLike, target: str) -> tup
     """For compiling with records: the best recorded configuration of each kernel of a te-level
     module ({kernel name: config}), and the notes to print (corrupt lines, foreign records,
     and ONE warning naming every kernel left with its default schedule)."""
-    from lathe.tuner.tasks import kernels_at_te, normalised_kernel, workload_key
+    from lathe.tuner.tasks import call_counts, kernel_flops, kernels_at_te, normalised_kernel, workload_key
 
     recs, notes = records.load(db)
     chosen: dict[str, str] = {}
     missing: list[str] = []
     keys = set()
+    calls = call_counts(te_module)
+    work = {}
     for name, f in kernels_at_te(te_module).items():
         key = workload_key(normalised_kernel(f), target)
         keys.add(key)
+        work[name] = kernel_flops(f) * max(calls.get(name, 0), 1)
         best = records.best([r for r in recs if r.target == target], key)
         if best is None:
             missing.append(name)
@@ -221,8 +233,10 @@ def best_configs(te_module: ModuleOp, db: str | os.PathLike, target: str) -> tup
     if foreign:
         notes.append(foreign)
     if missing:
+        share = sum(work[n] for n in missing) / max(sum(work.values()), 1.0)
         notes.append(
-            f"warning: no tuning record in {db} for {len(missing)} of {len(missing) + len(chosen)} kernels, "
-            f"which keep their default schedule: {', '.join(missing)}"
+            f"warning: no tuning record in {db} for {len(missing)} of {len(work)} kernels "
+            f"(about {100 * share:.0f}% of the model's floating-point work, the estimate of their share "
+            f"of its run time), which keep their default schedule: {', '.join(missing)}"
         )
     return chosen, notes
