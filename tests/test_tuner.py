@@ -240,3 +240,9 @@ def test_database_survives_kill_9_and_the_next_run_resumes(tmp_path, dense):
     after, _ = records.load(db)
     assert len(after) == len(recs) + 2
     assert len({r.config for r in after}) == len(after)  # resumed: nothing measured twice
+
+
+def test_unwritable_database_is_an_error_before_tuning(dense, tmp_path):
+    module, params = dense
+    with pytest.raises(LatheError, match="cannot write the tuning database"):
+        lathe.tune(module, params=params, trials=1, db=tmp_path / "no-such-dir" / "t.jsonl")

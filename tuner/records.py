@@ -52,6 +52,16 @@ def append(path: str | os.PathLike, record: Record) -> None:
         os.close(fd)
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Said before tuning starts, not after its first trial."""
+    from lathe.errors import LatheError
+
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+    except OSError as e:
+        raise LatheError(f"cannot write the tuning database {path}: {e.strerror}") from None
+
+
 def load(path: str | os.PathLike) -> tuple[list[Record], list[str]]:
     """Every readable record, and a note per line that is not one (a torn last write, a
     hand edit, a newer format): a corrupt database is never fatal."""

@@ -152,6 +152,7 @@ def tune(
         raise LatheError(f"unknown search '{search}'", note="searches: " + ", ".join(SEARCHES))
     if trials < 0:
         raise LatheError(f"trials must be at least 0, got {trials}")
+    records.check_writable(db)
     tasks = extract_tasks(module, target, params, entry)
     _, notes = records.load(db)
     for n in notes:
@@ -215,6 +216,8 @@ def best_configs(te_module: ModuleOp, db: str | os.PathLike, target: str) -> tup
     from lathe.tuner.tasks import call_counts, kernel_flops, kernels_at_te, normalised_kernel, workload_key
 
     recs, notes = records.load(db)
+    if not os.path.exists(db):
+        notes.append(f"note: tuning database {db} does not exist")
     chosen: dict[str, str] = {}
     missing: list[str] = []
     keys = set()
