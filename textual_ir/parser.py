@@ -20,9 +20,12 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
+    FileLineColLoc,
     FunctionType,
+    IntAttr,
     IntegerAttr,
     ModuleOp,
+    StringAttr,
     TensorType,
     TupleType,
     i64,
@@ -327,7 +330,15 @@ class RelayParser:
                 if f"attribute '{kw.children[0]}'" in str(e):
                     at = kw.children[1]
             raise self.error(str(e), at) from None
+        op.location = self.location(at)
         return self.add(op)
+
+    def location(self, node: Tree | Token) -> FileLineColLoc:
+        """Where an op was written: fusion and outlining carry it to the kernel the op ends
+        in, so a profile names the lines a kernel's time comes from."""
+        line = node.line if isinstance(node, Token) else node.meta.line
+        col = node.column if isinstance(node, Token) else node.meta.column
+        return FileLineColLoc(StringAttr(self.file), IntAttr(line), IntAttr(col))
 
     def _call(self, t: Tree, scope: dict[str, SSAValue]) -> SSAValue:
         callee_tree, *args = t.children
