@@ -197,9 +197,63 @@ class Backend:
             "kernels" + self.binary_suffix: self.compile_source(source, target),
         }
 
+    def library(self, module: ModuleOp, target: Target, program: RunProgram) -> dict[str, bytes]:
+        """`lathe compile -o DIR` where the backend `deploys`: files (by name) that hold the
+        whole run of `program` in a shared library with Lathe's C ABI (docs/deployment.md),
+        which runs without Lathe. The weights, metadata and loader are written beside them."""
+        raise LatheError(
+            f"the {self.name} backend does not build deployable libraries",
+            note="lathe compile -o DIR writes its kernels; --target llvm builds a library that runs without Lathe",
+        )
+
+    deploys: ClassVar[bool] = False  # whether `library` is implemented
+
     def device(self, target: Target) -> Device:
         """The runtime shim the executor allocates, copies and synchronises through."""
         return HostDevice()
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model input in a RunProgram: bound by the caller, or copied to `staging` when its
+    address is not aligned as kernels assume."""
+
+    name: str
+    slot: int
+    shape: tuple[int, ...]
+    dtype: str  # numpy's name: float32, int64, bool
+    staging: int  # byte offset of its private copy in the block
+
+
+@dataclass(frozen=True)
+class ResultSpec:
+    """A flat result in a RunProgram. A kernel-written one (`written`) has a default buffer at
+    `offset` that the caller may replace with its own; any other (an input, a weight, a
+    result returned twice) is read from its slot after the run."""
+
+    name: str  # output, or output_0, output_1_0, ... as the results nest
+    slot: int
+    shape: tuple[int, ...]
+    dtype: str
+    written: bool
+    offset: int  # byte offset of its default buffer in the block; -1 where not `written`
+
+
+@dataclass(frozen=True)
+class RunProgram:
+    """A whole run as the graph executor plans it, in the form a deployed library bakes in:
+    a table of `num_slots` buffer addresses, the kernel calls in order (each kernel with the
+    slots of its arguments), and one block of memory, allocated once, whose first
+    `weights_bytes` are the weights file and which holds every planned intermediate, each
+    input's staging copy and each result's default buffer at the offsets given."""
+
+    num_slots: int
+    calls: tuple[tuple[str, tuple[int, ...]], ...]
+    placed: tuple[tuple[int, int], ...]  # (slot, offset in the block): weights and intermediates
+    weights_bytes: int
+    block_bytes: int
+    inputs: tuple[InputSpec, ...]
+    results: tuple[ResultSpec, ...]
 
 
 class Device:

@@ -1,6 +1,7 @@
 """The `lathe` command: run and compile models.
 
     lathe run FILE [--params p.npz] [--inputs in.npz] [--output out.npz] [--check] [--bench N]
+              [--profile] [--profile-json PATH]
     lathe compile FILE [-o out.o | --emit=llvm|asm|obj] [--target T] [--db tuning.jsonl]
     lathe tune FILE [--params p.npz] --trials N --db tuning.jsonl [--target T] [--timeout S]
     lathe import MODEL.onnx [-o model.lathe] [--opset N] [--shape NAME=D0,D1,...]
@@ -110,7 +111,8 @@ def cmd_run(args) -> int:
         opt_level=args.opt_level,
         tuning_db=args.db,
     )
-    result = cm.run(**{k: v for k, v in values.items() if k not in weights})
+    run_inputs = {k: v for k, v in values.items() if k not in weights}
+    result = cm.run(**run_inputs)
     if args.output:
         write_files([(args.output, _npz(flatten_outputs(result)))])
         print(f"wrote {args.output} ({', '.join(flatten_outputs(result))})")
@@ -134,6 +136,13 @@ def cmd_run(args) -> int:
             f"(min {_fmt_seconds(float(times.min()))}, max {_fmt_seconds(float(times.max()))}), "
             f"{cm.num_threads} thread(s), target {cm.target.cpu}"
         )
+    if args.profile or args.profile_json:
+        profile = cm.profile(**run_inputs)
+        if args.profile:
+            print(profile.table())
+        if args.profile_json:
+            write_text(args.profile_json, profile.to_json())
+            print(f"wrote {args.profile_json} ({len(profile.rows)} kernels)")
     return status
 
 
@@ -152,7 +161,37 @@ def cmd_compile(args) -> int:
     backend, target = resolve_target(args.target)
     level = DEFAULT_OPT_LEVEL if args.opt_level is None else args.opt_level
     pipeline = with_pass_options(pipeline_for(level, module), backend.graph_pass_options(target))
+    deploy = bool(args.output and _is_directory_output(args.output) and args.emit is None and backend.deploys)
+    params = lathe.load_params(args.params) if args.params else {}
+    if params and not deploy:
+        raise LatheError("--params is for a deployable artifact: -o DIR with a backend that builds one (llvm)")
+    from xdsl.dialects import func
+
+    from lathe.dialects.functions import param_names
+
+    main = next((f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == "main"), None)
+    if deploy and main is None:
+        raise LatheError(f"{args.file}: no function @main")
+    unknown = sorted(set(params) - set(param_names(main))) if params else []
+    if unknown:
+        raise LatheError(
+            f"{args.params} has entries that @main has no parameter for: {', '.join(unknown)}",
+            note="its parameters: " + ", ".join(param_names(main)),
+        )
+    if params and "fold-constant" in pipeline:  # as lathe.compile binds them: their preprocessing folds away
+        from lathe.passes.fold_constant import bind_params
+
+        module, params = bind_params(module.clone(), params, "main"), {}
     lowered = backend.lower(lathe.lower(module, pipeline=pipeline, tuning_db=args.db, target=target), target)
+    if deploy:
+        from lathe.runtime.export import export
+
+        main = next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == "main")
+        written, not_linked = export(lowered, backend, target, args.output, params, param_names(main))
+        print(f"wrote {args.output}: {', '.join(written)} ({target})")
+        if not_linked:
+            print(f"warning: {not_linked}", file=sys.stderr)
+        return 0
     if args.output and _is_directory_output(args.output) and args.emit is None:
         files = backend.artifact(lowered, target)
         os.makedirs(args.output, exist_ok=True)
@@ -337,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--check", action="store_true", help="compare with the reference interpreter")
     r.add_argument("--rtol", type=_non_negative_float, default=RTOL, help=f"bound for --check (default {RTOL:g})")
     r.add_argument("--bench", type=_at_least(0), default=0, metavar="N", help="print the median latency of N runs")
+    r.add_argument(
+        "--profile",
+        action="store_true",
+        help="time every kernel on its own and print one row per kernel: time, share, GFLOP/s, GB/s, %% of peak, source ops",
+    )
+    r.add_argument("--profile-json", metavar="PATH", help="write the --profile table as JSON to PATH")
     r.add_argument("--target", default="llvm", help="target string, e.g. 'llvm -mcpu=znver4'")
     r.add_argument(
         "--threads",
@@ -375,6 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--emit", choices=["source", "llvm", "asm", "obj"], help="what to write (llvm is the LLVM backend's source)"
     )
     c.add_argument("--optimized", action="store_true", help="with --emit=source: after the backend's optimiser")
+    c.add_argument(
+        "--params",
+        help=".npz with weights, bound to parameters by name into the artifact (-o DIR; docs/deployment.md)",
+    )
     c.add_argument("--target", default="llvm", help="target string, e.g. 'llvm -mtriple=aarch64-linux-gnu', 'c'")
     c.add_argument(
         "-O",

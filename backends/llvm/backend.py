@@ -9,6 +9,7 @@ from lathe.backends.interface import (
     Backend,
     Capabilities,
     KernelLibrary,
+    RunProgram,
     Target,
     host_cache_bytes,
 )
@@ -46,6 +47,7 @@ class LLVMBackend(Backend):
     description = "CPUs through LLVM (llvmlite): JIT on this machine, object files for any triple"
     source_suffix = ".ll"
     binary_suffix = ".o"
+    deploys = True
 
     @property
     def version(self) -> str:  # type: ignore[override]
@@ -93,3 +95,8 @@ class LLVMBackend(Backend):
         from lathe.backends.llvm.kernel_cache import CompiledKernels
 
         return CompiledKernels(module, llvm_target(target))
+
+    def library(self, module: ModuleOp, target: Target, program: RunProgram) -> dict[str, bytes]:
+        from lathe.backends.llvm.artifact import build
+
+        return build(module, program, llvm_target(target), target.vector_bits)
