@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import struct
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -184,6 +185,34 @@ def _check_file(directory: str, entry: Mapping, what: str, verify: bool) -> str:
     return path
 
 
+_ELF_MACHINES = {62: "x86_64", 183: "aarch64", 243: "riscv64"}
+
+
+def _check_elf(path: str, arch: str) -> None:
+    """A shared library that the dynamic loader can map: a 64-bit little-endian ELF for
+    `arch` whose segments and section table lie within the file. The loader maps segments
+    as their headers say, so a truncated library would die of SIGBUS inside dlopen."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+            raise LatheError(f"{path} is not a 64-bit little-endian ELF shared library")
+        machine, phoff, shoff = struct.unpack_from("<H", head, 18)[0], *struct.unpack_from("<QQ", head, 32)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 54)
+        if _ELF_MACHINES.get(machine, f"machine {machine}") != arch:
+            raise LatheError(
+                f"{path} holds code for {_ELF_MACHINES.get(machine, f'ELF machine {machine}')}, not {arch}"
+            )
+        if phoff + phnum * phentsize > size or shoff + shnum * shentsize > size:
+            raise LatheError(f"{path} is truncated: its headers point past its {size} bytes")
+        f.seek(phoff)
+        table = f.read(phnum * phentsize)
+        for k in range(phnum):
+            offset, _, _, filesz = struct.unpack_from("<QQQQ", table, k * phentsize + 8)
+            if offset + filesz > size:
+                raise LatheError(f"{path} is truncated: a segment ends at byte {offset + filesz} of {size}")
+
+
 def _check_machine(meta: dict) -> None:
     target = meta["target"]
     arch = host_arch()
@@ -224,6 +253,7 @@ class Artifact:
         _check_machine(meta)
         library = _check_file(directory, meta["library"], "library", verify)
         weights = _check_file(directory, meta["weights"], "weights", verify)
+        _check_elf(library, meta["target"]["arch"])
         try:
             lib = ctypes.CDLL(os.path.abspath(library))
         except OSError as e:
