@@ -35,8 +35,11 @@ from xdsl.utils.exceptions import VerifyException
 
 from lathe.dialects import dtypes, graph
 from lathe.dialects.functions import set_param_names
+from lathe.dialects.reference import constant_value as reference_value
 from lathe.errors import LatheError, location_in
-from lathe.textual_ir.source import RELAY, check_text
+from lathe.textual_ir.metadata import CONSTANT_KEY, MetadataError, read_constants
+from lathe.textual_ir.printer import OPERAND_ATTRIBUTES
+from lathe.textual_ir.source import RELAY, check_text, location_at, split_relay
 
 # Every suffix relay.lark's SCALAR lexes, and the dtype TVM gives it: the printer's own
 # suffixes, TVM's spelled-out f32 and i32, and two that name a dtype Lathe lacks (an error).
@@ -44,9 +47,24 @@ _SCALAR_SUFFIX = {
     **{d.relay_suffix: d.name for d in dtypes.TABLE if d.relay_suffix},
     "f32": "float32",
     "i32": "int32",
+    "i": "int32",
     "i16": "int16",
     "u8": "uint8",
 }
+# Infix operators (TVM's op table) are calls of these ops; the grammar names each rule after its op.
+_INFIX = (
+    "equal",
+    "not_equal",
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "add",
+    "subtract",
+    "multiply",
+    "divide",
+)
+_LITERALS = ("scalar", "int_scalar", "float_scalar")
 _INT64 = (-(2**63), 2**63 - 1)  # integer attributes are i64
 
 _PUNCT = {
@@ -102,6 +120,9 @@ class RelayParser:
         self.func_trees: dict[str, Tree] = {}
         self.funcs: dict[str, func.FuncOp] = {}
         self._in_progress: set[str] = set()
+        self.metadata: str | None = None
+        self.metadata_at = 0
+        self._constants: list[tuple[str, object]] | None = None
 
     # -- errors ---------------------------------------------------------------
     def error(self, msg: str, node: Tree | Token | None, note: str | None = None) -> LatheError:
@@ -113,9 +134,11 @@ class RelayParser:
 
     # -- entry ----------------------------------------------------------------
     def parse(self) -> ModuleOp:
-        check_text(self.text, self.file, RELAY)
+        source = split_relay(self.text, self.file)
+        self.metadata, self.metadata_at = source.metadata, source.metadata_at
+        check_text(source.program, self.file, RELAY)
         try:
-            tree = _lark().parse(self.text)
+            tree = _lark().parse(source.program)
         except UnexpectedInput as e:
             raise self._syntax_error(e) from None
         for fn in tree.find_data("function"):
@@ -145,6 +168,8 @@ class RelayParser:
 
     # -- types ----------------------------------------------------------------
     def build_type(self, t: Tree) -> Attribute:
+        if t.data == "scalar_type" and t.children[0] == "_":
+            raise self.error("the type _ (infer it) is allowed only on let", t, "write the type here")
         if t.data == "tensor_type":
             dims_tree, dtype_tok = t.children
             dims = [int(d) for d in dims_tree.children] if dims_tree is not None else []
@@ -157,6 +182,8 @@ class RelayParser:
             if any(d < 0 for d in dims):
                 raise self.error("tensor dimensions must be non-negative", t)
             return TensorType(graph.DTYPES[str(dtype_tok)], dims)
+        if t.data == "scalar_type":
+            return self.build_type(Tree("tensor_type", [None, t.children[0]], t.meta))
         assert t.data == "tuple_type"
         return TupleType(ArrayAttr(tuple(self.build_type(c) for c in t.children)))
 
@@ -213,14 +240,16 @@ class RelayParser:
         self._in_progress.discard(name)
 
     def _binding(self, b: Tree, scope: dict[str, SSAValue]) -> None:
-        ch = b.children
-        var_tok = ch[0]
-        if len(ch) == 3:  # %x = expr ty?
-            expr, annot, declared = ch[1], ch[2], None
-        else:  # let %x : ty = expr ty?
-            declared, expr, annot = ch[1], ch[2], ch[3]
+        if b.data == "sequence":  # `e1; e2` is TVM's `let %_ = e1; e2`
+            self.expr(b.children[0], scope)
+            return
+        if b.data == "binding":  # %x = expr
+            (var_tok, expr), declared = b.children, None
+        else:  # let %x : ty = expr
+            var_tok, declared, expr = b.children
+            if declared is not None and declared.data == "scalar_type" and declared.children[0] == "_":
+                declared = None  # TVM's incomplete type: whatever the value is
         value = self.expr(expr, scope)
-        self._check_annotation(annot, value, expr)
         if declared is not None:
             dt = self.build_type(declared)
             if dt != value.type:
@@ -276,10 +305,27 @@ class RelayParser:
             return scope[name]
         if kind == "call":
             return self._call(t, scope)
+        if kind == "annotated":
+            value = self.expr(t.children[0], scope)
+            self._check_annotation(t.children[1], value, t)
+            return value
+        if kind in _INFIX:
+            operands = [self.expr(c, scope) for c in t.children]
+            return self._op_call(Token("NAME", kind), operands, [], t)
+        if kind == "negative":
+            if (literal := self._negated_literal(t)) is not None:
+                return literal
+            return self._op_call(Token("NAME", "negative"), [self.expr(t.children[0], scope)], [], t)
+        if kind in ("true_scalar", "false_scalar"):
+            return self.add(graph.ConstantOp.scalar(kind == "true_scalar", graph.DTYPES["bool"]))
+        if kind == "meta_ref":
+            return self._meta_constant(t)
         if kind == "scalar":
             return self._scalar(t.children[0])
-        if kind == "int_scalar":
-            return self._literal(t.children[0], str(t.children[0]), "int32")
+        if kind == "int_scalar":  # TVM: int32, or int64 when the value does not fit int32
+            text = str(t.children[0])
+            lo, hi = dtypes.BY_NAME["int32"].value_range()
+            return self._literal(t.children[0], text, "int32" if lo <= int(text) <= hi else "int64")
         if kind == "float_scalar":
             return self._literal(t.children[0], str(t.children[0]), "float32")
         if kind in ("tuple", "empty_tuple"):
@@ -298,6 +344,50 @@ class RelayParser:
                 )
             return self._make(graph.TupleGetItemOp, [tup], {"index": IntegerAttr(index, i64)}, t)
         raise self.error(f"unsupported expression '{kind}'", t)
+
+    def _negated_literal(self, t: Tree) -> SSAValue | None:
+        """`-1`, `--10`, `- 2f`: TVM folds minus signs into the literal they precede."""
+        signs = 0
+        while isinstance(t, Tree) and t.data == "negative":
+            signs, t = signs + 1, t.children[0]
+        if not (isinstance(t, Tree) and t.data in _LITERALS):
+            return None
+        tok = t.children[0]
+        text = str(tok).lstrip("-")
+        if (len(str(tok)) - len(text) + signs) % 2:
+            text = "-" + text
+        return self.expr(Tree(t.data, [Token(tok.type, text, line=tok.line, column=tok.column)], t.meta), {})
+
+    def _meta_constant(self, t: Tree) -> SSAValue:
+        """`meta[relay.Constant][i]`: the i-th constant of the metadata section."""
+        key, index_tok = t.children
+        if key != CONSTANT_KEY:
+            raise self.error(f"meta[{key}] is not supported", t, f"Lathe reads meta[{CONSTANT_KEY}][i] only")
+        constants = self._metadata_constants(t)
+        index = int(index_tok)
+        if index >= len(constants):
+            raise self.error(
+                f"meta[{CONSTANT_KEY}][{index}] is not in the metadata section",
+                t,
+                f"it holds {len(constants)} constants" if constants else "it holds no constants",
+            )
+        dtype, array = constants[index]
+        return self.add(graph.ConstantOp.from_array(array, graph.DTYPES[dtype]))
+
+    def _metadata_constants(self, at: Tree) -> list:
+        if self._constants is None:
+            if self.metadata is None:
+                raise self.error(
+                    f"meta[{CONSTANT_KEY}] needs the file's #[metadata] section",
+                    at,
+                    "TVM writes it after the last function (astext() with the constants bound)",
+                )
+            try:
+                self._constants = read_constants(self.metadata)
+            except MetadataError as e:
+                start = self.metadata_at + (e.at or len(self.metadata) - len(self.metadata.lstrip()))
+                raise LatheError(str(e), location_at(self.text, self.file, start)) from None
+        return self._constants
 
     def _scalar(self, tok: Token) -> SSAValue:
         s = str(tok)
@@ -342,7 +432,6 @@ class RelayParser:
 
     def _call(self, t: Tree, scope: dict[str, SSAValue]) -> SSAValue:
         callee_tree, *args = t.children
-        annot = args.pop() if args and (args[-1] is None or isinstance(args[-1], Token)) else None
         callee_tok = callee_tree.children[0]
         positional = [a for a in args if a is not None and not (isinstance(a, Tree) and a.data == "kwarg")]
         kwargs = [a for a in args if isinstance(a, Tree) and a.data == "kwarg"]
@@ -363,7 +452,6 @@ class RelayParser:
             value = self.add(call)
         else:
             value = self._op_call(callee_tok, operands, kwargs, t)
-        self._check_annotation(annot, value, t)
         return value
 
     def _op_call(self, name_tok: Token, operands, kwargs, at) -> SSAValue:
@@ -376,9 +464,11 @@ class RelayParser:
         op_def = cls.get_irdl_definition()
         n_operands = len(op_def.operands)
         variadic = any(type(d).__name__.startswith("Var") for _, d in op_def.operands)
+        props: dict[str, Attribute] = {}
+        if not variadic and len(operands) > n_operands and name in OPERAND_ATTRIBUTES:
+            operands = self._operand_attributes(name, cls, operands, n_operands, at, props)
         if not variadic and len(operands) != n_operands:
             raise self.error(f"{name} takes {n_operands} operands, got {len(operands)}", at)
-        props: dict[str, Attribute] = {}
         for kw in kwargs:
             key_tok, val_tree = kw.children
             key = str(key_tok)
@@ -393,6 +483,22 @@ class RelayParser:
             except graph.ShapeError as e:
                 raise self.error(str(e), val_tree) from None
         return self._make(cls, operands, props, at, kwargs)
+
+    def _operand_attributes(self, name, cls, operands, n_operands, at, props) -> list:
+        """TVM passes some of an op's attributes as scalar operands (nn.pad's pad value); Lathe
+        holds them as properties, so each such operand must be a scalar constant."""
+        names = OPERAND_ATTRIBUTES[name][: len(operands) - n_operands]
+        for key, value in zip(names, operands[n_operands:]):
+            op = value.owner
+            if not (isinstance(op, graph.ConstantOp) and isinstance(value.type, TensorType) and not value.type.shape):
+                raise self.error(
+                    f"{name}: its {key} must be a scalar constant", at, "Lathe holds it as an attribute, not a tensor"
+                )
+            props[key] = cls.coerce(key, reference_value(op).item())
+            if not value.uses:
+                op.detach()
+                op.erase()
+        return operands[:n_operands] + operands[n_operands + len(names) :]
 
     def attr_value(self, t: Tree):
         kind = t.data

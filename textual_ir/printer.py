@@ -22,7 +22,12 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from lathe.dialects import dtypes, graph
+from lathe.dialects.reference import constant_value
 from lathe.errors import LatheError
+from lathe.textual_ir.metadata import CONSTANT_KEY, write_constants
+
+# Attributes TVM passes as scalar operands after the op's tensors, where Lathe holds a property.
+OPERAND_ATTRIBUTES = {"nn.pad": ("pad_value",)}
 
 
 def _attr(a: Attribute) -> str:
@@ -50,8 +55,12 @@ def _scalar(op: graph.ConstantOp) -> str | None:
     if d is None:
         return None
     v = op.value.get_values()[0]  # type: ignore[union-attr]
+    return _literal(v, d)
+
+
+def _literal(v, d: dtypes.DType) -> str:
     if d.name == "bool":
-        return f"{int(bool(v))}{d.relay_suffix}"
+        return "True" if v else "False"  # TVM's spelling; Lathe also reads 1b
     if d.is_float:  # the shortest text that reads back as the same value
         text = str(d.numpy.type(v)) if d.name != "float64" else repr(float(v))
         if text.lstrip("-").isdigit():
@@ -64,6 +73,7 @@ class RelayPrinter:
     def __init__(self) -> None:
         self.names: dict[SSAValue, str] = {}
         self.counter = 0
+        self.constants: list[tuple[str, object]] = []  # the metadata section, by meta index
 
     def print_module(self, module: ModuleOp) -> str:
         out = ['#[version = "0.0.5"]']
@@ -78,7 +88,10 @@ class RelayPrinter:
                     "declarations; use --emit=mlir"
                 )
             out.append(self.print_function(op))
-        return "\n".join(out) + "\n"
+        text = "\n".join(out) + "\n"
+        if self.constants:
+            text += "\n#[metadata]\n" + write_constants(self.constants)
+        return text
 
     def value(self, v: SSAValue) -> str:
         return self.names[v]
@@ -108,8 +121,8 @@ class RelayPrinter:
             and not isinstance(ops[-2], graph.ConstantOp)
         )
         for op in ops[:-1]:
-            if isinstance(op, graph.ConstantOp) and (s := _scalar(op)) is not None:
-                self.names[op.result] = s
+            if isinstance(op, graph.ConstantOp):
+                self.names[op.result] = self.constant(op)
                 continue
             text = self.expr(op)
             if op is ops[-2] and inline_last:
@@ -134,13 +147,26 @@ class RelayPrinter:
             return "(" + ", ".join(fields) + ("," if len(fields) == 1 else "") + ")"
         if isinstance(op, graph.TupleGetItemOp):
             return f"{self.value(op.operands[0])}.{op.index.value.data}"
-        if isinstance(op, graph.ConstantOp):
-            raise LatheError("a non-scalar constant has no Relay text form here; write the module with --emit=mlir")
         if not isinstance(op, graph.GraphOp):
             raise LatheError(f"'{op.name}' is not a graph-level op; write this module with --emit=mlir")
         args = [self.value(a) for a in op.operands]
-        args += [f"{k}={_attr(v)}" for k, v in op.properties.items()]
+        props = dict(op.properties)
+        if in_operands := OPERAND_ATTRIBUTES.get(op.relay_name()):
+            d = dtypes.BY_MLIR[op.operands[0].type.element_type]  # type: ignore[attr-defined]
+            args += [_literal(op.attrs()[k], d) for k in in_operands]
+            for k in in_operands:
+                props.pop(k, None)
+        args += [f"{k}={_attr(v)}" for k, v in props.items()]
         return f"{op.relay_name()}({', '.join(args)}){ty}"
+
+    def constant(self, op: graph.ConstantOp) -> str:
+        """A scalar as its literal; any other tensor as TVM writes bound weights, a
+        `meta[relay.Constant][i]` whose value goes in the metadata section."""
+        if (s := _scalar(op)) is not None:
+            return s
+        t = op.result.type
+        self.constants.append((graph.dtype_name(t.element_type), constant_value(op)))  # type: ignore[attr-defined]
+        return f"meta[{CONSTANT_KEY}][{len(self.constants) - 1}] /* ty={graph.type_str(t)} */"
 
 
 def print_relay(module: ModuleOp) -> str:

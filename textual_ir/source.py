@@ -119,3 +119,52 @@ def decode(data: bytes, filename: str) -> str:
             f"the file is not UTF-8 text (byte 0x{data[e.start]:02x} cannot be decoded)",
             location_in(shown, filename, line, col),
         ) from None
+
+
+# Relay text as TVM reads it: block comments nest, and `#[metadata]` ends the program (the
+# rest of the file is the JSON of its constants). `/* ty=... */` comments are Lathe's type
+# annotations, so they are kept; every other comment becomes blanks (newlines kept, so
+# positions do not move) and the Lark grammar never sees a comment it cannot lex.
+_RELAY_SCAN = re.compile(r'/\*|//[^\n]*|"(?:[^"\\\n]|\\.)*"|#\[\s*metadata\s*\]')
+_IN_COMMENT = re.compile(r"/\*|\*/")  # inside a comment only these count: no strings, no //
+
+
+@dataclass(frozen=True)
+class RelaySource:
+    program: str  # the text before the metadata section, its comments blanked
+    metadata: str | None  # the JSON after `#[metadata]`, if there is one
+    metadata_at: int  # the offset of that JSON in the original text
+
+
+def split_relay(text: str, filename: str) -> RelaySource:
+    """Blank Relay comments (nested as TVM nests them) and cut off the metadata section."""
+    out: list[str] = []
+    pos = 0
+    while (m := _RELAY_SCAN.search(text, pos)) is not None:
+        out.append(text[pos : m.start()])
+        tok = m.group()
+        if tok == "/*":
+            end = _comment_end(text, m.start(), filename)
+            comment = text[m.start() : end]
+            keep = re.match(r"/\*\s*ty=", comment) and comment.count("/*") == 1
+            out.append(comment if keep else re.sub(r"[^\n]", " ", comment))
+            pos = end
+        elif tok.startswith("//"):
+            out.append(" " * len(tok))
+            pos = m.end()
+        elif tok.startswith("#"):
+            return RelaySource("".join(out), text[m.end() :], m.end())
+        else:  # a string literal, as it is
+            out.append(tok)
+            pos = m.end()
+    out.append(text[pos:])
+    return RelaySource("".join(out), None, len(text))
+
+
+def _comment_end(text: str, start: int, filename: str) -> int:
+    depth = 0
+    for m in _IN_COMMENT.finditer(text, start):
+        depth += 1 if m.group() == "/*" else -1
+        if depth == 0:
+            return m.end()
+    raise _error(text, filename, start, "unterminated comment", "expected */ (block comments nest in Relay)")
