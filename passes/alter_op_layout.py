@@ -28,6 +28,7 @@ from xdsl.pattern_rewriter import (
 
 from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
+from lathe.passes.outline import carry_location
 
 
 def pack_width(n: int, lanes: int = 16) -> int | None:
@@ -66,7 +67,7 @@ class DenseToDensePack(RewritePattern):
             r = make_op("reshape", [w], newshape=[k, n // bn, bn])
             t = make_op("transpose", [r.results[0]], axes=[1, 0, 2])
         packed = make_op("nn.contrib_dense_pack", [x, t.results[0]], weight_layout=f"NC{bn}n")
-        rewriter.replace(op, [r, t, packed])
+        rewriter.replace(op, carry_location(op, [r, t, packed]))
 
 
 class BatchMatmulToPack(RewritePattern):
@@ -94,7 +95,7 @@ class BatchMatmulToPack(RewritePattern):
             r = make_op("reshape", [op.tensor_b], newshape=[bsz, k, n // bn, bn])
             t = make_op("transpose", [r.results[0]], axes=[0, 2, 1, 3])
         packed = make_op("nn.contrib_batch_matmul_pack", [op.tensor_a, t.results[0]])
-        rewriter.replace(op, [r, t, packed])
+        rewriter.replace(op, carry_location(op, [r, t, packed]))
 
 
 TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
@@ -122,7 +123,7 @@ class ConvToNHWC(RewritePattern):
         props.update(data_layout="NHWC", kernel_layout="HWIO")
         conv = make_op("nn.conv2d", [xt.results[0], wt.results[0]], **props)
         back = make_op("transpose", [conv.results[0]], axes=TO_NCHW)
-        rewriter.replace(op, [xt, wt, conv, back])
+        rewriter.replace(op, carry_location(op, [xt, wt, conv, back]))
 
 
 _SINK_UNARY = (
@@ -205,7 +206,7 @@ class SinkTranspose(RewritePattern):
                 operands = [y, v] if side == 0 else [v, y]
                 new = type(op).create_inferred(operands, dict(op.properties))
                 back = make_op("transpose", [new.results[0]], axes=p)
-                rewriter.replace(op, [*pre, new, back])
+                rewriter.replace(op, carry_location(op, [*pre, new, back]))
                 return
         elif isinstance(op, graph.Pool2dBase | graph.GlobalPool2dBase):
             t = _transposed(op.operands[0])
@@ -218,7 +219,7 @@ class SinkTranspose(RewritePattern):
         else:
             return
         back = make_op("transpose", [new.results[0]], axes=p)
-        rewriter.replace(op, [new, back])
+        rewriter.replace(op, carry_location(op, [new, back]))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from xdsl.pattern_rewriter import PatternRewriter, RewritePattern, op_type_rewri
 from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
 from lathe.dialects.reference import constant_value
+from lathe.passes.outline import carry_location
 
 
 def constant_of(v: SSAValue) -> np.ndarray | None:
@@ -99,7 +100,7 @@ class ComposeTransposes(RewritePattern):
             if perm == list(range(rank)):
                 _replace_with(rewriter, op, inner.data)
             else:
-                rewriter.replace(op, make_op("transpose", [inner.data], axes=perm))
+                rewriter.replace(op, carry_location(op, [make_op("transpose", [inner.data], axes=perm)]))
         elif q == list(range(rank)):
             _replace_with(rewriter, op, op.data)
 
@@ -121,7 +122,12 @@ class ComposeReshapes(RewritePattern):
         if isinstance(src.owner, _RESHAPES) and isinstance(
             op, graph.ReshapeOp | graph.BatchFlattenOp | graph.SqueezeOp | graph.ExpandDimsOp
         ):
-            rewriter.replace(op, make_op("reshape", [src.owner.operands[0]], newshape=shape_of(op.results[0].type)))
+            rewriter.replace(
+                op,
+                carry_location(
+                    op, [make_op("reshape", [src.owner.operands[0]], newshape=shape_of(op.results[0].type))]
+                ),
+            )
 
 
 class CastToSameType(RewritePattern):

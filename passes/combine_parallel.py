@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import FusedLoc, ModuleOp, NoneAttr
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -51,6 +51,7 @@ def _combine(fn: func.FuncOp, cls, key, weight_axis: int, out_axis, min_branches
         new: list[Operation] = [make_op("tuple", weights)]
         new.append(make_op("concatenate", [new[0].results[0]], axis=weight_axis))
         big = first.create_inferred([first.operands[0], new[1].results[0]], dict(first.properties))
+        big.location = FusedLoc([o.location for o in ops], NoneAttr())  # one dense stands for them all
         new.append(big)
         axis = out_axis(big)
         start = 0
@@ -58,6 +59,7 @@ def _combine(fn: func.FuncOp, cls, key, weight_axis: int, out_axis, min_branches
         for o in ops:
             n = shape_of(o.results[0].type)[axis]
             s = make_op("strided_slice", [big.results[0]], begin=[start], end=[start + n], axes=[axis])
+            s.location = o.location
             slices.append(s)
             start += n
         for o in new + slices:

@@ -29,6 +29,7 @@ from xdsl.pattern_rewriter import (
 from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
 from lathe.passes.canonicalize import constant_of
+from lathe.passes.outline import carry_location
 
 
 def channel_vector(v: SSAValue, rank: int, axis: int) -> np.ndarray | None:
@@ -92,11 +93,13 @@ class FoldScaleBackward(RewritePattern):
             new: list[Operation] = []
             w = _scaled_weight(new, anchor.operands[1], s, 0, dt)  # O of OIHW, units of dense
             conv = anchor.create_inferred([anchor.operands[0], w], dict(anchor.properties))
+            carry_location(anchor, [conv])
             new.append(conv)
             out = conv.results[0]
             if bias is not None:
                 b = _scaled_weight(new, bias.bias, s, 0, dt)
                 ba = make_op("nn.bias_add", [out, b], axis=axis)
+                carry_location(bias, [ba])
                 new.append(ba)
                 out = ba.results[0]
             rewriter.replace(op, new, [out])
@@ -126,7 +129,7 @@ class FoldScaleForward(RewritePattern):
             w = _scaled_weight(new, op.operands[1], s, 1, op.results[0].type.element_type)  # I of OIHW / in features
             conv = op.create_inferred([x, w], dict(op.properties))
             new.append(conv)
-            rewriter.replace(op, new, [conv.results[0]])
+            rewriter.replace(op, carry_location(op, new), [conv.results[0]])
             return
 
 
@@ -147,7 +150,7 @@ class ChannelAddToBiasAdd(RewritePattern):
                 continue
             c = graph.ConstantOp.from_array(t, op.result.type.element_type)
             ba = make_op("nn.bias_add", [prod, c.result], axis=axis)
-            rewriter.replace(op, [c, ba])
+            rewriter.replace(op, carry_location(op, [c, ba]))
             return
 
 

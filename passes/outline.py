@@ -13,8 +13,19 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, TensorType, UnitAttr
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.dialects.builtin import (
+    FileLineColLoc,
+    FusedLoc,
+    LocationAttr,
+    ModuleOp,
+    NameLoc,
+    NoneAttr,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    UnknownLoc,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
@@ -111,6 +122,7 @@ def outline_group(fn: func.FuncOp, ops: Sequence[Operation], name: str) -> func.
         name, ([v.type for v in inputs], [v.type for v in outputs]), Region(block), visibility="private"
     )
     kernel.attributes[KERNEL_ATTR] = UnitAttr()
+    kernel.location = source_location(ops)
     call = func.CallOp(name, inputs, [v.type for v in outputs])
     Rewriter.insert_op(call, InsertPoint.before(ops[-1]))
     for old, new in zip(outputs, call.results):
@@ -121,6 +133,44 @@ def outline_group(fn: func.FuncOp, ops: Sequence[Operation], name: str) -> func.
     assert isinstance(module, ModuleOp)
     module.body.block.add_op(kernel)
     return kernel
+
+
+def carry_location(old: Operation, new_ops: Sequence[Operation]) -> Sequence[Operation]:
+    """`new_ops`, each made to replace `old`, at old's location where a rewrite gave it none
+    (as MLIR's rewriters do): what the profiler names a kernel's source lines by."""
+    for o in new_ops:
+        if isinstance(o.location, UnknownLoc):
+            o.location = old.location
+    return new_ops
+
+
+def source_location(ops: Sequence[Operation]) -> LocationAttr:
+    """A kernel's location: each graph op fused into it, named by its Relay name, at the op's
+    own location (a line of Relay text, an ONNX node's name). A location, not an attribute:
+    printing leaves it out, so kernels that differ only in where they came from still print,
+    hash and tune as one."""
+    return FusedLoc(
+        [NameLoc(StringAttr(o.relay_name()), o.location) for o in ops if isinstance(o, graph.GraphOp)], NoneAttr()
+    )
+
+
+def kernel_sources(kernel: Operation) -> list[str]:
+    """The graph ops a kernel was made from, as `file:line op` or `onnx-node op` (`? op`
+    where a pass rewrote the op without carrying its location)."""
+
+    def where(loc: Attribute) -> str:
+        if isinstance(loc, FileLineColLoc):
+            return f"{loc.filename.data}:{loc.line.data}"
+        if isinstance(loc, FusedLoc):  # an op that stands for several (combine-parallel-dense)
+            return "+".join(where(x) for x in loc.locations.data)
+        if isinstance(loc, NameLoc):
+            inner = where(loc.location)
+            return loc.desc.data if inner == "?" else f"{inner} {loc.desc.data}"
+        return "?"
+
+    loc = kernel.location
+    entries = loc.locations.data if isinstance(loc, FusedLoc) else ()
+    return [f"{where(e.location)} {e.desc.data}" for e in entries if isinstance(e, NameLoc)]
 
 
 class KernelNamer:

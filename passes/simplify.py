@@ -25,6 +25,7 @@ from xdsl.pattern_rewriter import (
 
 from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
+from lathe.passes.outline import carry_location
 
 
 class _Emit:
@@ -67,7 +68,7 @@ class BatchNormToScaleShift(RewritePattern):
             shift = e("expand_dims", shift, axis=1, num_newaxis=trailing)
         out = e("add", e("multiply", x, scale), shift)
         tup = make_op("tuple", [out, op.moving_mean, op.moving_var])
-        rewriter.replace(op, [*e.ops, tup])
+        rewriter.replace(op, carry_location(op, [*e.ops, tup]))
 
 
 class RemoveDropout(RewritePattern):
@@ -95,7 +96,7 @@ class SplitToStridedSlices(RewritePattern):
         axis, parts = graph.SplitOp.bounds("", shape_of(op.data.type), op.attrs())
         e = _Emit()
         fields = [e("strided_slice", op.data, begin=[b], end=[end], axes=[axis]) for b, end in parts]
-        rewriter.replace(op, [*e.ops, make_op("tuple", fields)])
+        rewriter.replace(op, carry_location(op, [*e.ops, make_op("tuple", fields)]))
 
 
 def _run(module: ModuleOp, *patterns: RewritePattern) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType
+from xdsl.dialects.builtin import FunctionType, ModuleOp, NameLoc, StringAttr, TensorType, UnknownLoc
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
@@ -141,6 +141,7 @@ class Node:
         self.outputs: list[str] = list(proto.output)
         self.attrs: dict[str, Any] = {a.name: _attribute(a) for a in proto.attribute}
         self.opset: int = imp.opset
+        self.location = NameLoc(StringAttr(self.name), UnknownLoc())  # the location of every op it becomes
 
     # -- diagnostics --------------------------------------------------------
     @property
@@ -202,6 +203,7 @@ class Node:
         """Append a graph op, given by class or by Relay name, with attributes as Python or numpy values."""
         relay_name = kind if isinstance(kind, str) else kind.relay_name()
         op = graph.make_op(relay_name, operands, **{k: plain(v) for k, v in attrs.items()})
+        op.location = self.location  # a profile names the ONNX node a kernel's time comes from
         self.imp.body.block.add_op(op)
         return op.results[0]
 
