@@ -2,8 +2,9 @@
 
     lathe run FILE [--params p.npz] [--inputs in.npz] [--output out.npz] [--check] [--bench N]
               [--profile] [--profile-json PATH]
-    lathe compile FILE [-o out.o | --emit=llvm|asm|obj] [--target T] [--db tuning.jsonl]
+    lathe compile FILE [-o out.o | -o model.lathe.d [--params p.npz] | --emit=llvm|asm|obj] [--target T] [--db tuning.jsonl]
     lathe tune FILE [--params p.npz] --trials N --db tuning.jsonl [--target T] [--timeout S]
+               [--executor dask://HOST:PORT] [--plot curve.png]
     lathe import MODEL.onnx [-o model.lathe] [--opset N] [--shape NAME=D0,D1,...]
     lathe demo [--threads N] [--quick]
 
@@ -324,8 +325,12 @@ def cmd_tune(args) -> int:
         progress=True,
         seed=args.seed,
         early_stop=args.early_stop,
+        executor=args.executor,
+        plot=args.plot,
     )
     print(format_table(results))
+    if args.plot:
+        print(f"tuning curves in {args.plot}")
     print(f"records in {args.db}; compile with them: lathe run {args.file} --db {args.db}")
     return 0
 
@@ -413,8 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "-o",
         "--output",
-        help="FILE (.o/.so: the binary, .s: assembly, else the source) or DIR "
-        "(ending in / or .d, or existing: the backend's artifact files)",
+        help="FILE (.o/.so: the binary, .s: assembly, else the source) or DIR (ending in / or .d, or "
+        "existing): an artifact that runs without Lathe (llvm: model.so with a C ABI, weights.bin, metadata.json, "
+        "lathe_model.h, example.c, load.py; docs/deployment.md), or the backend's kernel files",
     )
     c.add_argument(
         "--emit", choices=["source", "llvm", "asm", "obj"], help="what to write (llvm is the LLVM backend's source)"
@@ -441,7 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tune", help="tune the schedule of every distinct kernel, recording trials in a database")
     t.add_argument("file")
     t.add_argument("--params", help=".npz with weights, bound to parameters by name (as lathe run does)")
-    t.add_argument("--trials", type=_at_least(0), required=True, metavar="N", help="measurements per kernel")
+    t.add_argument(
+        "--trials",
+        type=_at_least(0),
+        required=True,
+        metavar="N",
+        help="measurements in all, shared among the kernels by expected gain",
+    )
     t.add_argument("--db", required=True, metavar="PATH", help="the JSON-lines database to append to and resume from")
     t.add_argument("--target", default="llvm", help="target string, e.g. 'llvm -mcpu=znver4'")
     t.add_argument(
@@ -452,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--early-stop", type=_at_least(1), default=None, metavar="N", help="stop a kernel after N trials without a gain"
     )
+    t.add_argument(
+        "--executor",
+        default=None,
+        metavar="E",
+        help="where candidates are measured: local (default, one worker process) or dask://HOST:PORT (a Dask scheduler)",
+    )
+    t.add_argument("--plot", metavar="PNG", help="draw best-so-far GFLOP/s against trials for each kernel")
     t.set_defaults(fn=cmd_tune)
     b = sub.add_parser("backends", help="list the installed backends, or run the conformance suite on one")
     b.add_argument("--check", metavar="NAME", help="run the backend conformance suite on target NAME")
