@@ -219,14 +219,19 @@ def tune(
     timeout_s: float = 60.0,
     search: str = "xgb",
     progress: bool = False,
+    executor=None,
     **options,
 ):
-    """Tune the schedule of every distinct kernel of `module` with `trials` measurements each,
-    appending them to the database `db`; compile with `tuning_db=db` to use the best.
-    Returns one result per task (trials, failures, best record, speedup over the default)."""
+    """Tune the schedule of every distinct kernel of `module` with `trials` measurements in
+    all (the task scheduler shares them by expected gain), appending them to the database
+    `db`; compile with `tuning_db=db` to use the best. `executor`: None (a local worker
+    process), "dask://HOST:PORT" or a `distributed.Client` (measure on a Dask cluster's
+    workers). Returns one result per task (trials, failures, best record, speedup over the default)."""
     from lathe.tuner.tune import tune as run
 
-    return run(module, _params(params), trials, db, target, timeout_s, search, progress=progress, **options)
+    return run(
+        module, _params(params), trials, db, target, timeout_s, search, progress=progress, executor=executor, **options
+    )
 
 
 def interpret(module: ModuleOp, params=None, entry: str = "main", **inputs):

@@ -22,6 +22,7 @@ from xdsl.ir import Operation, SSAValue
 from lathe.dialects.functions import is_kernel
 from lathe.dialects.loop import annotation_of
 
+VERSION = 1  # of the vector's layout and meaning: records carry it, and transfer trains only on this one
 DEPTHS = 8  # loops described one by one, outermost first along the deepest nest
 ANNOTATIONS = ("none", "parallel", "vectorize", "unroll")
 FLOAT_OPS = (arith.AddfOp, arith.MulfOp, arith.SubfOp, arith.DivfOp, arith.MaximumfOp, arith.MinimumfOp)

@@ -10,7 +10,7 @@ never chosen.
 
 `LATHE_TUNER_FAULT` makes candidates fail on purpose, for tests: `crash@TEXT`,
 `hang@TEXT` or `wrong@TEXT` (several separated by `;`) hits every candidate whose
-configuration text contains TEXT.
+configuration text contains TEXT (and `die@TEXT` the Dask worker that takes it).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import numpy as np
 from lathe.errors import LatheError
 
 FAULT_ENV = "LATHE_TUNER_FAULT"
-STATUSES = ("ok", "wrong", "error", "crash", "timeout")  # every trial's outcome is one of these
+# every trial's outcome is one of these; "died": the Dask worker measuring it was lost (tuner/executors.py)
+STATUSES = ("ok", "wrong", "error", "crash", "timeout", "died")
 READY_TIMEOUT_S = 120.0  # a fresh worker's imports
 WRONG_RTOL = 1e-3  # relative to the reference's largest magnitude: reassociated sums stay well inside
 
@@ -59,7 +60,7 @@ class Result:
         return self.status == "ok"
 
 
-def _fault_for(config: str) -> str | None:
+def fault_for(config: str) -> str | None:
     for item in filter(None, os.environ.get(FAULT_ENV, "").split(";")):
         kind, _, text = item.partition("@")
         if text and text in config:
@@ -92,7 +93,7 @@ def build_and_time(job: dict) -> Result:
     from lathe.runtime.graph_executor import GraphExecutor
     from lathe.tuner.features import loop_features
 
-    fault = _fault_for(job["config"])
+    fault = fault_for(job["config"])
     if fault == "crash":
         os.abort()
     if fault == "hang":

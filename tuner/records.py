@@ -1,7 +1,9 @@
 """The tuning database: one JSON object per line, one line per trial.
 
 Every line carries the format version, the workload key (a hash of the normalised kernel
-and the target, tuner/tasks.py), the target, the configuration's text and the outcome. A
+and the target, tuner/tasks.py), the target, the configuration's text and the outcome, and
+the candidate's loop-program features (so that other workloads' tuning can learn from it
+without lowering it again). A
 trial is appended with one `write` of one whole line to a file opened O_APPEND (after a
 newline, if a killed run left the last line torn), then fsync'd: a run killed at any moment leaves at most its last line torn, which the reader
 reports by line number and skips. Records of other workloads or targets are kept in the
@@ -30,6 +32,8 @@ class Record:
     flops: float = 0.0
     error: str = ""
     time: float = 0.0  # when it was measured (Unix seconds)
+    features: list[float] | None = None  # of its loop program (tuner/features.py), for transfer
+    features_v: int = 0  # features.VERSION they were computed by
     v: int = FORMAT_VERSION
 
     @property

@@ -7,6 +7,10 @@ A batch is chosen by simulated annealing over the model's scores, started from t
 measured configurations and from random ones, each step changing one knob; a share
 `epsilon` of every batch is random (exploration), and a batch never repeats a
 configuration. Until enough candidates are measured, it searches at random.
+
+Transfer: the model also trains on other workloads' records (their features are of loop
+programs, not of one template's knobs), each workload its own ranking group, so a task
+with records of others in the database starts with a model instead of at random.
 """
 
 from __future__ import annotations
@@ -48,6 +52,52 @@ class RandomSearch:
         return out
 
 
+Group = tuple[list[list[float]], list[float | None]]  # one workload's features and seconds (None: failed)
+
+
+def train_ranker(groups: list[Group]):
+    """xgboost `rank:pairwise` over workloads' measurements, one query group per workload:
+    only orders within a workload are learned (seconds of different workloads do not
+    compare), so records of every workload teach one model. None without 2 working candidates."""
+    import xgboost as xgb
+
+    X: list[list[float]] = []
+    labels: list[float] = []
+    sizes: list[int] = []
+    for feats, seconds in groups:
+        rows = [(f, s) for f, s in zip(feats, seconds) if f]
+        ok = [s for _, s in rows if s]
+        if len(rows) < 2 or not ok:
+            continue
+        fastest = min(ok)
+        X += [f for f, _ in rows]
+        # relevance 0..30: a failed candidate ranks below every working one
+        labels += [round(30 * fastest / s) if s else 0 for _, s in rows]
+        sizes.append(len(rows))
+    if sum(1 for label in labels if label) < 2 or len({len(f) for f in X}) != 1:
+        return None
+    d = xgb.DMatrix(np.asarray(X, dtype=np.float32), label=np.asarray(labels, dtype=np.float32))
+    d.set_group(sizes)
+    params = {"objective": "rank:pairwise", "eta": 0.3, "max_depth": 6, "verbosity": 0, "nthread": 1}
+    return xgb.train(params, d, num_boost_round=60)
+
+
+def pairwise_accuracy(scores: list[float], seconds: list[float], min_ratio: float = 1.0) -> tuple[float, int]:
+    """The share of pairs of working candidates that `scores` order as their seconds do
+    (higher score: faster; a tie is half right), over the pairs whose seconds differ by more than `min_ratio`;
+    and how many pairs that was."""
+    right = 0.0
+    total = 0
+    for i in range(len(seconds)):
+        for j in range(i + 1, len(seconds)):
+            a, b = seconds[i], seconds[j]
+            if max(a, b) <= min_ratio * min(a, b):
+                continue
+            total += 1
+            right += 0.5 if scores[i] == scores[j] else float((scores[i] > scores[j]) == (a < b))
+    return (right / total if total else math.nan), total
+
+
 class ModelSearch(RandomSearch):
     """xgboost ranking over features, simulated annealing over its predictions, ε-greedy."""
 
@@ -60,9 +110,13 @@ class ModelSearch(RandomSearch):
         epsilon: float = 0.2,
         min_train: int = 8,
         sa_steps: int = 24,
+        prior: dict[str, Group] | None = None,
+        key: str = "",
     ):
         super().__init__(template, space, seed)
         self.featurize = featurize  # config text -> features (lowering the candidate)
+        # transfer: other workloads' measured features and seconds, by workload key (own `key` left out)
+        self.prior, self.key = prior if prior is not None else {}, key
         self.epsilon, self.min_train, self.sa_steps = epsilon, min_train, sa_steps
         self.X: list[list[float]] = []
         self.observed: list[str] = []
@@ -78,19 +132,12 @@ class ModelSearch(RandomSearch):
             self.seconds.append(seconds)
 
     def _train(self) -> None:
-        import xgboost as xgb
-
-        ok = [s for s in self.seconds if s]
-        if len(ok) < self.min_train:
+        own = (self.X, self.seconds)
+        others = [g for key, g in self.prior.items() if key != self.key]
+        if sum(1 for s in self.seconds if s) + sum(1 for _, ss in others for s in ss if s) < self.min_train:
             self.model = None
             return
-        fastest = min(ok)
-        # relevance 0..30: a failed candidate ranks below every working one
-        labels = [round(30 * fastest / s) if s else 0 for s in self.seconds]
-        d = xgb.DMatrix(np.asarray(self.X, dtype=np.float32), label=np.asarray(labels, dtype=np.float32))
-        d.set_group([len(labels)])
-        params = {"objective": "rank:pairwise", "eta": 0.3, "max_depth": 6, "verbosity": 0, "nthread": 1}
-        self.model = xgb.train(params, d, num_boost_round=60)
+        self.model = train_ranker([own, *others])
 
     def _score(self, configs: list[str]) -> list[float]:
         import xgboost as xgb

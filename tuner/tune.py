@@ -1,22 +1,27 @@
-"""Tuning a model: its tasks, one after another, each measured, recorded and searched.
+"""Tuning a model: its tasks share one trial budget, measured on an executor, recorded, searched.
 
 Every trial is appended to the database as it completes, so a run resumes from the
 configurations the database already holds (they are not measured again, and the search
 learns from them). Each task measures its default configuration first: it is what
-"speedup" is relative to, and what the kernel gets without records.
+"speedup" is relative to, and what the kernel gets without records. Rounds of trials go to
+the tasks by the gradient-based scheduler (tuner/scheduler.py), and every task's cost
+model also learns from the records of the other workloads of the same target (transfer).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdsl.dialects.builtin import ModuleOp
 
 from lathe.tuner import records
-from lathe.tuner.measure import LocalRunner, Timing, lower_candidate
-from lathe.tuner.search import ModelSearch, RandomSearch, full
+from lathe.tuner.executors import make_executor
+from lathe.tuner.features import VERSION as FEATURES_VERSION
+from lathe.tuner.measure import Result, Timing, lower_candidate
+from lathe.tuner.scheduler import GradientScheduler
+from lathe.tuner.search import Group, ModelSearch, RandomSearch, full
 from lathe.tuner.tasks import Task, extract_tasks
 
 SEARCHES = ("xgb", "random")
@@ -37,98 +42,143 @@ class TaskResult:
         return self.default.seconds / self.best.seconds  # type: ignore[operator]
 
 
-def tune_task(
-    task: Task,
-    db: str | os.PathLike,
-    trials: int,
-    runner: LocalRunner,
-    search: str = "xgb",
-    seed: int = 0,
-    batch: int = 8,
-    early_stop: int | None = None,
-    timing: Timing | None = None,
-    progress=None,
-) -> TaskResult:
-    timing = timing or Timing()
-    known, _ = records.load(db)
-    mine = [r for r in known if r.workload == task.key and r.target == task.target]
-    tried = {r.config for r in mine}
-    default = str(full(task.template, task.space, task.default))
-    inputs = task.random_inputs(seed)
-    reference = task.reference(inputs)
-    module = task.module_text()
-    flops = task.flops()
+def transfer_pool(recs: list[records.Record], target: str) -> dict[str, Group]:
+    """Every workload's recorded features and seconds on `target`: what the cost models train on."""
+    pool: dict[str, Group] = {}
+    for r in recs:
+        if r.target == target and r.features and r.features_v == FEATURES_VERSION:
+            feats, secs = pool.setdefault(r.workload, ([], []))
+            feats.append(list(r.features))
+            secs.append(r.seconds if r.status == "ok" else None)
+    return pool
 
-    def featurize(config: str) -> list[float]:
+
+@dataclass
+class TaskTuner:
+    """One task's search, its measurements in this run, and what the scheduler reads of it."""
+
+    task: Task
+    db: str | os.PathLike
+    known: list[records.Record]  # the database's records at the start
+    search: str = "xgb"
+    seed: int = 0
+    early_stop: int | None = None
+    timing: Timing = field(default_factory=Timing)
+    pool: dict[str, Group] = field(default_factory=dict)  # shared by the tasks of a run (transfer)
+    done: int = 0
+    rounds: int = 0
+    since_best: int = 0
+    stopped: bool = False
+    history: list[float | None] = field(default_factory=list)  # best seconds after each round
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        task = self.task
+        mine = [r for r in self.known if r.workload == task.key and r.target == task.target]
+        self.tried = {r.config for r in mine}
+        self.default = str(full(task.template, task.space, task.default))
+        self.inputs = task.random_inputs(self.seed)
+        self.reference = task.reference(self.inputs)
+        self.module = task.module_text()
+        self.flops = task.flops()
+        self.weight, self.template = task.weight, task.template
+        self.best_s = min((r.seconds for r in mine if r.status == "ok" and r.seconds), default=None)
+        if self.search == "xgb":
+            self.searcher: RandomSearch = ModelSearch(
+                task.template, task.space, self.featurize, self.seed, prior=self.pool, key=task.key
+            )
+            for r in mine:  # resume: the model learns from what the database holds
+                try:
+                    feats = list(r.features) if r.features and r.features_v == FEATURES_VERSION else None
+                    self.searcher.observe(
+                        r.config, r.seconds if r.status == "ok" else None, feats or self.featurize(r.config)
+                    )
+                except Exception:
+                    continue
+        else:
+            self.searcher = RandomSearch(task.template, task.space, self.seed)
+
+    def featurize(self, config: str) -> list[float]:
         from lathe.tuner.features import loop_features
 
-        return loop_features(lower_candidate(module, config, task.lanes))
+        return loop_features(lower_candidate(self.module, config, self.task.lanes))
 
-    searcher = (
-        ModelSearch(task.template, task.space, featurize, seed)
-        if search == "xgb"
-        else RandomSearch(task.template, task.space, seed)
-    )
-    if isinstance(searcher, ModelSearch):  # resume: the model learns from what the database holds
-        for r in mine:
-            try:
-                searcher.observe(r.config, r.seconds if r.status == "ok" else None, featurize(r.config))
-            except Exception:
-                continue
-    failures: dict[str, int] = {}
-    done = 0
-    best_s = min((r.seconds for r in mine if r.status == "ok" and r.seconds), default=None)
-    since_best = 0
+    @property
+    def finished(self) -> bool:
+        return self.stopped or len(self.tried) >= self.task.space_size
 
-    def measure(config: str) -> None:
-        nonlocal done, best_s, since_best
-        job = dict(
-            module=module,
+    def propose(self, n: int) -> list[str]:
+        """The next round's configurations (the default first); none when the task is done."""
+        if self.early_stop and self.since_best >= self.early_stop:
+            self.stopped = True
+        if self.finished or n <= 0:
+            return []
+        out = [self.default] if self.default not in self.tried else []
+        if len(out) < n:
+            out += [c for c in self.searcher.propose(n - len(out), self.tried | set(out), self.task.space_size)]
+        if not out:
+            self.stopped = True
+        return out
+
+    def job(self, config: str) -> dict:
+        return dict(
+            module=self.module,
             config=config,
-            lanes=task.lanes,
-            target=task.target,
-            inputs=inputs,
-            reference=reference,
-            timing=timing,
+            lanes=self.task.lanes,
+            target=self.task.target,
+            inputs=self.inputs,
+            reference=self.reference,
+            timing=self.timing,
         )
-        res = runner.measure(job)
-        rec = records.Record(
-            task.key, task.target, task.name, config, res.status, res.seconds, res.noise, flops, res.error
-        )
-        records.append(db, rec)
-        tried.add(config)
-        searcher.observe(config, res.seconds if res.ok else None, res.features)
-        done += 1
-        if not res.ok:
-            failures[res.status] = failures.get(res.status, 0) + 1
-        if res.ok and (best_s is None or res.seconds < best_s):  # type: ignore[operator]
-            best_s, since_best = res.seconds, 0
-        else:
-            since_best += 1
-        if progress is not None:
-            progress(task, rec, best_s)
 
-    if default not in tried and trials > 0:
-        measure(default)
-    while done < trials and len(tried) < task.space_size:
-        if early_stop and since_best >= early_stop:
-            break
-        proposals = searcher.propose(min(batch, trials - done), tried, task.space_size)
-        if not proposals:
-            break
-        for c in proposals:
-            if done >= trials:
-                break
-            measure(c)
-    known, _ = records.load(db)
-    mine = [r for r in known if r.workload == task.key and r.target == task.target]
-    return TaskResult(
-        task,
-        done,
-        failures,
-        records.best(mine, task.key),
-        next((r for r in mine if r.config == default and r.status == "ok"), None),
-    )
+    def record(self, config: str, res: Result) -> records.Record:
+        task = self.task
+        feats = res.features or None
+        rec = records.Record(
+            task.key,
+            task.target,
+            task.name,
+            config,
+            res.status,
+            res.seconds,
+            res.noise,
+            self.flops,
+            res.error,
+            features=feats,
+            features_v=FEATURES_VERSION if feats else 0,
+        )
+        records.append(self.db, rec)
+        self.tried.add(config)
+        seconds = res.seconds if res.ok else None
+        self.searcher.observe(config, seconds, res.features)
+        if feats:
+            pooled = self.pool.setdefault(task.key, ([], []))
+            pooled[0].append(feats)
+            pooled[1].append(seconds)
+        self.done += 1
+        if not res.ok:
+            self.failures[res.status] = self.failures.get(res.status, 0) + 1
+        if res.ok and (self.best_s is None or res.seconds < self.best_s):  # type: ignore[operator]
+            self.best_s, self.since_best = res.seconds, 0
+        else:
+            self.since_best += 1
+        return rec
+
+    def end_round(self) -> None:
+        self.rounds += 1
+        self.history.append(self.best_s)
+
+    def result(self) -> TaskResult:
+        recs, _ = records.load(self.db)
+        task = self.task
+        mine = [r for r in recs if r.workload == task.key and r.target == task.target]
+        return TaskResult(
+            task,
+            self.done,
+            self.failures,
+            records.best(mine, task.key),
+            next((r for r in mine if r.config == self.default and r.status == "ok"), None),
+        )
 
 
 def tune(
@@ -144,49 +194,65 @@ def tune(
     timing: Timing | None = None,
     progress: bool = False,
     entry: str = "main",
+    executor=None,
+    batch: int = 8,
+    plot: str | os.PathLike | None = None,
+    transfer: bool = True,
 ) -> list[TaskResult]:
-    """Tune every task of `module` with `trials` new measurements each, recording them in `db`."""
+    """Tune the tasks of `module` with `trials` new measurements in all, shared among them
+    by the task scheduler, measured on `executor` (tuner/executors.make_executor), recorded in `db`."""
     from lathe.errors import LatheError
 
     if search not in SEARCHES:
         raise LatheError(f"unknown search '{search}'", note="searches: " + ", ".join(SEARCHES))
     if trials < 0:
         raise LatheError(f"trials must be at least 0, got {trials}")
+    if batch < 1:
+        raise LatheError(f"batch must be at least 1, got {batch}")
     records.check_writable(db)
+    if plot is not None:
+        from lathe.tuner.plot import check_plotting
+
+        check_plotting()
     tasks = extract_tasks(module, target, params, entry)
-    _, notes = records.load(db)
+    known, notes = records.load(db)
     for n in notes:
         print(n, file=sys.stderr)
-    results = []
-    bars: list = []  # overall, then the task's own (each with its ETA)
+    pool = transfer_pool(known, tasks[0].target) if transfer and tasks else {}
+    tuners = [TaskTuner(t, db, known, search, seed, early_stop, timing or Timing(), pool) for t in tasks]
+    bars: list = []  # overall (with its ETA), then the task being tuned
     if progress:
         from tqdm import tqdm
 
-        bars.append(tqdm(total=trials * len(tasks), unit="trial", file=sys.stderr, desc=f"{len(tasks)} tasks"))
-
-    def report(task: Task, rec: records.Record, best_s: float | None) -> None:
-        if bars:
-            best = f"{task.flops() / best_s / 1e9:.1f} GFLOP/s" if best_s else "-"
-            bars[-1].set_description(f"{task.name[:32]} best {best}")
-            for b in bars:
-                b.update(1)
-
-    with LocalRunner(timeout_s) as runner:
-        for t in tasks:
-            if bars:
-                from tqdm import tqdm
-
-                bars.append(
-                    tqdm(total=trials, unit="trial", file=sys.stderr, desc=t.name[:32], position=1, leave=False)
-                )
-            results.append(
-                tune_task(t, db, trials, runner, search, seed, early_stop=early_stop, timing=timing, progress=report)
-            )
-            if len(bars) > 1:
-                bars.pop().close()
-    for b in bars:
+        bars.append(tqdm(total=trials, unit="trial", file=sys.stderr, desc=f"{len(tasks)} tasks"))
+        bars.append(tqdm(total=None, unit="trial", file=sys.stderr, position=1, leave=False, bar_format="{desc}"))
+    scheduler = GradientScheduler()
+    done = 0
+    with make_executor(executor, timeout_s) as ex:
+        size = max(batch, ex.slots)
+        while done < trials:
+            i = scheduler.pick(tuners)
+            if i is None:
+                break
+            tuner = tuners[i]
+            configs = tuner.propose(min(size, trials - done))
+            if not configs:
+                continue
+            for j, res in ex.measure([tuner.job(c) for c in configs]):
+                tuner.record(configs[j], res)
+                done += 1
+                if bars:
+                    best = f"{tuner.flops / tuner.best_s / 1e9:.1f} GFLOP/s" if tuner.best_s else "-"
+                    bars[1].set_description_str(f"{tuner.task.name[:40]}: {tuner.done} trials, best {best}")
+                    bars[0].update(1)
+            tuner.end_round()
+    for b in reversed(bars):
         b.close()
-    return results
+    if plot is not None:
+        from lathe.tuner.plot import plot_curves
+
+        plot_curves(tasks, records.load(db)[0], plot)
+    return [t.result() for t in tuners]
 
 
 def format_table(results: list[TaskResult]) -> str:
