@@ -138,6 +138,7 @@ class CompiledModule:
             params = {}
             names = param_names(next(f for f in module.ops if isinstance(f, func.FuncOp) and f.sym_name.data == entry))
         pipeline = with_pass_options(pipeline, self.backend.graph_pass_options(self.target))
+        self._graph_source = module, pipeline  # profile() rebuilds the graph-level kernels from them
         lowered = lower(module, pipeline=pipeline, tuning_db=tuning_db, target=self.target)
         self.loop_module = self.backend.lower(lowered, self.target)
         self.kernels = self.backend.load(self.loop_module, self.target)
@@ -184,6 +185,39 @@ class CompiledModule:
         """Inputs by position or by name; results in fresh arrays (a tuple, nested as the model
         returns them, where it returns several), or written into `out`, nested the same way."""
         return self.executor.run(*inputs, out=out, **named)
+
+    def profile(self, *inputs, repeat: int = 30, warmup_seconds: float = 1.0, **named):
+        """Where a run's time goes: every kernel timed on its own over `repeat` runs on these
+        inputs, after a wall-clock warm-up. Returns a `Profile` (runtime/profiler.py): one row
+        per kernel, heaviest first, with time, share, GFLOP/s, GB/s, % of the machine's peak and
+        the source ops; `.table()` prints it, `.to_json()` writes it."""
+        from lathe.runtime.profiler import profile
+
+        self.executor.run(*inputs, **named)  # binds the inputs and this run's outputs
+        return profile(
+            self.executor,
+            self.loop_module,
+            self._graph_kernels(),
+            self.target.vector_lanes,
+            self.num_threads,
+            repeat,
+            warmup_seconds,
+        )
+
+    def _graph_kernels(self) -> dict[str, func.FuncOp]:
+        """The kernels at graph level, named as compiled: the graph part of the pipeline run
+        again (it is deterministic), since lowering replaces each kernel and keeps neither its
+        graph ops (the FLOPs) nor their locations (the source lines)."""
+        from lathe.dialects import make_context
+        from lathe.dialects.functions import is_kernel
+        from lathe.pipelines import build_pipeline
+
+        module, pipeline = self._graph_source
+        graph_part = pipeline.partition("lower-graph-to-te")[0].rstrip(",")
+        kernels = module.clone()
+        if graph_part:
+            build_pipeline(graph_part).apply(make_context(), kernels)
+        return {f.sym_name.data: f for f in kernels.ops if is_kernel(f)}
 
     def memory_report(self):
         """Bytes of intermediates as planned, with a buffer each, and the live peak (MemoryReport)."""
