@@ -246,3 +246,118 @@ def test_unwritable_database_is_an_error_before_tuning(dense, tmp_path):
     module, params = dense
     with pytest.raises(LatheError, match="cannot write the tuning database"):
         lathe.tune(module, params=params, trials=1, db=tmp_path / "no-such-dir" / "t.jsonl")
+
+
+def _state(weight, best_s, rounds, flops=1e9, template="dense_pack", history=None):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        weight=weight,
+        best_s=best_s,
+        rounds=rounds,
+        flops=flops,
+        template=template,
+        history=history if history is not None else [best_s] * rounds,
+        finished=False,
+    )
+
+
+def test_scheduler_warms_up_round_robin_then_follows_the_gradient():
+    from lathe.tuner.scheduler import GradientScheduler
+
+    sched = GradientScheduler()
+    # warm-up: every task once, in order, whatever their weights
+    tasks = [_state(1, 1e-3, 1), _state(1, None, 0), _state(9, None, 0)]
+    assert sched.pick(tasks) == 1
+    # then the task whose next round should lower weight x latency the most
+    heavy, light = _state(3, 4e-3, 2, flops=8e9), _state(1, 1e-3, 2, flops=2e9)
+    assert sched.pick([light, heavy]) == 1
+    # a task still improving beats one that has stalled at the same weighted latency
+    stalled = _state(1, 1e-3, 4, history=[1e-3] * 4)
+    improving = _state(1, 1e-3, 4, history=[4e-3, 3e-3, 2e-3, 1e-3])
+    assert sched.pick([stalled, improving]) == 1
+    # a task far below its similar tasks' throughput has more to gain than one at their best
+    fast, slow = _state(1, 1e-3, 50, flops=1e9), _state(1, 1e-3, 50, flops=0.1e9)
+    assert sched.pick([fast, slow]) == 1
+    # finished tasks get nothing; when all are finished the run ends
+    heavy.finished = True
+    assert sched.pick([light, heavy]) == 0
+    light.finished = True
+    assert sched.pick([light, heavy]) is None
+
+
+TWO_TASKS = """def @main(%x: Tensor[(32, 128), float32], %w: Tensor[(128, 128), float32], %v: Tensor[(16, 128), float32]) {
+  %0 = nn.dense(%x, %w);
+  %1 = nn.dense(%0, %w);
+  %2 = nn.dense(%1, %w);
+  nn.dense(%2, %v)
+}"""
+
+
+def test_task_scheduler_gives_the_heavier_task_more_of_the_budget(tmp_path, rng):
+    module = parse_source(TWO_TASKS, "two.lathe")
+    params = {n: rng.standard_normal(s).astype(np.float32) for n, s in (("w", (128, 128)), ("v", (16, 128)))}
+    db = tmp_path / "two.jsonl"
+    results = lathe.tune(module, params=params, trials=16, db=db, search="random", timing=QUICK, batch=4)
+    dense = {r.task.weight: r for r in results if r.task.template == "dense_pack"}
+    assert sorted(dense) == [1, 3], [(r.task.name, r.task.weight) for r in results]
+    assert sum(r.trials for r in results) == 16  # one budget for the model
+    assert all(r.trials >= 4 for r in results)  # every task had its warm-up round
+    assert dense[3].trials > dense[1].trials, [(r.task.name, r.trials) for r in results]
+
+
+def test_cost_model_trained_on_one_workload_ranks_another_better_than_chance(tmp_path, rng):
+    """Transfer: the features are of loop programs, so a model trained only on task A's
+    records orders task B's configurations (pairs more than 20% apart, beyond the noise)."""
+    from lathe.tuner.search import pairwise_accuracy, train_ranker
+    from lathe.tuner.tune import transfer_pool
+
+    db = tmp_path / "transfer.jsonl"
+    keys = []
+    for m, k, n in ((128, 128, 128), (64, 256, 96)):
+        src = f"def @main(%x: Tensor[({m}, {k}), float32], %w: Tensor[({n}, {k}), float32]) {{ nn.dense(%x, %w) }}"
+        params = {"w": rng.standard_normal((n, k)).astype(np.float32)}
+        (r,) = lathe.tune(parse_source(src, "d.lathe"), params=params, trials=12, db=db, search="random", timing=QUICK)
+        keys.append(r.task.key)
+    recs, _ = records.load(db)
+    pool = transfer_pool(recs, recs[0].target)
+    model = train_ranker([pool[keys[0]]])
+    feats, seconds = zip(*[(f, s) for f, s in zip(*pool[keys[1]]) if s])
+    import xgboost as xgb
+
+    scores = model.predict(xgb.DMatrix(np.asarray(feats, dtype=np.float32))).tolist()
+    accuracy, pairs = pairwise_accuracy(scores, list(seconds), min_ratio=1.2)
+    print(f"transfer: pairwise ranking accuracy {accuracy:.2f} over {pairs} pairs")
+    assert pairs >= 20 and accuracy > 0.5, (accuracy, pairs)
+    # and the search warm-starts from them: a fresh task's model exists before it measures anything
+    from lathe.tuner.search import ModelSearch
+
+    search = ModelSearch("dense_pack", (), lambda c: [], prior=pool, key="a workload with no records")
+    search._train()
+    assert search.model is not None
+
+
+def test_cli_tune_plots_the_tuning_curve(tmp_path, dense):
+    from lathe.tools.lathe_cli import main
+
+    module, params = dense
+    src = tmp_path / "d.lathe"
+    src.write_text(DENSE)
+    np.savez(tmp_path / "d.npz", **params)
+    png = tmp_path / "curve.png"
+    argv = ["tune", str(src), "--params", str(tmp_path / "d.npz"), "--trials", "3", "--db", str(tmp_path / "d.jsonl")]
+    assert main([*argv, "--search", "random", "--plot", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 1000
+
+
+def test_unknown_executor_is_an_error_before_tuning(dense, tmp_path, capsys):
+    from lathe.tools.lathe_cli import main
+
+    module, params = dense
+    with pytest.raises(LatheError, match="unknown executor 'ssh://x'") as e:
+        lathe.tune(module, params=params, trials=1, db=tmp_path / "t.jsonl", executor="ssh://x")
+    assert "dask://HOST:PORT" in e.value.note
+    src = tmp_path / "d.lathe"
+    src.write_text(DENSE)
+    assert main(["tune", str(src), "--trials", "1", "--db", str(tmp_path / "t.jsonl"), "--executor", "nope"]) == 1
+    assert "unknown executor 'nope'" in capsys.readouterr().err
