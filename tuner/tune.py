@@ -214,21 +214,21 @@ def tune(
         from lathe.tuner.plot import check_plotting
 
         check_plotting()
-    tasks = extract_tasks(module, target, params, entry)
-    known, notes = records.load(db)
-    for n in notes:
-        print(n, file=sys.stderr)
-    pool = transfer_pool(known, tasks[0].target) if transfer and tasks else {}
-    tuners = [TaskTuner(t, db, known, search, seed, early_stop, timing or Timing(), pool) for t in tasks]
-    bars: list = []  # overall (with its ETA), then the task being tuned
-    if progress:
-        from tqdm import tqdm
+    with make_executor(executor, timeout_s) as ex:  # before the tasks: a bad executor is said at once
+        tasks = extract_tasks(module, target, params, entry)
+        known, notes = records.load(db)
+        for n in notes:
+            print(n, file=sys.stderr)
+        pool = transfer_pool(known, tasks[0].target) if transfer and tasks else {}
+        tuners = [TaskTuner(t, db, known, search, seed, early_stop, timing or Timing(), pool) for t in tasks]
+        bars: list = []  # overall (with its ETA), then the task being tuned
+        if progress:
+            from tqdm import tqdm
 
-        bars.append(tqdm(total=trials, unit="trial", file=sys.stderr, desc=f"{len(tasks)} tasks"))
-        bars.append(tqdm(total=None, unit="trial", file=sys.stderr, position=1, leave=False, bar_format="{desc}"))
-    scheduler = GradientScheduler()
-    done = 0
-    with make_executor(executor, timeout_s) as ex:
+            bars.append(tqdm(total=trials, unit="trial", file=sys.stderr, desc=f"{len(tasks)} tasks"))
+            bars.append(tqdm(total=None, unit="trial", file=sys.stderr, position=1, leave=False, bar_format="{desc}"))
+        scheduler = GradientScheduler()
+        done = 0
         size = max(batch, ex.slots)
         while done < trials:
             i = scheduler.pick(tuners)
@@ -246,13 +246,13 @@ def tune(
                     bars[1].set_description_str(f"{tuner.task.name[:40]}: {tuner.done} trials, best {best}")
                     bars[0].update(1)
             tuner.end_round()
-    for b in reversed(bars):
-        b.close()
-    if plot is not None:
-        from lathe.tuner.plot import plot_curves
+        for b in reversed(bars):
+            b.close()
+        if plot is not None:
+            from lathe.tuner.plot import plot_curves
 
-        plot_curves(tasks, records.load(db)[0], plot)
-    return [t.result() for t in tuners]
+            plot_curves(tasks, records.load(db)[0], plot)
+        return [t.result() for t in tuners]
 
 
 def format_table(results: list[TaskResult]) -> str:
