@@ -142,6 +142,11 @@ def make_executor(spec, timeout_s: float = 60.0):
         except (OSError, TimeoutError) as e:
             raise LatheError(f"cannot reach the Dask scheduler at {address}: {e}") from None
         return DaskExecutor(client, timeout_s, owns_client=True)
-    if type(spec).__name__ == "Client" and type(spec).__module__.startswith("distributed"):
-        return DaskExecutor(spec, timeout_s)
+    if not isinstance(spec, str):
+        try:
+            from distributed import Client
+        except ImportError:
+            Client = None
+        if Client is not None and isinstance(spec, Client):
+            return DaskExecutor(spec, timeout_s)
     raise LatheError(f"unknown executor {spec!r}", note=f"executors: {EXECUTOR_FORMS}")
