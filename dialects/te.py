@@ -215,7 +215,8 @@ class SplitOp(SchedulePrimitive):
         super().verify_()
         if (self.factor is None) == (self.nparts is None):
             raise VerifyException("te.split: give exactly one of 'factor' and 'nparts'")
-        v = (self.factor or self.nparts).value.data  # type: ignore[union-attr]
+        given = self.factor if self.factor is not None else self.nparts  # an attribute of 0 is falsy
+        v = given.value.data  # type: ignore[union-attr]
         if v < 1:
             raise VerifyException(f"te.split: factor/nparts must be >= 1, got {v}")
 

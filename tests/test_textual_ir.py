@@ -539,3 +539,18 @@ def test_a_negative_result_dimension_is_a_located_error():
         parse_relay("def @main() {\n  broadcast_to(2, shape=[3, -1])\n}", "bad.lathe")
     e = info.value
     assert (e.loc.line, e.loc.col) == (2, 3) and "negative dimension" in e.message, e.render()
+
+
+def test_split_by_zero_is_a_located_error():
+    """factor = 0 is a falsy attribute: the verifier took nparts instead and crashed on None."""
+    e = _mlir_error(
+        "func.func private @k(%a: tensor<7xf32>) -> tensor<7xf32> attributes {lathe.kernel} {\n"
+        '  %0 = te.compute {stage = "s", axes = ["i"]} : tensor<7xf32> {\n'
+        "  ^bb0(%i: index):\n"
+        "    %1 = te.read %a[%i] : tensor<7xf32> -> f32\n"
+        "    te.yield %1 : f32\n"
+        "  }\n"
+        '  te.split %0 {axis = "i", factor = 0, outer = "i.o", inner = "i.i"} : tensor<7xf32>\n'
+        "  func.return %0 : tensor<7xf32>\n}"
+    )
+    assert (e.loc.line, e.loc.col) == (7, 3) and "must be >= 1, got 0" in e.message, e.render()
