@@ -93,9 +93,12 @@ _PUNCT = {
 }
 
 
+GRAMMAR_PATH = Path(__file__).parent / "relay.lark"
+
+
 @functools.cache
 def _lark() -> Lark:
-    grammar = (Path(__file__).parent / "relay.lark").read_text()
+    grammar = GRAMMAR_PATH.read_text()
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
