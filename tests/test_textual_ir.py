@@ -554,3 +554,11 @@ def test_split_by_zero_is_a_located_error():
         "  func.return %0 : tensor<7xf32>\n}"
     )
     assert (e.loc.line, e.loc.col) == (7, 3) and "must be >= 1, got 0" in e.message, e.render()
+
+
+def test_a_bool_pad_value_operand_is_a_located_error():
+    """nn.pad's operand pad value of the wrong kind escaped as a ShapeError (fuzz, seed 50000)."""
+    with pytest.raises(LatheError) as info:
+        parse_relay("def @n() {\n  nn.pad(1, 0b, pad_width=[])\n}", "bad.lathe")
+    e = info.value
+    assert (e.loc.line, e.loc.col) == (2, 3) and "'pad_value' must be a number" in e.message, e.render()

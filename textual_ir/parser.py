@@ -497,7 +497,10 @@ class RelayParser:
                 raise self.error(
                     f"{name}: its {key} must be a scalar constant", at, "Lathe holds it as an attribute, not a tensor"
                 )
-            props[key] = cls.coerce(key, reference_value(op).item())
+            try:
+                props[key] = cls.coerce(key, reference_value(op).item())
+            except graph.ShapeError as e:  # a bool pad value, say: the operand's kind is wrong
+                raise self.error(str(e), at) from None
             if not value.uses:
                 op.detach()
                 op.erase()
