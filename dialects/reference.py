@@ -504,8 +504,25 @@ def _from_scalar(op, *xs):
 REFERENCE.update({cls: _from_scalar for cls in graph.GRAPH_OPS if hasattr(cls, "scalar") and cls not in REFERENCE})
 
 
+# Ops that, as in TVM's computes, cast their operands to the result dtype (`out_dtype`) before
+# multiplying, so float operands with an int8 out_dtype are truncated term by term, not summed first.
+PRODUCTS_IN_RESULT_DTYPE = (
+    graph.DenseOp,
+    graph.DensePackOp,
+    graph.MatmulOp,
+    graph.BatchMatmulOp,
+    graph.BatchMatmulPackOp,
+    graph.Conv2dOp,
+    graph.Conv2dTransposeOp,
+)
+
+
 def evaluate(op: Operation, *args):
     """op's result on numpy arrays, in its result dtype and shape."""
     if isinstance(op, graph.ConstantOp):
         return constant_value(op)
+    if isinstance(op, PRODUCTS_IN_RESULT_DTYPE):
+        dt = np_dtype(op.result.type.element_type)
+        with np.errstate(all="ignore"):
+            args = tuple(a.astype(dt) for a in args)
     return cast_result(op, REFERENCE[type(op)](op, *args))

@@ -290,6 +290,7 @@ def _conv2d_transpose(op: graph.Conv2dTransposeOp) -> Stages:
     x, w = Tensor(op.data), Tensor(op.weight)
     g = graph.Conv2dTransposeOp.geometry("", op.data.type, op.weight.type, op.attrs())
     cg = g["c"] // g["groups"]
+    dt = op.result.type.element_type
 
     def body(n, o, y, xx, rc, ry, rx):
         c = rc if g["groups"] == 1 else (o // g["og"]) * cg + rc
@@ -305,7 +306,7 @@ def _conv2d_transpose(op: graph.Conv2dTransposeOp) -> Stages:
         ix = tx // g["sw"] if g["sw"] > 1 else tx
         conds += [iy.lt(g["h"]), ix.lt(g["w"])]
         v = _padded_read(x, [n, c, iy, ix], _and_all(conds), 0.0)
-        return v * w[c, ol, ry, rx]
+        return tb.cast(v, dt) * tb.cast(w[c, ol, ry, rx], dt)
 
     return [
         compute(
