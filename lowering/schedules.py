@@ -610,12 +610,33 @@ class ApplyDefaultSchedule(ModulePass):
     name = "apply-default-schedule"
 
     vector_lanes: int = 16  # f32 lanes of the target's vectors: what templates block channels by
+    gpu: bool = False  # schedule for a GPU: lowering/gpu_schedules.py, every kernel bound to blocks/threads
+    max_threads: int = 1024  # a GPU's most threads per block
+    warp_size: int = 32  # a GPU's threads per warp (sub-group)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         _check_lanes(self.name, self.vector_lanes)
         for f in defined_functions(op):
             if is_kernel(f) and not has_schedule(f):
-                schedule_kernel(f, self.vector_lanes)  # type: ignore[arg-type]
+                _schedule(self, f, None)  # type: ignore[arg-type]
+
+
+def _schedule(options: ApplyDefaultSchedule | ApplySchedule, f: func.FuncOp, config: Config | None) -> None:
+    """One kernel with a pass's target options: the GPU templates for a GPU, else the CPU ones."""
+    if options.gpu:
+        from lathe.lowering.gpu_schedules import schedule_gpu_kernel
+
+        schedule_gpu_kernel(f, options.max_threads, options.warp_size, config)
+    else:
+        schedule_kernel(f, options.vector_lanes, config)
+
+
+def _template_name(options: ApplyDefaultSchedule | ApplySchedule, f: func.FuncOp) -> str:
+    if options.gpu:
+        from lathe.lowering.gpu_schedules import plan_gpu_kernel
+
+        return plan_gpu_kernel(f, options.max_threads, options.warp_size).template_name
+    return plan_kernel(f, options.vector_lanes).template_name
 
 
 @dataclass(frozen=True)
@@ -629,6 +650,9 @@ class ApplySchedule(ModulePass):
     config: str = ""
     kernel: str = ""  # a kernel's name: only it takes `config`
     vector_lanes: int = 16
+    gpu: bool = False
+    max_threads: int = 1024
+    warp_size: int = 32
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         _check_lanes(self.name, self.vector_lanes)
@@ -641,13 +665,13 @@ class ApplySchedule(ModulePass):
             f
             for f in kernels
             if (self.kernel and f.sym_name.data == self.kernel)  # type: ignore[union-attr]
-            or (not self.kernel and plan_kernel(f, self.vector_lanes).template_name == config.template)  # type: ignore[arg-type]
+            or (not self.kernel and _template_name(self, f) == config.template)  # type: ignore[arg-type]
         ]
         if not chosen:
-            have = sorted({f"@{f.sym_name.data} ({plan_kernel(f, self.vector_lanes).template_name})" for f in kernels})  # type: ignore[arg-type]
+            have = sorted({f"@{f.sym_name.data} ({_template_name(self, f)})" for f in kernels})  # type: ignore[arg-type]
             raise LatheError(
                 f"apply-schedule: no unscheduled kernel {'named ' + repr(self.kernel) if self.kernel else 'of template ' + repr(config.template)}",
                 note="kernels: " + (", ".join(have) or "none"),
             )
         for f in kernels:
-            schedule_kernel(f, self.vector_lanes, config if f in chosen else None)  # type: ignore[arg-type]
+            _schedule(self, f, config if f in chosen else None)  # type: ignore[arg-type]
