@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
-from xdsl.dialects.builtin import MemRefType, TensorType, TupleType
+from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, TensorType, TupleType
 from xdsl.ir import Attribute, Operation
 
 from lathe.dialects import dtypes, graph
@@ -457,17 +457,29 @@ def constant_value(op: graph.ConstantOp) -> np.ndarray:
 def cast_result(op: Operation, value):
     t = op.results[0].type
     if isinstance(t, TensorType):
-        return np.asarray(value).astype(np_dtype(t.element_type), copy=False).reshape(tuple(t.get_shape()))
+        arr = np.asarray(value).astype(np_dtype(t.element_type), copy=False)
+        if not graph.is_dynamic(t):
+            return arr.reshape(tuple(t.get_shape()))
+        if not fits(arr.shape, t):
+            raise LatheError(f"{op.name}: its result has shape {arr.shape} but {graph.type_str(t)} was inferred")
+        return arr
     return value
+
+
+def fits(shape: tuple[int, ...], t: TensorType | MemRefType) -> bool:
+    """Whether an array of `shape` is a value of `t`: a `?` dimension takes any size."""
+    want = tuple(t.get_shape())
+    return len(shape) == len(want) and all(w in (DYNAMIC_INDEX, s) for w, s in zip(want, shape))
 
 
 def check_value(name: str, value, t: Attribute, where: str = "") -> np.ndarray:
     if isinstance(t, TupleType):
         raise LatheError(f"{where}tuple-typed parameter %{name} is not supported as an input")
-    assert isinstance(t, TensorType | MemRefType)  # memrefs: a loop-level entry's parameters
+    if not isinstance(t, TensorType | MemRefType):
+        raise LatheError(f"{where}parameter %{name} of type {graph.type_str(t)} cannot be given as an input")
     arr = np.asarray(value)
-    want_shape, want_dt = tuple(t.get_shape()), np_dtype(t.element_type)
-    if arr.shape != want_shape:
+    want_dt = np_dtype(t.element_type)
+    if not fits(arr.shape, t):
         raise LatheError(f"{where}%{name} has shape {arr.shape} but {graph.type_str(t)} was expected")
     if arr.dtype != want_dt:
         if np.can_cast(arr.dtype, want_dt, casting="same_kind"):

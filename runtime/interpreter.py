@@ -7,7 +7,11 @@ calls and bindings.
 
 from __future__ import annotations
 
+import sys
+from collections import ChainMap
 from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 from xdsl.dialects import func
@@ -20,34 +24,98 @@ from lathe.dialects.functions import param_names
 from lathe.dialects.reference import REFERENCE, check_value, evaluate
 from lathe.errors import LatheError
 
-_GLUE_OPS = (func.FuncOp, func.CallOp, func.ReturnOp, graph.GraphOp)
+_GLUE_OPS = (func.FuncOp, func.CallOp, func.ReturnOp, graph.GraphOp, graph.ControlOp)
+# Calls (of functions and of function values) nested deeper than this are a recursion with no
+# base case, or one too deep to run: stopped with a LatheError. Each call is a few Python
+# frames, so a run raises Python's recursion limit to fit (`run`).
+MAX_CALL_DEPTH = 1000
+_FRAMES_PER_CALL = 8
+
+
+@dataclass(frozen=True, eq=False)
+class Closure:
+    """A function value: its `graph.fn` and the values in scope where it was made."""
+
+    fn: graph.FnOp
+    env: Mapping[SSAValue, object]
 
 
 class Interpreter:
     def __init__(self, module: ModuleOp):
         self.functions = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
         _check_graph_level(module)
+        self.depth = 0
+
+    def run(self, name: str, args: list):
+        """`@name(args)`, the entry of a run: with room on Python's stack for MAX_CALL_DEPTH calls."""
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, MAX_CALL_DEPTH * _FRAMES_PER_CALL + 2000))
+        try:
+            return self.call(name, args)
+        except RecursionError:  # nesting of another kind (a deep chain of branches)
+            raise LatheError(f"@{name}: the program nests too deeply to run") from None
+        finally:
+            sys.setrecursionlimit(limit)
 
     def call(self, name: str, args: list):
         f = self.functions[name]
         if f.is_declaration:
             raise LatheError(f"@{name} is only declared (it has no body): the interpreter has nothing to run")
-        env: dict[SSAValue, object] = dict(zip(f.body.block.args, args))
-        for op in f.body.block.ops:
-            if isinstance(op, func.ReturnOp):
+        with self.frame(f"@{name}"):
+            return self.run_block(f.body.block, dict(zip(f.body.block.args, args)))
+
+    def apply(self, closure: Closure, args: list):
+        block = closure.fn.body.block
+        with self.frame("a fn"):
+            return self.run_block(block, ChainMap(dict(zip(block.args, args)), closure.env))  # type: ignore[arg-type]
+
+    @contextmanager
+    def frame(self, what: str):
+        if self.depth >= MAX_CALL_DEPTH:
+            raise LatheError(
+                f"calls nested deeper than {MAX_CALL_DEPTH} (in {what}): a recursion with no base case?",
+                note="each recursive call must come nearer to a branch that does not recurse",
+            )
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+    def run_block(self, block, env):
+        """The ops of a function body, a branch or a fn body, in order; the block's value."""
+        for op in block.ops:
+            if isinstance(op, func.ReturnOp | graph.YieldOp):
                 vals = [env[v] for v in op.operands]
                 return vals[0] if len(vals) == 1 else tuple(vals)
-            if isinstance(op, func.CallOp):
-                out = self.call(op.callee.root_reference.data, [env[a] for a in op.arguments])
-                if len(op.results) == 1:
-                    env[op.results[0]] = out
-                else:
-                    env.update(zip(op.results, out if isinstance(out, tuple) else (out,)))
-            elif isinstance(op, graph.ConstantOp) or type(op) in REFERENCE:
-                env[op.results[0]] = evaluate(op, *[env[a] for a in op.operands])
+            self.step(op, env)
+        raise LatheError("a block has no return")
+
+    def step(self, op: Operation, env) -> None:
+        if isinstance(op, func.CallOp):
+            out = self.call(op.callee.root_reference.data, [env[a] for a in op.arguments])
+            if len(op.results) == 1:
+                env[op.results[0]] = out
             else:
-                raise LatheError(f"the reference interpreter cannot run '{op.name}'")
-        raise LatheError(f"@{name} has no return")
+                env.update(zip(op.results, out if isinstance(out, tuple) else (out,)))
+        elif isinstance(op, graph.IfOp):
+            branch = op.then_region if bool(env[op.cond]) else op.else_region
+            env[op.result] = self.run_block(branch.block, env)
+        elif isinstance(op, graph.FnOp):
+            env[op.result] = Closure(op, env)
+        elif isinstance(op, graph.CallValueOp):
+            env[op.result] = self.apply(env[op.callee], [env[a] for a in op.args])
+        elif isinstance(op, graph.ConstantOp) or type(op) in REFERENCE:
+            env[op.results[0]] = self.evaluate(op, [env[a] for a in op.operands])
+        else:
+            raise LatheError(f"the reference interpreter cannot run '{op.name}'")
+
+    def evaluate(self, op: Operation, args: list):
+        try:
+            return evaluate(op, *args)
+        except ValueError as e:  # shapes only known now, that the op cannot take (numpy says why)
+            shapes = ", ".join(str(np.shape(a)) for a in args)
+            raise LatheError(f"{op.name}: cannot compute it on operands of shapes {shapes}: {e}") from None
 
 
 def _check_graph_level(module: ModuleOp) -> None:
@@ -124,4 +192,4 @@ def interpret(module: ModuleOp, params: Mapping[str, np.ndarray] | None = None, 
     if entry not in it.functions:
         raise LatheError(f"the module has no function @{entry}")
     args, _ = bind_arguments(it.functions[entry], inputs, params)
-    return it.call(entry, args)
+    return it.run(entry, args)

@@ -19,6 +19,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     ArrayAttr,
     FileLineColLoc,
     FunctionType,
@@ -173,16 +174,21 @@ class RelayParser:
     def build_type(self, t: Tree) -> Attribute:
         if t.data == "scalar_type" and t.children[0] == "_":
             raise self.error("the type _ (infer it) is allowed only on let", t, "write the type here")
+        if t.data == "fn_type":
+            *params, ret = t.children
+            return FunctionType.from_lists(
+                [self.build_type(p) for p in params if p is not None], [self.build_type(ret)]
+            )
         if t.data == "tensor_type":
             dims_tree, dtype_tok = t.children
-            dims = [int(d) for d in dims_tree.children] if dims_tree is not None else []
+            dims = [_dim(d) for d in dims_tree.children] if dims_tree is not None else []
             if any(d > _INT64[1] for d in dims):
                 raise self.error("tensor dimension out of range", t, f"expected at most {_INT64[1]}")
             if str(dtype_tok) not in graph.DTYPES:
                 raise self.error(
                     f"unknown dtype '{dtype_tok}'", dtype_tok, "expected one of: " + ", ".join(graph.DTYPES)
                 )
-            if any(d < 0 for d in dims):
+            if any(d < 0 and d != DYNAMIC_INDEX for d in dims):
                 raise self.error("tensor dimensions must be non-negative", t)
             return TensorType(graph.DTYPES[str(dtype_tok)], dims)
         if t.data == "scalar_type":
@@ -226,9 +232,7 @@ class RelayParser:
             arg.name_hint = pname if not pname[0].isdigit() else None
             scope[pname] = arg
         self.block = block
-        for b in body.children[:-1]:
-            self._binding(b, scope)
-        result = self.expr(body.children[-1], scope)
+        result = self._body(body, scope)
         if declared_ret is not None and result.type != declared_ret:
             raise self.error(
                 f"@{name} is declared to return {graph.type_str(declared_ret)} "
@@ -241,6 +245,77 @@ class RelayParser:
         self.signatures[name] = f.function_type
         self.funcs[name] = f
         self._in_progress.discard(name)
+
+    def _body(self, body: Tree, scope: dict[str, SSAValue]) -> SSAValue:
+        """The bindings of a body into the current block, then its value."""
+        for b in body.children[:-1]:
+            self._binding(b, scope)
+        return self.expr(body.children[-1], scope)
+
+    def _region(self, body: Tree, scope: dict[str, SSAValue], arg_types=()) -> tuple[Block, SSAValue]:
+        """A nested body (an if branch, a fn body) as a block of its own: it sees the enclosing
+        scope, and what it binds is not seen outside it."""
+        outer, block = self.block, Block(arg_types=arg_types)
+        self.block = block
+        try:
+            value = self._body(body, scope)
+            block.add_op(graph.YieldOp.create(operands=[value]))
+        finally:
+            self.block = outer
+        return block, value
+
+    def _fn_literal(self, t: Tree, scope: dict[str, SSAValue]) -> SSAValue:
+        *items, ret_tree, body = t.children
+        params = [c for c in items if isinstance(c, Tree) and c.data == "param"]
+        inner = dict(scope)
+        arg_types = [self.build_type(p.children[1]) for p in params]
+        block = Block(arg_types=arg_types)
+        for p, arg in zip(params, block.args):
+            name = str(p.children[0])[1:]
+            if name in inner and inner[name] in block.args:
+                raise self.error(f"parameter %{name} is declared twice", p.children[0])
+            arg.name_hint = name if not name[0].isdigit() else None
+            inner[name] = arg
+        outer = self.block
+        self.block = block
+        try:
+            value = self._body(body, inner)
+            block.add_op(graph.YieldOp.create(operands=[value]))
+        finally:
+            self.block = outer
+        if ret_tree is not None and (declared := self.build_type(ret_tree)) != value.type:
+            raise self.error(
+                f"fn is declared to return {graph.type_str(declared)} but its body gives {graph.type_str(value.type)}",
+                body.children[-1],
+            )
+        op = graph.FnOp.build(block)
+        op.location = self.location(t)
+        return self.add(op)
+
+    def _if_else(self, t: Tree, scope: dict[str, SSAValue]) -> SSAValue:
+        cond_tree, then_tree, else_tree = t.children
+        cond = self.expr(cond_tree, scope)
+        then_block, _ = self._region(then_tree, dict(scope))
+        else_block, _ = self._region(else_tree, dict(scope))
+        try:
+            op = graph.IfOp.build(cond, then_block, else_block)
+        except graph.ShapeError as e:
+            raise self.error(str(e), t) from None
+        op.location = self.location(t)
+        return self.add(op)
+
+    def _call_value(self, t: Tree, scope: dict[str, SSAValue]) -> SSAValue:
+        callee_tree, *args = t.children
+        callee = self.expr(callee_tree, scope)
+        if any(isinstance(a, Tree) and a.data == "kwarg" for a in args):
+            raise self.error("calls of function values take no attributes", t)
+        operands = [self.expr(a, scope) for a in args if a is not None]
+        try:
+            op = graph.CallValueOp.build(callee, operands)
+        except graph.ShapeError as e:
+            raise self.error(str(e), t) from None
+        op.location = self.location(t)
+        return self.add(op)
 
     def _binding(self, b: Tree, scope: dict[str, SSAValue]) -> None:
         if b.data == "sequence":  # `e1; e2` is TVM's `let %_ = e1; e2`
@@ -308,6 +383,12 @@ class RelayParser:
             return scope[name]
         if kind == "call":
             return self._call(t, scope)
+        if kind == "call_value":
+            return self._call_value(t, scope)
+        if kind == "fn_literal":
+            return self._fn_literal(t, scope)
+        if kind == "if_else":
+            return self._if_else(t, scope)
         if kind == "annotated":
             value = self.expr(t.children[0], scope)
             self._check_annotation(t.children[1], value, t)
@@ -538,6 +619,10 @@ class RelayParser:
         if kind == "attr_list":
             return [self.attr_value(c) for c in t.children if c is not None]
         raise self.error(f"unsupported attribute value '{kind}'", t)
+
+
+def _dim(tok: Token) -> int:
+    return DYNAMIC_INDEX if tok.type == "ANY_DIM" else int(tok)
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
     FloatAttr,
+    FunctionType,
     IntegerAttr,
     IntegerType,
     ModuleOp,
@@ -97,51 +98,76 @@ class RelayPrinter:
         return self.names[v]
 
     def print_function(self, f: func.FuncOp) -> str:
-        self.names, self.counter = {}, 0
+        self.names, self.counter, self.used = {}, 0, set()
         from lathe.dialects.functions import param_names
 
-        used: set[str] = set()
-        params = []
-        for arg, name in zip(f.body.block.args, param_names(f)):
-            while name in used:
-                name += "_"
-            used.add(name)
-            self.names[arg] = "%" + name
-            params.append(f"%{name}: {graph.type_str(arg.type)}")
-        header = f"def @{f.sym_name.data}({', '.join(params)}) -> {graph.type_str(f.function_type.outputs.data[0])} {{"
-        lines = [header]
+        params = self.params(f.body.block.args, param_names(f))
+        header = f"def @{f.sym_name.data}({params}) -> {graph.type_str(f.function_type.outputs.data[0])} {{"
         ops = list(f.body.block.ops)
         ret = ops[-1]
         if not isinstance(ret, func.ReturnOp) or len(ret.operands) != 1:
             raise LatheError(f"@{f.sym_name.data}: a Relay function returns exactly one value")
+        return "\n".join([header, *self.body(ops, 1), "}"])
+
+    def params(self, args, names) -> str:
+        """`%x: T, ...`, each name unique in the function (a fixed point: printed names read back
+        as the same hints); an argument without a name gets a fresh one."""
+        out = []
+        for arg, name in zip(args, names):
+            name = name or f"p{len(self.used)}"
+            while name in self.used:
+                name += "_"
+            self.used.add(name)
+            self.names[arg] = "%" + name
+            out.append(f"%{name}: {graph.type_str(arg.type)}")
+        return ", ".join(out)
+
+    def body(self, ops: list[Operation], depth: int) -> list[str]:
+        """A block's bindings and its value (the operand of its return or yield), one line each,
+        the value written in place when only it uses the op before it."""
+        pad, ret = "  " * depth, ops[-1]
         inline_last = (
             len(ops) >= 2
             and ret.operands[0].owner is ops[-2]
             and ret.operands[0].has_one_use()
             and not isinstance(ops[-2], graph.ConstantOp)
         )
+        lines = []
         for op in ops[:-1]:
             if isinstance(op, graph.ConstantOp):
                 self.names[op.result] = self.constant(op)
                 continue
-            text = self.expr(op)
+            text = self.expr(op, depth)
             if op is ops[-2] and inline_last:
-                lines.append(f"  {text}")
+                lines.append(f"{pad}{text}")
                 break
             name = f"%{self.counter}"
             self.counter += 1
             self.names[op.results[0]] = name
-            lines.append(f"  {name} = {text};")
+            lines.append(f"{pad}{name} = {text};")
         else:
-            lines.append(f"  {self.value(ret.operands[0])}")
-        lines.append("}")
-        return "\n".join(lines)
+            lines.append(f"{pad}{self.value(ret.operands[0])}")
+        return lines
 
-    def expr(self, op: Operation) -> str:
+    def region(self, region, depth: int) -> str:
+        return "\n".join(self.body(list(region.block.ops), depth + 1)) + "\n" + "  " * depth + "}"
+
+    def expr(self, op: Operation, depth: int = 1) -> str:
         ty = f" /* ty={graph.type_str(op.results[0].type)} */"
         if isinstance(op, func.CallOp):
             args = ", ".join(self.value(a) for a in op.arguments)
             return f"@{op.callee.root_reference.data}({args}){ty}"
+        if isinstance(op, graph.IfOp):
+            cond = self.value(op.cond)
+            then, other = self.region(op.then_region, depth), self.region(op.else_region, depth)
+            return f"if ({cond}) {{\n{then} else {{\n{other}{ty}"
+        if isinstance(op, graph.FnOp):
+            args = op.body.block.args
+            params = self.params(args, [a.name_hint for a in args])
+            ret = graph.type_str(op.result.type.outputs.data[0])
+            return f"fn ({params}) -> {ret} {{\n{self.region(op.body, depth)}{ty}"
+        if isinstance(op, graph.CallValueOp):
+            return f"{self.value(op.callee)}({', '.join(self.value(a) for a in op.args)}){ty}"
         if isinstance(op, graph.TupleOp):
             fields = [self.value(a) for a in op.operands]
             return "(" + ", ".join(fields) + ("," if len(fields) == 1 else "") + ")"
@@ -180,7 +206,7 @@ def is_graph_level(module: ModuleOp, kernels: bool = False) -> bool:
     for op in module.walk():
         if op is module:
             continue
-        if not isinstance(op, func.FuncOp | func.CallOp | func.ReturnOp | graph.GraphOp):
+        if not isinstance(op, func.FuncOp | func.CallOp | func.ReturnOp | graph.GraphOp | graph.ControlOp):
             return False
         if isinstance(op, func.FuncOp) and not all(
             map(_is_relay_type, (*op.function_type.inputs.data, *op.function_type.outputs.data))
@@ -194,4 +220,6 @@ def is_graph_level(module: ModuleOp, kernels: bool = False) -> bool:
 def _is_relay_type(t: Attribute) -> bool:
     if isinstance(t, TupleType):
         return all(_is_relay_type(x) for x in t.types.data)
+    if isinstance(t, FunctionType):
+        return all(_is_relay_type(x) for x in (*t.inputs.data, *t.outputs.data))
     return isinstance(t, TensorType)

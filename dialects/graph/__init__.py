@@ -13,6 +13,7 @@ from xdsl.ir import Dialect
 
 from lathe.dialects.graph import constant, elementwise, nn, reduce, transform, tuple
 from lathe.dialects.graph.constant import *  # noqa: F403
+from lathe.dialects.graph.control import CONTROL_OPS, CallValueOp, ControlOp, FnOp, IfOp, YieldOp
 from lathe.dialects.graph.core import (
     ATTR_KINDS,
     BOOL,
@@ -33,6 +34,7 @@ from lathe.dialects.graph.core import (
     ShapeError,
     dtype_name,
     graph_traits,
+    is_dynamic,
     is_float,
     py,
     shape_of,
@@ -88,4 +90,4 @@ def make_op(relay_name: str, operands: Sequence, **attrs) -> GraphOp:
     return cls.create_inferred(operands, props)
 
 
-Graph = Dialect("graph", GRAPH_OPS, [])
+Graph = Dialect("graph", [*GRAPH_OPS, *CONTROL_OPS], [])

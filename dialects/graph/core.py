@@ -21,11 +21,13 @@ from enum import IntEnum
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     I64,
     ArrayAttr,
     BoolAttr,
     BytesAttr,
     FloatAttr,
+    FunctionType,
     IntegerAttr,
     IntegerType,
     NoneAttr,
@@ -84,14 +86,53 @@ def shape_of(t: Attribute) -> list[int]:
 
 
 def type_str(t: Attribute) -> str:
-    """Relay spelling of a type, for messages: Tensor[(1, 784), float32]."""
+    """Relay spelling of a type, for messages: Tensor[(?, 784), float32], fn (T) -> R."""
     if isinstance(t, TensorType):
-        dims = "(" + ", ".join(map(str, t.get_shape())) + ")"
+        dims = "(" + ", ".join("?" if d == DYNAMIC_INDEX else str(d) for d in t.get_shape()) + ")"
         return f"Tensor[{dims}, {dtype_name(t.element_type)}]"
     if isinstance(t, TupleType):
         fields = [type_str(x) for x in t.types.data]
         return "(" + ", ".join(fields) + ("," if len(fields) == 1 else "") + ")"  # (T) would be T itself
+    if isinstance(t, FunctionType):
+        params = ", ".join(type_str(x) for x in t.inputs.data)
+        return f"fn ({params}) -> {type_str(t.outputs.data[0])}" if len(t.outputs.data) == 1 else str(t)
     return str(t)
+
+
+def is_dynamic(t: Attribute) -> bool:
+    """Whether a type has a `?` dimension (MLIR's dynamic size) anywhere in it."""
+    if isinstance(t, TensorType):
+        return DYNAMIC_INDEX in t.get_shape()
+    if isinstance(t, TupleType):
+        return any(map(is_dynamic, t.types.data))
+    if isinstance(t, FunctionType):
+        return any(map(is_dynamic, (*t.inputs.data, *t.outputs.data)))
+    return False
+
+
+# Type inference with `?` dimensions runs each op's static inference twice, with every `?` read
+# as one of these sizes, and a result dimension that differs between the two is `?` too: it is
+# exactly the dimensions that depend on the unknown sizes. Both are highly divisible, so a
+# reshape to -1 or a stride of 2 divides them as it would a real size.
+DYNAMIC_PROBES = (720720, 1441440)
+
+
+def _probe(t: Attribute, size: int) -> Attribute:
+    if isinstance(t, TensorType):
+        return TensorType(t.element_type, [size if d == DYNAMIC_INDEX else d for d in t.get_shape()])
+    if isinstance(t, TupleType):
+        return tuple_type([_probe(x, size) for x in t.types.data])
+    return t
+
+
+def _merge_probes(a: Attribute, b: Attribute) -> Attribute:
+    if isinstance(a, TensorType) and isinstance(b, TensorType):
+        return TensorType(
+            a.element_type, [x if x == y else DYNAMIC_INDEX for x, y in zip(a.get_shape(), b.get_shape())]
+        )
+    if isinstance(a, TupleType) and isinstance(b, TupleType):
+        return tuple_type([_merge_probes(x, y) for x, y in zip(a.types.data, b.types.data)])
+    return a
 
 
 def tuple_type(types: Sequence[Attribute]) -> TupleType:
@@ -322,6 +363,19 @@ class GraphOp(IRDLOperation):
 
     @classmethod
     def infer_type(cls, operand_types: Sequence[Attribute], props: dict[str, Attribute]) -> Attribute:
+        if not any(map(is_dynamic, operand_types)):
+            return cls._infer_static(operand_types, props)
+        try:
+            a, b = (cls._infer_static([_probe(t, size) for t in operand_types], props) for size in DYNAMIC_PROBES)
+        except ShapeError as e:  # said in the types as written: the probe sizes are ours
+            text = str(e)
+            for size in DYNAMIC_PROBES:
+                text = text.replace(str(size), "?")
+            raise ShapeError(text) from None
+        return _merge_probes(a, b)
+
+    @classmethod
+    def _infer_static(cls, operand_types: Sequence[Attribute], props: dict[str, Attribute]) -> Attribute:
         if cls.NO_BOOL:
             for t in operand_types:
                 expect_not_bool(cls.relay_name(), t)
