@@ -74,7 +74,7 @@ def test_mlp_cli_check_agrees_with_the_interpreter():
 
 
 @needs_opencl
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_random_shape_ops(seed):
     """The op families the GPU templates serve, on fresh random shapes (odd sizes included)."""
     rng = np.random.default_rng(seed)
@@ -140,7 +140,7 @@ func.func private @k(%a: memref<4x8xf32>) attributes {lathe.kernel} {
 @needs_opencl
 def test_conformance_suite_passes():
     """`lathe backends --check opencl` in a fresh process (the suite forks; PoCL must start in
-    the child): a subset of ops, every schedule primitive, one model. LATHE_CONFORMANCE=full
+    the child): a subset of ops and every schedule primitive. LATHE_CONFORMANCE=full
     runs all of it (about 70 s on PoCL)."""
     ops = (
         None
@@ -149,7 +149,7 @@ def test_conformance_suite_passes():
     )
     code = (
         "import sys; from lathe.testing.backends import check_backend; "
-        f"r = check_backend('opencl', ops={ops!r}, models=['transformer']); sys.exit(0 if r.ok else 1)"
+        f"r = check_backend('opencl', ops={ops!r}, models=False); sys.exit(0 if r.ok else 1)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
