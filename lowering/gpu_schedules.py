@@ -16,7 +16,7 @@ from xdsl.dialects import func
 
 from lathe.dialects import te
 from lathe.errors import LatheError
-from lathe.lowering.schedules import Config, KnobValue, Schedule, Space, kernel_config, knob
+from lathe.lowering.schedule_builder import Config, KnobValue, Schedule, Space, kernel_config, knob
 
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024)
 DEFAULT_BLOCK = 256  # threads per block where the device allows it: TVM's cuda default

@@ -1,9 +1,8 @@
-"""Schedules: a Python handle that emits schedule-primitive ops, and the
-default schedule templates (Lathe's counterpart of TVM's TOPI x86 schedules).
+"""The default schedule templates (Lathe's counterpart of TVM's TOPI x86 schedules) and the
+passes that apply them, the GPU ones (gpu_schedules.py) where the target is a GPU.
 
-`Schedule(stage)` appends `te.split`/`te.reorder`/... ops after the kernel's
-last compute, so the result is ordinary IR: printed, parsed back, replayed.
-A kernel's template is found by its anchor stage's `anchor` mark (the graph
+The `Schedule` builder and knob configurations live in schedule_builder.py (shared with the
+GPU templates) and are re-exported here. A kernel's template is found by its anchor stage's `anchor` mark (the graph
 op it computes), never by stage names (lowering/anchors.py).
 """
 
@@ -14,222 +13,40 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, ModuleOp, StringAttr, i64
-from xdsl.ir import Operation
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from lathe.dialects import graph, te
 from lathe.dialects.functions import defined_functions, is_kernel
 from lathe.errors import LatheError
 from lathe.lowering.anchors import CONV2D_NHWC_AXES, CONV2D_REDUCE_AXES, ROLE_PAD
+from lathe.lowering.schedule_builder import (
+    CONFIG_ATTR,
+    Config,
+    Knob,
+    KnobValue,
+    Schedule,
+    Space,
+    _CachedSchedule,
+    default_config,
+    kernel_config,
+    knob,
+)
 
-
-class Schedule:
-    """Builder for the schedule of one stage (TVM's `s[stage]`)."""
-
-    def __init__(self, stage: te.ComputeOp):
-        self.stage = stage
-        fn = stage.parent_op()
-        assert isinstance(fn, func.FuncOp)
-        self.ret = fn.body.block.last_op
-
-    def _emit(self, cls: type[te.SchedulePrimitive], **props) -> Operation:
-        op = cls.create(operands=[self.stage.result], properties=props)
-        assert self.ret is not None
-        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
-        return op
-
-    @property
-    def axes(self) -> list[str]:
-        return self.stage.axis_names
-
-    def split(self, axis: str, factor: int | None = None, nparts: int | None = None) -> tuple[str, str]:
-        outer, inner = f"{axis}.outer", f"{axis}.inner"
-        props = {"axis": StringAttr(axis)}
-        if factor is not None:
-            props["factor"] = IntegerAttr(factor, i64)
-        else:
-            props["nparts"] = IntegerAttr(nparts, i64)
-        props.update(outer=StringAttr(outer), inner=StringAttr(inner))
-        self._emit(te.SplitOp, **props)
-        return outer, inner
-
-    def tile(self, x: str, y: str, x_factor: int, y_factor: int) -> tuple[str, str, str, str]:
-        self._emit(
-            te.TileOp,
-            x_axis=StringAttr(x),
-            y_axis=StringAttr(y),
-            x_factor=IntegerAttr(x_factor, i64),
-            y_factor=IntegerAttr(y_factor, i64),
-        )
-        return f"{x}.outer", f"{y}.outer", f"{x}.inner", f"{y}.inner"
-
-    def bind(self, axis: str, thread_axis: str) -> None:
-        self._emit(te.BindOp, axis=StringAttr(axis), thread_axis=StringAttr(thread_axis))
-
-    def reorder(self, *axes: str) -> None:
-        self._emit(te.ReorderOp, order=ArrayAttr([StringAttr(a) for a in axes]))
-
-    def fuse(self, *axes: str) -> str:
-        name = ".".join(axes) + ".fused"
-        self._emit(te.FuseOp, fuse_axes=ArrayAttr([StringAttr(a) for a in axes]), fused=StringAttr(name))
-        return name
-
-    def vectorize(self, axis: str) -> None:
-        self._emit(te.VectorizeOp, axis=StringAttr(axis))
-
-    def parallel(self, axis: str) -> None:
-        self._emit(te.ParallelOp, axis=StringAttr(axis))
-
-    def unroll(self, axis: str) -> None:
-        self._emit(te.UnrollOp, axis=StringAttr(axis))
-
-    def compute_inline(self) -> None:
-        self._emit(te.ComputeInlineOp)
-
-    def compute_at(self, target: te.ComputeOp, axis: str) -> None:
-        op = te.ComputeAtOp.create(operands=[self.stage.result, target.result], properties={"axis": StringAttr(axis)})
-        assert self.ret is not None
-        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
-
-    def compute_root(self) -> None:
-        self._emit(te.ComputeRootOp)
-
-    def pragma(self, axis: str, pragma: str) -> None:
-        self._emit(te.PragmaOp, axis=StringAttr(axis), pragma=StringAttr(pragma))
-
-    def storage_align(self, axis: str, factor: int, offset: int) -> None:
-        self._emit(
-            te.StorageAlignOp, axis=StringAttr(axis), factor=IntegerAttr(factor, i64), offset=IntegerAttr(offset, i64)
-        )
-
-    def cache_read(self, tensor, readers: list[te.ComputeOp]) -> Schedule:
-        """A copy of `tensor` (a kernel argument or another stage) that `readers` read instead."""
-        op = te.CacheReadOp.build(operands=[tensor, [r.result for r in readers]], result_types=[tensor.type])
-        assert self.ret is not None
-        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
-        return _CachedSchedule(self.stage, op.result)
-
-    def rfactor(self, axis: str, factor: int) -> Schedule:
-        """Partial sums over the outer part of reduce axis `axis`, indexed by its inner part."""
-        t = self.stage.result.type
-        rf_type = type(t)(t.element_type, [*t.get_shape(), factor])  # type: ignore[union-attr]
-        op = te.RfactorOp.create(
-            operands=[self.stage.result],
-            result_types=[rf_type],
-            properties={"axis": StringAttr(axis), "factor": IntegerAttr(factor, i64)},
-        )
-        assert self.ret is not None
-        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
-        return _CachedSchedule(self.stage, op.result)
-
-    def cache_write(self) -> Schedule:
-        """A new stage doing this stage's computation; this one becomes its copy."""
-        op = te.CacheWriteOp(self.stage.result)
-        assert self.ret is not None
-        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
-        return _CachedSchedule(self.stage, op.result)
-
-
-class _CachedSchedule(Schedule):
-    """The schedule of a cache_write stage: it is named by the cache_write's result."""
-
-    def __init__(self, original: te.ComputeOp, value):
-        super().__init__(original)
-        self.value = value
-
-    def _emit(self, cls, **props):
-        op = cls.create(operands=[self.value], properties=props)
-        assert self.ret is not None
-        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
-        return op
-
-    def compute_at(self, target: te.ComputeOp, axis: str) -> None:
-        op = te.ComputeAtOp.create(operands=[self.value, target.result], properties={"axis": StringAttr(axis)})
-        assert self.ret is not None
-        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
-
-
-# -- knobs and configurations -------------------------------------------------------------
-# A template declares its knobs per kernel (candidates depend on the kernel's shapes); the
-# default value of every knob is the schedule Lathe used before it had knobs, so the default
-# configuration reproduces that IR exactly. A configuration (template + knob values) is a
-# value: it prints, parses back, and replays through `apply-schedule{config=...}` or the
-# kernel attribute `lathe.schedule_config`.
-
-KnobValue = int | str
-CONFIG_ATTR = "lathe.schedule_config"  # a kernel's configuration, read by apply-default-schedule
-
-
-@dataclass(frozen=True)
-class Knob:
-    name: str
-    candidates: tuple[KnobValue, ...]
-    default: KnobValue
-
-
-def knob(name: str, candidates, default: KnobValue) -> Knob:
-    """A knob whose candidates always include its default, deduplicated in order."""
-    values = tuple(dict.fromkeys([default, *candidates]))
-    ints = sorted(v for v in values if isinstance(v, int))
-    return Knob(name, tuple(ints) if len(ints) == len(values) else values, default)
-
-
-Space = tuple[Knob, ...]
-
-
-@dataclass(frozen=True)
-class Config:
-    """A template and knob values. Text form: `dense_pack:tile_i=8,tile_j=32` (knobs left out take their defaults)."""
-
-    template: str
-    values: tuple[tuple[str, KnobValue], ...] = ()
-
-    def __str__(self) -> str:
-        return self.template + (":" + ",".join(f"{k}={v}" for k, v in self.values) if self.values else "")
-
-    @staticmethod
-    def parse(text: str) -> Config:
-        name, _, rest = text.strip().partition(":")
-        if not name or not name.replace("_", "").isalnum():
-            raise LatheError(
-                f"schedule configuration '{text}': expected TEMPLATE[:knob=value,...]",
-                note="e.g. dense_pack:tile_i=4,tile_j=32",
-            )
-        values = []
-        for item in filter(None, (x.strip() for x in rest.split(","))):
-            k, eq, v = item.partition("=")
-            if not eq or not k.strip() or not v.strip():
-                raise LatheError(f"schedule configuration '{text}': '{item}' is not knob=value")
-            v = v.strip()
-            values.append((k.strip(), int(v) if v.lstrip("-").isdigit() else v))
-        return Config(name, tuple(values))
-
-    def resolve(self, template: str, space: Space) -> dict[str, KnobValue]:
-        """Every knob's value: this configuration's, else the default; a LatheError for a
-        configuration of another template, an unknown knob or a value not among the candidates."""
-        if self.template != template:
-            raise LatheError(
-                f"schedule configuration '{self}' is for template '{self.template}', the kernel's is '{template}'"
-            )
-        knobs = {k.name: k for k in space}
-        values = {k.name: k.default for k in space}
-        for name, v in self.values:
-            if name not in knobs:
-                raise LatheError(
-                    f"template '{template}' has no knob '{name}'", note="its knobs: " + (", ".join(knobs) or "none")
-                )
-            if v not in knobs[name].candidates:
-                raise LatheError(
-                    f"knob '{name}' of template '{template}' cannot be {v}",
-                    note="allowed values: " + ", ".join(str(c) for c in knobs[name].candidates),
-                )
-            values[name] = v
-        return values
-
-
-def default_config(template: str, space: Space) -> Config:
-    return Config(template, tuple((k.name, k.default) for k in space))
+__all__ = [
+    "CONFIG_ATTR",
+    "ApplyDefaultSchedule",
+    "ApplySchedule",
+    "Config",
+    "Knob",
+    "KnobValue",
+    "Schedule",
+    "Space",
+    "_CachedSchedule",
+    "default_config",
+    "kernel_config",
+    "knob",
+]
 
 
 def _divisors(n: int, limit: int) -> list[int]:
@@ -557,15 +374,6 @@ def plan_kernel(f: func.FuncOp, lanes: int) -> KernelPlan:
         if space is not None:
             return KernelPlan(template, anchor, out, space)
     return KernelPlan(None, None, None, per_stage_space(lanes))
-
-
-def kernel_config(f: func.FuncOp) -> Config | None:
-    attr = f.attributes.get(CONFIG_ATTR)
-    if attr is None:
-        return None
-    if not isinstance(attr, StringAttr):
-        raise LatheError(f"@{f.sym_name.data}: {CONFIG_ATTR} must be a string, got {attr}")
-    return Config.parse(attr.data)
 
 
 def schedule_kernel(f: func.FuncOp, lanes: int, config: Config | None = None) -> None:
