@@ -19,13 +19,16 @@ only what a GPU kernel has on top (docs/backends.md, "GPU kernels"):
 
 from __future__ import annotations
 
+import io
 import math as pymath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.dialects import arith, func, gpu, math, memref, scf
 from xdsl.dialects.builtin import IntegerAttr, MemRefType, ModuleOp
 from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.printer import Printer
 
 from lathe.backends.llvm.codegen import FunctionEmitter, ModuleEmitter
 from lathe.backends.llvm.ops import BIN_INTRINSIC, LIBM, UN_INTRINSIC, llvm_type
@@ -401,10 +404,32 @@ def kernels_of(module: ModuleOp) -> list[func.FuncOp]:
     return [f for f in module.ops if is_kernel(f)]  # type: ignore[misc]
 
 
+_SSA_NAME = re.compile(r"%[A-Za-z0-9_.$-]+")
+
+
+def body_key(f: func.FuncOp) -> str:
+    """A kernel's text with its name and SSA names made canonical: equal for kernels that
+    differ only in name (BERT's layers, ResNet's repeated blocks)."""
+    buf = io.StringIO()
+    Printer(stream=buf, print_generic_format=True).print_op(f)
+    text = buf.getvalue().replace(f'sym_name = "{f.sym_name.data}"', 'sym_name = "kernel"', 1)
+    names: dict[str, str] = {}
+    return _SSA_NAME.sub(lambda m: names.setdefault(m.group(0), f"%v{len(names)}"), text)
+
+
 def module_to_nvptx_ir(module: ModuleOp, vector_bits: int = 128) -> tuple[str, list[KernelPlan]]:
     """NVPTX LLVM IR for every kernel of a loop-level module (no triple: ptx.py sets it), and
-    each kernel's launches."""
+    each kernel's launches. A kernel identical to one emitted before launches that one's
+    entries (their scratch is shared too: kernels run one after another)."""
     mod = GPUModuleEmitter(vector_bits)
-    plans = [emit_kernel(mod, f) for f in kernels_of(module)]
+    plans = []
+    emitted: dict[str, KernelPlan] = {}
+    for f in kernels_of(module):
+        key = body_key(f)
+        first = emitted.get(key)
+        if first is None:
+            plans.append(emitted.setdefault(key, emit_kernel(mod, f)))
+        else:
+            plans.append(KernelPlan(f.sym_name.data, first.arity, first.launches))
     attrs = 'attributes #0 = { nounwind "frame-pointer"="none" }\nattributes #1 = { nounwind alwaysinline }\n'
     return mod.text() + attrs, plans
