@@ -16,9 +16,11 @@ no kernels loaded, and its plan is read back and laid out in one block of memory
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import platform
+import shlex
 import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -35,7 +37,16 @@ from lathe.runtime.graph_executor import GraphExecutor
 from lathe.runtime.memory_plan import aligned_size
 
 LOADER = "load.py"
-EXAMPLE_BUILD = "cc -O2 -o example example.c ./model.so -Wl,-rpath,'$ORIGIN' -lm"  # (a cross compiler for another arch)
+EXAMPLE_BUILD = "cc -O2 -o example example.c ./model.so -Wl,-rpath,'$ORIGIN' -lm"  # on the target's machine
+
+
+def _example_build(link: str | None, target: Target) -> str:
+    """EXAMPLE_BUILD, by the compiler that linked model.so (link.sh's command, up to its first
+    flag) where the target is another architecture's: the example is cross-compiled too."""
+    if link is None or target.arch == artifact.host_arch():
+        return EXAMPLE_BUILD
+    compiler = list(itertools.takewhile(lambda w: not w.startswith("-"), shlex.split(link)))
+    return shlex.join(compiler) + EXAMPLE_BUILD.removeprefix("cc")
 
 
 class _CallRecorder(KernelLibrary):
@@ -151,6 +162,7 @@ def export(
     files["weights.bin"] = _weights_blob(program, weights)
     not_linked = files.get("NOT_LINKED.txt", b"").decode().strip() or None
     library = files.get("model.so")
+    link = files.get("link.sh", b"").decode().strip().splitlines()
     meta = {
         "format": artifact.FORMAT,
         "format_version": artifact.FORMAT_VERSION,
@@ -178,11 +190,10 @@ def export(
             {"name": r.name, "shape": list(r.shape), "dtype": r.dtype, "written": r.written} for r in program.results
         ],
         "nesting": _json_nesting(structure),
-        "example": {"build": EXAMPLE_BUILD, "run": "./example weights.bin"},
+        "example": {"build": _example_build(link[-1] if link else None, target), "run": "./example weights.bin"},
     }
     files["metadata.json"] = (json.dumps(meta, indent=1) + "\n").encode()
     files[LOADER] = Path(artifact.__file__).read_bytes()
-    link = files.get("link.sh", b"").decode().strip().splitlines()
     files["README.txt"] = _readme(meta, target, link[-1] if link else None).encode()
     os.makedirs(directory, exist_ok=True)
     for name, data in files.items():

@@ -137,12 +137,20 @@ def linker_for(triple: str, is_host: bool) -> tuple[list[str] | None, str]:
         how = "install gcc or clang, or set CC to a C compiler"
     else:
         tried = [[f"{triple}-gcc"], [f"{arch}-linux-gnu-gcc"]]
-        how = f"install one (Debian/Ubuntu: apt-get install gcc-{arch}-linux-gnu), then rerun lathe compile"
+        how = f"install one (Debian/Ubuntu: apt-get install {' '.join(cross_packages(arch))}), then rerun lathe compile"
     for argv in tried:
         if shutil.which(argv[0]):
             return argv, ""
     names = ", ".join(dict.fromkeys(" ".join(a) for a in tried))
     return None, f"no C compiler to link the model's library for {triple} (tried {names}): {how}"
+
+
+_DEBIAN_ARCH = {"aarch64": "arm64", "x86_64": "amd64", "arm": "armhf"}
+
+
+def cross_packages(arch: str) -> tuple[str, ...]:
+    """Debian's packages of a cross compiler for `arch` that links: gcc and the target's C library."""
+    return (f"gcc-{arch}-linux-gnu", f"libc6-dev-{_DEBIAN_ARCH.get(arch, arch)}-cross")
 
 
 def link_command(compiler: list[str]) -> list[str]:
