@@ -109,6 +109,7 @@ class CompiledModule:
         opt_level: int | None = None,
         pipeline: str | None = None,
         tuning_db=None,
+        emulate: bool = False,
     ):
         from lathe.backends.interface import default_num_threads
         from lathe.backends.registry import resolve_target
@@ -141,13 +142,21 @@ class CompiledModule:
         self._graph_source = module, pipeline  # profile() rebuilds the graph-level kernels from them
         lowered = lower(module, pipeline=pipeline, tuning_db=tuning_db, target=self.target)
         self.loop_module = self.backend.lower(lowered, self.target)
+        threads = self.num_threads = self.target.num_threads or default_num_threads()
+        self.emulated = emulate and not self.backend.capabilities(self.target).runs_here
+        if self.emulated:  # runtime/emulation.py: the deployed library, run by the backend's emulator
+            from lathe.runtime.emulation import EmulatedExecutor
+
+            self.kernels = None
+            self.executor = EmulatedExecutor(self.loop_module, self.backend, self.target, entry, params, names, threads)
+            self.input_names = self.executor.input_names
+            return
         self.kernels = self.backend.load(self.loop_module, self.target)
         addresses = {
             f.sym_name.data: self.kernels.address(f.sym_name.data)  # type: ignore[union-attr]
             for f in self.loop_module.ops
             if is_kernel(f)
         }
-        threads = self.num_threads = self.target.num_threads or default_num_threads()
         self.executor = GraphExecutor(
             self.loop_module,
             addresses,
@@ -193,6 +202,9 @@ class CompiledModule:
         the source ops; `.table()` prints it, `.to_json()` writes it."""
         from lathe.runtime.profiler import profile
 
+        if self.emulated:
+            raise self.executor._not_measured("profile")
+
         self.executor.run(*inputs, **named)  # binds the inputs and this run's outputs
         return profile(
             self.executor,
@@ -236,12 +248,16 @@ def compile(
     opt_level: int | None = None,
     pipeline: str | None = None,
     tuning_db: str | os.PathLike | None = None,
+    emulate: bool = False,
 ) -> CompiledModule:
     """Compile `module` for `target` at `opt_level` (0..3, default 3), or with an explicit
     graph-to-loop `pipeline`; parameters found in `params` are bound by name. With
     `tuning_db` (from `lathe tune`), each kernel takes its best recorded schedule; one
-    warning names the kernels that have none."""
-    return CompiledModule(module, target, params, num_threads, entry, opt_level, pipeline, tuning_db)
+    warning names the kernels that have none. With `emulate`, a target this machine cannot
+    run (another architecture) runs under the backend's emulator (qemu-user for
+    `llvm -mtriple=aarch64-linux-gnu`; `.emulated` says whether it does): for checking
+    results, not for timing them; without it such a target is a LatheError."""
+    return CompiledModule(module, target, params, num_threads, entry, opt_level, pipeline, tuning_db, emulate)
 
 
 def tune(

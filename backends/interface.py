@@ -212,6 +212,12 @@ class Backend:
         """The runtime shim the executor allocates, copies and synchronises through."""
         return HostDevice()
 
+    def emulator(self, target: Target) -> Emulator:
+        """What runs this backend's deployed libraries (`library`) for a target that does not
+        run natively here (`capabilities(target).runs_here` is False), such as aarch64 code
+        under qemu-user on an x86 host; a LatheError where nothing can, saying what to install."""
+        raise LatheError(f"the {self.name} backend cannot run {target} on this machine, natively or emulated")
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -254,6 +260,28 @@ class RunProgram:
     block_bytes: int
     inputs: tuple[InputSpec, ...]
     results: tuple[ResultSpec, ...]
+
+
+@dataclass(frozen=True)
+class EmulatedRun:
+    """One run of a deployed library under an emulator: its files, its inputs (flat, in the
+    library's order, dtypes and shapes) and the shape and dtype of each flat output."""
+
+    library: str
+    weights: str
+    inputs: Sequence[np.ndarray]
+    outputs: Sequence[tuple[tuple[int, ...], str]]
+
+
+class Emulator:
+    """Runs deployed libraries of another machine on this one (`Backend.emulator`). A batch
+    of runs is one call, so that an emulator's start-up is paid once per batch."""
+
+    description: str = ""  # how the runs are emulated, for the note that says so
+
+    def run(self, jobs: Sequence[EmulatedRun], num_threads: int = 1) -> list[list[np.ndarray]]:
+        """Each job's outputs, flat, in order."""
+        raise NotImplementedError
 
 
 class Device:

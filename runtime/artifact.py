@@ -242,47 +242,15 @@ class _Tensor:
         return f"{self.shape} {self.dtype}"
 
 
-class Artifact:
-    """A deployed model, loaded: `run(*inputs, **named)` as CompiledModule.run."""
+class Signature:
+    """A deployed model's inputs, outputs and their nesting, from its metadata: how a run binds
+    its inputs and nests its results (the loader's, and a run under emulation's)."""
 
-    def __init__(self, directory: str | os.PathLike, num_threads: int | None = None, verify: bool = True):
-        directory = os.fspath(directory)
-        meta = self.metadata = _read_metadata(directory)
-        if meta.get("library") is None:
-            raise LatheError(f"{directory} has no linked library: {meta.get('not_linked') or 'model.so was not built'}")
-        _check_machine(meta)
-        library = _check_file(directory, meta["library"], "library", verify)
-        weights = _check_file(directory, meta["weights"], "weights", verify)
-        _check_elf(library, meta["target"]["arch"])
-        try:
-            lib = ctypes.CDLL(os.path.abspath(library))
-        except OSError as e:
-            raise LatheError(f"cannot load the artifact's library {library}: {e}") from None
-        self._lib = lib
-        _declare(lib)
-        if lib.lathe_abi_version() != ABI_VERSION:
-            raise LatheError(f"{library} has C ABI version {lib.lathe_abi_version()}; this loader drives {ABI_VERSION}")
+    def __init__(self, meta: Mapping):
         self._inputs = [_Tensor(i) for i in meta["inputs"]]
         self._results = [_Tensor(o) for o in meta["outputs"]]
-        if lib.lathe_num_inputs() != len(self._inputs) or lib.lathe_num_outputs() != len(self._results):
-            raise LatheError(f"{library} and {METADATA} disagree on the model's inputs and outputs")
         self.input_names = [i.name for i in self._inputs]
         self._nesting = meta["nesting"]
-        handle = lib.lathe_create(os.path.abspath(weights).encode())
-        if not handle:
-            raise LatheError(f"cannot create the model: {lib.lathe_last_error().decode(errors='replace')}")
-        self._handle = handle
-        if num_threads is not None:
-            self._check(lib.lathe_set_num_threads(handle, int(num_threads)))
-
-    def __del__(self):
-        handle, self._handle = getattr(self, "_handle", None), None
-        if handle:
-            self._lib.lathe_destroy(handle)
-
-    def _check(self, status: int) -> None:
-        if status != 0:
-            raise LatheError(self._lib.lathe_last_error().decode(errors="replace"))
 
     def _values(self, args: Sequence, kwargs: Mapping) -> list:
         """The inputs in order from positional and named ones, or an error naming what is wrong."""
@@ -315,6 +283,71 @@ class Artifact:
                 raise LatheError(f"input '{spec.name}' has dtype {a.dtype}, but {spec.describe()} was expected")
             a = a.astype(spec.dtype)
         return a if a.flags.c_contiguous else a.copy(order="C")
+
+    def _nest(self, n, flat: list):
+        return tuple(self._nest(m, flat) for m in n) if isinstance(n, list) else flat[n]
+
+    def _targets(self, out) -> list[np.ndarray]:
+        """`out` flat, each array of its result's shape and dtype, writable and C-contiguous."""
+        flat: list = [None] * len(self._results)
+
+        def walk(n, a, where: str) -> None:
+            if isinstance(n, list):
+                if not isinstance(a, tuple | list) or len(a) != len(n):
+                    raise LatheError(f"{where} must be a tuple of {len(n)}, nested as run() returns its results")
+                for k, (m, b) in enumerate(zip(n, a)):
+                    walk(m, b, f"{where}[{k}]")
+                return
+            spec = self._results[n]
+            if not isinstance(a, np.ndarray) or a.shape != spec.shape or a.dtype != spec.dtype:
+                got = f"shape {a.shape} and dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+                raise LatheError(f"{where} has {got}, but {spec.describe()} was expected")
+            if not a.flags.writeable or not a.flags.c_contiguous:
+                raise LatheError(f"{where} must be writable and C-contiguous")
+            flat[n] = a
+
+        walk(self._nesting, out, "out")
+        return flat
+
+
+class Artifact(Signature):
+    """A deployed model, loaded: `run(*inputs, **named)` as CompiledModule.run."""
+
+    def __init__(self, directory: str | os.PathLike, num_threads: int | None = None, verify: bool = True):
+        directory = os.fspath(directory)
+        meta = self.metadata = _read_metadata(directory)
+        if meta.get("library") is None:
+            raise LatheError(f"{directory} has no linked library: {meta.get('not_linked') or 'model.so was not built'}")
+        _check_machine(meta)
+        library = _check_file(directory, meta["library"], "library", verify)
+        weights = _check_file(directory, meta["weights"], "weights", verify)
+        _check_elf(library, meta["target"]["arch"])
+        try:
+            lib = ctypes.CDLL(os.path.abspath(library))
+        except OSError as e:
+            raise LatheError(f"cannot load the artifact's library {library}: {e}") from None
+        self._lib = lib
+        _declare(lib)
+        if lib.lathe_abi_version() != ABI_VERSION:
+            raise LatheError(f"{library} has C ABI version {lib.lathe_abi_version()}; this loader drives {ABI_VERSION}")
+        Signature.__init__(self, meta)
+        if lib.lathe_num_inputs() != len(self._inputs) or lib.lathe_num_outputs() != len(self._results):
+            raise LatheError(f"{library} and {METADATA} disagree on the model's inputs and outputs")
+        handle = lib.lathe_create(os.path.abspath(weights).encode())
+        if not handle:
+            raise LatheError(f"cannot create the model: {lib.lathe_last_error().decode(errors='replace')}")
+        self._handle = handle
+        if num_threads is not None:
+            self._check(lib.lathe_set_num_threads(handle, int(num_threads)))
+
+    def __del__(self):
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle:
+            self._lib.lathe_destroy(handle)
+
+    def _check(self, status: int) -> None:
+        if status != 0:
+            raise LatheError(self._lib.lathe_last_error().decode(errors="replace"))
 
     def run(self, *args, out=None, **kwargs):
         """Run on inputs by position or by name; the results in fresh arrays (a tuple, nested
@@ -350,31 +383,6 @@ class Artifact:
                 self._check(lib.lathe_get_output(handle, j, flat[j].ctypes.data))
         del keep
         return self._nest(self._nesting, flat)
-
-    def _nest(self, n, flat: list):
-        return tuple(self._nest(m, flat) for m in n) if isinstance(n, list) else flat[n]
-
-    def _targets(self, out) -> list[np.ndarray]:
-        """`out` flat, each array of its result's shape and dtype, writable and C-contiguous."""
-        flat: list = [None] * len(self._results)
-
-        def walk(n, a, where: str) -> None:
-            if isinstance(n, list):
-                if not isinstance(a, tuple | list) or len(a) != len(n):
-                    raise LatheError(f"{where} must be a tuple of {len(n)}, nested as run() returns its results")
-                for k, (m, b) in enumerate(zip(n, a)):
-                    walk(m, b, f"{where}[{k}]")
-                return
-            spec = self._results[n]
-            if not isinstance(a, np.ndarray) or a.shape != spec.shape or a.dtype != spec.dtype:
-                got = f"shape {a.shape} and dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
-                raise LatheError(f"{where} has {got}, but {spec.describe()} was expected")
-            if not a.flags.writeable or not a.flags.c_contiguous:
-                raise LatheError(f"{where} must be writable and C-contiguous")
-            flat[n] = a
-
-        walk(self._nesting, out, "out")
-        return flat
 
 
 def _declare(lib: ctypes.CDLL) -> None:

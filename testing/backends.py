@@ -24,7 +24,9 @@ Each case ends in one status:
                Errors of the shared graph-to-loop lowering, errors at run time and errors
                worded otherwise are failures: a backend opts out by saying so, in its
                capabilities or in its own error, never by accident;
-  skipped      the target does not run on this machine (`Capabilities.runs_here`).
+  skipped      the target does not run on this machine (`Capabilities.runs_here`), and
+               emulation was not asked for (`emulate=True`: its deployed library runs under
+               the backend's emulator, e.g. aarch64 under qemu-user).
 
 Shapes and inputs are drawn from `seed` and the case's name, so `check_backend(t, ops=[name],
 models=False, schedules=False, seed=S)` reruns one case exactly. Where the
@@ -94,6 +96,7 @@ class CaseResult:
 class ConformanceReport:
     target: str
     seed: int
+    emulate: bool = False
     results: list[CaseResult] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -142,7 +145,8 @@ class ConformanceReport:
         picked = {"ops": [], "schedules": False, "models": False}
         picked[_SELECTOR[r.kind]] = [r.name]
         args = ", ".join(f"{k}={v!r}" for k, v in picked.items())
-        return f"check_backend({self.target!r}, {args}, seed={self.seed})"
+        emulated = ", emulate=True" if self.emulate else ""
+        return f"check_backend({self.target!r}, {args}, seed={self.seed}{emulated})"
 
 
 # -- checking one module ----------------------------------------------------------------------
@@ -151,10 +155,11 @@ class ConformanceReport:
 class _Checker:
     """What every case shares: the backend, its capabilities, and compiled modules by text."""
 
-    def __init__(self, target: str):
+    def __init__(self, target: str, emulate: bool = False):
         from lathe.backends.registry import resolve_target
 
         self.target = target
+        self.emulate = emulate
         self.backend, self.parsed = resolve_target(target)
         self.caps = self.backend.capabilities(self.parsed)
         module = type(self.backend).__module__
@@ -185,8 +190,8 @@ class _Checker:
     def compile(self, module: ModuleOp, params=None):
         import lathe
 
-        if params:
-            return lathe.compile(module, target=self.target, params=params)
+        if params or self.emulate:  # an emulated module holds a directory: gone with the module, not cached
+            return lathe.compile(module, target=self.target, params=params, emulate=self.emulate)
         key = str(module)
         if key not in self._compiled:
             self._compiled[key] = lathe.compile(module, target=self.target)
@@ -484,14 +489,20 @@ def check_backend(
     schedules: bool | Iterable[str] = True,
     seed: int = 0,
     report: Callable[[str], object] = print,
+    emulate: bool = False,
 ) -> ConformanceReport:
     """Run the conformance suite on `target`; `report` gets one line per case as it ends, then
-    the summary. `ops`, `models`, `schedules` pick cases (see `cases`)."""
-    checker = _Checker(target)
+    the summary. `ops`, `models`, `schedules` pick cases (see `cases`). `emulate`: a target
+    that does not run here runs under its backend's emulator (a LatheError says what to
+    install where it has none) instead of being skipped."""
+    checker = _Checker(target, emulate)
     todo = cases(ops, models, schedules)
-    result = ConformanceReport(target, seed)
+    result = ConformanceReport(target, seed, emulate)
     t0 = time.perf_counter()
-    if not checker.caps.runs_here:
+    if emulate and not checker.caps.runs_here:
+        emulator = checker.backend.emulator(checker.parsed)  # what is missing, said before any case
+        report(f"running '{checker.parsed}' under emulation ({emulator.description})")
+    if not checker.caps.runs_here and not emulate:
         why = f"target '{checker.parsed}' does not run on this machine"
         results: Iterator[CaseResult] = (CaseResult(c.kind, c.name, SKIPPED, why) for c in todo)
     else:

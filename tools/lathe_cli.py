@@ -81,6 +81,7 @@ def cmd_run(args) -> int:
     module = lathe.load(args.file)
     if args.check:
         _check_runnable_by_reference(module, args.file)
+    _check_measurable_here(args)
     params = lathe.load_params(args.params) if args.params else {}
     inputs = lathe.load_params(args.inputs) if args.inputs else {}
     funcs = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
@@ -111,7 +112,14 @@ def cmd_run(args) -> int:
         entry=args.entry,
         opt_level=args.opt_level,
         tuning_db=args.db,
+        emulate=True,
     )
+    if getattr(cm, "emulated", False):  # (a module run by the VM has no such attribute)
+        print(
+            f"note: {cm.target} is not this machine's architecture: the model runs emulated "
+            f"({cm.executor.description}), for its results, not its speed",
+            file=sys.stderr,
+        )
     run_inputs = {k: v for k, v in values.items() if k not in weights}
     result = cm.run(**run_inputs)
     if args.output:
@@ -145,6 +153,22 @@ def cmd_run(args) -> int:
             write_text(args.profile_json, profile.to_json())
             print(f"wrote {args.profile_json} ({len(profile.rows)} kernels)")
     return status
+
+
+def _check_measurable_here(args) -> None:
+    """--bench and --profile time the target's code: under emulation that says nothing."""
+    from lathe.backends.registry import resolve_target
+
+    timed = [flag for flag, on in (("--bench", args.bench), ("--profile", args.profile or args.profile_json)) if on]
+    if not timed:
+        return
+    backend, target = resolve_target(args.target)
+    if not backend.capabilities(target).runs_here:
+        raise LatheError(
+            f"{' and '.join(timed)}: {target} does not run natively on this machine, and timings under "
+            "emulation say nothing about its hardware",
+            note="run without them to check results under emulation; measure on a machine of that architecture",
+        )
 
 
 def _is_directory_output(path: str) -> bool:
@@ -231,7 +255,7 @@ def cmd_backends(args) -> int:
     if args.check:
         from lathe.testing.backends import check_backend
 
-        report = check_backend(args.check)
+        report = check_backend(args.check, emulate=True)
         return 0 if report.ok else 1
     rows = installed()
     print(f"{'name':10s} {'version':14s} {'targets':16s} state")

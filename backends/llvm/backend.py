@@ -8,6 +8,7 @@ from xdsl.dialects.builtin import ModuleOp
 from lathe.backends.interface import (
     Backend,
     Capabilities,
+    Emulator,
     KernelLibrary,
     RunProgram,
     Target,
@@ -100,3 +101,8 @@ class LLVMBackend(Backend):
         from lathe.backends.llvm.artifact import build
 
         return build(module, program, llvm_target(target), target.vector_bits)
+
+    def emulator(self, target: Target) -> Emulator:
+        from lathe.backends.llvm.emulation import QemuEmulator
+
+        return QemuEmulator(target.triple)

@@ -87,7 +87,11 @@ class CompiledKernels(KernelLibrary):
         if not target.is_host:
             from lathe.errors import LatheError
 
-            raise LatheError(f"cannot JIT for {target}: it is not this machine's triple (emit an object file instead)")
+            raise LatheError(
+                f"cannot JIT for {target}: it is not this machine's triple",
+                note=f"lathe.compile(..., emulate=True) and lathe run --target '{target}' run it under emulation "
+                "(qemu-user); lathe compile -o DIR builds an artifact for a machine of that triple",
+            )
         target = target.runnable_here()
         t0 = time.perf_counter()
         self.pool = parallel_runtime()  # kernels call lathe_parallel_for: its symbol must exist before they load
