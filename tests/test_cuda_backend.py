@@ -128,10 +128,9 @@ def test_lathe_backends_lists_cuda_with_driver_and_ptxas_state():
 def test_bound_loops_shared_memory_and_barriers_in_nvptx_ir():
     ir = nvptx(loop_module(BLOCK_ROWS))
     assert "@rows__shared0 = internal addrspace(3) global [64 x float] undef, align 16" in ir
-    assert (
-        "define ptx_kernel void @rows(ptr addrspace(1) noalias align 64 %arg.0, "
-        'ptr addrspace(1) noalias align 64 %arg.1) "nvvm.reqntid"="64,1,1"' in ir
-    )
+    assert "define void @rows(ptr addrspace(1) noalias align 64 %arg.0, ptr addrspace(1) noalias align 64 %arg.1)" in ir
+    for key, value in (("kernel", 1), ("reqntidx", 64), ("reqntidy", 1), ("reqntidz", 1)):
+        assert f'!{{ptr @rows, !"{key}", i32 {value}}}' in ir
     assert "call i32 @llvm.nvvm.read.ptx.sreg.ctaid.x()" in ir and "call i32 @llvm.nvvm.read.ptx.sreg.tid.x()" in ir
     assert ir.count("call void @llvm.nvvm.barrier0()") == 1
     assert "call float @__nv_expf(float" in ir

@@ -5,7 +5,8 @@ module reuses the LLVM backend's emitter (backends/llvm/codegen.py) for everythi
 kernel has — GEPs, arithmetic, casts, serial, unrolled and vectorized loops — and adds
 only what a GPU kernel has on top (docs/backends.md, "GPU kernels"):
 
-  * a kernel is `define ptx_kernel void @k(ptr addrspace(1) ...)`; each argument is cast
+  * a kernel is `define void @k(ptr addrspace(1) ...)` named a kernel in `!nvvm.annotations`,
+    with its block size (`reqntid`); each argument is cast
     to a generic pointer once, and LLVM's infer-address-spaces turns the generic loads and
     stores back into `ld.global`/`st.global` (as clang's CUDA path does);
   * a loop bound to `threadIdx.x`/`blockIdx.y`/... is no loop: its induction variable IS
@@ -205,9 +206,18 @@ class GPUModuleEmitter(ModuleEmitter):
     def __init__(self, vector_bits: int = 128):
         super().__init__(parallel=False, vector_bits=vector_bits)
         self.globals: list[str] = []
+        self.annotations: list[str] = []  # metadata nodes of !nvvm.annotations
+
+    def annotate(self, launch: Launch) -> None:
+        """`!nvvm.annotations`: the function is a kernel, and its exact threads per block. The
+        form every LLVM with NVPTX reads (LLVM 20+ upgrades it to `ptx_kernel` and
+        `"nvvm.reqntid"`), so PTX can be made with an older llvmlite too."""
+        for key, value in [("kernel", 1), *((f"reqntid{d}", n) for d, n in zip("xyz", launch.block))]:
+            self.annotations.append(self.md_node(f'!{{ptr @{launch.entry}, !"{key}", i32 {value}}}'))
 
     def text(self) -> str:
-        return "\n".join(self.globals) + "\n" + super().text()
+        body = "\n".join(self.globals) + "\n" + super().text()
+        return body + "!nvvm.annotations = !{" + ", ".join(self.annotations) + "}\n"
 
     def static_buffer(self, symbol: str, t: Attribute, space: int, where: str) -> str:
         """`@symbol`, a static array of memref type `t` in address space `space`."""
@@ -366,9 +376,9 @@ GPU_EMIT: dict[type[Operation], Emit] = {
 
 
 def emit_kernel(mod: GPUModuleEmitter, f: func.FuncOp) -> KernelPlan:
-    """Each launch of `f` as `define ptx_kernel void @entry(ptr addrspace(1) noalias align 64
-    %g0, ...)`, taking all of the kernel's buffers, with `nvvm.reqntid` (its threads per
-    block: ptxas may spend the registers, LLVM knows each thread id's range). The kernel's
+    """Each launch of `f` as `define void @entry(ptr addrspace(1) noalias align 64 %arg.0, ...)`,
+    taking all of the kernel's buffers, annotated as a kernel with its threads per block
+    (reqntid: ptxas may spend the registers, LLVM knows each thread id's range). The kernel's
     scratch buffers are module globals that its launches share."""
     plan = plan_kernel(f)
     name = plan.name
@@ -393,10 +403,8 @@ def emit_kernel(mod: GPUModuleEmitter, f: func.FuncOp) -> KernelPlan:
             if op in mine or (is_pure(op) and all(v in e.names for v in op.operands)):
                 e.op(op)
         e.emit("ret void")
-        reqntid = ",".join(map(str, launch.block))
-        mod.add_function(
-            f'ptx_kernel void @{launch.entry}({", ".join(params)}) "nvvm.reqntid"="{reqntid}" #0', e.finished_lines()
-        )
+        mod.add_function(f"void @{launch.entry}({', '.join(params)}) #0", e.finished_lines())
+        mod.annotate(launch)
     return plan
 
 
