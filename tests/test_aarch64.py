@@ -23,8 +23,10 @@ import lathe
 from lathe.api import parse_source
 from lathe.backends.interface import EmulatedRun
 from lathe.backends.llvm.emulation import QemuEmulator, missing_tools, packages
+from lathe.backends.llvm.target import same_machine
 from lathe.backends.registry import resolve_target
 from lathe.errors import LatheError
+from lathe.runtime import artifact
 from lathe.testing.backends import check_backend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,6 +164,20 @@ def test_a_failing_emulated_run_is_a_lathe_error(tmp_path):
     with pytest.raises(LatheError, match="the emulated run failed") as e:
         emulator.run([EmulatedRun(str(tmp_path / "model.so"), str(tmp_path / "w.bin"), [], [])])
     assert "cannot open" in e.value.note
+
+
+def test_the_hosts_triple_without_its_vendor_runs_natively(rng):
+    """On an ARM host `-mtriple=aarch64-linux-gnu` is the host (LLVM says aarch64-unknown-linux-gnu):
+    it runs through the JIT, not under emulation; here the same holds for this host's arch."""
+    assert same_machine("aarch64-linux-gnu", "aarch64-unknown-linux-gnu")
+    assert same_machine("arm64-apple-darwin", "aarch64-apple-darwin")
+    assert not same_machine("aarch64-linux-gnu", "x86_64-unknown-linux-gnu")
+    assert not same_machine("x86_64-pc-windows-msvc", "x86_64-unknown-linux-gnu")
+    module = parse_source("def @main(%a: Tensor[(37), float32]) { exp(%a) }", "exp.lathe")
+    cm = lathe.compile(module, target=f"llvm -mtriple={artifact.host_arch()}-linux-gnu", emulate=True)
+    assert not cm.emulated and cm.kernels is not None
+    a = rng.standard_normal(37).astype(np.float32)
+    assert_matches(cm.run(a), lathe.interpret(module, a=a))
 
 
 # -- the artifact and its C example -------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     llvm                                 the host (CPU name and features detected)
     llvm -mcpu=znver4                    a given CPU, host triple
-    llvm -mtriple=aarch64-linux-gnu      cross-compile (object files only)
+    llvm -mtriple=aarch64-linux-gnu      cross-compile (object files, artifacts; run under qemu-user)
     llvm -mattr=+avx2,+fma -opt-level=2
 
 CPU and feature names are checked against the linked LLVM's own tables (an unknown
@@ -40,7 +40,7 @@ class LLVMTarget:
 
     @property
     def is_host(self) -> bool:
-        return self.triple == llvm.get_process_triple()
+        return same_machine(self.triple, llvm.get_process_triple())
 
     @property
     def vector_bits(self) -> int:
@@ -86,6 +86,24 @@ class LLVMTarget:
             codemodel="jitdefault",
             jit=jit,
         )
+
+
+_OPERATING_SYSTEMS = ("linux", "windows", "darwin", "macos", "freebsd", "none")
+_ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64"}
+
+
+def same_machine(a: str, b: str) -> bool:
+    """Whether two triples name one kind of machine, as spelt with or without the vendor:
+    `aarch64-linux-gnu` is the `aarch64-unknown-linux-gnu` that LLVM reports on an ARM Linux
+    host (it ran there under emulation, not natively, when the spellings were compared)."""
+
+    def parts(triple: str) -> tuple[str, ...]:
+        arch, *rest = triple.lower().split("-")
+        if rest and rest[0] not in _OPERATING_SYSTEMS and len(rest) > 1:
+            rest = rest[1:]  # the vendor: unknown, pc, apple, ...
+        return (_ARCH_ALIASES.get(arch, arch), *rest)
+
+    return parts(a) == parts(b)
 
 
 # LLVM prints its CPU and feature tables for the CPU name "help"; for an unknown name it
@@ -188,7 +206,7 @@ def parse_target(spec: str | LLVMTarget = "llvm") -> LLVMTarget:
         raise LatheError(f"unknown target triple '{triple}': {str(e).strip()}") from None
     if cpu is not None or attrs is not None:
         check_names(triple, cpu, attrs)
-    host = triple == llvm.get_process_triple()
+    host = same_machine(triple, llvm.get_process_triple())
     if cpu is None:
         cpu = llvm.get_host_cpu_name() if host else "generic"
     if attrs is None:
