@@ -159,7 +159,7 @@ class CUDABackend(Backend):
         t0 = time.perf_counter()
         ir, plans = module_to_nvptx_ir(module)
         ptx = to_ptx(ir, target.cpu, target.opt_level)
-        kernels = CUDAKernels(ptx.encode() + b"\0", plans)
+        kernels = CUDAKernels(ptx.encode(), plans)
         kernels.stats = CUDAStats(len(plans), time.perf_counter() - t0)
         return kernels
 

@@ -74,7 +74,6 @@ class Context:
         self.context = check(d.cuDevicePrimaryCtxRetain(self.device), "cuDevicePrimaryCtxRetain")
         check(d.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
         self.stream = check(d.cuStreamCreate(0), "cuStreamCreate")
-        self.stream_handle = int(self.stream)
         self.pending: LatheError | None = None  # a launch's failure, raised by synchronize
         name = check(d.cuDeviceGetName(256, self.device), "cuDeviceGetName")
         self.name = name.split(b"\0", 1)[0].decode() if isinstance(name, bytes) else str(name)
@@ -161,7 +160,8 @@ class CUDAKernels(KernelLibrary):
         d = _driver()
         self.ctx = context()
         self.stats = stats
-        self.module = check(d.cuModuleLoadData(image), "cuModuleLoadData")
+        self._image = ctypes.create_string_buffer(image)  # NUL-terminated PTX (or a cubin), by address
+        self.module = check(d.cuModuleLoadData(ctypes.addressof(self._image)), "cuModuleLoadData")
         self.plans = {p.name: p for p in plans}  # kernel → codegen.KernelPlan: its launches in order
         self.functions = {
             launch.entry: check(d.cuModuleGetFunction(self.module, launch.entry.encode()), "cuModuleGetFunction")
@@ -176,7 +176,7 @@ class CUDAKernels(KernelLibrary):
         d = _driver()
         for launch in self.plans[name].launches:
             result = d.cuLaunchKernel(
-                self.functions[launch.entry], *launch.grid, *launch.block, 0, self.ctx.stream_handle, params, 0
+                self.functions[launch.entry], *launch.grid, *launch.block, 0, self.ctx.stream, params, 0
             )
             status = result[0] if isinstance(result, tuple) else result
             if status != d.CUresult.CUDA_SUCCESS and self.ctx.pending is None:
