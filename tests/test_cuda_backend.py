@@ -281,6 +281,52 @@ func.func private @m(%x: memref<64x{dtype}>, %y: memref<64x10x{dtype}>) attribut
     assert [r.name for r in rows] == ["m"]
 
 
+# -- the code generator's arithmetic, run serially on the CPU -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def @main(%x: Tensor[(5, 300), float32], %w: Tensor[(40, 300), float32]) { nn.softmax(tanh(nn.dense(%x, %w))) }",
+        "def @main(%x: Tensor[(7, 33), float32], %g: Tensor[(33), float32], %b: Tensor[(33), float32]) "
+        "{ nn.layer_norm(%x, %g, %b) }",
+        "def @main(%x: Tensor[(2, 9, 20), float32], %y: Tensor[(2, 11, 20), float32]) { nn.batch_matmul(%x, %y) }",
+        "def @main(%x: Tensor[(1, 5, 13, 13), float32], %w: Tensor[(6, 5, 3, 3), float32]) "
+        "{ nn.relu(nn.conv2d(%x, %w, strides=[2, 2], padding=[1, 1, 1, 1])) }",
+        "def @main(%x: Tensor[(1, 6, 12, 12), float32], %w: Tensor[(6, 1, 3, 3), float32]) "
+        "{ nn.conv2d(%x, %w, padding=[1, 1, 1, 1], groups=6) }",
+        "def @main(%x: Tensor[(1, 4, 15, 15), float32]) { nn.max_pool2d(%x, pool_size=[3, 3], strides=[2, 2]) }",
+        "def @main(%x: Tensor[(3, 50, 7), float32]) { mean(erf(%x), axis=[1]) }",
+    ],
+)
+def test_code_generator_agrees_with_the_interpreter_run_serially(source, rng):
+    """Without a GPU: the NVPTX IR of the GPU schedules' kernels, a block's threads as loops
+    (tests/cuda_serial.py), JIT-compiled for this CPU, against the interpreter."""
+    from cuda_serial import run_serially
+
+    module = parse_source(source, "case.lathe")
+    fn = next(iter(module.ops))
+    inputs = {a.name_hint: rng.standard_normal(a.type.get_shape()).astype(np.float32) for a in fn.body.block.args}
+    assert worst_rel_err(run_serially(module, inputs), lathe.interpret(module, **inputs)) <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["resnet18", "bert_base", "lstm_lm"])
+def test_zoo_models_agree_with_the_interpreter_run_serially(name, rng):
+    if ROOT not in sys.path:
+        sys.path.append(ROOT)
+    from cuda_serial import run_serially
+
+    from models import ZOO
+    from models.builder import random_inputs
+
+    model = ZOO[name].build(small=True, seed=int(rng.integers(1 << 30)))
+    inputs = random_inputs(model, int(rng.integers(1 << 30)))
+    module, params = lathe.from_onnx(model)
+    got = run_serially(module, inputs, params)
+    ref = lathe.interpret(module, params=params, **inputs)
+    assert worst_rel_err(got, ref) <= 1e-4, name
+
+
 # -- the zoo through ptxas ----------------------------------------------------------------------
 
 

@@ -239,8 +239,16 @@ class GPUFunctionEmitter(FunctionEmitter):
 
     mod: GPUModuleEmitter
 
-    def __init__(self, mod: GPUModuleEmitter, kernel: str, launch: Launch, scratch: dict[SSAValue, str]):
+    def __init__(
+        self,
+        mod: GPUModuleEmitter,
+        kernel: str,
+        launch: Launch,
+        scratch: dict[SSAValue, str],
+        serial_threads: bool = False,
+    ):
         super().__init__(mod, launch.entry)
+        self.serial_threads = serial_threads
         self.kernel = kernel
         self.dims = {
             f"{hw}.{d}": n
@@ -274,6 +282,11 @@ Emit = Callable[[GPUFunctionEmitter, Operation], None]
 def _for(fe: GPUFunctionEmitter, op: scf.ForOp) -> None:
     """A bound loop is its hardware id; the others are the LLVM emitter's loops, serial."""
     axis = bound_axis(op)
+    if axis is not None and fe.serial_threads and axis.startswith("threadIdx"):
+        fe.bound.append(axis)  # the block's threads one after another (see module_to_nvptx_ir)
+        fe.for_loop(op)
+        fe.bound.pop()
+        return
     if axis is not None:
         reg = SREG[axis]
         fe.mod.declare(f"declare i32 @llvm.nvvm.read.ptx.sreg.{reg}()")
@@ -337,6 +350,8 @@ def _barrier(fe: GPUFunctionEmitter, op: gpu.BarrierOp) -> None:
             f"kernel @{fe.kernel}: gpu.barrier inside a loop bound to {fe.bound[-1]}",
             note="a barrier waits for every thread of the block: only at block-uniform positions",
         )
+    if fe.serial_threads:
+        return  # each thread loop finishes before the code after it: the barrier holds
     fe.mod.declare("declare void @llvm.nvvm.barrier0()")
     fe.emit("call void @llvm.nvvm.barrier0()")
 
@@ -375,7 +390,7 @@ GPU_EMIT: dict[type[Operation], Emit] = {
 }
 
 
-def emit_kernel(mod: GPUModuleEmitter, f: func.FuncOp) -> KernelPlan:
+def emit_kernel(mod: GPUModuleEmitter, f: func.FuncOp, serial_threads: bool = False) -> KernelPlan:
     """Each launch of `f` as `define void @entry(ptr addrspace(1) noalias align 64 %arg.0, ...)`,
     taking all of the kernel's buffers, annotated as a kernel with its threads per block
     (reqntid: ptxas may spend the registers, LLVM knows each thread id's range). The kernel's
@@ -390,7 +405,7 @@ def emit_kernel(mod: GPUModuleEmitter, f: func.FuncOp) -> KernelPlan:
         if isinstance(op, memref.AllocOp):
             scratch[op.memref] = mod.static_buffer(f"{name}__scratch{len(scratch)}", op.memref.type, 1, name)
     for launch in plan.launches:
-        e = GPUFunctionEmitter(mod, name, launch, scratch)
+        e = GPUFunctionEmitter(mod, name, launch, scratch, serial_threads)
         params = []
         for k, arg in enumerate(f.body.block.args):
             params.append(f"ptr addrspace(1) noalias align 64 %arg.{k}")  # (names no tmp() can produce)
@@ -425,10 +440,18 @@ def body_key(f: func.FuncOp) -> str:
     return _SSA_NAME.sub(lambda m: names.setdefault(m.group(0), f"%v{len(names)}"), text)
 
 
-def module_to_nvptx_ir(module: ModuleOp, vector_bits: int = 128) -> tuple[str, list[KernelPlan]]:
+def module_to_nvptx_ir(
+    module: ModuleOp, vector_bits: int = 128, serial_threads: bool = False
+) -> tuple[str, list[KernelPlan]]:
     """NVPTX LLVM IR for every kernel of a loop-level module (no triple: ptx.py sets it), and
     each kernel's launches. A kernel identical to one emitted before launches that one's
-    entries (their scratch is shared too: kernels run one after another)."""
+    entries (their scratch is shared too: kernels run one after another).
+
+    With `serial_threads`, a threadIdx loop stays a loop over its extent and barriers vanish:
+    a block's threads run one after another, the form in which a CPU runs a launch (PoCL's
+    work-group loops), so that the code generator can be checked numerically without a GPU
+    (tests/cuda_serial.py). Code outside the thread loops then runs once per block, which
+    the contract allows (it must write the same in every thread)."""
     mod = GPUModuleEmitter(vector_bits)
     plans = []
     emitted: dict[str, KernelPlan] = {}
@@ -436,7 +459,7 @@ def module_to_nvptx_ir(module: ModuleOp, vector_bits: int = 128) -> tuple[str, l
         key = body_key(f)
         first = emitted.get(key)
         if first is None:
-            plans.append(emitted.setdefault(key, emit_kernel(mod, f)))
+            plans.append(emitted.setdefault(key, emit_kernel(mod, f, serial_threads)))
         else:
             plans.append(KernelPlan(f.sym_name.data, first.arity, first.launches))
     attrs = 'attributes #0 = { nounwind "frame-pointer"="none" }\nattributes #1 = { nounwind alwaysinline }\n'
