@@ -239,6 +239,30 @@ class CompiledModule:
         return self.executor.benchmark(repeat, warmup_seconds)
 
 
+def _use_vm(module: ModuleOp, executor: str | None) -> bool:
+    from lathe.runtime.vm import needs_vm
+
+    if executor not in (None, "graph", "vm"):
+        raise LatheError(f"unknown executor '{executor}'", note="expected 'graph' or 'vm'")
+    if executor == "graph" and needs_vm(module):
+        raise LatheError(
+            "the graph executor cannot run this module: it has control flow, function values or ? dimensions",
+            note="compile it with executor='vm' (or leave executor unset)",
+        )
+    return executor == "vm" or (executor is None and needs_vm(module))
+
+
+def _vm_module(module, target, params, num_threads, entry, opt_level, pipeline):
+    """The VM over `module`, each primitive region compiled by the static pipeline for the shapes
+    it meets (docs/vm.md)."""
+    from lathe.runtime.vm import VMModule
+
+    def compile_region(region: ModuleOp) -> CompiledModule:
+        return CompiledModule(region, target, None, num_threads, "main", opt_level, pipeline)
+
+    return VMModule(module, compile_region, _params(params), entry)
+
+
 def compile(
     module: ModuleOp,
     target: str = "llvm",
@@ -249,6 +273,7 @@ def compile(
     pipeline: str | None = None,
     tuning_db: str | os.PathLike | None = None,
     emulate: bool = False,
+    executor: str | None = None,
 ) -> CompiledModule:
     """Compile `module` for `target` at `opt_level` (0..3, default 3), or with an explicit
     graph-to-loop `pipeline`; parameters found in `params` are bound by name. With
@@ -256,7 +281,11 @@ def compile(
     warning names the kernels that have none. With `emulate`, a target this machine cannot
     run (another architecture) runs under the backend's emulator (qemu-user for
     `llvm -mtriple=aarch64-linux-gnu`; `.emulated` says whether it does): for checking
-    results, not for timing them; without it such a target is a LatheError."""
+    results, not for timing them; without it such a target is a LatheError.
+    `executor`: "graph" (the static graph executor), "vm" (runtime/vm.py: control flow,
+    closures, `?` shapes), or None: the VM where the module needs it, else the graph executor."""
+    if _use_vm(module, executor):
+        return _vm_module(module, target, params, num_threads, entry, opt_level, pipeline)
     return CompiledModule(module, target, params, num_threads, entry, opt_level, pipeline, tuning_db, emulate)
 
 

@@ -210,7 +210,40 @@ def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]
                 f"bad option for pass '{s.name}': {_one_line(e)}",
                 note="its options: " + (", ".join(opts) if opts else "none"),
             ) from None
+    if passes:
+        passes.insert(0, _static_only(specs[0].name))
     return PassPipeline(tuple(passes), callback)
+
+
+def _static_only(first_pass: str) -> ModulePass:
+    """A check before a pipeline: every pass and lowering here takes static graphs only, so a
+    module with control flow, function values or `?` shapes (what the VM runs, docs/vm.md) is
+    refused by name instead of failing half-way through a pass that never expected it."""
+    from dataclasses import dataclass
+
+    from lathe.dialects import graph
+    from lathe.errors import LatheError
+
+    @dataclass(frozen=True)
+    class StaticOnly(ModulePass):
+        name = "static-only"
+
+        def apply(self, ctx, op) -> None:
+            ops = list(op.walk())
+            control = next((o for o in ops if isinstance(o, graph.ControlOp)), None)
+            dynamic = next((o for o in ops if any(graph.is_dynamic(r.type) for r in o.results)), None)
+            funcs = (o for o in ops if hasattr(o, "function_type") and graph.is_dynamic(o.function_type))
+            found = control or dynamic or next(funcs, None)
+            if found is None:
+                return
+            what = "control flow or a function value" if found is control else "a ? dimension"
+            raise LatheError(
+                f"pass '{first_pass}' cannot run on '{found.name}': it has {what}, and Lathe's passes and "
+                "static lowering take static graphs only",
+                note="compile the module with lathe.compile, which runs it on the VM (docs/vm.md)",
+            )
+
+    return StaticOnly()
 
 
 def with_pass_options(spec: str, options: dict[str, dict[str, object]]) -> str:

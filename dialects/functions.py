@@ -78,3 +78,26 @@ def result_nesting(fn: func.FuncOp) -> tuple[Nesting, ...]:
 
     assert isinstance(attr, ArrayAttr)
     return tuple(decode(a) for a in attr.data)
+
+
+def recursive_function(module: ModuleOp) -> str | None:
+    """The name of a function that calls itself, directly or through others, or None: such a
+    call graph cannot be inlined into one static graph (the VM runs it, docs/vm.md)."""
+    calls = {
+        f.sym_name.data: {c.callee.root_reference.data for c in f.walk() if isinstance(c, func.CallOp)}
+        for f in glue_functions(module)
+    }
+    done: set[str] = set()
+
+    def cycle_from(name: str, path: tuple[str, ...]) -> str | None:
+        if name in path:
+            return name
+        if name in done or name not in calls:
+            return None
+        for callee in sorted(calls[name]):
+            if (found := cycle_from(callee, (*path, name))) is not None:
+                return found
+        done.add(name)
+        return None
+
+    return next((found for name in calls if (found := cycle_from(name, ())) is not None), None)

@@ -30,7 +30,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph
-from lathe.dialects.functions import KERNEL_ATTR, glue_functions, is_compute, is_kernel
+from lathe.dialects.functions import KERNEL_ATTR, glue_functions, is_compute, is_kernel, recursive_function
 from lathe.errors import LatheError
 
 
@@ -46,6 +46,11 @@ class InlineCalls(ModulePass):
     entry: str = "main"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if (name := recursive_function(op)) is not None:  # inlining it would never end
+            raise LatheError(
+                f"inline-calls: @{name} calls itself, and a recursive function cannot be inlined",
+                note="lathe.compile runs recursion on the VM (docs/vm.md)",
+            )
         funcs = {f.sym_name.data: f for f in op.ops if isinstance(f, func.FuncOp)}
         changed = True
         depth = 0

@@ -136,3 +136,94 @@ def test_bad_control_flow_is_a_located_error(src, message):
     with pytest.raises(LatheError) as info:
         parse_relay(src, "t.relay")
     assert message in info.value.message and info.value.loc is not None
+
+
+# -- passes and the static lowering --------------------------------------------------
+
+
+def test_every_pass_refuses_control_flow_and_dynamic_shapes_by_name():
+    from lathe.dialects import make_context
+    from lathe.pipelines import build_pipeline, lathe_passes
+
+    dynamic = "def @main(%x: Tensor[(?, 3), float32]) { nn.relu(%x) }"
+    for name in lathe_passes():
+        for src, op in ((LOOP, "graph.if"), (dynamic, "graph.nn.relu")):
+            with pytest.raises(LatheError) as info:
+                build_pipeline(name).apply(make_context(), parse_relay(src))
+            assert f"pass '{name}'" in info.value.message and f"'{op}'" in info.value.message
+
+
+# -- the VM --------------------------------------------------------------------------
+
+
+def test_the_vm_matches_the_interpreter_on_recursion_branches_closures_and_two_batch_sizes():
+    m = parse_relay(LOOP)
+    compiled = lathe.compile(m)
+    assert type(compiled).__name__ == "VMModule"
+    rng = np.random.default_rng(7)
+    w = (rng.standard_normal((4, 4)) / 4).astype(np.float32)
+    for batch in (3, 11):
+        for n, flag in ((0, False), (5, True), (2, False)):
+            x = rng.standard_normal((batch, 4)).astype(np.float32)
+            inputs = dict(x=x, w=w, n=np.int32(n), flag=np.bool_(flag))
+            want = lathe.interpret(m, **inputs)
+            got = compiled.run(**inputs)
+            for g, e in zip(got, want, strict=True):
+                assert g.shape == e.shape and g.dtype == e.dtype
+                np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    before = compiled.compiles
+    compiled.run(rng.standard_normal((3, 4)).astype(np.float32), w, np.int32(2), np.bool_(True))
+    assert compiled.compiles == before, "a shape seen before runs its cached kernels"
+
+
+def test_the_vm_runs_a_static_model_as_the_graph_executor_does():
+    src = """def @main(%x: Tensor[(4, 16), float32], %w: Tensor[(8, 16), float32], %b: Tensor[(8), float32]) {
+      %0 = nn.bias_add(nn.dense(%x, %w), %b);
+      (nn.softmax(nn.relu(%0)), split(%0, indices_or_sections=2, axis=1))
+    }"""
+    m = parse_relay(src)
+    rng = np.random.default_rng(3)
+    inputs = {k: rng.standard_normal(s).astype(np.float32) for k, s in (("x", (4, 16)), ("w", (8, 16)), ("b", (8,)))}
+    vm, ge = lathe.compile(m, executor="vm").run(**inputs), lathe.compile(m, executor="graph").run(**inputs)
+    for a, b in zip(
+        [vm[0], *vm[1]],
+        [ge[0], *ge[1]],
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_graph_executor_refuses_what_only_the_vm_runs():
+    with pytest.raises(LatheError) as info:
+        lathe.compile(parse_relay(LOOP), executor="graph")
+    assert "executor='vm'" in info.value.note
+    with pytest.raises(LatheError):
+        lathe.compile(parse_relay(LOOP), executor="jit")
+
+
+def test_the_vm_names_the_op_and_shapes_of_a_run_time_mismatch():
+    src = "def @main(%a: Tensor[(?, 2), float32], %b: Tensor[(?, 2), float32]) { add(%a, %b) }"
+    with pytest.raises(LatheError) as info:
+        lathe.compile(parse_relay(src)).run(np.ones((3, 2), np.float32), np.ones((4, 2), np.float32))
+    msg = info.value.message
+    assert "graph.add" in msg and "Tensor[(3, 2), float32]" in msg and "Tensor[(4, 2), float32]" in msg
+
+
+def test_the_vm_stops_a_recursion_without_a_base_case():
+    m = parse_relay("def @main(%x: Tensor[(2), float32]) -> Tensor[(2), float32] { @main(%x * 2f) }")
+    with pytest.raises(LatheError) as info:
+        lathe.compile(m).run(np.ones(2, np.float32))
+    assert "recursion" in info.value.message
+
+
+def test_inlining_refuses_recursion_instead_of_growing_without_end():
+    from lathe.dialects import make_context
+    from lathe.pipelines import build_pipeline
+
+    m = parse_relay(
+        "def @main(%x: Tensor[(2), float32]) -> Tensor[(2), float32] { @f(%x) }\n"
+        "def @f(%x: Tensor[(2), float32]) -> Tensor[(2), float32] { @main(%x * 2f) }"
+    )
+    with pytest.raises(LatheError) as info:
+        build_pipeline("inline-calls").apply(make_context(), m)
+    assert "calls itself" in info.value.message

@@ -1,0 +1,240 @@
+"""The VM: runs what the graph executor cannot, control flow, function values and `?` shapes.
+
+It walks the graph dialect as the reference interpreter does (calls, branches, closures and
+the recursion depth limit are the interpreter's), but never computes an op with numpy: each
+block is cut into *primitive regions*, maximal runs of graph ops with no control flow between
+them, and a primitive region runs as native kernels compiled by the static pipeline. Shapes
+are known only when a region runs, so each region is compiled once per concrete signature of
+its inputs (dtypes and shapes) and the compiled module is cached: TVM's VM computes output
+shapes with shape functions and runs kernels compiled for symbolic shapes; this VM
+specialises per shape instead, so a `?` batch served at two sizes compiles each region twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, TupleType
+from xdsl.ir import Block, Operation, Region, SSAValue
+
+from lathe.dialects import graph
+from lathe.dialects.functions import recursive_function, set_param_names
+from lathe.errors import LatheError
+from lathe.runtime.interpreter import Interpreter
+
+
+@dataclass(eq=False)
+class PrimitiveRegion:
+    """A run of control-flow-free graph ops of one block: what it reads from outside (constants
+    aside: they are copied in), what it gives to the rest of the program, and its compiled
+    module for each signature it has run with."""
+
+    ops: list[Operation]
+    inputs: list[SSAValue]
+    outputs: list[SSAValue]
+    compiled: dict[tuple, object] = field(default_factory=dict)
+
+
+def _is_primitive(op: Operation) -> bool:
+    return isinstance(op, graph.GraphOp) and not isinstance(op, graph.ConstantOp)
+
+
+def _computes(op: Operation) -> bool:
+    return not isinstance(op, graph.TupleOp | graph.TupleGetItemOp)
+
+
+def plan_block(block: Block) -> list[Operation | PrimitiveRegion]:
+    """The block's ops in order, each maximal run of primitive ops made one PrimitiveRegion.
+    Constants stay single steps (the VM's branches and calls may read them too) and do not end
+    a run; a run that only packs or unpacks tuples is left to the VM, having nothing to compile."""
+    steps: list[Operation | PrimitiveRegion] = []
+    run: list[Operation] = []
+
+    def close() -> None:
+        if any(map(_computes, run)):
+            steps.append(_region(run))
+        else:
+            steps.extend(run)
+        run.clear()
+
+    for op in block.ops:
+        if _is_primitive(op):
+            run.append(op)
+        elif isinstance(op, graph.ConstantOp):
+            steps.append(op)
+        else:
+            close()
+            steps.append(op)
+    close()
+    return steps
+
+
+def _region(ops: list[Operation]) -> PrimitiveRegion:
+    inside = set(ops)
+    inputs: list[SSAValue] = []
+    for op in ops:
+        for v in op.operands:
+            if v.owner not in inside and not isinstance(v.owner, graph.ConstantOp) and v not in inputs:
+                inputs.append(v)
+    outputs = [r for op in ops for r in op.results if any(u.operation not in inside for u in r.uses)]
+    return PrimitiveRegion(list(ops), inputs, outputs)
+
+
+def _leaves(value) -> list[np.ndarray]:
+    if isinstance(value, tuple):
+        return [x for v in value for x in _leaves(v)]
+    return [value]
+
+
+def _concrete_type(value) -> TensorType | TupleType:
+    if isinstance(value, tuple):
+        return graph.tuple_type([_concrete_type(v) for v in value])
+    return TensorType(graph.DTYPES[np.dtype(value.dtype).name], list(value.shape))
+
+
+def specialise(region: PrimitiveRegion, values: list) -> ModuleOp:
+    """The region as `@main` over its inputs' concrete types (tuples passed as their leaves),
+    every op rebuilt through its type inference, so shapes are static and checked: a shape the
+    op cannot take is a LatheError naming the op and the shapes, raised before any kernel runs."""
+    leaf_types = [_concrete_type(x) for v in values for x in _leaves(v)]
+    block = Block(arg_types=leaf_types)
+    args = iter(block.args)
+    mapping: dict[SSAValue, SSAValue] = {}
+
+    def rebuild(value) -> SSAValue:
+        if not isinstance(value, tuple):
+            return next(args)
+        op = graph.TupleOp.create_inferred([rebuild(v) for v in value])
+        block.add_op(op)
+        return op.result
+
+    for v, value in zip(region.inputs, values):
+        mapping[v] = rebuild(value)
+    for op in region.ops:
+        operands = []
+        for v in op.operands:
+            if v not in mapping:  # a constant of the enclosing block, copied in
+                const = v.owner.clone()  # type: ignore[union-attr]
+                block.add_op(const)
+                mapping[v] = const.results[0]
+            operands.append(mapping[v])
+        try:
+            new = type(op).create_inferred(operands, dict(op.properties))  # type: ignore[attr-defined]
+        except graph.ShapeError as e:
+            shapes = ", ".join(graph.type_str(o.type) for o in operands)
+            raise LatheError(f"{op.name}: at run time its operands are ({shapes}): {e}") from None
+        new.location = op.location
+        block.add_op(new)
+        mapping.update(zip(op.results, new.results))
+    outs = [mapping[v] for v in region.outputs]
+    if len(outs) == 1:
+        result = outs[0]
+    else:
+        packed = graph.TupleOp.create_inferred(outs)
+        block.add_op(packed)
+        result = packed.result
+    block.add_op(func.ReturnOp(result))
+    ftype = FunctionType.from_lists([a.type for a in block.args], [result.type])
+    f = func.FuncOp("main", ftype, Region(block))
+    set_param_names(f, [f"in{i}" for i in range(len(block.args))])
+    return ModuleOp([f])
+
+
+class VirtualMachine(Interpreter):
+    """Runs @entry with control flow, closures and calls as the interpreter does, and every
+    primitive region as native code: `compile_region(module)` compiles a specialised region
+    (a `CompiledModule`, made by the API layer, which this layer may not import)."""
+
+    def __init__(self, module: ModuleOp, compile_region: Callable[[ModuleOp], object]):
+        super().__init__(module)
+        self.compile_region = compile_region
+        self.plans: dict[Block, list[Operation | PrimitiveRegion]] = {}
+        self.compiles = 0
+
+    def run_block(self, block, env):
+        plan = self.plans.get(block)
+        if plan is None:
+            plan = self.plans[block] = plan_block(block)
+        for step in plan:
+            if isinstance(step, PrimitiveRegion):
+                self.run_region(step, env)
+            elif isinstance(step, func.ReturnOp | graph.YieldOp):
+                vals = [env[v] for v in step.operands]
+                return vals[0] if len(vals) == 1 else tuple(vals)
+            else:
+                self.step(step, env)
+        raise LatheError("a block has no return")
+
+    def run_region(self, region: PrimitiveRegion, env) -> None:
+        values = [env[v] for v in region.inputs]
+        leaves = [np.asarray(x) for v in values for x in _leaves(v)]
+        key = tuple((x.dtype.str, x.shape) for x in leaves)
+        compiled = region.compiled.get(key)
+        if compiled is None:
+            compiled = region.compiled[key] = self.compile_region(specialise(region, values))
+            self.compiles += 1
+        out = compiled.run(*leaves)  # type: ignore[attr-defined]
+        if len(region.outputs) == 1:
+            env[region.outputs[0]] = out
+        else:
+            env.update(zip(region.outputs, out))
+
+
+def needs_vm(module: ModuleOp) -> bool:
+    """Whether the graph executor cannot run `module`: it has control flow, function values,
+    recursion, or a shape known only at run time."""
+    if recursive_function(module) is not None:
+        return True
+    for op in module.walk():
+        if isinstance(op, graph.ControlOp):
+            return True
+        if isinstance(op, func.FuncOp) and graph.is_dynamic(op.function_type):
+            return True
+        if any(graph.is_dynamic(r.type) for r in op.results):
+            return True
+    return False
+
+
+class VMModule:
+    """A module compiled for the VM, with CompiledModule's `run`: inputs by position or by
+    name (any size a `?` admits), results as numpy arrays, nested as the entry returns them."""
+
+    def __init__(self, module: ModuleOp, compile_region: Callable[[ModuleOp], object], params, entry: str):
+        from lathe.dialects.functions import param_names
+
+        self.vm = VirtualMachine(module, compile_region)
+        if entry not in self.vm.functions:
+            raise LatheError(f"the module has no function @{entry}")
+        self.entry, self.params = entry, dict(params or {})
+        names = param_names(self.vm.functions[entry])
+        unknown = [k for k in self.params if k not in names]
+        if unknown:
+            raise LatheError(
+                f"params file has entries that @{entry} has no parameter for: {', '.join(sorted(unknown))}",
+                note="its parameters: " + ", ".join(names),
+            )
+        self.input_names = [n for n in names if n not in self.params]
+
+    @property
+    def compiles(self) -> int:
+        """How many primitive regions have been compiled (once per region and input signature)."""
+        return self.vm.compiles
+
+    def run(self, *inputs, out=None, **named):
+        from lathe.runtime.interpreter import bind_arguments
+
+        if out is not None:
+            raise LatheError(
+                "run(out=...) is for the graph executor: the VM's result shapes are known only at run time"
+            )
+        if len(inputs) > len(self.input_names):
+            raise LatheError(f"@{self.entry} takes {len(self.input_names)} inputs, got {len(inputs)}")
+        given = dict(zip(self.input_names, inputs))
+        twice = set(given) & set(named)
+        if twice:
+            raise LatheError(f"input {', '.join(sorted(twice))} given by position and by name")
+        args, _ = bind_arguments(self.vm.functions[self.entry], {**given, **named}, self.params)
+        return self.vm.run(self.entry, args)
