@@ -339,6 +339,7 @@ class ComputeRootOp(SchedulePrimitive):
     name = "te.compute_root"
 
 
+CACHE_SCOPES = ("global", "shared", "local")
 PRAGMAS = ("unroll_explicit", "vectorize", "parallel")
 
 
@@ -370,13 +371,22 @@ class StorageAlignOp(SchedulePrimitive):
 @irdl_op_definition
 class CacheReadOp(IRDLOperation):
     """TVM's cache_read: a new stage copying `stage` (a tensor the kernel reads), which the
-    listed reader stages read instead (the result, to be scheduled)."""
+    listed reader stages read instead (the result, to be scheduled). `scope = "shared"` puts
+    the copy in GPU work-group memory (memref memory space 3, one array per block) when it
+    is computed at a loop of its reader outside the threads: the block's threads then copy
+    it together, between barriers."""
 
     name = "te.cache_read"
     stage = operand_def(TensorType)
     readers = var_operand_def(TensorType)
+    scope = opt_prop_def(StringAttr)  # "shared", "local" or "global" (the default: where the tile falls)
     result = result_def(TensorType)
+    irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$stage `,` $readers attr-dict `:` type($stage) `,` type($readers) `->` type($result)"
+
+    def verify_(self) -> None:
+        if self.scope is not None and self.scope.data not in CACHE_SCOPES:
+            raise VerifyException(f"te.cache_read: scope must be one of {CACHE_SCOPES}, got '{self.scope.data}'")
 
 
 @irdl_op_definition

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
-from xdsl.dialects import arith, func, memref, scf
+from xdsl.dialects import arith, func, gpu, memref, scf
 from xdsl.dialects.builtin import (
     ArrayAttr,
     FloatAttr,
@@ -99,6 +99,7 @@ class StageSchedule:
     relations: list[Split | Fuse] = field(default_factory=list)
     inline: bool = False
     attach: tuple[te.ComputeOp, str] | None = None  # compute_at (target stage, its axis)
+    shared: bool = False  # its tile is GPU shared memory (a cache_read with scope "shared")
     align: tuple[int, int, int] | None = None  # storage_align (root axis index, factor, offset)
 
     @staticmethod
@@ -122,6 +123,11 @@ class StageSchedule:
         if name not in self.leaves:
             raise self._err(prim, f"no leaf axis named '{name}'")
         return self.axes[name]
+
+    def cross_thread(self, leaf: str) -> bool:
+        """A reduce leaf bound to threadIdx: the block's threads reduce together (TVM's allreduce)."""
+        ax = self.axes[leaf]
+        return ax.reduce and (ax.annotation or "").startswith("bind:threadIdx.")
 
     def root_of(self, leaf: str) -> str | None:
         """The root axis a leaf derives from (None for a fusion of several roots)."""
@@ -188,8 +194,10 @@ class StageSchedule:
             )
         elif isinstance(prim, te.BindOp):
             ax = self._leaf(prim, prim.axis.data)
-            if ax.reduce:
+            if ax.reduce and not prim.thread_axis.data.startswith("threadIdx."):
                 raise self._err(prim, f"reduce axis '{ax.name}' cannot be bound to {prim.thread_axis.data}")
+            if ax.reduce and any(n != ax.name and self.cross_thread(n) for n in self.leaves):
+                raise self._err(prim, "only one reduce axis can be bound to a thread axis")
             ax.annotation = "bind:" + prim.thread_axis.data
         elif isinstance(prim, te.ReorderOp):
             names = [a.data for a in prim.order.data]  # type: ignore[union-attr]
@@ -232,7 +240,7 @@ class StageSchedule:
                 raise self._err(prim, "a reduction cannot be inlined")
             self.inline = True
         elif isinstance(prim, te.ComputeRootOp):
-            self.inline, self.attach = False, None
+            self.inline, self.attach, self.shared = False, None, False
         elif isinstance(prim, te.PragmaOp):
             ax = self._leaf(prim, prim.axis.data)
             kind = {"unroll_explicit": "unroll", "vectorize": "vectorize", "parallel": "parallel"}[prim.pragma.data]
@@ -260,6 +268,85 @@ class Tile:
     buffer: SSAValue
     bases: list[SSAValue]
     limits: list[int | None]  # the full extent where the tile may overhang it, else None
+    below_zero: list[bool] | None = None  # where the tile may start before index 0
+
+
+@dataclass(frozen=True)
+class Span:
+    """The values an index takes while the loops inside an attach point run: `base + [lo, hi]`,
+    base a linear combination of values fixed there (loop variables outside). TVM's
+    InferBound over intervals, for the affine indices schedules make."""
+
+    terms: tuple[tuple[SSAValue, int], ...]  # (fixed value, coefficient), none: base 0
+    lo: int
+    hi: int
+
+    @staticmethod
+    def point(v: SSAValue) -> Span:
+        return Span(((v, 1),), 0, 0)
+
+    @staticmethod
+    def range(extent: int) -> Span:
+        return Span((), 0, max(extent, 1) - 1)
+
+    def scale(self, c: int) -> Span:
+        terms = tuple((v, k * c) for v, k in self.terms if k * c)
+        return Span(terms, min(self.lo * c, self.hi * c), max(self.lo * c, self.hi * c))
+
+    def __add__(self, other: Span) -> Span:
+        coef: dict[SSAValue, int] = dict(self.terms)
+        for v, k in other.terms:
+            coef[v] = coef.get(v, 0) + k
+        return Span(tuple((v, k) for v, k in coef.items() if k), self.lo + other.lo, self.hi + other.hi)
+
+    def shift(self, c: int) -> Span:
+        return Span(self.terms, self.lo + c, self.hi + c)
+
+    def same_base(self, other: Span) -> bool:
+        return dict(self.terms) == dict(other.terms)
+
+    def base(self, e: Emitter) -> SSAValue:
+        """The value base + lo."""
+        acc = e.index(self.lo)
+        for v, k in self.terms:
+            acc = e.binop(arith.AddiOp, acc, v if k == 1 else e.binop(arith.MuliOp, v, e.index(k)))
+        return acc
+
+
+Affine = tuple[dict[int, int], int]  # {root axis position: coefficient}, constant
+_DIVIDE = (arith.DivSIOp, arith.DivUIOp, arith.FloorDivSIOp, arith.CeilDivSIOp, arith.CeilDivUIOp)
+_REMAINDER = (arith.RemSIOp, arith.RemUIOp)
+
+
+def affine_reads(c: te.ComputeOp, tensor: SSAValue) -> list[list[Affine | None]]:
+    """Each te.read of `tensor` in c's body: its indices as affine forms of c's axes (None
+    where an index is not affine: it then bounds nothing)."""
+    forms: dict[SSAValue, Affine] = {a: ({k: 1}, 0) for k, a in enumerate(c.body.block.args)}
+    reads = []
+    for op in c.body.block.ops:
+        if isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr):
+            forms[op.result] = ({}, op.value.value.data)
+        elif isinstance(op, arith.IndexCastOp) and op.input in forms:
+            forms[op.result] = forms[op.input]
+        elif isinstance(op, arith.AddiOp | arith.SubiOp) and op.lhs in forms and op.rhs in forms:
+            (a, x), (b, y) = forms[op.lhs], forms[op.rhs]
+            sign = 1 if isinstance(op, arith.AddiOp) else -1
+            coef = dict(a)
+            for k, v in b.items():
+                coef[k] = coef.get(k, 0) + sign * v
+            forms[op.result] = ({k: v for k, v in coef.items() if v}, x + sign * y)
+        elif isinstance(op, arith.MuliOp) and op.lhs in forms and op.rhs in forms:
+            (a, x), (b, y) = forms[op.lhs], forms[op.rhs]
+            if not a or not b:
+                (lin, k), m = ((a, x), y) if not b else ((b, y), x)
+                forms[op.result] = ({r: v * m for r, v in lin.items() if v * m}, k * m)
+        elif isinstance(op, _DIVIDE) and op.lhs in forms and forms.get(op.rhs) == ({}, 1):
+            forms[op.result] = forms[op.lhs]  # x / 1 (a packed layout of width 1)
+        elif isinstance(op, _REMAINDER) and forms.get(op.rhs) == ({}, 1):
+            forms[op.result] = ({}, 0)
+        elif isinstance(op, te.ReadOp) and op.tensor == tensor:
+            reads.append([forms.get(i) for i in op.indices])
+    return reads
 
 
 # ---------------------------------------------------------------------------
@@ -337,6 +424,14 @@ class KernelLowering:
             o.name_hint = f"out{n}" if len(outs) > 1 else "out"
         e = Emitter(block)
 
+        # a shared cache_read's stage exists only after expansion: remember its compute_at
+        shared_at = {
+            use.operation
+            for op in old_block.ops
+            if isinstance(op, te.CacheReadOp) and op.scope is not None and op.scope.data == "shared"
+            for use in op.result.uses
+            if isinstance(use.operation, te.ComputeAtOp) and use.index == 0
+        }
         expand_stage_ops(old_block)
         computes = [op for op in old_block.ops if isinstance(op, te.ComputeOp)]
         for c in computes:
@@ -347,6 +442,8 @@ class KernelLowering:
             if isinstance(op, te.SchedulePrimitive):
                 self.schedules[op.compute()].apply(op)
                 self.prims[op.compute()].append(op)
+                if op in shared_at:
+                    self.schedules[op.compute()].shared = True
         for c in computes:
             s = self.schedules[c]
             if s.attach is not None:
@@ -447,7 +544,34 @@ class KernelLowering:
 
     # -- one stage ------------------------------------------------------------
     def emit_stage(self, e: Emitter, s: StageSchedule, tile: Tile | None = None) -> None:
+        """A stage whose block's threads synchronise (a shared tile, a cross-thread reduction)
+        needs a grid around its barriers; where all its blockIdx loops have one iteration,
+        cleanup-loops would remove them and leave barriers at the kernel's top level, outside
+        any launch. Such a stage runs in a grid of two blocks, the second idle."""
         c = s.compute
+        blocks = [s.axes[n].extent for n in s.leaves if (s.axes[n].annotation or "").startswith("bind:blockIdx.")]
+        synchronised = any(s.cross_thread(n) for n in s.leaves) or any(
+            self.schedules[p].shared for n in s.leaves for p in self.attached.get((c, n), [])
+        )
+        if tile is not None or not synchronised or max(blocks, default=1) > 1:
+            self.emit_stage_loops(e, s, tile)
+            return
+        loop, blk = e.for_loop(2, "blockIdx", "bind:blockIdx.x")
+        saved = e.block
+        e.block = loop.body.block
+        self.guarded(
+            e,
+            [e.add(arith.CmpiOp(blk, e.index(1), "slt")).results[0]],
+            lambda: self.emit_stage_loops(e, s, tile),
+        )
+        e.add(scf.YieldOp())
+        e.block = saved
+
+    def emit_stage_loops(self, e: Emitter, s: StageSchedule, tile: Tile | None) -> None:
+        c = s.compute
+        if any(s.cross_thread(n) for n in s.leaves):
+            self.emit_cross_thread(e, s, tile)
+            return
         nsp = len(c.spatial_extents)
         spatial_roots, reduce_roots = s.roots[:nsp], s.roots[nsp:]
         leaf_is_reduce = [s.axes[n].reduce for n in s.leaves]
@@ -462,17 +586,20 @@ class KernelLowering:
                 loop, iv = e.for_loop(ax.extent, n, ax.annotation)
                 values[n] = iv
                 e.block = loop.body.block
-                for p in self.attached.get((c, n), []):
-                    self.emit_attached(e, s, n, values, p)
+                self.emit_attached_at(e, s, n, values)
 
         def tile_guards(roots) -> list[SSAValue]:
             if tile is None:
                 return []
             conds = []
-            for n, base, limit in zip(spatial_roots, tile.bases, tile.limits):
-                if limit is not None:
+            below = tile.below_zero or [False] * len(tile.bases)
+            for n, base, limit, low in zip(spatial_roots, tile.bases, tile.limits, below):
+                if limit is not None or low:
                     g = e.binop(arith.AddiOp, base, roots[n])
+                if limit is not None:
                     conds.append(e.add(arith.CmpiOp(g, e.index(limit), "slt")).results[0])
+                if low:
+                    conds.append(e.add(arith.CmpiOp(g, e.index(0), "sge")).results[0])
             return conds
 
         def close_to(block: Block) -> None:
@@ -523,18 +650,142 @@ class KernelLowering:
         if e.block is not saved:
             close_to(saved)
 
+    def emit_cross_thread(self, e: Emitter, s: StageSchedule, tile: Tile | None) -> None:
+        """A reduction whose reduce leaf is bound to threadIdx (TVM's allreduce): each thread
+        folds its share (the other reduce leaves, serial) into a register, the partials go to
+        shared memory, and a tree halves them with a barrier between levels (a count that is
+        not a power of two folds its odd one out along the way); thread 0 writes the result.
+        The spatial leaves must all come first and none may be a threadIdx loop, so that
+        every barrier is reached by the whole block."""
+        c = s.compute
+        name = f"cross-thread reduction of stage '{c.stage.data}'"
+        if tile is not None:
+            raise LatheError(f"{name}: a stage reduced across threads must be computed at root")
+        nsp = len(c.spatial_extents)
+        spatial = [n for n in s.leaves if not s.axes[n].reduce]
+        if s.leaves[: len(spatial)] != spatial:
+            raise LatheError(f"{name}: its spatial leaves must all be outside its reduce leaves")
+        if any((s.axes[n].annotation or "").startswith("bind:threadIdx") for n in spatial):
+            raise LatheError(
+                f"{name}: a spatial leaf is bound to threadIdx, so its barriers would be inside a thread loop"
+            )
+        (bound,) = [n for n in s.leaves if s.cross_thread(n)]
+        threads = s.axes[bound].extent
+        annotation = s.axes[bound].annotation
+        serial = [n for n in s.leaves[len(spatial) :] if n != bound]
+        elem = c.result.type.element_type  # type: ignore[union-attr]
+        identity = combiner_identity(c.combiner_name, elem)  # type: ignore[arg-type]
+        out = self.buffers[c.result]
+        saved = e.block
+        values: dict[str, SSAValue] = {}
+        for n in spatial:
+            loop, iv = e.for_loop(s.axes[n].extent, n, s.axes[n].annotation)
+            values[n] = iv
+            e.block = loop.body.block
+            self.emit_attached_at(e, s, n, values)
+        outer = e.block
+        partials = memref.AllocaOp.get(elem, ALIGNMENT, [threads], memory_space=IntegerAttr(3, IntegerType(32)))
+        scope = _block_scope(outer)
+        if scope.first_op is None:
+            scope.add_op(partials)
+        else:
+            scope.insert_op_before(partials, scope.first_op)
+        red = partials.results[0]
+
+        def thread_loop(extent: int, emit) -> None:
+            loop, t = e.for_loop(extent, bound, annotation)
+            e.block = loop.body.block
+            emit(t)
+            e.add(scf.YieldOp())
+            e.block = outer
+
+        def partial(t: SSAValue) -> None:
+            acc = e.add(memref.AllocaOp.get(elem, ALIGNMENT, [1])).results[0]
+            zero = e.index(0)
+            e.add(memref.StoreOp.get(e.scalar(identity, elem), acc, [zero]))
+            body_block = e.block
+            vals = dict(values, **{bound: t})
+            for n in serial:
+                loop, iv = e.for_loop(s.axes[n].extent, n, s.axes[n].annotation)
+                vals[n] = iv
+                e.block = loop.body.block
+            roots, guards = self.root_values(e, s, vals, spatial_only=False)
+
+            def fold() -> None:
+                v = self.emit_body(e, c, [roots[n] for n in s.roots])
+                a = e.add(memref.LoadOp.get(acc, [e.index(0)])).results[0]
+                e.add(memref.StoreOp.get(_combine(e, c.combiner_name, a, v), acc, [e.index(0)]))  # type: ignore[arg-type]
+
+            self.guarded(e, guards, fold)
+            while e.block is not body_block:
+                e.add(scf.YieldOp())
+                parent = e.block.parent_op()
+                assert parent is not None
+                e.block = parent.parent_block()  # type: ignore[assignment]
+            v = e.add(memref.LoadOp.get(acc, [e.index(0)])).results[0]
+            e.add(memref.StoreOp.get(v, red, [t]))
+
+        thread_loop(threads, partial)
+        e.add(gpu.BarrierOp())
+        n = threads
+        while n > 1:
+            half, upper = n // 2, n - n // 2
+
+            def level(t: SSAValue, half: int = half, upper: int = upper) -> None:
+                def fold() -> None:
+                    a = e.add(memref.LoadOp.get(red, [t])).results[0]
+                    b = e.add(memref.LoadOp.get(red, [e.binop(arith.AddiOp, t, e.index(upper))])).results[0]
+                    e.add(memref.StoreOp.get(_combine(e, c.combiner_name, a, b), red, [t]))  # type: ignore[arg-type]
+
+                self.guarded(e, [e.add(arith.CmpiOp(t, e.index(half), "slt")).results[0]], fold)
+
+            # (over all the threads, guarded: a loop of one iteration would be removed by
+            # cleanup-loops, leaving its read-modify-write to every thread)
+            thread_loop(threads, level)
+            e.add(gpu.BarrierOp())
+            n = upper
+
+        def write(t: SSAValue) -> None:
+            roots, guards = self.root_values(e, s, dict(values, **{bound: t}), spatial_only=True)
+            first = e.add(arith.CmpiOp(t, e.index(0), "eq")).results[0]
+            self.guarded(
+                e,
+                [first, *guards],
+                lambda: e.add(
+                    memref.StoreOp.get(
+                        e.add(memref.LoadOp.get(red, [e.index(0)])).results[0],
+                        out,
+                        [roots[n] for n in s.roots[:nsp]],
+                    )
+                ),
+            )
+
+        thread_loop(threads, write)
+        while e.block is not saved:
+            e.add(scf.YieldOp())
+            parent = e.block.parent_op()
+            assert parent is not None
+            e.block = parent.parent_block()  # type: ignore[assignment]
+
     def emit_attached(
         self, e: Emitter, target: StageSchedule, axis: str, values: dict[str, SSAValue], p: te.ComputeOp
     ) -> None:
         """Emit stage p for one iteration of target's loop `axis`: the tile target reads next."""
         q = target.compute
+        direct = all(r is q for r in _readers(self.kernel.body.block).get(p.result, []))
+        reads = affine_reads(q, p.result) if direct else []
+        nsp = len(q.spatial_extents)
+        identity = [({k: 1}, 0) for k in range(nsp)]
+        if (
+            self.schedules[p].shared
+            or not reads
+            or any(r != identity for r in reads)
+            or p.spatial_extents != q.spatial_extents
+        ):
+            self.emit_attached_region(e, target, axis, values, p, reads)
+            return
         if target.axes[axis].reduce:
             raise LatheError(f"te.compute_at on stage '{p.stage.data}': '{axis}' of '{q.stage.data}' is a reduce axis")
-        if p.spatial_extents != q.spatial_extents:
-            raise LatheError(
-                f"te.compute_at on stage '{p.stage.data}': its shape {p.spatial_extents} differs from "
-                f"'{q.stage.data}' {q.spatial_extents}; only same-index producers can be computed at"
-            )
         inner = target.leaves[target.leaves.index(axis) + 1 :]
         vals = dict(values)
         for leaf in inner:
@@ -572,6 +823,127 @@ class KernelLowering:
                 sp.apply(prim)
         self.emit_stage(e, sp, tile)
         self.tiles[p.result] = tile
+
+    def emit_attached_region(
+        self,
+        e: Emitter,
+        target: StageSchedule,
+        axis: str,
+        values: dict[str, SSAValue],
+        p: te.ComputeOp,
+        reads: list[list[Affine | None]],
+    ) -> None:
+        """compute_at of a producer indexed unlike its consumer (a cache_read tile of a matmul's
+        operand, a window of a pooling's input): the region the consumer reads while the loops
+        inside `axis` run, from its affine read indices (the whole extent along an index that
+        is not affine, or when p is read through an inlined stage), computed into a buffer of
+        that region's size (shared memory for a shared stage, between barriers), guarded where
+        the region overhangs the producer."""
+        q = target.compute
+        name = f"te.compute_at on stage '{p.stage.data}'"
+        inside = target.leaves[target.leaves.index(axis) + 1 :]
+        shared = self.schedules[p].shared
+        if shared:
+            outer = target.leaves[: target.leaves.index(axis) + 1]
+            if any((target.axes[n].annotation or "").startswith("bind:threadIdx") for n in outer):
+                raise LatheError(
+                    f"{name}: a shared tile must be computed at a loop outside the threads, "
+                    f"but '{axis}' of '{q.stage.data}' is inside a threadIdx loop",
+                    note="the block's threads compute a shared tile together, between barriers",
+                )
+        fixed = {n: v for n, v in values.items() if n not in inside}
+        spans = self.root_spans(e, target, fixed)
+        static = self.root_spans(None, target, {})
+        full = p.spatial_extents
+        bases: list[SSAValue] = []
+        extents: list[int] = []
+        limits: list[int | None] = []
+        below: list[bool] = []
+        for d, n in enumerate(full):
+            region = hull = None
+            for read in reads:
+                form = read[d]
+                if form is None:
+                    region = None
+                    break
+                coef, const = form
+                r = sum((spans[k].scale(m) for k, m in coef.items()), Span((), 0, 0)).shift(const)
+                h = sum((static[k].scale(m) for k, m in coef.items()), Span((), 0, 0)).shift(const)
+                if region is None:
+                    region, hull = r, h
+                elif region.same_base(r):
+                    region = Span(region.terms, min(region.lo, r.lo), max(region.hi, r.hi))
+                    hull = Span((), min(hull.lo, h.lo), max(hull.hi, h.hi))  # type: ignore[union-attr]
+                else:
+                    region = None
+                    break
+            if region is None or region.hi - region.lo + 1 >= n:
+                bases.append(e.index(0))
+                extents.append(n)
+                limits.append(None)
+                below.append(False)
+                continue
+            assert hull is not None
+            bases.append(region.base(e))
+            extents.append(region.hi - region.lo + 1)
+            limits.append(n if hull.hi >= n else None)
+            below.append(hull.lo < 0)
+        t = memref_of(p.result.type)
+        if shared:
+            alloc = memref.AllocaOp.get(
+                t.element_type, ALIGNMENT, extents, memory_space=IntegerAttr(3, IntegerType(32))
+            )
+            scope = _block_scope(e.block)
+            if scope.first_op is None:
+                scope.add_op(alloc)
+            else:
+                scope.insert_op_before(alloc, scope.first_op)
+            buf = alloc.results[0]
+        else:
+            buf = e.add(memref.AllocaOp.get(t.element_type, ALIGNMENT, extents)).results[0]
+        tile = Tile(buf, bases, limits, below)
+        sp = StageSchedule.of(p, extents)
+        for prim in self.prims[p]:
+            if not isinstance(prim, te.ComputeAtOp):
+                sp.apply(prim)
+        self.emit_stage(e, sp, tile)
+        self.tiles[p.result] = tile
+
+    def emit_attached_at(self, e: Emitter, s: StageSchedule, axis: str, values: dict[str, SSAValue]) -> None:
+        """The stages computed at loop `axis` of s, in kernel order; shared tiles between two
+        barriers (the previous iteration's readers are done; the tiles are complete before
+        any thread reads them)."""
+        stages = self.attached.get((s.compute, axis), [])
+        shared = any(self.schedules[p].shared for p in stages)
+        if shared:
+            e.add(gpu.BarrierOp())
+        for p in stages:
+            self.emit_attached(e, s, axis, values, p)
+        if shared:
+            e.add(gpu.BarrierOp())
+
+    def root_spans(self, e: Emitter | None, s: StageSchedule, fixed: dict[str, SSAValue]) -> list[Span]:
+        """Each root axis's span (spatial then reduce) while every leaf not in `fixed` runs
+        over its extent; with no emitter, the static range over all iterations."""
+        spans: dict[str, Span] = {
+            n: Span.point(fixed[n]) if n in fixed else Span.range(s.axes[n].extent) for n in s.leaves
+        }
+        for rel in reversed(s.relations):
+            if isinstance(rel, Split):
+                spans[rel.parent] = spans[rel.outer].scale(rel.factor) + spans[rel.inner]
+                continue
+            fused = spans[rel.fused]
+            if e is not None and fused.lo == fused.hi and fused.terms:  # one value: its parts
+                rest = fused.base(e)
+                for name in reversed(rel.parts[1:]):
+                    ext = e.index(s.axes[name].extent)
+                    spans[name] = Span.point(e.binop(arith.RemUIOp, rest, ext))
+                    rest = e.binop(arith.DivUIOp, rest, ext)
+                spans[rel.parts[0]] = Span.point(rest)
+            else:  # (a part's values beyond its extent occur only in guarded iterations)
+                for name in rel.parts:
+                    spans[name] = Span.range(s.axes[name].extent)
+        return [spans[n] for n in s.roots]
 
     def root_values(self, e: Emitter, s: StageSchedule, leaves: dict[str, SSAValue], spatial_only: bool):
         """Root axis values from leaf loop variables, and the guards splits need."""
@@ -661,6 +1033,21 @@ class KernelLowering:
             local = [e.binop(arith.SubiOp, i, b) for i, b in zip(idx, tile.bases)]
             return e.add(memref.LoadOp.get(tile.buffer, local)).results[0]
         return e.add(memref.LoadOp.get(self.load_source(src), idx)).results[0]
+
+
+def _block_scope(block: Block) -> Block:
+    """Where a shared tile is allocated: the body of the innermost enclosing blockIdx loop
+    (one array per block, outside the loops that reuse it), else the given block."""
+    b: Block | None = block
+    while b is not None:
+        loop = b.parent_op()
+        if not isinstance(loop, scf.ForOp):
+            break
+        ann = loop.attributes.get(ANNOTATION)
+        if isinstance(ann, LoopAnnotationAttr) and ann.thread_axis.data.startswith("blockIdx."):
+            return b
+        b = loop.parent_block()
+    return block
 
 
 def _readers(block: Block) -> dict[SSAValue, list[te.ComputeOp]]:
