@@ -661,7 +661,7 @@ def _inputs(f) -> dict | None:
     for name, t in zip(param_names(f), f.function_type.inputs.data):
         if not isinstance(t, TensorType):
             return None
-        shape = tuple(t.get_shape())
+        shape = tuple(3 if d < 0 else d for d in t.get_shape())  # a ? dimension takes any size
         if int(np.prod(shape, dtype=np.float64)) > MAX_ELEMENTS:
             return None
         dt = np_dtype(t.element_type)

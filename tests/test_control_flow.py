@@ -227,3 +227,11 @@ def test_inlining_refuses_recursion_instead_of_growing_without_end():
     with pytest.raises(LatheError) as info:
         build_pipeline("inline-calls").apply(make_context(), m)
     assert "calls itself" in info.value.message
+
+
+def test_a_global_function_returning_a_function_value_is_refused_until_mlir_can_print_it():
+    with pytest.raises(LatheError) as info:
+        parse_relay("def @main() {\n  fn () { 0 }\n}", "t.relay")
+    assert "returns a function value" in info.value.message and info.value.loc.line == 2
+    roundtrip("def @main() { (fn () { 0 },) }")  # in a tuple it prints, as MLIR and as Relay
+    assert "graph.fn" in str(parse_source(str(parse_relay("def @main() { (fn () { 0 },) }")), "t.mlir"))

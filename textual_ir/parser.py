@@ -239,6 +239,12 @@ class RelayParser:
                 f"but its body gives {graph.type_str(result.type)}",
                 body.children[-1],
             )
+        if isinstance(result.type, FunctionType):  # xDSL prints `-> () -> T`, which no MLIR parser reads back
+            raise self.error(
+                f"@{name} returns a function value, which Lathe does not support yet",
+                body.children[-1],
+                "return its result instead, or a tuple holding the function",
+            )
         block.add_op(func.ReturnOp(result))
         f = func.FuncOp(name, FunctionType.from_lists(arg_types, [result.type]), Region(block))
         set_param_names(f, [str(p.children[0])[1:] for p in params])
