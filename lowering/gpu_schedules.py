@@ -19,7 +19,7 @@ from xdsl.ir import SSAValue
 from lathe.dialects import te
 from lathe.errors import LatheError
 from lathe.lowering.schedule_builder import Config, KnobValue, Schedule, Space, _CachedSchedule, kernel_config, knob
-from lathe.lowering.te_to_loop import affine_reads
+from lathe.lowering.te_to_loop import Span, read_spans
 
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024)
 DEFAULT_BLOCK = 256  # threads per block where the device allows it: TVM's cuda default
@@ -28,6 +28,7 @@ PER_THREAD = (1, 2, 4, 8)  # output elements each thread computes (strided by th
 GPU_GENERIC = "gpu_generic"  # the template of every kernel the GPU templates below do not claim
 GPU_REDUCE = "gpu_reduce"  # row reductions (softmax, layer_norm, mean/sum/max): one block per output
 GPU_DENSE = "gpu_dense"  # dense, matmul, batch_matmul: shared-memory tiles of the operands
+GPU_CONV2D = "gpu_conv2d"  # conv2d (NCHW, NHWC; depthwise): direct, input and weight tiles in shared memory
 
 
 def block_candidates(max_threads: int) -> list[int]:
@@ -104,6 +105,39 @@ def _reduced_reads(c: te.ComputeOp) -> list[te.ReadOp]:
     return [op for op in c.body.block.ops if isinstance(op, te.ReadOp) and any(i in dep for i in op.indices)]
 
 
+def _depends(c: te.ComputeOp, read: te.ReadOp) -> set[int]:
+    """The axes (positions, spatial then reduce) a read's indices depend on."""
+    deps: dict[SSAValue, set[int]] = {a: {k} for k, a in enumerate(c.body.block.args)}
+    for op in c.body.block.ops:
+        if op is read:
+            break
+        found = set().union(*(deps.get(v, set()) for v in op.operands))
+        for r in op.results:
+            deps[r] = found
+    return set().union(*(deps.get(i, set()) for i in read.indices))
+
+
+def tile_elements(c: te.ComputeOp, tiles: dict[str, int]) -> int | None:
+    """Elements of the tiles of the tensors c's reduction streams through, for a block
+    covering `tiles` (axis name: its extent per block; other axes one), as lower-te-to-loop's
+    bound inference will size them; None where an index is not bounded by its axes."""
+    extents = dict(zip(c.axis_names, c.spatial_extents + c.reduce_extent_list))
+    roots = [Span.range(min(tiles.get(n, 1), extents[n])) for n in c.axis_names]
+    total = 0
+    for tensor in dict.fromkeys(r.tensor for r in _reduced_reads(c)):
+        shape = tensor.type.get_shape()  # type: ignore[attr-defined]
+        size = None
+        for read in read_spans(c, tensor, roots):
+            if any(x is None for x in read):
+                return None
+            n = 1
+            for x, dim in zip(read, shape):
+                n *= min(x.hi - x.lo + 1, dim)  # type: ignore[union-attr]
+            size = n if size is None else max(size, n)
+        total += size or 0
+    return total
+
+
 def _total(extents: list[int]) -> int:
     n = 1
     for e in extents:
@@ -176,8 +210,8 @@ class Contraction:
 
 def find_contraction(f: func.FuncOp) -> Contraction | None:
     """The kernel's one contraction: a sum over one reduce axis of a product of two reads, A
-    indexed by (batch axes,) i and k, B by (batch axes,) j and k, each index one axis or a
-    constant (so that a tile of the output reads a tile of each operand)."""
+    depending on i and k but not j, B on j and k but not i (batch axes allowed), whose
+    tiles bound inference can size (plain or packed layouts)."""
     found = []
     for c in _computes(f):
         nsp = len(c.spatial_extents)
@@ -186,19 +220,14 @@ def find_contraction(f: func.FuncOp) -> Contraction | None:
         reads = _reduced_reads(c)
         if len(reads) != 2 or reads[0].tensor == reads[1].tensor:
             continue
-        axes = []
-        for r in reads:
-            forms = affine_reads(c, r.tensor)
-            if len(forms) != 1 or any(x is None or len(x[0]) > 1 or set(x[0].values()) - {1} for x in forms[0]):
-                break
-            axes.append({next(iter(x[0])) for x in forms[0] if x[0]})  # type: ignore[union-attr]
-        if len(axes) != 2:
-            continue
         i, j, kk = nsp - 2, nsp - 1, nsp
-        if i in axes[1]:
-            reads, axes = reads[::-1], axes[::-1]
-        a, b = axes
-        if {i, kk} <= a and j not in a and {j, kk} <= b and i not in b:
+        deps = [_depends(c, r) for r in reads]
+        if i in deps[1]:
+            reads, deps = reads[::-1], deps[::-1]
+        a, b = deps
+        names = c.axis_names
+        tiles = {names[i]: TILES[-1], names[j]: TILES[-1], names[kk]: TILE_K[-1]}
+        if {i, kk} <= a and j not in a and {j, kk} <= b and i not in b and tile_elements(c, tiles) is not None:
             found.append(Contraction(c, reads[0].tensor, reads[1].tensor))
     return found[0] if len(found) == 1 else None
 
@@ -291,6 +320,84 @@ def schedule_dense(f: func.FuncOp, k: dict[str, KnobValue], max_threads: int) ->
             bind_flat(Schedule(other), default_block(max_threads))
 
 
+# -- gpu_conv2d: direct convolution through shared-memory tiles --------------------------------
+
+SHARED_FLOATS = 8192  # 32 KiB of float32 tiles per block: under every GPU's 48 KiB
+
+
+def find_conv2d(f: func.FuncOp) -> te.ComputeOp | None:
+    """The kernel's conv2d stage (anchor), when both of its operands are read at affine
+    indices (groups of one channel or all of them: the padded input is then read over a window)."""
+    convs = [c for c in _computes(f) if c.anchor is not None and c.anchor.data == "nn.conv2d"]
+    if len(convs) != 1:
+        return None
+    c = convs[0]
+    if len(_reduced_reads(c)) != 2 or tile_elements(c, {"f": 1, "y": 1, "x": 1, "rc": 1}) is None:
+        return None
+    return c
+
+
+def conv2d_space(c: te.ComputeOp, max_threads: int) -> Space:
+    tf, rf, ty, tx = 16, 2, 4, 8
+    while -(-tf // rf) * ty * tx > max_threads and tx > 1:
+        tx //= 2
+    return (
+        knob("tile_f", (4, 8, 16, 32), tf),
+        knob("thread_f", (1, 2, 4), rf),
+        knob("tile_y", (1, 2, 4, 8), ty),
+        knob("tile_x", (1, 2, 4, 8, 16), tx),
+        knob("tile_rc", (1, 2, 4, 8), 4),
+    )
+
+
+def schedule_conv2d(f: func.FuncOp, k: dict[str, KnobValue], max_threads: int) -> None:
+    """TVM's cuda conv2d_direct: a block computes tile_f output channels x tile_y x tile_x
+    output pixels of one image (blockIdx.z over images and channel tiles, blockIdx.y over
+    rows, blockIdx.x over columns); its threads each compute thread_f channels of one
+    pixel; for each tile_rc input channels, the padded input window and the weights they
+    need are copied into shared memory by the block together, between barriers. The padded
+    copy of the input is its own launch (a flat one) so that the window reads no
+    conditions. Other stages: as gpu_generic."""
+    c = find_conv2d(f)
+    assert c is not None
+    tf, rf, ty, tx, tc = (int(k[n]) for n in ("tile_f", "thread_f", "tile_y", "tile_x", "tile_rc"))
+    threads = -(-tf // rf) * ty * tx
+    floats = tile_elements(c, {"f": tf, "y": ty, "x": tx, "rc": tc, "ry": 1 << 30, "rx": 1 << 30}) or 0
+    if rf > tf or threads > max_threads or floats > SHARED_FLOATS:
+        raise LatheError(
+            f"gpu_conv2d: a tile of {tf} channels x {ty} x {tx} pixels, {rf} channels per thread and "
+            f"{tc} input channels per step needs {threads} threads and {floats} shared elements "
+            f"(the device has {max_threads} threads; at most {SHARED_FLOATS} elements)"
+        )
+    s = Schedule(c)
+    fo, fi = s.split("f", factor=tf)
+    yo, yi = s.split("y", factor=ty)
+    xo, xi = s.split("x", factor=tx)
+    ft, fr = s.split(fi, factor=rf)
+    rco, rci = s.split("rc", factor=tc)
+    s.reorder("n", fo, yo, xo, rco, ft, yi, xi, rci, "ry", "rx", fr)
+    s.bind(s.fuse("n", fo), "blockIdx.z")
+    s.bind(yo, "blockIdx.y")
+    s.bind(xo, "blockIdx.x")
+    s.bind(s.fuse(ft, yi, xi), "threadIdx.x")
+    s.unroll(fr)
+    for read in _reduced_reads(c):
+        cache, axes = _cache_read_shared(read.tensor, c)
+        cache.compute_at(c, rco)
+        fused = cache.fuse(*axes)
+        outer, inner = cache.split(fused, factor=threads)
+        cache.reorder(inner, outer)
+        cache.bind(inner, "threadIdx.x")
+    outputs = list(f.body.block.last_op.operands)  # type: ignore[union-attr]
+    for other in _computes(f):
+        if other is c:
+            continue
+        if other.result not in outputs and not other.reduce_extent_list and other.role is None:
+            Schedule(other).compute_inline()
+        else:
+            bind_flat(Schedule(other), default_block(max_threads))
+
+
 def _computes(f: func.FuncOp) -> list[te.ComputeOp]:
     return [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]
 
@@ -307,6 +414,13 @@ def plan_gpu_kernel(f: func.FuncOp, max_threads: int, warp_size: int) -> GpuPlan
     """The template that claims the kernel: a contraction's, else a row reduction's, else generic."""
     if find_contraction(f) is not None:
         return GpuPlan(GPU_DENSE, dense_space(max_threads))
+    conv = find_conv2d(f)
+    if conv is not None:
+        space = conv2d_space(conv, max_threads)
+        k = {x.name: x.default for x in space}
+        tiles = {"f": k["tile_f"], "y": k["tile_y"], "x": k["tile_x"], "rc": k["tile_rc"], "ry": 1 << 30, "rx": 1 << 30}
+        if (tile_elements(conv, tiles) or SHARED_FLOATS + 1) <= SHARED_FLOATS:  # type: ignore[arg-type]
+            return GpuPlan(GPU_CONV2D, space)
     computes = _computes(f)
     reductions = [c for c in computes if c.reduce_extent_list]
     if any(_row_reduction(c, warp_size) for c in reductions) and all(
@@ -331,6 +445,8 @@ def schedule_gpu_kernel(f: func.FuncOp, max_threads: int, warp_size: int, config
         raise LatheError(f"@{f.sym_name.data}: {e.message}", note=e.note) from None
     if plan.template_name == GPU_DENSE:
         schedule_dense(f, knobs, max_threads)
+    elif plan.template_name == GPU_CONV2D:
+        schedule_conv2d(f, knobs, max_threads)
     elif plan.template_name == GPU_REDUCE:
         schedule_reduce(f, knobs, max_threads, warp_size)
     else:

@@ -313,39 +313,48 @@ class Span:
         return acc
 
 
-Affine = tuple[dict[int, int], int]  # {root axis position: coefficient}, constant
-_DIVIDE = (arith.DivSIOp, arith.DivUIOp, arith.FloorDivSIOp, arith.CeilDivSIOp, arith.CeilDivUIOp)
+_DIVIDE = (arith.DivSIOp, arith.DivUIOp, arith.FloorDivSIOp)  # (of non-negative indices: all floor)
 _REMAINDER = (arith.RemSIOp, arith.RemUIOp)
 
 
-def affine_reads(c: te.ComputeOp, tensor: SSAValue) -> list[list[Affine | None]]:
-    """Each te.read of `tensor` in c's body: its indices as affine forms of c's axes (None
-    where an index is not affine: it then bounds nothing)."""
-    forms: dict[SSAValue, Affine] = {a: ({k: 1}, 0) for k, a in enumerate(c.body.block.args)}
+def read_spans(c: te.ComputeOp, tensor: SSAValue, roots: list[Span]) -> list[list[Span | None]]:
+    """Each te.read of `tensor` in c's body: the span of each index, given the spans of c's
+    axes (spatial then reduce), for the index arithmetic schedules and layouts make: sums,
+    products by constants, and floor division and remainder by constants (a packed
+    layout's j // bn, j % bn) where the base is a multiple of the divisor. None where an
+    index is anything else (it then bounds nothing). Indices are taken non-negative, as
+    every in-bounds read's are (a remainder of a negative index is a read to be guarded)."""
+    spans: dict[SSAValue, Span] = dict(zip(c.body.block.args, roots))
     reads = []
+
+    def constant(v: SSAValue) -> int | None:
+        sp = spans.get(v)
+        return sp.lo if sp is not None and not sp.terms and sp.lo == sp.hi else None
+
     for op in c.body.block.ops:
         if isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr):
-            forms[op.result] = ({}, op.value.value.data)
-        elif isinstance(op, arith.IndexCastOp) and op.input in forms:
-            forms[op.result] = forms[op.input]
-        elif isinstance(op, arith.AddiOp | arith.SubiOp) and op.lhs in forms and op.rhs in forms:
-            (a, x), (b, y) = forms[op.lhs], forms[op.rhs]
-            sign = 1 if isinstance(op, arith.AddiOp) else -1
-            coef = dict(a)
-            for k, v in b.items():
-                coef[k] = coef.get(k, 0) + sign * v
-            forms[op.result] = ({k: v for k, v in coef.items() if v}, x + sign * y)
-        elif isinstance(op, arith.MuliOp) and op.lhs in forms and op.rhs in forms:
-            (a, x), (b, y) = forms[op.lhs], forms[op.rhs]
-            if not a or not b:
-                (lin, k), m = ((a, x), y) if not b else ((b, y), x)
-                forms[op.result] = ({r: v * m for r, v in lin.items() if v * m}, k * m)
-        elif isinstance(op, _DIVIDE) and op.lhs in forms and forms.get(op.rhs) == ({}, 1):
-            forms[op.result] = forms[op.lhs]  # x / 1 (a packed layout of width 1)
-        elif isinstance(op, _REMAINDER) and forms.get(op.rhs) == ({}, 1):
-            forms[op.result] = ({}, 0)
+            v = op.value.value.data
+            spans[op.result] = Span((), v, v)
+        elif isinstance(op, arith.IndexCastOp) and op.input in spans:
+            spans[op.result] = spans[op.input]
+        elif isinstance(op, arith.AddiOp | arith.SubiOp) and op.lhs in spans and op.rhs in spans:
+            spans[op.result] = spans[op.lhs] + spans[op.rhs].scale(1 if isinstance(op, arith.AddiOp) else -1)
+        elif isinstance(op, arith.MuliOp) and op.lhs in spans and op.rhs in spans:
+            if constant(op.rhs) is not None:
+                spans[op.result] = spans[op.lhs].scale(constant(op.rhs))  # type: ignore[arg-type]
+            elif constant(op.lhs) is not None:
+                spans[op.result] = spans[op.rhs].scale(constant(op.lhs))  # type: ignore[arg-type]
+        elif isinstance(op, _DIVIDE) and op.lhs in spans and (d := constant(op.rhs)) is not None and d > 0:
+            x = spans[op.lhs]
+            if all(k % d == 0 for _, k in x.terms):
+                spans[op.result] = Span(tuple((v, k // d) for v, k in x.terms), x.lo // d, x.hi // d)
+        elif isinstance(op, _REMAINDER) and op.lhs in spans and (d := constant(op.rhs)) is not None and d > 0:
+            x = spans[op.lhs]
+            if all(k % d == 0 for _, k in x.terms):
+                same = x.lo // d == x.hi // d
+                spans[op.result] = Span((), x.lo % d if same else 0, x.hi % d if same else d - 1)
         elif isinstance(op, te.ReadOp) and op.tensor == tensor:
-            reads.append([forms.get(i) for i in op.indices])
+            reads.append([spans.get(i) for i in op.indices])
     return reads
 
 
@@ -773,16 +782,17 @@ class KernelLowering:
         """Emit stage p for one iteration of target's loop `axis`: the tile target reads next."""
         q = target.compute
         direct = all(r is q for r in _readers(self.kernel.body.block).get(p.result, []))
-        reads = affine_reads(q, p.result) if direct else []
         nsp = len(q.spatial_extents)
-        identity = [({k: 1}, 0) for k in range(nsp)]
+        reads = [op for op in q.body.block.ops if isinstance(op, te.ReadOp) and op.tensor == p.result]
+        identity = list(q.body.block.args[:nsp])
         if (
             self.schedules[p].shared
+            or not direct
             or not reads
-            or any(r != identity for r in reads)
+            or any(list(r.indices) != identity for r in reads)
             or p.spatial_extents != q.spatial_extents
         ):
-            self.emit_attached_region(e, target, axis, values, p, reads)
+            self.emit_attached_region(e, target, axis, values, p, direct)
             return
         if target.axes[axis].reduce:
             raise LatheError(f"te.compute_at on stage '{p.stage.data}': '{axis}' of '{q.stage.data}' is a reduce axis")
@@ -831,14 +841,14 @@ class KernelLowering:
         axis: str,
         values: dict[str, SSAValue],
         p: te.ComputeOp,
-        reads: list[list[Affine | None]],
+        direct: bool,
     ) -> None:
         """compute_at of a producer indexed unlike its consumer (a cache_read tile of a matmul's
         operand, a window of a pooling's input): the region the consumer reads while the loops
-        inside `axis` run, from its affine read indices (the whole extent along an index that
-        is not affine, or when p is read through an inlined stage), computed into a buffer of
-        that region's size (shared memory for a shared stage, between barriers), guarded where
-        the region overhangs the producer."""
+        inside `axis` run, from the spans of its read indices (the whole extent along an index
+        they do not bound, or when p is read through an inlined stage), computed into a buffer
+        of that region's size (shared memory for a shared stage, between barriers), guarded
+        where the region overhangs the producer."""
         q = target.compute
         name = f"te.compute_at on stage '{p.stage.data}'"
         inside = target.leaves[target.leaves.index(axis) + 1 :]
@@ -852,8 +862,8 @@ class KernelLowering:
                     note="the block's threads compute a shared tile together, between barriers",
                 )
         fixed = {n: v for n, v in values.items() if n not in inside}
-        spans = self.root_spans(e, target, fixed)
-        static = self.root_spans(None, target, {})
+        reads = read_spans(q, p.result, self.root_spans(e, target, fixed)) if direct else []
+        hulls = read_spans(q, p.result, self.root_spans(None, target, {})) if direct else []
         full = p.spatial_extents
         bases: list[SSAValue] = []
         extents: list[int] = []
@@ -861,14 +871,11 @@ class KernelLowering:
         below: list[bool] = []
         for d, n in enumerate(full):
             region = hull = None
-            for read in reads:
-                form = read[d]
-                if form is None:
+            for read, static in zip(reads, hulls):
+                r, h = read[d], static[d]
+                if r is None or h is None:
                     region = None
                     break
-                coef, const = form
-                r = sum((spans[k].scale(m) for k, m in coef.items()), Span((), 0, 0)).shift(const)
-                h = sum((static[k].scale(m) for k, m in coef.items()), Span((), 0, 0)).shift(const)
                 if region is None:
                     region, hull = r, h
                 elif region.same_base(r):

@@ -119,6 +119,8 @@ ROW_REDUCTIONS = {
 CONTRACTIONS = {
     "dense_relu": DENSE,
     "dense_batch": "def @main(%x: Tensor[(2, 3, 40), float32], %w: Tensor[(35, 40), float32]) { nn.dense(%x, %w) }",
+    # an even N: alter-op-layout packs the weight two columns wide, read at j // 2 and j % 2
+    "dense_packed": "def @main(%x: Tensor[(13, 50), float32], %w: Tensor[(38, 50), float32]) { nn.dense(%x, %w) }",
     "dense_wide": "def @main(%x: Tensor[(67, 129), float32], %w: Tensor[(45, 129), float32]) { nn.dense(%x, %w) }",
     "matmul_ta": "def @main(%a: Tensor[(19, 30), float32], %b: Tensor[(19, 41), float32]) "
     "{ nn.matmul(%a, %b, transpose_a=True) }",
@@ -126,6 +128,17 @@ CONTRACTIONS = {
     "{ nn.batch_matmul(%a, %b) }",
     "batch_matmul_broadcast": "def @main(%a: Tensor[(1, 17, 23), float32], %b: Tensor[(4, 23, 9), float32]) "
     "{ nn.batch_matmul(%a, %b, transpose_b=False) }",
+}
+
+CONVOLUTIONS = {
+    "conv2d_nchw_padded": "def @main(%x: Tensor[(2, 5, 11, 13), float32], %w: Tensor[(7, 5, 3, 3), float32]) "
+    "{ nn.conv2d(%x, %w, padding=[1, 1, 1, 1]) }",
+    "conv2d_strided_nhwc": "def @main(%x: Tensor[(1, 9, 10, 3), float32], %w: Tensor[(3, 3, 3, 20), float32]) "
+    '{ nn.conv2d(%x, %w, strides=[2, 2], padding=[1, 1, 1, 1], data_layout="NHWC", kernel_layout="HWIO") }',
+    "depthwise": "def @main(%x: Tensor[(1, 6, 12, 9), float32], %w: Tensor[(6, 1, 3, 3), float32]) "
+    "{ nn.conv2d(%x, %w, padding=[1, 1, 1, 1], groups=6) }",
+    "conv2d_dilated_relu": "def @main(%x: Tensor[(1, 4, 15, 14), float32], %w: Tensor[(9, 4, 3, 2), float32]) "
+    "{ nn.relu(nn.conv2d(%x, %w, dilation=[2, 1])) }",
 }
 
 
@@ -203,10 +216,16 @@ def test_contractions_stage_operand_tiles_in_shared_memory(name):
     shared = _shared_allocas(module)
     assert len(shared) == 2, [str(op.memref.type) for op in shared]
     _check_synchronisation(module)
-    # each tile is at most (tile rows or columns) x tile_k: 32 x 8 by default
+    # each tile holds at most (tile rows or columns) x tile_k elements: 32 x 8 by default
     for op in shared:
-        shape = [d for d in op.memref.type.get_shape() if d != 1]
-        assert len(shape) == 2 and max(shape) <= 32 and min(shape) <= 8, shape
+        assert np.prod(op.memref.type.get_shape()) <= 32 * 8, op.memref.type
+
+
+@pytest.mark.parametrize("name", sorted(CONVOLUTIONS))
+def test_convolutions_stage_windows_in_shared_memory(name):
+    module = _gpu_lower(parse_source(CONVOLUTIONS[name], "c.lathe"))
+    assert len(_shared_allocas(module)) == 2
+    _check_synchronisation(module)
 
 
 def test_templates_claim_their_kernels():
@@ -222,7 +241,9 @@ def test_templates_claim_their_kernels():
     assert templates(SOFTMAX) == ["gpu_reduce"]
     assert templates("def @main(%x: Tensor[(6, 5), float32]) { sum(%x, axis=[1]) }") == ["gpu_generic"]  # too short
     conv = "def @main(%x: Tensor[(1, 8, 9, 9), float32], %w: Tensor[(4, 8, 3, 3), float32]) { nn.conv2d(%x, %w) }"
-    assert "gpu_reduce" not in templates(conv)  # a convolution combines two tensors: not a row reduction
+    assert "gpu_conv2d" in templates(conv)  # (a convolution combines two tensors: not a row reduction)
+    pool = "def @main(%x: Tensor[(1, 8, 9, 9), float32]) { nn.max_pool2d(%x, pool_size=[3, 3]) }"
+    assert templates(pool) == ["gpu_generic"]  # a 3 x 3 window: too short to share among threads
 
 
 def test_a_dense_tile_needing_more_threads_than_the_device_has_is_refused():
@@ -332,3 +353,29 @@ func.func private @mm(%a: tensor<9x13xf32>, %b: tensor<13x6xf32>) -> tensor<9x6x
 """
     with pytest.raises(LatheError, match="a shared tile must be computed at a loop outside the threads"):
         lathe.lower(parse_source(source, "mm.mlir"), pipeline="lower-te-to-loop")
+
+
+@needs_opencl
+@pytest.mark.parametrize("name", sorted(CONVOLUTIONS))
+def test_convolutions_agree_with_the_interpreter_on_opencl(name):
+    _agrees_on_opencl(CONVOLUTIONS[name], None, seed=len(name))
+
+
+@needs_opencl
+@pytest.mark.parametrize(
+    "config",
+    [
+        "gpu_conv2d:tile_f=4,thread_f=1,tile_y=2,tile_x=16,tile_rc=1",
+        "gpu_conv2d:tile_f=32,thread_f=4,tile_y=1,tile_rc=8",
+    ],
+)
+def test_conv2d_knobs_agree_on_opencl(config):
+    _agrees_on_opencl(CONVOLUTIONS["conv2d_nchw_padded"], config, seed=len(config))
+
+
+def test_a_conv2d_tile_over_the_shared_memory_budget_is_refused():
+    module = parse_source(CONVOLUTIONS["conv2d_nchw_padded"], "c.lathe")
+    config = "gpu_conv2d:tile_f=32,thread_f=4,tile_y=8,tile_x=16,tile_rc=8"
+    pipeline = with_pass_options(_config_pipeline(module, config), GPU)
+    with pytest.raises(LatheError, match="shared elements"):
+        lathe.lower(module, pipeline=pipeline)
