@@ -129,7 +129,7 @@ def test_bound_loops_shared_memory_and_barriers_in_nvptx_ir():
     ir = nvptx(loop_module(BLOCK_ROWS))
     assert "@rows__shared0 = internal addrspace(3) global [64 x float] undef, align 16" in ir
     assert "define void @rows(ptr addrspace(1) noalias align 64 %arg.0, ptr addrspace(1) noalias align 64 %arg.1)" in ir
-    for key, value in (("kernel", 1), ("reqntidx", 64), ("reqntidy", 1), ("reqntidz", 1)):
+    for key, value in (("kernel", 1), ("reqntidx", 64), ("reqntidy", 1), ("reqntidz", 1), ("minctasm", 1)):
         assert f'!{{ptr @rows, !"{key}", i32 {value}}}' in ir
     assert "call i32 @llvm.nvvm.read.ptx.sreg.ctaid.x()" in ir and "call i32 @llvm.nvvm.read.ptx.sreg.tid.x()" in ir
     assert ir.count("call void @llvm.nvvm.barrier0()") == 1

@@ -4,13 +4,15 @@
 // A block per row: each thread stages one element in shared memory (an addrspace(3)
 // global, .shared in PTX), the block waits at a barrier (bar.sync), then each thread
 // reads its neighbour's element. Bound loops are no loops: their induction variables
-// are %ctaid.x and %tid.x, and the block size is the kernel's .reqntid.
+// are %ctaid.x and %tid.x; the block size is the kernel's .reqntid, and one block per
+// multiprocessor is enough (.minnctapersm 1), so ptxas does not spill for occupancy.
 // CHECK:       .target sm_80
 // CHECK-LABEL: .visible .entry neighbour(
 // CHECK-NEXT:    .param .u64 .ptr .global .align 64 neighbour_param_0,
 // CHECK-NEXT:    .param .u64 .ptr .global .align 64 neighbour_param_1
 // CHECK-NEXT:  )
 // CHECK-NEXT:  .reqntid 128, 1, 1
+// CHECK-NEXT:  .minnctapersm 1
 // CHECK:         .shared .align 16 .b8 neighbour__shared0[512];
 // CHECK-DAG:     mov.u32 %r{{[0-9]+}}, %ctaid.x;
 // CHECK-DAG:     mov.u32 %r{{[0-9]+}}, %tid.x;
