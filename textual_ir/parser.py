@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lexer import PatternStr
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
@@ -68,29 +69,21 @@ _INFIX = (
 _LITERALS = ("scalar", "int_scalar", "float_scalar")
 _INT64 = (-(2**63), 2**63 - 1)  # integer attributes are i64
 
-_PUNCT = {
-    "LPAR": "'('",
-    "RPAR": "')'",
-    "COMMA": "','",
-    "SEMICOLON": "';'",
-    "LBRACE": "'{'",
-    "RBRACE": "'}'",
-    "LSQB": "'['",
-    "RSQB": "']'",
-    "EQUAL": "'='",
-    "COLON": "':'",
-    "DOT": "'.'",
+# How an error names a token class the parser expected; fixed strings ('(', '->', 'if') are
+# read from the grammar itself, so a new keyword or operator needs no entry here.
+_TOKEN_CLASSES = {
     "LOCAL": "a variable (%name)",
     "GLOBAL": "a function name (@name)",
     "OPNAME": "an operator name",
     "NAME": "a name",
     "INT": "an integer",
+    "SIGNED_INT": "an integer",
     "STRING": "a string",
     "TY_ANNOT": "a type annotation",
     "SCALAR": "a constant",
     "FLOAT": "a float",
-    "MORETHAN": "'>'",
-    "__ANON_0": "'->'",
+    "FLOAT_SUFFIXED": "a float",
+    "SIGNED_FLOAT": "a float",
 }
 
 
@@ -103,16 +96,16 @@ def _lark() -> Lark:
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
+@functools.cache
+def _token_names() -> dict[str, str]:
+    return {
+        t.name: repr(t.pattern.value) if isinstance(t.pattern, PatternStr) else _TOKEN_CLASSES.get(t.name, t.name)
+        for t in _lark().terminals
+    }
+
+
 def _describe_expected(expected: set[str]) -> str:
-    names = []
-    for e in sorted(expected):
-        if e in _PUNCT:
-            names.append(_PUNCT[e])
-        elif e.isupper() and len(e) <= 8 and e.isalpha():
-            names.append(f"'{e.lower()}'")
-        else:
-            names.append(e)
-    names = sorted(set(names))
+    names = sorted({_token_names().get(e, e) for e in expected})
     return "expected " + (names[0] if len(names) == 1 else "one of: " + ", ".join(names))
 
 
