@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import lathe
 from lathe import LatheError
 from lathe.textual_ir.parser import parse_relay
 from lathe.textual_ir.printer import print_relay
@@ -562,3 +563,10 @@ def test_a_bool_pad_value_operand_is_a_located_error():
         parse_relay("def @n() {\n  nn.pad(1, 0b, pad_width=[])\n}", "bad.lathe")
     e = info.value
     assert (e.loc.line, e.loc.col) == (2, 3) and "'pad_value' must be a number" in e.message, e.render()
+
+
+def test_gpu_loop_ir_loads(tmp_path):
+    """GPU schedules write gpu.barrier into loop IR, which lathe-opt wrote and lathe.load refused."""
+    path = tmp_path / "k.mlir"
+    path.write_text('func.func @k(%a: memref<4xf32>) {\n  "gpu.barrier"() : () -> ()\n  func.return\n}\n')
+    assert '"gpu.barrier"()' in str(lathe.load(path))
