@@ -52,6 +52,7 @@ from lathe.lowering.te_builder import combiner_identity
 from lathe.lowering.te_transforms import expand_stage_ops
 
 ALIGNMENT = 64
+READS_FOLLOWED = 64  # bound inference follows at most this many reads through inlined stages
 NUM_INPUTS = "lathe.num_inputs"  # on a lowered kernel: its first N buffers are inputs, the rest outputs
 INDEX = IndexType()
 
@@ -318,7 +319,12 @@ _REMAINDER = (arith.RemSIOp, arith.RemUIOp)
 
 
 def read_spans(c: te.ComputeOp, tensor: SSAValue, roots: list[Span]) -> list[list[Span | None]]:
-    """Each te.read of `tensor` in c's body: the span of each index, given the spans of c's
+    """Each te.read of `tensor` in c's body: the span of each index (see all_read_spans)."""
+    return [idx for t, idx in all_read_spans(c, roots) if t == tensor]
+
+
+def all_read_spans(c: te.ComputeOp, roots: list[Span]) -> list[tuple[SSAValue, list[Span | None]]]:
+    """Each te.read in c's body, with the span of each index, given the spans of c's
     axes (spatial then reduce), for the index arithmetic schedules and layouts make: sums,
     products by constants, and floor division and remainder by constants (a packed
     layout's j // bn, j % bn) where the base is a multiple of the divisor. None where an
@@ -353,8 +359,8 @@ def read_spans(c: te.ComputeOp, tensor: SSAValue, roots: list[Span]) -> list[lis
             if all(k % d == 0 for _, k in x.terms):
                 same = x.lo // d == x.hi // d
                 spans[op.result] = Span((), x.lo % d if same else 0, x.hi % d if same else d - 1)
-        elif isinstance(op, te.ReadOp) and op.tensor == tensor:
-            reads.append([spans.get(i) for i in op.indices])
+        elif isinstance(op, te.ReadOp):
+            reads.append((op.tensor, [spans.get(i) for i in op.indices]))
     return reads
 
 
@@ -781,18 +787,8 @@ class KernelLowering:
     ) -> None:
         """Emit stage p for one iteration of target's loop `axis`: the tile target reads next."""
         q = target.compute
-        direct = all(r is q for r in _readers(self.kernel.body.block).get(p.result, []))
-        nsp = len(q.spatial_extents)
-        reads = [op for op in q.body.block.ops if isinstance(op, te.ReadOp) and op.tensor == p.result]
-        identity = list(q.body.block.args[:nsp])
-        if (
-            self.schedules[p].shared
-            or not direct
-            or not reads
-            or any(list(r.indices) != identity for r in reads)
-            or p.spatial_extents != q.spatial_extents
-        ):
-            self.emit_attached_region(e, target, axis, values, p, direct)
+        if self.schedules[p].shared or p.spatial_extents != q.spatial_extents or not self.same_index(q, p):
+            self.emit_attached_region(e, target, axis, values, p)
             return
         if target.axes[axis].reduce:
             raise LatheError(f"te.compute_at on stage '{p.stage.data}': '{axis}' of '{q.stage.data}' is a reduce axis")
@@ -841,12 +837,11 @@ class KernelLowering:
         axis: str,
         values: dict[str, SSAValue],
         p: te.ComputeOp,
-        direct: bool,
     ) -> None:
         """compute_at of a producer indexed unlike its consumer (a cache_read tile of a matmul's
         operand, a window of a pooling's input): the region the consumer reads while the loops
         inside `axis` run, from the spans of its read indices (the whole extent along an index
-        they do not bound, or when p is read through an inlined stage), computed into a buffer
+        they do not bound; through inlined stages, their own reads'), computed into a buffer
         of that region's size (shared memory for a shared stage, between barriers), guarded
         where the region overhangs the producer."""
         q = target.compute
@@ -862,8 +857,8 @@ class KernelLowering:
                     note="the block's threads compute a shared tile together, between barriers",
                 )
         fixed = {n: v for n, v in values.items() if n not in inside}
-        reads = read_spans(q, p.result, self.root_spans(e, target, fixed)) if direct else []
-        hulls = read_spans(q, p.result, self.root_spans(None, target, {})) if direct else []
+        reads = self.reads_through(q, p, self.root_spans(e, target, fixed))
+        hulls = self.reads_through(q, p, self.root_spans(None, target, {}))
         full = p.spatial_extents
         bases: list[SSAValue] = []
         extents: list[int] = []
@@ -928,6 +923,48 @@ class KernelLowering:
             self.emit_attached(e, s, axis, values, p)
         if shared:
             e.add(gpu.BarrierOp())
+
+    def same_index(self, c: te.ComputeOp, p: te.ComputeOp) -> bool:
+        """c reads p only at its own spatial indices, directly or through inlined stages that
+        do (an epilogue): p's tile is then c's, and compute_at needs no bound inference.
+        (A worklist, each stage once: a ladder of inlined stages must not recurse deeply.)"""
+        stack, seen = [c], set()
+        while stack:
+            r = stack.pop()
+            if r in seen:
+                continue
+            seen.add(r)
+            nsp = len(r.spatial_extents)
+            for op in r.body.block.ops:
+                if not isinstance(op, te.ReadOp):
+                    continue
+                inlined = isinstance(op.tensor.owner, te.ComputeOp) and self.schedules[op.tensor.owner].inline
+                if op.tensor != p.result and not inlined:
+                    continue
+                if list(op.indices) != list(r.body.block.args[:nsp]):
+                    return False
+                if inlined:
+                    stack.append(op.tensor.owner)  # type: ignore[arg-type]
+        return True
+
+    def reads_through(self, c: te.ComputeOp, p: te.ComputeOp, roots: list[Span]) -> list[list[Span | None]]:
+        """The spans of p's indices at each of c's reads of it, following reads of inlined stages
+        into their bodies (an index they do not bound spans its whole axis there). Past
+        READS_FOLLOWED reads it gives up: p's whole extent (a ladder of inlined stages would
+        multiply the paths)."""
+        out: list[list[Span | None]] = []
+        stack = [(c, roots)]
+        while stack:
+            r, spans = stack.pop()
+            for tensor, idx in all_read_spans(r, spans):
+                if tensor == p.result:
+                    out.append(idx)
+                elif isinstance(tensor.owner, te.ComputeOp) and self.schedules[tensor.owner].inline:
+                    ext = tensor.owner.spatial_extents
+                    stack.append((tensor.owner, [x if x is not None else Span.range(n) for x, n in zip(idx, ext)]))
+            if len(out) + len(stack) > READS_FOLLOWED:
+                return [[None] * len(p.spatial_extents)]
+        return out
 
     def root_spans(self, e: Emitter | None, s: StageSchedule, fixed: dict[str, SSAValue]) -> list[Span]:
         """Each root axis's span (spatial then reduce) while every leaf not in `fixed` runs
