@@ -108,3 +108,38 @@ func.func private @row_sum(%a: tensor<3x13xf32>) -> tensor<3xf32> attributes {la
   te.bind %0 {axis = "k.i", thread_axis = "threadIdx.x"} : tensor<3xf32>
   func.return %0 : tensor<3xf32>
 }
+
+// -----
+// Through an inlined stage: neg reads the inlined transpose at [j, i], which reads double
+// at [i, j]; at j.o, double is needed over all 5 rows and columns [2·j.o, 2·j.o + 1].
+// CHECK-LABEL: func.func private @through_inlined
+// CHECK:         scf.for %j_o =
+// CHECK-NEXT:      %[[B:.*]] = arith.muli %j_o, %{{.*}} : index
+// CHECK-NEXT:      %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<5x2xf32>
+// CHECK:             %[[G:.*]] = arith.addi %[[B]], %j : index
+// CHECK-NEXT:        memref.load %a[%i, %[[G]]] : memref<5x6xf32>
+// CHECK:             memref.store %{{.*}}, %[[T]][%i, %j] : memref<5x2xf32>
+// CHECK:           memref.load %[[T]][{{.*}}] : memref<5x2xf32>
+func.func private @through_inlined(%a: tensor<5x6xf32>) -> tensor<6x5xf32> attributes {lathe.kernel} {
+  %p = te.compute {stage = "double", axes = ["i", "j"]} : tensor<5x6xf32> {
+  ^bb0(%i: index, %j: index):
+    %x = te.read %a[%i, %j] : tensor<5x6xf32> -> f32
+    %y = arith.addf %x, %x : f32
+    te.yield %y : f32
+  }
+  %r = te.compute {stage = "transpose", axes = ["j", "i"]} : tensor<6x5xf32> {
+  ^bb0(%j: index, %i: index):
+    %x = te.read %p[%i, %j] : tensor<5x6xf32> -> f32
+    te.yield %x : f32
+  }
+  %q = te.compute {stage = "neg", axes = ["j", "i"]} : tensor<6x5xf32> {
+  ^bb0(%j: index, %i: index):
+    %x = te.read %r[%j, %i] : tensor<6x5xf32> -> f32
+    %y = arith.negf %x : f32
+    te.yield %y : f32
+  }
+  te.compute_inline %r : tensor<6x5xf32>
+  te.split %q {axis = "j", factor = 2, outer = "j.o", inner = "j.i"} : tensor<6x5xf32>
+  te.compute_at %p, %q {axis = "j.o"} : tensor<5x6xf32>, tensor<6x5xf32>
+  func.return %q : tensor<6x5xf32>
+}
