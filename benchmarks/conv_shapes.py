@@ -1,0 +1,189 @@
+"""Issue 13's single layers: the conv and dense shapes real exported CNNs have, Lathe's default
+schedules next to ONNX Runtime, one layer per row.
+
+    python benchmarks/conv_shapes.py [--threads 2] [--repeat 20] [--only SUBSTRING]
+
+Each row is a one-node ONNX model (weights as initializers, so alter-op-layout and
+fold-constant see them as a real export's), imported with `lathe.from_onnx`, compiled at the
+default level and timed through the user-facing `run()` beside ONNX Runtime's default session
+in this one process, contenders alternating in blocks. Compare the ratios (and GFLOP/s), never
+the absolute times: the machine is shared. A row also names the template that scheduled the
+layer's kernel, so a cliff is traceable to the schedule that fell off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """Conv (or ConvTranspose) on a [1, cin, size, size] input."""
+
+    name: str
+    cin: int
+    cout: int
+    size: int
+    kernel: int = 3
+    stride: int = 1
+    pad: int = 1
+    groups: int = 1
+    transpose: bool = False
+
+    def flops(self) -> float:
+        if self.transpose:
+            return 2.0 * self.cin * self.size * self.size * self.cout * self.kernel * self.kernel / self.groups
+        out = (self.size + 2 * self.pad - self.kernel) // self.stride + 1
+        return 2.0 * self.cout * out * out * (self.cin // self.groups) * self.kernel * self.kernel
+
+
+@dataclass(frozen=True)
+class DenseShape:
+    """MatMul of an [m, k] activation by a constant [k, n] weight (what Gemm/Linear export)."""
+
+    name: str
+    m: int
+    k: int
+    n: int
+
+    def flops(self) -> float:
+        return 2.0 * self.m * self.k * self.n
+
+
+SHAPES = (
+    ConvShape("conv3x3 96->24 @160", 96, 24, 160),
+    ConvShape("conv3x3 24->96 @160", 24, 96, 160),
+    ConvShape("conv3x3 64->64 @56 (friendly)", 64, 64, 56),
+    ConvShape("depthwise3x3 120 @80", 120, 120, 80, groups=120),
+    ConvShape("depthwise3x3 240 @40", 240, 240, 40, groups=240),
+    ConvShape("depthwise3x3 s2 72 @80", 72, 72, 80, stride=2, groups=72),
+    ConvShape("grouped3x3 128 g32 @28", 128, 128, 28, groups=32),
+    ConvShape("grouped3x3 96 g4 @40", 96, 96, 40, groups=4),
+    ConvShape("first conv3x3 s2 3->16 @320", 3, 16, 320, stride=2),
+    ConvShape("conv1x1 40->120 @80", 40, 120, 80, kernel=1, pad=0),
+    ConvShape("conv1x1 120->40 @80", 120, 40, 80, kernel=1, pad=0),
+    ConvShape("convT2x2 s2 96->24 @40", 96, 24, 40, kernel=2, stride=2, pad=0, transpose=True),
+    DenseShape("dense 64x512 . 512x1000", 64, 512, 1000),
+    DenseShape("dense 64x256 . 256x30", 64, 256, 30),
+    DenseShape("dense 77x512 . 512x77", 77, 512, 77),
+    DenseShape("gemv 1x1280 . 1280x1000", 1, 1280, 1000),
+    DenseShape("gemv 1x512 . 512x77", 1, 512, 77),
+)
+
+
+def onnx_model(shape, rng):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    def f32(*s, scale=1.0):
+        return (rng.standard_normal(s) * scale).astype(np.float32)
+
+    if isinstance(shape, DenseShape):
+        w = f32(shape.k, shape.n, scale=shape.k**-0.5)
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
+        inputs, outputs = [("x", [shape.m, shape.k])], [("y", [shape.m, shape.n])]
+        inits = [numpy_helper.from_array(w, "w")]
+    else:
+        s = shape
+        if s.transpose:
+            w = f32(s.cin, s.cout // s.groups, s.kernel, s.kernel, scale=(s.cin * s.kernel**2) ** -0.5)
+            out = (s.size - 1) * s.stride - 2 * s.pad + s.kernel
+            op = "ConvTranspose"
+        else:
+            w = f32(s.cout, s.cin // s.groups, s.kernel, s.kernel, scale=(s.cin // s.groups * s.kernel**2) ** -0.5)
+            out = (s.size + 2 * s.pad - s.kernel) // s.stride + 1
+            op = "Conv"
+        node = helper.make_node(
+            op,
+            ["x", "w", "b"],
+            ["y"],
+            kernel_shape=[s.kernel, s.kernel],
+            strides=[s.stride, s.stride],
+            pads=[s.pad] * 4,
+            group=s.groups,
+        )
+        nodes = [node]
+        inputs, outputs = [("x", [1, s.cin, s.size, s.size])], [("y", [1, s.cout, out, out])]
+        inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(f32(s.cout, scale=0.1), "b")]
+    graph = helper.make_graph(
+        nodes,
+        "layer",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in outputs],
+        inits,
+    )
+    x = rng.standard_normal(inputs[0][1]).astype(np.float32)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), x
+
+
+def templates_of(module, params) -> str:
+    """The schedule templates the default pipeline plans for the layer's kernels (the one that
+    holds the convolution or contraction is the one a cliff is in)."""
+    from lathe.dialects import make_context
+    from lathe.dialects.functions import defined_functions, is_kernel
+    from lathe.lowering.schedules import plan_kernel
+    from lathe.passes.fold_constant import bind_params
+    from lathe.pipelines import DEFAULT_OPT_LEVEL, GRAPH_PIPELINES, build_pipeline
+
+    m = bind_params(module.clone(), params)
+    build_pipeline(GRAPH_PIPELINES[DEFAULT_OPT_LEVEL] + ",lower-graph-to-te").apply(make_context(), m)
+    plans = [plan_kernel(f, 16) for f in defined_functions(m) if is_kernel(f)]
+    return ",".join(sorted({p.template_name for p in plans if p.template or len(plans) == 1})) or "per_stage"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--only", default=None)
+    args = ap.parse_args()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
+    import numpy as np
+    import onnxruntime as ort
+    from common import fmt, interleaved_medians
+
+    import lathe
+
+    rng = np.random.default_rng(0)
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.threads} threads")
+    print(f"{'layer':32s} {'lathe':>11s} {'ORT':>11s} {'ratio':>7s} {'GFLOP/s':>8s} {'ORT':>6s} {'err':>8s}  template")
+    ratios = []
+    for shape in SHAPES:
+        if args.only and args.only not in shape.name:
+            continue
+        model, x = onnx_model(shape, rng)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = args.threads
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        ref = sess.run(None, {"x": x})[0]
+        module, params = lathe.from_onnx(model)
+        cm = lathe.compile(module, params=params, num_threads=args.threads)
+        got = cm.run(x)
+        err = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
+        med = interleaved_medians(
+            {"lathe": lambda cm=cm, x=x: cm.run(x), "ort": lambda sess=sess, x=x: sess.run(None, {"x": x})},
+            repeat=args.repeat,
+        )
+        ratio = med["lathe"] / med["ort"]
+        ratios.append(ratio)
+        print(
+            f"{shape.name:32s} {fmt(med['lathe']):>11s} {fmt(med['ort']):>11s} {ratio:6.2f}x "
+            f"{shape.flops() / med['lathe'] / 1e9:8.1f} {shape.flops() / med['ort'] / 1e9:6.1f} {err:8.1e}  {templates_of(module, params)}",
+            flush=True,
+        )
+    if ratios:
+        print(f"geometric mean ratio {float(np.exp(np.mean(np.log(ratios)))):.2f}x over {len(ratios)} layers")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
