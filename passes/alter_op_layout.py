@@ -9,6 +9,12 @@
   transposes; they sink through elementwise ops, bias_add and pooling, and
   two that meet cancel (canonicalize), so a ResNet stays NHWC from one
   convolution to the next and pays one transpose at each end.
+* A channel count no vector block divides (N = 1000, 30, 77; 24, 40 or 120 output channels)
+  is padded to the next multiple of the vector width: the weight gains zero rows, the
+  padded op runs on the template, and a marked strided_slice (PAD_SLICE) cuts the result
+  back. The slice rises through the epilogue (elementwise ops, bias_add, pooling) and a
+  convolution or dense that reads it takes the padded tensor itself, its weight padded
+  with zero input channels: the padding is paid once, not at every layer.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, UnitAttr
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -28,6 +34,7 @@ from xdsl.pattern_rewriter import (
 
 from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
+from lathe.passes.canonicalize import constant_of
 from lathe.passes.outline import carry_location
 
 
@@ -36,6 +43,40 @@ def pack_width(n: int, lanes: int = 16) -> int | None:
     for bn in (2 * lanes, lanes):
         if n % bn == 0:
             return bn
+    return None
+
+
+PAD_SLICE = "lathe.pad_slice"  # marks a strided_slice that cuts channels padded with zero weights
+MIN_PADDED = 8  # fewer channels than this stay unpadded (padding would more than double the work)
+
+
+def padded_width(n: int, lanes: int = 16) -> int | None:
+    """The channel count to pad n to (the next multiple of the vector width), or None when n
+    needs no padding or is too small to be worth it."""
+    if pack_width(n, lanes) is not None or n < min(MIN_PADDED, lanes):
+        return None
+    return -(-n // lanes) * lanes
+
+
+def _pad_axis(v, axis: int, amount: int, value: float = 0.0) -> Operation:
+    rank = len(shape_of(v.type))
+    widths = [[0, amount if d == axis % rank else 0] for d in range(rank)]
+    return make_op("nn.pad", [v], pad_width=widths, pad_value=value)
+
+
+def _cut(v, n: int) -> Operation:
+    """strided_slice of v's first n entries along its last axis, marked as a padding cut."""
+    rank = len(shape_of(v.type))
+    s = make_op("strided_slice", [v], begin=[0], end=[n], strides=[1], axes=[rank - 1])
+    s.attributes[PAD_SLICE] = UnitAttr()
+    return s
+
+
+def _pad_cut(v) -> tuple | None:
+    """(y, n) when v = the marked cut of y to n channels (y's extra channels are finite)."""
+    s = v.owner
+    if isinstance(s, graph.StridedSliceOp) and PAD_SLICE in s.attributes:
+        return s.data, shape_of(v.type)[-1]
     return None
 
 
@@ -57,6 +98,11 @@ class DenseToDensePack(RewritePattern):
             return
         ws = shape_of(w.type)
         n, k = (ws[0], ws[1]) if trans else (ws[1], ws[0])
+        padded = padded_width(n, self.lanes)
+        pre: list[Operation] = []
+        if padded is not None and k >= 4:  # zero weight columns, cut off after the pack
+            pre.append(_pad_axis(w, 0 if trans else 1, padded - n))
+            w, n = pre[-1].results[0], padded
         bn = pack_width(n, self.lanes)
         if bn is None or k < 4:
             return
@@ -67,7 +113,8 @@ class DenseToDensePack(RewritePattern):
             r = make_op("reshape", [w], newshape=[k, n // bn, bn])
             t = make_op("transpose", [r.results[0]], axes=[1, 0, 2])
         packed = make_op("nn.contrib_dense_pack", [x, t.results[0]], weight_layout=f"NC{bn}n")
-        rewriter.replace(op, carry_location(op, [r, t, packed]))
+        post = [_cut(packed.results[0], shape_of(op.results[0].type)[-1])] if pre else []
+        rewriter.replace(op, carry_location(op, [*pre, r, t, packed, *post]))
 
 
 class BatchMatmulToPack(RewritePattern):
@@ -102,7 +149,8 @@ TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 
 
 class ConvToNHWC(RewritePattern):
-    """conv2d(x, w) [NCHW, OIHW] → transpose(conv2d(transpose(x), transpose(w)) [NHWC, HWIO])"""
+    """conv2d(x, w) [NCHW, OIHW] → transpose(conv2d(transpose(x), transpose(w)) [NHWC, HWIO]);
+    an output-channel count no vector block divides is padded (zero filters), the result cut."""
 
     def __init__(self, lanes: int = 16):
         self.lanes = lanes
@@ -115,15 +163,139 @@ class ConvToNHWC(RewritePattern):
             return
         o, i = shape_of(op.weight.type)[:2]
         depthwise = a["groups"] == o and i == 1
-        if (a["groups"] != 1 and not depthwise) or pack_width(o, self.lanes) is None:  # other grouped convs keep NCHW
-            return
+        padded = padded_width(o, self.lanes) if a["groups"] == 1 else None
+        if (a["groups"] != 1 and not depthwise) or (pack_width(o, self.lanes) is None and padded is None):
+            return  # other grouped convs keep NCHW
         xt = make_op("transpose", [op.data], axes=TO_NHWC)
         wt = make_op("transpose", [op.weight], axes=[2, 3, 1, 0])
+        ops = [xt, wt]
+        if padded is not None:
+            ops.append(_pad_axis(wt.results[0], 3, padded - o))
         props = {k: v for k, v in op.attrs().items() if k in op.properties}
         props.update(data_layout="NHWC", kernel_layout="HWIO")
-        conv = make_op("nn.conv2d", [xt.results[0], wt.results[0]], **props)
-        back = make_op("transpose", [conv.results[0]], axes=TO_NCHW)
-        rewriter.replace(op, carry_location(op, [xt, wt, conv, back]))
+        if padded is not None and props.get("channels"):
+            props["channels"] = padded
+        conv = make_op("nn.conv2d", [xt.results[0], ops[-1].results[0]], **props)
+        ops.append(conv)
+        if padded is not None:
+            ops.append(_cut(conv.results[0], o))
+        back = make_op("transpose", [ops[-1].results[0]], axes=TO_NCHW)
+        rewriter.replace(op, carry_location(op, [*ops, back]))
+
+
+class AbsorbPadCut(RewritePattern):
+    """conv2d(cut(y), w) [NHWC, HWIO, groups 1] → conv2d(y, w with zero input channels), and
+    the same for a packed dense reading cut(y): the padded channels meet zero weights, so the
+    layer reads the padded tensor in place of a copy of its first channels."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if isinstance(op, graph.Conv2dOp):
+            a = op.attrs()
+            cut = _pad_cut(op.data)
+            if cut is None or a["data_layout"] != "NHWC" or a["kernel_layout"] != "HWIO" or a["groups"] != 1:
+                return
+            axis = 2
+        elif isinstance(op, graph.DensePackOp):
+            cut, axis = _pad_cut(op.data), 1
+            if cut is None:
+                return
+        else:
+            return
+        y, n = cut
+        wide = shape_of(y.type)[-1]
+        pad = _pad_axis(op.operands[1], axis, wide - n)
+        props = {k: v for k, v in op.attrs().items() if k in op.properties}
+        new = make_op(op.relay_name(), [y, pad.results[0]], **props)
+        rewriter.replace(op, carry_location(op, [pad, new]))
+
+
+_FINITE_UNARY = (  # finite at every finite input: the padded channels stay finite
+    graph.ReluOp,
+    graph.LeakyReluOp,
+    graph.ClipOp,
+    graph.SigmoidOp,
+    graph.TanhOp,
+    graph.NegativeOp,
+    graph.AbsOp,
+    graph.ErfOp,
+)
+_CUT_BINARY = (graph.AddOp, graph.SubtractOp, graph.MultiplyOp, graph.MaximumOp, graph.MinimumOp)
+
+
+def _finite_constant(v, nonzero: bool = False) -> bool:
+    import numpy as np
+
+    while isinstance(v.owner, graph.ReshapeOp | graph.TransposeOp):  # how SinkTranspose moves a constant
+        v = v.owner.data
+    arr = constant_of(v)
+    if arr is None or not graph.is_float(v.type.element_type):
+        return False
+    return bool(np.all(np.isfinite(arr)) and (not nonzero or np.all(arr != 0)))
+
+
+class HoistPadCut(RewritePattern):
+    """f(cut(y)) → cut(f'(y)) for the epilogue of a padded layer: finite unary ops, bias_add
+    along the cut axis (its bias padded with zeros), binary ops of two equal cuts or of a cut
+    and a finite constant (padded along the cut axis when it has one), and NHWC pooling.
+    What f computes on the padded channels stays finite, so a later layer's zero weights
+    cancel it."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        pre: list[Operation] = []
+        if isinstance(op, _FINITE_UNARY):
+            cut = _pad_cut(op.operands[0])
+            if cut is None:
+                return
+            y, n = cut
+            new = type(op).create_inferred([y], dict(op.properties))
+        elif isinstance(op, graph.BiasAddOp):
+            cut = _pad_cut(op.data)
+            rank = len(shape_of(op.data.type))
+            if cut is None or graph.normalize_axis("", op.attrs()["axis"], rank) != rank - 1:
+                return
+            y, n = cut
+            pre.append(_pad_axis(op.bias, 0, shape_of(y.type)[-1] - n))
+            new = make_op("nn.bias_add", [y, pre[-1].results[0]], axis=rank - 1)
+        elif isinstance(op, _CUT_BINARY + (graph.DivideOp,)):
+            c1, c2 = _pad_cut(op.lhs), _pad_cut(op.rhs)
+            if c1 is not None and c2 is not None:
+                if isinstance(op, graph.DivideOp) or c1[0].type != c2[0].type or c1[1] != c2[1]:
+                    return
+                (y, n), (y2, _) = c1, c2
+                new = type(op).create_inferred([y, y2], dict(op.properties))
+            else:
+                side = 0 if c1 is not None else 1
+                cut = c1 if c1 is not None else c2
+                other = op.operands[1 - side]
+                if cut is None or (isinstance(op, graph.DivideOp) and side == 1):
+                    return
+                if not _finite_constant(other, nonzero=isinstance(op, graph.DivideOp)):
+                    return
+                if op.results[0].type != op.operands[side].type:
+                    return  # the constant broadcasts the result wider than the cut
+                y, n = cut
+                os_ = shape_of(other.type)
+                if os_ and os_[-1] == n and n > 1:
+                    pre.append(
+                        _pad_axis(
+                            other,
+                            len(os_) - 1,
+                            shape_of(y.type)[-1] - n,
+                            1.0 if isinstance(op, graph.DivideOp) else 0.0,
+                        )
+                    )
+                    other = pre[-1].results[0]
+                new = type(op).create_inferred([y, other] if side == 0 else [other, y], dict(op.properties))
+        elif isinstance(op, graph.Pool2dBase | graph.GlobalPool2dBase):
+            cut = _pad_cut(op.operands[0])
+            if cut is None or op.attrs()["layout"] != "NHWC":
+                return
+            y, n = cut
+            props = {k: v for k, v in op.attrs().items() if k in op.properties}
+            new = make_op(op.relay_name(), [y], **props)
+        else:
+            return
+        rewriter.replace(op, carry_location(op, [*pre, new, _cut(new.results[0], n)]))
 
 
 _SINK_UNARY = (
@@ -240,7 +412,14 @@ class AlterOpLayout(ModulePass):
             raise LatheError(f"alter-op-layout: vector_lanes must be positive, got {lanes}")
         walker = PatternRewriteWalker(
             GreedyRewritePatternApplier(
-                [DenseToDensePack(lanes), BatchMatmulToPack(lanes), ConvToNHWC(lanes), SinkTranspose()]
+                [
+                    DenseToDensePack(lanes),
+                    BatchMatmulToPack(lanes),
+                    ConvToNHWC(lanes),
+                    SinkTranspose(),
+                    HoistPadCut(),
+                    AbsorbPadCut(),
+                ]
             )
         )
         for _ in range(8):  # transposes that cancel (canonicalize) let others sink further
