@@ -101,6 +101,8 @@ class Interpreter:
         elif isinstance(op, graph.IfOp):
             branch = op.then_region if bool(env[op.cond]) else op.else_region
             env[op.result] = self.run_block(branch.block, env)
+        elif isinstance(op, graph.WhileOp):
+            env.update(zip(op.outs, self.loop(op, [env[v] for v in op.inits], env)))
         elif isinstance(op, graph.FnOp):
             env[op.result] = Closure(op, env)
         elif isinstance(op, graph.CallValueOp):
@@ -110,12 +112,37 @@ class Interpreter:
         else:
             raise LatheError(f"the reference interpreter cannot run '{op.name}'")
 
+    def loop(self, op: graph.WhileOp, carried: list, env) -> list:
+        """A `graph.while`: the last carried values, then each scanned value stacked per
+        iteration (a copy of what the body gave, in the interpreter as in the VM)."""
+        n, cond, body = op.carried, op.cond.block, op.body.block
+        scans: list[list] = [[] for _ in op.outs[n:]]
+        while True:
+            scope = ChainMap(dict(zip(cond.args, carried)), env)
+            if not bool(self.run_block(cond, scope)):  # type: ignore[arg-type]
+                break
+            out = self.run_block(body, ChainMap(dict(zip(body.args, carried)), env))  # type: ignore[arg-type]
+            out = list(out) if len(body.last_op.operands) > 1 else [out]  # type: ignore[union-attr]
+            carried = out[:n]
+            for got, value in zip(scans, out[n:]):
+                got.append(np.asarray(value))
+        return [*carried, *(_stack(got, r.type) for got, r in zip(scans, op.outs[n:]))]
+
     def evaluate(self, op: Operation, args: list):
         try:
             return evaluate(op, *args)
         except ValueError as e:  # shapes only known now, that the op cannot take (numpy says why)
             shapes = ", ".join(str(np.shape(a)) for a in args)
             raise LatheError(f"{op.name}: cannot compute it on operands of shapes {shapes}: {e}") from None
+
+
+def _stack(values: list[np.ndarray], t: TensorType) -> np.ndarray:
+    if not values:  # no iteration ran: an empty stack, its unknown dimensions 0
+        return np.zeros([0, *(max(d, 0) for d in t.get_shape()[1:])], np_dtype(t.element_type))
+    shapes = {v.shape for v in values}
+    if len(shapes) > 1:
+        raise LatheError(f"graph.while: the scanned values differ in shape between iterations: {sorted(shapes)}")
+    return np.stack(values)
 
 
 def _check_graph_level(module: ModuleOp) -> None:

@@ -13,7 +13,17 @@ from xdsl.ir import Dialect
 
 from lathe.dialects.graph import constant, elementwise, nn, reduce, transform, tuple
 from lathe.dialects.graph.constant import *  # noqa: F403
-from lathe.dialects.graph.control import CONTROL_OPS, CallValueOp, ControlOp, FnOp, IfOp, YieldOp
+from lathe.dialects.graph.control import (
+    CONTROL_OPS,
+    CallValueOp,
+    ControlOp,
+    FnOp,
+    IfOp,
+    WhileOp,
+    YieldOp,
+    join_types,
+    refines,
+)
 from lathe.dialects.graph.core import (
     ATTR_KINDS,
     BOOL,

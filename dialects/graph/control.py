@@ -1,4 +1,4 @@
-"""Relay's control flow and function values: `if`, `fn` literals (closures) and calls of them.
+"""Control flow and function values: `if`, `while`, `fn` literals (closures) and calls of them.
 
 These are not GraphOps: they compute nothing themselves, have no numpy reference, no compute
 definition and no ONNX converter of their own, so they are kept out of GRAPH_OPS (and out of
@@ -6,11 +6,16 @@ the Relay operator names) and registered in the dialect beside them (CONTROL_OPS
 regions are not isolated from above: a branch or a function body reads any value in scope
 where it is written, which is how a closure captures its free variables. Types are built by
 the Relay parser from the regions it has just built (`build`), and checked again by `verify_`.
+
+A branch may give a more specific type than its `if` (ONNX's branches differ in shape: the
+`if` has their join, a dimension on which they differ is `?`), and a `while` body may give
+carried values more specific than the loop's. `graph.while` has no Relay spelling (TVM writes
+loops as recursion); it comes from ONNX `Loop` and prints in MLIR.
 """
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import FunctionType, TensorType, i1
+from xdsl.dialects.builtin import DYNAMIC_INDEX, FunctionType, TensorType, TupleType, i1
 from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
@@ -20,11 +25,12 @@ from xdsl.irdl import (
     result_def,
     traits_def,
     var_operand_def,
+    var_result_def,
 )
 from xdsl.traits import IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
-from lathe.dialects.graph.core import ShapeError, type_str
+from lathe.dialects.graph.core import ShapeError, tuple_type, type_str
 
 
 class ControlOp(IRDLOperation):
@@ -33,23 +39,48 @@ class ControlOp(IRDLOperation):
 
 @irdl_op_definition
 class YieldOp(ControlOp):
-    """The value an `if` branch or a `fn` body gives."""
+    """The values a region gives: one for an `if` branch, a `fn` body or a `while` condition,
+    the carried values and then the scanned ones for a `while` body (its parent checks which)."""
 
     name = "graph.yield"
     values = var_operand_def()
     traits = traits_def(IsTerminator())
 
-    def verify_(self) -> None:
-        if len(self.values) != 1:
-            raise VerifyException(f"graph.yield gives exactly one value, got {len(self.values)}")
 
-
-def _yielded(body: Region | Block, what: str) -> SSAValue:
+def _yields(body: Region | Block, what: str) -> list[SSAValue]:
     block = body.block if isinstance(body, Region) else body
     last = block.last_op
     if not isinstance(last, YieldOp):
         raise VerifyException(f"{what} must end with graph.yield")
-    return last.values[0]
+    return list(last.values)
+
+
+def _yielded(body: Region | Block, what: str) -> SSAValue:
+    values = _yields(body, what)
+    if len(values) != 1:
+        raise VerifyException(f"{what} gives exactly one value with graph.yield, got {len(values)}")
+    return values[0]
+
+
+def join_types(a: Attribute, b: Attribute) -> Attribute | None:
+    """The most specific type both `a` and `b` have: equal dimensions kept, differing ones `?`
+    (None when the dtypes, ranks or structures differ)."""
+    if a == b:
+        return a
+    if isinstance(a, TensorType) and isinstance(b, TensorType):
+        sa, sb = a.get_shape(), b.get_shape()
+        if a.element_type != b.element_type or len(sa) != len(sb):
+            return None
+        return TensorType(a.element_type, [x if x == y else DYNAMIC_INDEX for x, y in zip(sa, sb)])
+    if isinstance(a, TupleType) and isinstance(b, TupleType) and len(a.types) == len(b.types):
+        fields = [join_types(x, y) for x, y in zip(a.types.data, b.types.data)]
+        return None if None in fields else tuple_type(fields)  # type: ignore[arg-type]
+    return None
+
+
+def refines(t: Attribute, general: Attribute) -> bool:
+    """Whether every value of type `t` is a value of type `general`."""
+    return join_types(t, general) == general
 
 
 @irdl_op_definition
@@ -66,22 +97,87 @@ class IfOp(ControlOp):
     def build(cls, cond: SSAValue, then_block: Block, else_block: Block) -> IfOp:
         then_t = _yielded(then_block, "the then branch").type
         else_t = _yielded(else_block, "the else branch").type
-        _check_cond(cond.type)
-        if then_t != else_t:
+        _check_cond(cond.type, "if")
+        joined = join_types(then_t, else_t)
+        if joined is None:
             raise ShapeError(f"if: the branches give {type_str(then_t)} and {type_str(else_t)}")
-        return cls.create(operands=[cond], result_types=[then_t], regions=[Region(then_block), Region(else_block)])
+        return cls.create(operands=[cond], result_types=[joined], regions=[Region(then_block), Region(else_block)])
 
     def verify_(self) -> None:
-        _check_cond(self.cond.type)
+        _check_cond(self.cond.type, "if")
         for region, what in ((self.then_region, "then"), (self.else_region, "else")):
             t = _yielded(region, f"the {what} branch").type
-            if t != self.result.type:
+            if not refines(t, self.result.type):
                 raise ShapeError(f"if: the {what} branch gives {type_str(t)}, the if {type_str(self.result.type)}")
 
 
-def _check_cond(t: Attribute) -> None:
+def _check_cond(t: Attribute, what: str) -> None:
     if not (isinstance(t, TensorType) and t.element_type == i1 and not t.get_shape()):
-        raise ShapeError(f"if: the condition must be a bool scalar, Tensor[(), bool], got {type_str(t)}")
+        raise ShapeError(f"{what}: the condition must be a bool scalar, Tensor[(), bool], got {type_str(t)}")
+
+
+def stacked(t: Attribute) -> TensorType:
+    """The type of a value of type `t` given once per iteration and stacked on a new first axis."""
+    if not isinstance(t, TensorType):
+        raise ShapeError(f"while: a scanned value must be a tensor, got {type_str(t)}")
+    return TensorType(t.element_type, [DYNAMIC_INDEX, *t.get_shape()])
+
+
+@irdl_op_definition
+class WhileOp(ControlOp):
+    """A loop with loop-carried values, ONNX's `Loop`: while the `cond` region (its block
+    arguments the carried values) yields true, the `body` region (the same arguments) runs and
+    yields the next carried values, then values scanned per iteration. The results are the
+    last carried values, then each scanned value stacked on a new first axis of `?` length.
+    The trip count is known only at run time, so the loop is run by the interpreter or the VM,
+    the body's ops as compiled primitive regions."""
+
+    name = "graph.while"
+    inits = var_operand_def()
+    outs = var_result_def()
+    cond = region_def("single_block")
+    body = region_def("single_block")
+
+    @classmethod
+    def build(cls, inits: list[SSAValue], cond: Block, body: Block) -> WhileOp:
+        """`cond` and `body` have the carried values' types as their block arguments."""
+        n = len(inits)
+        scans = [stacked(v.type) for v in _yields(body, "a while body")[n:]]
+        op = cls.create(
+            operands=list(inits),
+            result_types=[a.type for a in body.args] + scans,
+            regions=[Region(cond), Region(body)],
+        )
+        op.verify_()
+        return op
+
+    @property
+    def carried(self) -> int:
+        return len(self.inits)
+
+    def verify_(self) -> None:
+        n = self.carried
+        carried = [r.type for r in self.outs[:n]]
+        for region, what in ((self.cond, "condition"), (self.body, "body")):
+            got = [a.type for a in region.block.args]
+            if got != carried:
+                raise ShapeError(
+                    f"while: the {what}'s arguments are ({', '.join(map(type_str, got))}), "
+                    f"the carried values ({', '.join(map(type_str, carried))})"
+                )
+        for v, t in zip(self.inits, carried):
+            if not refines(v.type, t):
+                raise ShapeError(f"while: an initial value is {type_str(v.type)}, carried as {type_str(t)}")
+        _check_cond(_yielded(self.cond, "a while condition").type, "while")
+        yields = _yields(self.body, "a while body")
+        if len(yields) != len(self.outs):
+            raise ShapeError(f"while: the body yields {len(yields)} values for {len(self.outs)} results")
+        for v, t in zip(yields[:n], carried):
+            if not refines(v.type, t):
+                raise ShapeError(f"while: the body gives {type_str(v.type)} for a value carried as {type_str(t)}")
+        for v, r in zip(yields[n:], self.outs[n:]):
+            if stacked(v.type) != r.type:
+                raise ShapeError(f"while: a scanned {type_str(v.type)} stacks to {type_str(r.type)}, not that")
 
 
 @irdl_op_definition
@@ -139,4 +235,4 @@ def _check_args(ft: FunctionType, got: list[Attribute]) -> None:
         )
 
 
-CONTROL_OPS: list[type[ControlOp]] = [YieldOp, IfOp, FnOp, CallValueOp]
+CONTROL_OPS: list[type[ControlOp]] = [YieldOp, IfOp, WhileOp, FnOp, CallValueOp]

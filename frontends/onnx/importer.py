@@ -1,26 +1,34 @@
 """The importer: one ONNX graph → one `func.func @main` in the graph dialect.
 
-All shapes are static, so everything that depends only on shapes and
-constants is computed here, at import time: the importer keeps a table of
+Everything that depends only on shapes and constants is computed here, at
+import time: the importer keeps a table of
 values known as numpy arrays (initializers, Constant nodes, Shape results,
 and the results of nodes whose inputs are all known and whose outputs are
 small, evaluated by running the node's own conversion through the reference
 interpreter). Attribute-like inputs (Reshape's shape, Slice's starts, ...)
 are read from that table, which is how PyTorch's Shape → Gather → Unsqueeze →
 Concat → Reshape chains disappear.
+
+A dimension ONNX leaves open (`dim_param`, `dim_value` ≤ 0, or none) is a `?`
+dimension, and the model then runs on the VM (docs/vm.md). Subgraphs (`If`'s
+branches, `Loop`'s body) are imported into the regions of the graph dialect's
+control ops, in a scope that sees the enclosing graph's values; an `If` whose
+condition is known here is replaced by the branch it takes.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
+from collections import ChainMap
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FunctionType, ModuleOp, NameLoc, StringAttr, TensorType, UnknownLoc
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.dialects.builtin import DYNAMIC_INDEX, FunctionType, ModuleOp, NameLoc, StringAttr, TensorType, UnknownLoc
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
 from lathe.dialects import dtypes, graph
@@ -90,7 +98,12 @@ def plain(v):
 
 
 def _numel(t) -> int:
-    return math.prod(t.get_shape()) if isinstance(t, TensorType) else -1
+    return math.prod(t.get_shape()) if isinstance(t, TensorType) and not graph.is_dynamic(t) else -1
+
+
+class ShapeHintWarning(UserWarning):
+    """A graph output whose declared shape is not the one the imported graph computes: ONNX
+    Runtime warns and runs the model, and so does Lathe."""
 
 
 # ---------------------------------------------------------------------------
@@ -185,7 +198,33 @@ class Node:
         return [int(v) for v in np.asarray(self.const(i, what)).reshape(-1)]
 
     def shape(self, i: int) -> list[int]:
+        """Input i's dimensions, DYNAMIC_INDEX for a `?`."""
         return self.imp.shape_of(self.inputs[i])
+
+    def static_shape(self, i: int, what: str) -> list[int]:
+        """Input i's dimensions where `what` needs them all known at import time."""
+        dims = self.shape(i)
+        if DYNAMIC_INDEX in dims:
+            shown = ", ".join("?" if d == DYNAMIC_INDEX else str(d) for d in dims)
+            raise self.unsupported(f"{what} of a value with a dimension known only at run time, ({shown}),")
+        return dims
+
+    def subgraph(
+        self, name: str, args: Sequence[tuple[str, Attribute]] = (), inline: bool = False
+    ) -> tuple[Block, list[SSAValue]]:
+        """Graph attribute `name` imported into a new block whose arguments are `args` (ONNX
+        name, type), or with `inline` into the current one: the block and the values of the
+        subgraph's outputs."""
+        g = self.attrs.get(name)
+        if g is None:
+            raise LatheError(f"{self.where}: attribute '{name}' (a graph) is required")
+        return self.imp.subgraph(g.g, args, inline)
+
+    @property
+    def has_subgraphs(self) -> bool:
+        """Whether the node has graph attributes, which read values of the enclosing graph
+        that are not among its inputs (so it is never evaluated at import time in isolation)."""
+        return any(a.type in (a.GRAPH, a.GRAPHS) for a in self.proto.attribute)
 
     def known(self, i: int) -> bool:
         return self.has(i) and self.inputs[i] in self.imp.known
@@ -204,14 +243,14 @@ class Node:
         relay_name = kind if isinstance(kind, str) else kind.relay_name()
         op = graph.make_op(relay_name, operands, **{k: plain(v) for k, v in attrs.items()})
         op.location = self.location  # a profile names the ONNX node a kernel's time comes from
-        self.imp.body.block.add_op(op)
+        self.imp.add(op)
         return op.results[0]
 
     def scalar(self, value, like: SSAValue | str) -> SSAValue:
         """A rank-0 constant with the element type of `like` (a value or a dtype name)."""
         dt = graph.DTYPES[like] if isinstance(like, str) else like.type.element_type  # type: ignore[union-attr]
         op = graph.ConstantOp.scalar(plain(value), dt)
-        self.imp.body.block.add_op(op)
+        self.imp.add(op)
         return op.result
 
     def constant(self, array: np.ndarray, hint: str) -> SSAValue:
@@ -259,8 +298,39 @@ class _Importer:
         self.known: dict[str, np.ndarray] = {}
         self.values: dict[str, SSAValue] = {}
         self.body = _Body()
+        self.main = self.body
+        self.scope: Block | None = None  # where ops go inside a subgraph (None: the body's block)
         self.key: dict[str, tuple[int, int]] = {}
         self._extra = 0
+
+    def add(self, op: Operation) -> None:
+        (self.scope or self.body.block).add_op(op)
+
+    def subgraph(self, g, args: Sequence[tuple[str, Attribute]], inline: bool = False) -> tuple[Block, list[SSAValue]]:
+        """An ONNX subgraph imported into a new block (with `inline`, into the current one, and
+        without arguments): its names are local to it, the enclosing graph's values are read
+        directly (the control ops' regions are not isolated)."""
+        from onnx import numpy_helper
+
+        block = (self.scope or self.body.block) if inline else Block(arg_types=[t for _, t in args])
+        saved = self.scope, self.values, self.known
+        self.scope, self.values, self.known = block, ChainMap({}, self.values), ChainMap({}, self.known)
+        try:
+            for (name, _), arg in zip(args, block.args):
+                arg.name_hint = sanitize(name)
+                self.values[name] = arg
+            for t in g.initializer:
+                self.known[t.name] = numpy_helper.to_array(t)
+            for proto in _topological(g.node, set(self.values) | set(self.known)):
+                self._node(proto)
+            outs = []
+            for o in g.output:
+                if o.name not in self.values and o.name not in self.known:
+                    raise self._undefined(o.name)
+                outs.append(self.tensor(o.name))
+        finally:
+            self.scope, self.values, self.known = saved
+        return block, outs
 
     # -- values ----------------------------------------------------------------
     def shape_of(self, name: str) -> list[int]:
@@ -293,7 +363,7 @@ class _Importer:
         dt = dtype_of_array(arr, f"constant '{name}'")
         if arr.ndim == 0 and (dt == "bool" or not np.issubdtype(arr.dtype, np.floating) or np.isfinite(arr)):
             op = graph.ConstantOp.scalar(plain(arr[()]), graph.DTYPES[dt])
-            self.body.block.add_op(op)
+            self.add(op)
             value = op.result
         else:
             if name not in self.key:
@@ -302,6 +372,8 @@ class _Importer:
             pname = sanitize(name)
             value = self.body.add_param(pname, graph.tensor(arr.shape, graph.DTYPES[dt]), self.key[name])
             self.body.params[pname] = np.array(arr, order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
+            if self.body is self.main and isinstance(self.values, ChainMap):
+                self.values.maps[-1][name] = value  # a parameter is in scope everywhere, made once
         self.values[name] = value
         return value
 
@@ -358,16 +430,11 @@ class _Importer:
                     f"graph input '{inp.name}' has no shape",
                     note="give it one: from_onnx(..., shapes={name: (d0, d1, ...)})",
                 )
-            dims = []
-            for d in tt.tensor_type.shape.dim:
-                if not d.HasField("dim_value"):
-                    sym = d.dim_param or "?"
-                    raise LatheError(
-                        f"graph input '{inp.name}' has a dynamic dimension '{sym}'; Lathe needs static shapes",
-                        note="give it a static shape: from_onnx(..., shapes={name: (d0, d1, ...)}) "
-                        "or `lathe import --shape name=d0,d1,...`",
-                    )
-                dims.append(d.dim_value)
+            # dim_param, dim_value <= 0 (exporters' -1) or nothing: known only at run time
+            dims = [
+                d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else DYNAMIC_INDEX
+                for d in tt.tensor_type.shape.dim
+            ]
         return graph.tensor(dims, graph.DTYPES[dt])
 
     def _check_initializer(self, inp) -> None:
@@ -398,13 +465,15 @@ class _Importer:
                 f"but the imported graph computes {graph.type_str(v.type)}"
             )
         if tt is not None and tt.HasField("shape"):
-            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+            dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
             got = value_shape(v)
-            if len(dims) != len(got) or any(d is not None and d != s for d, s in zip(dims, got)):
-                raise LatheError(
-                    f"shape mismatch: graph output '{out.name}' is declared "
-                    f"{tuple('?' if d is None else d for d in dims)} but the imported graph computes "
-                    f"{graph.type_str(v.type)}"
+            known = (s != DYNAMIC_INDEX for s in got)
+            if len(dims) != len(got) or any(d is not None and k and d != s for d, s, k in zip(dims, got, known)):
+                warnings.warn(
+                    f"graph output '{out.name}' is declared {tuple('?' if d is None else d for d in dims)} "
+                    f"but the imported graph computes {graph.type_str(v.type)}; the declaration is ignored",
+                    ShapeHintWarning,
+                    stacklevel=4,
                 )
         return v
 
@@ -431,7 +500,7 @@ class _Importer:
                 raise LatheError(f"{n.where}: input {self._undefined(name).message}")
         try:
             outs = None
-            if all(name == "" or name in self.known for name in n.inputs):
+            if not n.has_subgraphs and all(name == "" or name in self.known for name in n.inputs):
                 outs = self._fold(n, conv)
             if outs is None:
                 outs = _as_list(conv(n))
@@ -467,8 +536,8 @@ class _Importer:
         Returns its outputs as arrays, or None when one is too large to fold
         (the node is then converted again into the real function).
         """
-        saved = self.body, self.values
-        self.body, self.values = _Body(), {}
+        saved = self.body, self.values, self.scope
+        self.body, self.values, self.scope = _Body(), {}, None
         try:
             outs = _as_list(conv(n))
             values = [v for v in outs if isinstance(v, SSAValue)]
@@ -487,7 +556,7 @@ class _Importer:
             it = iter(results)
             return [next(it) if isinstance(v, SSAValue) else v for v in outs]
         finally:
-            self.body, self.values = saved
+            self.body, self.values, self.scope = saved
 
 
 def _evaluate_constant(f: func.FuncOp, params: dict[str, np.ndarray]):

@@ -3,6 +3,7 @@
 from lathe.frontends.onnx.converters import (
     activations,
     constants,
+    control,
     conv,
     elementwise,
     indexing,
@@ -17,6 +18,7 @@ from lathe.frontends.onnx.converters import (
 __all__ = [
     "activations",
     "constants",
+    "control",
     "conv",
     "elementwise",
     "indexing",

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
+from xdsl.dialects.builtin import DYNAMIC_INDEX
 from xdsl.ir import SSAValue
 
 from lathe.frontends.onnx.importer import Node, dtype_of_array, value_dtype, value_shape
 
 
 def reshape(n: Node, x: SSAValue, shape: Sequence[int]) -> SSAValue:
+    """`x` reshaped to `shape`, where one dimension may be DYNAMIC_INDEX (a `?` carried over from
+    the input, which the reshape infers as -1); two are more than a reshape can say."""
     if 0 in shape:  # Relay's newshape reads 0 as "copy this dimension"
         raise n.unsupported(f"reshaping to the empty shape {list(shape)}")
-    return x if value_shape(x) == list(shape) else n.emit("reshape", x, newshape=list(shape))
+    if value_shape(x) == list(shape):
+        return x
+    unknown = list(shape).count(DYNAMIC_INDEX)
+    if unknown > 1 or unknown and -1 in shape:
+        shown = ", ".join("?" if d == DYNAMIC_INDEX else str(d) for d in shape)
+        raise n.unsupported(f"reshaping to ({shown}), with more than one dimension known only at run time,")
+    return n.emit("reshape", x, newshape=[-1 if d == DYNAMIC_INDEX else d for d in shape])
+
+
+def dynamic_prod(dims: Sequence[int]) -> int:
+    """The product of `dims`, DYNAMIC_INDEX when one of them is."""
+    return DYNAMIC_INDEX if DYNAMIC_INDEX in dims else math.prod(dims)
 
 
 def to_2d_spatial(n: Node, x: SSAValue) -> SSAValue:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from xdsl.dialects.builtin import DYNAMIC_INDEX
 
 from lathe.dialects import graph
 from lathe.errors import LatheError
@@ -23,12 +24,15 @@ from lathe.frontends.onnx.registry import converts
 def _shape_op(n: Node):
     s = n.shape(0)
     start, end = n.attr("start", 0), n.attr("end", None)
-    return np.asarray(s[start:end] if end is not None else s[start:], dtype=np.int64)
+    dims = s[start:end] if end is not None else s[start:]
+    if DYNAMIC_INDEX in dims:  # only the dimensions asked for need be static
+        n.static_shape(0, "Shape")
+    return np.asarray(dims, dtype=np.int64)
 
 
 @converts("Size")
 def _size(n: Node):
-    return np.asarray(math.prod(n.shape(0)), dtype=np.int64)
+    return np.asarray(math.prod(n.static_shape(0, "Size")), dtype=np.int64)
 
 
 @converts("ConstantOfShape", makes=graph.FullOp)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
+from xdsl.dialects.builtin import DYNAMIC_INDEX
 
 from lathe.dialects import graph
 from lathe.errors import LatheError
-from lathe.frontends.onnx.converters.common import reshape
+from lathe.frontends.onnx.converters.common import dynamic_prod, reshape
 from lathe.frontends.onnx.importer import Node, plain, value_dtype, value_shape
 from lathe.frontends.onnx.registry import converts
 
 
 def _reshape_target(n: Node, xs: list[int], shape: Sequence[int], allowzero: bool) -> list[int]:
-    """ONNX Reshape's target: the graph dialect's rule, with allowzero, errors located at the node."""
+    """ONNX Reshape's target: the graph dialect's rule, with allowzero, errors located at the node.
+    From an input with a `?` dimension the target is Relay's newshape as ONNX gives it (0 copies,
+    -1 infers; the same rule), for the reshape's own inference to carry the `?`."""
+    if DYNAMIC_INDEX in xs and not allowzero:
+        return [int(d) for d in shape]
     try:
         return graph.reshape_target("Reshape", xs, [int(d) for d in shape], allowzero)
     except graph.ShapeError as e:
@@ -24,14 +28,19 @@ def _reshape_target(n: Node, xs: list[int], shape: Sequence[int], allowzero: boo
 
 @converts("Reshape", makes=graph.ReshapeOp)
 def _reshape_v1(n: Node):
-    return reshape(n, n.x(0), _reshape_target(n, n.shape(0), n.attr("shape", []), False))
+    return _reshape(n, _reshape_target(n, n.shape(0), n.attr("shape", []), False))
+
+
+def _reshape(n: Node, target: list[int]):
+    if DYNAMIC_INDEX in n.shape(0):
+        return n.emit("reshape", n.x(0), newshape=target)
+    return reshape(n, n.x(0), target)
 
 
 @converts("Reshape", since=5, makes=graph.ReshapeOp)
 def _reshape_v5(n: Node):
     """The shape became an input: 0 copies the input's dimension (unless allowzero, opset 14), −1 is inferred."""
-    target = _reshape_target(n, n.shape(0), n.ints(1, "shape"), bool(n.attr("allowzero", 0)))
-    return reshape(n, n.x(0), target)
+    return _reshape(n, _reshape_target(n, n.shape(0), n.ints(1, "shape"), bool(n.attr("allowzero", 0))))
 
 
 @converts("Flatten", makes=graph.ReshapeOp)
@@ -39,7 +48,7 @@ def _flatten(n: Node):
     xs = n.shape(0)
     axis = n.attr("axis", 1)
     axis = axis + len(xs) if axis < 0 else axis
-    return reshape(n, n.x(0), [math.prod(xs[:axis]), math.prod(xs[axis:])])
+    return reshape(n, n.x(0), [dynamic_prod(xs[:axis]), dynamic_prod(xs[axis:])])
 
 
 @converts("Transpose", makes=graph.TransposeOp)

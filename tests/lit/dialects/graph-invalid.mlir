@@ -34,3 +34,18 @@ func.func @string_kind(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
   func.return %0 : tensor<1x2x4x4xf32>
 }
 // CHECK: 'graph.nn.max_pool2d' does not verify: Unexpected attribute 4 : i64
+
+// -----
+func.func @while_rank(%a: tensor<3xf32>) -> tensor<3xf32> {
+  %0:1 = "graph.while"(%a) ({
+  ^bb0(%x: tensor<3xf32>):
+    %1 = graph.constant {value = dense<false> : tensor<i1>} : tensor<i1>
+    "graph.yield"(%1) : (tensor<i1>) -> ()
+  }, {
+  ^bb0(%x: tensor<3xf32>):
+    %2 = graph.reshape %x {newshape = [1 : i64, 3 : i64]} : (tensor<3xf32>) -> tensor<1x3xf32>
+    "graph.yield"(%2) : (tensor<1x3xf32>) -> ()
+  }) : (tensor<3xf32>) -> tensor<3xf32>
+  func.return %0#0 : tensor<3xf32>
+}
+// CHECK: while: the body gives Tensor[(1, 3), float32] for a value carried as Tensor[(3), float32]
