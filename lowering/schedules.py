@@ -124,13 +124,68 @@ def schedule_reduction(s: Schedule, tile_j: int = REDUCTION_TILE_J, parallel: Kn
         s.parallel(fused)
 
 
+TRANSPOSE_TILE = 16  # the tile of a transposing stage along the axis its input is contiguous in
+
+
+def transposed_axis(stage: te.ComputeOp) -> int | None:
+    """The output axis a transposing read walks its source along (the source's last index is
+    that axis, not the output's last one): a layout change, where fusing every axis and
+    vectorizing the flat index gathers with a division per lane. None for other stages."""
+    args = list(stage.body.block.args)
+    nsp = len(stage.spatial_extents)
+    if nsp < 2:
+        return None
+    last = args[nsp - 1]
+    for op in stage.body.block.ops:
+        if isinstance(op, te.ReadOp) and op.indices:
+            idx = list(op.indices)
+            if idx[-1] in args[: nsp - 1] and last in idx[:-1]:
+                return args.index(idx[-1])
+    return None
+
+
+def schedule_transpose(s: Schedule, axis: int, tile: int, parallel: KnobValue = "auto") -> bool:
+    """A tiled transpose: blocks of (tile along `axis`) x (a vector of the output's last axis),
+    the vector stored whole and its tile's source rows read while they are in cache; where
+    the last axis has too few elements for a vector (3 channels), the vector runs along
+    `axis` instead. False when no factor of 4 or more divides either axis."""
+    c = s.stage
+    ext = c.spatial_extents
+    axes = s.axes[: len(ext)]
+    last = len(ext) - 1
+    fc = next((f for f in (16, 8, 4) if ext[last] % f == 0), 1)
+    fs = next((f for f in (tile, 16, 8, 4) if f <= tile and ext[axis] % f == 0), 1)
+    if max(fc, fs) < 4:
+        return False
+    so, si = s.split(axes[axis], factor=fs)
+    co, ci = s.split(axes[last], factor=fc)
+    outer = [a for d, a in enumerate(axes[:last]) if d != axis]
+    if fc >= 4:
+        s.reorder(*outer, so, co, si, ci)
+        s.unroll(si)
+        s.vectorize(ci)
+    else:
+        s.reorder(*outer, so, co, ci, si)
+        s.vectorize(si)
+    total = 1
+    for e in ext:
+        total *= e
+    if _parallel_wanted(total, parallel):
+        s.parallel(s.fuse(*outer, so) if outer else so)
+    return True
+
+
 def apply_default_schedule(stage: te.ComputeOp, lanes: int = 16, knobs: dict[str, KnobValue] | None = None) -> None:
     k = knobs or {}
     s = Schedule(stage)
     if stage.reduce_extent_list:
         schedule_reduction(s, int(k.get("reduce_tile_j", REDUCTION_TILE_J)), k.get("parallel", "auto"))
-    else:
-        schedule_injective(s, lanes, int(k.get("vector_width", lanes)), k.get("parallel", "auto"))
+        return
+    axis = transposed_axis(stage)
+    tile = int(k.get("transpose_tile", TRANSPOSE_TILE))
+    if axis is not None and tile and schedule_transpose(s, axis, tile, k.get("parallel", "auto")):
+        return
+    schedule_injective(s, lanes, int(k.get("vector_width", lanes)), k.get("parallel", "auto"))
 
 
 def per_stage_space(lanes: int) -> Space:
@@ -139,6 +194,7 @@ def per_stage_space(lanes: int) -> Space:
         knob("vector_width", (4, 8, 16, 32, 64), lanes),
         knob("reduce_tile_j", (1, 2, 4, 8, 16), REDUCTION_TILE_J),
         knob("parallel", PARALLEL_POLICIES, "auto"),
+        knob("transpose_tile", (0, 4, 8, 16, 32), TRANSPOSE_TILE),  # 0: transposes fuse and vectorize as any stage
     )
 
 
