@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import Attribute, Operation, SSAValue
 
 from lathe.dialects import graph
 from lathe.dialects.dtypes import np_dtype
@@ -103,6 +103,10 @@ class Interpreter:
             env[op.result] = self.run_block(branch.block, env)
         elif isinstance(op, graph.WhileOp):
             env.update(zip(op.outs, self.loop(op, [env[v] for v in op.inits], env)))
+        elif isinstance(op, graph.ShapeOfOp):
+            env[op.result] = np.asarray(np.shape(env[op.data]), np.int64)
+        elif isinstance(op, graph.DynOp):
+            env[op.result] = self.run_dyn(op, [env[a] for a in op.args])
         elif isinstance(op, graph.FnOp):
             env[op.result] = Closure(op, env)
         elif isinstance(op, graph.CallValueOp):
@@ -128,12 +132,36 @@ class Interpreter:
                 got.append(np.asarray(value))
         return [*carried, *(_stack(got, r.type) for got, r in zip(scans, op.outs[n:]))]
 
+    def run_dyn(self, op: graph.DynOp, args: list):
+        """A `graph.dyn`: the static op its values make, evaluated on the data operands."""
+        k = op.data_count
+        return self.evaluate(dyn_static_op(op, args[:k], args[k:]), args[:k])
+
     def evaluate(self, op: Operation, args: list):
         try:
             return evaluate(op, *args)
         except ValueError as e:  # shapes only known now, that the op cannot take (numpy says why)
             shapes = ", ".join(str(np.shape(a)) for a in args)
             raise LatheError(f"{op.name}: cannot compute it on operands of shapes {shapes}: {e}") from None
+
+
+def dyn_static_op(op: graph.DynOp, data: list, values: list) -> Operation:
+    """The static op a `graph.dyn` is for these operands: its shapes checked, a mismatch a
+    LatheError naming the op and the shapes and values it was given."""
+    try:
+        return op.static_op([concrete_type(v) for v in data], [np.asarray(v) for v in values])
+    except graph.ShapeError as e:
+        shapes = ", ".join(str(np.shape(v)) for v in data)
+        given = ", ".join(f"{b.data}={np.asarray(v).tolist()}" for b, v in zip(op.bind, values))
+        raise LatheError(f"graph.dyn {op.op.data}: on operands of shapes {shapes} with {given}: {e}") from None
+
+
+def concrete_type(value) -> Attribute:
+    """The static type of a run-time value (a tuple's of its fields)."""
+    if isinstance(value, tuple):
+        return graph.tuple_type([concrete_type(v) for v in value])
+    value = np.asarray(value)
+    return TensorType(graph.DTYPES[np.dtype(value.dtype).name], list(value.shape))
 
 
 def _stack(values: list[np.ndarray], t: TensorType) -> np.ndarray:

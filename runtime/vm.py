@@ -23,7 +23,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from lathe.dialects import graph
 from lathe.dialects.functions import recursive_function, set_param_names
 from lathe.errors import LatheError
-from lathe.runtime.interpreter import Interpreter
+from lathe.runtime.interpreter import Interpreter, dyn_static_op
 
 
 @dataclass(eq=False)
@@ -152,6 +152,7 @@ class VirtualMachine(Interpreter):
         super().__init__(module)
         self.compile_region = compile_region
         self.plans: dict[Block, list[Operation | PrimitiveRegion]] = {}
+        self.dyn_compiled: dict[graph.DynOp, dict[tuple, object]] = {}
         self.compiles = 0
 
     def run_block(self, block, env):
@@ -167,6 +168,22 @@ class VirtualMachine(Interpreter):
             else:
                 self.step(step, env)
         raise LatheError("a block has no return")
+
+    def run_dyn(self, op: graph.DynOp, args: list):
+        """A `graph.dyn` as native code: the static op its values make, compiled per shapes and
+        values (what a kernel specialised on the value is) and cached."""
+        k = op.data_count
+        data = [np.asarray(a) for a in args[:k]]
+        values = [np.asarray(v) for v in args[k:]]
+        key = (tuple((x.dtype.str, x.shape) for x in data), tuple(tuple(v.reshape(-1).tolist()) for v in values))
+        cache = self.dyn_compiled.setdefault(op, {})
+        compiled = cache.get(key)
+        if compiled is None:
+            static = dyn_static_op(op, data, values)
+            region = PrimitiveRegion([static], list(static.operands), [static.results[0]])
+            compiled = cache[key] = self.compile_region(specialise(region, data))
+            self.compiles += 1
+        return compiled.run(*data)  # type: ignore[attr-defined]
 
     def run_region(self, region: PrimitiveRegion, env) -> None:
         values = [env[v] for v in region.inputs]

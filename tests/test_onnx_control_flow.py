@@ -244,14 +244,100 @@ def graph_out(module) -> str:
     return graph.type_str(module.ops.first.function_type.outputs.data[0])
 
 
-def test_the_size_of_an_open_dimension_at_import_time_is_a_clean_error():
+def test_shape_of_an_open_dimension_is_computed_at_run_time():
+    """PyTorch's Shape -> Gather -> Concat -> Reshape with a ? batch: graph.shape_of, the index
+    arithmetic as compiled kernels, and a graph.dyn reshape to the shape they give."""
     m = model(
-        [helper.make_node("Size", ["x"], ["y"])],
-        [info("x", TP.FLOAT, ["N", 3])],
-        [info("y", TP.INT64, [])],
+        [
+            helper.make_node("Shape", ["x"], ["s"]),
+            helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+            helper.make_node("Unsqueeze", ["b", "zeros"], ["b1"]),
+            helper.make_node("Concat", ["b1", "minus_one"], ["target"], axis=0),
+            helper.make_node("Reshape", ["x", "target"], ["y"]),
+            helper.make_node("Size", ["x"], ["n"]),
+            helper.make_node("Shape", ["x"], ["tail"], start=1),
+        ],
+        [info("x", TP.FLOAT, ["N", 3, 4])],
+        [info("y", TP.FLOAT, None), info("n", TP.INT64, None), info("tail", TP.INT64, None)],
+        [
+            onnx.numpy_helper.from_array(np.array(0, np.int64), "zero"),
+            onnx.numpy_helper.from_array(np.array([0], np.int64), "zeros"),
+            onnx.numpy_helper.from_array(np.array([-1], np.int64), "minus_one"),
+        ],
+        opset=15,
     )
-    with pytest.raises(LatheError, match=r"Size of a value with a dimension known only at run time, \(\?, 3\)"):
-        from_onnx(m)
+    ops = ops_of(m)
+    assert "graph.shape_of" in ops and "graph.dyn" in ops
+    rng = np.random.default_rng(4)
+    compiled = None
+    for n in (2, 5):
+        compiled = check(m, {"x": rng.standard_normal((n, 3, 4)).astype(np.float32)}, compiled)
+
+
+def _dynamic(op, inputs, outputs, **attrs):
+    return model(
+        [helper.make_node(op, list(inputs), outputs, **attrs)],
+        list(inputs.values()),
+        [info(o, TP.FLOAT, None) for o in outputs],
+        opset=18,
+    )
+
+
+X = info("x", TP.FLOAT, [2, 3, 4])
+RUN_TIME_VALUES = {
+    "Reshape": (_dynamic("Reshape", {"x": X, "s": info("s", TP.INT64, [2])}, ["y"]), "s", [[4, -1], [0, 12]]),
+    "Tile": (_dynamic("Tile", {"x": X, "r": info("r", TP.INT64, [3])}, ["y"]), "r", [[1, 2, 3], [2, 1, 1]]),
+    "ReduceSum": (_dynamic("ReduceSum", {"x": X, "a": info("a", TP.INT64, [1])}, ["y"], keepdims=0), "a", [[1], [-1]]),
+    "ReduceMax": (_dynamic("ReduceMax", {"x": X, "a": info("a", TP.INT64, [2])}, ["y"]), "a", [[0, 2], [1, 2]]),
+    "ReduceL2": (_dynamic("ReduceL2", {"x": X, "a": info("a", TP.INT64, ["k"])}, ["y"]), "a", [[], [0], [0, 2]]),
+    "Split": (_dynamic("Split", {"x": X, "s": info("s", TP.INT64, [2])}, ["y1", "y2"], axis=2), "s", [[1, 3], [2, 2]]),
+    "Squeeze": (
+        _dynamic("Squeeze", {"x": info("x", TP.FLOAT, [2, 1, 4]), "a": info("a", TP.INT64, [1])}, ["y"]),
+        "a",
+        [[1], [-2]],
+    ),
+    "Expand": (
+        _dynamic("Expand", {"x": info("x", TP.FLOAT, [3, 1]), "s": info("s", TP.INT64, [3])}, ["y"]),
+        "s",
+        [[2, 1, 5], [1, 3, 1]],
+    ),
+}
+
+
+@pytest.mark.parametrize("op", sorted(RUN_TIME_VALUES))
+def test_attribute_like_inputs_known_only_at_run_time_stay_dynamic(op):
+    """(Issue 14: these were refused, needing the value at import time.) Each value gives a
+    static op compiled for it and cached."""
+    m, name, values = RUN_TIME_VALUES[op]
+    assert "graph.dyn" in ops_of(m)
+    shape = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    compiled = None
+    for v in values:
+        compiled = check(m, {"x": x, name: np.array(v, np.int64)}, compiled)
+    before = compiled.compiles
+    compiled.run(x=x, **{name: np.array(values[0], np.int64)})
+    assert compiled.compiles == before  # a value seen before runs what was compiled for it
+
+
+def test_constant_of_a_run_time_shape():
+    m = model(
+        [helper.make_node("ConstantOfShape", ["s"], ["y"], value=helper.make_tensor("v", TP.FLOAT, [1], [1.5]))],
+        [info("s", TP.INT64, [2])],
+        [info("y", TP.FLOAT, None)],
+    )
+    compiled = None
+    for s in ([2, 3], [4, 1]):
+        compiled = check(m, {"s": np.array(s, np.int64)}, compiled)
+
+
+def test_a_run_time_value_the_op_cannot_take_is_a_lathe_error_naming_it():
+    m = RUN_TIME_VALUES["Reshape"][0]
+    module, _ = from_onnx(m)
+    x = np.zeros((2, 3, 4), np.float32)
+    for run in (lathe.compile(module).run, lambda **f: lathe.interpret(module, **f)):
+        with pytest.raises(LatheError, match=r"dyn reshape.*\(2, 3, 4\) with newshape=\[5, -1\]"):
+            run(x=x, s=np.array([5, -1], np.int64))
 
 
 def test_a_loop_carried_value_of_another_rank_is_refused_naming_it():

@@ -15,12 +15,27 @@ loops as recursion); it comes from ONNX `Loop` and prints in MLIR.
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import DYNAMIC_INDEX, FunctionType, TensorType, TupleType, i1
+from collections.abc import Callable
+
+import numpy as np
+from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
+    ArrayAttr,
+    DictionaryAttr,
+    FunctionType,
+    IntegerType,
+    StringAttr,
+    TensorType,
+    TupleType,
+    i1,
+    i64,
+)
 from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     irdl_op_definition,
     operand_def,
+    prop_def,
     region_def,
     result_def,
     traits_def,
@@ -30,7 +45,7 @@ from xdsl.irdl import (
 from xdsl.traits import IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
-from lathe.dialects.graph.core import ShapeError, tuple_type, type_str
+from lathe.dialects.graph.core import GraphOp, ShapeError, tuple_type, type_str
 
 
 class ControlOp(IRDLOperation):
@@ -235,4 +250,148 @@ def _check_args(ft: FunctionType, got: list[Attribute]) -> None:
         )
 
 
-CONTROL_OPS: list[type[ControlOp]] = [YieldOp, IfOp, WhileOp, FnOp, CallValueOp]
+@irdl_op_definition
+class ShapeOfOp(ControlOp):
+    """The shape of a tensor as an int64 vector, Relay's `shape_of`: computed from the value a
+    tensor has at run time, so it is what makes a `?` dimension a value other ops can read."""
+
+    name = "graph.shape_of"
+    data = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    @classmethod
+    def build(cls, data: SSAValue) -> ShapeOfOp:
+        rank = len(_tensor(data.type, "shape_of").get_shape())
+        return cls.create(operands=[data], result_types=[TensorType(i64, [rank])])
+
+    def verify_(self) -> None:
+        rank = len(_tensor(self.data.type, "shape_of").get_shape())
+        if self.result.type != TensorType(i64, [rank]):
+            raise ShapeError(f"shape_of: the result must be Tensor[({rank}), int64], got {type_str(self.result.type)}")
+
+
+def _tensor(t: Attribute, what: str) -> TensorType:
+    if not isinstance(t, TensorType):
+        raise ShapeError(f"{what}: expects a tensor, got {type_str(t)}")
+    return t
+
+
+def _broadcast_with(v: np.ndarray, data: list[Attribute]) -> list[int]:
+    first = _tensor(data[0], "dyn")
+    try:
+        return list(np.broadcast_shapes(tuple(first.get_shape()), tuple(int(x) for x in v.reshape(-1))))
+    except ValueError:
+        raise ShapeError(f"{type_str(first)} cannot be broadcast with the shape {v.tolist()}") from None
+
+
+VALUE_FORMS: dict[str, Callable[[np.ndarray, list[Attribute]], object]] = {
+    "list": lambda v, _: [int(x) for x in v.reshape(-1)],
+    "scalar": lambda v, _: int(v.reshape(-1)[0]),
+    "list_or_all": lambda v, _: [int(x) for x in v.reshape(-1)] or None,  # empty: every axis
+    "offsets": lambda v, _: [int(x) for x in np.cumsum(v.reshape(-1))[:-1]],  # split sizes as cut points
+    "broadcast": _broadcast_with,  # the broadcast of the first operand's shape and the value (ONNX Expand)
+}
+"""How an attribute is read from the value of a `graph.dyn` operand (and the data operands' types)."""
+
+
+def graph_op_named(relay_name: str) -> type[GraphOp] | None:
+    """The graph op class with this Relay name, found among GraphOp's subclasses (the family
+    modules' table, GRAPH_OPS, is assembled by the package, which imports this module)."""
+    todo = [GraphOp]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if isinstance(getattr(cls, "name", None), str) and cls.relay_name() == relay_name:
+            return cls
+    return None
+
+
+@irdl_op_definition
+class DynOp(ControlOp):
+    """A graph op with attributes given as tensors known only at run time, TVM's `dyn.*` ops
+    (a reshape to a computed shape, a reduction over run-time axes, a split by run-time sizes):
+    `op` is the graph op's Relay name, `attrs` its attributes known here, and the operands are
+    its own, then one int tensor per name in `bind`, read in its `forms` entry's way
+    (VALUE_FORMS). The result type is declared (its dimensions `?` where the values decide
+    them) and checked when the op runs: the interpreter and the VM build the static op from
+    the values (`static_props`), and the VM compiles it per shapes and values, cached."""
+
+    name = "graph.dyn"
+    args = var_operand_def()
+    result = result_def()
+    op = prop_def(StringAttr)
+    attrs = prop_def(DictionaryAttr)
+    bind = prop_def(ArrayAttr[StringAttr])
+    forms = prop_def(ArrayAttr[StringAttr])
+
+    @classmethod
+    def build(
+        cls, op: str, data: list[SSAValue], values: list[tuple[str, str, SSAValue]], attrs: dict, result: Attribute
+    ) -> DynOp:
+        """`values`: (attribute, form, tensor) for each attribute given at run time."""
+        target = graph_op_named(op)
+        if target is None:
+            raise ShapeError(f"dyn: unknown operator '{op}'")
+        props = {k: target.coerce(k, v) for k, v in attrs.items() if v is not None}
+        new = cls.create(
+            operands=[*data, *(v for _, _, v in values)],
+            result_types=[result],
+            properties={
+                "op": StringAttr(op),
+                "attrs": DictionaryAttr(props),
+                "bind": ArrayAttr([StringAttr(a) for a, _, _ in values]),
+                "forms": ArrayAttr([StringAttr(f) for _, f, _ in values]),
+            },
+        )
+        new.verify_()
+        return new
+
+    @property
+    def target(self) -> type[GraphOp]:
+        found = graph_op_named(self.op.data)
+        assert found is not None, "verified"
+        return found
+
+    @property
+    def data_count(self) -> int:
+        return len(self.args) - len(self.bind)
+
+    def verify_(self) -> None:
+        if graph_op_named(self.op.data) is None:
+            raise ShapeError(f"dyn: unknown operator '{self.op.data}'")
+        known = self.target.get_irdl_definition().properties
+        if len(self.bind) != len(self.forms) or len(self.bind) > len(self.args):
+            raise ShapeError("dyn: bind and forms name one attribute per value operand")
+        for name, form, v in zip(self.bind, self.forms, self.args[self.data_count :]):
+            if name.data not in known:
+                raise ShapeError(f"dyn: {self.op.data} has no attribute '{name.data}'")
+            if form.data not in VALUE_FORMS:
+                raise ShapeError(f"dyn: unknown value form '{form.data}' (known: {', '.join(VALUE_FORMS)})")
+            t = _tensor(v.type, f"dyn {self.op.data}")
+            if not isinstance(t.element_type, IntegerType) or t.element_type == i1 or len(t.get_shape()) > 1:
+                raise ShapeError(f"dyn: attribute '{name.data}' is given by {type_str(t)}, not an int vector")
+
+    def static_props(self, data_types: list[Attribute], values: list[np.ndarray]) -> dict[str, Attribute]:
+        """The static op's properties, with the run-time values of the bound attributes."""
+        props = dict(self.attrs.data)
+        for name, form, v in zip(self.bind, self.forms, values):
+            value = VALUE_FORMS[form.data](np.asarray(v), data_types)
+            if value is None:
+                props.pop(name.data, None)
+            else:
+                props[name.data] = self.target.coerce(name.data, value)
+        return props
+
+    def static_op(self, data_types: list[Attribute], values: list[np.ndarray]) -> IRDLOperation:
+        """The static op over operands of `data_types` (block arguments of a detached block),
+        its type checked against this op's: a mismatch is the op's and the shapes' ShapeError."""
+        block = Block(arg_types=data_types)
+        op = self.target.create_inferred(list(block.args), self.static_props(data_types, values))
+        if not refines(op.results[0].type, self.result.type):
+            raise ShapeError(
+                f"dyn {self.op.data}: gives {type_str(op.results[0].type)}, declared {type_str(self.result.type)}"
+            )
+        return op
+
+
+CONTROL_OPS: list[type[ControlOp]] = [YieldOp, IfOp, WhileOp, FnOp, CallValueOp, ShapeOfOp, DynOp]

@@ -201,14 +201,6 @@ class Node:
         """Input i's dimensions, DYNAMIC_INDEX for a `?`."""
         return self.imp.shape_of(self.inputs[i])
 
-    def static_shape(self, i: int, what: str) -> list[int]:
-        """Input i's dimensions where `what` needs them all known at import time."""
-        dims = self.shape(i)
-        if DYNAMIC_INDEX in dims:
-            shown = ", ".join("?" if d == DYNAMIC_INDEX else str(d) for d in dims)
-            raise self.unsupported(f"{what} of a value with a dimension known only at run time, ({shown}),")
-        return dims
-
     def subgraph(
         self, name: str, args: Sequence[tuple[str, Attribute]] = (), inline: bool = False
     ) -> tuple[Block, list[SSAValue]]:
@@ -219,6 +211,23 @@ class Node:
         if g is None:
             raise LatheError(f"{self.where}: attribute '{name}' (a graph) is required")
         return self.imp.subgraph(g.g, args, inline)
+
+    def dyn(self, op: str, data: list[SSAValue], values: list[tuple[str, str, int]], result, **attrs) -> SSAValue:
+        """A graph op whose attributes `values` ((attribute, form, input index) each) are inputs
+        known only at run time: a `graph.dyn` of declared type `result` (dimensions the values
+        decide are `?`), built per value by the VM (docs/vm.md)."""
+        given = [(a, form, self.x(i)) for a, form, i in values]
+        new = graph.DynOp.build(op, data, given, {k: plain(v) for k, v in attrs.items()}, result)
+        new.location = self.location
+        self.imp.add(new)
+        return new.result
+
+    def length(self, i: int, what: str) -> int:
+        """How many values input i (a run-time vector of axes, sizes, ...) has, from its type."""
+        shape = self.shape(i)
+        if len(shape) > 1 or DYNAMIC_INDEX in shape:
+            raise LatheError(f"{self.where}: the {what} must be a vector of known length, got {shape}")
+        return shape[0] if shape else 1
 
     @property
     def has_subgraphs(self) -> bool:

@@ -25,21 +25,36 @@ def _shape_op(n: Node):
     s = n.shape(0)
     start, end = n.attr("start", 0), n.attr("end", None)
     dims = s[start:end] if end is not None else s[start:]
-    if DYNAMIC_INDEX in dims:  # only the dimensions asked for need be static
-        n.static_shape(0, "Shape")
+    if DYNAMIC_INDEX in dims:  # known only at run time: graph.shape_of, the part asked for
+        lo, hi, _ = slice(start, end).indices(len(s))
+        whole = _shape_of(n)
+        return whole if (lo, hi) == (0, len(s)) else n.emit("strided_slice", whole, begin=[lo], end=[max(lo, hi)])
     return np.asarray(dims, dtype=np.int64)
+
+
+def _shape_of(n: Node):
+    op = graph.ShapeOfOp.build(n.x(0))
+    op.location = n.location
+    n.imp.add(op)
+    return op.result
 
 
 @converts("Size")
 def _size(n: Node):
-    return np.asarray(math.prod(n.static_shape(0, "Size")), dtype=np.int64)
+    if DYNAMIC_INDEX in n.shape(0):
+        return n.emit("prod", _shape_of(n))
+    return np.asarray(math.prod(n.shape(0)), dtype=np.int64)
 
 
 @converts("ConstantOfShape", makes=graph.FullOp)
 def _constant_of_shape(n: Node):
-    shape = n.ints(0, "shape")
     value = n.attr("value", np.zeros(1, dtype=np.float32))
     value = np.asarray(value).reshape(-1)
+    if not n.known(0):
+        dt = dtype_of_array(value, f"{n.where}: value")
+        out = graph.tensor([DYNAMIC_INDEX] * n.length(0, "shape"), graph.DTYPES[dt])
+        return n.dyn("full", [n.scalar(value[0], dt)], [("shape", "list", 0)], out, dtype=dt)
+    shape = n.ints(0, "shape")
     if math.prod(shape) <= FOLD_LIMIT:
         return np.full(shape, value[0], dtype=value.dtype)
     dt = dtype_of_array(value, f"{n.where}: value")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from xdsl.dialects.builtin import DYNAMIC_INDEX
 from xdsl.ir import SSAValue
 
 from lathe.dialects import graph
@@ -11,8 +12,25 @@ from lathe.frontends.onnx.importer import Node, value_shape
 from lathe.frontends.onnx.registry import converts
 
 
-def _reduce_axes(n: Node, axes_input_since: int) -> list[int] | None:
+class RunTimeAxes:
+    """Axes given by an input known only at run time (how many, from its type): the reduction
+    is a graph.dyn whose `axis` is read from it (empty: every axis)."""
+
+    def __init__(self, n: Node) -> None:
+        if n.attr("noop_with_empty_axes", 0):  # empty would mean no reduction, which no axis says
+            raise n.needs_constant(1, "axes")
+        self.node = n
+
+    @property
+    def count(self) -> int:
+        """How many axes (needed for the result's rank when the axes are not kept)."""
+        return self.node.length(1, "axes")
+
+
+def _reduce_axes(n: Node, axes_input_since: int) -> list[int] | None | RunTimeAxes:
     """The axes to reduce (None: all), or [] for identity (empty axes with noop_with_empty_axes)."""
+    if n.opset >= axes_input_since and n.has(1) and not n.known(1):
+        return RunTimeAxes(n)
     if n.opset >= axes_input_since:
         axes = n.ints(1, "axes") if n.has(1) else []
     else:
@@ -33,15 +51,24 @@ def _reduce(build: Callable[[Node, SSAValue, list[int] | None, bool], SSAValue],
     return convert
 
 
+def _reduction(n: Node, op: str, x: SSAValue, axes, keepdims: bool) -> SSAValue:
+    if not isinstance(axes, RunTimeAxes):
+        return n.emit(op, x, axis=axes, keepdims=keepdims)
+    rank = len(value_shape(x))
+    out_rank = rank if keepdims else (rank - axes.count if axes.count else 0)
+    out = graph.tensor([DYNAMIC_INDEX] * out_rank, x.type.element_type)  # type: ignore[attr-defined]
+    return n.dyn(op, [x], [("axis", "list_or_all", 1)], out, keepdims=keepdims)
+
+
 def _simple_reduce(op: type[graph.GraphOp]):
     def build(n, x, axes, keepdims):
-        return n.emit(op, x, axis=axes, keepdims=keepdims)
+        return _reduction(n, op.relay_name(), x, axes, keepdims)
 
     return build
 
 
 def _sum_of(n: Node, x: SSAValue, axes, keepdims) -> SSAValue:
-    return n.emit("sum", x, axis=axes, keepdims=keepdims)
+    return _reduction(n, "sum", x, axes, keepdims)
 
 
 def _reduce_l1(n, x, axes, keepdims):
@@ -62,6 +89,8 @@ def _reduce_log_sum(n, x, axes, keepdims):
 
 def _reduce_log_sum_exp(n, x, axes, keepdims):
     """max + log(sum(exp(x − max))), which does not overflow."""
+    if isinstance(axes, RunTimeAxes):
+        raise n.needs_constant(1, "axes")
     m = n.emit("max", x, axis=axes, keepdims=True)
     s = n.emit("log", n.emit("sum", n.emit("exp", n.emit("subtract", x, m)), axis=axes, keepdims=True))
     y = n.emit("add", s, m)

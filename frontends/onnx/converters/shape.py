@@ -40,7 +40,20 @@ def _reshape(n: Node, target: list[int]):
 @converts("Reshape", since=5, makes=graph.ReshapeOp)
 def _reshape_v5(n: Node):
     """The shape became an input: 0 copies the input's dimension (unless allowzero, opset 14), −1 is inferred."""
+    if not n.known(1) and not n.attr("allowzero", 0):  # a run-time shape: Relay's newshape rule is ONNX's
+        x = n.x(0)
+        rank = n.length(1, "shape")
+        return n.dyn("reshape", [x], [("newshape", "list", 1)], graph.tensor([DYNAMIC_INDEX] * rank, _dt(x)))
     return _reshape(n, _reshape_target(n, n.shape(0), n.ints(1, "shape"), bool(n.attr("allowzero", 0))))
+
+
+def _dt(x):
+    return x.type.element_type
+
+
+def _all_dynamic(x, rank: int | None = None):
+    """The type of a result of `x`'s dtype whose dimensions run-time values decide."""
+    return graph.tensor([DYNAMIC_INDEX] * (len(value_shape(x)) if rank is None else rank), _dt(x))
 
 
 @converts("Flatten", makes=graph.ReshapeOp)
@@ -86,6 +99,10 @@ def _squeeze_v1(n: Node):
 
 @converts("Squeeze", since=13, makes=graph.ReshapeOp)
 def _squeeze_v13(n: Node):
+    if n.has(1) and not n.known(1):
+        x = n.x(0)
+        rank = len(value_shape(x)) - n.length(1, "axes")
+        return n.dyn("squeeze", [x], [("axis", "list", 1)], _all_dynamic(x, rank))
     return _squeeze(n, n.ints(1, "axes") if n.has(1) else None)
 
 
@@ -141,12 +158,30 @@ def _split_v2(n: Node):
 
 @converts("Split", since=13, makes=graph.SplitOp)
 def _split_v13(n: Node):
+    if n.has(1) and not n.known(1):
+        return _split_at_run_time(n)
     return _split(n, n.ints(1, "split") if n.has(1) else None)
 
 
 @converts("Split", since=18, makes=graph.SplitOp)
 def _split_v18(n: Node):
+    if n.has(1) and not n.known(1):
+        return _split_at_run_time(n)
     return _split(n, n.ints(1, "split") if n.has(1) else None, n.attr("num_outputs"))
+
+
+def _split_at_run_time(n: Node):
+    """Sizes known only at run time: the split's cut points are their running sums."""
+    x = n.x(0)
+    count = len(n.outputs)
+    if n.length(1, "split") != count:
+        raise LatheError(f"{n.where}: {n.length(1, 'split')} split sizes for {count} outputs")
+    axis = graph.normalize_axis("Split", n.attr("axis", 0), len(value_shape(x)))
+    part = list(value_shape(x))
+    part[axis] = DYNAMIC_INDEX
+    parts = graph.tuple_type([graph.tensor(part, _dt(x))] * count)
+    tup = n.dyn("split", [x], [("indices_or_sections", "offsets", 1)], parts, axis=axis)
+    return [n.emit("tuple_get_item", tup, index=k) for k in range(count)]
 
 
 def _slice(n: Node, starts, ends, axes, steps):
@@ -190,6 +225,9 @@ def _slice_v10(n: Node):
 
 @converts("Tile", makes=graph.TileOp)
 def _tile(n: Node):
+    if not n.known(1):
+        x = n.x(0)
+        return n.dyn("tile", [x], [("reps", "list", 1)], _all_dynamic(x))
     reps = n.ints(1, "repeats")
     x = n.x(0)
     return x if all(r == 1 for r in reps) else n.emit(graph.TileOp, x, reps=reps)
@@ -199,6 +237,9 @@ def _tile(n: Node):
 def _expand(n: Node):
     """ONNX broadcasts both ways: the result has the broadcast of the input shape and `shape`."""
     x = n.x(0)
+    if not n.known(1):  # the broadcast of x's shape and the value, computed when it is known
+        rank = max(len(value_shape(x)), n.length(1, "shape"))
+        return n.dyn("broadcast_to", [x], [("shape", "broadcast", 1)], _all_dynamic(x, rank))
     shape = n.ints(1, "shape")
     try:
         out = list(np.broadcast_shapes(tuple(value_shape(x)), tuple(shape)))
