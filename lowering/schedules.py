@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import func
+from xdsl.dialects import arith, func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
@@ -94,6 +94,28 @@ def schedule_injective(s: Schedule, lanes: int, vector_width: int | None = None,
         s.parallel(outer)
 
 
+def schedule_rows(s: Schedule, lanes: int) -> None:
+    """A padded copy: vectors along the last axis only, the other axes fused and parallel, so
+    the bounds check of a row is one test per vector (fused with the last axis, every lane
+    divides the flat index to find its row and the copy gathers). Where no vector divides the
+    last axis (3 channels), the fused schedule."""
+    c = s.stage
+    ext = c.spatial_extents
+    f = next((f for f in (lanes, 16, 8, 4) if ext and ext[-1] % f == 0), None)
+    if f is None or len(ext) < 2:
+        schedule_injective(s, lanes)
+        return
+    axes = s.axes[: len(ext)]
+    outer, inner = s.split(axes[-1], factor=f)
+    s.vectorize(inner)
+    fused = s.fuse(*axes[:-1], outer)
+    total = 1
+    for e in ext:
+        total *= e
+    if _parallel_wanted(total, "auto"):
+        s.parallel(fused)
+
+
 REDUCTION_TILE_J = 4  # output columns accumulated together
 
 
@@ -127,20 +149,41 @@ def schedule_reduction(s: Schedule, tile_j: int = REDUCTION_TILE_J, parallel: Kn
 TRANSPOSE_TILE = 16  # the tile of a transposing stage along the axis its input is contiguous in
 
 
+def _unclamped(v):
+    """v without the clamps (max/min with constants) a padded read puts around its index."""
+    while isinstance(v.owner, arith.MaxSIOp | arith.MinSIOp) and any(
+        isinstance(o.owner, arith.ConstantOp) for o in v.owner.operands
+    ):
+        v = next(o for o in v.owner.operands if not isinstance(o.owner, arith.ConstantOp))
+    return v
+
+
+def _reads(stage: te.ComputeOp, index_of: dict):
+    """The index lists of every read in `stage` and in the injective producers it reads (which
+    a per-stage schedule inlines), each index as the reading stage's block argument it is,
+    else None."""
+    for op in stage.body.block.ops:
+        if isinstance(op, te.ReadOp):
+            mapped = [index_of.get(_unclamped(v)) for v in op.indices]
+            yield mapped
+            producer = op.tensor.owner
+            if isinstance(producer, te.ComputeOp) and not producer.reduce_extent_list:
+                yield from _reads(producer, {a: m for a, m in zip(producer.body.block.args, mapped) if m is not None})
+
+
 def transposed_axis(stage: te.ComputeOp) -> int | None:
     """The output axis a transposing read walks its source along (the source's last index is
     that axis, not the output's last one): a layout change, where fusing every axis and
-    vectorizing the flat index gathers with a division per lane. None for other stages."""
+    vectorizing the flat index gathers with a division per lane. Reads of injective producers
+    count (a transpose fused with a pad or a slice). None for other stages."""
     args = list(stage.body.block.args)
     nsp = len(stage.spatial_extents)
     if nsp < 2:
         return None
     last = args[nsp - 1]
-    for op in stage.body.block.ops:
-        if isinstance(op, te.ReadOp) and op.indices:
-            idx = list(op.indices)
-            if idx[-1] in args[: nsp - 1] and last in idx[:-1]:
-                return args.index(idx[-1])
+    for idx in _reads(stage, {a: a for a in args}):
+        if idx and idx[-1] in args[: nsp - 1] and last in idx[:-1]:
+            return args.index(idx[-1])
     return None
 
 
@@ -451,7 +494,7 @@ def schedule_kernel(f: func.FuncOp, lanes: int, config: Config | None = None) ->
                 Schedule(c).compute_inline()
         plan.template.schedule(plan.anchor, plan.out, lanes, knobs)
         for c in roots:
-            schedule_injective(Schedule(c), lanes)
+            schedule_rows(Schedule(c), lanes)
         return
     for c in computes:
         if c.result not in outputs and not c.reduce_extent_list:

@@ -163,19 +163,24 @@ class ConvToNHWC(RewritePattern):
             return
         o, i = shape_of(op.weight.type)[:2]
         depthwise = a["groups"] == o and i == 1
-        padded = padded_width(o, self.lanes) if a["groups"] == 1 else None
+        padded = padded_width(o, self.lanes) if a["groups"] == 1 or depthwise else None
         if (a["groups"] != 1 and not depthwise) or (pack_width(o, self.lanes) is None and padded is None):
             return  # other grouped convs keep NCHW
         xt = make_op("transpose", [op.data], axes=TO_NHWC)
         wt = make_op("transpose", [op.weight], axes=[2, 3, 1, 0])
         ops = [xt, wt]
-        if padded is not None:
-            ops.append(_pad_axis(wt.results[0], 3, padded - o))
+        data = xt.results[0]
         props = {k: v for k, v in op.attrs().items() if k in op.properties}
         props.update(data_layout="NHWC", kernel_layout="HWIO")
-        if padded is not None and props.get("channels"):
-            props["channels"] = padded
-        conv = make_op("nn.conv2d", [xt.results[0], ops[-1].results[0]], **props)
+        if padded is not None:
+            ops.append(_pad_axis(wt.results[0], 3, padded - o))
+            if depthwise:  # a channel per group: the data's channels are padded too (zeros)
+                ops.insert(1, _pad_axis(data, 3, padded - o))
+                data = ops[1].results[0]
+                props["groups"] = padded
+            if props.get("channels"):
+                props["channels"] = padded
+        conv = make_op("nn.conv2d", [data, ops[-1].results[0]], **props)
         ops.append(conv)
         if padded is not None:
             ops.append(_cut(conv.results[0], o))
@@ -191,8 +196,13 @@ class AbsorbPadCut(RewritePattern):
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if isinstance(op, graph.Conv2dOp):
             a = op.attrs()
+            if a["data_layout"] != "NHWC" or a["kernel_layout"] != "HWIO":
+                return
+            if a["groups"] != 1:
+                self.depthwise(op, rewriter)
+                return
             cut = _pad_cut(op.data)
-            if cut is None or a["data_layout"] != "NHWC" or a["kernel_layout"] != "HWIO" or a["groups"] != 1:
+            if cut is None:
                 return
             axis = 2
         elif isinstance(op, graph.DensePackOp):
@@ -207,6 +217,46 @@ class AbsorbPadCut(RewritePattern):
         props = {k: v for k, v in op.attrs().items() if k in op.properties}
         new = make_op(op.relay_name(), [y, pad.results[0]], **props)
         rewriter.replace(op, carry_location(op, [pad, new]))
+
+    @staticmethod
+    def depthwise(op: graph.Conv2dOp, rewriter: PatternRewriter) -> None:
+        """A depthwise conv keeps its channels apart, so it runs on all of y's channels (a
+        padded channel's output is finite, and cut): dw(cut(y)) → cut(dw'(y)) with zero
+        filters for the padded channels, and dw(pad(cut(y))) → dw(y) where the zero padding
+        only restores y's width (what ConvToNHWC makes of a padded depthwise)."""
+        kh, kw, i, o = shape_of(op.weight.type)
+        if i != 1 or op.attrs()["groups"] != o:
+            return
+        data = op.data
+        zero_pad = data.owner if isinstance(data.owner, graph.PadOp) else None
+        if zero_pad is not None:
+            pa = zero_pad.attrs()
+            widths = [list(p) for p in pa["pad_width"]]
+            cut = _pad_cut(zero_pad.data)
+            if (
+                cut is None
+                or pa["pad_mode"] != "constant"
+                or any(p != [0, 0] for p in widths[:-1])
+                or widths[-1][0] != 0
+                or shape_of(cut[0].type) != shape_of(data.type)
+            ):
+                return
+            props = {k: v for k, v in op.attrs().items() if k in op.properties}
+            new = make_op("nn.conv2d", [cut[0], op.weight], **props)
+            rewriter.replace(op, carry_location(op, [new]))
+            return
+        cut = _pad_cut(data)
+        if cut is None:
+            return
+        y, n = cut
+        wide = shape_of(y.type)[-1]
+        pad = _pad_axis(op.weight, 3, wide - n)
+        props = {k: v for k, v in op.attrs().items() if k in op.properties}
+        props["groups"] = wide
+        if props.get("channels"):
+            props["channels"] = wide
+        new = make_op("nn.conv2d", [y, pad.results[0]], **props)
+        rewriter.replace(op, carry_location(op, [pad, new, _cut(new.results[0], n)]))
 
 
 _FINITE_UNARY = (  # finite at every finite input: the padded channels stay finite

@@ -67,3 +67,19 @@ def test_transpose_tile_is_a_knob(rng):
         ).apply(make_context(), m)
         got = lathe.compile(m, num_threads=2).run(x=x)
         assert max_rel_err(got, np.transpose(x, (0, 2, 3, 1))) == 0
+
+
+def test_a_transpose_fused_with_a_channel_pad_is_tiled(rng):
+    """What alter-op-layout makes of a depthwise conv's input with 72 channels: the pad's read
+    of the inlined transpose (clamped indices) still counts as transposing."""
+    src = """
+    def @main(%x: Tensor[(1, 72, 6, 32), float32]) {
+      nn.pad(transpose(%x, axes=[0, 2, 3, 1]), 0f, pad_width=[[0, 0], [0, 0], [0, 0], [0, 8]])
+    }"""
+    m = parse_relay(src)
+    build_pipeline("fuse-ops,lower-graph-to-te").apply(make_context(), m)
+    pad = next(op for op in m.walk() if isinstance(op, te.ComputeOp) and op.stage.data == "T_pad")
+    assert transposed_axis(pad) == 2
+    x = rng.standard_normal((1, 72, 6, 32)).astype(np.float32)
+    got = lathe.compile(parse_relay(src), num_threads=2).run(x=x)
+    assert np.array_equal(got, np.pad(np.transpose(x, (0, 2, 3, 1)), [(0, 0), (0, 0), (0, 0), (0, 8)]))

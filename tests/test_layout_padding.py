@@ -115,3 +115,46 @@ def test_a_cut_is_not_lifted_through_ops_that_could_make_its_padding_infinite(rn
     finite = np.isfinite(ref)
     assert np.array_equal(finite, np.isfinite(got))
     assert max_rel_err(got[finite], ref[finite]) < 2e-5
+
+
+BLOCK = """
+def @main(%x: Tensor[(1, 16, 9, 10), float32], %w1: Tensor[(120, 16, 1, 1), float32],
+          %wd: Tensor[(120, 1, 3, 3), float32], %w2: Tensor[(40, 120, 1, 1), float32]) {
+  %0 = clip(nn.conv2d(%x, %w1), a_min=0f, a_max=6f);
+  %1 = clip(nn.conv2d(%0, %wd, padding=[1, 1, 1, 1], groups=120), a_min=0f, a_max=6f);
+  nn.conv2d(%1, %w2)
+}
+"""
+
+
+def _block_params(rng):
+    return {
+        "w1": (rng.standard_normal((120, 16, 1, 1)) * 0.3).astype(np.float32),
+        "wd": (rng.standard_normal((120, 1, 3, 3)) * 0.3).astype(np.float32),
+        "w2": (rng.standard_normal((40, 120, 1, 1)) * 0.1).astype(np.float32),
+    }
+
+
+def test_inverted_residual_stays_padded_through_the_depthwise(rng):
+    """expand 16 -> 120 (padded to 128), depthwise over all 128 channels (no pad or cut
+    between the layers), project 120 -> 40 reading the padded tensor."""
+    params = _block_params(rng)
+    ops = _after_layout(BLOCK, params)
+    convs = [op for op in ops if isinstance(op, graph.Conv2dOp)]
+    assert [graph.shape_of(c.data.type)[-1] for c in convs] == [16, 128, 128]
+    assert convs[1].attrs()["groups"] == 128
+    assert not any(isinstance(op, graph.PadOp) for op in ops)
+    assert len([op for op in ops if isinstance(op, graph.StridedSliceOp)]) == 1
+    _check(BLOCK, params, {"x": rng.standard_normal((1, 16, 9, 10)).astype(np.float32)})
+
+
+@pytest.mark.parametrize("channels, stride", [(72, 2), (120, 1), (24, 1)])
+def test_a_lone_depthwise_of_any_width_runs_padded_in_nhwc(channels, stride, rng):
+    src = f"""
+    def @main(%x: Tensor[(1, {channels}, 11, 12), float32], %w: Tensor[({channels}, 1, 3, 3), float32]) {{
+      nn.conv2d(%x, %w, strides=[{stride}, {stride}], padding=[1, 1, 1, 1], groups={channels})
+    }}"""
+    params = {"w": rng.standard_normal((channels, 1, 3, 3)).astype(np.float32)}
+    (conv,) = [op for op in _after_layout(src, params) if isinstance(op, graph.Conv2dOp)]
+    assert conv.attrs()["data_layout"] == "NHWC" and graph.shape_of(conv.result.type)[-1] % 16 == 0
+    _check(src, params, {"x": rng.standard_normal((1, channels, 11, 12)).astype(np.float32)})
