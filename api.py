@@ -239,6 +239,19 @@ class CompiledModule:
         return self.executor.benchmark(repeat, warmup_seconds)
 
 
+def _specialized(module: ModuleOp) -> ModuleOp:
+    """`module`, or where it needs the VM a copy with what is known at compile time folded in
+    (passes/specialize.py): one whose control flow was only shape-dependent is then static."""
+    from lathe.passes.specialize import specialize
+    from lathe.runtime.vm import needs_vm
+
+    if not needs_vm(module):
+        return module
+    copy = module.clone()
+    specialize(copy)
+    return copy
+
+
 def _use_vm(module: ModuleOp, executor: str | None) -> bool:
     from lathe.runtime.vm import needs_vm
 
@@ -283,7 +296,9 @@ def compile(
     `llvm -mtriple=aarch64-linux-gnu`; `.emulated` says whether it does): for checking
     results, not for timing them; without it such a target is a LatheError.
     `executor`: "graph" (the static graph executor), "vm" (runtime/vm.py: control flow,
-    closures, `?` shapes), or None: the VM where the module needs it, else the graph executor."""
+    closures, `?` shapes), or None: the VM where the module needs it after folding what is known
+    at compile time (specialize-control-flow), else the graph executor."""
+    module = _specialized(module)
     if _use_vm(module, executor):
         return _vm_module(module, target, params, num_threads, entry, opt_level, pipeline)
     return CompiledModule(module, target, params, num_threads, entry, opt_level, pipeline, tuning_db, emulate)

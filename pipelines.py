@@ -110,6 +110,11 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return CleanupLoops
 
+    def specialize():
+        from lathe.passes.specialize import SpecializeControlFlow
+
+        return SpecializeControlFlow
+
     return {
         "inline-calls": inline,
         "simplify-inference": simplify,
@@ -130,7 +135,13 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "expand-te-stage-ops": expand_stage_ops,
         "lower-te-to-loop": to_loop,
         "cleanup-loops": cleanup,
+        "specialize-control-flow": specialize,
     }
+
+
+DYNAMIC_PASSES = frozenset({"specialize-control-flow"})
+"""Passes that take modules with control flow and `?` dimensions (the static-only check runs
+before the first pass of a pipeline that is not one of them)."""
 
 
 # Graph-level pipelines by opt level, as TVM's: each ends with every compute op in a kernel.
@@ -210,8 +221,9 @@ def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]
                 f"bad option for pass '{s.name}': {_one_line(e)}",
                 note="its options: " + (", ".join(opts) if opts else "none"),
             ) from None
-    if passes:
-        passes.insert(0, _static_only(specs[0].name))
+    first_static = next((k for k, s in enumerate(specs) if s.name not in DYNAMIC_PASSES), None)
+    if first_static is not None:
+        passes.insert(first_static, _static_only(specs[first_static].name))
     return PassPipeline(tuple(passes), callback)
 
 

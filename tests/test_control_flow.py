@@ -143,10 +143,10 @@ def test_bad_control_flow_is_a_located_error(src, message):
 
 def test_every_pass_refuses_control_flow_and_dynamic_shapes_by_name():
     from lathe.dialects import make_context
-    from lathe.pipelines import build_pipeline, lathe_passes
+    from lathe.pipelines import DYNAMIC_PASSES, build_pipeline, lathe_passes
 
     dynamic = "def @main(%x: Tensor[(?, 3), float32]) { nn.relu(%x) }"
-    for name in lathe_passes():
+    for name in set(lathe_passes()) - DYNAMIC_PASSES:  # (specialize-control-flow is for such modules)
         for src, op in ((LOOP, "graph.if"), (dynamic, "graph.nn.relu")):
             with pytest.raises(LatheError) as info:
                 build_pipeline(name).apply(make_context(), parse_relay(src))
@@ -235,3 +235,57 @@ def test_a_global_function_returning_a_function_value_is_refused_until_mlir_can_
     assert "returns a function value" in info.value.message and info.value.loc.line == 2
     roundtrip("def @main() { (fn () { 0 },) }")  # in a tuple it prints, as MLIR and as Relay
     assert "graph.fn" in str(parse_source(str(parse_relay("def @main() { (fn () { 0 },) }")), "t.mlir"))
+
+
+# -- specialisation (passes/specialize.py) -----------------------------------------------
+
+SHAPE_ONLY = """
+func.func @main(%x: tensor<2x3x4xf32>, %w: tensor<4x12xf32>) -> tensor<?x?xf32> {
+  %s = "graph.shape_of"(%x) : (tensor<2x3x4xf32>) -> tensor<3xi64>
+  %i = graph.constant {value = dense<[0]> : tensor<1xi64>} : tensor<1xi64>
+  %b = graph.take %s, %i {axis = 0 : i64} : (tensor<3xi64>, tensor<1xi64>) -> tensor<1xi64>
+  %m = graph.constant {value = dense<[-1]> : tensor<1xi64>} : tensor<1xi64>
+  %t = graph.tuple %b, %m : (tensor<1xi64>, tensor<1xi64>) -> tuple<tensor<1xi64>, tensor<1xi64>>
+  %target = graph.concatenate %t : (tuple<tensor<1xi64>, tensor<1xi64>>) -> tensor<2xi64>
+  %y = "graph.dyn"(%x, %target) <{op = "reshape", attrs = {}, bind = ["newshape"], forms = ["list"]}> : (tensor<2x3x4xf32>, tensor<2xi64>) -> tensor<?x?xf32>
+  %one = graph.constant {value = dense<1> : tensor<i64>} : tensor<i64>
+  %d = graph.take %s, %one {axis = 0 : i64} : (tensor<3xi64>, tensor<i64>) -> tensor<i64>
+  %three = graph.constant {value = dense<3> : tensor<i64>} : tensor<i64>
+  %c = graph.equal %d, %three : (tensor<i64>, tensor<i64>) -> tensor<i1>
+  %z = "graph.if"(%c) ({
+    %0 = graph.nn.relu %y : (tensor<?x?xf32>) -> tensor<?x?xf32>
+    "graph.yield"(%0) : (tensor<?x?xf32>) -> ()
+  }, {
+    "graph.yield"(%y) : (tensor<?x?xf32>) -> ()
+  }) : (tensor<i1>) -> tensor<?x?xf32>
+  func.return %z : tensor<?x?xf32>
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "text, path",
+    [
+        (SHAPE_ONLY, "t.mlir"),
+        (
+            """def @main(%x: Tensor[(2, 4), float32], %w: Tensor[(4, 4), float32]) {
+              let %f = fn (%t: Tensor[(2, 4), float32]) { nn.dense(%t, %w) + %x };
+              if (2 > 1) { %f(%x) } else { nn.relu(%x) }
+            }""",
+            "t.lathe",
+        ),
+    ],
+)
+def test_control_flow_that_depends_only_on_what_is_known_compiles_to_the_graph_executor(text, path):
+    """A condition, a callee and shapes known at compile time are folded by
+    specialize-control-flow, and the static module runs on the graph executor."""
+    module = parse_source(text, path)
+    rng = np.random.default_rng(7)
+    shapes = [tuple(a.type.get_shape()) for a in module.ops.first.body.block.args]
+    x, w = (rng.standard_normal(s).astype(np.float32) for s in shapes)
+    expected = lathe.interpret(module, x=x, w=w)
+    cm = lathe.compile(module)
+    assert isinstance(cm, lathe.CompiledModule) and not hasattr(cm, "vm")
+    got = cm.run(x, w)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
