@@ -361,3 +361,65 @@ def test_unknown_executor_is_an_error_before_tuning(dense, tmp_path, capsys):
     src.write_text(DENSE)
     assert main(["tune", str(src), "--trials", "1", "--db", str(tmp_path / "t.jsonl"), "--executor", "nope"]) == 1
     assert "unknown executor 'nope'" in capsys.readouterr().err
+
+
+SMALL_DENSE = "def @main(%x: Tensor[(32, 64), float32], %w: Tensor[(64, 64), float32]) { nn.dense(%x, %w) }"
+
+
+@pytest.fixture
+def small_dense_task(rng):
+    (task,) = extract_tasks(
+        parse_source(SMALL_DENSE, "d.lathe"), "llvm", {"w": rng.standard_normal((64, 64)).astype(np.float32)}
+    )
+    return task
+
+
+def test_features_describe_registers_gathers_and_bytes_per_flop(small_dense_task):
+    """The features that transfer across templates are quantities of the loop program: a
+    vector that crosses the packed weight's blocks is a gather, a one-row register tile loads
+    more bytes per flop, and a 16x64 accumulator tile is twice the register file."""
+    from lathe.tuner.features import VERSION, kernel_features
+    from lathe.tuner.measure import lower_candidate
+    from lathe.tuner.tasks import KERNEL_NAME
+
+    task = small_dense_task
+    pack = task.default.resolve(task.template, task.space)["tile_j"]
+
+    def features(config: str) -> dict[str, float]:
+        module = lower_candidate(task.module_text(), config, task.lanes)
+        return kernel_features(kernels_at_te(module)[KERNEL_NAME])
+
+    assert VERSION == 2
+    default = features(f"dense_pack:tile_i=8,tile_j={pack}")
+    assert default["vector_gather_share"] == 0 and default["vector_contiguous_share"] > 0.5
+    assert default["accumulator_in_registers"] == 1 and default["accumulator_register_file_share"] == 0.5
+    crossing = features(f"dense_pack:tile_i=8,tile_j={2 * pack}")
+    assert crossing["vector_gather_share"] > 0, crossing
+    one_row = features(f"dense_pack:tile_i=1,tile_j={pack}")
+    assert one_row["register_tile_bytes_per_flop"] > default["register_tile_bytes_per_flop"] + 1
+    big = features(f"dense_pack:tile_i=16,tile_j={2 * pack}")
+    assert big["accumulator_register_file_share"] == 2.0 and big["live_register_share"] > 1
+    # the innermost loop is the vector loop; the bytes touched grow outwards
+    assert default["loop0_annotation"] == 2  # vectorize
+    assert default["loop1_footprint_bytes"] >= default["loop0_footprint_bytes"]
+
+
+def test_records_of_an_older_feature_version_are_featurised_anew(small_dense_task, tmp_path):
+    """Features of another version are never mixed with this one's: a resumed task featurises
+    its records again, and shares them with the other tasks' models (transfer)."""
+    from lathe.tuner.features import VERSION
+    from lathe.tuner.tune import TaskTuner, transfer_pool
+
+    task = small_dense_task
+    db = tmp_path / "old.jsonl"
+    for k, tile_i in enumerate((1, 2, 4)):
+        config = str(full(task.template, task.space, Config.parse(f"dense_pack:tile_i={tile_i}")))
+        rec = records.Record(task.key, task.target, task.name, config, "ok", 1e-3 * (k + 1), 0.01, 2e6)
+        records.append(db, records.Record(**{**rec.__dict__, "features": [1.0, 2.0], "features_v": VERSION - 1}))
+    known, _ = records.load(db)
+    pool = transfer_pool(known, task.target)
+    assert pool == {}  # old features are not trained on
+    tuner = TaskTuner(task, db, known, "xgb", pool=pool)
+    feats, seconds = pool[task.key]
+    assert len(feats) == 3 and all(len(f) > 2 for f in feats) and seconds == [1e-3, 2e-3, 3e-3]
+    assert feats == tuner.searcher.X

@@ -90,9 +90,13 @@ class TaskTuner:
             for r in mine:  # resume: the model learns from what the database holds
                 try:
                     feats = list(r.features) if r.features and r.features_v == FEATURES_VERSION else None
-                    self.searcher.observe(
-                        r.config, r.seconds if r.status == "ok" else None, feats or self.featurize(r.config)
-                    )
+                    seconds = r.seconds if r.status == "ok" else None
+                    if feats is None:  # features of another version: this task's records are featurised anew
+                        feats = self.featurize(r.config)
+                        pooled = self.pool.setdefault(task.key, ([], []))  # and the other tasks learn from them
+                        pooled[0].append(feats)
+                        pooled[1].append(seconds)
+                    self.searcher.observe(r.config, seconds, feats)
                 except Exception:
                     continue
         else:
