@@ -3,10 +3,8 @@
 `ModelSearch` ranks configurations with xgboost (`rank:pairwise`: only the order of
 candidates matters, not their predicted seconds) trained on loop-program features
 (tuner/features.py) of every measured candidate of the task, retrained before each batch.
-A batch is chosen by simulated annealing over the model's scores, started from the best
-measured configurations and from random ones, each step changing one knob; a share
-`epsilon` of every batch is random (exploration), and a batch never repeats a
-configuration. Until enough candidates are measured, it searches at random.
+A batch is chosen by simulated annealing over the model's scores (see the class), diverse
+and partly random. Until enough candidates are measured, it searches at random.
 
 Transfer: the model also trains on other workloads' records (their features are of loop
 programs, not of one template's knobs), each workload its own ranking group, so a task
@@ -98,8 +96,24 @@ def pairwise_accuracy(scores: list[float], seconds: list[float], min_ratio: floa
     return (right / total if total else math.nan), total
 
 
+def knob_distance(a: str, b: str) -> int:
+    """How many knobs two configurations (spelled out in full) set differently."""
+    va, vb = dict(Config.parse(a).values), dict(Config.parse(b).values)
+    return sum(1 for k in va.keys() | vb.keys() if va.get(k) != vb.get(k))
+
+
 class ModelSearch(RandomSearch):
-    """xgboost ranking over features, simulated annealing over its predictions, ε-greedy."""
+    """xgboost ranking over features, simulated annealing over its predictions, ε-greedy,
+    diverse batches.
+
+    Featurising a candidate lowers it (a tenth of a second or so), which is what the search
+    spends, so every featurised candidate is kept and re-scored by each new model, and a
+    round featurises at most `new_per_round` more: annealing chains start from the best
+    measured configurations and the best-scored unmeasured ones (and some random ones), and
+    walk one knob at a time (to a neighbouring value of an ordered knob, or any value).
+    The batch is the best-scored, each at least `min_distance` knobs from the others in it
+    (no near-duplicates: a batch of one configuration's twins measures one thing), and a
+    share `epsilon` of it random (exploration)."""
 
     def __init__(
         self,
@@ -109,7 +123,9 @@ class ModelSearch(RandomSearch):
         seed: int = 0,
         epsilon: float = 0.2,
         min_train: int = 8,
-        sa_steps: int = 24,
+        sa_steps: int = 8,
+        new_per_round: int = 64,
+        min_distance: int = 2,
         prior: dict[str, Group] | None = None,
         key: str = "",
     ):
@@ -118,11 +134,13 @@ class ModelSearch(RandomSearch):
         # transfer: other workloads' measured features and seconds, by workload key (own `key` left out)
         self.prior, self.key = prior if prior is not None else {}, key
         self.epsilon, self.min_train, self.sa_steps = epsilon, min_train, sa_steps
+        self.new_per_round, self.min_distance = new_per_round, min_distance
         self.X: list[list[float]] = []
         self.observed: list[str] = []
         self.seconds: list[float | None] = []
         self.features: dict[str, list[float]] = {}
         self.model = None
+        self.chosen_by_model = 0
 
     def observe(self, config: str, seconds: float | None, features: list[float]) -> None:
         if features:
@@ -139,50 +157,92 @@ class ModelSearch(RandomSearch):
             return
         self.model = train_ranker([own, *others])
 
+    def _features(self, config: str) -> list[float]:
+        if config not in self.features:
+            try:
+                self.features[config] = self.featurize(config)
+            except Exception:  # a candidate that does not lower: the worker will say why
+                self.features[config] = []
+        return self.features[config]
+
     def _score(self, configs: list[str]) -> list[float]:
         import xgboost as xgb
 
-        feats = []
-        for c in configs:
-            if c not in self.features:
-                try:
-                    self.features[c] = self.featurize(c)
-                except Exception:  # a candidate that does not lower: the worker will say why
-                    self.features[c] = []
-            feats.append(self.features[c])
+        feats = [self._features(c) for c in configs]
         width = max((len(f) for f in feats if f), default=0)
         if not width or self.model is None:
             return [0.0] * len(configs)
-        X = np.asarray([f if f else [0.0] * width for f in feats], dtype=np.float32)
+        X = np.asarray([f if len(f) == width else [0.0] * width for f in feats], dtype=np.float32)
         scores = self.model.predict(xgb.DMatrix(X))
-        return [float(s) if f else -math.inf for s, f in zip(scores, feats)]
+        return [float(s) if len(f) == width else -math.inf for s, f in zip(scores, feats)]
 
     def _neighbour(self, config: str) -> str:
+        """`config` with one knob changed: to a neighbouring value of an ordered knob half the
+        time (small steps where the model's landscape is smooth), else to any other value."""
         values = dict(Config.parse(config).values)
-        k = self.rnd.choice(self.space)
-        values[k.name] = self.rnd.choice(k.candidates)
+        k = self.rnd.choice([k for k in self.space if len(k.candidates) > 1] or list(self.space))
+        current = values.get(k.name, k.default)
+        ordered = all(isinstance(v, int) for v in k.candidates) and current in k.candidates
+        if ordered and self.rnd.random() < 0.5:
+            i = k.candidates.index(current) + self.rnd.choice((-1, 1))
+            values[k.name] = k.candidates[min(max(i, 0), len(k.candidates) - 1)]
+        else:
+            values[k.name] = self.rnd.choice([v for v in k.candidates if v != current] or list(k.candidates))
         return str(Config(self.template, tuple((kk.name, values.get(kk.name, kk.default)) for kk in self.space)))
+
+    def _anneal(self, starts: list[str], tried: set[str]) -> dict[str, float]:
+        """Scores of every featurised candidate after annealing chains from `starts`."""
+        known = list(self.features)
+        scores = dict(zip(known, self._score(known)))  # every candidate seen so far, by the new model
+        scores.update(zip(starts, self._score([c for c in starts])))
+        finite = [v for v in scores.values() if math.isfinite(v)]
+        temperature = float(np.std(finite)) if len(finite) > 1 else 1.0
+        current = list(starts)
+        budget = self.new_per_round
+        for _ in range(self.sa_steps):
+            proposals = [self._neighbour(c) for c in current]
+            new = list(dict.fromkeys(p for p in proposals if p not in scores))[:budget]
+            budget -= len(new)
+            scores.update(zip(new, self._score(new)))
+            for idx, (c, p) in enumerate(zip(current, proposals)):
+                if p not in scores:
+                    continue
+                delta = scores[p] - scores[c]
+                if delta >= 0 or self.rnd.random() < math.exp(delta / max(temperature, 1e-6)):
+                    current[idx] = p
+            temperature *= 0.7
+            if budget <= 0:
+                break
+        return scores
 
     def propose(self, n: int, tried: set[str], space_size: int) -> list[str]:
         self._train()
         if self.model is None:
             return super().propose(n, tried, space_size)
-        measured = sorted((s, c) for c, s in zip(self.observed, self.seconds) if s)
-        starts = [c for _, c in measured[:4]] + super().propose(4, tried, space_size)
-        scores = dict(zip(starts, self._score(starts)))
-        current = list(starts)
-        temperature = 1.0
-        for _ in range(self.sa_steps // max(len(current), 1) + 1):
-            proposals = [self._neighbour(c) for c in current]
-            new = [p for p in proposals if p not in scores]
-            scores.update(zip(new, self._score(new)))
-            for idx, (c, p) in enumerate(zip(current, proposals)):
-                delta = scores[p] - scores[c]
-                if delta >= 0 or self.rnd.random() < math.exp(delta / max(temperature, 1e-3)):
-                    current[idx] = p
-            temperature *= 0.7
-        ranked = [c for c, _ in sorted(scores.items(), key=lambda x: -x[1]) if c not in tried]
+        measured = [c for _, c in sorted((s, c) for c, s in zip(self.observed, self.seconds) if s)]
+        known = [c for c in self.features if c not in tried and self.features[c]]
+        best_unmeasured = [c for _, c in sorted(zip(self._score(known), known), key=lambda x: -x[0])] if known else []
+        starts = list(
+            dict.fromkeys([*measured[:n], *best_unmeasured[: n // 2], *super().propose(n, tried, space_size)])
+        )
+        scores = self._anneal(starts, tried)
+        ranked = [c for c, v in sorted(scores.items(), key=lambda x: -x[1]) if c not in tried and math.isfinite(v)]
         n_random = sum(1 for _ in range(n) if self.rnd.random() < self.epsilon)
-        out = ranked[: n - n_random]
+        out = self._diverse(ranked, n - n_random)
+        self.chosen_by_model = len(out)  # the batch's first ones; the rest are random
         out += [c for c in super().propose(n, tried | set(out), space_size) if c not in out][: n - len(out)]
         return out
+
+    def _diverse(self, ranked: list[str], n: int) -> list[str]:
+        """The best of `ranked`, each at least `min_distance` knobs from those chosen before it
+        (relaxed a knob at a time when too few are that far apart)."""
+        for distance in range(self.min_distance, -1, -1):
+            out: list[str] = []
+            for c in ranked:
+                if len(out) >= n:
+                    break
+                if all(knob_distance(c, o) >= distance for o in out):
+                    out.append(c)
+            if len(out) >= min(n, len(ranked)):
+                return out
+        return ranked[:n]

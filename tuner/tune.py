@@ -25,6 +25,7 @@ from lathe.tuner.search import Group, ModelSearch, RandomSearch, full
 from lathe.tuner.tasks import Task, extract_tasks
 
 SEARCHES = ("xgb", "random")
+MIN_GAIN = 0.01  # a new best within 1% of the old is noise, not improvement: it does not reset --early-stop
 
 
 @dataclass
@@ -162,10 +163,10 @@ class TaskTuner:
         self.done += 1
         if not res.ok:
             self.failures[res.status] = self.failures.get(res.status, 0) + 1
+        gain = res.ok and (self.best_s is None or res.seconds < self.best_s * (1.0 - MIN_GAIN))  # type: ignore[operator]
         if res.ok and (self.best_s is None or res.seconds < self.best_s):  # type: ignore[operator]
-            self.best_s, self.since_best = res.seconds, 0
-        else:
-            self.since_best += 1
+            self.best_s = res.seconds
+        self.since_best = 0 if gain else self.since_best + 1
         return rec
 
     def end_round(self) -> None:
