@@ -9,7 +9,7 @@ interpreter). Attribute-like inputs (Reshape's shape, Slice's starts, ...)
 are read from that table, which is how PyTorch's Shape → Gather → Unsqueeze →
 Concat → Reshape chains disappear.
 
-A dimension ONNX leaves open (`dim_param`, `dim_value` ≤ 0, or none) is a `?`
+A dimension ONNX leaves open (`dim_param`, a negative `dim_value`, or none) is a `?`
 dimension, and the model then runs on the VM (docs/vm.md). Subgraphs (`If`'s
 branches, `Loop`'s body) are imported into the regions of the graph dialect's
 control ops, in a scope that sees the enclosing graph's values; an `If` whose
@@ -439,9 +439,10 @@ class _Importer:
                     f"graph input '{inp.name}' has no shape",
                     note="give it one: from_onnx(..., shapes={name: (d0, d1, ...)})",
                 )
-            # dim_param, dim_value <= 0 (exporters' -1) or nothing: known only at run time
+            # dim_param, a negative dim_value (exporters' -1) or nothing: known only at run time
+            # (0 is a size, as ONNX Runtime reads it: node tests feed empty tensors)
             dims = [
-                d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else DYNAMIC_INDEX
+                d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else DYNAMIC_INDEX
                 for d in tt.tensor_type.shape.dim
             ]
         return graph.tensor(dims, graph.DTYPES[dt])
@@ -474,7 +475,7 @@ class _Importer:
                 f"but the imported graph computes {graph.type_str(v.type)}"
             )
         if tt is not None and tt.HasField("shape"):
-            dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+            dims = [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in tt.shape.dim]
             got = value_shape(v)
             known = (s != DYNAMIC_INDEX for s in got)
             if len(dims) != len(got) or any(d is not None and k and d != s for d, s, k in zip(dims, got, known)):

@@ -213,7 +213,10 @@ def _slice_v1(n: Node):
 
 @converts("Slice", since=10, makes=graph.StridedSliceOp)
 def _slice_v10(n: Node):
-    """starts, ends, axes and steps became inputs."""
+    """starts, ends, axes and steps became inputs; any known only at run time makes a graph.dyn
+    strided_slice, which reads them as ONNX does (clamped, negative from the end: numpy's rule)."""
+    if any(n.has(i) and not n.known(i) for i in range(1, 5)):
+        return _slice_at_run_time(n)
     return _slice(
         n,
         n.ints(1, "starts"),
@@ -221,6 +224,25 @@ def _slice_v10(n: Node):
         n.ints(3, "axes") if n.has(3) else None,
         n.ints(4, "steps") if n.has(4) else None,
     )
+
+
+def _slice_at_run_time(n: Node):
+    x = n.x(0)
+    rank = len(value_shape(x))
+    given, known = [], {}
+    for i, attr in ((1, "begin"), (2, "end"), (3, "axes"), (4, "strides")):
+        if not n.has(i):
+            continue
+        if n.known(i):
+            known[attr] = n.ints(i, attr)
+        else:
+            given.append((attr, "list", i))
+    sliced = known.get("axes")
+    out = list(value_shape(x))
+    for d in range(rank):
+        if sliced is None or d in {graph.normalize_axis("Slice", a, rank) for a in sliced}:
+            out[d] = DYNAMIC_INDEX
+    return n.dyn("strided_slice", [x], given, graph.tensor(out, _dt(x)), **known)
 
 
 @converts("Tile", makes=graph.TileOp)
