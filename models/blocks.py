@@ -119,3 +119,54 @@ def causal_mask(g: GraphBuilder, length: int) -> str:
     -inf - (-inf) = NaN; exp(-1e9 + O(1)) is 0 in float32 all the same."""
     mask = np.triu(np.full((length, length), -1e9, dtype=np.float32), k=1)
     return g.const(mask, name="causal_mask")
+
+
+def hard_swish(g: GraphBuilder, x: str) -> str:
+    """x * relu6(x + 3) / 6 as PyTorch exports nn.Hardswish: the HardSwish op (opset 14+), or
+    x * HardSigmoid(x) before it."""
+    if g.opset >= 14:
+        return g.op("HardSwish", [x])
+    return g.op("Mul", [x, g.op("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)])
+
+
+def silu(g: GraphBuilder, x: str) -> str:
+    """nn.SiLU as exported: x * Sigmoid(x)."""
+    return g.op("Mul", [x, g.op("Sigmoid", [x])])
+
+
+def activation(g: GraphBuilder, x: str, act: str | None) -> str:
+    """The activations of the mobile CNNs by name: relu, relu6, hardswish, silu, or None."""
+    if act is None:
+        return x
+    if act == "relu":
+        return g.op("Relu", [x])
+    if act == "relu6":
+        return g.clip(x, 0.0, 6.0)
+    if act == "hardswish":
+        return hard_swish(g, x)
+    if act == "silu":
+        return silu(g, x)
+    raise ValueError(f"unknown activation {act!r}")
+
+
+def conv_bn(
+    g: GraphBuilder, x: str, cin: int, cout: int, kernel: int, stride: int = 1, group: int = 1, act=None, name="conv"
+) -> str:
+    """Conv (no bias, 'same' padding for odd kernels) -> BatchNormalization -> activation."""
+    with g.scope(name):
+        y = g.batch_norm(g.conv(x, cin, cout, kernel, stride, (kernel - 1) // 2, group), cout)
+        return activation(g, y, act)
+
+
+def squeeze_excite(g: GraphBuilder, x: str, channels: int, squeeze: int, inner: str, gate: str, name="se") -> str:
+    """torchvision's SqueezeExcitation: global average pool, 1x1 conv (bias) to `squeeze`
+    channels, `inner` activation, 1x1 conv back, `gate` ("hardsigmoid" or "sigmoid"), scale x."""
+    with g.scope(name):
+        s = g.op("GlobalAveragePool", [x])
+        s = activation(g, g.conv(s, channels, squeeze, 1, bias=True, name="fc1"), inner)
+        s = g.conv(s, squeeze, channels, 1, bias=True, gain=1.0, name="fc2")
+        if gate == "hardsigmoid":
+            s = g.op("HardSigmoid", [s], alpha=1.0 / 6.0, beta=0.5)
+        else:
+            s = g.op("Sigmoid", [s])
+        return g.op("Mul", [x, s])

@@ -60,6 +60,9 @@ REFERENCE_PARAMETERS = {
     "resnet18": 11_689_512,
     "resnet50": 25_557_032,
     "mobilenet_v2": 3_504_872,
+    "mobilenet_v3": 5_483_032,  # mobilenet_v3_large
+    "shufflenet_v2": 2_278_604,  # shufflenet_v2_x1_0
+    "efficientnet_b0": 5_288_548,
     "vgg16": 138_357_544,
     "inception_v3": 23_834_568,
     "densenet121": 7_978_856,
@@ -177,6 +180,9 @@ def test_main_writes_each_model(tmp_path):
         [
             "resnet18.onnx",
             "mobilenet_v2.onnx",
+            "mobilenet_v3.onnx",
+            "shufflenet_v2.onnx",
+            "efficientnet_b0.onnx",
             "vgg16.onnx",
             "inception_v3.onnx",
             "densenet121.onnx",
