@@ -1,6 +1,12 @@
 """Whole zoo models: Lathe (-O3) next to ONNX Runtime on the same .onnx, side by side.
 
-python benchmarks/models.py [--models resnet18,resnet50,mobilenet_v2,bert_base] [--threads 2]
+python benchmarks/models.py [--models resnet18,resnet50,mobilenet_v2,bert_base] [--threads 2] [--breakdown]
+
+--breakdown adds, per model, the share of run()'s time in convolutions, GEMMs (dense, matmul,
+batch_matmul), reductions (pooling, softmax, norms, means), elementwise kernels, layout
+transforms (transpose, pad, slice, concat, reshape) and the runtime (run() minus the sum of
+the kernels, each timed on its own by the profiler, runtime/profiler.py), so the next gap
+is visible.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ def main() -> int:
     ap.add_argument("--models", default="resnet18,resnet50,mobilenet_v2,bert_base")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--breakdown", action="store_true", help="per model, where run()'s time goes by kernel kind")
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
@@ -57,7 +64,47 @@ def main() -> int:
             f"{name:14s} {fmt(med['lathe']):>11s} {fmt(med['ort']):>11s} {med['lathe'] / med['ort']:6.2f}x {err:12.1e}",
             flush=True,
         )
+        if args.breakdown:
+            shares = breakdown(cm.profile(*args_, repeat=args.repeat), med["lathe"])
+            print("    " + "  ".join(f"{kind} {100 * share:4.1f}%" for kind, share in shares.items()), flush=True)
     return 0
+
+
+KINDS = ("conv", "gemm", "reduction", "elementwise", "layout", "runtime")
+_CONV = {"nn.conv2d", "nn.conv2d_transpose", "nn.conv1d"}
+_GEMM = {"nn.dense", "nn.contrib_dense_pack", "nn.matmul", "nn.batch_matmul", "nn.contrib_batch_matmul_pack"}
+
+
+def kernel_kind(ops: list[str]) -> str:
+    """A kernel's kind from the graph ops fused into it: a convolution or a GEMM anywhere in it
+    decides; else a reduction (pooling, softmax, norms, sums), else elementwise arithmetic,
+    else pure data movement (a layout transform)."""
+    from lathe.dialects import graph
+    from lathe.dialects.graph import OpPattern
+
+    if _CONV & set(ops):
+        return "conv"
+    if _GEMM & set(ops):
+        return "gemm"
+    patterns = {graph.OPS_BY_RELAY_NAME[o].PATTERN for o in ops if o in graph.OPS_BY_RELAY_NAME}
+    if patterns & {OpPattern.COMM_REDUCE, OpPattern.OUT_ELEMWISE_FUSABLE, OpPattern.OPAQUE}:
+        return "reduction"
+    if patterns & {OpPattern.ELEMWISE, OpPattern.BROADCAST}:
+        return "elementwise"
+    return "layout"
+
+
+def breakdown(profile, run_seconds: float) -> dict[str, float]:
+    """Shares of `run_seconds` (the user-facing run()'s median) by kernel kind; what the
+    kernels timed on their own do not account for is the runtime's (calls, allocations)."""
+    seconds = dict.fromkeys(KINDS, 0.0)
+    for row in profile.rows:
+        seconds[kernel_kind([s.rsplit(" ", 1)[-1] for s in row.sources])] += row.seconds
+    kernels = sum(seconds.values())
+    scale = min(1.0, run_seconds / kernels) if kernels else 1.0  # kernels timed alone can sum past run()
+    shares = {k: v * scale / run_seconds for k, v in seconds.items()}
+    shares["runtime"] = max(0.0, 1.0 - sum(shares.values()))
+    return shares
 
 
 if __name__ == "__main__":

@@ -285,7 +285,8 @@ def _finite_constant(v, nonzero: bool = False) -> bool:
 
 class HoistPadCut(RewritePattern):
     """f(cut(y)) → cut(f'(y)) for the epilogue of a padded layer: finite unary ops, bias_add
-    along the cut axis (its bias padded with zeros), binary ops of two equal cuts or of a cut
+    along the cut axis (its bias padded with zeros), binary ops of two cuts of one width
+    (broadcasting, as x times a squeeze-excitation gate) or of a cut
     and a finite constant (padded along the cut axis when it has one), and NHWC pooling.
     What f computes on the padded channels stays finite, so a later layer's zero weights
     cancel it."""
@@ -309,8 +310,10 @@ class HoistPadCut(RewritePattern):
         elif isinstance(op, _CUT_BINARY + (graph.DivideOp,)):
             c1, c2 = _pad_cut(op.lhs), _pad_cut(op.rhs)
             if c1 is not None and c2 is not None:
-                if isinstance(op, graph.DivideOp) or c1[0].type != c2[0].type or c1[1] != c2[1]:
+                if isinstance(op, graph.DivideOp) or c1[1] != c2[1]:
                     return
+                if shape_of(c1[0].type)[-1] != shape_of(c2[0].type)[-1]:
+                    return  # cut from different widths (a broadcast: x * an SE gate is fine)
                 (y, n), (y2, _) = c1, c2
                 new = type(op).create_inferred([y, y2], dict(op.properties))
             else:

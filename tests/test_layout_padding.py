@@ -158,3 +158,26 @@ def test_a_lone_depthwise_of_any_width_runs_padded_in_nhwc(channels, stride, rng
     (conv,) = [op for op in _after_layout(src, params) if isinstance(op, graph.Conv2dOp)]
     assert conv.attrs()["data_layout"] == "NHWC" and graph.shape_of(conv.result.type)[-1] % 16 == 0
     _check(src, params, {"x": rng.standard_normal((1, channels, 11, 12)).astype(np.float32)})
+
+
+SE = """
+def @main(%x: Tensor[(1, 8, 7, 7), float32], %w1: Tensor[(72, 8, 1, 1), float32], %f1: Tensor[(24, 72, 1, 1), float32],
+          %f2: Tensor[(72, 24, 1, 1), float32], %w2: Tensor[(40, 72, 1, 1), float32]) {
+  %0 = nn.relu(nn.conv2d(%x, %w1));
+  %1 = sigmoid(nn.conv2d(nn.relu(nn.conv2d(nn.global_avg_pool2d(%0), %f1)), %f2));
+  nn.conv2d(multiply(%0, %1), %w2)
+}
+"""
+
+
+def test_a_squeeze_excitation_gate_multiplies_the_padded_tensor(rng):
+    """x * gate broadcasts two cuts of one width: the product is taken on the padded tensors."""
+    params = {
+        k: (rng.standard_normal(s) * 0.3).astype(np.float32)
+        for k, s in {"w1": (72, 8, 1, 1), "f1": (24, 72, 1, 1), "f2": (72, 24, 1, 1), "w2": (40, 72, 1, 1)}.items()
+    }
+    ops = _after_layout(SE, params)
+    (mul,) = [op for op in ops if isinstance(op, graph.MultiplyOp)]
+    assert graph.shape_of(mul.result.type)[-1] == 80
+    assert len([op for op in ops if isinstance(op, graph.StridedSliceOp)]) == 1
+    _check(SE, params, {"x": rng.standard_normal((1, 8, 7, 7)).astype(np.float32)})
