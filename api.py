@@ -270,8 +270,8 @@ def _vm_module(module, target, params, num_threads, entry, opt_level, pipeline):
     it meets (docs/vm.md)."""
     from lathe.runtime.vm import VMModule
 
-    def compile_region(region: ModuleOp) -> CompiledModule:
-        return CompiledModule(region, target, None, num_threads, "main", opt_level, pipeline)
+    def compile_region(region: ModuleOp, bound: dict) -> CompiledModule:
+        return CompiledModule(region, target, bound or None, num_threads, "main", opt_level, pipeline)
 
     return VMModule(module, compile_region, _params(params), entry)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType
-from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from lathe.dialects import graph
 from lathe.dialects.dtypes import np_dtype
@@ -138,11 +138,24 @@ class Interpreter:
         return self.evaluate(dyn_static_op(op, args[:k], args[k:]), args[:k])
 
     def evaluate(self, op: Operation, args: list):
+        if isinstance(op, graph.GraphOp) and any(graph.is_dynamic(r.type) for r in op.results):
+            op = _concrete_op(op, args)  # references that read the result type (reshape) need it static
         try:
             return evaluate(op, *args)
         except ValueError as e:  # shapes only known now, that the op cannot take (numpy says why)
             shapes = ", ".join(str(np.shape(a)) for a in args)
             raise LatheError(f"{op.name}: cannot compute it on operands of shapes {shapes}: {e}") from None
+
+
+def _concrete_op(op: graph.GraphOp, args: list) -> Operation:
+    """`op` built again over its operands' run-time types (detached), so its result type is
+    static; a shape it cannot take is a LatheError naming the op and the shapes."""
+    block = Block(arg_types=[concrete_type(a) for a in args])
+    try:
+        return type(op).create_inferred(list(block.args), dict(op.properties))
+    except graph.ShapeError as e:
+        shapes = ", ".join(str(np.shape(a)) for a in args)
+        raise LatheError(f"{op.name}: cannot compute it on operands of shapes {shapes}: {e}") from None
 
 
 def dyn_static_op(op: graph.DynOp, data: list, values: list) -> Operation:

@@ -22,6 +22,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 
 from lathe.dialects import graph
 from lathe.dialects.functions import recursive_function, set_param_names
+from lathe.dialects.reference import check_value
 from lathe.errors import LatheError
 from lathe.runtime.interpreter import Interpreter, dyn_static_op
 
@@ -95,10 +96,11 @@ def _concrete_type(value) -> TensorType | TupleType:
     return TensorType(graph.DTYPES[np.dtype(value.dtype).name], list(value.shape))
 
 
-def specialise(region: PrimitiveRegion, values: list) -> ModuleOp:
+def specialise(region: PrimitiveRegion, values: list, names: dict[SSAValue, str] | None = None) -> ModuleOp:
     """The region as `@main` over its inputs' concrete types (tuples passed as their leaves),
     every op rebuilt through its type inference, so shapes are static and checked: a shape the
-    op cannot take is a LatheError naming the op and the shapes, raised before any kernel runs."""
+    op cannot take is a LatheError naming the op and the shapes, raised before any kernel runs.
+    An input named in `names` (a bound parameter) keeps that name, for the compiler to bind."""
     leaf_types = [_concrete_type(x) for v in values for x in _leaves(v)]
     block = Block(arg_types=leaf_types)
     args = iter(block.args)
@@ -139,20 +141,27 @@ def specialise(region: PrimitiveRegion, values: list) -> ModuleOp:
     block.add_op(func.ReturnOp(result))
     ftype = FunctionType.from_lists([a.type for a in block.args], [result.type])
     f = func.FuncOp("main", ftype, Region(block))
-    set_param_names(f, [f"in{i}" for i in range(len(block.args))])
+    leaf_names: list[str | None] = []
+    for v, value in zip(region.inputs, values):
+        leaf_names += [None] * len(_leaves(value)) if isinstance(value, tuple) else [(names or {}).get(v)]
+    set_param_names(f, [n or f"in{i}" for i, n in enumerate(leaf_names)])
     return ModuleOp([f])
 
 
 class VirtualMachine(Interpreter):
     """Runs @entry with control flow, closures and calls as the interpreter does, and every
-    primitive region as native code: `compile_region(module)` compiles a specialised region
-    (a `CompiledModule`, made by the API layer, which this layer may not import)."""
+    primitive region as native code: `compile_region(module, params)` compiles a specialised
+    region (a `CompiledModule`, made by the API layer, which this layer may not import), the
+    entry's parameters bound from the params file (`bound`) given to it as constants, so weight
+    transforms fold at compile time as in the static pipeline."""
 
-    def __init__(self, module: ModuleOp, compile_region: Callable[[ModuleOp], object]):
+    def __init__(self, module: ModuleOp, compile_region: Callable[[ModuleOp, dict], object]):
         super().__init__(module)
         self.compile_region = compile_region
         self.plans: dict[Block, list[Operation | PrimitiveRegion]] = {}
         self.dyn_compiled: dict[graph.DynOp, dict[tuple, object]] = {}
+        self.bound: dict[SSAValue, str] = {}  # entry parameters bound from params, by name
+        self.constants: dict[graph.ConstantOp, np.ndarray] = {}
         self.compiles = 0
 
     def run_block(self, block, env):
@@ -169,6 +178,15 @@ class VirtualMachine(Interpreter):
                 self.step(step, env)
         raise LatheError("a block has no return")
 
+    def step(self, op: Operation, env) -> None:
+        if isinstance(op, graph.ConstantOp):  # decoded once, not per run
+            value = self.constants.get(op)
+            if value is None:
+                value = self.constants[op] = self.evaluate(op, [])
+            env[op.result] = value
+            return
+        super().step(op, env)
+
     def run_dyn(self, op: graph.DynOp, args: list):
         """A `graph.dyn` as native code: the static op its values make, compiled per shapes and
         values (what a kernel specialised on the value is) and cached."""
@@ -181,7 +199,7 @@ class VirtualMachine(Interpreter):
         if compiled is None:
             static = dyn_static_op(op, data, values)
             region = PrimitiveRegion([static], list(static.operands), [static.results[0]])
-            compiled = cache[key] = self.compile_region(specialise(region, data))
+            compiled = cache[key] = self.compile_region(specialise(region, data), {})
             self.compiles += 1
         return compiled.run(*data)  # type: ignore[attr-defined]
 
@@ -190,10 +208,13 @@ class VirtualMachine(Interpreter):
         leaves = [np.asarray(x) for v in values for x in _leaves(v)]
         key = tuple((x.dtype.str, x.shape) for x in leaves)
         compiled = region.compiled.get(key)
+        bound = {v: self.bound[v] for v in region.inputs if v in self.bound}
         if compiled is None:
-            compiled = region.compiled[key] = self.compile_region(specialise(region, values))
+            params = {name: np.asarray(env[v]) for v, name in bound.items()}
+            compiled = region.compiled[key] = self.compile_region(specialise(region, values, bound), params)
             self.compiles += 1
-        out = compiled.run(*leaves)  # type: ignore[attr-defined]
+        given = [x for v, value in zip(region.inputs, values) if v not in bound for x in _leaves(value)]
+        out = compiled.run(*given)  # type: ignore[attr-defined]
         if len(region.outputs) == 1:
             env[region.outputs[0]] = out
         else:
@@ -219,7 +240,7 @@ class VMModule:
     """A module compiled for the VM, with CompiledModule's `run`: inputs by position or by
     name (any size a `?` admits), results as numpy arrays, nested as the entry returns them."""
 
-    def __init__(self, module: ModuleOp, compile_region: Callable[[ModuleOp], object], params, entry: str):
+    def __init__(self, module: ModuleOp, compile_region: Callable[[ModuleOp, dict], object], params, entry: str):
         from lathe.dialects.functions import param_names
 
         self.vm = VirtualMachine(module, compile_region)
@@ -234,6 +255,14 @@ class VMModule:
                 note="its parameters: " + ", ".join(names),
             )
         self.input_names = [n for n in names if n not in self.params]
+        f = self.vm.functions[entry]
+        self.types = types = {n: a.type for n, a in zip(names, f.body.block.args)}
+        # checked (and made contiguous) once, not per run; check_value returns them as they are then
+        self.checked = {n: check_value(n, v, types[n]) for n, v in self.params.items()}
+        args = self.vm.functions[entry].body.block.args
+        called = any(isinstance(op, func.CallOp) and op.callee.root_reference.data == entry for op in module.walk())
+        if not called:  # (in a recursive entry, a parameter's value changes from call to call)
+            self.vm.bound = {a: n for a, n in zip(args, names) if n in self.params}
 
     @property
     def compiles(self) -> int:
@@ -253,5 +282,10 @@ class VMModule:
         twice = set(given) & set(named)
         if twice:
             raise LatheError(f"input {', '.join(sorted(twice))} given by position and by name")
-        args, _ = bind_arguments(self.vm.functions[self.entry], {**given, **named}, self.params)
+        f = self.vm.functions[self.entry]
+        inputs = {**given, **named}
+        if set(inputs) <= set(self.input_names) and len(inputs) == len(self.input_names):
+            args = [check_value(n, inputs[n], t) if n in inputs else self.checked[n] for n, t in self.types.items()]
+        else:  # something missing or unknown: bind_arguments says what
+            args, _ = bind_arguments(f, inputs, self.checked)
         return self.vm.run(self.entry, args)

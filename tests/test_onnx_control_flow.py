@@ -376,3 +376,31 @@ def test_a_loop_carried_value_of_another_rank_is_refused_naming_it():
     )
     with pytest.raises(LatheError, match=r"Loop.*'acc' enters as Tensor\[\(3\), float32\] and the body gives"):
         from_onnx(m)
+
+
+def test_matmuls_with_question_mark_dimensions():
+    """Attention's shapes with a ? sequence: (1, ?, 8) · (8, 8) rows flattened as -1, and a
+    batched (1, 2, ?, 4) · (1, 2, 4, ?) whose result has two ? (reshaped back by its head)."""
+    m = model(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"]),
+            helper.make_node("MatMul", ["q", "k"], ["s"]),
+        ],
+        [
+            info("x", TP.FLOAT, [1, "seq", 8]),
+            info("w", TP.FLOAT, [8, 8]),
+            info("q", TP.FLOAT, [1, 2, "seq", 4]),
+            info("k", TP.FLOAT, [1, 2, 4, "seq"]),
+        ],
+        [info("h", TP.FLOAT, None), info("s", TP.FLOAT, None)],
+    )
+    rng = np.random.default_rng(6)
+    compiled = None
+    for n in (3, 9):
+        feeds = {
+            "x": rng.standard_normal((1, n, 8)).astype(np.float32),
+            "w": rng.standard_normal((8, 8)).astype(np.float32),
+            "q": rng.standard_normal((1, 2, n, 4)).astype(np.float32),
+            "k": rng.standard_normal((1, 2, 4, n)).astype(np.float32),
+        }
+        compiled = check(m, feeds, compiled)

@@ -20,10 +20,34 @@ def reshape(n: Node, x: SSAValue, shape: Sequence[int]) -> SSAValue:
     if value_shape(x) == list(shape):
         return x
     unknown = list(shape).count(DYNAMIC_INDEX)
+    if unknown > 1 and -1 not in shape:
+        return _reshape_head(n, x, list(shape))
     if unknown > 1 or unknown and -1 in shape:
         shown = ", ".join("?" if d == DYNAMIC_INDEX else str(d) for d in shape)
         raise n.unsupported(f"reshaping to ({shown}), with more than one dimension known only at run time,")
     return n.emit("reshape", x, newshape=[-1 if d == DYNAMIC_INDEX else d for d in shape])
+
+
+def _reshape_head(n: Node, x: SSAValue, shape: list[int]) -> SSAValue:
+    """A reshape of the static leading dimensions only, the trailing ones (every `?` among
+    them) kept: Relay's newshape copies a dimension (0) at the same index, so the rank is first
+    matched with expand_dims, or the extra leading axes made 1 and squeezed after."""
+    xs = value_shape(x)
+    tail = 0
+    while tail < min(len(xs), len(shape)) and xs[-1 - tail] == shape[-1 - tail]:
+        tail += 1
+    head_x, head = xs[: len(xs) - tail], shape[: len(shape) - tail]
+    if DYNAMIC_INDEX in head_x + head or math.prod(head_x) != math.prod(head):
+        shown = ", ".join("?" if d == DYNAMIC_INDEX else str(d) for d in shape)
+        raise n.unsupported(f"reshaping to ({shown}), with more than one dimension known only at run time,")
+    keep = [0] * tail
+    if len(head) >= len(head_x):
+        if len(head) > len(head_x):
+            x = n.emit("expand_dims", x, axis=0, num_newaxis=len(head) - len(head_x))
+        return n.emit("reshape", x, newshape=head + keep)
+    extra = len(head_x) - len(head)
+    y = n.emit("reshape", x, newshape=head + [1] * extra + keep)
+    return n.emit("squeeze", y, axis=list(range(len(head), len(head) + extra)))
 
 
 def dynamic_prod(dims: Sequence[int]) -> int:

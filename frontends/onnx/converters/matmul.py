@@ -9,7 +9,7 @@ from xdsl.ir import SSAValue
 
 from lathe.dialects import graph
 from lathe.errors import LatheError
-from lathe.frontends.onnx.converters.common import reshape
+from lathe.frontends.onnx.converters.common import dynamic_prod, reshape
 from lathe.frontends.onnx.importer import Node, value_shape
 from lathe.frontends.onnx.registry import converts
 
@@ -62,7 +62,7 @@ def _batched_matmul(n: Node, a: SSAValue, b: SSAValue) -> SSAValue:
     if len(sa) == 2 and len(sb) == 2:
         return n.emit(graph.MatmulOp, a, b)
     if len(sb) == 2:  # (..., m, k) · (k, n): one matrix product over all the rows
-        rows = math.prod(sa[:-1])
+        rows = dynamic_prod(sa[:-1])
         y = n.emit(graph.MatmulOp, reshape(n, a, [rows, k]), b)
         return reshape(n, y, sa[:-1] + [cols])
     try:
