@@ -36,6 +36,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph
 from lathe.dialects.reference import constant_value, evaluate
+from lathe.errors import LatheError
 
 FOLD_ELEMENTS = 1024
 """Results of all-constant ops are folded up to this many elements (shape arithmetic, not weights)."""
@@ -98,8 +99,13 @@ def _static_dyn(op: graph.DynOp) -> bool:
     if any(v is None for v in values):
         return False
     data = list(op.args[:k])
-    props = op.static_props([v.type for v in data], values)  # type: ignore[arg-type]
-    Rewriter.replace_op(op, op.target.create_inferred(data, props))
+    try:
+        props = op.static_props([v.type for v in data], values)  # type: ignore[arg-type]
+        static = op.target.create_inferred(data, props)
+    except graph.ShapeError as e:  # constant values the op cannot take: known wrong now, said now
+        given = ", ".join(f"{b.data}={np.asarray(v).tolist()}" for b, v in zip(op.bind, values))
+        raise LatheError(f"graph.dyn {op.op.data} with {given}: {e}") from None
+    Rewriter.replace_op(op, static)
     return True
 
 
@@ -112,7 +118,10 @@ def _fold(op: graph.GraphOp) -> bool:
     args = [_constant(v) for v in op.operands]
     if any(a is None for a in args):
         return False
-    result = np.asarray(evaluate(op, *args))
+    try:
+        result = np.asarray(evaluate(op, *args))
+    except (ValueError, LatheError):  # left for the run to report where it happens
+        return False
     Rewriter.replace_op(op, graph.ConstantOp.from_array(result, t.element_type))
     return True
 
@@ -134,7 +143,10 @@ def _refine(op: graph.GraphOp, called: set[str]) -> bool:
     t = op.results[0].type
     if not graph.is_dynamic(t):
         return False
-    new_t = type(op).infer_type([v.type for v in op.operands], dict(op.properties))
+    try:
+        new_t = type(op).infer_type([v.type for v in op.operands], dict(op.properties))
+    except graph.ShapeError:  # operands now static that the op cannot take: the run reports it
+        return False
     if new_t == t or not graph.refines(new_t, t):
         return False
     if not all(_takes_refined(u.operation, called) for r in op.results for u in r.uses):

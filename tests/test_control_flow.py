@@ -289,3 +289,10 @@ def test_control_flow_that_depends_only_on_what_is_known_compiles_to_the_graph_e
     got = cm.run(x, w)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_constant_value_a_dyn_op_cannot_take_is_refused_when_specialised():
+    src = SHAPE_ONLY.replace("dense<[-1]>", "dense<[5]>")  # 2 x 5 elements from 24
+    with pytest.raises(LatheError) as info:
+        lathe.compile(parse_source(src, "t.mlir"))
+    assert "graph.dyn reshape with newshape=[2, 5]" in info.value.message
