@@ -1,5 +1,5 @@
 """ONNX control flow and dynamic inputs (issue 14): `If` on a run-time condition and `Loop` with
-loop-carried and scanned values become graph.if / graph.while, `dim_param` and `dim_value <= 0`
+loop-carried and scanned values become graph.if / graph.while, `dim_param` and a negative `dim_value`
 become `?` dimensions; each model is built with onnx.helper and compared with onnxruntime on
 fresh random inputs through the reference interpreter and the VM."""
 
