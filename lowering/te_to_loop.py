@@ -560,25 +560,20 @@ class KernelLowering:
     # -- one stage ------------------------------------------------------------
     def emit_stage(self, e: Emitter, s: StageSchedule, tile: Tile | None = None) -> None:
         """A stage whose block's threads synchronise (a shared tile, a cross-thread reduction)
-        needs a grid around its barriers; where all its blockIdx loops have one iteration,
-        cleanup-loops would remove them and leave barriers at the kernel's top level, outside
-        any launch. Such a stage runs in a grid of two blocks, the second idle."""
+        needs a grid around its barriers: where its schedule binds nothing to blockIdx, it runs
+        in a blockIdx.x loop of one iteration (cleanup-loops keeps bound loops)."""
         c = s.compute
-        blocks = [s.axes[n].extent for n in s.leaves if (s.axes[n].annotation or "").startswith("bind:blockIdx.")]
+        gridded = any((s.axes[n].annotation or "").startswith("bind:blockIdx.") for n in s.leaves)
         synchronised = any(s.cross_thread(n) for n in s.leaves) or any(
             self.schedules[p].shared for n in s.leaves for p in self.attached.get((c, n), [])
         )
-        if tile is not None or not synchronised or max(blocks, default=1) > 1:
+        if tile is not None or not synchronised or gridded:
             self.emit_stage_loops(e, s, tile)
             return
-        loop, blk = e.for_loop(2, "blockIdx", "bind:blockIdx.x")
+        loop, _ = e.for_loop(1, "blockIdx", "bind:blockIdx.x")
         saved = e.block
         e.block = loop.body.block
-        self.guarded(
-            e,
-            [e.add(arith.CmpiOp(blk, e.index(1), "slt")).results[0]],
-            lambda: self.emit_stage_loops(e, s, tile),
-        )
+        self.emit_stage_loops(e, s, tile)
         e.add(scf.YieldOp())
         e.block = saved
 
@@ -754,8 +749,7 @@ class KernelLowering:
 
                 self.guarded(e, [e.add(arith.CmpiOp(t, e.index(half), "slt")).results[0]], fold)
 
-            # (over all the threads, guarded: a loop of one iteration would be removed by
-            # cleanup-loops, leaving its read-modify-write to every thread)
+            # (over all the threads, guarded: one launch-wide threadIdx extent per stage)
             thread_loop(threads, level)
             e.add(gpu.BarrierOp())
             n = upper

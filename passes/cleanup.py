@@ -3,6 +3,12 @@
 Lowering emits index constants at their point of use; canonicalization folds
 and CSE merges them so the printed loop IR reads like hand-written IR. (LLVM
 would clean the same up; this is for people reading the IR.)
+
+One canonicalization is held back: a loop bound to a GPU id (`bind`) is kept
+even with one iteration. It is a launch dimension, not a loop: removing a
+blockIdx loop of extent 1 would leave its threadIdx loops and barriers outside
+any grid, and removing a threadIdx loop of extent 1 would hand its body to
+every thread of the block.
 """
 
 from __future__ import annotations
@@ -10,20 +16,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
+from xdsl.dialects import scf
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
 from xdsl.passes import ModulePass
-from xdsl.transforms.canonicalize import CanonicalizePass
+from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriter, PatternRewriteWalker, RewritePattern
+from xdsl.transforms.canonicalization_patterns.scf import RehoistConstInLoops
+from xdsl.transforms.canonicalize import CanonicalizationRewritePattern
 from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
+from xdsl.transforms.dead_code_elimination import region_dce
+
+from lathe.dialects.loop import annotation_of
+
+
+def is_bound(op: Operation) -> bool:
+    a = annotation_of(op)
+    return a is not None and a.kind.data == "bind"
+
+
+class CanonicalizeKeepingBoundLoops(RewritePattern):
+    """xDSL's canonicalization patterns, but a bound scf.for only has its constants hoisted
+    (scf.for's other pattern, SimplifyTrivialLoops, would inline a one-iteration launch
+    dimension)."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
+        if isinstance(op, scf.ForOp) and is_bound(op):
+            RehoistConstInLoops().match_and_rewrite(op, rewriter)
+            return
+        CanonicalizationRewritePattern().match_and_rewrite(op, rewriter)
 
 
 @dataclass(frozen=True)
 class CleanupLoops(ModulePass):
-    """xDSL's canonicalize and CSE on the loop IR, after lowering."""
+    """xDSL's canonicalize (bound loops kept) and CSE on the loop IR, after lowering."""
 
     name = "cleanup-loops"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        CanonicalizePass().apply(ctx, op)
+        pattern = GreedyRewritePatternApplier([CanonicalizeKeepingBoundLoops()], ctx=ctx, folding_enabled=True)
+        PatternRewriteWalker(pattern, post_walk_func=region_dce).rewrite_module(op)
         CommonSubexpressionElimination().apply(ctx, op)
 
 

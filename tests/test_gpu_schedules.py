@@ -52,7 +52,8 @@ def _config_pipeline(module, config: str, compiled: bool = False) -> str:
 
 
 def _top_level_loops_bound(module) -> dict[str, list[str]]:
-    """Each kernel's top-level loops' annotations (a loop of one iteration is removed by cleanup)."""
+    """Each kernel's top-level loops' annotations (an unbound loop of one iteration is removed by
+    cleanup)."""
     out = {}
     for f in module.ops:
         if isinstance(f, func.FuncOp) and is_kernel(f):
@@ -78,9 +79,9 @@ def test_multi_stage_kernel_is_one_grid_per_stage():
     module = parse_source(SOFTMAX, "s.lathe")
     loops = _top_level_loops_bound(lathe.lower(module, pipeline=_config_pipeline(module, "gpu_generic")))
     (axes,) = loops.values()
-    # max and sum of exp over 6 rows fit one block (its blockIdx loop of one iteration is
-    # gone, a top-level threadIdx loop is a grid of one block); the 270 quotients take two
-    assert axes == ["threadIdx.x", "threadIdx.x", "blockIdx.x"]
+    # max and sum of exp over 6 rows fit one block (a blockIdx loop of one iteration, which
+    # cleanup-loops keeps: a bound loop is a launch dimension); the 270 quotients take two
+    assert axes == ["blockIdx.x", "blockIdx.x", "blockIdx.x"]
 
 
 def test_knob_values_outside_the_device_limit_are_refused():
