@@ -131,6 +131,53 @@ def test_outputs_do_not_alias_between_runs_and_out_is_written():
     np.testing.assert_array_equal(out, np.maximum(a, 0))
 
 
+# nn.matmul then nn.batch_matmul, compiled and run in turn, as the full conformance suite meets them
+_MATMUL_THEN_BATCH_MATMUL = """
+import sys
+import numpy as np
+import lathe
+from lathe.api import parse_source
+from lathe.testing.op_cases import worst_rel_err
+
+CASES = [
+    "def @main(%a: Tensor[(19, 16), float32], %b: Tensor[(19, 13), float32]) "
+    "{ nn.matmul(%a, %b, transpose_a=True, transpose_b=False) }",
+    "def @main(%a: Tensor[(1, 13, 5), float32], %b: Tensor[(1, 16, 5), float32]) "
+    "{ nn.batch_matmul(%a, %b, transpose_a=False, transpose_b=True) }",
+]
+rng = np.random.default_rng(int(sys.argv[1]))
+worst = 0.0
+for _ in range(3):
+    for source in CASES:
+        module = parse_source(source, "case.lathe")
+        fn = next(iter(module.ops))
+        shapes = {a.name_hint: a.type.get_shape() for a in fn.body.block.args}
+        inputs = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+        compiled = lathe.compile(module, target="opencl")
+        for _ in range(3):
+            worst = max(worst, worst_rel_err(compiled.run(**inputs), lathe.interpret(module, **inputs)))
+print(f"worst relative error {worst!r}")
+"""
+
+
+@needs_opencl
+def test_one_block_stage_with_barriers_leaves_the_heap_intact(rng):
+    """A one-block stage with barriers (this batch_matmul's 13 x 16 output is one 32 x 32 tile)
+    used to be launched as two blocks, the second idle behind a block-uniform `if`; PoCL 3.0
+    miscompiled the barriers inside it and the thread guard after them, writing past the output
+    and corrupting the host's heap (docs/backends.md, OpenCL). Now a blockIdx loop of one
+    iteration (cleanup-loops keeps it): glibc's heap checks (MALLOC_CHECK_=3) and PoCL compiling
+    afresh (no kernel cache) must see a clean exit, the results agree with the interpreter."""
+    env = dict(os.environ, MALLOC_CHECK_="3", POCL_KERNEL_CACHE="0")
+    seed = str(int(rng.integers(2**31)))
+    code = _MATMUL_THEN_BATCH_MATMUL
+    out = subprocess.run(
+        [sys.executable, "-c", code, seed], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, f"exit {out.returncode}: " + out.stderr[-3000:]
+    assert float(out.stdout.split("worst relative error ")[1]) <= 1e-5, out.stdout
+
+
 def test_bound_loop_inside_an_unbound_loop_is_a_located_error():
     text = """
 func.func private @k(%a: memref<4x8xf32>) attributes {lathe.kernel} {
