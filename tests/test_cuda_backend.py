@@ -23,6 +23,7 @@ from lathe.errors import LatheError
 from lathe.testing.op_cases import worst_rel_err
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FULL = os.environ.get("LATHE_CONFORMANCE") == "full"  # else a subset that keeps CI under its budget
 BACKEND, TARGET = resolve_target("cuda")
 RUNS = BACKEND.capabilities(TARGET).runs_here
 needs_gpu = pytest.mark.skipif(not RUNS, reason=f"no GPU: {BACKEND.status()}")
@@ -310,7 +311,7 @@ def test_code_generator_agrees_with_the_interpreter_run_serially(source, rng):
     assert worst_rel_err(run_serially(module, inputs), lathe.interpret(module, **inputs)) <= 1e-5
 
 
-@pytest.mark.parametrize("name", ["resnet18", "bert_base", "lstm_lm"])
+@pytest.mark.parametrize("name", ["resnet18", "bert_base", "lstm_lm"] if FULL else ["resnet18"])
 def test_zoo_models_agree_with_the_interpreter_run_serially(name, rng):
     if ROOT not in sys.path:
         sys.path.append(ROOT)
@@ -334,8 +335,8 @@ def test_zoo_models_agree_with_the_interpreter_run_serially(name, rng):
 @needs_libdevice
 def test_every_zoo_kernel_assembles_for_sm80_and_sm90_without_spills_in_contractions():
     """The bar without a GPU: each small zoo model's kernels, through the GPU default schedules,
-    to PTX that ptxas assembles for both architectures; dense, matmul and conv kernels spill
-    no registers. (benchmarks/cuda_ptx.py prints the registers of every kernel.)"""
+    to PTX that ptxas assembles for sm_90 (and sm_80 with LATHE_CONFORMANCE=full); dense, matmul
+    and conv kernels spill no registers. (benchmarks/cuda_ptx.py prints every kernel's registers.)"""
     if ROOT not in sys.path:
         sys.path.append(ROOT)
     from lathe.backends.cuda.codegen import module_to_nvptx_ir
@@ -347,7 +348,7 @@ def test_every_zoo_kernel_assembles_for_sm80_and_sm90_without_spills_in_contract
         module, _ = lathe.from_onnx(ZOO[name].build(small=True, seed=3))
         ir, kernel_plans = module_to_nvptx_ir(gpu_loops(module))
         entries = {la.entry for p in kernel_plans for la in p.launches}
-        for arch in ("sm_80", "sm_90"):
+        for arch in ("sm_80", "sm_90") if FULL else ("sm_90",):
             _, rows = assemble(to_ptx(ir, arch), arch)
             assert {r.name for r in rows} == entries, (name, arch)
             spills = [r.name for r in rows if r.spills and any(w in r.name for w in ("dense", "matmul", "conv"))]
@@ -514,7 +515,7 @@ def test_conformance_suite_passes_on_the_gpu():
     default models; LATHE_CONFORMANCE=full runs every op."""
     ops = (
         None
-        if os.environ.get("LATHE_CONFORMANCE") == "full"
+        if FULL
         else ["nn.softmax", "nn.dense", "nn.conv2d", "nn.max_pool2d", "nn.layer_norm", "sum", "take", "tanh"]
     )
     code = (
