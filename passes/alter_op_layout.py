@@ -53,9 +53,10 @@ MIN_PADDED = 8  # fewer channels than this stay unpadded (padding would more tha
 def padded_width(n: int, lanes: int = 16) -> int | None:
     """The channel count to pad n to (the next multiple of the vector width), or None when n
     needs no padding or is too small to be worth it."""
-    if pack_width(n, lanes) is not None or n < min(MIN_PADDED, lanes):
-        return None
-    return -(-n // lanes) * lanes
+    padded = -(-n // lanes) * lanes
+    if pack_width(n, lanes) is not None or n < min(MIN_PADDED, lanes) or 2 * (padded - n) > n:
+        return None  # (more than half again as much work: N = 8 or 10 of 16 lanes, a GEMV's 10 classes)
+    return padded
 
 
 def _pad_axis(v, axis: int, amount: int, value: float = 0.0) -> Operation:
