@@ -223,39 +223,40 @@ def build_pipeline(spec: str, available: dict[str, Callable[[], type[ModulePass]
             ) from None
     first_static = next((k for k, s in enumerate(specs) if s.name not in DYNAMIC_PASSES), None)
     if first_static is not None:
-        passes.insert(first_static, _static_only(specs[first_static].name))
+        passes[first_static] = _checked_static(passes[first_static])
     return PassPipeline(tuple(passes), callback)
 
 
-def _static_only(first_pass: str) -> ModulePass:
-    """A check before a pipeline: every pass and lowering here takes static graphs only, so a
-    module with control flow, function values or `?` shapes (what the VM runs, docs/vm.md) is
-    refused by name instead of failing half-way through a pass that never expected it."""
-    from dataclasses import dataclass
+def _checked_static(first: ModulePass) -> ModulePass:
+    """`first`, checking before it runs that the module is static: every pass and lowering here
+    takes static graphs only, so a module with control flow, function values or `?` shapes (what
+    the VM runs, docs/vm.md) is refused by name instead of failing half-way through a pass that
+    never expected it. The check rides on the pass rather than being one, so --print-ir-after-all
+    and the pipeline's stages stay the ones the user asked for."""
+    import dataclasses
 
     from lathe.dialects import graph
     from lathe.errors import LatheError
 
-    @dataclass(frozen=True)
-    class StaticOnly(ModulePass):
-        name = "static-only"
+    base = type(first)
 
-        def apply(self, ctx, op) -> None:
-            ops = list(op.walk())
-            control = next((o for o in ops if isinstance(o, graph.ControlOp)), None)
-            dynamic = next((o for o in ops if any(graph.is_dynamic(r.type) for r in o.results)), None)
-            funcs = (o for o in ops if hasattr(o, "function_type") and graph.is_dynamic(o.function_type))
-            found = control or dynamic or next(funcs, None)
-            if found is None:
-                return
+    def apply(self, ctx, op) -> None:
+        ops = list(op.walk())
+        control = next((o for o in ops if isinstance(o, graph.ControlOp)), None)
+        dynamic = next((o for o in ops if any(graph.is_dynamic(r.type) for r in o.results)), None)
+        funcs = (o for o in ops if hasattr(o, "function_type") and graph.is_dynamic(o.function_type))
+        found = control or dynamic or next(funcs, None)
+        if found is not None:
             what = "control flow or a function value" if found is control else "a ? dimension"
             raise LatheError(
-                f"pass '{first_pass}' cannot run on '{found.name}': it has {what}, and Lathe's passes and "
+                f"pass '{base.name}' cannot run on '{found.name}': it has {what}, and Lathe's passes and "
                 "static lowering take static graphs only",
                 note="compile the module with lathe.compile, which runs it on the VM (docs/vm.md)",
             )
+        base.apply(self, ctx, op)
 
-    return StaticOnly()
+    checked = type(base.__name__, (base,), {"apply": apply, "__module__": base.__module__})
+    return checked(**{f.name: getattr(first, f.name) for f in dataclasses.fields(first) if f.init})
 
 
 def with_pass_options(spec: str, options: dict[str, dict[str, object]]) -> str:

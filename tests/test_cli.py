@@ -180,7 +180,7 @@ def test_bad_params_and_options(tmp_path):
     (tmp_path / "corrupt.npz").write_bytes(b"not a zip")
     assert_clean_failure(run("lathe", "run", MLP, "--params", tmp_path / "corrupt.npz"), "not a valid .npz")
     assert_clean_failure(run("lathe", "run", MLP, "--target", "llvm -mcpu"), "needs a value")
-    assert_clean_failure(run("lathe", "run", MLP, "--target", "cuda"), "unknown target 'cuda'")
+    assert_clean_failure(run("lathe", "run", MLP, "--target", "tpu"), "unknown target 'tpu'")
     assert_clean_failure(run("lathe", "run", MLP, "--bench", "x"), "invalid int value")
 
 
