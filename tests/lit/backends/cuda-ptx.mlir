@@ -16,11 +16,11 @@
 // CHECK:         .shared .align 16 .b8 neighbour__shared0[512];
 // CHECK-DAG:     mov.u32 %r{{[0-9]+}}, %ctaid.x;
 // CHECK-DAG:     mov.u32 %r{{[0-9]+}}, %tid.x;
-// CHECK:         ld.global.nc.b32
-// CHECK:         st.shared.b32
+// CHECK:         ld.global.nc.{{[bf]}}32
+// CHECK:         st.shared.{{[bf]}}32
 // CHECK-NEXT:    bar.sync 0;
-// CHECK:         ld.shared.b32
-// CHECK:         st.global.b32
+// CHECK:         ld.shared.{{[bf]}}32
+// CHECK:         st.global.{{[bf]}}32
 // SM90:        .target sm_90
 func.func private @neighbour(%x: memref<64x128xf32>, %out: memref<64x128xf32>) attributes {lathe.kernel} {
   %c0 = arith.constant 0 : index
@@ -64,7 +64,7 @@ func.func private @neighbour(%x: memref<64x128xf32>, %out: memref<64x128xf32>) a
 // CHECK-LABEL: .visible .entry rowsum__2(
 // CHECK:       .reqntid 32, 1, 1
 // CHECK:         mov.u32 %[[TID:r[0-9]+]], %tid.x;
-// CHECK:         st.global.b32 [%{{rd[0-9]+}}], 0;
+// CHECK:         st.global.{{[bfu]}}32 [%{{rd[0-9]+}}], {{0|%r[0-9]+}};
 // CHECK-NEXT:    setp.gt.u32 %[[P:p[0-9]+]], %[[TID]], 15;
 // CHECK-NEXT:    @%[[P]] bra
 // CHECK:         rowsum__scratch0
