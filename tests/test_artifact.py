@@ -27,29 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MLP = ROOT / "examples" / "mlp.lathe"
 MLP_PARAMS = ROOT / "examples" / "mlp.params.npz"
-# nested results holding a kernel output twice, an input and a constant
-TUPLES = """def @main(%x: Tensor[(4, 8), float32], %y: Tensor[(4, 8), float32]) {
-  %0 = add(%x, %y);
-  %1 = multiply(%x, %y);
-  %2 = (%0, %1);
-  %3 = %2.1;
-  (%2, exp(%3), %x, %3, ones(shape=[3], dtype="float32"))
-}"""
-
-
-def lathe_cli(*args, env=None):
-    return subprocess.run([str(BIN / "lathe"), *map(str, args)], capture_output=True, text=True, env=env, check=False)
-
-
-def assert_matches(got, ref, rtol=2e-5):
-    assert type(got) is type(ref)
-    if isinstance(ref, tuple):
-        assert len(got) == len(ref)
-        for g, r in zip(got, ref):
-            assert_matches(g, r, rtol)
-        return
-    assert (got.shape, got.dtype) == (ref.shape, ref.dtype)
-    np.testing.assert_allclose(got, ref, rtol=0, atol=rtol * max(1.0, float(np.abs(ref).max())))
+from conftest import TUPLES, assert_matches, lathe_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")
