@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ from lathe.runtime import artifact
 from lathe.testing.backends import check_backend
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 MLP = ROOT / "examples" / "mlp.lathe"
 MLP_PARAMS = ROOT / "examples" / "mlp.params.npz"
 TRIPLE = "aarch64-linux-gnu"

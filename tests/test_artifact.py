@@ -24,7 +24,6 @@ from lathe.errors import LatheError
 from lathe.runtime import artifact
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 MLP = ROOT / "examples" / "mlp.lathe"
 MLP_PARAMS = ROOT / "examples" / "mlp.params.npz"
 from conftest import TUPLES, assert_matches, lathe_cli  # noqa: E402
