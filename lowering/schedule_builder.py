@@ -10,6 +10,7 @@ and replays through `apply-schedule{config=...}` or the kernel attribute
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.dialects import func
@@ -235,3 +236,26 @@ def kernel_config(f: func.FuncOp) -> Config | None:
     if not isinstance(attr, StringAttr):
         raise LatheError(f"@{f.sym_name.data}: {CONFIG_ATTR} must be a string, got {attr}")
     return Config.parse(attr.data)
+
+
+@dataclass(frozen=True)
+class Template:
+    """The schedule of a kernel built around one anchor stage.
+
+    `space(anchor, out, lanes)` is its knobs for that kernel (None: the template does not
+    apply, and the kernel keeps the per-stage schedules); `schedule(anchor, out, lanes, knobs)`
+    schedules the anchor and the kernel's output (the anchor itself, or its epilogue). Stages
+    with a role in `root_roles` are computed on their own (not inlined into the anchor)."""
+
+    name: str
+    space: Callable[[te.ComputeOp, te.ComputeOp, int], Space | None]
+    schedule: Callable[[te.ComputeOp, te.ComputeOp, int, dict[str, KnobValue]], bool]
+    root_roles: tuple[str, ...] = ()
+
+
+def divisors(n: int, limit: int) -> list[int]:
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def largest_divisor(n: int, limit: int) -> int:
+    return max(divisors(n, limit))
