@@ -146,8 +146,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
-    import onnxruntime as ort
-    from common import fmt, interleaved_medians
+    from common import fmt, interleaved_medians, ort_sessions
 
     import lathe
 
@@ -159,25 +158,26 @@ def main() -> int:
         if args.only and args.only not in shape.name:
             continue
         model, x = onnx_model(shape, rng)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.threads
-        so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess, quiet = ort_sessions(model, args.threads)
         ref = sess.run(None, {"x": x})[0]
         module, params = lathe.from_onnx(model)
         cm = lathe.compile(module, params=params, num_threads=args.threads)
         got = cm.run(x)
         err = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
         med = interleaved_medians(
-            {"lathe": lambda cm=cm, x=x: cm.run(x), "ort": lambda sess=sess, x=x: sess.run(None, {"x": x})},
+            {
+                "lathe": lambda cm=cm, x=x: cm.run(x),
+                "ort": lambda sess=sess, x=x: sess.run(None, {"x": x}),
+                "quiet": lambda sess=quiet, x=x: sess.run(None, {"x": x}),
+            },
             repeat=args.repeat,
         )
         ratio = med["lathe"] / med["ort"]
         ratios.append(ratio)
         print(
             f"{shape.name:32s} {fmt(med['lathe']):>11s} {fmt(med['ort']):>11s} {ratio:6.2f}x "
-            f"{shape.flops() / med['lathe'] / 1e9:8.1f} {shape.flops() / med['ort'] / 1e9:6.1f} {err:8.1e}  {templates_of(module, params)}",
+            f"{shape.flops() / med['lathe'] / 1e9:8.1f} {shape.flops() / med['ort'] / 1e9:6.1f} {err:8.1e}  {templates_of(module, params)}"
+            f"  [{med['lathe'] / med['quiet']:.2f}x no spin]",
             flush=True,
         )
     if ratios:

@@ -1,5 +1,8 @@
 """Whole zoo models: Lathe (-O3) next to ONNX Runtime on the same .onnx, side by side.
 
+The ratio is against ONNX Runtime's default session options; the ratio against the same
+session with spinning off is printed beside it.
+
 python benchmarks/models.py [--models resnet18,resnet50,mobilenet_v2,bert_base] [--threads 2] [--breakdown]
 
 --breakdown adds, per model, the share of run()'s time in convolutions, GEMMs (dense, matmul,
@@ -29,22 +32,21 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
-    import onnxruntime as ort
-    from common import fmt, interleaved_medians
+    from common import fmt, interleaved_medians, ort_sessions
 
     import lathe
     from models import ZOO
     from models.builder import random_inputs
 
-    print(f"{'model':14s} {'lathe':>11s} {'ORT':>11s} {'ratio':>7s} {'max rel err':>12s}")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.threads} threads")
+    print(
+        f"{'model':14s} {'lathe':>11s} {'ORT':>11s} {'ratio':>7s} {'ORT no spin':>12s} {'ratio':>7s} {'max rel err':>12s}"
+    )
+    ratios, quiet_ratios = [], []
     for name in args.models.split(","):
         model = ZOO[name].build()
         inputs = random_inputs(model, 0)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.threads
-        so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess, quiet = ort_sessions(model, args.threads)
         ref = sess.run(None, inputs)
         module, params = lathe.from_onnx(model)
         cm = lathe.compile(module, params=params, num_threads=args.threads)
@@ -57,16 +59,25 @@ def main() -> int:
             {
                 "lathe": lambda cm=cm, args_=args_: cm.run(*args_),  # the user-facing call, inputs to outputs
                 "ort": lambda sess=sess, inputs=inputs: sess.run(None, inputs),
+                "quiet": lambda sess=quiet, inputs=inputs: sess.run(None, inputs),
             },
             repeat=args.repeat,
         )
+        ratios.append(med["lathe"] / med["ort"])
+        quiet_ratios.append(med["lathe"] / med["quiet"])
         print(
-            f"{name:14s} {fmt(med['lathe']):>11s} {fmt(med['ort']):>11s} {med['lathe'] / med['ort']:6.2f}x {err:12.1e}",
+            f"{name:14s} {fmt(med['lathe']):>11s} {fmt(med['ort']):>11s} {ratios[-1]:6.2f}x "
+            f"{fmt(med['quiet']):>12s} {quiet_ratios[-1]:6.2f}x {err:12.1e}",
             flush=True,
         )
         if args.breakdown:
             shares = breakdown(cm.profile(*args_, repeat=args.repeat), med["lathe"])
             print("    " + "  ".join(f"{kind} {100 * share:4.1f}%" for kind, share in shares.items()), flush=True)
+    if ratios:
+        print(
+            f"geometric mean ratio {float(np.exp(np.mean(np.log(ratios)))):.2f}x against ORT's default session "
+            f"({float(np.exp(np.mean(np.log(quiet_ratios)))):.2f}x with its spinning off), {len(ratios)} models"
+        )
     return 0
 
 

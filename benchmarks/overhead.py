@@ -71,21 +71,6 @@ def mlp_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def sessions(model, threads: int):
-    import onnxruntime as ort
-
-    default = ort.SessionOptions()
-    default.intra_op_num_threads = threads
-    quiet = ort.SessionOptions()
-    quiet.intra_op_num_threads = threads
-    quiet.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CPUExecutionProvider"]
-    blob = model.SerializeToString()
-    return ort.InferenceSession(blob, default, providers=providers), ort.InferenceSession(
-        blob, quiet, providers=providers
-    )
-
-
 def per_kernel_executor(cm):
     """The compiled module's kernels through the executor's per-kernel path."""
     from xdsl.dialects import func
@@ -113,7 +98,7 @@ def main() -> int:
     ap.add_argument("--ops", type=int, default=20)
     args = ap.parse_args()
     import numpy as np
-    from common import fmt, interleaved_medians
+    from common import fmt, interleaved_medians, ort_sessions
 
     import lathe
 
@@ -131,7 +116,7 @@ def main() -> int:
         module, params = lathe.from_onnx(model)
         cm = lathe.compile(module, params=params, num_threads=args.threads, opt_level=level)
         slow = per_kernel_executor(cm)
-        ort_default, ort_quiet = sessions(model, args.threads)
+        ort_default, ort_quiet = ort_sessions(model, args.threads)
         shape = tuple(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim)
         x = rng.standard_normal(shape).astype(np.float32)
         ref = ort_default.run(None, {"x": x})[0]
