@@ -143,11 +143,26 @@ class Backend:
     binary_suffix: ClassVar[str] = ".bin"  # the compiled binary's
     dialects: ClassVar[Sequence[Dialect]] = ()
     passes: ClassVar[Mapping[str, type]] = {}  # name → ModulePass class, registered with lathe-opt
+    target_options: ClassVar[Mapping[str, str]] = {}  # "-option" → what it means, for the error on an unknown one
 
     # -- targets ---------------------------------------------------------------
     def parse_target(self, kind: str, options: dict[str, str]) -> Target:
         """The Target for `kind` with `options` ({"-mcpu": "znver4"}); unknown options are a LatheError."""
         raise NotImplementedError
+
+    def check_target(self, kind: str, options: Mapping[str, str]) -> None:
+        """The LatheError a user gets for a kind this backend lacks or an option it does not know,
+        the same words from every backend."""
+        if kind not in self.target_kinds:
+            raise LatheError(
+                f"the {self.name} backend has no target '{kind}'", note="its targets: " + ", ".join(self.target_kinds)
+            )
+        unknown = [k for k in options if k not in self.target_options]
+        if unknown:
+            raise LatheError(
+                f"unknown option '{unknown[0]}' for target '{kind}'",
+                note="known: " + "; ".join(f"{k}=... {v}" for k, v in self.target_options.items()),
+            )
 
     def capabilities(self, target: Target) -> Capabilities:
         return Capabilities()
@@ -413,3 +428,10 @@ class BackendInfo:
     source: str = ""  # the entry point or module it came from
     error: str | None = None  # why it failed to load
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def parse_opt_level(value: str) -> int:
+    """`-opt-level=N` of any target: 0..3, as compilers read -O."""
+    if value not in ("0", "1", "2", "3"):
+        raise LatheError(f"-opt-level must be 0..3, got '{value}'")
+    return int(value)

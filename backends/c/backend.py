@@ -20,7 +20,7 @@ from xdsl.dialects.builtin import ModuleOp
 from lathe.backends.c.compiler import CCompiler, build, compiler_flags, find_compiler
 from lathe.backends.c.compiler import load as load_library
 from lathe.backends.c.emitter import CSource, emit_module, packed_symbol
-from lathe.backends.interface import Backend, Capabilities, KernelLibrary, Target
+from lathe.backends.interface import Backend, Capabilities, KernelLibrary, Target, parse_opt_level
 from lathe.errors import LatheError
 
 OPTIONS = {
@@ -83,20 +83,12 @@ class CBackend(Backend):
     description = "portable C99 built by the system C compiler; standalone builds use OpenMP"
     source_suffix = ".c"
     binary_suffix = ".so"
+    target_options = OPTIONS
 
     # -- targets ---------------------------------------------------------------
     def parse_target(self, kind: str, options: dict[str, str]) -> Target:
-        if kind not in self.target_kinds:
-            raise LatheError(f"the C backend has no target '{kind}'", note="its target: c")
-        unknown = [k for k in options if k not in OPTIONS]
-        if unknown:
-            raise LatheError(
-                f"unknown option '{unknown[0]}' for target 'c'",
-                note="known: " + "; ".join(f"{k}=... {v}" for k, v in OPTIONS.items()),
-            )
-        opt = options.get("-opt-level", "3")
-        if opt not in ("0", "1", "2", "3"):
-            raise LatheError(f"-opt-level must be 0..3, got '{opt}'")
+        self.check_target(kind, options)
+        opt = parse_opt_level(options.get("-opt-level", "3"))
         host = "-mcpu" not in options and "-march" not in options
         features = llvm.get_host_cpu_features().flatten() if host else ""
         extra = tuple((k, options[k]) for k in ("-march",) if k in options)
@@ -106,7 +98,7 @@ class CBackend(Backend):
             cpu=options.get("-mcpu", ""),
             features=features,
             vector_bits=_vector_bits(features),
-            opt_level=int(opt),
+            opt_level=opt,
             options=extra,
         )
 

@@ -21,7 +21,7 @@ from xdsl.dialects.builtin import ModuleOp
 from lathe.backends.cuda.codegen import TRIPLE, module_to_nvptx_ir
 from lathe.backends.cuda.ptx import ARCHES, DEFAULT_ARCH, find_libdevice, to_ptx
 from lathe.backends.cuda.ptxas import INSTALL_NOTE, assemble, find_ptxas, ptxas_version, resource_table
-from lathe.backends.interface import Backend, Capabilities, Device, KernelLibrary, Target
+from lathe.backends.interface import Backend, Capabilities, Device, KernelLibrary, Target, parse_opt_level
 from lathe.backends.llvm.backend import CPU_PRIMITIVES
 from lathe.errors import LatheError
 
@@ -48,6 +48,7 @@ class CUDABackend(Backend):
     description = "NVIDIA GPUs: NVPTX through llvmlite, run through the CUDA driver (cuda-bindings)"
     source_suffix = ".ptx"
     binary_suffix = ".cubin"
+    target_options = OPTIONS
 
     @property
     def version(self) -> str:  # type: ignore[override]
@@ -55,19 +56,12 @@ class CUDABackend(Backend):
 
     # -- targets ---------------------------------------------------------------
     def parse_target(self, kind: str, options: dict[str, str]) -> Target:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise LatheError(
-                f"unknown option(s) {', '.join(unknown)} for target '{kind}'",
-                note="known: " + "; ".join(f"{k} ({v})" for k, v in OPTIONS.items()),
-            )
+        self.check_target(kind, options)
         arch = options.get("-arch", DEFAULT_ARCH)
         if arch not in ARCHES:
             raise LatheError(f"unknown CUDA architecture '{arch}'", note=f"known: {', '.join(ARCHES)}")
-        level = options.get("-opt-level", "3")
-        if level not in ("0", "1", "2", "3"):
-            raise LatheError(f"-opt-level must be 0..3, got '{level}'")
-        return Target("cuda", triple=TRIPLE, cpu=arch, vector_bits=128, opt_level=int(level))
+        level = parse_opt_level(options.get("-opt-level", "3"))
+        return Target("cuda", triple=TRIPLE, cpu=arch, vector_bits=128, opt_level=level)
 
     def capabilities(self, target: Target) -> Capabilities:
         return Capabilities(schedule_primitives=CPU_PRIMITIVES | {"bind"}, runs_here=self._gpu() is None)

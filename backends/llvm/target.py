@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 import llvmlite.binding as llvm
 
+from lathe.backends.interface import parse_opt_level
 from lathe.errors import LatheError
 
 
@@ -195,9 +196,7 @@ def parse_target(spec: str | LLVMTarget = "llvm") -> LLVMTarget:
         elif key == "-mattr":
             attrs = value
         elif key == "-opt-level":
-            if value not in "0123" or len(value) != 1:
-                raise LatheError(f"-opt-level must be 0..3, got '{value}'")
-            opt = int(value)
+            opt = parse_opt_level(value)
         else:
             raise LatheError(f"unknown target option '{key}'", note="known: -mcpu, -mtriple, -mattr, -opt-level")
     try:

@@ -82,16 +82,10 @@ class OpenCLBackend(Backend):
     description = "OpenCL C through pyopencl (GPUs, or PoCL on the CPU); GPU schedule templates"
     source_suffix = ".cl"
     binary_suffix = ".bin"
+    target_options = OPTIONS
 
     def parse_target(self, kind: str, options: dict[str, str]) -> Target:
-        if kind not in self.target_kinds:
-            raise LatheError(f"the OpenCL backend has no target '{kind}'", note="its target: opencl")
-        unknown = [k for k in options if k not in OPTIONS]
-        if unknown:
-            raise LatheError(
-                f"unknown option '{unknown[0]}' for target 'opencl'",
-                note="known: " + "; ".join(f"{k}=... {v}" for k, v in OPTIONS.items()),
-            )
+        self.check_target(kind, options)
         device = options.get("-device", "0")
         if not device.isdigit():
             raise LatheError(f"-device must be a device index, got '{device}'")
