@@ -130,7 +130,7 @@ class Interpreter:
             carried = out[:n]
             for got, value in zip(scans, out[n:]):
                 got.append(np.asarray(value))
-        return [*carried, *(_stack(got, r.type) for got, r in zip(scans, op.outs[n:]))]
+        return [*carried, *(stack_scans(got, r.type) for got, r in zip(scans, op.outs[n:]))]
 
     def run_dyn(self, op: graph.DynOp, args: list):
         """A `graph.dyn`: the static op its values make, evaluated on the data operands."""
@@ -177,7 +177,7 @@ def concrete_type(value) -> Attribute:
     return TensorType(graph.DTYPES[np.dtype(value.dtype).name], list(value.shape))
 
 
-def _stack(values: list[np.ndarray], t: TensorType) -> np.ndarray:
+def stack_scans(values: list[np.ndarray], t: TensorType) -> np.ndarray:
     if not values:  # no iteration ran: an empty stack, its unknown dimensions 0
         return np.zeros([0, *(max(d, 0) for d in t.get_shape()[1:])], np_dtype(t.element_type))
     shapes = {v.shape for v in values}

@@ -1,87 +1,64 @@
 """The VM: runs what the graph executor cannot, control flow, function values and `?` shapes.
 
-It walks the graph dialect as the reference interpreter does (calls, branches, closures and
-the recursion depth limit are the interpreter's), but never computes an op with numpy: each
-block is cut into *primitive regions*, maximal runs of graph ops with no control flow between
-them, and a primitive region runs as native kernels compiled by the static pipeline. Shapes
-are known only when a region runs, so each region is compiled once per concrete signature of
-its inputs (dtypes and shapes) and the compiled module is cached: TVM's VM computes output
-shapes with shape functions and runs kernels compiled for symbolic shapes; this VM
-specialises per shape instead, so a `?` batch served at two sizes compiles each region twice.
+A module is compiled once to VM code (runtime/vm_program.py): per function, a flat list of
+instructions over registers, branches and loops as jumps, calls and closures as frames, and
+each *primitive region* (a maximal run of graph ops with no control flow between them) as
+specialise, allocate, invoke. One loop runs the code over a stack of frames, dispatching on the
+instruction's type through a table. A region runs as native kernels compiled by the static
+pipeline: shapes are known only when it runs, so it is compiled once per concrete signature of
+its inputs (dtypes and shapes) and cached, which gives each shape the static pipeline's code
+(TVM's VM compiles kernels for symbolic shapes instead). The tensors kernels write come from a
+pool (runtime/vm_pool.py), given back when their register dies and reused across regions and
+runs; what a run returns is never pool memory that a later run writes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, TupleType
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Region, SSAValue
 
 from lathe.dialects import graph
+from lathe.dialects.dtypes import np_dtype
 from lathe.dialects.functions import recursive_function, set_param_names
 from lathe.dialects.reference import check_value
 from lathe.errors import LatheError
-from lathe.runtime.interpreter import Interpreter, dyn_static_op
+from lathe.runtime.interpreter import MAX_CALL_DEPTH, Interpreter, dyn_static_op, stack_scans
+from lathe.runtime.vm_pool import MemoryPool
+from lathe.runtime.vm_program import (
+    AllocStorage,
+    AllocTensor,
+    Call,
+    CallClosure,
+    GetItem,
+    Goto,
+    InvokeDyn,
+    InvokeRegion,
+    JumpIfNot,
+    Kill,
+    LoadConst,
+    MakeClosure,
+    MakeTuple,
+    Move,
+    NewList,
+    PrimitiveRegion,
+    Ret,
+    ScanAppend,
+    ScanStack,
+    ShapeOf,
+    SpecializeRegion,
+    VMFunction,
+    VMProgram,
+    compile_program,
+    leaf_types,
+    plan_block,
+)
 
-
-@dataclass(eq=False)
-class PrimitiveRegion:
-    """A run of control-flow-free graph ops of one block: what it reads from outside (constants
-    aside: they are copied in), what it gives to the rest of the program, and its compiled
-    module for each signature it has run with."""
-
-    ops: list[Operation]
-    inputs: list[SSAValue]
-    outputs: list[SSAValue]
-    compiled: dict[tuple, object] = field(default_factory=dict)
-
-
-def _is_primitive(op: Operation) -> bool:
-    return isinstance(op, graph.GraphOp) and not isinstance(op, graph.ConstantOp)
-
-
-def _computes(op: Operation) -> bool:
-    return not isinstance(op, graph.TupleOp | graph.TupleGetItemOp)
-
-
-def plan_block(block: Block) -> list[Operation | PrimitiveRegion]:
-    """The block's ops in order, each maximal run of primitive ops made one PrimitiveRegion.
-    Constants stay single steps (the VM's branches and calls may read them too) and do not end
-    a run; a run that only packs or unpacks tuples is left to the VM, having nothing to compile."""
-    steps: list[Operation | PrimitiveRegion] = []
-    run: list[Operation] = []
-
-    def close() -> None:
-        if any(map(_computes, run)):
-            steps.append(_region(run))
-        else:
-            steps.extend(run)
-        run.clear()
-
-    for op in block.ops:
-        if _is_primitive(op):
-            run.append(op)
-        elif isinstance(op, graph.ConstantOp):
-            steps.append(op)
-        else:
-            close()
-            steps.append(op)
-    close()
-    return steps
-
-
-def _region(ops: list[Operation]) -> PrimitiveRegion:
-    inside = set(ops)
-    inputs: list[SSAValue] = []
-    for op in ops:
-        for v in op.operands:
-            if v.owner not in inside and not isinstance(v.owner, graph.ConstantOp) and v not in inputs:
-                inputs.append(v)
-    outputs = [r for op in ops for r in op.results if any(u.operation not in inside for u in r.uses)]
-    return PrimitiveRegion(list(ops), inputs, outputs)
+__all__ = ["PrimitiveRegion", "VMModule", "VirtualMachine", "needs_vm", "plan_block", "specialise"]
 
 
 def _leaves(value) -> list[np.ndarray]:
@@ -148,77 +125,313 @@ def specialise(region: PrimitiveRegion, values: list, names: dict[SSAValue, str]
     return ModuleOp([f])
 
 
+@dataclass(frozen=True, eq=False)
+class VMClosure:
+    """A function value: its `graph.fn` and the values it captured."""
+
+    fn: graph.FnOp
+    captured: tuple
+
+
+@dataclass(frozen=True, eq=False)
+class RegionKernel:
+    """A primitive region specialised to one signature: its compiled module and the shape of
+    each leaf of its outputs (what Relay's shape functions compute before allocating)."""
+
+    compiled: object
+    shapes: tuple[tuple[int, ...], ...]
+
+
+@dataclass(eq=False)
+class Frame:
+    """A call in progress: its function's registers, the next instruction, and the caller's
+    registers that take its value."""
+
+    fn: VMFunction
+    regs: list
+    pc: int = 0
+    ret: tuple[int, ...] = ()
+
+
 class VirtualMachine(Interpreter):
-    """Runs @entry with control flow, closures and calls as the interpreter does, and every
-    primitive region as native code: `compile_region(module, params)` compiles a specialised
-    region (a `CompiledModule`, made by the API layer, which this layer may not import), the
-    entry's parameters bound from the params file (`bound`) given to it as constants, so weight
-    transforms fold at compile time as in the static pipeline."""
+    """Runs the module's VM program (runtime/vm_program.py) with one loop over a stack of frames;
+    every primitive region as native code: `compile_region(module, params)` compiles a
+    specialised region (a `CompiledModule`, made by the API layer, which this layer may not
+    import), the entry's parameters bound from the params file (`bound`) given to it as
+    constants, so weight transforms fold at compile time as in the static pipeline. The kernels'
+    outputs are tensors from the pool (runtime/vm_pool.py), reused across regions and runs."""
 
     def __init__(self, module: ModuleOp, compile_region: Callable[[ModuleOp, dict], object]):
         super().__init__(module)
         self.compile_region = compile_region
-        self.plans: dict[Block, list[Operation | PrimitiveRegion]] = {}
-        self.dyn_compiled: dict[graph.DynOp, dict[tuple, object]] = {}
+        self.dyn_compiled: dict[graph.DynOp, dict[tuple, tuple]] = {}
         self.bound: dict[SSAValue, str] = {}  # entry parameters bound from params, by name
         self.constants: dict[graph.ConstantOp, np.ndarray] = {}
         self.compiles = 0
+        self.pool = MemoryPool()
+        self._program: VMProgram | None = None
+        self._returned = None
 
-    def run_block(self, block, env):
-        plan = self.plans.get(block)
-        if plan is None:
-            plan = self.plans[block] = plan_block(block)
-        for step in plan:
-            if isinstance(step, PrimitiveRegion):
-                self.run_region(step, env)
-            elif isinstance(step, func.ReturnOp | graph.YieldOp):
-                vals = [env[v] for v in step.operands]
-                return vals[0] if len(vals) == 1 else tuple(vals)
+    @property
+    def program(self) -> VMProgram:
+        """The VM code, compiled at the first run (after `bound` is known)."""
+        if self._program is None:
+            self._program = compile_program(self.functions, self.bound)
+        return self._program
+
+    def run(self, name: str, args: list):
+        """`@name(args)`: the instruction loop, until the entry's frame returns. Frames are a
+        list, not Python's stack, so the depth limit is the VM's own (MAX_CALL_DEPTH)."""
+        stack = [self._frame(self._function(name), args, ())]
+        try:
+            frame = stack[0]
+            code = frame.fn.code
+            while True:
+                ins = code[frame.pc]
+                frame.pc += 1
+                if DISPATCH[type(ins)](self, stack, frame, ins):  # frames changed
+                    if not stack:
+                        value, self._returned = self._returned, None
+                        return value
+                    frame = stack[-1]
+                    code = frame.fn.code
+        except BaseException:
+            for f in stack:
+                self._release(f)
+            raise
+
+    def _function(self, name: str) -> VMFunction:
+        fn = self.program.functions.get(name)
+        if fn is None:
+            raise LatheError(f"@{name} is only declared (it has no body): the VM has nothing to run")
+        return fn
+
+    def _frame(self, fn: VMFunction, args, ret: tuple[int, ...]) -> Frame:
+        frame = Frame(fn, [None] * fn.num_regs, 0, ret)
+        for r, value in enumerate(args):
+            self.pool.hold(value)
+            frame.regs[r] = value
+        return frame
+
+    def _call(self, stack: list[Frame], fn: VMFunction, args, ret: tuple[int, ...], what: str) -> bool:
+        if len(stack) >= MAX_CALL_DEPTH:
+            raise LatheError(
+                f"calls nested deeper than {MAX_CALL_DEPTH} (in {what}): a recursion with no base case?",
+                note="each recursive call must come nearer to a branch that does not recurse",
+            )
+        stack.append(self._frame(fn, args, ret))
+        return True
+
+    def _release(self, frame: Frame) -> None:
+        for value in frame.regs:
+            if type(value) is list:  # a loop's scanned values, left by an error
+                for v in value:
+                    self.pool.drop(v)
             else:
-                self.step(step, env)
-        raise LatheError("a block has no return")
+                self.pool.drop(value)
+        frame.regs.clear()
 
-    def step(self, op: Operation, env) -> None:
-        if isinstance(op, graph.ConstantOp):  # decoded once, not per run
-            value = self.constants.get(op)
-            if value is None:
-                value = self.constants[op] = self.evaluate(op, [])
-            env[op.result] = value
-            return
-        super().step(op, env)
+    def set(self, frame: Frame, r: int, value) -> None:
+        self.pool.hold(value)
+        old = frame.regs[r]
+        frame.regs[r] = value
+        self.pool.drop(old)
 
-    def run_dyn(self, op: graph.DynOp, args: list):
-        """A `graph.dyn` as native code: the static op its values make, compiled per shapes and
-        values (what a kernel specialised on the value is) and cached."""
-        k = op.data_count
-        data = [np.asarray(a) for a in args[:k]]
-        values = [np.asarray(v) for v in args[k:]]
-        key = (tuple((x.dtype.str, x.shape) for x in data), tuple(tuple(v.reshape(-1).tolist()) for v in values))
-        cache = self.dyn_compiled.setdefault(op, {})
-        compiled = cache.get(key)
-        if compiled is None:
-            static = dyn_static_op(op, data, values)
-            region = PrimitiveRegion([static], list(static.operands), [static.results[0]])
-            compiled = cache[key] = self.compile_region(specialise(region, data), {})
-            self.compiles += 1
-        return compiled.run(*data)  # type: ignore[attr-defined]
+    def constant(self, op: graph.ConstantOp) -> np.ndarray:
+        value = self.constants.get(op)
+        if value is None:  # decoded once, not per run
+            value = self.constants[op] = self.evaluate(op, [])
+        return value
 
-    def run_region(self, region: PrimitiveRegion, env) -> None:
-        values = [env[v] for v in region.inputs]
-        leaves = [np.asarray(x) for v in values for x in _leaves(v)]
-        key = tuple((x.dtype.str, x.shape) for x in leaves)
-        compiled = region.compiled.get(key)
-        bound = {v: self.bound[v] for v in region.inputs if v in self.bound}
-        if compiled is None:
-            params = {name: np.asarray(env[v]) for v, name in bound.items()}
-            compiled = region.compiled[key] = self.compile_region(specialise(region, values, bound), params)
-            self.compiles += 1
-        given = [x for v, value in zip(region.inputs, values) if v not in bound for x in _leaves(value)]
-        out = compiled.run(*given)  # type: ignore[attr-defined]
-        if len(region.outputs) == 1:
-            env[region.outputs[0]] = out
+    def region_kernel(self, ins: SpecializeRegion, values: list) -> RegionKernel:
+        """The region specialised to these values' types and compiled (bound inputs as constants)."""
+        region = ins.region
+        bound = {v: n for v, n in zip(region.inputs, ins.bound) if n is not None}
+        params = {n: np.asarray(value) for n, value in zip(ins.bound, values) if n is not None}
+        module = specialise(region, values, bound)
+        (result,) = module.ops.first.function_type.outputs.data  # type: ignore[union-attr]
+        shapes = tuple(tuple(t.get_shape()) for t in leaf_types(result))  # type: ignore[attr-defined]
+        self.compiles += 1
+        return RegionKernel(self.compile_region(module, params), shapes)
+
+    def dyn_kernel(self, op: graph.DynOp, data: list, values: list, key: tuple) -> tuple:
+        """The static op a `graph.dyn`'s values make, compiled for these shapes and values: what
+        a kernel specialised on the value is; with its result's shape and dtype."""
+        static = dyn_static_op(op, data, values)
+        region = PrimitiveRegion([static], list(static.operands), [static.results[0]])
+        t = static.results[0].type
+        self.compiles += 1
+        compiled = self.compile_region(specialise(region, data), {})
+        leaves = tuple((tuple(x.get_shape()), np_dtype(x.element_type)) for x in leaf_types(t))  # type: ignore[attr-defined]
+        return compiled, t, leaves
+
+
+# -- what each instruction does: (vm, stack, frame, instruction) -> whether frames changed ---
+
+
+def _load_const(vm: VirtualMachine, stack, frame: Frame, ins: LoadConst) -> None:
+    vm.set(frame, ins.dst, vm.constant(ins.op))
+
+
+def _move(vm: VirtualMachine, stack, frame: Frame, ins: Move) -> None:
+    vm.set(frame, ins.dst, frame.regs[ins.src])
+
+
+def _make_tuple(vm: VirtualMachine, stack, frame: Frame, ins: MakeTuple) -> None:
+    vm.set(frame, ins.dst, tuple(frame.regs[r] for r in ins.srcs))
+
+
+def _get_item(vm: VirtualMachine, stack, frame: Frame, ins: GetItem) -> None:
+    vm.set(frame, ins.dst, frame.regs[ins.src][ins.index])
+
+
+def _shape_of(vm: VirtualMachine, stack, frame: Frame, ins: ShapeOf) -> None:
+    vm.set(frame, ins.dst, np.asarray(np.shape(frame.regs[ins.src]), np.int64))
+
+
+def _specialize_region(vm: VirtualMachine, stack, frame: Frame, ins: SpecializeRegion) -> None:
+    values = [frame.regs[r] for r in ins.args]
+    key = tuple((x.dtype.str, x.shape) for v in values for x in map(np.asarray, _leaves(v)))
+    kernel = ins.region.compiled.get(key)
+    if kernel is None:
+        kernel = ins.region.compiled[key] = vm.region_kernel(ins, values)
+    frame.regs[ins.kernel] = kernel
+    for r, shape in zip(ins.shapes, kernel.shapes):
+        frame.regs[r] = shape
+
+
+def _alloc_storage(vm: VirtualMachine, stack, frame: Frame, ins: AllocStorage) -> None:
+    nbytes = int(np.prod(frame.regs[ins.shape], dtype=np.int64)) * ins.dtype.itemsize
+    vm.set(frame, ins.dst, vm.pool.storage(nbytes))
+
+
+def _alloc_tensor(vm: VirtualMachine, stack, frame: Frame, ins: AllocTensor) -> None:
+    vm.set(frame, ins.dst, MemoryPool.view(frame.regs[ins.storage], frame.regs[ins.shape], ins.dtype))
+
+
+def _nest(t: Attribute | None, leaves):
+    if t is None or not isinstance(t, TupleType):
+        return next(leaves)
+    return tuple(_nest(s if isinstance(s, TupleType) else None, leaves) for s in t.types.data)
+
+
+def _invoke_region(vm: VirtualMachine, stack, frame: Frame, ins: InvokeRegion) -> None:
+    regs = frame.regs
+    given = [x for r in ins.args for x in _leaves(regs[r])]
+    leaves = iter([regs[r] for r in ins.outs])
+    outs = [_nest(t, leaves) for t in ins.layout]
+    regs[ins.kernel].compiled.run(*given, out=outs[0] if len(outs) == 1 else tuple(outs))
+    for r, value in zip(ins.dsts, outs):
+        vm.set(frame, r, value)
+
+
+def _invoke_dyn(vm: VirtualMachine, stack, frame: Frame, ins: InvokeDyn) -> None:
+    op = ins.op
+    args = [np.asarray(frame.regs[r]) for r in ins.args]
+    data, values = args[: op.data_count], args[op.data_count :]
+    key = (tuple((x.dtype.str, x.shape) for x in data), tuple(tuple(v.reshape(-1).tolist()) for v in values))
+    cache = vm.dyn_compiled.setdefault(op, {})
+    kernel = cache.get(key)
+    if kernel is None:
+        kernel = cache[key] = vm.dyn_kernel(op, data, values, key)
+    compiled, t, leaves = kernel
+    out = _nest(t, iter([vm.pool.tensor(shape, dtype) for shape, dtype in leaves]))
+    compiled.run(*data, out=out)
+    vm.set(frame, ins.dst, out)
+
+
+def _make_closure(vm: VirtualMachine, stack, frame: Frame, ins: MakeClosure) -> None:
+    captured = tuple(frame.regs[r] for r in ins.captures)
+    vm.pool.give_away(captured)  # a closure lives as long as Python keeps it
+    vm.set(frame, ins.dst, VMClosure(ins.fn, captured))
+
+
+def _call(vm: VirtualMachine, stack, frame: Frame, ins: Call) -> bool:
+    args = [frame.regs[r] for r in ins.args]
+    return vm._call(stack, vm._function(ins.callee), args, ins.dsts, f"@{ins.callee}")
+
+
+def _call_closure(vm: VirtualMachine, stack, frame: Frame, ins: CallClosure) -> bool:
+    closure = frame.regs[ins.closure]
+    args = [*closure.captured, *(frame.regs[r] for r in ins.args)]
+    return vm._call(stack, vm.program.closures[closure.fn], args, (ins.dst,), "a fn")
+
+
+def _ret(vm: VirtualMachine, stack, frame: Frame, ins: Ret) -> bool:
+    vals = [frame.regs[r] for r in ins.srcs]
+    value = vals[0] if len(vals) == 1 else tuple(vals)
+    stack.pop()
+    if stack:
+        caller = stack[-1]
+        if len(frame.ret) == 1:
+            vm.set(caller, frame.ret[0], value)
         else:
-            env.update(zip(region.outputs, out))
+            for r, v in zip(frame.ret, value if isinstance(value, tuple) else (value,)):
+                vm.set(caller, r, v)
+    else:  # the run's result: the caller's now, never handed out again
+        vm.pool.give_away(value)
+        vm._returned = value
+    vm._release(frame)
+    return True
+
+
+def _jump_if_not(vm: VirtualMachine, stack, frame: Frame, ins: JumpIfNot) -> None:
+    if not bool(frame.regs[ins.cond]):
+        frame.pc = ins.target
+
+
+def _goto(vm: VirtualMachine, stack, frame: Frame, ins: Goto) -> None:
+    frame.pc = ins.target
+
+
+def _new_list(vm: VirtualMachine, stack, frame: Frame, ins: NewList) -> None:
+    vm.set(frame, ins.dst, [])
+
+
+def _scan_append(vm: VirtualMachine, stack, frame: Frame, ins: ScanAppend) -> None:
+    value = np.asarray(frame.regs[ins.src])
+    vm.pool.hold(value)
+    frame.regs[ins.list].append(value)
+
+
+def _scan_stack(vm: VirtualMachine, stack, frame: Frame, ins: ScanStack) -> None:
+    values = frame.regs[ins.list]
+    stacked = stack_scans(values, ins.type)  # type: ignore[arg-type]
+    for v in values:
+        vm.pool.drop(v)
+    values.clear()
+    vm.set(frame, ins.dst, stacked)
+
+
+def _kill(vm: VirtualMachine, stack, frame: Frame, ins: Kill) -> None:
+    regs = frame.regs
+    for r in ins.regs:
+        old, regs[r] = regs[r], None
+        vm.pool.drop(old)
+
+
+DISPATCH: dict[type, Callable[..., bool | None]] = {
+    LoadConst: _load_const,
+    Move: _move,
+    MakeTuple: _make_tuple,
+    GetItem: _get_item,
+    ShapeOf: _shape_of,
+    SpecializeRegion: _specialize_region,
+    AllocStorage: _alloc_storage,
+    AllocTensor: _alloc_tensor,
+    InvokeRegion: _invoke_region,
+    InvokeDyn: _invoke_dyn,
+    MakeClosure: _make_closure,
+    Call: _call,
+    CallClosure: _call_closure,
+    Ret: _ret,
+    JumpIfNot: _jump_if_not,
+    Goto: _goto,
+    NewList: _new_list,
+    ScanAppend: _scan_append,
+    ScanStack: _scan_stack,
+    Kill: _kill,
+}
 
 
 def needs_vm(module: ModuleOp) -> bool:
@@ -263,6 +476,16 @@ class VMModule:
         called = any(isinstance(op, func.CallOp) and op.callee.root_reference.data == entry for op in module.walk())
         if not called:  # (in a recursive entry, a parameter's value changes from call to call)
             self.vm.bound = {a: n for a, n in zip(args, names) if n in self.params}
+
+    @property
+    def program(self) -> VMProgram:
+        """The VM code (prints one instruction a line)."""
+        return self.vm.program
+
+    @property
+    def pool_stats(self):
+        """What the memory pool has handed out: blocks and bytes fresh and reused (PoolStats)."""
+        return self.vm.pool.stats
 
     @property
     def compiles(self) -> int:
