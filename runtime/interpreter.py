@@ -237,7 +237,7 @@ def bind_arguments(
             value = inputs[name]
         elif name in params:
             value = params[name]
-        elif fill_random and isinstance(t, TensorType | MemRefType):
+        elif fill_random and isinstance(t, TensorType | MemRefType) and not graph.is_dynamic(t):  # (a ? has no size)
             dt = np_dtype(t.element_type)
             shape = tuple(t.get_shape())
             if np.issubdtype(dt, np.floating):

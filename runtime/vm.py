@@ -14,6 +14,7 @@ runs; what a run returns is never pool memory that a later run writes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -171,6 +172,10 @@ class VirtualMachine(Interpreter):
         self.pool = MemoryPool()
         self._program: VMProgram | None = None
         self._returned = None
+
+    def program_plans(self):
+        """The blocks' plans (steps and primitive regions) the program was compiled from."""
+        return self.program.plans.values()
 
     @property
     def program(self) -> VMProgram:
@@ -434,6 +439,23 @@ DISPATCH: dict[type, Callable[..., bool | None]] = {
 }
 
 
+@dataclass
+class VMCompileStats:
+    """What the VM has compiled so far, over all its regions' specialisations."""
+
+    modules: int = 0  # regions and dyn ops compiled, once per signature
+    kernels: int = 0
+    distinct: int = 0
+    from_cache: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.modules} specialised regions: {self.kernels} kernels, {self.distinct} distinct, "
+            f"{self.from_cache} from the cache, {self.seconds:.2f} s"
+        )
+
+
 def needs_vm(module: ModuleOp) -> bool:
     """Whether the graph executor cannot run `module`: it has control flow, function values,
     recursion, or a shape known only at run time."""
@@ -468,6 +490,7 @@ class VMModule:
                 note="its parameters: " + ", ".join(names),
             )
         self.input_names = [n for n in names if n not in self.params]
+        self._last: list | None = None  # the arguments of the last run, for benchmark()
         f = self.vm.functions[entry]
         self.types = types = {n: a.type for n, a in zip(names, f.body.block.args)}
         # checked (and made contiguous) once, not per run; check_value returns them as they are then
@@ -492,6 +515,58 @@ class VMModule:
         """How many primitive regions have been compiled (once per region and input signature)."""
         return self.vm.compiles
 
+    def compiled_modules(self) -> list:
+        """Every module compiled so far: one per region and signature, one per `graph.dyn` and values."""
+        regions = [step for plan in self.vm.program_plans() for step in plan if isinstance(step, PrimitiveRegion)]
+        found = [k.compiled for r in regions for k in r.compiled.values()]
+        return found + [entry[0] for cache in self.vm.dyn_compiled.values() for entry in cache.values()]
+
+    @property
+    def compile_stats(self) -> VMCompileStats:
+        stats = VMCompileStats(len(self.compiled_modules()))
+        for m in self.compiled_modules():
+            for name in ("kernels", "distinct", "from_cache", "seconds"):
+                setattr(stats, name, getattr(stats, name) + getattr(m.compile_stats, name, 0))
+        return stats
+
+    def _compiled_one(self):
+        modules = self.compiled_modules()
+        if not modules:
+            raise LatheError("the VM compiles its regions when they first run: run the module first")
+        return modules[0]
+
+    @property
+    def num_threads(self) -> int:
+        return self._compiled_one().num_threads
+
+    @property
+    def target(self):
+        return self._compiled_one().target
+
+    def benchmark(self, repeat: int = 100, warmup_seconds: float = 1.0) -> list[float]:
+        """Seconds of each of `repeat` runs on the last run's inputs (as CompiledModule.benchmark
+        times the inputs bound now), after a wall-clock warm-up; every run goes through `run()`
+        (the VM's loop, the pool, the kernels)."""
+        if self._last is None:
+            raise LatheError("benchmark() times the inputs of the last run: run the module first")
+        args = self._last
+        clock = time.perf_counter
+        end = clock() + warmup_seconds
+        while clock() < end:
+            self.vm.run(self.entry, args)
+        times = []
+        for _ in range(repeat):
+            t0 = clock()
+            self.vm.run(self.entry, args)
+            times.append(clock() - t0)
+        return times
+
+    def profile(self, *inputs, **named):
+        raise LatheError(
+            "profile() is for the graph executor: the VM's kernels are compiled per region and shape",
+            note="profile a model whose shapes are static with executor='graph'",
+        )
+
     def run(self, *inputs, out=None, **named):
         from lathe.runtime.interpreter import bind_arguments
 
@@ -511,4 +586,5 @@ class VMModule:
             args = [check_value(n, inputs[n], t) if n in inputs else self.checked[n] for n, t in self.types.items()]
         else:  # something missing or unknown: bind_arguments says what
             args, _ = bind_arguments(f, inputs, self.checked)
+        self._last = args
         return self.vm.run(self.entry, args)

@@ -330,6 +330,7 @@ class VMProgram:
 
     functions: dict[str, VMFunction]
     closures: dict[graph.FnOp, VMFunction]
+    plans: dict[Block, list[Operation | PrimitiveRegion]]  # each block's steps, its regions among them
 
     def __str__(self) -> str:
         return "\n".join(str(f) for f in [*self.functions.values(), *self.closures.values()])
@@ -576,7 +577,7 @@ def compile_program(functions: dict[str, func.FuncOp], bound: dict[SSAValue, str
         for name, f in functions.items()
         if not f.is_declaration
     }
-    return VMProgram(compiled, pc.closures)
+    return VMProgram(compiled, pc.closures, pc.plans)
 
 
 # -- liveness ------------------------------------------------------------------------------

@@ -136,3 +136,32 @@ def test_size_classes_are_aligned_and_waste_at_most_a_quarter():
     pool.drop(a)
     assert pool.storage(990) is a  # same class, given back: reused
     assert pool.stats.reused == 1 and pool.stats.fresh == 1
+
+
+DYNAMIC_BATCH = """def @main(%x: Tensor[(?, 4), float32], %w: Tensor[(3, 4), float32]) {
+  %0 = nn.dense(%x, %w);
+  (nn.relu(%0), sum(%0, axis=[0]))
+}"""
+
+
+def test_lathe_run_takes_inputs_of_any_size_a_question_mark_admits(tmp_path, rng):
+    from conftest import lathe_cli
+
+    model = tmp_path / "m.lathe"
+    model.write_text(DYNAMIC_BATCH)
+    np.savez(tmp_path / "w.npz", w=rng.standard_normal((3, 4)).astype(np.float32))
+    for batch in (1, 7, 40):
+        x = rng.standard_normal((batch, 4)).astype(np.float32)
+        np.savez(tmp_path / "x.npz", x=x)
+        r = lathe_cli("run", model, "--inputs", tmp_path / "x.npz", "--params", tmp_path / "w.npz", "--check")
+        assert r.returncode == 0 and "OK" in r.stdout, r.stderr
+        assert f"output_0: shape=({batch}, 3)" in r.stdout
+    r = lathe_cli("run", model, "--inputs", tmp_path / "x.npz", "--params", tmp_path / "w.npz", "--bench", "3")
+    assert r.returncode == 0 and "latency: median" in r.stdout and "specialised regions" in r.stdout, r.stderr
+    np.savez(tmp_path / "bad.npz", x=np.ones((2, 5), np.float32))
+    r = lathe_cli("run", model, "--inputs", tmp_path / "bad.npz", "--params", tmp_path / "w.npz")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "(2, 5)" in r.stderr and "Tensor[(?, 4), float32]" in r.stderr
+    r = lathe_cli("run", model, "--params", tmp_path / "w.npz")  # a ? has no size to draw random values for
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "internal error" not in r.stderr
+    assert "%x" in r.stderr and "Tensor[(?, 4), float32]" in r.stderr
