@@ -139,6 +139,46 @@ def schedule_reduction(s: Schedule, tile_j: int = REDUCTION_TILE_J, parallel: Kn
         s.parallel(fused)
 
 
+def row_statistics(out: te.ComputeOp, computes: list[te.ComputeOp], outputs) -> list[te.ComputeOp] | None:
+    """The reductions of a row kernel (softmax, log_softmax, layer norm): each reduces a whole
+    row of `out` (its shape is out's with the last axis 1, its one reduce axis as long as
+    that axis) and is no kernel output. Computed per row inside out's row loop, a row stays
+    in cache through every pass and one parallel loop runs the kernel (as separate stages
+    each pass streams the whole tensor in a loop of its own, and a statistic's loop is too
+    short to be worth threads). None when the kernel is not one."""
+    ext = out.spatial_extents
+    if out.reduce_extent_list or len(ext) < 2:
+        return None
+    row_shape = [*ext[:-1], 1]
+    reds = [c for c in computes if c.reduce_extent_list]
+    if not reds or any(c.result in outputs for c in reds):
+        return None
+    for c in reds:
+        if c.spatial_extents != row_shape or c.reduce_extent_list != [ext[-1]]:
+            return None
+    return reds
+
+
+def schedule_row_kernel(s: Schedule, stats: list[te.ComputeOp], parallel: KnobValue = "auto") -> None:
+    """One parallel loop over the rows; in it each statistic's pass over the row (its reduce
+    axis vectorized: vector accumulators, reduced across lanes once at the end), then the
+    row's outputs, a vector at a time."""
+    c = s.stage
+    ext = c.spatial_extents
+    axes = s.axes[: len(ext)]
+    row = s.fuse(*axes[:-1]) if len(axes) > 2 else axes[0]
+    s.vectorize(axes[-1])  # whole: what is uniform along the row (1 / sum) is computed once per row
+    for r in stats:
+        rs = Schedule(r)
+        rs.compute_at(c, row)
+        rs.vectorize(rs.axes[-1])
+    total = 1
+    for e in ext:
+        total *= e
+    if _parallel_wanted(total * (1 + len(stats)), parallel):
+        s.parallel(row)
+
+
 TRANSPOSE_TILE = 16  # the tile of a transposing stage along the axis its input is contiguous in
 
 
@@ -231,6 +271,7 @@ def per_stage_space(lanes: int) -> Space:
         knob("reduce_tile_j", (1, 2, 4, 8, 16), REDUCTION_TILE_J),
         knob("parallel", PARALLEL_POLICIES, "auto"),
         knob("transpose_tile", (0, 4, 8, 16, 32), TRANSPOSE_TILE),  # 0: transposes fuse and vectorize as any stage
+        knob("row_kernel", ("on", "off"), "on"),  # off: a row kernel's stages each run their own loop
     )
 
 
@@ -317,6 +358,11 @@ def schedule_kernel(f: func.FuncOp, lanes: int, config: Config | None = None) ->
     for c in computes:
         if c.result not in outputs and not c.reduce_extent_list:
             Schedule(c).compute_inline()
+    out = outputs[0].owner if len(outputs) == 1 else None
+    stats = row_statistics(out, computes, outputs) if isinstance(out, te.ComputeOp) else None
+    if stats is not None and knobs["row_kernel"] == "on":
+        schedule_row_kernel(Schedule(out), stats, knobs["parallel"])
+        return
     for c in computes:
         if c.result in outputs or c.reduce_extent_list:
             apply_default_schedule(c, lanes, knobs)
