@@ -484,3 +484,35 @@ def test_opt_reports_non_utf8_input_with_a_location(tmp_path):
     r = run("lathe-opt", bad)
     assert_clean_failure(r, f"{bad}:2:")
     assert r.returncode == 1
+
+
+def test_run_and_compile_take_an_onnx_model_with_its_weights(tmp_path):
+    """`lathe run/compile model.onnx` import it, its initializers as the weights (as tvmc does),
+    and the artifact runs with the same outputs as the model through the interpreter."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    rng = np.random.default_rng(7)
+    w, b = rng.standard_normal((4, 8)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1), helper.make_node("Tanh", ["h"], ["y"])]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = tmp_path / "gemm.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    r = run("lathe", "run", model, "--check")
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr
+    r = run("lathe", "compile", model, "-o", tmp_path / "gemm.lathe.d")
+    assert r.returncode == 0, r.stderr
+    import lathe.runtime
+
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    got = lathe.runtime.load(tmp_path / "gemm.lathe.d").run(x)
+    np.testing.assert_allclose(got, np.tanh(x @ w.T + b), rtol=1e-5, atol=1e-6)
+    np.savez(tmp_path / "w.npz", w=w)
+    assert_clean_failure(
+        run("lathe", "compile", model, "--emit", "llvm", "--params", tmp_path / "w.npz"), "--params is for"
+    )

@@ -72,17 +72,31 @@ def _check_runnable_by_reference(module, file: str) -> None:
         )
 
 
+def _load_model(path: str, params_path: str | None):
+    """A model file and its weights: Relay text or MLIR with --params' .npz, or an ONNX model
+    (by its .onnx suffix) imported with its initializers as the weights, which --params
+    entries replace by name."""
+    import lathe
+
+    if path.endswith(".onnx"):
+        module, params = lathe.from_onnx(path)
+    else:
+        module, params = lathe.load(path), {}
+    if params_path:
+        params |= lathe.load_params(params_path)
+    return module, params
+
+
 def cmd_run(args) -> int:
     from xdsl.dialects import func
 
     import lathe
     from lathe.runtime.interpreter import bind_arguments
 
-    module = lathe.load(args.file)
+    module, params = _load_model(args.file, args.params)
     if args.check:
         _check_runnable_by_reference(module, args.file)
     _check_measurable_here(args)
-    params = lathe.load_params(args.params) if args.params else {}
     inputs = lathe.load_params(args.inputs) if args.inputs else {}
     funcs = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
     if args.entry not in funcs:
@@ -182,13 +196,12 @@ def cmd_compile(args) -> int:
     from lathe.backends.registry import resolve_target
     from lathe.pipelines import DEFAULT_OPT_LEVEL, pipeline_for, with_pass_options
 
-    module = lathe.load(args.file)
+    module, params = _load_model(args.file, args.params)
     backend, target = resolve_target(args.target)
     level = DEFAULT_OPT_LEVEL if args.opt_level is None else args.opt_level
     pipeline = with_pass_options(pipeline_for(level, module), backend.graph_pass_options(target))
     deploy = bool(args.output and _is_directory_output(args.output) and args.emit is None and backend.deploys)
-    params = lathe.load_params(args.params) if args.params else {}
-    if params and not deploy:
+    if args.params and not deploy:
         raise LatheError("--params is for a deployable artifact: -o DIR with a backend that builds one (llvm)")
     from xdsl.dialects import func
 
@@ -336,8 +349,7 @@ def cmd_tune(args) -> int:
     import lathe
     from lathe.tuner.tune import format_table
 
-    module = lathe.load(args.file)
-    params = lathe.load_params(args.params) if args.params else {}
+    module, params = _load_model(args.file, args.params)
     results = lathe.tune(
         module,
         params=params,
