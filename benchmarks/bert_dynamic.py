@@ -131,6 +131,8 @@ def main(argv=None) -> int:
     worst = 0.0
     for n in lengths:
         feeds = inputs_for(n, vocab, rng)
+        pool = getattr(cm, "pool_stats", None)  # the VM's memory pool (absent if it runs on the graph executor)
+        before = (pool.fresh_bytes, pool.reused_bytes) if pool else (0, 0)
         t0 = time.perf_counter()
         got = cm.run(**feeds)
         first = time.perf_counter() - t0
@@ -149,12 +151,17 @@ def main(argv=None) -> int:
         med = interleaved_medians(contenders, repeat=args.repeat)
         if args.static:
             extra = f" {fmt(med['graph'])} {med['graph'] / med['ort']:6.2f} {compile_s:7.1f}s"
+        if pool:  # what this length's runs (first, warm-up, timed) took from the pool, in MiB
+            fresh, reused = pool.fresh_bytes - before[0], pool.reused_bytes - before[1]
+            extra += f"  pool: {fresh / 2**20:.2f} MiB fresh, {reused / 2**20:.1f} MiB reused"
         print(
             f"{n:5d} {first:9.1f}s {err:9.1e} {fmt(med['lathe'])} {fmt(med['ort'])} "
             f"{med['lathe'] / med['ort']:6.2f}{extra}",
             flush=True,
         )
     print(f"regions compiled: {cm.compiles}; worst relative error {worst:.1e}")
+    if getattr(cm, "pool_stats", None):
+        print(f"memory pool: {cm.pool_stats}")
     return 0 if worst < 1e-3 else 1
 
 

@@ -14,6 +14,7 @@ runs; what a run returns is never pool memory that a later run writes.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -187,7 +188,7 @@ class VirtualMachine(Interpreter):
     def run(self, name: str, args: list):
         """`@name(args)`: the instruction loop, until the entry's frame returns. Frames are a
         list, not Python's stack, so the depth limit is the VM's own (MAX_CALL_DEPTH)."""
-        stack = [self._frame(self._function(name), args, ())]
+        stack = [self._frame(self._function(name), args, (), hold=False)]  # (the caller's arrays: not the pool's)
         try:
             frame = stack[0]
             code = frame.fn.code
@@ -211,12 +212,12 @@ class VirtualMachine(Interpreter):
             raise LatheError(f"@{name} is only declared (it has no body): the VM has nothing to run")
         return fn
 
-    def _frame(self, fn: VMFunction, args, ret: tuple[int, ...]) -> Frame:
-        frame = Frame(fn, [None] * fn.num_regs, 0, ret)
-        for r, value in enumerate(args):
-            self.pool.hold(value)
-            frame.regs[r] = value
-        return frame
+    def _frame(self, fn: VMFunction, args, ret: tuple[int, ...], hold: bool = True) -> Frame:
+        regs = [*args, *[None] * (fn.num_regs - len(args))]
+        if hold:
+            for value in args:
+                self.pool.hold(value)
+        return Frame(fn, regs, 0, ret)
 
     def _call(self, stack: list[Frame], fn: VMFunction, args, ret: tuple[int, ...], what: str) -> bool:
         if len(stack) >= MAX_CALL_DEPTH:
@@ -228,7 +229,8 @@ class VirtualMachine(Interpreter):
         return True
 
     def _release(self, frame: Frame) -> None:
-        for value in frame.regs:
+        regs = frame.regs
+        for value in (regs[r] for r in frame.fn.tracked):
             if type(value) is list:  # a loop's scanned values, left by an error
                 for v in value:
                     self.pool.drop(v)
@@ -295,23 +297,23 @@ def _shape_of(vm: VirtualMachine, stack, frame: Frame, ins: ShapeOf) -> None:
 
 
 def _specialize_region(vm: VirtualMachine, stack, frame: Frame, ins: SpecializeRegion) -> None:
-    values = [frame.regs[r] for r in ins.args]
-    key = tuple((x.dtype.str, x.shape) for v in values for x in map(np.asarray, _leaves(v)))
+    regs = frame.regs
+    key = tuple((x.dtype.str, x.shape) for r in ins.given for x in map(np.asarray, _leaves(regs[r])))
     kernel = ins.region.compiled.get(key)
     if kernel is None:
-        kernel = ins.region.compiled[key] = vm.region_kernel(ins, values)
+        kernel = ins.region.compiled[key] = vm.region_kernel(ins, [regs[r] for r in ins.args])
     frame.regs[ins.kernel] = kernel
     for r, shape in zip(ins.shapes, kernel.shapes):
         frame.regs[r] = shape
 
 
 def _alloc_storage(vm: VirtualMachine, stack, frame: Frame, ins: AllocStorage) -> None:
-    nbytes = int(np.prod(frame.regs[ins.shape], dtype=np.int64)) * ins.dtype.itemsize
+    nbytes = math.prod(frame.regs[ins.shape]) * ins.dtype.itemsize
     vm.set(frame, ins.dst, vm.pool.storage(nbytes))
 
 
 def _alloc_tensor(vm: VirtualMachine, stack, frame: Frame, ins: AllocTensor) -> None:
-    vm.set(frame, ins.dst, MemoryPool.view(frame.regs[ins.storage], frame.regs[ins.shape], ins.dtype))
+    vm.set(frame, ins.dst, vm.pool.view(frame.regs[ins.storage], frame.regs[ins.shape], ins.dtype))
 
 
 def _nest(t: Attribute | None, leaves):

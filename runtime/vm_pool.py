@@ -13,6 +13,7 @@ later run writes it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,12 +30,6 @@ def size_class(nbytes: int) -> int:
     top = 1 << (nbytes - 1).bit_length()  # the power of two at or above
     step = max(ALIGN, top // (2 * _STEPS))  # the classes between top/2 and top
     return -(-nbytes // step) * step
-
-
-def _owner(a: np.ndarray) -> np.ndarray:
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
 
 
 @dataclass
@@ -59,10 +54,20 @@ class PoolStats:
 
 
 @dataclass(eq=False)
+class _Block:
+    block: np.ndarray  # what AllocStorage gives: uint8, aligned
+    size: int  # its class
+    views: list = field(default_factory=list)  # the arrays handed out over it (kept alive, so their ids stay theirs)
+    holders: int = 0  # registers holding one of them
+
+
+@dataclass(eq=False)
 class MemoryPool:
     free: dict[tuple[int, int], list[np.ndarray]] = field(default_factory=dict)
-    # live blocks by id of their owning buffer: [the buffer, the block, its class, registers holding it]
-    live: dict[int, list] = field(default_factory=dict)
+    # every array handed out over a block in use, by id (the block itself and its tensors): the
+    # VM's registers hold exactly these objects (kernels write them through run(out=...)), so
+    # a register's value is found with one lookup
+    live: dict[int, _Block] = field(default_factory=dict)
     stats: PoolStats = field(default_factory=PoolStats)
 
     def storage(self, nbytes: int) -> np.ndarray:
@@ -80,48 +85,54 @@ class MemoryPool:
             self.stats.fresh += 1
             self.stats.fresh_bytes += cls
             self.stats.held_bytes += cls
-        self.live[id(_owner(block))] = [_owner(block), block, cls, 0]
+        self.live[id(block)] = _Block(block, cls, [block])
         return block
+
+    def view(self, block: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A tensor of `shape` and `dtype` over a block from `storage`."""
+        tensor = np.ndarray(shape, dtype, buffer=block)
+        entry = self.live[id(block)]
+        entry.views.append(tensor)
+        self.live[id(tensor)] = entry
+        return tensor
 
     def tensor(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A tensor over a fresh or reused block."""
-        return self.view(self.storage(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize), shape, dtype)
-
-    @staticmethod
-    def view(block: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return block[: int(np.prod(shape, dtype=np.int64)) * dtype.itemsize].view(dtype).reshape(shape)
+        return self.view(self.storage(math.prod(shape) * dtype.itemsize), shape, dtype)
 
     def hold(self, value) -> None:
         """One more register holds `value` (an array, a tuple of them, or anything else)."""
-        if type(value) is np.ndarray:
-            entry = self.live.get(id(_owner(value)))
-            if entry is not None:
-                entry[3] += 1
+        entry = self.live.get(id(value))
+        if entry is not None:
+            entry.holders += 1
         elif type(value) is tuple:
             for v in value:
                 self.hold(v)
 
     def drop(self, value) -> None:
         """A register that held `value` died: a block no register holds goes back to its free list."""
-        if type(value) is np.ndarray:
-            key = id(_owner(value))
-            entry = self.live.get(key)
-            if entry is not None:
-                entry[3] -= 1
-                if entry[3] <= 0:
-                    del self.live[key]
-                    self.free.setdefault((entry[2], ALIGN), []).append(entry[1])
+        entry = self.live.get(id(value))
+        if entry is not None:
+            entry.holders -= 1
+            if entry.holders <= 0:
+                self._forget(entry)
+                self.free.setdefault((entry.size, ALIGN), []).append(entry.block)
         elif type(value) is tuple:
             for v in value:
                 self.drop(v)
 
     def give_away(self, value) -> None:
         """`value` leaves the VM's sight: the pool forgets its blocks (never handed out again)."""
-        if type(value) is np.ndarray:
-            entry = self.live.pop(id(_owner(value)), None)
-            if entry is not None:
-                self.stats.escaped += 1
-                self.stats.held_bytes -= entry[2]
+        entry = self.live.get(id(value))
+        if entry is not None:
+            self._forget(entry)
+            self.stats.escaped += 1
+            self.stats.held_bytes -= entry.size
         elif type(value) is tuple:
             for v in value:
                 self.give_away(v)
+
+    def _forget(self, entry: _Block) -> None:
+        for v in entry.views:
+            del self.live[id(v)]
+        entry.views.clear()

@@ -173,6 +173,7 @@ class SpecializeRegion(Instruction):
     args: tuple[int, ...]
     shapes: tuple[int, ...]
     bound: tuple[str | None, ...]
+    given: tuple[int, ...]  # the args less the bound ones (fixed for the VM's life): the signature's
     READS, WRITES = ("args",), ("kernel", "shapes")
 
 
@@ -317,6 +318,7 @@ class VMFunction:
     code: list[Instruction]
     params: int
     num_regs: int
+    tracked: tuple[int, ...]  # the registers that may hold pool memory
 
     def __str__(self) -> str:
         lines = [f"{self.name} (params {self.params}, registers {self.num_regs}):"]
@@ -421,7 +423,7 @@ class _FunctionCompiler:
         leaves = [t for v in region.outputs for t in leaf_types(v.type)]
         kernel, shapes = self.new(), tuple(self.new() for _ in leaves)
         names = tuple(bound.get(v) for v in region.inputs)
-        self.emit(SpecializeRegion(kernel, region, args, shapes, names))
+        self.emit(SpecializeRegion(kernel, region, args, shapes, names, given))
         outs = []
         for shape, t in zip(shapes, leaves):
             storage, tensor = self.new(), self.new()
@@ -557,8 +559,16 @@ class _ProgramCompiler:
     def function(self, name: str, block: Block, params: list[SSAValue]) -> VMFunction:
         fc = _FunctionCompiler(self, name, params)
         fc.emit(Ret(fc.block(block)))
-        code = with_kills(fc.code)
-        return VMFunction(name, code, fc.params, fc.count)
+        # registers that never hold pool memory need no Kill: constants, kernels, shapes, weights
+        untracked = {
+            r
+            for ins in fc.code
+            if isinstance(ins, LoadConst | SpecializeRegion | ShapeOf)
+            for r in ins.registers(ins.WRITES)
+        }
+        untracked |= {r for v, r in fc.regs.items() if v in self.bound}
+        code = with_kills(fc.code, untracked)
+        return VMFunction(name, code, fc.params, fc.count, tuple(r for r in range(fc.count) if r not in untracked))
 
     def closure(self, op: graph.FnOp, captured: list[SSAValue]) -> None:
         if op not in self.closures:
@@ -614,11 +624,11 @@ def liveness(code: list[Instruction]) -> tuple[list[set[int]], list[set[int]]]:
     return live_in, live_out
 
 
-def with_kills(code: list[Instruction]) -> list[Instruction]:
+def with_kills(code: list[Instruction], untracked: set[int] = frozenset()) -> list[Instruction]:  # type: ignore[assignment]
     """`code` with a `Kill` wherever registers die: after an instruction, those it reads or
     writes that are not live after it; where a branch lands (or is not taken), those live on
     some edge into it but not live in it. Jump targets are moved to the new positions (a jump
-    lands on the kills of its target)."""
+    lands on the kills of its target). Registers in `untracked` are left to the frame's end."""
     live_in, live_out = liveness(code)
     n = len(code)
     preds: list[list[int]] = [[] for _ in range(n)]
@@ -636,12 +646,12 @@ def with_kills(code: list[Instruction]) -> list[Instruction]:
                 entering |= live_out[p]
                 if isinstance(code[p], BRANCHES):
                     entering |= set(code[p].registers(code[p].READS))
-            dead = entering - live_in[k]
+            dead = entering - live_in[k] - untracked
             if dead:
                 out.append(Kill(tuple(sorted(dead))))
         out.append(ins)
         if not isinstance(ins, (Ret, *BRANCHES)):
-            dead = (set(ins.registers(ins.READS)) | set(ins.registers(ins.WRITES))) - live_out[k]
+            dead = (set(ins.registers(ins.READS)) | set(ins.registers(ins.WRITES))) - live_out[k] - untracked
             if dead:
                 out.append(Kill(tuple(sorted(dead))))
     for k, ins in enumerate(out):
