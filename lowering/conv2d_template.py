@@ -11,11 +11,27 @@ CONV2D_TILE_WIDTH = 8  # output pixels of the register tile (at most: the larges
 _RC, _RY, _RX = CONV2D_REDUCE_AXES
 # the orders of the micro-kernel's loops over the window
 CONV2D_REDUCE_ORDERS = tuple("-".join(o) for o in ((_RY, _RX, _RC), (_RC, _RY, _RX), (_RY, _RC, _RX)))
+# The loops the threads share: "yxf" runs every (row, tile, channel block) as one task, the
+# channel block innermost, so consecutive tasks read different weights (fine while the weight
+# stays in cache); "fyx" gives each task one output-channel block and all its pixels, so its
+# weights are read once per block (weight-stationary); "fyx_pack" also copies the block's
+# weights into one contiguous buffer first: an HWIO block is 2 cache lines every F*4 bytes, a
+# stride that defeats the prefetchers and thrashes a few cache sets.
+CONV2D_ORDERS = ("yxf", "fyx", "fyx_pack")
+# Lowering may not import backends (docs/architecture.md, Layers), so the target's cache sizes
+# do not reach the template yet: one core's L2 of the machines we measure on (1-2 MiB).
+L2_BYTES = 1 << 20
+# A packed block lives on the task's stack: stay under glibc's smallest default thread stack (2 MiB).
+PACK_MAX_BYTES = 3 << 19
+FLOAT_BYTES = 4
+# multiply-adds per element of the padded copy below which a few-channel input is read in place
+PAD_INLINE_WORK = 128
 
 
 def conv2d_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> Space | None:
     """Output-width register tile, output-channel block, input-channel split (0: none), the
-    order of the window loops, and whether the tile's pixels are unrolled. None for layouts
+    order of the window loops, whether the tile's pixels are unrolled, the order of the
+    threads' loops, and whether the padded data is a copy or read in place. None for layouts
     other than NHWC, or channel counts no vector block divides (they keep the default)."""
     if tuple(anchor.axis_names[:4]) != CONV2D_NHWC_AXES:
         return None
@@ -23,31 +39,90 @@ def conv2d_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> Space |
     blocks = [b for b in (2 * lanes, lanes, 4 * lanes) if o % b == 0]
     if not blocks:
         return None
-    rc = anchor.reduce_extent_list[0]
+    rc, ry, rx = anchor.reduce_extent_list
     return (
         knob("tile_w", divisors(ow, 16), largest_divisor(ow, CONV2D_TILE_WIDTH)),
         knob("block_f", blocks, blocks[0]),
         knob("split_rc", [0] + [s for s in (4, 8, 16, 32) if rc % s == 0 and s < rc], 0),
         knob("reduce_order", CONV2D_REDUCE_ORDERS, CONV2D_REDUCE_ORDERS[0]),
         knob("unroll_w", ("on", "off"), "on"),
+        knob("order", CONV2D_ORDERS, _default_order(ry * rx * rc, o, blocks[0])),
+        knob("pad", ("copy", "inline"), _default_pad(anchor, lanes)),
     )
+
+
+def _default_pad(anchor: te.ComputeOp, lanes: int) -> str:
+    """Read a few-channel input in place (bounds checks per tap) when the convolution does
+    little work per element of the padded copy: the copy of a 3-channel image has no vector
+    along its channels, and a first layer's 3x3 stride-2 taps over 16 channels cost less
+    than it did (5x the layer's time at 320x320)."""
+    pad = _padded_data(anchor)
+    rc, ry, rx = anchor.reduce_extent_list
+    if pad is None or rc >= lanes:
+        return "copy"
+    _, oh, ow, f = anchor.spatial_extents
+    _, hp, wp, _ = pad.spatial_extents
+    return "inline" if ry * rx * f * oh * ow < PAD_INLINE_WORK * hp * wp else "copy"
+
+
+def _default_order(window: int, channels: int, block_f: int) -> str:
+    """Weight-stationary with packed blocks when the weight outgrows L2 (ResNet's layer3 and
+    layer4: each output row re-streamed 2.4-9.4 MB) and the threads still get several blocks."""
+    if window * channels * FLOAT_BYTES <= L2_BYTES or channels // block_f < 4:
+        return "yxf"
+    return "fyx_pack" if window * block_f * FLOAT_BYTES <= PACK_MAX_BYTES else "fyx"
+
+
+def _hwio_weight(anchor: te.ComputeOp):
+    """The HWIO weight the convolution reads ([KH, KW, C, F]), or None."""
+    rc, ry, rx = anchor.reduce_extent_list
+    want = [ry, rx, rc, anchor.spatial_extents[3]]
+    for op in anchor.body.walk():
+        if isinstance(op, te.ReadOp) and list(op.tensor.type.get_shape()) == want:  # type: ignore[union-attr]
+            return op.tensor
+    return None
+
+
+def _padded_data(anchor: te.ComputeOp) -> te.ComputeOp | None:
+    for op in anchor.body.walk():
+        c = op.tensor.owner if isinstance(op, te.ReadOp) else None
+        if isinstance(c, te.ComputeOp) and c.role is not None and c.role.data == ROLE_PAD:
+            return c
+    return None
 
 
 def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: dict[str, KnobValue]) -> bool:
     """Direct NHWC convolution: a register tile of tile_w output pixels × one block of
     block_f output channels (vectors), accumulated over (ry, rx, rc) — the same micro-kernel
-    as dense_pack, the input read from a padded copy."""
+    as dense_pack, the input read from a padded copy (or, with pad=inline, through bounds
+    checks: a 3-channel first layer does less work per input element than its copy costs)."""
     s_out = Schedule(out)
+    bf = int(k["block_f"])
+    rc, ry, rx = anchor.reduce_extent_list
+    order = str(k["order"])
+    if order == "fyx_pack" and ry * rx * rc * bf * FLOAT_BYTES > PACK_MAX_BYTES:
+        order = "fyx"  # (a block_f the tuner chose made the block too big for a stack)
+    w = _hwio_weight(anchor) if order == "fyx_pack" else None
+    # (before cache_write, which copies the anchor's body: the copy then reads the block too)
+    block = s_out.cache_read(w, [anchor]) if w is not None else None
     local = s_out.cache_write() if anchor is out else Schedule(anchor)
     an, ay, ax, af = s_out.axes[:4]  # the output's own names for n, y, x, f
     xo, xi = s_out.split(ax, factor=int(k["tile_w"]))
-    fo, fi = s_out.split(af, factor=int(k["block_f"]))
-    s_out.reorder(an, ay, xo, fo, xi, fi)
-    fused = s_out.fuse(an, ay, xo, fo)
+    fo, fi = s_out.split(af, factor=bf)
+    if order == "yxf":
+        s_out.reorder(an, ay, xo, fo, xi, fi)
+        tile_loop = s_out.fuse(an, ay, xo, fo)
+        s_out.parallel(tile_loop)
+    else:
+        s_out.reorder(fo, an, ay, xo, xi, fi)
+        tile_loop = s_out.fuse(an, ay, xo)
+        s_out.parallel(fo)
     s_out.unroll(xi)
     s_out.vectorize(fi)
-    s_out.parallel(fused)
-    local.compute_at(out, fused)
+    local.compute_at(out, tile_loop)
+    if block is not None:
+        block.compute_at(out, fo)
+        block.vectorize(f"ax{3}")  # (a cache stage's axes are ax0..ax3)
     _, _, x, f = CONV2D_NHWC_AXES
     window = str(k["reduce_order"]).split("-")
     if int(k["split_rc"]):
@@ -57,6 +132,9 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k:
     if k["unroll_w"] == "on":
         local.unroll(x)
     local.vectorize(f)
+    pad = _padded_data(anchor)
+    if pad is not None and k["pad"] == "inline":
+        Schedule(pad).compute_inline()  # (the copy's own schedule, added after this, then applies to nothing)
     return True
 
 

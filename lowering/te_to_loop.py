@@ -527,7 +527,7 @@ class KernelLowering:
             if r in seen:
                 continue
             seen.add(r)
-            if self.schedules[r].inline:
+            if self.schedules[r].inline or self.attached_within(r, self.schedules[c].attach):
                 stack.extend(readers.get(r.result, ()))
             elif r is not target:
                 raise LatheError(
@@ -540,6 +540,16 @@ class KernelLowering:
                 f"te.compute_at on stage '{c.stage.data}': '{target.stage.data}' does not read it",
                 note="compute_at moves a producer into the loop of its consumer",
             )
+
+    def attached_within(self, r: te.ComputeOp, at: tuple[te.ComputeOp, str] | None) -> bool:
+        """r is computed at a loop of the same target inside (or at) `at`'s: its tiles are
+        computed where a tile at `at` exists (a packed weight block at the output-channel loop,
+        read by the convolution's register tile at the pixel loop inside it)."""
+        mine = self.schedules[r].attach
+        if at is None or mine is None or mine[0] is not at[0]:
+            return False
+        leaves = self.schedules[at[0]].leaves
+        return at[1] in leaves and mine[1] in leaves and leaves.index(mine[1]) >= leaves.index(at[1])
 
     def load_source(self, v: SSAValue) -> SSAValue:
         if v not in self.buffers:
@@ -953,9 +963,12 @@ class KernelLowering:
             for tensor, idx in all_read_spans(r, spans):
                 if tensor == p.result:
                     out.append(idx)
-                elif isinstance(tensor.owner, te.ComputeOp) and self.schedules[tensor.owner].inline:
-                    ext = tensor.owner.spatial_extents
-                    stack.append((tensor.owner, [x if x is not None else Span.range(n) for x, n in zip(idx, ext)]))
+                elif isinstance(tensor.owner, te.ComputeOp) and (
+                    self.schedules[tensor.owner].inline or self.attached_within(tensor.owner, self.schedules[p].attach)
+                ):
+                    ext = [*tensor.owner.spatial_extents, *tensor.owner.reduce_extent_list]
+                    spans = [x if x is not None else Span.range(n) for x, n in zip(idx, ext)]
+                    stack.append((tensor.owner, spans + [Span.range(n) for n in ext[len(spans) :]]))
             if len(out) + len(stack) > READS_FOLLOWED:
                 return [[None] * len(p.spatial_extents)]
         return out
