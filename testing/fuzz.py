@@ -481,14 +481,74 @@ BINOP: "==" | "!=" | "<=" | ">=" | "<" | ">" | "+" | "-" | "*" | "/"
     return Lark(grammar, parser="lalr", maybe_placeholders=True, start="start")
 
 
+GRAMMAR_DEPTH = 16  # rules nested deeper than this take their shortest way to the terminals
+
+
+def _grammar_strategy():
+    """Relay text from the generation grammar, nested at most GRAMMAR_DEPTH rules deep before
+    every rule takes its shortest way out. Unbounded, fn literals, if/else, calls of values and
+    the left-recursive chains (postfix, unary, binop) nested past hypothesis's limit of 100
+    nested draws on most tries, each such try thrown away (1 kept in 25): 25 programs took
+    54-71 s on an idle machine, the CI run's whole fuzz budget; bounded, 3-5 s at load 10.
+    Whitespace and comments between tokens come from small strategies, not their regexes
+    (6x faster): a comment holds any characters, and a line comment ends its line."""
+    import hypothesis.strategies as st
+    from hypothesis.extra.lark import LarkStrategy
+    from lark.grammar import NonTerminal
+
+    text = st.text(st.characters(codec="utf-8", exclude_characters="\n"), max_size=10)
+    ignored = {
+        "WS": st.sampled_from([" ", "  ", "\n", "\t", "\r\n", "\x0c"]),
+        "COMMENT": st.one_of(
+            text.map(lambda t: f"//{t}\n"),
+            st.text(st.characters(codec="utf-8"), max_size=10)
+            .filter(lambda t: "*/" not in t)
+            .map(lambda t: f"/*{t}*/"),
+        ),
+    }
+
+    class DepthBounded(LarkStrategy):
+        def __init__(self, grammar):
+            super().__init__(grammar, None, ignored, st.characters(codec="utf-8"))
+            _, rules, _ = grammar.grammar.compile(grammar.options.start, ())
+            height: dict[str, int] = {}  # the fewest rules nested on any way to terminals
+            changed = True
+            while changed:
+                changed = False
+                for r in rules:
+                    h = 1 + max(
+                        (height.get(s.name, 1 << 30) for s in r.expansion if isinstance(s, NonTerminal)), default=0
+                    )
+                    if h < height.get(r.origin.name, 1 << 30):
+                        height[r.origin.name], changed = h, True
+            shortest: dict[str, list] = {}
+            for r in rules:
+                if all(height.get(s.name, 0) < height[r.origin.name] for s in r.expansion):
+                    shortest.setdefault(r.origin.name, []).append(tuple(r.expansion))
+            self.free, self.depth = self.nonterminal_strategies, 0
+            self.closing = {k: st.sampled_from(sorted(v, key=len)) for k, v in shortest.items()}
+
+        def do_draw(self, data):
+            self.depth = 0
+            return super().do_draw(data)
+
+        def draw_symbol(self, data, symbol, draw_state):
+            self.depth += 1
+            self.nonterminal_strategies = self.closing if self.depth > GRAMMAR_DEPTH else self.free
+            try:
+                super().draw_symbol(data, symbol, draw_state)
+            finally:
+                self.depth -= 1
+
+    return DepthBounded(_generation_grammar())
+
+
 CASES_PER_WEIGHT = 5  # a round of generation: this many cases per unit of a kind's weight
 
 
 def case_strategies(seeds: list[tuple[str, str, str]], pipelines: bool = True, only=None):
     """kind → (weight, strategy) for every kind of case (or those in `only`), weighted so cheap
     parse-level cases dominate and compiles stay affordable."""
-    from hypothesis.extra.lark import from_lark
-
     s = _strategies()
     st = s["st"]
     kinds = {
@@ -496,7 +556,7 @@ def case_strategies(seeds: list[tuple[str, str, str]], pipelines: bool = True, o
         "graph": (2, lambda: st.builds(lambda p: Case("graph", *p), s["graph_program"]())),
         "one-op": (2, lambda: st.builds(lambda t: Case("one-op", "lathe", t), s["one_op_call"]())),
         "graph-mlir": (1, lambda: st.builds(lambda t: Case("graph-mlir", "mlir", t), s["graph_mlir"]())),
-        "grammar": (1, lambda: st.builds(lambda t: Case("grammar", "lathe", t), from_lark(_generation_grammar()))),
+        "grammar": (1, lambda: st.builds(lambda t: Case("grammar", "lathe", t), _grammar_strategy())),
         "pipeline": (
             1,
             lambda: st.builds(lambda p, spec: Case("pipeline", *p, spec), s["graph_program"](4), s["pipeline"]()),
