@@ -120,6 +120,9 @@ class RelayParser:
         self.metadata: str | None = None
         self.metadata_at = 0
         self._constants: list[tuple[str, object]] | None = None
+        self.decls = graph.Declarations()
+        self.type_arity: dict[str, int] = {}  # every declared ADT, before its constructors are read
+        self.type_vars: set[str] = set()  # the type parameters in scope (a declaration's)
 
     # -- errors ---------------------------------------------------------------
     def error(self, msg: str, node: Tree | Token | None, note: str | None = None) -> LatheError:
@@ -138,6 +141,7 @@ class RelayParser:
             tree = _lark().parse(source.program)
         except UnexpectedInput as e:
             raise self._syntax_error(e) from None
+        adts = self._declare_types(tree)
         for fn in tree.find_data("function"):
             name_tok = fn.children[0]
             name = name_tok[1:]
@@ -146,7 +150,40 @@ class RelayParser:
             self.func_trees[name] = fn
         for name in self.func_trees:
             self._build_function(name)
-        return ModuleOp([self.funcs[n] for n in self.func_trees])
+        return ModuleOp([*adts, *(self.funcs[n] for n in self.func_trees)])
+
+    def _declare_types(self, tree: Tree) -> list[graph.ADTDefOp]:
+        """`type` declarations: every name and arity first (they may refer to each other), then
+        each constructor's field types, the declaration's parameters in scope."""
+        defs = list(tree.find_data("type_def"))
+        for d in defs:
+            name_tok, params = d.children[0], d.children[1]
+            if str(name_tok) in self.type_arity:
+                raise self.error(f"type {name_tok} is declared twice", name_tok)
+            self.type_arity[str(name_tok)] = len(params.children) if params is not None else 0
+        out = []
+        for d in defs:
+            name_tok, params, *ctors = d.children
+            names = [str(p) for p in params.children] if params is not None else []
+            if len(set(names)) != len(names):
+                raise self.error(f"type {name_tok}: a type parameter is declared twice", params)
+            self.type_vars = set(names)
+            try:
+                made = []
+                for c in (c for c in ctors if c is not None):
+                    ctor_tok, *fields = c.children
+                    name = str(ctor_tok)
+                    if name in self.decls.ctors or any(m.ctor.data == name for m in made):
+                        raise self.error(f"constructor {name} is declared twice", ctor_tok)
+                    if name in self.type_arity:
+                        raise self.error(f"constructor {name} has the name of a type", ctor_tok)
+                    made.append(graph.ConstructorAttr(name, [self.build_type(f) for f in fields if f is not None]))
+            finally:
+                self.type_vars = set()
+            op = graph.ADTDefOp.build(str(name_tok), names, made)
+            self.decls.add(op)
+            out.append(op)
+        return out
 
     def _syntax_error(self, e: UnexpectedInput) -> LatheError:
         loc = location_in(self.text, self.file, e.line if e.line > 0 else 1, e.column if e.column > 0 else 1)
@@ -184,10 +221,27 @@ class RelayParser:
             if any(d < 0 and d != DYNAMIC_INDEX for d in dims):
                 raise self.error("tensor dimensions must be non-negative", t)
             return TensorType(graph.DTYPES[str(dtype_tok)], dims)
+        if t.data == "adt_type":
+            name_tok, *args = t.children
+            return self._adt_type(name_tok, [self.build_type(a) for a in args], t)
         if t.data == "scalar_type":
+            name = str(t.children[0])
+            if name in self.type_vars:
+                return graph.TypeVarType(name)
+            if name in self.type_arity:
+                return self._adt_type(t.children[0], [], t)
             return self.build_type(Tree("tensor_type", [None, t.children[0]], t.meta))
         assert t.data == "tuple_type"
         return TupleType(ArrayAttr(tuple(self.build_type(c) for c in t.children)))
+
+    def _adt_type(self, name_tok: Token, args: list[Attribute], at: Tree) -> graph.ADTType:
+        name = str(name_tok)
+        if name not in self.type_arity:
+            known = ", ".join(self.type_arity) or "none is declared"
+            raise self.error(f"unknown type {name}", name_tok, f"declared types: {known}")
+        if len(args) != self.type_arity[name]:
+            raise self.error(f"type {name} takes {self.type_arity[name]} type arguments, got {len(args)}", at)
+        return graph.ADTType(name, args)
 
     # -- functions --------------------------------------------------------------
     def signature(self, name: str, at: Token) -> FunctionType:
@@ -208,7 +262,13 @@ class RelayParser:
             return
         self._in_progress.add(name)
         fn = self.func_trees[name]
-        name_tok, *rest = fn.children
+        name_tok, type_params, *rest = fn.children
+        if type_params is not None:
+            raise self.error(
+                f"@{name} is generic ([{', '.join(type_params.children)}]), which Lathe does not support yet",
+                type_params,
+                "write it for the types it is called with",
+            )
         params = [c for c in rest if isinstance(c, Tree) and c.data == "param"]
         ret_tree = rest[-2]
         body = rest[-1]
@@ -225,7 +285,7 @@ class RelayParser:
             arg.name_hint = pname if not pname[0].isdigit() else None
             scope[pname] = arg
         self.block = block
-        result = self._body(body, scope)
+        result = self._body(body, scope, declared_ret)
         if declared_ret is not None and result.type != declared_ret:
             raise self.error(
                 f"@{name} is declared to return {graph.type_str(declared_ret)} "
@@ -245,19 +305,24 @@ class RelayParser:
         self.funcs[name] = f
         self._in_progress.discard(name)
 
-    def _body(self, body: Tree, scope: dict[str, SSAValue]) -> SSAValue:
-        """The bindings of a body into the current block, then its value."""
+    def _body(self, body: Tree, scope: dict[str, SSAValue], expected: Attribute | None = None) -> SSAValue:
+        """The bindings of a body into the current block, then its value (of the `expected`
+        type where the context says, which is what types a `Nil`)."""
+        if body.data != "body":  # a match clause's single expression
+            return self.expr(body, scope, expected)
         for b in body.children[:-1]:
             self._binding(b, scope)
-        return self.expr(body.children[-1], scope)
+        return self.expr(body.children[-1], scope, expected)
 
-    def _region(self, body: Tree, scope: dict[str, SSAValue], arg_types=()) -> tuple[Block, SSAValue]:
-        """A nested body (an if branch, a fn body) as a block of its own: it sees the enclosing
-        scope, and what it binds is not seen outside it."""
-        outer, block = self.block, Block(arg_types=arg_types)
+    def _region(
+        self, body: Tree, scope: dict[str, SSAValue], expected: Attribute | None = None, block: Block | None = None
+    ) -> tuple[Block, SSAValue]:
+        """A nested body (an if branch, a fn body, a match clause) as a block of its own: it
+        sees the enclosing scope, and what it binds is not seen outside it."""
+        outer, block = self.block, Block() if block is None else block
         self.block = block
         try:
-            value = self._body(body, scope)
+            value = self._body(body, scope, expected)
             block.add_op(graph.YieldOp.create(operands=[value]))
         finally:
             self.block = outer
@@ -275,14 +340,9 @@ class RelayParser:
                 raise self.error(f"parameter %{name} is declared twice", p.children[0])
             arg.name_hint = name if not name[0].isdigit() else None
             inner[name] = arg
-        outer = self.block
-        self.block = block
-        try:
-            value = self._body(body, inner)
-            block.add_op(graph.YieldOp.create(operands=[value]))
-        finally:
-            self.block = outer
-        if ret_tree is not None and (declared := self.build_type(ret_tree)) != value.type:
+        declared = self.build_type(ret_tree) if ret_tree is not None else None
+        block, value = self._region(body, inner, declared, block)
+        if declared is not None and declared != value.type:
             raise self.error(
                 f"fn is declared to return {graph.type_str(declared)} but its body gives {graph.type_str(value.type)}",
                 body.children[-1],
@@ -291,11 +351,11 @@ class RelayParser:
         op.location = self.location(t)
         return self.add(op)
 
-    def _if_else(self, t: Tree, scope: dict[str, SSAValue]) -> SSAValue:
+    def _if_else(self, t: Tree, scope: dict[str, SSAValue], expected: Attribute | None) -> SSAValue:
         cond_tree, then_tree, else_tree = t.children
         cond = self.expr(cond_tree, scope)
-        then_block, _ = self._region(then_tree, dict(scope))
-        else_block, _ = self._region(else_tree, dict(scope))
+        then_block, _ = self._region(then_tree, dict(scope), expected)
+        else_block, _ = self._region(else_tree, dict(scope), expected)
         try:
             op = graph.IfOp.build(cond, then_block, else_block)
         except graph.ShapeError as e:
@@ -303,8 +363,13 @@ class RelayParser:
         op.location = self.location(t)
         return self.add(op)
 
-    def _call_value(self, t: Tree, scope: dict[str, SSAValue]) -> SSAValue:
+    def _call_value(self, t: Tree, scope: dict[str, SSAValue], expected: Attribute | None) -> SSAValue:
         callee_tree, *args = t.children
+        if isinstance(callee_tree, Tree) and callee_tree.data == "constructor":  # add(...), Cons(...)
+            name_tok = callee_tree.children[0]
+            if name_tok in self.decls.ctors:
+                return self._construct(name_tok, [a for a in args if a is not None], scope, expected, t)
+            return self._call(Tree("call", [Tree("callee", [name_tok]), *args], t.meta), scope)
         callee = self.expr(callee_tree, scope)
         if any(isinstance(a, Tree) and a.data == "kwarg" for a in args):
             raise self.error("calls of function values take no attributes", t)
@@ -316,6 +381,95 @@ class RelayParser:
         op.location = self.location(t)
         return self.add(op)
 
+    def _construct(
+        self, name_tok: Token, args: list, scope: dict[str, SSAValue], expected: Attribute | None, at: Tree
+    ) -> SSAValue:
+        """`Cons(%x, %xs)`, `Nil`: the type arguments are read off the fields, left to right, and
+        off the type the context expects (so `Cons(%x, Nil)` types its `Nil` from `%x`)."""
+        name = str(name_tok)
+        if name not in self.decls.ctors:
+            note = "declared constructors: " + (", ".join(self.decls.ctors) or "none")
+            raise self.error(f"unknown constructor or operator '{name}'", name_tok, note)
+        decl, ctor = self.decls.constructor(name)
+        if len(args) != len(ctor.fields):
+            raise self.error(f"constructor {name} takes {len(ctor.fields)} fields, got {len(args)}", at)
+        general = graph.ADTType(decl.sym_name.data, [graph.TypeVarType(p) for p in decl.type_params])
+        mapping: dict[str, Attribute] = {}
+        if isinstance(expected, graph.ADTType):
+            graph.adt.unify(general, expected, mapping)
+        fields = []
+        for arg, field_t in zip(args, ctor.fields):
+            want = graph.adt.substitute(field_t, mapping)
+            value = self.expr(arg, scope, None if graph.adt.has_type_vars(want) else want)
+            if not graph.adt.unify(want, value.type, mapping):
+                raise self.error(
+                    f"constructor {name}: a field of type {graph.type_str(want)} is given {graph.type_str(value.type)}",
+                    arg,
+                )
+            fields.append(value)
+        missing = [p for p in decl.type_params if p not in mapping]
+        if missing:
+            raise self.error(
+                f"cannot tell the type {', '.join(missing)} of {name} here",
+                at,
+                f"annotate it: {name} /* ty={decl.sym_name.data}[...] */, or bind it with let %x: T = ...",
+            )
+        t = graph.adt.substitute(general, mapping)
+        try:
+            op = graph.ConstructOp.build(self.decls, name, fields, t)  # type: ignore[arg-type]
+        except graph.ShapeError as e:
+            raise self.error(str(e), at) from None
+        op.location = self.location(at)
+        return self.add(op)
+
+    def _match(self, t: Tree, scope: dict[str, SSAValue], expected: Attribute | None) -> SSAValue:
+        kw, data_tree, *clauses = t.children
+        data = self.expr(data_tree, scope)
+        patterns, blocks = [], []
+        for clause in (c for c in clauses if c is not None):
+            pattern_tree, body = clause.children
+            variables: list[tuple[Token, Tree | None]] = []
+            pattern = self._pattern(pattern_tree, variables)
+            try:
+                types = self.decls.bindings(pattern, data.type)
+            except graph.ShapeError as e:
+                raise self.error(f"match: {e}", pattern_tree) from None
+            block, inner = Block(arg_types=types), dict(scope)
+            for (tok, declared), arg in zip(variables, block.args):
+                name = str(tok)[1:]
+                if declared is not None and (dt := self.build_type(declared)) != arg.type:
+                    raise self.error(
+                        f"%{name} is declared as {graph.type_str(dt)} but matches {graph.type_str(arg.type)}", declared
+                    )
+                if inner.get(name) in block.args:
+                    raise self.error(f"%{name} is bound twice in one pattern", tok)
+                arg.name_hint = name if not name[0].isdigit() else None
+                inner[name] = arg
+            self._region(body, inner, expected, block)
+            patterns.append(pattern)
+            blocks.append(block)
+        try:
+            op = graph.MatchOp.build(self.decls, data, patterns, blocks, complete=str(kw) == "match")
+        except graph.ShapeError as e:
+            raise self.error(str(e), t) from None
+        op.location = self.location(t)
+        return self.add(op)
+
+    def _pattern(self, t: Tree, variables: list) -> Attribute:
+        """A pattern attribute; the variables it binds (with their declared types) to `variables`."""
+        if t.data == "pattern_var":
+            variables.append((t.children[0], t.children[1]))
+            return graph.VarPattern()
+        if t.data == "pattern_tuple":
+            return graph.TuplePattern([self._pattern(c, variables) for c in t.children if c is not None])
+        name_tok, *subs = t.children
+        if t.data == "pattern_name" and name_tok == "_":
+            return graph.WildcardPattern()
+        if name_tok not in self.decls.ctors:
+            note = "declared constructors: " + (", ".join(self.decls.ctors) or "none")
+            raise self.error(f"unknown constructor {name_tok} in a pattern", name_tok, note)
+        return graph.ConstructorPattern(str(name_tok), [self._pattern(c, variables) for c in subs if c is not None])
+
     def _binding(self, b: Tree, scope: dict[str, SSAValue]) -> None:
         if b.data == "sequence":  # `e1; e2` is TVM's `let %_ = e1; e2`
             self.expr(b.children[0], scope)
@@ -326,14 +480,13 @@ class RelayParser:
             var_tok, declared, expr = b.children
             if declared is not None and declared.data == "scalar_type" and declared.children[0] == "_":
                 declared = None  # TVM's incomplete type: whatever the value is
-        value = self.expr(expr, scope)
-        if declared is not None:
-            dt = self.build_type(declared)
-            if dt != value.type:
-                raise self.error(
-                    f"%{var_tok[1:]} is declared as {graph.type_str(dt)} but is {graph.type_str(value.type)}",
-                    declared,
-                )
+        dt = self.build_type(declared) if declared is not None else None
+        value = self.expr(expr, scope, dt)
+        if declared is not None and dt != value.type:
+            raise self.error(
+                f"%{var_tok[1:]} is declared as {graph.type_str(dt)} but is {graph.type_str(value.type)}",
+                declared,
+            )
         name = var_tok[1:]
         if name in scope and isinstance(scope[name].owner, Operation):
             raise self.error(f"%{name} is bound twice", var_tok)
@@ -344,6 +497,14 @@ class RelayParser:
     def _check_annotation(self, annot: Token | None, value: SSAValue, at) -> None:
         if annot is None:
             return
+        t = self._annotation_type(annot)
+        if t != value.type:
+            raise self.error(
+                f"type annotation says {graph.type_str(t)} but the inferred type is {graph.type_str(value.type)}",
+                annot,
+            )
+
+    def _annotation_type(self, annot: Token) -> Attribute:
         inner = str(annot)[2:-2].strip()[3:].strip()  # strip /* ty= */
         inner = inner.split(" span=")[0].strip()  # TVM may add the source span after the type
         try:
@@ -356,19 +517,16 @@ class RelayParser:
             raise self.error(
                 f"malformed type annotation '{inner}'", annot, "expected /* ty=Tensor[(d0, d1, ...), dtype] */"
             ) from None
-        t = self.build_type(t_tree)
-        if t != value.type:
-            raise self.error(
-                f"type annotation says {graph.type_str(t)} but the inferred type is {graph.type_str(value.type)}",
-                annot,
-            )
+        return self.build_type(t_tree)
 
     # -- expressions --------------------------------------------------------------
     def add(self, op: Operation) -> SSAValue:
         self.block.add_op(op)
         return op.results[0]
 
-    def expr(self, t: Tree | Token, scope: dict[str, SSAValue]) -> SSAValue:
+    def expr(self, t: Tree | Token, scope: dict[str, SSAValue], expected: Attribute | None = None) -> SSAValue:
+        """The value of expression `t`; `expected`, where the context knows it, is the type it
+        must have: it gives a constructor the type arguments its fields do not (`Nil`)."""
         if isinstance(t, Token):
             raise self.error(f"unexpected {t!r}", t)
         kind = t.data
@@ -383,13 +541,17 @@ class RelayParser:
         if kind == "call":
             return self._call(t, scope)
         if kind == "call_value":
-            return self._call_value(t, scope)
+            return self._call_value(t, scope, expected)
         if kind == "fn_literal":
             return self._fn_literal(t, scope)
         if kind == "if_else":
-            return self._if_else(t, scope)
+            return self._if_else(t, scope, expected)
+        if kind == "match":
+            return self._match(t, scope, expected)
+        if kind == "constructor":
+            return self._construct(t.children[0], [], scope, expected, t)
         if kind == "annotated":
-            value = self.expr(t.children[0], scope)
+            value = self.expr(t.children[0], scope, self._annotation_type(t.children[1]))
             self._check_annotation(t.children[1], value, t)
             return value
         if kind in _INFIX:
@@ -412,7 +574,10 @@ class RelayParser:
         if kind == "float_scalar":
             return self._literal(t.children[0], str(t.children[0]), "float32")
         if kind in ("tuple", "empty_tuple"):
-            fields = [self.expr(c, scope) for c in t.children]
+            hints = expected.types.data if isinstance(expected, TupleType) else ()
+            if len(hints) != len(t.children):
+                hints = (None,) * len(t.children)
+            fields = [self.expr(c, scope, h) for c, h in zip(t.children, hints)]
             return self.add(graph.TupleOp.create_inferred(fields))
         if kind == "proj":
             tup = self.expr(t.children[0], scope)
@@ -518,12 +683,13 @@ class RelayParser:
         callee_tok = callee_tree.children[0]
         positional = [a for a in args if a is not None and not (isinstance(a, Tree) and a.data == "kwarg")]
         kwargs = [a for a in args if isinstance(a, Tree) and a.data == "kwarg"]
-        operands = [self.expr(a, scope) for a in positional]
         if callee_tok.type == "GLOBAL":
             if kwargs:
                 raise self.error("calls to functions take no attributes", kwargs[0])
             sig = self.signature(callee_tok[1:], callee_tok)
             want = list(sig.inputs.data)
+            hints = want if len(want) == len(positional) else [None] * len(positional)
+            operands = [self.expr(a, scope, h) for a, h in zip(positional, hints)]
             got = [o.type for o in operands]
             if want != got:
                 raise self.error(
@@ -534,6 +700,7 @@ class RelayParser:
             call = func.CallOp(callee_tok[1:], operands, list(sig.outputs.data))
             value = self.add(call)
         else:
+            operands = [self.expr(a, scope) for a in positional]
             value = self._op_call(callee_tok, operands, kwargs, t)
         return value
 

@@ -79,6 +79,9 @@ class RelayPrinter:
     def print_module(self, module: ModuleOp) -> str:
         out = ['#[version = "0.0.5"]']
         for op in module.ops:
+            if isinstance(op, graph.ADTDefOp):
+                out.append(self.print_type_def(op))
+                continue
             if not isinstance(op, func.FuncOp):
                 raise LatheError(
                     f"'{op.name}' cannot be written as Relay text (only graph-level IR can; use --emit=mlir)"
@@ -93,6 +96,14 @@ class RelayPrinter:
         if self.constants:
             text += "\n#[metadata]\n" + write_constants(self.constants)
         return text
+
+    def print_type_def(self, op: graph.ADTDefOp) -> str:
+        params = f"[{', '.join(op.type_params)}]" if op.params else ""
+        lines = [f"type {op.sym_name.data}{params} {{"]
+        for c in op.constructors:
+            fields = f"({', '.join(graph.type_str(t) for t in c.fields)})" if c.fields else ""
+            lines.append(f"  {c.ctor.data}{fields},")
+        return "\n".join([*lines, "}"])
 
     def value(self, v: SSAValue) -> str:
         return self.names[v]
@@ -112,15 +123,27 @@ class RelayPrinter:
     def params(self, args, names) -> str:
         """`%x: T, ...`, each name unique in the function (a fixed point: printed names read back
         as the same hints); an argument without a name gets a fresh one."""
-        out = []
-        for arg, name in zip(args, names):
-            name = name or f"p{len(self.used)}"
-            while name in self.used:
-                name += "_"
-            self.used.add(name)
-            self.names[arg] = "%" + name
-            out.append(f"%{name}: {graph.type_str(arg.type)}")
-        return ", ".join(out)
+        return ", ".join(f"{self.bind(arg, name)}: {graph.type_str(arg.type)}" for arg, name in zip(args, names))
+
+    def bind(self, arg: SSAValue, name: str | None) -> str:
+        name = name or f"p{len(self.used)}"
+        while name in self.used:
+            name += "_"
+        self.used.add(name)
+        self.names[arg] = "%" + name
+        return "%" + name
+
+    def pattern(self, p: Attribute, args) -> str:
+        """A match clause's pattern, its variables named after the clause's block arguments."""
+        if isinstance(p, graph.WildcardPattern):
+            return "_"
+        if isinstance(p, graph.VarPattern):
+            arg = next(args)
+            return self.bind(arg, arg.name_hint)
+        fields = [self.pattern(f, args) for f in p.fields]  # type: ignore[attr-defined]
+        if isinstance(p, graph.TuplePattern):
+            return "(" + ", ".join(fields) + ("," if len(fields) == 1 else "") + ")"
+        return p.ctor.data + (f"({', '.join(fields)})" if fields else "")  # type: ignore[attr-defined]
 
     def body(self, ops: list[Operation], depth: int) -> list[str]:
         """A block's bindings and its value (the operand of its return or yield), one line each,
@@ -166,6 +189,17 @@ class RelayPrinter:
             params = self.params(args, [a.name_hint for a in args])
             ret = graph.type_str(op.result.type.outputs.data[0])
             return f"fn ({params}) -> {ret} {{\n{self.region(op.body, depth)}{ty}"
+        if isinstance(op, graph.ConstructOp):
+            fields = [self.value(a) for a in op.fields]
+            return op.ctor.data + (f"({', '.join(fields)})" if fields else "") + ty
+        if isinstance(op, graph.MatchOp):
+            pad = "  " * (depth + 1)
+            clauses = [
+                f"{pad}{self.pattern(p, iter(r.block.args))} => {{\n{self.region(r, depth + 1)},"
+                for p, r in zip(op.patterns, op.clauses)
+            ]
+            keyword = "match" if op.is_complete else "match?"
+            return f"{keyword} ({self.value(op.data)}) {{\n" + "\n".join(clauses) + f"\n{'  ' * depth}}}{ty}"
         if isinstance(op, graph.CallValueOp):
             return f"{self.value(op.callee)}({', '.join(self.value(a) for a in op.args)}){ty}"
         if isinstance(op, graph.TupleOp):
@@ -222,4 +256,6 @@ def _is_relay_type(t: Attribute) -> bool:
         return all(_is_relay_type(x) for x in t.types.data)
     if isinstance(t, FunctionType):
         return all(_is_relay_type(x) for x in (*t.inputs.data, *t.outputs.data))
+    if isinstance(t, graph.ADTType):
+        return all(_is_relay_type(x) for x in t.args.data)
     return isinstance(t, TensorType)

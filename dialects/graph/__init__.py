@@ -12,6 +12,22 @@ from collections.abc import Sequence
 from xdsl.ir import Dialect
 
 from lathe.dialects.graph import constant, elementwise, nn, reduce, transform, tuple
+from lathe.dialects.graph.adt import (
+    ADT_ATTRS,
+    ADT_OPS,
+    ADTDefOp,
+    ADTType,
+    ConstructOp,
+    ConstructorAttr,
+    ConstructorPattern,
+    Declarations,
+    MatchOp,
+    TuplePattern,
+    TypeVarType,
+    VarPattern,
+    WildcardPattern,
+    is_adt,
+)
 from lathe.dialects.graph.constant import *  # noqa: F403
 from lathe.dialects.graph.control import (
     CONTROL_OPS,
@@ -102,4 +118,4 @@ def make_op(relay_name: str, operands: Sequence, **attrs) -> GraphOp:
     return cls.create_inferred(operands, props)
 
 
-Graph = Dialect("graph", [*GRAPH_OPS, *CONTROL_OPS], [])
+Graph = Dialect("graph", [*GRAPH_OPS, *CONTROL_OPS, *ADT_OPS], ADT_ATTRS)
