@@ -9,6 +9,8 @@ changes:
 
 - a `graph.if` on a constant condition is replaced by the branch it takes;
 - a `graph.call_value` of a `graph.fn` made in scope is replaced by a copy of its body;
+- a `graph.match` of a value whose constructors are known here (a `graph.construct` in scope)
+  is replaced by the clause it takes, the pattern's variables read as the fields they bind;
 - `graph.shape_of` of a static tensor is a constant, and a `graph.dyn` whose values are all
   constants is the static op they make (TVM's dyn.* → static);
 - a graph op whose operands are all constants and whose result is small is evaluated (the
@@ -85,6 +87,41 @@ def _inline_call(op: graph.CallValueOp) -> bool:
     return True
 
 
+def _known_match(pattern, v: SSAValue, bound: list[SSAValue]) -> bool | None:
+    """Whether `v` matches `pattern`, as far as the ops that made it say (None: not known here)."""
+    if isinstance(pattern, graph.VarPattern):
+        bound.append(v)
+        return True
+    if isinstance(pattern, graph.WildcardPattern):
+        return True
+    made = v.owner
+    if isinstance(pattern, graph.ConstructorPattern) and isinstance(made, graph.ConstructOp):
+        if made.ctor != pattern.ctor:
+            return False
+    elif not (isinstance(pattern, graph.TuplePattern) and isinstance(made, graph.TupleOp)):
+        return None
+    for p, field in zip(pattern.fields, made.operands):
+        known = _known_match(p, field, bound)
+        if known is not True:
+            return known
+    return True
+
+
+def _select_clause(op: graph.MatchOp) -> bool:
+    for pattern, clause in zip(op.patterns, op.clauses):
+        bound: list[SSAValue] = []
+        known = _known_match(pattern, op.data, bound)
+        if known is None:
+            return False
+        if known:
+            block = clause.block
+            (value,) = _inline_block(block, op, dict(zip(block.args, bound)))
+            op.result.replace_all_uses_with(value)
+            Rewriter.erase_op(op)
+            return True
+    return False  # a match? that no clause matches: the run reports it
+
+
 def _static_shape(op: graph.ShapeOfOp) -> bool:
     t = op.data.type
     if not isinstance(t, TensorType) or graph.is_dynamic(t):
@@ -131,7 +168,7 @@ def _takes_refined(use_op: Operation, called: set[str]) -> bool:
     if isinstance(use_op, graph.GraphOp | graph.ShapeOfOp | graph.DynOp):
         return True
     if isinstance(use_op, graph.YieldOp):
-        return isinstance(use_op.parent_op(), graph.IfOp | graph.WhileOp)
+        return isinstance(use_op.parent_op(), graph.IfOp | graph.WhileOp | graph.MatchOp)
     if isinstance(use_op, func.ReturnOp):
         f = use_op.parent_op()
         return isinstance(f, func.FuncOp) and f.sym_name.data not in called
@@ -156,7 +193,7 @@ def _refine(op: graph.GraphOp, called: set[str]) -> bool:
 
 
 def _erase_unused(module: ModuleOp) -> None:
-    pure = (graph.GraphOp, graph.FnOp, graph.ShapeOfOp, graph.DynOp, graph.IfOp)
+    pure = (graph.GraphOp, graph.FnOp, graph.ShapeOfOp, graph.DynOp, graph.IfOp, graph.ConstructOp, graph.MatchOp)
     changed = True
     while changed:
         changed = False
@@ -182,6 +219,7 @@ def specialize(module: ModuleOp) -> bool:
     rules = (
         (graph.IfOp, _select_branch),
         (graph.CallValueOp, _inline_call),
+        (graph.MatchOp, _select_clause),
         (graph.ShapeOfOp, _static_shape),
         (graph.DynOp, _static_dyn),
         (graph.GraphOp, _fold),

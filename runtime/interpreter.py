@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType
+from xdsl.dialects.builtin import FileLineColLoc, MemRefType, ModuleOp, TensorType
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from lathe.dialects import graph
@@ -38,6 +38,44 @@ class Closure:
 
     fn: graph.FnOp
     env: Mapping[SSAValue, object]
+
+
+@dataclass(frozen=True, eq=False)
+class ADTValue:
+    """A value of an ADT: the constructor that made it and its fields (Relay's ADT object)."""
+
+    ctor: str
+    fields: tuple
+
+    def __repr__(self) -> str:
+        return self.ctor + (f"({', '.join(map(repr, self.fields))})" if self.fields else "")
+
+
+def match_pattern(pattern: Attribute, value, bound: list) -> bool:
+    """Whether `value` matches `pattern`; the values its variables bind are appended to `bound`."""
+    if isinstance(pattern, graph.VarPattern):
+        bound.append(value)
+        return True
+    if isinstance(pattern, graph.TuplePattern):
+        return all(match_pattern(p, v, bound) for p, v in zip(pattern.fields, value))
+    if isinstance(pattern, graph.ConstructorPattern):
+        if value.ctor != pattern.ctor.data:
+            return False
+        return all(match_pattern(p, v, bound) for p, v in zip(pattern.fields, value.fields))
+    return True  # the wildcard
+
+
+def no_clause_matches(op: graph.MatchOp, value) -> LatheError:
+    """A `match?` that covers no clause for `value`: the op, where it was written, and the value's constructor."""
+    made = f"a value made by {value.ctor}" if isinstance(value, ADTValue) else "the value"
+    return LatheError(f"graph.match{_where(op)}: no clause matches {made}", note="match? need not cover every value")
+
+
+def _where(op: Operation) -> str:
+    loc = op.location
+    if isinstance(loc, FileLineColLoc):
+        return f" at {loc.filename.data}:{loc.line.data}:{loc.column.data}"
+    return ""
 
 
 class Interpreter:
@@ -109,12 +147,25 @@ class Interpreter:
             env[op.result] = self.run_dyn(op, [env[a] for a in op.args])
         elif isinstance(op, graph.FnOp):
             env[op.result] = Closure(op, env)
+        elif isinstance(op, graph.ConstructOp):
+            env[op.result] = ADTValue(op.ctor.data, tuple(env[v] for v in op.fields))
+        elif isinstance(op, graph.MatchOp):
+            env[op.result] = self.match(op, env[op.data], env)
         elif isinstance(op, graph.CallValueOp):
             env[op.result] = self.apply(env[op.callee], [env[a] for a in op.args])
         elif isinstance(op, graph.ConstantOp) or type(op) in REFERENCE:
             env[op.results[0]] = self.evaluate(op, [env[a] for a in op.operands])
         else:
             raise LatheError(f"the reference interpreter cannot run '{op.name}'")
+
+    def match(self, op: graph.MatchOp, value, env):
+        """The first clause whose pattern `value` matches, run with the pattern's variables bound."""
+        for pattern, clause in zip(op.patterns, op.clauses):
+            bound: list = []
+            if match_pattern(pattern, value, bound):
+                block = clause.block
+                return self.run_block(block, ChainMap(dict(zip(block.args, bound)), env))  # type: ignore[arg-type]
+        raise no_clause_matches(op, value)
 
     def loop(self, op: graph.WhileOp, carried: list, env) -> list:
         """A `graph.while`: the last carried values, then each scanned value stacked per

@@ -29,22 +29,33 @@ from lathe.dialects.dtypes import np_dtype
 from lathe.dialects.functions import recursive_function, set_param_names
 from lathe.dialects.reference import check_value
 from lathe.errors import LatheError
-from lathe.runtime.interpreter import MAX_CALL_DEPTH, Interpreter, dyn_static_op, stack_scans
+from lathe.runtime.interpreter import (
+    MAX_CALL_DEPTH,
+    ADTValue,
+    Interpreter,
+    dyn_static_op,
+    no_clause_matches,
+    stack_scans,
+)
 from lathe.runtime.vm_pool import MemoryPool
 from lathe.runtime.vm_program import (
     AllocStorage,
     AllocTensor,
     Call,
     CallClosure,
+    GetField,
     GetItem,
     Goto,
     InvokeDyn,
     InvokeRegion,
     JumpIfNot,
+    JumpIfNotCtor,
     Kill,
     LoadConst,
+    MakeADT,
     MakeClosure,
     MakeTuple,
+    MatchFail,
     Move,
     NewList,
     PrimitiveRegion,
@@ -410,6 +421,25 @@ def _scan_stack(vm: VirtualMachine, stack, frame: Frame, ins: ScanStack) -> None
     vm.set(frame, ins.dst, stacked)
 
 
+def _make_adt(vm: VirtualMachine, stack, frame: Frame, ins: MakeADT) -> None:
+    fields = tuple(frame.regs[r] for r in ins.fields)
+    vm.pool.give_away(fields)  # a list's cells live as long as Python keeps them, as a closure's captures do
+    vm.set(frame, ins.dst, ADTValue(ins.ctor, fields))
+
+
+def _get_field(vm: VirtualMachine, stack, frame: Frame, ins: GetField) -> None:
+    vm.set(frame, ins.dst, frame.regs[ins.src].fields[ins.index])
+
+
+def _jump_if_not_ctor(vm: VirtualMachine, stack, frame: Frame, ins: JumpIfNotCtor) -> None:
+    if frame.regs[ins.src].ctor != ins.ctor:
+        frame.pc = ins.target
+
+
+def _match_fail(vm: VirtualMachine, stack, frame: Frame, ins: MatchFail) -> None:
+    raise no_clause_matches(ins.op, frame.regs[ins.src])
+
+
 def _kill(vm: VirtualMachine, stack, frame: Frame, ins: Kill) -> None:
     regs = frame.regs
     for r in ins.regs:
@@ -437,6 +467,10 @@ DISPATCH: dict[type, Callable[..., bool | None]] = {
     NewList: _new_list,
     ScanAppend: _scan_append,
     ScanStack: _scan_stack,
+    MakeADT: _make_adt,
+    GetField: _get_field,
+    JumpIfNotCtor: _jump_if_not_ctor,
+    MatchFail: _match_fail,
     Kill: _kill,
 }
 

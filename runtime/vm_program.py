@@ -16,7 +16,7 @@ table (runtime/vm.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 from xdsl.dialects import func
@@ -43,7 +43,11 @@ class PrimitiveRegion:
 
 
 def _is_primitive(op: Operation) -> bool:
-    return isinstance(op, graph.GraphOp) and not isinstance(op, graph.ConstantOp)
+    """A graph op a compiled region can run: not a constant (a step of its own), and not a tuple
+    that holds an ADT value (only the VM carries those)."""
+    if not isinstance(op, graph.GraphOp) or isinstance(op, graph.ConstantOp):
+        return False
+    return not any(graph.is_adt(v.type) for v in (*op.operands, *op.results))
 
 
 def _computes(op: Operation) -> bool:
@@ -299,6 +303,45 @@ class ScanStack(Instruction):
 
 
 @dataclass(frozen=True, eq=False)
+class MakeADT(Instruction):
+    """`graph.construct`: a value of an ADT, made by `ctor` from the fields (Relay's AllocADT)."""
+
+    dst: int
+    ctor: str
+    fields: tuple[int, ...]
+    READS, WRITES = ("fields",), ("dst",)
+
+
+@dataclass(frozen=True, eq=False)
+class GetField(Instruction):
+    """A field of an ADT value (a pattern's sub-value)."""
+
+    dst: int
+    src: int
+    index: int
+    READS, WRITES = ("src",), ("dst",)
+
+
+@dataclass(frozen=True, eq=False)
+class JumpIfNotCtor(Instruction):
+    """A pattern's test: jump unless the ADT value was made by `ctor` (Relay's GetTag and If in one)."""
+
+    src: int
+    ctor: str
+    target: int
+    READS = ("src",)
+
+
+@dataclass(frozen=True, eq=False)
+class MatchFail(Instruction):
+    """No clause of a `match?` matched the value: a LatheError naming the op."""
+
+    src: int
+    op: graph.MatchOp
+    READS = ("src",)
+
+
+@dataclass(frozen=True, eq=False)
 class Kill(Instruction):
     """The registers are dead: their memory goes back to the pool (unless still read through
     another register, a tuple or a closure)."""
@@ -306,7 +349,8 @@ class Kill(Instruction):
     regs: tuple[int, ...]
 
 
-BRANCHES = (JumpIfNot, Goto)
+BRANCHES = (JumpIfNot, JumpIfNotCtor, Goto)  # each has a `target`
+ENDS = (Ret, MatchFail)  # no instruction follows these
 
 
 @dataclass(eq=False)
@@ -519,6 +563,55 @@ def _while(fc: _FunctionCompiler, op: graph.WhileOp) -> None:
         fc.emit(ScanStack(fc.define(v), s, v.type))
 
 
+def _construct(fc: _FunctionCompiler, op: graph.ConstructOp) -> None:
+    fc.emit(MakeADT(fc.define(op.result), op.ctor.data, tuple(fc.reg(v) for v in op.fields)))
+
+
+def _match(fc: _FunctionCompiler, op: graph.MatchOp) -> None:
+    """Each clause in turn: its pattern's tests (a jump to the next clause on failure) and the
+    reads of the sub-values its variables bind, then its body, then a jump to the end; after
+    the last clause, a `MatchFail` for a `match?`. The last clause of a complete `match` is not
+    tested: the verifier has proved that every value the others miss matches it."""
+    result, data = fc.new(), fc.reg(op.data)
+    ends = []
+    for k, (pattern, clause) in enumerate(zip(op.patterns, op.clauses)):
+        fails: list[int] = []
+        bound: list[int] = []
+        _pattern(fc, pattern, data, fails, bound, test=not (op.is_complete and k == len(op.clauses) - 1))
+        for arg, r in zip(clause.block.args, bound):
+            fc.regs[arg] = r
+        fc.emit(Move(result, fc.value_of(fc.block(clause.block))))
+        ends.append(fc.emit(Goto(-1)))
+        for k in fails:
+            fc.code[k] = replace(fc.code[k], target=len(fc.code))  # type: ignore[type-var]
+    if not op.is_complete:
+        fc.emit(MatchFail(data, op))
+    for k in ends:
+        fc.code[k] = Goto(len(fc.code))
+    fc.regs[op.result] = result
+
+
+def _pattern(
+    fc: _FunctionCompiler, pattern: Attribute, src: int, fails: list[int], bound: list[int], test: bool
+) -> None:
+    if isinstance(pattern, graph.VarPattern):
+        bound.append(src)
+        return
+    if isinstance(pattern, graph.WildcardPattern):
+        return
+    if isinstance(pattern, graph.ConstructorPattern):
+        if test:
+            fails.append(fc.emit(JumpIfNotCtor(src, pattern.ctor.data, -1)))
+        read = GetField
+    else:
+        read = GetItem
+    for k, sub in enumerate(pattern.fields):  # type: ignore[attr-defined]
+        if not isinstance(sub, graph.WildcardPattern):
+            field = fc.new()
+            fc.emit(read(field, src, k))
+            _pattern(fc, sub, field, fails, bound, test)
+
+
 OP_COMPILERS = {
     graph.ConstantOp: _constant,
     graph.TupleOp: _tuple,
@@ -530,6 +623,8 @@ OP_COMPILERS = {
     graph.CallValueOp: _call_value,
     graph.IfOp: _if,
     graph.WhileOp: _while,
+    graph.ConstructOp: _construct,
+    graph.MatchOp: _match,
 }
 
 
@@ -595,11 +690,11 @@ def compile_program(functions: dict[str, func.FuncOp], bound: dict[SSAValue, str
 
 def _successors(code: list[Instruction], k: int) -> list[int]:
     ins = code[k]
-    if isinstance(ins, Ret):
+    if isinstance(ins, ENDS):
         return []
     if isinstance(ins, Goto):
         return [ins.target]
-    if isinstance(ins, JumpIfNot):
+    if isinstance(ins, BRANCHES):
         return [k + 1, ins.target]
     return [k + 1]
 
@@ -650,13 +745,11 @@ def with_kills(code: list[Instruction], untracked: set[int] = frozenset()) -> li
             if dead:
                 out.append(Kill(tuple(sorted(dead))))
         out.append(ins)
-        if not isinstance(ins, (Ret, *BRANCHES)):
+        if not isinstance(ins, (*ENDS, *BRANCHES)):
             dead = (set(ins.registers(ins.READS)) | set(ins.registers(ins.WRITES))) - live_out[k] - untracked
             if dead:
                 out.append(Kill(tuple(sorted(dead))))
     for k, ins in enumerate(out):
-        if isinstance(ins, JumpIfNot):
-            out[k] = JumpIfNot(ins.cond, start[ins.target])
-        elif isinstance(ins, Goto):
-            out[k] = Goto(start[ins.target])
+        if isinstance(ins, BRANCHES):
+            out[k] = replace(ins, target=start[ins.target])  # type: ignore[type-var]
     return out
