@@ -194,7 +194,7 @@ class Interpreter:
         try:
             return evaluate(op, *args)
         except ValueError as e:  # shapes only known now, that the op cannot take (numpy says why)
-            shapes = ", ".join(str(np.shape(a)) for a in args)
+            shapes = ", ".join(map(shape_str, args))
             raise LatheError(f"{op.name}: cannot compute it on operands of shapes {shapes}: {e}") from None
 
 
@@ -205,7 +205,7 @@ def _concrete_op(op: graph.GraphOp, args: list) -> Operation:
     try:
         return type(op).create_inferred(list(block.args), dict(op.properties))
     except graph.ShapeError as e:
-        shapes = ", ".join(str(np.shape(a)) for a in args)
+        shapes = ", ".join(map(shape_str, args))
         raise LatheError(f"{op.name}: cannot compute it on operands of shapes {shapes}: {e}") from None
 
 
@@ -215,9 +215,17 @@ def dyn_static_op(op: graph.DynOp, data: list, values: list) -> Operation:
     try:
         return op.static_op([concrete_type(v) for v in data], [np.asarray(v) for v in values])
     except graph.ShapeError as e:
-        shapes = ", ".join(str(np.shape(v)) for v in data)
+        shapes = ", ".join(map(shape_str, data))
         given = ", ".join(f"{b.data}={np.asarray(v).tolist()}" for b, v in zip(op.bind, values))
         raise LatheError(f"graph.dyn {op.op.data}: on operands of shapes {shapes} with {given}: {e}") from None
+
+
+def shape_str(value) -> str:
+    """A run-time value's shape for a message: a tuple's fields each (numpy cannot shape a tuple
+    of tensors that differ, which is when a message needs it)."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(shape_str, value)) + ("," if len(value) == 1 else "") + ")"
+    return str(np.shape(value))
 
 
 def concrete_type(value) -> Attribute:

@@ -311,3 +311,19 @@ def test_specialisation_takes_the_clause_a_known_constructor_selects():
     assert not any(isinstance(op, graph.MatchOp | graph.ConstructOp) for op in m.walk())
     x = np.float32([1, 2])
     np.testing.assert_array_equal(lathe.interpret(m, x=x), x * 2)
+
+
+def test_a_run_time_shape_mismatch_in_a_recursion_over_a_list_names_the_op_and_shapes():
+    """(a fuzz finding: the interpreter's message for it raised numpy's ValueError on a tuple of
+    tensors of different ranks)"""
+    src = TENSOR_ARRAY.replace(
+        "Cons(tensor2_float32(%t), Nil) => expand_dims(%t, axis=0)",
+        "Cons(tensor2_float32(%t), Nil) => expand_dims(%t, axis=2)",
+    )
+    x = np.ones((2, 5), np.float32)
+    for run in (
+        lambda: lathe.interpret(parse_relay(src), x=x, y=x, n=np.int32(3)),
+        lambda: lathe.compile(parse_relay(src)).run(x=x, y=x, n=np.int32(3)),
+    ):
+        with pytest.raises(LatheError, match=r"graph.concatenate.*\(1, 2, 5\)|graph.concatenate.*Tensor\[\(2, 5, 1\)"):
+            run()
