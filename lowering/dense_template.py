@@ -3,12 +3,27 @@
 
 from __future__ import annotations
 
+import math
+
 from lathe.dialects import te
 from lathe.lowering.schedule_builder import KnobValue, Schedule, Space, Template, divisors, knob, largest_divisor
 
 DENSE_PACK_TILE_ROWS = 8  # rows of the register tile (at most: the largest divisor of the rows)
 DENSE_PACK_ORDERS = ("ij", "ji")  # the order of the outer (cache-block) loops over rows and columns
 DENSE_PACK_PARALLEL = ("fused", "outer")  # threads over all fused outer loops, or the outermost only
+# The cache model the default configuration is derived from. A cache block's operands, its rows
+# of x (block rows × depth) and the weight panel of one register tile (depth × tile width),
+# are reused from L2: each register tile streams its panel from there while the block's row
+# tiles take turns, and the next block along j reuses the rows. They may fill this share of
+# L2 (the rest holds the output, the streams from L3 and what other kernels left). The L2 size
+# is the fallback for a target whose caches are unknown to the template: 1 MiB is the smallest
+# per-core L2 of current x86 and Arm server cores (Zen 4, Graviton 3; Sapphire Rapids has 2).
+DENSE_PACK_L2_BYTES = 1 << 20
+DENSE_PACK_L2_SHARE = 5 / 8  # 2048x2048x2048 was fastest at 128 rows (5/8 of a 2 MiB L2), 128x768x3072 at 64 (4/8)
+DENSE_PACK_BLOCK_ROWS = 128  # the most rows a cache block takes: each weight element then feeds 256 flops
+DENSE_PACK_MIN_BLOCK_ROWS = 64  # fewer rows and the weight streams from L3 too often: split k instead
+DENSE_PACK_MIN_BLOCKS = 8  # cache blocks to share among threads: a block of all rows must leave this many
+DENSE_PACK_BLOCK_K = (64, 128, 256, 384, 512, 768, 1024, 2048)  # k-block candidates (those dividing the depth)
 
 
 def _contraction_axes(out: te.ComputeOp) -> tuple[list[str], str | None, str]:
@@ -19,42 +34,86 @@ def _contraction_axes(out: te.ComputeOp) -> tuple[list[str], str | None, str]:
     return batch, i, j
 
 
-def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> Space:
+def cache_block(
+    batch: int, rows: int, cols: int, depth: int, tile_rows: int, tile_cols: int, elem_bytes: int, l2_bytes: int
+) -> tuple[int, int]:
+    """(cache_i, block_k) of the default: the most register tiles of rows per block (up to
+    DENSE_PACK_BLOCK_ROWS rows, leaving DENSE_PACK_MIN_BLOCKS blocks) whose rows of x and one
+    panel of the weight fit the L2 share over the whole depth, with at least
+    DENSE_PACK_MIN_BLOCK_ROWS rows unless the whole weight fits there too (then it is reread
+    from L2, not L3); where none does, the largest block with a k-block loop (block_k) short
+    enough that they fit over one k-block."""
+    budget = l2_bytes * DENSE_PACK_L2_SHARE
+    col_blocks = -(-cols // tile_cols)
+    tiles = rows // tile_rows
+    fits = [
+        c
+        for c in (16, 8, 4, 2, 1)
+        if tiles % c == 0
+        and c * tile_rows <= DENSE_PACK_BLOCK_ROWS
+        and (c == 1 or batch * tiles // c * col_blocks >= DENSE_PACK_MIN_BLOCKS)
+    ]
+    for c in fits:
+        block_rows = c * tile_rows
+        many_rows = block_rows >= min(rows, DENSE_PACK_MIN_BLOCK_ROWS)
+        weight_in_l2 = elem_bytes * depth * (block_rows + cols) <= budget
+        if elem_bytes * depth * (block_rows + tile_cols) <= budget and (many_rows or weight_in_l2):
+            return c, 0
+    c = fits[0]
+    ks = [k for k in DENSE_PACK_BLOCK_K if depth % k == 0 and k < depth]
+    fitting = [k for k in ks if elem_bytes * k * (c * tile_rows + tile_cols) <= budget]
+    if fitting:
+        return c, fitting[-1]
+    return (c, ks[0]) if ks else (fits[-1], 0)
+
+
+def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, l2_bytes: int = DENSE_PACK_L2_BYTES) -> Space:
     """Multi-level tiling of i, j and k: a register tile (tile_i rows × tile_j columns), a
-    cache block of cache_i × cache_j register tiles, k split by tile_k (0: not split) and
-    unrolled by unroll_k, the order of the block loops, and threads over the fused block
-    loops or the outermost only."""
+    cache block of cache_i × cache_j register tiles, k split by tile_k inside the register
+    tile (0: not split) and unrolled by unroll_k, or split by block_k into a k-block loop that
+    the register tiles of a cache block share (0: none), the order of the block loops, and
+    threads over the fused block loops or the outermost only. The default is cache_block's."""
     extents = out.spatial_extents
-    _, i, _ = _contraction_axes(out)
+    batch, i, _ = _contraction_axes(out)
     rows, cols, depth = (extents[-2] if i is not None else 1), extents[-1], anchor.reduce_extent_list[-1]
     bn = anchor_pack_width(anchor)
     widths = [w for w in (lanes, 2 * lanes, 3 * lanes, 4 * lanes) if cols % w == 0 and w <= 64]
+    tile_i = largest_divisor(rows, DENSE_PACK_TILE_ROWS)
+    elem_bytes = max(1, getattr(anchor.result.type.element_type, "bitwidth", 32) // 8)  # type: ignore[union-attr]
+    cache_i, block_k = cache_block(
+        math.prod(extents[: len(batch)]), rows, cols, depth, tile_i, bn, elem_bytes, l2_bytes
+    )
     return (
-        knob("tile_i", divisors(rows, 16), largest_divisor(rows, DENSE_PACK_TILE_ROWS)),
+        knob("tile_i", divisors(rows, 16), tile_i),
         knob("tile_j", widths, bn),
-        knob("cache_i", [c for c in (1, 2, 4, 8, 16) if c * DENSE_PACK_TILE_ROWS <= max(rows, 8) * 2], 1),
+        knob("cache_i", [c for c in (1, 2, 4, 8, 16) if c * DENSE_PACK_TILE_ROWS <= max(rows, 8) * 2], cache_i),
         knob("cache_j", [c for c in (1, 2, 4, 8) if c * bn <= max(cols, bn)], 1),
         knob("tile_k", [0] + [t for t in (32, 64, 128, 256, 512) if depth % t == 0 and t < depth], 0),
         knob("order", DENSE_PACK_ORDERS, "ij"),
         knob("unroll_k", (1, 2, 4, 8), 1),
         knob("parallel", DENSE_PACK_PARALLEL, "fused"),
+        knob("block_k", [0] + [t for t in DENSE_PACK_BLOCK_K if depth % t == 0 and t < depth], block_k),
     )
 
 
 def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: dict[str, KnobValue]) -> bool:
     """TVM's dense_pack for x86: a register tile of tile_i rows × tile_j columns accumulated
-    over k in registers (the contraction computed at the output's tile loop), the epilogue
-    (bias, activation) applied to the tile as it is written, output tiles spread over threads.
-    A cache block (cache_i × cache_j register tiles) orders the tiles so that consecutive
-    ones share their rows of x or their panel of the weight; the contraction stays per
-    register tile, so its accumulators keep constant indices and stay in registers (computed
-    per block they would be indexed by the tile loop, and LLVM keeps them in memory).
-    tile_k splits k inside the register tile, the partial sums stored between its parts."""
+    over k in registers, the epilogue (bias, activation) applied to the tile as it is written,
+    output tiles spread over threads. A cache block (cache_i × cache_j register tiles) orders
+    the tiles so that consecutive ones share their rows of x or their panel of the weight.
+
+    Without block_k the contraction is computed at the output's tile loop: per register tile
+    over all of k, so its accumulators keep constant indices and stay in registers (tile_k
+    splits k inside it, the partial sums stored between its parts). With block_k it is
+    computed per cache block, a k-block loop outside the block's register tiles (the weight
+    panel of one k-block stays in L1 while the block's row tiles take turns with it); the
+    tile's partial sums then live in the block's buffer between k-blocks, and LLVM keeps them
+    in registers over each k-block's loop, whose indices are constant there."""
     s_out = Schedule(out)
     local = s_out.cache_write() if anchor is out else Schedule(anchor)
     batch, i, j = _contraction_axes(out)
     mr, nr = int(k["tile_i"]), int(k["tile_j"])
-    ci, cj, tk, uk = int(k["cache_i"]), int(k["cache_j"]), int(k["tile_k"]), int(k["unroll_k"])
+    ci, cj, tk, uk, bk = (int(k[name]) for name in ("cache_i", "cache_j", "tile_k", "unroll_k", "block_k"))
     block: dict[str, str] = {}  # "i"/"j" -> the block loop over that axis
     tiles: list[str] = []  # the register-tile loops inside a block
     inner: list[str] = []
@@ -73,20 +132,33 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: 
         par = s_out.fuse(*outer) if len(outer) > 1 else outer[0]
     else:
         par = outer[0]
-    at = tiles[-1] if tiles else (par if k["parallel"] == "fused" else outer[-1])
+    per_block = par if k["parallel"] == "fused" else outer[-1]
     if len(inner) > 1:
         s_out.unroll(inner[0])
     s_out.vectorize(inner[-1])
     s_out.parallel(par)
-    local.compute_at(out, at)
+    local.compute_at(out, per_block if bk or not tiles else tiles[-1])
     kname = anchor.axis_names[-1]
-    spatial = anchor.axis_names[:-1]
-    ks = [kname]
-    if tk > 0:
+    if bk:
+        ks = list(local.split(kname, factor=bk))
+    elif tk:
         ks = list(local.split(kname, factor=tk))
+    else:
+        ks = [kname]
     if uk > 1:
         ks = ks[:-1] + list(local.split(ks[-1], factor=uk))
-    local.reorder(*ks, *spatial)
+    lbatch, li, lj = _contraction_axes(anchor)
+    tile_loops: list[str] = []  # the block's register tiles: along j outside i, so a panel serves every row tile
+    spatial = [*lbatch, *([li] if li is not None else []), lj]
+    if bk:
+        spatial = list(lbatch)
+        pairs = [(lj, nr)] + ([(li, mr)] if li is not None else [])
+        split = [local.split(axis, factor=f) for axis, f in pairs]
+        tile_loops = [o for o, _ in split]
+        spatial += [n for _, n in reversed(split)]
+        local.reorder(*lbatch, ks[0], *tile_loops, *ks[1:], *spatial[len(lbatch) :])
+    else:
+        local.reorder(*ks, *spatial)
     if uk > 1:
         local.unroll(ks[-1])
     if len(spatial) > 1:

@@ -138,8 +138,7 @@ def plan(loop: scf.ForOp, width: int) -> Plan | None:
         owner = v.owner
         if isinstance(owner, Operation) and owner in inside:
             raise KeyError(v)
-        c = _const_int(v)
-        return Kind(UNIFORM, 0, abs(c) if c else (1 << 30 if c == 0 else _ALIGN_UNKNOWN))
+        return Kind(UNIFORM, 0, _outside_align(v))
 
     for op in body.ops:
         if isinstance(op, scf.YieldOp):
@@ -195,6 +194,22 @@ def plan(loop: scf.ForOp, width: int) -> Plan | None:
     ):
         return None
     return Plan(kinds, reductions, invariant)
+
+
+def _outside_align(v: SSAValue, depth: int = 8) -> int:
+    """A known divisor of an index defined outside the loop, from the constants it is built
+    of: a tile's origin `tile * 32 + base * 32` is a multiple of 32, so a packed read
+    `(origin + lane) // 32` in the loop is uniform (1 << 30: zero, a multiple of anything)."""
+    c = _const_int(v)
+    if c is not None:
+        return abs(c) or 1 << 30
+    op = v.owner
+    if depth == 0 or not isinstance(op, arith.AddiOp | arith.SubiOp | arith.MuliOp):
+        return _ALIGN_UNKNOWN
+    a, b = (_outside_align(x, depth - 1) for x in op.operands)
+    if isinstance(op, arith.MuliOp):
+        return min(a * b, 1 << 30)
+    return pymath.gcd(a, b)
 
 
 def _uniform_address(idx: list[Kind]) -> bool:
