@@ -1,8 +1,12 @@
-"""cleanup-loops: tidy loop-level IR with xDSL's own canonicalize and CSE.
+"""cleanup-loops: tidy loop-level IR with xDSL's own canonicalize and CSE, and cancel the
+index divisions the loop bounds make redundant.
 
 Lowering emits index constants at their point of use; canonicalization folds
 and CSE merges them so the printed loop IR reads like hand-written IR. (LLVM
-would clean the same up; this is for people reading the IR.)
+would clean the same up; this is for people reading the IR.) The divisions are
+another matter: an inlined reshape splits a flat index by div/rem that LLVM
+cannot see through, and they keep a vectorized loop's addresses from being
+affine in the lane (passes/index_arith.py).
 
 One canonicalization is held back: a loop bound to a GPU id (`bind`) is kept
 even with one iteration. It is a launch dimension, not a loop: removing a
@@ -27,6 +31,7 @@ from xdsl.transforms.common_subexpression_elimination import CommonSubexpression
 from xdsl.transforms.dead_code_elimination import region_dce
 
 from lathe.dialects.loop import annotation_of
+from lathe.passes.index_arith import SimplifyIndexDivision
 
 
 def is_bound(op: Operation) -> bool:
@@ -48,12 +53,15 @@ class CanonicalizeKeepingBoundLoops(RewritePattern):
 
 @dataclass(frozen=True)
 class CleanupLoops(ModulePass):
-    """xDSL's canonicalize (bound loops kept) and CSE on the loop IR, after lowering."""
+    """xDSL's canonicalize (bound loops kept) with the index-division rewrites, then CSE, on
+    the loop IR after lowering."""
 
     name = "cleanup-loops"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        pattern = GreedyRewritePatternApplier([CanonicalizeKeepingBoundLoops()], ctx=ctx, folding_enabled=True)
+        pattern = GreedyRewritePatternApplier(
+            [CanonicalizeKeepingBoundLoops(), SimplifyIndexDivision()], ctx=ctx, folding_enabled=True
+        )
         PatternRewriteWalker(pattern, post_walk_func=region_dce).rewrite_module(op)
         CommonSubexpressionElimination().apply(ctx, op)
 
