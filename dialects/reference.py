@@ -372,6 +372,36 @@ def _result_fill(value):
     return run
 
 
+def _arange(op):
+    a = op.attrs()
+    n = graph.shape_of(op.result.type)[0]
+    dt = np_dtype(op.result.type.element_type)
+    if np.issubdtype(dt, np.integer):
+        return (int(a["start"]) + np.arange(n, dtype=np.int64) * int(a["step"])).astype(dt)
+    return (a["start"] + np.arange(n, dtype=np.float64) * a["step"]).astype(dt)
+
+
+def topk_order(x: np.ndarray, axis: int, ascending: bool) -> np.ndarray:
+    """Indices that sort `x` along `axis`, equal values by index (ONNX TopK's rule), NaN as the
+    largest value (numpy's sort order): a stable sort, or for descending order a stable sort of
+    the reversed axis, reversed."""
+    if ascending:
+        return np.argsort(x, axis=axis, kind="stable")
+    n = x.shape[axis]
+    rev = np.argsort(np.flip(x, axis), axis=axis, kind="stable")
+    return np.flip(n - 1 - rev, axis)
+
+
+def _topk(op, x):
+    a = op.attrs()
+    axis = graph.normalize_axis("", a["axis"], x.ndim)
+    k = graph.topk_count("", a["k"], x.shape[axis])
+    order = np.take(topk_order(x, axis, a["is_ascend"]), np.arange(k), axis=axis)
+    values = np.take_along_axis(x, order, axis)
+    indices = order.astype(np_dtype(graph.DTYPES[a["dtype"]]))
+    return {"both": (values, indices), "values": values, "indices": indices}[a["ret_type"]]
+
+
 REFERENCE: dict[type[Operation], Callable] = {
     graph.LeakyReluOp: lambda op, x: np.where(x < 0, op.attrs()["alpha"] * x, x),
     graph.LogicalNotOp: lambda op, x: np.logical_not(x),
@@ -437,6 +467,8 @@ REFERENCE: dict[type[Operation], Callable] = {
     graph.ZerosLikeOp: _result_fill(0),
     graph.OnesLikeOp: _result_fill(1),
     graph.FullLikeOp: lambda op, x, v: np.full(x.shape, v, dtype=x.dtype),
+    graph.ArangeOp: _arange,
+    graph.TopkOp: _topk,
     graph.TupleOp: lambda op, *xs: tuple(xs),
     graph.TupleGetItemOp: lambda op, t: t[op.index.value.data],
 }

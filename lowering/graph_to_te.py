@@ -740,6 +740,75 @@ def _arg(kind: str):
     return lower
 
 
+# -- ordering -----------------------------------------------------------------------------------
+
+
+def _topk(op: graph.TopkOp) -> Stages:
+    """By rank, as a sorting network would not be in te: each element's rank is how many elements
+    of its row come before it (a sum over the axis: larger, or equal with a smaller index; NaN the
+    largest value, as numpy sorts), and output position p takes the index whose rank is p (a sum
+    over the axis that one term is not zero in). n² + k·n compares a row, every one independent,
+    so both stages are ordinary parallel, vectorizable reductions."""
+    a = op.attrs()
+    if a["ret_type"] == "both":
+        raise LatheError(
+            "lower-graph-to-te: topk with ret_type='both' gives a tuple, which no kernel returns",
+            note="use ret_type='indices' and gather the values (as the ONNX importer does)",
+        )
+    x = Tensor(op.data)
+    rank = len(x.shape)
+    axis = graph.normalize_axis("", a["axis"], rank)
+    n = x.shape[axis]
+    shape = shape_of(op.result.type)
+
+    def first(u: Expr, v: Expr, iu: Expr, iv: Expr) -> Expr:
+        """Whether the element u (at index iu) comes before v (at iv) in the output order."""
+        strict = u.lt(v) if a["is_ascend"] else u.gt(v)
+        tie = u.eq(v)
+        if is_float(x.dtype):  # NaN is the largest value: last in ascending order, first in descending
+            u_nan, v_nan = u.ne(u), v.ne(v)
+            big, small = (v_nan, u_nan) if a["is_ascend"] else (u_nan, v_nan)
+            strict = strict.logical_or(big.logical_and(small.logical_not()))
+            tie = tie.logical_or(u_nan.logical_and(v_nan))
+        return strict.logical_or(tie.logical_and(iu.lt(iv)))
+
+    def ranked(*idx):
+        *sp, r = idx
+        other = list(sp)
+        other[axis] = r
+        return select(first(x[tuple(other)], x[tuple(sp)], r, sp[axis]), tb.const(1, i64), 0)
+
+    ranks = compute("T_topk_rank", graph.tensor(x.shape, i64), ranked, reduce=[n])
+    rt = Tensor(ranks.result)
+    idx_dtype = graph.DTYPES[a["dtype"]]
+
+    def pick(*idx):
+        *sp, j = idx
+        src = list(sp)
+        src[axis] = j
+        return select(rt[tuple(src)].eq(tb.cast(sp[axis], i64)), tb.cast(j, idx_dtype), 0)
+
+    chosen = compute("T_topk_indices", graph.tensor(shape, idx_dtype), pick, reduce=[n])
+    if a["ret_type"] == "indices":
+        return [ranks, chosen]
+    ct = Tensor(chosen.result)
+
+    def value(*i):
+        src = list(i)
+        src[axis] = tb.cast(ct[tuple(i)], tb.INDEX)
+        return x[tuple(src)]
+
+    return [ranks, chosen, compute("T_topk", op.result.type, value)]
+
+
+def _arange(op: graph.ArangeOp) -> Stages:
+    a = op.attrs()
+    out = op.result.type
+    if is_float(out.element_type):
+        return [compute("T_arange", out, lambda i: tb.index_as_float(i) * a["step"] + a["start"])]
+    return [compute("T_arange", out, lambda i: tb.cast(i, i64) * int(a["step"]) + int(a["start"]))]
+
+
 # -- shape and data movement ------------------------------------------------------------------
 
 
@@ -975,6 +1044,8 @@ TE_COMPUTE: dict[type[Operation], Callable[[Operation], Stages]] = {
     graph.ZerosLikeOp: _fill(0),
     graph.OnesLikeOp: _fill(1),
     graph.FullLikeOp: _full_like,
+    graph.ArangeOp: _arange,
+    graph.TopkOp: _topk,
 }
 # Elementwise ops written as a scalar formula (dialects/graph/elementwise.py's UnaryOp) need no entry.
 TE_COMPUTE.update(

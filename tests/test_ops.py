@@ -591,3 +591,60 @@ def test_dense_packed_register_tiles(n, k, m, batch, epilogue, seed):
     else:
         types = types[:2]
     check_op(mod, random_inputs(np.random.default_rng(seed), types), REDUCE_RTOL)
+
+
+# -- ordering and ranges --------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(shape=shapes(1, 3, BIG_DIM), seed=seeds, data=st.data())
+def test_topk(shape, seed, data):
+    """Indices and values, largest or smallest; values drawn from a few integers, so ties are
+    common and must come in index order; NaNs are the largest value."""
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    k = data.draw(st.integers(0, shape[axis]))
+    dtype = data.draw(st.sampled_from([f32, i32]))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, shape).astype(np.float32 if dtype == f32 else np.int32)
+    if dtype == f32:
+        x[rng.random(shape) < 0.1] = np.nan
+    for ret in ("indices", "values"):
+        for ascend in (False, True):
+            m = one_op_module("topk", [tensor(shape, dtype)], k=k, axis=axis, ret_type=ret, is_ascend=ascend)
+            ref, got = lathe.interpret(m, a0=x), lathe.compile(m).run(a0=x)
+            np.testing.assert_array_equal(got, ref)
+
+
+def test_topk_reference_is_a_stable_sort():
+    x = np.array([[3, 1, 3, 2, 1]], np.int32)
+    m = one_op_module("topk", [tensor([1, 5], i32)], k=4, ret_type="indices", dtype="int64")
+    np.testing.assert_array_equal(lathe.interpret(m, a0=x), [[0, 2, 3, 1]])
+    m = one_op_module("topk", [tensor([1, 5], i32)], k=3, ret_type="indices", is_ascend=True, dtype="int64")
+    np.testing.assert_array_equal(lathe.interpret(m, a0=x), [[1, 4, 3]])
+
+
+@pytest.mark.parametrize(
+    "start, stop, step, dtype",
+    [
+        (0, 10, 3, "int64"),
+        (5, 1, -2, "int32"),
+        (5, 1, 1, "int32"),
+        (1.5, -2.0, -0.25, "float32"),
+        (0, 1, 0.1, "float64"),
+    ],
+)
+def test_arange(start, stop, step, dtype):
+    m = one_op_module("arange", [], start=start, stop=stop, step=step, dtype=dtype)
+    got = lathe.compile(m).run()
+    np.testing.assert_allclose(got, np.arange(start, stop, step, dtype=dtype), rtol=1e-6)
+    np.testing.assert_array_equal(got, lathe.interpret(m))
+
+
+def test_topk_and_arange_refuse_what_they_cannot_be():
+    with pytest.raises(graph.ShapeError, match="k = 6 is larger than the axis"):
+        one_op_module("topk", [tensor([2, 5])], k=6)
+    with pytest.raises(graph.ShapeError, match="step must not be 0"):
+        one_op_module("arange", [], stop=3, step=0)
+    m = one_op_module("topk", [tensor([2, 5])], k=2)
+    with pytest.raises(lathe.LatheError, match="ret_type='both' gives a tuple"):
+        lathe.compile(m)

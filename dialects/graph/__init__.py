@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from xdsl.ir import Dialect
 
-from lathe.dialects.graph import constant, elementwise, nn, reduce, transform, tuple
+from lathe.dialects.graph import algorithm, constant, elementwise, nn, reduce, transform, tuple
 from lathe.dialects.graph.adt import (
     ADT_ATTRS,
     ADT_OPS,
@@ -28,6 +28,7 @@ from lathe.dialects.graph.adt import (
     WildcardPattern,
     is_adt,
 )
+from lathe.dialects.graph.algorithm import *  # noqa: F403
 from lathe.dialects.graph.constant import *  # noqa: F403
 from lathe.dialects.graph.control import (
     CONTROL_OPS,
@@ -86,7 +87,7 @@ from lathe.dialects.graph.shapes import (
 from lathe.dialects.graph.transform import *  # noqa: F403
 from lathe.dialects.graph.tuple import *  # noqa: F403
 
-FAMILIES = (constant, elementwise, nn, reduce, transform, tuple)
+FAMILIES = (constant, elementwise, nn, reduce, transform, algorithm, tuple)
 
 
 def _ops_of(module) -> list[type[GraphOp]]:

@@ -1,7 +1,8 @@
-"""Ops that make tensors of given values: constants and fills."""
+"""Ops that make tensors of given values: constants, fills and ranges."""
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
@@ -17,6 +18,7 @@ from xdsl.irdl import irdl_op_definition, operand_def, prop_def, result_def
 from lathe.dialects import dtypes
 from lathe.dialects.graph.core import (
     INTS,
+    NUMBER,
     STRING,
     GraphOp,
     OpPattern,
@@ -124,3 +126,39 @@ class FullLikeOp(GraphOp):
         if shape_of(v):
             raise ShapeError(f"{op}: fill_value must be a scalar (rank 0), got {type_str(v)}")
         return x
+
+
+@irdl_op_definition
+class ArangeOp(GraphOp):
+    """start, start + step, ... up to stop (excluded), TVM's `arange`: ceil((stop - start) / step)
+    values, none when that is negative. The bounds are numbers known here; ONNX's Range on
+    run-time bounds is a `graph.dyn` of it, so its length is known when the values are."""
+
+    name = "graph.arange"
+    PATTERN: ClassVar[OpPattern] = OpPattern.INJECTIVE
+    start = NUMBER.prop(0.0)
+    stop = NUMBER.prop()
+    step = NUMBER.prop(1.0)
+    dtype = STRING.prop("float32")
+    result = result_def(TensorType)
+    traits = graph_traits()
+    assembly_format = "attr-dict `:` type($result)"
+
+    @classmethod
+    def infer(cls, op, types, a):
+        dt = dtype_attr(op, a, "dtype")
+        if a["stop"] is None:
+            raise ShapeError(f"{op}: attribute 'stop' is required")
+        return TensorType(dt, [arange_length(op, a["start"], a["stop"], a["step"])])
+
+
+def arange_length(op: str, start: float, stop: float, step: float) -> int:
+    """numpy's (and ONNX Range's) count: max(ceil((stop - start) / step), 0)."""
+    if step == 0:
+        raise ShapeError(f"{op}: step must not be 0")
+    if not all(map(math.isfinite, (start, stop, step))):
+        raise ShapeError(f"{op}: start, stop and step must be finite, got {start}, {stop}, {step}")
+    if all(float(v).is_integer() for v in (start, stop, step)):  # exact for integer ranges
+        s, e, d = int(start), int(stop), int(step)
+        return max(-((s - e) // d), 0)
+    return max(math.ceil((stop - start) / step), 0)

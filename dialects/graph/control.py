@@ -284,14 +284,63 @@ def _broadcast_with(v: np.ndarray, data: list[Attribute]) -> list[int]:
         raise ShapeError(f"{type_str(first)} cannot be broadcast with the shape {v.tolist()}") from None
 
 
+def _data_shape(data: list[Attribute]) -> list[int]:
+    return list(_tensor(data[0], "dyn").get_shape())
+
+
+def _pairs(v: np.ndarray) -> list[list[int]]:
+    """ONNX's pads, every axis's begin then every axis's end, as (begin, end) pairs."""
+    flat = [int(x) for x in v.reshape(-1)]
+    half = len(flat) // 2
+    return [[b, e] for b, e in zip(flat[:half], flat[half:])]
+
+
+def _crop_end(v: np.ndarray, data: list[Attribute]) -> list[int]:
+    return [d - max(0, -e) for d, (_, e) in zip(_data_shape(data), _pairs(v))]
+
+
+def _sized_hw(v: np.ndarray, data: list[Attribute]) -> list[int]:
+    """ONNX Resize's sizes for NCHW data: H and W, the last two; a size for every axis must keep
+    N and C (resize2d resizes H and W only)."""
+    sizes, shape = [int(x) for x in v.reshape(-1)], _data_shape(data)
+    if len(sizes) == len(shape) and sizes[:-2] != shape[:-2]:
+        raise ShapeError(f"sizes {sizes} resize more than the last two axes of {shape}")
+    return sizes[-2:]
+
+
+def _scaled_hw(v: np.ndarray, data: list[Attribute]) -> list[int]:
+    """ONNX Resize's scales for NCHW data: H and W, the last two, sized as floor(size · scale),
+    which must be a whole number (resize2d maps coordinates by the sizes' ratio, ONNX by the
+    scale, and the two agree only then); a scale for every axis must keep N and C."""
+    scales, shape = [float(x) for x in v.reshape(-1)], _data_shape(data)
+    if len(scales) == len(shape) and any(s != 1.0 for s in scales[:-2]):
+        raise ShapeError(f"scales {scales} resize more than the last two axes of {shape}")
+    out = []
+    for d, s in zip(shape[-2:], scales[-2:]):
+        exact = d * s
+        if abs(exact - round(exact)) > 1e-6 * max(1.0, exact):
+            raise ShapeError(f"a scale {s:g} on an axis of size {d} gives a fractional size {exact:g}")
+        out.append(int(round(exact)))
+    return out
+
+
 VALUE_FORMS: dict[str, Callable[[np.ndarray, list[Attribute]], object]] = {
     "list": lambda v, _: [int(x) for x in v.reshape(-1)],
     "scalar": lambda v, _: int(v.reshape(-1)[0]),
+    "number": lambda v, _: v.reshape(-1)[0].item(),  # an int or a float (a pad value, a range bound)
     "list_or_all": lambda v, _: [int(x) for x in v.reshape(-1)] or None,  # empty: every axis
     "offsets": lambda v, _: [int(x) for x in np.cumsum(v.reshape(-1))[:-1]],  # split sizes as cut points
     "broadcast": _broadcast_with,  # the broadcast of the first operand's shape and the value (ONNX Expand)
+    "pad_width": lambda v, _: [[max(0, b), max(0, e)] for b, e in _pairs(v)],  # ONNX pads, what they add
+    "crop_begin": lambda v, _: [max(0, -b) for b, _ in _pairs(v)],  # ONNX pads, where negative ones start
+    "crop_end": _crop_end,  # and where they end
+    "size_hw": _sized_hw,
+    "scales_hw": _scaled_hw,
 }
 """How an attribute is read from the value of a `graph.dyn` operand (and the data operands' types)."""
+
+FLOAT_FORMS = frozenset({"number", "scales_hw"})
+"""The forms that read a float operand as well as an int one."""
 
 
 def graph_op_named(relay_name: str) -> type[GraphOp] | None:
@@ -368,8 +417,10 @@ class DynOp(ControlOp):
             if form.data not in VALUE_FORMS:
                 raise ShapeError(f"dyn: unknown value form '{form.data}' (known: {', '.join(VALUE_FORMS)})")
             t = _tensor(v.type, f"dyn {self.op.data}")
-            if not isinstance(t.element_type, IntegerType) or t.element_type == i1 or len(t.get_shape()) > 1:
-                raise ShapeError(f"dyn: attribute '{name.data}' is given by {type_str(t)}, not an int vector")
+            numeric = isinstance(t.element_type, IntegerType) or form.data in FLOAT_FORMS
+            if not numeric or t.element_type == i1 or len(t.get_shape()) > 1:
+                kind = "a number vector" if form.data in FLOAT_FORMS else "an int vector"
+                raise ShapeError(f"dyn: attribute '{name.data}' is given by {type_str(t)}, not {kind}")
 
     def static_props(self, data_types: list[Attribute], values: list[np.ndarray]) -> dict[str, Attribute]:
         """The static op's properties, with the run-time values of the bound attributes."""

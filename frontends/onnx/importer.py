@@ -212,11 +212,13 @@ class Node:
             raise LatheError(f"{self.where}: attribute '{name}' (a graph) is required")
         return self.imp.subgraph(g.g, args, inline)
 
-    def dyn(self, op: str, data: list[SSAValue], values: list[tuple[str, str, int]], result, **attrs) -> SSAValue:
-        """A graph op whose attributes `values` ((attribute, form, input index) each) are inputs
-        known only at run time: a `graph.dyn` of declared type `result` (dimensions the values
-        decide are `?`), built per value by the VM (docs/vm.md)."""
-        given = [(a, form, self.x(i)) for a, form, i in values]
+    def dyn(
+        self, op: str, data: list[SSAValue], values: list[tuple[str, str, int | SSAValue]], result, **attrs
+    ) -> SSAValue:
+        """A graph op whose attributes `values` ((attribute, form, input index or a value computed
+        from inputs) each) are known only at run time: a `graph.dyn` of declared type `result`
+        (dimensions the values decide are `?`), built per value by the VM (docs/vm.md)."""
+        given = [(a, form, i if isinstance(i, SSAValue) else self.x(i)) for a, form, i in values]
         new = graph.DynOp.build(op, data, given, {k: plain(v) for k, v in attrs.items()}, result)
         new.location = self.location
         self.imp.add(new)

@@ -88,10 +88,20 @@ def _constant(n: Node):
     raise LatheError(f"{n.where}: a Constant needs a value attribute")
 
 
-@converts("Range", since=11)
+_RANGE_BOUNDS = ("start", "stop", "step")  # arange's names for ONNX Range's start, limit and delta
+
+
+@converts("Range", since=11, makes=graph.ArangeOp)
 def _range(n: Node):
-    start, limit, delta = (n.const(i, name).reshape(()) for i, name in enumerate(("start", "limit", "delta")))
-    return np.arange(start, limit, delta, dtype=np.result_type(start, limit, delta))
+    """Folded here when the bounds are known; otherwise an arange of the run-time bounds (a
+    `graph.dyn`, its length known when they are)."""
+    if all(n.known(i) for i in range(3)):
+        start, limit, delta = (n.const(i, name).reshape(()) for i, name in enumerate(_RANGE_BOUNDS))
+        return np.arange(start, limit, delta, dtype=np.result_type(start, limit, delta))
+    dt = input_dtype(n, 0)
+    given = [(name, "number", i) for i, name in enumerate(_RANGE_BOUNDS) if not n.known(i)]
+    known = {name: n.const(i, name).reshape(-1)[0] for i, name in enumerate(_RANGE_BOUNDS) if n.known(i)}
+    return n.dyn("arange", [], given, graph.tensor([DYNAMIC_INDEX], graph.DTYPES[dt]), dtype=dt, **known)
 
 
 @converts("Identity")

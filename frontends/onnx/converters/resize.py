@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+from xdsl.dialects.builtin import DYNAMIC_INDEX
 from xdsl.ir import SSAValue
 
 from lathe.dialects import graph
@@ -78,6 +80,8 @@ def _resize_method(n: Node) -> str:
 def _upsample_v7(n: Node):
     """Upsample (until opset 10): asymmetric coordinates, nearest rounds down."""
     xs = n.shape(0)
+    if n.opset >= 9 and not n.known(1):
+        return _resize_at_run_time(n, _resize_method(n), "asymmetric", "floor", None, ("scales", 1))
     scales = n.attr("scales") if n.opset < 9 else [float(s) for s in n.const(1, "scales").reshape(-1)]
     return _resize(n, n.x(0), _sizes_from_scales(n, xs, scales), _resize_method(n), "asymmetric", "floor")
 
@@ -86,8 +90,55 @@ def _upsample_v7(n: Node):
 def _resize_v10(n: Node):
     """Resize-10 is Upsample with scales as an input."""
     xs = n.shape(0)
+    if not n.known(1):
+        return _resize_at_run_time(n, _resize_method(n), "asymmetric", "floor", None, ("scales", 1))
     scales = [float(s) for s in n.const(1, "scales").reshape(-1)]
     return _resize(n, n.x(0), _sizes_from_scales(n, xs, scales), _resize_method(n), "asymmetric", "floor")
+
+
+def _resize_at_run_time(n: Node, method: str, coord: str, rounding: str, axes: list[int] | None, given):
+    """Scales or sizes known only at run time: a `graph.dyn` of resize2d on NCHW's H and W, whose
+    sizes the VM reads from the values (the `size_hw` and `scales_hw` forms, which refuse values
+    that resize N or C, or a fractional size). `given` is ("scales" or "sizes", input index)."""
+    x = n.x(0)
+    xs = value_shape(x)
+    if len(xs) != 4:
+        raise n.unsupported(f"resizing rank-{len(xs)} data by {given[0]} known only at run time (4-D NCHW is)")
+    kind, i = given
+    v = n.x(i)
+    if axes is not None:
+        if sorted(axes) != [2, 3]:
+            raise n.unsupported(
+                f"resizing axes {axes} by {kind} known only at run time (axes 2 and 3, NCHW's H, W, are)"
+            )
+        if axes != [2, 3]:
+            v = n.emit(graph.TakeOp, v, n.constant(np.asarray([axes.index(2), axes.index(3)], np.int64), "hw"), axis=0)
+    elif n.length(i, kind) != 4:
+        raise LatheError(f"{n.where}: {n.length(i, kind)} {kind} for rank-4 data")
+    policy = n.attr("keep_aspect_ratio_policy", "stretch")
+    if kind == "sizes" and policy != "stretch":  # one scale for every listed axis, from the sizes
+        if policy not in ("not_larger", "not_smaller"):
+            raise n.unsupported(f"keep_aspect_ratio_policy={policy!r}")
+        shape = n.constant(np.asarray(xs[2:] if axes is not None else xs, np.float64), "shape")
+        if graph.is_dynamic(x.type):
+            shape = n.emit("cast", _shape_of(n, x, axes is not None), dtype="float64")
+        ratio = n.emit("divide", n.emit("cast", v, dtype="float64"), shape)
+        scale = n.emit("min" if policy == "not_larger" else "max", ratio, axis=[0])
+        v, kind = n.emit("broadcast_to", scale, shape=value_shape(ratio)), "scales"
+    attrs = {"layout": "NCHW", "method": method, "coordinate_transformation_mode": coord}
+    if method == "nearest_neighbor":
+        attrs["rounding_method"] = rounding
+    out = graph.tensor([xs[0], xs[1], DYNAMIC_INDEX, DYNAMIC_INDEX], x.type.element_type)
+    form = "size_hw" if kind == "sizes" else "scales_hw"
+    return n.dyn("image.resize2d", [x], [("size", form, v)], out, **attrs)
+
+
+def _shape_of(n: Node, x: SSAValue, hw: bool) -> SSAValue:
+    op = graph.ShapeOfOp.build(x)
+    n.imp.add(op)
+    if not hw:
+        return op.result
+    return n.emit("strided_slice", op.result, begin=[2], end=[4])
 
 
 _NEAREST_MODES = {
@@ -114,6 +165,12 @@ def _resize_v11(n: Node):
         raise n.unsupported("antialias=1")
     rank = len(xs)
     axes = [graph.normalize_axis("Resize", a, rank) for a in n.attr("axes", list(range(rank)))]
+    listed = axes if "axes" in n.attrs else None
+    if n.has(3) and not n.known(3):
+        return _resize_at_run_time(n, method, coord, _NEAREST_MODES[nearest], listed, ("sizes", 3))
+    sizes_known = n.has(3) and n.const(3, "sizes").size
+    if n.has(2) and not n.known(2) and not sizes_known:
+        return _resize_at_run_time(n, method, coord, _NEAREST_MODES[nearest], listed, ("scales", 2))
     scales = n.const(2, "scales") if n.has(2) else None
     sizes = n.const(3, "sizes") if n.has(3) else None
     if sizes is not None and sizes.size:

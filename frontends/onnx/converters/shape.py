@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX
+from xdsl.ir import SSAValue
 
 from lathe.dialects import graph
 from lathe.errors import LatheError
@@ -270,9 +271,9 @@ def _expand(n: Node):
     return x if out == value_shape(x) else n.emit(graph.BroadcastToOp, x, shape=out)
 
 
-def _pad(n: Node, pads: Sequence[int], value, axes: Sequence[int] | None = None):
-    """nn.pad for the positive amounts, after strided_slice for the negative ones (ONNX crops)."""
-    x = n.x(0)
+def _pad_plan(n: Node, x: SSAValue, pads: Sequence[int], axes: Sequence[int] | None):
+    """ONNX's pads as nn.pad's: `x` cropped by strided_slice where a pad is negative (ONNX
+    crops), and the non-negative width per axis."""
     xs = value_shape(x)
     rank = len(xs)
     axes = list(range(rank)) if axes is None else [graph.normalize_axis("Pad", a, rank) for a in axes]
@@ -287,15 +288,25 @@ def _pad(n: Node, pads: Sequence[int], value, axes: Sequence[int] | None = None)
         end = [d - max(0, -e) for d, (_, e) in zip(xs, width)]
         x = n.emit("strided_slice", x, begin=begin, end=end)
         width = [[max(0, b), max(0, e)] for b, e in width]
+    return x, width
+
+
+def _pad_mode(n: Node) -> str:
     mode = n.attr("mode", "constant")
-    modes = {"constant": "constant", "edge": "edge", "reflect": "reflect"}
-    if mode not in modes:
+    if mode not in ("constant", "edge", "reflect"):
         raise n.unsupported(f"mode={mode!r}")
+    return mode
+
+
+def _pad(n: Node, pads: Sequence[int], value, axes: Sequence[int] | None = None):
+    """nn.pad for the positive amounts, after strided_slice for the negative ones (ONNX crops)."""
+    x, width = _pad_plan(n, n.x(0), pads, axes)
+    mode = _pad_mode(n)
     if all(b == 0 and e == 0 for b, e in width):
         return x
     value = plain(value)
     value = float(value) if value_dtype(x).startswith("float") else int(value)
-    return n.emit(graph.PadOp, x, pad_width=width, pad_value=value, pad_mode=modes[mode])
+    return n.emit(graph.PadOp, x, pad_width=width, pad_value=value, pad_mode=mode)
 
 
 @converts("Pad", makes=graph.PadOp)
@@ -306,9 +317,84 @@ def _pad_v2(n: Node):
 @converts("Pad", since=11, makes=graph.PadOp)
 def _pad_v11(n: Node):
     """pads (and the constant value, and from opset 18 the axes) became inputs."""
-    value = n.const(2, "padding value") if n.has(2) else None
+    if n.has(3) and not n.known(3):
+        return _pad_at_run_time(n, None)
     axes = n.ints(3, "axes") if n.has(3) else None
+    if not n.known(1) or n.has(2) and not n.known(2):
+        return _pad_at_run_time(n, axes)
+    value = n.const(2, "padding value") if n.has(2) else None
     return _pad(n, n.ints(1, "pads"), 0 if value is None else value.reshape(-1)[0], axes)
+
+
+def _pad_at_run_time(n: Node, axes: list[int] | None):
+    """Pads or the value known only at run time: `graph.dyn`s of strided_slice (ONNX crops where
+    a pad is negative) and nn.pad (the positive amounts), reading ONNX's pads vector — widened
+    to every axis first when `axes` names some — and the value as they are."""
+    x = n.x(0)
+    xs = value_shape(x)
+    rank = len(xs)
+    mode = _pad_mode(n)
+    attrs: dict = {"pad_mode": mode}
+    given: list[tuple[str, str, int | SSAValue]] = []
+    if mode == "constant" and n.has(2):
+        if n.known(2):
+            value = plain(n.const(2, "padding value").reshape(-1)[0])
+            attrs["pad_value"] = float(value) if value_dtype(x).startswith("float") else int(value)
+        else:
+            given.append(("pad_value", "number", 2))
+    if n.has(3) and not n.known(3):  # the axes too: every axis may be padded
+        return _pad_by_run_time_axes(n, x, attrs, given)
+    if n.known(1):  # only the value is known at run time: crop and widths here
+        x, width = _pad_plan(n, x, n.ints(1, "pads"), axes)
+        if all(b == 0 and e == 0 for b, e in width):
+            return x
+        out = [d + b + e for d, (b, e) in zip(value_shape(x), width)]
+        return n.dyn("nn.pad", [x], given, graph.tensor(out, _dt(x)), pad_width=width, **attrs)
+    axes = list(range(rank)) if axes is None else [graph.normalize_axis("Pad", a, rank) for a in axes]
+    if n.length(1, "pads") != 2 * len(axes):
+        raise LatheError(f"{n.where}: pads has {n.length(1, 'pads')} values, expected {2 * len(axes)}")
+    pads = n.x(1)
+    if axes != list(range(rank)):  # ONNX's pads for `axes` → pads for every axis (0 elsewhere)
+        where = {a: k for k, a in enumerate(axes)}
+        pick = [1 + where[d] if d in where else 0 for d in range(rank)]
+        pick += [1 + len(axes) + where[d] if d in where else 0 for d in range(rank)]
+        zero = n.constant(np.zeros(1, np.int64), "zero")
+        if value_dtype(pads) != "int64":
+            pads = n.emit("cast", pads, dtype="int64")
+        both = n.emit(graph.ConcatenateOp, n.emit(graph.TupleOp, zero, pads), axis=0)
+        pads = n.emit(graph.TakeOp, both, n.constant(np.asarray(pick, np.int64), "pick"), axis=0)
+    out = graph.tensor([DYNAMIC_INDEX if d in axes else s for d, s in enumerate(xs)], _dt(x))
+    return _crop_and_pad(n, x, pads, out, attrs, given)
+
+
+def _crop_and_pad(n: Node, x: SSAValue, pads: SSAValue, out, attrs: dict, given: list) -> SSAValue:
+    """x cropped where the run-time pads for every axis (begins, then ends) are negative, and
+    padded where they are positive."""
+    cropped = n.dyn("strided_slice", [x], [("begin", "crop_begin", pads), ("end", "crop_end", pads)], out)
+    return n.dyn("nn.pad", [cropped], [("pad_width", "pad_width", pads), *given], out, **attrs)
+
+
+def _pad_by_run_time_axes(n: Node, x: SSAValue, attrs: dict, given: list) -> SSAValue:
+    """Pads for run-time `axes` spread over every axis with ordinary ops: begin[d] is the sum
+    over k of pads[k] where axes[k] (counted from the end when negative) is d, and so for end."""
+    xs = value_shape(x)
+    rank = len(xs)
+    k = n.length(3, "axes")
+    if n.length(1, "pads") != 2 * k:
+        raise LatheError(f"{n.where}: pads has {n.length(1, 'pads')} values, expected {2 * k}")
+    axes = n.emit("cast", n.x(3), dtype="int64") if value_dtype(n.x(3)) != "int64" else n.x(3)
+    axes = n.emit("where", n.emit("less", axes, n.scalar(0, axes)), n.emit("add", axes, n.scalar(rank, axes)), axes)
+    hit = n.emit(
+        "equal", n.emit("reshape", axes, newshape=[k, 1]), n.constant(np.arange(rank).reshape(1, rank), "axes")
+    )
+    hit = n.emit("cast", hit, dtype="int64")
+    pads = n.emit("cast", n.x(1), dtype="int64") if value_dtype(n.x(1)) != "int64" else n.x(1)
+    halves = []
+    for half in range(2):
+        part = n.emit("strided_slice", pads, begin=[half * k], end=[(half + 1) * k])
+        halves.append(n.emit("sum", n.emit("multiply", hit, n.emit("reshape", part, newshape=[k, 1])), axis=[0]))
+    full = n.emit(graph.ConcatenateOp, n.emit(graph.TupleOp, *halves), axis=0)
+    return _crop_and_pad(n, x, full, _all_dynamic(x), attrs, given)
 
 
 @converts("DepthToSpace")

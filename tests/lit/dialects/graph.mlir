@@ -41,3 +41,16 @@ func.func @non_defaults(%a: tensor<2x3xf32>, %b: tensor<4x3xf32>) -> tensor<2x4x
   %1 = graph.nn.leaky_relu %0 {alpha = 0.2 : f64} : (tensor<2x4xf32>) -> tensor<2x4xf32>
   func.return %1 : tensor<2x4xf32>
 }
+
+// -----
+// arange has no operands; topk gives the indices alone with ret_type = "indices".
+// CHECK-LABEL: func.func @ordering
+// CHECK: %r = graph.arange {stop = 4.000000e+00 : f64, step = 2.000000e+00 : f64, dtype = "int64"} : tensor<2xi64>
+// CHECK: %0 = graph.topk %x {k = 2 : i64, ret_type = "indices", dtype = "int64"} : (tensor<3x5xf32>) -> tensor<3x2xi64>
+// CHECK: %1 = graph.topk %x {k = 2 : i64} : (tensor<3x5xf32>) -> tuple<tensor<3x2xf32>, tensor<3x2xi32>>
+func.func @ordering(%x: tensor<3x5xf32>) -> tensor<3x2xi64> {
+  %r = graph.arange {stop = 4.0 : f64, step = 2.0 : f64, dtype = "int64"} : tensor<2xi64>
+  %0 = graph.topk %x {k = 2 : i64, ret_type = "indices", dtype = "int64"} : (tensor<3x5xf32>) -> tensor<3x2xi64>
+  %1 = graph.topk %x {k = 2 : i64} : (tensor<3x5xf32>) -> tuple<tensor<3x2xf32>, tensor<3x2xi32>>
+  func.return %0 : tensor<3x2xi64>
+}

@@ -42,3 +42,29 @@ func.func private @relu(%a: tensor<4xf32>) -> tensor<4xf32> attributes {lathe.ke
   %0 = graph.nn.relu %a : (tensor<4xf32>) -> tensor<4xf32>
   func.return %0 : tensor<4xf32>
 }
+
+// -----
+// topk by rank: an element's rank counts the elements before it (smaller here, or equal at a
+// smaller index; NaN is the largest), and output position p picks the index of rank p.
+// CHECK-LABEL: func.func private @topk
+// CHECK:      te.compute {stage = "T_topk_rank", axes = ["ax0", "ax1", "k0"], reduce_extents = [5 : i64], combiner = "sum"} : tensor<3x5xi64> {
+// CHECK:        %3 = arith.cmpf olt, %1, %2 : f32
+// CHECK:        %13 = arith.cmpi slt, %k0, %ax1 : index
+// CHECK:      te.compute {stage = "T_topk_indices", axes = ["ax0", "ax1", "k0"], reduce_extents = [5 : i64], combiner = "sum"} : tensor<3x2xi64> {
+// CHECK:        %22 = arith.cmpi eq, %20, %21 : i64
+// CHECK-NEXT:   %23 = arith.index_cast %k0_1 : index to i64
+func.func private @topk(%x: tensor<3x5xf32>) -> tensor<3x2xi64> attributes {lathe.kernel} {
+  %0 = graph.topk %x {k = 2 : i64, ret_type = "indices", is_ascend = true, dtype = "int64"} : (tensor<3x5xf32>) -> tensor<3x2xi64>
+  func.return %0 : tensor<3x2xi64>
+}
+
+// -----
+// arange is start + i * step, in f64 for a float result.
+// CHECK-LABEL: func.func private @arange
+// CHECK:        %4 = arith.mulf %2, %3 : f64
+// CHECK-NEXT:   %5 = arith.constant 1.000000e+00 : f64
+// CHECK-NEXT:   %6 = arith.addf %4, %5 : f64
+func.func private @arange() -> tensor<3xf32> attributes {lathe.kernel} {
+  %0 = graph.arange {start = 1.0 : f64, stop = 2.5 : f64, step = 0.5 : f64} : tensor<3xf32>
+  func.return %0 : tensor<3xf32>
+}
