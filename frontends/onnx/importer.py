@@ -317,19 +317,29 @@ class _Importer:
     def add(self, op: Operation) -> None:
         (self.scope or self.body.block).add_op(op)
 
-    def subgraph(self, g, args: Sequence[tuple[str, Attribute]], inline: bool = False) -> tuple[Block, list[SSAValue]]:
+    def subgraph(
+        self,
+        g,
+        args: Sequence[tuple[str, Attribute]],
+        inline: bool = False,
+        block: Block | None = None,
+        given: dict[str, SSAValue] | None = None,
+    ) -> tuple[Block, list[SSAValue]]:
         """An ONNX subgraph imported into a new block (with `inline`, into the current one, and
-        without arguments): its names are local to it, the enclosing graph's values are read
+        without arguments; with `block`, at the end of that one, its inputs `given` as values
+        already in it): its names are local to it, the enclosing graph's values are read
         directly (the control ops' regions are not isolated)."""
         from onnx import numpy_helper
 
-        block = (self.scope or self.body.block) if inline else Block(arg_types=[t for _, t in args])
+        if block is None:
+            block = (self.scope or self.body.block) if inline else Block(arg_types=[t for _, t in args])
         saved = self.scope, self.values, self.known
         self.scope, self.values, self.known = block, ChainMap({}, self.values), ChainMap({}, self.known)
         try:
             for (name, _), arg in zip(args, block.args):
                 arg.name_hint = sanitize(name)
                 self.values[name] = arg
+            self.values.update(given or {})
             for t in g.initializer:
                 self.known[t.name] = numpy_helper.to_array(t)
             for proto in _topological(g.node, set(self.values) | set(self.known)):

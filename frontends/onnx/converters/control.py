@@ -1,11 +1,11 @@
-"""Control flow: `If` and `Loop`, their subgraphs imported into the regions of graph.if and
-graph.while. An `If` whose condition is known at import time (torch's shape-only `If`s, once
+"""Control flow: `If`, `Loop` and `Scan`, their subgraphs imported into the regions of graph.if
+and graph.while. An `If` whose condition is known at import time (torch's shape-only `If`s, once
 shapes are folded) becomes the branch it takes."""
 
 from __future__ import annotations
 
 import numpy as np
-from xdsl.dialects.builtin import TensorType, i1, i64
+from xdsl.dialects.builtin import DYNAMIC_INDEX, TensorType, i1, i64
 from xdsl.ir import Attribute, Block, SSAValue
 
 from lathe.dialects import graph
@@ -128,3 +128,107 @@ def _loop(n: Node):
     op.location = n.location
     n.imp.add(op)
     return list(op.outs[2:])
+
+
+@converts("Scan", since=9)
+def _scan(n: Node):
+    """ONNX's Scan (opset 9 on) as graph.while: the carried values are the iteration number and
+    the N state variables; each iteration takes slice t (T - 1 - t for a reversed input) of the
+    M scan inputs along their axes, the body gives the next states and K scan outputs, which the
+    while stacks on a new first axis and which are then reversed and moved to their axes as the
+    attributes say. T is the scan inputs' length on their axes (known only at run time for a
+    `?`)."""
+    body_graph = n.attr("body")
+    if body_graph is None:
+        raise LatheError(f"{n.where}: attribute 'body' (a graph) is required")
+    g = body_graph.g
+    m = n.attr("num_scan_inputs")
+    inputs = [n.x(i) for i in range(len(n.inputs))]
+    count = len(inputs) - m
+    if m is None or m < 1 or count < 0:
+        raise LatheError(f"{n.where}: num_scan_inputs must be between 1 and the {len(inputs)} inputs")
+    states, scanned = inputs[:count], inputs[count:]
+    outputs = len(g.output) - count
+    if len(g.input) != len(inputs) or outputs < 0:
+        raise LatheError(
+            f"{n.where}: the body takes {len(g.input)} inputs and gives {len(g.output)} outputs for "
+            f"{count} state variables and {m} scan inputs (it takes N + M and gives N + K)"
+        )
+    in_axes = [
+        graph.normalize_axis("Scan", a, len(value_shape(x)))
+        for a, x in zip(n.attr("scan_input_axes", [0] * m), scanned)
+    ]
+    in_reversed = [bool(d) for d in n.attr("scan_input_directions", [0] * m)]
+    trips = _scan_length(n, scanned[0], in_axes[0])
+    zero = n.scalar(0, "int64")
+    names = [i.name for i in g.input]
+    types: list[Attribute] = [zero.type, *(v.type for v in states)]
+    while True:  # widen the state types until the body keeps them, as for Loop
+        body = Block(arg_types=types)
+        step = body.args[0]
+        given = dict(zip(names[:count], body.args[1:]))
+        for name, x, axis, back in zip(names[count:], scanned, in_axes, in_reversed):
+            given[name] = _scan_slice(body, x, step, trips, axis, back)
+        body, outs = n.imp.subgraph(g, [], block=body, given=given)
+        gave = [types[0], *(v.type for v in outs[:count])]
+        widened = [graph.join_types(t, u) for t, u in zip(types, gave)]
+        if None in widened:
+            k = widened.index(None)
+            raise LatheError(
+                f"{n.where}: state variable '{names[k - 1]}' enters as {graph.type_str(types[k])} "
+                f"and the body gives {graph.type_str(gave[k])}"
+            )
+        if widened == types:
+            break
+        _discard(body)
+        types = widened  # type: ignore[assignment]
+    one = graph.ConstantOp.scalar(1, i64)
+    body.add_op(one)
+    nxt = graph.make_op("add", [body.args[0], one.result])
+    body.add_op(nxt)
+    _close(body, [nxt.results[0], *outs])
+    check = Block(arg_types=types)
+    below = graph.make_op("less", [check.args[0], trips])
+    check.add_op(below)
+    _close(check, [below.results[0]])
+    op = graph.WhileOp.build([zero, *states], check, body)
+    op.location = n.location
+    n.imp.add(op)
+    results = list(op.outs[1 : 1 + count])
+    out_axes = n.attr("scan_output_axes", [0] * outputs)
+    out_reversed = n.attr("scan_output_directions", [0] * outputs)
+    for y, axis, back in zip(op.outs[1 + count :], out_axes, out_reversed):
+        if back:  # iteration t's value at T - 1 - t
+            y = n.emit("strided_slice", y, begin=[-1], end=[-(2**62)], strides=[-1], axes=[0])
+        rank = len(value_shape(y))
+        axis = graph.normalize_axis("Scan", axis, rank)
+        if axis:
+            perm = [*range(1, axis + 1), 0, *range(axis + 1, rank)]
+            y = n.emit("transpose", y, axes=perm)
+        results.append(y)
+    return results
+
+
+def _scan_length(n: Node, x: SSAValue, axis: int) -> SSAValue:
+    """The number of iterations: the first scan input's length on its axis, as an int64 scalar."""
+    size = value_shape(x)[axis]
+    if size != DYNAMIC_INDEX:
+        return n.scalar(size, "int64")
+    shape = graph.ShapeOfOp.build(x)
+    n.imp.add(shape)
+    return n.emit("take", shape.result, n.scalar(axis, "int64"), axis=0)
+
+
+def _scan_slice(block: Block, x: SSAValue, step: SSAValue, trips: SSAValue, axis: int, back: bool) -> SSAValue:
+    """Slice `step` (T - 1 - step when `back`) of `x` along `axis`, the axis dropped."""
+    at = step
+    if back:
+        one = graph.ConstantOp.scalar(1, i64)
+        last = graph.make_op("subtract", [trips, one.result])
+        rev = graph.make_op("subtract", [last.results[0], step])
+        for op in (one, last, rev):
+            block.add_op(op)
+        at = rev.results[0]
+    take = graph.make_op("take", [x, at], axis=axis)
+    block.add_op(take)
+    return take.results[0]
