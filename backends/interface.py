@@ -364,7 +364,12 @@ def default_num_threads() -> int:
         return os.cpu_count() or 1
 
 
-ALIGN = 64
+ALIGN = 64  # where Lathe's own buffers start (arena, outputs, staging copies, allocations in kernels)
+# What kernels assume of a buffer argument's address: numpy's own guarantee for a fresh array
+# (its allocator's 16 bytes), so a caller's array is used in place, not copied. Vector accesses
+# to arguments are then unaligned (vmovups: as fast as vmovaps on aligned data since AVX);
+# memory a kernel allocates is ALIGN-aligned and its accesses say so.
+ARGUMENT_ALIGN = 16
 
 
 def host_address(array: np.ndarray) -> int:
@@ -378,8 +383,8 @@ def host_address(array: np.ndarray) -> int:
 
 
 def aligned_empty(shape: Sequence[int], dtype, align: int = ALIGN) -> np.ndarray:
-    """An uninitialised array whose data starts on an `align`-byte boundary (kernels
-    declare their arguments `align 64`)."""
+    """An uninitialised array whose data starts on an `align`-byte boundary (a cache line:
+    buffers the executor owns never split a vector across two)."""
     return aligned_empty_at(shape, dtype, align)[0]
 
 

@@ -8,9 +8,9 @@ function gets a slot in one table of addresses:
   (`runtime/memory_plan.py`), so storage is reused between buffers that are
   never live at once;
 - inputs are used in place when the caller's array is what a kernel argument
-  must be (the right dtype and shape, C-contiguous, 64-byte aligned: kernels
-  declare their arguments `noalias align 64`), else copied once into a private
-  aligned buffer;
+  must be (the right dtype and shape, C-contiguous, aligned as kernels assume
+  their arguments are: ARGUMENT_ALIGN, numpy's 16 bytes), else copied once into
+  a private aligned buffer;
 - outputs are allocated fresh for every run and written by their kernels
   directly, so `run()` returns them without a copy and the next run never
   overwrites them; `run(..., out=...)` has the kernels write into the caller's
@@ -36,7 +36,7 @@ from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import MemRefType, ModuleOp
 from xdsl.ir import SSAValue
 
-from lathe.backends.interface import ALIGN, Device, HostDevice, KernelLibrary, host_address
+from lathe.backends.interface import ARGUMENT_ALIGN, Device, HostDevice, KernelLibrary, host_address
 from lathe.dialects import graph
 from lathe.dialects.dtypes import np_dtype
 from lathe.dialects.functions import Nesting, is_kernel, result_nesting
@@ -243,7 +243,7 @@ class GraphExecutor:
                 and value.dtype == i.dtype
                 and value.shape == i.shape
                 and value.flags.c_contiguous
-                and (address := host_address(value)) % ALIGN == 0
+                and (address := host_address(value)) % ARGUMENT_ALIGN == 0
                 and (not avoid or not any(np.may_share_memory(value, a) for a in avoid))
             ):
                 self._bound[k] = value
@@ -294,7 +294,7 @@ class GraphExecutor:
             if (
                 host
                 and a.flags.c_contiguous
-                and (address := a.ctypes.data) % ALIGN == 0
+                and (address := a.ctypes.data) % ARGUMENT_ALIGN == 0
                 and not any(b is not a and np.may_share_memory(a, b) for b in targets)
             ):
                 o.buffer = a

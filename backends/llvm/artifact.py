@@ -23,7 +23,7 @@ from pathlib import Path
 
 from xdsl.dialects.builtin import ModuleOp
 
-from lathe.backends.interface import ALIGN, RunProgram
+from lathe.backends.interface import ALIGN, ARGUMENT_ALIGN, RunProgram
 from lathe.backends.llvm.target import LLVMTarget
 from lathe.errors import LatheError
 
@@ -74,14 +74,14 @@ ABI: tuple[tuple[str, str, str, str], ...] = (
         "int",
         "lathe_set_input",
         "lathe_model *m, int i, const void *data",
-        "input i for the next runs: used in place when 64-byte aligned (keep it alive and unchanged while "
+        f"input i for the next runs: used in place when {ARGUMENT_ALIGN}-byte aligned (keep it alive and unchanged while "
         "running), else copied now",
     ),
     (
         "int",
         "lathe_bind_output",
         "lathe_model *m, int j, void *dst",
-        "where runs write output j: kernels write dst directly when it is 64-byte aligned, else it is copied "
+        f"where runs write output j: kernels write dst directly when it is {ARGUMENT_ALIGN}-byte aligned, else it is copied "
         "there after each run; NULL: the model's own buffer again",
     ),
     ("int", "lathe_run", "lathe_model *m", "runs the model on the inputs set; 0, or -1 (lathe_last_error)"),
@@ -238,6 +238,7 @@ def wrapper_source(program: RunProgram) -> str:
         .replace("@WEIGHTS_BYTES@", f"{program.weights_bytes}LL")
         .replace("@BLOCK_BYTES@", f"{max(ALIGN, program.block_bytes)}LL")
         .replace("@ALIGN@", str(ALIGN))
+        .replace("@ARGUMENT_ALIGN@", str(ARGUMENT_ALIGN))
         .replace("@ABI_VERSION@", str(ABI_VERSION))
         .replace("@ENTRY@", ENTRY)
         .replace("@SHAPES@", "{" + ", ".join(f"{d}LL" for d in [*shapes, 0]) + "}")
@@ -284,7 +285,8 @@ WRAPPER_TEMPLATE = r"""/* lathe_model.c: the C ABI of one model compiled by Lath
 #define NUM_PLACED @NUM_PLACED@
 #define WEIGHTS_BYTES @WEIGHTS_BYTES@
 #define BLOCK_BYTES @BLOCK_BYTES@
-#define ALIGN @ALIGN@
+#define ALIGN @ALIGN@ /* the block's start */
+#define ARGUMENT_ALIGN @ARGUMENT_ALIGN@ /* what kernels assume of a buffer argument: a caller's array so aligned is used in place */
 
 void @ENTRY@(void **slots); /* kernels.o: every kernel in order, arguments read from slots */
 extern int32_t lathe_num_threads; /* kernels.o: the thread pool's width */
@@ -405,7 +407,7 @@ int lathe_set_input(lathe_model *m, int i, const void *data) {
     if (i < 0 || i >= NUM_INPUTS) return fail("lathe_set_input: no input %d (the model has %d)", i, NUM_INPUTS);
     const tensor_info *t = &INPUTS[i];
     if (!data && t->nbytes) return fail("lathe_set_input: input '%s' is NULL", t->name);
-    if ((uintptr_t)data % ALIGN == 0) {
+    if ((uintptr_t)data % ARGUMENT_ALIGN == 0) {
         m->slots[t->slot] = (void *)data;
     } else {
         memcpy(m->block + t->offset, data, (size_t)t->nbytes);
@@ -421,7 +423,7 @@ int lathe_bind_output(lathe_model *m, int j, void *dst) {
     m->copy_to[j] = NULL;
     if (t->written) m->slots[t->slot] = m->block + t->offset;
     if (!dst) return 0;
-    if (t->written && (uintptr_t)dst % ALIGN == 0) m->slots[t->slot] = dst;
+    if (t->written && (uintptr_t)dst % ARGUMENT_ALIGN == 0) m->slots[t->slot] = dst;
     else m->copy_to[j] = dst;
     return 0;
 }

@@ -3,7 +3,7 @@
 Written as text rather than through xDSL's llvm dialect: the shipped
 memref→ptr→llvm path addresses memory with ptrtoint/inttoptr, which defeats
 LLVM's vectorizer, and is slow on large modules. Here every access is an
-in-bounds GEP on a `noalias align 64` kernel argument, so LLVM's O3 turns
+in-bounds GEP on a `noalias align 16` kernel argument (ARGUMENT_ALIGN), so LLVM's O3 turns
 annotated loops into AVX-512 (or the host's) vector code.
 
 Loop annotations:
@@ -24,6 +24,7 @@ from xdsl.dialects import arith, func, math, memref, scf
 from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType, ModuleOp
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
+from lathe.backends.interface import ALIGN, ARGUMENT_ALIGN
 from lathe.backends.layout import row_major_strides
 from lathe.backends.llvm import vectorize as vz
 from lathe.backends.llvm.ops import (
@@ -537,9 +538,9 @@ def _store(fe: FunctionEmitter, op: memref.StoreOp) -> None:
 
 def _alloc(fe: FunctionEmitter, op: memref.AllocOp) -> None:
     size = fe.nbytes(op.memref.type)
-    size = max(64, -(-size // 64) * 64)
+    size = max(ALIGN, -(-size // ALIGN) * ALIGN)
     fe.mod.declare("declare noalias ptr @aligned_alloc(i64, i64)")
-    fe.define(op.memref, f"call ptr @aligned_alloc(i64 64, i64 {size})")
+    fe.define(op.memref, f"call ptr @aligned_alloc(i64 {ALIGN}, i64 {size})")
 
 
 def _alloca(fe: FunctionEmitter, op: memref.AllocaOp) -> None:
@@ -549,7 +550,7 @@ def _alloca(fe: FunctionEmitter, op: memref.AllocaOp) -> None:
         n *= d
     elem = llvm_type(t.element_type)  # type: ignore[union-attr]
     name = fe.tmp("tile")
-    fe.allocas.append(f"  {name} = alloca [{n} x {'i8' if elem == 'i1' else elem}], align 64")
+    fe.allocas.append(f"  {name} = alloca [{n} x {'i8' if elem == 'i1' else elem}], align {ALIGN}")
     fe.names[op.memref] = name
 
 
@@ -634,7 +635,7 @@ def emit_kernel(mod: ModuleEmitter, f: func.FuncOp) -> None:
             raise LatheError(f"LLVM backend: kernel @{name} argument {k} is {arg.type}, expected a memref")
         pname = f"%a{k}"
         e.names[arg] = pname
-        params.append(f"ptr noalias nocapture align 64 {pname}")
+        params.append(f"ptr noalias nocapture align {ARGUMENT_ALIGN} {pname}")
     e.block(f.body.block)
     mod.add_function(f"void @{name}({', '.join(params)}) #0", e.finished_lines())
     # packed entry: void name__packed(ptr args)

@@ -28,6 +28,7 @@ from xdsl.dialects import arith, math, memref, scf
 from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType
 from xdsl.ir import Operation, SSAValue
 
+from lathe.backends.interface import ALIGN, ARGUMENT_ALIGN
 from lathe.backends.layout import row_major_strides
 from lathe.backends.llvm.ops import (
     BIN_INTRINSIC,
@@ -452,7 +453,8 @@ class VectorEmitter:
         self.vector_op(op)
 
     def align(self, ref: SSAValue, indices) -> int:
-        """Alignment of a contiguous access: 64-byte buffers, lane 0 a multiple of W elements."""
+        """Alignment of a contiguous access: of the buffer's start (ALIGN where the kernel
+        allocates it, ARGUMENT_ALIGN for an argument) and of lane 0's offset in it."""
         t = ref.type
         assert isinstance(t, MemRefType)
         elem = max(1, bits(t.element_type) // 8)
@@ -462,7 +464,8 @@ class VectorEmitter:
             k = self.kind(i)
             g = pymath.gcd(g, (k.align if k.kind != VECTOR else 1) * s)
         g = g or 1 << 30
-        return max(elem, min(64, elem * (g & -g)))
+        base = ALIGN if isinstance(ref.owner, memref.AllocOp | memref.AllocaOp) else ARGUMENT_ALIGN
+        return max(elem, min(base, elem * (g & -g)))
 
     def vector_op(self, op: Operation) -> None:
         _VECTOR_EMIT[type(op)](self, op)  # plan() admits only the ops the table has

@@ -1,19 +1,19 @@
 // RUN: lathe-opt %s --split-input-file -t llvm | filecheck %s
 
-// Kernels take noalias, 64-byte aligned buffers and address them with GEPs;
-// parallel loops are outlined into a worker over a range of iterations that
-// lathe_parallel_for (the thread pool, defined in the same module) runs; a
-// vectorized loop becomes explicit <16 x float> code with aligned loads; each
-// kernel gets a packed entry point.
+// Kernels take noalias buffers, 16-byte aligned (numpy's guarantee: ARGUMENT_ALIGN), and
+// address them with GEPs; parallel loops are outlined into a worker over a range of
+// iterations that lathe_parallel_for (the thread pool, defined in the same module) runs; a
+// vectorized loop becomes explicit <16 x float> code, its accesses to arguments aligned as
+// the arguments are; each kernel gets a packed entry point.
 // CHECK-LABEL: define internal void @axpy__par0_body(
 // CHECK:       getelementptr inbounds float, ptr %cap.{{[0-9]+}}, i64
-// CHECK:       load <16 x float>, ptr %{{.*}}, align 64
+// CHECK:       load <16 x float>, ptr %{{.*}}, align 16
 // CHECK:       fmul reassoc contract <16 x float> %{{.*}}, %{{.*}}
-// CHECK:       store <16 x float> %{{.*}}, ptr %{{.*}}, align 64
+// CHECK:       store <16 x float> %{{.*}}, ptr %{{.*}}, align 16
 // CHECK-LABEL: define internal void @axpy__par0(ptr noalias nocapture readonly %ctx, i64 %begin, i64 %end)
 // CHECK:       mul nsw i64 %begin, 1
 // CHECK:       call void @axpy__par0_body(
-// CHECK-LABEL: define void @axpy(ptr noalias nocapture align 64 %a0, ptr noalias nocapture align 64 %a1, ptr noalias nocapture align 64 %a2)
+// CHECK-LABEL: define void @axpy(ptr noalias nocapture align 16 %a0, ptr noalias nocapture align 16 %a1, ptr noalias nocapture align 16 %a2)
 // CHECK:       call void @lathe_parallel_for(ptr @axpy__par0, ptr %{{.*}}, i64 %{{.*}})
 // CHECK-LABEL: define void @axpy__packed(ptr %args)
 // CHECK:       call void @axpy(ptr %p0, ptr %p1, ptr %p2)
