@@ -301,11 +301,15 @@ def value_dtype(v: SSAValue) -> str:
 # the importer
 
 
+RECURRENT_MODES = ("unroll", "loop")
+
+
 class _Importer:
-    def __init__(self, model, opset: int, shapes: dict[str, Sequence[int]]) -> None:
+    def __init__(self, model, opset: int, shapes: dict[str, Sequence[int]], recurrent: str = "unroll") -> None:
         self.model = model
         self.opset = opset
         self.shapes = shapes
+        self.recurrent = recurrent
         self.known: dict[str, np.ndarray] = {}
         self.values: dict[str, SSAValue] = {}
         self.body = _Body()
@@ -686,13 +690,23 @@ def _default_opset(model) -> int:
     return 1
 
 
-def from_onnx(model_or_path, opset: int | None = None, shapes: dict[str, Sequence[int]] | None = None):
+def from_onnx(
+    model_or_path,
+    opset: int | None = None,
+    shapes: dict[str, Sequence[int]] | None = None,
+    recurrent: str = "unroll",
+):
     """Import an ONNX model (a ModelProto, a path or serialized bytes) → (module, params).
 
     `opset` overrides the model's default-domain opset; `shapes` gives static
-    shapes (by ONNX name) to inputs whose declared shapes are dynamic.
+    shapes (by ONNX name) to inputs whose declared shapes are dynamic; `recurrent` says how
+    LSTM, GRU and RNN become graph ops: "unroll" (one copy of the cell per time step, a static
+    graph) or "loop" (a graph.while over time whose body is one step, run by the VM).
     """
     import onnx
+
+    if recurrent not in RECURRENT_MODES:
+        raise LatheError(f"recurrent must be one of {', '.join(map(repr, RECURRENT_MODES))}, got {recurrent!r}")
 
     model = _load(model_or_path)
     _check(model)
@@ -700,4 +714,4 @@ def from_onnx(model_or_path, opset: int | None = None, shapes: dict[str, Sequenc
     opset = _default_opset(model) if opset is None else int(opset)
     if not 1 <= opset <= newest:
         raise LatheError(f"opset {opset} is not one this onnx ({onnx.__version__}) defines (1 to {newest})")
-    return _Importer(model, opset, dict(shapes or {})).run()
+    return _Importer(model, opset, dict(shapes or {}), recurrent).run()

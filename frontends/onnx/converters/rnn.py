@@ -1,15 +1,20 @@
-"""Recurrent layers (RNN, GRU, LSTM), unrolled over their static sequence length."""
+"""Recurrent layers (RNN, GRU, LSTM): each cell is one step function, applied over time either
+unrolled (one copy per time step of the static sequence) or as a graph.while whose body is one
+step (`from_onnx(..., recurrent="loop")`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from xdsl.ir import SSAValue
+from xdsl.dialects.builtin import DYNAMIC_INDEX
+from xdsl.ir import Block, SSAValue
 
+from lathe.dialects import graph
 from lathe.errors import LatheError
 from lathe.frontends.onnx.converters.activations import elu, hard_sigmoid, softplus
-from lathe.frontends.onnx.converters.common import reshape
+from lathe.frontends.onnx.converters.common import dynamic_prod, reshape
 from lathe.frontends.onnx.importer import Node, value_dtype, value_shape
 from lathe.frontends.onnx.registry import converts
 
@@ -54,13 +59,17 @@ def _activation(n: Node, name: str, alpha, beta) -> Callable[[SSAValue], SSAValu
     raise n.unsupported(f"the activation {name!r}")
 
 
-class _Recurrent:
-    """What LSTM, GRU and RNN share: layouts, directions, weights per direction, unrolling, outputs.
+Step = Callable[[SSAValue, list[SSAValue], Any], list[SSAValue]]
+"""One time step of a cell: (its input projection X_t·Wᵀ + bias, the carried H (and C), the
+recurrent weights) → the next carried values."""
 
-    The sequence length is static, so each step becomes its own ops: the input
-    projections of all steps are one nn.dense, and each step adds the
-    recurrent nn.dense and applies the gates with strided_slice and
-    elementwise ops.
+
+class _Recurrent:
+    """What LSTM, GRU and RNN share: layouts, directions, weights per direction, the recurrence
+    over time (unrolled or a loop), outputs.
+
+    The input projections of all steps are one nn.dense before the recurrence; each step adds
+    the recurrent nn.dense and applies the gates with strided_slice and elementwise ops.
     """
 
     def __init__(self, n: Node, gates: int, default_activations: list[str]) -> None:
@@ -115,18 +124,18 @@ class _Recurrent:
         h = self.hidden
         return self.n.emit("strided_slice", v, begin=[k * h], end=[(k + count) * h], axes=[len(value_shape(v)) - 1])
 
-    def weights(self, d: int) -> tuple[SSAValue, SSAValue, SSAValue | None, SSAValue | None]:
-        """W (G·H, I), R (G·H, H), and the input and recurrent biases (G·H) of direction d."""
+    def weight(self, i: int, d: int) -> SSAValue:
+        """W (i=1, (G·H, I)) or R (i=2, (G·H, H)) of direction d."""
+        return self.direction_slice(self.n.x(i), d)
+
+    def biases(self, d: int) -> tuple[SSAValue | None, SSAValue | None]:
+        """The input and recurrent biases (G·H) of direction d (None without B)."""
         n = self.n
-        w = self.direction_slice(n.x(1), d)
-        r = self.direction_slice(n.x(2), d)
-        wb = rb = None
-        if n.has(3):
-            b = self.direction_slice(n.x(3), d)
-            gh = self.gates * self.hidden
-            wb = n.emit("strided_slice", b, begin=[0], end=[gh])
-            rb = n.emit("strided_slice", b, begin=[gh], end=[2 * gh])
-        return w, r, wb, rb
+        if not n.has(3):
+            return None, None
+        b = self.direction_slice(n.x(3), d)
+        gh = self.gates * self.hidden
+        return n.emit("strided_slice", b, begin=[0], end=[gh]), n.emit("strided_slice", b, begin=[gh], end=[2 * gh])
 
     def initial(self, i: int, d: int) -> SSAValue:
         """initial_h (i=5) or initial_c (i=6) of direction d, zeros when absent."""
@@ -138,7 +147,7 @@ class _Recurrent:
     def input_projection(self, w: SSAValue, bias: SSAValue | None) -> SSAValue:
         """X·Wᵀ (+ bias) for all steps at once: (seq, batch, G·H)."""
         n = self.n
-        flat = reshape(n, self.x, [self.seq * self.batch, self.input_size])
+        flat = reshape(n, self.x, [dynamic_prod([self.seq, self.batch]), self.input_size])
         y = n.emit("nn.dense", flat, w)
         if bias is not None:
             y = n.emit("add", y, bias)
@@ -153,21 +162,83 @@ class _Recurrent:
         one = self.n.emit("strided_slice", xw, begin=[t], end=[t + 1], axes=[0])
         return reshape(self.n, one, [self.batch, self.gates * self.hidden])
 
+    def recur(
+        self, d: int, xw: SSAValue, init: list[SSAValue], weights: Callable[[], Any], step: Step
+    ) -> tuple[SSAValue, list[SSAValue]]:
+        """`step` over the sequence in direction d from `init`: (Y of this direction, (seq, 1,
+        batch, H) from the carried H of each step, in time order; the last carried values).
+        `weights()` makes what each step reads of R, B and P: once here when unrolled, and inside
+        the loop's body when looped, so that the body reads the weights themselves, which the VM
+        gives its compiler as constants (packed, sliced at compile time)."""
+        if self.n.imp.recurrent == "loop":
+            return self._loop(d, xw, init, weights, step)
+        n = self.n
+        if self.seq == DYNAMIC_INDEX:
+            raise n.unsupported(
+                "unrolling a sequence whose length is known only at run time (from_onnx(..., recurrent='loop') loops)"
+            )
+        states: list[SSAValue | None] = [None] * self.seq
+        carried = init
+        wts = weights()
+        for t in self.order(d):
+            carried = step(self.step_input(xw, t), carried, wts)
+            states[t] = carried[0]
+        steps = [reshape(n, s, [1, 1, self.batch, self.hidden]) for s in states if s is not None]
+        y = steps[0] if len(steps) == 1 else n.emit("concatenate", n.emit("tuple", *steps), axis=0)
+        return y, carried
+
+    def _loop(
+        self, d: int, xw: SSAValue, init: list[SSAValue], weights: Callable[[], Any], step: Step
+    ) -> tuple[SSAValue, list[SSAValue]]:
+        """The recurrence as a graph.while over (t, the carried values) whose body is one step,
+        reading X_t·Wᵀ at t (seq − 1 − t in reverse) and scanning H, whose stacked `?` axis is sliced
+        back to the static sequence length (so the graph after the loop stays static)."""
+        n = self.n
+        zero = n.scalar(0, "int64")
+        if self.seq == DYNAMIC_INDEX:  # a layer after a looped one: its length is known at run time
+            shape = graph.ShapeOfOp.build(xw)
+            n.imp.add(shape)
+            seq = n.emit("take", shape.result, n.scalar(0, "int64"), axis=0)
+        else:
+            seq = n.scalar(self.seq, "int64")
+        types = [zero.type, *(v.type for v in init)]
+        body = Block(arg_types=types)
+        saved = n.imp.scope
+        n.imp.scope = body
+        try:
+            t = body.args[0]
+            if self.directions[d] == "reverse":
+                t = n.emit("subtract", n.emit("subtract", seq, n.scalar(1, "int64")), t)
+            carried = step(n.emit("take", xw, t, axis=0), list(body.args[1:]), weights())
+            nxt = n.emit("add", body.args[0], n.scalar(1, "int64"))
+        finally:
+            n.imp.scope = saved
+        body.add_op(graph.YieldOp.create(operands=[nxt, *carried, carried[0]]))
+        check = Block(arg_types=types)
+        below = graph.make_op("less", [check.args[0], seq])
+        check.add_op(below)
+        check.add_op(graph.YieldOp.create(operands=[below.results[0]]))
+        loop = graph.WhileOp.build([zero, *init], check, body)
+        loop.location = n.location
+        n.imp.add(loop)
+        hs = loop.outs[-1]  # (?, batch, H) in step order
+        if self.seq != DYNAMIC_INDEX:  # the while stacks on a `?` axis; the length is the sequence's
+            hs = n.emit("strided_slice", hs, begin=[0], end=[self.seq], axes=[0])
+        if self.directions[d] == "reverse":
+            hs = n.emit("strided_slice", hs, begin=[-1], end=[-(2**62)], strides=[-1], axes=[0])
+        return n.emit("expand_dims", hs, axis=1), list(loop.outs[1 : 1 + len(init)])
+
     def clipped(self, v: SSAValue) -> SSAValue:
         return v if self.clip is None else self.n.emit("clip", v, a_min=-float(self.clip), a_max=float(self.clip))
 
     def order(self, d: int) -> list[int]:
         return list(range(self.seq)) if self.directions[d] == "forward" else list(range(self.seq))[::-1]
 
-    def outputs(self, hs: list[list[SSAValue]], finals: list[list[SSAValue]]) -> list[SSAValue]:
-        """Y (seq, dirs, batch, H) from the per-step states; Y_h (and Y_c) (dirs, batch, H); then the layout."""
+    def outputs(self, ys: list[SSAValue], finals: list[list[SSAValue]]) -> list[SSAValue]:
+        """Y (seq, dirs, batch, H) from each direction's; Y_h (and Y_c) (dirs, batch, H); then the layout."""
         n = self.n
         h = self.hidden
-        per_dir = []
-        for states in hs:
-            steps = [reshape(n, s, [1, 1, self.batch, h]) for s in states]
-            per_dir.append(steps[0] if len(steps) == 1 else n.emit("concatenate", n.emit("tuple", *steps), axis=0))
-        y = per_dir[0] if len(per_dir) == 1 else n.emit("concatenate", n.emit("tuple", *per_dir), axis=1)
+        y = ys[0] if len(ys) == 1 else n.emit("concatenate", n.emit("tuple", *ys), axis=1)
         outs = [y]
         for last in finals:
             parts = [reshape(n, v, [1, self.batch, h]) for v in last]
@@ -183,20 +254,21 @@ class _Recurrent:
 def _rnn(n: Node):
     """H = f(X·Wᵀ + H·Rᵀ + Wb + Rb)."""
     rec = _Recurrent(n, 1, ["Tanh"])
-    hs, finals = [], []
+    ys, finals = [], []
     for d in range(len(rec.directions)):
         (f,) = rec.acts(d)
-        w, r, wb, rb = rec.weights(d)
+        wb, rb = rec.biases(d)
         bias = n.emit("add", wb, rb) if wb is not None else None
-        xw = rec.input_projection(w, bias)
-        h = rec.initial(5, d)
-        states: list[SSAValue | None] = [None] * rec.seq
-        for t in rec.order(d):
-            h = f(rec.clipped(n.emit("add", rec.step_input(xw, t), n.emit("nn.dense", h, r))))
-            states[t] = h
-        hs.append(states)
+        xw = rec.input_projection(rec.weight(1, d), bias)
+
+        def step(xt: SSAValue, carried: list[SSAValue], r: SSAValue, f=f) -> list[SSAValue]:
+            (h,) = carried
+            return [f(rec.clipped(n.emit("add", xt, n.emit("nn.dense", h, r))))]
+
+        y, (h,) = rec.recur(d, xw, [rec.initial(5, d)], lambda d=d: rec.weight(2, d), step)
+        ys.append(y)
         finals.append(h)
-    return rec.outputs(hs, [finals])
+    return rec.outputs(ys, [finals])
 
 
 @converts("GRU")
@@ -205,18 +277,22 @@ def _gru(n: Node):
     g(X·Whᵀ + r ⊙ (H·Rhᵀ + Rbh) + Wbh); H = (1 − z) ⊙ ĥ + z ⊙ H. Gate order z, r, h."""
     rec = _Recurrent(n, 3, ["Sigmoid", "Tanh"])
     before_reset = bool(n.attr("linear_before_reset", 0))
-    hs, finals = [], []
+    ys, finals = [], []
     for d in range(len(rec.directions)):
         f, g = rec.acts(d)
-        w, r, wb, rb = rec.weights(d)
-        xw = rec.input_projection(w, wb)
-        r_zr, r_h = rec.rows_of_weight(r, 0, 2), rec.rows_of_weight(r, 2, 1)
-        rb_zr = rec.rows(rb, 0, 2) if rb is not None else None
-        rb_h = rec.rows(rb, 2) if rb is not None else None
-        h = rec.initial(5, d)
-        states: list[SSAValue | None] = [None] * rec.seq
-        for t in rec.order(d):
-            xt = rec.step_input(xw, t)
+        xw = rec.input_projection(rec.weight(1, d), rec.biases(d)[0])
+
+        def recurrent(d=d):
+            """R's z, r rows and h rows, and Rb's (None without B)."""
+            r, rb = rec.weight(2, d), rec.biases(d)[1]
+            r_zr, r_h = rec.rows_of_weight(r, 0, 2), rec.rows_of_weight(r, 2, 1)
+            if rb is None:
+                return r_zr, r_h, None, None
+            return r_zr, r_h, rec.rows(rb, 0, 2), rec.rows(rb, 2)
+
+        def step(xt: SSAValue, carried: list[SSAValue], wts, f=f, g=g) -> list[SSAValue]:
+            (h,) = carried
+            r_zr, r_h, rb_zr, rb_h = wts
             hzr = n.emit("nn.dense", h, r_zr)
             if rb_zr is not None:
                 hzr = n.emit("add", hzr, rb_zr)
@@ -235,11 +311,12 @@ def _gru(n: Node):
                 pre = n.emit("add", rec.rows(xt, 2), hh)
             cand = g(rec.clipped(pre))
             one_minus_z = n.emit("subtract", n.scalar(1.0, z), z)
-            h = n.emit("add", n.emit("multiply", one_minus_z, cand), n.emit("multiply", z, h))
-            states[t] = h
-        hs.append(states)
+            return [n.emit("add", n.emit("multiply", one_minus_z, cand), n.emit("multiply", z, h))]
+
+        y, (h,) = rec.recur(d, xw, [rec.initial(5, d)], recurrent, step)
+        ys.append(y)
         finals.append(h)
-    return rec.outputs(hs, [finals])
+    return rec.outputs(ys, [finals])
 
 
 @converts("LSTM")
@@ -249,20 +326,25 @@ def _lstm(n: Node):
     C' = f ⊙ C + i ⊙ c̃, o = f(..o + Po ⊙ C'), H = o ⊙ h(C')."""
     rec = _Recurrent(n, 4, ["Sigmoid", "Tanh", "Tanh"])
     coupled = bool(n.attr("input_forget", 0))
-    hs, hfinals, cfinals = [], [], []
+    ys, hfinals, cfinals = [], [], []
     for d in range(len(rec.directions)):
         f, g, act_h = rec.acts(d)
-        w, r, wb, rb = rec.weights(d)
+        wb, rb = rec.biases(d)
         bias = n.emit("add", wb, rb) if wb is not None else None
-        xw = rec.input_projection(w, bias)
-        peep = None
-        if n.has(7):
+        xw = rec.input_projection(rec.weight(1, d), bias)
+
+        def recurrent(d=d):
+            """R, and the peepholes i, o, f (None without P)."""
+            r = rec.weight(2, d)
+            if not n.has(7):
+                return r, None
             p = rec.direction_slice(n.x(7), d)
-            peep = [rec.rows(p, k) for k in range(3)]  # i, o, f
-        h, c = rec.initial(5, d), rec.initial(6, d)
-        states: list[SSAValue | None] = [None] * rec.seq
-        for t in rec.order(d):
-            gates = n.emit("add", rec.step_input(xw, t), n.emit("nn.dense", h, r))
+            return r, [rec.rows(p, k) for k in range(3)]
+
+        def step(xt: SSAValue, carried: list[SSAValue], wts, f=f, g=g, act_h=act_h) -> list[SSAValue]:
+            h, c = carried
+            r, peep = wts
+            gates = n.emit("add", xt, n.emit("nn.dense", h, r))
             pre_i, pre_o, pre_f, pre_c = (rec.rows(gates, k) for k in range(4))
             if peep is not None:
                 pre_i = n.emit("add", pre_i, n.emit("multiply", peep[0], c))
@@ -273,9 +355,10 @@ def _lstm(n: Node):
             if peep is not None:
                 pre_o = n.emit("add", pre_o, n.emit("multiply", peep[1], c))
             o = f(rec.clipped(pre_o))
-            h = n.emit("multiply", o, act_h(c))
-            states[t] = h
-        hs.append(states)
+            return [n.emit("multiply", o, act_h(c)), c]
+
+        y, (h, c) = rec.recur(d, xw, [rec.initial(5, d), rec.initial(6, d)], recurrent, step)
+        ys.append(y)
         hfinals.append(h)
         cfinals.append(c)
-    return rec.outputs(hs, [hfinals, cfinals])
+    return rec.outputs(ys, [hfinals, cfinals])
