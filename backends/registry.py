@@ -50,6 +50,12 @@ def installed() -> list[BackendInfo]:
     return rows
 
 
+def target_kinds() -> list[str]:
+    """The target kinds of the backends that loaded, without asking any for its status (which
+    may load a driver or run a compiler: a second of each lathe-opt's start went there)."""
+    return sorted({k for _, b, _e in _discovered().values() if b is not None for k in b.target_kinds})
+
+
 def _names() -> str:
     return ", ".join(f"{n}" + ("" if b else " (failed to load)") for n, (_, b, _e) in _discovered().items()) or "none"
 
@@ -71,9 +77,9 @@ def backend_for_kind(kind: str) -> Backend:
     for name, (source, backend, error) in _discovered().items():
         if backend is None and name == kind:
             raise LatheError(f"backend '{name}' for target '{kind}' failed to load: {error}", note=f"from {source}")
-    kinds = sorted({k for _, b, _e in _discovered().values() if b is not None for k in b.target_kinds})
     raise LatheError(
-        f"unknown target '{kind}'", note=f"installed targets: {', '.join(kinds) or 'none'} (backends: {_names()})"
+        f"unknown target '{kind}'",
+        note=f"installed targets: {', '.join(target_kinds()) or 'none'} (backends: {_names()})",
     )
 
 

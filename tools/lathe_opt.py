@@ -73,11 +73,10 @@ class LatheOptMain(xDSLOptMain):
             out.write(print_relay(module))
 
         self.available_targets["lathe"] = emit_lathe
-        from lathe.backends.registry import installed
+        from lathe.backends.registry import target_kinds
 
-        for b in installed():
-            for kind in b.targets:
-                self.available_targets[kind] = functools.partial(self.emit_kernels, kind)
+        for kind in target_kinds():
+            self.available_targets[kind] = functools.partial(self.emit_kernels, kind)
 
     def emit_kernels(self, kind: str, module: ModuleOp, out: IO[str]) -> None:
         """-t KIND: the kernels as that backend renders them (LLVM IR, C, ...), for the target
