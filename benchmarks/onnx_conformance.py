@@ -11,8 +11,9 @@ table per ONNX op type plus a table of the failures with the first line of
 each error.
 
 Node tests feed some attribute-like values (a Reshape's shape, Resize's
-scales, ...) as graph inputs; static-shape Lathe needs them at import time,
-so the runner turns exactly those inputs into initializers holding the test's
+scales, ...) as graph inputs; most stay inputs (graph.dyn, run by the VM), and
+for those the importer still needs at import time (it raises NeedsConstant)
+the runner turns exactly those inputs into initializers holding the test's
 values (as TVM's ONNX backend tests do) and keeps the others as inputs.
 
 Cases run in a forked worker process, one at a time, so that an exception, a
