@@ -33,9 +33,11 @@ from lathe.dialects.functions import is_kernel
 
 def _codegen_fingerprint() -> str:
     """The code generator's own source: a changed backend never reuses stale objects. Every
-    module of the package counts, so one added later (as ops.py was) cannot be forgotten."""
+    module of the package counts, so one added later (as ops.py was) cannot be forgotten, and
+    the backend interface too (the argument alignment the code assumes is defined there)."""
     h = hashlib.sha256(llvm.llvm_version_info.__repr__().encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    here = Path(__file__).parent
+    for path in [*sorted(here.glob("*.py")), here.parent / "interface.py"]:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
