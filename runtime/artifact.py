@@ -13,8 +13,8 @@ Loading checks what would otherwise crash or compute garbage: the metadata's for
 version, the machine's architecture and the CPU features the code was compiled for
 (against /proc/cpuinfo), and the library's and weights' sizes and SHA-256 hashes, before
 the library is opened. A run checks each input's shape and dtype and names the input.
-Inputs are used in place when 64-byte aligned and C-contiguous (else the library copies
-them), and outputs are fresh arrays that the kernels write directly, as in the graph
+Inputs are used in place when 16-byte aligned (what numpy gives) and C-contiguous (else the
+library copies them), and outputs are fresh arrays that the kernels write directly, as in the graph
 executor.
 """
 
@@ -42,7 +42,7 @@ except ImportError:  # load.py in an artifact, on a machine without Lathe
 FORMAT = "lathe-artifact"
 FORMAT_VERSION = 1
 ABI_VERSION = 1  # lathe_abi_version() of the libraries this loader drives
-ALIGN = 64  # what kernels assume of every buffer argument (`align 64`)
+ALIGN = 64  # where the loader starts the arrays it allocates (its own outputs)
 METADATA = "metadata.json"
 
 # LLVM feature names → /proc/cpuinfo flags, for the features that code generation uses.

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lathe.backends.interface import ALIGN  # what kernels assume of every buffer argument (`align 64`)
+from lathe.backends.interface import ALIGN  # where every planned buffer starts
 
 
 def aligned_size(nbytes: int, align: int = ALIGN) -> int:

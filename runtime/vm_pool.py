@@ -2,7 +2,7 @@
 
 Storage is handed out in size classes (four per power of two, so at most a quarter is wasted
 and the tensors of nearby shapes share a class: BERT served at sequence lengths 60 and 64 reuses
-one block), 64-byte aligned (kernels declare their arguments `align 64`), keyed by (size
+one block), 64-byte aligned (as every buffer Lathe allocates), keyed by (size
 class, alignment). The VM counts the registers that hold a view of each block (through tuples
 too); when the last dies (a `Kill` at its last use, or its frame returning) the block goes back
 to its class's free list, for the next tensor of that class in this run or a later one. A block
