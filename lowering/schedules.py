@@ -90,21 +90,35 @@ def schedule_injective(s: Schedule, lanes: int, vector_width: int | None = None,
 def schedule_rows(s: Schedule, lanes: int) -> None:
     """A padded copy: vectors along the last axis only, the other axes fused and parallel, so
     the bounds check of a row is one test per vector (fused with the last axis, every lane
-    divides the flat index to find its row and the copy gathers). Where no vector divides the
-    last axis (3 channels), the fused schedule."""
+    divides the flat index to find its row and the copy gathers). A channel count no 8-lane
+    vector divides (3: a first layer's image) makes the row the last two axes, (x, c) fused,
+    with the outer axes parallel: per-pixel rows of 3 were ~40,000 parallel iterations of a
+    few lanes each (230x230x3 on 2 threads: 1.25 ms, now 85 us; 12 channels 1.0 ms -> 0.43)."""
     c = s.stage
     ext = c.spatial_extents
-    f = next((f for f in (lanes, 16, 8, 4) if ext and ext[-1] % f == 0), None)
-    if f is None or len(ext) < 2:
+    row_factors = (lanes, 16, 8)
+    f = next((f for f in row_factors if ext and ext[-1] % f == 0), None)
+    if len(ext) < 2 or (f is None and len(ext) < 3):
         schedule_injective(s, lanes)
         return
-    axes = s.axes[: len(ext)]
-    outer, inner = s.split(axes[-1], factor=f)
-    s.vectorize(inner)
-    fused = s.fuse(*axes[:-1], outer)
     total = 1
     for e in ext:
         total *= e
+    axes = s.axes[: len(ext)]
+    if f is not None:
+        outer, inner = s.split(axes[-1], factor=f)
+        s.vectorize(inner)
+        fused = s.fuse(*axes[:-1], outer)
+    else:
+        row = s.fuse(axes[-2], axes[-1])
+        width = ext[-2] * ext[-1]
+        f = next((f for f in row_factors if width % f == 0 and width > f and f % ext[-1] == 0), None)
+        if f is not None:  # whole vectors of whole pixels; else LLVM's vectorizer takes the row
+            _, inner = s.split(row, factor=f)
+            s.vectorize(inner)
+        else:
+            s.vectorize(row)
+        fused = s.fuse(*axes[:-2]) if len(axes) > 3 else axes[0]
     if _parallel_wanted(total, "auto"):
         s.parallel(fused)
 
