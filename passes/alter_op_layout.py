@@ -189,6 +189,79 @@ class ConvToNHWC(RewritePattern):
         rewriter.replace(op, carry_location(op, [*ops, back]))
 
 
+def _phase_taps(kernel: int, s: int, d: int) -> tuple[list[list[int | None]], int]:
+    """A transposed convolution's taps along one axis, split by the stride's phases: output
+    q = m*s + r gets x[m - e] * w[k] for each tap k with k*d = e*s + r. Returns taps[r][t],
+    the k at offset t = E - 1 - e of phase r's correlation (None: no tap there), and E."""
+    e_max = ((kernel - 1) * d) // s
+    taps = [[None] * (e_max + 1) for _ in range(s)]
+    for k in range(kernel):
+        e, r = divmod(k * d, s)
+        taps[r][e_max - e] = k
+    return taps, e_max + 1
+
+
+class ConvTransposeToConv(RewritePattern):
+    """conv2d_transpose(x, W) [NCHW, IOHW, groups 1, W constant] → one stride-1 conv2d whose
+    output channels are the stride's phases (sub-pixel convolution), then depth-to-space and a
+    crop: output row q = m*sh + r takes the taps k with k*dh = e*sh + r at row m - e of x, so
+    phase r is a correlation of x with those taps, and the phases share x's windows. No zero
+    is multiplied where the stride divides kernel*dilation (kernel 2 stride 2: a 1x1 conv to
+    4*O channels); a phase with fewer taps gets zero ones. The conv then runs on the conv2d
+    template like any other (ConvToNHWC). Grouped ones keep conv2d_transpose (per-stage
+    schedule): their phases would be a grouped conv with phase-major channels."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        import numpy as np
+
+        if not isinstance(op, graph.Conv2dTransposeOp):
+            return
+        a = op.attrs()
+        w = constant_of(op.weight)
+        if a["groups"] != 1 or a["out_dtype"] or w is None or not graph.is_float(op.result.type.element_type):
+            return
+        g = graph.Conv2dTransposeOp.geometry("", op.data.type, op.weight.type, a)
+        (sh, sw), (dh, dw) = (g["sh"], g["sw"]), (g["dh"], g["dw"])
+        taps_h, eh = _phase_taps(g["kh"], sh, dh)
+        taps_w, ew = _phase_taps(g["kw"], sw, dw)
+        c, o = g["c"], g["o"]
+        # OIHW, output channel (rh * sw + rw) * O + o: phase-major, so depth-to-space in NHWC
+        # moves runs of O channels
+        phased = np.zeros((sh, sw, o, c, eh, ew), dtype=w.dtype)
+        for rh in range(sh):
+            for th, kh in enumerate(taps_h[rh]):
+                for rw in range(sw):
+                    for tw, kw in enumerate(taps_w[rw]):
+                        if kh is not None and kw is not None:
+                            phased[rh, rw, :, :, th, tw] = w[:, :, kh, kw].T
+        full_h = max((g["h"] - 1) * sh + dh * (g["kh"] - 1) + 1, g["pt"] + g["oh"])
+        full_w = max((g["w"] - 1) * sw + dw * (g["kw"] - 1) + 1, g["pl"] + g["ow"])
+        mh, mw = -(-full_h // sh), -(-full_w // sw)
+        weight = graph.ConstantOp.from_array(phased.reshape(sh * sw * o, c, eh, ew), op.weight.type.element_type)
+        conv = make_op(
+            "nn.conv2d",
+            [op.data, weight.result],
+            padding=[eh - 1, ew - 1, mh - g["h"], mw - g["w"]],
+            channels=sh * sw * o,
+            kernel_size=[eh, ew],
+        )
+        n = g["n"]
+        nhwc = make_op("transpose", [conv.results[0]], axes=TO_NHWC)
+        split = make_op("reshape", [nhwc.results[0]], newshape=[n, mh, mw, sh, sw, o])
+        interleave = make_op("transpose", [split.results[0]], axes=[0, 1, 3, 2, 4, 5])
+        joined = make_op("reshape", [interleave.results[0]], newshape=[n, mh * sh, mw * sw, o])
+        crop = make_op(
+            "strided_slice",
+            [joined.results[0]],
+            begin=[g["pt"], g["pl"]],
+            end=[g["pt"] + g["oh"], g["pl"] + g["ow"]],
+            strides=[1, 1],
+            axes=[1, 2],
+        )
+        back = make_op("transpose", [crop.results[0]], axes=TO_NCHW)
+        rewriter.replace(op, carry_location(op, [weight, conv, nhwc, split, interleave, joined, crop, back]))
+
+
 class AbsorbPadCut(RewritePattern):
     """conv2d(cut(y), w) [NHWC, HWIO, groups 1] → conv2d(y, w with zero input channels), and
     the same for a packed dense reading cut(y): the padded channels meet zero weights, so the
@@ -469,6 +542,7 @@ class AlterOpLayout(ModulePass):
                 [
                     DenseToDensePack(lanes),
                     BatchMatmulToPack(lanes),
+                    ConvTransposeToConv(),
                     ConvToNHWC(lanes),
                     SinkTranspose(),
                     HoistPadCut(),
