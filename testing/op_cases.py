@@ -282,6 +282,30 @@ def _full(op, rng):
     return OpCase(op, (tensor([]),), {"shape": _shape(rng, 1, 3), "dtype": "float32"})
 
 
+def _arange(op, rng):
+    """Integer and fractional steps, either direction, lengths 1 to 40."""
+    step = float(rng.choice([1.0, 2.0, -1.0, 0.5, -0.25, 3.0]))
+    start = float(rng.integers(-8, 8))
+    n = int(rng.integers(1, 41))
+    dtype = "float32" if not step.is_integer() or rng.random() < 0.5 else "int32"
+    return OpCase(op, (), {"start": start, "stop": start + step * n, "step": step, "dtype": dtype})
+
+
+def _topk(op, rng):
+    """values or indices (ret_type "both" is a tuple no single kernel computes), largest or
+    smallest, k from 1 to the whole axis (0: the whole axis); random floats, so no ties."""
+    shape = _shape(rng, 1, 3, (1, 5, 13, 33))
+    axis = _axis(rng, len(shape))
+    k = int(rng.integers(0, shape[axis] + 1))
+    attrs = {
+        "k": k,
+        "axis": axis,
+        "ret_type": str(rng.choice(["values", "indices"])),
+        "is_ascend": bool(rng.random() < 0.5),
+    }
+    return OpCase(op, (tensor(shape),), attrs)
+
+
 def _dropout(op, rng):
     return OpCase(op, (tensor(_shape(rng, 1)),), {"rate": 0.25})
 
@@ -690,6 +714,8 @@ CASES: dict[str, Builder] = {
     "ones": _fill,
     "full": _full,
     "full_like": _full_like,
+    "arange": _arange,
+    "topk": _topk,
     "tuple": _tuple,
     "tuple_get_item": _tuple_get_item,
 }
