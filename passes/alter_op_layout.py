@@ -15,6 +15,8 @@
   back. The slice rises through the epilogue (elementwise ops, bias_add, pooling) and a
   convolution or dense that reads it takes the padded tensor itself, its weight padded
   with zero input channels: the padding is paid once, not at every layer.
+* conv2d_transpose with a constant weight becomes a stride-1 conv2d over the stride's phases
+  (their output channels side by side), depth-to-space and a crop, and so runs as a conv2d.
 """
 
 from __future__ import annotations
@@ -523,7 +525,8 @@ class SinkTranspose(RewritePattern):
 
 @dataclass(frozen=True)
 class AlterOpLayout(ModulePass):
-    """Dense, matmul and batch_matmul to packed-weight forms; conv2d to NHWC, with transposes that sink and cancel."""
+    """Dense, matmul and batch_matmul to packed-weight forms; conv2d (and conv2d_transpose, as
+    a conv2d) to NHWC, with transposes that sink and cancel."""
 
     name = "alter-op-layout"
 
