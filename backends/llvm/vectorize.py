@@ -87,6 +87,14 @@ _COMBINES = {
 }
 
 
+# Float max/min reductions keep a plain compare-and-select accumulator (one vmaxps/vminps on
+# x86; llvm.maximum is six dependent instructions there) and a NaN mask or-ed along: the
+# result is NaN if any element was, as numpy's max. Between +0 and -0 a lane keeps the one it
+# met first (llvm.maximum orders -0 < +0); numerically they are equal. The compare that picks
+# x, by kind:
+_NAN_MASKED = {"fmaximum": "ogt", "fminimum": "olt"}
+
+
 @dataclass
 class Reduction:
     """acc = load A[u]; store combine(acc, x) → A[u] with x varying: a vector accumulator."""
@@ -282,6 +290,7 @@ class VectorEmitter:
         self.skip = {o for r in self.reductions for o in (r.combine, r.store)}
         self.vnames: dict[SSAValue, str] = {}
         self.acc: dict[int, str] = {}  # reduction index -> current vector accumulator
+        self.nan: dict[int, str] = {}  # reduction index -> lanes that have seen a NaN (_NAN_MASKED kinds)
 
     def kind(self, v: SSAValue) -> Kind:
         return self.kinds.get(v, Kind(UNIFORM))
@@ -320,10 +329,13 @@ class VectorEmitter:
             fe.op(o)
         looped = [o for o in body_ops if o not in hoisted]
         inits = {k: self.splat_identity(r) for k, r in enumerate(self.reductions)}
+        masked = [k for k, r in enumerate(self.reductions) if _COMBINES[type(r.combine)][0] in _NAN_MASKED]
+        no_nan = "zeroinitializer"
         chunks = range(int(lb), int(ub), self.w)
         if len(chunks) <= 4:  # a register tile: constant lane-0 indices let LLVM keep it in registers
             iv = op.body.block.args[0]
             self.acc = dict(inits)
+            self.nan = dict.fromkeys(masked, no_nan)
             for base in chunks:
                 fe.names[iv] = str(base)
                 self.vnames = {}
@@ -334,6 +346,7 @@ class VectorEmitter:
             pre = fe.label
             iv, nxt = fe.tmp("iv"), fe.tmp("ivn")
             phis = {k: fe.tmp("vacc") for k in inits}
+            nan_phis = {k: fe.tmp("vnan") for k in masked}
             fe.emit(f"br label %{head}")
             fe.start_block(head)
             fe.emit(f"{iv} = phi i64 [ {lb}, %{pre} ], [ {nxt}, %{latch} ]")
@@ -345,6 +358,7 @@ class VectorEmitter:
             fe.names[op.body.block.args[0]] = iv
             self.vnames = {}
             self.acc = dict(phis)
+            self.nan = dict(nan_phis)
             for o in looped:
                 self.op(o)
             fe.emit(f"br label %{latch}")
@@ -354,10 +368,16 @@ class VectorEmitter:
                     phi_at + k,
                     f"  {phis[k]} = phi {self.vty(r.x.type)} [ {inits[k]}, %{pre} ], [ {self.acc[k]}, %{latch} ]",
                 )
+            for k in masked:
+                fe.lines.insert(
+                    phi_at,
+                    f"  {nan_phis[k]} = phi <{self.w} x i1> [ {no_nan}, %{pre} ], [ {self.nan[k]}, %{latch} ]",
+                )
             fe.emit(f"{nxt} = add nsw i64 {iv}, {self.w}")
             fe.emit(f"br label %{head}")
             fe.start_block(exit_)
             self.acc = dict(phis)
+            self.nan = dict(nan_phis)
         for k, r in enumerate(self.reductions):
             self.finish_reduction(k, r)
 
@@ -384,9 +404,18 @@ class VectorEmitter:
             fe.mod.declare(f"declare {t} @llvm.vector.reduce.{kind}.{suffix}({t}, {vt})")
             fe.emit(f"{out} = call {FAST} {t} @llvm.vector.reduce.{kind}.{suffix}({t} {old}, {vt} {self.acc[k]})")
         else:
-            fe.mod.declare(f"declare {t} @llvm.vector.reduce.{kind}.{suffix}({vt})")
+            # the masked kinds' lanes hold no NaN: fmax/fmin fold them without llvm.maximum's expansion
+            fold = {"fmaximum": "fmax", "fminimum": "fmin"}.get(kind, kind)
+            fe.mod.declare(f"declare {t} @llvm.vector.reduce.{fold}.{suffix}({vt})")
             lanes = fe.tmp("red")
-            fe.emit(f"{lanes} = call {t} @llvm.vector.reduce.{kind}.{suffix}({vt} {self.acc[k]})")
+            nnan = " nnan" if kind in _NAN_MASKED else ""
+            fe.emit(f"{lanes} = call{nnan} {t} @llvm.vector.reduce.{fold}.{suffix}({vt} {self.acc[k]})")
+            if kind in _NAN_MASKED:  # the accumulator skipped NaNs; the mask says if there were any
+                fe.mod.declare(f"declare i1 @llvm.vector.reduce.or.v{self.w}i1(<{self.w} x i1>)")
+                any_nan, with_nan = fe.tmp("red"), fe.tmp("red")
+                fe.emit(f"{any_nan} = call i1 @llvm.vector.reduce.or.v{self.w}i1(<{self.w} x i1> {self.nan[k]})")
+                fe.emit(f"{with_nan} = select i1 {any_nan}, {t} {float_literal(float('nan'), r.x.type)}, {t} {lanes}")
+                lanes = with_nan
             scalar = {"fmaximum": "maximum", "fminimum": "minimum", "add": None, "smax": "smax", "smin": "smin"}[kind]
             if scalar is None:
                 fe.emit(f"{out} = add {t} {old}, {lanes}")
@@ -410,6 +439,14 @@ class VectorEmitter:
             if kind in ("fadd", "fmul", "add"):
                 flags = f" {FAST}" if kind != "add" else ""
                 fe.emit(f"{name} = {kind}{flags} {vt} {self.acc[k]}, {self.vec(red.x)}")
+            elif kind in _NAN_MASKED:
+                x, mask = self.vec(red.x), f"<{self.w} x i1>"
+                wins, nan, seen = fe.tmp("vwin"), fe.tmp("vuno"), fe.tmp("vnan")
+                fe.emit(f"{wins} = fcmp {_NAN_MASKED[kind]} {vt} {x}, {self.acc[k]}")
+                fe.emit(f"{name} = select {mask} {wins}, {vt} {x}, {vt} {self.acc[k]}")
+                fe.emit(f"{nan} = fcmp uno {vt} {x}, {x}")
+                fe.emit(f"{seen} = or {mask} {self.nan[k]}, {nan}")
+                self.nan[k] = seen
             else:
                 fe.mod.declare(
                     f"declare {vt} @llvm.{kind[1:] if kind[0] == 'f' else kind}.v{self.w}{intrinsic_suffix(red.x.type)}({vt}, {vt})"
