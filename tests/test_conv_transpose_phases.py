@@ -142,3 +142,34 @@ def test_a_weight_known_only_at_run_time_keeps_conv2d_transpose(rng):
     src = _source(c, o, h, w, k, s, p, op, d)
     ops = _after_layout(src, {"b": rng.standard_normal(o).astype(np.float32)})
     assert [op for op in ops if isinstance(op, graph.Conv2dTransposeOp)]
+
+
+DECODER = """
+def @main(%x: Tensor[(1, 32, 10, 9), float32], %w: Tensor[(32, 16, 2, 2), float32], %b: Tensor[(16), float32],
+          %w2: Tensor[(16, 16, 3, 3), float32]) {
+  %0 = nn.conv2d_transpose(%x, %w, strides=[2, 2], channels=16, kernel_size=[2, 2]);
+  %1 = nn.relu(nn.bias_add(%0, %b));
+  nn.conv2d(%1, %w2, padding=[1, 1, 1, 1])
+}
+"""
+
+
+def _decoder_params(rng):
+    return {
+        "w": (rng.standard_normal((32, 16, 2, 2)) * 0.2).astype(np.float32),
+        "b": rng.standard_normal(16).astype(np.float32),
+        "w2": (rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32),
+    }
+
+
+def test_a_decoder_stays_nhwc_from_the_upsampling_to_the_next_conv(rng):
+    """The crop's transpose back to NCHW sinks through bias and relu and cancels with the next
+    conv's: the only transposes left are the model's two ends and the depth-to-space."""
+    params = _decoder_params(rng)
+    ops = _after_layout(DECODER, params)
+    transposes = [graph.shape_of(op.result.type) for op in ops if isinstance(op, graph.TransposeOp)]
+    assert transposes == [[1, 10, 9, 32], [1, 10, 2, 9, 2, 16], [1, 16, 20, 18]]
+    x = rng.standard_normal((1, 32, 10, 9)).astype(np.float32)
+    module = parse_relay(DECODER)
+    ref = lathe.interpret(module, params=params, x=x)
+    assert max_rel_err(lathe.compile(module, params=params, num_threads=2).run(x=x), ref) < 2e-5
