@@ -191,16 +191,21 @@ class ConvToNHWC(RewritePattern):
         rewriter.replace(op, carry_location(op, [*ops, back]))
 
 
-def _phase_taps(kernel: int, s: int, d: int) -> tuple[list[list[int | None]], int]:
+def _phase_taps(kernel: int, s: int, d: int) -> tuple[list[list[int | None]], int, int]:
     """A transposed convolution's taps along one axis, split by the stride's phases: output
-    q = m*s + r gets x[m - e] * w[k] for each tap k with k*d = e*s + r. Returns taps[r][t],
-    the k at offset t = E - 1 - e of phase r's correlation (None: no tap there), and E."""
+    q = m*s + r gets x[m - e] * w[k] for each tap k with k*d = e*s + r. Returns taps[r][j],
+    the k at offset D*j = E - 1 - e of phase r's correlation (None: no tap there), the taps
+    per phase, and D, the dilation every used offset shares (d at stride 1: no zero taps)."""
+    import math
+
     e_max = ((kernel - 1) * d) // s
-    taps = [[None] * (e_max + 1) for _ in range(s)]
+    taps: list[list[int | None]] = [[None] * (e_max + 1) for _ in range(s)]
     for k in range(kernel):
         e, r = divmod(k * d, s)
         taps[r][e_max - e] = k
-    return taps, e_max + 1
+    used = [t for row in taps for t, k in enumerate(row) if k is not None]
+    dilation = math.gcd(*used) or 1
+    return [row[::dilation] for row in taps], e_max // dilation + 1, dilation
 
 
 class ConvTransposeToConv(RewritePattern):
@@ -208,10 +213,11 @@ class ConvTransposeToConv(RewritePattern):
     output channels are the stride's phases (sub-pixel convolution), then depth-to-space and a
     crop: output row q = m*sh + r takes the taps k with k*dh = e*sh + r at row m - e of x, so
     phase r is a correlation of x with those taps, and the phases share x's windows. No zero
-    is multiplied where the stride divides kernel*dilation (kernel 2 stride 2: a 1x1 conv to
-    4*O channels); a phase with fewer taps gets zero ones. The conv then runs on the conv2d
-    template like any other (ConvToNHWC). Grouped ones keep conv2d_transpose (per-stage
-    schedule): their phases would be a grouped conv with phase-major channels."""
+    is multiplied where the stride divides the kernel (kernel 2 stride 2: a 1x1 conv to 4*O
+    channels; stride 1 with dilation: a dilated conv); a phase with fewer taps gets zero ones.
+    The conv then runs on the conv2d template like any other (ConvToNHWC). Grouped ones keep
+    conv2d_transpose (per-stage schedule): their phases would be a grouped conv with
+    phase-major channels."""
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         import numpy as np
@@ -224,8 +230,8 @@ class ConvTransposeToConv(RewritePattern):
             return
         g = graph.Conv2dTransposeOp.geometry("", op.data.type, op.weight.type, a)
         (sh, sw), (dh, dw) = (g["sh"], g["sw"]), (g["dh"], g["dw"])
-        taps_h, eh = _phase_taps(g["kh"], sh, dh)
-        taps_w, ew = _phase_taps(g["kw"], sw, dw)
+        taps_h, eh, ddh = _phase_taps(g["kh"], sh, dh)
+        taps_w, ew, ddw = _phase_taps(g["kw"], sw, dw)
         c, o = g["c"], g["o"]
         # OIHW, output channel (rh * sw + rw) * O + o: phase-major, so depth-to-space in NHWC
         # moves runs of O channels
@@ -243,7 +249,8 @@ class ConvTransposeToConv(RewritePattern):
         conv = make_op(
             "nn.conv2d",
             [op.data, weight.result],
-            padding=[eh - 1, ew - 1, mh - g["h"], mw - g["w"]],
+            padding=[ddh * (eh - 1), ddw * (ew - 1), mh - g["h"], mw - g["w"]],
+            dilation=[ddh, ddw],
             channels=sh * sw * o,
             kernel_size=[eh, ew],
         )

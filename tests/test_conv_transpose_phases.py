@@ -44,6 +44,8 @@ CASES = [  # c, o, h, w, kernel, strides, padding (t, l, b, r), output_padding, 
     (5, 16, 6, 7, (3, 3), (2, 3), (0, 1, 1, 0), (1, 1), (2, 3)),
     (4, 6, 5, 5, (2, 2), (3, 3), (0, 0, 0, 0), (0, 0), (1, 1)),  # stride > kernel: a phase with no taps
     (3, 32, 8, 5, (2, 3), (1, 3), (0, 2, 0, 1), (0, 2), (2, 1)),
+    (6, 16, 9, 8, (3, 2), (1, 1), (2, 1, 0, 3), (0, 0), (2, 3)),  # stride 1: a dilated conv
+    (4, 8, 7, 6, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), (3, 3)),  # dilation 3 at stride 2
 ]
 
 
@@ -173,3 +175,14 @@ def test_a_decoder_stays_nhwc_from_the_upsampling_to_the_next_conv(rng):
     module = parse_relay(DECODER)
     ref = lathe.interpret(module, params=params, x=x)
     assert max_rel_err(lathe.compile(module, params=params, num_threads=2).run(x=x), ref) < 2e-5
+
+
+def test_stride_one_with_dilation_is_a_dilated_conv_with_no_zero_taps(rng):
+    """Stride 1, dilation (2, 3): the taps sit every 2 rows and 3 columns of the correlation,
+    so the conv keeps the 3x2 kernel and takes the dilation, not a 5x4 kernel of zeros."""
+    case = CASES[8]
+    c, o = case[0], case[1]
+    ops = _after_layout(_source(*case), _params(c, o, case[4], rng))
+    (conv,) = [op for op in ops if isinstance(op, graph.Conv2dOp)]
+    a = conv.attrs()
+    assert a["kernel_size"] == [3, 2] and a["dilation"] == [2, 3] and a["strides"] == [1, 1]
