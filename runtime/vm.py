@@ -28,6 +28,7 @@ from lathe.dialects import graph
 from lathe.dialects.dtypes import np_dtype
 from lathe.dialects.functions import recursive_function, set_param_names
 from lathe.dialects.reference import check_value
+from lathe.dialects.reference import evaluate as reference
 from lathe.errors import LatheError
 from lathe.runtime.interpreter import (
     MAX_CALL_DEPTH,
@@ -52,6 +53,7 @@ from lathe.runtime.vm_program import (
     JumpIfNotCtor,
     Kill,
     LoadConst,
+    Loop,
     MakeADT,
     MakeClosure,
     MakeTuple,
@@ -402,6 +404,55 @@ def _goto(vm: VirtualMachine, stack, frame: Frame, ins: Goto) -> None:
     frame.pc = ins.target
 
 
+def _signature(values) -> tuple:
+    return tuple((x.dtype.str, x.shape) for v in values for x in map(np.asarray, _leaves(v)))
+
+
+def _loop(vm: VirtualMachine, stack, frame: Frame, ins: Loop) -> None:
+    """A `Loop`: the condition on the host, the body's kernel run on the last step's outputs
+    (fresh arrays from the kernel, kept by no register: the pool never sees them). The region
+    is looked up by signature until a step leaves every carried value's dtype and shape as it
+    found them; from then on each step gives the same signature, so the same kernel runs."""
+    regs = frame.regs
+    n = len(ins.inits)
+    carried = [regs[r] for r in ins.inits]
+    outside = [regs[r] for r in ins.outside]
+    consts = [vm.constant(c) for c in ins.consts]
+    region, cond, feeds, nexts = ins.region, ins.cond, ins.feeds, ins.nexts
+    given = tuple(k for k, name in zip(feeds, ins.bound) if name is None)
+    several = len(region.outputs) > 1
+    scans: list[list] = [[] for _ in ins.scan_types]
+    run = None
+    while True:
+        values = carried + outside
+        if cond:
+            values += consts
+            for op, srcs in cond:
+                values.append(reference(op, *[values[k] for k in srcs]))  # static scalars: no rebuild
+        elif consts:
+            values += consts
+        if not values[ins.cond_value]:
+            break
+        if run is None:  # until the carried shapes settle
+            before = _signature(carried)
+            key = _signature(values[k] for k in given)
+            kernel = region.compiled.get(key)
+            if kernel is None:
+                kernel = region.compiled[key] = vm.region_kernel(ins, [values[k] for k in feeds])
+        result = kernel.compiled.run(*[values[k] for k in given])
+        outs = result if several else (result,)
+        nxt = [outs[~k] if k < 0 else values[k] for k in nexts]
+        for acc, v in zip(scans, nxt[n:]):
+            acc.append(v)
+        carried = nxt[:n]
+        if run is None and _signature(carried) == before:
+            run = kernel
+    for r, v in zip(ins.dsts, carried):
+        vm.set(frame, r, v)
+    for r, acc, t in zip(ins.dsts[n:], scans, ins.scan_types):
+        vm.set(frame, r, stack_scans([np.asarray(v) for v in acc], t))  # type: ignore[arg-type]
+
+
 def _new_list(vm: VirtualMachine, stack, frame: Frame, ins: NewList) -> None:
     vm.set(frame, ins.dst, [])
 
@@ -464,6 +515,7 @@ DISPATCH: dict[type, Callable[..., bool | None]] = {
     Ret: _ret,
     JumpIfNot: _jump_if_not,
     Goto: _goto,
+    Loop: _loop,
     NewList: _new_list,
     ScanAppend: _scan_append,
     ScanStack: _scan_stack,

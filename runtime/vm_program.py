@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import TupleType
+from xdsl.dialects.builtin import IntegerType, TensorType, TupleType
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 
 from lathe.dialects import graph
@@ -349,6 +349,43 @@ class Kill(Instruction):
     regs: tuple[int, ...]
 
 
+@dataclass(frozen=True, eq=False)
+class Loop(Instruction):
+    """A whole `graph.while` whose condition is integer scalars, computed on the host, and whose
+    body is one primitive region: the VM's fast path for loops over time (an RNN's steps). The
+    carried values go from one step's kernel outputs straight to the next step's inputs, never
+    through registers, the pool or a condition kernel; the region's signature is looked up
+    until the carried values' shapes stop changing, then not again.
+
+    Values are numbered as the handler lists them: the carried values (`inits` give them first),
+    then `outside` (registers read from outside the loop), then the condition's constants
+    (`consts`), then each condition op's result. `cond` is the condition's ops with their
+    operands' numbers, `cond_value` the number it yields; `feeds` numbers the body region's
+    inputs, `nexts` what the body yields for each carried value and each scan (a number, or
+    ~j for the region's output j); `dsts` take the final carried values, then the stacked scans."""
+
+    dsts: tuple[int, ...]
+    inits: tuple[int, ...]
+    outside: tuple[int, ...]
+    consts: tuple[graph.ConstantOp, ...]
+    cond: tuple[tuple[Operation, tuple[int, ...]], ...]
+    cond_value: int
+    region: PrimitiveRegion
+    bound: tuple[str | None, ...]  # per region input, as SpecializeRegion's
+    feeds: tuple[int, ...]
+    nexts: tuple[int, ...]
+    scan_types: tuple[Attribute, ...]
+    READS, WRITES = ("inits", "outside"), ("dsts",)
+
+    def __str__(self) -> str:
+        cond = "; ".join(f"{op.name}({', '.join(f'v{s}' for s in srcs)})" for op, srcs in self.cond) or "-"
+        return (
+            f"Loop dsts={' '.join(f'r{r}' for r in self.dsts)}, inits={' '.join(f'r{r}' for r in self.inits)}, "
+            f"outside={' '.join(f'r{r}' for r in self.outside)}, cond=[{cond}] -> v{self.cond_value}, "
+            f"body=region({len(self.region.ops)} ops)"
+        )
+
+
 BRANCHES = (JumpIfNot, JumpIfNotCtor, Goto)  # each has a `target`
 ENDS = (Ret, MatchFail)  # no instruction follows these
 
@@ -532,9 +569,114 @@ def _if(fc: _FunctionCompiler, op: graph.IfOp) -> None:
     fc.regs[op.result] = result
 
 
+def _host_scalar(t: Attribute) -> bool:
+    """An integer or bool tensor of at most one element: what the host computes as well as a kernel, exactly."""
+    if not isinstance(t, TensorType) or not isinstance(t.element_type, IntegerType):
+        return False
+    shape = t.get_shape()
+    return all(d >= 0 for d in shape) and int(np.prod(shape)) <= 1
+
+
+def _made_in(v: SSAValue, block: Block) -> bool:
+    """Whether an op of `block` gives `v` (not an argument, not a value from outside)."""
+    return isinstance(v.owner, Operation) and v.owner.parent is block
+
+
+def _fast_loop(fc: _FunctionCompiler, op: graph.WhileOp) -> Loop | None:
+    """`op` as one `Loop` instruction, where its condition computes on integer scalars only and
+    its body is one primitive region (and the constants copied into it); else None."""
+    n, cond, body = op.carried, op.cond.block, op.body.block
+    if not all(isinstance(v.type, TensorType) for v in op.outs):
+        return None
+    steps = fc.program.plan(body)
+    regions = [s for s in steps if isinstance(s, PrimitiveRegion)]
+    if len(regions) != 1 or not isinstance(steps[-1], graph.YieldOp):
+        return None
+    (region,) = regions
+    inside = set(region.ops)
+    for s in steps[:-1]:
+        if s is not region and not (
+            isinstance(s, graph.ConstantOp) and all(u.operation in inside for u in s.result.uses)
+        ):
+            return None
+    numbers: dict[SSAValue, int] = {}
+    for k, (a, b) in enumerate(zip(cond.args, body.args)):
+        numbers[a] = numbers[b] = k
+    outside: list[int] = []
+
+    def number(v: SSAValue) -> int:
+        if v not in numbers:
+            numbers[v] = n + len(outside)
+            outside.append(fc.reg(v))
+        return numbers[v]
+
+    cond_steps = fc.program.plan(cond)
+    ops: list[Operation] = []
+    consts: list[graph.ConstantOp] = []
+    for s in cond_steps[:-1]:
+        if isinstance(s, graph.ConstantOp):
+            continue
+        if not isinstance(s, PrimitiveRegion):
+            return None
+        for o in s.ops:
+            if len(o.results) != 1 or not all(_host_scalar(v.type) for v in (*o.operands, *o.results)):
+                return None
+            ops.append(o)
+    region_outputs = {v: j for j, v in enumerate(region.outputs)}
+    yields = steps[-1].operands
+    if any(_made_in(v, body) and v not in region_outputs for v in yields):  # a constant of the body yielded
+        return None
+    feeds = tuple(number(v) for v in region.inputs)
+    nexts = tuple(~region_outputs[v] if v in region_outputs else number(v) for v in yields)
+    (go,) = cond_steps[-1].operands
+    for v in [*(v for o in ops for v in o.operands), go]:  # outside values first: constants and results number after
+        if not _made_in(v, cond) and not isinstance(v.owner, graph.ConstantOp):
+            number(v)
+    count = n + len(outside)
+
+    def cond_number(v: SSAValue) -> int:
+        nonlocal count
+        if v not in numbers:  # a constant, read where the condition needs it
+            numbers[v] = count
+            consts.append(v.owner)  # type: ignore[arg-type]
+            count += 1
+        return numbers[v]
+
+    for o in ops:
+        for v in o.operands:
+            if isinstance(v.owner, graph.ConstantOp):
+                cond_number(v)
+    if isinstance(go.owner, graph.ConstantOp):
+        cond_number(go)
+    cond_code = []
+    for o in ops:
+        cond_code.append((o, tuple(numbers[v] for v in o.operands)))
+        numbers[o.results[0]] = count
+        count += 1
+    dsts = tuple(fc.define(v) for v in op.outs)
+    return Loop(
+        dsts,
+        tuple(fc.reg(v) for v in op.inits),
+        tuple(outside),
+        tuple(consts),
+        tuple(cond_code),
+        numbers[go],
+        region,
+        tuple(fc.program.bound.get(v) for v in region.inputs),
+        feeds,
+        nexts,
+        tuple(v.type for v in op.outs[n:]),
+    )
+
+
 def _while(fc: _FunctionCompiler, op: graph.WhileOp) -> None:
     """The carried values live in registers that the cond and body blocks' arguments name;
-    the body's yield moves the next values into them (through temporaries: a parallel move)."""
+    the body's yield moves the next values into them (through temporaries: a parallel move).
+    A loop over integer scalars with a one-region body is one `Loop` instead (the fast path)."""
+    fast = _fast_loop(fc, op)
+    if fast is not None:
+        fc.emit(fast)
+        return
     n, cond, body = op.carried, op.cond.block, op.body.block
     carried = [fc.new() for _ in range(n)]
     for r, v in zip(carried, op.inits):
