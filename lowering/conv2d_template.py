@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from lathe.dialects import te
 from lathe.lowering.anchors import CONV2D_NHWC_AXES, CONV2D_REDUCE_AXES, ROLE_PAD
-from lathe.lowering.schedule_builder import KnobValue, Schedule, Space, Template, divisors, knob, largest_divisor
+from lathe.lowering.schedule_builder import (
+    UNKNOWN_CACHES,
+    CacheInfo,
+    KnobValue,
+    Schedule,
+    Space,
+    Template,
+    divisors,
+    knob,
+    largest_divisor,
+)
 
 CONV2D_TILE_WIDTH = 8  # output pixels of the register tile (at most: the largest divisor of the width)
 _RC, _RY, _RX = CONV2D_REDUCE_AXES
@@ -18,9 +28,6 @@ CONV2D_REDUCE_ORDERS = tuple("-".join(o) for o in ((_RY, _RX, _RC), (_RC, _RY, _
 # weights into one contiguous buffer first: an HWIO block is 2 cache lines every F*4 bytes, a
 # stride that defeats the prefetchers and thrashes a few cache sets.
 CONV2D_ORDERS = ("yxf", "fyx", "fyx_pack")
-# Lowering may not import backends (docs/architecture.md, Layers), so the target's cache sizes
-# do not reach the template yet: one core's L2 of the machines we measure on (1-2 MiB).
-L2_BYTES = 1 << 20
 # A packed block lives on the task's stack: stay under glibc's smallest default thread stack (2 MiB).
 PACK_MAX_BYTES = 3 << 19
 FLOAT_BYTES = 4
@@ -28,7 +35,9 @@ FLOAT_BYTES = 4
 PAD_INLINE_WORK = 128
 
 
-def conv2d_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> Space | None:
+def conv2d_space(
+    anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches: CacheInfo = UNKNOWN_CACHES
+) -> Space | None:
     """Output-width register tile, output-channel block, input-channel split (0: none), the
     order of the window loops, whether the tile's pixels are unrolled, the order of the
     threads' loops, and whether the padded data is a copy or read in place. None for layouts
@@ -46,7 +55,7 @@ def conv2d_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int) -> Space |
         knob("split_rc", [0] + [s for s in (4, 8, 16, 32) if rc % s == 0 and s < rc], 0),
         knob("reduce_order", CONV2D_REDUCE_ORDERS, CONV2D_REDUCE_ORDERS[0]),
         knob("unroll_w", ("on", "off"), "on"),
-        knob("order", CONV2D_ORDERS, _default_order(ry * rx * rc, o, blocks[0])),
+        knob("order", CONV2D_ORDERS, _default_order(ry * rx * rc, o, blocks[0], caches.l2_bytes)),
         knob("pad", ("copy", "inline"), _default_pad(anchor, lanes)),
     )
 
@@ -65,10 +74,11 @@ def _default_pad(anchor: te.ComputeOp, lanes: int) -> str:
     return "inline" if ry * rx * f * oh * ow < PAD_INLINE_WORK * hp * wp else "copy"
 
 
-def _default_order(window: int, channels: int, block_f: int) -> str:
-    """Weight-stationary with packed blocks when the weight outgrows L2 (ResNet's layer3 and
-    layer4: each output row re-streamed 2.4-9.4 MB) and the threads still get several blocks."""
-    if window * channels * FLOAT_BYTES <= L2_BYTES or channels // block_f < 4:
+def _default_order(window: int, channels: int, block_f: int, l2_bytes: int) -> str:
+    """Weight-stationary with packed blocks when the weight outgrows the target's L2 (ResNet's
+    layer3 and layer4: each output row re-streamed 2.4-9.4 MB) and the threads still get
+    several blocks."""
+    if window * channels * FLOAT_BYTES <= l2_bytes or channels // block_f < 4:
         return "yxf"
     return "fyx_pack" if window * block_f * FLOAT_BYTES <= PACK_MAX_BYTES else "fyx"
 

@@ -6,7 +6,17 @@ from __future__ import annotations
 import math
 
 from lathe.dialects import te
-from lathe.lowering.schedule_builder import KnobValue, Schedule, Space, Template, divisors, knob, largest_divisor
+from lathe.lowering.schedule_builder import (
+    UNKNOWN_CACHES,
+    CacheInfo,
+    KnobValue,
+    Schedule,
+    Space,
+    Template,
+    divisors,
+    knob,
+    largest_divisor,
+)
 
 DENSE_PACK_TILE_ROWS = 8  # rows of the register tile (at most: the largest divisor of the rows)
 DENSE_PACK_ORDERS = ("ij", "ji")  # the order of the outer (cache-block) loops over rows and columns
@@ -15,10 +25,7 @@ DENSE_PACK_PARALLEL = ("fused", "outer")  # threads over all fused outer loops, 
 # of x (block rows × depth) and the weight panel of one register tile (depth × tile width),
 # are reused from L2: each register tile streams its panel from there while the block's row
 # tiles take turns, and the next block along j reuses the rows. They may fill this share of
-# L2 (the rest holds the output, the streams from L3 and what other kernels left). The L2 size
-# is the fallback for a target whose caches are unknown to the template: 1 MiB is the smallest
-# per-core L2 of current x86 and Arm server cores (Zen 4, Graviton 3; Sapphire Rapids has 2).
-DENSE_PACK_L2_BYTES = 1 << 20
+# the target's L2 (the rest holds the output, the streams from L3 and what other kernels left).
 DENSE_PACK_L2_SHARE = 5 / 8  # 2048x2048x2048 was fastest at 128 rows (5/8 of a 2 MiB L2), 128x768x3072 at 64 (4/8)
 DENSE_PACK_BLOCK_ROWS = 128  # the most rows a cache block takes: each weight element then feeds 256 flops
 DENSE_PACK_MIN_BLOCK_ROWS = 64  # fewer rows and the weight streams from L3 too often: split k instead
@@ -67,12 +74,13 @@ def cache_block(
     return (c, ks[0]) if ks else (fits[-1], 0)
 
 
-def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, l2_bytes: int = DENSE_PACK_L2_BYTES) -> Space:
+def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches: CacheInfo = UNKNOWN_CACHES) -> Space:
     """Multi-level tiling of i, j and k: a register tile (tile_i rows × tile_j columns), a
     cache block of cache_i × cache_j register tiles, k split by tile_k inside the register
     tile (0: not split) and unrolled by unroll_k, or split by block_k into a k-block loop that
     the register tiles of a cache block share (0: none), the order of the block loops, and
-    threads over the fused block loops or the outermost only. The default is cache_block's."""
+    threads over the fused block loops or the outermost only. The default is cache_block's,
+    for the target's L2."""
     extents = out.spatial_extents
     batch, i, _ = _contraction_axes(out)
     rows, cols, depth = (extents[-2] if i is not None else 1), extents[-1], anchor.reduce_extent_list[-1]
@@ -81,7 +89,7 @@ def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, l2_byt
     tile_i = largest_divisor(rows, DENSE_PACK_TILE_ROWS)
     elem_bytes = max(1, getattr(anchor.result.type.element_type, "bitwidth", 32) // 8)  # type: ignore[union-attr]
     cache_i, block_k = cache_block(
-        math.prod(extents[: len(batch)]), rows, cols, depth, tile_i, bn, elem_bytes, l2_bytes
+        math.prod(extents[: len(batch)]), rows, cols, depth, tile_i, bn, elem_bytes, caches.l2_bytes
     )
     return (
         knob("tile_i", divisors(rows, 16), tile_i),

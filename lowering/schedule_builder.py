@@ -238,17 +238,35 @@ def kernel_config(f: func.FuncOp) -> Config | None:
     return Config.parse(attr.data)
 
 
+# The L2 a CPU template assumes where the target's caches are unknown (a cross target, a
+# machine without sysfs): 1 MiB is the smallest per-core L2 of current x86 and Arm server
+# cores (Zen 4, Graviton 3; Sapphire Rapids has 2).
+FALLBACK_L2_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """The target's data caches as the CPU templates model them: their defaults size cache
+    blocks and weight-stationary orders by them. Set from the scheduling passes' options
+    (lowering may not import backends: the backend's graph_pass_options fill those in)."""
+
+    l2_bytes: int = FALLBACK_L2_BYTES  # one core's L2
+
+
+UNKNOWN_CACHES = CacheInfo()  # what a template assumes when it is told nothing of the target
+
+
 @dataclass(frozen=True)
 class Template:
     """The schedule of a kernel built around one anchor stage.
 
-    `space(anchor, out, lanes)` is its knobs for that kernel (None: the template does not
+    `space(anchor, out, lanes, caches)` is its knobs for that kernel (None: the template does not
     apply, and the kernel keeps the per-stage schedules); `schedule(anchor, out, lanes, knobs)`
     schedules the anchor and the kernel's output (the anchor itself, or its epilogue). Stages
     with a role in `root_roles` are computed on their own (not inlined into the anchor)."""
 
     name: str
-    space: Callable[[te.ComputeOp, te.ComputeOp, int], Space | None]
+    space: Callable[[te.ComputeOp, te.ComputeOp, int, CacheInfo], Space | None]
     schedule: Callable[[te.ComputeOp, te.ComputeOp, int, dict[str, KnobValue]], bool]
     root_roles: tuple[str, ...] = ()
 

@@ -22,6 +22,9 @@ from lathe.lowering.conv2d_template import CONV2D_NHWC
 from lathe.lowering.dense_template import DENSE_PACK
 from lathe.lowering.schedule_builder import (
     CONFIG_ATTR,
+    FALLBACK_L2_BYTES,
+    UNKNOWN_CACHES,
+    CacheInfo,
     Config,
     Knob,
     KnobValue,
@@ -38,6 +41,7 @@ __all__ = [
     "CONFIG_ATTR",
     "ApplyDefaultSchedule",
     "ApplySchedule",
+    "CacheInfo",
     "Config",
     "Knob",
     "KnobValue",
@@ -329,7 +333,7 @@ class KernelPlan:
         return self.template.name if self.template else PER_STAGE
 
 
-def plan_kernel(f: func.FuncOp, lanes: int) -> KernelPlan:
+def plan_kernel(f: func.FuncOp, lanes: int, caches: CacheInfo = UNKNOWN_CACHES) -> KernelPlan:
     outputs = list(f.body.block.last_op.operands)  # type: ignore[union-attr]
     computes = [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]
     anchor = next((c for c in computes if template_of(c) is not None), None)
@@ -342,16 +346,19 @@ def plan_kernel(f: func.FuncOp, lanes: int) -> KernelPlan:
     ):
         template = template_of(anchor)
         assert template is not None
-        space = template.space(anchor, out, lanes)
+        space = template.space(anchor, out, lanes, caches)
         if space is not None:
             return KernelPlan(template, anchor, out, space)
     return KernelPlan(None, None, None, per_stage_space(lanes))
 
 
-def schedule_kernel(f: func.FuncOp, lanes: int, config: Config | None = None) -> None:
+def schedule_kernel(
+    f: func.FuncOp, lanes: int, config: Config | None = None, caches: CacheInfo = UNKNOWN_CACHES
+) -> None:
     """Inline injective producers (as TOPI does); then the anchor's template, or the
-    per-stage schedules, with `config`'s knob values (the kernel's own, else the defaults)."""
-    plan = plan_kernel(f, lanes)
+    per-stage schedules, with `config`'s knob values (the kernel's own, else the defaults
+    for the target's `caches`)."""
+    plan = plan_kernel(f, lanes, caches)
     config = config or kernel_config(f) or Config(plan.template_name)
     try:
         knobs = config.resolve(plan.template_name, plan.space)
@@ -382,9 +389,15 @@ def schedule_kernel(f: func.FuncOp, lanes: int, config: Config | None = None) ->
             apply_default_schedule(c, lanes, knobs)
 
 
-def _check_lanes(pass_name: str, lanes: int) -> None:
-    if lanes < 1:
-        raise LatheError(f"{pass_name}: vector_lanes must be positive, got {lanes}")
+def _check_options(options: ApplyDefaultSchedule | ApplySchedule) -> None:
+    for option in ("vector_lanes", "l2_bytes"):
+        value = getattr(options, option)
+        if value < 1:
+            raise LatheError(f"{options.name}: {option} must be positive, got {value}")
+
+
+def _caches(options: ApplyDefaultSchedule | ApplySchedule) -> CacheInfo:
+    return CacheInfo(options.l2_bytes)
 
 
 @dataclass(frozen=True)
@@ -395,12 +408,13 @@ class ApplyDefaultSchedule(ModulePass):
     name = "apply-default-schedule"
 
     vector_lanes: int = 16  # f32 lanes of the target's vectors: what templates block channels by
+    l2_bytes: int = FALLBACK_L2_BYTES  # one core's L2: what the CPU templates' defaults block for
     gpu: bool = False  # schedule for a GPU: lowering/gpu_schedules.py, every kernel bound to blocks/threads
     max_threads: int = 1024  # a GPU's most threads per block
     warp_size: int = 32  # a GPU's threads per warp (sub-group)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        _check_lanes(self.name, self.vector_lanes)
+        _check_options(self)
         for f in defined_functions(op):
             if is_kernel(f) and not has_schedule(f):
                 _schedule(self, f, None)  # type: ignore[arg-type]
@@ -413,7 +427,7 @@ def _schedule(options: ApplyDefaultSchedule | ApplySchedule, f: func.FuncOp, con
 
         schedule_gpu_kernel(f, options.max_threads, options.warp_size, config)
     else:
-        schedule_kernel(f, options.vector_lanes, config)
+        schedule_kernel(f, options.vector_lanes, config, _caches(options))
 
 
 def _template_name(options: ApplyDefaultSchedule | ApplySchedule, f: func.FuncOp) -> str:
@@ -421,7 +435,7 @@ def _template_name(options: ApplyDefaultSchedule | ApplySchedule, f: func.FuncOp
         from lathe.lowering.gpu_schedules import plan_gpu_kernel
 
         return plan_gpu_kernel(f, options.max_threads, options.warp_size).template_name
-    return plan_kernel(f, options.vector_lanes).template_name
+    return plan_kernel(f, options.vector_lanes, _caches(options)).template_name
 
 
 @dataclass(frozen=True)
@@ -435,12 +449,13 @@ class ApplySchedule(ModulePass):
     config: str = ""
     kernel: str = ""  # a kernel's name: only it takes `config`
     vector_lanes: int = 16
+    l2_bytes: int = FALLBACK_L2_BYTES
     gpu: bool = False
     max_threads: int = 1024
     warp_size: int = 32
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        _check_lanes(self.name, self.vector_lanes)
+        _check_options(self)
         try:
             config = Config.parse(self.config)
         except LatheError as e:  # the option is the user's input: name the pass it was given to

@@ -18,7 +18,15 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from lathe.dialects import make_context
 from lathe.dialects.dtypes import np_dtype
 from lathe.dialects.functions import is_kernel
-from lathe.lowering.schedules import CONFIG_ATTR, Config, Space, default_config, plan_kernel
+from lathe.lowering.schedules import (
+    CONFIG_ATTR,
+    ApplyDefaultSchedule,
+    CacheInfo,
+    Config,
+    Space,
+    default_config,
+    plan_kernel,
+)
 from lathe.pipelines import GRAPH_PIPELINES, build_pipeline, with_pass_options
 
 KERNEL_NAME = "kernel"  # the name every task's kernel is printed and built under
@@ -169,12 +177,14 @@ def extract_tasks(module: ModuleOp, target_spec: str = "llvm", params=None, entr
     graph_kernels = kernels_at_te(graph_level)
     counts = call_counts(te_level)
     lanes = target.vector_lanes
+    # the caches the compiler's scheduling pass gets from the target: the spaces' defaults are its
+    schedule = ApplyDefaultSchedule(**options.get("apply-default-schedule", {}))  # type: ignore[arg-type]
     tasks: dict[str, Task] = {}
     for name, f in kernels_at_te(te_level).items():
         text = normalised_kernel(f)
         key = workload_key(text, target_id(target))
         if key not in tasks:
-            plan = plan_kernel(f, lanes)
+            plan = plan_kernel(f, lanes, CacheInfo(schedule.l2_bytes))
             g = graph_kernels[name].clone()
             g.sym_name = StringAttr(KERNEL_NAME)
             tasks[key] = Task(key, name, text, str(g), plan.template_name, plan.space, lanes, target_id(target))

@@ -66,6 +66,14 @@ class LLVMBackend(Backend):
             cache_bytes=host_cache_bytes() if t.is_host else (),
         )
 
+    def graph_pass_options(self, target: Target) -> dict[str, dict[str, object]]:
+        """The base options, and the L2 the CPU templates block for where the target's caches
+        are known (the host's; a cross target keeps the templates' fallback)."""
+        options = super().graph_pass_options(target)
+        if len(target.cache_bytes) > 1:  # L1d, L2, ...
+            options["apply-default-schedule"]["l2_bytes"] = target.cache_bytes[1]
+        return options
+
     def capabilities(self, target: Target) -> Capabilities:
         return Capabilities(schedule_primitives=CPU_PRIMITIVES, runs_here=llvm_target(target).is_host)
 
