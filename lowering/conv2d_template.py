@@ -28,6 +28,10 @@ CONV2D_REDUCE_ORDERS = tuple("-".join(o) for o in ((_RY, _RX, _RC), (_RC, _RY, _
 # weights into one contiguous buffer first: an HWIO block is 2 cache lines every F*4 bytes, a
 # stride that defeats the prefetchers and thrashes a few cache sets.
 CONV2D_ORDERS = ("yxf", "fyx", "fyx_pack")
+# The largest weight the threads share in the "yxf" order, however large the L2: on a 2 MiB-L2
+# core, 3x3 128->256 (1.125 MiB) and 1x1 512->1024 (2 MiB) ran 1.23x and 2.42x faster packed
+# (2 threads, 28x28 stride 2), so the weight must leave most of L2 to the rows and the output.
+YXF_MAX_WEIGHT_BYTES = 1 << 20
 # A packed block lives on the task's stack: stay under glibc's smallest default thread stack (2 MiB).
 PACK_MAX_BYTES = 3 << 19
 FLOAT_BYTES = 4
@@ -75,10 +79,10 @@ def _default_pad(anchor: te.ComputeOp, lanes: int) -> str:
 
 
 def _default_order(window: int, channels: int, block_f: int, l2_bytes: int) -> str:
-    """Weight-stationary with packed blocks when the weight outgrows the target's L2 (ResNet's
-    layer3 and layer4: each output row re-streamed 2.4-9.4 MB) and the threads still get
-    several blocks."""
-    if window * channels * FLOAT_BYTES <= l2_bytes or channels // block_f < 4:
+    """Weight-stationary with packed blocks when the weight outgrows the target's L2, or
+    YXF_MAX_WEIGHT_BYTES in a larger one (ResNet's layer3 and layer4: each output row
+    re-streamed 2.4-9.4 MB), and the threads still get several blocks."""
+    if window * channels * FLOAT_BYTES <= min(l2_bytes, YXF_MAX_WEIGHT_BYTES) or channels // block_f < 4:
         return "yxf"
     return "fyx_pack" if window * block_f * FLOAT_BYTES <= PACK_MAX_BYTES else "fyx"
 

@@ -67,12 +67,13 @@ def test_dense_default_blocks_for_the_l2_given():
 
 
 def test_conv_default_order_follows_the_l2_given():
-    """A 3x3 128->256 weight (1.1 MiB) stays in a 2 MiB L2 (the threads share it in the old
-    order) and outgrows a 1 MiB one (weight-stationary, packed blocks); 256->256 (2.25 MiB)
-    outgrows both."""
-    assert _conv_defaults(14, 128, 256, CacheInfo(2 * MIB))["order"] == "yxf"
+    """A 3x3 128->128 weight (576 KiB) stays in a 1 MiB L2 (the threads share it in the old
+    order) and outgrows a 512 KiB one (weight-stationary, packed blocks); a larger L2 than
+    1 MiB keeps packing a 1.125 MiB weight (YXF_MAX_WEIGHT_BYTES: measured faster packed)."""
+    assert _conv_defaults(28, 128, 128, CacheInfo(1 * MIB))["order"] == "yxf"
+    assert _conv_defaults(28, 128, 128, CacheInfo(MIB // 2))["order"] == "fyx_pack"
+    assert _conv_defaults(14, 128, 256, CacheInfo(2 * MIB))["order"] == "fyx_pack"
     assert _conv_defaults(14, 128, 256, CacheInfo(1 * MIB))["order"] == "fyx_pack"
-    assert _conv_defaults(14, 256, 256, CacheInfo(2 * MIB))["order"] == "fyx_pack"
 
 
 def test_llvm_options_carry_a_known_l2_only():
