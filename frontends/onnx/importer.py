@@ -702,6 +702,12 @@ def from_onnx(
     shapes (by ONNX name) to inputs whose declared shapes are dynamic; `recurrent` says how
     LSTM, GRU and RNN become graph ops: "unroll" (one copy of the cell per time step, a static
     graph) or "loop" (a graph.while over time whose body is one step, run by the VM).
+
+    "unroll" stays the default, by measurement (benchmarks/recurrent_loop.py; the numbers are
+    in docs/vm.md): a loop compiles 10-30x faster, and the LSTM LM runs as fast as a loop as
+    unrolled, but the GRU's loop runs past 1.5x its unrolled graph (its small steps cost more
+    through the VM than their kernels), and an unrolled model is static, which the profiler,
+    the graph passes and every backend take. Pass "loop" where compile time matters more.
     """
     import onnx
 
