@@ -59,6 +59,19 @@ def _if(n: Node):
     return [n.emit(graph.TupleGetItemOp, op.result, index=k) for k in range(len(then_outs))]
 
 
+def _widen(n, what: str, names, types, gave) -> list:
+    """A loop's carried types joined with what its body gives them (a dimension that changes
+    becomes ?), or a LatheError naming the value whose types cannot join."""
+    widened = [graph.join_types(t, u) for t, u in zip(types, gave)]
+    if None in widened:
+        k = widened.index(None)
+        raise LatheError(
+            f"{n.where}: {what} '{names[k]}' enters as {graph.type_str(types[k])} "
+            f"and the body gives {graph.type_str(gave[k])}"
+        )
+    return widened
+
+
 def _discard(block: Block) -> None:
     """A body imported with carried types that turned out too narrow: its ops read values of
     the enclosing graph, so they are erased, not just dropped, to leave no uses behind."""
@@ -90,13 +103,7 @@ def _loop(n: Node):
     while True:  # widen the carried types until the body keeps them (a dimension that grows is ?)
         body, outs = n.imp.subgraph(g, list(zip(names, types)))
         gave = [types[0], types[1], *(v.type for v in outs[1 : count + 1])]
-        widened = [graph.join_types(t, u) for t, u in zip(types, gave)]
-        if None in widened:
-            k = widened.index(None)
-            raise LatheError(
-                f"{n.where}: loop-carried value '{names[k]}' enters as {graph.type_str(types[k])} "
-                f"and the body gives {graph.type_str(gave[k])}"
-            )
+        widened = _widen(n, "loop-carried value", names, types, gave)
         if widened == types:
             break
         _discard(body)
@@ -171,13 +178,7 @@ def _scan(n: Node):
             given[name] = _scan_slice(body, x, step, trips, axis, back)
         body, outs = n.imp.subgraph(g, [], block=body, given=given)
         gave = [types[0], *(v.type for v in outs[:count])]
-        widened = [graph.join_types(t, u) for t, u in zip(types, gave)]
-        if None in widened:
-            k = widened.index(None)
-            raise LatheError(
-                f"{n.where}: state variable '{names[k - 1]}' enters as {graph.type_str(types[k])} "
-                f"and the body gives {graph.type_str(gave[k])}"
-            )
+        widened = _widen(n, "state variable", ["iteration", *names], types, gave)
         if widened == types:
             break
         _discard(body)
