@@ -309,9 +309,14 @@ def _shape_of(vm: VirtualMachine, stack, frame: Frame, ins: ShapeOf) -> None:
     vm.set(frame, ins.dst, np.asarray(np.shape(frame.regs[ins.src]), np.int64))
 
 
+def _signature(values) -> tuple:
+    """The dtypes and shapes of values' leaves: what a compiled region is specialised for."""
+    return tuple((x.dtype.str, x.shape) for v in values for x in map(np.asarray, _leaves(v)))
+
+
 def _specialize_region(vm: VirtualMachine, stack, frame: Frame, ins: SpecializeRegion) -> None:
     regs = frame.regs
-    key = tuple((x.dtype.str, x.shape) for r in ins.given for x in map(np.asarray, _leaves(regs[r])))
+    key = _signature(regs[r] for r in ins.given)
     kernel = ins.region.compiled.get(key)
     if kernel is None:
         kernel = ins.region.compiled[key] = vm.region_kernel(ins, [regs[r] for r in ins.args])
@@ -404,10 +409,6 @@ def _goto(vm: VirtualMachine, stack, frame: Frame, ins: Goto) -> None:
     frame.pc = ins.target
 
 
-def _signature(values) -> tuple:
-    return tuple((x.dtype.str, x.shape) for v in values for x in map(np.asarray, _leaves(v)))
-
-
 def _host_op(op) -> Callable:
     """`op` on static host scalars: its numpy reference, the result cast to the result's dtype
     and shape as `reference` casts it, both read once (reading them per step cost 4 of the 5 us)."""
@@ -433,18 +434,14 @@ def _loop(vm: VirtualMachine, stack, frame: Frame, ins: Loop) -> None:
     given = tuple(k for k, name in zip(feeds, ins.bound) if name is None)
     several = len(region.outputs) > 1
     scans: list[list] = [[] for _ in ins.scan_types]
-    run = None
+    settled = False
     while True:
-        values = carried + outside
-        if cond:
-            values += consts
-            for host_op, srcs in cond:
-                values.append(host_op(*[values[k] for k in srcs]))
-        elif consts:
-            values += consts
+        values = carried + outside + consts
+        for host_op, srcs in cond:
+            values.append(host_op(*[values[k] for k in srcs]))
         if not values[ins.cond_value]:
             break
-        if run is None:  # until the carried shapes settle
+        if not settled:  # until the carried shapes settle
             before = _signature(carried)
             key = _signature(values[k] for k in given)
             kernel = region.compiled.get(key)
@@ -456,8 +453,8 @@ def _loop(vm: VirtualMachine, stack, frame: Frame, ins: Loop) -> None:
         for acc, v in zip(scans, nxt[n:]):
             acc.append(v)
         carried = nxt[:n]
-        if run is None and _signature(carried) == before:
-            run = kernel
+        if not settled:
+            settled = _signature(carried) == before
     for r, v in zip(ins.dsts, carried):
         vm.set(frame, r, v)
     for r, acc, t in zip(ins.dsts[n:], scans, ins.scan_types):
