@@ -8,6 +8,7 @@ op it computes), never by stage names (lowering/anchors.py).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -190,10 +191,7 @@ def schedule_row_kernel(s: Schedule, stats: list[te.ComputeOp], parallel: KnobVa
         rs = Schedule(r)
         rs.compute_at(c, row)
         rs.vectorize(rs.axes[-1])
-    total = 1
-    for e in ext:
-        total *= e
-    if _parallel_wanted(total * (1 + len(stats)), parallel):
+    if _parallel_wanted(math.prod(ext) * (1 + len(stats)), parallel):
         s.parallel(row)
 
 
