@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from lathe.dialects import te
+from lathe.dialects.dtypes import np_dtype
 from lathe.lowering.anchors import CONV2D_NHWC_AXES, CONV2D_REDUCE_AXES, ROLE_PAD
 from lathe.lowering.schedule_builder import (
     UNKNOWN_CACHES,
@@ -34,7 +35,6 @@ CONV2D_ORDERS = ("yxf", "fyx", "fyx_pack")
 YXF_MAX_WEIGHT_BYTES = 1 << 20
 # A packed block lives on the task's stack: stay under glibc's smallest default thread stack (2 MiB).
 PACK_MAX_BYTES = 3 << 19
-FLOAT_BYTES = 4
 # multiply-adds per element of the padded copy below which a few-channel input is read in place
 PAD_INLINE_WORK = 128
 
@@ -59,7 +59,9 @@ def conv2d_space(
         knob("split_rc", [0] + [s for s in (4, 8, 16, 32) if rc % s == 0 and s < rc], 0),
         knob("reduce_order", CONV2D_REDUCE_ORDERS, CONV2D_REDUCE_ORDERS[0]),
         knob("unroll_w", ("on", "off"), "on"),
-        knob("order", CONV2D_ORDERS, _default_order(ry * rx * rc, o, blocks[0], caches.l2_bytes)),
+        knob(
+            "order", CONV2D_ORDERS, _default_order(ry * rx * rc * _weight_bytes(anchor), o, blocks[0], caches.l2_bytes)
+        ),
         knob("pad", ("copy", "inline"), _default_pad(anchor, lanes)),
     )
 
@@ -78,13 +80,13 @@ def _default_pad(anchor: te.ComputeOp, lanes: int) -> str:
     return "inline" if ry * rx * f * oh * ow < PAD_INLINE_WORK * hp * wp else "copy"
 
 
-def _default_order(window: int, channels: int, block_f: int, l2_bytes: int) -> str:
+def _default_order(window_bytes: int, channels: int, block_f: int, l2_bytes: int) -> str:
     """Weight-stationary with packed blocks when the weight outgrows the target's L2, or
     YXF_MAX_WEIGHT_BYTES in a larger one (ResNet's layer3 and layer4: each output row
     re-streamed 2.4-9.4 MB), and the threads still get several blocks."""
-    if window * channels * FLOAT_BYTES <= min(l2_bytes, YXF_MAX_WEIGHT_BYTES) or channels // block_f < 4:
+    if window_bytes * channels <= min(l2_bytes, YXF_MAX_WEIGHT_BYTES) or channels // block_f < 4:
         return "yxf"
-    return "fyx_pack" if window * block_f * FLOAT_BYTES <= PACK_MAX_BYTES else "fyx"
+    return "fyx_pack" if window_bytes * block_f <= PACK_MAX_BYTES else "fyx"
 
 
 def _hwio_weight(anchor: te.ComputeOp):
@@ -95,6 +97,13 @@ def _hwio_weight(anchor: te.ComputeOp):
         if isinstance(op, te.ReadOp) and list(op.tensor.type.get_shape()) == want:  # type: ignore[union-attr]
             return op.tensor
     return None
+
+
+def _weight_bytes(anchor: te.ComputeOp) -> int:
+    """Bytes of one weight element (the block and L2 estimates are in bytes, and a float16 or
+    int8 convolution's weight is smaller than a float32 one's)."""
+    w = _hwio_weight(anchor)
+    return np_dtype(w.type.element_type).itemsize if w is not None else 4  # type: ignore[union-attr]
 
 
 def _padded_data(anchor: te.ComputeOp) -> te.ComputeOp | None:
@@ -114,7 +123,7 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k:
     bf = int(k["block_f"])
     rc, ry, rx = anchor.reduce_extent_list
     order = str(k["order"])
-    if order == "fyx_pack" and ry * rx * rc * bf * FLOAT_BYTES > PACK_MAX_BYTES:
+    if order == "fyx_pack" and ry * rx * rc * bf * _weight_bytes(anchor) > PACK_MAX_BYTES:
         order = "fyx"  # (a block_f the tuner chose made the block too big for a stack)
     w = _hwio_weight(anchor) if order == "fyx_pack" else None
     # (before cache_write, which copies the anchor's body: the copy then reads the block too)
