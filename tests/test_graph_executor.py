@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_matches
 from xdsl.dialects import func
 
 import lathe
@@ -55,18 +56,6 @@ def f32(rng, *shape) -> np.ndarray:
 
 def leaves(x) -> list:
     return [a for b in x for a in leaves(b)] if isinstance(x, tuple) else [x]
-
-
-def assert_matches(got, ref, rtol=2e-5):
-    """Same nesting, shapes and dtypes; values to `rtol` of each result's largest."""
-    assert type(got) is type(ref)
-    if isinstance(ref, tuple):
-        assert len(got) == len(ref)
-        for g, r in zip(got, ref):
-            assert_matches(g, r, rtol)
-        return
-    assert (got.shape, got.dtype) == (ref.shape, ref.dtype)
-    np.testing.assert_allclose(got, ref, rtol=0, atol=rtol * max(1.0, float(np.abs(ref).max())))
 
 
 # -- the plan ----------------------------------------------------------------------------
