@@ -78,12 +78,24 @@ def _one_hot(n: Node):
 
 @converts("Trilu", since=14)
 def _trilu(n: Node):
-    """Keep the upper (or lower) triangle from diagonal k of the last two axes: a constant mask."""
+    """Keep the upper (or lower) triangle from diagonal k of the last two axes. A k known here
+    makes a constant mask; one known only at run time compares it with the constant column −
+    row offsets (j − i ≥ k keeps the upper triangle, ≤ k the lower), so shapes stay static."""
     x = n.x(0)
     rows, cols = value_shape(x)[-2:]
-    k = int(n.const(1, "k").reshape(-1)[0]) if n.has(1) else 0
-    mask = np.triu(np.ones((rows, cols), bool), k) if n.attr("upper", 1) else np.tril(np.ones((rows, cols), bool), k)
-    return n.emit("where", n.constant(mask, "mask"), x, n.scalar(0, x))
+    upper = bool(n.attr("upper", 1))
+    if not n.has(1) or n.known(1):
+        k = int(n.const(1, "k").reshape(-1)[0]) if n.has(1) else 0
+        mask = np.triu(np.ones((rows, cols), bool), k) if upper else np.tril(np.ones((rows, cols), bool), k)
+        return n.emit("where", n.constant(mask, "mask"), x, n.scalar(0, x))
+    if n.length(1, "k") != 1:
+        raise LatheError(f"{n.where}: k must have one value")
+    k = n.emit("reshape", n.x(1), newshape=[])
+    if value_dtype(k) != "int64":
+        k = n.emit("cast", k, dtype="int64")
+    offsets = n.constant(np.arange(cols, dtype=np.int64)[None, :] - np.arange(rows, dtype=np.int64)[:, None], "offsets")
+    mask = n.emit("greater_equal" if upper else "less_equal", offsets, k)
+    return n.emit("where", mask, x, n.scalar(0, x))
 
 
 def _topk(n: Node, largest: bool):

@@ -1,0 +1,69 @@
+"""ONNX inputs that node tests give at run time and that the importer once needed at import
+time (issue 14): Trilu's k, Unsqueeze's axes, the reductions' axes (ReduceLogSumExp, and
+noop_with_empty_axes), Dropout's ratio and training_mode, LSTM's sequence_lens. Each model is
+built with onnx.helper and compared with onnxruntime on fresh random inputs, through the
+reference interpreter and the compiled module, at several values of the run-time input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto as TP  # noqa: E402
+from onnx import helper  # noqa: E402
+
+import lathe  # noqa: E402
+from lathe.frontends.onnx import from_onnx, sanitize  # noqa: E402
+
+
+def info(name, elem, shape):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def one_node(op, inputs, outputs, opset=19, **attrs):
+    """A model of one `op` node whose inputs are all graph inputs (name → value info); an
+    input named "" is an absent optional one."""
+    g = helper.make_graph(
+        [helper.make_node(op, list(inputs), list(outputs), **attrs)],
+        "test",
+        [v for v in inputs.values() if v is not None],
+        [info(o, t, None) for o, t in outputs.items()],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 9
+    return m
+
+
+def check(m, feeds_list, rtol=1e-5, atol=1e-6):
+    """Every feed through the interpreter and one compiled module, against onnxruntime; the
+    module keeps every graph input as an input (nothing was bound at import time)."""
+    module, params = from_onnx(m)
+    assert not {sanitize(i.name) for i in m.graph.input} & set(params)
+    compiled = lathe.compile(module, params=params)
+    session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    for feeds in feeds_list:
+        ref = session.run(None, feeds)
+        for got in (lathe.interpret(module, params=params, **feeds), compiled.run(**feeds)):
+            got = list(got) if isinstance(got, tuple) else [got]
+            assert len(got) == len(ref)
+            for g, r in zip(got, ref):
+                assert g.shape == r.shape and g.dtype == r.dtype, (g.shape, r.shape, g.dtype, r.dtype)
+                np.testing.assert_allclose(g, r, rtol=rtol, atol=atol)
+    return module, compiled
+
+
+rng = np.random.default_rng(1414)
+
+
+@pytest.mark.parametrize("upper", [1, 0])
+def test_trilu_by_a_run_time_k_keeps_static_shapes(upper):
+    """k from below the last row to past the last column, on a batch of non-square matrices."""
+    m = one_node(
+        "Trilu", {"x": info("x", TP.FLOAT, [2, 4, 6]), "k": info("k", TP.INT64, [])}, {"y": TP.FLOAT}, upper=upper
+    )
+    feeds = [{"x": rng.standard_normal((2, 4, 6), np.float32), "k": np.array(k, np.int64)} for k in (-5, -1, 0, 2, 7)]
+    module, compiled = check(m, feeds)
+    assert not any(op.name == "graph.dyn" for op in module.walk())
