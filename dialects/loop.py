@@ -9,8 +9,9 @@ backend runs parallel loops on all cores and vectorizes/unrolls the others.
 
 from __future__ import annotations
 
+from xdsl.dialects import arith, scf
 from xdsl.dialects.builtin import IntAttr, IntegerAttr, StringAttr
-from xdsl.ir import Dialect, Operation, ParametrizedAttribute
+from xdsl.ir import Dialect, Operation, ParametrizedAttribute, SSAValue
 from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
@@ -56,6 +57,15 @@ class LoopAnnotationAttr(ParametrizedAttribute):
         printer.print_string(">")
 
 
+def constant_int(v: SSAValue) -> int | None:
+    """The value of an integer or index `arith.constant`: loop bounds, steps and index
+    operands that every pass and backend at this level folds or specialises on."""
+    owner = v.owner
+    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
+        return owner.value.value.data
+    return None
+
+
 def annotation_of(op: Operation) -> LoopAnnotationAttr | None:
     a = op.attributes.get(ANNOTATION)
     return a if isinstance(a, LoopAnnotationAttr) else None
@@ -69,16 +79,9 @@ def static_work(loop: Operation) -> int | None:
     constant bounds once per iteration (per `lanes` iterations in a vectorized loop); None
     when a bound is not a constant. A backend weighs it against what running the loop on
     several threads costs."""
-    from xdsl.dialects import arith, scf
-
-    def constant(v) -> int | None:
-        owner = v.owner
-        if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
-            return owner.value.value.data
-        return None
 
     def trips(op: scf.ForOp) -> int | None:
-        lb, ub, step = constant(op.lb), constant(op.ub), constant(op.step)
+        lb, ub, step = constant_int(op.lb), constant_int(op.ub), constant_int(op.step)
         if lb is None or ub is None or not step:
             return None
         return max(0, -(-(ub - lb) // step))

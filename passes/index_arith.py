@@ -24,20 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsl.dialects import arith, scf
-from xdsl.dialects.builtin import IndexType, IntegerAttr
+from xdsl.dialects.builtin import IndexType
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter, RewritePattern
 from xdsl.rewriter import InsertPoint
 
+from lathe.dialects.loop import constant_int
+
 Range = tuple[int, int]  # closed: lo <= v <= hi
 _LIMIT = 1 << 62  # beyond this, index arithmetic might wrap; the analysis gives up
-
-
-def _const(v: SSAValue) -> int | None:
-    op = v.owner
-    if isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr):
-        return op.value.value.data
-    return None
 
 
 def _checked(lo: int, hi: int) -> Range | None:
@@ -58,7 +53,7 @@ class Ranges:
         return self.memo[v]
 
     def _compute(self, v: SSAValue) -> Range | None:
-        c = _const(v)
+        c = constant_int(v)
         if c is not None:
             return (c, c)
         owner = v.owner
@@ -72,7 +67,7 @@ def _induction_range(block: Block, v: SSAValue, ranges: Ranges) -> Range | None:
     loop = block.parent_op()
     if not isinstance(loop, scf.ForOp) or v is not block.args[0]:
         return None
-    lb, ub, step = ranges(loop.lb), ranges(loop.ub), _const(loop.step)
+    lb, ub, step = ranges(loop.lb), ranges(loop.ub), constant_int(loop.step)
     if lb is None or ub is None or step is None or step <= 0:
         return None
     return _checked(lb[0], max(lb[0], ub[1] - 1))  # an empty loop's body never runs
@@ -173,9 +168,9 @@ class Linear:
 
 def _linear_mul(op: Operation) -> Linear | None:
     a, b = op.operands
-    if (k := _const(b)) is not None:
+    if (k := constant_int(b)) is not None:
         return linear(a).scaled(k)
-    if (k := _const(a)) is not None:
+    if (k := constant_int(a)) is not None:
         return linear(b).scaled(k)
     return None
 
@@ -188,7 +183,7 @@ LINEAR_RULES: dict[type[Operation], Callable[[Operation], Linear | None]] = {
 
 
 def linear(v: SSAValue) -> Linear:
-    c = _const(v)
+    c = constant_int(v)
     if c is not None:
         return Linear({}, c)
     rule = LINEAR_RULES.get(type(v.owner))
@@ -295,7 +290,7 @@ def _nested_div(d: Division, b: Builder) -> SSAValue | None:
     inner = d.dividend.owner
     if d.is_rem or not isinstance(inner, _DIVS):
         return None
-    a = _const(inner.operands[1])
+    a = constant_int(inner.operands[1])
     y = d.ranges(inner.operands[0])
     if a is None or a <= 0 or y is None or y[0] < 0:
         return None
@@ -328,7 +323,7 @@ class SimplifyIndexDivision(RewritePattern):
         is_rem = DIVISION_OPS.get(type(op))
         if is_rem is None or not isinstance(op.results[0].type, IndexType):
             return
-        c = _const(op.operands[1])
+        c = constant_int(op.operands[1])
         ranges = Ranges()
         r = ranges(op.operands[0])
         if c is None or c <= 0 or r is None or r[0] < 0:

@@ -49,7 +49,7 @@ from lathe.backends.c.preamble import INT_WIDTHS, preamble
 from lathe.backends.layout import row_major_strides
 from lathe.backends.llvm.parallel_runtime import worth_threads
 from lathe.dialects.functions import is_kernel
-from lathe.dialects.loop import annotation_of
+from lathe.dialects.loop import annotation_of, constant_int
 from lathe.errors import LatheError
 
 STACK_LIMIT = 32 * 1024  # bytes: a buffer at most this big is a stack array, else heap
@@ -293,7 +293,7 @@ def _int_binary(symbol: str) -> Emit:
         t = op.results[0].type
         if isinstance(t, IndexType):
             a, b = (e.v(x) for x in op.operands)
-            if None not in (_literal_int(x) for x in op.operands):
+            if None not in (constant_int(x) for x in op.operands):
                 a = f"(int64_t){a}"  # two literals: not in int arithmetic
             e.define(op.results[0], f"{a} {symbol} {b}")
             return
@@ -312,12 +312,6 @@ def _bitwise(symbol: str) -> Emit:
         e.define(op.results[0], expr if isinstance(t, IndexType) else f"({value_type(t)})({expr})")
 
     return emit
-
-
-def _literal_int(v: SSAValue) -> int | None:
-    if isinstance(v.owner, arith.ConstantOp) and isinstance(v.type, IndexType | IntegerType):
-        return v.owner.value.value.data  # type: ignore[union-attr]
-    return None
 
 
 # index arithmetic by a positive constant (every index div/rem te emits): plain C, which the
@@ -340,7 +334,7 @@ def _int_helper(kind: str) -> Emit:
         t = op.results[0].type
         w = 64 if isinstance(t, IndexType) else _int_width(t)
         a, b = (e.v(x) for x in op.operands)
-        c = _literal_int(op.operands[1])
+        c = constant_int(op.operands[1])
         if isinstance(t, IndexType) and c is not None and c > 0 and kind in _INDEX_BY_CONSTANT:
             if not _simpler_divrem(e, op, kind, c):
                 e.define(op.results[0], _INDEX_BY_CONSTANT[kind].format(a=a, c=c))
@@ -366,7 +360,7 @@ def _simpler_divrem(e: KernelEmitter, op: Operation, kind: str, c: int) -> bool:
         e.names[result] = e.v(value)  # type: ignore[arg-type]
     else:
         mul = value.owner  # type: ignore[union-attr]
-        k = _literal_int(mul.rhs) if isinstance(mul, arith.MuliOp) else None
+        k = constant_int(mul.rhs) if isinstance(mul, arith.MuliOp) else None
         if k is not None and k % c == 0:
             e.define(result, e.v(mul.lhs) if k == c else f"{e.v(mul.lhs)} * {k // c}")
         else:
@@ -701,7 +695,7 @@ def _loop_pragmas(op: scf.ForOp, kind: str | None) -> list[str]:
     if kind == "unroll":
         factor = annotation_of(op).factor.data  # type: ignore[union-attr]
         if not factor:
-            bounds = [_literal_int(v) for v in (op.lb, op.ub, op.step)]
+            bounds = [constant_int(v) for v in (op.lb, op.ub, op.step)]
             if None in bounds or bounds[2] <= 0:  # type: ignore[operator]
                 return []
             factor = len(range(*bounds))  # type: ignore[arg-type]
@@ -760,7 +754,7 @@ def _stride(v: SSAValue, body: Block) -> int | None:
         return a + b if isinstance(owner, arith.AddiOp) else a - b
     if isinstance(owner, arith.MuliOp):
         a, b = (_stride(x, body) for x in owner.operands)
-        ca, cb = (_literal_int(x) for x in owner.operands)
+        ca, cb = (constant_int(x) for x in owner.operands)
         if a == 0 and b == 0:
             return 0
         if a is not None and cb is not None:

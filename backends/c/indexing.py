@@ -15,17 +15,13 @@ from __future__ import annotations
 import math as pymath
 
 from xdsl.dialects import arith, scf
-from xdsl.dialects.builtin import IndexType, IntegerType
+from xdsl.dialects.builtin import IndexType
 from xdsl.ir import Block, Operation, SSAValue
+
+from lathe.dialects.loop import constant_int
 
 ANY = 1 << 62  # the divisor of 0: every number divides it
 Range = tuple[int, int]
-
-
-def literal(v: SSAValue) -> int | None:
-    if isinstance(v.owner, arith.ConstantOp) and isinstance(v.type, IndexType | IntegerType):
-        return v.owner.value.value.data  # type: ignore[union-attr]
-    return None
 
 
 def _divrem_range(a: Range | None, c: int | None, rem: bool) -> Range | None:
@@ -51,13 +47,13 @@ class IndexFacts:
         return self._ranges[v]
 
     def _compute_range(self, v: SSAValue) -> Range | None:
-        c = literal(v)
+        c = constant_int(v)
         if c is not None:
             return c, c
         owner = v.owner
         if isinstance(owner, Block):
             loop = owner.parent_op()
-            if isinstance(loop, scf.ForOp) and v is owner.args[0] and (literal(loop.step) or 0) > 0:
+            if isinstance(loop, scf.ForOp) and v is owner.args[0] and (constant_int(loop.step) or 0) > 0:
                 lb, ub = self.range(loop.lb), self.range(loop.ub)
                 if lb is not None and ub is not None and ub[1] - 1 >= lb[0]:
                     return lb[0], ub[1] - 1
@@ -74,14 +70,14 @@ class IndexFacts:
         return self._divisors[v]
 
     def _compute_divisor(self, v: SSAValue) -> int:
-        c = literal(v)
+        c = constant_int(v)
         if c is not None:
             return abs(c) or ANY
         owner = v.owner
         if isinstance(owner, Block):
             loop = owner.parent_op()
             if isinstance(loop, scf.ForOp) and v is owner.args[0]:
-                step = literal(loop.step)
+                step = constant_int(loop.step)
                 return pymath.gcd(self.divisor(loop.lb), abs(step) if step else self.divisor(loop.step))
             return 1
         if isinstance(owner, arith.AddiOp | arith.SubiOp):
@@ -130,7 +126,7 @@ def _mul(a: Range, b: Range) -> Range:
 
 def _by_constant(rem: bool, floor: bool = False):
     def rule(facts: IndexFacts, op: Operation) -> Range | None:
-        a, c = facts.range(op.operands[0]), literal(op.operands[1])
+        a, c = facts.range(op.operands[0]), constant_int(op.operands[1])
         if floor and a is not None and c is not None and c > 0 and not rem:
             return a[0] // c, a[1] // c  # floor division is monotone for any sign
         return _divrem_range(a, c, rem)

@@ -50,6 +50,7 @@ from lathe.backends.llvm.ops import (
     intrinsic_suffix,
     llvm_type,
 )
+from lathe.dialects.loop import constant_int
 
 UNIFORM, AFFINE, VECTOR = "uniform", "affine", "vector"
 _ALIGN_UNKNOWN = 1
@@ -64,12 +65,6 @@ class Kind:
 
 _INDEX_DIVS = (arith.DivUIOp, arith.DivSIOp, arith.FloorDivSIOp)
 _INDEX_REMS = (arith.RemUIOp, arith.RemSIOp)
-
-
-def _const_int(v: SSAValue) -> int | None:
-    if isinstance(v.owner, arith.ConstantOp) and isinstance(v.type, IndexType | IntegerType):
-        return v.owner.value.value.data  # type: ignore[union-attr]
-    return None
 
 
 def _is_index_like(v: SSAValue) -> bool:
@@ -159,7 +154,7 @@ def plan(loop: scf.ForOp, width: int) -> Plan | None:
         ins = [k(v) for v in op.operands]
         if all(x.kind == UNIFORM for x in ins) and not isinstance(op, memref.StoreOp):
             for r in op.results:
-                c = _const_int(r)
+                c = constant_int(r)
                 if c is not None:
                     align = abs(c) or 1 << 30
                 else:
@@ -209,7 +204,7 @@ def _outside_align(v: SSAValue, depth: int = 8) -> int:
     """A known divisor of an index defined outside the loop, from the constants it is built
     of: a tile's origin `tile * 32 + base * 32` is a multiple of 32, so a packed read
     `(origin + lane) // 32` in the loop is uniform (1 << 30: zero, a multiple of anything)."""
-    c = _const_int(v)
+    c = constant_int(v)
     if c is not None:
         return abs(c) or 1 << 30
     op = v.owner
@@ -245,7 +240,7 @@ def _affine(op: Operation, ins: list[Kind], width: int) -> Kind | None:
     if isinstance(op, arith.SubiOp):
         return Kind(AFFINE, s[0] - s[1], pymath.gcd(ins[0].align, ins[1].align))
     if isinstance(op, arith.MuliOp):
-        c0, c1 = _const_int(op.operands[0]), _const_int(op.operands[1])
+        c0, c1 = constant_int(op.operands[0]), constant_int(op.operands[1])
         if c1 is not None:
             return Kind(AFFINE, s[0] * c1, ins[0].align * abs(c1) or 1 << 30)
         if c0 is not None:
@@ -254,7 +249,7 @@ def _affine(op: Operation, ins: list[Kind], width: int) -> Kind | None:
     if isinstance(op, arith.IndexCastOp):
         return Kind(AFFINE, s[0], ins[0].align)
     if isinstance(op, _INDEX_DIVS + _INDEX_REMS):
-        d = _const_int(op.operands[1])
+        d = constant_int(op.operands[1])
         a = ins[0]
         if d is None or d <= 0 or s[1] != 0:
             return None
