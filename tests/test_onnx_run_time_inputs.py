@@ -16,6 +16,7 @@ from onnx import TensorProto as TP  # noqa: E402
 from onnx import helper  # noqa: E402
 
 import lathe  # noqa: E402
+from lathe.errors import LatheError  # noqa: E402
 from lathe.frontends.onnx import from_onnx, sanitize  # noqa: E402
 
 
@@ -67,3 +68,27 @@ def test_trilu_by_a_run_time_k_keeps_static_shapes(upper):
     feeds = [{"x": rng.standard_normal((2, 4, 6), np.float32), "k": np.array(k, np.int64)} for k in (-5, -1, 0, 2, 7)]
     module, compiled = check(m, feeds)
     assert not any(op.name == "graph.dyn" for op in module.walk())
+
+
+def test_unsqueeze_by_run_time_axes_of_any_order_and_sign():
+    """The rank is known from the axes' count; which dimensions are 1 is a graph.dyn reshape."""
+    m = one_node(
+        "Unsqueeze", {"x": info("x", TP.FLOAT, [3, 1, 4]), "axes": info("axes", TP.INT64, [2])}, {"y": TP.FLOAT}
+    )
+    x = rng.standard_normal((3, 1, 4), np.float32)
+    feeds = [{"x": x, "axes": np.array(a, np.int64)} for a in ([0, 1], [4, 0], [-1, 2], [3, -5])]
+    module, compiled = check(m, feeds)
+    assert any(op.name == "graph.dyn" for op in module.walk())
+    assert compiled.compiles == 4  # one reshape per set of axes, each compiled once
+    compiled.run(x=x, axes=np.array([4, 0], np.int64))
+    assert compiled.compiles == 4
+
+
+def test_run_time_unsqueeze_axes_out_of_range_or_repeated_are_a_lathe_error():
+    m = one_node("Unsqueeze", {"x": info("x", TP.FLOAT, [3, 4]), "axes": info("axes", TP.INT64, [2])}, {"y": TP.FLOAT})
+    module, params = from_onnx(m)
+    x = np.zeros((3, 4), np.float32)
+    for run in (lathe.compile(module, params=params).run, lambda **f: lathe.interpret(module, params=params, **f)):
+        for axes, why in (([0, 4], "are not distinct axes of a rank-4 result"), ([1, -3], "are not distinct")):
+            with pytest.raises(LatheError, match=f"dyn reshape.*{why}"):
+                run(x=x, axes=np.array(axes, np.int64))

@@ -324,6 +324,28 @@ def _scaled_hw(v: np.ndarray, data: list[Attribute]) -> list[int]:
     return out
 
 
+def _unsqueezed(v: np.ndarray, data: list[Attribute]) -> list[int]:
+    """ONNX Unsqueeze's axes (of the result, negative from its end, any order) as reshape's
+    newshape: 1 at each axis, the data's dimensions in order elsewhere (a 0 only where it stays
+    at its index, which newshape reads as a copy of it)."""
+    shape = _data_shape(data)
+    rank = len(shape) + v.size
+    axes = [int(a) + rank if int(a) < 0 else int(a) for a in v.reshape(-1)]
+    if any(not 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
+        raise ShapeError(f"unsqueeze axes {v.reshape(-1).tolist()} are not distinct axes of a rank-{rank} result")
+    dims = iter(enumerate(shape))
+    out = []
+    for d in range(rank):
+        if d in axes:
+            out.append(1)
+            continue
+        i, size = next(dims)
+        if size == 0 and i != d:
+            raise ShapeError(f"unsqueeze axes {axes} move the empty axis {i} of {shape}, which a reshape cannot say")
+        out.append(size)
+    return out
+
+
 VALUE_FORMS: dict[str, Callable[[np.ndarray, list[Attribute]], object]] = {
     "list": lambda v, _: [int(x) for x in v.reshape(-1)],
     "scalar": lambda v, _: int(v.reshape(-1)[0]),
@@ -336,6 +358,7 @@ VALUE_FORMS: dict[str, Callable[[np.ndarray, list[Attribute]], object]] = {
     "crop_end": _crop_end,  # and where they end
     "size_hw": _sized_hw,
     "scales_hw": _scaled_hw,
+    "unsqueeze": _unsqueezed,  # ONNX Unsqueeze's axes as reshape's newshape
 }
 """How an attribute is read from the value of a `graph.dyn` operand (and the data operands' types)."""
 

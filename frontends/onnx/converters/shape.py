@@ -114,6 +114,11 @@ def _unsqueeze_v1(n: Node):
 
 @converts("Unsqueeze", since=13, makes=graph.ReshapeOp)
 def _unsqueeze_v13(n: Node):
+    """Axes known only at run time: the rank is known (one per axis), the dimensions are not."""
+    if not n.known(1):
+        x = n.x(0)
+        rank = len(value_shape(x)) + n.length(1, "axes")
+        return n.dyn("reshape", [x], [("newshape", "unsqueeze", 1)], _all_dynamic(x, rank))
     return _unsqueeze(n, n.ints(1, "axes"))
 
 

@@ -1,0 +1,12 @@
+// RUN: lathe-opt %s --split-input-file -p specialize-control-flow --emit=mlir | filecheck %s
+
+// ONNX Unsqueeze's run-time axes (any order, negative from the result's end) read as a
+// reshape's newshape: known at compile time, the graph.dyn folds to the static reshape.
+// CHECK-LABEL: func.func @unsqueeze(%x: tensor<3x4xf32>) -> tensor<1x3x4x1xf32> {
+// CHECK-NEXT:    %{{.*}} = graph.reshape %x {newshape = [1 : i64, 3 : i64, 4 : i64, 1 : i64]} : (tensor<3x4xf32>) -> tensor<1x3x4x1xf32>
+// CHECK-NEXT:    func.return
+func.func @unsqueeze(%x: tensor<3x4xf32>) -> tensor<?x?x?x?xf32> {
+  %axes = graph.constant {value = dense<[-1, 0]> : tensor<2xi64>} : tensor<2xi64>
+  %y = "graph.dyn"(%x, %axes) <{op = "reshape", attrs = {}, bind = ["newshape"], forms = ["unsqueeze"]}> : (tensor<3x4xf32>, tensor<2xi64>) -> tensor<?x?x?x?xf32>
+  func.return %y : tensor<?x?x?x?xf32>
+}
