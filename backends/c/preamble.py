@@ -185,12 +185,16 @@ LATHE_INLINE intN_t lathe_shrui_iN(intN_t a, intN_t b) { return (uintN_t)b >= N 
 """
 
 
-def preamble() -> str:
-    ints = "".join(
+def int_helpers() -> str:
+    """The integer helpers for every width; OpenCL C shares them (its integer rules are C99's)."""
+    return "".join(
         _INT_HELPERS.replace("WIDE", "uint64_t" if n == 64 else "uint32_t")
         .replace("intN_t", f"int{n}_t")
         .replace("_iN", f"_i{n}")
         .replace(">= N", f">= {n}")
         for n in INT_WIDTHS
     )
-    return _HEAD.replace("@ARGUMENT_ALIGN@", str(ARGUMENT_ALIGN)) + ints
+
+
+def preamble() -> str:
+    return _HEAD.replace("@ARGUMENT_ALIGN@", str(ARGUMENT_ALIGN)) + int_helpers()

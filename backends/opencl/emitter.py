@@ -26,9 +26,9 @@ from xdsl.dialects.builtin import Float64Type, IntegerAttr, MemRefType
 from xdsl.ir import Operation, SSAValue
 
 from lathe.backends.c import emitter as c
-from lathe.backends.c.preamble import _INT_HELPERS, INT_WIDTHS
+from lathe.backends.c.preamble import int_helpers
 from lathe.dialects.functions import is_kernel
-from lathe.dialects.loop import annotation_of
+from lathe.dialects.loop import annotation_of, constant_int
 from lathe.errors import LatheError
 
 SHARED_SPACE = 3  # the memref memory space of shared (work-group local) memory
@@ -75,14 +75,7 @@ LATHE_INLINE uint64_t lathe_f64_to_u64(double x) {
 
 
 def preamble() -> str:
-    ints = "".join(
-        _INT_HELPERS.replace("WIDE", "uint64_t" if n == 64 else "uint32_t")
-        .replace("intN_t", f"int{n}_t")
-        .replace("_iN", f"_i{n}")
-        .replace(">= N", f">= {n}")
-        for n in INT_WIDTHS
-    )
-    return _HEAD + ints
+    return _HEAD + int_helpers()
 
 
 # -- launches ------------------------------------------------------------------------------
@@ -107,7 +100,7 @@ def bound_axis(op: Operation) -> str | None:
 
 
 def _extent(loop: scf.ForOp, kernel: str) -> int:
-    bounds = [c._literal_int(v) for v in (loop.lb, loop.ub, loop.step)]
+    bounds = [constant_int(v) for v in (loop.lb, loop.ub, loop.step)]
     if bounds[0] != 0 or bounds[2] != 1 or bounds[1] is None:
         raise LatheError(
             f"OpenCL backend: in kernel @{kernel}, the loop bound to {bound_axis(loop)} must run from 0 "
