@@ -96,7 +96,7 @@ def _is_float(t: Attribute) -> bool:
     return isinstance(t, Float16Type | Float32Type | Float64Type)
 
 
-def _bytes(t: Attribute) -> int:
+def element_bytes(t: Attribute) -> int:
     if isinstance(t, Float16Type):
         return 2
     if isinstance(t, Float32Type):
@@ -106,7 +106,7 @@ def _bytes(t: Attribute) -> int:
     return max(1, (_int_width(t) or 8) // 8)
 
 
-def _shape(t: Attribute, where: str) -> list[int]:
+def static_shape(t: Attribute, where: str) -> list[int]:
     if not isinstance(t, MemRefType):
         raise LatheError(f"C backend: {where} is {t}, expected a memref")
     shape = list(t.get_shape())
@@ -249,7 +249,7 @@ class KernelEmitter:
 
     def element(self, ref: SSAValue, indices) -> str:
         """The C lvalue of ref[indices]: the index linearised with the static row-major strides."""
-        shape = _shape(ref.type, f"a buffer of @{self.name}")
+        shape = static_shape(ref.type, f"a buffer of @{self.name}")
         terms = []
         for idx, st in zip(indices, row_major_strides(shape)):
             x = self.v(idx)
@@ -558,15 +558,15 @@ def _store(e: KernelEmitter, op: memref.StoreOp) -> None:
 def _alloc(e: KernelEmitter, op: Operation) -> None:
     """alloc and alloca alike: a stack array when small, else heap freed when its C scope ends."""
     ref = op.results[0]
-    shape = _shape(ref.type, f"a buffer allocated in @{e.name}")
+    shape = static_shape(ref.type, f"a buffer allocated in @{e.name}")
     elem = ref.type.element_type  # type: ignore[union-attr]
     count = max(1, pymath.prod(shape))
     name = e.fresh("m")
     ctype = storage_type(elem)
-    if count * _bytes(elem) <= STACK_LIMIT:
+    if count * element_bytes(elem) <= STACK_LIMIT:
         e.line(f"{ctype} {name}[{count}] LATHE_ALIGN64;")
     else:
-        e.line(f"{ctype} *restrict {name} = ({ctype} *)lathe_alloc({count * _bytes(elem)});")
+        e.line(f"{ctype} *restrict {name} = ({ctype} *)lathe_alloc({count * element_bytes(elem)});")
         e.scopes[-1].heap.append(name)
     e.names[ref] = name
 
@@ -581,15 +581,15 @@ def _dealloc(e: KernelEmitter, op: memref.DeallocOp) -> None:
 
 
 def _copy(e: KernelEmitter, op: memref.CopyOp) -> None:
-    shape = _shape(op.source.type, f"a copied buffer in @{e.name}")
-    nbytes = max(1, pymath.prod(shape)) * _bytes(op.source.type.element_type)  # type: ignore[union-attr]
+    shape = static_shape(op.source.type, f"a copied buffer in @{e.name}")
+    nbytes = max(1, pymath.prod(shape)) * element_bytes(op.source.type.element_type)  # type: ignore[union-attr]
     e.line(f"memcpy({e.v(op.destination)}, {e.v(op.source)}, {nbytes});")
 
 
 # -- control flow
 
 
-def _declare_carried(e: KernelEmitter, values, inits) -> list[str]:
+def declare_carried(e: KernelEmitter, values, inits) -> list[str]:
     names = []
     for v, init in zip(values, inits):
         name = e.fresh("r")
@@ -598,7 +598,7 @@ def _declare_carried(e: KernelEmitter, values, inits) -> list[str]:
     return names
 
 
-def _assign_yield(e: KernelEmitter, block: Block, targets: list[str]) -> None:
+def assign_yield(e: KernelEmitter, block: Block, targets: list[str]) -> None:
     """scf.yield into the carried variables, through temporaries (a yield may swap them)."""
     y = block.last_op
     if not targets or not isinstance(y, scf.YieldOp):
@@ -624,8 +624,8 @@ def _for(e: KernelEmitter, op: scf.ForOp) -> None:
         _parallel_for(e, op)
         return
     lb, ub, step = e.v(op.lb), e.v(op.ub), e.v(op.step)
-    carried = _declare_carried(e, op.results, op.iter_args)
-    for pragma in _loop_pragmas(op, kind):
+    carried = declare_carried(e, op.results, op.iter_args)
+    for pragma in loop_pragmas(op, kind):
         e.line(pragma)
     iv = e.fresh("i")
     body = op.body.block
@@ -634,7 +634,7 @@ def _for(e: KernelEmitter, op: scf.ForOp) -> None:
         e.names[arg] = name
     e.open_scope(f"for (int64_t {iv} = {lb}; {iv} < {ub}; {iv} += {step})")
     e.block(body)
-    _assign_yield(e, body, carried)
+    assign_yield(e, body, carried)
     e.close_scope()
     for r, name in zip(op.results, carried):
         e.names[r] = name
@@ -689,7 +689,7 @@ def _parallel_for(e: KernelEmitter, op: scf.ForOp) -> None:
     e.close_scope()
 
 
-def _loop_pragmas(op: scf.ForOp, kind: str | None) -> list[str]:
+def loop_pragmas(op: scf.ForOp, kind: str | None) -> list[str]:
     if kind == "vectorize":
         return ["#pragma omp simd" if _simd_safe(op) else "LATHE_VECTORIZE"]
     if kind == "unroll":
@@ -769,15 +769,15 @@ def _stride(v: SSAValue, body: Block) -> int | None:
 
 
 def _if(e: KernelEmitter, op: scf.IfOp) -> None:
-    results = _declare_carried(e, op.results, [None] * len(op.results))
+    results = declare_carried(e, op.results, [None] * len(op.results))
     e.open_scope(f"if ({e.v(op.cond)})")
     e.block(op.true_region.block)
-    _assign_yield(e, op.true_region.block, results)
+    assign_yield(e, op.true_region.block, results)
     e.close_scope()
     if op.false_region.blocks:
         e.open_scope("else")
         e.block(op.false_region.block)
-        _assign_yield(e, op.false_region.block, results)
+        assign_yield(e, op.false_region.block, results)
         e.close_scope()
     for r, name in zip(op.results, results):
         e.names[r] = name
@@ -896,7 +896,7 @@ def _kernel_function(f: func.FuncOp, cname: str) -> str:
     e = KernelEmitter(name, cname, functions)
     params = []
     for k, arg in enumerate(f.body.block.args):
-        _shape(arg.type, f"argument {k} of kernel @{name}")
+        static_shape(arg.type, f"argument {k} of kernel @{name}")
         ctype = storage_type(arg.type.element_type)  # type: ignore[union-attr]
         params.append(f"{ctype} *restrict a{k}_")
         e.line(f"{ctype} *restrict a{k} = LATHE_ASSUME_ALIGNED(a{k}_);")

@@ -208,11 +208,11 @@ def _for(e: OpenCLEmitter, op: scf.ForOp) -> None:
     axis = bound_axis(op)
     if axis is None:
         if annotation_of(op) is not None and annotation_of(op).kind.data == "unroll":  # type: ignore[union-attr]
-            pragmas = c._loop_pragmas(op, "unroll")
+            pragmas = c.loop_pragmas(op, "unroll")
         else:
             pragmas = []
         lb, ub, step = e.v(op.lb), e.v(op.ub), e.v(op.step)
-        carried = c._declare_carried(e, op.results, op.iter_args)
+        carried = c.declare_carried(e, op.results, op.iter_args)
         for p in pragmas:
             e.line(p)
         iv = e.fresh("i")
@@ -222,7 +222,7 @@ def _for(e: OpenCLEmitter, op: scf.ForOp) -> None:
             e.names[arg] = n
         e.open_scope(f"for (int64_t {iv} = {lb}; {iv} < {ub}; {iv} += {step})")
         e.block(body)
-        c._assign_yield(e, body, carried)
+        c.assign_yield(e, body, carried)
         e.close_scope()
         for r, n in zip(op.results, carried):
             e.names[r] = n
@@ -250,7 +250,7 @@ def _alloca(e: OpenCLEmitter, op: memref.AllocaOp) -> None:
     ref = op.memref
     t = ref.type
     assert isinstance(t, MemRefType)
-    shape = c._shape(t, f"a buffer allocated in @{e.name}")
+    shape = c.static_shape(t, f"a buffer allocated in @{e.name}")
     count = max(1, pymath.prod(shape))
     name = e.fresh("m")
     ctype = c.storage_type(t.element_type)
@@ -270,7 +270,7 @@ def _dealloc(e: OpenCLEmitter, op: Operation) -> None:
 
 def _copy(e: OpenCLEmitter, op: memref.CopyOp) -> None:
     """OpenCL C has no memcpy: an element loop (copies run in a one-work-item launch)."""
-    shape = c._shape(op.source.type, f"a copied buffer in @{e.name}")
+    shape = c.static_shape(op.source.type, f"a copied buffer in @{e.name}")
     count = max(1, pymath.prod(shape))
     i = e.fresh("i")
     e.line(f"for (int64_t {i} = 0; {i} < {count}; {i}++) {e.v(op.destination)}[{i}] = {e.v(op.source)}[{i}];")
@@ -382,7 +382,7 @@ def _launch_function(f: func.FuncOp, cname: str, launch: Launch, scratch: list[S
     e = OpenCLEmitter(f.sym_name.data, cname, launch)
     args = list(f.body.block.args)
     for k, a in enumerate(args):
-        c._shape(a.type, f"argument {k} of kernel @{f.sym_name.data}")
+        c.static_shape(a.type, f"argument {k} of kernel @{f.sym_name.data}")
     params, lines = _buffer_params(
         args + scratch, [f"a{k}" for k in range(len(args))] + [f"s{k}" for k in range(len(scratch))], e
     )
@@ -413,7 +413,7 @@ def _launch_function(f: func.FuncOp, cname: str, launch: Launch, scratch: list[S
 def _nbytes(v: SSAValue) -> int:
     t = v.type
     assert isinstance(t, MemRefType)
-    return max(1, pymath.prod(t.get_shape())) * c._bytes(t.element_type)
+    return max(1, pymath.prod(t.get_shape())) * c.element_bytes(t.element_type)
 
 
 def emit_program(module, key: Callable[[func.FuncOp], str]) -> OpenCLSource:
