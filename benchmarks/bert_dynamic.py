@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=30)
     args = ap.parse_args(argv)
 
-    import onnxruntime as ort
+    from common import ort_session
 
     import lathe
     from lathe.frontends.onnx import from_onnx
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     lengths = [n for n in lengths if n <= max_position]
     vocab = config.get("vocab_size", 30522)
     model = dynamic_bert(**config)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = ort_session(model, args.threads or 0)  # 0: ONNX Runtime's own default thread count
 
     t0 = time.perf_counter()
     module, params = from_onnx(model)

@@ -119,13 +119,11 @@ MODELS = {
 
 
 def contenders(model, shapes, threads: int, rng):
-    import onnxruntime as ort
+    from common import ort_session
 
     import lathe
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(model, threads)
     mod, params = lathe.from_onnx(model)
     cm = lathe.compile(mod, params=params, num_threads=threads)
     feeds = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}

@@ -35,7 +35,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=10)
     args = ap.parse_args()
     import numpy as np
-    from common import fmt, interleaved_medians, ort_sessions
+    from common import fmt, interleaved_medians, ort_session
 
     import lathe
 
@@ -46,7 +46,7 @@ def main() -> int:
     )
     for shape in SHAPES:
         model, x = onnx_model(shape, rng)
-        sess, _ = ort_sessions(model, args.threads)
+        sess = ort_session(model, args.threads)
         ref = sess.run(None, {"x": x})[0]
         module, params = lathe.from_onnx(model)
         phased = lathe.compile(module, params=params, num_threads=args.threads)

@@ -35,7 +35,7 @@ def main() -> int:
     if not args.cache:
         os.environ["LATHE_CACHE"] = "0"
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
-    from common import fmt, interleaved_medians, ort_sessions
+    from common import fmt, interleaved_medians, ort_session
 
     import lathe
     from lathe.testing.compare import max_relative_error
@@ -50,7 +50,7 @@ def main() -> int:
     for name in args.models.split(","):
         model = ZOO[name].build(small=args.small)
         inputs = random_inputs(model, 0)
-        sess, _ = ort_sessions(model, args.threads)
+        sess = ort_session(model, args.threads)
         ref = sess.run(None, inputs)
         compiled, seconds, results = {}, {}, {}
         for mode in ("unroll", "loop"):

@@ -62,7 +62,7 @@ def main() -> int:
         "lathe default": lambda: default.run(x=x),
         "numpy": lambda: np.matmul(x, wt),
     }
-    ort = _onnxruntime_matmul(n, wt)
+    ort = _onnxruntime_matmul(n, wt, args.threads)
     if ort is not None:
         contenders["onnxruntime"] = lambda: ort.run(None, {"x": x})
     med = interleaved_medians(contenders, repeat=args.repeat)
@@ -74,9 +74,10 @@ def main() -> int:
     return 0
 
 
-def _onnxruntime_matmul(n: int, wt):
+def _onnxruntime_matmul(n: int, wt, threads: int):
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
+        from common import ort_session
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         print("(onnxruntime not installed: left out)", file=sys.stderr)
@@ -90,7 +91,7 @@ def _onnxruntime_matmul(n: int, wt):
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return ort_session(model, threads)
 
 
 if __name__ == "__main__":

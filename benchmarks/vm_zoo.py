@@ -31,7 +31,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
-    from common import fmt, interleaved_medians, ort_sessions
+    from common import fmt, interleaved_medians, ort_session
 
     import lathe
     from lathe.testing.compare import max_relative_error
@@ -51,7 +51,7 @@ def main() -> int:
         module, params = lathe.from_onnx(model)
         graph = lathe.compile(module, params=params, num_threads=args.threads, executor="graph")
         vm = lathe.compile(module, params=params, num_threads=args.threads, executor="vm")
-        sess, _ = ort_sessions(model, args.threads)
+        sess = ort_session(model, args.threads)
         err = max_relative_error(vm.run(**inputs), graph.run(**inputs))
         med = interleaved_medians(
             {
