@@ -140,6 +140,8 @@ def _static_dyn(op: graph.DynOp) -> bool:
         props = op.static_props([v.type for v in data], values)  # type: ignore[arg-type]
         static = op.target.create_inferred(data, props)
     except graph.ShapeError as e:  # constant values the op cannot take: known wrong now, said now
+        if any(graph.is_dynamic(v.type) for v in data):  # or not known until the data's shapes are
+            return False
         given = ", ".join(f"{b.data}={np.asarray(v).tolist()}" for b, v in zip(op.bind, values))
         raise LatheError(f"graph.dyn {op.op.data} with {given}: {e}") from None
     Rewriter.replace_op(op, static)

@@ -92,3 +92,44 @@ def test_run_time_unsqueeze_axes_out_of_range_or_repeated_are_a_lathe_error():
         for axes, why in (([0, 4], "are not distinct axes of a rank-4 result"), ([1, -3], "are not distinct")):
             with pytest.raises(LatheError, match=f"dyn reshape.*{why}"):
                 run(x=x, axes=np.array(axes, np.int64))
+
+
+@pytest.mark.parametrize("keepdims", [1, 0])
+def test_reduce_log_sum_exp_over_run_time_axes_does_not_overflow(keepdims):
+    """Values near 100 (exp overflows float32 at 89): the max of each reduced slice is taken
+    out first, over the run-time axes too (a graph.dyn max, broadcast back, then a dyn sum)."""
+    m = one_node(
+        "ReduceLogSumExp",
+        {"x": info("x", TP.FLOAT, [3, 4, 5]), "axes": info("axes", TP.INT64, [2])},
+        {"y": TP.FLOAT},
+        opset=18,
+        keepdims=keepdims,
+    )
+    x = (rng.standard_normal((3, 4, 5)) * 3 + 100).astype(np.float32)
+    check(m, [{"x": x, "axes": np.array(a, np.int64)} for a in ([0, 2], [-1, 1], [1, 0])], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMax", "ReduceMean", "ReduceLogSumExp"])
+def test_noop_with_empty_axes_given_at_run_time(op):
+    """An axes input of length 0 (known from its type) with noop_with_empty_axes is no
+    reduction; one with axes reduces over them, keepdims or not."""
+    opset = 13 if op == "ReduceSum" else 18
+    x = rng.standard_normal((2, 3, 4), np.float32)
+    empty = one_node(
+        op,
+        {"x": info("x", TP.FLOAT, [2, 3, 4]), "axes": info("axes", TP.INT64, [0])},
+        {"y": TP.FLOAT},
+        opset=opset,
+        noop_with_empty_axes=1,
+    )
+    check(empty, [{"x": x, "axes": np.zeros(0, np.int64)}])
+    for keepdims in (1, 0):
+        some = one_node(
+            op,
+            {"x": info("x", TP.FLOAT, [2, 3, 4]), "axes": info("axes", TP.INT64, [1])},
+            {"y": TP.FLOAT},
+            opset=opset,
+            noop_with_empty_axes=1,
+            keepdims=keepdims,
+        )
+        check(some, [{"x": x, "axes": np.array([a], np.int64)} for a in (0, -1)])

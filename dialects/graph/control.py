@@ -45,7 +45,7 @@ from xdsl.irdl import (
 from xdsl.traits import IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
-from lathe.dialects.graph.core import GraphOp, ShapeError, tuple_type, type_str
+from lathe.dialects.graph.core import GraphOp, ShapeError, is_dynamic, tuple_type, type_str
 
 
 class ControlOp(IRDLOperation):
@@ -277,15 +277,20 @@ def _tensor(t: Attribute, what: str) -> TensorType:
 
 
 def _broadcast_with(v: np.ndarray, data: list[Attribute]) -> list[int]:
-    first = _tensor(data[0], "dyn")
+    shape = _data_shape(data)
     try:
-        return list(np.broadcast_shapes(tuple(first.get_shape()), tuple(int(x) for x in v.reshape(-1))))
+        return list(np.broadcast_shapes(tuple(shape), tuple(int(x) for x in v.reshape(-1))))
     except ValueError:
-        raise ShapeError(f"{type_str(first)} cannot be broadcast with the shape {v.tolist()}") from None
+        raise ShapeError(f"{type_str(data[0])} cannot be broadcast with the shape {v.tolist()}") from None
 
 
 def _data_shape(data: list[Attribute]) -> list[int]:
-    return list(_tensor(data[0], "dyn").get_shape())
+    """The first data operand's shape, for forms whose attribute depends on it: a `?` in it
+    leaves the attribute undecided (before the run, with only the types known)."""
+    t = _tensor(data[0], "dyn")
+    if is_dynamic(t):
+        raise ShapeError(f"the values are read with the shape of {type_str(t)}, known only when it runs")
+    return list(t.get_shape())
 
 
 def _pairs(v: np.ndarray) -> list[list[int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from xdsl.dialects.builtin import DYNAMIC_INDEX
-from xdsl.ir import SSAValue
+from xdsl.ir import Attribute, SSAValue
 
 from lathe.dialects import graph
 from lathe.frontends.onnx.importer import Node, value_shape
@@ -14,11 +14,10 @@ from lathe.frontends.onnx.registry import converts
 
 class RunTimeAxes:
     """Axes given by an input known only at run time (how many, from its type): the reduction
-    is a graph.dyn whose `axis` is read from it (empty: every axis)."""
+    is a graph.dyn whose `axis` is read from it (none: every axis, or with noop_with_empty_axes
+    no reduction, which the count tells at import time)."""
 
     def __init__(self, n: Node) -> None:
-        if n.attr("noop_with_empty_axes", 0):  # empty would mean no reduction, which no axis says
-            raise n.needs_constant(1, "axes")
         self.node = n
 
     @property
@@ -26,11 +25,21 @@ class RunTimeAxes:
         """How many axes (needed for the result's rank when the axes are not kept)."""
         return self.node.length(1, "axes")
 
+    def result(self, x: SSAValue, keepdims: bool) -> Attribute:
+        """The declared type of a reduction of `x` over them: the rank known, the dimensions not."""
+        rank = len(value_shape(x))
+        out_rank = rank if keepdims else (rank - self.count if self.count else 0)
+        return graph.tensor([DYNAMIC_INDEX] * out_rank, x.type.element_type)  # type: ignore[attr-defined]
+
+    def reduce(self, op: str, x: SSAValue, keepdims: bool) -> SSAValue:
+        return self.node.dyn(op, [x], [("axis", "list_or_all", 1)], self.result(x, keepdims), keepdims=keepdims)
+
 
 def _reduce_axes(n: Node, axes_input_since: int) -> list[int] | None | RunTimeAxes:
     """The axes to reduce (None: all), or [] for identity (empty axes with noop_with_empty_axes)."""
     if n.opset >= axes_input_since and n.has(1) and not n.known(1):
-        return RunTimeAxes(n)
+        axes = RunTimeAxes(n)
+        return [] if axes.count == 0 and n.attr("noop_with_empty_axes", 0) else axes
     if n.opset >= axes_input_since:
         axes = n.ints(1, "axes") if n.has(1) else []
     else:
@@ -54,10 +63,7 @@ def _reduce(build: Callable[[Node, SSAValue, list[int] | None, bool], SSAValue],
 def _reduction(n: Node, op: str, x: SSAValue, axes, keepdims: bool) -> SSAValue:
     if not isinstance(axes, RunTimeAxes):
         return n.emit(op, x, axis=axes, keepdims=keepdims)
-    rank = len(value_shape(x))
-    out_rank = rank if keepdims else (rank - axes.count if axes.count else 0)
-    out = graph.tensor([DYNAMIC_INDEX] * out_rank, x.type.element_type)  # type: ignore[attr-defined]
-    return n.dyn(op, [x], [("axis", "list_or_all", 1)], out, keepdims=keepdims)
+    return axes.reduce(op, x, keepdims)
 
 
 def _simple_reduce(op: type[graph.GraphOp]):
@@ -88,9 +94,20 @@ def _reduce_log_sum(n, x, axes, keepdims):
 
 
 def _reduce_log_sum_exp(n, x, axes, keepdims):
-    """max + log(sum(exp(x − max))), which does not overflow."""
+    """max + log(sum(exp(x − max))), which does not overflow. Over run-time axes the max (kept
+    dimensions, `?`) is broadcast back to x's shape by a graph.dyn broadcast_to for the
+    subtraction, and the kept dimensions squeezed by a graph.dyn squeeze of the same axes."""
     if isinstance(axes, RunTimeAxes):
-        raise n.needs_constant(1, "axes")
+        m = axes.reduce("max", x, keepdims=True)
+        shape = graph.ShapeOfOp.build(x)
+        shape.location = n.location
+        n.imp.add(shape)
+        wide = n.dyn("broadcast_to", [m], [("shape", "broadcast", shape.result)], x.type)
+        s = n.emit("log", axes.reduce("sum", n.emit("exp", n.emit("subtract", x, wide)), keepdims=True))
+        y = n.emit("add", s, m)
+        if keepdims:
+            return y
+        return n.dyn("squeeze", [y], [("axis", "list_or_all", 1)], axes.result(x, keepdims=False))
     m = n.emit("max", x, axis=axes, keepdims=True)
     s = n.emit("log", n.emit("sum", n.emit("exp", n.emit("subtract", x, m)), axis=axes, keepdims=True))
     y = n.emit("add", s, m)

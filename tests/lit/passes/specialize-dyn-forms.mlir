@@ -10,3 +10,15 @@ func.func @unsqueeze(%x: tensor<3x4xf32>) -> tensor<?x?x?x?xf32> {
   %y = "graph.dyn"(%x, %axes) <{op = "reshape", attrs = {}, bind = ["newshape"], forms = ["unsqueeze"]}> : (tensor<3x4xf32>, tensor<2xi64>) -> tensor<?x?x?x?xf32>
   func.return %y : tensor<?x?x?x?xf32>
 }
+
+// -----
+// A form that reads the data's shape (Expand's broadcast) over a ? operand: with the values
+// constant the attribute still waits for the run, so the graph.dyn stays (no error: the
+// shapes it needs are not known yet).
+// CHECK-LABEL: func.func @broadcast_of_unknown
+// CHECK:         "graph.dyn"(%m, %s) <{op = "broadcast_to", {{.*}}forms = ["broadcast"]}>
+func.func @broadcast_of_unknown(%m: tensor<?x?xf32>) -> tensor<3x4xf32> {
+  %s = graph.constant {value = dense<[3, 4]> : tensor<2xi64>} : tensor<2xi64>
+  %y = "graph.dyn"(%m, %s) <{op = "broadcast_to", attrs = {}, bind = ["shape"], forms = ["broadcast"]}> : (tensor<?x?xf32>, tensor<2xi64>) -> tensor<3x4xf32>
+  func.return %y : tensor<3x4xf32>
+}
