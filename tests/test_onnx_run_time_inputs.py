@@ -38,10 +38,10 @@ def one_node(op, inputs, outputs, opset=19, **attrs):
     return m
 
 
-def check(m, feeds_list, rtol=1e-5, atol=1e-6):
+def check(m, feeds_list, rtol=1e-5, atol=1e-6, **import_options):
     """Every feed through the interpreter and one compiled module, against onnxruntime; the
     module keeps every graph input as an input (nothing was bound at import time)."""
-    module, params = from_onnx(m)
+    module, params = from_onnx(m, **import_options)
     assert not {sanitize(i.name) for i in m.graph.input} & set(params)
     compiled = lathe.compile(module, params=params)
     session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -133,3 +133,41 @@ def test_noop_with_empty_axes_given_at_run_time(op):
             keepdims=keepdims,
         )
         check(some, [{"x": x, "axes": np.array([a], np.int64)} for a in (0, -1)])
+
+
+SEQ, BATCH, INPUT, HIDDEN = 5, 4, 3, 6
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def _recurrent(op, direction):
+    dirs = 2 if direction == "bidirectional" else 1
+    g = GATES[op]
+    inputs = {
+        "X": info("X", TP.FLOAT, [SEQ, BATCH, INPUT]),
+        "W": info("W", TP.FLOAT, [dirs, g * HIDDEN, INPUT]),
+        "R": info("R", TP.FLOAT, [dirs, g * HIDDEN, HIDDEN]),
+        "B": info("B", TP.FLOAT, [dirs, 2 * g * HIDDEN]),
+        "sequence_lens": info("sequence_lens", TP.INT32, [BATCH]),
+        "initial_h": info("initial_h", TP.FLOAT, [dirs, BATCH, HIDDEN]),
+    }
+    outputs = {"Y": TP.FLOAT, "Y_h": TP.FLOAT}
+    if op == "LSTM":
+        inputs["initial_c"] = info("initial_c", TP.FLOAT, [dirs, BATCH, HIDDEN])
+        inputs["P"] = info("P", TP.FLOAT, [dirs, 3 * HIDDEN])
+        outputs["Y_c"] = TP.FLOAT
+    m = one_node(op, inputs, outputs, opset=14, hidden_size=HIDDEN, direction=direction)
+    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in m.graph.input}
+    feeds = {k: (rng.standard_normal(s) * 0.5).astype(np.float32) for k, s in shapes.items() if k != "sequence_lens"}
+    return m, feeds
+
+
+@pytest.mark.parametrize("recurrent", ["unroll", "loop"])
+@pytest.mark.parametrize(
+    "op, direction", [("LSTM", "forward"), ("LSTM", "bidirectional"), ("GRU", "reverse"), ("RNN", "bidirectional")]
+)
+def test_recurrent_sequence_lens_given_at_run_time(op, direction, recurrent):
+    """Each batch entry runs its own length: Y is 0 past it, Y_h (Y_c) the state at its last
+    step (in reverse, the step at t = 0 after starting from its last)."""
+    m, weights = _recurrent(op, direction)
+    lens = ([SEQ, 1, 3, 2], [2, 5, 5, 4], [SEQ] * BATCH)
+    check(m, [{**weights, "sequence_lens": np.array(v, np.int32)} for v in lens], recurrent=recurrent)

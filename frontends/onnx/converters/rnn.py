@@ -88,7 +88,7 @@ class _Recurrent:
         r = n.x(2)
         self.hidden = n.attr("hidden_size", value_shape(r)[-1])
         self.clip = n.attr("clip")
-        self._check_sequence_lens()
+        self.lens = self._sequence_lens()
         names = n.attr("activations", default_activations * len(self.directions))
         alphas = list(n.attr("activation_alpha", []))
         betas = list(n.attr("activation_beta", []))
@@ -102,13 +102,31 @@ class _Recurrent:
             self.activations.append(_activation(n, name, alpha, beta))
         self.per_dir = per_dir
 
-    def _check_sequence_lens(self) -> None:
+    def _sequence_lens(self) -> SSAValue | None:
+        """Each batch entry's length as an int64 (batch, 1) column, None when every entry is
+        known to run the whole sequence."""
         n = self.n
         if not n.has(4):
-            return
-        lens = n.const(4, "sequence_lens")
-        if np.any(lens != self.seq):
-            raise n.unsupported(f"sequence_lens {lens.tolist()} shorter than the sequence ({self.seq})")
+            return None
+        if n.known(4) and np.all(n.const(4, "sequence_lens") == self.seq):
+            return None
+        lens = n.x(4)
+        if value_dtype(lens) != "int64":
+            lens = n.emit("cast", lens, dtype="int64")
+        return n.emit("expand_dims", lens, axis=1)
+
+    def masked(self, step: Step, xt: SSAValue, t: SSAValue, carried: list[SSAValue], wts) -> list[SSAValue]:
+        """One step that, with sequence_lens, moves only the batch entries still inside their
+        sequence (t < length; the others carry their values on, so Y_h is the state at an
+        entry's last step, and in reverse the state stays initial until its last step is
+        reached); then H for Y, 0 past an entry's length, as ONNX says."""
+        new = step(xt, carried, wts)
+        if self.lens is None:
+            return [*new, new[0]]
+        n = self.n
+        inside = n.emit("less", t, self.lens)
+        kept = [n.emit("where", inside, v, old) for v, old in zip(new, carried)]
+        return [*kept, n.emit("where", inside, new[0], n.scalar(0.0, new[0]))]
 
     def acts(self, d: int) -> list[Callable[[SSAValue], SSAValue]]:
         return self.activations[d * self.per_dir : (d + 1) * self.per_dir]
@@ -181,8 +199,7 @@ class _Recurrent:
         carried = init
         wts = weights()
         for t in self.order(d):
-            carried = step(self.step_input(xw, t), carried, wts)
-            states[t] = carried[0]
+            *carried, states[t] = self.masked(step, self.step_input(xw, t), n.scalar(t, "int64"), carried, wts)
         steps = [reshape(n, s, [1, 1, self.batch, self.hidden]) for s in states if s is not None]
         y = steps[0] if len(steps) == 1 else n.emit("concatenate", n.emit("tuple", *steps), axis=0)
         return y, carried
@@ -209,11 +226,11 @@ class _Recurrent:
             t = body.args[0]
             if self.directions[d] == "reverse":
                 t = n.emit("subtract", n.emit("subtract", seq, n.scalar(1, "int64")), t)
-            carried = step(n.emit("take", xw, t, axis=0), list(body.args[1:]), weights())
+            *carried, y = self.masked(step, n.emit("take", xw, t, axis=0), t, list(body.args[1:]), weights())
             nxt = n.emit("add", body.args[0], n.scalar(1, "int64"))
         finally:
             n.imp.scope = saved
-        body.add_op(graph.YieldOp.create(operands=[nxt, *carried, carried[0]]))
+        body.add_op(graph.YieldOp.create(operands=[nxt, *carried, y]))
         check = Block(arg_types=types)
         below = graph.make_op("less", [check.args[0], seq])
         check.add_op(below)
