@@ -18,7 +18,7 @@ from lathe.lowering.schedule_builder import (
     largest_divisor,
 )
 
-DENSE_PACK_TILE_ROWS = 8  # rows of the register tile (at most: the largest divisor of the rows)
+DENSE_PACK_TILE_ROWS = 8  # rows of the register tile (at most; see register_rows)
 DENSE_PACK_ORDERS = ("ij", "ji")  # the order of the outer (cache-block) loops over rows and columns
 DENSE_PACK_PARALLEL = ("fused", "outer")  # threads over all fused outer loops, or the outermost only
 # The cache model the default configuration is derived from. A cache block's operands, its rows
@@ -41,6 +41,27 @@ def _contraction_axes(out: te.ComputeOp) -> tuple[list[str], str | None, str]:
     return batch, i, j
 
 
+def register_rows(rows: int, most: int = DENSE_PACK_TILE_ROWS) -> int:
+    """Rows of the default register tile: a divisor of the rows of at least half of `most`
+    (no partial tile), else the fewest tiles of at most `most` rows, balanced, the last one
+    partial. A split that does not divide is guarded, and lower-te-to-loop's unswitching
+    moves that guard out of the vector loops, so a partial tile still runs the vector code;
+    the old rule (the largest divisor) gave 17 rows (BERT at seq 17) one-row tiles, each
+    streaming the whole weight: 2% of peak."""
+    if rows <= most:
+        return rows
+    divisor = largest_divisor(rows, most)
+    if 2 * divisor >= most:
+        return divisor
+    tiles = -(-rows // most)
+    return -(-rows // tiles)
+
+
+def _block_candidates(tiles: int) -> list[int]:
+    """cache_i values: register tiles per cache block that divide the row tiles, and all of them."""
+    return sorted({c for c in (1, 2, 4, 8, 16) if tiles % c == 0} | ({tiles} if tiles <= 16 else set()), reverse=True)
+
+
 def cache_block(
     batch: int, rows: int, cols: int, depth: int, tile_rows: int, tile_cols: int, elem_bytes: int, l2_bytes: int
 ) -> tuple[int, int]:
@@ -49,15 +70,15 @@ def cache_block(
     panel of the weight fit the L2 share over the whole depth, with at least
     DENSE_PACK_MIN_BLOCK_ROWS rows unless the whole weight fits there too (then it is reread
     from L2, not L3); where none does, the largest block with a k-block loop (block_k) short
-    enough that they fit over one k-block."""
+    enough that they fit over one k-block. A block of all the row tiles is a candidate
+    whatever their count (3 tiles of 17 rows), so few rows stream the weight once."""
     budget = l2_bytes * DENSE_PACK_L2_SHARE
     col_blocks = -(-cols // tile_cols)
-    tiles = rows // tile_rows
+    tiles = -(-rows // tile_rows)
     fits = [
         c
-        for c in (16, 8, 4, 2, 1)
-        if tiles % c == 0
-        and c * tile_rows <= DENSE_PACK_BLOCK_ROWS
+        for c in _block_candidates(tiles)
+        if c * tile_rows <= DENSE_PACK_BLOCK_ROWS
         and (c == 1 or batch * tiles // c * col_blocks >= DENSE_PACK_MIN_BLOCKS)
     ]
     for c in fits:
@@ -86,15 +107,23 @@ def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches
     rows, cols, depth = (extents[-2] if i is not None else 1), extents[-1], anchor.reduce_extent_list[-1]
     bn = anchor_pack_width(anchor)
     widths = [w for w in (lanes, 2 * lanes, 3 * lanes, 4 * lanes) if cols % w == 0 and w <= 64]
-    tile_i = largest_divisor(rows, DENSE_PACK_TILE_ROWS)
+    tile_i = register_rows(rows)
+    tiles = -(-rows // tile_i)
     elem_bytes = max(1, getattr(anchor.result.type.element_type, "bitwidth", 32) // 8)  # type: ignore[union-attr]
     cache_i, block_k = cache_block(
         math.prod(extents[: len(batch)]), rows, cols, depth, tile_i, bn, elem_bytes, caches.l2_bytes
     )
     return (
-        knob("tile_i", divisors(rows, 16), tile_i),
+        knob("tile_i", sorted({*divisors(rows, 16), tile_i}), tile_i),
         knob("tile_j", widths, bn),
-        knob("cache_i", [c for c in (1, 2, 4, 8, 16) if c * DENSE_PACK_TILE_ROWS <= max(rows, 8) * 2], cache_i),
+        knob(
+            "cache_i",
+            sorted(
+                {c for c in (1, 2, 4, 8, 16) if c * DENSE_PACK_TILE_ROWS <= max(rows, 8) * 2}
+                | set(_block_candidates(tiles))
+            ),
+            cache_i,
+        ),
         knob("cache_j", [c for c in (1, 2, 4, 8) if c * bn <= max(cols, bn)], 1),
         knob("tile_k", [0] + [t for t in (32, 64, 128, 256, 512) if depth % t == 0 and t < depth], 0),
         knob("order", DENSE_PACK_ORDERS, "ij"),
