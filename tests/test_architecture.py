@@ -85,7 +85,6 @@ EXPANDED = {
 NO_ONNX_MAPPING = {
     graph.ConstantOp,
     graph.RsqrtOp,
-    graph.DropoutOp,
     graph.DensePackOp,
     graph.BatchMatmulPackOp,
     graph.AdaptiveAvgPool2dOp,

@@ -171,3 +171,34 @@ def test_recurrent_sequence_lens_given_at_run_time(op, direction, recurrent):
     m, weights = _recurrent(op, direction)
     lens = ([SEQ, 1, 3, 2], [2, 5, 5, 4], [SEQ] * BATCH)
     check(m, [{**weights, "sequence_lens": np.array(v, np.int32)} for v in lens], recurrent=recurrent)
+
+
+def _dropout():
+    return one_node(
+        "Dropout",
+        {"x": info("x", TP.FLOAT, [3, 4, 5]), "r": info("r", TP.FLOAT, []), "t": info("t", TP.BOOL, [])},
+        {"y": TP.FLOAT, "mask": TP.BOOL},
+        opset=13,
+        seed=0,
+    )
+
+
+def test_dropout_with_run_time_ratio_and_training_mode_that_keep_everything():
+    """Not training (any ratio), or training with ratio 0: the output is the input, the mask
+    all True, as onnxruntime gives them."""
+    x = rng.standard_normal((3, 4, 5), np.float32)
+    feeds = [
+        {"x": x, "r": np.array(r, np.float32), "t": np.array(t)} for r, t in ((0.5, False), (0.0, True), (0.0, False))
+    ]
+    module, _ = check(_dropout(), feeds)
+    assert any(op.name == "graph.dyn" for op in module.walk())
+
+
+def test_training_dropout_at_run_time_is_a_lathe_error_naming_it():
+    """Dropping at random is what Lathe does not do: refused when the values arrive, in both
+    paths, not run as the identity."""
+    module, params = from_onnx(_dropout())
+    feeds = {"x": np.ones((3, 4, 5), np.float32), "r": np.array(0.5, np.float32), "t": np.array(True)}
+    for run in (lathe.compile(module, params=params).run, lambda **f: lathe.interpret(module, params=params, **f)):
+        with pytest.raises(LatheError, match=r"dyn nn.dropout.*training=True.*drops at random"):
+            run(**feeds)

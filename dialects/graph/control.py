@@ -364,11 +364,15 @@ VALUE_FORMS: dict[str, Callable[[np.ndarray, list[Attribute]], object]] = {
     "size_hw": _sized_hw,
     "scales_hw": _scaled_hw,
     "unsqueeze": _unsqueezed,  # ONNX Unsqueeze's axes as reshape's newshape
+    "flag": lambda v, _: bool(v.reshape(-1)[0]),  # a bool (or int) scalar as True or False (a training mode)
 }
 """How an attribute is read from the value of a `graph.dyn` operand (and the data operands' types)."""
 
 FLOAT_FORMS = frozenset({"number", "scales_hw"})
 """The forms that read a float operand as well as an int one."""
+
+BOOL_FORMS = frozenset({"flag"})
+"""The forms that read a bool operand as well as an int one."""
 
 
 def graph_op_named(relay_name: str) -> type[GraphOp] | None:
@@ -446,7 +450,7 @@ class DynOp(ControlOp):
                 raise ShapeError(f"dyn: unknown value form '{form.data}' (known: {', '.join(VALUE_FORMS)})")
             t = _tensor(v.type, f"dyn {self.op.data}")
             numeric = isinstance(t.element_type, IntegerType) or form.data in FLOAT_FORMS
-            if not numeric or t.element_type == i1 or len(t.get_shape()) > 1:
+            if not numeric or (t.element_type == i1 and form.data not in BOOL_FORMS) or len(t.get_shape()) > 1:
                 kind = "a number vector" if form.data in FLOAT_FORMS else "an int vector"
                 raise ShapeError(f"dyn: attribute '{name.data}' is given by {type_str(t)}, not {kind}")
 

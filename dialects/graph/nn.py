@@ -376,18 +376,26 @@ def _per_channel(op: str, types, a: dict, what: str) -> TensorType:
 @irdl_op_definition
 class DropoutOp(GraphOp):
     """Relay's nn.dropout: (output, mask); at inference the output is the input and the
-    mask all ones (simplify-inference removes it)."""
+    mask all ones (simplify-inference removes it). `training` (ONNX's training_mode, which
+    models give at run time through graph.dyn) with a rate above 0 would drop at random, which
+    Lathe does not do: refused by name when the values are known, not run as the identity."""
 
     name = "graph.nn.dropout"
     PATTERN: ClassVar[OpPattern] = OpPattern.OPAQUE
     data = operand_def(TensorType)
     rate = NUMBER.prop(0.5)
+    training = BOOL.prop(False)
     result = result_def(TupleType)
     traits = graph_traits()
 
     @classmethod
     def infer(cls, op, types, a):
         x = expect_tensor(op, types[0], "data")
+        rate = a["rate"]
+        if not 0.0 <= rate < 1.0:
+            raise ShapeError(f"{op}: rate must be in [0, 1), got {rate:g}")
+        if a["training"] and rate > 0.0:
+            raise ShapeError(f"{op}: training with rate {rate:g} drops at random, which Lathe does not do")
         return tuple_type([x, x])
 
 

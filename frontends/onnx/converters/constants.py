@@ -109,15 +109,26 @@ def _identity(n: Node):
     return n.imp.known[n.inputs[0]] if n.known(0) else n.x(0)
 
 
-@converts("Dropout")
+@converts("Dropout", makes=graph.DropoutOp)
 def _dropout(n: Node):
-    """Identity at inference; the mask, when asked for, keeps everything."""
-    if n.opset >= 12 and n.has(2):
-        training = n.const(2, "training_mode")
-        ratio = n.opt_const(1)
-        if bool(training.reshape(-1)[0]) and (ratio is None or float(ratio.reshape(-1)[0]) != 0.0):
-            raise n.unsupported("training_mode=True (random dropout)")
+    """Identity at inference; the mask, when asked for, keeps everything. From opset 12 the
+    ratio and training_mode are inputs: known here, a training mode with a ratio above 0 is
+    refused now; given at run time, the output goes through a graph.dyn nn.dropout of them,
+    which is the identity and refuses (a LatheError naming it and the values) the random drop
+    that Lathe does not do."""
     x = n.x(0)
+    if n.opset >= 12 and n.has(2):
+        ratio = n.opt_const(1) if n.has(1) else np.array(0.5, np.float32)
+        training = n.opt_const(2)
+        rate = None if ratio is None else float(ratio.reshape(-1)[0])
+        train = None if training is None else bool(training.reshape(-1)[0])
+        if train is True and rate is not None and rate != 0.0:
+            raise n.unsupported("training_mode=True (random dropout)")
+        if train is None or (rate is None and train):
+            given = [(a, form, i) for a, form, i in (("rate", "number", 1), ("training", "flag", 2)) if not n.known(i)]
+            known = {k: v for k, v in (("rate", rate), ("training", train)) if v is not None}
+            both = n.dyn("nn.dropout", [x], given, graph.tuple_type([x.type, x.type]), **known)
+            x = n.emit(graph.TupleGetItemOp, both, index=0)
     if not n.wants(1):
         return x
     return [x, n.emit("ones", shape=value_shape(x), dtype="bool")]

@@ -22,3 +22,16 @@ func.func @broadcast_of_unknown(%m: tensor<?x?xf32>) -> tensor<3x4xf32> {
   %y = "graph.dyn"(%m, %s) <{op = "broadcast_to", attrs = {}, bind = ["shape"], forms = ["broadcast"]}> : (tensor<?x?xf32>, tensor<2xi64>) -> tensor<3x4xf32>
   func.return %y : tensor<3x4xf32>
 }
+
+// -----
+// ONNX Dropout's training_mode read as a flag (from a bool tensor): known, the graph.dyn folds
+// to nn.dropout with its training property (on with a rate of 0 keeps everything).
+// CHECK-LABEL: func.func @dropout_training_at_rate_0
+// CHECK:         graph.nn.dropout %x {rate = 0.000000e+00 : f64, training = true}
+// CHECK-NOT:     graph.dyn
+func.func @dropout_training_at_rate_0(%x: tensor<3x4xf32>) -> tensor<3x4xf32> {
+  %t = graph.constant {value = dense<true> : tensor<i1>} : tensor<i1>
+  %d = "graph.dyn"(%x, %t) <{op = "nn.dropout", attrs = {rate = 0.000000e+00 : f64}, bind = ["training"], forms = ["flag"]}> : (tensor<3x4xf32>, tensor<i1>) -> tuple<tensor<3x4xf32>, tensor<3x4xf32>>
+  %y = graph.tuple_get_item %d {index = 0 : i64} : (tuple<tensor<3x4xf32>, tensor<3x4xf32>>) -> tensor<3x4xf32>
+  func.return %y : tensor<3x4xf32>
+}
