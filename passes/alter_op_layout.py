@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, UnitAttr
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -37,50 +37,21 @@ from xdsl.pattern_rewriter import (
 from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
 from lathe.passes.canonicalize import constant_of
+from lathe.passes.channel_padding import (
+    _CUT_BINARY,
+    _FINITE_UNARY,
+    _SINK_BINARY,
+    _SINK_UNARY,
+    PAD_SLICE,
+    _cut,
+    _finite_constant,
+    _pad_axis,
+    _pad_cut,
+    _size,
+    pack_width,
+    padded_width,
+)
 from lathe.passes.outline import carry_location
-
-
-def pack_width(n: int, lanes: int = 16) -> int | None:
-    """Columns per packed block: two of the target's vectors, else one, when they divide N."""
-    for bn in (2 * lanes, lanes):
-        if n % bn == 0:
-            return bn
-    return None
-
-
-PAD_SLICE = "lathe.pad_slice"  # marks a strided_slice that cuts channels padded with zero weights
-MIN_PADDED = 8  # fewer channels than this stay unpadded (padding would more than double the work)
-
-
-def padded_width(n: int, lanes: int = 16) -> int | None:
-    """The channel count to pad n to (the next multiple of the vector width), or None when n
-    needs no padding or is too small to be worth it."""
-    padded = -(-n // lanes) * lanes
-    if pack_width(n, lanes) is not None or n < min(MIN_PADDED, lanes) or 2 * (padded - n) > n:
-        return None  # (more than half again as much work: N = 8 or 10 of 16 lanes, a GEMV's 10 classes)
-    return padded
-
-
-def _pad_axis(v, axis: int, amount: int, value: float = 0.0) -> Operation:
-    rank = len(shape_of(v.type))
-    widths = [[0, amount if d == axis % rank else 0] for d in range(rank)]
-    return make_op("nn.pad", [v], pad_width=widths, pad_value=value)
-
-
-def _cut(v, n: int) -> Operation:
-    """strided_slice of v's first n entries along its last axis, marked as a padding cut."""
-    rank = len(shape_of(v.type))
-    s = make_op("strided_slice", [v], begin=[0], end=[n], strides=[1], axes=[rank - 1])
-    s.attributes[PAD_SLICE] = UnitAttr()
-    return s
-
-
-def _pad_cut(v) -> tuple | None:
-    """(y, n) when v = the marked cut of y to n channels (y's extra channels are finite)."""
-    s = v.owner
-    if isinstance(s, graph.StridedSliceOp) and PAD_SLICE in s.attributes:
-        return s.data, shape_of(v.type)[-1]
-    return None
 
 
 class DenseToDensePack(RewritePattern):
@@ -342,30 +313,6 @@ class AbsorbPadCut(RewritePattern):
         rewriter.replace(op, carry_location(op, [pad, new, _cut(new.results[0], n)]))
 
 
-_FINITE_UNARY = (  # finite at every finite input: the padded channels stay finite
-    graph.ReluOp,
-    graph.LeakyReluOp,
-    graph.ClipOp,
-    graph.SigmoidOp,
-    graph.TanhOp,
-    graph.NegativeOp,
-    graph.AbsOp,
-    graph.ErfOp,
-)
-_CUT_BINARY = (graph.AddOp, graph.SubtractOp, graph.MultiplyOp, graph.MaximumOp, graph.MinimumOp)
-
-
-def _finite_constant(v, nonzero: bool = False) -> bool:
-    import numpy as np
-
-    while isinstance(v.owner, graph.ReshapeOp | graph.TransposeOp):  # how SinkTranspose moves a constant
-        v = v.owner.data
-    arr = constant_of(v)
-    if arr is None or not graph.is_float(v.type.element_type):
-        return False
-    return bool(np.all(np.isfinite(arr)) and (not nonzero or np.all(arr != 0)))
-
-
 class HoistPadCut(RewritePattern):
     """f(cut(y)) → cut(f'(y)) for the epilogue of a padded layer: finite unary ops, bias_add
     along the cut axis (its bias padded with zeros), binary ops of two cuts of one width
@@ -434,28 +381,6 @@ class HoistPadCut(RewritePattern):
         rewriter.replace(op, carry_location(op, [*pre, new, _cut(new.results[0], n)]))
 
 
-_SINK_UNARY = (
-    graph.ReluOp,
-    graph.LeakyReluOp,
-    graph.ClipOp,
-    graph.SigmoidOp,
-    graph.TanhOp,
-    graph.ExpOp,
-    graph.NegativeOp,
-    graph.AbsOp,
-    graph.ErfOp,
-    graph.SqrtOp,
-    graph.RsqrtOp,
-)
-_SINK_BINARY = (graph.AddOp, graph.SubtractOp, graph.MultiplyOp, graph.DivideOp, graph.MaximumOp, graph.MinimumOp)
-
-
-def _size(v) -> int:
-    import math
-
-    return math.prod(shape_of(v.type))
-
-
 def _transposed(v) -> tuple | None:
     """(y, p) when v = transpose(y, p). A transpose with other users stays for them; once
     they have sunk (or cancelled) too, nothing uses it and it disappears."""
@@ -467,10 +392,15 @@ def _transposed(v) -> tuple | None:
 
 class SinkTranspose(RewritePattern):
     """f(transpose(y, p)) → transpose(f'(y), p) for layout-agnostic f: elementwise ops,
-    bias_add (its axis mapped through p), binary ops of two equal transposes, and
-    2-D pooling (switched to NHWC)."""
+    bias_add (its axis mapped through p), binary ops of two equal transposes, 2-D pooling
+    (switched to NHWC), and the ops that move data along one axis without looking at the
+    others (concatenate of equal transposes, strided_slice, take along an axis), their axes
+    mapped through p: ShuffleNet's split, concat and channel shuffle stay NHWC."""
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if isinstance(op, graph.ConcatenateOp | graph.StridedSliceOp | graph.TakeOp):
+            self.axis_op(op, rewriter)
+            return
         if isinstance(op, _SINK_UNARY):
             t = _transposed(op.operands[0])
             if t is None:
@@ -529,6 +459,53 @@ class SinkTranspose(RewritePattern):
         back = make_op("transpose", [new.results[0]], axes=p)
         rewriter.replace(op, carry_location(op, [new, back]))
 
+    @staticmethod
+    def axis_op(op: Operation, rewriter: PatternRewriter) -> None:
+        pre: list[Operation] = []
+        if isinstance(op, graph.ConcatenateOp):
+            fields = op.data.owner
+            if not isinstance(fields, graph.TupleOp) or not fields.operands:
+                return
+            ts = [_transposed(v) for v in fields.operands]
+            if any(t is None for t in ts) or any(t[1] != ts[0][1] for t in ts):  # type: ignore[index]
+                return
+            p = ts[0][1]  # type: ignore[index]
+            axis = graph.normalize_axis("", op.attrs()["axis"], len(p))
+            pre.append(make_op("tuple", [t[0] for t in ts]))  # type: ignore[index]
+            new = make_op("concatenate", [pre[0].results[0]], axis=p[axis])
+        elif isinstance(op, graph.StridedSliceOp):
+            t = _transposed(op.data)
+            if t is None or PAD_SLICE in op.attributes:
+                return
+            y, p = t
+            bounds = graph.slice_bounds("", shape_of(op.data.type), op.attrs())
+            if any(s < 1 or n < 1 for _, s, n in bounds):
+                return  # a reversed slice's end before index 0 has no spelling as an end
+            sliced = [d for d, (b, s, n) in enumerate(bounds) if (b, s, n) != (0, 1, shape_of(op.data.type)[d])]
+            if not sliced:
+                return  # the whole tensor: canonicalize removes it
+            new = make_op(
+                "strided_slice",
+                [y],
+                begin=[bounds[d][0] for d in sliced],
+                end=[bounds[d][0] + bounds[d][1] * (bounds[d][2] - 1) + 1 for d in sliced],
+                strides=[bounds[d][1] for d in sliced],
+                axes=[p[d] for d in sliced],
+            )
+        else:
+            assert isinstance(op, graph.TakeOp)
+            t = _transposed(op.data)
+            a = op.attrs()
+            if t is None or a["axis"] is None or len(shape_of(op.indices.type)) != 1:
+                return
+            y, p = t
+            axis = graph.normalize_axis("", a["axis"], len(p))
+            props = {k: v for k, v in a.items() if k in op.properties}
+            props["axis"] = p[axis]
+            new = make_op("take", [y, op.indices], **props)
+        back = make_op("transpose", [new.results[0]], axes=p)
+        rewriter.replace(op, carry_location(op, [*pre, new, back]))
+
 
 @dataclass(frozen=True)
 class AlterOpLayout(ModulePass):
@@ -541,6 +518,8 @@ class AlterOpLayout(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         from xdsl.transforms.canonicalize import CanonicalizePass
+
+        from lathe.passes import channel_permutation  # its patterns build on this module's
 
         lanes = self.vector_lanes
         if lanes < 1:
@@ -557,6 +536,7 @@ class AlterOpLayout(ModulePass):
                     SinkTranspose(),
                     HoistPadCut(),
                     AbsorbPadCut(),
+                    *channel_permutation.patterns(lanes),
                 ]
             )
         )
