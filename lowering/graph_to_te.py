@@ -367,13 +367,20 @@ def _softmax(op: Operation, log: bool) -> Stages:
         k[axis] = 0
         return tuple(k)
 
-    ex = _reduce_over_axis("T_softmax_expsum", x, axis, "sum", lambda v, sp: tb.exp(v - mxt[keep(sp)]))
-    ext = Tensor(ex.result)
     if log:
+        ex = _reduce_over_axis("T_softmax_expsum", x, axis, "sum", lambda v, sp: tb.exp(v - mxt[keep(sp)]))
+        ext = Tensor(ex.result)
         out = compute("T_log_softmax", op.result.type, lambda *i: x[tuple(i)] - mxt[keep(i)] - tb.log(ext[keep(i)]))
-    else:
-        out = compute("T_softmax", op.result.type, lambda *i: tb.exp(x[tuple(i)] - mxt[keep(i)]) / ext[keep(i)])
-    return [mx, ex, out]
+        return [mx, ex, out]
+    # exp(x - max) is a stage of its own (TVM's T_softmax_exp), read by the sum and by the
+    # normalisation: a row kernel keeps it as a row in cache and computes each exp once
+    # (inlined, as per-stage schedules do, it is computed in both)
+    e = compute("T_softmax_exp", op.result.type, lambda *i: tb.exp(x[tuple(i)] - mxt[keep(i)]))
+    et = Tensor(e.result)
+    ex = _reduce_over_axis("T_softmax_expsum", et, axis, "sum")
+    ext = Tensor(ex.result)
+    out = compute("T_softmax", op.result.type, lambda *i: et[tuple(i)] / ext[keep(i)])
+    return [mx, e, ex, out]
 
 
 def _layer_norm(op: graph.LayerNormOp) -> Stages:

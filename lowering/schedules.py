@@ -178,16 +178,32 @@ def row_statistics(out: te.ComputeOp, computes: list[te.ComputeOp], outputs) -> 
     return reds
 
 
-def schedule_row_kernel(s: Schedule, stats: list[te.ComputeOp], parallel: KnobValue = "auto") -> None:
+def row_tiles(out: te.ComputeOp, stats: list[te.ComputeOp], computes: list[te.ComputeOp]) -> list[te.ComputeOp]:
+    """The injective stages of a row kernel that a statistic reads and that are out's shape
+    (softmax's exp(x - max), read by its sum and by the output): kept as a row in cache
+    instead of inlined, each element is computed once, not once per reader."""
+    read = {op.tensor for r in stats for op in r.body.block.ops if isinstance(op, te.ReadOp)}
+    return [
+        c
+        for c in computes
+        if c.result in read and not c.reduce_extent_list and c.spatial_extents == out.spatial_extents
+    ]
+
+
+def schedule_row_kernel(
+    s: Schedule, stats: list[te.ComputeOp], tiles: list[te.ComputeOp] = (), parallel: KnobValue = "auto"
+) -> None:
     """One parallel loop over the rows; in it each statistic's pass over the row (its reduce
-    axis vectorized: vector accumulators, reduced across lanes once at the end), then the
-    row's outputs, a vector at a time."""
+    axis vectorized: vector accumulators, reduced across lanes once at the end) and each row
+    tile's (a vector at a time, into a row-sized buffer), in kernel order, then the row's
+    outputs, a vector at a time."""
     c = s.stage
     ext = c.spatial_extents
     axes = s.axes[: len(ext)]
     row = s.fuse(*axes[:-1]) if len(axes) > 2 else axes[0]
     s.vectorize(axes[-1])  # whole: what is uniform along the row (1 / sum) is computed once per row
-    for r in stats:
+    kernel_order = list(c.parent_block().ops)  # type: ignore[union-attr]
+    for r in sorted([*stats, *tiles], key=kernel_order.index):
         rs = Schedule(r)
         rs.compute_at(c, row)
         rs.vectorize(rs.axes[-1])
@@ -374,13 +390,16 @@ def schedule_kernel(
         for c in roots:
             schedule_rows(Schedule(c), lanes)
         return
-    for c in computes:
-        if c.result not in outputs and not c.reduce_extent_list:
-            Schedule(c).compute_inline()
     out = outputs[0].owner if len(outputs) == 1 else None
     stats = row_statistics(out, computes, outputs) if isinstance(out, te.ComputeOp) else None
-    if stats is not None and knobs["row_kernel"] == "on":
-        schedule_row_kernel(Schedule(out), stats, knobs["parallel"])
+    if knobs["row_kernel"] != "on":
+        stats = None
+    tiles = row_tiles(out, stats, computes) if stats is not None else []  # type: ignore[arg-type]
+    for c in computes:
+        if c.result not in outputs and not c.reduce_extent_list and c not in tiles:
+            Schedule(c).compute_inline()
+    if stats is not None:
+        schedule_row_kernel(Schedule(out), stats, tiles, knobs["parallel"])
         return
     for c in computes:
         if c.result in outputs or c.reduce_extent_list:

@@ -62,15 +62,20 @@ def test_row_kernels_agree(op, shape, rng):
 
 @pytest.mark.parametrize("op", OPS)
 def test_statistics_are_computed_per_row(op):
-    """Each reduction is computed at the output's row loop; the row loop is the only loop at the
-    kernel's top level, parallel, and its output axis is vectorized whole."""
+    """Each reduction is computed at the output's row loop, and so is softmax's row of exps
+    (read by its sum and by the output: computed once, not inlined into both); the row loop
+    is the only loop at the kernel's top level, parallel, and its output axis is vectorized
+    whole."""
     m = _scheduled(_program(op, (12, 128, 128)))
     (kernel,) = [f for f in defined_functions(m) if is_kernel(f)]
     computes = [o for o in kernel.body.block.ops if isinstance(o, te.ComputeOp)]
     stats = [c for c in computes if c.reduce_extent_list]
     assert stats
+    rows = [c for c in computes if c.stage.data == "T_softmax_exp"]
+    assert len(rows) == (op == "softmax")
     at = [o for o in kernel.body.block.ops if isinstance(o, te.ComputeAtOp)]
-    assert {o.operands[0].owner for o in at} == set(stats)
+    assert {o.operands[0].owner for o in at} == set(stats) | set(rows)
+    assert not any(isinstance(o, te.ComputeInlineOp) and o.operands[0].owner in rows for o in kernel.body.block.ops)
     (row,) = {o.axis.data for o in at}
     assert any(isinstance(o, te.ParallelOp) and o.axis.data == row for o in kernel.body.block.ops)
 

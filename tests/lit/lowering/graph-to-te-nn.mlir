@@ -19,12 +19,19 @@ func.func private @conv(%x: tensor<1x3x5x5xf32>, %w: tensor<8x3x3x3xf32>) -> ten
 }
 
 // -----
-// softmax is three stages: max, sum of exp(x - max), and the normalisation.
+// softmax is four stages: max, exp(x - max), its sum, and the normalisation, which
+// reads the exp stage (exp is computed once per element, not once more in the output).
 // CHECK-LABEL: func.func private @softmax
 // CHECK:      %0 = te.compute {stage = "T_softmax_maxelem", {{.*}} combiner = "max"} : tensor<2x1xf32>
-// CHECK:      %{{.*}} = te.compute {stage = "T_softmax_expsum", {{.*}} combiner = "sum"} : tensor<2x1xf32>
+// CHECK:      %[[E:.*]] = te.compute {stage = "T_softmax_exp", axes = ["ax0", "ax1"]} : tensor<2x5xf32>
 // CHECK:        math.exp
+// CHECK:      %[[S:.*]] = te.compute {stage = "T_softmax_expsum", {{.*}} combiner = "sum"} : tensor<2x1xf32>
+// CHECK-NOT:    math.exp
+// CHECK:        te.read %[[E]]
 // CHECK:      %{{.*}} = te.compute {stage = "T_softmax", axes = ["ax0", "ax1"]} : tensor<2x5xf32>
+// CHECK-NOT:    math.exp
+// CHECK:        te.read %[[E]]
+// CHECK:        te.read %[[S]]
 // CHECK:        arith.divf
 func.func private @softmax(%x: tensor<2x5xf32>) -> tensor<2x5xf32> attributes {lathe.kernel} {
   %0 = graph.nn.softmax %x {axis = 1} : (tensor<2x5xf32>) -> tensor<2x5xf32>
