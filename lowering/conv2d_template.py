@@ -18,7 +18,13 @@ from lathe.lowering.schedule_builder import (
     largest_divisor,
 )
 
-CONV2D_TILE_WIDTH = 8  # output pixels of the register tile (at most: the largest divisor of the width)
+CONV2D_TILE_WIDTH = 8  # output pixels of the register tile, at most
+# Register tiles that need not divide the output width: the last tile of a row is guarded (its
+# pixels past the width skipped, a test per pixel outside the vector loop over channels). On
+# widths with no divisor in 5..8 (17, 71, 73: primes) such a tile ran at 81-95% of a core's
+# peak where the divisor tile (1 pixel) ran at 18-31%.
+CONV2D_GUARDED_TILES = (8, 7, 6)
+CONV2D_MIN_DIVISOR_TILE = 5  # a divisor tile this wide ran as fast as a guarded one (widths 10, 20)
 _RC, _RY, _RX = CONV2D_REDUCE_AXES
 # the orders of the micro-kernel's loops over the window
 CONV2D_REDUCE_ORDERS = tuple("-".join(o) for o in ((_RY, _RX, _RC), (_RC, _RY, _RX), (_RY, _RC, _RX)))
@@ -42,7 +48,8 @@ PAD_INLINE_WORK = 128
 def conv2d_space(
     anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches: CacheInfo = UNKNOWN_CACHES
 ) -> Space | None:
-    """Output-width register tile, output-channel block, input-channel split (0: none), the
+    """Output-width register tile (any width up to CONV2D_TILE_WIDTH: the last tile of a row is
+    guarded where it does not divide), output-channel block, input-channel split (0: none), the
     order of the window loops, whether the tile's pixels are unrolled, the order of the
     threads' loops, and whether the padded data is a copy or read in place. None for layouts
     other than NHWC, or channel counts no vector block divides (they keep the default)."""
@@ -54,7 +61,7 @@ def conv2d_space(
         return None
     rc, ry, rx = anchor.reduce_extent_list
     return (
-        knob("tile_w", divisors(ow, 16), largest_divisor(ow, CONV2D_TILE_WIDTH)),
+        knob("tile_w", divisors(ow, 16) + [t for t in range(4, CONV2D_TILE_WIDTH + 1) if t < ow], _default_tile(ow)),
         knob("block_f", blocks, blocks[0]),
         knob("split_rc", [0] + [s for s in (4, 8, 16, 32) if rc % s == 0 and s < rc], 0),
         knob("reduce_order", CONV2D_REDUCE_ORDERS, CONV2D_REDUCE_ORDERS[0]),
@@ -64,6 +71,15 @@ def conv2d_space(
         ),
         knob("pad", ("copy", "inline"), _default_pad(anchor, lanes)),
     )
+
+
+def _default_tile(ow: int) -> int:
+    """The largest divisor of the width up to CONV2D_TILE_WIDTH when it is wide enough (or the
+    whole row), else the guarded tile that wastes the fewest pixels (the widest on a tie)."""
+    d = largest_divisor(ow, CONV2D_TILE_WIDTH)
+    if d >= CONV2D_MIN_DIVISOR_TILE or d == ow:
+        return d
+    return min(CONV2D_GUARDED_TILES, key=lambda t: (-(-ow // t) * t, -t))
 
 
 def _default_pad(anchor: te.ComputeOp, lanes: int) -> str:

@@ -50,6 +50,7 @@ from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr
 from lathe.errors import LatheError
 from lathe.lowering.te_builder import combiner_identity
 from lathe.lowering.te_transforms import expand_stage_ops
+from lathe.lowering.unswitch import unswitch_vector_guards
 
 ALIGNMENT = 64
 READS_FOLLOWED = 64  # bound inference follows at most this many reads through inlined stages
@@ -1272,6 +1273,7 @@ class LowerTeToLoop(ModulePass):
             # every kernel is lowered, even one without a stage (a canonicalized add(0, x) just
             # returns its input): its signature must become buffers like the calls to it
             new = KernelLowering(f).run()
+            unswitch_vector_guards(new)
             Rewriter.replace_op(f, new)
             kernels[new.sym_name.data] = new
         counter = [0]
