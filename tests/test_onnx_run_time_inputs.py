@@ -202,3 +202,17 @@ def test_training_dropout_at_run_time_is_a_lathe_error_naming_it():
     for run in (lathe.compile(module, params=params).run, lambda **f: lathe.interpret(module, params=params, **f)):
         with pytest.raises(LatheError, match=r"dyn nn.dropout.*training=True.*drops at random"):
             run(**feeds)
+
+
+def test_noop_with_empty_axes_of_a_length_known_only_at_run_time_keeps_dims():
+    """An axes input whose length is a dim_param: empty at run time is no reduction, else the
+    axes given are reduced (the rank kept, so the result type needs no count)."""
+    m = one_node(
+        "ReduceMax",
+        {"x": info("x", TP.FLOAT, [2, 3, 4]), "axes": info("axes", TP.INT64, ["k"])},
+        {"y": TP.FLOAT},
+        opset=18,
+        noop_with_empty_axes=1,
+    )
+    x = rng.standard_normal((2, 3, 4), np.float32)
+    check(m, [{"x": x, "axes": np.array(a, np.int64)} for a in ([], [1], [0, -1])])

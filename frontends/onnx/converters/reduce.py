@@ -13,12 +13,13 @@ from lathe.frontends.onnx.registry import converts
 
 
 class RunTimeAxes:
-    """Axes given by an input known only at run time (how many, from its type): the reduction
-    is a graph.dyn whose `axis` is read from it (none: every axis, or with noop_with_empty_axes
-    no reduction, which the count tells at import time)."""
+    """Axes given by an input known only at run time (how many, from its type where the result's
+    rank needs it): the reduction is a graph.dyn whose `axis` is read from it (none: every axis,
+    or with noop_with_empty_axes no reduction)."""
 
     def __init__(self, n: Node) -> None:
         self.node = n
+        self.form = "list" if n.attr("noop_with_empty_axes", 0) else "list_or_all"
 
     @property
     def count(self) -> int:
@@ -28,18 +29,21 @@ class RunTimeAxes:
     def result(self, x: SSAValue, keepdims: bool) -> Attribute:
         """The declared type of a reduction of `x` over them: the rank known, the dimensions not."""
         rank = len(value_shape(x))
-        out_rank = rank if keepdims else (rank - self.count if self.count else 0)
+        if keepdims:
+            return graph.tensor([DYNAMIC_INDEX] * rank, x.type.element_type)  # type: ignore[attr-defined]
+        out_rank = rank - self.count if self.count else 0  # none: every axis (noop's none is no reduction)
         return graph.tensor([DYNAMIC_INDEX] * out_rank, x.type.element_type)  # type: ignore[attr-defined]
 
     def reduce(self, op: str, x: SSAValue, keepdims: bool) -> SSAValue:
-        return self.node.dyn(op, [x], [("axis", "list_or_all", 1)], self.result(x, keepdims), keepdims=keepdims)
+        return self.node.dyn(op, [x], [("axis", self.form, 1)], self.result(x, keepdims), keepdims=keepdims)
 
 
 def _reduce_axes(n: Node, axes_input_since: int) -> list[int] | None | RunTimeAxes:
     """The axes to reduce (None: all), or [] for identity (empty axes with noop_with_empty_axes)."""
     if n.opset >= axes_input_since and n.has(1) and not n.known(1):
         axes = RunTimeAxes(n)
-        return [] if axes.count == 0 and n.attr("noop_with_empty_axes", 0) else axes
+        empty = n.shape(1) == [0]  # known from the type: with noop_with_empty_axes, no reduction
+        return [] if empty and axes.form == "list" else axes
     if n.opset >= axes_input_since:
         axes = n.ints(1, "axes") if n.has(1) else []
     else:
@@ -107,7 +111,7 @@ def _reduce_log_sum_exp(n, x, axes, keepdims):
         y = n.emit("add", s, m)
         if keepdims:
             return y
-        return n.dyn("squeeze", [y], [("axis", "list_or_all", 1)], axes.result(x, keepdims=False))
+        return n.dyn("squeeze", [y], [("axis", axes.form, 1)], axes.result(x, keepdims=False))
     m = n.emit("max", x, axis=axes, keepdims=True)
     s = n.emit("log", n.emit("sum", n.emit("exp", n.emit("subtract", x, m)), axis=axes, keepdims=True))
     y = n.emit("add", s, m)
