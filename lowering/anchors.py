@@ -17,3 +17,9 @@ ROLE_PAD = "pad"
 CONV2D_NCHW_AXES = ("n", "f", "y", "x")
 CONV2D_NHWC_AXES = ("n", "y", "x", "f")
 CONV2D_REDUCE_AXES = ("rc", "ry", "rx")
+
+# a 2-d pooling stage's axes (max, or the sum of an average): spatial in the layout's order,
+# then the window's
+POOL2D_NCHW_AXES = ("n", "c", "y", "x")
+POOL2D_NHWC_AXES = ("n", "y", "x", "c")
+POOL2D_REDUCE_AXES = ("ry", "rx")

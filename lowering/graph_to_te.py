@@ -26,7 +26,15 @@ from lathe.dialects.functions import KERNEL_ATTR, defined_functions, is_compute,
 from lathe.dialects.graph import is_float, shape_of
 from lathe.errors import LatheError
 from lathe.lowering import te_builder as tb
-from lathe.lowering.anchors import CONV2D_NCHW_AXES, CONV2D_NHWC_AXES, CONV2D_REDUCE_AXES, ROLE_PAD
+from lathe.lowering.anchors import (
+    CONV2D_NCHW_AXES,
+    CONV2D_NHWC_AXES,
+    CONV2D_REDUCE_AXES,
+    POOL2D_NCHW_AXES,
+    POOL2D_NHWC_AXES,
+    POOL2D_REDUCE_AXES,
+    ROLE_PAD,
+)
 from lathe.lowering.te_builder import Expr, Tensor, broadcast_index, compute, index, select
 
 Stages = list[te.ComputeOp]
@@ -468,7 +476,7 @@ def _pool(op: Operation, kind: str) -> Stages:
         valid = _in_range(iy, 0, g["h"]).logical_and(_in_range(ix, 0, g["w"]))
         return _padded_read(x, [n, c, iy, ix] if nchw else [n, iy, ix, c], valid, pad_value)
 
-    names = (["n", "c", "y", "x"] if nchw else ["n", "y", "x", "c"]) + ["ry", "rx"]
+    names = [*(POOL2D_NCHW_AXES if nchw else POOL2D_NHWC_AXES), *POOL2D_REDUCE_AXES]
     red = [g["kh"], g["kw"]]
     if kind == "max":
         return [
@@ -479,22 +487,49 @@ def _pool(op: Operation, kind: str) -> Stages:
                 reduce=red,
                 combiner="max",
                 axis_names=names,
+                anchor=op.relay_name(),
             )
         ]
-    total = compute("T_avg_pool2d_sum", op.result.type, lambda *i: read(i, 0.0), reduce=red, axis_names=names)
+    total = compute(
+        "T_avg_pool2d_sum",
+        op.result.type,
+        lambda *i: read(i, 0.0),
+        reduce=red,
+        axis_names=names,
+        anchor=op.relay_name(),
+    )
+    if a["count_include_pad"]:
+        bounds = ((-g["pt"], g["h"] + g["pb"]), (-g["pl"], g["w"] + g["pr"]))
+    else:
+        bounds = ((0, g["h"]), (0, g["w"]))
+    geo = ((g["sh"], g["dh"], g["pt"], g["kh"]), (g["sw"], g["dw"], g["pl"], g["kw"]))
+    sizes = op.result.type.get_shape()[2:] if nchw else op.result.type.get_shape()[1:3]
+    const_counts = [_const_window_count(o, *gd, *b) for o, gd, b in zip(sizes, geo, bounds)]
+    tt = Tensor(total.result)
 
-    def counted(*idx):
-        _, _, iy, ix = taps(idx)
-        if a["count_include_pad"]:
-            lo_y, hi_y, lo_x, hi_x = -g["pt"], g["h"] + g["pb"], -g["pl"], g["w"] + g["pr"]
-        else:
-            lo_y, hi_y, lo_x, hi_x = 0, g["h"], 0, g["w"]
-        valid = _in_range(iy, lo_y, hi_y).logical_and(_in_range(ix, lo_x, hi_x))
-        return select(valid, tb.const(1.0, dt), tb.const(0.0, dt))
+    def average(*i):
+        if None not in const_counts:  # every window counts the same taps: one constant divisor
+            return tt[tuple(i)] / float(const_counts[0] * const_counts[1])
+        y, xx = (i[2], i[3]) if nchw else (i[1], i[2])
+        cy, cx = (_window_count(v, *gd, *b) for v, gd, b in zip((y, xx), geo, bounds))
+        return tt[tuple(i)] / tb.cast(cy * cx, dt)
 
-    count = compute("T_avg_pool2d_count", op.result.type, counted, reduce=red, axis_names=names)
-    tt, ct = Tensor(total.result), Tensor(count.result)
-    return [total, count, compute("T_avg_pool2d", op.result.type, lambda *i: tt[tuple(i)] / ct[tuple(i)])]
+    return [total, compute("T_avg_pool2d", op.result.type, average)]
+
+
+def _window_count(o: Expr, stride: int, dilation: int, pad: int, k: int, lo: int, hi: int) -> Expr:
+    """How many of output position o's k taps (o*stride - pad + r*dilation) fall in [lo, hi):
+    an index expression, so the count is no reduction of its own."""
+    start = o * stride - pad
+    first = tb.maximum((lo - start + (dilation - 1)) // dilation, 0)
+    end = tb.minimum((hi - start + (dilation - 1)) // dilation, k)
+    return tb.maximum(end - first, 0)
+
+
+def _const_window_count(size: int, stride: int, dilation: int, pad: int, k: int, lo: int, hi: int) -> int | None:
+    """_window_count's value when it is the same at every output position, else None."""
+    counts = {sum(lo <= o * stride - pad + r * dilation < hi for r in range(k)) for o in range(size)}
+    return counts.pop() if len(counts) == 1 else None
 
 
 def _global_pool(op: Operation, kind: str) -> Stages:

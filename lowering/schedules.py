@@ -21,6 +21,7 @@ from lathe.dialects.functions import defined_functions, is_kernel
 from lathe.errors import LatheError
 from lathe.lowering.conv2d_template import CONV2D_NHWC
 from lathe.lowering.dense_template import DENSE_PACK
+from lathe.lowering.pool_template import POOL2D_NHWC
 from lathe.lowering.schedule_builder import (
     CONFIG_ATTR,
     FALLBACK_L2_BYTES,
@@ -314,6 +315,8 @@ TEMPLATES: dict[type[graph.GraphOp], Template] = {
     graph.DensePackOp: DENSE_PACK,
     graph.BatchMatmulPackOp: DENSE_PACK,
     graph.Conv2dOp: CONV2D_NHWC,
+    graph.MaxPool2dOp: POOL2D_NHWC,
+    graph.AvgPool2dOp: POOL2D_NHWC,
 }
 
 
