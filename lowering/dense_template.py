@@ -154,14 +154,24 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: 
     block: dict[str, str] = {}  # "i"/"j" -> the block loop over that axis
     tiles: list[str] = []  # the register-tile loops inside a block
     inner: list[str] = []
+    extent = dict(zip(out.axis_names, out.spatial_extents))
     for name, axis, factor, cache in (("i", i, mr, ci), ("j", j, nr, cj)):
         if axis is None:
             continue
-        o, n = s_out.split(axis, factor=factor)
-        inner.append(n)
-        if cache > 1:
-            o, t = s_out.split(o, factor=cache)
+        if cache > 1 and -(-extent[axis] // factor) % cache:
+            # a partial cache block: split the axis by the block first, so that the register
+            # tiles past the end are seen as an overhang of the axis itself and the tile
+            # computed at them is guarded (lower-te-to-loop bounds a tile by the splits of a
+            # root axis; one of the tile loop's would leave it reading past the operands)
+            o, rest = s_out.split(axis, factor=factor * cache)
+            t, n = s_out.split(rest, factor=factor)
             tiles.append(t)
+        else:
+            o, n = s_out.split(axis, factor=factor)
+            if cache > 1:
+                o, t = s_out.split(o, factor=cache)
+                tiles.append(t)
+        inner.append(n)
         block[name] = o
     outer = list(batch) + [block[a] for a in str(k["order"]) if a in block]
     s_out.reorder(*outer, *tiles, *inner)

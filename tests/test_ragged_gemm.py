@@ -4,6 +4,9 @@ is compared with the interpreter on fresh random inputs, at sizes 1, 5, 17, 63 a
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import max_rel_err
@@ -74,3 +77,58 @@ def test_seventeen_rows_take_one_block_of_three_register_tiles():
     (f,) = [f for name, f in kernels_at_te(m).items() if "dense_pack" in name]
     knobs = {k.name: k.default for k in plan_kernel(f, 16).space}
     assert (knobs["tile_i"], knobs["cache_i"], knobs["block_k"]) == (6, 3, 0)
+
+
+# Runs in a child process: the operand `a` ends at a page that cannot be read, so a kernel
+# that reads past it crashes the child, not the test session.
+_GUARDED_RUN = """
+import ctypes, mmap, sys
+import numpy as np
+import lathe
+from lathe.pipelines import pipeline_for
+from lathe.textual_ir.parser import parse_relay
+
+config, seed = sys.argv[1], int(sys.argv[2])
+src = ("def @main(%a: Tensor[(1, 384, 384), float32], %b: Tensor[(1, 96, 384), float32]) {"
+       " nn.batch_matmul(%a, %b) }")
+rng = np.random.default_rng(seed)
+page = mmap.PAGESIZE
+nbytes = 384 * 384 * 4
+size = -(-nbytes // page) * page
+mm = mmap.mmap(-1, size + page)
+libc = ctypes.CDLL(None)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+assert libc.mprotect(base + size, page, 0) == 0  # PROT_NONE
+a = np.frombuffer(mm, np.float32, count=384 * 384, offset=size - nbytes).reshape(1, 384, 384)
+a[...] = rng.standard_normal(a.shape)
+b = rng.standard_normal((1, 96, 384)).astype(np.float32)
+module = parse_relay(src)
+pipe = pipeline_for(3, module).replace(
+    "apply-default-schedule", 'apply-schedule{config="' + config + '"},apply-default-schedule')
+got = lathe.compile(module, num_threads=2, pipeline=pipe).run(a=a, b=b)
+ref = lathe.interpret(module, a=np.array(a), b=b)
+err = float(np.abs(got - ref).max() / np.abs(ref).max())
+print("max rel err", err)
+sys.exit(0 if err < 1e-5 else 1)
+"""
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "dense_pack:tile_i=16,tile_j=16,cache_i=16",  # 24 row tiles: the second 16-tile block is partial
+        "dense_pack:tile_i=8,tile_j=32,cache_i=16,cache_j=2",  # 3 column panels: a partial 2-panel block
+        "dense_pack:tile_i=16,cache_i=16,order=ji,parallel=outer",
+    ],
+)
+def test_cache_blocks_that_do_not_divide_the_tiles_stay_in_bounds(config, rng):
+    """A configuration whose cache block does not divide the register tiles (the tuner may
+    pick one) reads nothing past its operands and computes the same function; the tile loop's
+    split, not the axis's, carried the overhang, so the tiles past the end went unguarded and
+    read past `a` (a crash where the next page is unmapped)."""
+    seed = int(rng.integers(1 << 31))
+    child = subprocess.run(
+        [sys.executable, "-c", _GUARDED_RUN, config, str(seed)], capture_output=True, text=True, timeout=600
+    )
+    assert child.returncode == 0, (child.returncode, child.stdout[-2000:], child.stderr[-2000:])
