@@ -148,9 +148,23 @@ class ShuffleToTake(RewritePattern):
         rewriter.replace(op, carry_location(op, _take(x, idx, axis)))
 
 
+def _run_of(v, axis: int) -> tuple | None:
+    """(y, b, s) when v = strided_slice(y) taking y[b::s] along axis only (s ≥ 1)."""
+    s = v.owner
+    if not isinstance(s, graph.StridedSliceOp):
+        return None
+    shape = shape_of(s.data.type)
+    bounds = graph.slice_bounds("", shape, s.attrs())
+    if any((b, st, n) != (0, 1, shape[d]) for d, (b, st, n) in enumerate(bounds) if d != axis):
+        return None
+    b, st, _ = bounds[axis]
+    return (s.data, b, st) if st >= 1 else None
+
+
 class SimplifyTake(RewritePattern):
     """take(y, idx, axis) with idx = b, b+s, ..., (s ≥ 1) → strided_slice(y) (y itself when it
-    selects everything in order); take(take(y, i, axis), j, axis) → take(y, i[j], axis)."""
+    selects everything in order); take(take(y, i, axis), j, axis) → take(y, i[j], axis), and
+    take(y[b::s], idx) → take(y, b + s·idx)."""
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if not isinstance(op, graph.TakeOp):
@@ -162,6 +176,12 @@ class SimplifyTake(RewritePattern):
         inner = _taken(y)
         if inner is not None and inner[2] == axis:
             rewriter.replace(op, carry_location(op, _take(inner[0], inner[1][idx], axis)))
+            return
+        run = _run_of(y, axis)
+        if run is not None and not (PAD_SLICE in y.owner.attributes and _is_permutation(idx, len(idx))):
+            # (a permutation below a padding cut stays there, where SliceOfTake puts it)  # a take of a slice (a split's half, a padding cut) reads its source
+            src, b, step = run
+            rewriter.replace(op, carry_location(op, _take(src, b + step * idx, axis, _junk(op.results[0]))))
             return
         n = shape_of(y.type)[axis]
         step = int(idx[1] - idx[0]) if len(idx) > 1 else 1
@@ -198,15 +218,16 @@ class SliceOfTake(RewritePattern):
         b, s, n = bounds[axis]
         sub = idx[b + s * np.arange(n)]
         if PAD_SLICE in op.attributes:
-            if axis != len(shape) - 1:
-                return
+            if axis != len(shape) - 1 or not _movable(op.data, idx, shape_of(y.type)[axis]):
+                return  # (PadTake's widened gathers stay cut where they are)
             if _junk(op.data):
                 rewriter.replace(op, carry_location(op, _take(y, sub, axis, junk=True)))
                 return
             if not _is_permutation(sub, n):
                 return
             cut = _cut(y, n)
-            rewriter.replace(op, carry_location(op, [cut, *_take(cut.results[0], sub, axis)]))
+            same = np.array_equal(sub, np.arange(n))
+            rewriter.replace(op, carry_location(op, [cut] if same else [cut, *_take(cut.results[0], sub, axis)]))
             return
         rewriter.replace(op, carry_location(op, _take(y, sub, axis)))
 
@@ -406,6 +427,9 @@ class TakeWholeFields(RewritePattern):
     that read the concatenation (another reader would keep the old one), and not for a take
     that moves into the weights that read it (AbsorbTake, SinkTake)."""
 
+    def __init__(self, lanes: int = 16):
+        self.lanes = lanes
+
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if not isinstance(op, graph.TakeOp):
             return
@@ -416,7 +440,7 @@ class TakeWholeFields(RewritePattern):
         concat = _gathered_concat(y, axis)
         if concat is None or _movable(op.results[0], idx, shape_of(y.type)[axis]):
             return
-        widened = _whole_fields(concat, axis)
+        widened = _whole_fields(concat, axis, self.lanes)
         if widened is None:
             return
         whole, at, keep = widened
@@ -425,20 +449,26 @@ class TakeWholeFields(RewritePattern):
         rewriter.replace(op, carry_location(op, [tup, cat, *_take(cat.results[0], keep[idx], axis)]))
 
 
-def _whole_fields(concat: graph.ConcatenateOp, axis: int) -> tuple | None:
+def _whole_fields(concat: graph.ConcatenateOp, axis: int, lanes: int) -> tuple | None:
     """(fields, offsets, keep) for concat with each field that is a padding cut, a padding take
-    or a permutation of a tensor y along axis replaced by y: entry k of the old concatenation
-    is entry keep[k] of the new one. None when no field is such."""
+    or a permutation of a tensor y along axis replaced by y, where y is no wider than the field
+    rounded up to whole vectors: entry k of the old concatenation is entry keep[k] of the new
+    one. None when no field is such."""
     fields = _fields(concat) or []
     whole, maps = [], []
     for f in fields:
         n = shape_of(f.type)[axis]
         cut = _pad_cut(f) if axis == len(shape_of(f.type)) - 1 else None
         inner = _taken(f)
-        if cut is not None:
+        if cut is not None and shape_of(cut[0].type)[axis] <= -(-n // lanes) * lanes:
             whole.append(cut[0])
             maps.append(np.arange(n))
-        elif inner is not None and inner[2] == axis and _movable(f, inner[1], shape_of(inner[0].type)[axis]):
+        elif (
+            inner is not None
+            and inner[2] == axis
+            and shape_of(inner[0].type)[axis] <= -(-n // lanes) * lanes
+            and _movable(f, inner[1], shape_of(inner[0].type)[axis])
+        ):
             whole.append(inner[0])
             maps.append(inner[1])
         else:
@@ -485,6 +515,9 @@ class WidenConcat(RewritePattern):
     (zero where it drops padding), so the concatenation runs at its padded, vector-multiple
     width and no channel of it is cut or padded again."""
 
+    def __init__(self, lanes: int = 16):
+        self.lanes = lanes
+
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if not isinstance(op, graph.ConcatenateOp) or _fields(op) is None:
             return
@@ -492,7 +525,7 @@ class WidenConcat(RewritePattern):
         axis = graph.normalize_axis("", op.attrs()["axis"], rank)
         if axis != rank - 1 or not _reads_padding(op.result, axis):
             return
-        widened = _whole_fields(op, axis)
+        widened = _whole_fields(op, axis, self.lanes)
         if widened is None:
             return
         whole, _, keep = widened
@@ -532,27 +565,46 @@ def _reads_padding_use(use, axis: int) -> bool:
 class PadTake(RewritePattern):
     """take(y, idx, last axis) → cut(take(y, idx + fillers)) to the next multiple of the vector
     width when its readers absorb a padding cut (see _absorbs_cut): the gather, and the copies
-    after it, then run over whole vectors of channels. A filler repeats a real entry, so the
-    padded channels are finite wherever y is (the padding's invariant)."""
+    after it, then run over whole vectors of channels. A run of y's channels (a strided_slice of
+    stride 1, a split's half) is widened the same way, by the channels after it where y has
+    them. A filler is a real entry of y, so the padded channels are finite wherever y is (the
+    padding's invariant)."""
 
     def __init__(self, lanes: int = 16):
         self.lanes = lanes
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
-        if not isinstance(op, graph.TakeOp) or not graph.is_float(op.result.type.element_type):
+        if not isinstance(op, graph.TakeOp | graph.StridedSliceOp) or PAD_SLICE in op.attributes:
             return
-        t = _taken(op.results[0])
-        if t is None:
+        if not graph.is_float(op.results[0].type.element_type):
             return
-        y, idx, axis = t
-        rank = len(shape_of(y.type))
+        found = self.selection(op)
+        if found is None:
+            return
+        y, idx, axis = found
+        rank, width = len(shape_of(y.type)), shape_of(y.type)[axis]
         padded = padded_width(len(idx), self.lanes)
-        if axis != rank - 1 or padded is None or _movable(op.results[0], idx, shape_of(y.type)[axis]):
+        if axis != rank - 1 or padded is None or (isinstance(op, graph.TakeOp) and _movable(op.results[0], idx, width)):
             return  # what moves into weights needs no padding
         if not _absorbs_cut(op.results[0], axis):
             return
-        wide = _take(y, np.concatenate([idx, np.full(padded - len(idx), idx[0])]), axis)
+        more = np.arange(idx[-1] + 1, idx[-1] + 1 + padded - len(idx))  # continue a run where y has room
+        fillers = more if more[-1] < width else np.full(padded - len(idx), idx[0])
+        wide = _take(y, np.concatenate([idx, fillers]), axis)
         rewriter.replace(op, carry_location(op, [*wide, _cut(wide[-1].results[0], len(idx))]))
+
+    @staticmethod
+    def selection(op: Operation) -> tuple | None:
+        """(y, idx, axis): what op selects of y along one axis."""
+        if isinstance(op, graph.TakeOp):
+            return _taken(op.results[0])
+        shape = shape_of(op.data.type)  # type: ignore[attr-defined]
+        bounds = graph.slice_bounds("", shape, op.attrs())  # type: ignore[attr-defined]
+        sliced = [d for d, (b, s, n) in enumerate(bounds) if (b, s, n) != (0, 1, shape[d])]
+        if len(sliced) != 1 or bounds[sliced[0]][1] != 1:
+            return None
+        b, _, n = bounds[sliced[0]]
+        return op.data, np.arange(b, b + n), sliced[0]  # type: ignore[attr-defined]
 
 
 def patterns(lanes: int = 16) -> tuple[RewritePattern, ...]:
@@ -563,7 +615,7 @@ def patterns(lanes: int = 16) -> tuple[RewritePattern, ...]:
         SliceOfTake(),
         SinkTake(),
         AbsorbTake(),
-        TakeWholeFields(),
-        WidenConcat(),
+        TakeWholeFields(lanes),
+        WidenConcat(lanes),
         PadTake(lanes),
     )
