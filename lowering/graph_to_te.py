@@ -382,12 +382,15 @@ def _softmax(op: Operation, log: bool) -> Stages:
         return [mx, ex, out]
     # exp(x - max) is a stage of its own (TVM's T_softmax_exp), read by the sum and by the
     # normalisation: a row kernel keeps it as a row in cache and computes each exp once
-    # (inlined, as per-stage schedules do, it is computed in both)
+    # (inlined, as per-stage schedules do, it is computed in both). The normalisation
+    # multiplies by 1 / sum, uniform along the row, as ONNX Runtime's MLAS does: one division
+    # per row, not one per element (a vdivps per vector took 13-22% of the kernel; the
+    # result differs from the quotient by at most an ulp or so)
     e = compute("T_softmax_exp", op.result.type, lambda *i: tb.exp(x[tuple(i)] - mxt[keep(i)]))
     et = Tensor(e.result)
     ex = _reduce_over_axis("T_softmax_expsum", et, axis, "sum")
     ext = Tensor(ex.result)
-    out = compute("T_softmax", op.result.type, lambda *i: et[tuple(i)] / ext[keep(i)])
+    out = compute("T_softmax", op.result.type, lambda *i: et[tuple(i)] * (1.0 / ext[keep(i)]))
     return [mx, e, ex, out]
 
 

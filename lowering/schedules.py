@@ -182,7 +182,10 @@ def row_statistics(out: te.ComputeOp, computes: list[te.ComputeOp], outputs) -> 
 def row_tiles(out: te.ComputeOp, stats: list[te.ComputeOp], computes: list[te.ComputeOp]) -> list[te.ComputeOp]:
     """The injective stages of a row kernel that a statistic reads and that are out's shape
     (softmax's exp(x - max), read by its sum and by the output): kept as a row in cache
-    instead of inlined, each element is computed once, not once per reader."""
+    instead of inlined, each element is computed once, not once per reader. None of an
+    empty tensor (nothing to keep; a tile of no elements bounds nothing)."""
+    if not math.prod(out.spatial_extents):
+        return []
     read = {op.tensor for r in stats for op in r.body.block.ops if isinstance(op, te.ReadOp)}
     return [
         c

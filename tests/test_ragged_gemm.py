@@ -132,3 +132,17 @@ def test_cache_blocks_that_do_not_divide_the_tiles_stay_in_bounds(config, rng):
         [sys.executable, "-c", _GUARDED_RUN, config, str(seed)], capture_output=True, text=True, timeout=600
     )
     assert child.returncode == 0, (child.returncode, child.stdout[-2000:], child.stderr[-2000:])
+
+
+@pytest.mark.parametrize("shape", [(12, 17, 17), (3, 129), (2, 5, 1), (0, 5), (2, 0), (0, 3, 7)])
+def test_softmax_rows_of_any_length_match_the_interpreter(shape, rng):
+    """The row of exps a softmax row kernel keeps, at row lengths no vector divides, one
+    element long, and in tensors with no elements."""
+    dims = ", ".join(map(str, shape))
+    module = parse_relay(f"def @main(%x: Tensor[({dims}), float32]) {{ nn.softmax(%x, axis=-1) }}")
+    x = (3 * rng.standard_normal(shape)).astype(np.float32)
+    got = lathe.compile(module, num_threads=2).run(x=x)
+    ref = lathe.interpret(module, x=x)
+    assert got.shape == ref.shape
+    if x.size:
+        assert max_rel_err(got, ref) < 1e-5

@@ -20,7 +20,8 @@ func.func private @conv(%x: tensor<1x3x5x5xf32>, %w: tensor<8x3x3x3xf32>) -> ten
 
 // -----
 // softmax is four stages: max, exp(x - max), its sum, and the normalisation, which
-// reads the exp stage (exp is computed once per element, not once more in the output).
+// reads the exp stage (exp is computed once per element, not once more in the output)
+// and multiplies it by 1 / sum.
 // CHECK-LABEL: func.func private @softmax
 // CHECK:      %0 = te.compute {stage = "T_softmax_maxelem", {{.*}} combiner = "max"} : tensor<2x1xf32>
 // CHECK:      %[[E:.*]] = te.compute {stage = "T_softmax_exp", axes = ["ax0", "ax1"]} : tensor<2x5xf32>
@@ -33,6 +34,7 @@ func.func private @conv(%x: tensor<1x3x5x5xf32>, %w: tensor<8x3x3x3xf32>) -> ten
 // CHECK:        te.read %[[E]]
 // CHECK:        te.read %[[S]]
 // CHECK:        arith.divf
+// CHECK:        arith.mulf
 func.func private @softmax(%x: tensor<2x5xf32>) -> tensor<2x5xf32> attributes {lathe.kernel} {
   %0 = graph.nn.softmax %x {axis = 1} : (tensor<2x5xf32>) -> tensor<2x5xf32>
   func.return %0 : tensor<2x5xf32>
