@@ -48,6 +48,7 @@ from lathe.dialects.functions import (
 from lathe.dialects.graph import is_float
 from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr
 from lathe.errors import LatheError
+from lathe.lowering.index_split import split_index_sets
 from lathe.lowering.te_builder import combiner_identity
 from lathe.lowering.te_transforms import expand_stage_ops
 from lathe.lowering.unswitch import unswitch_vector_guards
@@ -1273,6 +1274,7 @@ class LowerTeToLoop(ModulePass):
             # every kernel is lowered, even one without a stage (a canonicalized add(0, x) just
             # returns its input): its signature must become buffers like the calls to it
             new = KernelLowering(f).run()
+            split_index_sets(new)
             unswitch_vector_guards(new)
             Rewriter.replace_op(f, new)
             kernels[new.sym_name.data] = new

@@ -1,0 +1,372 @@
+"""Index-set splitting: a loop whose iterations fall into ranges on which the index
+comparisons its body selects on are decided is split into one loop per range (TVM's
+LoopPartition, MLIR's affine loop splitting).
+
+A concatenation is one stage, `c < 64 ? in0[.., c] : c < 96 ? in1[.., c - 64] : ...` (each
+read clamped in bounds, since a select evaluates both sides), so every element evaluates the
+whole chain and loads from every input. The vector emitter sees clamped, non-affine indices
+and gives the loop to LLVM, which gathers: DenseNet's concatenations of up to 32 inputs ran at
+a tenth of the memory's bandwidth. Split by the ranges of c, each part has its comparisons
+decided, its clamps inside their bounds and its selects resolved: a plain vector copy with its
+fused epilogue. The same holds for any select on a comparison of loop indices with constants
+(a pad's constant borders).
+
+The default elementwise schedule fuses every axis and splits the fused one by the vector
+width, so the channel is `(o rem Q) * W + lane` once the division rewrites of cleanup-loops
+have taken the fused index apart (passes/index_arith.py); no loop runs over the channel alone.
+Such a loop is first delinearized along Q (`for o < P*Q` becomes `for p < P { for q < Q }`,
+o = p*Q + q, p keeping o's annotation), and the new loop over q is split.
+
+Only the splitting points come from a formula; each part is then simplified by the ranges its
+own constant bounds give, so a wrong point costs a part, never a result. A comparison a vector
+straddles (an input whose channel count the width does not divide) stays undecided in the part
+that holds it, which keeps the select chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+from xdsl.context import Context
+from xdsl.dialects import arith, func, scf
+from xdsl.dialects.builtin import IndexType, IntegerAttr, IntegerType
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriteWalker
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.transforms.dead_code_elimination import region_dce
+
+from lathe.dialects import make_context
+from lathe.dialects.loop import annotation_of, constant_int
+from lathe.passes.cleanup import CanonicalizeKeepingBoundLoops
+from lathe.passes.index_arith import Linear, Range, Ranges, SimplifyIndexDivision, linear
+
+MAX_PARTS = 64
+"""More parts than this (a concatenation of more inputs, or comparisons with many constants)
+and the loop is left whole: each part is a copy of the body."""
+
+Decision = bool | None
+
+
+def _is_index(v: SSAValue) -> bool:
+    return isinstance(v.type, IndexType)
+
+
+def _selecting_comparisons(root: Operation) -> list[arith.CmpiOp]:
+    """Index comparisons that choose a value (a select's condition), not guards of control flow."""
+    return [
+        op
+        for op in root.walk()
+        if isinstance(op, arith.CmpiOp)
+        and _is_index(op.lhs)
+        and any(isinstance(u.operation, arith.SelectOp) and u.index == 0 for u in op.result.uses)
+    ]
+
+
+def _difference(cmp: arith.CmpiOp) -> Linear:
+    return linear(cmp.lhs).plus(linear(cmp.rhs).scaled(-1))
+
+
+def _signed(d: Range, below: Callable[[int], bool], at_or_above: Callable[[int], bool]) -> Decision:
+    """A signed comparison of lhs - rhs with 0 that holds for every value in d, or for none."""
+    if below(d[1]) and below(d[0]):
+        return True
+    if at_or_above(d[0]) and at_or_above(d[1]):
+        return False
+    return None
+
+
+_PREDICATES: dict[int, Callable[[Range], Decision]] = {  # arith.cmpi's predicate codes
+    0: lambda d: True if d == (0, 0) else (False if d[0] > 0 or d[1] < 0 else None),  # eq
+    1: lambda d: False if d == (0, 0) else (True if d[0] > 0 or d[1] < 0 else None),  # ne
+    2: lambda d: _signed(d, lambda x: x < 0, lambda x: x >= 0),  # slt
+    3: lambda d: _signed(d, lambda x: x <= 0, lambda x: x > 0),  # sle
+    4: lambda d: _signed(d, lambda x: x > 0, lambda x: x <= 0),  # sgt
+    5: lambda d: _signed(d, lambda x: x >= 0, lambda x: x < 0),  # sge
+}
+_UNSIGNED = {6: 2, 7: 3, 8: 4, 9: 5}  # ult, ule, ugt, uge: signed ones on non-negative operands
+
+
+def decide(cmp: arith.CmpiOp, ranges: Ranges) -> Decision:
+    """The comparison's value where the ranges make it the same for every index they allow."""
+    pred = cmp.predicate.value.data
+    if pred in _UNSIGNED:
+        a, b = ranges(cmp.lhs), ranges(cmp.rhs)
+        if a is None or b is None or a[0] < 0 or b[0] < 0:
+            return None
+        pred = _UNSIGNED[pred]
+    d = _difference(cmp).range(ranges)
+    rule = _PREDICATES.get(pred)
+    return None if d is None or rule is None else rule(d)
+
+
+def _steps_of(atom: SSAValue, iv: SSAValue) -> int | None:
+    """d where the atom is `iv div d` (d = 1: iv itself): it changes only at multiples of d."""
+    if atom is iv:
+        return 1
+    owner = atom.owner
+    if isinstance(owner, arith.DivUIOp) and owner.lhs is iv:
+        d = constant_int(owner.rhs)
+        return d if d is not None and d > 0 else None
+    return None
+
+
+def _breakpoints(cmp: arith.CmpiOp, iv: SSAValue, ranges: Ranges) -> set[int]:
+    """Where `k*atom + rest` (lhs - rhs) may change sign, for rest at either end of its range,
+    with the atom iv or `iv div d` (an NCHW channel of a fused index): next to -rest/k."""
+    d = _difference(cmp)
+    points: set[int] = set()
+    for atom, k in d.terms.items():
+        step = _steps_of(atom, iv)
+        rest = Linear({a: c for a, c in d.terms.items() if a is not atom}, d.const).range(ranges)
+        if step is None or rest is None:
+            continue
+        points |= {p * step for r in rest for f in [(-r) // k] for p in (f, f + 1)}
+    return points
+
+
+def _bounds(loop: scf.ForOp) -> tuple[int, int] | None:
+    lb, ub, step = constant_int(loop.lb), constant_int(loop.ub), constant_int(loop.step)
+    return (lb, ub) if lb is not None and ub is not None and step == 1 and lb < ub else None
+
+
+def _parts(loop: scf.ForOp, conds: list[arith.CmpiOp]) -> list[tuple[int, int]] | None:
+    """The loop's range cut where any comparison's decision changes, adjacent ranges with the
+    same decisions merged; None unless that gives at least two parts that decide something."""
+    bounds = _bounds(loop)
+    conds = [c for c in conds if loop.is_ancestor(c)]
+    if bounds is None or not conds:
+        return None
+    lb, ub = bounds
+    iv = loop.body.block.args[0]
+    points = {lb, ub}
+    for c in conds:
+        points |= {p for p in _breakpoints(c, iv, Ranges()) if lb < p < ub}
+    if len(points) > 4 * MAX_PARTS:
+        return None
+    cuts = sorted(points)
+    parts: list[tuple[int, int, tuple[Decision, ...]]] = []
+    for s, e in zip(cuts, cuts[1:]):
+        ranges = Ranges()
+        ranges.memo[iv] = (s, e - 1)
+        decisions = tuple(decide(c, ranges) for c in conds)
+        if parts and parts[-1][2] == decisions:
+            parts[-1] = (parts[-1][0], e, decisions)
+        else:
+            parts.append((s, e, decisions))
+    if len(parts) < 2 or len(parts) > MAX_PARTS or all(d is None for p in parts for d in p[2]):
+        return None
+    return [(s, e) for s, e, _ in parts]
+
+
+def _index(k: int) -> arith.ConstantOp:
+    return arith.ConstantOp.from_int_and_width(k, IndexType())
+
+
+def _fold_by_ranges(loop: scf.ForOp) -> None:
+    """Comparisons, min/max and selects the loop's bounds decide, replaced by what they are."""
+    ranges = Ranges()
+    for op in list(loop.walk()):
+        value = _folded(op, ranges)
+        if value is not None:
+            op.results[0].replace_all_uses_with(value)
+    region_dce(loop.body)
+
+
+def _constant_bool(op: Operation, b: bool) -> SSAValue:
+    c = arith.ConstantOp(IntegerAttr(int(b), IntegerType(1)))
+    Rewriter.insert_op(c, _before(op))
+    return c.result
+
+
+def _before(op: Operation) -> InsertPoint:
+    return InsertPoint.before(op)
+
+
+def _folded(op: Operation, ranges: Ranges) -> SSAValue | None:
+    if isinstance(op, arith.CmpiOp) and _is_index(op.lhs):
+        d = decide(op, ranges)
+        return None if d is None else _constant_bool(op, d)
+    if isinstance(op, arith.SelectOp):
+        c = constant_int(op.cond)
+        return None if c is None else (op.lhs if c else op.rhs)
+    pick = _MIN_MAX.get(type(op))
+    if pick is None or not _is_index(op.results[0]):
+        return None
+    a, b = ranges(op.operands[0]), ranges(op.operands[1])
+    if a is None or b is None or (isinstance(op, arith.MinUIOp | arith.MaxUIOp) and min(a[0], b[0]) < 0):
+        return None
+    first = pick(a, b)
+    return None if first is None else op.operands[0 if first else 1]
+
+
+_MIN_MAX: dict[type[Operation], Callable[[Range, Range], bool | None]] = {  # is operand 0 the result?
+    arith.MinSIOp: lambda a, b: True if a[1] <= b[0] else (False if b[1] <= a[0] else None),
+    arith.MinUIOp: lambda a, b: True if a[1] <= b[0] else (False if b[1] <= a[0] else None),
+    arith.MaxSIOp: lambda a, b: True if a[0] >= b[1] else (False if b[0] >= a[1] else None),
+    arith.MaxUIOp: lambda a, b: True if a[0] >= b[1] else (False if b[0] >= a[1] else None),
+}
+
+
+def _split(loop: scf.ForOp, parts: list[tuple[int, int]]) -> None:
+    """One copy of the loop per part, with the part's constant bounds, simplified by them."""
+    for s, e in parts:
+        lb, ub = _index(s), _index(e)
+        part = loop.clone()
+        Rewriter.insert_op([lb, ub], _before(loop))
+        part.operands[0] = lb.result
+        part.operands[1] = ub.result
+        Rewriter.insert_op(part, _before(loop))
+        _simplify(part)
+        _fold_by_ranges(part)
+    Rewriter.erase_op(loop)
+
+
+@cache
+def _context() -> Context:
+    return make_context()
+
+
+def _simplify(loop: scf.ForOp) -> None:
+    """cleanup-loops' canonicalization and index-division rewrites, inside the loop."""
+    pattern = GreedyRewritePatternApplier(
+        [CanonicalizeKeepingBoundLoops(), SimplifyIndexDivision()], ctx=_context(), folding_enabled=True
+    )
+    PatternRewriteWalker(pattern, post_walk_func=region_dce).rewrite_region(loop.body)
+
+
+def _split_points(o: SSAValue) -> list[int]:
+    """The divisors Q of `o rem Q` in o's uses: where the index arithmetic takes o apart."""
+    return sorted(
+        {
+            q
+            for u in o.uses
+            if isinstance(u.operation, arith.RemUIOp) and u.index == 0
+            for q in [constant_int(u.operation.rhs)]
+            if q is not None and q > 1
+        }
+    )
+
+
+def _delinearized(loop: scf.ForOp, q_extent: int) -> scf.ForOp | None:
+    """`for o < P*Q { body(o) }` as `for p < P { for q < Q { body(p*Q + q) } }` where every use
+    of o divides it by, or takes its remainder by, a multiple or a divisor of Q; None otherwise.
+    The loop is rebuilt, not changed: a clone can be tried and dropped."""
+    bounds = _bounds(loop)
+    o = loop.body.block.args[0]
+    if bounds is None or bounds[0] != 0 or bounds[1] % q_extent or not 1 < q_extent < bounds[1]:
+        return None
+    for u in o.uses:
+        d = constant_int(u.operation.operands[1]) if len(u.operation.operands) == 2 else None
+        if not isinstance(u.operation, arith.DivUIOp | arith.RemUIOp) or u.index != 0 or d is None or d <= 0:
+            return None
+        if d % q_extent and q_extent % d:
+            return None
+    inner_block = Block(arg_types=[IndexType()])
+    outer_block = Block(arg_types=[IndexType()])
+    p, q = outer_block.args[0], inner_block.args[0]
+    for op in list(loop.body.block.ops):
+        op.detach()
+        inner_block.add_op(op)
+    for u in list(o.uses):
+        use = u.operation
+        d = constant_int(use.operands[1])
+        assert d is not None
+        new = _REBUILD[isinstance(use, arith.RemUIOp), d % q_extent == 0](p, q, q_extent, d)
+        Rewriter.insert_op(new, _before(use))
+        use.results[0].replace_all_uses_with(new[-1].results[0])
+        Rewriter.erase_op(use)
+    hint = o.name_hint or "i"
+    p.name_hint, q.name_hint = f"{hint}_div{q_extent}", f"{hint}_rem{q_extent}"
+    zero, one, p_ub, q_ub = _index(0), _index(1), _index(bounds[1] // q_extent), _index(q_extent)
+    Rewriter.insert_op([zero, one, p_ub, q_ub], _before(loop))
+    outer_block.add_ops([scf.ForOp(zero, q_ub, one, [], Region(inner_block)), scf.YieldOp()])
+    outer = scf.ForOp(zero, p_ub, one, [], Region(outer_block))
+    outer.attributes.update(loop.attributes)
+    return outer
+
+
+def _rem_within(p: SSAValue, q: SSAValue, big_q: int, d: int) -> list[Operation]:  # d | Q
+    c = _index(d)
+    return [c, arith.RemUIOp(q, c)]
+
+
+def _rem_across(p: SSAValue, q: SSAValue, big_q: int, d: int) -> list[Operation]:  # Q | d
+    m, qq = _index(d // big_q), _index(big_q)
+    r = arith.RemUIOp(p, m)
+    scaled = arith.MuliOp(r, qq)
+    return [m, qq, r, scaled, arith.AddiOp(scaled, q)]
+
+
+def _div_within(p: SSAValue, q: SSAValue, big_q: int, d: int) -> list[Operation]:  # d | Q
+    m, dd = _index(big_q // d), _index(d)
+    scaled = arith.MuliOp(p, m)
+    part = arith.DivUIOp(q, dd)
+    return [m, dd, scaled, part, arith.AddiOp(scaled, part)]
+
+
+def _div_across(p: SSAValue, q: SSAValue, big_q: int, d: int) -> list[Operation]:  # Q | d
+    m = _index(d // big_q)
+    return [m, arith.DivUIOp(p, m)]
+
+
+_REBUILD: dict[tuple[bool, bool], Callable[[SSAValue, SSAValue, int, int], list[Operation]]] = {
+    # (is a remainder, is a multiple of Q) -> o's division in p and q
+    (True, False): _rem_within,
+    (True, True): _rem_across,
+    (False, False): _div_within,
+    (False, True): _div_across,
+}
+
+
+def _try_loop(loop: scf.ForOp, vector_loop: scf.ForOp) -> bool:
+    """Split the loop, or its delinearization along one of its split points, if that decides
+    comparisons the vector loop selects on."""
+    parts = _parts(loop, _selecting_comparisons(vector_loop))
+    if parts is not None:
+        _split(loop, parts)
+        return True
+    for q_extent in _split_points(loop.body.block.args[0]):
+        trial = loop.clone()
+        block = loop.parent_block()
+        assert block is not None
+        block.insert_op_before(trial, loop)
+        outer = _delinearized(trial, q_extent)
+        if outer is None:
+            Rewriter.erase_op(trial)
+            continue
+        Rewriter.replace_op(trial, outer)
+        _simplify(outer)
+        conds = _selecting_comparisons(outer)
+        inner = next(op for op in outer.body.block.ops if isinstance(op, scf.ForOp))
+        for candidate in (inner, outer):
+            parts = _parts(candidate, conds)
+            if parts is not None:
+                _split(candidate, parts)
+                Rewriter.erase_op(loop)
+                return True
+        Rewriter.erase_op(outer)
+    return False
+
+
+def split_index_sets(fn: func.FuncOp) -> None:
+    """Each vectorized loop whose body selects on index comparisons: the innermost loop around
+    it (itself excluded: its parts would cut vectors) whose splitting decides some of them is
+    split. Loops bound to GPU ids are left alone (a launch dimension is not cut)."""
+    vector_loops = [
+        op for op in fn.walk() if isinstance(op, scf.ForOp) and (a := annotation_of(op)) and a.kind.data == "vectorize"
+    ]
+    for vector_loop in vector_loops:
+        if not fn.is_ancestor(vector_loop) or not _selecting_comparisons(vector_loop):
+            continue
+        nest: list[scf.ForOp] = []
+        parent = vector_loop.parent_op()
+        while isinstance(parent, scf.ForOp):
+            nest.append(parent)
+            parent = parent.parent_op()
+        if not nest or any((a := annotation_of(n)) is not None and a.kind.data == "bind" for n in nest):
+            continue
+        _simplify(nest[-1])
+        for loop in nest:
+            if _try_loop(loop, vector_loop):
+                break
