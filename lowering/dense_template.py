@@ -31,6 +31,13 @@ DENSE_PACK_BLOCK_ROWS = 128  # the most rows a cache block takes: each weight el
 DENSE_PACK_MIN_BLOCK_ROWS = 64  # fewer rows and the weight streams from L3 too often: split k instead
 DENSE_PACK_MIN_BLOCKS = 8  # cache blocks to share among threads: a block of all rows must leave this many
 DENSE_PACK_BLOCK_K = (64, 128, 256, 384, 512, 768, 1024, 2048)  # k-block candidates (those dividing the depth)
+# GEMV-shaped contractions (rows of x up to this many: one register tile of all of them)
+# stream their weight once whatever the schedule, so what the default chooses for them is the
+# number of independent accumulator chains per thread task: each register-tile vector is one
+# FMA chain over all of k, and a weight in L1/L2 is read faster than one chain can consume it.
+GEMV_ROWS = 4
+GEMV_TILE_VECTORS = 4  # vectors across a GEMV's register tile (four chains; rows x vectors <= 16 registers)
+GEMV_MIN_COL_TILES = 4  # a wider tile must leave this many column tiles to share among threads
 
 
 def _contraction_axes(out: te.ComputeOp) -> tuple[list[str], str | None, str]:
@@ -55,6 +62,18 @@ def register_rows(rows: int, most: int = DENSE_PACK_TILE_ROWS) -> int:
         return divisor
     tiles = -(-rows // most)
     return -(-rows // tiles)
+
+
+def gemv_tile_cols(rows: int, cols: int, widths: list[int], pack: int, lanes: int) -> int:
+    """tile_j of the default for a GEMV (rows <= GEMV_ROWS): the widest candidate of up to
+    GEMV_TILE_VECTORS vectors that leaves GEMV_MIN_COL_TILES column tiles, else the pack width.
+    One row's tile of one packed panel is one or two FMA chains over k; four measured up to
+    1.2x faster with the weight in L2 (one thread) and the same where it streams from L3 or
+    memory, which bounds every GEMV a model has (docs/performance.md, "GEMV")."""
+    if rows > GEMV_ROWS:
+        return pack
+    wide = [w for w in widths if w <= GEMV_TILE_VECTORS * lanes and cols // w >= GEMV_MIN_COL_TILES]
+    return max([pack, *wide])
 
 
 def _block_candidates(tiles: int) -> list[int]:
@@ -113,9 +132,12 @@ def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches
     cache_i, block_k = cache_block(
         math.prod(extents[: len(batch)]), rows, cols, depth, tile_i, bn, elem_bytes, caches.l2_bytes
     )
+    tile_j = gemv_tile_cols(rows, cols, widths, bn, lanes)
+    if rows <= GEMV_ROWS:
+        block_k = 0  # one row tile: a k-block loop has no other row tile to share its panel with
     return (
         knob("tile_i", sorted({*divisors(rows, 16), tile_i}), tile_i),
-        knob("tile_j", widths, bn),
+        knob("tile_j", widths, tile_j),
         knob(
             "cache_i",
             sorted(
