@@ -26,19 +26,14 @@ that holds it, which keeps the select chain.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 
-from xdsl.context import Context
-from xdsl.dialects import arith, func, scf
+from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import IndexType, IntegerAttr, IntegerType
 from xdsl.ir import Block, Operation, Region, SSAValue
-from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriteWalker
+from xdsl.pattern_rewriter import PatternRewriteWalker
 from xdsl.rewriter import InsertPoint, Rewriter
-from xdsl.transforms.dead_code_elimination import region_dce
 
-from lathe.dialects import make_context
 from lathe.dialects.loop import annotation_of, constant_int
-from lathe.passes.cleanup import CanonicalizeKeepingBoundLoops
 from lathe.passes.index_arith import Linear, Range, Ranges, SimplifyIndexDivision, linear
 
 MAX_PARTS = 64
@@ -87,15 +82,16 @@ _PREDICATES: dict[int, Callable[[Range], Decision]] = {  # arith.cmpi's predicat
 _UNSIGNED = {6: 2, 7: 3, 8: 4, 9: 5}  # ult, ule, ugt, uge: signed ones on non-negative operands
 
 
-def decide(cmp: arith.CmpiOp, ranges: Ranges) -> Decision:
-    """The comparison's value where the ranges make it the same for every index they allow."""
+def decide(cmp: arith.CmpiOp, ranges: Ranges, difference: Linear | None = None) -> Decision:
+    """The comparison's value where the ranges make it the same for every index they allow
+    (`difference`: lhs - rhs as a linear form, when the caller has it already)."""
     pred = cmp.predicate.value.data
     if pred in _UNSIGNED:
         a, b = ranges(cmp.lhs), ranges(cmp.rhs)
         if a is None or b is None or a[0] < 0 or b[0] < 0:
             return None
         pred = _UNSIGNED[pred]
-    d = _difference(cmp).range(ranges)
+    d = (difference or _difference(cmp)).range(ranges)
     rule = _PREDICATES.get(pred)
     return None if d is None or rule is None else rule(d)
 
@@ -111,10 +107,9 @@ def _steps_of(atom: SSAValue, iv: SSAValue) -> int | None:
     return None
 
 
-def _breakpoints(cmp: arith.CmpiOp, iv: SSAValue, ranges: Ranges) -> set[int]:
+def _breakpoints(d: Linear, iv: SSAValue, ranges: Ranges) -> set[int]:
     """Where `k*atom + rest` (lhs - rhs) may change sign, for rest at either end of its range,
     with the atom iv or `iv div d` (an NCHW channel of a fused index): next to -rest/k."""
-    d = _difference(cmp)
     points: set[int] = set()
     for atom, k in d.terms.items():
         step = _steps_of(atom, iv)
@@ -140,8 +135,10 @@ def _parts(loop: scf.ForOp, conds: list[arith.CmpiOp]) -> list[tuple[int, int]] 
     lb, ub = bounds
     iv = loop.body.block.args[0]
     points = {lb, ub}
-    for c in conds:
-        points |= {p for p in _breakpoints(c, iv, Ranges()) if lb < p < ub}
+    differences = [_difference(c) for c in conds]
+    whole = Ranges()
+    for d in differences:
+        points |= {p for p in _breakpoints(d, iv, whole) if lb < p < ub}
     if len(points) > 4 * MAX_PARTS:
         return None
     cuts = sorted(points)
@@ -149,7 +146,7 @@ def _parts(loop: scf.ForOp, conds: list[arith.CmpiOp]) -> list[tuple[int, int]] 
     for s, e in zip(cuts, cuts[1:]):
         ranges = Ranges()
         ranges.memo[iv] = (s, e - 1)
-        decisions = tuple(decide(c, ranges) for c in conds)
+        decisions = tuple(decide(c, ranges, d) for c, d in zip(conds, differences))
         if parts and parts[-1][2] == decisions:
             parts[-1] = (parts[-1][0], e, decisions)
         else:
@@ -170,7 +167,6 @@ def _fold_by_ranges(loop: scf.ForOp) -> None:
         value = _folded(op, ranges)
         if value is not None:
             op.results[0].replace_all_uses_with(value)
-    region_dce(loop.body)
 
 
 def _constant_bool(op: Operation, b: bool) -> SSAValue:
@@ -209,30 +205,45 @@ _MIN_MAX: dict[type[Operation], Callable[[Range, Range], bool | None]] = {  # is
 
 
 def _split(loop: scf.ForOp, parts: list[tuple[int, int]]) -> None:
-    """One copy of the loop per part, with the part's constant bounds, simplified by them."""
-    for s, e in parts:
-        lb, ub = _index(s), _index(e)
-        part = loop.clone()
-        Rewriter.insert_op([lb, ub], _before(loop))
-        part.operands[0] = lb.result
-        part.operands[1] = ub.result
-        Rewriter.insert_op(part, _before(loop))
-        _simplify(part)
-        _fold_by_ranges(part)
-    Rewriter.erase_op(loop)
+    """One copy of the loop per part, each with its part's constant bounds and simplified by
+    them. Halves first, recursively: each half drops the reads its bounds rule out before it is
+    copied again, so a concatenation of n inputs copies about log2(n) bodies' worth of ops, not n."""
+    _bound(loop, parts[0][0], parts[-1][1])
+    _fold_by_ranges(loop)
+    _erase_unused(loop)
+    if len(parts) == 1:
+        return
+    mid = len(parts) // 2
+    first = loop.clone()
+    Rewriter.insert_op(first, _before(loop))
+    _split(first, parts[:mid])
+    _split(loop, parts[mid:])
 
 
-@cache
-def _context() -> Context:
-    return make_context()
+def _bound(loop: scf.ForOp, lb: int, ub: int) -> None:
+    if constant_int(loop.lb) == lb and constant_int(loop.ub) == ub:
+        return
+    lo, hi = _index(lb), _index(ub)
+    Rewriter.insert_op([lo, hi], _before(loop))
+    loop.operands[0] = lo.result
+    loop.operands[1] = hi.result
 
 
 def _simplify(loop: scf.ForOp) -> None:
-    """cleanup-loops' canonicalization and index-division rewrites, inside the loop."""
-    pattern = GreedyRewritePatternApplier(
-        [CanonicalizeKeepingBoundLoops(), SimplifyIndexDivision()], ctx=_context(), folding_enabled=True
-    )
-    PatternRewriteWalker(pattern, post_walk_func=region_dce).rewrite_region(loop.body)
+    """cleanup-loops' index-division rewrites inside the loop, which take a fused index apart
+    (`(16*o + lane) rem 192` is `(o rem 12)*16 + lane`), and the ops they leave unused."""
+    PatternRewriteWalker(SimplifyIndexDivision()).rewrite_region(loop.body)
+    _erase_unused(loop)
+
+
+def _erase_unused(loop: scf.ForOp) -> None:
+    """Arithmetic and loads nothing uses, in one pass from the last op back (xDSL's region_dce
+    iterates to a fixed point over effects, and cost more than the splitting on DenseNet)."""
+    for op in reversed(list(loop.walk())):
+        if op is loop or op.regions or any(r.uses for r in op.results):
+            continue
+        if op.dialect_name() in ("arith", "math") or isinstance(op, memref.LoadOp):
+            Rewriter.erase_op(op)
 
 
 def _split_points(o: SSAValue) -> list[int]:
