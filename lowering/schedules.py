@@ -70,19 +70,31 @@ def _parallel_wanted(work: int, policy: KnobValue) -> bool:
     return policy == "always" or (policy == "auto" and work >= PARALLEL_MIN_WORK)
 
 
-def schedule_injective(s: Schedule, lanes: int, vector_width: int | None = None, parallel: KnobValue = "auto") -> None:
+ROW_MIN_LANES = 8  # a last axis this long or longer is a vector row of its own when no vector divides it
+
+
+def schedule_injective(
+    s: Schedule,
+    lanes: int,
+    vector_width: int | None = None,
+    parallel: KnobValue = "auto",
+    rows: KnobValue = "on",
+) -> None:
     """Fuse all axes, vectorize an inner part of `vector_width` (default: the target's
     lanes; else the largest of 16/8/4 that divides), parallelize the rest when there is
-    enough work."""
+    enough work. Where the vector does not divide the last axis (116 channels), a lane's
+    multi-dimensional index would be a division by that axis, and the loads gathers; there
+    (`rows` on) the vector runs along the rows instead (see `schedule_vector_rows`)."""
     c = s.stage
-    total = 1
-    for e in c.spatial_extents:
-        total *= e
-    axes = s.axes[: len(c.spatial_extents)]
+    ext = c.spatial_extents
+    total = math.prod(ext)
+    axes = s.axes[: len(ext)]
     if not axes:
         return
-    fused = s.fuse(*axes) if len(axes) > 1 else axes[0]
     f = _pick_factor(total, (vector_width or lanes, 16, 8, 4))
+    if rows == "on" and len(ext) > 1 and (f is None or ext[-1] % f) and schedule_vector_rows(s, lanes, parallel):
+        return
+    fused = s.fuse(*axes) if len(axes) > 1 else axes[0]
     if f is None:
         if _parallel_wanted(total, parallel):
             s.parallel(fused)
@@ -91,6 +103,29 @@ def schedule_injective(s: Schedule, lanes: int, vector_width: int | None = None,
     s.vectorize(inner)
     if _parallel_wanted(total, parallel):
         s.parallel(outer)
+
+
+def schedule_vector_rows(s: Schedule, lanes: int, parallel: KnobValue = "auto") -> bool:
+    """Vectors along a row, the last axes fused until the row has `ROW_MIN_LANES` elements
+    (a 116-channel row alone; 7-wide NCHW rows with their channel), the outer axes fused
+    and parallel. The row is vectorized whole: its reads of contiguous operands, and of
+    broadcast ones along it (a bias, a squeeze-excitation's per-channel scale), stay vector
+    loads, and the backend picks the widest vector that fits with a narrower tail. False
+    when the whole stage is one short row (nothing to gain over the fused form)."""
+    c = s.stage
+    ext = c.spatial_extents
+    axes = s.axes[: len(ext)]
+    k = len(ext) - 1
+    while k > 0 and math.prod(ext[k:]) < ROW_MIN_LANES:
+        k -= 1
+    if k == 0:
+        return False
+    row = s.fuse(*axes[k:]) if k < len(ext) - 1 else axes[-1]
+    s.vectorize(row)
+    outer = s.fuse(*axes[:k]) if k > 1 else axes[0]
+    if _parallel_wanted(math.prod(ext), parallel) and math.prod(ext[:k]) > 1:
+        s.parallel(outer)
+    return True
 
 
 def schedule_rows(s: Schedule, lanes: int) -> None:
@@ -297,7 +332,9 @@ def apply_default_schedule(stage: te.ComputeOp, lanes: int = 16, knobs: dict[str
     tile = int(k.get("transpose_tile", TRANSPOSE_TILE))
     if axis is not None and tile and schedule_transpose(s, axis, tile, k.get("parallel", "auto")):
         return
-    schedule_injective(s, lanes, int(k.get("vector_width", lanes)), k.get("parallel", "auto"))
+    schedule_injective(
+        s, lanes, int(k.get("vector_width", lanes)), k.get("parallel", "auto"), k.get("vector_rows", "on")
+    )
 
 
 def per_stage_space(lanes: int) -> Space:
@@ -308,6 +345,7 @@ def per_stage_space(lanes: int) -> Space:
         knob("parallel", PARALLEL_POLICIES, "auto"),
         knob("transpose_tile", (0, 4, 8, 16, 32), TRANSPOSE_TILE),  # 0: transposes fuse and vectorize as any stage
         knob("row_kernel", ("on", "off"), "on"),  # off: a row kernel's stages each run their own loop
+        knob("vector_rows", ("on", "off"), "on"),  # off: a last axis no vector divides is fused with the rest
     )
 
 

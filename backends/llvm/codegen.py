@@ -61,6 +61,19 @@ from lathe.errors import LatheError
 __all__ = ["FunctionEmitter", "ModuleEmitter", "emit_kernel", "float_literal", "llvm_type", "module_to_llvm_ir"]
 
 
+def vector_parts(lb: int, ub: int, width: int) -> list[tuple[int, int, int]]:
+    """A vectorized loop's [lb, ub) as runs of whole vectors, widest first, each narrower one
+    at most one vector (116 lanes: 7 of 16, then one of 4), so a row no vector divides runs
+    at full width with a short vector tail; what no 2-lane vector covers is left (scalar)."""
+    parts, start = [], lb
+    while width >= 2 and start < ub:
+        stop = start + (ub - start) // width * width
+        if stop > start:
+            parts.append((start, stop, width))
+        start, width = stop, width // 2
+    return parts
+
+
 class ModuleEmitter:
     def __init__(self, parallel: bool = True, vector_bits: int = 512):
         self.parallel = parallel
@@ -261,14 +274,23 @@ class FunctionEmitter:
             return False
         lb, ub, _ = bounds
         w = vz.vector_width(self.mod.vector_bits, op)
-        while w > 1 and (ub - lb) % w:
-            w //= 2
-        if w < 2:
-            return False
-        planned = vz.plan(op, w)
-        if planned is None:
-            return False
-        vz.VectorEmitter(self, op, w, planned).run(str(lb), str(ub))
+        parts = vector_parts(lb, ub, w)
+        plans = [vz.plan(op, width) for _, _, width in parts]
+        split = len(parts) != 1 or parts[0][1] != ub
+        if not parts or any(p is None for p in plans) or (split and any(p.reductions for p in plans)):
+            while w > 1 and (ub - lb) % w:  # one width for the whole loop (a reduction's accumulators)
+                w //= 2
+            if w < 2 or (planned := vz.plan(op, w)) is None:
+                return False
+            parts, plans = [(lb, ub, w)], [planned]
+        for (start, stop, width), planned in zip(parts, plans, strict=True):
+            vz.VectorEmitter(self, op, width, planned).run(str(start), str(stop))
+        iv = op.body.block.args[0]
+        for k in range(parts[-1][1], ub):  # the last odd lane, scalar
+            self.names[iv] = str(k)
+            self.literals.add(iv)
+            self.block(op.body.block)
+        self.literals.discard(iv)
         return True
 
     def unrolled_loop(self, op: scf.ForOp, factor: int) -> bool:
