@@ -70,6 +70,8 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("transformer", "transformer"),
         ZooEntry("lstm_lm", "lstm_lm"),
         ZooEntry("gru", "gru"),
+        ZooEntry("yolo", "yolo"),
+        ZooEntry("conv_decoder", "conv_decoder"),
     ]
 }
 

@@ -67,6 +67,7 @@ REFERENCE_PARAMETERS = {
     "inception_v3": 23_834_568,
     "densenet121": 7_978_856,
     "bert_base": 109_482_240,
+    "yolo": 7_235_389,  # ultralytics YOLOv5s (v6+, 80 classes), as its model summary counts it before BN fusion
 }
 
 
@@ -97,6 +98,18 @@ def gru_parameters(features=80, hidden=256, layers=2, dirs=2, classes=32) -> int
     return rnn + dirs * hidden * classes + classes
 
 
+def conv_decoder_parameters(features=(32, 64, 128, 256), num_classes=21) -> int:
+    def double_conv(cin, c):  # two 3x3 convolutions without bias, each with BN's weight and bias
+        return 9 * cin * c + 9 * c * c + 4 * c
+
+    down = sum(double_conv(cin, c) for cin, c in zip((3, *features), features))
+    up = sum(
+        features[i + 1] * c * (16 if i == 0 else 4) + c + double_conv(2 * c, c)  # ConvTranspose 4x4 outermost, 2x2
+        for i, c in enumerate(features[:-1])
+    )
+    return down + up + features[0] * num_classes + num_classes
+
+
 def test_full_size_parameter_counts():
     """Counted from the graph code without drawing weights, so this is cheap for BERT-base too."""
     expected = {
@@ -104,6 +117,7 @@ def test_full_size_parameter_counts():
         "transformer": transformer_parameters(),
         "lstm_lm": lstm_lm_parameters(),
         "gru": gru_parameters(),
+        "conv_decoder": conv_decoder_parameters(),
     }
     assert {name: ZOO[name].count_parameters() for name in NAMES} == expected
 
@@ -190,6 +204,8 @@ def test_main_writes_each_model(tmp_path):
             "transformer.onnx",
             "lstm_lm.onnx",
             "gru.onnx",
+            "yolo.onnx",
+            "conv_decoder.onnx",
         ]
     )
 
