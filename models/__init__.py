@@ -61,6 +61,7 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("resnet50", "resnet", {"depth": 50}),
         ZooEntry("mobilenet_v2", "mobilenet_v2"),
         ZooEntry("mobilenet_v3", "mobilenet_v3"),
+        ZooEntry("mobilenet_v3_fpn", "mobilenet_v3", {"fpn": 96, "image_size": 640}),
         ZooEntry("shufflenet_v2", "shufflenet_v2"),
         ZooEntry("efficientnet_b0", "efficientnet"),
         ZooEntry("vgg16", "vgg", {"depth": 16}),

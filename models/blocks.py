@@ -170,3 +170,18 @@ def squeeze_excite(g: GraphBuilder, x: str, channels: int, squeeze: int, inner: 
         else:
             s = g.op("Sigmoid", [s])
         return g.op("Mul", [x, s])
+
+
+def upsample_nearest(g: GraphBuilder, x: str, scale: int = 2) -> str:
+    """nn.Upsample(scale_factor=scale, mode="nearest") on NCHW as torch exports it from opset 11:
+    Resize with an empty roi constant, scales (1, 1, scale, scale), asymmetric coordinates, floor."""
+    roi = g.const(np.zeros(0), name="roi")
+    scales = g.const([1.0, 1.0, float(scale), float(scale)], name="scales")
+    return g.op(
+        "Resize",
+        [x, roi, scales],
+        coordinate_transformation_mode="asymmetric",
+        cubic_coeff_a=-0.75,
+        mode="nearest",
+        nearest_mode="floor",
+    )

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import onnx
 
-from .blocks import silu
+from .blocks import silu, upsample_nearest
 from .builder import DEFAULT_OPSET, GraphBuilder, build_model, cli
 
 ANCHORS = 3
@@ -69,21 +68,6 @@ def sppf(g: GraphBuilder, x: str, cin: int, cout: int, name: str) -> str:
         return conv(g, g.op("Concat", pools, axis=1), 4 * hidden, cout, 1, name="cv2")
 
 
-def upsample(g: GraphBuilder, x: str) -> str:
-    """nn.Upsample(scale_factor=2, mode="nearest") as torch exports it from opset 11: Resize with
-    an empty roi constant and scales (1, 1, 2, 2)."""
-    roi = g.const(np.zeros(0), name="roi")
-    scales = g.const([1.0, 1.0, 2.0, 2.0], name="scales")
-    return g.op(
-        "Resize",
-        [x, roi, scales],
-        coordinate_transformation_mode="asymmetric",
-        cubic_coeff_a=-0.75,
-        mode="nearest",
-        nearest_mode="floor",
-    )
-
-
 def graph(g: GraphBuilder, *, batch: int, image_size: int, width_mult: float, depth_mult: float, num_classes: int):
     if image_size % 32:
         raise ValueError(f"image_size {image_size} is not a multiple of the largest stride, 32")
@@ -102,10 +86,10 @@ def graph(g: GraphBuilder, *, batch: int, image_size: int, width_mult: float, de
     x = sppf(g, x, c[1024], c[1024], "model.9")
     # neck: top-down (FPN) ...
     h10 = conv(g, x, c[1024], c[512], 1, name="model.10")
-    x = g.op("Concat", [upsample(g, h10), p4], axis=1)
+    x = g.op("Concat", [upsample_nearest(g, h10), p4], axis=1)
     x = c3(g, x, 2 * c[512], c[512], repeats(3, depth_mult), False, "model.13")
     h14 = conv(g, x, c[512], c[256], 1, name="model.14")
-    x = g.op("Concat", [upsample(g, h14), p3], axis=1)
+    x = g.op("Concat", [upsample_nearest(g, h14), p3], axis=1)
     out3 = c3(g, x, 2 * c[256], c[256], repeats(3, depth_mult), False, "model.17")
     # ... and bottom-up (PAN)
     x = g.op("Concat", [conv(g, out3, c[256], c[256], 3, 2, name="model.18"), h14], axis=1)

@@ -110,6 +110,14 @@ def conv_decoder_parameters(features=(32, 64, 128, 256), num_classes=21) -> int:
     return down + up + features[0] * num_classes + num_classes
 
 
+def db_fpn_parameters(levels=(24, 40, 112, 960), width=96) -> int:
+    """PaddleOCR's DBFPN (bias-free 1x1 laterals and 3x3 smoothing) and DBHead (3x3 conv + BN,
+    ConvTranspose with bias + BN, ConvTranspose with bias to one map)."""
+    quarter = width // 4
+    fpn = width * sum(levels) + len(levels) * 9 * width * quarter
+    return fpn + 9 * width * quarter + 2 * quarter + 4 * quarter * quarter + quarter + 2 * quarter + 4 * quarter + 1
+
+
 def test_full_size_parameter_counts():
     """Counted from the graph code without drawing weights, so this is cheap for BERT-base too."""
     expected = {
@@ -118,6 +126,7 @@ def test_full_size_parameter_counts():
         "lstm_lm": lstm_lm_parameters(),
         "gru": gru_parameters(),
         "conv_decoder": conv_decoder_parameters(),
+        "mobilenet_v3_fpn": 2_971_952 + db_fpn_parameters(),  # torchvision's mobilenet_v3_large.features
     }
     assert {name: ZOO[name].count_parameters() for name in NAMES} == expected
 
