@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, func
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 
 from lathe.dialects import graph, te
@@ -92,7 +93,7 @@ def schedule_injective(
     if not axes:
         return
     f = _pick_factor(total, (vector_width or lanes, 16, 8, 4))
-    if rows == "on" and len(ext) > 1 and (f is None or ext[-1] % f) and schedule_vector_rows(s, lanes, parallel):
+    if rows == "on" and len(ext) > 1 and ext[-1] % (vector_width or lanes) and schedule_vector_rows(s, lanes, parallel):
         return
     fused = s.fuse(*axes) if len(axes) > 1 else axes[0]
     if f is None:
@@ -167,7 +168,9 @@ def schedule_rows(s: Schedule, lanes: int) -> None:
 REDUCTION_TILE_J = 4  # output columns accumulated together
 
 
-def schedule_reduction(s: Schedule, tile_j: int = REDUCTION_TILE_J, parallel: KnobValue = "auto") -> None:
+def schedule_reduction(
+    s: Schedule, tile_j: int = REDUCTION_TILE_J, parallel: KnobValue = "auto", lanes: int = 16
+) -> None:
     """Contractions and reductions: spatial axes outside, the reduce axis innermost and
     vectorized, `tile_j` output columns accumulated together (1: none) so each load of the
     shared operand feeds several FMAs."""
@@ -178,6 +181,9 @@ def schedule_reduction(s: Schedule, tile_j: int = REDUCTION_TILE_J, parallel: Kn
     for e in c.spatial_extents + c.reduce_extent_list:
         work *= e
     if not spatial:
+        return
+    if along_last_spatial_axis(c) and c.spatial_extents[-1] > 1:
+        schedule_reduction_across_rows(s, lanes, parallel)
         return
     last = spatial[-1]
     inner = None
@@ -191,6 +197,66 @@ def schedule_reduction(s: Schedule, tile_j: int = REDUCTION_TILE_J, parallel: Kn
     if len(reduce) == 1:
         s.vectorize(reduce[0])
     if _parallel_wanted(work, parallel):
+        s.parallel(fused)
+
+
+def _depends_on(v, arg, depth: int = 16) -> bool:
+    if v is arg:
+        return True
+    op = v.owner
+    return (
+        depth > 0
+        and isinstance(op, Operation)
+        and op.dialect_name() == "arith"
+        and any(_depends_on(o, arg, depth - 1) for o in op.operands)
+    )
+
+
+def along_last_spatial_axis(stage: te.ComputeOp) -> bool:
+    """Every read of the reduction walks its source's last axis with the output's last axis
+    (an NHWC global pool, a sum over a middle axis) or is uniform along it (the pooled vector
+    of a squeeze-excitation's 1x1 conv, whose HWIO weight is read along the output channels).
+    There the reduce axes stride across rows, and a vector along the output's last axis is a
+    contiguous load per reduce step. Reads of inlined producers must walk it."""
+    args = list(stage.body.block.args)
+    last = args[len(stage.spatial_extents) - 1]
+    walks = False
+    for op in stage.body.block.ops:
+        if not isinstance(op, te.ReadOp) or not op.indices:
+            continue
+        if _unclamped(op.indices[-1]) is last:
+            walks = True
+        elif any(_depends_on(v, last) for v in op.indices):
+            return False
+        producer = op.tensor.owner
+        if isinstance(producer, te.ComputeOp) and not producer.reduce_extent_list:
+            mapped = [a for a, v in zip(producer.body.block.args, op.indices) if _unclamped(v) is last]
+            if mapped != [producer.body.block.args[-1]] or not all(
+                idx and idx[-1] is mapped[0] for idx in _reads(producer, {mapped[0]: mapped[0]})
+            ):
+                return False
+    return walks
+
+
+def schedule_reduction_across_rows(s: Schedule, lanes: int, parallel: KnobValue = "auto") -> None:
+    """The reduce axes outside, a vector of the last spatial axis inside (accumulated in the
+    output, in cache), the outer spatial axes and the vectors fused and parallel: each thread
+    streams its own cache lines once. (Reduce axes innermost, as for a contraction, read
+    four strided floats per step and the whole input once per four channels.)"""
+    c = s.stage
+    ext = c.spatial_extents
+    nsp = len(ext)
+    spatial, reduce = s.axes[:nsp], s.axes[nsp:]
+    if ext[-1] % lanes == 0 and ext[-1] > lanes:
+        last, inner = s.split(spatial[-1], factor=lanes)
+        outer_axes = [*spatial[:-1], last]
+    else:
+        inner, outer_axes = spatial[-1], spatial[:-1]
+    fused = s.fuse(*outer_axes) if len(outer_axes) > 1 else outer_axes[0]
+    s.reorder(fused, *reduce, inner)
+    s.vectorize(inner)
+    outer = math.prod(ext) // (lanes if ext[-1] % lanes == 0 and ext[-1] > lanes else ext[-1])
+    if outer > 1 and _parallel_wanted(math.prod(ext + c.reduce_extent_list), parallel):
         s.parallel(fused)
 
 
@@ -326,7 +392,7 @@ def apply_default_schedule(stage: te.ComputeOp, lanes: int = 16, knobs: dict[str
     k = knobs or {}
     s = Schedule(stage)
     if stage.reduce_extent_list:
-        schedule_reduction(s, int(k.get("reduce_tile_j", REDUCTION_TILE_J)), k.get("parallel", "auto"))
+        schedule_reduction(s, int(k.get("reduce_tile_j", REDUCTION_TILE_J)), k.get("parallel", "auto"), lanes)
         return
     axis = transposed_axis(stage)
     tile = int(k.get("transpose_tile", TRANSPOSE_TILE))
@@ -439,15 +505,39 @@ def schedule_kernel(
     if knobs["row_kernel"] != "on":
         stats = None
     tiles = row_tiles(out, stats, computes) if stats is not None else []  # type: ignore[arg-type]
+    kept = broadcast_stages(computes, outputs) if stats is None else []
     for c in computes:
-        if c.result not in outputs and not c.reduce_extent_list and c not in tiles:
+        if c.result not in outputs and not c.reduce_extent_list and c not in tiles and c not in kept:
             Schedule(c).compute_inline()
     if stats is not None:
         schedule_row_kernel(Schedule(out), stats, tiles, knobs["parallel"])
         return
     for c in computes:
-        if c.result in outputs or c.reduce_extent_list:
+        if c.result in outputs or c.reduce_extent_list or c in kept:
             apply_default_schedule(c, lanes, knobs)
+
+
+BROADCAST_RATIO = 8  # a stage read by one this many times larger is computed once, not inlined
+
+
+def broadcast_stages(computes: list[te.ComputeOp], outputs) -> list[te.ComputeOp]:
+    """Injective stages read (broadcast) by a stage at least BROADCAST_RATIO times their size:
+    a squeeze-excitation gate, sigmoid(conv(pooled) + bias) on 1x1xC, scaling a 56x56xC map.
+    Inlined, its sigmoid would be computed once per pixel of the map instead of once per
+    channel; as a stage of its own it is a C-long loop before the map's."""
+    sizes = {c.result: math.prod(c.spatial_extents) for c in computes}
+    readers: dict = {}
+    for c in computes:
+        for op in c.body.block.ops:
+            if isinstance(op, te.ReadOp) and op.tensor in sizes:
+                readers.setdefault(op.tensor, []).append(sizes[c.result])
+    return [
+        c
+        for c in computes
+        if c.result not in outputs
+        and not c.reduce_extent_list
+        and any(r >= BROADCAST_RATIO * max(sizes[c.result], 1) for r in readers.get(c.result, ()))
+    ]
 
 
 def _check_options(options: ApplyDefaultSchedule | ApplySchedule) -> None:
