@@ -161,30 +161,33 @@ def _index(k: int) -> arith.ConstantOp:
 
 
 def _fold_by_ranges(loop: scf.ForOp) -> None:
-    """Comparisons, min/max and selects the loop's bounds decide, replaced by what they are."""
+    """Comparisons, min/max and selects the loop's bounds decide, replaced by what they are (a
+    decided comparison only becomes a constant where something other than a select reads it)."""
     ranges = Ranges()
+    decided: dict[SSAValue, bool] = {}
     for op in list(loop.walk()):
-        value = _folded(op, ranges)
+        if isinstance(op, arith.CmpiOp) and _is_index(op.lhs):
+            d = decide(op, ranges)
+            if d is not None:
+                decided[op.result] = d
+            continue
+        value = _folded(op, ranges, decided)
         if value is not None:
             op.results[0].replace_all_uses_with(value)
-
-
-def _constant_bool(op: Operation, b: bool) -> SSAValue:
-    c = arith.ConstantOp(IntegerAttr(int(b), IntegerType(1)))
-    Rewriter.insert_op(c, _before(op))
-    return c.result
+    for result, d in decided.items():
+        if result.uses:
+            c = arith.ConstantOp(IntegerAttr(int(d), IntegerType(1)))
+            Rewriter.insert_op(c, _before(result.owner))
+            result.replace_all_uses_with(c.result)
 
 
 def _before(op: Operation) -> InsertPoint:
     return InsertPoint.before(op)
 
 
-def _folded(op: Operation, ranges: Ranges) -> SSAValue | None:
-    if isinstance(op, arith.CmpiOp) and _is_index(op.lhs):
-        d = decide(op, ranges)
-        return None if d is None else _constant_bool(op, d)
+def _folded(op: Operation, ranges: Ranges, decided: dict[SSAValue, bool]) -> SSAValue | None:
     if isinstance(op, arith.SelectOp):
-        c = constant_int(op.cond)
+        c = decided.get(op.cond, constant_int(op.cond))
         return None if c is None else (op.lhs if c else op.rhs)
     pick = _MIN_MAX.get(type(op))
     if pick is None or not _is_index(op.results[0]):
@@ -218,6 +221,31 @@ def _split(loop: scf.ForOp, parts: list[tuple[int, int]]) -> None:
     Rewriter.insert_op(first, _before(loop))
     _split(first, parts[:mid])
     _split(loop, parts[mid:])
+
+
+_DIVISIONS = (arith.DivUIOp, arith.DivSIOp, arith.RemUIOp, arith.RemSIOp, arith.FloorDivSIOp, arith.CeilDivSIOp)
+
+
+def _hoist_invariants(loop: scf.ForOp) -> None:
+    """Arithmetic in the loop that reads nothing the loop defines (a pixel's row and column
+    under the channel loop), moved before it: computed once, not copied into every part."""
+    for op in list(loop.walk()):
+        if op is loop or op.dialect_name() != "arith" or op.regions:
+            continue
+        if isinstance(op, _DIVISIONS) and not (constant_int(op.operands[1]) or 0) > 0:
+            continue  # might trap where the loop would not have run it
+        if all(not loop.is_ancestor(_definer(v)) for v in op.operands):
+            op.detach()
+            Rewriter.insert_op(op, _before(loop))
+
+
+def _definer(v: SSAValue) -> Operation:
+    owner = v.owner
+    if isinstance(owner, Block):
+        parent = owner.parent_op()
+        assert parent is not None
+        return parent
+    return owner
 
 
 def _bound(loop: scf.ForOp, lb: int, ub: int) -> None:
@@ -335,6 +363,7 @@ def _try_loop(loop: scf.ForOp, vector_loop: scf.ForOp) -> bool:
     comparisons the vector loop selects on."""
     parts = _parts(loop, _selecting_comparisons(vector_loop))
     if parts is not None:
+        _hoist_invariants(loop)
         _split(loop, parts)
         return True
     for q_extent in _split_points(loop.body.block.args[0]):
@@ -353,6 +382,7 @@ def _try_loop(loop: scf.ForOp, vector_loop: scf.ForOp) -> bool:
         for candidate in (inner, outer):
             parts = _parts(candidate, conds)
             if parts is not None:
+                _hoist_invariants(candidate)
                 _split(candidate, parts)
                 Rewriter.erase_op(loop)
                 return True
