@@ -121,8 +121,12 @@ def _breakpoints(d: Linear, iv: SSAValue, ranges: Ranges) -> set[int]:
 
 
 def _bounds(loop: scf.ForOp) -> tuple[int, int] | None:
+    """Constant bounds of a unit-step loop that runs and carries no value (parts of a loop that
+    carries one would have to hand it on)."""
     lb, ub, step = constant_int(loop.lb), constant_int(loop.ub), constant_int(loop.step)
-    return (lb, ub) if lb is not None and ub is not None and step == 1 and lb < ub else None
+    if loop.results or lb is None or ub is None or step != 1 or lb >= ub:
+        return None
+    return lb, ub
 
 
 def _parts(loop: scf.ForOp, conds: list[arith.CmpiOp]) -> list[tuple[int, int]] | None:

@@ -100,3 +100,20 @@ def test_too_many_parts_leave_the_loop_whole():
     test_concatenation_agrees[40x16])."""
     _, selects = _kernel_loops(_concat([16] * 70, "NHWC", epilogue=False))
     assert selects
+
+
+@pytest.mark.parametrize(
+    "reduce",
+    ["sum(%0, axis=[3])", "max(%0, axis=[3], keepdims=True)", "mean(%0, axis=[1, 2])", "sum(%0, axis=[0, 3])"],
+)
+def test_a_reduction_over_a_concatenation_agrees(reduce, rng):
+    """A reduction reading a split concatenation's buffer (fuse-ops keeps an injective op feeding
+    a reduction its own kernel), a part of the channels one vector straddles (48 + 17) included."""
+    src = (
+        "def @main(%a: Tensor[(2, 3, 5, 48), float32], %b: Tensor[(2, 3, 5, 17), float32], "
+        "%c: Tensor[(2, 3, 5, 32), float32]) { %0 = concatenate((%a, %b, %c), axis=3); " + reduce + " }"
+    )
+    inputs = _inputs(src, rng)
+    ref = lathe.interpret(parse_relay(src), **inputs)
+    got = lathe.compile(parse_relay(src), num_threads=2).run(**inputs)
+    assert max_rel_err(got, ref) < 1e-5
