@@ -252,6 +252,10 @@ def schedule_reduction_across_rows(s: Schedule, lanes: int, parallel: KnobValue 
         outer_axes = [*spatial[:-1], last]
     else:
         inner, outer_axes = spatial[-1], spatial[:-1]
+    if not outer_axes:  # one row: the reduce axes around its vector
+        s.reorder(*reduce, inner)
+        s.vectorize(inner)
+        return
     fused = s.fuse(*outer_axes) if len(outer_axes) > 1 else outer_axes[0]
     s.reorder(fused, *reduce, inner)
     s.vectorize(inner)

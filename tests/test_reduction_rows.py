@@ -58,6 +58,13 @@ def test_sum_over_a_middle_axis_agrees(rng):
     _check(src, {"x": rng.standard_normal((3, 37, 40)).astype(np.float32)})
 
 
+@pytest.mark.parametrize("shape", [(37, 40), (5, 17), (9, 3)])
+def test_sum_over_the_first_axis_of_a_matrix_agrees(shape, rng):
+    """One output row, no outer axes: the reduce axis around the row's vector."""
+    src = f"def @main(%x: {_t(*shape)}) {{ sum(%x, axis=[0]) }}"
+    _check(src, {"x": rng.standard_normal(shape).astype(np.float32)})
+
+
 def _scheduled(src: str):
     m = parse_relay(src)
     build_pipeline("fuse-ops,lower-graph-to-te,apply-default-schedule").apply(make_context(), m)
