@@ -70,9 +70,10 @@ def test_a_forked_child_starts_its_own_workers(rng):
 
 
 def test_trip_counts_that_do_not_divide_into_chunks(rng):
-    """Every iteration runs exactly once, whatever the trip count and thread count. (Odd
-    element counts leave the loop unvectorized, so its trip count is the element count.)"""
-    for shape in ((1001, 33), (2049, 65), (4097, 17), (3, 7)):
+    """Every iteration runs exactly once, whatever the trip count and thread count. (The rows
+    are the parallel loop, each a vector loop no vector width divides; they are long enough
+    that the backend finds the loop worth its threads.)"""
+    for shape in ((1001, 333), (2049, 165), (4097, 117), (3, 7)):
         src = f"def @main(%a: Tensor[{shape}, float32]) {{ add(multiply(%a, 2f), 1f) }}"
         for threads in (1, 2, 3, 8):
             a = rng.standard_normal(shape).astype(np.float32)
