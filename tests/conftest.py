@@ -61,3 +61,56 @@ def assert_matches(got, ref, rtol=2e-5):
         return
     assert (got.shape, got.dtype) == (ref.shape, ref.dtype)
     np.testing.assert_allclose(got, ref, rtol=0, atol=rtol * max(1.0, float(np.abs(ref).max())))
+
+
+# the graph passes up to and around alter-op-layout, as -O3 runs them (tests of layout rewrites)
+LAYOUT_PIPELINE = (
+    "simplify-inference,expand-split,fold-constant,alter-op-layout,fold-constant,canonicalize,"
+    "eliminate-common-subexpr,dead-code-elimination"
+)
+
+
+def graph_ops_after_layout(src: str, params: dict) -> list:
+    """The graph ops of a Relay program with `params` bound, after LAYOUT_PIPELINE."""
+    from lathe.dialects import graph, make_context
+    from lathe.passes.fold_constant import bind_params
+    from lathe.pipelines import build_pipeline
+    from lathe.textual_ir.parser import parse_relay
+
+    m = bind_params(parse_relay(src), params)
+    build_pipeline(LAYOUT_PIPELINE).apply(make_context(), m)
+    return [op for op in m.walk() if isinstance(op, graph.GraphOp)]
+
+
+def assert_compiles_as_interpreted(src: str, params: dict, inputs: dict, tol: float = 2e-5) -> None:
+    """The compiled program agrees with the reference interpreter on these inputs."""
+    import lathe
+    from lathe.textual_ir.parser import parse_relay
+
+    module = parse_relay(src)
+    ref = lathe.interpret(module, params=params, **inputs)
+    got = lathe.compile(module, params=params, num_threads=2).run(**inputs)
+    assert max_rel_err(got, ref) < tol
+
+
+def assert_like_onnxruntime(model, module, params, feeds_list, rtol=1e-5, atol=1e-6, exact=False):
+    """Each feed through the interpreter and through one compiled module gives onnxruntime's
+    outputs, their shapes and dtypes included. Returns the compiled module."""
+    import onnxruntime as ort
+
+    import lathe
+
+    compiled = lathe.compile(module, params=params)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for feeds in feeds_list:
+        ref = session.run(None, feeds)
+        for got in (lathe.interpret(module, params=params, **feeds), compiled.run(**feeds)):
+            got = list(got) if isinstance(got, tuple) else [got]
+            assert len(got) == len(ref)
+            for g, r in zip(got, ref):
+                assert g.shape == r.shape and g.dtype == r.dtype, (g.shape, r.shape, g.dtype, r.dtype)
+                if exact:
+                    np.testing.assert_array_equal(g, r)
+                else:
+                    np.testing.assert_allclose(g, r, rtol=rtol, atol=atol)
+    return compiled

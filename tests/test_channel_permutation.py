@@ -8,32 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import max_rel_err
+from conftest import assert_compiles_as_interpreted, graph_ops_after_layout
 
 import lathe
 from lathe.dialects import graph
 from lathe.dialects.graph import shape_of
-from lathe.textual_ir.parser import parse_relay
-
-
-def _after_layout(src: str, params: dict) -> list:
-    from lathe.dialects import make_context
-    from lathe.passes.fold_constant import bind_params
-    from lathe.pipelines import build_pipeline
-
-    m = bind_params(parse_relay(src), params)
-    build_pipeline(
-        "simplify-inference,expand-split,fold-constant,alter-op-layout,fold-constant,canonicalize,"
-        "eliminate-common-subexpr,dead-code-elimination"
-    ).apply(make_context(), m)
-    return [op for op in m.walk() if isinstance(op, graph.GraphOp)]
-
-
-def _check(src: str, params: dict, inputs: dict, tol: float = 2e-5) -> None:
-    module = parse_relay(src)
-    ref = lathe.interpret(module, params=params, **inputs)
-    got = lathe.compile(module, params=params, num_threads=2).run(**inputs)
-    assert max_rel_err(got, ref) < tol
 
 
 def _weights(rng, **shapes) -> dict:
@@ -77,11 +56,13 @@ def _unit_params(rng):
 
 
 def test_shuffle_unit_matches_the_interpreter(rng):
-    _check(UNIT, _unit_params(rng), {"input": rng.standard_normal((1, 16, 9, 7)).astype(np.float32)})
+    assert_compiles_as_interpreted(
+        UNIT, _unit_params(rng), {"input": rng.standard_normal((1, 16, 9, 7)).astype(np.float32)}
+    )
 
 
 def test_shuffle_unit_stays_nhwc_and_the_shuffle_moves_into_the_weights(rng):
-    ops = _after_layout(UNIT, _unit_params(rng))
+    ops = graph_ops_after_layout(UNIT, _unit_params(rng))
     kinds = _kinds(ops)
     # one transpose at each end, none between the convolutions; no 5-D reshape left
     assert kinds.count("transpose") == 2 and "reshape" not in kinds, kinds
@@ -116,8 +97,8 @@ def @main(%input: Tensor[(1, 16, 6, 6), float32], %w0: Tensor[(116, 16, 1, 1), f
 
 def test_split_after_a_shuffle_is_a_padded_gather(rng):
     params = _weights(rng, w0=(116, 16, 1, 1), w1=(58, 58, 1, 1), w2=(58, 58, 1, 1), w3=(24, 116, 1, 1))
-    _check(TWO_UNITS, params, {"input": rng.standard_normal((1, 16, 6, 6)).astype(np.float32)})
-    ops = _after_layout(TWO_UNITS, params)
+    assert_compiles_as_interpreted(TWO_UNITS, params, {"input": rng.standard_normal((1, 16, 6, 6)).astype(np.float32)})
+    ops = graph_ops_after_layout(TWO_UNITS, params)
     takes = [op for op in ops if isinstance(op, graph.TakeOp)]
     assert takes and all(shape_of(t.result.type)[-1] % 16 == 0 for t in takes)  # 58 gathered as 64
     assert _kinds(ops).count("transpose") == 2
@@ -137,8 +118,8 @@ def test_shuffle_before_a_depthwise_conv(c, groups, rng):
     }}
     """
     params = _weights(rng, w0=(c, 8, 1, 1), dw=(c, 1, 3, 3), b=(c,), w1=(16, c, 1, 1))
-    _check(src, params, {"x": rng.standard_normal((1, 8, 5, 5)).astype(np.float32)})
-    kinds = _kinds(_after_layout(src, params))
+    assert_compiles_as_interpreted(src, params, {"x": rng.standard_normal((1, 8, 5, 5)).astype(np.float32)})
+    kinds = _kinds(graph_ops_after_layout(src, params))
     assert "take" not in kinds and "reshape" not in kinds and kinds.count("transpose") == 2, kinds
 
 
@@ -150,16 +131,16 @@ def test_shuffle_before_a_dense_layer(rng):
     }
     """
     params = _weights(rng, w=(24, 48))
-    _check(src, params, {"x": rng.standard_normal((4, 48)).astype(np.float32)})
-    kinds = _kinds(_after_layout(src, params))
+    assert_compiles_as_interpreted(src, params, {"x": rng.standard_normal((4, 48)).astype(np.float32)})
+    kinds = _kinds(graph_ops_after_layout(src, params))
     assert "take" not in kinds, kinds
 
 
 def test_shuffle_with_no_convolution_after_it_is_one_gather(rng):
     src = f"def @main(%x: Tensor[(1, 12, 4, 4), float32]) {{ {_shuffle('%x', 12, 3, 4, 4)} }}"
     x = rng.standard_normal((1, 12, 4, 4)).astype(np.float32)
-    _check(src, {}, {"x": x})
-    kinds = _kinds(_after_layout(src, {}))
+    assert_compiles_as_interpreted(src, {}, {"x": x})
+    kinds = _kinds(graph_ops_after_layout(src, {}))
     assert kinds == ["constant", "take"], kinds
 
 
@@ -170,8 +151,8 @@ def test_reshapes_that_move_more_than_one_axis_are_not_a_permutation(rng):
       reshape(transpose(reshape(%x, newshape=[1, 2, 4, 3, 3]), axes=[0, 3, 2, 1, 4]), newshape=[1, 8, 3, 3])
     }
     """
-    _check(src, {}, {"x": rng.standard_normal((1, 8, 3, 3)).astype(np.float32)})
-    assert "take" not in _kinds(_after_layout(src, {}))
+    assert_compiles_as_interpreted(src, {}, {"x": rng.standard_normal((1, 8, 3, 3)).astype(np.float32)})
+    assert "take" not in _kinds(graph_ops_after_layout(src, {}))
 
 
 def test_a_take_of_a_run_is_a_slice_and_of_everything_nothing(rng):
@@ -181,9 +162,9 @@ def test_a_take_of_a_run_is_a_slice_and_of_everything_nothing(rng):
     }
     """
     params = {"a": np.array([1, 4, 7], dtype=np.int64), "b": np.arange(10, dtype=np.int64)}
-    kinds = _kinds(_after_layout(src, params))
+    kinds = _kinds(graph_ops_after_layout(src, params))
     assert "take" not in kinds and kinds.count("strided_slice") == 1, kinds  # x[:, 1:8:3], and x
-    _check(src, params, {"x": rng.standard_normal((2, 10)).astype(np.float32)})
+    assert_compiles_as_interpreted(src, params, {"x": rng.standard_normal((2, 10)).astype(np.float32)})
 
 
 def test_a_take_of_run_time_indices_is_left_alone(rng):
@@ -193,10 +174,10 @@ def test_a_take_of_run_time_indices_is_left_alone(rng):
     }
     """
     params = _weights(rng, w=(4, 6, 1, 1))
-    kinds = _kinds(_after_layout(src, params))
+    kinds = _kinds(graph_ops_after_layout(src, params))
     assert "take" in kinds
     x = rng.standard_normal((1, 6, 2, 2)).astype(np.float32)
-    _check(src, params, {"x": x, "i": rng.permutation(6).astype(np.int64)})
+    assert_compiles_as_interpreted(src, params, {"x": x, "i": rng.permutation(6).astype(np.int64)})
 
 
 def test_full_size_shufflenet_has_no_transpose_between_convolutions():

@@ -7,32 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import max_rel_err
+from conftest import assert_compiles_as_interpreted, graph_ops_after_layout, max_rel_err
 
 import lathe
 from lathe.dialects import graph
 from lathe.passes.alter_op_layout import PAD_SLICE, padded_width
 from lathe.textual_ir.parser import parse_relay
-
-
-def _after_layout(src: str, params: dict) -> list:
-    from lathe.dialects import make_context
-    from lathe.passes.fold_constant import bind_params
-    from lathe.pipelines import build_pipeline
-
-    m = bind_params(parse_relay(src), params)
-    build_pipeline(
-        "simplify-inference,fold-constant,alter-op-layout,fold-constant,canonicalize,"
-        "eliminate-common-subexpr,dead-code-elimination"
-    ).apply(make_context(), m)
-    return [op for op in m.walk() if isinstance(op, graph.GraphOp)]
-
-
-def _check(src: str, params: dict, inputs: dict, tol: float = 2e-5) -> None:
-    module = parse_relay(src)
-    ref = lathe.interpret(module, params=params, **inputs)
-    got = lathe.compile(module, params=params, num_threads=2).run(**inputs)
-    assert max_rel_err(got, ref) < tol
 
 
 def test_padded_width():
@@ -67,11 +47,11 @@ def test_padded_chain_agrees_with_the_interpreter(rng):
     """40 output channels (padded to 48) through bias, hard-swish, a 1x1 conv, a residual add
     and a strided 3x3 conv to 24 channels (padded to 32)."""
     x = rng.standard_normal((1, 24, 13, 11)).astype(np.float32)
-    _check(CHAIN, _chain_params(rng), {"x": x})
+    assert_compiles_as_interpreted(CHAIN, _chain_params(rng), {"x": x})
 
 
 def test_the_cut_rises_to_the_end_and_every_conv_is_padded(rng):
-    ops = _after_layout(CHAIN, _chain_params(rng))
+    ops = graph_ops_after_layout(CHAIN, _chain_params(rng))
     convs = [op for op in ops if isinstance(op, graph.Conv2dOp)]
     assert len(convs) == 3
     assert all(graph.shape_of(c.result.type)[-1] % 16 == 0 for c in convs)  # NHWC, padded channels
@@ -89,10 +69,10 @@ def test_dense_with_any_n_is_packed_and_agrees(m, n, rng):
       nn.relu(nn.bias_add(nn.dense(%x, %w), %b, axis=-1))
     }}"""
     params = {"w": rng.standard_normal((n, 64)).astype(np.float32), "b": rng.standard_normal(n).astype(np.float32)}
-    ops = _after_layout(src, params)
+    ops = graph_ops_after_layout(src, params)
     assert any(isinstance(op, graph.DensePackOp) for op in ops)
     assert not any(isinstance(op, graph.DenseOp) for op in ops)
-    _check(src, params, {"x": rng.standard_normal((m, 64)).astype(np.float32)})
+    assert_compiles_as_interpreted(src, params, {"x": rng.standard_normal((m, 64)).astype(np.float32)})
 
 
 def test_a_cut_is_not_lifted_through_ops_that_could_make_its_padding_infinite(rng):
@@ -105,7 +85,7 @@ def test_a_cut_is_not_lifted_through_ops_that_could_make_its_padding_infinite(rn
         "w1": rng.standard_normal((24, 8, 1, 1)).astype(np.float32),
         "w2": rng.standard_normal((16, 24, 1, 1)).astype(np.float32),
     }
-    ops = _after_layout(src, params)
+    ops = graph_ops_after_layout(src, params)
     logs = [op for op in ops if isinstance(op, graph.LogOp)]
     assert len(logs) == 1 and graph.shape_of(logs[0].result.type)[1] == 24  # computed on the cut tensor
     x = np.abs(rng.standard_normal((1, 8, 6, 6))).astype(np.float32)
@@ -139,13 +119,13 @@ def test_inverted_residual_stays_padded_through_the_depthwise(rng):
     """expand 16 -> 120 (padded to 128), depthwise over all 128 channels (no pad or cut
     between the layers), project 120 -> 40 reading the padded tensor."""
     params = _block_params(rng)
-    ops = _after_layout(BLOCK, params)
+    ops = graph_ops_after_layout(BLOCK, params)
     convs = [op for op in ops if isinstance(op, graph.Conv2dOp)]
     assert [graph.shape_of(c.data.type)[-1] for c in convs] == [16, 128, 128]
     assert convs[1].attrs()["groups"] == 128
     assert not any(isinstance(op, graph.PadOp) for op in ops)
     assert len([op for op in ops if isinstance(op, graph.StridedSliceOp)]) == 1
-    _check(BLOCK, params, {"x": rng.standard_normal((1, 16, 9, 10)).astype(np.float32)})
+    assert_compiles_as_interpreted(BLOCK, params, {"x": rng.standard_normal((1, 16, 9, 10)).astype(np.float32)})
 
 
 @pytest.mark.parametrize("channels, stride", [(72, 2), (120, 1), (24, 1)])
@@ -155,9 +135,9 @@ def test_a_lone_depthwise_of_any_width_runs_padded_in_nhwc(channels, stride, rng
       nn.conv2d(%x, %w, strides=[{stride}, {stride}], padding=[1, 1, 1, 1], groups={channels})
     }}"""
     params = {"w": rng.standard_normal((channels, 1, 3, 3)).astype(np.float32)}
-    (conv,) = [op for op in _after_layout(src, params) if isinstance(op, graph.Conv2dOp)]
+    (conv,) = [op for op in graph_ops_after_layout(src, params) if isinstance(op, graph.Conv2dOp)]
     assert conv.attrs()["data_layout"] == "NHWC" and graph.shape_of(conv.result.type)[-1] % 16 == 0
-    _check(src, params, {"x": rng.standard_normal((1, channels, 11, 12)).astype(np.float32)})
+    assert_compiles_as_interpreted(src, params, {"x": rng.standard_normal((1, channels, 11, 12)).astype(np.float32)})
 
 
 SE = """
@@ -176,8 +156,8 @@ def test_a_squeeze_excitation_gate_multiplies_the_padded_tensor(rng):
         k: (rng.standard_normal(s) * 0.3).astype(np.float32)
         for k, s in {"w1": (72, 8, 1, 1), "f1": (24, 72, 1, 1), "f2": (72, 24, 1, 1), "w2": (40, 72, 1, 1)}.items()
     }
-    ops = _after_layout(SE, params)
+    ops = graph_ops_after_layout(SE, params)
     (mul,) = [op for op in ops if isinstance(op, graph.MultiplyOp)]
     assert graph.shape_of(mul.result.type)[-1] == 80
     assert len([op for op in ops if isinstance(op, graph.StridedSliceOp)]) == 1
-    _check(SE, params, {"x": rng.standard_normal((1, 8, 7, 7)).astype(np.float32)})
+    assert_compiles_as_interpreted(SE, params, {"x": rng.standard_normal((1, 8, 7, 7)).astype(np.float32)})

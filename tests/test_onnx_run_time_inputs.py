@@ -12,6 +12,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from conftest import assert_like_onnxruntime  # noqa: E402
 from onnx import TensorProto as TP  # noqa: E402
 from onnx import helper  # noqa: E402
 
@@ -43,16 +44,7 @@ def check(m, feeds_list, rtol=1e-5, atol=1e-6, **import_options):
     module keeps every graph input as an input (nothing was bound at import time)."""
     module, params = from_onnx(m, **import_options)
     assert not {sanitize(i.name) for i in m.graph.input} & set(params)
-    compiled = lathe.compile(module, params=params)
-    session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    for feeds in feeds_list:
-        ref = session.run(None, feeds)
-        for got in (lathe.interpret(module, params=params, **feeds), compiled.run(**feeds)):
-            got = list(got) if isinstance(got, tuple) else [got]
-            assert len(got) == len(ref)
-            for g, r in zip(got, ref):
-                assert g.shape == r.shape and g.dtype == r.dtype, (g.shape, r.shape, g.dtype, r.dtype)
-                np.testing.assert_allclose(g, r, rtol=rtol, atol=atol)
+    compiled = assert_like_onnxruntime(m, module, params, feeds_list, rtol=rtol, atol=atol)
     return module, compiled
 
 

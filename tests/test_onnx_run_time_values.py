@@ -12,6 +12,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from conftest import assert_like_onnxruntime  # noqa: E402
 from onnx import TensorProto as TP  # noqa: E402
 from onnx import helper  # noqa: E402
 
@@ -41,20 +42,7 @@ def check(m, feeds_list, exact=False):
     """Every feed through the interpreter and one compiled VM module, against onnxruntime."""
     module, params = from_onnx(m)
     assert any(op.name == "graph.dyn" for op in module.walk())
-    compiled = lathe.compile(module, params=params)
-    session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    for feeds in feeds_list:
-        ref = session.run(None, feeds)
-        for got in (lathe.interpret(module, params=params, **feeds), compiled.run(**feeds)):
-            got = list(got) if isinstance(got, tuple) else [got]
-            assert len(got) == len(ref)
-            for g, r in zip(got, ref):
-                assert g.shape == r.shape and g.dtype == r.dtype, (g.shape, r.shape, g.dtype, r.dtype)
-                if exact:
-                    np.testing.assert_array_equal(g, r)
-                else:
-                    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
-    return compiled
+    return assert_like_onnxruntime(m, module, params, feeds_list, exact=exact)
 
 
 rng = np.random.default_rng(14)
