@@ -38,18 +38,18 @@ from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
 from lathe.passes.canonicalize import constant_of
 from lathe.passes.channel_padding import (
-    _CUT_BINARY,
-    _FINITE_UNARY,
-    _SINK_BINARY,
-    _SINK_UNARY,
+    CUT_BINARY,
+    FINITE_UNARY,
     PAD_SLICE,
-    _cut,
-    _finite_constant,
-    _pad_axis,
-    _pad_cut,
-    _size,
+    SINK_BINARY,
+    SINK_UNARY,
+    finite_constant,
+    marked_cut,
     pack_width,
+    pad_axis,
+    padded_cut,
     padded_width,
+    tensor_size,
 )
 from lathe.passes.outline import carry_location
 
@@ -75,7 +75,7 @@ class DenseToDensePack(RewritePattern):
         padded = padded_width(n, self.lanes)
         pre: list[Operation] = []
         if padded is not None and k >= 4:  # zero weight columns, cut off after the pack
-            pre.append(_pad_axis(w, 0 if trans else 1, padded - n))
+            pre.append(pad_axis(w, 0 if trans else 1, padded - n))
             w, n = pre[-1].results[0], padded
         bn = pack_width(n, self.lanes)
         if bn is None or k < 4:
@@ -87,7 +87,7 @@ class DenseToDensePack(RewritePattern):
             r = make_op("reshape", [w], newshape=[k, n // bn, bn])
             t = make_op("transpose", [r.results[0]], axes=[1, 0, 2])
         packed = make_op("nn.contrib_dense_pack", [x, t.results[0]], weight_layout=f"NC{bn}n")
-        post = [_cut(packed.results[0], shape_of(op.results[0].type)[-1])] if pre else []
+        post = [marked_cut(packed.results[0], shape_of(op.results[0].type)[-1])] if pre else []
         rewriter.replace(op, carry_location(op, [*pre, r, t, packed, *post]))
 
 
@@ -147,9 +147,9 @@ class ConvToNHWC(RewritePattern):
         props = {k: v for k, v in op.attrs().items() if k in op.properties}
         props.update(data_layout="NHWC", kernel_layout="HWIO")
         if padded is not None:
-            ops.append(_pad_axis(wt.results[0], 3, padded - o))
+            ops.append(pad_axis(wt.results[0], 3, padded - o))
             if depthwise:  # a channel per group: the data's channels are padded too (zeros)
-                ops.insert(1, _pad_axis(data, 3, padded - o))
+                ops.insert(1, pad_axis(data, 3, padded - o))
                 data = ops[1].results[0]
                 props["groups"] = padded
             if props.get("channels"):
@@ -157,7 +157,7 @@ class ConvToNHWC(RewritePattern):
         conv = make_op("nn.conv2d", [data, ops[-1].results[0]], **props)
         ops.append(conv)
         if padded is not None:
-            ops.append(_cut(conv.results[0], o))
+            ops.append(marked_cut(conv.results[0], o))
         back = make_op("transpose", [ops[-1].results[0]], axes=TO_NCHW)
         rewriter.replace(op, carry_location(op, [*ops, back]))
 
@@ -255,19 +255,19 @@ class AbsorbPadCut(RewritePattern):
             if a["groups"] != 1:
                 self.depthwise(op, rewriter)
                 return
-            cut = _pad_cut(op.data)
+            cut = padded_cut(op.data)
             if cut is None:
                 return
             axis = 2
         elif isinstance(op, graph.DensePackOp):
-            cut, axis = _pad_cut(op.data), 1
+            cut, axis = padded_cut(op.data), 1
             if cut is None:
                 return
         else:
             return
         y, n = cut
         wide = shape_of(y.type)[-1]
-        pad = _pad_axis(op.operands[1], axis, wide - n)
+        pad = pad_axis(op.operands[1], axis, wide - n)
         props = {k: v for k, v in op.attrs().items() if k in op.properties}
         new = make_op(op.relay_name(), [y, pad.results[0]], **props)
         rewriter.replace(op, carry_location(op, [pad, new]))
@@ -286,7 +286,7 @@ class AbsorbPadCut(RewritePattern):
         if zero_pad is not None:
             pa = zero_pad.attrs()
             widths = [list(p) for p in pa["pad_width"]]
-            cut = _pad_cut(zero_pad.data)
+            cut = padded_cut(zero_pad.data)
             if (
                 cut is None
                 or pa["pad_mode"] != "constant"
@@ -299,18 +299,18 @@ class AbsorbPadCut(RewritePattern):
             new = make_op("nn.conv2d", [cut[0], op.weight], **props)
             rewriter.replace(op, carry_location(op, [new]))
             return
-        cut = _pad_cut(data)
+        cut = padded_cut(data)
         if cut is None:
             return
         y, n = cut
         wide = shape_of(y.type)[-1]
-        pad = _pad_axis(op.weight, 3, wide - n)
+        pad = pad_axis(op.weight, 3, wide - n)
         props = {k: v for k, v in op.attrs().items() if k in op.properties}
         props["groups"] = wide
         if props.get("channels"):
             props["channels"] = wide
         new = make_op("nn.conv2d", [y, pad.results[0]], **props)
-        rewriter.replace(op, carry_location(op, [pad, new, _cut(new.results[0], n)]))
+        rewriter.replace(op, carry_location(op, [pad, new, marked_cut(new.results[0], n)]))
 
 
 class HoistPadCut(RewritePattern):
@@ -323,22 +323,22 @@ class HoistPadCut(RewritePattern):
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         pre: list[Operation] = []
-        if isinstance(op, _FINITE_UNARY):
-            cut = _pad_cut(op.operands[0])
+        if isinstance(op, FINITE_UNARY):
+            cut = padded_cut(op.operands[0])
             if cut is None:
                 return
             y, n = cut
             new = type(op).create_inferred([y], dict(op.properties))
         elif isinstance(op, graph.BiasAddOp):
-            cut = _pad_cut(op.data)
+            cut = padded_cut(op.data)
             rank = len(shape_of(op.data.type))
             if cut is None or graph.normalize_axis("", op.attrs()["axis"], rank) != rank - 1:
                 return
             y, n = cut
-            pre.append(_pad_axis(op.bias, 0, shape_of(y.type)[-1] - n))
+            pre.append(pad_axis(op.bias, 0, shape_of(y.type)[-1] - n))
             new = make_op("nn.bias_add", [y, pre[-1].results[0]], axis=rank - 1)
-        elif isinstance(op, _CUT_BINARY + (graph.DivideOp,)):
-            c1, c2 = _pad_cut(op.lhs), _pad_cut(op.rhs)
+        elif isinstance(op, CUT_BINARY + (graph.DivideOp,)):
+            c1, c2 = padded_cut(op.lhs), padded_cut(op.rhs)
             if c1 is not None and c2 is not None:
                 if isinstance(op, graph.DivideOp) or c1[1] != c2[1]:
                     return
@@ -352,7 +352,7 @@ class HoistPadCut(RewritePattern):
                 other = op.operands[1 - side]
                 if cut is None or (isinstance(op, graph.DivideOp) and side == 1):
                     return
-                if not _finite_constant(other, nonzero=isinstance(op, graph.DivideOp)):
+                if not finite_constant(other, nonzero=isinstance(op, graph.DivideOp)):
                     return
                 if op.results[0].type != op.operands[side].type:
                     return  # the constant broadcasts the result wider than the cut
@@ -360,7 +360,7 @@ class HoistPadCut(RewritePattern):
                 os_ = shape_of(other.type)
                 if os_ and os_[-1] == n and n > 1:
                     pre.append(
-                        _pad_axis(
+                        pad_axis(
                             other,
                             len(os_) - 1,
                             shape_of(y.type)[-1] - n,
@@ -370,7 +370,7 @@ class HoistPadCut(RewritePattern):
                     other = pre[-1].results[0]
                 new = type(op).create_inferred([y, other] if side == 0 else [other, y], dict(op.properties))
         elif isinstance(op, graph.Pool2dBase | graph.GlobalPool2dBase):
-            cut = _pad_cut(op.operands[0])
+            cut = padded_cut(op.operands[0])
             if cut is None or op.attrs()["layout"] != "NHWC":
                 return
             y, n = cut
@@ -378,7 +378,7 @@ class HoistPadCut(RewritePattern):
             new = make_op(op.relay_name(), [y], **props)
         else:
             return
-        rewriter.replace(op, carry_location(op, [*pre, new, _cut(new.results[0], n)]))
+        rewriter.replace(op, carry_location(op, [*pre, new, marked_cut(new.results[0], n)]))
 
 
 def _transposed(v) -> tuple | None:
@@ -401,7 +401,7 @@ class SinkTranspose(RewritePattern):
         if isinstance(op, graph.ConcatenateOp | graph.StridedSliceOp | graph.TakeOp):
             self.axis_op(op, rewriter)
             return
-        if isinstance(op, _SINK_UNARY):
+        if isinstance(op, SINK_UNARY):
             t = _transposed(op.operands[0])
             if t is None:
                 return
@@ -414,7 +414,7 @@ class SinkTranspose(RewritePattern):
             y, p = t
             axis = graph.normalize_axis("", op.attrs()["axis"], len(p))
             new = make_op("nn.bias_add", [y, op.bias], axis=p[axis])
-        elif isinstance(op, _SINK_BINARY):
+        elif isinstance(op, SINK_BINARY):
             t1, t2 = _transposed(op.lhs), _transposed(op.rhs)
             if t1 is not None and t2 is not None and t1[1] == t2[1] and t1[0].type == t2[0].type:
                 (y, p), (y2, _) = t1, t2
@@ -427,7 +427,7 @@ class SinkTranspose(RewritePattern):
                 other = op.operands[1 - side]
                 if (
                     t is None
-                    or _size(other) >= _size(op.operands[side])
+                    or tensor_size(other) >= tensor_size(op.operands[side])
                     or op.results[0].type != op.operands[side].type
                 ):
                     return

@@ -39,13 +39,13 @@ def padded_width(n: int, lanes: int = 16) -> int | None:
     return padded
 
 
-def _pad_axis(v, axis: int, amount: int, value: float = 0.0) -> Operation:
+def pad_axis(v, axis: int, amount: int, value: float = 0.0) -> Operation:
     rank = len(shape_of(v.type))
     widths = [[0, amount if d == axis % rank else 0] for d in range(rank)]
     return make_op("nn.pad", [v], pad_width=widths, pad_value=value)
 
 
-def _cut(v, n: int) -> Operation:
+def marked_cut(v, n: int) -> Operation:
     """strided_slice of v's first n entries along its last axis, marked as a padding cut."""
     rank = len(shape_of(v.type))
     s = make_op("strided_slice", [v], begin=[0], end=[n], strides=[1], axes=[rank - 1])
@@ -53,7 +53,7 @@ def _cut(v, n: int) -> Operation:
     return s
 
 
-def _pad_cut(v) -> tuple | None:
+def padded_cut(v) -> tuple | None:
     """(y, n) when v = the marked cut of y to n channels (y's extra channels are finite)."""
     s = v.owner
     if isinstance(s, graph.StridedSliceOp) and PAD_SLICE in s.attributes:
@@ -61,7 +61,7 @@ def _pad_cut(v) -> tuple | None:
     return None
 
 
-_FINITE_UNARY = (  # finite at every finite input: the padded channels stay finite
+FINITE_UNARY = (  # finite at every finite input: the padded channels stay finite
     graph.ReluOp,
     graph.LeakyReluOp,
     graph.ClipOp,
@@ -71,10 +71,10 @@ _FINITE_UNARY = (  # finite at every finite input: the padded channels stay fini
     graph.AbsOp,
     graph.ErfOp,
 )
-_CUT_BINARY = (graph.AddOp, graph.SubtractOp, graph.MultiplyOp, graph.MaximumOp, graph.MinimumOp)
+CUT_BINARY = (graph.AddOp, graph.SubtractOp, graph.MultiplyOp, graph.MaximumOp, graph.MinimumOp)
 
 
-def _finite_constant(v, nonzero: bool = False) -> bool:
+def finite_constant(v, nonzero: bool = False) -> bool:
     import numpy as np
 
     while isinstance(v.owner, graph.ReshapeOp | graph.TransposeOp):  # how SinkTranspose moves a constant
@@ -85,7 +85,7 @@ def _finite_constant(v, nonzero: bool = False) -> bool:
     return bool(np.all(np.isfinite(arr)) and (not nonzero or np.all(arr != 0)))
 
 
-_SINK_UNARY = (
+SINK_UNARY = (
     graph.ReluOp,
     graph.LeakyReluOp,
     graph.ClipOp,
@@ -98,10 +98,10 @@ _SINK_UNARY = (
     graph.SqrtOp,
     graph.RsqrtOp,
 )
-_SINK_BINARY = (graph.AddOp, graph.SubtractOp, graph.MultiplyOp, graph.DivideOp, graph.MaximumOp, graph.MinimumOp)
+SINK_BINARY = (graph.AddOp, graph.SubtractOp, graph.MultiplyOp, graph.DivideOp, graph.MaximumOp, graph.MinimumOp)
 
 
-def _size(v) -> int:
+def tensor_size(v) -> int:
     import math
 
     return math.prod(shape_of(v.type))

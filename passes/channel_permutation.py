@@ -30,17 +30,17 @@ from lathe.dialects import graph
 from lathe.dialects.graph import make_op, shape_of
 from lathe.passes.canonicalize import constant_of
 from lathe.passes.channel_padding import (
-    _CUT_BINARY,
-    _FINITE_UNARY,
-    _SINK_BINARY,
-    _SINK_UNARY,
+    CUT_BINARY,
+    FINITE_UNARY,
     PAD_SLICE,
-    _cut,
-    _finite_constant,
-    _pad_axis,
-    _pad_cut,
-    _size,
+    SINK_BINARY,
+    SINK_UNARY,
+    finite_constant,
+    marked_cut,
+    pad_axis,
+    padded_cut,
     padded_width,
+    tensor_size,
 )
 from lathe.passes.outline import carry_location
 
@@ -103,7 +103,7 @@ def _scatter(w, idx: np.ndarray, width: int, axis: int) -> list[Operation]:
     n = shape_of(w.type)[axis]
     where = np.full(width, n, dtype=np.int64)
     where[idx] = np.arange(len(idx))
-    zero = _pad_axis(w, axis, 1)
+    zero = pad_axis(w, axis, 1)
     return [zero, *_take(zero.results[0], where, axis)]
 
 
@@ -191,7 +191,7 @@ class SimplifyTake(RewritePattern):
             rewriter.replace(op, [], [y])
             return
         if _junk(op.results[0]) and idx[0] == 0 and step == 1:
-            s = _cut(y, len(idx))  # still a padding cut, for the rewrites that absorb those
+            s = marked_cut(y, len(idx))  # still a padding cut, for the rewrites that absorb those
         else:
             s = make_op("strided_slice", [y], begin=[int(idx[0])], end=[int(idx[-1]) + 1], strides=[step], axes=[axis])
         rewriter.replace(op, carry_location(op, [s]))
@@ -225,7 +225,7 @@ class SliceOfTake(RewritePattern):
                 return
             if not _is_permutation(sub, n):
                 return
-            cut = _cut(y, n)
+            cut = marked_cut(y, n)
             same = np.array_equal(sub, np.arange(n))
             rewriter.replace(op, carry_location(op, [cut] if same else [cut, *_take(cut.results[0], sub, axis)]))
             return
@@ -250,8 +250,8 @@ class SinkTake(RewritePattern):
         width = shape_of(y.type)[axis]
         if not _movable(op.operands[0], idx, width):
             return
-        if isinstance(op, _SINK_UNARY):
-            if junk and not isinstance(op, _FINITE_UNARY):
+        if isinstance(op, SINK_UNARY):
+            if junk and not isinstance(op, FINITE_UNARY):
                 return
             new = type(op).create_inferred([y], dict(op.properties))
         elif isinstance(op, graph.BiasAddOp):
@@ -260,7 +260,7 @@ class SinkTake(RewritePattern):
                 pre = _scatter(bias, idx, width, 0)
                 bias = pre[-1].results[0]
             new = make_op("nn.bias_add", [y, bias], **_props(op))
-        elif isinstance(op, _SINK_BINARY):
+        elif isinstance(op, SINK_BINARY):
             found = self.binary(op, junk)
             if found is None:
                 return
@@ -286,7 +286,7 @@ class SinkTake(RewritePattern):
 
     @staticmethod
     def binary(op: Operation, junk: bool) -> tuple | None:
-        if junk and not isinstance(op, _CUT_BINARY):
+        if junk and not isinstance(op, CUT_BINARY):
             return None
         t1, t2 = _taken(op.operands[0]), _taken(op.operands[1])
         if t1 is not None and t2 is not None:
@@ -300,11 +300,11 @@ class SinkTake(RewritePattern):
         other = op.operands[1]
         os_, rank = shape_of(other.type), len(shape_of(y.type))
         at = axis - (rank - len(os_))  # the other operand's axis that broadcasts against axis
-        if junk and not _finite_constant(other):
+        if junk and not finite_constant(other):
             return None
         pre: list[Operation] = []
         if at >= 0 and os_[at] != 1:
-            if _size(other) >= _size(op.operands[0]):
+            if tensor_size(other) >= tensor_size(op.operands[0]):
                 return None
             pre = _scatter(other, idx, shape_of(y.type)[axis], at)
             other = pre[-1].results[0]
@@ -458,7 +458,7 @@ def _whole_fields(concat: graph.ConcatenateOp, axis: int, lanes: int) -> tuple |
     whole, maps = [], []
     for f in fields:
         n = shape_of(f.type)[axis]
-        cut = _pad_cut(f) if axis == len(shape_of(f.type)) - 1 else None
+        cut = padded_cut(f) if axis == len(shape_of(f.type)) - 1 else None
         inner = _taken(f)
         if cut is not None and shape_of(cut[0].type)[axis] <= -(-n // lanes) * lanes:
             whole.append(cut[0])
@@ -591,7 +591,7 @@ class PadTake(RewritePattern):
         more = np.arange(idx[-1] + 1, idx[-1] + 1 + padded - len(idx))  # continue a run where y has room
         fillers = more if more[-1] < width else np.full(padded - len(idx), idx[0])
         wide = _take(y, np.concatenate([idx, fillers]), axis)
-        rewriter.replace(op, carry_location(op, [*wide, _cut(wide[-1].results[0], len(idx))]))
+        rewriter.replace(op, carry_location(op, [*wide, marked_cut(wide[-1].results[0], len(idx))]))
 
     @staticmethod
     def selection(op: Operation) -> tuple | None:
