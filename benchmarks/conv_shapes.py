@@ -69,6 +69,16 @@ SHAPES = (
     ConvShape("first conv3x3 s2 3->16 @320", 3, 16, 320, stride=2),
     ConvShape("conv1x1 40->120 @80", 40, 120, 80, kernel=1, pad=0),
     ConvShape("conv1x1 120->40 @80", 120, 40, 80, kernel=1, pad=0),
+    # EfficientNet-B0's pointwise convolutions at 14x14 and 7x7 (few pixels: the threads' work
+    # must come from the output channels) and the 3-channel first layers at 224
+    ConvShape("conv1x1 112->672 @14", 112, 672, 14, kernel=1, pad=0),
+    ConvShape("conv1x1 672->112 @14", 672, 112, 14, kernel=1, pad=0),
+    ConvShape("conv1x1 192->1152 @7", 192, 1152, 7, kernel=1, pad=0),
+    ConvShape("conv1x1 1152->192 @7", 1152, 192, 7, kernel=1, pad=0),
+    ConvShape("conv1x1 1152->320 @7", 1152, 320, 7, kernel=1, pad=0),
+    ConvShape("conv1x1 320->1280 @7", 320, 1280, 7, kernel=1, pad=0),
+    ConvShape("first conv3x3 s2 3->32 @224", 3, 32, 224, stride=2),
+    ConvShape("first conv3x3 s2 3->16 @224", 3, 16, 224, stride=2),
     ConvShape("convT2x2 s2 96->24 @40", 96, 24, 40, kernel=2, stride=2, pad=0, transpose=True),
     DenseShape("dense 64x512 . 512x1000", 64, 512, 1000),
     DenseShape("dense 64x256 . 256x30", 64, 256, 30),

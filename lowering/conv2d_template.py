@@ -41,25 +41,46 @@ CONV2D_ORDERS = ("yxf", "fyx", "fyx_pack")
 YXF_MAX_WEIGHT_BYTES = 1 << 20
 # A packed block lives on the task's stack: stay under glibc's smallest default thread stack (2 MiB).
 PACK_MAX_BYTES = 3 << 19
-# multiply-adds per element of the padded copy below which a few-channel input is read in place
-PAD_INLINE_WORK = 128
+# Multiply-adds per element of the padded copy below which a few-channel input is read in place.
+# Since the copy of a 3-channel image became rows of whole pixels (schedule_rows), a 3x3
+# stride-2 first layer over 32 filters (71 per element) ran 1.1x faster copying than reading
+# in place with its window unrolled; over 16 filters (36 per element) the two are within 10%.
+PAD_INLINE_WORK = 64
+# The window loops unrolled, innermost first, where the input is read in place: the bounds
+# test of a tap then is one per (row, column) of the window and pixel, shared by its channels
+# and by the taps of neighbouring pixels that read the same column (3x3 stride-2 first
+# layers over 16 and 32 filters at 224 and 320: 1.2-1.3x).
+INLINE_UNROLLED_WINDOW = 2
+# Output pixels up to which the threads' loops are weight-stationary whatever the weight's size
+# (14x14 and 7x7: EfficientNet's and MobileNet's 1x1 expand/project convolutions). In the "yxf"
+# order every output row, one or two register tiles here, reads the whole weight, from L3 on
+# its first pass in a model run; a stationary packed block is read once and used by every
+# pixel, and the few pixels' activations stay in L2 across the blocks. EfficientNet-B0's and
+# MobileNet-v3's 1x1s at 14x14 and 7x7 ran 1.16-1.45x faster so (ten layers, one thread, the
+# weight out of L2 as in a model run); ResNet's 28x28 layer2 keeps "yxf".
+SMALL_OUTPUT_PIXELS = 196
 
 
 def conv2d_space(
     anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches: CacheInfo = UNKNOWN_CACHES
 ) -> Space | None:
     """Output-width register tile (any width up to CONV2D_TILE_WIDTH: the last tile of a row is
-    guarded where it does not divide), output-channel block, input-channel split (0: none), the
-    order of the window loops, whether the tile's pixels are unrolled, the order of the
-    threads' loops, and whether the padded data is a copy or read in place. None for layouts
-    other than NHWC, or channel counts no vector block divides (they keep the default)."""
+    guarded where it does not divide), output-channel block (1-4 vectors: three for the 48,
+    144 and 240 channels of mobile networks, which two do not divide), input-channel split
+    (0: none), the order of the window loops and how many of them, innermost first, are
+    unrolled, whether the tile's pixels are unrolled, the order of the threads' loops, and
+    whether the padded data is a copy or read in place. None for layouts other than NHWC, or
+    channel counts no vector block divides (they keep the default)."""
     if tuple(anchor.axis_names[:4]) != CONV2D_NHWC_AXES:
         return None
-    _, _, ow, o = anchor.spatial_extents
-    blocks = [b for b in (2 * lanes, lanes, 4 * lanes) if o % b == 0]
+    _, oh, ow, o = anchor.spatial_extents
+    # (three vectors where two do not divide: 48, 144 and 240 filters ran 1.2-1.45x faster
+    # than in one-vector blocks)
+    blocks = [b for b in (2 * lanes, 3 * lanes, lanes, 4 * lanes) if o % b == 0]
     if not blocks:
         return None
     rc, ry, rx = anchor.reduce_extent_list
+    pad = _default_pad(anchor, lanes)
     return (
         knob("tile_w", divisors(ow, 16) + [t for t in range(4, CONV2D_TILE_WIDTH + 1) if t < ow], _default_tile(ow)),
         knob("block_f", blocks, blocks[0]),
@@ -67,9 +88,12 @@ def conv2d_space(
         knob("reduce_order", CONV2D_REDUCE_ORDERS, CONV2D_REDUCE_ORDERS[0]),
         knob("unroll_w", ("on", "off"), "on"),
         knob(
-            "order", CONV2D_ORDERS, _default_order(ry * rx * rc * _weight_bytes(anchor), o, blocks[0], caches.l2_bytes)
+            "order",
+            CONV2D_ORDERS,
+            _default_order(ry * rx * rc * _weight_bytes(anchor), o, blocks[0], caches.l2_bytes, oh * ow),
         ),
-        knob("pad", ("copy", "inline"), _default_pad(anchor, lanes)),
+        knob("pad", ("copy", "inline"), pad),
+        knob("unroll_window", range(len(CONV2D_REDUCE_AXES) + 1), INLINE_UNROLLED_WINDOW if pad == "inline" else 0),
     )
 
 
@@ -96,11 +120,13 @@ def _default_pad(anchor: te.ComputeOp, lanes: int) -> str:
     return "inline" if ry * rx * f * oh * ow < PAD_INLINE_WORK * hp * wp else "copy"
 
 
-def _default_order(window_bytes: int, channels: int, block_f: int, l2_bytes: int) -> str:
+def _default_order(window_bytes: int, channels: int, block_f: int, l2_bytes: int, pixels: int) -> str:
     """Weight-stationary with packed blocks when the weight outgrows the target's L2, or
     YXF_MAX_WEIGHT_BYTES in a larger one (ResNet's layer3 and layer4: each output row
-    re-streamed 2.4-9.4 MB), and the threads still get several blocks."""
-    if window_bytes * channels <= min(l2_bytes, YXF_MAX_WEIGHT_BYTES) or channels // block_f < 4:
+    re-streamed 2.4-9.4 MB), or the output has at most SMALL_OUTPUT_PIXELS, and the threads
+    still get several blocks."""
+    fits = window_bytes * channels <= min(l2_bytes, YXF_MAX_WEIGHT_BYTES) and pixels > SMALL_OUTPUT_PIXELS
+    if fits or channels // block_f < 4:
         return "yxf"
     return "fyx_pack" if window_bytes * block_f <= PACK_MAX_BYTES else "fyx"
 
@@ -168,6 +194,8 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k:
         rco, rci = local.split(_RC, factor=int(k["split_rc"]))
         window = [rco] + [rci if a == _RC else a for a in window]
     local.reorder(*window, x, f)
+    for axis in window[len(window) - int(k["unroll_window"]) :]:
+        local.unroll(axis)
     if k["unroll_w"] == "on":
         local.unroll(x)
     local.vectorize(f)
