@@ -34,6 +34,15 @@ FAULT_ENV = "LATHE_TUNER_FAULT"
 STATUSES = ("ok", "wrong", "error", "crash", "timeout", "died")
 READY_TIMEOUT_S = 120.0  # a fresh worker's imports
 WRONG_RTOL = 1e-3  # relative to the reference's largest magnitude: reassociated sums stay well inside
+# Below this many FLOPs per byte of its inputs and outputs a kernel is memory-bound when its data
+# comes from memory: the roofline's ridge point of a current x86 server core, about 150 GFLOP/s of
+# fp32 FMAs (2 ports x 16 lanes x 2 at ~2.5 GHz) against the 14-16 GB/s one thread streams from
+# memory on this machine (docs/performance.md, GEMV). A 128^3 matmul has 21, an elementwise add 1/12.
+MEMORY_BOUND_FLOPS_PER_BYTE = 10.0
+ROTATE_LLC_MULTIPLE = 2  # the rotating sets together: twice the LLC, so a set is evicted before its next turn
+ROTATE_MAX_BYTES = 512 << 20  # but no more memory than this, whatever the LLC
+FALLBACK_LLC_BYTES = 32 << 20  # where the target's caches are unknown
+ROTATE_ALIGN = 64  # each set's buffers start on a cache line (and so are usable in place)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class Timing:
     warmup_s: float = 0.05
     repeat: int = 5
     min_repeat_s: float = 0.01
+    rotate: bool = True  # memory-bound candidates run on rotating buffers larger than the LLC
 
 
 @dataclass
@@ -54,6 +64,7 @@ class Result:
     error: str = ""
     build_s: float = 0.0
     features: list[float] = field(default_factory=list)
+    rotate: int = 1  # sets of inputs and outputs the runs cycled through (1: the same buffers every run)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +95,55 @@ def lower_candidate(task_module: str, config: str, lanes: int):
         make_context(), module
     )
     return module
+
+
+def rotation_sets(footprint: int, flops: float | None, llc_bytes: int) -> int:
+    """How many sets of buffers a candidate's runs cycle through: 1 for a compute-bound one
+    (or one whose FLOPs are unknown) and for one whose set alone fills the LLC, else enough
+    for ROTATE_LLC_MULTIPLE LLCs, within ROTATE_MAX_BYTES."""
+    if footprint <= 0 or flops is None or flops / footprint > MEMORY_BOUND_FLOPS_PER_BYTE or footprint >= llc_bytes:
+        return 1
+    stride = -(-footprint // ROTATE_ALIGN) * ROTATE_ALIGN
+    wanted = -(-ROTATE_LLC_MULTIPLE * llc_bytes // stride)
+    return max(1, min(wanted, ROTATE_MAX_BYTES // stride))
+
+
+def rotating_buffers(arrays: list[np.ndarray], sets: int) -> list[list[np.ndarray]]:
+    """`sets` copies of `arrays` (a run's inputs or outputs), each copy's arrays on its own
+    cache lines, each array's copies in one allocation; every page written, so the timing
+    pays no first-touch faults. Set k is `[a[k] for a in result]`."""
+    out = []
+    for a in arrays:
+        stride = -(-a.nbytes // ROTATE_ALIGN) * ROTATE_ALIGN or ROTATE_ALIGN
+        slab = np.empty(stride * sets + ROTATE_ALIGN, np.uint8)
+        base = -slab.ctypes.data % ROTATE_ALIGN
+        copies = [np.ndarray(a.shape, a.dtype, slab, base + k * stride) for k in range(sets)]
+        for c in copies:
+            c[...] = a
+        out.append(copies)
+    return out
+
+
+def last_level_cache(target) -> int:
+    return target.cache_bytes[-1] if target.cache_bytes else FALLBACK_LLC_BYTES
+
+
+def relative_error(got: np.ndarray, ref: np.ndarray) -> float | None:
+    """The largest error relative to the reference's largest magnitude; None if the shapes differ."""
+    if got.shape != ref.shape:
+        return None
+    if not ref.size:
+        return 0.0
+    scale = max(float(np.abs(ref).max()), 1e-30)
+    return float(np.abs(got.astype(np.float64) - ref).max()) / scale
+
+
+def _wrong(outs: list[np.ndarray], reference: list[np.ndarray], when: str) -> str | None:
+    for got, ref in zip(outs, reference):
+        err = relative_error(got, ref)
+        if err is None or not err <= WRONG_RTOL:
+            return f"max relative error {err:.2e}{when}" if err is not None else f"output shape {got.shape}{when}"
+    return None
 
 
 def build_and_time(job: dict) -> Result:
@@ -120,12 +180,29 @@ def build_and_time(job: dict) -> Result:
     outs = [np.asarray(o) for o in (out if isinstance(out, tuple) else (out,))]
     if fault == "wrong":
         outs = [o + 1 for o in outs]
-    for got, ref in zip(outs, job["reference"]):
-        scale = max(float(np.abs(ref).max()) if ref.size else 0.0, 1e-30)
-        err = float(np.abs(got.astype(np.float64) - ref).max()) / scale if ref.size else 0.0
-        if got.shape != ref.shape or not err <= WRONG_RTOL:
-            return Result("wrong", error=f"max relative error {err:.2e}", build_s=build_s, features=features)
+    wrong = _wrong(outs, job["reference"], "")
+    if wrong:
+        return Result("wrong", error=wrong, build_s=build_s, features=features)
     timing: Timing = job["timing"]
+    footprint = sum(a.nbytes for a in job["inputs"]) + sum(o.nbytes for o in outs)
+    sets = rotation_sets(footprint, job.get("flops"), last_level_cache(target)) if timing.rotate else 1
+    if sets == 1:
+        per_run = _time_in_place(ex, timing)
+    else:
+        per_run = _time_rotating(ex, timing, job["inputs"], outs, sets)
+        out = ex.get_outputs()  # the last run's, on a copy of the inputs: the rotation bound them right
+        outs = [np.asarray(o) for o in (out if isinstance(out, tuple) else (out,))]
+        wrong = _wrong(outs, job["reference"], " (on a rotated copy of the inputs)")
+        if wrong:
+            return Result("wrong", error=wrong, build_s=build_s, features=features, rotate=sets)
+    med = float(np.median(per_run))
+    q1, q3 = np.percentile(per_run, [25, 75])
+    noise = float((q3 - q1) / med) if med > 0 else 0.0
+    return Result("ok", med, noise, build_s=build_s, features=features, rotate=sets)
+
+
+def _time_in_place(ex, timing: Timing) -> list[float]:
+    """Per-run seconds of each repeat, every run on the buffers bound now."""
     end = time.perf_counter() + timing.warmup_s
     once = time.perf_counter()
     ex.execute()
@@ -139,9 +216,33 @@ def build_and_time(job: dict) -> Result:
         for _ in range(number):
             ex.execute()
         per_run.append((time.perf_counter() - t) / number)
-    med = float(np.median(per_run))
-    q1, q3 = np.percentile(per_run, [25, 75])
-    return Result("ok", med, float((q3 - q1) / med) if med > 0 else 0.0, build_s=build_s, features=features)
+    return per_run
+
+
+def _time_rotating(ex, timing: Timing, inputs: list[np.ndarray], outs: list[np.ndarray], sets: int) -> list[float]:
+    """Per-run seconds of each repeat, run k on set k mod `sets`; each run is clocked alone,
+    binding its set outside the clock."""
+    ins = rotating_buffers(inputs, sets)
+    targets = rotating_buffers(outs, sets)
+    k = 0
+
+    def run() -> float:
+        nonlocal k
+        set_out = [t[k] for t in targets]
+        # the outputs first: binding them is what run(out=) does before it binds the inputs
+        ex._bind_outputs(set_out[0] if len(set_out) == 1 else tuple(set_out))
+        ex.set_inputs([i[k] for i in ins], {}, set_out)
+        k = (k + 1) % sets
+        t = time.perf_counter()
+        ex.execute()
+        return time.perf_counter() - t
+
+    end = time.perf_counter() + timing.warmup_s
+    once = run()
+    while time.perf_counter() < end:
+        run()
+    number = max(1, int(timing.min_repeat_s / max(once, 1e-7)))
+    return [sum(run() for _ in range(number)) / number for _ in range(timing.repeat)]
 
 
 def serve(conn: Connection) -> None:

@@ -34,6 +34,7 @@ class Record:
     time: float = 0.0  # when it was measured (Unix seconds)
     features: list[float] | None = None  # of its loop program (tuner/features.py), for transfer
     features_v: int = 0  # features.VERSION they were computed by
+    rotate: int = 0  # sets of buffers its runs cycled through (measure.Result.rotate); 0: not said
     v: int = FORMAT_VERSION
 
     @property

@@ -134,6 +134,7 @@ class TaskTuner:
             inputs=self.inputs,
             reference=self.reference,
             timing=self.timing,
+            flops=self.flops,  # with the buffers' bytes, whether it is timed on rotating buffers
         )
 
     def record(self, config: str, res: Result) -> records.Record:
@@ -151,6 +152,7 @@ class TaskTuner:
             res.error,
             features=feats,
             features_v=FEATURES_VERSION if feats else 0,
+            rotate=res.rotate if res.ok else 0,
         )
         records.append(self.db, rec)
         self.tried.add(config)
@@ -261,7 +263,9 @@ def tune(
 
 
 def format_table(results: list[TaskResult]) -> str:
-    rows = [("task", "template", "weight", "trials", "failures", "best GFLOP/s", "speedup", "best configuration")]
+    rows = [
+        ("task", "template", "weight", "trials", "failures", "best GFLOP/s", "speedup", "sets", "best configuration")
+    ]
     for r in results:
         fails = ", ".join(f"{n} {k}" for k, n in sorted(r.failures.items())) or "0"
         rows.append(
@@ -273,6 +277,7 @@ def format_table(results: list[TaskResult]) -> str:
                 fails,
                 f"{r.best.gflops:.2f}" if r.best else "-",
                 f"{r.speedup:.2f}x" if r.speedup else "-",
+                str(r.best.rotate or "-") if r.best else "-",
                 r.best.config if r.best else "(none worked)",
             )
         )
