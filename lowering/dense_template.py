@@ -38,6 +38,7 @@ DENSE_PACK_BLOCK_K = (64, 128, 256, 384, 512, 768, 1024, 2048)  # k-block candid
 GEMV_ROWS = 4
 GEMV_TILE_VECTORS = 4  # vectors across a GEMV's register tile (four chains; rows x vectors <= 16 registers)
 GEMV_MIN_COL_TILES = 4  # a wider tile must leave this many column tiles to share among threads
+ROW_EPILOGUE_TASK_TILES = 1  # register tiles of rows per thread task when a softmax normalises the rows
 
 
 def _contraction_axes(out: te.ComputeOp) -> tuple[list[str], str | None, str]:
@@ -114,19 +115,42 @@ def cache_block(
     return (c, ks[0]) if ks else (fits[-1], 0)
 
 
+def row_epilogue(anchor: te.ComputeOp, out: te.ComputeOp) -> tuple[list[te.ComputeOp], list[te.ComputeOp]] | None:
+    """The row statistics (softmax's max and sum) and row tiles (its exp) of a contraction
+    that fuse-ops fused with a softmax over its output's rows (attention's scores), or None
+    for a plain (elementwise) epilogue."""
+    from lathe.lowering.schedules import row_statistics, row_tiles  # schedules registers this template
+
+    if anchor is out:
+        return None
+    block = out.parent_block()
+    assert block is not None and block.last_op is not None
+    computes = [o for o in block.ops if isinstance(o, te.ComputeOp) and o is not anchor]
+    stats = row_statistics(out, computes, list(block.last_op.operands))
+    return None if stats is None else (stats, row_tiles(out, stats, computes))
+
+
 def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches: CacheInfo = UNKNOWN_CACHES) -> Space:
     """Multi-level tiling of i, j and k: a register tile (tile_i rows × tile_j columns), a
     cache block of cache_i × cache_j register tiles, k split by tile_k inside the register
     tile (0: not split) and unrolled by unroll_k, or split by block_k into a k-block loop that
     the register tiles of a cache block share (0: none), the order of the block loops, and
     threads over the fused block loops or the outermost only. The default is cache_block's,
-    for the target's L2."""
+    for the target's L2. With a softmax over the rows (row_epilogue) the space is the
+    register tile and the row tiles per task (ROW_EPILOGUE_TASK_TILES by default)."""
     extents = out.spatial_extents
     batch, i, _ = _contraction_axes(out)
     rows, cols, depth = (extents[-2] if i is not None else 1), extents[-1], anchor.reduce_extent_list[-1]
     bn = anchor_pack_width(anchor)
     widths = [w for w in (lanes, 2 * lanes, 3 * lanes, 4 * lanes) if cols % w == 0 and w <= 64]
     tile_i = register_rows(rows)
+    if row_epilogue(anchor, out) is not None:
+        return (
+            # any row tile: a partial task is guarded outside the rows' vector loops
+            knob("tile_i", sorted({*divisors(rows, 16), tile_i, *(t for t in (2, 4, 8) if t < rows)}), tile_i),
+            knob("tile_j", sorted({*widths, bn}), bn),
+            knob("cache_i", (1, 2, 4), ROW_EPILOGUE_TASK_TILES),
+        )
     tiles = -(-rows // tile_i)
     elem_bytes = max(1, getattr(anchor.result.type.element_type, "bitwidth", 32) // 8)  # type: ignore[union-attr]
     cache_i, block_k = cache_block(
@@ -168,6 +192,10 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: 
     panel of one k-block stays in L1 while the block's row tiles take turns with it); the
     tile's partial sums then live in the block's buffer between k-blocks, and LLVM keeps them
     in registers over each k-block's loop, whose indices are constant there."""
+    rows = row_epilogue(anchor, out)
+    if rows is not None:
+        schedule_row_epilogue(anchor, out, *rows, k)
+        return True
     s_out = Schedule(out)
     local = s_out.cache_write() if anchor is out else Schedule(anchor)
     batch, i, j = _contraction_axes(out)
@@ -234,6 +262,44 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: 
         local.unroll(spatial[-2])
     local.vectorize(spatial[-1])
     return True
+
+
+def schedule_row_epilogue(
+    anchor: te.ComputeOp,
+    out: te.ComputeOp,
+    stats: list[te.ComputeOp],
+    tiles: list[te.ComputeOp],
+    k: dict[str, KnobValue],
+) -> None:
+    """A contraction whose rows a softmax normalises (attention's scores): threads over
+    tasks of cache_i register tiles of rows (each row whole); a task computes its rows of
+    the contraction into a local buffer (register tiles along j, k inside), then per row
+    the row kernel's passes (schedules.schedule_row_kernel) from cache: the scaled and
+    masked row, its max, the exps, their sum, the output row, vectors along it. The scores
+    never reach memory."""
+    s_out = Schedule(out)
+    batch, i, j = _contraction_axes(out)
+    lbatch, li, lj = _contraction_axes(anchor)
+    assert i is not None and li is not None  # a row statistic needs rows (row_statistics)
+    mr, nr, ci = int(k["tile_i"]), int(k["tile_j"]), int(k["cache_i"])
+    task, row = s_out.split(i, factor=mr * ci)
+    task = s_out.fuse(*batch, task) if batch else task
+    s_out.vectorize(j)  # whole: what is uniform along the row (1 / sum) is computed once per row
+    s_out.parallel(task)
+    local = Schedule(anchor)
+    ljo, lji = local.split(lj, factor=nr)
+    lio, lii = local.split(li, factor=mr)
+    local.reorder(*lbatch, lio, ljo, anchor.axis_names[-1], lii, lji)
+    local.unroll(lii)
+    local.vectorize(lji)
+    local.compute_at(out, task)
+    kernel_order = list(out.parent_block().ops)  # type: ignore[union-attr]
+    for r in sorted([*stats, *tiles], key=kernel_order.index):
+        rs = Schedule(r)
+        if r in tiles:
+            rs.compute_root()  # schedule_kernel inlined it with the other injective stages
+        rs.compute_at(out, row)
+        rs.vectorize(rs.axes[-1])
 
 
 def anchor_pack_width(anchor: te.ComputeOp) -> int:

@@ -20,8 +20,10 @@ from xdsl.passes import ModulePass
 from lathe.dialects import graph, te
 from lathe.dialects.functions import defined_functions, is_kernel
 from lathe.errors import LatheError
+from lathe.lowering.anchors import ROLE_DEPTHWISE
 from lathe.lowering.conv2d_template import CONV2D_NHWC
 from lathe.lowering.dense_template import DENSE_PACK
+from lathe.lowering.depthwise_template import DEPTHWISE_NHWC
 from lathe.lowering.pool_template import POOL2D_NHWC
 from lathe.lowering.schedule_builder import (
     CONFIG_ATTR,
@@ -421,11 +423,13 @@ def per_stage_space(lanes: int) -> Space:
 
 PER_STAGE = "per_stage"  # the name of the per-stage schedules' knob space (kernels no template claims)
 
-# the template of each graph op that has one, found through its anchor stage
-TEMPLATES: dict[type[graph.GraphOp], Template] = {
+# the template of each graph op that has one, found through its anchor stage; (op, role): the
+# template of an anchor with that role (a variant of the op with a template of its own)
+TEMPLATES: dict[type[graph.GraphOp] | tuple[type[graph.GraphOp], str], Template] = {
     graph.DensePackOp: DENSE_PACK,
     graph.BatchMatmulPackOp: DENSE_PACK,
     graph.Conv2dOp: CONV2D_NHWC,
+    (graph.Conv2dOp, ROLE_DEPTHWISE): DEPTHWISE_NHWC,
     graph.MaxPool2dOp: POOL2D_NHWC,
     graph.AvgPool2dOp: POOL2D_NHWC,
 }
@@ -435,7 +439,9 @@ def template_of(c: te.ComputeOp) -> Template | None:
     if c.anchor is None:
         return None
     op = graph.OPS_BY_RELAY_NAME.get(c.anchor.data)
-    return TEMPLATES.get(op) if op is not None else None  # type: ignore[arg-type]
+    if op is None:
+        return None
+    return TEMPLATES.get((op, c.role.data)) if c.role is not None else TEMPLATES.get(op)  # type: ignore[arg-type]
 
 
 def has_schedule(fn: func.FuncOp) -> bool:
@@ -466,11 +472,14 @@ def plan_kernel(f: func.FuncOp, lanes: int, caches: CacheInfo = UNKNOWN_CACHES) 
     computes = [o for o in f.body.block.ops if isinstance(o, te.ComputeOp)]
     anchor = next((c for c in computes if template_of(c) is not None), None)
     out = outputs[0].owner if len(outputs) == 1 else None
+    others = [c for c in computes if c is not anchor]
     if (
         anchor is not None
         and isinstance(out, te.ComputeOp)
         and out.spatial_extents == anchor.spatial_extents
-        and not [c for c in computes if c.reduce_extent_list and c is not anchor]
+        and (  # other reductions only as the statistics of out's rows (a fused softmax)
+            not [c for c in others if c.reduce_extent_list] or row_statistics(out, others, outputs) is not None
+        )
     ):
         template = template_of(anchor)
         assert template is not None

@@ -1,0 +1,149 @@
+"""Attention's scores and their softmax as one kernel (fuse-ops' attention rule, the
+dense_pack template's row epilogue): the same results as the reference interpreter on fresh
+inputs, at sequence lengths whose rows no register tile divides, with and without the scale
+and mask between them, and the cases the rule must leave alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import max_rel_err
+
+import lathe
+from lathe.dialects import make_context
+from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
+from lathe.textual_ir.parser import parse_relay
+
+
+def _kernels(src: str) -> dict[str, list[str]]:
+    """Each kernel of the program after the -O3 graph pipeline, with the graph ops fused into it."""
+    from xdsl.dialects import func
+
+    from lathe.dialects.functions import is_kernel
+
+    m = parse_relay(src)
+    build_pipeline(GRAPH_PIPELINES[3]).apply(make_context(), m)
+    return {
+        f.sym_name.data: [o.name for o in f.body.block.ops if o.name.startswith("graph.")]
+        for f in m.ops
+        if isinstance(f, func.FuncOp) and is_kernel(f)
+    }
+
+
+def _attention(q_len: int, kv_len: int, scaled: bool, heads: int = 3) -> str:
+    scores = "nn.batch_matmul(%q, %k)"
+    if scaled:
+        scores = f"add(divide({scores}, 8f), %mask)"
+    mask = f", %mask: Tensor[(1, 1, {kv_len}), float32]" if scaled else ""
+    return (
+        f"def @main(%q: Tensor[({heads}, {q_len}, 64), float32], %k: Tensor[({heads}, {kv_len}, 64), float32]{mask}) {{"
+        f" nn.softmax({scores}, axis=-1) }}"
+    )
+
+
+def _inputs(rng, q_len: int, kv_len: int, scaled: bool, heads: int = 3) -> dict[str, np.ndarray]:
+    inputs = {
+        "q": rng.standard_normal((heads, q_len, 64)).astype(np.float32),
+        "k": rng.standard_normal((heads, kv_len, 64)).astype(np.float32),
+    }
+    if scaled:  # BERT's additive mask: 0 for a token, -10000 for padding at the end
+        mask = np.zeros((1, 1, kv_len), np.float32)
+        mask[..., kv_len - kv_len // 4 :] = -10000.0
+        inputs["mask"] = mask
+    return inputs
+
+
+def _check(src: str, inputs: dict, **compile_options) -> None:
+    module = parse_relay(src)
+    ref = lathe.interpret(module, **inputs)
+    got = lathe.compile(module, num_threads=2, **compile_options).run(**inputs)
+    assert got.shape == ref.shape
+    assert max_rel_err(got, ref) < 2e-5
+    np.testing.assert_allclose(got.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("seq", [1, 5, 17, 63, 129])
+def test_attention_rows_agree_at_odd_lengths(seq, scaled, rng):
+    """seq queries against 32 keys (a packed batch_matmul, so fused): rows of 1, 5, 17, 63
+    and 129 leave a partial task of rows at the end."""
+    _check(_attention(seq, 32, scaled), _inputs(rng, seq, 32, scaled))
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("seq", [1, 5, 17, 63, 129])
+def test_self_attention_agrees_at_odd_lengths(seq, scaled, rng):
+    """Self-attention (keys = queries in number): lengths no vector divides are not packed,
+    hence not fused, and must agree as before."""
+    _check(_attention(seq, seq, scaled), _inputs(rng, seq, seq, scaled))
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("seq", [16, 64, 128, 384])
+def test_packed_self_attention_is_one_kernel_and_agrees(seq, scaled, rng):
+    kernels = _kernels(_attention(seq, seq, scaled))
+    fused = [ops for ops in kernels.values() if "graph.nn.softmax" in ops]
+    assert len(fused) == 1 and "graph.nn.contrib_batch_matmul_pack" in fused[0]
+    if scaled:
+        assert {"graph.divide", "graph.add"} <= set(fused[0])
+    _check(_attention(seq, seq, scaled), _inputs(rng, seq, seq, scaled))
+
+
+@pytest.mark.parametrize("config", ["dense_pack:tile_i=4,cache_i=2", "dense_pack:tile_i=2,tile_j=16,cache_i=4"])
+def test_row_epilogue_knobs_agree(config, rng):
+    """Other register tiles and tasks of several row tiles (the tuner's space), 17 rows."""
+    src = _attention(17, 64, True)
+    module = parse_relay(src)
+    inputs = _inputs(rng, 17, 64, True)
+    ref = lathe.interpret(module, **inputs)
+    got = lathe.compile(_with_config(module, config), num_threads=2).run(**inputs)
+    assert max_rel_err(got, ref) < 2e-5
+
+
+def _with_config(module, config: str):
+    """The module at kernel level with `config` set on its fused attention kernel."""
+    from xdsl.dialects import func
+    from xdsl.dialects.builtin import StringAttr
+
+    from lathe.dialects.functions import is_kernel
+    from lathe.lowering.schedule_builder import CONFIG_ATTR
+
+    m = module.clone()
+    build_pipeline(GRAPH_PIPELINES[3]).apply(make_context(), m)
+    targets = [f for f in m.ops if isinstance(f, func.FuncOp) and is_kernel(f) and "softmax" in f.sym_name.data]
+    assert len(targets) == 1
+    targets[0].attributes[CONFIG_ATTR] = StringAttr(config)
+    return m
+
+
+def test_softmax_over_another_axis_is_not_fused(rng):
+    src = (
+        "def @main(%q: Tensor[(3, 32, 64), float32], %k: Tensor[(3, 32, 64), float32]) {"
+        " nn.softmax(nn.batch_matmul(%q, %k), axis=1) }"
+    )
+    assert not any("graph.nn.softmax" in ops and len(ops) > 1 for ops in _kernels(src).values())
+    _check_axis1(src, rng)
+
+
+def _check_axis1(src: str, rng) -> None:
+    module = parse_relay(src)
+    inputs = _inputs(rng, 32, 32, False)
+    ref = lathe.interpret(module, **inputs)
+    got = lathe.compile(module, num_threads=2).run(**inputs)
+    assert max_rel_err(got, ref) < 2e-5
+
+
+def test_scores_that_are_also_returned_are_not_fused(rng):
+    """The scores escape (returned beside the probabilities): the softmax stays a kernel of its own."""
+    src = (
+        "def @main(%q: Tensor[(3, 32, 64), float32], %k: Tensor[(3, 32, 64), float32]) {"
+        " %0 = nn.batch_matmul(%q, %k); (%0, nn.softmax(%0, axis=-1)) }"
+    )
+    kernels = _kernels(src)
+    assert ["graph.nn.softmax"] in kernels.values()
+    module = parse_relay(src)
+    inputs = _inputs(rng, 32, 32, False)
+    ref = lathe.interpret(module, **inputs)
+    got = lathe.compile(module, num_threads=2).run(**inputs)
+    for g, r in zip(got, ref):
+        assert max_rel_err(g, r) < 2e-5
