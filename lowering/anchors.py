@@ -12,6 +12,9 @@ from __future__ import annotations
 # role of the padded copy of a convolution's data: a template may compute it at root
 # so that its micro-kernel reads without bounds checks
 ROLE_PAD = "pad"
+# role of a conv2d anchor whose every output channel reads only its own input channel (groups =
+# channels, one filter each): a depthwise convolution, which has its own template
+ROLE_DEPTHWISE = "depthwise"
 
 # a conv2d stage's axes: its spatial axes in the layout's order, then the reduce axes
 CONV2D_NCHW_AXES = ("n", "f", "y", "x")

@@ -33,6 +33,7 @@ from lathe.lowering.anchors import (
     POOL2D_NCHW_AXES,
     POOL2D_NHWC_AXES,
     POOL2D_REDUCE_AXES,
+    ROLE_DEPTHWISE,
     ROLE_PAD,
 )
 from lathe.lowering.te_builder import Expr, Tensor, broadcast_index, compute, index, select
@@ -249,6 +250,8 @@ def _conv2d(op: graph.Conv2dOp) -> Stages:
     g = graph.Conv2dOp.geometry("", op.data.type, op.weight.type, op.attrs())
     nchw = g["layout"] == "NCHW"
     cg, og = g["c"] // g["groups"], g["o"] // g["groups"]
+    if og == 1 and cg == 1 and g["groups"] > 1 and not nchw:
+        return _depthwise_conv2d_nhwc(op, g)
     dt = op.result.type.element_type
     kpos = {c: k for k, c in enumerate(g["klayout"])}
     stages: Stages = []
@@ -288,6 +291,65 @@ def _conv2d(op: graph.Conv2dOp) -> Stages:
     stages.append(
         compute(
             "T_conv2d", op.result.type, body, reduce=[cg, g["kh"], g["kw"]], axis_names=names, anchor=op.relay_name()
+        )
+    )
+    return stages
+
+
+def _bounded_tap(i: Expr, lo_ok: bool, hi_ok: bool, size: int) -> tuple[Expr, list[Expr]]:
+    """A tap's input coordinate clamped where it can leave [0, size), and the tests that it did
+    not (none on a side it never leaves)."""
+    tests = ([] if lo_ok else [i.ge(0)]) + ([] if hi_ok else [i.lt(size)])
+    if not lo_ok:
+        i = tb.maximum(i, 0)
+    if not hi_ok:
+        i = tb.minimum(i, size - 1)
+    return i, tests
+
+
+def _depthwise_conv2d_nhwc(op: graph.Conv2dOp, g: dict) -> Stages:
+    """One filter per channel. The padded input is a stage of its own (role pad) whose bounds
+    tests are one select per comparison, nested, never and-ed, and only on the sides a tap
+    can leave: the depthwise template computes it inline, where index-set splitting
+    (lowering/index_split.py) decides each test on the pixels a part holds, so interior tiles
+    read without any; or as a copy, where a small layer's tiles are all at the border."""
+    x, w = Tensor(op.data), Tensor(op.weight)
+    dt = op.result.type.element_type
+    kpos = {c: k for k, c in enumerate(g["klayout"])}
+    oh, ow = op.result.type.get_shape()[1:3]
+    hp = (oh - 1) * g["sh"] + (g["kh"] - 1) * g["dh"] + 1  # the rows and columns the taps read
+    wp = (ow - 1) * g["sw"] + (g["kw"] - 1) * g["dw"] + 1
+    src = x
+    stages: Stages = []
+    if g["pt"] or g["pl"] or hp > g["h"] or wp > g["w"]:
+
+        def pad(n, yy, xx, c):
+            iy, y_tests = _bounded_tap(yy - g["pt"], g["pt"] == 0, hp - g["pt"] <= g["h"], g["h"])
+            ix, x_tests = _bounded_tap(xx - g["pl"], g["pl"] == 0, wp - g["pl"] <= g["w"], g["w"])
+            v = x[n, iy, ix, c]
+            for test in reversed(y_tests + x_tests):
+                v = select(test, v, 0.0)
+            return v
+
+        shape = [g["n"], hp, wp, g["c"]]
+        stages.append(compute("T_pad_data", graph.tensor(shape, x.dtype), pad, role=ROLE_PAD))
+        src = Tensor(stages[-1].result)
+
+    def body(n, y, xx, o, rc, ry, rx):
+        widx = [None] * 4
+        widx[kpos["O"]], widx[kpos["I"]], widx[kpos["H"]], widx[kpos["W"]] = o, rc, ry, rx
+        v = src[n, y * g["sh"] + ry * g["dh"], xx * g["sw"] + rx * g["dw"], o + rc]
+        return tb.cast(v, dt) * tb.cast(w[tuple(widx)], dt)
+
+    stages.append(
+        compute(
+            "T_conv2d",
+            op.result.type,
+            body,
+            reduce=[1, g["kh"], g["kw"]],
+            axis_names=[*CONV2D_NHWC_AXES, *CONV2D_REDUCE_AXES],
+            anchor=op.relay_name(),
+            role=ROLE_DEPTHWISE,
         )
     )
     return stages

@@ -1,0 +1,180 @@
+"""Depthwise convolutions alone, as the mobile models have them (NHWC, channels padded to a
+multiple of 16 as alter-op-layout pads them, bias and the model's activation fused): the
+depthwise_nhwc template next to the general conv2d_nhwc template the same kernel had before,
+in one process, the kernels timed on their own (as the profiler times them), contenders
+alternating in blocks.
+
+    python benchmarks/depthwise.py [--threads 2] [--repeat 100] [--only SUBSTRING] [--config K=V,...]
+
+A depthwise layer does 2·K² flops per output element and reads each input element about
+K²/stride² times from cache, so it runs at memory speed or not at all: each row gives GFLOP/s
+and GB/s (input, weights, bias and output, each once) and the bytes' fraction of the
+machine's bandwidth (the profiler's "%peak B": one numpy copy of 64 MiB). Only the ratios
+are compared across runs; the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ACTIVATIONS = {
+    "relu": "nn.relu(%1)",
+    "relu6": "clip(%1, a_min=0f, a_max=6f)",
+    "silu": "multiply(%1, sigmoid(%1))",
+    "hswish": "multiply(%1, divide(clip(add(%1, 3f), a_min=0f, a_max=6f), 6f))",
+}
+
+
+@dataclass(frozen=True)
+class Depthwise:
+    name: str
+    c: int  # channels, as the kernel sees them (padded to a multiple of 16)
+    size: int  # input height = width
+    kernel: int = 3
+    stride: int = 1
+    act: str = "relu"
+
+    @property
+    def out(self) -> int:
+        return (self.size + 2 * (self.kernel // 2) - self.kernel) // self.stride + 1
+
+    def flops(self) -> float:
+        return 2.0 * self.c * self.out**2 * self.kernel**2
+
+    def bytes(self) -> int:
+        return 4 * (self.c * self.size**2 + self.c * self.out**2 + self.c * self.kernel**2 + self.c)
+
+    def relay(self) -> str:
+        c, k, s, p = self.c, self.kernel, self.stride, self.kernel // 2
+        return (
+            f"def @main(%x: Tensor[(1, {self.size}, {self.size}, {c}), float32], "
+            f"%w: Tensor[({k}, {k}, 1, {c}), float32], %b: Tensor[({c}), float32]) {{\n"
+            f"  %0 = nn.conv2d(%x, %w, strides=[{s}, {s}], padding=[{p}, {p}, {p}, {p}], groups={c}, channels={c}, "
+            f'kernel_size=[{k}, {k}], data_layout="NHWC", kernel_layout="HWIO");\n'
+            f"  %1 = nn.bias_add(%0, %b, axis=3);\n  {ACTIVATIONS[self.act]}\n}}"
+        )
+
+
+SHAPES = (
+    # EfficientNet-B0 (SiLU)
+    Depthwise("effnet 3x3 32 @112", 32, 112, act="silu"),
+    Depthwise("effnet 3x3 s2 96 @112", 96, 112, stride=2, act="silu"),
+    Depthwise("effnet 3x3 144 @56", 144, 56, act="silu"),
+    Depthwise("effnet 5x5 s2 144 @56", 144, 56, 5, 2, act="silu"),
+    Depthwise("effnet 5x5 240 @28", 240, 28, 5, act="silu"),
+    Depthwise("effnet 3x3 s2 240 @28", 240, 28, stride=2, act="silu"),
+    Depthwise("effnet 3x3 480 @14", 480, 14, act="silu"),
+    Depthwise("effnet 5x5 672 @14", 672, 14, 5, act="silu"),
+    Depthwise("effnet 5x5 s2 672 @14", 672, 14, 5, 2, act="silu"),
+    Depthwise("effnet 5x5 1152 @7", 1152, 7, 5, act="silu"),
+    Depthwise("effnet 3x3 1152 @7", 1152, 7, act="silu"),
+    # MobileNet-v3-Large (relu, hard-swish; 72, 120, 200, 184 channels padded to 80, 128, 208, 192)
+    Depthwise("mnv3 3x3 16 @112", 16, 112),
+    Depthwise("mnv3 3x3 s2 64 @112", 64, 112, stride=2),
+    Depthwise("mnv3 3x3 72(80) @56", 80, 56),
+    Depthwise("mnv3 5x5 s2 72(80) @56", 80, 56, 5, 2),
+    Depthwise("mnv3 5x5 120(128) @28", 128, 28, 5),
+    Depthwise("mnv3 3x3 s2 240 @28", 240, 28, stride=2, act="hswish"),
+    Depthwise("mnv3 3x3 200(208) @14", 208, 14, act="hswish"),
+    Depthwise("mnv3 5x5 s2 672 @14", 672, 14, 5, 2, act="hswish"),
+    Depthwise("mnv3 5x5 960 @7", 960, 7, 5, act="hswish"),
+    # MobileNet-v2 (relu6)
+    Depthwise("mnv2 3x3 s2 96 @112", 96, 112, stride=2, act="relu6"),
+    Depthwise("mnv2 3x3 144 @56", 144, 56, act="relu6"),
+    Depthwise("mnv2 3x3 s2 576 @14", 576, 14, stride=2, act="relu6"),
+    Depthwise("mnv2 3x3 960 @7", 960, 7, act="relu6"),
+)
+
+
+def compiled(shape: Depthwise, threads: int, config: str | None, general: bool):
+    """The layer compiled at the default level; `general`: with the depthwise mark taken off
+    its anchor, so the general conv2d_nhwc template schedules it (what it had before)."""
+    import lathe
+    from lathe.dialects import make_context, te
+    from lathe.lowering.anchors import ROLE_DEPTHWISE
+    from lathe.pipelines import DEFAULT_OPT_LEVEL, GRAPH_PIPELINES, build_pipeline
+    from lathe.textual_ir.parser import parse_relay
+
+    m = parse_relay(shape.relay())
+    build_pipeline(GRAPH_PIPELINES[DEFAULT_OPT_LEVEL] + ",lower-graph-to-te").apply(make_context(), m)
+    for op in m.walk():
+        if isinstance(op, te.ComputeOp) and op.role is not None and op.role.data == ROLE_DEPTHWISE and general:
+            del op.properties["role"]
+    if config and not general:
+        build_pipeline(f'apply-schedule{{config="{config}"}}').apply(make_context(), m)
+    return lathe.compile(m, num_threads=threads)
+
+
+def kernel_medians(executors: dict, repeat: int, block: int = 10) -> dict[str, float]:
+    """Median seconds of each contender's kernel (the layer is one kernel), called on its own
+    on the buffers its last run() bound, contenders alternating in blocks after a 1 s warm-up
+    each. run() itself costs more than a 7x7 layer's kernel (argument binding, the output)."""
+    import numpy as np
+
+    for ex in executors.values():
+        ex.time_kernels(1, warmup_seconds=1.0)
+    times: dict[str, list[float]] = {k: [] for k in executors}
+    for _ in range(max(1, repeat // block)):
+        for name, ex in executors.items():
+            times[name] += [sum(run) for run in ex.time_kernels(block, warmup_seconds=0.05)]
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=100)
+    ap.add_argument("--only", default=None)
+    ap.add_argument("--config", default=None, help="knobs of depthwise_nhwc (else its defaults)")
+    args = ap.parse_args()
+    import numpy as np
+    from common import fmt
+
+    from lathe.runtime.profiler import memory_bandwidth
+
+    peak = memory_bandwidth()
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.threads} threads")
+    print(f"bandwidth (%B): {peak / 1e9:.1f} GB/s; 'before' = conv2d_nhwc, 'after' = depthwise_nhwc")
+    print(f"{'layer':26s} {'before':>11s} {'after':>11s} {'ratio':>6s} {'GFLOP/s':>15s} {'GB/s':>13s} {'%B':>11s}")
+    rng = np.random.default_rng(0)
+    ratios = []
+    for shape in SHAPES:
+        if args.only and args.only not in shape.name:
+            continue
+        c, k = shape.c, shape.kernel
+        x = rng.standard_normal((1, shape.size, shape.size, c)).astype(np.float32)
+        w = (rng.standard_normal((k, k, 1, c)) / k).astype(np.float32)
+        b = (rng.standard_normal(c) * 0.1).astype(np.float32)
+        out = {v: np.empty((1, shape.out, shape.out, c), np.float32) for v in ("before", "after")}
+        cms = {
+            "before": compiled(shape, args.threads, None, general=True),
+            "after": compiled(shape, args.threads, f"depthwise_nhwc:{args.config or ''}", general=False),
+        }
+        for v, cm in cms.items():
+            cm.run(x=x, w=w, b=b, out=out[v])
+        err = float(np.abs(out["after"] - out["before"]).max() / max(np.abs(out["before"]).max(), 1e-30))
+        med = kernel_medians({v: cm.executor for v, cm in cms.items()}, args.repeat)
+        ratio = med["after"] / med["before"]
+        ratios.append(ratio)
+        gf = [shape.flops() / med[v] / 1e9 for v in cms]
+        gb = [shape.bytes() / med[v] / 1e9 for v in cms]
+        print(
+            f"{shape.name:26s} {fmt(med['before']):>11s} {fmt(med['after']):>11s} {ratio:5.2f}x "
+            f"{gf[0]:7.1f}>{gf[1]:7.1f} {gb[0]:6.1f}>{gb[1]:6.1f} {100 * gb[0] * 1e9 / peak:4.0f}%>"
+            f"{100 * gb[1] * 1e9 / peak:4.0f}%  err {err:.1e}",
+            flush=True,
+        )
+    if ratios:
+        print(f"geometric mean after/before {float(np.exp(np.mean(np.log(ratios)))):.2f}x over {len(ratios)} layers")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The depthwise_nhwc template: depthwise convolution on CPUs in NHWC (the tuner's knobs declared
+with it).
+
+A depthwise convolution does K² multiply-adds per output element and no sum over channels, so
+it runs at memory speed or not at all. Through the general conv2d_nhwc template it ran at
+3-14% of peak FLOP/s: a padded copy of its input written and read again (twice the input's
+traffic), and a register tile sized for a reduction over input channels it does not have.
+Here a task is an output row (and a block of channels, where rows are few); in a row, tiles
+of tile_w pixels × block_c channels (vectors) are accumulated in registers over the K×K
+window, the epilogue (bias, activation) applied to the registers. The padding is read in
+place: each tap's bounds test is on the pixel's coordinates only, so index-set splitting
+(lowering/index_split.py) cuts each row's tiles into the border ones, which keep the tests,
+and the interior ones, which read without any."""
+
+from __future__ import annotations
+
+from lathe.dialects import te
+from lathe.lowering.anchors import CONV2D_NHWC_AXES, CONV2D_REDUCE_AXES, ROLE_DEPTHWISE, ROLE_PAD
+from lathe.lowering.schedule_builder import (
+    UNKNOWN_CACHES,
+    CacheInfo,
+    KnobValue,
+    Schedule,
+    Space,
+    Template,
+    divisors,
+    knob,
+    largest_divisor,
+)
+
+DEPTHWISE_TILE_WIDTH = 8  # output pixels of the register tile, at most
+# The loops the threads share: "rows" gives a task one output row, every channel block of it;
+# "rows_blocks" one row × one channel block, so that a 7x7 layer's 7 rows still make tasks
+# enough for every thread (and a 14x14 one's make them even).
+DEPTHWISE_GRAINS = ("rows", "rows_blocks")
+ROWS_PER_THREAD = 8  # fewer output rows than this per thread: the default grain is rows_blocks
+# In a row, the channel blocks inside the pixel tiles ("xc": a tile's input pixels are read
+# for all channels at once, contiguous) or outside ("cx": a block walks the whole row).
+DEPTHWISE_ORDERS = ("xc", "cx")
+
+
+def is_depthwise(anchor: te.ComputeOp) -> bool:
+    return anchor.role is not None and anchor.role.data == ROLE_DEPTHWISE
+
+
+def depthwise_space(
+    anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches: CacheInfo = UNKNOWN_CACHES
+) -> Space | None:
+    """The channel block (a vector or a few), the pixels of the register tile, the order of
+    channel blocks and tiles in a row and the threads' grain. None off NHWC, or for channel counts no 4-lane vector divides
+    (alter-op-layout pads a depthwise convolution's channels to a multiple of the vector:
+    those are the ones it left alone)."""
+    if not is_depthwise(anchor) or tuple(anchor.axis_names[:4]) != CONV2D_NHWC_AXES:
+        return None
+    n, oh, ow, c = anchor.spatial_extents
+    blocks = [b for b in (lanes, 2 * lanes, 4 * lanes, lanes // 2, lanes // 4) if b >= 4 and c % b == 0]
+    if not blocks:
+        return None
+    rows_few = n * oh < ROWS_PER_THREAD * 2 and c // blocks[0] > 1
+    return (
+        knob("block_c", blocks, blocks[0]),
+        knob(
+            "tile_w",
+            sorted(set(divisors(ow, DEPTHWISE_TILE_WIDTH)) | {t for t in (2, 4, 6, 8) if t < ow}),
+            _default_tile(ow),
+        ),
+        knob("order", DEPTHWISE_ORDERS, DEPTHWISE_ORDERS[0]),
+        knob("grain", DEPTHWISE_GRAINS, "rows_blocks" if rows_few else "rows"),
+        knob("pad", ("inline", "copy"), "inline"),
+    )
+
+
+def _padded_data(anchor: te.ComputeOp) -> te.ComputeOp | None:
+    for op in anchor.body.walk():
+        c = op.tensor.owner if isinstance(op, te.ReadOp) else None
+        if isinstance(c, te.ComputeOp) and c.role is not None and c.role.data == ROLE_PAD:
+            return c
+    return None
+
+
+def _default_tile(ow: int) -> int:
+    """The largest divisor of the width up to DEPTHWISE_TILE_WIDTH when it is 4 or more (or the
+    whole row), else 4 pixels with the last tile of a row guarded."""
+    d = largest_divisor(ow, DEPTHWISE_TILE_WIDTH)
+    return d if d >= 4 or d == ow else 4
+
+
+def schedule_depthwise_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: dict[str, KnobValue]) -> bool:
+    """Threads over output rows (× channel blocks with grain=rows_blocks); in a row, tiles of
+    tile_w pixels × block_c channels, each accumulated over the window (the channel vector
+    innermost, the tile's pixels unrolled) and then written out through the epilogue."""
+    s_out = Schedule(out)
+    local = s_out.cache_write() if anchor is out else Schedule(anchor)
+    an, ay, ax, af = s_out.axes[:4]  # the output's own names for n, y, x, f
+    xo, xi = s_out.split(ax, factor=int(k["tile_w"]))
+    fo, fi = s_out.split(af, factor=int(k["block_c"]))
+    if k["order"] == "cx" or k["grain"] == "rows_blocks":
+        s_out.reorder(an, ay, fo, xo, xi, fi)
+        tile = xo
+        tasks = s_out.fuse(an, ay, fo) if k["grain"] == "rows_blocks" else s_out.fuse(an, ay)
+    else:
+        s_out.reorder(an, ay, xo, fo, xi, fi)
+        tile = fo
+        tasks = s_out.fuse(an, ay)
+    s_out.parallel(tasks)
+    s_out.unroll(xi)
+    s_out.vectorize(fi)
+    local.compute_at(out, tile)
+    _, _, x, f = CONV2D_NHWC_AXES
+    local.reorder(*CONV2D_REDUCE_AXES, x, f)
+    local.unroll(x)
+    local.vectorize(f)
+    pad = _padded_data(anchor)
+    if pad is not None and k["pad"] == "inline":
+        Schedule(pad).compute_inline()  # (the copy's own schedule, added after this, then applies to nothing)
+    return True
+
+
+DEPTHWISE_NHWC = Template("depthwise_nhwc", depthwise_space, schedule_depthwise_nhwc, root_roles=(ROLE_PAD,))
