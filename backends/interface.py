@@ -117,6 +117,10 @@ class KernelLibrary:
         """How many threads parallel loops may use from now on. The executor calls it before
         each run: two modules may share one loaded library, and each keeps its own count."""
 
+    def mark_run(self, active: bool) -> None:
+        """A run of kernels called one by one begins (True) or ends (False): what a native entry
+        does itself, so that a thread pool keeps its workers awake between the run's kernels."""
+
     def entry(self, calls: Sequence[tuple[str, Sequence[int]]], num_slots: int) -> int | None:
         """One native function for a whole run, so that a run is one call (ahead-of-time
         glue): the address of `void entry(void **slots)`, which calls the kernels of `calls`

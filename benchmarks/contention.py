@@ -8,6 +8,9 @@ Lathe so both run the same graph, `run()` is timed in three conditions:
 2 threads on an idle machine, 1 thread on an idle machine, and 2 threads while
 one busy-looping competitor process runs. ONNX Runtime uses its default
 session options with the same thread count. Contenders alternate in blocks.
+A third contender is Lathe with the pool's workers sleeping after one spin round
+even inside a run (`spin_in_runs` off, the pool before workers spun through
+runs), so the two pool policies are compared in the same conditions.
 
 What a parallel runtime owes a user (issue 8): under one competitor the
 2-thread median stays within 2x of the idle 1-thread median and the 90th
@@ -122,6 +125,7 @@ def contenders(model, shapes, threads: int, rng):
     from common import ort_session
 
     import lathe
+    from lathe.backends.llvm.parallel_runtime import parallel_runtime
 
     sess = ort_session(model, threads)
     mod, params = lathe.from_onnx(model)
@@ -130,7 +134,20 @@ def contenders(model, shapes, threads: int, rng):
     ref = sess.run(None, feeds)[0]
     got = cm.run(*feeds.values())
     err = float(np.abs(got - ref).max() / np.abs(ref).max())
-    return {"lathe": lambda: cm.run(*feeds.values()), "ORT": lambda: sess.run(None, feeds)}, err
+    pool = parallel_runtime()
+
+    def lathe_run(spin_in_runs: bool):
+        pool.spin_in_runs = spin_in_runs
+        cm.run(*feeds.values())
+
+    return {
+        "lathe": lambda: lathe_run(True),
+        SLEEPING: lambda: lathe_run(False),
+        "ORT": lambda: sess.run(None, feeds),
+    }, err
+
+
+SLEEPING = "lathe, no run spin"
 
 
 def sample(fns, seconds: float, block: float = 0.25) -> dict[str, np.ndarray]:
@@ -159,7 +176,8 @@ def main() -> int:
     from common import fmt
 
     rng = np.random.default_rng(0)
-    print(f"{'model':28s} {'condition':24s} {'lathe p50':>11s} {'p90':>11s} {'ORT p50':>11s} {'p90':>11s}")
+    who_all = ("lathe", SLEEPING, "ORT")
+    print(f"{'model':28s} {'condition':16s} " + " ".join(f"{w + ' p50':>22s} {'p90':>9s}" for w in who_all))
     verdicts = []
     for name, build in MODELS.items():
         model, shapes = build(rng)
@@ -181,19 +199,16 @@ def main() -> int:
                     competitor.terminate()
                     competitor.join()
             r = results[cond]
-            print(
-                f"{name:28s} {cond:24s} {fmt(np.median(r['lathe'])):>11s} {fmt(np.percentile(r['lathe'], 90)):>11s} "
-                f"{fmt(np.median(r['ORT'])):>11s} {fmt(np.percentile(r['ORT'], 90)):>11s}",
-                flush=True,
-            )
-        for who in ("lathe", "ORT"):
+            cells = " ".join(f"{fmt(np.median(r[w])):>22s} {fmt(np.percentile(r[w], 90)):>9s}" for w in who_all)
+            print(f"{name:28s} {cond:16s} {cells}", flush=True)
+        for who in who_all:
             base = np.median(results["idle, 1 thread"][who])
             busy = results["busy, 2 threads"][who]
             m, p = np.median(busy) / base, np.percentile(busy, 90) / base
             idle2 = np.median(results["idle, 2 threads"][who]) / base
             ok = m <= 2 and p <= 4
             verdicts.append(
-                f"{name:28s} {who:6s} busy/idle-1t: median {m:5.2f}x, p90 {p:5.2f}x "
+                f"{name:28s} {who:18s} busy/idle-1t: median {m:5.2f}x, p90 {p:5.2f}x "
                 f"({'ok' if ok else 'MISSED'}: <= 2x, <= 4x); idle 2t/1t {idle2:4.2f}x; "
                 f"max rel err vs ORT {fns[2][1]:.1e}"
             )

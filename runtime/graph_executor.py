@@ -26,6 +26,7 @@ Results are nested again as lower-te-to-loop recorded (`lathe.result_nesting`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -201,6 +202,7 @@ class GraphExecutor:
                 if s in self._patches:
                     self._patches[s].append((ptrs, k))
             self.steps.append((_KERNEL_FN(addresses[name]), ptrs, name))
+        self._library = library
         native = library.entry(calls, self.num_slots) if library is not None else None
         self._entry = _KERNEL_FN(native) if native else None
         self._bound: list[object] = [None] * len(self._inputs)  # keeps in-place inputs alive while bound
@@ -350,9 +352,23 @@ class GraphExecutor:
         if self._entry is not None:
             self._entry(self._slots)
         else:
-            for fnptr, ptrs, _ in self.steps:
-                fnptr(ptrs)  # type: ignore[operator]
+            with self._marked_run():
+                for fnptr, ptrs, _ in self.steps:
+                    fnptr(ptrs)  # type: ignore[operator]
         self.device.synchronize()
+
+    @contextlib.contextmanager
+    def _marked_run(self):
+        """Kernels called one by one from here are one run to the backend, as the native entry's
+        are (its pool keeps workers awake between them)."""
+        if self._library is None:
+            yield
+            return
+        self._library.mark_run(True)
+        try:
+            yield
+        finally:
+            self._library.mark_run(False)
 
     def get_outputs(self, targets: Sequence[np.ndarray] | None = None):
         """The results, nested as the model returns them. A kernel output is its buffer itself
@@ -393,22 +409,25 @@ class GraphExecutor:
         """Seconds of each kernel call, in `steps` order, for `repeat` runs after a wall-clock
         warm-up, on the buffers bound now. Each kernel runs through its own packed entry, never
         the native entry (which runs them all in one call), with the device synchronised after
-        each, so a time is one kernel's (plus one ctypes call)."""
+        each, so a time is one kernel's (plus one ctypes call). Each run is marked as a run to
+        the backend, as the native entry marks its own, so the pool's workers behave as in run()."""
         self.before_run()
         clock, sync = time.perf_counter, self.device.synchronize
         end = clock() + warmup_seconds
         while clock() < end:
-            for fnptr, ptrs, _ in self.steps:
-                fnptr(ptrs)  # type: ignore[operator]
+            with self._marked_run():
+                for fnptr, ptrs, _ in self.steps:
+                    fnptr(ptrs)  # type: ignore[operator]
             sync()
         runs = []
         for _ in range(repeat):
             times = []
-            for fnptr, ptrs, _ in self.steps:
-                t0 = clock()
-                fnptr(ptrs)  # type: ignore[operator]
-                sync()
-                times.append(clock() - t0)
+            with self._marked_run():
+                for fnptr, ptrs, _ in self.steps:
+                    t0 = clock()
+                    fnptr(ptrs)  # type: ignore[operator]
+                    sync()
+                    times.append(clock() - t0)
             runs.append(times)
         return runs
 

@@ -89,3 +89,99 @@ def test_loops_with_little_work_stay_on_the_caller():
     examples = Path(__file__).parent.parent / "examples"
     cm = lt.compile(lt.load(examples / "mlp.lathe"), params=examples / "mlp.params.npz", num_threads=2)
     assert "call void @lathe_parallel_for" not in cm.source
+
+
+def test_the_native_entry_marks_its_run_for_the_pool():
+    """Workers stay awake between a run's kernels because the entry brackets them."""
+    from lathe.backends.llvm.kernel_cache import entry_ir
+
+    ir = entry_ir("run", [("k0__packed", [0, 1]), ("k1__packed", [1, 2])]).splitlines()
+    body = [line.strip() for line in ir[ir.index("entry:") :]]
+    calls = [line for line in body if line.startswith("call ")]
+    assert calls == [
+        "call void @lathe_run_begin()",
+        "call void @k0__packed(ptr %args)",
+        "call void @k1__packed(ptr %args)",
+        "call void @lathe_run_end()",
+    ]
+
+
+def test_every_pool_defines_the_whole_abi():
+    """The futex pool of each architecture and the serial stand-in (no futex) define the
+    same symbols, so an entry or an artifact links against any of them."""
+    import llvmlite.binding as llvm
+
+    from lathe.backends.llvm.parallel_runtime import runtime_ir
+
+    abi = {"lathe_parallel_for", "lathe_run_begin", "lathe_run_end", "lathe_pool_shutdown"}
+    variables = {"lathe_num_threads", "lathe_spin_in_runs", "lathe_pool_sleeps"}
+    for triple in (
+        "x86_64-unknown-linux-gnu",
+        "aarch64-unknown-linux-gnu",
+        "riscv64-unknown-linux-gnu",
+        "x86_64-apple-darwin",
+    ):
+        mod = llvm.parse_assembly(runtime_ir(triple))
+        mod.verify()
+        assert abi <= {f.name for f in mod.functions if not f.is_declaration}, triple
+        assert variables <= {g.name for g in mod.global_variables}, triple
+
+
+def _parallel_module():
+    src = "def @main(%a: Tensor[(2049, 165), float32]) { add(multiply(%a, 2f), 1f) }"
+    cm = lathe.compile(parse_relay(src), num_threads=2)
+    assert "call void @lathe_parallel_for" in cm.source
+    return cm
+
+
+def test_runs_are_right_with_workers_spinning_through_them_or_not(rng):
+    pool = parallel_runtime()
+    cm = _parallel_module()
+    a = rng.standard_normal((2049, 165)).astype(np.float32)
+    try:
+        for spin in (True, False, True):
+            pool.spin_in_runs = spin
+            for _ in range(20):
+                np.testing.assert_allclose(cm.run(a), a * 2 + 1, rtol=1e-6)
+    finally:
+        pool.spin_in_runs = True
+
+
+def test_marked_runs_nest_and_workers_sleep_once_no_run_is_active(rng):
+    """Runs may overlap (two threads, or a run inside a profile's marked loop): kernels are right
+    inside nested marks, and once every run has ended an idle worker goes to sleep on the
+    futex rather than spinning on (waited for up to a minute: a liveness check, not a timing)."""
+    import time
+
+    pool = parallel_runtime()
+    cm = _parallel_module()
+    a = rng.standard_normal((2049, 165)).astype(np.float32)
+    pool.run_begin()
+    pool.run_begin()
+    try:
+        np.testing.assert_allclose(cm.run(a), a * 2 + 1, rtol=1e-6)
+    finally:
+        pool.run_end()
+        pool.run_end()
+    cm.run(a)  # the workers exist and have just worked
+    before = pool.sleeps
+    deadline = time.monotonic() + 60
+    while pool.sleeps == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.sleeps > before
+
+
+def test_the_per_kernel_path_marks_its_runs(rng):
+    """Kernels called one by one (the profiler, backends without an entry) are one run to the
+    pool, as the native entry's are, and every mark is undone."""
+    cm = _parallel_module()
+    cm.run(rng.standard_normal((2049, 165)).astype(np.float32))  # binds the buffers time_kernels runs on
+    marks = []
+    library = cm.executor._library
+    real = library.mark_run
+    library.mark_run = lambda active: (marks.append(active), real(active))
+    try:
+        cm.executor.time_kernels(repeat=2, warmup_seconds=0.0)
+    finally:
+        library.mark_run = real
+    assert marks == [True, False] * 2

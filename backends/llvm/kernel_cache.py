@@ -150,6 +150,9 @@ class CompiledKernels(KernelLibrary):
     def set_num_threads(self, n: int) -> None:
         self.pool.set_num_threads(n)
 
+    def mark_run(self, active: bool) -> None:
+        (self.pool.run_begin if active else self.pool.run_end)()
+
     def entry(self, calls, num_slots: int) -> int:
         """A run as one function, JIT-compiled into the kernels' engine (see `entry_ir`)."""
         self._entries += 1
@@ -166,10 +169,12 @@ class CompiledKernels(KernelLibrary):
 def entry_ir(name: str, calls) -> str:
     """`void name(ptr slots)`: for each (packed kernel symbol, slot indices), copy the buffer
     addresses its arguments name from `slots` into one stack array and call the kernel: what
-    the executor does per kernel from Python, as one native call."""
+    the executor does per kernel from Python, as one native call. The calls are bracketed by
+    the pool's lathe_run_begin/end, so its workers stay awake between the run's kernels."""
     width = max((len(args) for _, args in calls), default=1) or 1
     lines = [f"define void @{name}(ptr noalias nocapture readonly %slots) {{", "entry:"]
     lines.append(f"  %args = alloca [{width} x ptr], align 8")
+    lines.append("  call void @lathe_run_begin()")
     symbols: dict[str, None] = {}
     for c, (symbol, args) in enumerate(calls):
         symbols[symbol] = None
@@ -181,5 +186,6 @@ def entry_ir(name: str, calls) -> str:
                 f"  store ptr %p{c}.{k}, ptr %a{c}.{k}, align 8",
             ]
         lines.append(f"  call void @{symbol}(ptr %args)")
-    lines += ["  ret void", "}"]
-    return "\n".join([*(f"declare void @{s}(ptr)" for s in symbols), *lines, ""])
+    lines += ["  call void @lathe_run_end()", "  ret void", "}"]
+    pool = ["declare void @lathe_run_begin()", "declare void @lathe_run_end()"]
+    return "\n".join([*(f"declare void @{s}(ptr)" for s in symbols), *pool, *lines, ""])

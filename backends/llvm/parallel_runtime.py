@@ -6,8 +6,20 @@ process holds its core) stalls the whole run for a time slice: a 40 µs model
 ran at 32 ms under one busy competitor. Here the calling thread takes work
 itself, chunks are claimed dynamically from an atomic counter, and the caller
 waits only for chunks that a worker has already started; a worker that wakes
-late finds nothing left and goes back to sleep. Idle workers spin briefly
-(kernels come back to back) and then sleep on a futex.
+late finds nothing left and goes back to sleep.
+
+Idle workers spin briefly and then sleep on a futex, except while a run is
+active (the native entry brackets the kernels with lathe_run_begin/end): then
+they keep spinning between kernels, yielding the core once per spin round, for
+up to RUN_SPIN_ROUNDS rounds, as ONNX Runtime's intra-op pool spins through a
+session run. A run's serial kernels are where workers used to fall asleep, and
+the parallel kernel after one paid a futex wake-up, on a VM an inter-processor
+interrupt through the hypervisor: tens of µs of a kernel run by the caller
+alone. Spinning must not take a core that another thread wants: a yield that
+does not come back at once (YIELD_BUSY_NS) means the core was given away, and
+the worker goes to sleep as it would outside a run; the bound on rounds puts
+it to sleep during a long serial stretch, where one wake-up is cheap next to
+the stretch.
 
 The pool is process-wide and created lazily; how many threads a loop may use
 is `lathe_num_threads`, which the module being run sets (so the thread count
@@ -17,6 +29,9 @@ while another thread holds the pool runs serially instead of waiting.
 ABI, shared by the JIT and by object files:
     void lathe_parallel_for(void (*body)(void *ctx, i64 begin, i64 end), void *ctx, i64 trip)
     i32  lathe_num_threads          (0 or 1: loops run serially on the caller)
+    void lathe_run_begin(void), lathe_run_end(void)  (bracket a run; runs may nest or overlap)
+    i32  lathe_spin_in_runs         (1, the default: workers stay awake while a run is active)
+    i64  lathe_pool_sleeps          (how many times a worker has gone to sleep on the futex)
     void lathe_pool_shutdown(void)  (ends the workers; the JIT calls it at exit)
 """
 
@@ -30,7 +45,12 @@ from dataclasses import dataclass
 import llvmlite.binding as llvm
 
 CHUNKS_PER_THREAD = 8  # more chunks: a late or preempted worker delays the caller by less
-SPIN_ITERATIONS = 4000  # ~20-40 µs of `pause` before an idle worker sleeps
+SPIN_ITERATIONS = 4000  # one spin round: 4000 `pause`s, ~100 µs on Sapphire/Emerald Rapids, less on AMD
+RUN_SPIN_ROUNDS = 20  # rounds an idle worker keeps spinning while a run is active: ~2 ms on Intel
+# A sched_yield that returns later than this gave the core to another thread: the machine is
+# oversubscribed, and a worker spinning on would take time from the caller, so it sleeps. (An
+# uncontended yield returns in about a microsecond; a contended one after a time slice, ms.)
+YIELD_BUSY_NS = 20_000
 MAX_WORKERS = 256
 # A loop with less work than this (instructions, dialects/loop.static_work) runs on the caller
 # alone: waking and joining a worker costs a few microseconds, about 10-20k instructions, and a
@@ -81,6 +101,8 @@ def runtime_ir(triple: str) -> str:
         .replace("@HINT_DECL@", _HINT_DECLS.get(_arch(triple), ""))
         .replace("@CHUNKS@", str(CHUNKS_PER_THREAD))
         .replace("@SPIN@", str(SPIN_ITERATIONS))
+        .replace("@RUN_ROUNDS@", str(RUN_SPIN_ROUNDS))
+        .replace("@YIELD_NS@", str(YIELD_BUSY_NS))
         .replace("@MAX_WORKERS@", str(MAX_WORKERS))
     )
 
@@ -91,6 +113,19 @@ _SERIAL_IR = """
 define void @lathe_parallel_for(ptr %f, ptr %cx, i64 %trip) {
 entry:
   call void %f(ptr %cx, i64 0, i64 %trip)
+  ret void
+}
+
+@lathe_spin_in_runs = global i32 1
+@lathe_pool_sleeps = global i64 0
+
+define void @lathe_run_begin() {
+entry:
+  ret void
+}
+
+define void @lathe_run_end() {
+entry:
   ret void
 }
 
@@ -111,10 +146,14 @@ declare i64 @syscall(i64, ...)
 declare i32 @sched_yield()
 declare i32 @getpid()
 declare i32 @usleep(i32)
+declare i32 @clock_gettime(i32, ptr)
 @HINT_DECL@
 
 @lathe_num_threads = global i32 0
+@lathe_spin_in_runs = global i32 1
+@lathe_pool_sleeps = global i64 0
 
+@runs = internal global i32 0  ; runs in progress (lathe_run_begin minus lathe_run_end)
 @claim = internal global i64 0
 @finished = internal global i64 0
 @job_fn = internal global ptr null
@@ -167,6 +206,19 @@ none:
   ret i1 false
 }
 
+define internal i64 @now_ns() {
+entry:
+  %ts = alloca { i64, i64 }, align 8
+  %rc = call i32 @clock_gettime(i32 1, ptr %ts)  ; CLOCK_MONOTONIC
+  %sp = getelementptr inbounds { i64, i64 }, ptr %ts, i32 0, i32 0
+  %np = getelementptr inbounds { i64, i64 }, ptr %ts, i32 0, i32 1
+  %sec = load i64, ptr %sp, align 8
+  %nsec = load i64, ptr %np, align 8
+  %ns = mul i64 %sec, 1000000000
+  %t = add i64 %ns, %nsec
+  ret i64 %t
+}
+
 define internal ptr @worker_main(ptr %arg) {
 entry:
   %idx = load i32, ptr %arg, align 4
@@ -182,7 +234,8 @@ idle:
   %stopping = icmp ne i32 %stopv, 0
   br i1 %stopping, label %exit, label %spin
 spin:
-  %i = phi i32 [ 0, %idle ], [ %i1, %spin_next ]
+  %i = phi i32 [ 0, %idle ], [ %i1, %spin_next ], [ 0, %yield ]
+  %round = phi i32 [ 0, %idle ], [ %round, %spin_next ], [ %round1, %yield ]
   %w2 = load atomic i32, ptr @wake acquire, align 4
   %changed = icmp ne i32 %w2, %w
   br i1 %changed, label %loop, label %spin_next
@@ -190,13 +243,31 @@ spin_next:
   @HINT@
   %i1 = add i32 %i, 1
   %more = icmp ult i32 %i1, @SPIN@
-  br i1 %more, label %spin, label %sleep
+  br i1 %more, label %spin, label %round_done
+round_done:  ; a round of spinning found no work: sleep, unless a run is active
+  %active = load atomic i32, ptr @runs monotonic, align 4
+  %policy = load atomic i32, ptr @lathe_spin_in_runs monotonic, align 4
+  %running = icmp sgt i32 %active, 0
+  %wanted = icmp ne i32 %policy, 0
+  %round1 = add i32 %round, 1
+  %young = icmp ult i32 %round1, @RUN_ROUNDS@
+  %stay0 = and i1 %running, %wanted
+  %stay = and i1 %stay0, %young
+  br i1 %stay, label %yield, label %sleep
+yield:  ; a yield that gave the core away means someone else wants it: stop spinning
+  %t0 = call i64 @now_ns()
+  %y = call i32 @sched_yield()
+  %t1 = call i64 @now_ns()
+  %dt = sub i64 %t1, %t0
+  %alone = icmp ult i64 %dt, @YIELD_NS@
+  br i1 %alone, label %spin, label %sleep
 sleep:
   %a = atomicrmw add ptr @sleepers, i32 1 seq_cst
   %w3 = load atomic i32, ptr @wake seq_cst, align 4
   %moved = icmp ne i32 %w3, %w
   br i1 %moved, label %awake, label %wait
 wait:
+  %slept = atomicrmw add ptr @lathe_pool_sleeps, i64 1 monotonic
   %fw = call i64 (i64, ...) @syscall(i64 @FUTEX@, ptr @wake, i32 128, i32 %w, ptr null)
   br label %awake
 awake:
@@ -315,6 +386,18 @@ exit:
   ret void
 }
 
+define void @lathe_run_begin() {
+entry:
+  %r = atomicrmw add ptr @runs, i32 1 monotonic
+  ret void
+}
+
+define void @lathe_run_end() {
+entry:
+  %r = atomicrmw sub ptr @runs, i32 1 monotonic
+  ret void
+}
+
 define void @lathe_pool_shutdown() {
 entry:
   store atomic i32 1, ptr @stop seq_cst, align 4
@@ -346,15 +429,36 @@ class ParallelRuntime:
         mod.verify()
         self._engine = llvm.create_mcjit_compiler(mod, target_machine)
         self._engine.finalize_object()
-        for name in ("lathe_parallel_for", "lathe_pool_shutdown"):
-            llvm.add_symbol(name, self._engine.get_function_address(name))
-        threads = self._engine.get_global_value_address("lathe_num_threads")
-        self._threads = ctypes.c_int32.from_address(threads)
-        self._shutdown = ctypes.CFUNCTYPE(None)(self._engine.get_function_address("lathe_pool_shutdown"))
+        address = self._engine.get_function_address
+        for name in ("lathe_parallel_for", "lathe_run_begin", "lathe_run_end", "lathe_pool_shutdown"):
+            llvm.add_symbol(name, address(name))
+        variable = self._engine.get_global_value_address
+        self._threads = ctypes.c_int32.from_address(variable("lathe_num_threads"))
+        self._spin_in_runs = ctypes.c_int32.from_address(variable("lathe_spin_in_runs"))
+        self._sleeps = ctypes.c_int64.from_address(variable("lathe_pool_sleeps"))
+        self.run_begin = ctypes.CFUNCTYPE(None)(address("lathe_run_begin"))
+        self.run_end = ctypes.CFUNCTYPE(None)(address("lathe_run_end"))
+        self._shutdown = ctypes.CFUNCTYPE(None)(address("lathe_pool_shutdown"))
         atexit.register(self._shutdown)  # workers must not outlive the code they run
 
     def set_num_threads(self, n: int) -> None:
         self._threads.value = n
+
+    @property
+    def spin_in_runs(self) -> bool:
+        """Whether idle workers stay awake while a run is active (the default), or sleep after
+        one spin round as between runs: the switch benchmarks compare the two with."""
+        return bool(self._spin_in_runs.value)
+
+    @spin_in_runs.setter
+    def spin_in_runs(self, on: bool) -> None:
+        self._spin_in_runs.value = int(on)
+
+    @property
+    def sleeps(self) -> int:
+        """How many times a worker has gone to sleep on the futex in this process: each one
+        costs the parallel loop that next needs it a wake-up."""
+        return self._sleeps.value
 
 
 @functools.cache
