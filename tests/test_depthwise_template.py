@@ -158,3 +158,37 @@ def test_what_the_template_does_not_claim():
 def test_no_padding_reads_the_input_in_place():
     stages = [op for op in _kernel(_nhwc(64, 10, 10, 3, 1, (0, 0, 0, 0))).walk() if isinstance(op, te.ComputeOp)]
     assert [s.stage.data for s in stages] == ["T_conv2d"]
+
+
+def test_the_tuner_sees_a_depthwise_task_and_replays_its_default(rng):
+    """extract_tasks finds the depthwise layer as a depthwise_nhwc task with the template's
+    knobs; its default configuration, spelled out, gives exactly the default schedule's IR."""
+    from lathe.api import parse_source
+    from lathe.lowering.schedules import Config
+    from lathe.tuner.search import full
+    from lathe.tuner.tasks import extract_tasks
+
+    c, k = 96, 5
+    src = _nchw(c, 14, 14, k, 2, (1, 1, 2, 2), 1, "silu")
+    params = {
+        "w": rng.standard_normal((c, 1, k, k)).astype(np.float32),
+        "b": rng.standard_normal(c).astype(np.float32),
+        "p": rng.standard_normal((16, c, 1, 1)).astype(np.float32),
+    }
+    tasks = [
+        t for t in extract_tasks(parse_source(src, "block.lathe"), "llvm", params) if t.template == "depthwise_nhwc"
+    ]
+    assert len(tasks) == 1 and tasks[0].weight == 1
+    task = tasks[0]
+    assert [kn.name for kn in task.space] == ["block_c", "tile_w", "order", "grain", "pad"]
+    default = full(task.template, task.space, Config(task.template))
+    assert Config.parse(str(default)) == default
+
+    def scheduled(pipeline: str) -> str:
+        m = bind_params(parse_relay(src), params)
+        build_pipeline(GRAPH_PIPELINES[DEFAULT_OPT_LEVEL] + ",lower-graph-to-te," + pipeline).apply(make_context(), m)
+        return str(m)
+
+    default_ir = scheduled("apply-default-schedule{vector_lanes=16}")
+    assert scheduled(f'apply-schedule{{config="{default}" vector_lanes=16}}') == default_ir
+    assert scheduled('apply-schedule{config="depthwise_nhwc:pad=copy" vector_lanes=16}') != default_ir
