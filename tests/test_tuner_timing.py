@@ -124,3 +124,29 @@ def test_tune_records_and_reports_the_sets(add_task, tmp_path):
     assert recs and all(r.rotate > 1 for r in recs if r.status == "ok")
     header, row = format_table(results).splitlines()[:2]
     assert "sets" in header.split() and str(results[0].best.rotate) in row.split()
+
+
+def test_task_eta_keeps_the_share_the_task_has_had():
+    from lathe.tuner.scheduler import task_eta
+
+    # after the warm-up: 24 of the run's 48 trials, in 12 s; 64 trials left to share
+    assert task_eta(24, 48, 112, 12.0, 1000, warm_up=32) == (24 + 32, 32 * 0.5)
+    # its space caps it: only 5 configurations left
+    assert task_eta(24, 48, 112, 12.0, 5, warm_up=32) == (29, 5 * 0.5)
+    # the first task's first round of a 4-task warm-up: a quarter of the budget, not all of it
+    assert task_eta(8, 8, 64, 4.0, 1000, warm_up=32) == (8 + 14, 14 * 0.5)
+    assert task_eta(8, 64, 64, 4.0, 1000, warm_up=32) == (8, 0.0)  # budget spent
+    assert task_eta(0, 8, 64, 0.0, 1000, warm_up=32) is None
+    # a budget smaller than the warm-up: the round in progress is still the task's
+    assert task_eta(1, 1, 24, 3.0, 1000, warm_up=232, round_left=7) == (8, 21.0)
+
+
+def test_progress_line_shows_the_task_eta(gemm_task, tmp_path):
+    from lathe.tuner.tune import TaskTuner
+
+    tuner = TaskTuner(gemm_task, tmp_path / "db.jsonl", [], search="random", timing=QUICK)
+    assert "ETA" not in tuner.progress_line(0, 64, 8)
+    tuner.done, tuner.spent_s, tuner.best_s = 8, 20.0, 1e-4
+    tuner.tried = {f"c{k}" for k in range(8)}
+    line = tuner.progress_line(16, 64, 16)
+    assert "8 of ~32 trials" in line and "ETA 01:00" in line and "GFLOP/s" in line

@@ -12,6 +12,9 @@ where rᵢ is the task's rounds so far, Cᵢ its floating-point work and Vₖ th
 throughput of the similar tasks (same template, itself included): a task far slower than
 its like can gain much. The task with the most negative gradient is chosen; a task that
 finished (its space measured, or stopped early) is not.
+
+Since a task's trials are decided round by round, its ETA can only be an estimate: the
+share of the budget it has had so far, kept for the rest of the budget (`task_eta`).
 """
 
 from __future__ import annotations
@@ -62,3 +65,20 @@ class GradientScheduler:
             return warm_up[0]
         grads = {i: self.gradient(i, tasks) for i in live}
         return min(live, key=lambda i: (grads[i] if math.isfinite(grads[i]) else 0.0, i))
+
+
+def task_eta(
+    done: int, done_all: int, budget: int, spent_s: float, untried: int, warm_up: int, round_left: int = 0
+) -> tuple[int, float] | None:
+    """A task's expected trials in all and the seconds until it has them, if it keeps the share
+    of the run's trials it has had (`done` of `done_all`) for the rest of the `budget`, at its
+    own seconds per trial so far (`spent_s` / `done`: a big kernel's candidates take longer to
+    build and time); at least the `round_left` trials of its round in progress, never more
+    than its `untried` configurations. Until the warm-up (one round per task, `warm_up` trials
+    in all) is over, the share is of the warm-up: the first task's first round is not the whole
+    run's. None before it has a trial."""
+    if done <= 0:
+        return None
+    share = done / max(done_all, min(warm_up, budget), 1)
+    more = min(max(round(share * max(budget - done_all, 0)), round_left), untried)
+    return done + more, more * spent_s / done

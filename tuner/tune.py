@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 
 from xdsl.dialects.builtin import ModuleOp
@@ -20,7 +21,7 @@ from lathe.tuner import records
 from lathe.tuner.executors import make_executor
 from lathe.tuner.features import VERSION as FEATURES_VERSION
 from lathe.tuner.measure import Result, Timing, lower_candidate
-from lathe.tuner.scheduler import GradientScheduler
+from lathe.tuner.scheduler import GradientScheduler, task_eta
 from lathe.tuner.search import Group, ModelSearch, RandomSearch, full
 from lathe.tuner.tasks import Task, extract_tasks
 
@@ -41,6 +42,11 @@ class TaskResult:
         if self.best is None or self.default is None or not self.default.seconds:
             return None
         return self.default.seconds / self.best.seconds  # type: ignore[operator]
+
+
+def format_seconds(s: float) -> str:
+    s = round(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
 def transfer_pool(recs: list[records.Record], target: str) -> dict[str, Group]:
@@ -69,6 +75,7 @@ class TaskTuner:
     done: int = 0
     rounds: int = 0
     since_best: int = 0
+    spent_s: float = 0.0  # wall time of this run's rounds of it (proposing, building, timing)
     stopped: bool = False
     history: list[float | None] = field(default_factory=list)  # best seconds after each round
     failures: dict[str, int] = field(default_factory=dict)
@@ -175,6 +182,19 @@ class TaskTuner:
         self.rounds += 1
         self.history.append(self.best_s)
 
+    def progress_line(self, done_all: int, budget: int, warm_up: int, round_left: int = 0) -> str:
+        """The progress display's line for this task: trials, best so far, and its ETA at its share so far."""
+        best = f"{self.flops / self.best_s / 1e9:.1f} GFLOP/s" if self.best_s else "-"
+        untried = self.task.space_size - len(self.tried)
+        eta = task_eta(self.done, done_all, budget, self.spent_s, untried, warm_up, round_left)
+        if eta is None or self.finished:
+            return f"{self.task.name[:40]}: {self.done} trials, best {best}"
+        total, seconds = eta
+        return (
+            f"{self.task.name[:40]}: {self.done} of ~{total} trials at its share so far, "
+            f"best {best}, ETA {format_seconds(seconds)}"
+        )
+
     def result(self) -> TaskResult:
         recs, _ = records.load(self.db)
         task = self.task
@@ -242,15 +262,19 @@ def tune(
             if i is None:
                 break
             tuner = tuners[i]
+            start = time.perf_counter()
             configs = tuner.propose(min(size, trials - done))
             if not configs:
                 continue
-            for j, res in ex.measure([tuner.job(c) for c in configs]):
+            for n, (j, res) in enumerate(ex.measure([tuner.job(c) for c in configs]), 1):
                 tuner.record(configs[j], res)
                 done += 1
+                now = time.perf_counter()
+                tuner.spent_s += now - start
+                start = now
                 if bars:
-                    best = f"{tuner.flops / tuner.best_s / 1e9:.1f} GFLOP/s" if tuner.best_s else "-"
-                    bars[1].set_description_str(f"{tuner.task.name[:40]}: {tuner.done} trials, best {best}")
+                    line = tuner.progress_line(done, trials, size * len(tuners), len(configs) - n)
+                    bars[1].set_description_str(line)
                     bars[0].update(1)
             tuner.end_round()
         for b in reversed(bars):
