@@ -25,6 +25,10 @@ CONV2D_TILE_WIDTH = 8  # output pixels of the register tile, at most
 # peak where the divisor tile (1 pixel) ran at 18-31%.
 CONV2D_GUARDED_TILES = (8, 7, 6)
 CONV2D_MIN_DIVISOR_TILE = 5  # a divisor tile this wide ran as fast as a guarded one (widths 10, 20)
+# Independent accumulators a tile needs to keep two FMA pipes of 4 cycles' latency busy: a
+# one-vector channel block (80 or 112 filters) at width 14 doubles its 7-pixel tile (1x1s at
+# 14x14: 1.0-1.2x, one thread).
+CONV2D_MIN_ACCUMULATORS = 8
 _RC, _RY, _RX = CONV2D_REDUCE_AXES
 # the orders of the micro-kernel's loops over the window
 CONV2D_REDUCE_ORDERS = tuple("-".join(o) for o in ((_RY, _RX, _RC), (_RC, _RY, _RX), (_RY, _RC, _RX)))
@@ -82,7 +86,11 @@ def conv2d_space(
     rc, ry, rx = anchor.reduce_extent_list
     pad = _default_pad(anchor, lanes)
     return (
-        knob("tile_w", divisors(ow, 16) + [t for t in range(4, CONV2D_TILE_WIDTH + 1) if t < ow], _default_tile(ow)),
+        knob(
+            "tile_w",
+            divisors(ow, 16) + [t for t in range(4, CONV2D_TILE_WIDTH + 1) if t < ow],
+            _accumulating_tile(ow, blocks[0] // lanes),
+        ),
         knob("block_f", blocks, blocks[0]),
         knob("split_rc", [0] + [s for s in (4, 8, 16, 32) if rc % s == 0 and s < rc], 0),
         knob("reduce_order", CONV2D_REDUCE_ORDERS, CONV2D_REDUCE_ORDERS[0]),
@@ -104,6 +112,15 @@ def _default_tile(ow: int) -> int:
     if d >= CONV2D_MIN_DIVISOR_TILE or d == ow:
         return d
     return min(CONV2D_GUARDED_TILES, key=lambda t: (-(-ow // t) * t, -t))
+
+
+def _accumulating_tile(ow: int, vectors: int) -> int:
+    """The default tile, doubled where it divides the width and its vectors of channels are too
+    few accumulators (CONV2D_MIN_ACCUMULATORS) for the FMA pipes."""
+    t = _default_tile(ow)
+    if t * vectors < CONV2D_MIN_ACCUMULATORS and ow % (2 * t) == 0 and 2 * t <= 2 * CONV2D_TILE_WIDTH:
+        return 2 * t
+    return t
 
 
 def _default_pad(anchor: te.ComputeOp, lanes: int) -> str:

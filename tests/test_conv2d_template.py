@@ -119,6 +119,7 @@ def test_conv2d_space_is_none_off_nhwc():
         (1, 64, 64, 1, 1, 0),  # one pixel
         (7, 96, 144, 1, 1, 0),  # EfficientNet's 7x7 1x1s, three-vector blocks
         (14, 48, 96, 1, 1, 0),  # 14x14: blocks of two or three vectors
+        (14, 40, 80, 1, 1, 0),  # one-vector blocks: a 14-pixel tile
         (17, 16, 48, 3, 1, 1),  # a prime width: the last tile of a row guarded
     ],
 )
@@ -176,7 +177,8 @@ def test_padded_channel_counts_compile_as_interpreted(size, filters, rng):
 def test_small_output_and_first_layer_defaults():
     """1x1 convolutions at 14x14 and 7x7 are weight-stationary with packed blocks whatever the
     weight's size, at 28x28 a small weight keeps the shared order; 48 and 144 filters get
-    blocks of three vectors, 96 keeps two; a 3-channel first layer read in place unrolls its
+    blocks of three vectors, 96 keeps two; one-vector blocks (80, 112 filters) at width 14
+    take 14-pixel tiles (enough accumulators for the FMA pipes); a 3-channel first layer read in place unrolls its
     window's column and channel loops, one copied (32 filters at 224) unrolls none."""
     assert _defaults(_conv(7, 192, 1152, 1, 1, 0))["order"] == "fyx_pack"
     assert _defaults(_conv(14, 112, 672, 1, 1, 0))["order"] == "fyx_pack"
@@ -186,6 +188,8 @@ def test_small_output_and_first_layer_defaults():
     assert _defaults(_conv(28, 40, 240, 1, 1, 0))["block_f"] == 48
     assert _defaults(_conv(56, 24, 144, 1, 1, 0))["block_f"] == 48
     assert _defaults(_conv(14, 48, 96, 1, 1, 0))["block_f"] == 32
+    assert [_defaults(_conv(14, 480, f, 1, 1, 0))["tile_w"] for f in (80, 112, 96)] == [14, 14, 7]
+    assert _defaults(_conv(7, 480, 80, 1, 1, 0))["tile_w"] == 7
     first16 = _defaults(_conv(224, 3, 16, 3, 2, 1))
     assert (first16["pad"], first16["unroll_window"]) == ("inline", 2)
     first32 = _defaults(_conv(224, 3, 32, 3, 2, 1))
