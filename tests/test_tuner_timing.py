@@ -13,6 +13,7 @@ from lathe.tuner.measure import (
     ROTATE_MAX_BYTES,
     LocalRunner,
     Timing,
+    aligned_bytes,
     build_and_time,
     rotating_buffers,
     rotation_sets,
@@ -61,16 +62,17 @@ def test_rotation_sets_exceed_the_llc_within_the_cap():
     assert rotation_sets(3 * mib, None, llc) == 1  # FLOPs unknown
     assert rotation_sets(40 * mib, 1.0, llc) == 1  # one set already fills the LLC
     huge_llc = 1 << 30  # the cap, not the LLC, bounds the memory
-    sets = rotation_sets(1000, 10.0, huge_llc)
-    assert sets * 1024 <= ROTATE_MAX_BYTES < (sets + 1) * 1024  # each set rounded up to whole cache lines
+    sets = rotation_sets(1024, 10.0, huge_llc)
+    assert sets * 1024 <= ROTATE_MAX_BYTES < (sets + 1) * 1024
 
 
 def test_rotating_buffers_are_aligned_copies_in_one_allocation(rng):
     a = rng.standard_normal((3, 5)).astype(np.float32)  # 60 bytes: not a multiple of a line
     b = np.arange(7, dtype=np.int64)
+    assert aligned_bytes(a) == aligned_bytes(b) == 64
     (ca, cb) = rotating_buffers([a, b], 4)
     for copies, src in ((ca, a), (cb, b)):
-        assert len(copies) == 4
+        assert len(copies) == 4 and copies[0].base.nbytes <= 4 * 64 + ROTATE_ALIGN
         assert len({c.base.ctypes.data for c in copies}) == 1  # one slab per array
         for c in copies:
             assert c.ctypes.data % ROTATE_ALIGN == 0 and c.flags.c_contiguous and c.flags.writeable
@@ -88,6 +90,7 @@ def test_memory_bound_add_rotates_and_small_gemm_keeps_one_set(add_task, gemm_ta
     assert add.ok and add.seconds > 0, add.error
     footprint = 3 * 64 * 1024 * 4
     assert add.rotate > 1 and add.rotate * footprint > 2 * (1 << 20)  # beyond any L2
+    assert add.rotate * footprint <= ROTATE_MAX_BYTES
     assert gemm.ok and gemm.rotate == 1, gemm.error
     assert fixed.ok and fixed.rotate == 1
 

@@ -98,14 +98,18 @@ def lower_candidate(task_module: str, config: str, lanes: int):
 
 
 def rotation_sets(footprint: int, flops: float | None, llc_bytes: int) -> int:
-    """How many sets of buffers a candidate's runs cycle through: 1 for a compute-bound one
-    (or one whose FLOPs are unknown) and for one whose set alone fills the LLC, else enough
-    for ROTATE_LLC_MULTIPLE LLCs, within ROTATE_MAX_BYTES."""
+    """How many sets of buffers (`footprint` bytes each) a candidate's runs cycle through: 1
+    for a compute-bound one (or one whose FLOPs are unknown) and for one whose set alone fills
+    the LLC, else enough for ROTATE_LLC_MULTIPLE LLCs, within ROTATE_MAX_BYTES."""
     if footprint <= 0 or flops is None or flops / footprint > MEMORY_BOUND_FLOPS_PER_BYTE or footprint >= llc_bytes:
         return 1
-    stride = -(-footprint // ROTATE_ALIGN) * ROTATE_ALIGN
-    wanted = -(-ROTATE_LLC_MULTIPLE * llc_bytes // stride)
-    return max(1, min(wanted, ROTATE_MAX_BYTES // stride))
+    wanted = -(-ROTATE_LLC_MULTIPLE * llc_bytes // footprint)
+    return max(1, min(wanted, ROTATE_MAX_BYTES // footprint))
+
+
+def aligned_bytes(a: np.ndarray) -> int:
+    """What one copy of `a` takes among rotating buffers: whole cache lines."""
+    return -(-a.nbytes // ROTATE_ALIGN) * ROTATE_ALIGN or ROTATE_ALIGN
 
 
 def rotating_buffers(arrays: list[np.ndarray], sets: int) -> list[list[np.ndarray]]:
@@ -114,7 +118,7 @@ def rotating_buffers(arrays: list[np.ndarray], sets: int) -> list[list[np.ndarra
     pays no first-touch faults. Set k is `[a[k] for a in result]`."""
     out = []
     for a in arrays:
-        stride = -(-a.nbytes // ROTATE_ALIGN) * ROTATE_ALIGN or ROTATE_ALIGN
+        stride = aligned_bytes(a)
         slab = np.empty(stride * sets + ROTATE_ALIGN, np.uint8)
         base = -slab.ctypes.data % ROTATE_ALIGN
         copies = [np.ndarray(a.shape, a.dtype, slab, base + k * stride) for k in range(sets)]
@@ -184,7 +188,7 @@ def build_and_time(job: dict) -> Result:
     if wrong:
         return Result("wrong", error=wrong, build_s=build_s, features=features)
     timing: Timing = job["timing"]
-    footprint = sum(a.nbytes for a in job["inputs"]) + sum(o.nbytes for o in outs)
+    footprint = sum(aligned_bytes(a) for a in [*job["inputs"], *outs])  # one set, as rotating_buffers lays it out
     sets = rotation_sets(footprint, job.get("flops"), last_level_cache(target)) if timing.rotate else 1
     if sets == 1:
         per_run = _time_in_place(ex, timing)
