@@ -105,6 +105,11 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return AlterOpLayout
 
+    def sink_reshapes():
+        from lathe.passes.sink_reshape import SinkLeadingReshapes
+
+        return SinkLeadingReshapes
+
     def cleanup():
         from lathe.passes.cleanup import CleanupLoops
 
@@ -125,6 +130,7 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "canonicalize": canonicalize,
         "fold-scale-axis": fold_scale_axis,
         "alter-op-layout": alter_layout,
+        "sink-leading-reshapes": sink_reshapes,
         "combine-parallel-dense": combine_dense,
         "combine-parallel-batch-matmul": combine_bmm,
         "eliminate-common-subexpr": cse,
@@ -151,7 +157,8 @@ GRAPH_PIPELINES = {
     2: "inline-calls,simplify-inference,expand-split,fold-constant,canonicalize,eliminate-common-subexpr,"
     "dead-code-elimination,fuse-ops",
     3: "inline-calls,simplify-inference,expand-split,fold-constant,fold-scale-axis,fold-constant,"
-    "combine-parallel-dense,combine-parallel-batch-matmul,alter-op-layout,fold-constant,canonicalize,"
+    "combine-parallel-dense,combine-parallel-batch-matmul,alter-op-layout,sink-leading-reshapes,fold-constant,"
+    "canonicalize,"
     "eliminate-common-subexpr,dead-code-elimination,fuse-ops",
 }
 # kernels -> te -> loop: what every opt level runs before the backend.

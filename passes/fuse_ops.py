@@ -12,8 +12,8 @@ loop-level function. The rules, as in TVM:
     paths are injective (a chain of injective ops joins the reduction it feeds);
   * phase 1 — injective and tuple ops join an injective post-dominator;
   * opaque ops (softmax, layer_norm, ...) are kernels of their own, but for one rule of
-    Lathe's: a softmax over the last axis of a packed batch_matmul (with the elementwise
-    epilogue phase 0 gave it: attention's scale and mask) joins the batch_matmul's group,
+    Lathe's, applied first: a softmax over the last axis of a packed batch_matmul, through
+    the elementwise ops between them (attention's scale and mask), is one group with it,
     so the scores go from the register tiles to the rows' max, exp and sum in cache,
     never through memory (`_attention_rows`; the dense_pack template schedules it);
   * a group never grows beyond `max_depth` ops.
@@ -133,12 +133,12 @@ class FuseOps(ModulePass):
             consumers[n] = [u if u in node_set else None for u in uses]
         groups = _Groups(nodes)
         if self.opt_level > 0:
+            for n in nodes:
+                self._attention_rows(n, consumers, groups)
             ipdom = _PostDominatorTree(nodes, consumers).ipdom
             for phase in (0, 1):
                 for n in nodes:
                     self._try_fuse(n, ipdom, consumers, groups, phase)
-            for n in nodes:
-                self._attention_rows(n, nodes, consumers, groups)
         members: dict[Operation, list[Operation]] = {}
         for n in nodes:
             members.setdefault(groups.find(n), []).append(n)
@@ -176,30 +176,34 @@ class FuseOps(ModulePass):
             for p in path:
                 groups.union(p, dom)
 
-    def _attention_rows(self, n, nodes, consumers, groups: _Groups) -> None:
-        """A softmax over the last axis joins the group of its operand's producer when that
-        group is a packed batch_matmul of the softmax's shape (no reshape between), possibly
-        with its epilogue, whose values all stay inside it. Attention's scores are a
-        12x128x128 tensor at BERT's seq 128 that a separate softmax reads back from memory
-        (the write and the read cost more than the softmax's arithmetic; the fused kernel
-        made the attention row's run() 0.88x of the unfused one's)."""
-        if not isinstance(n, graph.SoftmaxOp) or groups.size[groups.find(n)] != 1:
+    def _attention_rows(self, n, consumers, groups: _Groups) -> None:
+        """A softmax over the last axis, the elementwise ops before it (attention's scale and
+        mask) and the packed batch_matmul they start from become one group, before TVM's
+        phases (which would give the mask's computation the add that reads it, when only one
+        add does) and opaque to them. Each op of the chain has the softmax's shape and one
+        consumer, the next; its other operands (the mask, the scale) are read, not fused.
+        Attention's scores are a 12x128x128 tensor at BERT's seq 128 that a separate softmax
+        reads back from memory (the write and the read cost more than the softmax's
+        arithmetic; fused, the attention row's run() was 0.79-0.88x of the unfused kernels')."""
+        if not isinstance(n, graph.SoftmaxOp):
             return
-        x = n.operands[0]
-        rank = len(graph.shape_of(x.type))
-        p = x.owner
-        if rank < 2 or p not in consumers or consumers[p] != [n]:
+        scores = n.operands[0].type
+        rank = len(graph.shape_of(scores))
+        if rank < 2 or graph.normalize_axis("", n.attrs()["axis"], rank) != rank - 1:
             return
-        if graph.normalize_axis("", n.attrs()["axis"], rank) != rank - 1:
-            return
-        g = groups.find(p)
-        members = [m for m in nodes if groups.find(m) is g]
-        anchors = [m for m in members if isinstance(m, graph.BatchMatmulPackOp)]
-        if len(anchors) != 1 or anchors[0].result.type != x.type or groups.size[g] + 1 > self.max_depth:
-            return
-        if any(c is None or groups.find(c) is not g for m in members if m is not p for c in consumers[m]):
-            return
-        groups.union(p, n)
+        chain, user = [n], n
+        p = n.operands[0].owner
+        while p in consumers and consumers[p] == [user] and len(chain) < self.max_depth:
+            if isinstance(p, graph.BatchMatmulPackOp):
+                if p.result.type == scores:
+                    for c in chain:
+                        groups.union(c, p)
+                return
+            main = [v for v in p.operands if v.type == scores]
+            if p.PATTERN > OpPattern.BROADCAST or len(p.results) != 1 or p.results[0].type != scores or len(main) != 1:
+                return
+            chain.append(p)
+            user, p = p, main[0].owner
 
     @staticmethod
     def _dom_ok(dom, groups: _Groups, limit: OpPattern) -> bool:

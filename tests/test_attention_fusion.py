@@ -15,19 +15,30 @@ from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
 from lathe.textual_ir.parser import parse_relay
 
 
-def _kernels(src: str) -> dict[str, list[str]]:
-    """Each kernel of the program after the -O3 graph pipeline, with the graph ops fused into it."""
+def _kernel_funcs(src: str) -> list:
     from xdsl.dialects import func
 
     from lathe.dialects.functions import is_kernel
 
     m = parse_relay(src)
     build_pipeline(GRAPH_PIPELINES[3]).apply(make_context(), m)
+    return [f for f in m.ops if isinstance(f, func.FuncOp) and is_kernel(f)]
+
+
+def _kernels(src: str) -> dict[str, list[str]]:
+    """Each kernel of the program after the -O3 graph pipeline, with the graph ops fused into it."""
     return {
-        f.sym_name.data: [o.name for o in f.body.block.ops if o.name.startswith("graph.")]
-        for f in m.ops
-        if isinstance(f, func.FuncOp) and is_kernel(f)
+        f.sym_name.data: [o.name for o in f.body.block.ops if o.name.startswith("graph.")] for f in _kernel_funcs(src)
     }
+
+
+def _copies(src: str) -> list[int]:
+    """The element counts of the kernels that only reshape (a copy each)."""
+    return [
+        int(np.prod(f.function_type.outputs.data[0].get_shape()))
+        for f in _kernel_funcs(src)
+        if [o.name for o in f.body.block.ops if o.name.startswith("graph.")] == ["graph.reshape"]
+    ]
 
 
 def _attention(q_len: int, kv_len: int, scaled: bool, heads: int = 3) -> str:
@@ -147,3 +158,55 @@ def test_scores_that_are_also_returned_are_not_fused(rng):
     got = lathe.compile(module, num_threads=2).run(**inputs)
     for g, r in zip(got, ref):
         assert max_rel_err(g, r) < 2e-5
+
+
+def _onnx_style_attention(seq: int, heads: int = 3) -> str:
+    """Attention as ONNX exports it: scores reshaped to [1, heads, q, k] for the scale, the
+    [1, 1, 1, k] mask and the softmax, then back to [heads, q, k] for the product with V."""
+    return (
+        f"def @main(%q: Tensor[({heads}, {seq}, 64), float32], %k: Tensor[({heads}, {seq}, 64), float32],"
+        f" %v: Tensor[({heads}, {seq}, 64), float32], %mask: Tensor[(1, 1, 1, {seq}), float32]) {{"
+        f" %0 = reshape(nn.batch_matmul(%q, %k), newshape=[1, {heads}, {seq}, {seq}]);"
+        " %1 = nn.softmax(add(divide(%0, 8f), %mask), axis=-1);"
+        f" nn.batch_matmul(reshape(%1, newshape=[{heads}, {seq}, {seq}]), %v, transpose_b=False) }}"
+    )
+
+
+@pytest.mark.parametrize("seq", [5, 17, 32, 64, 128])
+def test_onnx_style_attention_agrees(seq, rng):
+    """sink-leading-reshapes takes the reshapes out from between the scores and their softmax
+    (where a vector divides the length, the scores, scale, mask and softmax are then one
+    kernel); either way the results are the interpreter's."""
+    src = _onnx_style_attention(seq)
+    inputs = _inputs(rng, seq, seq, True)
+    inputs["v"] = rng.standard_normal((3, seq, 64)).astype(np.float32)
+    inputs["mask"] = inputs["mask"].reshape(1, 1, 1, seq)
+    if seq % 16 == 0:
+        fused = [ops for ops in _kernels(src).values() if "graph.nn.softmax" in ops]
+        assert fused == [
+            ["graph.nn.contrib_batch_matmul_pack", "graph.constant", "graph.divide", "graph.add", "graph.nn.softmax"]
+        ]
+    assert max(_copies(src), default=0) <= seq  # the mask's, not the scores' (3 x seq x seq)
+    module = parse_relay(src)
+    ref = lathe.interpret(module, **inputs)
+    got = lathe.compile(module, num_threads=2).run(**inputs)
+    assert max_rel_err(got, ref) < 2e-5
+
+
+@pytest.mark.parametrize("rows", [1, 7, 16])
+def test_dense_between_reshapes_takes_its_gelu(rows, rng):
+    """ONNX's MatMul on [1, rows, 8] (a dense between two reshapes) with bias and GELU: the
+    epilogue sinks above the reshape back and fuses into the dense's kernel."""
+    src = (
+        f"def @main(%x: Tensor[(1, {rows}, 8), float32], %w: Tensor[(32, 8), float32], %b: Tensor[(32), float32]) {{"
+        f" %0 = reshape(nn.dense(reshape(%x, newshape=[{rows}, 8]), %w), newshape=[1, {rows}, 32]);"
+        " %1 = add(%0, %b);"
+        " multiply(multiply(%1, 0.5f), add(erf(divide(%1, 1.41421f)), 1f)) }"
+    )
+    assert any("graph.nn.contrib_dense_pack" in ops and "graph.erf" in ops for ops in _kernels(src).values())
+    inputs = {"x": rng.standard_normal((1, rows, 8)).astype(np.float32)}
+    params = {"w": rng.standard_normal((32, 8)).astype(np.float32), "b": rng.standard_normal(32).astype(np.float32)}
+    module = parse_relay(src)
+    ref = lathe.interpret(module, params=params, **inputs)
+    got = lathe.compile(module, params=params, num_threads=2).run(**inputs)
+    assert max_rel_err(got, ref) < 2e-5

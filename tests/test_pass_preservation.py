@@ -30,6 +30,7 @@ PASSES = [
     "eliminate-common-subexpr",
     "dead-code-elimination",
     "alter-op-layout",
+    "sink-leading-reshapes",
     "combine-parallel-dense",
     "combine-parallel-batch-matmul",
     "fuse-ops",
