@@ -8,9 +8,9 @@ Lathe so both run the same graph, `run()` is timed in three conditions:
 2 threads on an idle machine, 1 thread on an idle machine, and 2 threads while
 one busy-looping competitor process runs. ONNX Runtime uses its default
 session options with the same thread count. Contenders alternate in blocks.
-A third contender is Lathe with the pool's workers sleeping after one spin round
-even inside a run (`spin_in_runs` off, the pool before workers spun through
-runs), so the two pool policies are compared in the same conditions.
+A third contender is Lathe with the pool's workers spinning through each run
+(`spin_in_runs`, backends/llvm/parallel_runtime.py, off by default), so the two
+pool policies are compared in the same conditions.
 
 What a parallel runtime owes a user (issue 8): under one competitor the
 2-thread median stays within 2x of the idle 1-thread median and the 90th
@@ -141,13 +141,13 @@ def contenders(model, shapes, threads: int, rng):
         cm.run(*feeds.values())
 
     return {
-        "lathe": lambda: lathe_run(True),
-        SLEEPING: lambda: lathe_run(False),
+        "lathe": lambda: lathe_run(False),
+        SPINNING: lambda: lathe_run(True),
         "ORT": lambda: sess.run(None, feeds),
     }, err
 
 
-SLEEPING = "lathe, no run spin"
+SPINNING = "lathe, run spin"
 
 
 def sample(fns, seconds: float, block: float = 0.25) -> dict[str, np.ndarray]:
@@ -176,7 +176,7 @@ def main() -> int:
     from common import fmt
 
     rng = np.random.default_rng(0)
-    who_all = ("lathe", SLEEPING, "ORT")
+    who_all = ("lathe", SPINNING, "ORT")
     print(f"{'model':28s} {'condition':16s} " + " ".join(f"{w + ' p50':>22s} {'p90':>9s}" for w in who_all))
     verdicts = []
     for name, build in MODELS.items():

@@ -8,18 +8,22 @@ itself, chunks are claimed dynamically from an atomic counter, and the caller
 waits only for chunks that a worker has already started; a worker that wakes
 late finds nothing left and goes back to sleep.
 
-Idle workers spin briefly and then sleep on a futex, except while a run is
-active (the native entry brackets the kernels with lathe_run_begin/end): then
-they keep spinning between kernels, yielding the core once per spin round, for
+Idle workers spin briefly (one round of SPIN_ITERATIONS) and then sleep on a
+futex. With `lathe_spin_in_runs` set, while a run is active (the native entry
+brackets the kernels with lathe_run_begin/end) they keep spinning between kernels, yielding the core once per spin round, for
 up to RUN_SPIN_ROUNDS rounds, as ONNX Runtime's intra-op pool spins through a
 session run. A run's serial kernels are where workers used to fall asleep, and
 the parallel kernel after one paid a futex wake-up, on a VM an inter-processor
 interrupt through the hypervisor: tens of µs of a kernel run by the caller
-alone. Spinning must not take a core that another thread wants: a yield that
-does not come back at once (YIELD_BUSY_NS) means the core was given away, and
-the worker goes to sleep as it would outside a run; the bound on rounds puts
+alone. Spinning must not take a core that another thread wants: a worker whose
+round (and the yield after it) took more wall time than CPU time waited for a
+core (WAITED_PARTS), and goes to sleep as it would outside a run; the bound on rounds puts
 it to sleep during a long serial stretch, where one wake-up is cheap next to
-the stretch.
+the stretch. It is off by default: on the shared 2-core VM, with more runnable
+threads than cores, a worker spinning through a run still took time from the
+caller (benchmarks/contention.py's BERT attention and conv rows, 1.3-2.8x the
+median of the sleeping pool, in one process), and on an idle machine workers
+rarely slept inside a run anyway (docs/performance.md, "Runtime share").
 
 The pool is process-wide and created lazily; how many threads a loop may use
 is `lathe_num_threads`, which the module being run sets (so the thread count
@@ -30,7 +34,7 @@ ABI, shared by the JIT and by object files:
     void lathe_parallel_for(void (*body)(void *ctx, i64 begin, i64 end), void *ctx, i64 trip)
     i32  lathe_num_threads          (0 or 1: loops run serially on the caller)
     void lathe_run_begin(void), lathe_run_end(void)  (bracket a run; runs may nest or overlap)
-    i32  lathe_spin_in_runs         (1, the default: workers stay awake while a run is active)
+    i32  lathe_spin_in_runs         (1: workers stay awake while a run is active; 0, the default)
     i64  lathe_pool_sleeps          (how many times a worker has gone to sleep on the futex)
     void lathe_pool_shutdown(void)  (ends the workers; the JIT calls it at exit)
 """
@@ -47,10 +51,10 @@ import llvmlite.binding as llvm
 CHUNKS_PER_THREAD = 8  # more chunks: a late or preempted worker delays the caller by less
 SPIN_ITERATIONS = 4000  # one spin round: 4000 `pause`s, ~100 µs on Sapphire/Emerald Rapids, less on AMD
 RUN_SPIN_ROUNDS = 20  # rounds an idle worker keeps spinning while a run is active: ~2 ms on Intel
-# A sched_yield that returns later than this gave the core to another thread: the machine is
-# oversubscribed, and a worker spinning on would take time from the caller, so it sleeps. (An
-# uncontended yield returns in about a microsecond; a contended one after a time slice, ms.)
-YIELD_BUSY_NS = 20_000
+# A worker that spent more than 1/WAITED_PARTS of a spin round (and the yield after it) waiting
+# for a CPU, rather than running, shares its core with another thread: the machine is
+# oversubscribed, and spinning on would take time from the caller or a competitor, so it sleeps.
+WAITED_PARTS = 8
 MAX_WORKERS = 256
 # A loop with less work than this (instructions, dialects/loop.static_work) runs on the caller
 # alone: waking and joining a worker costs a few microseconds, about 10-20k instructions, and a
@@ -102,7 +106,7 @@ def runtime_ir(triple: str) -> str:
         .replace("@CHUNKS@", str(CHUNKS_PER_THREAD))
         .replace("@SPIN@", str(SPIN_ITERATIONS))
         .replace("@RUN_ROUNDS@", str(RUN_SPIN_ROUNDS))
-        .replace("@YIELD_NS@", str(YIELD_BUSY_NS))
+        .replace("@WAIT_PARTS@", str(WAITED_PARTS))
         .replace("@MAX_WORKERS@", str(MAX_WORKERS))
     )
 
@@ -116,7 +120,7 @@ entry:
   ret void
 }
 
-@lathe_spin_in_runs = global i32 1
+@lathe_spin_in_runs = global i32 0
 @lathe_pool_sleeps = global i64 0
 
 define void @lathe_run_begin() {
@@ -150,7 +154,7 @@ declare i32 @clock_gettime(i32, ptr)
 @HINT_DECL@
 
 @lathe_num_threads = global i32 0
-@lathe_spin_in_runs = global i32 1
+@lathe_spin_in_runs = global i32 0
 @lathe_pool_sleeps = global i64 0
 
 @runs = internal global i32 0  ; runs in progress (lathe_run_begin minus lathe_run_end)
@@ -206,10 +210,10 @@ none:
   ret i1 false
 }
 
-define internal i64 @now_ns() {
+define internal i64 @clock_ns(i32 %clock) {
 entry:
   %ts = alloca { i64, i64 }, align 8
-  %rc = call i32 @clock_gettime(i32 1, ptr %ts)  ; CLOCK_MONOTONIC
+  %rc = call i32 @clock_gettime(i32 %clock, ptr %ts)
   %sp = getelementptr inbounds { i64, i64 }, ptr %ts, i32 0, i32 0
   %np = getelementptr inbounds { i64, i64 }, ptr %ts, i32 0, i32 1
   %sec = load i64, ptr %sp, align 8
@@ -232,10 +236,14 @@ work:
 idle:
   %stopv = load atomic i32, ptr @stop acquire, align 4
   %stopping = icmp ne i32 %stopv, 0
-  br i1 %stopping, label %exit, label %spin
+  br i1 %stopping, label %exit, label %round_start
+round_start:  ; the clocks at the start of a spin round: wall time, and this thread's CPU time
+  %round = phi i32 [ 0, %idle ], [ %round1, %yield ]
+  %t0 = call i64 @clock_ns(i32 1)  ; CLOCK_MONOTONIC
+  %c0 = call i64 @clock_ns(i32 3)  ; CLOCK_THREAD_CPUTIME_ID
+  br label %spin
 spin:
-  %i = phi i32 [ 0, %idle ], [ %i1, %spin_next ], [ 0, %yield ]
-  %round = phi i32 [ 0, %idle ], [ %round, %spin_next ], [ %round1, %yield ]
+  %i = phi i32 [ 0, %round_start ], [ %i1, %spin_next ]
   %w2 = load atomic i32, ptr @wake acquire, align 4
   %changed = icmp ne i32 %w2, %w
   br i1 %changed, label %loop, label %spin_next
@@ -254,13 +262,16 @@ round_done:  ; a round of spinning found no work: sleep, unless a run is active
   %stay0 = and i1 %running, %wanted
   %stay = and i1 %stay0, %young
   br i1 %stay, label %yield, label %sleep
-yield:  ; a yield that gave the core away means someone else wants it: stop spinning
-  %t0 = call i64 @now_ns()
+yield:  ; the round and a yield: if the thread waited for a CPU, another thread wants one
   %y = call i32 @sched_yield()
-  %t1 = call i64 @now_ns()
-  %dt = sub i64 %t1, %t0
-  %alone = icmp ult i64 %dt, @YIELD_NS@
-  br i1 %alone, label %spin, label %sleep
+  %t1 = call i64 @clock_ns(i32 1)
+  %c1 = call i64 @clock_ns(i32 3)
+  %wall = sub i64 %t1, %t0
+  %cpu = sub i64 %c1, %c0
+  %waited = sub i64 %wall, %cpu
+  %waited8 = mul i64 %waited, @WAIT_PARTS@
+  %alone = icmp slt i64 %waited8, %wall
+  br i1 %alone, label %round_start, label %sleep
 sleep:
   %a = atomicrmw add ptr @sleepers, i32 1 seq_cst
   %w3 = load atomic i32, ptr @wake seq_cst, align 4
