@@ -153,3 +153,13 @@ def test_progress_line_shows_the_task_eta(gemm_task, tmp_path):
     tuner.tried = {f"c{k}" for k in range(8)}
     line = tuner.progress_line(16, 64, 16)
     assert "8 of ~32 trials" in line and "ETA 01:00" in line and "GFLOP/s" in line
+
+
+def test_best_compares_memory_timed_records_only_with_their_like():
+    def rec(config, seconds, rotate):
+        return records.Record("w", "llvm", "k", config, "ok", seconds, 0.0, 1e6, rotate=rotate)
+
+    cached = [rec("a", 1e-6, 0), rec("b", 2e-6, 1)]  # before rotation / in place: from the cache
+    assert records.best(cached, "w").config == "a"
+    rotated = [rec("c", 5e-6, 682), rec("d", 4e-6, 682)]
+    assert records.best(cached + rotated, "w").config == "d"

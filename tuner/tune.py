@@ -90,7 +90,8 @@ class TaskTuner:
         self.module = task.module_text()
         self.flops = task.flops()
         self.weight, self.template = task.weight, task.template
-        self.best_s = min((r.seconds for r in mine if r.status == "ok" and r.seconds), default=None)
+        resumed = records.best(mine, task.key)
+        self.best_s = resumed.seconds if resumed else None
         if self.search == "xgb":
             self.searcher: RandomSearch = ModelSearch(
                 task.template, task.space, self.featurize, self.seed, prior=self.pool, key=task.key
@@ -199,12 +200,10 @@ class TaskTuner:
         recs, _ = records.load(self.db)
         task = self.task
         mine = [r for r in recs if r.workload == task.key and r.target == task.target]
+        # the default as its best is timed (records.best): speedups are of like timings
+        defaults = [r for r in mine if r.config == self.default]
         return TaskResult(
-            task,
-            self.done,
-            self.failures,
-            records.best(mine, task.key),
-            next((r for r in mine if r.config == self.default and r.status == "ok"), None),
+            task, self.done, self.failures, records.best(mine, task.key), records.best(defaults, task.key)
         )
 
 
