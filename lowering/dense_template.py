@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from lathe.dialects import te
+from lathe.lowering.row_kernel import row_statistics, row_tiles
 from lathe.lowering.schedule_builder import (
     UNKNOWN_CACHES,
     CacheInfo,
@@ -119,8 +120,6 @@ def row_epilogue(anchor: te.ComputeOp, out: te.ComputeOp) -> tuple[list[te.Compu
     """The row statistics (softmax's max and sum) and row tiles (its exp) of a contraction
     that fuse-ops fused with a softmax over its output's rows (attention's scores), or None
     for a plain (elementwise) epilogue."""
-    from lathe.lowering.schedules import row_statistics, row_tiles  # schedules registers this template
-
     if anchor is out:
         return None
     block = out.parent_block()

@@ -25,6 +25,7 @@ from lathe.lowering.conv2d_template import CONV2D_NHWC
 from lathe.lowering.dense_template import DENSE_PACK
 from lathe.lowering.depthwise_template import DEPTHWISE_NHWC
 from lathe.lowering.pool_template import POOL2D_NHWC
+from lathe.lowering.row_kernel import row_statistics, row_tiles
 from lathe.lowering.schedule_builder import (
     CONFIG_ATTR,
     FALLBACK_L2_BYTES,
@@ -264,41 +265,6 @@ def schedule_reduction_across_rows(s: Schedule, lanes: int, parallel: KnobValue 
     outer = math.prod(ext) // (lanes if ext[-1] % lanes == 0 and ext[-1] > lanes else ext[-1])
     if outer > 1 and _parallel_wanted(math.prod(ext + c.reduce_extent_list), parallel):
         s.parallel(fused)
-
-
-def row_statistics(out: te.ComputeOp, computes: list[te.ComputeOp], outputs) -> list[te.ComputeOp] | None:
-    """The reductions of a row kernel (softmax, log_softmax, layer norm): each reduces a whole
-    row of `out` (its shape is out's with the last axis 1, its one reduce axis as long as
-    that axis) and is no kernel output. Computed per row inside out's row loop, a row stays
-    in cache through every pass and one parallel loop runs the kernel (as separate stages
-    each pass streams the whole tensor in a loop of its own, and a statistic's loop is too
-    short to be worth threads). None when the kernel is not one."""
-    ext = out.spatial_extents
-    if out.reduce_extent_list or len(ext) < 2:
-        return None
-    row_shape = [*ext[:-1], 1]
-    reds = [c for c in computes if c.reduce_extent_list]
-    if not reds or any(c.result in outputs for c in reds):
-        return None
-    for c in reds:
-        if c.spatial_extents != row_shape or c.reduce_extent_list != [ext[-1]]:
-            return None
-    return reds
-
-
-def row_tiles(out: te.ComputeOp, stats: list[te.ComputeOp], computes: list[te.ComputeOp]) -> list[te.ComputeOp]:
-    """The injective stages of a row kernel that a statistic reads and that are out's shape
-    (softmax's exp(x - max), read by its sum and by the output): kept as a row in cache
-    instead of inlined, each element is computed once, not once per reader. None of an
-    empty tensor (nothing to keep; a tile of no elements bounds nothing)."""
-    if not math.prod(out.spatial_extents):
-        return []
-    read = {op.tensor for r in stats for op in r.body.block.ops if isinstance(op, te.ReadOp)}
-    return [
-        c
-        for c in computes
-        if c.result in read and not c.reduce_extent_list and c.spatial_extents == out.spatial_extents
-    ]
 
 
 def schedule_row_kernel(
