@@ -279,9 +279,11 @@ class GraphExecutor:
         missing = [n for n in self.input_names if n not in given]
         raise LatheError(f"missing input(s) {', '.join(missing)}")
 
-    def _bind_outputs(self, out) -> list | None:
+    def bind_outputs(self, out) -> list | None:
         """Fresh output buffers for this run (on the host; a device keeps its own and copies
-        them out), or the caller's `out` arrays, flat, where kernels can write them directly."""
+        them out), or the caller's `out` arrays, flat, where kernels can write them directly.
+        Public because a caller that times `execute` alone (the tuner's rotating sets) binds
+        each run's outputs itself, as `run(out=)` does before it binds the inputs."""
         host = self.device.host_memory
         if out is None:
             if host:
@@ -373,7 +375,7 @@ class GraphExecutor:
     def get_outputs(self, targets: Sequence[np.ndarray] | None = None):
         """The results, nested as the model returns them. A kernel output is its buffer itself
         (on a device, one copy to the host); any other result is a copy. With `targets` (flat,
-        as _bind_outputs gives them), each result is written there unless it already is."""
+        as bind_outputs gives them), each result is written there unless it already is."""
         host = self.device.host_memory
         if targets is None and host and self._nesting == (0,) and self._results[0][0]:
             return self._outputs[0].buffer  # the common case: one result, a kernel's output
@@ -400,7 +402,7 @@ class GraphExecutor:
         named `out` takes that keyword."""
         if out is not None and "out" in self.input_names:
             kwargs["out"], out = out, None
-        targets = self._bind_outputs(out)
+        targets = self.bind_outputs(out)
         self.set_inputs(args, kwargs, targets or ())
         self.execute()
         return self.get_outputs(targets)

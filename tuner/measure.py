@@ -234,7 +234,7 @@ def _time_rotating(ex, timing: Timing, inputs: list[np.ndarray], outs: list[np.n
         nonlocal k
         set_out = [t[k] for t in targets]
         # the outputs first: binding them is what run(out=) does before it binds the inputs
-        ex._bind_outputs(set_out[0] if len(set_out) == 1 else tuple(set_out))
+        ex.bind_outputs(set_out[0] if len(set_out) == 1 else tuple(set_out))
         ex.set_inputs([i[k] for i in ins], {}, set_out)
         k = (k + 1) % sets
         t = time.perf_counter()
