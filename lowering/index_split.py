@@ -211,20 +211,20 @@ _MIN_MAX: dict[type[Operation], Callable[[Range, Range], bool | None]] = {  # is
 }
 
 
-def _split(loop: scf.ForOp, parts: list[tuple[int, int]]) -> None:
+def _split(loop: scf.ForOp, parts: list[tuple[int, int]]) -> list[scf.ForOp]:
     """One copy of the loop per part, each with its part's constant bounds and simplified by
-    them. Halves first, recursively: each half drops the reads its bounds rule out before it is
-    copied again, so a concatenation of n inputs copies about log2(n) bodies' worth of ops, not n."""
+    them (the copies, in order). Halves first, recursively: each half drops the reads its bounds
+    rule out before it is copied again, so a concatenation of n inputs copies about log2(n)
+    bodies' worth of ops, not n."""
     _bound(loop, parts[0][0], parts[-1][1])
     _fold_by_ranges(loop)
     _erase_unused(loop)
     if len(parts) == 1:
-        return
+        return [loop]
     mid = len(parts) // 2
     first = loop.clone()
     Rewriter.insert_op(first, _before(loop))
-    _split(first, parts[:mid])
-    _split(loop, parts[mid:])
+    return _split(first, parts[:mid]) + _split(loop, parts[mid:])
 
 
 _DIVISIONS = (arith.DivUIOp, arith.DivSIOp, arith.RemUIOp, arith.RemSIOp, arith.FloorDivSIOp, arith.CeilDivSIOp)
@@ -362,11 +362,67 @@ _REBUILD: dict[tuple[bool, bool], Callable[[SSAValue, SSAValue, int, int], list[
 }
 
 
-def _try_loop(loop: scf.ForOp, vector_loop: scf.ForOp) -> bool:
-    """Split the loop, or its delinearization along one of its split points, if that decides
-    comparisons the vector loop selects on."""
+def _involves(cmp: arith.CmpiOp, iv: SSAValue) -> bool:
+    return any(_steps_of(atom, iv) is not None for atom in _difference(cmp).terms)
+
+
+def _enclosing_loops(op: Operation) -> list[scf.ForOp]:
+    """The loops around the op, innermost first."""
+    nest: list[scf.ForOp] = []
+    parent = op.parent_op()
+    while isinstance(parent, scf.ForOp):
+        nest.append(parent)
+        parent = parent.parent_op()
+    return nest
+
+
+def _is_parallel(loop: scf.ForOp) -> bool:
+    return (a := annotation_of(loop)) is not None and a.kind.data == "parallel"
+
+
+def _peel(loop: scf.ForOp, vector_loop: scf.ForOp, nest: list[scf.ForOp]) -> bool:
+    """Split the outermost serial loop around `loop` that decides some of the comparisons
+    `loop` decides, then `loop` in each part, on those comparisons only.
+
+    A depthwise tile's pixel loop decides the column tests, but on its pixels alone every tile
+    of a row keeps the tests of its first and last pixels (2 + 2 per 5x5 tap, of 7). The loop
+    over tiles decides them too: split there first, the interior tiles test nothing and only
+    the first and last tiles' pixel loops are split. Parallel loops are not cut (each part
+    would be a pool call of its own), and the comparisons `loop` does not decide (a depthwise
+    row's, uniform over the row) are left where they are."""
+    depth = nest.index(loop)
+    conds = [c for c in _selecting_comparisons(vector_loop) if _involves(c, loop.body.block.args[0])]
+    outer = next((o for o in reversed(nest[depth + 1 :]) if not _is_parallel(o) and _parts(o, conds) is not None), None)
+    if outer is None:
+        return False
+    parts = _parts(outer, conds)
+    assert parts is not None
+    _hoist_invariants(outer)
+    for part in _split(outer, parts):
+        for inner_vector in [op for op in part.walk() if _is_vector_loop(op)]:
+            inner = _enclosing_loops(inner_vector)
+            if len(inner) <= depth:
+                continue
+            pixel = inner[depth]
+            left = [c for c in _selecting_comparisons(inner_vector) if _involves(c, pixel.body.block.args[0])]
+            pixel_parts = _parts(pixel, left)
+            if pixel_parts is not None:
+                _hoist_invariants(pixel)
+                _split(pixel, pixel_parts)
+    return True
+
+
+def _is_vector_loop(op: Operation) -> bool:
+    return isinstance(op, scf.ForOp) and (a := annotation_of(op)) is not None and a.kind.data == "vectorize"
+
+
+def _try_loop(loop: scf.ForOp, vector_loop: scf.ForOp, nest: list[scf.ForOp]) -> bool:
+    """Split the loop (or an outer one first, `_peel`), or its delinearization along one of its
+    split points, if that decides comparisons the vector loop selects on."""
     parts = _parts(loop, _selecting_comparisons(vector_loop))
     if parts is not None:
+        if _peel(loop, vector_loop, nest):
+            return True
         _hoist_invariants(loop)
         _split(loop, parts)
         return True
@@ -398,20 +454,14 @@ def split_index_sets(fn: func.FuncOp) -> None:
     """Each vectorized loop whose body selects on index comparisons: the innermost loop around
     it (itself excluded: its parts would cut vectors) whose splitting decides some of them is
     split. Loops bound to GPU ids are left alone (a launch dimension is not cut)."""
-    vector_loops = [
-        op for op in fn.walk() if isinstance(op, scf.ForOp) and (a := annotation_of(op)) and a.kind.data == "vectorize"
-    ]
+    vector_loops = [op for op in fn.walk() if _is_vector_loop(op)]
     for vector_loop in vector_loops:
         if not fn.is_ancestor(vector_loop) or not _selecting_comparisons(vector_loop):
             continue
-        nest: list[scf.ForOp] = []
-        parent = vector_loop.parent_op()
-        while isinstance(parent, scf.ForOp):
-            nest.append(parent)
-            parent = parent.parent_op()
+        nest = _enclosing_loops(vector_loop)
         if not nest or any((a := annotation_of(n)) is not None and a.kind.data == "bind" for n in nest):
             continue
         _simplify(nest[-1])
         for loop in nest:
-            if _try_loop(loop, vector_loop):
+            if _try_loop(loop, vector_loop, nest):
                 break

@@ -192,3 +192,70 @@ def test_the_tuner_sees_a_depthwise_task_and_replays_its_default(rng):
     default_ir = scheduled("apply-default-schedule{vector_lanes=16}")
     assert scheduled(f'apply-schedule{{config="{default}" vector_lanes=16}}') == default_ir
     assert scheduled('apply-schedule{config="depthwise_nhwc:pad=copy" vector_lanes=16}') != default_ir
+
+
+# channels, height, width, kernel, stride, padding (top, left, bottom, right), dilation: the
+# widths and strides where the loop over a row's tiles is peeled (its first and last tiles keep
+# the column tests, the ones between test nothing) and those where every tile is at a border
+BORDER_CASES = [
+    (32, 9, 28, 5, 1, (2, 2, 2, 2), 1),  # 4 tiles of 7: two interior
+    (48, 8, 14, 5, 1, (2, 2, 2, 2), 1),  # 2 tiles of 7: both at a border
+    (32, 6, 28, 3, 1, (1, 1, 1, 1), 1),
+    (16, 7, 14, 3, 1, (0, 1, 2, 1), 1),  # asymmetric rows
+    (32, 5, 17, 5, 1, (2, 2, 2, 2), 1),  # tiles of 4, the last guarded
+    (32, 5, 17, 3, 1, (1, 0, 1, 2), 1),  # asymmetric columns: only the right side is tested
+    (16, 7, 7, 5, 1, (2, 2, 2, 2), 1),  # one tile
+    (32, 6, 28, 5, 2, (1, 1, 2, 2), 1),  # stride 2, TF "same" padding
+    (16, 9, 28, 3, 2, (1, 1, 1, 1), 1),
+    (32, 8, 28, 3, 1, (2, 2, 2, 2), 2),  # dilation 2: the taps reach 2 pixels out
+    (16, 6, 14, 5, 1, (4, 4, 4, 4), 2),
+]
+
+
+@pytest.mark.parametrize("c, h, w, k, s, pads, dilation", BORDER_CASES)
+@pytest.mark.parametrize("config", [None, "depthwise_nhwc:grain=rows_blocks", "depthwise_nhwc:order=cx,tile_w=4"])
+def test_border_tiles_agree_with_the_interpreter(c, h, w, k, s, pads, dilation, config, rng):
+    src = _nhwc(c, h, w, k, s, pads, dilation)
+    x = rng.standard_normal((1, h, w, c)).astype(np.float32)
+    wt = rng.standard_normal((k, k, 1, c)).astype(np.float32)
+    ref = lathe.interpret(parse_relay(src), x=x, w=wt)
+    got = lathe.compile(_kernel(src, config), num_threads=2).run(x=x, w=wt)
+    assert max_rel_err(got, ref) < 1e-5
+
+
+def _defined_by(v, values) -> bool:
+    """Whether the index is computed from any of the values."""
+    from xdsl.ir import Block
+
+    owner = v.owner
+    return v in values or (not isinstance(owner, Block) and any(_defined_by(o, values) for o in owner.operands))
+
+
+def test_only_the_first_and_last_tiles_test_columns():
+    """5x5 at width 28, tiles of 7: the loop over a row's tiles keeps tiles 1-2 (the interior),
+    whose selects are the row's only; the first and last tiles are peeled, each testing one side
+    on its two outer pixels."""
+    from xdsl.dialects import arith, scf
+
+    from lathe.dialects.loop import annotation_of, constant_int
+
+    m = _kernel(_nhwc(32, 28, 28, 5, 1, (2, 2, 2, 2)))
+    build_pipeline("apply-default-schedule,lower-te-to-loop,cleanup-loops").apply(make_context(), m)
+    (f,) = [o for o in defined_functions(m) if is_kernel(o)]
+    loops = [o for o in f.walk() if isinstance(o, scf.ForOp)]
+    pixels = {o.body.block.args[0] for o in loops if (a := annotation_of(o)) is not None and a.kind.data == "unroll"}
+    (tiles,) = [o for o in loops if o.body.block.args[0].name_hint == "x_outer"]
+    assert (constant_int(tiles.lb), constant_int(tiles.ub)) == (1, 3)
+
+    def column_tests(region_op) -> list:
+        selects = [s for s in region_op.walk() if isinstance(s, arith.SelectOp)]
+        return [s for s in selects if _defined_by(s.cond, pixels | {tiles.body.block.args[0]})]
+
+    assert not column_tests(tiles) and any(isinstance(s, arith.SelectOp) for s in tiles.walk())
+    peeled = column_tests(f)
+    assert sorted(s.cond.owner.predicate.value.data for s in peeled) == [2, 5]  # one x < 28, one x >= 0
+    for s in peeled:  # each in a loop over two pixels
+        pixel_loop = s.parent_op()
+        while pixel_loop.body.block.args[0] not in pixels:
+            pixel_loop = pixel_loop.parent_op()
+        assert constant_int(pixel_loop.ub) - constant_int(pixel_loop.lb) == 2
