@@ -1,14 +1,17 @@
 """Issue 13's single layers: the conv and dense shapes real exported CNNs have, Lathe's default
 schedules next to ONNX Runtime, one layer per row.
 
-    python benchmarks/conv_shapes.py [--threads 2] [--repeat 20] [--only SUBSTRING]
+    python benchmarks/conv_shapes.py [--threads 2] [--repeat 20] [--only SUBSTRING] [--config KNOBS ...]
 
 Each row is a one-node ONNX model (weights as initializers, so alter-op-layout and
 fold-constant see them as a real export's), imported with `lathe.from_onnx`, compiled at the
 default level and timed through the user-facing `run()` beside ONNX Runtime's default session
 in this one process, contenders alternating in blocks. Compare the ratios (and GFLOP/s), never
 the absolute times: the machine is shared. A row also names the template that scheduled the
-layer's kernel, so a cliff is traceable to the schedule that fell off.
+layer's kernel, so a cliff is traceable to the schedule that fell off; %pk is Lathe's GFLOP/s
+as a share of the threads' peak (the profiler's: lanes x 2 FMA units x 2 x clock). Each
+`--config` (conv2d_nhwc knobs, e.g. `order=yxf,tile_w=7`) adds a contender: the same layer
+with that configuration replayed, timed in the same blocks, its ratio to ORT printed after.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class ConvShape:
     pad: int = 1
     groups: int = 1
     transpose: bool = False
+    relu: bool = False  # Conv + bias + Relu, as a batch-normalized layer exports after folding
 
     def flops(self) -> float:
         if self.transpose:
@@ -79,6 +83,19 @@ SHAPES = (
     ConvShape("conv1x1 320->1280 @7", 320, 1280, 7, kernel=1, pad=0),
     ConvShape("first conv3x3 s2 3->32 @224", 3, 32, 224, stride=2),
     ConvShape("first conv3x3 s2 3->16 @224", 3, 16, 224, stride=2),
+    # ResNet-18's distinct convolutions (batch norm folded into the bias, then Relu; the
+    # downsample 1x1s have none): 98.5% of its time, 1.16-1.25x ORT in the zoo
+    ConvShape("resnet18 7x7 s2 3->64 @224", 3, 64, 224, kernel=7, stride=2, pad=3, relu=True),
+    ConvShape("resnet18 3x3 64 @56", 64, 64, 56, relu=True),
+    ConvShape("resnet18 3x3 s2 64->128 @56", 64, 128, 56, stride=2, relu=True),
+    ConvShape("resnet18 3x3 128 @28", 128, 128, 28, relu=True),
+    ConvShape("resnet18 3x3 s2 128->256 @28", 128, 256, 28, stride=2, relu=True),
+    ConvShape("resnet18 3x3 256 @14", 256, 256, 14, relu=True),
+    ConvShape("resnet18 3x3 s2 256->512 @14", 256, 512, 14, stride=2, relu=True),
+    ConvShape("resnet18 3x3 512 @7", 512, 512, 7, relu=True),
+    ConvShape("resnet18 1x1 s2 64->128 @56", 64, 128, 56, kernel=1, stride=2, pad=0),
+    ConvShape("resnet18 1x1 s2 128->256 @28", 128, 256, 28, kernel=1, stride=2, pad=0),
+    ConvShape("resnet18 1x1 s2 256->512 @14", 256, 512, 14, kernel=1, stride=2, pad=0),
     ConvShape("convT2x2 s2 96->24 @40", 96, 24, 40, kernel=2, stride=2, pad=0, transpose=True),
     DenseShape("dense 64x512 . 512x1000", 64, 512, 1000),
     DenseShape("dense 64x256 . 256x30", 64, 256, 30),
@@ -113,13 +130,13 @@ def onnx_model(shape, rng):
         node = helper.make_node(
             op,
             ["x", "w", "b"],
-            ["y"],
+            ["z" if s.relu else "y"],
             kernel_shape=[s.kernel, s.kernel],
             strides=[s.stride, s.stride],
             pads=[s.pad] * 4,
             group=s.groups,
         )
-        nodes = [node]
+        nodes = [node] + ([helper.make_node("Relu", ["z"], ["y"])] if s.relu else [])
         inputs, outputs = [("x", [1, s.cin, s.size, s.size])], [("y", [1, s.cout, out, out])]
         inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(f32(s.cout, scale=0.1), "b")]
     graph = helper.make_graph(
@@ -148,21 +165,43 @@ def templates_of(module, params) -> str:
     return ",".join(sorted({p.template_name for p in plans if p.template or len(plans) == 1})) or "per_stage"
 
 
+def with_config(module, params, knobs: str, threads: int):
+    """The layer compiled at the default level with its conv2d_nhwc kernel replayed from
+    `knobs` (the knobs left out take the defaults for this host's L2, as compile's do)."""
+    import lathe
+    from lathe.backends.interface import host_cache_bytes
+    from lathe.dialects import make_context
+    from lathe.passes.fold_constant import bind_params
+    from lathe.pipelines import DEFAULT_OPT_LEVEL, GRAPH_PIPELINES, build_pipeline
+
+    m = bind_params(module.clone(), params)
+    caches = host_cache_bytes()
+    l2 = f" l2_bytes={caches[1]}" if len(caches) > 1 else ""
+    build_pipeline(GRAPH_PIPELINES[DEFAULT_OPT_LEVEL] + ",lower-graph-to-te").apply(make_context(), m)
+    build_pipeline(f'apply-schedule{{config="conv2d_nhwc:{knobs}"{l2}}}').apply(make_context(), m)
+    return lathe.compile(m, num_threads=threads)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--only", default=None)
+    ap.add_argument("--config", action="append", default=[], help="conv2d_nhwc knobs: one more contender each")
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
     from common import fmt, interleaved_medians, ort_sessions
 
     import lathe
+    from lathe.runtime.profiler import machine
 
     rng = np.random.default_rng(0)
+    peak = machine(args.threads, 16).peak_flops
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.threads} threads")
-    print(f"{'layer':32s} {'lathe':>11s} {'ORT':>11s} {'ratio':>7s} {'GFLOP/s':>8s} {'ORT':>6s} {'err':>8s}  template")
+    print(
+        f"{'layer':32s} {'lathe':>11s} {'ORT':>11s} {'ratio':>7s} {'GFLOP/s':>8s} {'ORT':>6s} {'%pk':>4s} {'err':>8s}  template"
+    )
     ratios = []
     for shape in SHAPES:
         if args.only and args.only not in shape.name:
@@ -174,20 +213,26 @@ def main() -> int:
         cm = lathe.compile(module, params=params, num_threads=args.threads)
         got = cm.run(x)
         err = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
+        configured = {c: with_config(module, params, c, args.threads) for c in args.config}
+        for ccm in configured.values():
+            err = max(err, float(np.abs(ccm.run(x) - ref).max() / max(np.abs(ref).max(), 1e-30)))
         med = interleaved_medians(
             {
                 "lathe": lambda cm=cm, x=x: cm.run(x),
                 "ort": lambda sess=sess, x=x: sess.run(None, {"x": x}),
                 "quiet": lambda sess=quiet, x=x: sess.run(None, {"x": x}),
-            },
+            }
+            | {c: lambda cm=ccm, x=x: cm.run(x) for c, ccm in configured.items()},
             repeat=args.repeat,
         )
         ratio = med["lathe"] / med["ort"]
         ratios.append(ratio)
         print(
             f"{shape.name:32s} {fmt(med['lathe']):>11s} {fmt(med['ort']):>11s} {ratio:6.2f}x "
-            f"{shape.flops() / med['lathe'] / 1e9:8.1f} {shape.flops() / med['ort'] / 1e9:6.1f} {err:8.1e}  {templates_of(module, params)}"
-            f"  [{med['lathe'] / med['quiet']:.2f}x no spin]",
+            f"{shape.flops() / med['lathe'] / 1e9:8.1f} {shape.flops() / med['ort'] / 1e9:6.1f} "
+            f"{100 * shape.flops() / med['lathe'] / peak:3.0f}% {err:8.1e}  {templates_of(module, params)}"
+            f"  [{med['lathe'] / med['quiet']:.2f}x no spin]"
+            + "".join(f"  [{c}: {med[c] / med['ort']:.2f}x]" for c in configured),
             flush=True,
         )
     if ratios:

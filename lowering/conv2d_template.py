@@ -29,6 +29,11 @@ CONV2D_MIN_DIVISOR_TILE = 5  # a divisor tile this wide ran as fast as a guarded
 # one-vector channel block (80 or 112 filters) at width 14 doubles its 7-pixel tile (1x1s at
 # 14x14: 1.0-1.2x, one thread).
 CONV2D_MIN_ACCUMULATORS = 8
+# Output rows of the register tile (tile_h): a tile of rows x tile_w pixels loads each weight
+# vector once for all its pixels, halving (2 rows) the weight a small map streams from L2 per
+# multiply-add. A tuner choice, one row by default: ResNet-18's 3x3 layers (7x7 to 28x28
+# outputs, one thread) ran no faster with two rows (512 @ 7: 2.05 ms both) and 64 @ 56 slower.
+CONV2D_TILE_ROWS = (1, 2, 3, 4)
 _RC, _RY, _RX = CONV2D_REDUCE_AXES
 # the orders of the micro-kernel's loops over the window
 CONV2D_REDUCE_ORDERS = tuple("-".join(o) for o in ((_RY, _RX, _RC), (_RC, _RY, _RX), (_RY, _RC, _RX)))
@@ -71,7 +76,8 @@ def conv2d_space(
     """Output-width register tile (any width up to CONV2D_TILE_WIDTH: the last tile of a row is
     guarded where it does not divide), output-channel block (1-4 vectors: three for the 48,
     144 and 240 channels of mobile networks, which two do not divide), input-channel split
-    (0: none), the order of the window loops and how many of them, innermost first, are
+    (0: none), the register tile's output rows (each weight vector a tap loads serves tile_h x
+    tile_w pixels), the order of the window loops and how many of them, innermost first, are
     unrolled, whether the tile's pixels are unrolled, the order of the threads' loops, and
     whether the padded data is a copy or read in place. None for layouts other than NHWC, or
     channel counts no vector block divides (they keep the default)."""
@@ -92,6 +98,7 @@ def conv2d_space(
             _accumulating_tile(ow, blocks[0] // lanes),
         ),
         knob("block_f", blocks, blocks[0]),
+        knob("tile_h", [h for h in CONV2D_TILE_ROWS if h <= oh], 1),
         knob("split_rc", [0] + [s for s in (4, 8, 16, 32) if rc % s == 0 and s < rc], 0),
         knob("reduce_order", CONV2D_REDUCE_ORDERS, CONV2D_REDUCE_ORDERS[0]),
         knob("unroll_w", ("on", "off"), "on"),
@@ -189,32 +196,38 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k:
     block = s_out.cache_read(w, [anchor]) if w is not None else None
     local = s_out.cache_write() if anchor is out else Schedule(anchor)
     an, ay, ax, af = s_out.axes[:4]  # the output's own names for n, y, x, f
+    rows = int(k["tile_h"])
+    yo, yi = s_out.split(ay, factor=rows) if rows > 1 else (ay, None)
     xo, xi = s_out.split(ax, factor=int(k["tile_w"]))
     fo, fi = s_out.split(af, factor=bf)
+    tile = [a for a in (yi, xi, fi) if a is not None]
     if order == "yxf":
-        s_out.reorder(an, ay, xo, fo, xi, fi)
-        tile_loop = s_out.fuse(an, ay, xo, fo)
+        s_out.reorder(an, yo, xo, fo, *tile)
+        tile_loop = s_out.fuse(an, yo, xo, fo)
         s_out.parallel(tile_loop)
     else:
-        s_out.reorder(fo, an, ay, xo, xi, fi)
-        tile_loop = s_out.fuse(an, ay, xo)
+        s_out.reorder(fo, an, yo, xo, *tile)
+        tile_loop = s_out.fuse(an, yo, xo)
         s_out.parallel(fo)
-    s_out.unroll(xi)
+    for axis in tile[:-1]:
+        s_out.unroll(axis)
     s_out.vectorize(fi)
     local.compute_at(out, tile_loop)
     if block is not None:
         block.compute_at(out, fo)
         block.vectorize(f"ax{3}")  # (a cache stage's axes are ax0..ax3)
-    _, _, x, f = CONV2D_NHWC_AXES
+    _, y, x, f = CONV2D_NHWC_AXES
     window = str(k["reduce_order"]).split("-")
     if int(k["split_rc"]):
         rco, rci = local.split(_RC, factor=int(k["split_rc"]))
         window = [rco] + [rci if a == _RC else a for a in window]
-    local.reorder(*window, x, f)
+    pixels = [y, x] if rows > 1 else [x]
+    local.reorder(*window, *pixels, f)
     for axis in window[len(window) - int(k["unroll_window"]) :]:
         local.unroll(axis)
     if k["unroll_w"] == "on":
-        local.unroll(x)
+        for axis in pixels:
+            local.unroll(axis)
     local.vectorize(f)
     pad = _padded_data(anchor)
     if pad is not None and k["pad"] == "inline":

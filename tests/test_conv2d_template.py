@@ -209,3 +209,44 @@ def test_space_gains_the_new_choices_and_keeps_the_old():
     assert set(space["order"]) == set(CONV2D_ORDERS) and set(space["pad"]) == {"copy", "inline"}
     old = Config.parse("conv2d_nhwc:tile_w=7,block_f=64,split_rc=16,order=fyx,pad=inline,unroll_w=off")
     assert old.resolve("conv2d_nhwc", plan_kernel(f, 16).space)["unroll_window"] == 0
+
+
+@pytest.mark.parametrize(
+    "h, c, f, k, stride, pad",
+    [
+        (7, 64, 64, 3, 1, 1),  # ResNet's 512 @ 7, scaled down: 7 rows, no row tile divides but 1
+        (9, 32, 32, 3, 2, 1),  # stride 2 to 5x5: the last row tile guarded
+        (11, 16, 48, 3, 1, 0),  # no padding, 9x9 out, three-vector blocks
+        (6, 48, 32, 1, 1, 0),  # 1x1: the weight read directly
+    ],
+)
+def test_row_tiles_agree(h, c, f, k, stride, pad, rng):
+    """Register tiles of several output rows (tile_h), in every thread-loop order, with the
+    pixels unrolled or not, split input channels and narrow or guarded columns, compute what
+    the interpreter does."""
+    src = _conv(h, c, f, k, stride, pad)
+    x = rng.standard_normal((1, h, h, c)).astype(np.float32)
+    w = (rng.standard_normal((k, k, c, f)) / np.sqrt(k * k * c)).astype(np.float32)
+    ref = lathe.interpret(parse_relay(src), x=x, w=w)
+    configs = [
+        "conv2d_nhwc:tile_h=2,order=yxf",
+        "conv2d_nhwc:tile_h=3,order=fyx",
+        "conv2d_nhwc:tile_h=4,order=fyx_pack,tile_w=4",
+        "conv2d_nhwc:tile_h=2,order=fyx_pack,unroll_w=off,reduce_order=rc-ry-rx",
+        "conv2d_nhwc:tile_h=3,split_rc=8,unroll_window=2,block_f=16",
+    ]
+    for config in configs:
+        assert max_rel_err(_run(src, config, x, w), ref) < 1e-5, config
+
+
+def test_row_tiles_in_the_space():
+    """tile_h offers 1-4 rows (no more than the output has) and defaults to one row, so every
+    configuration written before it replays the schedule it named."""
+    for h, rows in ((14, {1, 2, 3, 4}), (3, {1, 2, 3})):
+        m = parse_relay(_conv(h, 32, 64, 3, 1, 1))
+        build_pipeline("fuse-ops,lower-graph-to-te").apply(make_context(), m)
+        (f,) = [op for op in m.walk() if "lathe.kernel" in getattr(op, "attributes", {})]
+        space = {kn.name: kn for kn in plan_kernel(f, 16).space}
+        assert set(space["tile_h"].candidates) == rows and space["tile_h"].default == 1
+        old = Config.parse("conv2d_nhwc:block_f=32,order=fyx_pack,unroll_w=off")
+        assert old.resolve("conv2d_nhwc", plan_kernel(f, 16).space)["tile_h"] == 1
