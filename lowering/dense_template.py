@@ -20,6 +20,13 @@ from lathe.lowering.schedule_builder import (
 )
 
 DENSE_PACK_TILE_ROWS = 8  # rows of the register tile (at most; see register_rows)
+# Accumulator vectors of the default register tile (rows x vectors across; see register_cols):
+# at least MIN so that the loads of each k step (a broadcast per row, a vector per column
+# block) stay well under the FMAs, at most MAX of the 32 vector registers (the rest hold the
+# weight vectors and the broadcast). 8 rows take two vectors as before; 5 rows (100, 50 rows)
+# took two too, and four measured 1.1-1.2x faster (docs/performance.md, "Row counts like 100").
+DENSE_PACK_MIN_ACCUMULATORS = 16
+DENSE_PACK_MAX_ACCUMULATORS = 24
 DENSE_PACK_ORDERS = ("ij", "ji")  # the order of the outer (cache-block) loops over rows and columns
 DENSE_PACK_PARALLEL = ("fused", "outer")  # threads over all fused outer loops, or the outermost only
 # The cache model the default configuration is derived from. A cache block's operands, its rows
@@ -66,6 +73,15 @@ def register_rows(rows: int, most: int = DENSE_PACK_TILE_ROWS) -> int:
     return -(-rows // tiles)
 
 
+def register_cols(rows: int, widths: list[int], pack: int, lanes: int) -> int:
+    """tile_j of the default for a register tile of `rows` rows: the narrowest candidate of at
+    least DENSE_PACK_MIN_ACCUMULATORS accumulator vectors, else the widest of at most
+    DENSE_PACK_MAX_ACCUMULATORS, else the pack width."""
+    fitting = [w for w in sorted(widths) if rows * (w // lanes) <= DENSE_PACK_MAX_ACCUMULATORS]
+    enough = [w for w in fitting if rows * (w // lanes) >= DENSE_PACK_MIN_ACCUMULATORS]
+    return enough[0] if enough else max([pack, *fitting])
+
+
 def gemv_tile_cols(rows: int, cols: int, widths: list[int], pack: int, lanes: int) -> int:
     """tile_j of the default for a GEMV (rows <= GEMV_ROWS): the widest candidate of up to
     GEMV_TILE_VECTORS vectors that leaves GEMV_MIN_COL_TILES column tiles, else the pack width.
@@ -78,9 +94,12 @@ def gemv_tile_cols(rows: int, cols: int, widths: list[int], pack: int, lanes: in
     return max([pack, *wide])
 
 
-def _block_candidates(tiles: int) -> list[int]:
-    """cache_i values: register tiles per cache block that divide the row tiles, and all of them."""
-    return sorted({c for c in (1, 2, 4, 8, 16) if tiles % c == 0} | ({tiles} if tiles <= 16 else set()), reverse=True)
+def _block_candidates(tiles: int, tile_rows: int) -> list[int]:
+    """cache_i values: register tiles per cache block that divide the row tiles (up to 16), and
+    all of them where they are few or their rows fit a block (20 tiles of 5 rows: one block of
+    100 rows reads each weight panel once, 1.1x at one thread and 1.25x at two over blocks of 4)."""
+    whole = tiles <= 16 or tiles * tile_rows <= DENSE_PACK_BLOCK_ROWS
+    return sorted({c for c in range(1, 17) if tiles % c == 0} | ({tiles} if whole else set()), reverse=True)
 
 
 def cache_block(
@@ -98,7 +117,7 @@ def cache_block(
     tiles = -(-rows // tile_rows)
     fits = [
         c
-        for c in _block_candidates(tiles)
+        for c in _block_candidates(tiles, tile_rows)
         if c * tile_rows <= DENSE_PACK_BLOCK_ROWS
         and (c == 1 or batch * tiles // c * col_blocks >= DENSE_PACK_MIN_BLOCKS)
     ]
@@ -152,11 +171,12 @@ def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches
         )
     tiles = -(-rows // tile_i)
     elem_bytes = max(1, getattr(anchor.result.type.element_type, "bitwidth", 32) // 8)  # type: ignore[union-attr]
+    gemv = rows <= GEMV_ROWS
+    tile_j = gemv_tile_cols(rows, cols, widths, bn, lanes) if gemv else register_cols(tile_i, widths, bn, lanes)
     cache_i, block_k = cache_block(
-        math.prod(extents[: len(batch)]), rows, cols, depth, tile_i, bn, elem_bytes, caches.l2_bytes
+        math.prod(extents[: len(batch)]), rows, cols, depth, tile_i, bn if gemv else tile_j, elem_bytes, caches.l2_bytes
     )
-    tile_j = gemv_tile_cols(rows, cols, widths, bn, lanes)
-    if rows <= GEMV_ROWS:
+    if gemv:
         block_k = 0  # one row tile: a k-block loop has no other row tile to share its panel with
     return (
         knob("tile_i", sorted({*divisors(rows, 16), tile_i}), tile_i),
@@ -165,7 +185,7 @@ def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches
             "cache_i",
             sorted(
                 {c for c in (1, 2, 4, 8, 16) if c * DENSE_PACK_TILE_ROWS <= max(rows, 8) * 2}
-                | set(_block_candidates(tiles))
+                | set(_block_candidates(tiles, tile_i))
             ),
             cache_i,
         ),

@@ -14,8 +14,11 @@ from lathe.dialects import make_context
 from lathe.lowering.dense_template import (
     DENSE_PACK_BLOCK_ROWS,
     DENSE_PACK_L2_SHARE,
+    DENSE_PACK_MAX_ACCUMULATORS,
+    DENSE_PACK_MIN_ACCUMULATORS,
     DENSE_PACK_MIN_BLOCKS,
     cache_block,
+    register_cols,
 )
 from lathe.lowering.schedules import Config, plan_kernel
 from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
@@ -131,3 +134,42 @@ def test_the_default_configuration_replays_and_is_explicit_vector_code(rng):
             if isinstance(op, scf.ForOp) and "vectorize" in str(op.attributes.get("loop.annotation", ""))
         ]
         assert vector_loops and all(vz.plan(op, 16) is not None for op in vector_loops), config
+
+
+def test_the_register_tile_is_widened_to_enough_accumulators():
+    """register_cols: 8-row tiles keep two vectors (16 accumulators), 5- and 6-row tiles (100,
+    50 and 17 rows) take four and three, a wider tile never holds more than the cap, and a
+    width the columns do not allow is never chosen."""
+    widths = [16, 32, 48, 64]
+    assert register_cols(8, widths, 32, 16) == 32
+    assert register_cols(6, widths, 32, 16) == 48
+    assert register_cols(5, widths, 32, 16) == 64
+    assert register_cols(5, [16, 32], 32, 16) == 32  # the widest the columns allow
+    for rows in range(1, 17):
+        cols = register_cols(rows, widths, 16, 16)
+        assert cols in widths
+        assert rows * cols // 16 <= max(DENSE_PACK_MAX_ACCUMULATORS, rows)
+        if DENSE_PACK_MIN_ACCUMULATORS <= rows * 4 <= DENSE_PACK_MAX_ACCUMULATORS:
+            assert rows * cols // 16 >= DENSE_PACK_MIN_ACCUMULATORS
+
+
+def test_rows_that_fit_one_block_are_one_block():
+    """20 register tiles of 5 rows (100 rows, a GRU's input projection over 100 steps) are one
+    cache block that reads each weight panel once, not blocks of 4 tiles with a k-block loop;
+    25 tiles of 8 rows (200 rows) get a divisor of their count, not one tile per block."""
+    assert cache_block(1, 100, 768, 512, 5, 64, 4, L2) == (20, 0)
+    assert cache_block(1, 50, 768, 512, 5, 64, 4, L2) == (10, 0)
+    assert cache_block(1, 200, 768, 512, 8, 32, 4, L2)[0] == 5
+
+
+@pytest.mark.parametrize("rows", [1, 5, 17, 50, 100, 129])
+@pytest.mark.parametrize("depth", [80, 512])
+def test_the_default_computes_the_dense_at_row_counts_like_100(rows, depth, rng):
+    """The default configuration (wider register tiles, one block of all rows where they fit)
+    against the interpreter, with a bias and relu epilogue, at row counts whose tiles are
+    partial (17, 129), a GEMV (1), and the GRU's 100 and 50."""
+    module, params = _dense(rng, rows, 192, depth)
+    x = rng.standard_normal((rows, depth)).astype(np.float32)
+    ref = lathe.interpret(module, x=x, **params)
+    got = lathe.compile(module, params=params).run(x=x)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
