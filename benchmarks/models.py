@@ -3,7 +3,10 @@
 The ratio is against ONNX Runtime's default session options; the ratio against the same
 session with spinning off is printed beside it.
 
-python benchmarks/models.py [--models resnet18,resnet50,mobilenet_v2,bert_base] [--threads 2] [--breakdown]
+python benchmarks/models.py [--models resnet18,resnet50,mobilenet_v2,bert_base] [--threads 2] [--breakdown] [--db P]
+
+--db compiles Lathe with a tuning database (`lathe tune`, issue 11: a tuned model against ONNX
+Runtime); kernels without a record keep their default schedule, and the compile says which.
 
 --breakdown adds, per model, the share of run()'s time in convolutions, GEMMs (dense, matmul,
 batch_matmul), reductions (pooling, softmax, norms, means), elementwise kernels, layout
@@ -29,6 +32,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--breakdown", action="store_true", help="per model, where run()'s time goes by kernel kind")
+    ap.add_argument("--db", help="compile with this tuning database (records from `lathe tune`)")
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
@@ -49,7 +53,7 @@ def main() -> int:
         sess, quiet = ort_sessions(model, args.threads)
         ref = sess.run(None, inputs)
         module, params = lathe.from_onnx(model)
-        cm = lathe.compile(module, params=params, num_threads=args.threads)
+        cm = lathe.compile(module, params=params, num_threads=args.threads, tuning_db=args.db)
         order = [i.name for i in model.graph.input if i.name in inputs]
         got = cm.run(*[inputs[k] for k in order])
         got = got if isinstance(got, tuple) else (got,)
