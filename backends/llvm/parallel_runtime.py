@@ -457,8 +457,9 @@ class ParallelRuntime:
 
     @property
     def spin_in_runs(self) -> bool:
-        """Whether idle workers stay awake while a run is active (the default), or sleep after
-        one spin round as between runs: the switch benchmarks compare the two with."""
+        """Whether idle workers stay awake while a run is active, or sleep after one spin round
+        as between runs (the default): the switch benchmarks/run_spin.py and contention.py
+        compare the two with."""
         return bool(self._spin_in_runs.value)
 
     @spin_in_runs.setter
