@@ -1,9 +1,10 @@
 """The benchmarks' timing helpers, which live in lathe.testing.timing (lathe demo times with them too),
-and the ONNX Runtime sessions every benchmark compares against."""
+the ONNX Runtime sessions every benchmark compares against, and the kinds a profiled kernel is
+counted under (models.py's breakdown, kernel_floor.py's audit)."""
 
 from lathe.testing.timing import fmt, interleaved_medians, warm
 
-__all__ = ["fmt", "interleaved_medians", "ort_session", "ort_sessions", "warm"]
+__all__ = ["breakdown", "fmt", "interleaved_medians", "kernel_kind", "ort_session", "ort_sessions", "warm"]
 
 
 def ort_session(model, threads: int, spinning: bool = True):
@@ -24,3 +25,40 @@ def ort_session(model, threads: int, spinning: bool = True):
 def ort_sessions(model, threads: int):
     """The default session and the quiet one beside it (see ort_session)."""
     return ort_session(model, threads), ort_session(model, threads, spinning=False)
+
+
+KINDS = ("conv", "gemm", "reduction", "elementwise", "layout", "runtime")
+_CONV = {"nn.conv2d", "nn.conv2d_transpose", "nn.conv1d"}
+_GEMM = {"nn.dense", "nn.contrib_dense_pack", "nn.matmul", "nn.batch_matmul", "nn.contrib_batch_matmul_pack"}
+
+
+def kernel_kind(ops: list[str]) -> str:
+    """A kernel's kind from the graph ops fused into it: a convolution or a GEMM anywhere in it
+    decides; else a reduction (pooling, softmax, norms, sums), else elementwise arithmetic,
+    else pure data movement (a layout transform)."""
+    from lathe.dialects import graph
+    from lathe.dialects.graph import OpPattern
+
+    if _CONV & set(ops):
+        return "conv"
+    if _GEMM & set(ops):
+        return "gemm"
+    patterns = {graph.OPS_BY_RELAY_NAME[o].PATTERN for o in ops if o in graph.OPS_BY_RELAY_NAME}
+    if patterns & {OpPattern.COMM_REDUCE, OpPattern.OUT_ELEMWISE_FUSABLE, OpPattern.OPAQUE}:
+        return "reduction"
+    if patterns & {OpPattern.ELEMWISE, OpPattern.BROADCAST}:
+        return "elementwise"
+    return "layout"
+
+
+def breakdown(profile, run_seconds: float) -> dict[str, float]:
+    """Shares of `run_seconds` (the user-facing run()'s median) by kernel kind; what the
+    kernels timed on their own do not account for is the runtime's (calls, allocations)."""
+    seconds = dict.fromkeys(KINDS, 0.0)
+    for row in profile.rows:
+        seconds[kernel_kind([s.rsplit(" ", 1)[-1] for s in row.sources])] += row.seconds
+    kernels = sum(seconds.values())
+    scale = min(1.0, run_seconds / kernels) if kernels else 1.0  # kernels timed alone can sum past run()
+    shares = {k: v * scale / run_seconds for k, v in seconds.items()}
+    shares["runtime"] = max(0.0, 1.0 - sum(shares.values()))
+    return shares

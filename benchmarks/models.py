@@ -36,7 +36,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
-    from common import fmt, interleaved_medians, ort_sessions
+    from common import breakdown, fmt, interleaved_medians, ort_sessions
 
     import lathe
     from models import ZOO
@@ -83,43 +83,6 @@ def main() -> int:
             f"({float(np.exp(np.mean(np.log(quiet_ratios)))):.2f}x with its spinning off), {len(ratios)} models"
         )
     return 0
-
-
-KINDS = ("conv", "gemm", "reduction", "elementwise", "layout", "runtime")
-_CONV = {"nn.conv2d", "nn.conv2d_transpose", "nn.conv1d"}
-_GEMM = {"nn.dense", "nn.contrib_dense_pack", "nn.matmul", "nn.batch_matmul", "nn.contrib_batch_matmul_pack"}
-
-
-def kernel_kind(ops: list[str]) -> str:
-    """A kernel's kind from the graph ops fused into it: a convolution or a GEMM anywhere in it
-    decides; else a reduction (pooling, softmax, norms, sums), else elementwise arithmetic,
-    else pure data movement (a layout transform)."""
-    from lathe.dialects import graph
-    from lathe.dialects.graph import OpPattern
-
-    if _CONV & set(ops):
-        return "conv"
-    if _GEMM & set(ops):
-        return "gemm"
-    patterns = {graph.OPS_BY_RELAY_NAME[o].PATTERN for o in ops if o in graph.OPS_BY_RELAY_NAME}
-    if patterns & {OpPattern.COMM_REDUCE, OpPattern.OUT_ELEMWISE_FUSABLE, OpPattern.OPAQUE}:
-        return "reduction"
-    if patterns & {OpPattern.ELEMWISE, OpPattern.BROADCAST}:
-        return "elementwise"
-    return "layout"
-
-
-def breakdown(profile, run_seconds: float) -> dict[str, float]:
-    """Shares of `run_seconds` (the user-facing run()'s median) by kernel kind; what the
-    kernels timed on their own do not account for is the runtime's (calls, allocations)."""
-    seconds = dict.fromkeys(KINDS, 0.0)
-    for row in profile.rows:
-        seconds[kernel_kind([s.rsplit(" ", 1)[-1] for s in row.sources])] += row.seconds
-    kernels = sum(seconds.values())
-    scale = min(1.0, run_seconds / kernels) if kernels else 1.0  # kernels timed alone can sum past run()
-    shares = {k: v * scale / run_seconds for k, v in seconds.items()}
-    shares["runtime"] = max(0.0, 1.0 - sum(shares.values()))
-    return shares
 
 
 if __name__ == "__main__":

@@ -1,0 +1,214 @@
+"""Issue 13's per-kernel floor: no conv or GEMM kernel of a zoo model below 40% of the
+machine's measured peak FLOP/s, except memory-bound ones, which must reach 60% of its
+measured memory bandwidth.
+
+    python benchmarks/kernel_floor.py [--models resnet18,...] [--threads 2] [--repeat 10] [--all]
+
+The peak is measured here, not assumed from a clock: an FMA loop of 16 independent
+accumulators of the widest vector (16 f32 lanes with AVX-512), JIT-compiled through llvmlite
+and run on every thread at once, best of five. The bandwidth is the larger of the profiler's
+one-thread numpy copy and the same copy split over the threads. A kernel is memory-bound when
+its arithmetic intensity (the profiler's FLOPs over its argument bytes) is below the machine's
+balance (peak FLOP/s over bandwidth): the roofline's knee. Kernel times are the profiler's
+medians (each kernel on its own, after a 1 s warm-up), so a kernel whose buffers stay in
+cache can pass 100% of the memory bandwidth.
+
+One line per model: its conv/GEMM kernels, how many are below their floor and the share of
+the model's kernel time they take; below it the offenders (all rows with --all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+FLOP_FLOOR, BANDWIDTH_FLOOR = 0.40, 0.60
+_ACCUMULATORS = 16
+
+
+def _fma_kernel(lanes: int):
+    """A ctypes function `loop(n, buf)`: n iterations of `_ACCUMULATORS` independent vector
+    FMAs (each 2·lanes FLOPs), the accumulators stored to buf at the end so nothing folds."""
+    import llvmlite.binding as llvm
+
+    v = f"<{lanes} x float>"
+    body = "\n".join(
+        f"  %a{i}.next = call {v} @llvm.fma.v{lanes}f32({v} %a{i}, {v} %x, {v} %y)" for i in range(_ACCUMULATORS)
+    )
+    phis = "\n".join(f"  %a{i} = phi {v} [ %init, %entry ], [ %a{i}.next, %loop ]" for i in range(_ACCUMULATORS))
+    total = "%a0.next"
+    adds = []
+    for i in range(1, _ACCUMULATORS):
+        adds.append(f"  %s{i} = fadd {v} {total}, %a{i}.next")
+        total = f"%s{i}"
+    ir = f"""
+declare {v} @llvm.fma.v{lanes}f32({v}, {v}, {v})
+define void @loop(i64 %n, ptr %buf) {{
+entry:
+  %init = load {v}, ptr %buf, align 4
+  %xp = getelementptr float, ptr %buf, i64 {lanes}
+  %x = load {v}, ptr %xp, align 4
+  %yp = getelementptr float, ptr %buf, i64 {2 * lanes}
+  %y = load {v}, ptr %yp, align 4
+  br label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i.next, %loop ]
+{phis}
+{body}
+  %i.next = add i64 %i, 1
+  %done = icmp eq i64 %i.next, %n
+  br i1 %done, label %exit, label %loop
+exit:
+{chr(10).join(adds)}
+  store {v} {total}, ptr %buf, align 4
+  ret void
+}}
+"""
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_default_triple()
+    tm = target.create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
+    )
+    mod = llvm.parse_assembly(ir)
+    mod.verify()
+    engine = llvm.create_mcjit_compiler(mod, tm)
+    engine.finalize_object()
+    fn = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p)(engine.get_function_address("loop"))
+    return fn, engine  # the engine owns the code: keep it alive with the function
+
+
+def measured_peak_flops(threads: int, lanes: int, seconds: float = 0.2) -> float:
+    """FLOP/s of the FMA loop on `threads` threads at once (ctypes releases the GIL), best of 5
+    after a 1 s warm-up by wall time."""
+    import numpy as np
+
+    fn, _engine = _fma_kernel(lanes)
+    bufs = [np.full(3 * lanes, 1.0000001, dtype=np.float32) for _ in range(threads)]
+    n = 1 << 20
+    t0 = time.perf_counter()
+    fn(n, bufs[0].ctypes.data)
+    per_call = time.perf_counter() - t0
+    n = max(1 << 16, int(n * seconds / max(per_call, 1e-6) / 5))
+
+    def burst() -> float:
+        workers = [threading.Thread(target=fn, args=(n, b.ctypes.data)) for b in bufs]
+        t = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return time.perf_counter() - t
+
+    end = time.perf_counter() + 1.0
+    while time.perf_counter() < end:
+        burst()
+    best = min(burst() for _ in range(5))
+    return threads * n * _ACCUMULATORS * 2 * lanes / best
+
+
+def measured_bandwidth(threads: int) -> float:
+    """Bytes/s (read + written) of a 64 MiB numpy copy: one thread (the profiler's) or split
+    over `threads` threads, whichever is faster."""
+    import numpy as np
+
+    from lathe.runtime.profiler import memory_bandwidth
+
+    src = np.ones(8 << 20)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    parts = np.array_split(np.arange(src.size), threads)
+    bounds = [(p[0], p[-1] + 1) for p in parts]
+
+    def copy(lo, hi):
+        np.copyto(dst[lo:hi], src[lo:hi])
+
+    best = float("inf")
+    for _ in range(5):
+        workers = [threading.Thread(target=copy, args=b) for b in bounds]
+        t = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        best = min(best, time.perf_counter() - t)
+    return max(memory_bandwidth(), 2 * src.nbytes / best)
+
+
+def audit(profile, peak: float, bandwidth: float):
+    """(row, kind, fraction, floor) for each conv/GEMM row: its FLOP/s over the peak if it is
+    compute-bound, its bytes/s over the bandwidth if memory-bound."""
+    from common import kernel_kind
+
+    balance = peak / bandwidth
+    out = []
+    for row in profile.rows:
+        if kernel_kind([s.rsplit(" ", 1)[-1] for s in row.sources]) not in ("conv", "gemm") or not row.seconds:
+            continue
+        if row.flops is not None and row.bytes and row.flops / row.bytes >= balance:
+            out.append((row, "compute", row.flops / row.seconds / peak, FLOP_FLOOR))
+        else:
+            out.append((row, "memory", row.bytes / row.seconds / bandwidth, BANDWIDTH_FLOOR))
+    return out
+
+
+def main() -> int:
+    from models import ZOO
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(ZOO))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--all", action="store_true", help="print every conv/GEMM row, not only those below the floor")
+    args = ap.parse_args()
+    import os
+
+    import lathe
+    from lathe.backends.llvm.target import parse_target
+    from models.builder import random_inputs
+
+    lanes = parse_target("llvm").vector_bits // 32
+    peak = measured_peak_flops(args.threads, lanes)
+    bandwidth = measured_bandwidth(args.threads)
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; {args.threads} threads; measured peak {peak / 1e9:.1f} GFLOP/s "
+        f"({_ACCUMULATORS} x {lanes}-lane FMA chains per thread), bandwidth {bandwidth / 1e9:.1f} GB/s, "
+        f"balance {peak / bandwidth:.1f} FLOP/byte; floors: {FLOP_FLOOR:.0%} of peak, {BANDWIDTH_FLOOR:.0%} of bandwidth"
+    )
+    failing_models = 0
+    for name in args.models.split(","):
+        model = ZOO[name].build()
+        inputs = random_inputs(model, 0)
+        module, params = lathe.from_onnx(model)
+        cm = lathe.compile(module, params=params, num_threads=args.threads)
+        order = [i.name for i in model.graph.input if i.name in inputs]
+        prof = cm.profile(*[inputs[k] for k in order], repeat=args.repeat)
+        rows = audit(prof, peak, bandwidth)
+        below = [r for r in rows if r[2] < r[3]]
+        total = prof.total_seconds
+        share = sum(r[0].seconds for r in below) / total if total else 0.0
+        failing_models += bool(below)
+        print(
+            f"{name:16s} conv/GEMM kernels {len(rows):3d}, below the floor {len(below):3d} "
+            f"({100 * share:4.1f}% of the kernel time)",
+            flush=True,
+        )
+        for row, bound, frac, floor in rows if args.all else below:
+            print(
+                f"    {row.kernel[:52]:52s} {1e6 * row.seconds:9.1f} us  {bound:7s} {100 * frac:5.1f}% "
+                f"(floor {floor:.0%})  {', '.join(row.sources[:2])[:70]}",
+                flush=True,
+            )
+    print(f"models with a kernel below its floor: {failing_models}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
