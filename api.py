@@ -320,11 +320,28 @@ def tune(
     all (the task scheduler shares them by expected gain), appending them to the database
     `db`; compile with `tuning_db=db` to use the best. `executor`: None (a local worker
     process), "dask://HOST:PORT" or a `distributed.Client` (measure on a Dask cluster's
-    workers). Returns one result per task (trials, failures, best record, speedup over the default)."""
+    workers). Returns one result per task (trials, failures, best record, speedup over the default,
+    and whether the model check kept it: the tuned build against the default one, tuner/check.py)."""
     from lathe.tuner.tune import tune as run
 
+    params = _params(params)
+    entry = options.get("entry", "main")
+
+    def build(tuning_db):  # the model check's builds: with the best records, and with none
+        return compile(module, target, params, entry=entry, tuning_db=tuning_db)
+
     return run(
-        module, _params(params), trials, db, target, timeout_s, search, progress=progress, executor=executor, **options
+        module,
+        params,
+        trials,
+        db,
+        target,
+        timeout_s,
+        search,
+        progress=progress,
+        executor=executor,
+        build=build,
+        **options,
     )
 
 

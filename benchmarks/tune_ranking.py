@@ -50,7 +50,7 @@ def featurised_pool(paths: list[str], tasks: list) -> dict:
             feats = loop_features(lower_candidate(modules[r.workload], r.config, task.lanes))
             group = pool.setdefault(r.workload, ([], []))
             group[0].append(feats)
-            group[1].append(r.seconds if r.status == "ok" else None)
+            group[1].append(r.relative if r.status == "ok" else None)  # ranked by the ratio to the default beside it
     return pool
 
 

@@ -75,7 +75,7 @@ def run_search(task, db: str | os.PathLike, trials: int, search: str, seed: int,
     tuner = TaskTuner(task, db, known, search, seed, timing=timing or Timing())  # its own pool: no transfer
     while tuner.done < trials and not tuner.finished:
         configs = tuner.propose(min(8, trials - tuner.done))
-        for j, res in executor.measure([tuner.job(c) for c in configs]):
+        for j, res in executor.measure([tuner.job(c, (id(tuner), tuner.rounds)) for c in configs]):
             tuner.record(configs[j], res)
         tuner.end_round()
     return tuner

@@ -25,7 +25,7 @@ DENSE = """def @main(%x: Tensor[(16, 64), float32], %w: Tensor[(48, 64), float32
   nn.relu(%1)
 }"""
 
-QUICK = Timing(warmup_s=0.0, repeat=3, min_repeat_s=0.001)
+QUICK = Timing(warmup_s=0.0, repeat=3, min_repeat_s=0.001, round_warmup_s=0.05)
 
 
 @pytest.fixture
@@ -160,15 +160,16 @@ def test_measurement_survives_crash_hang_and_wrong_results(dense, monkeypatch):
 def test_short_tune_then_compile_with_records(dense, rng, tmp_path, capsys):
     module, params = dense
     db = tmp_path / "tune.jsonl"
-    results = lathe.tune(module, params=params, trials=8, db=db, timeout_s=60, search="xgb", timing=QUICK)
+    # (check=None: every best record applies; the model check has its own test below)
+    results = lathe.tune(module, params=params, trials=8, db=db, timeout_s=60, search="xgb", timing=QUICK, check=None)
     assert results and all(r.best is not None for r in results)
-    for r in results:
-        assert r.default is not None and r.best.seconds <= r.default.seconds
+    for r in results:  # the best is chosen by its ratio to the default timed beside it, the default's being 1
+        assert r.default is not None and r.best.speedup >= r.default.speedup == 1.0
         assert r.trials == 8
     recs, notes = records.load(db)
     assert not notes and len(recs) == 8 * len(results)
     # resume: a second run measures only new configurations
-    again = lathe.tune(module, params=params, trials=2, db=db, search="random", timing=QUICK)
+    again = lathe.tune(module, params=params, trials=2, db=db, search="random", timing=QUICK, check=None)
     recs2, _ = records.load(db)
     assert len(recs2) == len(recs) + 2 * len(again)
     assert len({(r.workload, r.config) for r in recs2}) == len(recs2)
@@ -238,7 +239,7 @@ def test_database_survives_kill_9_and_the_next_run_resumes(tmp_path, dense):
     recs, notes = records.load(db)
     assert len(recs) >= 3 and len(notes) <= 1  # at most the line being written is torn
     assert subprocess.run([*cmd, "--trials", "2"], capture_output=True).returncode == 0
-    after, _ = records.load(db)
+    after = [r for r in records.load(db)[0] if r.status not in records.CHECK_STATUSES]  # the trials
     assert len(after) == len(recs) + 2
     assert len({r.config for r in after}) == len(after)  # resumed: nothing measured twice
 

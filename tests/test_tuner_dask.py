@@ -19,7 +19,7 @@ distributed = pytest.importorskip("distributed")
 DENSE = """def @main(%x: Tensor[(16, 64), float32], %w: Tensor[(48, 64), float32]) {
   nn.dense(%x, %w)
 }"""
-QUICK = Timing(warmup_s=0.0, repeat=3, min_repeat_s=0.001)
+QUICK = Timing(warmup_s=0.0, repeat=3, min_repeat_s=0.001, round_warmup_s=0.05)
 # partial configurations: the searches spell every knob out, so they never contain these texts
 DIES, CRASHES, WRONG = "dense_pack:unroll_k=2", "dense_pack:unroll_k=4", "dense_pack:unroll_k=8"
 
@@ -90,9 +90,12 @@ def test_dask_workers_measure_and_faults_are_classified(client, dense):
 def test_tune_on_a_client_then_compile_with_the_records(client, dense, tmp_path):
     module, params = dense
     db = tmp_path / "t.jsonl"
-    results = lathe.tune(module, params=params, trials=6, db=db, search="random", timing=QUICK, executor=client)
+    results = lathe.tune(
+        module, params=params, trials=6, db=db, search="random", timing=QUICK, executor=client, check=None
+    )
     assert sum(r.trials for r in results) == 6
-    assert all(r.best is not None and r.best.seconds <= r.default.seconds for r in results)
+    # the best is chosen by its ratio to the default timed beside it, the default's being 1
+    assert all(r.best is not None and r.best.speedup >= r.default.speedup == 1.0 for r in results)
     recs, notes = records.load(db)
     assert len(recs) == 6 and not notes
     assert all(r.features and r.features_v for r in recs if r.status == "ok")
@@ -112,4 +115,4 @@ def test_cli_executor_by_address(client, dense, tmp_path):
     address = client.scheduler.address.removeprefix("tcp://")
     argv = ["tune", str(src), "--params", str(tmp_path / "d.npz"), "--trials", "3", "--db", str(db)]
     assert main([*argv, "--search", "random", "--executor", f"dask://{address}"]) == 0
-    assert len(records.load(db)[0]) == 3
+    assert len([r for r in records.load(db)[0] if r.status not in records.CHECK_STATUSES]) == 3  # the trials

@@ -22,7 +22,7 @@ from lathe.tuner.search import full
 from lathe.tuner.tasks import extract_tasks
 from lathe.tuner.tune import format_table
 
-QUICK = Timing(warmup_s=0.0, repeat=3, min_repeat_s=0.001)
+QUICK = Timing(warmup_s=0.0, repeat=3, min_repeat_s=0.001, round_warmup_s=0.05)
 ADD = "def @main(%x: Tensor[(64, 1024), float32], %y: Tensor[(64, 1024), float32]) { add(%x, %y) }"
 GEMM = "def @main(%x: Tensor[(128, 128), float32], %w: Tensor[(128, 128), float32]) { nn.dense(%x, %w) }"
 
@@ -122,7 +122,8 @@ def test_first_run_checks_the_first_set_and_the_rotation_checks_its_copies(add_t
 
 def test_tune_records_and_reports_the_sets(add_task, tmp_path):
     db = tmp_path / "add.jsonl"
-    results = lathe.tune(parse_source(ADD, "add.lathe"), trials=2, db=db, search="random", timing=QUICK)
+    always = Timing(warmup_s=0.0, repeat=3, min_repeat_s=0.001, round_warmup_s=0.05, rotate=True)
+    results = lathe.tune(parse_source(ADD, "add.lathe"), trials=2, db=db, search="random", timing=always)
     recs, _ = records.load(db)
     assert recs and all(r.rotate > 1 for r in recs if r.status == "ok")
     header, row = format_table(results).splitlines()[:2]

@@ -10,7 +10,9 @@ never chosen.
 
 `LATHE_TUNER_FAULT` makes candidates fail on purpose, for tests: `crash@TEXT`,
 `hang@TEXT` or `wrong@TEXT` (several separated by `;`) hits every candidate whose
-configuration text contains TEXT (and `die@TEXT` the Dask worker that takes it).
+configuration text contains TEXT (and `die@TEXT` the Dask worker that takes it);
+`fast@TEXT` reports such a candidate 100x faster than it ran (a worker timing the model
+does not bear out, which the model check at the end of tuning must catch).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
@@ -43,17 +46,27 @@ ROTATE_LLC_MULTIPLE = 2  # the rotating sets together: twice the LLC, so a set i
 ROTATE_MAX_BYTES = 512 << 20  # but no more memory than this, whatever the LLC
 FALLBACK_LLC_BYTES = 32 << 20  # where the target's caches are unknown
 ROTATE_ALIGN = 64  # each set's buffers start on a cache line (and so are usable in place)
+DEFAULTS_KEPT = 8  # built default kernels a worker keeps (one per task it measures; rebuilt when evicted)
 
 
 @dataclass(frozen=True)
 class Timing:
-    """How a candidate is timed: warm up for `warmup_s` (wall time), then `repeat` repeats of
-    enough runs to last `min_repeat_s` each; the result is the median of the per-run times."""
+    """How a candidate is timed, beside its task's default configuration in the same worker:
+    the first candidate of a round warms the worker up for `round_warmup_s` (wall time, on
+    the default: a short warm-up does not reach the steady clock and thread-pool state that
+    the model runs in, docs/tuning.md); then each candidate and the default warm up for
+    `warmup_s` and run `repeat` repeats of enough runs to last `min_repeat_s` each, the two
+    alternating repeat by repeat; the results are the medians of their per-run times.
+
+    `rotate`: None times a memory-bound candidate on rotating buffers only where the model
+    would read its data from memory (`timed_from_memory`); True rotates every memory-bound
+    candidate (as if every kernel's data came from memory); False times all in place."""
 
     warmup_s: float = 0.05
     repeat: int = 5
     min_repeat_s: float = 0.01
-    rotate: bool = True  # memory-bound candidates run on rotating buffers larger than the LLC
+    rotate: bool | None = None
+    round_warmup_s: float = 1.0
 
 
 @dataclass
@@ -65,6 +78,7 @@ class Result:
     build_s: float = 0.0
     features: list[float] = field(default_factory=list)
     rotate: int = 1  # sets of inputs and outputs the runs cycled through (1: the same buffers every run)
+    default_s: float | None = None  # the task's default configuration, timed alternating with it
 
     @property
     def ok(self) -> bool:
@@ -105,6 +119,20 @@ def rotation_sets(footprint: int, flops: float | None, llc_bytes: int) -> int:
         return 1
     wanted = -(-ROTATE_LLC_MULTIPLE * llc_bytes // footprint)
     return max(1, min(wanted, ROTATE_MAX_BYTES // footprint))
+
+
+def timed_from_memory(footprint: int, cache_bytes: tuple[int, ...], activations: int | None) -> bool:
+    """Whether a memory-bound kernel reads its data from memory in its model, and so is timed
+    on rotating buffers. In a model a kernel's inputs are mostly the output of the kernel
+    before it, still in the cache: a working set within L2 stays there between kernels, and
+    one beyond L2 comes from the LLC as long as the model's activations all fit it (on this
+    machine's 300 MiB L3, those of every zoo model). Timed from memory such a kernel ranks
+    configurations for a state it never runs in (docs/tuning.md, Rotating buffers). Where
+    the model is not known (`activations` None), from memory, as before."""
+    if activations is None:
+        return True
+    l2 = cache_bytes[1] if len(cache_bytes) > 1 else 0
+    return footprint > l2 and activations > (cache_bytes[-1] if cache_bytes else FALLBACK_LLC_BYTES)
 
 
 def aligned_bytes(a: np.ndarray) -> int:
@@ -150,103 +178,175 @@ def _wrong(outs: list[np.ndarray], reference: list[np.ndarray], when: str) -> st
     return None
 
 
-def build_and_time(job: dict) -> Result:
-    """In the worker: lower, compile, check against the reference, time."""
-    from lathe.backends.registry import resolve_target
-    from lathe.dialects.functions import is_kernel, param_names
-    from lathe.runtime.graph_executor import GraphExecutor
-    from lathe.tuner.features import loop_features
+class _Built:
+    """A candidate compiled into an executor in this worker, its first run's outputs checked."""
 
+    def __init__(self, job: dict, config: str):
+        from xdsl.dialects import func
+
+        from lathe.backends.registry import resolve_target
+        from lathe.dialects.functions import is_kernel, param_names
+        from lathe.runtime.graph_executor import GraphExecutor
+        from lathe.tuner.features import loop_features
+
+        t0 = time.perf_counter()
+        loop = lower_candidate(job["module"], config, job["lanes"])
+        self.features = loop_features(loop)
+        backend, self.target = resolve_target(job["target"])
+        lowered = backend.lower(loop, self.target)
+        self.kernels = backend.load(lowered, self.target)  # kept: the executor calls into it
+        main = next(f for f in lowered.ops if isinstance(f, func.FuncOp) and f.sym_name.data == "main")
+        addresses = {f.sym_name.data: self.kernels.address(f.sym_name.data) for f in lowered.ops if is_kernel(f)}
+        threads = job.get("threads") or self.target.num_threads
+        kernels = self.kernels
+        before = (lambda: kernels.set_num_threads(threads)) if threads else (lambda: None)
+        self.ex = GraphExecutor(
+            lowered, addresses, "main", {}, param_names(main), before_run=before, device=backend.device(self.target)
+        )
+        self.build_s = time.perf_counter() - t0
+
+    def first_run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        self.ex.bind_outputs(None)
+        self.ex.set_inputs(inputs, {})
+        self.ex.execute()
+        return self.outputs()
+
+    def outputs(self) -> list[np.ndarray]:
+        out = self.ex.get_outputs()
+        return [np.asarray(o) for o in (out if isinstance(out, tuple) else (out,))]
+
+
+class _WorkerState:
+    """What a worker keeps between candidates: the round it is warm for, and the task
+    defaults it has built (each round times them again beside its candidates)."""
+
+    def __init__(self) -> None:
+        self.round: object = None
+        self.defaults: dict[tuple[str, str, str], _Built] = {}
+
+    def default(self, job: dict) -> _Built:
+        key = (job["module"], job["default"], job["target"])
+        built = self.defaults.pop(key, None)
+        if built is None:
+            built = _Built(job, job["default"])
+            wrong = _wrong(built.first_run(job["inputs"]), job["reference"], " (the task's default configuration)")
+            if wrong:
+                raise LatheError(wrong)
+        self.defaults[key] = built  # most recent last
+        while len(self.defaults) > DEFAULTS_KEPT:
+            self.defaults.pop(next(iter(self.defaults)))
+        return built
+
+
+_STATE = _WorkerState()
+
+
+def build_and_time(job: dict) -> Result:
+    """In the worker: lower, compile, check against the reference, then time the candidate
+    and its task's default configuration (`job["default"]`, if given) alternately, in one
+    worker state: the record's ratio to the default is of like timings whatever the load of
+    the moment (rounds drift with it, and so do absolute seconds)."""
     fault = fault_for(job["config"])
     if fault == "crash":
         os.abort()
     if fault == "hang":
         time.sleep(1e9)
-    t0 = time.perf_counter()
-    loop = lower_candidate(job["module"], job["config"], job["lanes"])
-    features = loop_features(loop)
-    backend, target = resolve_target(job["target"])
-    lowered = backend.lower(loop, target)
-    kernels = backend.load(lowered, target)
-    from xdsl.dialects import func
-
-    main = next(f for f in lowered.ops if isinstance(f, func.FuncOp) and f.sym_name.data == "main")
-    addresses = {f.sym_name.data: kernels.address(f.sym_name.data) for f in lowered.ops if is_kernel(f)}
-    threads = job.get("threads") or target.num_threads
-    before = (lambda: kernels.set_num_threads(threads)) if threads else (lambda: None)
-    ex = GraphExecutor(
-        lowered, addresses, "main", {}, param_names(main), before_run=before, device=backend.device(target)
-    )
-    build_s = time.perf_counter() - t0
-    ex.set_inputs(job["inputs"], {})
-    ex.execute()
-    out = ex.get_outputs()
-    outs = [np.asarray(o) for o in (out if isinstance(out, tuple) else (out,))]
+    cand = _Built(job, job["config"])
+    outs = cand.first_run(job["inputs"])
     if fault == "wrong":
         outs = [o + 1 for o in outs]
     wrong = _wrong(outs, job["reference"], "")
     if wrong:
-        return Result("wrong", error=wrong, build_s=build_s, features=features)
+        return Result("wrong", error=wrong, build_s=cand.build_s, features=cand.features)
+    base = _STATE.default(job) if job.get("default") not in (None, job["config"]) else None
     timing: Timing = job["timing"]
     footprint = sum(aligned_bytes(a) for a in [*job["inputs"], *outs])  # one set, as rotating_buffers lays it out
-    sets = rotation_sets(footprint, job.get("flops"), last_level_cache(target)) if timing.rotate else 1
+    cache = cand.target.cache_bytes
+    from_memory = timing.rotate or (
+        timing.rotate is None and timed_from_memory(footprint, cache, job.get("activations"))
+    )
+    sets = rotation_sets(footprint, job.get("flops"), last_level_cache(cand.target)) if from_memory else 1
     if sets == 1:
-        per_run = _time_in_place(ex, timing)
+        clocks = [_in_place(b.ex, job["inputs"]) for b in (cand, base) if b]
     else:
-        per_run = _time_rotating(ex, timing, job["inputs"], outs, sets)
-        out = ex.get_outputs()  # the last run's, on a copy of the inputs: the rotation bound them right
-        outs = [np.asarray(o) for o in (out if isinstance(out, tuple) else (out,))]
-        wrong = _wrong(outs, job["reference"], " (on a rotated copy of the inputs)")
+        ins, targets = rotating_buffers(job["inputs"], sets), rotating_buffers(outs, sets)
+        clocks = [_rotating(b.ex, ins, targets) for b in (cand, base) if b]
+    if _STATE.round != job.get("round") or job.get("round") is None:
+        _warm_up(clocks[-1], timing.round_warmup_s)  # on the default where there is one
+        _STATE.round = job.get("round")
+    per_run = _time_alternating(clocks, timing)
+    if sets > 1:
+        clocks[0](1)  # the candidate last, on a copy of the inputs: the rotation bound them right
+        wrong = _wrong(cand.outputs(), job["reference"], " (on a rotated copy of the inputs)")
         if wrong:
-            return Result("wrong", error=wrong, build_s=build_s, features=features, rotate=sets)
-    med = float(np.median(per_run))
-    q1, q3 = np.percentile(per_run, [25, 75])
+            return Result("wrong", error=wrong, build_s=cand.build_s, features=cand.features, rotate=sets)
+    med = float(np.median(per_run[0]))
+    q1, q3 = np.percentile(per_run[0], [25, 75])
     noise = float((q3 - q1) / med) if med > 0 else 0.0
-    return Result("ok", med, noise, build_s=build_s, features=features, rotate=sets)
+    if fault == "fast":  # a test's candidate that looks faster in the worker than it runs
+        med /= 100.0
+    default_s = float(np.median(per_run[1])) if base else med
+    return Result("ok", med, noise, build_s=cand.build_s, features=cand.features, rotate=sets, default_s=default_s)
 
 
-def _time_in_place(ex, timing: Timing) -> list[float]:
-    """Per-run seconds of each repeat, every run on the buffers bound now."""
-    end = time.perf_counter() + timing.warmup_s
-    once = time.perf_counter()
-    ex.execute()
-    once = time.perf_counter() - once
-    while time.perf_counter() < end:
-        ex.execute()
-    number = max(1, int(timing.min_repeat_s / max(once, 1e-7)))
-    per_run = []
-    for _ in range(timing.repeat):
+Clock = Callable[[int], float]  # runs a contender n times; the seconds of those runs
+
+
+def _in_place(ex, inputs: list[np.ndarray]) -> Clock:
+    """Every run on the same buffers (the contenders' own outputs, the task's inputs)."""
+
+    def clock(n: int) -> float:
+        ex.set_inputs(inputs, {})
         t = time.perf_counter()
-        for _ in range(number):
+        for _ in range(n):
             ex.execute()
-        per_run.append((time.perf_counter() - t) / number)
-    return per_run
-
-
-def _time_rotating(ex, timing: Timing, inputs: list[np.ndarray], outs: list[np.ndarray], sets: int) -> list[float]:
-    """Per-run seconds of each repeat, run k on set k mod `sets`; each run is clocked alone,
-    binding its set outside the clock."""
-    ins = rotating_buffers(inputs, sets)
-    targets = rotating_buffers(outs, sets)
-    k = 0
-
-    def run() -> float:
-        nonlocal k
-        set_out = [t[k] for t in targets]
-        # the outputs first: binding them is what run(out=) does before it binds the inputs
-        ex.bind_outputs(set_out[0] if len(set_out) == 1 else tuple(set_out))
-        ex.set_inputs([i[k] for i in ins], {}, set_out)
-        k = (k + 1) % sets
-        t = time.perf_counter()
-        ex.execute()
         return time.perf_counter() - t
 
-    end = time.perf_counter() + timing.warmup_s
-    once = run()
+    return clock
+
+
+def _rotating(ex, ins: list[list[np.ndarray]], targets: list[list[np.ndarray]]) -> Clock:
+    """Run k on set k mod the sets' count, each run clocked alone, binding its set outside
+    the clock. The contenders share the sets (a set is evicted before either's next turn)."""
+    sets = len((ins or targets)[0])
+    k = 0
+
+    def clock(n: int) -> float:
+        nonlocal k
+        total = 0.0
+        for _ in range(n):
+            set_out = [t[k] for t in targets]
+            # the outputs first: binding them is what run(out=) does before it binds the inputs
+            ex.bind_outputs(set_out[0] if len(set_out) == 1 else tuple(set_out))
+            ex.set_inputs([i[k] for i in ins], {}, set_out)
+            k = (k + 1) % sets
+            t = time.perf_counter()
+            ex.execute()
+            total += time.perf_counter() - t
+        return total
+
+    return clock
+
+
+def _warm_up(clock: Clock, seconds: float) -> float:
+    """Runs until `seconds` of wall time have passed (at least once); the seconds of one run."""
+    end = time.perf_counter() + seconds
+    once = clock(1)
     while time.perf_counter() < end:
-        run()
-    number = max(1, int(timing.min_repeat_s / max(once, 1e-7)))
-    return [sum(run() for _ in range(number)) / number for _ in range(timing.repeat)]
+        clock(1)
+    return once
+
+
+def _time_alternating(clocks: list[Clock], timing: Timing) -> list[list[float]]:
+    """Per-run seconds of each repeat of each contender, the contenders taking turns (in
+    alternating order, so a drift in the machine's state favours neither)."""
+    numbers = [max(1, int(timing.min_repeat_s / max(_warm_up(c, timing.warmup_s), 1e-7))) for c in clocks]
+    per_run: list[list[float]] = [[] for _ in clocks]
+    for r in range(timing.repeat):
+        order = range(len(clocks)) if r % 2 == 0 else reversed(range(len(clocks)))
+        for i in order:
+            per_run[i].append(clocks[i](numbers[i]) / numbers[i])
+    return per_run
 
 
 def serve(conn: Connection) -> None:

@@ -3,7 +3,12 @@
 Every line carries the format version, the workload key (a hash of the normalised kernel
 and the target, tuner/tasks.py), the target, the configuration's text and the outcome, and
 the candidate's loop-program features (so that other workloads' tuning can learn from it
-without lowering it again). A
+without lowering it again). Since format 2 a trial also carries its task's default
+configuration's seconds, timed beside it in the same worker and round (`default_s`): its
+ratio to the default is what compares across rounds, whose absolute seconds drift with the
+load. Lines of the model check at the end of tuning (status `kept` or `default_wins`) say
+whether a task's best record beat the default in the compiled model; compiling applies a
+record only if no check dropped it. Format 1 lines (no `default_s`) are read as before. A
 trial is appended with one `write` of one whole line to a file opened O_APPEND (after a
 newline, if a killed run left the last line torn), then fsync'd: a run killed at any moment leaves at most its last line torn, which the reader
 reports by line number and skips. Records of other workloads or targets are kept in the
@@ -17,7 +22,9 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)  # 1: before default_s and the model check; its lines read as they are
+CHECK_STATUSES = ("kept", "default_wins")  # the model check's verdict on a task's best record
 
 
 @dataclass(frozen=True)
@@ -35,11 +42,27 @@ class Record:
     features: list[float] | None = None  # of its loop program (tuner/features.py), for transfer
     features_v: int = 0  # features.VERSION they were computed by
     rotate: int = 0  # sets of buffers its runs cycled through (measure.Result.rotate); 0: not said
+    # the default configuration's seconds beside it (a trial: in its worker and round; a check:
+    # the default build's kernels in the model, `seconds` then being the tuned build's)
+    default_s: float | None = None
     v: int = FORMAT_VERSION
 
     @property
     def gflops(self) -> float:
         return self.flops / self.seconds / 1e9 if self.seconds else 0.0
+
+    @property
+    def speedup(self) -> float | None:
+        """Over the default timed beside it; None for a record that was not (format 1)."""
+        return self.default_s / self.seconds if self.default_s and self.seconds else None
+
+    @property
+    def relative(self) -> float | None:
+        """Seconds in units of the default's timed beside it (plain seconds for a format-1
+        record): what ranks candidates, across rounds and loads."""
+        if not self.seconds:
+            return None
+        return self.seconds / self.default_s if self.default_s else self.seconds
 
 
 def append(path: str | os.PathLike, record: Record) -> None:
@@ -87,8 +110,10 @@ def load(path: str | os.PathLike) -> tuple[list[Record], list[str]]:
             data = json.loads(raw)
             if not isinstance(data, dict):
                 raise ValueError("not an object")
-            if data.get("v") != FORMAT_VERSION:
-                raise ValueError(f"format version {data.get('v')!r}, this Lathe reads {FORMAT_VERSION}")
+            if data.get("v") not in READ_VERSIONS:
+                raise ValueError(
+                    f"format version {data.get('v')!r}, this Lathe reads {', '.join(map(str, READ_VERSIONS))}"
+                )
             records.append(Record(**{k: v for k, v in data.items() if k in fields}))
         except (ValueError, TypeError) as e:
             notes.append(f"note: {path}:{n}: corrupt record skipped ({e})")
@@ -96,13 +121,24 @@ def load(path: str | os.PathLike) -> tuple[list[Record], list[str]]:
 
 
 def best(records: list[Record], workload: str) -> Record | None:
-    """The fastest working record of `workload`. Where some were timed from memory (on rotating
-    buffers) only those count: the others (made before rotation, or with it turned off) were
-    timed from the cache, and a memory-bound kernel looks faster there than it runs."""
+    """The fastest working record of `workload`: by its ratio to the default timed beside it,
+    among the records that have one (seconds of different rounds do not compare: they drift
+    with the load). Among format-1 records, by seconds; where some of those were timed from
+    memory (on rotating buffers) only those count: the others (made before rotation, or with
+    it turned off) were timed from the cache, and a memory-bound kernel looks faster there."""
     ok = [r for r in records if r.workload == workload and r.status == "ok" and r.seconds]
+    paired = [r for r in ok if r.default_s]
+    if paired:
+        return max(paired, key=lambda r: r.speedup)  # type: ignore[arg-type,return-value]
     if any(r.rotate > 1 for r in ok):
         ok = [r for r in ok if r.rotate > 1]
     return min(ok, key=lambda r: r.seconds) if ok else None  # type: ignore[arg-type,return-value]
+
+
+def verdict(records: list[Record], workload: str, config: str) -> Record | None:
+    """The last model check of `config` for `workload` (status `kept` or `default_wins`), if any."""
+    checks = [r for r in records if r.workload == workload and r.config == config and r.status in CHECK_STATUSES]
+    return checks[-1] if checks else None
 
 
 def foreign_note(path, records: list[Record], workloads: set[str], target: str) -> str | None:

@@ -65,6 +65,7 @@ class Task:
     target: str
     kernels: list[str] = field(default_factory=list)
     weight: int = 0  # calls per run of the model
+    activations: int | None = None  # bytes of every kernel output of one run of the model (timing.timed_from_memory)
 
     @property
     def default(self) -> Config:
@@ -103,18 +104,7 @@ class Task:
         return f"builtin.module {{\n{main}{body}\n}}\n"
 
     def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
-        rng = np.random.default_rng(seed)
-        out = []
-        for t in self.signature()[0]:
-            dt = np_dtype(t.element_type)
-            shape = tuple(t.get_shape())
-            if np.issubdtype(dt, np.floating):
-                out.append(rng.standard_normal(shape).astype(dt))
-            elif dt == np.bool_:
-                out.append(rng.integers(0, 2, shape).astype(dt))
-            else:
-                out.append(rng.integers(0, 4, shape).astype(dt))
-        return out
+        return random_arrays(self.signature()[0], seed)
 
     def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """The kernel's outputs by the numpy interpreter on its graph-level form."""
@@ -122,6 +112,33 @@ class Task:
 
         out = interpret(_parse(self.module_text(graph=True)), **{f"a{i}": x for i, x in enumerate(inputs)})
         return [np.asarray(o) for o in (out if isinstance(out, tuple) else (out,))]
+
+
+def random_arrays(types: list[TensorType], seed: int = 0) -> list[np.ndarray]:
+    """Inputs of these types: normal floats, booleans, and integers in [0, 4) (valid indices
+    of any gather, valid token ids of any embedding)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in types:
+        dt = np_dtype(t.element_type)
+        shape = tuple(t.get_shape())
+        if np.issubdtype(dt, np.floating):
+            out.append(rng.standard_normal(shape).astype(dt))
+        elif dt == np.bool_:
+            out.append(rng.integers(0, 2, shape).astype(dt))
+        else:
+            out.append(rng.integers(0, 4, shape).astype(dt))
+    return out
+
+
+def tensor_bytes(t) -> int:
+    return int(np.prod(t.get_shape())) * np.dtype(np_dtype(t.element_type)).itemsize if isinstance(t, TensorType) else 0
+
+
+def activation_bytes(te_module: ModuleOp) -> int:
+    """Bytes of every kernel call's outputs in a te-level module: what one run of the model
+    writes (without the memory planner's reuse, so at most what it touches)."""
+    return sum(tensor_bytes(r.type) for op in te_module.walk() if isinstance(op, func.CallOp) for r in op.results)
 
 
 def kernel_flops(f: func.FuncOp) -> float:
@@ -176,6 +193,7 @@ def extract_tasks(module: ModuleOp, target_spec: str = "llvm", params=None, entr
     build_pipeline("lower-graph-to-te").apply(make_context(), te_level)
     graph_kernels = kernels_at_te(graph_level)
     counts = call_counts(te_level)
+    activations = activation_bytes(te_level)
     lanes = target.vector_lanes
     # the caches the compiler's scheduling pass gets from the target: the spaces' defaults are its
     schedule = ApplyDefaultSchedule(**options.get("apply-default-schedule", {}))  # type: ignore[arg-type]
@@ -187,7 +205,17 @@ def extract_tasks(module: ModuleOp, target_spec: str = "llvm", params=None, entr
             plan = plan_kernel(f, lanes, CacheInfo(schedule.l2_bytes))
             g = graph_kernels[name].clone()
             g.sym_name = StringAttr(KERNEL_NAME)
-            tasks[key] = Task(key, name, text, str(g), plan.template_name, plan.space, lanes, target_id(target))
+            tasks[key] = Task(
+                key,
+                name,
+                text,
+                str(g),
+                plan.template_name,
+                plan.space,
+                lanes,
+                target_id(target),
+                activations=activations,
+            )
         tasks[key].kernels.append(name)
         tasks[key].weight += counts.get(name, 0)
     return sorted(tasks.values(), key=lambda t: -t.flops() * max(t.weight, 1))

@@ -2,10 +2,14 @@
 
 Every trial is appended to the database as it completes, so a run resumes from the
 configurations the database already holds (they are not measured again, and the search
-learns from them). Each task measures its default configuration first: it is what
-"speedup" is relative to, and what the kernel gets without records. Rounds of trials go to
-the tasks by the gradient-based scheduler (tuner/scheduler.py), and every task's cost
-model also learns from the records of the other workloads of the same target (transfer).
+learns from them). Each task measures its default configuration first, and the worker
+times it again beside every candidate: "speedup" is relative to it, and it is what the
+kernel gets without records. Candidates are ranked by that same-round ratio, not by
+seconds, which drift with the load from round to round. Rounds of trials go to the tasks
+by the gradient-based scheduler (tuner/scheduler.py), and every task's cost model also
+learns from the records of the other workloads of the same target (transfer). At the end
+the model check (tuner/check.py) times the tuned build against the default build in one
+process and keeps only the records that beat the default in the model.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from lathe.tuner import records
+from lathe.tuner.check import ModelCheck, check_in_model
 from lathe.tuner.executors import make_executor
 from lathe.tuner.features import VERSION as FEATURES_VERSION
 from lathe.tuner.measure import Result, Timing, lower_candidate
@@ -36,12 +42,27 @@ class TaskResult:
     failures: dict[str, int]  # status -> count, in this run
     best: records.Record | None
     default: records.Record | None
+    check: records.Record | None = None  # the model check's verdict on `best` (None: not checked)
 
     @property
     def speedup(self) -> float | None:
+        """The best's over the default timed beside it (format-1 records: over the default's record)."""
+        if self.best is not None and self.best.speedup:
+            return self.best.speedup
         if self.best is None or self.default is None or not self.default.seconds:
             return None
         return self.default.seconds / self.best.seconds  # type: ignore[operator]
+
+    @property
+    def verdict(self) -> str:
+        """What compiling with the database applies for this task, as the table says it."""
+        if self.best is None:
+            return "-"
+        if self.default is not None and self.best.config == self.default.config:
+            return "default"
+        if self.check is None:
+            return "unchecked"
+        return "kept" if self.check.status == "kept" else "default wins"
 
 
 def format_seconds(s: float) -> str:
@@ -56,7 +77,7 @@ def transfer_pool(recs: list[records.Record], target: str) -> dict[str, Group]:
         if r.target == target and r.features and r.features_v == FEATURES_VERSION:
             feats, secs = pool.setdefault(r.workload, ([], []))
             feats.append(list(r.features))
-            secs.append(r.seconds if r.status == "ok" else None)
+            secs.append(r.relative if r.status == "ok" else None)
     return pool
 
 
@@ -79,6 +100,8 @@ class TaskTuner:
     stopped: bool = False
     history: list[float | None] = field(default_factory=list)  # best seconds after each round
     failures: dict[str, int] = field(default_factory=dict)
+    defaults_s: list[float] = field(default_factory=list)  # the default's seconds beside each candidate
+    best_relative: float | None = None  # the best candidate's seconds in units of the default beside it
 
     def __post_init__(self) -> None:
         task = self.task
@@ -91,7 +114,8 @@ class TaskTuner:
         self.flops = task.flops()
         self.weight, self.template = task.weight, task.template
         resumed = records.best(mine, task.key)
-        self.best_s = resumed.seconds if resumed else None
+        self.defaults_s = [r.default_s for r in mine if r.status == "ok" and r.default_s]
+        self.best_relative = resumed.relative if resumed else None
         if self.search == "xgb":
             self.searcher: RandomSearch = ModelSearch(
                 task.template, task.space, self.featurize, self.seed, prior=self.pool, key=task.key
@@ -99,7 +123,7 @@ class TaskTuner:
             for r in mine:  # resume: the model learns from what the database holds
                 try:
                     feats = list(r.features) if r.features and r.features_v == FEATURES_VERSION else None
-                    seconds = r.seconds if r.status == "ok" else None
+                    seconds = r.relative if r.status == "ok" else None
                     if feats is None:  # features of another version: this task's records are featurised anew
                         feats = self.featurize(r.config)
                         pooled = self.pool.setdefault(task.key, ([], []))  # and the other tasks learn from them
@@ -110,6 +134,20 @@ class TaskTuner:
                     continue
         else:
             self.searcher = RandomSearch(task.template, task.space, self.seed)
+
+    @property
+    def best_s(self) -> float | None:
+        """The best's seconds at the default's median seconds so far: what the scheduler
+        weighs (a latency), steady while the load moves the rounds' absolute seconds."""
+        if self.best_relative is None:
+            return None
+        if not self.defaults_s:  # format-1 records only: relative is in seconds
+            return self.best_relative
+        return self.best_relative * float(np.median(self.defaults_s))
+
+    @best_s.setter
+    def best_s(self, seconds: float | None) -> None:
+        self.best_relative = seconds / float(np.median(self.defaults_s)) if seconds and self.defaults_s else seconds
 
     def featurize(self, config: str) -> list[float]:
         from lathe.tuner.features import loop_features
@@ -133,10 +171,13 @@ class TaskTuner:
             self.stopped = True
         return out
 
-    def job(self, config: str) -> dict:
+    def job(self, config: str, round_id: object = None) -> dict:
         return dict(
             module=self.module,
             config=config,
+            default=self.default,  # timed beside it
+            round=round_id,  # a worker warms up once per round
+            activations=self.task.activations,  # whether the model reads its data from memory
             lanes=self.task.lanes,
             target=self.task.target,
             inputs=self.inputs,
@@ -161,10 +202,11 @@ class TaskTuner:
             features=feats,
             features_v=FEATURES_VERSION if feats else 0,
             rotate=res.rotate if res.ok else 0,
+            default_s=res.default_s if res.ok else None,
         )
         records.append(self.db, rec)
         self.tried.add(config)
-        seconds = res.seconds if res.ok else None
+        seconds = rec.relative if res.ok else None
         self.searcher.observe(config, seconds, res.features)
         if feats:
             pooled = self.pool.setdefault(task.key, ([], []))
@@ -173,9 +215,12 @@ class TaskTuner:
         self.done += 1
         if not res.ok:
             self.failures[res.status] = self.failures.get(res.status, 0) + 1
-        gain = res.ok and (self.best_s is None or res.seconds < self.best_s * (1.0 - MIN_GAIN))  # type: ignore[operator]
-        if res.ok and (self.best_s is None or res.seconds < self.best_s):  # type: ignore[operator]
-            self.best_s = res.seconds
+        if res.ok and res.default_s:
+            self.defaults_s.append(res.default_s)
+        best = self.best_relative
+        gain = res.ok and (best is None or seconds < best * (1.0 - MIN_GAIN))  # type: ignore[operator]
+        if res.ok and (best is None or seconds < best):  # type: ignore[operator]
+            self.best_relative = seconds
         self.since_best = 0 if gain else self.since_best + 1
         return rec
 
@@ -202,9 +247,9 @@ class TaskTuner:
         mine = [r for r in recs if r.workload == task.key and r.target == task.target]
         # the default as its best is timed (records.best): speedups are of like timings
         defaults = [r for r in mine if r.config == self.default]
-        return TaskResult(
-            task, self.done, self.failures, records.best(mine, task.key), records.best(defaults, task.key)
-        )
+        best = records.best(mine, task.key)
+        check = records.verdict(recs, task.key, best.config) if best else None
+        return TaskResult(task, self.done, self.failures, best, records.best(defaults, task.key), check)
 
 
 def tune(
@@ -224,9 +269,13 @@ def tune(
     batch: int = 8,
     plot: str | os.PathLike | None = None,
     transfer: bool = True,
+    build=None,
+    check: ModelCheck | None = ModelCheck(),  # noqa: B008  (frozen)
 ) -> list[TaskResult]:
     """Tune the tasks of `module` with `trials` new measurements in all, shared among them
-    by the task scheduler, measured on `executor` (tuner/executors.make_executor), recorded in `db`."""
+    by the task scheduler, measured on `executor` (tuner/executors.make_executor), recorded in `db`.
+    With `build` (a tuning database path or None -> a compiled model, as lathe.compile
+    gives) and `check`, the model check ends the run (tuner/check.py)."""
     from lathe.errors import LatheError
 
     if search not in SEARCHES:
@@ -254,6 +303,8 @@ def tune(
             bars.append(tqdm(total=trials, unit="trial", file=sys.stderr, desc=f"{len(tasks)} tasks"))
             bars.append(tqdm(total=None, unit="trial", file=sys.stderr, position=1, leave=False, bar_format="{desc}"))
         scheduler = GradientScheduler()
+        run_id = f"{os.getpid()}-{time.time()}"
+        rounds = 0
         done = 0
         size = max(batch, ex.slots)
         while done < trials:
@@ -265,7 +316,8 @@ def tune(
             configs = tuner.propose(min(size, trials - done))
             if not configs:
                 continue
-            for n, (j, res) in enumerate(ex.measure([tuner.job(c) for c in configs]), 1):
+            rounds += 1
+            for n, (j, res) in enumerate(ex.measure([tuner.job(c, (run_id, rounds)) for c in configs]), 1):
                 tuner.record(configs[j], res)
                 done += 1
                 now = time.perf_counter()
@@ -278,6 +330,8 @@ def tune(
             tuner.end_round()
         for b in reversed(bars):
             b.close()
+        if build is not None and check is not None and tasks:
+            check_in_model(tuners, db, build, check, module, params, entry, progress)
         if plot is not None:
             from lathe.tuner.plot import plot_curves
 
@@ -287,7 +341,18 @@ def tune(
 
 def format_table(results: list[TaskResult]) -> str:
     rows = [
-        ("task", "template", "weight", "trials", "failures", "best GFLOP/s", "speedup", "sets", "best configuration")
+        (
+            "task",
+            "template",
+            "weight",
+            "trials",
+            "failures",
+            "best GFLOP/s",
+            "speedup",
+            "sets",
+            "in the model",
+            "best configuration",
+        )
     ]
     for r in results:
         fails = ", ".join(f"{n} {k}" for k, n in sorted(r.failures.items())) or "0"
@@ -301,6 +366,7 @@ def format_table(results: list[TaskResult]) -> str:
                 f"{r.best.gflops:.2f}" if r.best else "-",
                 f"{r.speedup:.2f}x" if r.speedup else "-",
                 str(r.best.rotate or "-") if r.best else "-",
+                r.verdict,
                 r.best.config if r.best else "(none worked)",
             )
         )
@@ -310,8 +376,10 @@ def format_table(results: list[TaskResult]) -> str:
 
 def best_configs(te_module: ModuleOp, db: str | os.PathLike, target: str) -> tuple[dict[str, str], list[str]]:
     """For compiling with records: the best recorded configuration of each kernel of a te-level
-    module ({kernel name: config}), and the notes to print (corrupt lines, foreign records,
-    and ONE warning naming every kernel left with its default schedule)."""
+    module ({kernel name: config}) unless the model check found the default faster in the
+    model, and the notes to print (corrupt lines, foreign records, ONE warning naming every
+    kernel left with its default schedule for want of a record, one note for those whose
+    default won the check, and one for best records never checked)."""
     from lathe.tuner.tasks import call_counts, kernel_flops, kernels_at_te, normalised_kernel, workload_key
 
     recs, notes = records.load(db)
@@ -319,6 +387,8 @@ def best_configs(te_module: ModuleOp, db: str | os.PathLike, target: str) -> tup
         notes.append(f"note: tuning database {db} does not exist")
     chosen: dict[str, str] = {}
     missing: list[str] = []
+    default_won: list[str] = []
+    unchecked: list[str] = []
     keys = set()
     calls = call_counts(te_module)
     work = {}
@@ -327,10 +397,15 @@ def best_configs(te_module: ModuleOp, db: str | os.PathLike, target: str) -> tup
         keys.add(key)
         work[name] = kernel_flops(f) * max(calls.get(name, 0), 1)
         best = records.best([r for r in recs if r.target == target], key)
+        check = records.verdict(recs, key, best.config) if best else None
         if best is None:
             missing.append(name)
+        elif check is not None and check.status == "default_wins":
+            default_won.append(name)
         else:
             chosen[name] = best.config
+            if check is None and best.speedup != 1.0:
+                unchecked.append(name)
     foreign = records.foreign_note(db, recs, keys, target)
     if foreign:
         notes.append(foreign)
@@ -340,5 +415,15 @@ def best_configs(te_module: ModuleOp, db: str | os.PathLike, target: str) -> tup
             f"warning: no tuning record in {db} for {len(missing)} of {len(work)} kernels "
             f"(about {100 * share:.0f}% of the model's floating-point work, the estimate of their share "
             f"of its run time), which keep their default schedule: {', '.join(missing)}"
+        )
+    if default_won:
+        notes.append(
+            f"note: {len(default_won)} kernels keep their default schedule, which ran faster in the model "
+            f"than their best record (lathe tune's model check): {', '.join(default_won)}"
+        )
+    if unchecked:
+        notes.append(
+            f"note: the best records of {len(unchecked)} kernels were never checked in the model "
+            f"(a tuning run that did not finish, or records from before the check): {', '.join(unchecked)}"
         )
     return chosen, notes

@@ -1,0 +1,114 @@
+"""Measurement fidelity (issue 11): the default timed beside every candidate, ranking by that
+ratio, rotating buffers only where the model reads from memory, and the model check that
+keeps only the records that beat the default in the compiled model. Nothing here asserts a
+timing: the slow configuration below is slow by construction (threads woken for a 16-row
+dense), and the worker is made to report it 100x faster than it ran."""
+
+import json
+
+import numpy as np
+import pytest
+
+import lathe
+from lathe.api import parse_source
+from lathe.tuner import measure, records
+from lathe.tuner.check import ModelCheck
+from lathe.tuner.measure import LocalRunner, Timing, timed_from_memory
+from lathe.tuner.tasks import extract_tasks
+from lathe.tuner.tune import TaskTuner, best_configs, format_table
+
+QUICK = Timing(warmup_s=0.0, repeat=3, min_repeat_s=0.001, round_warmup_s=0.05)
+CHECK = ModelCheck(blocks=3, repeat=5, warmup_s=0.1, block_warmup_s=0.02)
+DENSE = """def @main(%x: Tensor[(16, 64), float32], %w: Tensor[(48, 64), float32], %b: Tensor[(48), float32]) {
+  %0 = nn.dense(%x, %w);
+  %1 = nn.bias_add(%0, %b);
+  nn.relu(%1)
+}"""
+# threads woken for 16 rows, k split into blocks: many times the default's time in any state of the machine
+SLOW = "dense_pack:tile_i=8,tile_j=16,cache_i=4,cache_j=2,tile_k=32,order=ij,unroll_k=4,parallel=fused,block_k=0"
+
+
+@pytest.fixture
+def dense(rng):
+    module = parse_source(DENSE, "dense.lathe")
+    params = {
+        "w": rng.standard_normal((48, 64)).astype(np.float32),
+        "b": rng.standard_normal(48).astype(np.float32),
+    }
+    return module, params
+
+
+def test_rotation_only_where_the_model_reads_from_memory():
+    mib = 1 << 20
+    caches = (48 << 10, 2 * mib, 300 * mib)
+    assert not timed_from_memory(768 << 10, caches, 100 * mib)  # within L2: hot from its producer
+    assert not timed_from_memory(3 * mib, caches, 100 * mib)  # beyond L2, but the activations fit the L3
+    assert timed_from_memory(3 * mib, caches, 400 * mib)  # beyond L2, and the activations do not fit
+    assert not timed_from_memory(1 * mib, caches, 400 * mib)
+    assert timed_from_memory(1 * mib, caches, None)  # the model unknown: from memory, as before
+
+
+def test_best_ranks_by_the_ratio_to_the_default_beside_it_and_reads_format_1(tmp_path):
+    def rec(config, seconds, default_s):
+        return records.Record("w", "llvm", "k", config, "ok", seconds, 0.0, 1e6, rotate=1, default_s=default_s)
+
+    # "a" ran in a quiet round, "b" in a loaded one: fewer seconds, but the smaller gain over the default
+    recs = [rec("default", 2e-6, 2e-6), rec("a", 1e-6, 1.2e-6), rec("b", 3e-6, 6e-6)]
+    assert records.best(recs, "w").config == "b" and records.best(recs, "w").speedup == 2.0
+    db = tmp_path / "t.jsonl"
+    with open(db, "w") as f:  # a format-1 line: no default_s
+        f.write(json.dumps(dict(v=1, workload="w", target="llvm", task="k", config="old", status="ok", seconds=1e-9)))
+        f.write("\n")
+    records.append(db, recs[2])
+    got, notes = records.load(db)
+    assert not notes and [r.config for r in got] == ["old", "b"] and got[0].default_s is None
+    assert records.best(got, "w").config == "b"  # the paired record, not the format-1 one's seconds
+    assert records.best(got[:1], "w").config == "old"
+
+
+def test_worker_times_the_default_beside_each_candidate_in_place_in_a_small_model(dense):
+    (task,) = extract_tasks(*dense[:1], "llvm", dense[1])
+    tuner = TaskTuner(task, "unused.jsonl", [], "random", timing=QUICK)
+    other = SLOW.replace("parallel=fused", "parallel=outer")
+    with LocalRunner(timeout_s=60) as runner:
+        default = runner.measure(tuner.job(tuner.default, "round 1"))
+        candidate = runner.measure(tuner.job(other, "round 1"))
+    assert default.ok and default.default_s == default.seconds  # the default is its own reference
+    assert candidate.ok and candidate.default_s and candidate.default_s != candidate.seconds
+    assert task.activations and candidate.rotate == 1  # the model's activations fit any cache: in place
+
+
+def test_model_check_drops_a_record_that_looks_fast_in_the_worker_only(dense, tmp_path, monkeypatch, capsys):
+    module, params = dense
+    (task,) = extract_tasks(module, "llvm", params)
+    db = tmp_path / "t.jsonl"
+    monkeypatch.setenv(measure.FAULT_ENV, "fast@" + SLOW.split(":")[1])
+    tuner = TaskTuner(task, db, [], "random", timing=QUICK)
+    with LocalRunner(timeout_s=60) as runner:
+        for config in (tuner.default, SLOW):
+            tuner.record(config, runner.measure(tuner.job(config, "round 1")))
+    recs, _ = records.load(db)
+    assert records.best(recs, task.key).config == SLOW  # the worker's (forged) timing makes it the best
+    # no trials: the run only checks the database's best records in the model
+    (result,) = lathe.tune(module, params=params, trials=0, db=db, timing=QUICK, check=CHECK)
+    assert result.best.config == SLOW and result.check is not None
+    assert result.check.status == "default_wins" and result.check.seconds > result.check.default_s
+    assert result.verdict == "default wins" and "default wins" in format_table([result])
+    capsys.readouterr()
+    x = np.random.default_rng(1).standard_normal((16, 64)).astype(np.float32)
+    cm = lathe.compile(module, params=params, tuning_db=db)
+    err = capsys.readouterr().err
+    assert "ran faster in the model" in err and task.name in err
+    np.testing.assert_allclose(cm.run(x=x), lathe.interpret(module, x=x, **params), rtol=1e-5, atol=1e-5)
+    # the check's verdict is what compiling reads: no configuration for the kernel
+    from lathe.dialects import make_context
+    from lathe.passes.fold_constant import bind_params
+    from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
+
+    te_level = bind_params(module.clone(), params, "main")
+    build_pipeline(GRAPH_PIPELINES[3] + ",lower-graph-to-te").apply(make_context(), te_level)
+    chosen, _ = best_configs(te_level, db, task.target)
+    assert chosen == {}
+    # a record that wins in the model is applied: a check of it kept says so
+    records.append(db, records.Record(task.key, task.target, task.name, SLOW, "kept", 1e-6, None, 0.0, default_s=2e-6))
+    assert best_configs(te_level, db, task.target)[0] == {n: SLOW for n in task.kernels}
