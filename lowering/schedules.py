@@ -329,22 +329,66 @@ def transposed_axis(stage: te.ComputeOp) -> int | None:
     return None
 
 
-def schedule_transpose(s: Schedule, axis: int, tile: int, parallel: KnobValue = "auto") -> bool:
+def transposed_groups(stage: te.ComputeOp) -> tuple[list[int], list[int]] | None:
+    """The two sides of a transpose as groups of output axes: those the transposing read's
+    last source dimensions walk in order, ending at its contiguous one, and the output's
+    trailing axes that walk consecutive source dimensions. NCHW -> NHWC is [h, w] x [c],
+    NHWC -> NCHW [c] x [h, w]: each side merged, a tile of 16 fits where no single axis of
+    56 takes one. None for stages `transposed_axis` does not find transposing."""
+    args = list(stage.body.block.args)
+    nsp = len(stage.spatial_extents)
+    if transposed_axis(stage) is None:
+        return None
+    last = args[nsp - 1]
+    for idx in _reads(stage, {a: a for a in args}):
+        if not (idx and idx[-1] in args[: nsp - 1] and last in idx[:-1]):
+            continue
+        axis_of = [args.index(a) if a is not None else None for a in idx]  # per source dimension
+        ins = [axis_of[-1]]
+        for a in reversed(axis_of[:-1]):
+            if a is None or a != ins[0] - 1:
+                break
+            ins.insert(0, a)
+        dim_of = {a: d for d, a in enumerate(axis_of) if a is not None}
+        outs = [nsp - 1]
+        while outs[0] - 1 in dim_of and dim_of[outs[0] - 1] == dim_of[outs[0]] - 1:
+            outs.insert(0, outs[0] - 1)
+        if set(ins) & set(outs):
+            return None
+        return ins, outs
+    return None
+
+
+def schedule_transpose(s: Schedule, axis: int, tile: int, parallel: KnobValue = "auto", lanes: int = 16) -> bool:
     """A tiled transpose: blocks of (tile along `axis`) x (a vector of the output's last axis),
-    the vector stored whole and its tile's source rows read while they are in cache; where
-    the last axis has too few elements for a vector (3 channels), the vector runs along
-    `axis` instead. False when no factor of 4 or more divides either axis."""
+    each side's group of axes merged first (`transposed_groups`), the tile no taller than it
+    is wide, so the backend transposes it in registers (backends/llvm/tile_transpose.py):
+    contiguous loads of its source rows, shuffles, contiguous stores. Where the last axis
+    has too few elements for a vector (3 channels), the vector runs along `axis` instead.
+    False when no factor of 4 or more divides either side."""
     c = s.stage
-    ext = c.spatial_extents
+    ext = list(c.spatial_extents)
     axes = s.axes[: len(ext)]
-    last = len(ext) - 1
-    fc = next((f for f in (16, 8, 4) if ext[last] % f == 0), 1)
-    fs = next((f for f in (tile, 16, 8, 4) if f <= tile and ext[axis] % f == 0), 1)
+    groups = transposed_groups(c)
+    widths = [f for f in (16, 8, 4) if f <= max(lanes, 4)]  # a vector of the target at most
+    fc = next((f for f in widths if ext[-1] % f == 0), 1)
+    if groups is not None and (fc >= 4 or math.prod(ext[d] for d in groups[1]) % 4 == 0):
+        ins, outs = groups
+        side_s = s.fuse(*(axes[d] for d in ins)) if len(ins) > 1 else axes[ins[0]]
+        side_c = s.fuse(*(axes[d] for d in outs)) if len(outs) > 1 else axes[outs[0]]
+        ext_s, ext_c = math.prod(ext[d] for d in ins), math.prod(ext[d] for d in outs)
+        outer = [a for d, a in enumerate(axes) if d not in ins and d not in outs]
+    else:
+        side_s, side_c, ext_s, ext_c = axes[axis], axes[-1], ext[axis], ext[-1]
+        outer = [a for d, a in enumerate(axes[:-1]) if d != axis]
+    fc = next((f for f in widths if ext_c % f == 0), 1)
+    fs = next((f for f in (tile, 16, 8, 4) if f <= tile and ext_s % f == 0), 1)
     if max(fc, fs) < 4:
         return False
-    so, si = s.split(axes[axis], factor=fs)
-    co, ci = s.split(axes[last], factor=fc)
-    outer = [a for d, a in enumerate(axes[:last]) if d != axis]
+    if fc >= 4:
+        fs = min(fs, fc)
+    so, si = s.split(side_s, factor=fs)
+    co, ci = s.split(side_c, factor=fc)
     if fc >= 4:
         s.reorder(*outer, so, co, si, ci)
         s.unroll(si)
@@ -352,10 +396,7 @@ def schedule_transpose(s: Schedule, axis: int, tile: int, parallel: KnobValue = 
     else:
         s.reorder(*outer, so, co, ci, si)
         s.vectorize(si)
-    total = 1
-    for e in ext:
-        total *= e
-    if _parallel_wanted(total, parallel):
+    if _parallel_wanted(math.prod(ext), parallel):
         s.parallel(s.fuse(*outer, so) if outer else so)
     return True
 
@@ -368,7 +409,7 @@ def apply_default_schedule(stage: te.ComputeOp, lanes: int = 16, knobs: dict[str
         return
     axis = transposed_axis(stage)
     tile = int(k.get("transpose_tile", TRANSPOSE_TILE))
-    if axis is not None and tile and schedule_transpose(s, axis, tile, k.get("parallel", "auto")):
+    if axis is not None and tile and schedule_transpose(s, axis, tile, k.get("parallel", "auto"), lanes):
         return
     schedule_injective(
         s, lanes, int(k.get("vector_width", lanes)), k.get("parallel", "auto"), k.get("vector_rows", "on")

@@ -26,6 +26,7 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from lathe.backends.interface import ALIGN, ARGUMENT_ALIGN
 from lathe.backends.layout import row_major_strides
+from lathe.backends.llvm import tile_transpose as tt
 from lathe.backends.llvm import vectorize as vz
 from lathe.backends.llvm.ops import (
     BIN_INTRINSIC,
@@ -592,6 +593,9 @@ def _for(fe: FunctionEmitter, op: scf.ForOp) -> None:
     ann = annotation_of(op)
     kind = ann.kind.data if ann is not None else None
     if kind == "vectorize" and fe.vector_loop(op):
+        return
+    if kind == "unroll" and (tile := tt.plan_tile(fe, op, fe.mod.vector_bits // 32)) is not None:
+        tt.emit_tile(fe, tile)
         return
     if kind == "unroll" and fe.unrolled_loop(op, ann.factor.data):  # type: ignore[union-attr]
         return

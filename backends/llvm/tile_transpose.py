@@ -1,0 +1,360 @@
+"""In-register tile transposes: the fast form of a transposing copy.
+
+A transpose's default schedule (lowering/schedules.py, `schedule_transpose`) leaves, per tile,
+
+    scf.for %si = 0 to Vs {loop.annotation<unroll>} {          // along the input's contiguous axis
+      scf.for %ci = 0 to Vc {loop.annotation<vectorize>} {     // along the output's contiguous axis
+        %x = memref.load %in[...]     // address: base + si + b * ci
+        memref.store %x, %out[...]    // address: base' + a * si + ci
+
+As a vector loop, each of the Vs output vectors is Vc strided loads (a gather, or scalar code
+after LLVM's loop vectorizer). Here the tile is Vc contiguous `<Vs x T>` loads along the
+input's rows, a transpose in registers (`network`: interleaves within 128-bit groups, then
+swaps of 128-bit blocks, log2 Vs stages of Vs two-input shuffles: the unpcklps, unpcklpd,
+shuff32x4 sequence LLVM selects), and Vs contiguous `<Vc x T>` stores. Vc may be a multiple of Vs (a tile
+of 8 input columns and 16 output channels): rows j, j+Vs, ... are concatenated first and
+the Vs-network runs on each Vs-wide segment.
+
+The addresses are proved linear over the tile with symbolic index algebra (`Linear`), not
+per index: a fused axis (h*W + w, lowered as `f // W`, `f % W`) is linear in its flat
+address though neither index is, since `x % d = x - d * (x // d)` cancels the quotient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.dialects import arith, memref, scf
+from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType
+from xdsl.ir import Operation, SSAValue
+
+from lathe.backends.layout import row_major_strides
+from lathe.backends.llvm.ops import bits, llvm_type
+from lathe.dialects.loop import annotation_of, constant_int
+
+TILE_SIDES = (4, 8, 16)  # Vs: the network works on whole 128-bit groups of 32-bit lanes
+
+
+# -- index algebra ------------------------------------------------------------------------
+
+
+@dataclass
+class Linear:
+    """const + sum(coeff * atom) over the integers. An atom is a value (an induction
+    variable, a value from outside the tile, an opaque result) or a quotient
+    ("div", (terms, const), d) of a form by a constant."""
+
+    terms: dict = field(default_factory=dict)
+    const: int = 0
+
+    def key(self):
+        return (frozenset(self.terms.items()), self.const)
+
+    def plus(self, other: Linear, scale: int = 1) -> Linear:
+        terms = dict(self.terms)
+        for a, c in other.terms.items():
+            terms[a] = terms.get(a, 0) + scale * c
+            if terms[a] == 0:
+                del terms[a]
+        return Linear(terms, self.const + scale * other.const)
+
+    def scaled(self, k: int) -> Linear:
+        return Linear({a: c * k for a, c in self.terms.items()} if k else {}, self.const * k)
+
+
+class IndexAlgebra:
+    """Linear forms of the index values of a tile whose induction variables are `ivs`, each
+    in [0, bound). Only identities of the integers are used, so a form is exact for every
+    value of the ivs."""
+
+    def __init__(self, ivs: dict[SSAValue, int]):
+        self.ivs = ivs
+        self.forms: dict[SSAValue, Linear] = {}
+        self.varying: set[SSAValue] = set()  # opaque results that depend on an iv
+
+    def form(self, v: SSAValue) -> Linear:
+        if v in self.forms:
+            return self.forms[v]
+        c = constant_int(v)
+        return Linear({}, c) if c is not None else Linear({v: 1})
+
+    def varies(self, atom) -> bool:
+        if isinstance(atom, tuple):
+            return any(self.varies(a) for a, _ in atom[1][0])
+        return atom in self.ivs or atom in self.varying
+
+    def div(self, x: Linear, d: int) -> Linear:
+        """x // d for x >= 0: x = d * whole + rest gives whole + rest // d; a rest of ivs alone
+        that stays in [0, d) is 0; a quotient of a quotient is one quotient."""
+        whole = Linear({a: c // d for a, c in x.terms.items() if c % d == 0}, x.const // d)
+        rest = Linear({a: c for a, c in x.terms.items() if c % d}, x.const % d)
+        if not rest.terms:
+            return whole
+        if all(a in self.ivs and c > 0 for a, c in rest.terms.items()) and (
+            rest.const + sum(c * (self.ivs[a] - 1) for a, c in rest.terms.items()) < d
+        ):
+            return whole
+        if len(rest.terms) == 1 and rest.const == 0:
+            ((a, c),) = rest.terms.items()
+            if c == 1 and isinstance(a, tuple):  # (y // d1) // d = y // (d1 * d)
+                return whole.plus(Linear({(a[0], a[1], a[2] * d): 1}))
+        return whole.plus(Linear({("div", rest.key(), d): 1}))
+
+    def op(self, op: Operation) -> bool:
+        """Record the form of an index op's result; False for an op that is not index arithmetic."""
+        if len(op.results) != 1 or not _is_index_like(op.results[0]):
+            return False
+        r = op.results[0]
+        ins = [self.form(v) for v in op.operands]
+        d = constant_int(op.operands[1]) if len(op.operands) == 2 else None
+        if isinstance(op, arith.ConstantOp):
+            c = constant_int(r)
+            if c is None:
+                return False
+            self.forms[r] = Linear({}, c)
+        elif isinstance(op, arith.AddiOp):
+            self.forms[r] = ins[0].plus(ins[1])
+        elif isinstance(op, arith.SubiOp):
+            self.forms[r] = ins[0].plus(ins[1], -1)
+        elif isinstance(op, arith.MuliOp) and (not ins[0].terms or not ins[1].terms):
+            k, x = (ins[0].const, ins[1]) if not ins[0].terms else (ins[1].const, ins[0])
+            self.forms[r] = x.scaled(k)
+        elif isinstance(op, arith.IndexCastOp):
+            self.forms[r] = ins[0]
+        elif isinstance(op, arith.DivUIOp | arith.DivSIOp | arith.FloorDivSIOp) and d is not None and d > 0:
+            self.forms[r] = self.div(ins[0], d)
+        elif isinstance(op, arith.RemUIOp | arith.RemSIOp) and d is not None and d > 0:
+            self.forms[r] = ins[0].plus(self.div(ins[0], d).scaled(d), -1)
+        else:  # opaque (a clamp, a product of two indices): fine while it does not vary
+            self.forms[r] = Linear({r: 1})
+            if any(self.varies(a) for x in ins for a in x.terms):
+                self.varying.add(r)
+        return True
+
+    def address(self, ref: SSAValue, indices) -> Linear | None:
+        t = ref.type
+        if not isinstance(t, MemRefType) or any(s < 0 for s in t.get_shape()):
+            return None
+        flat = Linear()
+        for i, st in zip(indices, row_major_strides(list(t.get_shape()))):
+            flat = flat.plus(self.form(i).scaled(st))
+        return flat
+
+    def strides(self, x: Linear, si: SSAValue, ci: SSAValue) -> tuple[int, int] | None:
+        """(a, b) with x = base + a * si + b * ci over the tile, base not varying; else None."""
+        if any(self.varies(a) for a in x.terms if a is not si and a is not ci):
+            return None
+        return x.terms.get(si, 0), x.terms.get(ci, 0)
+
+
+def _is_index_like(v: SSAValue) -> bool:
+    return isinstance(v.type, IndexType) or (isinstance(v.type, IntegerType) and v.type.width.data == 64)
+
+
+def _positive(v: SSAValue) -> bool:
+    c = constant_int(v)
+    return c is not None and c > 0
+
+
+# -- recognising a tile -----------------------------------------------------------------------
+
+
+@dataclass
+class TilePlan:
+    si: SSAValue  # the unrolled loop's iv: along the input's rows
+    ci: SSAValue  # the vector loop's iv: along the output's rows
+    si_lb: int
+    ci_lb: int
+    vs: int
+    vc: int
+    index_ops: list[Operation]  # of both loop bodies, in order: emitted per row / column
+    load: memref.LoadOp
+    store: memref.StoreOp
+
+
+def _bounds(fe, loop: scf.ForOp) -> tuple[int, int] | None:
+    try:
+        lb, ub, step = (int(fe.v(x)) for x in (loop.lb, loop.ub, loop.step))
+    except ValueError:
+        return None
+    return (lb, ub - lb) if step == 1 and not loop.iter_args else None
+
+
+def plan_tile(fe, outer: scf.ForOp, max_lanes: int) -> TilePlan | None:
+    """The tile transpose `outer` (an unrolled loop around one vectorized loop) is, or None:
+    a pure copy of 32-bit elements whose load is contiguous along `outer`'s iv and whose store
+    is contiguous along the vector loop's, with Vs in TILE_SIDES and Vc a multiple of Vs that
+    fits a vector."""
+    ops = [o for o in outer.body.block.ops if not isinstance(o, scf.YieldOp)]
+    if not ops or not isinstance(ops[-1], scf.ForOp):
+        return None
+    inner = ops[-1]
+    ann = annotation_of(inner)
+    if ann is None or ann.kind.data != "vectorize":
+        return None
+    sb, cb = _bounds(fe, outer), _bounds(fe, inner)
+    if sb is None or cb is None:
+        return None
+    (si_lb, vs), (ci_lb, vc) = sb, cb
+    if vs not in TILE_SIDES or vc % vs or vc > max_lanes or vc & (vc - 1) or min(si_lb, ci_lb) < 0:
+        return None
+    si, ci = outer.body.block.args[0], inner.body.block.args[0]
+    algebra = IndexAlgebra({si: si_lb + vs, ci: ci_lb + vc})
+    index_ops: list[Operation] = []
+    load = store = None
+    for o in ops[:-1] + [o for o in inner.body.block.ops if not isinstance(o, scf.YieldOp)]:
+        if isinstance(o, memref.LoadOp) and load is None:
+            load = o
+        elif isinstance(o, memref.StoreOp) and store is None:
+            store = o
+        elif not o.regions and algebra.op(o):
+            index_ops.append(o)
+        else:
+            return None
+    if load is None or store is None or store.value is not load.res or not load.res.has_one_use():
+        return None
+    elem = load.memref.type.element_type  # type: ignore[union-attr]
+    if llvm_type(elem) not in ("float", "i32") or store.memref.type.element_type != elem:  # type: ignore[union-attr]
+        return None
+    src, dst = algebra.address(load.memref, load.indices), algebra.address(store.memref, store.indices)
+    if src is None or dst is None:
+        return None
+    ls, ss = algebra.strides(src, si, ci), algebra.strides(dst, si, ci)
+    if ls is None or ss is None or ls[0] != 1 or ss[1] != 1:
+        return None
+    return TilePlan(si, ci, si_lb, ci_lb, vs, vc, index_ops, load, store)
+
+
+# -- the shuffle network ----------------------------------------------------------------------
+
+
+def _interleave(w: int, unit: int, hi: bool) -> list[int]:
+    """unpck{l,h}{ps,pd}: per 128-bit group of four lanes, the low (high) halves of a and b
+    interleaved by `unit` lanes."""
+    mask = []
+    for g in range(0, w, 4):
+        start = g + (2 if hi else 0)
+        for u in range(0, 2, unit):
+            mask += [start + u + k for k in range(unit)] + [w + start + u + k for k in range(unit)]
+    return mask
+
+
+def _block_swap(w: int, vs: int, h: int, upper: bool) -> list[int]:
+    """Swap bit h of the 128-bit block index (within each vs-lane segment) with the vector pair's:
+    the lower vector keeps its blocks with the bit clear and takes the partner's, the upper the
+    reverse (shuff32x4 / vperm2f128)."""
+    mask = []
+    for seg in range(0, w, vs):
+        for blk in range(vs // 4):
+            if not upper:
+                src = seg + 4 * blk if not blk & h else w + seg + 4 * (blk - h)
+            else:
+                src = seg + 4 * (blk + h) if not blk & h else w + seg + 4 * blk
+            mask += list(range(src, src + 4))
+    return mask
+
+
+Step = tuple[int, int, int, list[int]]  # (destination, a, b, mask) over a list of vectors
+
+
+def network(vs: int, w: int) -> tuple[list[Step], list[int]]:
+    """The shuffles that transpose vs vectors of w lanes (each w-lane vector: w // vs rows of
+    vs, concatenated) segment by segment, and which vector holds output column s at the end.
+    Vectors 0..vs-1 are the inputs; each step appends one."""
+    steps: list[Step] = []
+    cur = list(range(vs))
+
+    def shuffle(a: int, b: int, mask: list[int]) -> int:
+        steps.append((vs + len(steps), a, b, mask))
+        return vs + len(steps) - 1
+
+    nxt = list(cur)
+    for i in range(0, vs, 2):  # rows interleaved by lanes: pairs of rows, lanes 4g..4g+3
+        nxt[i] = shuffle(cur[i], cur[i + 1], _interleave(w, 1, False))
+        nxt[i + 1] = shuffle(cur[i], cur[i + 1], _interleave(w, 1, True))
+    cur, nxt = nxt, list(nxt)
+    for i in range(0, vs, 4):  # by lane pairs: vector 4i+k's 128-bit group g holds column 4g+k
+        for k in range(2):
+            nxt[i + 2 * k] = shuffle(cur[i + k], cur[i + k + 2], _interleave(w, 2, False))
+            nxt[i + 2 * k + 1] = shuffle(cur[i + k], cur[i + k + 2], _interleave(w, 2, True))
+    cur = nxt
+    h = 1
+    while 4 * h < vs:  # the (vs/4)^2 grid of 128-bit blocks transposed, one index bit a stage
+        nxt = list(cur)
+        for g in range(vs // 4):
+            if g & h:
+                continue
+            for k in range(4):
+                a, b = cur[4 * g + k], cur[4 * (g + h) + k]
+                nxt[4 * g + k] = shuffle(a, b, _block_swap(w, vs, h, False))
+                nxt[4 * (g + h) + k] = shuffle(a, b, _block_swap(w, vs, h, True))
+        cur = nxt
+        h *= 2
+    # vector 4g+k now holds, in block L of each segment, column 4L+k of rows 4g..4g+3 (in
+    # block order): output column s = 4L + k sits in vector 4L + k
+    return steps, cur
+
+
+def simulate(vs: int, w: int) -> list[list[tuple[int, int]]]:
+    """The (row, column) of the tile each lane of each output column's vector ends up
+    holding: what the tests check the network by."""
+    m = w // vs
+    vecs = [[(j + vs * (p // vs), p % vs) for p in range(w)] for j in range(vs)]
+    steps, out = network(vs, w)
+    for _, a, b, mask in steps:
+        both = vecs[a] + vecs[b]
+        vecs.append([both[i] for i in mask])
+    assert m >= 1
+    return [vecs[out[s]] for s in range(vs)]
+
+
+# -- emission ---------------------------------------------------------------------------------
+
+
+def emit_tile(fe, p: TilePlan) -> None:
+    """Vc row loads, the network, Vs column stores; index code re-emitted with literal ivs
+    per access (LLVM folds it to constant offsets from the tile's base)."""
+    ty = llvm_type(p.load.res.type)
+    align = max(1, bits(p.load.res.type) // 8)
+    fe.literals.update((p.si, p.ci))
+
+    def at(s: int, c: int) -> None:
+        fe.names[p.si], fe.names[p.ci] = str(p.si_lb + s), str(p.ci_lb + c)
+        for o in p.index_ops:
+            fe.op(o)
+
+    rows = []
+    for j in range(p.vc):
+        at(0, j)
+        ptr = fe.gep(p.load.memref, p.load.indices)
+        r = fe.tmp("tr")
+        fe.emit(f"{r} = load <{p.vs} x {ty}>, ptr {ptr}, align {align}")
+        rows.append(r)
+    vecs = [_concat(fe, ty, p.vs, [rows[j + p.vs * k] for k in range(p.vc // p.vs)]) for j in range(p.vs)]
+    steps, out = network(p.vs, p.vc)
+    vt = f"<{p.vc} x {ty}>"
+    for _, a, b, mask in steps:
+        r = fe.tmp("tt")
+        fe.emit(f"{r} = shufflevector {vt} {vecs[a]}, {vt} {vecs[b]}, {_mask(mask)}")
+        vecs.append(r)
+    for s in range(p.vs):
+        at(s, 0)
+        ptr = fe.gep(p.store.memref, p.store.indices)
+        fe.emit(f"store {vt} {vecs[out[s]]}, ptr {ptr}, align {align}")
+    fe.literals.difference_update((p.si, p.ci))
+
+
+def _mask(mask: list[int]) -> str:
+    return f"<{len(mask)} x i32> <" + ", ".join(f"i32 {i}" for i in mask) + ">"
+
+
+def _concat(fe, ty: str, n: int, parts: list[str]) -> str:
+    """One vector of the parts (each n lanes), in order, by pairwise shuffles."""
+    while len(parts) > 1:
+        joined = []
+        for a, b in zip(parts[::2], parts[1::2]):
+            r = fe.tmp("tc")
+            fe.emit(f"{r} = shufflevector <{n} x {ty}> {a}, <{n} x {ty}> {b}, {_mask(list(range(2 * n)))}")
+            joined.append(r)
+        parts, n = joined, 2 * n
+    return parts[0]
