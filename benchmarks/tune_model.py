@@ -11,9 +11,10 @@ with the model check); a `--db` that already holds records resumes. Then both bu
 printed with the load average: issue 11's "tuned builds are never slower than the defaults".
 
 `--fidelity` tunes nothing: per task, its default configuration timed in the model (every
-kernel of the default build through the profiler's per-kernel entries, per call), in the
-tuner's worker in place, and in the worker on rotating buffers (memory-bound tasks), to see
-which worker timing ranks configurations for the state the model runs them in.
+kernel of the default build through the profiler's per-kernel entries, per call), and in the
+tuner's worker in place, on rotating sets by the rule (`measure.evicted_from`: past L2 for
+a model whose activations fit the LLC) and on sets past the LLC (from memory), for the
+memory-bound tasks: which worker timing puts a kernel in the state the model runs it in.
 """
 
 from __future__ import annotations
@@ -91,34 +92,37 @@ def tuned_against_default(args) -> int:
 
 def fidelity(args) -> int:
     import lathe
+    from lathe.backends.registry import resolve_target
     from lathe.tuner.check import ModelCheck, time_builds
-    from lathe.tuner.measure import LocalRunner, Timing
+    from lathe.tuner.measure import LocalRunner, Timing, evicted_from
     from lathe.tuner.tasks import extract_tasks
     from lathe.tuner.tune import TaskTuner
 
     module, params, inputs = build_model(args)
     tasks = extract_tasks(module, "llvm", params)
+    _, target = resolve_target("llvm")
     cm = lathe.compile(module, params=params)
     runs = time_builds({"default": cm}, inputs, ModelCheck(blocks=3, repeat=args.repeat))["default"]
     print(f"{args.model} {' '.join(args.set)}: activations {tasks[0].activations / 2**20:.1f} MiB; {load()}")
-    print(f"{'task':52s} {'calls':>5s} {'MiB':>6s} {'model us':>9s} {'in place':>9s} {'rotating':>9s} {'sets':>5s}")
+    level = evicted_from(target.cache_bytes, tasks[0].activations)
+    print(f"caches {target.cache_bytes}; the rule's sets evict from {level} bytes (None: in place)")
+    head = ("task", "calls", "MiB", "model us", "in place", "rule", "sets", "memory", "sets")
+    print(f"{head[0]:52s} {head[1]:>5s} {head[2]:>6s} " + " ".join(f"{h:>9s}" for h in head[3:]))
     with tempfile.TemporaryDirectory() as tmp, LocalRunner(120) as runner:
         for task in tasks:
             in_model = statistics.median(sum(r.get(k, 0.0) for k in task.kernels) for r in runs) / max(task.weight, 1)
             tuner = TaskTuner(task, os.path.join(tmp, "db.jsonl"), [], "random")
             got = {}
-            for mode in (False, True):
+            for mode in (False, None, True):
                 job = tuner.job(tuner.default, ("fidelity", task.key, mode))
                 job["timing"] = Timing(rotate=mode)
                 got[mode] = runner.measure(job)
             footprint = sum(a.nbytes for a in tuner.inputs) + sum(r.nbytes for r in tuner.reference)
-            rot = got[True]
-            print(
-                f"{task.name[:52]:52s} {task.weight:5d} {footprint / 2**20:6.2f} {1e6 * in_model:9.1f} "
-                f"{1e6 * got[False].seconds:9.1f} "
-                f"{(f'{1e6 * rot.seconds:9.1f}' if rot.rotate > 1 else '-'):>9s} {rot.rotate:5d}",
-                flush=True,
-            )
+            cells = [1e6 * in_model, 1e6 * got[False].seconds]
+            for mode in (None, True):
+                cells += [1e6 * got[mode].seconds if got[mode].rotate > 1 else None, got[mode].rotate]
+            text = [f"{c:9.1f}" if isinstance(c, float) else f"{c if c is not None else '-':>9}" for c in cells]
+            print(f"{task.name[:52]:52s} {task.weight:5d} {footprint / 2**20:6.2f} " + " ".join(text), flush=True)
     print(load())
     return 0
 

@@ -1,5 +1,5 @@
 """Measurement fidelity (issue 11): the default timed beside every candidate, ranking by that
-ratio, rotating buffers only where the model reads from memory, and the model check that
+ratio, rotating buffers only past the cache the model evicts from, and the model check that
 keeps only the records that beat the default in the compiled model. Nothing here asserts a
 timing: the slow configuration below is slow by construction (threads woken for a 16-row
 dense), and the worker is made to report it 100x faster than it ran."""
@@ -13,7 +13,7 @@ import lathe
 from lathe.api import parse_source
 from lathe.tuner import measure, records
 from lathe.tuner.check import ModelCheck
-from lathe.tuner.measure import LocalRunner, Timing, timed_from_memory
+from lathe.tuner.measure import LocalRunner, Timing, evicted_from
 from lathe.tuner.tasks import extract_tasks
 from lathe.tuner.tune import TaskTuner, best_configs, format_table
 
@@ -38,14 +38,17 @@ def dense(rng):
     return module, params
 
 
-def test_rotation_only_where_the_model_reads_from_memory():
+def test_rotation_evicts_from_the_cache_the_model_evicts_from():
     mib = 1 << 20
     caches = (48 << 10, 2 * mib, 300 * mib)
-    assert not timed_from_memory(768 << 10, caches, 100 * mib)  # within L2: hot from its producer
-    assert not timed_from_memory(3 * mib, caches, 100 * mib)  # beyond L2, but the activations fit the L3
-    assert timed_from_memory(3 * mib, caches, 400 * mib)  # beyond L2, and the activations do not fit
-    assert not timed_from_memory(1 * mib, caches, 400 * mib)
-    assert timed_from_memory(1 * mib, caches, None)  # the model unknown: from memory, as before
+    assert evicted_from(caches, 1 * mib) is None  # the activations fit L2: in place
+    assert evicted_from(caches, 100 * mib) == 2 * mib  # they fit the L3: from the L3
+    assert evicted_from(caches, 400 * mib) == 300 * mib  # beyond it: from memory
+    assert evicted_from(caches, None) == 300 * mib  # the model unknown: from memory, as before
+    assert evicted_from((), 1 * mib) == measure.FALLBACK_LLC_BYTES
+    # the sets then exceed the chosen cache, as they exceed the LLC
+    sets = measure.rotation_sets(768 << 10, (768 << 10) / 12, evicted_from(caches, 100 * mib))
+    assert 2 * 2 * mib <= sets * (768 << 10) < 300 * mib
 
 
 def test_best_ranks_by_the_ratio_to_the_default_beside_it_and_reads_format_1(tmp_path):
@@ -75,7 +78,7 @@ def test_worker_times_the_default_beside_each_candidate_in_place_in_a_small_mode
         candidate = runner.measure(tuner.job(other, "round 1"))
     assert default.ok and default.default_s == default.seconds  # the default is its own reference
     assert candidate.ok and candidate.default_s and candidate.default_s != candidate.seconds
-    assert task.activations and candidate.rotate == 1  # the model's activations fit any cache: in place
+    assert task.activations < 1 << 20 and candidate.rotate == 1  # the model's activations fit L2: in place
 
 
 def test_model_check_drops_a_record_that_looks_fast_in_the_worker_only(dense, tmp_path, monkeypatch, capsys):

@@ -58,9 +58,9 @@ class Timing:
     `warmup_s` and run `repeat` repeats of enough runs to last `min_repeat_s` each, the two
     alternating repeat by repeat; the results are the medians of their per-run times.
 
-    `rotate`: None times a memory-bound candidate on rotating buffers only where the model
-    would read its data from memory (`timed_from_memory`); True rotates every memory-bound
-    candidate (as if every kernel's data came from memory); False times all in place."""
+    `rotate`: None times a memory-bound candidate on rotating buffers that evict its data
+    from the cache its model's other kernels evict it from (`evicted_from`: L2 or the LLC);
+    True from the LLC (as if every kernel's data came from memory); False all in place."""
 
     warmup_s: float = 0.05
     repeat: int = 5
@@ -114,25 +114,28 @@ def lower_candidate(task_module: str, config: str, lanes: int):
 def rotation_sets(footprint: int, flops: float | None, llc_bytes: int) -> int:
     """How many sets of buffers (`footprint` bytes each) a candidate's runs cycle through: 1
     for a compute-bound one (or one whose FLOPs are unknown) and for one whose set alone fills
-    the LLC, else enough for ROTATE_LLC_MULTIPLE LLCs, within ROTATE_MAX_BYTES."""
+    the cache to evict from (`llc_bytes`: the LLC, or L2, `evicted_from`), else enough for
+    ROTATE_LLC_MULTIPLE of that cache, within ROTATE_MAX_BYTES."""
     if footprint <= 0 or flops is None or flops / footprint > MEMORY_BOUND_FLOPS_PER_BYTE or footprint >= llc_bytes:
         return 1
     wanted = -(-ROTATE_LLC_MULTIPLE * llc_bytes // footprint)
     return max(1, min(wanted, ROTATE_MAX_BYTES // footprint))
 
 
-def timed_from_memory(footprint: int, cache_bytes: tuple[int, ...], activations: int | None) -> bool:
-    """Whether a memory-bound kernel reads its data from memory in its model, and so is timed
-    on rotating buffers. In a model a kernel's inputs are mostly the output of the kernel
-    before it, still in the cache: a working set within L2 stays there between kernels, and
-    one beyond L2 comes from the LLC as long as the model's activations all fit it (on this
-    machine's 300 MiB L3, those of every zoo model). Timed from memory such a kernel ranks
-    configurations for a state it never runs in (docs/tuning.md, Rotating buffers). Where
-    the model is not known (`activations` None), from memory, as before."""
-    if activations is None:
-        return True
-    l2 = cache_bytes[1] if len(cache_bytes) > 1 else 0
-    return footprint > l2 and activations > (cache_bytes[-1] if cache_bytes else FALLBACK_LLC_BYTES)
+def evicted_from(cache_bytes: tuple[int, ...], activations: int | None) -> int | None:
+    """The cache a memory-bound kernel's data is out of when its model calls it: the rotating
+    sets together exceed it (ROTATE_LLC_MULTIPLE times), so every run reads from the level
+    beyond; None: timed in place. Between two calls of a kernel its model runs others over
+    the activations and the weights, so its data has left L2 unless the model's activations
+    all fit L2; they stay in the LLC while the activations fit it (on this machine's 300 MiB
+    L3 those of every zoo model; BERT-base's memory-bound kernels measured between their
+    in-place and their from-memory times in the model, docs/tuning.md), and come from memory
+    beyond it. Where the model is not known (`activations` None), from memory, as before."""
+    llc = cache_bytes[-1] if cache_bytes else FALLBACK_LLC_BYTES
+    l2 = cache_bytes[1] if len(cache_bytes) > 2 else None
+    if activations is None or activations > llc or l2 is None:
+        return llc
+    return l2 if activations > l2 else None
 
 
 def aligned_bytes(a: np.ndarray) -> int:
@@ -262,10 +265,11 @@ def build_and_time(job: dict) -> Result:
     timing: Timing = job["timing"]
     footprint = sum(aligned_bytes(a) for a in [*job["inputs"], *outs])  # one set, as rotating_buffers lays it out
     cache = cand.target.cache_bytes
-    from_memory = timing.rotate or (
-        timing.rotate is None and timed_from_memory(footprint, cache, job.get("activations"))
-    )
-    sets = rotation_sets(footprint, job.get("flops"), last_level_cache(cand.target)) if from_memory else 1
+    if timing.rotate is None:
+        level = evicted_from(cache, job.get("activations"))
+    else:
+        level = last_level_cache(cand.target) if timing.rotate else None
+    sets = rotation_sets(footprint, job.get("flops"), level) if level else 1
     if sets == 1:
         clocks = [_in_place(b.ex, job["inputs"]) for b in (cand, base) if b]
     else:

@@ -65,7 +65,7 @@ class Task:
     target: str
     kernels: list[str] = field(default_factory=list)
     weight: int = 0  # calls per run of the model
-    activations: int | None = None  # bytes of every kernel output of one run of the model (timing.timed_from_memory)
+    activations: int | None = None  # bytes of every kernel output of one run of the model (measure.evicted_from)
 
     @property
     def default(self) -> Config:
