@@ -135,3 +135,10 @@ def test_a_transpose_fused_with_arithmetic_keeps_the_vector_loop(rng):
     x = rng.standard_normal((1, 32, 16, 16)).astype(np.float32)
     got = lathe.compile(parse_relay(src), num_threads=2).run(x)
     assert np.array_equal(got, np.maximum(np.transpose(x, (0, 2, 3, 1)), 0))
+
+
+def test_int32_tiles_too(rng):
+    src = "def @main(%x: Tensor[(48, 64), int32]) { transpose(%x, axes=[1, 0]) }"
+    assert "shufflevector <16 x i32>" in _llvm(src)
+    x = rng.integers(-1000, 1000, (48, 64)).astype(np.int32)
+    assert np.array_equal(lathe.compile(parse_relay(src), num_threads=2).run(x), x.T)

@@ -170,6 +170,8 @@ class TilePlan:
     index_ops: list[Operation]  # of both loop bodies, in order: emitted per row / column
     load: memref.LoadOp
     store: memref.StoreOp
+    row_stride: int  # elements between the load's rows (one per ci)
+    column_stride: int  # elements between the store's rows (one per si)
 
 
 def _bounds(fe, loop: scf.ForOp) -> tuple[int, int] | None:
@@ -222,7 +224,7 @@ def plan_tile(fe, outer: scf.ForOp, max_lanes: int) -> TilePlan | None:
     ls, ss = algebra.strides(src, si, ci), algebra.strides(dst, si, ci)
     if ls is None or ss is None or ls[0] != 1 or ss[1] != 1:
         return None
-    return TilePlan(si, ci, si_lb, ci_lb, vs, vc, index_ops, load, store)
+    return TilePlan(si, ci, si_lb, ci_lb, vs, vc, index_ops, load, store, ls[1], ss[0])
 
 
 # -- the shuffle network ----------------------------------------------------------------------
@@ -312,23 +314,20 @@ def simulate(vs: int, w: int) -> list[list[tuple[int, int]]]:
 
 
 def emit_tile(fe, p: TilePlan) -> None:
-    """Vc row loads, the network, Vs column stores; index code re-emitted with literal ivs
-    per access (LLVM folds it to constant offsets from the tile's base)."""
+    """Vc row loads, the network, Vs column stores, each at a constant offset from the tile's
+    first load or store (the algebra proved the addresses linear): the index code runs once."""
     ty = llvm_type(p.load.res.type)
     align = max(1, bits(p.load.res.type) // 8)
     fe.literals.update((p.si, p.ci))
-
-    def at(s: int, c: int) -> None:
-        fe.names[p.si], fe.names[p.ci] = str(p.si_lb + s), str(p.ci_lb + c)
-        for o in p.index_ops:
-            fe.op(o)
-
+    fe.names[p.si], fe.names[p.ci] = str(p.si_lb), str(p.ci_lb)
+    for o in p.index_ops:
+        fe.op(o)
+    src, dst = fe.gep(p.load.memref, p.load.indices), fe.gep(p.store.memref, p.store.indices)
+    fe.literals.difference_update((p.si, p.ci))
     rows = []
     for j in range(p.vc):
-        at(0, j)
-        ptr = fe.gep(p.load.memref, p.load.indices)
         r = fe.tmp("tr")
-        fe.emit(f"{r} = load <{p.vs} x {ty}>, ptr {ptr}, align {align}")
+        fe.emit(f"{r} = load <{p.vs} x {ty}>, ptr {_offset(fe, ty, src, j * p.row_stride)}, align {align}")
         rows.append(r)
     vecs = [_concat(fe, ty, p.vs, [rows[j + p.vs * k] for k in range(p.vc // p.vs)]) for j in range(p.vs)]
     steps, out = network(p.vs, p.vc)
@@ -338,10 +337,15 @@ def emit_tile(fe, p: TilePlan) -> None:
         fe.emit(f"{r} = shufflevector {vt} {vecs[a]}, {vt} {vecs[b]}, {_mask(mask)}")
         vecs.append(r)
     for s in range(p.vs):
-        at(s, 0)
-        ptr = fe.gep(p.store.memref, p.store.indices)
-        fe.emit(f"store {vt} {vecs[out[s]]}, ptr {ptr}, align {align}")
-    fe.literals.difference_update((p.si, p.ci))
+        fe.emit(f"store {vt} {vecs[out[s]]}, ptr {_offset(fe, ty, dst, s * p.column_stride)}, align {align}")
+
+
+def _offset(fe, elem: str, ptr: str, k: int) -> str:
+    if k == 0:
+        return ptr
+    r = fe.tmp("tp")
+    fe.emit(f"{r} = getelementptr inbounds {elem}, ptr {ptr}, i64 {k}")
+    return r
 
 
 def _mask(mask: list[int]) -> str:
