@@ -96,7 +96,7 @@ def test_model_check_drops_a_record_that_looks_fast_in_the_worker_only(dense, tm
     (result,) = lathe.tune(module, params=params, trials=0, db=db, timing=QUICK, check=CHECK)
     assert result.best.config == SLOW and result.check is not None
     assert result.check.status == "default_wins" and result.check.seconds > result.check.default_s
-    assert result.verdict == "default wins" and "default wins" in format_table([result])
+    assert result.verdict.startswith("default wins") and "default wins" in format_table([result])
     capsys.readouterr()
     x = np.random.default_rng(1).standard_normal((16, 64)).astype(np.float32)
     cm = lathe.compile(module, params=params, tuning_db=db)

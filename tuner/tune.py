@@ -55,14 +55,16 @@ class TaskResult:
 
     @property
     def verdict(self) -> str:
-        """What compiling with the database applies for this task, as the table says it."""
+        """What compiling with the database applies for this task, as the table says it (with
+        the model check's speedup of the tuned kernels over the default ones in the model)."""
         if self.best is None:
             return "-"
         if self.default is not None and self.best.config == self.default.config:
             return "default"
         if self.check is None:
             return "unchecked"
-        return "kept" if self.check.status == "kept" else "default wins"
+        ratio = f" {self.check.speedup:.2f}x" if self.check.speedup else ""
+        return ("kept" if self.check.status == "kept" else "default wins") + ratio
 
 
 def format_seconds(s: float) -> str:
