@@ -64,6 +64,7 @@ CASES = [
     ((24, 3136), "transpose(%x, axes=[1, 0])"),  # 24 output channels: 8 x 8 tiles
     ((2, 40, 32), "transpose(%x, axes=[0, 2, 1])"),  # a batch dimension; 8 x 8 tiles
     ((2, 48, 40), "transpose(%x, axes=[0, 2, 1])"),  # 8 x 16 tiles
+    ((2, 16, 20), "transpose(%x, axes=[0, 2, 1])"),  # 4 x 16 tiles: four rows to a vector before the network
     ((12, 128, 64), "transpose(%x, axes=[0, 2, 1])"),
     ((1, 12, 20, 20), "transpose(%x, axes=[0, 2, 3, 1])"),  # 12 channels: 4 x 4 tiles
     ((3, 4, 5, 16), "transpose(%x, axes=[2, 0, 3, 1])"),
