@@ -34,18 +34,33 @@ class ConvShape:
     cin: int
     cout: int
     size: int
-    kernel: int = 3
+    kernel: int | tuple[int, int] = 3  # (kh, kw) for Inception's 1x7 / 7x1
     stride: int = 1
-    pad: int = 1
+    pad: int | tuple[int, int] = 1  # (along h, along w)
     groups: int = 1
     transpose: bool = False
     relu: bool = False  # Conv + bias + Relu, as a batch-normalized layer exports after folding
 
-    def flops(self) -> float:
+    @property
+    def kernel_hw(self) -> tuple[int, int]:
+        return self.kernel if isinstance(self.kernel, tuple) else (self.kernel, self.kernel)
+
+    @property
+    def pad_hw(self) -> tuple[int, int]:
+        return self.pad if isinstance(self.pad, tuple) else (self.pad, self.pad)
+
+    def out_hw(self) -> tuple[int, int]:
+        (kh, kw), (ph, pw) = self.kernel_hw, self.pad_hw
         if self.transpose:
-            return 2.0 * self.cin * self.size * self.size * self.cout * self.kernel * self.kernel / self.groups
-        out = (self.size + 2 * self.pad - self.kernel) // self.stride + 1
-        return 2.0 * self.cout * out * out * (self.cin // self.groups) * self.kernel * self.kernel
+            return ((self.size - 1) * self.stride - 2 * ph + kh, (self.size - 1) * self.stride - 2 * pw + kw)
+        return ((self.size + 2 * ph - kh) // self.stride + 1, (self.size + 2 * pw - kw) // self.stride + 1)
+
+    def flops(self) -> float:
+        kh, kw = self.kernel_hw
+        if self.transpose:
+            return 2.0 * self.cin * self.size * self.size * self.cout * kh * kw / self.groups
+        oh, ow = self.out_hw()
+        return 2.0 * self.cout * oh * ow * (self.cin // self.groups) * kh * kw
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,30 @@ SHAPES = (
     ConvShape("resnet18 1x1 s2 64->128 @56", 64, 128, 56, kernel=1, stride=2, pad=0),
     ConvShape("resnet18 1x1 s2 128->256 @28", 128, 256, 28, kernel=1, stride=2, pad=0),
     ConvShape("resnet18 1x1 s2 256->512 @14", 256, 512, 14, kernel=1, stride=2, pad=0),
+    # Inception-v3's distinct 17x17 and 8x8 convolutions (Conv + folded batch norm + Relu):
+    # 289 and 64 output pixels, so the threads' work and the register tiles come from the
+    # output channels; the factorised 1x7 / 7x1 windows run along one axis only
+    ConvShape("incep 3x3 s2 288->384 @35", 288, 384, 35, stride=2, pad=0, relu=True),
+    ConvShape("incep 3x3 s2 96->96 @35", 96, 96, 35, stride=2, pad=0, relu=True),
+    ConvShape("incep 1x1 768->192 @17", 768, 192, 17, kernel=1, pad=0, relu=True),
+    ConvShape("incep 1x1 768->128 @17", 768, 128, 17, kernel=1, pad=0, relu=True),
+    ConvShape("incep 1x1 768->160 @17", 768, 160, 17, kernel=1, pad=0, relu=True),
+    ConvShape("incep 1x7 128->128 @17", 128, 128, 17, kernel=(1, 7), pad=(0, 3), relu=True),
+    ConvShape("incep 7x1 128->128 @17", 128, 128, 17, kernel=(7, 1), pad=(3, 0), relu=True),
+    ConvShape("incep 7x1 128->192 @17", 128, 192, 17, kernel=(7, 1), pad=(3, 0), relu=True),
+    ConvShape("incep 1x7 128->192 @17", 128, 192, 17, kernel=(1, 7), pad=(0, 3), relu=True),
+    ConvShape("incep 1x7 160->160 @17", 160, 160, 17, kernel=(1, 7), pad=(0, 3), relu=True),
+    ConvShape("incep 7x1 160->160 @17", 160, 160, 17, kernel=(7, 1), pad=(3, 0), relu=True),
+    ConvShape("incep 1x7 192->192 @17", 192, 192, 17, kernel=(1, 7), pad=(0, 3), relu=True),
+    ConvShape("incep 7x1 192->192 @17", 192, 192, 17, kernel=(7, 1), pad=(3, 0), relu=True),
+    ConvShape("incep 3x3 s2 192->320 @17", 192, 320, 17, stride=2, pad=0, relu=True),
+    ConvShape("incep 3x3 s2 192->192 @17", 192, 192, 17, stride=2, pad=0, relu=True),
+    ConvShape("incep 1x1 1280->320 @8", 1280, 320, 8, kernel=1, pad=0, relu=True),
+    ConvShape("incep 1x1 2048->384 @8", 2048, 384, 8, kernel=1, pad=0, relu=True),
+    ConvShape("incep 1x1 2048->448 @8", 2048, 448, 8, kernel=1, pad=0, relu=True),
+    ConvShape("incep 3x3 448->384 @8", 448, 384, 8, relu=True),
+    ConvShape("incep 1x3 384->384 @8", 384, 384, 8, kernel=(1, 3), pad=(0, 1), relu=True),
+    ConvShape("incep 3x1 384->384 @8", 384, 384, 8, kernel=(3, 1), pad=(1, 0), relu=True),
     ConvShape("convT2x2 s2 96->24 @40", 96, 24, 40, kernel=2, stride=2, pad=0, transpose=True),
     DenseShape("dense 64x512 . 512x1000", 64, 512, 1000),
     DenseShape("dense 64x256 . 256x30", 64, 256, 30),
@@ -119,25 +158,24 @@ def onnx_model(shape, rng):
         inits = [numpy_helper.from_array(w, "w")]
     else:
         s = shape
+        (kh, kw), (ph, pw) = s.kernel_hw, s.pad_hw
         if s.transpose:
-            w = f32(s.cin, s.cout // s.groups, s.kernel, s.kernel, scale=(s.cin * s.kernel**2) ** -0.5)
-            out = (s.size - 1) * s.stride - 2 * s.pad + s.kernel
+            w = f32(s.cin, s.cout // s.groups, kh, kw, scale=(s.cin * kh * kw) ** -0.5)
             op = "ConvTranspose"
         else:
-            w = f32(s.cout, s.cin // s.groups, s.kernel, s.kernel, scale=(s.cin // s.groups * s.kernel**2) ** -0.5)
-            out = (s.size + 2 * s.pad - s.kernel) // s.stride + 1
+            w = f32(s.cout, s.cin // s.groups, kh, kw, scale=(s.cin // s.groups * kh * kw) ** -0.5)
             op = "Conv"
         node = helper.make_node(
             op,
             ["x", "w", "b"],
             ["z" if s.relu else "y"],
-            kernel_shape=[s.kernel, s.kernel],
+            kernel_shape=[kh, kw],
             strides=[s.stride, s.stride],
-            pads=[s.pad] * 4,
+            pads=[ph, pw, ph, pw],
             group=s.groups,
         )
         nodes = [node] + ([helper.make_node("Relu", ["z"], ["y"])] if s.relu else [])
-        inputs, outputs = [("x", [1, s.cin, s.size, s.size])], [("y", [1, s.cout, out, out])]
+        inputs, outputs = [("x", [1, s.cin, s.size, s.size])], [("y", [1, s.cout, *s.out_hw()])]
         inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(f32(s.cout, scale=0.1), "b")]
     graph = helper.make_graph(
         nodes,
@@ -182,12 +220,21 @@ def with_config(module, params, knobs: str, threads: int):
     return lathe.compile(m, num_threads=threads)
 
 
+def kernel_share(cm, x, peak: float) -> str:
+    """The layer's heaviest kernel timed alone by the profiler (no layout transposes, no
+    runtime): its median and share of the threads' peak, the number a schedule change moves."""
+    row = max(cm.profile(x, repeat=30, warmup_seconds=0.3).rows, key=lambda r: r.seconds)
+    share = f" {100 * row.flops / row.seconds / peak:.0f}%" if row.flops else ""
+    return f"{row.seconds * 1e6:.0f} us{share}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--only", default=None)
     ap.add_argument("--config", action="append", default=[], help="conv2d_nhwc knobs: one more contender each")
+    ap.add_argument("--kernel", action="store_true", help="also the heaviest kernel alone (profiler), %% of peak")
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
@@ -232,7 +279,8 @@ def main() -> int:
             f"{shape.flops() / med['lathe'] / 1e9:8.1f} {shape.flops() / med['ort'] / 1e9:6.1f} "
             f"{100 * shape.flops() / med['lathe'] / peak:3.0f}% {err:8.1e}  {templates_of(module, params)}"
             f"  [{med['lathe'] / med['quiet']:.2f}x no spin]"
-            + "".join(f"  [{c}: {med[c] / med['ort']:.2f}x]" for c in configured),
+            + "".join(f"  [{c}: {med[c] / med['ort']:.2f}x]" for c in configured)
+            + (f"  [kernel {kernel_share(cm, x, peak)}]" if args.kernel else ""),
             flush=True,
         )
     if ratios:

@@ -61,13 +61,20 @@ PAD_INLINE_WORK = 64
 # layers over 16 and 32 filters at 224 and 320: 1.2-1.3x).
 INLINE_UNROLLED_WINDOW = 2
 # Output pixels up to which the threads' loops are weight-stationary whatever the weight's size
-# (14x14 and 7x7: EfficientNet's and MobileNet's 1x1 expand/project convolutions). In the "yxf"
-# order every output row, one or two register tiles here, reads the whole weight, from L3 on
-# its first pass in a model run; a stationary packed block is read once and used by every
-# pixel, and the few pixels' activations stay in L2 across the blocks. EfficientNet-B0's and
-# MobileNet-v3's 1x1s at 14x14 and 7x7 ran 1.16-1.45x faster so (ten layers, one thread, the
-# weight out of L2 as in a model run); ResNet's 28x28 layer2 keeps "yxf".
-SMALL_OUTPUT_PIXELS = 196
+# (17x17, 14x14 and 7x7: Inception-v3's middle stage, EfficientNet's and MobileNet's 1x1
+# expand/project convolutions). In the "yxf" order every output row, one to three register
+# tiles here, reads the whole weight, from L3 on its first pass in a model run, and each thread
+# all of it; a stationary packed block is read once, by one thread, and used by every pixel,
+# and the few pixels' activations stay in L2 across the blocks. EfficientNet-B0's and
+# MobileNet-v3's 1x1s at 14x14 and 7x7 ran 1.16-1.45x faster so, Inception-v3's 1x7, 7x1 and
+# 1x1 layers at 17x17 1.0-1.18x (one thread, the weight out of L2 as in a model run);
+# ResNet's 28x28 layer2 keeps "yxf".
+SMALL_OUTPUT_PIXELS = 289
+# The widest register tile that takes a block of three vectors of channels by default where the
+# tile does not divide the width (17: a guarded 6-pixel tile, 18 accumulators where two vectors
+# give 12). Inception-v3's 17x17 layers with 192 filters ran 1.05-1.12x faster so (one thread,
+# weight-stationary, the weight out of L2); 8x8 layers' 8-pixel tiles (24) ran no faster.
+THREE_VECTOR_MAX_TILE = 6
 
 
 def conv2d_space(
@@ -89,15 +96,16 @@ def conv2d_space(
     blocks = [b for b in (2 * lanes, 3 * lanes, lanes, 4 * lanes) if o % b == 0]
     if not blocks:
         return None
+    block = _default_block(ow, o, lanes, blocks[0])
     rc, ry, rx = anchor.reduce_extent_list
     pad = _default_pad(anchor, lanes)
     return (
         knob(
             "tile_w",
             divisors(ow, 16) + [t for t in range(4, CONV2D_TILE_WIDTH + 1) if t < ow],
-            _accumulating_tile(ow, blocks[0] // lanes),
+            _accumulating_tile(ow, block // lanes),
         ),
-        knob("block_f", blocks, blocks[0]),
+        knob("block_f", blocks, block),
         knob("tile_h", [h for h in CONV2D_TILE_ROWS if h <= oh], 1),
         knob("split_rc", [0] + [s for s in (4, 8, 16, 32) if rc % s == 0 and s < rc], 0),
         knob("reduce_order", CONV2D_REDUCE_ORDERS, CONV2D_REDUCE_ORDERS[0]),
@@ -105,7 +113,7 @@ def conv2d_space(
         knob(
             "order",
             CONV2D_ORDERS,
-            _default_order(ry * rx * rc * _weight_bytes(anchor), o, blocks[0], caches.l2_bytes, oh * ow),
+            _default_order(ry * rx * rc * _weight_bytes(anchor), o, block, caches.l2_bytes, oh * ow),
         ),
         knob("pad", ("copy", "inline"), pad),
         knob("unroll_window", range(len(CONV2D_REDUCE_AXES) + 1), INLINE_UNROLLED_WINDOW if pad == "inline" else 0),
@@ -119,6 +127,17 @@ def _default_tile(ow: int) -> int:
     if d >= CONV2D_MIN_DIVISOR_TILE or d == ow:
         return d
     return min(CONV2D_GUARDED_TILES, key=lambda t: (-(-ow // t) * t, -t))
+
+
+def _default_block(ow: int, channels: int, lanes: int, block: int) -> int:
+    """`block` (two vectors where they divide), or three vectors where the width leaves a guarded
+    tile of at most THREE_VECTOR_MAX_TILE pixels and the threads still get several blocks: the
+    short tile's weight vectors then feed more accumulators."""
+    t = _default_tile(ow)
+    three = 3 * lanes
+    if ow % t and t <= THREE_VECTOR_MAX_TILE and channels % three == 0 and channels // three >= 4:
+        return three
+    return block
 
 
 def _accumulating_tile(ow: int, vectors: int) -> int:
