@@ -112,6 +112,15 @@ def test_model_check_drops_a_record_that_looks_fast_in_the_worker_only(dense, tm
     build_pipeline(GRAPH_PIPELINES[3] + ",lower-graph-to-te").apply(make_context(), te_level)
     chosen, _ = best_configs(te_level, db, task.target)
     assert chosen == {}
+    # a record an earlier check kept (an earlier best) is applied where the best's default won
+    other = SLOW.replace("parallel=fused", "parallel=outer")
+    trial = records.Record(task.key, task.target, task.name, other, "ok", 1e-6, 0.0, 1.0, rotate=1, default_s=1.1e-6)
+    records.append(db, trial)
+    records.append(
+        db, records.Record(task.key, task.target, task.name, other, "kept", 1e-6, None, 0.0, default_s=1.2e-6)
+    )
+    assert records.best(records.load(db)[0], task.key).config == SLOW
+    assert best_configs(te_level, db, task.target)[0] == {n: other for n in task.kernels}
     # a record that wins in the model is applied: a check of it kept says so
     records.append(db, records.Record(task.key, task.target, task.name, SLOW, "kept", 1e-6, None, 0.0, default_s=2e-6))
     assert best_configs(te_level, db, task.target)[0] == {n: SLOW for n in task.kernels}

@@ -141,6 +141,28 @@ def verdict(records: list[Record], workload: str, config: str) -> Record | None:
     return checks[-1] if checks else None
 
 
+def applied(records: list[Record], workload: str) -> tuple[Record | None, Record | None]:
+    """The record that compiling applies for `workload`, and the model check's verdict on it
+    (None: never checked): its best, unless the best's last check says `default_wins`; then
+    the record whose last check kept it with the greatest speedup in the model (an earlier
+    best), if any; else none (the default schedule)."""
+    top = best(records, workload)
+    if top is None:
+        return None, None
+    check = verdict(records, workload, top.config)
+    if check is None or check.status == "kept":
+        return top, check
+    last: dict[str, Record] = {}
+    for r in records:
+        if r.workload == workload and r.status in CHECK_STATUSES:
+            last[r.config] = r
+    kept = [c for c in last.values() if c.status == "kept"]
+    if not kept:
+        return None, check
+    check = max(kept, key=lambda c: c.speedup or 0.0)
+    return best([r for r in records if r.config == check.config], workload), check
+
+
 def foreign_note(path, records: list[Record], workloads: set[str], target: str) -> str | None:
     """One note for the records that are for another target or another workload."""
     other_target = sum(1 for r in records if r.target != target)

@@ -377,9 +377,9 @@ def format_table(results: list[TaskResult]) -> str:
 
 
 def best_configs(te_module: ModuleOp, db: str | os.PathLike, target: str) -> tuple[dict[str, str], list[str]]:
-    """For compiling with records: the best recorded configuration of each kernel of a te-level
-    module ({kernel name: config}) unless the model check found the default faster in the
-    model, and the notes to print (corrupt lines, foreign records, ONE warning naming every
+    """For compiling with records: the configuration of each kernel of a te-level module
+    ({kernel name: config}) by records.applied (its best record, unless the model check found
+    the default faster in the model: then a record the check kept, if any), and the notes to print (corrupt lines, foreign records, ONE warning naming every
     kernel left with its default schedule for want of a record, one note for those whose
     default won the check, and one for best records never checked)."""
     from lathe.tuner.tasks import call_counts, kernel_flops, kernels_at_te, normalised_kernel, workload_key
@@ -398,15 +398,15 @@ def best_configs(te_module: ModuleOp, db: str | os.PathLike, target: str) -> tup
         key = workload_key(normalised_kernel(f), target)
         keys.add(key)
         work[name] = kernel_flops(f) * max(calls.get(name, 0), 1)
-        best = records.best([r for r in recs if r.target == target], key)
-        check = records.verdict(recs, key, best.config) if best else None
-        if best is None:
+        mine = [r for r in recs if r.target == target]
+        record, check = records.applied(mine, key)
+        if records.best(mine, key) is None:
             missing.append(name)
-        elif check is not None and check.status == "default_wins":
+        elif record is None:
             default_won.append(name)
         else:
-            chosen[name] = best.config
-            if check is None and best.speedup != 1.0:
+            chosen[name] = record.config
+            if check is None and record.speedup != 1.0:
                 unchecked.append(name)
     foreign = records.foreign_note(db, recs, keys, target)
     if foreign:
