@@ -9,7 +9,8 @@ with `lathe run FILE --params P --output O` (the same seeded random inputs), onc
 outputs match the untuned build's (relative error at most 1e-3 of the largest magnitude).
 One line per model: tasks and kernels left without a record (the budget is the model's, so
 a few trials leave most tasks at their default), trials and failures by kind from the
-database, the best speedup over a task's default, and the error against the untuned build.
+database, the best speedup over a task's default (timed beside it), how many tasks' bests the
+model check kept or dropped, and the error against the untuned build.
 """
 
 from __future__ import annotations
@@ -72,20 +73,20 @@ def check(name: str, tmp: Path, trials: int, full: bool) -> bool:
         if rc != 0:
             print(f"{name:16s} FAILED at `lathe {step}` (exit {rc})\n{out}{err}", flush=True)
             return False
-    recs, _ = records.load(db)
+    everything, _ = records.load(db)
+    recs = [r for r in everything if r.status not in records.CHECK_STATUSES]  # the trials
+    checks = {(r.workload, r.config): r.status for r in everything if r.status in records.CHECK_STATUSES}
     fails: dict[str, int] = {}
     for r in recs:
         if r.status != "ok":
             fails[r.status] = fails.get(r.status, 0) + 1
     tasks = len({r.workload for r in recs})
-    best: dict[str, float] = {}
-    default: dict[str, float] = {}
-    for r in recs:
-        if r.status == "ok" and r.seconds:
-            best[r.workload] = min(best.get(r.workload, r.seconds), r.seconds)
-            default.setdefault(r.workload, r.seconds)  # each task's first trial is its default
-    speedup, top = max(((default[w] / best[w], w) for w in best), default=(1.0, ""))
-    top_config = next((r.config for r in recs if r.workload == top and r.seconds == best[top]), "-")
+    bests = [b for b in (records.best(recs, w) for w in {r.workload for r in recs}) if b is not None]
+    top_rec = max(bests, key=lambda b: b.speedup or 1.0, default=None)
+    speedup = (top_rec.speedup or 1.0) if top_rec else 1.0
+    top_config = top_rec.config if top_rec else "-"
+    kept = sum(1 for b in bests if checks.get((b.workload, b.config)) == "kept")
+    dropped = sum(1 for b in bests if checks.get((b.workload, b.config)) == "default_wins")
     missing = re.search(r"for (\d+) of (\d+) kernels", logs["run --db"])
     untuned_kernels = f"{missing[1]}/{missing[2]} kernels untuned" if missing else "every kernel tuned"
     with np.load(f"{base}.tuned.npz") as a, np.load(f"{base}.untuned.npz") as b:
@@ -94,6 +95,7 @@ def check(name: str, tmp: Path, trials: int, full: bool) -> bool:
     print(
         f"{name:16s} {tasks:3d} tasks tuned, {untuned_kernels}; {len(recs):3d} trials, failures "
         f"{', '.join(f'{n} {k}' for k, n in sorted(fails.items())) or '0'}; best task speedup {speedup:.2f}x ({top_config}); "
+        f"model check: {kept} kept, {dropped} default wins; "
         f"run --db {'ok' if ok else 'WRONG'}, max error vs untuned {err:.1e}  "
         f"[tune {tune_s:.0f} s, all {time.perf_counter() - t0:.0f} s]",
         flush=True,
