@@ -1,13 +1,14 @@
 """Transposes of the zoo's shapes through `run()`: GB/s of this tree, beside an older tree's.
 
-    python benchmarks/transpose.py [--threads 2] [--repeat 40] [--old /tmp/oldtree_tr] [--only NAME]
+    python benchmarks/transpose.py [--threads 2] [--repeat 40] [--old /tmp/oldtree_tr] [--new DIR] [--only NAME]
 
 `run(x, out=y)`, y 64-byte aligned: the output written in place, as an intermediate is in a
 model's arena or a fresh output is (a fresh array's page faults would be most of a small
 transpose's time); x as numpy allocates it. Each tree compiles every case in a worker process of its own (`--old`: a directory holding an
 older checkout as `lathe/`, put first on that worker's PYTHONPATH; none: this tree alone). The
 workers take turns, a block of timed `run()` calls each, after a wall-clock warm-up each, so
-the machine's drift hits both alike; printed: median time, GB/s (bytes read + written, once),
+the machine's drift hits both alike; printed: median time, GB/s (bytes read + written, once; none for the two
+issue-12 rows at the end, whole kernels.py rows whose transposes these are),
 new/old, and the ratio of the minima (steadier than medians on a loaded machine). Every output is checked against numpy first.
 """
 
@@ -44,6 +45,23 @@ CASES = {
 }
 
 
+# the issue-12 rows whose transposes these are: name -> (Relay source, input shapes, param shapes)
+ROWS = {
+    "issue-12 row: conv2d 1x64x56x56 3x3 + bias + relu": (
+        "def @main(%x: Tensor[(1, 64, 56, 56), float32], %w: Tensor[(64, 64, 3, 3), float32],"
+        " %b: Tensor[(64), float32]) { nn.relu(nn.bias_add(nn.conv2d(%x, %w, padding=[1, 1]), %b)) }",
+        {"x": (1, 64, 56, 56)},
+        {"w": (64, 64, 3, 3), "b": (64,)},
+    ),
+    "issue-12 row: softmax(batch_matmul 12x128x64^2)": (
+        "def @main(%q: Tensor[(12, 128, 64), float32], %k: Tensor[(12, 128, 64), float32])"
+        " { nn.softmax(nn.batch_matmul(%q, %k), axis=-1) }",
+        {"q": (12, 128, 64), "k": (12, 128, 64)},
+        {},
+    ),
+}
+
+
 def reference(shape, body, x):
     import numpy as np
 
@@ -73,20 +91,30 @@ def worker(threads: int) -> None:
         y = np.asarray(cm.run(x))
         if not np.array_equal(y, reference(shape, body, x)):
             raise SystemExit(f"{name}: wrong result")
-        compiled[name] = (cm, x, aligned_empty(y.shape, y.dtype))
+        compiled[name] = (cm, (x,), aligned_empty(y.shape, y.dtype))
+    for name, (src, inputs, weights) in ROWS.items():
+        params = {k: (0.05 * rng.standard_normal(v)).astype(np.float32) for k, v in weights.items()}
+        module = parse_relay(src)
+        args = tuple(rng.standard_normal(v).astype(np.float32) for v in inputs.values())
+        want = lathe.interpret(module, params=params, **dict(zip(inputs, args)))
+        cm = lathe.compile(parse_relay(src), params=params, num_threads=threads)
+        y = np.asarray(cm.run(*args))
+        if not np.allclose(y, np.asarray(want), rtol=1e-4, atol=1e-5):
+            raise SystemExit(f"{name}: wrong result")
+        compiled[name] = (cm, args, aligned_empty(y.shape, y.dtype))
     print(json.dumps({"ready": lathe.__file__}), flush=True)
     for line in sys.stdin:
         name, calls = json.loads(line)
         cm, x, y = compiled[name]
         if calls < 0:
-            warm(lambda cm=cm, x=x, y=y: cm.run(x, out=y), -calls)
+            warm(lambda cm=cm, x=x, y=y: cm.run(*x, out=y), -calls)
             print(json.dumps([]), flush=True)
             continue
-        cm.run(x, out=y)
+        cm.run(*x, out=y)
         times = []
         for _ in range(calls):
             t0 = time.perf_counter()
-            cm.run(x, out=y)
+            cm.run(*x, out=y)
             times.append(time.perf_counter() - t0)
         print(json.dumps(times), flush=True)
 
@@ -121,6 +149,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=40)
     ap.add_argument("--block", type=int, default=5)
     ap.add_argument("--old", default="/tmp/oldtree_tr", help="directory holding an older tree as lathe/")
+    ap.add_argument(
+        "--new", default=None, help="directory holding the tree to measure as lathe/ (default: the installed one)"
+    )
     ap.add_argument("--only", default=None)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -129,17 +160,17 @@ def main() -> int:
         return 0
     import numpy as np
 
-    trees: dict[str, Path | None] = {"new": None}
+    trees: dict[str, Path | None] = {"new": Path(args.new) if args.new else None}
     if args.old and (Path(args.old) / "lathe").is_dir():
         trees["old"] = Path(args.old)
     procs = {k: spawn(t, args.threads) for k, t in trees.items()}
     print(f"# load average {os.getloadavg()[0]:.2f}, {args.threads} thread(s)")
     head = f"{'transpose':52s} {'new':>9s} {'GB/s':>6s}"
     print(head + (f" {'old':>9s} {'GB/s':>6s} {'new/old':>8s}   minima new / old" if "old" in procs else ""))
-    for name, (shape, _) in CASES.items():
+    sizes = {name: 2 * 4 * int(np.prod(shape)) for name, (shape, _) in CASES.items()} | dict.fromkeys(ROWS, 0)
+    for name, nbytes in sizes.items():
         if args.only and args.only not in name:
             continue
-        nbytes = 2 * 4 * int(np.prod(shape))
         for p in procs.values():
             ask(p, name, -1.0)
         times: dict[str, list[float]] = {k: [] for k in procs}
@@ -153,6 +184,8 @@ def main() -> int:
         if "old" in med:
             row += f" {med['old'] * 1e6:7.1f}us {nbytes / med['old'] / 1e9:6.1f} {med['new'] / med['old']:7.2f}x"
             row += f"   min {low['new'] * 1e6:7.1f} / {low['old'] * 1e6:7.1f}us = {low['new'] / low['old']:4.2f}x"
+        if not nbytes:  # a whole row: its time is what counts, not a bandwidth
+            row = row.replace("    0.0", "       ")
         print(row, flush=True)
     print(f"# load average {os.getloadavg()[0]:.2f}")
     for p in procs.values():
