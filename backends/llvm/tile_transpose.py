@@ -121,11 +121,12 @@ class IndexAlgebra:
             self.forms[r] = x.scaled(k)
         elif isinstance(op, arith.IndexCastOp):
             self.forms[r] = ins[0]
-        elif isinstance(op, arith.DivUIOp | arith.DivSIOp | arith.FloorDivSIOp) and d is not None and d > 0:
+        elif isinstance(op, arith.DivUIOp | arith.FloorDivSIOp) and d is not None and d > 0:
             self.forms[r] = self.div(ins[0], d)
-        elif isinstance(op, arith.RemUIOp | arith.RemSIOp) and d is not None and d > 0:
+        elif isinstance(op, arith.RemUIOp) and d is not None and d > 0:
             self.forms[r] = ins[0].plus(self.div(ins[0], d).scaled(d), -1)
-        else:  # opaque (a clamp, a product of two indices): fine while it does not vary
+        else:  # opaque (a clamp, a product of two indices, a truncating signed division, whose
+            # quotient is not the floor the identities above use): fine while it does not vary
             self.forms[r] = Linear({r: 1})
             if any(self.varies(a) for x in ins for a in x.terms):
                 self.varying.add(r)
