@@ -364,7 +364,9 @@ def schedule_transpose(s: Schedule, axis: int, tile: int, parallel: KnobValue = 
     each side's group of axes merged first (`transposed_groups`), the tile no taller than it
     is wide, so the backend transposes it in registers (backends/llvm/tile_transpose.py):
     contiguous loads of its source rows, shuffles, contiguous stores. Where the last axis
-    has too few elements for a vector (3 channels), the vector runs along `axis` instead.
+    has too few elements for a vector (3 channels), the vector runs along `axis` instead,
+    and 2 or 3 channels are unrolled around it: the backend interleaves their rows into
+    one contiguous store.
     False when no factor of 4 or more divides either side."""
     c = s.stage
     ext = list(c.spatial_extents)
@@ -388,12 +390,17 @@ def schedule_transpose(s: Schedule, axis: int, tile: int, parallel: KnobValue = 
     if fc >= 4:
         fs = min(fs, fc)
     so, si = s.split(side_s, factor=fs)
-    co, ci = s.split(side_c, factor=fc)
     if fc >= 4:
+        co, ci = s.split(side_c, factor=fc)
         s.reorder(*outer, so, co, si, ci)
         s.unroll(si)
         s.vectorize(ci)
+    elif ext_c <= 3:  # a whole pixel of 3 channels per lane: the tile is one contiguous run, interleaved
+        s.reorder(*outer, so, side_c, si)
+        s.unroll(side_c)
+        s.vectorize(si)
     else:
+        co, ci = s.split(side_c, factor=fc)
         s.reorder(*outer, so, co, ci, si)
         s.vectorize(si)
     if _parallel_wanted(math.prod(ext), parallel):

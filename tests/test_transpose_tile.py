@@ -71,6 +71,9 @@ CASES = [
     ((2, 3, 16, 32), "transpose(%x, axes=[1, 3, 0, 2])"),
     ((4, 8, 16), "transpose(%x, axes=[2, 1, 0])"),
     ((1, 3, 17, 33), "transpose(%x, axes=[0, 2, 3, 1])"),  # 3 channels, odd sizes: no tile
+    ((1, 3, 20, 32), "transpose(%x, axes=[0, 2, 3, 1])"),  # 3 channels: rows of 16 pixels interleaved
+    ((2, 2, 6, 8), "transpose(%x, axes=[0, 2, 3, 1])"),  # 2 channels, rows of 8
+    ((2, 3, 12), "transpose(%x, axes=[0, 2, 1])"),  # rows of 4
     ((7, 5, 3), "transpose(%x, axes=[2, 0, 1])"),  # sizes below a vector
     ((5, 13), "transpose(%x, axes=[1, 0])"),
     ((1, 20, 7, 7), "transpose(%x, axes=[0, 2, 3, 1])"),  # 49 pixels: 4 x 4 tiles of 20 channels only by 4
@@ -112,6 +115,13 @@ def test_tiles_are_transposed_in_registers(shape, body, tile):
     assert f"store <{tile} x float>" in ir
     assert f"shufflevector <{tile} x float>" in ir
     assert "llvm.loop.vectorize" not in ir
+
+
+def test_three_channels_are_interleaved_into_one_contiguous_store():
+    """An image's NCHW -> NHWC: three rows of 16 pixels, one shuffle, 48 floats stored at once."""
+    ir = _llvm(_src((1, 3, 20, 32), "transpose(%x, axes=[0, 2, 3, 1])"))
+    assert "store <48 x float>" in ir and "llvm.loop.vectorize" not in ir
+    assert "<48 x i32> <i32 0, i32 16, i32 32, i32 1, i32 17, i32 33" in ir
 
 
 def test_a_narrower_target_gets_narrower_tiles():

@@ -183,11 +183,31 @@ def _bounds(fe, loop: scf.ForOp) -> tuple[int, int] | None:
     return (lb, ub - lb) if step == 1 and not loop.iter_args else None
 
 
-def plan_tile(fe, outer: scf.ForOp, max_lanes: int) -> TilePlan | None:
-    """The tile transpose `outer` (an unrolled loop around one vectorized loop) is, or None:
-    a pure copy of 32-bit elements whose load is contiguous along `outer`'s iv and whose store
-    is contiguous along the vector loop's, with Vs in TILE_SIDES and Vc a multiple of Vs that
-    fits a vector."""
+@dataclass
+class InterleavePlan:
+    """A tile of Vc < 4 output channels: the unrolled loop runs along the output's contiguous
+    axis (c), the vector loop along the input's (p), and the tile's Vc x Vs outputs are one
+    contiguous run (address base + Vc * p + c): Vc row loads, one interleaving shuffle, one store."""
+
+    c: SSAValue
+    p: SSAValue
+    c_lb: int
+    p_lb: int
+    vc: int
+    vs: int
+    index_ops: list[Operation]
+    load: memref.LoadOp
+    store: memref.StoreOp
+    row_stride: int  # elements between the load's rows (one per c)
+
+
+INTERLEAVE_CHANNELS = (2, 3)  # Vc of an interleave: a 3-channel image's NCHW -> NHWC
+
+
+def _copy_nest(fe, outer: scf.ForOp):
+    """(outer iv, its lb and trips, inner iv, its lb and trips, index ops, load, store, algebra)
+    of an unrolled loop around one vectorized loop whose body copies one 32-bit element; None
+    for anything else."""
     ops = [o for o in outer.body.block.ops if not isinstance(o, scf.YieldOp)]
     if not ops or not isinstance(ops[-1], scf.ForOp):
         return None
@@ -195,14 +215,11 @@ def plan_tile(fe, outer: scf.ForOp, max_lanes: int) -> TilePlan | None:
     ann = annotation_of(inner)
     if ann is None or ann.kind.data != "vectorize":
         return None
-    sb, cb = _bounds(fe, outer), _bounds(fe, inner)
-    if sb is None or cb is None:
+    ub, vb = _bounds(fe, outer), _bounds(fe, inner)
+    if ub is None or vb is None or min(ub[0], vb[0]) < 0:
         return None
-    (si_lb, vs), (ci_lb, vc) = sb, cb
-    if vs not in TILE_SIDES or vc % vs or vc > max_lanes or vc & (vc - 1) or min(si_lb, ci_lb) < 0:
-        return None
-    si, ci = outer.body.block.args[0], inner.body.block.args[0]
-    algebra = IndexAlgebra({si: si_lb + vs, ci: ci_lb + vc})
+    u, v = outer.body.block.args[0], inner.body.block.args[0]
+    algebra = IndexAlgebra({u: ub[0] + ub[1], v: vb[0] + vb[1]})
     index_ops: list[Operation] = []
     load = store = None
     for o in ops[:-1] + [o for o in inner.body.block.ops if not isinstance(o, scf.YieldOp)]:
@@ -222,10 +239,29 @@ def plan_tile(fe, outer: scf.ForOp, max_lanes: int) -> TilePlan | None:
     src, dst = algebra.address(load.memref, load.indices), algebra.address(store.memref, store.indices)
     if src is None or dst is None:
         return None
-    ls, ss = algebra.strides(src, si, ci), algebra.strides(dst, si, ci)
-    if ls is None or ss is None or ls[0] != 1 or ss[1] != 1:
+    ls, ss = algebra.strides(src, u, v), algebra.strides(dst, u, v)
+    if ls is None or ss is None:
         return None
-    return TilePlan(si, ci, si_lb, ci_lb, vs, vc, index_ops, load, store, ls[1], ss[0])
+    return u, ub, v, vb, index_ops, load, store, ls, ss
+
+
+def plan_tile(fe, outer: scf.ForOp, max_lanes: int) -> TilePlan | InterleavePlan | None:
+    """The tile `outer` (an unrolled loop around one vectorized loop) is, or None. A transpose:
+    a pure copy of 32-bit elements whose load is contiguous along `outer`'s iv and whose store
+    is contiguous along the vector loop's, with Vs in TILE_SIDES and Vc a multiple of Vs that
+    fits a vector. An interleave: the load contiguous along the vector loop's iv, the store
+    contiguous along `outer`'s (Vc in INTERLEAVE_CHANNELS trips) with the whole tile one run."""
+    nest = _copy_nest(fe, outer)
+    if nest is None:
+        return None
+    u, (u_lb, nu), v, (v_lb, nv), index_ops, load, store, ls, ss = nest
+    if ls[0] == 1 and ss[1] == 1:
+        if nu not in TILE_SIDES or nv % nu or nv > max_lanes or nv & (nv - 1):
+            return None
+        return TilePlan(u, v, u_lb, v_lb, nu, nv, index_ops, load, store, ls[1], ss[0])
+    if ls[1] == 1 and ss == (1, nu) and nu in INTERLEAVE_CHANNELS and nv in TILE_SIDES and nv <= max_lanes:
+        return InterleavePlan(u, v, u_lb, v_lb, nu, nv, index_ops, load, store, ls[0])
+    return None
 
 
 # -- the shuffle network ----------------------------------------------------------------------
@@ -314,7 +350,43 @@ def simulate(vs: int, w: int) -> list[list[tuple[int, int]]]:
 # -- emission ---------------------------------------------------------------------------------
 
 
-def emit_tile(fe, p: TilePlan) -> None:
+def emit_tile(fe, p: TilePlan | InterleavePlan) -> None:
+    if isinstance(p, InterleavePlan):
+        _emit_interleave(fe, p)
+    else:
+        _emit_transpose(fe, p)
+
+
+def _emit_interleave(fe, p: InterleavePlan) -> None:
+    """Vc loads of Vs lanes, lane k of row c to position Vc * k + c of one vector, one store."""
+    ty = llvm_type(p.load.res.type)
+    align = max(1, bits(p.load.res.type) // 8)
+    fe.literals.update((p.c, p.p))
+    fe.names[p.c], fe.names[p.p] = str(p.c_lb), str(p.p_lb)
+    for o in p.index_ops:
+        fe.op(o)
+    src, dst = fe.gep(p.load.memref, p.load.indices), fe.gep(p.store.memref, p.store.indices)
+    fe.literals.difference_update((p.c, p.p))
+    rows = []
+    for c in range(p.vc):
+        r = fe.tmp("tr")
+        fe.emit(f"{r} = load <{p.vs} x {ty}>, ptr {_offset(fe, ty, src, c * p.row_stride)}, align {align}")
+        rows.append(r)
+    a = _concat(fe, ty, p.vs, rows[:2])  # rows 0 and 1, then row 2 (if any) widened to match
+    b = a
+    if p.vc == 3:
+        b = fe.tmp("tc")
+        fe.emit(
+            f"{b} = shufflevector <{p.vs} x {ty}> {rows[2]}, <{p.vs} x {ty}> poison, "
+            f"{_mask(list(range(p.vs)) + [p.vs] * p.vs)}"
+        )
+    mask = [c * p.vs + k for k in range(p.vs) for c in range(p.vc)]  # rows 0, 1 in a; row 2 at b's start
+    out = fe.tmp("ti")
+    fe.emit(f"{out} = shufflevector <{2 * p.vs} x {ty}> {a}, <{2 * p.vs} x {ty}> {b}, {_mask(mask)}")
+    fe.emit(f"store <{p.vc * p.vs} x {ty}> {out}, ptr {dst}, align {align}")
+
+
+def _emit_transpose(fe, p: TilePlan) -> None:
     """Vc row loads, the network, Vs column stores, each at a constant offset from the tile's
     first load or store (the algebra proved the addresses linear): the index code runs once."""
     ty = llvm_type(p.load.res.type)
