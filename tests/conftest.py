@@ -114,3 +114,23 @@ def assert_like_onnxruntime(model, module, params, feeds_list, rtol=1e-5, atol=1
                 else:
                     np.testing.assert_allclose(g, r, rtol=rtol, atol=atol)
     return compiled
+
+
+# A small dense + bias + relu model the tuner's tests tune, check and replay.
+DENSE_BIAS_RELU = """def @main(%x: Tensor[(16, 64), float32], %w: Tensor[(48, 64), float32], %b: Tensor[(48), float32]) {
+  %0 = nn.dense(%x, %w);
+  %1 = nn.bias_add(%0, %b);
+  nn.relu(%1)
+}"""
+
+
+@pytest.fixture
+def dense(rng):
+    from lathe.api import parse_source
+
+    module = parse_source(DENSE_BIAS_RELU, "dense.lathe")
+    params = {
+        "w": rng.standard_normal((48, 64)).astype(np.float32),
+        "b": rng.standard_normal(48).astype(np.float32),
+    }
+    return module, params

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_compiles_as_interpreted, max_rel_err
+from test_conv2d_template import _defaults
 
 import lathe
 from lathe.dialects import make_context
 from lathe.lowering.conv2d_template import CONV2D_ORDERS
-from lathe.lowering.schedules import plan_kernel
 from lathe.pipelines import build_pipeline
 from lathe.textual_ir.parser import parse_relay
 
@@ -27,15 +27,6 @@ def _conv(h: int, c: int, f: int, kh: int, kw: int, stride: int = 1, ph: int = 0
         f"def @main(%x: Tensor[(1, {h}, {h}, {c}), float32], %w: Tensor[({kh}, {kw}, {c}, {f}), float32]) "
         f"{{ nn.relu({conv}) }}"
     )
-
-
-def _defaults(src: str) -> dict:
-    m = parse_relay(src)
-    build_pipeline("fuse-ops,lower-graph-to-te").apply(make_context(), m)
-    (f,) = [op for op in m.walk() if "lathe.kernel" in getattr(op, "attributes", {})]
-    plan = plan_kernel(f, 16)
-    assert plan.template_name == "conv2d_nhwc"
-    return {kn.name: kn.default for kn in plan.space}
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import DENSE_BIAS_RELU
 
 import lathe
 from lathe.api import parse_source
@@ -19,23 +20,7 @@ from lathe.tuner.measure import FAULT_ENV, LocalRunner, Timing
 from lathe.tuner.search import full
 from lathe.tuner.tasks import extract_tasks, kernels_at_te
 
-DENSE = """def @main(%x: Tensor[(16, 64), float32], %w: Tensor[(48, 64), float32], %b: Tensor[(48), float32]) {
-  %0 = nn.dense(%x, %w);
-  %1 = nn.bias_add(%0, %b);
-  nn.relu(%1)
-}"""
-
 QUICK = Timing(warmup_s=0.0, repeat=3, min_repeat_s=0.001, round_warmup_s=0.05)
-
-
-@pytest.fixture
-def dense(rng):
-    module = parse_source(DENSE, "dense.lathe")
-    params = {
-        "w": rng.standard_normal((48, 64)).astype(np.float32),
-        "b": rng.standard_normal(48).astype(np.float32),
-    }
-    return module, params
 
 
 def _te_kernels(module, params):
@@ -206,7 +191,7 @@ def test_cli_tune_then_run_with_db(tmp_path, dense):
 
     module, params = dense
     src = tmp_path / "d.lathe"
-    src.write_text(DENSE)
+    src.write_text(DENSE_BIAS_RELU)
     np.savez(tmp_path / "d.npz", **params)
     db = str(tmp_path / "d.jsonl")
     assert (
@@ -225,7 +210,7 @@ def test_database_survives_kill_9_and_the_next_run_resumes(tmp_path, dense):
 
     module, params = dense
     src = tmp_path / "d.lathe"
-    src.write_text(DENSE)
+    src.write_text(DENSE_BIAS_RELU)
     np.savez(tmp_path / "d.npz", **params)
     db = tmp_path / "d.jsonl"
     cmd = [sys.executable, "-m", "lathe.tools.lathe_cli", "tune", str(src), "--params", str(tmp_path / "d.npz")]
@@ -346,7 +331,7 @@ def test_cli_tune_plots_the_tuning_curve(tmp_path, dense):
 
     module, params = dense
     src = tmp_path / "d.lathe"
-    src.write_text(DENSE)
+    src.write_text(DENSE_BIAS_RELU)
     np.savez(tmp_path / "d.npz", **params)
     png = tmp_path / "curve.png"
     argv = ["tune", str(src), "--params", str(tmp_path / "d.npz"), "--trials", "3", "--db", str(tmp_path / "d.jsonl")]
@@ -362,7 +347,7 @@ def test_unknown_executor_is_an_error_before_tuning(dense, tmp_path, capsys):
         lathe.tune(module, params=params, trials=1, db=tmp_path / "t.jsonl", executor="ssh://x")
     assert "dask://HOST:PORT" in e.value.note
     src = tmp_path / "d.lathe"
-    src.write_text(DENSE)
+    src.write_text(DENSE_BIAS_RELU)
     assert main(["tune", str(src), "--trials", "1", "--db", str(tmp_path / "t.jsonl"), "--executor", "nope"]) == 1
     assert "unknown executor 'nope'" in capsys.readouterr().err
 

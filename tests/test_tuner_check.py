@@ -7,10 +7,8 @@ dense), and the worker is made to report it 100x faster than it ran."""
 import json
 
 import numpy as np
-import pytest
 
 import lathe
-from lathe.api import parse_source
 from lathe.tuner import measure, records
 from lathe.tuner.check import ModelCheck
 from lathe.tuner.measure import LocalRunner, Timing, evicted_from
@@ -19,23 +17,8 @@ from lathe.tuner.tune import TaskTuner, best_configs, format_table
 
 QUICK = Timing(warmup_s=0.0, repeat=3, min_repeat_s=0.001, round_warmup_s=0.05)
 CHECK = ModelCheck(blocks=3, repeat=5, warmup_s=0.1, block_warmup_s=0.02)
-DENSE = """def @main(%x: Tensor[(16, 64), float32], %w: Tensor[(48, 64), float32], %b: Tensor[(48), float32]) {
-  %0 = nn.dense(%x, %w);
-  %1 = nn.bias_add(%0, %b);
-  nn.relu(%1)
-}"""
 # threads woken for 16 rows, k split into blocks: many times the default's time in any state of the machine
 SLOW = "dense_pack:tile_i=8,tile_j=16,cache_i=4,cache_j=2,tile_k=32,order=ij,unroll_k=4,parallel=fused,block_k=0"
-
-
-@pytest.fixture
-def dense(rng):
-    module = parse_source(DENSE, "dense.lathe")
-    params = {
-        "w": rng.standard_normal((48, 64)).astype(np.float32),
-        "b": rng.standard_normal(48).astype(np.float32),
-    }
-    return module, params
 
 
 def test_rotation_evicts_from_the_cache_the_model_evicts_from():

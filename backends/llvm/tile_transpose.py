@@ -359,19 +359,7 @@ def emit_tile(fe, p: TilePlan | InterleavePlan) -> None:
 
 def _emit_interleave(fe, p: InterleavePlan) -> None:
     """Vc loads of Vs lanes, lane k of row c to position Vc * k + c of one vector, one store."""
-    ty = llvm_type(p.load.res.type)
-    align = max(1, bits(p.load.res.type) // 8)
-    fe.literals.update((p.c, p.p))
-    fe.names[p.c], fe.names[p.p] = str(p.c_lb), str(p.p_lb)
-    for o in p.index_ops:
-        fe.op(o)
-    src, dst = fe.gep(p.load.memref, p.load.indices), fe.gep(p.store.memref, p.store.indices)
-    fe.literals.difference_update((p.c, p.p))
-    rows = []
-    for c in range(p.vc):
-        r = fe.tmp("tr")
-        fe.emit(f"{r} = load <{p.vs} x {ty}>, ptr {_offset(fe, ty, src, c * p.row_stride)}, align {align}")
-        rows.append(r)
+    ty, align, dst, rows = _load_rows(fe, p, ((p.c, p.c_lb), (p.p, p.p_lb)))
     a = _concat(fe, ty, p.vs, rows[:2])  # rows 0 and 1, then row 2 (if any) widened to match
     b = a
     if p.vc == 3:
@@ -389,19 +377,7 @@ def _emit_interleave(fe, p: InterleavePlan) -> None:
 def _emit_transpose(fe, p: TilePlan) -> None:
     """Vc row loads, the network, Vs column stores, each at a constant offset from the tile's
     first load or store (the algebra proved the addresses linear): the index code runs once."""
-    ty = llvm_type(p.load.res.type)
-    align = max(1, bits(p.load.res.type) // 8)
-    fe.literals.update((p.si, p.ci))
-    fe.names[p.si], fe.names[p.ci] = str(p.si_lb), str(p.ci_lb)
-    for o in p.index_ops:
-        fe.op(o)
-    src, dst = fe.gep(p.load.memref, p.load.indices), fe.gep(p.store.memref, p.store.indices)
-    fe.literals.difference_update((p.si, p.ci))
-    rows = []
-    for j in range(p.vc):
-        r = fe.tmp("tr")
-        fe.emit(f"{r} = load <{p.vs} x {ty}>, ptr {_offset(fe, ty, src, j * p.row_stride)}, align {align}")
-        rows.append(r)
+    ty, align, dst, rows = _load_rows(fe, p, ((p.si, p.si_lb), (p.ci, p.ci_lb)))
     vecs = [_concat(fe, ty, p.vs, [rows[j + p.vs * k] for k in range(p.vc // p.vs)]) for j in range(p.vs)]
     steps, out = network(p.vs, p.vc)
     vt = f"<{p.vc} x {ty}>"
@@ -411,6 +387,27 @@ def _emit_transpose(fe, p: TilePlan) -> None:
         vecs.append(r)
     for s in range(p.vs):
         fe.emit(f"store {vt} {vecs[out[s]]}, ptr {_offset(fe, ty, dst, s * p.column_stride)}, align {align}")
+
+
+def _load_rows(fe, p: TilePlan | InterleavePlan, ivs) -> tuple[str, int, str, list[str]]:
+    """The tile's first load and store addresses, computed once with its loops' ivs at their
+    lower bounds, and its Vc rows of Vs lanes loaded at constant offsets from the first:
+    (element type, alignment, store address, rows)."""
+    ty = llvm_type(p.load.res.type)
+    align = max(1, bits(p.load.res.type) // 8)
+    fe.literals.update(iv for iv, _ in ivs)
+    for iv, lb in ivs:
+        fe.names[iv] = str(lb)
+    for o in p.index_ops:
+        fe.op(o)
+    src, dst = fe.gep(p.load.memref, p.load.indices), fe.gep(p.store.memref, p.store.indices)
+    fe.literals.difference_update(iv for iv, _ in ivs)
+    rows = []
+    for j in range(p.vc):
+        r = fe.tmp("tr")
+        fe.emit(f"{r} = load <{p.vs} x {ty}>, ptr {_offset(fe, ty, src, j * p.row_stride)}, align {align}")
+        rows.append(r)
+    return ty, align, dst, rows
 
 
 def _offset(fe, elem: str, ptr: str, k: int) -> str:
