@@ -22,7 +22,7 @@ address though neither index is, since `x % d = x - d * (x // d)` cancels the qu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from xdsl.dialects import arith, memref, scf
 from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType
@@ -31,6 +31,7 @@ from xdsl.ir import Operation, SSAValue
 from lathe.backends.layout import row_major_strides
 from lathe.backends.llvm.ops import bits, llvm_type
 from lathe.dialects.loop import annotation_of, constant_int
+from lathe.passes.index_arith import Linear
 
 TILE_SIDES = (4, 8, 16)  # Vs: the network works on whole 128-bit groups of 32-bit lanes
 
@@ -38,33 +39,15 @@ TILE_SIDES = (4, 8, 16)  # Vs: the network works on whole 128-bit groups of 32-b
 # -- index algebra ------------------------------------------------------------------------
 
 
-@dataclass
-class Linear:
-    """const + sum(coeff * atom) over the integers. An atom is a value (an induction
-    variable, a value from outside the tile, an opaque result) or a quotient
-    ("div", (terms, const), d) of a form by a constant."""
-
-    terms: dict = field(default_factory=dict)
-    const: int = 0
-
-    def key(self):
-        return (frozenset(self.terms.items()), self.const)
-
-    def plus(self, other: Linear, scale: int = 1) -> Linear:
-        terms = dict(self.terms)
-        for a, c in other.terms.items():
-            terms[a] = terms.get(a, 0) + scale * c
-            if terms[a] == 0:
-                del terms[a]
-        return Linear(terms, self.const + scale * other.const)
-
-    def scaled(self, k: int) -> Linear:
-        return Linear({a: c * k for a, c in self.terms.items()} if k else {}, self.const * k)
+def _key(x: Linear):
+    """A hashable form of `x`, for a quotient atom ("div", key of the dividend, divisor)."""
+    return (frozenset(x.terms.items()), x.const)
 
 
 class IndexAlgebra:
-    """Linear forms of the index values of a tile whose induction variables are `ivs`, each
-    in [0, bound). Only identities of the integers are used, so a form is exact for every
+    """Linear forms (index_arith's, whose atoms here are also quotients ("div", _key(x), d)
+    of a form by a constant) of the index values of a tile whose induction variables are
+    `ivs`, each in [0, bound). Only identities of the integers are used, so a form is exact for every
     value of the ivs."""
 
     def __init__(self, ivs: dict[SSAValue, int]):
@@ -98,7 +81,7 @@ class IndexAlgebra:
             ((a, c),) = rest.terms.items()
             if c == 1 and isinstance(a, tuple):  # (y // d1) // d = y // (d1 * d)
                 return whole.plus(Linear({(a[0], a[1], a[2] * d): 1}))
-        return whole.plus(Linear({("div", rest.key(), d): 1}))
+        return whole.plus(Linear({("div", _key(rest), d): 1}))
 
     def op(self, op: Operation) -> bool:
         """Record the form of an index op's result; False for an op that is not index arithmetic."""
@@ -115,7 +98,7 @@ class IndexAlgebra:
         elif isinstance(op, arith.AddiOp):
             self.forms[r] = ins[0].plus(ins[1])
         elif isinstance(op, arith.SubiOp):
-            self.forms[r] = ins[0].plus(ins[1], -1)
+            self.forms[r] = ins[0].plus(ins[1].scaled(-1))
         elif isinstance(op, arith.MuliOp) and (not ins[0].terms or not ins[1].terms):
             k, x = (ins[0].const, ins[1]) if not ins[0].terms else (ins[1].const, ins[0])
             self.forms[r] = x.scaled(k)
@@ -124,7 +107,7 @@ class IndexAlgebra:
         elif isinstance(op, arith.DivUIOp | arith.FloorDivSIOp) and d is not None and d > 0:
             self.forms[r] = self.div(ins[0], d)
         elif isinstance(op, arith.RemUIOp) and d is not None and d > 0:
-            self.forms[r] = ins[0].plus(self.div(ins[0], d).scaled(d), -1)
+            self.forms[r] = ins[0].plus(self.div(ins[0], d).scaled(-d))
         else:  # opaque (a clamp, a product of two indices, a truncating signed division, whose
             # quotient is not the floor the identities above use): fine while it does not vary
             self.forms[r] = Linear({r: 1})
@@ -150,11 +133,6 @@ class IndexAlgebra:
 
 def _is_index_like(v: SSAValue) -> bool:
     return isinstance(v.type, IndexType) or (isinstance(v.type, IntegerType) and v.type.width.data == 64)
-
-
-def _positive(v: SSAValue) -> bool:
-    c = constant_int(v)
-    return c is not None and c > 0
 
 
 # -- recognising a tile -----------------------------------------------------------------------
@@ -332,19 +310,6 @@ def network(vs: int, w: int) -> tuple[list[Step], list[int]]:
     # vector 4g+k now holds, in block L of each segment, column 4L+k of rows 4g..4g+3 (in
     # block order): output column s = 4L + k sits in vector 4L + k
     return steps, cur
-
-
-def simulate(vs: int, w: int) -> list[list[tuple[int, int]]]:
-    """The (row, column) of the tile each lane of each output column's vector ends up
-    holding: what the tests check the network by."""
-    m = w // vs
-    vecs = [[(j + vs * (p // vs), p % vs) for p in range(w)] for j in range(vs)]
-    steps, out = network(vs, w)
-    for _, a, b, mask in steps:
-        both = vecs[a] + vecs[b]
-        vecs.append([both[i] for i in mask])
-    assert m >= 1
-    return [vecs[out[s]] for s in range(vs)]
 
 
 # -- emission ---------------------------------------------------------------------------------
