@@ -105,6 +105,11 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return AlterOpLayout
 
+    def block_conv_weights():
+        from lathe.passes.conv_weight_blocking import BlockConvWeights
+
+        return BlockConvWeights
+
     def sink_reshapes():
         from lathe.passes.sink_reshape import SinkLeadingReshapes
 
@@ -130,6 +135,7 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "canonicalize": canonicalize,
         "fold-scale-axis": fold_scale_axis,
         "alter-op-layout": alter_layout,
+        "block-conv-weights": block_conv_weights,
         "sink-leading-reshapes": sink_reshapes,
         "combine-parallel-dense": combine_dense,
         "combine-parallel-batch-matmul": combine_bmm,
@@ -157,7 +163,8 @@ GRAPH_PIPELINES = {
     2: "inline-calls,simplify-inference,expand-split,fold-constant,canonicalize,eliminate-common-subexpr,"
     "dead-code-elimination,fuse-ops",
     3: "inline-calls,simplify-inference,expand-split,fold-constant,fold-scale-axis,fold-constant,"
-    "combine-parallel-dense,combine-parallel-batch-matmul,alter-op-layout,sink-leading-reshapes,fold-constant,"
+    "combine-parallel-dense,combine-parallel-batch-matmul,alter-op-layout,block-conv-weights,sink-leading-reshapes,"
+    "fold-constant,"
     "canonicalize,"
     "eliminate-common-subexpr,dead-code-elimination,fuse-ops",
 }
@@ -272,6 +279,9 @@ def with_pass_options(spec: str, options: dict[str, dict[str, object]]) -> str:
     that know no target."""
     from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
 
+    lanes = options.get("alter-op-layout", {}).get("vector_lanes")
+    if lanes is not None:  # the target's lanes, given once, block conv weights as they pack dense ones
+        options = {"block-conv-weights": {"vector_lanes": lanes}, **options}
     out = []
     for s in parse_pipeline(spec):
         extra = {k: (v,) for k, v in options.get(s.name, {}).items() if k not in s.parameters}

@@ -11,7 +11,9 @@ the absolute times: the machine is shared. A row also names the template that sc
 layer's kernel, so a cliff is traceable to the schedule that fell off; %pk is Lathe's GFLOP/s
 as a share of the threads' peak (the profiler's: lanes x 2 FMA units x 2 x clock). Each
 `--config` (conv2d_nhwc knobs, e.g. `order=yxf,tile_w=7`) adds a contender: the same layer
-with that configuration replayed, timed in the same blocks, its ratio to ORT printed after.
+with that configuration replayed, timed in the same blocks, its ratio to ORT printed after;
+`--unblocked` adds the layer compiled without block-conv-weights (its weight HWIO, packed per
+run where the template's order packs it): the same-process A/B of compile-time weight blocking.
 """
 
 from __future__ import annotations
@@ -220,6 +222,18 @@ def with_config(module, params, knobs: str, threads: int):
     return lathe.compile(m, num_threads=threads)
 
 
+UNBLOCKED = "unblocked"
+
+
+def without_weight_blocking(module, params, threads: int):
+    """The layer compiled at the default level without block-conv-weights."""
+    import lathe
+    from lathe.pipelines import DEFAULT_OPT_LEVEL, pipeline_for
+
+    pipeline = pipeline_for(DEFAULT_OPT_LEVEL).replace("block-conv-weights,", "")
+    return lathe.compile(module, params=params, num_threads=threads, pipeline=pipeline)
+
+
 def kernel_share(cm, x, peak: float) -> str:
     """The layer's heaviest kernel timed alone by the profiler (no layout transposes, no
     runtime): its median and share of the threads' peak, the number a schedule change moves."""
@@ -235,6 +249,7 @@ def main() -> int:
     ap.add_argument("--only", default=None)
     ap.add_argument("--config", action="append", default=[], help="conv2d_nhwc knobs: one more contender each")
     ap.add_argument("--kernel", action="store_true", help="also the heaviest kernel alone (profiler), %% of peak")
+    ap.add_argument("--unblocked", action="store_true", help="also the layer without compile-time weight blocking")
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
@@ -261,6 +276,8 @@ def main() -> int:
         got = cm.run(x)
         err = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
         configured = {c: with_config(module, params, c, args.threads) for c in args.config}
+        if args.unblocked:
+            configured[UNBLOCKED] = without_weight_blocking(module, params, args.threads)
         for ccm in configured.values():
             err = max(err, float(np.abs(ccm.run(x) - ref).max() / max(np.abs(ref).max(), 1e-30)))
         med = interleaved_medians(
@@ -280,7 +297,12 @@ def main() -> int:
             f"{100 * shape.flops() / med['lathe'] / peak:3.0f}% {err:8.1e}  {templates_of(module, params)}"
             f"  [{med['lathe'] / med['quiet']:.2f}x no spin]"
             + "".join(f"  [{c}: {med[c] / med['ort']:.2f}x]" for c in configured)
-            + (f"  [kernel {kernel_share(cm, x, peak)}]" if args.kernel else ""),
+            + (f"  [kernel {kernel_share(cm, x, peak)}]" if args.kernel else "")
+            + (
+                f"  [{UNBLOCKED} kernel {kernel_share(configured[UNBLOCKED], x, peak)}]"
+                if args.kernel and args.unblocked
+                else ""
+            ),
             flush=True,
         )
     if ratios:

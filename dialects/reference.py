@@ -81,7 +81,10 @@ def _from_nchw(x, layout):
 def _conv2d(op, x, w):
     g = graph.Conv2dOp.geometry("", op.data.type, op.weight.type, op.attrs())
     x = _to_nchw(x, g["layout"])
-    w = w.transpose([g["klayout"].index(c) for c in "OIHW"])  # → OIHW
+    klayout = g["klayout"]
+    if g["kblock"]:  # [O/b, KH, KW, I, b] → OHWI
+        w, klayout = w.transpose(0, 4, 1, 2, 3).reshape(g["o"], g["kh"], g["kw"], g["i"]), "OHWI"
+    w = w.transpose([klayout.index(c) for c in "OIHW"])  # → OIHW
     xp = np.pad(x, ((0, 0), (0, 0), (g["pt"], g["pb"]), (g["pl"], g["pr"])))
     win = _windows(xp, g["kh"], g["kw"], g["sh"], g["sw"], g["dh"], g["dw"])[:, :, : g["oh"], : g["ow"]]
     G = g["groups"]

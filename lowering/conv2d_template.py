@@ -15,16 +15,14 @@ from lathe.lowering.schedule_builder import (
     Template,
     divisors,
     knob,
-    largest_divisor,
+)
+from lathe.passes.conv_weight_blocking import (
+    CONV2D_TILE_WIDTH,
+    conv_block_choices,
+    conv_block_width,
+    conv_tile_width,
 )
 
-CONV2D_TILE_WIDTH = 8  # output pixels of the register tile, at most
-# Register tiles that need not divide the output width: the last tile of a row is guarded (its
-# pixels past the width skipped, a test per pixel outside the vector loop over channels). On
-# widths with no divisor in 5..8 (17, 71, 73: primes) such a tile ran at 81-95% of a core's
-# peak where the divisor tile (1 pixel) ran at 18-31%.
-CONV2D_GUARDED_TILES = (8, 7, 6)
-CONV2D_MIN_DIVISOR_TILE = 5  # a divisor tile this wide ran as fast as a guarded one (widths 10, 20)
 # Independent accumulators a tile needs to keep two FMA pipes of 4 cycles' latency busy: a
 # one-vector channel block (80 or 112 filters) at width 14 doubles its 7-pixel tile (1x1s at
 # 14x14: 1.0-1.2x, one thread).
@@ -70,11 +68,9 @@ INLINE_UNROLLED_WINDOW = 2
 # 1x1 layers at 17x17 1.0-1.18x (one thread, the weight out of L2 as in a model run);
 # ResNet's 28x28 layer2 keeps "yxf".
 SMALL_OUTPUT_PIXELS = 289
-# The widest register tile that takes a block of three vectors of channels by default where the
-# tile does not divide the width (17: a guarded 6-pixel tile, 18 accumulators where two vectors
-# give 12). Inception-v3's 17x17 layers with 192 filters ran 1.05-1.12x faster so (one thread,
-# weight-stationary, the weight out of L2); 8x8 layers' 8-pixel tiles (24) ran no faster.
-THREE_VECTOR_MAX_TILE = 6
+# The orders a weight already blocked at compile time (kernel layout OHWI{b}o, made by
+# passes/conv_weight_blocking.py) takes: its blocks are contiguous, so there is nothing to pack.
+BLOCKED_WEIGHT_ORDERS = ("yxf", "fyx")
 
 
 def conv2d_space(
@@ -87,18 +83,20 @@ def conv2d_space(
     tile_w pixels), the order of the window loops and how many of them, innermost first, are
     unrolled, whether the tile's pixels are unrolled, the order of the threads' loops, and
     whether the padded data is a copy or read in place. None for layouts other than NHWC, or
-    channel counts no vector block divides (they keep the default)."""
+    channel counts no vector block divides (they keep the default). A weight blocked at compile
+    time fixes block_f to its block and has nothing to pack."""
     if tuple(anchor.axis_names[:4]) != CONV2D_NHWC_AXES:
         return None
     _, oh, ow, o = anchor.spatial_extents
-    # (three vectors where two do not divide: 48, 144 and 240 filters ran 1.2-1.45x faster
-    # than in one-vector blocks)
-    blocks = [b for b in (2 * lanes, 3 * lanes, lanes, 4 * lanes) if o % b == 0]
+    weight, blocked = _weight(anchor)
+    blocks = [blocked] if blocked else conv_block_choices(o, lanes)
     if not blocks:
         return None
-    block = _default_block(ow, o, lanes, blocks[0])
+    block = blocked or conv_block_width(ow, o, lanes)
+    assert block is not None
     rc, ry, rx = anchor.reduce_extent_list
     pad = _default_pad(anchor, lanes)
+    order = _default_order(ry * rx * rc * _weight_bytes(weight), o, block, caches.l2_bytes, oh * ow)
     return (
         knob(
             "tile_w",
@@ -112,38 +110,18 @@ def conv2d_space(
         knob("unroll_w", ("on", "off"), "on"),
         knob(
             "order",
-            CONV2D_ORDERS,
-            _default_order(ry * rx * rc * _weight_bytes(anchor), o, block, caches.l2_bytes, oh * ow),
+            BLOCKED_WEIGHT_ORDERS if blocked else CONV2D_ORDERS,
+            "fyx" if blocked and order == "fyx_pack" else order,
         ),
         knob("pad", ("copy", "inline"), pad),
         knob("unroll_window", range(len(CONV2D_REDUCE_AXES) + 1), INLINE_UNROLLED_WINDOW if pad == "inline" else 0),
     )
 
 
-def _default_tile(ow: int) -> int:
-    """The largest divisor of the width up to CONV2D_TILE_WIDTH when it is wide enough (or the
-    whole row), else the guarded tile that wastes the fewest pixels (the widest on a tie)."""
-    d = largest_divisor(ow, CONV2D_TILE_WIDTH)
-    if d >= CONV2D_MIN_DIVISOR_TILE or d == ow:
-        return d
-    return min(CONV2D_GUARDED_TILES, key=lambda t: (-(-ow // t) * t, -t))
-
-
-def _default_block(ow: int, channels: int, lanes: int, block: int) -> int:
-    """`block` (two vectors where they divide), or three vectors where the width leaves a guarded
-    tile of at most THREE_VECTOR_MAX_TILE pixels and the threads still get several blocks: the
-    short tile's weight vectors then feed more accumulators."""
-    t = _default_tile(ow)
-    three = 3 * lanes
-    if ow % t and t <= THREE_VECTOR_MAX_TILE and channels % three == 0 and channels // three >= 4:
-        return three
-    return block
-
-
 def _accumulating_tile(ow: int, vectors: int) -> int:
     """The default tile, doubled where it divides the width and its vectors of channels are too
     few accumulators (CONV2D_MIN_ACCUMULATORS) for the FMA pipes."""
-    t = _default_tile(ow)
+    t = conv_tile_width(ow)
     if t * vectors < CONV2D_MIN_ACCUMULATORS and ow % (2 * t) == 0 and 2 * t <= 2 * CONV2D_TILE_WIDTH:
         return 2 * t
     return t
@@ -174,20 +152,26 @@ def _default_order(window_bytes: int, channels: int, block_f: int, l2_bytes: int
     return "fyx_pack" if window_bytes * block_f <= PACK_MAX_BYTES else "fyx"
 
 
-def _hwio_weight(anchor: te.ComputeOp):
-    """The HWIO weight the convolution reads ([KH, KW, C, F]), or None."""
+def _weight(anchor: te.ComputeOp):
+    """The weight the convolution reads and its filters' block: an HWIO one ([KH, KW, C, F],
+    block 0), or one blocked at compile time ([F/b, KH, KW, C, b], block b); (None, 0) if
+    neither is found."""
     rc, ry, rx = anchor.reduce_extent_list
-    want = [ry, rx, rc, anchor.spatial_extents[3]]
+    f = anchor.spatial_extents[3]
     for op in anchor.body.walk():
-        if isinstance(op, te.ReadOp) and list(op.tensor.type.get_shape()) == want:  # type: ignore[union-attr]
-            return op.tensor
-    return None
+        if not isinstance(op, te.ReadOp):
+            continue
+        shape = list(op.tensor.type.get_shape())  # type: ignore[union-attr]
+        if shape == [ry, rx, rc, f]:
+            return op.tensor, 0
+        if len(shape) == 5 and shape[1:4] == [ry, rx, rc] and shape[0] * shape[4] == f:
+            return op.tensor, shape[4]
+    return None, 0
 
 
-def _weight_bytes(anchor: te.ComputeOp) -> int:
+def _weight_bytes(w) -> int:
     """Bytes of one weight element (the block and L2 estimates are in bytes, and a float16 or
     int8 convolution's weight is smaller than a float32 one's)."""
-    w = _hwio_weight(anchor)
     return np_dtype(w.type.element_type).itemsize if w is not None else 4  # type: ignore[union-attr]
 
 
@@ -208,9 +192,10 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k:
     bf = int(k["block_f"])
     rc, ry, rx = anchor.reduce_extent_list
     order = str(k["order"])
-    if order == "fyx_pack" and ry * rx * rc * bf * _weight_bytes(anchor) > PACK_MAX_BYTES:
-        order = "fyx"  # (a block_f the tuner chose made the block too big for a stack)
-    w = _hwio_weight(anchor) if order == "fyx_pack" else None
+    weight, blocked = _weight(anchor)
+    if order == "fyx_pack" and (blocked or ry * rx * rc * bf * _weight_bytes(weight) > PACK_MAX_BYTES):
+        order = "fyx"  # (blocked at compile time; or a block_f the tuner chose made the block too big for a stack)
+    w = weight if order == "fyx_pack" else None
     # (before cache_write, which copies the anchor's body: the copy then reads the block too)
     block = s_out.cache_read(w, [anchor]) if w is not None else None
     local = s_out.cache_write() if anchor is out else Schedule(anchor)

@@ -253,7 +253,6 @@ def _conv2d(op: graph.Conv2dOp) -> Stages:
     if og == 1 and cg == 1 and g["groups"] > 1 and not nchw:
         return _depthwise_conv2d_nhwc(op, g)
     dt = op.result.type.element_type
-    kpos = {c: k for k, c in enumerate(g["klayout"])}
     stages: Stages = []
     src, off_y, off_x = x, g["pt"], g["pl"]
     if g["pt"] or g["pb"] or g["pl"] or g["pr"]:
@@ -283,9 +282,7 @@ def _conv2d(op: graph.Conv2dOp) -> Stages:
         iy = y * g["sh"] + ry * g["dh"] - off_y if off_y else y * g["sh"] + ry * g["dh"]
         ix = xx * g["sw"] + rx * g["dw"] - off_x if off_x else xx * g["sw"] + rx * g["dw"]
         v = src[(n, c, iy, ix) if nchw else (n, iy, ix, c)]
-        widx = [None] * 4
-        widx[kpos["O"]], widx[kpos["I"]], widx[kpos["H"]], widx[kpos["W"]] = o, rc, ry, rx
-        return tb.cast(v, dt) * tb.cast(w[tuple(widx)], dt)
+        return tb.cast(v, dt) * tb.cast(w[_weight_index(g, o, rc, ry, rx)], dt)
 
     names = [*(CONV2D_NCHW_AXES if nchw else CONV2D_NHWC_AXES), *CONV2D_REDUCE_AXES]
     stages.append(
@@ -294,6 +291,18 @@ def _conv2d(op: graph.Conv2dOp) -> Stages:
         )
     )
     return stages
+
+
+def _weight_index(g: dict, o, rc, ry, rx) -> tuple:
+    """Where filter o's tap (rc, ry, rx) lies in the weight, in its kernel layout (a blocked
+    one's block o // b, lane o % b)."""
+    if g["kblock"]:
+        b = g["kblock"]
+        return (o // b, ry, rx, rc, o % b)
+    kpos = {c: k for k, c in enumerate(g["klayout"])}
+    widx = [None] * 4
+    widx[kpos["O"]], widx[kpos["I"]], widx[kpos["H"]], widx[kpos["W"]] = o, rc, ry, rx
+    return tuple(widx)
 
 
 def _bounded_tap(i: Expr, lo_ok: bool, hi_ok: bool, size: int) -> tuple[Expr, list[Expr]]:
@@ -315,7 +324,6 @@ def _depthwise_conv2d_nhwc(op: graph.Conv2dOp, g: dict) -> Stages:
     read without any; or as a copy, where a small layer's tiles are all at the border."""
     x, w = Tensor(op.data), Tensor(op.weight)
     dt = op.result.type.element_type
-    kpos = {c: k for k, c in enumerate(g["klayout"])}
     oh, ow = op.result.type.get_shape()[1:3]
     hp = (oh - 1) * g["sh"] + (g["kh"] - 1) * g["dh"] + 1  # the rows and columns the taps read
     wp = (ow - 1) * g["sw"] + (g["kw"] - 1) * g["dw"] + 1
@@ -336,10 +344,8 @@ def _depthwise_conv2d_nhwc(op: graph.Conv2dOp, g: dict) -> Stages:
         src = Tensor(stages[-1].result)
 
     def body(n, y, xx, o, rc, ry, rx):
-        widx = [None] * 4
-        widx[kpos["O"]], widx[kpos["I"]], widx[kpos["H"]], widx[kpos["W"]] = o, rc, ry, rx
         v = src[n, y * g["sh"] + ry * g["dh"], xx * g["sw"] + rx * g["dw"], o + rc]
-        return tb.cast(v, dt) * tb.cast(w[tuple(widx)], dt)
+        return tb.cast(v, dt) * tb.cast(w[_weight_index(g, o, rc, ry, rx)], dt)
 
     stages.append(
         compute(

@@ -10,8 +10,9 @@ from conftest import max_rel_err
 
 import lathe
 from lathe.dialects import make_context
-from lathe.lowering.conv2d_template import CONV2D_TILE_WIDTH, _default_tile
+from lathe.lowering.conv2d_template import CONV2D_TILE_WIDTH
 from lathe.lowering.schedules import plan_kernel
+from lathe.passes.conv_weight_blocking import conv_tile_width as _default_tile
 from lathe.pipelines import build_pipeline
 from lathe.textual_ir.parser import parse_relay
 

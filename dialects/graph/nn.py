@@ -199,6 +199,21 @@ class BatchMatmulOp(GraphOp):
 
 
 CONV_LAYOUTS = {"NCHW": "OIHW", "NHWC": "HWIO"}
+# A blocked kernel layout, as TVM names it: OHWI{b}o is [O/b, KH, KW, I, b], the filters in
+# blocks of b, each block's weights contiguous with its b filters innermost (what a
+# convolution's register tile reads as whole vectors; passes/conv_weight_blocking.py makes it).
+BLOCKED_KERNEL_PREFIX, BLOCKED_KERNEL_SUFFIX = "OHWI", "o"
+
+
+def blocked_kernel_layout(block: int) -> str:
+    return f"{BLOCKED_KERNEL_PREFIX}{block}{BLOCKED_KERNEL_SUFFIX}"
+
+
+def kernel_block(klayout: str) -> int:
+    """b of a blocked kernel layout OHWI{b}o; 0 for a plain one (OIHW, HWIO, HWOI)."""
+    digits = klayout[len(BLOCKED_KERNEL_PREFIX) : -len(BLOCKED_KERNEL_SUFFIX)]
+    blocked = klayout.startswith(BLOCKED_KERNEL_PREFIX) and klayout.endswith(BLOCKED_KERNEL_SUFFIX)
+    return int(digits) if blocked and digits.isdigit() and int(digits) > 0 else 0
 
 
 @irdl_op_definition
@@ -222,17 +237,33 @@ class Conv2dOp(GraphOp):
 
     @staticmethod
     def geometry(op: str, x: TensorType, w: TensorType, a: dict) -> dict:
-        """Layout-independent view: n, c, h, w, o, kh, kw, groups, strides, pads, dilation."""
+        """Layout-independent view: n, c, h, w, o, kh, kw, groups, strides, pads, dilation, and
+        kblock, the filters' block width of a blocked kernel layout (0 for a plain one)."""
         layout = string_choice(op, a, "data_layout", tuple(CONV_LAYOUTS))
         klayout = a["kernel_layout"] or CONV_LAYOUTS[layout]
-        if klayout not in ("OIHW", "HWIO", "HWOI"):
-            raise ShapeError(f"{op}: kernel_layout must be OIHW, HWIO or HWOI, got {klayout!r}")
+        kblock = kernel_block(klayout)
+        if klayout not in ("OIHW", "HWIO", "HWOI") and not kblock:
+            raise ShapeError(
+                f"{op}: kernel_layout must be OIHW, HWIO, HWOI or {blocked_kernel_layout(16)} (OHWI in blocks of "
+                f"16 filters, any block width), got {klayout!r}"
+            )
         xs, ws = shape_of(x), shape_of(w)
-        if len(xs) != 4 or len(ws) != 4:
-            raise ShapeError(f"{op}: expects rank-4 data and weight, got {type_str(x)} and {type_str(w)}")
+        if len(xs) != 4 or len(ws) != (5 if kblock else 4):
+            raise ShapeError(
+                f"{op}: expects rank-4 data and a rank-{5 if kblock else 4} weight ({klayout}), "
+                f"got {type_str(x)} and {type_str(w)}"
+            )
         n, c, h, wd = (xs[0], xs[1], xs[2], xs[3]) if layout == "NCHW" else (xs[0], xs[3], xs[1], xs[2])
-        dims = dict(zip(klayout, ws))
-        o, i, kh, kw = dims["O"], dims["I"], dims["H"], dims["W"]
+        if kblock:
+            if ws[4] != kblock:
+                raise ShapeError(
+                    f"{op}: kernel_layout {klayout} wants a weight [O/{kblock}, KH, KW, I, {kblock}], "
+                    f"got {type_str(w)} (last dimension {ws[4]})"
+                )
+            o, kh, kw, i = ws[0] * kblock, ws[1], ws[2], ws[3]
+        else:
+            dims = dict(zip(klayout, ws))
+            o, i, kh, kw = dims["O"], dims["I"], dims["H"], dims["W"]
         groups = a["groups"]
         if groups < 1 or c % groups or o % groups or i * groups != c:
             raise ShapeError(
@@ -253,6 +284,7 @@ class Conv2dOp(GraphOp):
         return dict(
             layout=layout,
             klayout=klayout,
+            kblock=kblock,
             n=n,
             c=c,
             h=h,
