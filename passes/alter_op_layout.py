@@ -9,8 +9,9 @@
   transposes; they sink through elementwise ops, bias_add and pooling, and
   two that meet cancel (canonicalize), so a ResNet stays NHWC from one
   convolution to the next and pays one transpose at each end.
-* A channel count no vector block divides (N = 1000, 30, 77; 24, 40 or 120 output channels)
-  is padded to the next multiple of the vector width: the weight gains zero rows, the
+* A channel count no vector block divides (N = 1000, 30, 77; 24, 40 or 120 output channels;
+  a conv's 1, 4 or 21 too, where the generic schedule costs more than any padding: see
+  conv_padded_width) is padded to the next multiple of the vector width: the weight gains zero rows, the
   padded op runs on the template, and a marked strided_slice (PAD_SLICE) cuts the result
   back. The slice rises through the epilogue (elementwise ops, bias_add, pooling) and a
   convolution or dense that reads it takes the padded tensor itself, its weight padded
@@ -43,6 +44,7 @@ from lathe.passes.channel_padding import (
     PAD_SLICE,
     SINK_BINARY,
     SINK_UNARY,
+    conv_padded_width,
     finite_constant,
     marked_cut,
     pack_width,
@@ -137,7 +139,7 @@ class ConvToNHWC(RewritePattern):
             return
         o, i = shape_of(op.weight.type)[:2]
         depthwise = a["groups"] == o and i == 1
-        padded = padded_width(o, self.lanes) if a["groups"] == 1 or depthwise else None
+        padded = conv_padded_width(o, self.lanes) if a["groups"] == 1 or depthwise else None
         if (a["groups"] != 1 and not depthwise) or (pack_width(o, self.lanes) is None and padded is None):
             return  # other grouped convs keep NCHW
         xt = make_op("transpose", [op.data], axes=TO_NHWC)
