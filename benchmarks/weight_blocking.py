@@ -84,6 +84,31 @@ def report(name: str, times: dict[str, list[float]]) -> None:
     print(f"{name:32s} {cells}  |  {ratios}  [load {os.getloadavg()[0]:.1f}]", flush=True)
 
 
+def kernel_minima(cms: dict, xs: list, rounds: int, top: int = 8) -> None:
+    """Every kernel timed alone by the profiler, the builds taking turns; per kernel the
+    minimum over the rounds of its median, the sum of those per build, and the kernels whose
+    time moved most (a model's run() is too noisy on a shared machine to show a few percent)."""
+    low: dict[str, dict[str, float]] = {k: {} for k in cms}
+    where: dict[str, str] = {}
+    for _ in range(rounds):
+        for name, cm in cms.items():
+            for row in cm.profile(*xs, repeat=10, warmup_seconds=0.2).rows:
+                low[name][row.kernel] = min(low[name].get(row.kernel, float("inf")), row.seconds)
+                where[row.kernel] = row.sources[0] if row.sources else ""
+    base = low["unblocked"]
+    for name, rows in low.items():
+        if name != "unblocked":
+            total, ref = sum(rows.values()) * 1e3, sum(base.values()) * 1e3
+            print(f"  kernels, sum of minima: {name} {total:.2f} ms, unblocked {ref:.2f} ms ({total / ref:.3f})")
+    moved = sorted((k for k in base if k in low["blocked"]), key=lambda k: -abs(low["blocked"][k] - base[k]))
+    for k in moved[:top]:
+        b, u = low["blocked"][k], base[k]
+        print(
+            f"    {k:44s} {where[k][:28]:28s} blocked {b * 1e6:8.0f} us  unblocked {u * 1e6:8.0f} us  {b / u:.3f}",
+            flush=True,
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="")
@@ -91,6 +116,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--block", type=int, default=5)
+    ap.add_argument("--kernels", type=int, default=0, help="also this many rounds of per-kernel profiles")
     ap.add_argument("--config", default=None, help="conv2d_nhwc knobs: a third contender, the blocked build replayed")
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
@@ -112,6 +138,8 @@ def main() -> int:
                 shape.name,
                 alternate({k: (lambda cm=cm, x=x: cm.run(x)) for k, cm in cms.items()}, args.rounds, args.block),
             )
+            if args.kernels:
+                kernel_minima(cms, [x], args.kernels, top=1)
     if args.models:
         from models import ZOO
         from models.builder import random_inputs
@@ -131,6 +159,8 @@ def main() -> int:
                 name,
                 alternate({k: (lambda cm=cm, xs=xs: cm.run(*xs)) for k, cm in cms.items()}, args.rounds, args.block),
             )
+            if args.kernels:
+                kernel_minima(cms, xs, args.kernels)
     return 0
 
 

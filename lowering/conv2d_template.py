@@ -29,9 +29,20 @@ from lathe.passes.conv_weight_blocking import (
 CONV2D_MIN_ACCUMULATORS = 8
 # Output rows of the register tile (tile_h): a tile of rows x tile_w pixels loads each weight
 # vector once for all its pixels, halving (2 rows) the weight a small map streams from L2 per
-# multiply-add. A tuner choice, one row by default: ResNet-18's 3x3 layers (7x7 to 28x28
-# outputs, one thread) ran no faster with two rows (512 @ 7: 2.05 ms both) and 64 @ 56 slower.
+# multiply-add. One row by default: ResNet-18's 3x3 layers (7x7 to 28x28 outputs, one thread,
+# the weight packed per run) ran no faster with two rows (512 @ 7: 2.05 ms both) and 64 @ 56
+# slower; see TWO_ROW_MAX_PIXELS for weights blocked at compile time.
 CONV2D_TILE_ROWS = (1, 2, 3, 4)
+# Output pixels up to which a weight blocked at compile time takes a two-row register tile by
+# default, where the tile's accumulators stay within TWO_ROW_MAX_ACCUMULATORS: with the weight
+# read as contiguous blocks, the 7x7 layers ran 0.93-0.96x (median) with two rows (ResNet-18's
+# 3x3 512 @ 7 and s2 256 -> 512, EfficientNet's 1x1s at 7x7; one thread, the same process);
+# at 14x14 they were within 4%, and 64 @ 56 ran 1.1-2x slower.
+TWO_ROW_MAX_PIXELS = 49
+# AVX-512's 32 vector registers less the weight vectors and the broadcast pixel (16 lanes: the
+# two-row default is only for targets with them; 8-lane AVX2 has 16 registers).
+TWO_ROW_MAX_ACCUMULATORS = 28
+TWO_ROW_MIN_LANES = 16
 _RC, _RY, _RX = CONV2D_REDUCE_AXES
 # the orders of the micro-kernel's loops over the window
 CONV2D_REDUCE_ORDERS = tuple("-".join(o) for o in ((_RY, _RX, _RC), (_RC, _RY, _RX), (_RY, _RC, _RX)))
@@ -97,14 +108,18 @@ def conv2d_space(
     rc, ry, rx = anchor.reduce_extent_list
     pad = _default_pad(anchor, lanes)
     order = _default_order(ry * rx * rc * _weight_bytes(weight), o, block, caches.l2_bytes, oh * ow)
+    tile_w = _accumulating_tile(ow, block // lanes)
+    two_rows = (
+        blocked
+        and lanes >= TWO_ROW_MIN_LANES
+        and oh >= 2
+        and oh * ow <= TWO_ROW_MAX_PIXELS
+        and 2 * tile_w * (block // lanes) <= TWO_ROW_MAX_ACCUMULATORS
+    )
     return (
-        knob(
-            "tile_w",
-            divisors(ow, 16) + [t for t in range(4, CONV2D_TILE_WIDTH + 1) if t < ow],
-            _accumulating_tile(ow, block // lanes),
-        ),
+        knob("tile_w", divisors(ow, 16) + [t for t in range(4, CONV2D_TILE_WIDTH + 1) if t < ow], tile_w),
         knob("block_f", blocks, block),
-        knob("tile_h", [h for h in CONV2D_TILE_ROWS if h <= oh], 1),
+        knob("tile_h", [h for h in CONV2D_TILE_ROWS if h <= oh], 2 if two_rows else 1),
         knob("split_rc", [0] + [s for s in (4, 8, 16, 32) if rc % s == 0 and s < rc], 0),
         knob("reduce_order", CONV2D_REDUCE_ORDERS, CONV2D_REDUCE_ORDERS[0]),
         knob("unroll_w", ("on", "off"), "on"),

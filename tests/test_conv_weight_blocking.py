@@ -175,3 +175,16 @@ def test_tuner_space_of_a_blocked_conv(rng):
     assert list(space["block_f"].candidates) == [32]
     assert set(space["order"].candidates) == set(BLOCKED_WEIGHT_ORDERS)
     assert space["order"].default == "fyx"  # weight-stationary at 7x7, was fyx_pack
+    assert space["tile_h"].default == 2  # two rows of 7 pixels x two vectors: 28 accumulators
+
+
+@pytest.mark.parametrize("h, f, rows", [(7, 128, 2), (5, 64, 2), (7, 192, 2), (14, 128, 1), (8, 64, 1), (1, 64, 1)])
+def test_two_row_tiles_by_default_on_small_blocked_maps(h, f, rows, rng):
+    """A blocked weight's register tile takes two rows up to 7x7 outputs (two rows of 7 pixels x
+    two vectors: 28 accumulators, within AVX-512's registers), one row above (8x8 would hold 32)
+    and on a one-row map."""
+    from lathe.tuner.tasks import extract_tasks
+
+    src = _layer(h, 32, f, 3, 1, 1)
+    (task,) = [t for t in extract_tasks(parse_relay(src), params=_params(rng, 32, f, 3)) if t.template == "conv2d_nhwc"]
+    assert {kn.name: kn for kn in task.space}["tile_h"].default == rows
