@@ -1,141 +1,249 @@
 """The cost model's transfer: pairwise ranking accuracy on one task's configurations, with
 the model trained only on the other tasks' records (issue 11's bar: >= 0.85; Ansor reports 0.851).
 
+    python benchmarks/tune_ranking.py --offline [PATH ...] [--tasks TASKS.json] [--min-configs 16]
     python benchmarks/tune_ranking.py [--scale small|full] [--configs N] [--db PATH]
-    python benchmarks/tune_ranking.py --offline PATH [--offline PATH ...] [--scale small|full]
 
-Each of the three workloads (benchmarks/tune_workloads.py) gets N random configurations
-measured (its default first) into one database; then for each task held out, xgboost
-rank:pairwise (tuner/search.train_ranker, one ranking group per workload) is trained on the
-other two tasks' records and scores the held-out task's working configurations. Accuracy
-is over all pairs of those, and over the pairs whose times differ by more than 10% (pairs
-closer than that are within this machine's noise). The database is kept: rerunning with the
-same --db measures only what is missing.
+--offline measures nothing: leave one task out over every task in the record files (by
+default the sessions kept under benchmarks/data/ranking/, with their kernels in its
+tasks.json). Every record is featurised anew by this Lathe (tuner/features.py: a feature
+vector is a function of the candidate's loop program, so records of any features version
+are evaluated with the current one; cached per features version in --cache). Each task with
+at least --min-configs working distinct configurations is held out in turn: the ranker
+(tuner/search.train_ranker) is trained on every session of every other task and scores the
+held-out task's working configurations. Pairs are only formed within one session (one
+record file): a v1 session's seconds and a v2 session's ratios to the default do not
+compare, nor do two sessions' loads. A pair is "within noise" when its two times differ by
+less than the larger of their records' noise (interquartile range / median of the
+repeats); all pairs are the headline, the pairs apart by more than the noise and within it
+are reported beside them. Printed per task, per template and the mean over tasks.
 
---offline measures nothing: it re-featurises the records of the given databases with this
-Lathe's features (tuner/features.py; a feature set is a function of the candidate's loop
-program, so records of any features version can be evaluated with the current one) and
-evaluates on them. Records of a workload of the benchmark at the other scale (say matmul
-1024³ next to the small three) are used for training only, and reported as an extra row
-"+ other scale" per held-out task: trained on every other workload, that task's other-scale
-twin included when it is not the one held out.
-
-The issue's scale, on a quiet machine:
+Without --offline, each of the three workloads of issue 11 (benchmarks/tune_workloads.py)
+gets N random configurations measured into --db (its default first; rerunning measures only
+what is missing), and the same leave-one-task-out evaluation runs on that database. The
+issue's scale, on a quiet machine:
 
     python benchmarks/tune_ranking.py --scale full --configs 200 --db ranking-full.jsonl
+
+The kept sessions were made by `lathe.tune` on BERT-base and ResNet-50
+(benchmarks/tune_model.py), by benchmarks/tune_matmul.py at 1024 and 2048, and by this
+benchmark at the small scale; tasks.json holds each task's te-level kernel (extracted by
+tuner/tasks.extract_tasks when the records were made), so a later change to the graph
+lowering does not orphan them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data" / "ranking"
 
 
-def featurised_pool(paths: list[str], tasks: list) -> dict:
-    """{workload key: (features, seconds)} of the records of `tasks` in `paths`, featurised anew."""
+@dataclass
+class Session:
+    """One task's working records of one record file: what pairs are formed within."""
+
+    name: str  # the file's stem
+    key: str
+    configs: list[str] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)  # seconds in units of the default beside them (v1: seconds)
+    noise: list[float] = field(default_factory=list)
+    features: list[list[float]] = field(default_factory=list)
+
+
+@dataclass
+class TaskInfo:
+    key: str
+    source: str  # which model or benchmark it is from
+    name: str
+    template: str
+    lanes: int
+    module: str
+
+
+def load_tasks(path: str | os.PathLike) -> dict[str, TaskInfo]:
+    with open(path) as f:
+        data = json.load(f)
+    return {k: TaskInfo(k, v["source"], v["name"], v["template"], v["lanes"], v["module"]) for k, v in data.items()}
+
+
+def load_sessions(paths: list[str], tasks: dict[str, TaskInfo]) -> list[Session]:
     from lathe.tuner import records
-    from lathe.tuner.features import loop_features
+
+    out: list[Session] = []
+    for path in paths:
+        by_key: dict[str, Session] = {}
+        for r in records.load(path)[0]:
+            if r.workload not in tasks or r.status != "ok" or not r.relative:
+                continue
+            s = by_key.setdefault(r.workload, Session(Path(path).stem, r.workload))
+            if r.config in s.configs:  # measured twice in one session: the first stands
+                continue
+            s.configs.append(r.config)
+            s.values.append(r.relative)
+            s.noise.append(r.noise or 0.0)
+        out += [s for s in by_key.values() if len(s.configs) >= 2]
+    return out
+
+
+def featurise(sessions: list[Session], tasks: dict[str, TaskInfo], cache_path: str) -> float:
+    """Every session's features by this Lathe, through a cache per features version; seconds spent."""
+    from lathe.tuner.features import VERSION, loop_features
     from lathe.tuner.measure import lower_candidate
 
-    by_key = {t.key: t for t in tasks}
-    modules = {t.key: t.module_text() for t in tasks}
-    pool: dict = {}
-    for path in paths:
-        for r in records.load(path)[0]:
-            task = by_key.get(r.workload)
-            if task is None or r.target != task.target:
+    cache: dict[str, list[float]] = {}
+    if os.path.exists(cache_path):
+        with open(cache_path) as f:
+            cache = json.load(f)
+    t0, new = time.perf_counter(), 0
+    for s in sessions:
+        task = tasks[s.key]
+        s.features = []
+        for c in s.configs:
+            k = f"v{VERSION}|{s.key}|{c}"
+            if k not in cache:
+                cache[k] = loop_features(lower_candidate(task.module, c, task.lanes))
+                new += 1
+            s.features.append(cache[k])
+    if new:
+        with open(cache_path + ".tmp", "w") as f:
+            json.dump(cache, f)
+        os.replace(cache_path + ".tmp", cache_path)
+    return time.perf_counter() - t0
+
+
+@dataclass
+class Pairs:
+    right: float = 0.0
+    total: int = 0
+
+    def add(self, right: float) -> None:
+        self.right += right
+        self.total += 1
+
+    @property
+    def accuracy(self) -> float:
+        return self.right / self.total if self.total else math.nan
+
+
+def score_pairs(scores: list[float], s: Session, every: Pairs, apart: Pairs, close: Pairs) -> None:
+    """Higher score = predicted faster; a tie of scores counts half."""
+    for i in range(len(scores)):
+        for j in range(i + 1, len(scores)):
+            a, b = s.values[i], s.values[j]
+            if a == b:
                 continue
-            feats = loop_features(lower_candidate(modules[r.workload], r.config, task.lanes))
-            group = pool.setdefault(r.workload, ([], []))
-            group[0].append(feats)
-            group[1].append(r.relative if r.status == "ok" else None)  # ranked by the ratio to the default beside it
-    return pool
+            right = 0.5 if scores[i] == scores[j] else float((scores[i] > scores[j]) == (a < b))
+            every.add(right)
+            within = max(a, b) / min(a, b) - 1.0 < max(s.noise[i], s.noise[j])
+            (close if within else apart).add(right)
 
 
-def held_out(model, group) -> tuple[float, int, float, int, int]:
-    """Accuracy over all pairs and pairs > 10% apart of the model on `group`'s working configurations."""
-    import numpy as np
-    import xgboost as xgb
-
-    from lathe.tuner.search import pairwise_accuracy
-
-    rows = [(f, s) for f, s in zip(*group) if s]
-    scores = model.predict(xgb.DMatrix(np.asarray([f for f, _ in rows], dtype=np.float32))).tolist()
-    seconds = [s for _, s in rows]
-    return (*pairwise_accuracy(scores, seconds), *pairwise_accuracy(scores, seconds, 1.1), len(rows))
-
-
-def report(tasks: dict, pool: dict, extra: dict) -> None:
-    """One row per held-out task (trained on the other tasks), and with `extra` ({name: key of
-    its other-scale twin}) one more per task trained on every other workload of the pool."""
+def leave_one_task_out(sessions: list[Session], tasks: dict[str, TaskInfo], min_configs: int) -> list[dict]:
+    """One row per task with at least `min_configs` working distinct configurations."""
     from lathe.tuner.search import train_ranker
 
-    print(
-        f"{'held out':10s} {'template':12s} {'trained on':>10s} {'working':>8s} {'all pairs':>16s} {'pairs >10%':>16s}"
-    )
-    accs: dict[str, list[float]] = {}
-    for name, task in tasks.items():
-        if task.key not in pool:
-            print(f"{name:10s} no records")
+    distinct: dict[str, set[str]] = {}
+    for s in sessions:
+        distinct.setdefault(s.key, set()).update(s.configs)
+    rows = []
+    for key in sorted(distinct, key=lambda k: (tasks[k].template, tasks[k].source, tasks[k].name, k)):
+        if len(distinct[key]) < min_configs:
             continue
-        variants = {"": [k for n, t in tasks.items() if n != name and t.key in pool for k in (t.key,)]}
-        if extra:
-            variants["+ other scale"] = [k for k in pool if k != task.key]
-        for label, keys in variants.items():
-            others = [pool[k] for k in keys]
-            model = train_ranker(others)
-            if model is None:
-                print(f"{name:10s} too few records")
-                continue
-            acc_all, n_all, acc_far, n_far, working = held_out(model, pool[task.key])
-            accs.setdefault(label, []).append(acc_all)
-            trained = sum(len(s) for _, s in others)
-            print(
-                f"{(name + ' ' + label).strip():10s} {task.template:12s} {trained:10d} {working:8d} "
-                f"{acc_all:9.3f} ({n_all:4d}) {acc_far:9.3f} ({n_far:4d})"
-            )
-    for label, a in accs.items():
-        print(f"mean pairwise ranking accuracy (all pairs{', ' + label if label else ''}): {sum(a) / len(a):.3f}")
+        model = train_ranker([(s.features, s.values) for s in sessions if s.key != key])
+        every, apart, close = Pairs(), Pairs(), Pairs()
+        for s in sessions:
+            if s.key == key and model is not None:
+                score_pairs(model.score(s.features), s, every, apart, close)
+        mine = [s for s in sessions if s.key == key]
+        rows.append(
+            {
+                "task": tasks[key],
+                "sessions": ", ".join(f"{s.name} ({len(s.configs)})" for s in mine),
+                "configs": len(distinct[key]),
+                "noise": statistics.median(n for s in mine for n in s.noise),
+                "all": every,
+                "apart": apart,
+                "close": close,
+            }
+        )
+    return rows
+
+
+def report(rows: list[dict]) -> dict[str, float]:
+    """Print the table; the mean over tasks of each column."""
+    print(
+        f"{'task':44s} {'template':12s} {'configs':>7s} {'noise':>6s} "
+        f"{'all pairs':>15s} {'apart':>15s} {'within noise':>15s}"
+    )
+    for r in rows:
+        t = r["task"]
+        cols = " ".join(f"{p.accuracy:6.3f} ({p.total:6d})" for p in (r["all"], r["apart"], r["close"]))
+        print(f"{(t.source + ' ' + t.name)[:44]:44s} {t.template:12s} {r['configs']:7d} {r['noise']:6.3f} {cols}")
+    means: dict[str, float] = {}
+    for template in sorted({r["task"].template for r in rows}) + [""]:
+        sel = [r for r in rows if not template or r["task"].template == template]
+        vals = {c: [r[c].accuracy for r in sel if r[c].total] for c in ("all", "apart", "close")}
+        m = {c: sum(v) / len(v) if v else math.nan for c, v in vals.items()}
+        label = f"mean of {len(sel)} {template or 'tasks'}"
+        print(f"{label:44s} {'':12s} {'':7s} {'':6s} " + " ".join(f"{m[c]:6.3f} {'':8s}" for c in m))
+        if not template:
+            means = m
+    return means
+
+
+def evaluate(paths: list[str], tasks: dict[str, TaskInfo], min_configs: int, cache: str) -> dict[str, float]:
+    from lathe.tuner.features import VERSION
+
+    sessions = load_sessions(paths, tasks)
+    spent = featurise(sessions, tasks, cache)
+    print(f"{len(sessions)} sessions of {len({s.key for s in sessions})} tasks from {len(paths)} files, ", end="")
+    print(f"featurised (features v{VERSION}) in {spent:.0f} s")
+    return report(leave_one_task_out(sessions, tasks, min_configs))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--offline", nargs="*", metavar="PATH", help="evaluate these record files (default: the kept ones)")
+    ap.add_argument("--tasks", default=str(DATA / "tasks.json"), help="the records' kernels (offline)")
+    ap.add_argument("--min-configs", type=int, default=16)
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "lathe-ranking-features.json"))
     ap.add_argument("--scale", choices=["small", "full"], default="small")
     ap.add_argument("--configs", type=int, default=32, help="random configurations measured per task")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--db", default=os.path.join(tempfile.gettempdir(), "lathe-tune-ranking.jsonl"))
-    ap.add_argument("--offline", action="append", default=[], metavar="PATH", help="evaluate these records")
     args = ap.parse_args()
+    if args.offline is not None:
+        paths = args.offline or sorted(str(p) for p in DATA.glob("*.jsonl"))
+        evaluate(paths, load_tasks(args.tasks), args.min_configs, args.cache)
+        return 0
+
     from tune_workloads import NAMES, heaviest_task, run_search
 
     from lathe.tuner import records
     from lathe.tuner.executors import LocalExecutor
-    from lathe.tuner.features import VERSION
-    from lathe.tuner.tune import transfer_pool
 
-    tasks = {name: heaviest_task(name, args.scale) for name in NAMES}
-    if args.offline:
-        other = "full" if args.scale == "small" else "small"
-        twins = {name: heaviest_task(name, other) for name in NAMES}
-        t0 = time.perf_counter()
-        pool = featurised_pool(args.offline, [*tasks.values(), *twins.values()])
-        print(f"re-featurised (features v{VERSION}) in {time.perf_counter() - t0:.0f} s: {', '.join(args.offline)}")
-        extra = {n: t.key for n, t in twins.items() if t.key in pool}
-        print(f"scale {args.scale}; other-scale workloads with records: {', '.join(extra) or 'none'}")
-        report(tasks, pool, extra)
-        return 0
+    measured = {name: heaviest_task(name, args.scale) for name in NAMES}
     t0 = time.perf_counter()
     with LocalExecutor(60.0) as ex:
-        for task in tasks.values():
+        for task in measured.values():
             have = sum(1 for r in records.load(args.db)[0] if r.workload == task.key)
             if have < args.configs:
                 run_search(task, args.db, args.configs - have, "random", args.seed, ex)
     print(f"measured in {time.perf_counter() - t0:.0f} s; records in {args.db}")
-    pool = transfer_pool(records.load(args.db)[0], next(iter(tasks.values())).target)
-    print(f"scale {args.scale}, {args.configs} random configurations per task")
-    report(tasks, pool, {})
+    tasks = {
+        t.key: TaskInfo(t.key, f"{name}-{args.scale}", t.name, t.template, t.lanes, t.module_text())
+        for name, t in measured.items()
+    }
+    evaluate([args.db], tasks, min(args.min_configs, args.configs), args.cache)
     return 0
 
 

@@ -42,7 +42,7 @@ from xdsl.ir import Block, Operation, SSAValue
 from lathe.dialects.functions import is_kernel
 from lathe.dialects.loop import annotation_of
 
-VERSION = 2  # of the vector's layout and meaning: records carry it, and transfer trains only on this one
+VERSION = 3  # of the vector's layout and meaning: records carry it, and transfer trains only on this one
 DEPTHS = 8  # loops of the main statement described one by one, innermost first
 ACCESSES = 3  # accesses of the main statement described one by one, most traffic first
 ANNOTATIONS = ("none", "parallel", "vectorize", "unroll")
@@ -187,6 +187,7 @@ class Statement:
     nest: list[scf.ForOp]
     accesses: list[Access] = field(default_factory=list)
     flops: int = 0  # per iteration
+    guarded: bool = False  # under a condition inside its loops (a tail's guard, padding)
 
     @property
     def trips(self) -> float:
@@ -203,11 +204,11 @@ class Statement:
 def _statements(kernel: Operation) -> list[Statement]:
     out: list[Statement] = []
 
-    def block(b: Block, nest: list[scf.ForOp]) -> None:
-        here = Statement(nest)
+    def block(b: Block, nest: list[scf.ForOp], guarded: bool = False) -> None:
+        here = Statement(nest, guarded=guarded)
         for op in b.ops:
             if isinstance(op, scf.ForOp):
-                block(op.body.block, [*nest, op])
+                block(op.body.block, [*nest, op], guarded)
             elif isinstance(op, memref.LoadOp | memref.StoreOp):
                 mt = op.memref.type
                 if isinstance(mt, MemRefType):
@@ -219,7 +220,7 @@ def _statements(kernel: Operation) -> list[Statement]:
             else:
                 for region in op.regions:
                     for inner in region.blocks:
-                        block(inner, nest)
+                        block(inner, nest, guarded or isinstance(op, scf.IfOp))
         if here.accesses or here.flops:
             out.append(here)
 
@@ -388,6 +389,51 @@ def kernel_features(kernel: Operation) -> dict[str, float]:
         else:
             values = (0.0, -1.0, 0.0)
         for name, v in zip(("extent", "annotation", "footprint_bytes"), values):
+            out[f"loop{d}_{name}"] = v
+    out.update(_relative_features(statements, reader, main, flops, traffic, compulsory, tile, p))
+    return out
+
+
+def _relative_features(statements, reader, main, flops, traffic, compulsory, tile, p) -> dict[str, float]:
+    """Version 3: quantities relative to the task itself, which compare across tasks of any
+    size (a conv of 7×7 and a dense of 128 rows): how often the kernel's data is read into
+    each cache, what share of the work runs in guarded or scalar tails, the work and data of
+    each thread's share against the caches, and per loop of the main statement the bytes per
+    flop of one run of it and its working set against L1 and L2."""
+    nest = main.nest
+    accesses = main.distinct()
+    total = max(flops, 1.0)
+    work = [(s, s.trips * s.flops) for s in statements if s.flops]
+    vectorised = {id(s) for s, _ in work if any(_kind(l) == "vectorize" for l in s.nest)}
+    width = next((_extent(l) for l in reversed(nest) if _kind(l) == "vectorize"), 1)
+    tile_loops = nest[len(nest) - tile :]
+    tile_iterations = math.prod(_extent(l) for l in tile_loops) if tile_loops else 1
+    tile_ivs = reader.inner_ivs(main, len(nest) - tile)
+    tile_lines = sum(math.ceil(a.elem * math.prod(reader.counts(a, tile_ivs)) / LINE) for a in accesses if not a.local)
+    vector_ops = max(tile_iterations / max(width, 1), 1.0)  # vector FMAs of one run of the register tile
+    levels = {l: i for i, l in enumerate(nest)}
+    par = next((l for l in nest if _kind(l) == "parallel"), None)
+    per_task = (
+        sum(reader.footprint(a, reader.inner_ivs(main, levels[par] + 1)) for a in accesses) if par is not None else 0.0
+    )
+    out = {
+        **{f"{c}_rereads": _ratio(t, compulsory) for c, t in zip(("l1", "l2", "l3"), traffic)},
+        "guarded_share_of_flops": sum(w for s, w in work if s.guarded) / total,
+        "scalar_share_of_flops": sum(w for s, w in work if id(s) not in vectorised) / total,
+        "float_statements": _lg(len(work)),
+        "tile_vector_loads_per_fma": tile_lines / vector_ops,
+        "tile_vector_fmas": _lg(vector_ops),
+        "parallel_tasks_per_thread": math.log2(p / THREADS[0]),
+        "parallel_task_bytes_per_l2": math.log2(max(per_task, 1.0) / CACHES[1]),
+    }
+    for d in range(DEPTHS):  # innermost first
+        values = (0.0, -20.0, -20.0)
+        if d < len(nest):
+            level = len(nest) - 1 - d
+            fp = sum(reader.footprint(a, reader.inner_ivs(main, level)) for a in accesses)
+            body = main.flops * math.prod(_extent(l) for l in nest[level:])
+            values = (_ratio(fp, body), math.log2(max(fp, 1.0) / CACHES[0]), math.log2(max(fp, 1.0) / CACHES[1]))
+        for name, v in zip(("bytes_per_flop", "l1_fill", "l2_fill"), values):
             out[f"loop{d}_{name}"] = v
     return out
 

@@ -53,31 +53,67 @@ class RandomSearch:
 Group = tuple[list[list[float]], list[float | None]]  # one workload's features and seconds (None: failed)
 
 
-def train_ranker(groups: list[Group]):
-    """xgboost `rank:pairwise` over workloads' measurements, one query group per workload:
-    only orders within a workload are learned (seconds of different workloads do not
-    compare), so records of every workload teach one model. None without 2 working candidates."""
+def relevance(values: list[float]) -> list[float]:
+    """Labels of one workload's working candidates by their rank in it, 0 (slowest) to 30
+    (fastest): the ranker learns orders, and a rank says the same in every workload, where
+    a ratio to the fastest crowds most of a wide space's candidates into its lowest labels."""
+    order = sorted(range(len(values)), key=lambda i: -values[i])
+    labels = [0.0] * len(values)
+    for r, i in enumerate(order):
+        labels[i] = float(1 + (29 * r) // max(len(values) - 1, 1))
+    return labels
+
+
+def centred(features: list[list[float]], reference: list[list[float]]) -> np.ndarray:
+    """Each feature beside its difference from the median over `reference` (the task's own
+    candidates): trees split on "more bytes per flop than this task's typical candidate" as
+    well as on absolute values, which differ between workloads of different sizes."""
+    X = np.asarray(features, dtype=np.float64)
+    median = np.median(np.asarray(reference, dtype=np.float64), axis=0)
+    return np.hstack([X, X - median]).astype(np.float32)
+
+
+class Ranker:
+    """xgboost `rank:pairwise` over features centred per workload (see `centred`)."""
+
+    def __init__(self, booster, width: int):
+        self.booster, self.width = booster, width
+
+    def score(self, features: list[list[float]], reference: list[list[float]] | None = None) -> list[float]:
+        """Higher is faster. `reference`: the workload's candidates to centre on (its
+        measured ones, as in training); by default `features` themselves."""
+        import xgboost as xgb
+
+        X = centred(features, reference if reference else features)
+        return [float(v) for v in self.booster.predict(xgb.DMatrix(X))]
+
+
+def train_ranker(groups: list[Group]) -> Ranker | None:
+    """One query group per workload: only orders within a workload are learned (seconds of
+    different workloads do not compare), so records of every workload teach one model; each
+    group's features are centred on its own candidates. None without 2 working candidates."""
     import xgboost as xgb
 
-    X: list[list[float]] = []
+    X: list[np.ndarray] = []
     labels: list[float] = []
     sizes: list[int] = []
     for feats, seconds in groups:
         rows = [(f, s) for f, s in zip(feats, seconds) if f]
-        ok = [s for _, s in rows if s]
+        if len({len(f) for f, _ in rows}) > 1:
+            continue
+        ok = [i for i, (_, s) in enumerate(rows) if s]
         if len(rows) < 2 or not ok:
             continue
-        fastest = min(ok)
-        X += [f for f, _ in rows]
-        # relevance 0..30: a failed candidate ranks below every working one
-        labels += [round(30 * fastest / s) if s else 0 for _, s in rows]
+        X.append(centred([f for f, _ in rows], [rows[i][0] for i in ok]))
+        ranks = dict(zip(ok, relevance([rows[i][1] for i in ok])))  # type: ignore[misc]
+        labels += [ranks.get(i, -1.0) + 1.0 for i in range(len(rows))]  # a failed candidate below every working one
         sizes.append(len(rows))
-    if sum(1 for label in labels if label) < 2 or len({len(f) for f in X}) != 1:
+    if sum(1 for label in labels if label > 0) < 2 or len({x.shape[1] for x in X}) != 1:
         return None
-    d = xgb.DMatrix(np.asarray(X, dtype=np.float32), label=np.asarray(labels, dtype=np.float32))
+    d = xgb.DMatrix(np.vstack(X), label=np.asarray(labels, dtype=np.float32))
     d.set_group(sizes)
     params = {"objective": "rank:pairwise", "eta": 0.3, "max_depth": 6, "verbosity": 0, "nthread": 1}
-    return xgb.train(params, d, num_boost_round=60)
+    return Ranker(xgb.train(params, d, num_boost_round=60), X[0].shape[1] // 2)
 
 
 def pairwise_accuracy(scores: list[float], seconds: list[float], min_ratio: float = 1.0) -> tuple[float, int]:
@@ -166,15 +202,16 @@ class ModelSearch(RandomSearch):
         return self.features[config]
 
     def _score(self, configs: list[str]) -> list[float]:
-        import xgboost as xgb
-
         feats = [self._features(c) for c in configs]
         width = max((len(f) for f in feats if f), default=0)
         if not width or self.model is None:
             return [0.0] * len(configs)
-        X = np.asarray([f if len(f) == width else [0.0] * width for f in feats], dtype=np.float32)
-        scores = self.model.predict(xgb.DMatrix(X))
-        return [float(s) if len(f) == width else -math.inf for s, f in zip(scores, feats)]
+        valid = [f for f in feats if len(f) == width]
+        # centred on the task's measured working candidates, as its group was in training
+        # (before any: on the candidates scored, the transfer's first proposals)
+        reference = [f for f, s in zip(self.X, self.seconds) if s and len(f) == width]
+        scores = iter(self.model.score(valid, reference or valid))
+        return [next(scores) if len(f) == width else -math.inf for f in feats]
 
     def _neighbour(self, config: str) -> str:
         """`config` with one knob changed: to a neighbouring value of an ordered knob half the
