@@ -5,7 +5,8 @@ A depthwise convolution does K² multiply-adds per output element and no sum ove
 it runs at memory speed or not at all. Through the general conv2d_nhwc template it ran at
 3-14% of peak FLOP/s: a padded copy of its input written and read again (twice the input's
 traffic), and a register tile sized for a reduction over input channels it does not have.
-Here a task is an output row (and a block of channels, where rows are few); in a row, tiles
+Here a task is an output row (and a block of channels, where rows are few), or one channel
+block over a strip of rows where a row's input window over all channels is past L1; in a row, tiles
 of tile_w pixels × block_c channels (vectors) are accumulated in registers over the K×K
 window, the epilogue (bias, activation) applied to the registers. The padding is read in
 place: each tap's bounds test is on the pixel's coordinates only, so index-set splitting
@@ -31,9 +32,18 @@ from lathe.lowering.schedule_builder import (
 DEPTHWISE_TILE_WIDTH = 8  # output pixels of the register tile, at most
 # The loops the threads share: "rows" gives a task one output row, every channel block of it;
 # "rows_blocks" one row × one channel block, so that a 7x7 layer's 7 rows still make tasks
-# enough for every thread (and a 14x14 one's make them even).
-DEPTHWISE_GRAINS = ("rows", "rows_blocks")
+# enough for every thread (and a 14x14 one's make them even); "strips" one channel block
+# over a strip of rows (_strip_rows), row after row, so the K input rows a row reads are in L1
+# from the rows before it (with "rows", a tile's window over every channel passes through L1).
+DEPTHWISE_GRAINS = ("rows", "rows_blocks", "strips")
 ROWS_PER_THREAD = 8  # fewer output rows than this per thread: the default grain is rows_blocks
+# The default grain is "strips" where a tile's input window over every channel (K rows x the
+# tile's input columns x C floats) is larger than this: past about two thirds of a 48 KiB L1,
+# "rows" reads it from L2 for every tile (EfficientNet's 240-1152 channels at 7-28, 0.66-0.82x
+# of the "rows" kernel time at one thread), and below it "rows" keeps the faster walk through
+# contiguous memory (96 @112 stride 2 took 1.96x as long in strips, 32 @112 1.49x).
+STRIP_WINDOW_BYTES = 32 << 10
+STRIP_TASKS = 32  # strips are cut (at divisors of the height) until blocks x strips is this many
 # In a row, the channel blocks inside the pixel tiles ("xc": a tile's input pixels are read
 # for all channels at once, contiguous) or outside ("cx": a block walks the whole row).
 DEPTHWISE_ORDERS = ("xc", "cx")
@@ -57,17 +67,47 @@ def depthwise_space(
     if not blocks:
         return None
     rows_few = n * oh < ROWS_PER_THREAD * 2 and c // blocks[0] > 1
+    tile = _default_tile(ow)
+    strips = _strips_pay(anchor, tile, ow, c)
     return (
         knob("block_c", blocks, blocks[0]),
         knob(
             "tile_w",
             sorted(set(divisors(ow, DEPTHWISE_TILE_WIDTH)) | {t for t in (2, 4, 6, 8) if t < ow}),
-            _default_tile(ow),
+            tile,
         ),
         knob("order", DEPTHWISE_ORDERS, DEPTHWISE_ORDERS[0]),
-        knob("grain", DEPTHWISE_GRAINS, "rows_blocks" if rows_few else "rows"),
+        knob("grain", DEPTHWISE_GRAINS, "strips" if strips else "rows_blocks" if rows_few else "rows"),
         knob("pad", ("inline", "copy"), "inline"),
     )
+
+
+def _strips_pay(anchor: te.ComputeOp, tile_w: int, ow: int, c: int) -> bool:
+    """Whether a tile's input window over all c channels (K rows of (tile_w - 1)·stride + K
+    columns, the stride read off the padded input's width) is past STRIP_WINDOW_BYTES, and at
+    least half of a row's K input rows are the row before it's (not so for 3x3 at stride 2:
+    strips of those ran 1.09-1.17x the time of "rows")."""
+    _, ky, kx = anchor.reduce_extent_list
+    data = _padded_data(anchor)
+    shape = data.spatial_extents if data is not None else _data_shape(anchor)
+    stride = max(1, (shape[2] - kx) // max(ow - 1, 1)) if shape else 1
+    window = ky * ((tile_w - 1) * stride + kx) * c * 4
+    return window > STRIP_WINDOW_BYTES and 2 * (ky - stride) >= ky
+
+
+def _data_shape(anchor: te.ComputeOp) -> list[int] | None:
+    """The shape of the largest 4-d tensor the anchor reads: its input (the weight is K x K x 1 x C)."""
+    shapes = [
+        list(op.tensor.type.get_shape())
+        for op in anchor.body.walk()
+        if isinstance(op, te.ReadOp) and len(op.tensor.type.get_shape()) == 4
+    ]
+    return max(shapes, key=lambda s: s[0] * s[1] * s[2] * s[3], default=None)
+
+
+def _strip_rows(oh: int, blocks: int) -> int:
+    """The tallest strip (a divisor of the height) that still leaves STRIP_TASKS tasks or more."""
+    return max((d for d in divisors(oh, oh) if blocks * (oh // d) >= STRIP_TASKS), default=1)
 
 
 def _padded_data(anchor: te.ComputeOp) -> te.ComputeOp | None:
@@ -86,15 +126,23 @@ def _default_tile(ow: int) -> int:
 
 
 def schedule_depthwise_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: dict[str, KnobValue]) -> bool:
-    """Threads over output rows (× channel blocks with grain=rows_blocks); in a row, tiles of
-    tile_w pixels × block_c channels, each accumulated over the window (the channel vector
-    innermost, the tile's pixels unrolled) and then written out through the epilogue."""
+    """Threads over output rows (× channel blocks with grain=rows_blocks), or over channel
+    blocks × strips of rows (grain=strips: the block outside the rows, so `order` has nothing
+    left to order); in a row, tiles of tile_w pixels × block_c channels, each accumulated over
+    the window (the channel vector innermost, the tile's pixels unrolled) and then written out
+    through the epilogue."""
     s_out = Schedule(out)
     local = s_out.cache_write() if anchor is out else Schedule(anchor)
     an, ay, ax, af = s_out.axes[:4]  # the output's own names for n, y, x, f
     xo, xi = s_out.split(ax, factor=int(k["tile_w"]))
     fo, fi = s_out.split(af, factor=int(k["block_c"]))
-    if k["order"] == "cx" or k["grain"] == "rows_blocks":
+    if k["grain"] == "strips":
+        n, oh, _, c = anchor.spatial_extents
+        yo, yi = s_out.split(ay, factor=_strip_rows(oh, n * c // int(k["block_c"])))
+        s_out.reorder(an, yo, fo, yi, xo, xi, fi)
+        tile = xo
+        tasks = s_out.fuse(an, yo, fo)
+    elif k["order"] == "cx" or k["grain"] == "rows_blocks":
         s_out.reorder(an, ay, fo, xo, xi, fi)
         tile = xo
         tasks = s_out.fuse(an, ay, fo) if k["grain"] == "rows_blocks" else s_out.fuse(an, ay)
