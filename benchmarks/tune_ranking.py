@@ -94,8 +94,10 @@ def load_sessions(paths: list[str], tasks: dict[str, TaskInfo]) -> list[Session]
     return out
 
 
-def featurise(sessions: list[Session], tasks: dict[str, TaskInfo], cache_path: str) -> float:
-    """Every session's features by this Lathe, through a cache per features version; seconds spent."""
+def featurise(sessions: list[Session], tasks: dict[str, TaskInfo], cache_path: str) -> tuple[float, int]:
+    """Every session's features by this Lathe, through a cache per features version: seconds
+    spent, and how many records were dropped because this Lathe no longer builds their
+    configuration (a template's knobs changed since they were measured)."""
     from lathe.tuner.features import VERSION, loop_features
     from lathe.tuner.measure import lower_candidate
 
@@ -103,21 +105,29 @@ def featurise(sessions: list[Session], tasks: dict[str, TaskInfo], cache_path: s
     if os.path.exists(cache_path):
         with open(cache_path) as f:
             cache = json.load(f)
-    t0, new = time.perf_counter(), 0
+    t0, new, dropped = time.perf_counter(), 0, 0
     for s in sessions:
         task = tasks[s.key]
-        s.features = []
-        for c in s.configs:
+        keep = []
+        for i, c in enumerate(s.configs):
             k = f"v{VERSION}|{s.key}|{c}"
             if k not in cache:
-                cache[k] = loop_features(lower_candidate(task.module, c, task.lanes))
+                try:
+                    cache[k] = loop_features(lower_candidate(task.module, c, task.lanes))
+                except Exception:  # an unknown knob or value now: a LatheError, or a template's assertion
+                    cache[k] = []
                 new += 1
-            s.features.append(cache[k])
+            if cache[k]:
+                keep.append(i)
+            else:
+                dropped += 1
+        s.configs, s.values, s.noise = ([x[i] for i in keep] for x in (s.configs, s.values, s.noise))
+        s.features = [cache[f"v{VERSION}|{s.key}|{c}"] for c in s.configs]
     if new:
         with open(cache_path + ".tmp", "w") as f:
             json.dump(cache, f)
         os.replace(cache_path + ".tmp", cache_path)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, dropped
 
 
 @dataclass
@@ -204,9 +214,11 @@ def evaluate(paths: list[str], tasks: dict[str, TaskInfo], min_configs: int, cac
     from lathe.tuner.features import VERSION
 
     sessions = load_sessions(paths, tasks)
-    spent = featurise(sessions, tasks, cache)
+    spent, dropped = featurise(sessions, tasks, cache)
+    sessions = [s for s in sessions if len(s.configs) >= 2]
     print(f"{len(sessions)} sessions of {len({s.key for s in sessions})} tasks from {len(paths)} files, ", end="")
-    print(f"featurised (features v{VERSION}) in {spent:.0f} s")
+    print(f"featurised (features v{VERSION}) in {spent:.0f} s", end="")
+    print(f"; {dropped} records dropped: this Lathe does not build their configurations" if dropped else "")
     return report(leave_one_task_out(sessions, tasks, min_configs))
 
 
