@@ -5,8 +5,7 @@ A depthwise convolution does K² multiply-adds per output element and no sum ove
 it runs at memory speed or not at all. Through the general conv2d_nhwc template it ran at
 3-14% of peak FLOP/s: a padded copy of its input written and read again (twice the input's
 traffic), and a register tile sized for a reduction over input channels it does not have.
-Here a task is an output row (and a block of channels, where rows are few), or one channel
-block over a strip of rows where a row's input window over all channels is past L1; in a row, tiles
+Here a task is an output row (and a block of channels, where rows are few); in a row, tiles
 of tile_w pixels × block_c channels (vectors) are accumulated in registers over the K×K
 window, the epilogue (bias, activation) applied to the registers. The padding is read in
 place: each tap's bounds test is on the pixel's coordinates only, so index-set splitting
@@ -35,14 +34,13 @@ DEPTHWISE_TILE_WIDTH = 8  # output pixels of the register tile, at most
 # enough for every thread (and a 14x14 one's make them even); "strips" one channel block
 # over a strip of rows (_strip_rows), row after row, so the K input rows a row reads are in L1
 # from the rows before it (with "rows", a tile's window over every channel passes through L1).
+# Strips are the tuner's choice, not the default: alone, a layer whose window over every
+# channel is past L1 ran 0.66-0.86x of the default's time in strips (EfficientNet 5x5 at
+# 7-28, one thread), but inside EfficientNet-B0 the same kernels ran 0.94-1.30x (minima, one
+# process, the two builds alternating, load 4-5), where the input arrives from the expand conv
+# before it (presumably the block's strided walk then loses what the row's contiguous one keeps).
 DEPTHWISE_GRAINS = ("rows", "rows_blocks", "strips")
 ROWS_PER_THREAD = 8  # fewer output rows than this per thread: the default grain is rows_blocks
-# The default grain is "strips" where a tile's input window over every channel (K rows x the
-# tile's input columns x C floats) is larger than this: past about two thirds of a 48 KiB L1,
-# "rows" reads it from L2 for every tile (EfficientNet's 240-1152 channels at 7-28, 0.66-0.82x
-# of the "rows" kernel time at one thread), and below it "rows" keeps the faster walk through
-# contiguous memory (96 @112 stride 2 took 1.96x as long in strips, 32 @112 1.49x).
-STRIP_WINDOW_BYTES = 32 << 10
 STRIP_TASKS = 32  # strips are cut (at divisors of the height) until blocks x strips is this many
 # In a row, the channel blocks inside the pixel tiles ("xc": a tile's input pixels are read
 # for all channels at once, contiguous) or outside ("cx": a block walks the whole row).
@@ -67,42 +65,17 @@ def depthwise_space(
     if not blocks:
         return None
     rows_few = n * oh < ROWS_PER_THREAD * 2 and c // blocks[0] > 1
-    tile = _default_tile(ow)
-    strips = _strips_pay(anchor, tile, ow, c)
     return (
         knob("block_c", blocks, blocks[0]),
         knob(
             "tile_w",
             sorted(set(divisors(ow, DEPTHWISE_TILE_WIDTH)) | {t for t in (2, 4, 6, 8) if t < ow}),
-            tile,
+            _default_tile(ow),
         ),
         knob("order", DEPTHWISE_ORDERS, DEPTHWISE_ORDERS[0]),
-        knob("grain", DEPTHWISE_GRAINS, "strips" if strips else "rows_blocks" if rows_few else "rows"),
+        knob("grain", DEPTHWISE_GRAINS, "rows_blocks" if rows_few else "rows"),
         knob("pad", ("inline", "copy"), "inline"),
     )
-
-
-def _strips_pay(anchor: te.ComputeOp, tile_w: int, ow: int, c: int) -> bool:
-    """Whether a tile's input window over all c channels (K rows of (tile_w - 1)·stride + K
-    columns, the stride read off the padded input's width) is past STRIP_WINDOW_BYTES, and at
-    least half of a row's K input rows are the row before it's (not so for 3x3 at stride 2:
-    strips of those ran 1.09-1.17x the time of "rows")."""
-    _, ky, kx = anchor.reduce_extent_list
-    data = _padded_data(anchor)
-    shape = data.spatial_extents if data is not None else _data_shape(anchor)
-    stride = max(1, (shape[2] - kx) // max(ow - 1, 1)) if shape else 1
-    window = ky * ((tile_w - 1) * stride + kx) * c * 4
-    return window > STRIP_WINDOW_BYTES and 2 * (ky - stride) >= ky
-
-
-def _data_shape(anchor: te.ComputeOp) -> list[int] | None:
-    """The shape of the largest 4-d tensor the anchor reads: its input (the weight is K x K x 1 x C)."""
-    shapes = [
-        list(op.tensor.type.get_shape())
-        for op in anchor.body.walk()
-        if isinstance(op, te.ReadOp) and len(op.tensor.type.get_shape()) == 4
-    ]
-    return max(shapes, key=lambda s: s[0] * s[1] * s[2] * s[3], default=None)
 
 
 def _strip_rows(oh: int, blocks: int) -> int:

@@ -130,8 +130,8 @@ def test_the_space_follows_the_layer():
         return {k.name: k.default for k in space}
 
     assert defaults(_nhwc(1152, 7, 7, 5, 1, (2, 2, 2, 2))) == dict(
-        block_c=16, tile_w=7, order="xc", grain="strips", pad="inline"
-    )  # (rows_blocks before strips: the grain "rows are few" chose; tests/test_depthwise_strips.py)
+        block_c=16, tile_w=7, order="xc", grain="rows_blocks", pad="inline"
+    )
     assert defaults(_nhwc(96, 112, 112, 3, 2, (1, 1, 1, 1)))["tile_w"] == 8
     big = defaults(_nhwc(32, 112, 112, 3, 1, (1, 1, 1, 1)))
     assert big["tile_w"] == 8 and big["grain"] == "rows"
