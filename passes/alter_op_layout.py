@@ -6,14 +6,14 @@
   the micro-kernel reads each block of bn output columns as whole vectors.
 * conv2d in NCHW becomes conv2d in NHWC (weights HWIO): channels innermost, so
   the register tile is a vector of output channels. The layout changes are
-  transposes; they sink through elementwise ops, bias_add and pooling, and
-  two that meet cancel (canonicalize), so a ResNet stays NHWC from one
-  convolution to the next and pays one transpose at each end.
+  transposes; they sink through elementwise ops, bias_add, pooling and resize, and
+  two that meet cancel (canonicalize), so a ResNet (or an FPN's upsampled levels)
+  stays NHWC from one convolution to the next and pays one transpose at each end.
 * A channel count no vector block divides (N = 1000, 30, 77; 24, 40 or 120 output channels;
   a conv's 1, 4 or 21 too, where the generic schedule costs more than any padding: see
   conv_padded_width) is padded to the next multiple of the vector width: the weight gains zero rows, the
   padded op runs on the template, and a marked strided_slice (PAD_SLICE) cuts the result
-  back. The slice rises through the epilogue (elementwise ops, bias_add, pooling) and a
+  back. The slice rises through the epilogue (elementwise ops, bias_add, pooling, resize) and a
   convolution or dense that reads it takes the padded tensor itself, its weight padded
   with zero input channels: the padding is paid once, not at every layer.
 * conv2d_transpose with a constant weight becomes a stride-1 conv2d over the stride's phases
@@ -319,7 +319,8 @@ class HoistPadCut(RewritePattern):
     """f(cut(y)) → cut(f'(y)) for the epilogue of a padded layer: finite unary ops, bias_add
     along the cut axis (its bias padded with zeros), binary ops of two cuts of one width
     (broadcasting, as x times a squeeze-excitation gate) or of a cut
-    and a finite constant (padded along the cut axis when it has one), and NHWC pooling.
+    and a finite constant (padded along the cut axis when it has one), and NHWC pooling and
+    resize (each channel resized on its own, from finite values).
     What f computes on the padded channels stays finite, so a later layer's zero weights
     cancel it."""
 
@@ -371,7 +372,7 @@ class HoistPadCut(RewritePattern):
                     )
                     other = pre[-1].results[0]
                 new = type(op).create_inferred([y, other] if side == 0 else [other, y], dict(op.properties))
-        elif isinstance(op, graph.Pool2dBase | graph.GlobalPool2dBase):
+        elif isinstance(op, graph.Pool2dBase | graph.GlobalPool2dBase | graph.Resize2dOp):
             cut = padded_cut(op.operands[0])
             if cut is None or op.attrs()["layout"] != "NHWC":
                 return
@@ -395,7 +396,8 @@ def _transposed(v) -> tuple | None:
 class SinkTranspose(RewritePattern):
     """f(transpose(y, p)) → transpose(f'(y), p) for layout-agnostic f: elementwise ops,
     bias_add (its axis mapped through p), binary ops of two equal transposes, 2-D pooling
-    (switched to NHWC), and the ops that move data along one axis without looking at the
+    and resize (switched to NHWC: an FPN's or a YOLO neck's upsampled maps stay in the
+    convolutions' layout, and the resize kernel vectorises over channels), and the ops that move data along one axis without looking at the
     others (concatenate of equal transposes, strided_slice, take along an axis), their axes
     mapped through p: ShuffleNet's split, concat and channel shuffle stay NHWC."""
 
@@ -448,7 +450,7 @@ class SinkTranspose(RewritePattern):
                 back = make_op("transpose", [new.results[0]], axes=p)
                 rewriter.replace(op, carry_location(op, [*pre, new, back]))
                 return
-        elif isinstance(op, graph.Pool2dBase | graph.GlobalPool2dBase):
+        elif isinstance(op, graph.Pool2dBase | graph.GlobalPool2dBase | graph.Resize2dOp):
             t = _transposed(op.operands[0])
             if t is None or t[1] != TO_NCHW or op.attrs()["layout"] != "NCHW":
                 return
