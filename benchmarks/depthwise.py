@@ -4,13 +4,16 @@ depthwise_nhwc template next to the general conv2d_nhwc template the same kernel
 in one process, the kernels timed on their own (as the profiler times them), contenders
 alternating in blocks.
 
-    python benchmarks/depthwise.py [--threads 2] [--repeat 100] [--only SUBSTRING] [--config K=V,...]
+    python benchmarks/depthwise.py [--threads 2] [--repeat 100] [--only SUBSTRING] [--config K=V,...] [--ort]
 
 A depthwise layer does 2·K² flops per output element and reads each input element about
 K²/stride² times from cache, so it runs at memory speed or not at all: each row gives GFLOP/s
 and GB/s (input, weights, bias and output, each once) and the bytes' fraction of the
 machine's bandwidth (the profiler's "%peak B": one numpy copy of 64 MiB). Only the ratios
-are compared across runs; the machine is shared.
+are compared across runs; the machine is shared. With --ort, each layer is also run as an ONNX
+model (NCHW Conv with group = channels, its bias and activation) in ONNX Runtime's default
+session, and its run() and depthwise_nhwc's run() are timed alternating in blocks (the
+user-facing calls, so both include their fixed cost per call).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ SHAPES = (
     Depthwise("effnet 5x5 240 @28", 240, 28, 5, act="silu"),
     Depthwise("effnet 3x3 s2 240 @28", 240, 28, stride=2, act="silu"),
     Depthwise("effnet 3x3 480 @14", 480, 14, act="silu"),
+    Depthwise("effnet 5x5 480 @14", 480, 14, 5, act="silu"),
     Depthwise("effnet 5x5 672 @14", 672, 14, 5, act="silu"),
     Depthwise("effnet 5x5 s2 672 @14", 672, 14, 5, 2, act="silu"),
     Depthwise("effnet 5x5 1152 @7", 1152, 7, 5, act="silu"),
@@ -88,6 +92,7 @@ SHAPES = (
     # MobileNet-v2 (relu6)
     Depthwise("mnv2 3x3 s2 96 @112", 96, 112, stride=2, act="relu6"),
     Depthwise("mnv2 3x3 144 @56", 144, 56, act="relu6"),
+    Depthwise("mnv2 3x3 384 @14", 384, 14, act="relu6"),
     Depthwise("mnv2 3x3 s2 576 @14", 576, 14, stride=2, act="relu6"),
     Depthwise("mnv2 3x3 960 @7", 960, 7, act="relu6"),
 )
@@ -112,6 +117,36 @@ def compiled(shape: Depthwise, threads: int, config: str | None, general: bool):
     return lathe.compile(m, num_threads=threads)
 
 
+def onnx_layer(shape: Depthwise, w, b):
+    """The layer as an exporter writes it: NCHW Conv (group = channels, OIHW weight) and the
+    activation as ONNX ops (SiLU as Sigmoid and Mul, hard-swish as HardSwish)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    c, k, p, s = shape.c, shape.kernel, shape.kernel // 2, shape.stride
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y0"], group=c, kernel_shape=[k, k], strides=[s, s], pads=[p] * 4)
+    act = {
+        "relu": [helper.make_node("Relu", ["y0"], ["y"])],
+        "relu6": [helper.make_node("Clip", ["y0", "lo", "hi"], ["y"])],
+        "silu": [helper.make_node("Sigmoid", ["y0"], ["sg"]), helper.make_node("Mul", ["y0", "sg"], ["y"])],
+        "hswish": [helper.make_node("HardSwish", ["y0"], ["y"])],
+    }[shape.act]
+    inits = [
+        numpy_helper.from_array(np.ascontiguousarray(w.transpose(3, 2, 0, 1)), "w"),
+        numpy_helper.from_array(b, "b"),
+    ]
+    if shape.act == "relu6":
+        inits += [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("lo", 0), ("hi", 6))]
+    graph = helper.make_graph(
+        [conv, *act],
+        "depthwise",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, shape.size, shape.size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def kernel_medians(executors: dict, repeat: int, block: int = 10) -> dict[str, float]:
     """Median seconds of each contender's kernel (the layer is one kernel), called on its own
     on the buffers its last run() bound, contenders alternating in blocks after a 1 s warm-up
@@ -133,9 +168,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=100)
     ap.add_argument("--only", default=None)
     ap.add_argument("--config", default=None, help="knobs of depthwise_nhwc (else its defaults)")
+    ap.add_argument("--ort", action="store_true", help="also time run() against ONNX Runtime's run()")
     args = ap.parse_args()
     import numpy as np
-    from common import fmt
+    from common import fmt, interleaved_medians, ort_session
 
     from lathe.runtime.profiler import memory_bandwidth
 
@@ -144,7 +180,7 @@ def main() -> int:
     print(f"bandwidth (%B): {peak / 1e9:.1f} GB/s; 'before' = conv2d_nhwc, 'after' = depthwise_nhwc")
     print(f"{'layer':26s} {'before':>11s} {'after':>11s} {'ratio':>6s} {'GFLOP/s':>15s} {'GB/s':>13s} {'%B':>11s}")
     rng = np.random.default_rng(0)
-    ratios = []
+    ratios, ort_ratios = [], []
     for shape in SHAPES:
         if args.only and args.only not in shape.name:
             continue
@@ -171,6 +207,26 @@ def main() -> int:
             f"{100 * gb[1] * 1e9 / peak:4.0f}%  err {err:.1e}",
             flush=True,
         )
+        if args.ort:
+            sess, xn = ort_session(onnx_layer(shape, w, b), args.threads), np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            ref = sess.run(None, {"x": xn})[0].transpose(0, 2, 3, 1)
+            ort_err = float(np.abs(out["after"] - ref).max() / max(np.abs(ref).max(), 1e-30))
+            runs = interleaved_medians(
+                {
+                    "ort": lambda sess=sess, xn=xn: sess.run(None, {"x": xn}),
+                    "lathe": lambda cm=cms["after"], x=x, w=w, b=b, y=out["after"]: cm.run(x=x, w=w, b=b, out=y),
+                },
+                repeat=args.repeat,
+                block=10,
+            )
+            ort_ratios.append(runs["lathe"] / runs["ort"])
+            print(
+                f"{'':26s} run(): ORT {fmt(runs['ort'])}, depthwise_nhwc {fmt(runs['lathe'])}, "
+                f"{ort_ratios[-1]:.2f}x ORT  err vs ORT {ort_err:.1e}",
+                flush=True,
+            )
+    if ort_ratios:
+        print(f"geometric mean run() / ORT's run() {float(np.exp(np.mean(np.log(ort_ratios)))):.2f}x")
     if ratios:
         print(f"geometric mean after/before {float(np.exp(np.mean(np.log(ratios)))):.2f}x over {len(ratios)} layers")
     return 0
