@@ -4,7 +4,14 @@ counted under (models.py's breakdown, kernel_floor.py's audit)."""
 
 from lathe.testing.timing import fmt, interleaved_medians, warm
 
-__all__ = ["breakdown", "fmt", "interleaved_medians", "kernel_kind", "ort_session", "ort_sessions", "warm"]
+__all__ = ["breakdown", "fmt", "geomean", "interleaved_medians", "kernel_kind", "ort_session", "ort_sessions", "warm"]
+
+
+def geomean(ratios) -> float:
+    """The geometric mean: the one average of ratios that a 2x and a 0.5x cancel in."""
+    import numpy as np
+
+    return float(np.exp(np.mean(np.log(ratios))))
 
 
 def ort_session(model, threads: int, spinning: bool = True):

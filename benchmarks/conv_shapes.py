@@ -253,7 +253,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
-    from common import fmt, interleaved_medians, ort_sessions
+    from common import fmt, geomean, interleaved_medians, ort_sessions
 
     import lathe
     from lathe.runtime.profiler import machine
@@ -306,7 +306,7 @@ def main() -> int:
             flush=True,
         )
     if ratios:
-        print(f"geometric mean ratio {float(np.exp(np.mean(np.log(ratios)))):.2f}x over {len(ratios)} layers")
+        print(f"geometric mean ratio {geomean(ratios):.2f}x over {len(ratios)} layers")
     return 0
 
 

@@ -171,7 +171,7 @@ def main() -> int:
     ap.add_argument("--ort", action="store_true", help="also time run() against ONNX Runtime's run()")
     args = ap.parse_args()
     import numpy as np
-    from common import fmt, interleaved_medians, ort_session
+    from common import fmt, geomean, interleaved_medians, ort_session
 
     from lathe.runtime.profiler import memory_bandwidth
 
@@ -226,9 +226,9 @@ def main() -> int:
                 flush=True,
             )
     if ort_ratios:
-        print(f"geometric mean run() / ORT's run() {float(np.exp(np.mean(np.log(ort_ratios)))):.2f}x")
+        print(f"geometric mean run() / ORT's run() {geomean(ort_ratios):.2f}x")
     if ratios:
-        print(f"geometric mean after/before {float(np.exp(np.mean(np.log(ratios)))):.2f}x over {len(ratios)} layers")
+        print(f"geometric mean after/before {geomean(ratios):.2f}x over {len(ratios)} layers")
     return 0
 
 

@@ -36,7 +36,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import numpy as np
-    from common import breakdown, fmt, interleaved_medians, ort_sessions
+    from common import breakdown, fmt, geomean, interleaved_medians, ort_sessions
 
     import lathe
     from models import ZOO
@@ -79,8 +79,8 @@ def main() -> int:
             print("    " + "  ".join(f"{kind} {100 * share:4.1f}%" for kind, share in shares.items()), flush=True)
     if ratios:
         print(
-            f"geometric mean ratio {float(np.exp(np.mean(np.log(ratios)))):.2f}x against ORT's default session "
-            f"({float(np.exp(np.mean(np.log(quiet_ratios)))):.2f}x with its spinning off), {len(ratios)} models"
+            f"geometric mean ratio {geomean(ratios):.2f}x against ORT's default session "
+            f"({geomean(quiet_ratios):.2f}x with its spinning off), {len(ratios)} models"
         )
     return 0
 

@@ -30,8 +30,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
-    import numpy as np
-    from common import fmt, interleaved_medians, ort_session
+    from common import fmt, geomean, interleaved_medians, ort_session
 
     import lathe
     from lathe.testing.compare import max_relative_error
@@ -68,7 +67,7 @@ def main() -> int:
             flush=True,
         )
     if ratios:
-        print(f"geometric mean VM / graph {float(np.exp(np.mean(np.log(ratios)))):.3f}x over {len(ratios)} models")
+        print(f"geometric mean VM / graph {geomean(ratios):.3f}x over {len(ratios)} models")
     return 0
 
 
