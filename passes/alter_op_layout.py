@@ -511,6 +511,27 @@ class SinkTranspose(RewritePattern):
         rewriter.replace(op, carry_location(op, [*pre, new, back]))
 
 
+class UnitTransposeToReshape(RewritePattern):
+    """transpose(y, p) → reshape(y) where p moves only axes of size 1: a layout transpose left
+    at a one-channel output (DBNet's probability map, [1, H, W, 1] → [1, 1, H, W]) keeps the
+    elements' order. As a transpose its kernel took the transpose template, whose parallel
+    loop runs over the channels (one: the fused depth-to-space + sigmoid before it ran on one
+    thread); as a reshape the kernel is an elementwise one, parallel over its pixels. Run once
+    the transposes have sunk: a reshape does not cancel against the transposes around it."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        t = _transposed(op.results[0]) if isinstance(op, graph.TransposeOp) else None
+        if t is None:
+            return
+        y, p = t
+        shape = shape_of(y.type)
+        moved = [d for d in p if shape[d] != 1]
+        if moved != sorted(moved) or len(moved) == len(p):
+            return  # the non-unit axes change order (a real transpose), or none is unit
+        new = make_op("reshape", [y], newshape=shape_of(op.results[0].type))
+        rewriter.replace(op, carry_location(op, [new]))
+
+
 @dataclass(frozen=True)
 class AlterOpLayout(ModulePass):
     """Dense, matmul and batch_matmul to packed-weight forms; conv2d (and conv2d_transpose, as
@@ -549,3 +570,4 @@ class AlterOpLayout(ModulePass):
             CanonicalizePass().apply(ctx, op)
             if not changed:
                 break
+        PatternRewriteWalker(UnitTransposeToReshape()).rewrite_module(op)

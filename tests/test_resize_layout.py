@@ -170,3 +170,68 @@ def test_nhwc_resize_kernel_of_any_channel_count_agrees_with_the_interpreter(c, 
         "y": rng.standard_normal((1, 13, 18, c)).astype(np.float32),
     }
     assert_compiles_as_interpreted(src, {}, inputs)
+
+
+def _dbnet_head(rng):
+    """DBNet's last step: a 2x2 stride-2 ConvTranspose to one channel and a Sigmoid, after a
+    3x3 conv (padded 24 -> 32 channels); its phase conv pads 4 phases to 16 filters, and the
+    output is the cut, depth-to-space, bias and sigmoid of that, back to NCHW."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w1 = (rng.standard_normal((24, 8, 3, 3)) / np.sqrt(72)).astype(np.float32)
+    wt = (rng.standard_normal((24, 1, 2, 2)) / np.sqrt(24)).astype(np.float32)
+    b = rng.standard_normal(1).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("ConvTranspose", ["r1", "wt", "b"], ["t"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Sigmoid", ["t"], ["y"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "dbnet_head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 72, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (wt, "wt"), (b, "b"))],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_a_one_channel_output_is_reshaped_not_transposed_and_its_kernel_is_parallel(rng):
+    """The transpose of [1, H, W, 1] to [1, 1, H, W] keeps the elements' order: as a reshape,
+    the fused cut + depth-to-space + sigmoid kernel is elementwise and parallel over pixels
+    (as a transpose over one channel its only parallel loop had one iteration). 144x128
+    outputs: enough work for threads (PARALLEL_MIN_WORK)."""
+    pytest.importorskip("onnxruntime")
+    from xdsl.dialects import scf
+
+    from lathe.api import lower
+    from lathe.dialects.functions import is_kernel
+    from lathe.passes.fold_constant import bind_params
+
+    model = _dbnet_head(rng)
+    ops = _layout_ops(model)
+    assert not [op for op in ops if isinstance(op, graph.TransposeOp) and graph.shape_of(op.result.type)[1] == 1]
+    module, params = lathe.from_onnx(model)
+    loops = lower(bind_params(module.clone(), params))
+    head = [f for f in loops.ops if is_kernel(f) and "sigmoid" in f.sym_name.data]
+    assert len(head) == 1
+    annotations = [str(f.attributes.get("loop.annotation")) for f in head[0].walk() if isinstance(f, scf.ForOp)]
+    assert any("parallel" in a for a in annotations)
+    assert_like_onnxruntime(model, module, params, [{"x": rng.standard_normal((1, 8, 72, 64)).astype(np.float32)}])
+
+
+def test_a_transpose_of_non_unit_axes_stays_a_transpose(rng):
+    """[1, 8, 8, 16] to [1, 16, 8, 8] reorders the pixels and channels: not a reshape."""
+    src = """
+    def @main(%x: Tensor[(1, 16, 8, 8), float32], %w: Tensor[(16, 16, 1, 1), float32]) {
+      sigmoid(nn.conv2d(%x, %w))
+    }"""
+    ops = graph_ops_after_layout(src, {"w": rng.standard_normal((16, 16, 1, 1)).astype(np.float32)})
+    assert [graph.shape_of(op.result.type) for op in ops if isinstance(op, graph.TransposeOp)] == [
+        [1, 8, 8, 16],
+        [1, 16, 8, 8],
+    ]
+    assert not any(isinstance(op, graph.ReshapeOp) for op in ops)
