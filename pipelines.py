@@ -279,9 +279,6 @@ def with_pass_options(spec: str, options: dict[str, dict[str, object]]) -> str:
     that know no target."""
     from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
 
-    lanes = options.get("alter-op-layout", {}).get("vector_lanes")
-    if lanes is not None:  # the target's lanes, given once, block conv weights as they pack dense ones
-        options = {"block-conv-weights": {"vector_lanes": lanes}, **options}
     out = []
     for s in parse_pipeline(spec):
         extra = {k: (v,) for k, v in options.get(s.name, {}).items() if k not in s.parameters}

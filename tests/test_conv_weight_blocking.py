@@ -42,7 +42,10 @@ def _convs_after(src: str, params: dict, lanes: int) -> list:
     constant behind a kernel's parameter)."""
     m = bind_params(parse_relay(src), params)
     passes = GRAPH_PIPELINES[3].removesuffix(",fuse-ops")
-    build_pipeline(with_pass_options(passes, {"alter-op-layout": {"vector_lanes": lanes}})).apply(make_context(), m)
+    target = {"vector_lanes": lanes}  # (what a backend's graph_pass_options gives both passes)
+    build_pipeline(with_pass_options(passes, {"alter-op-layout": target, "block-conv-weights": target})).apply(
+        make_context(), m
+    )
     return [op for op in m.walk() if isinstance(op, graph.Conv2dOp)]
 
 

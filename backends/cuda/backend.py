@@ -103,7 +103,11 @@ class CUDABackend(Backend):
         schedule: dict[str, object] = {"vector_lanes": 1}
         if "gpu" in fields:
             schedule = {"gpu": True, "max_threads": MAX_THREADS, "warp_size": WARP_SIZE}
-        return {"alter-op-layout": {"vector_lanes": 1}, "apply-default-schedule": schedule}
+        return {
+            "alter-op-layout": {"vector_lanes": 1},
+            "block-conv-weights": {"vector_lanes": 1},
+            "apply-default-schedule": schedule,
+        }
 
     def nvptx_ir(self, module: ModuleOp) -> str:
         """The kernels as NVPTX LLVM IR, before LLVM's optimiser (what render compiles)."""
