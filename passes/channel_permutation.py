@@ -527,14 +527,14 @@ class WidenConcat(RewritePattern):
             return
         rank = len(shape_of(op.result.type))
         axis = graph.normalize_axis("", op.attrs()["axis"], rank)
-        if axis != rank - 1 or not _reads_padding(op.result, axis):
+        if axis != rank - 1 or shape_of(op.result.type)[axis] % self.lanes == 0:
+            return
+        if not _reads_padding(op.result, axis):
             return
         widened = _whole_fields(op, axis, self.lanes)
         if widened is None:
             return
         whole, _, keep = widened
-        if shape_of(op.result.type)[axis] % self.lanes == 0:
-            return
         tup = make_op("tuple", whole)
         cat = make_op("concatenate", [tup.results[0]], **_props(op))
         rewriter.replace(op, carry_location(op, [tup, cat, *_take(cat.results[0], keep, axis, junk=True)]))

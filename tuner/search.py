@@ -76,8 +76,8 @@ def centred(features: list[list[float]], reference: list[list[float]]) -> np.nda
 class Ranker:
     """xgboost `rank:pairwise` over features centred per workload (see `centred`)."""
 
-    def __init__(self, booster, width: int):
-        self.booster, self.width = booster, width
+    def __init__(self, booster):
+        self.booster = booster
 
     def score(self, features: list[list[float]], reference: list[list[float]] | None = None) -> list[float]:
         """Higher is faster. `reference`: the workload's candidates to centre on (its
@@ -113,7 +113,7 @@ def train_ranker(groups: list[Group]) -> Ranker | None:
     d = xgb.DMatrix(np.vstack(X), label=np.asarray(labels, dtype=np.float32))
     d.set_group(sizes)
     params = {"objective": "rank:pairwise", "eta": 0.3, "max_depth": 6, "verbosity": 0, "nthread": 1}
-    return Ranker(xgb.train(params, d, num_boost_round=60), X[0].shape[1] // 2)
+    return Ranker(xgb.train(params, d, num_boost_round=60))
 
 
 def pairwise_accuracy(scores: list[float], seconds: list[float], min_ratio: float = 1.0) -> tuple[float, int]:

@@ -394,13 +394,13 @@ def best_configs(te_module: ModuleOp, db: str | os.PathLike, target: str) -> tup
     keys = set()
     calls = call_counts(te_module)
     work = {}
+    mine = [r for r in recs if r.target == target]
     for name, f in kernels_at_te(te_module).items():
         key = workload_key(normalised_kernel(f), target)
         keys.add(key)
         work[name] = kernel_flops(f) * max(calls.get(name, 0), 1)
-        mine = [r for r in recs if r.target == target]
         record, check = records.applied(mine, key)
-        if records.best(mine, key) is None:
+        if record is None and check is None:  # (no record at all: a best record is applied or checked)
             missing.append(name)
         elif record is None:
             default_won.append(name)
