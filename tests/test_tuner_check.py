@@ -107,3 +107,33 @@ def test_model_check_drops_a_record_that_looks_fast_in_the_worker_only(dense, tm
     # a record that wins in the model is applied: a check of it kept says so
     records.append(db, records.Record(task.key, task.target, task.name, SLOW, "kept", 1e-6, None, 0.0, default_s=2e-6))
     assert best_configs(te_level, db, task.target)[0] == {n: SLOW for n in task.kernels}
+
+
+def test_model_check_tries_the_runner_up_where_the_best_lost(dense, tmp_path):
+    module, params = dense
+    (task,) = extract_tasks(module, "llvm", params)
+    default = TaskTuner(task, "unused.jsonl", [], "random").default
+    runner_up = SLOW.replace("parallel=fused", "parallel=outer")
+    db = tmp_path / "t.jsonl"
+
+    def trial(config, speedup):  # the worker's word for each: SLOW the best, runner_up second
+        return records.Record(
+            task.key, task.target, task.name, config, "ok", 1e-6, 0.0, 1.0, rotate=1, default_s=speedup * 1e-6
+        )
+
+    for config, speedup in ((default, 1.0), (SLOW, 100.0), (runner_up, 1.5)):
+        records.append(db, trial(config, speedup))
+    (result,) = lathe.tune(module, params=params, trials=0, db=db, timing=QUICK, check=CHECK)
+    recs, _ = records.load(db)
+    assert records.verdict(recs, task.key, SLOW).status == "default_wins"  # slow by construction
+    second = records.verdict(recs, task.key, runner_up)
+    assert second is not None  # checked in the second round, whatever the model said of it
+    assert records.verdict(recs, task.key, default) is None  # the default is never checked against itself
+    kept = second.status == "kept"
+    assert result.verdict.startswith("runner-up kept" if kept else "default wins")
+    applied, _ = records.applied(recs, task.key)
+    assert (applied.config if applied else None) == (runner_up if kept else None)
+    # again: the best is checked again and loses; a runner-up the model dropped is not tried twice
+    lathe.tune(module, params=params, trials=0, db=db, timing=QUICK, check=CHECK)
+    again = [r for r in records.load(db)[0] if r.status in records.CHECK_STATUSES]
+    assert sum(r.config == runner_up for r in again) == 1 + kept

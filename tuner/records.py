@@ -135,6 +135,14 @@ def best(records: list[Record], workload: str) -> Record | None:
     return min(ok, key=lambda r: r.seconds) if ok else None  # type: ignore[arg-type,return-value]
 
 
+def runner_up(records: list[Record], workload: str, tried: set[str]) -> Record | None:
+    """The best record of `workload` among the configurations not in `tried` and not dropped by
+    their last model check: what the check tries next where the best lost to the default."""
+    last = {r.config: r.status for r in records if r.workload == workload and r.status in CHECK_STATUSES}
+    skip = tried | {c for c, status in last.items() if status == "default_wins"}
+    return best([r for r in records if r.config not in skip], workload)
+
+
 def verdict(records: list[Record], workload: str, config: str) -> Record | None:
     """The last model check of `config` for `workload` (status `kept` or `default_wins`), if any."""
     checks = [r for r in records if r.workload == workload and r.config == config and r.status in CHECK_STATUSES]

@@ -43,6 +43,7 @@ class TaskResult:
     best: records.Record | None
     default: records.Record | None
     check: records.Record | None = None  # the model check's verdict on `best` (None: not checked)
+    runner_up: records.Record | None = None  # the model check's verdict on a runner-up applied instead of `best`
 
     @property
     def speedup(self) -> float | None:
@@ -63,6 +64,9 @@ class TaskResult:
             return "default"
         if self.check is None:
             return "unchecked"
+        if self.runner_up is not None:
+            ratio = f" {self.runner_up.speedup:.2f}x" if self.runner_up.speedup else ""
+            return "runner-up kept" + ratio
         ratio = f" {self.check.speedup:.2f}x" if self.check.speedup else ""
         return ("kept" if self.check.status == "kept" else "default wins") + ratio
 
@@ -251,7 +255,9 @@ class TaskTuner:
         defaults = [r for r in mine if r.config == self.default]
         best = records.best(mine, task.key)
         check = records.verdict(recs, task.key, best.config) if best else None
-        return TaskResult(task, self.done, self.failures, best, records.best(defaults, task.key), check)
+        _, applied = records.applied(mine, task.key)
+        runner_up = applied if applied is not None and best is not None and applied.config != best.config else None
+        return TaskResult(task, self.done, self.failures, best, records.best(defaults, task.key), check, runner_up)
 
 
 def tune(
