@@ -147,6 +147,19 @@ def onnx_layer(shape: Depthwise, w, b):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def aligned(a):
+    """A copy of `a` starting on an ALIGN boundary, as the memory planner places a buffer."""
+    import numpy as np
+
+    from lathe.backends.interface import ALIGN
+
+    buf = np.empty(a.nbytes + ALIGN, np.uint8)
+    start = -buf.ctypes.data % ALIGN
+    out = buf[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def kernel_medians(executors: dict, repeat: int, block: int = 10) -> dict[str, float]:
     """Median seconds of each contender's kernel (the layer is one kernel), called on its own
     on the buffers its last run() bound, contenders alternating in blocks after a 1 s warm-up
@@ -185,10 +198,10 @@ def main() -> int:
         if args.only and args.only not in shape.name:
             continue
         c, k = shape.c, shape.kernel
-        x = rng.standard_normal((1, shape.size, shape.size, c)).astype(np.float32)
-        w = (rng.standard_normal((k, k, 1, c)) / k).astype(np.float32)
-        b = (rng.standard_normal(c) * 0.1).astype(np.float32)
-        out = {v: np.empty((1, shape.out, shape.out, c), np.float32) for v in ("before", "after")}
+        x = aligned(rng.standard_normal((1, shape.size, shape.size, c)).astype(np.float32))
+        w = aligned((rng.standard_normal((k, k, 1, c)) / k).astype(np.float32))
+        b = aligned((rng.standard_normal(c) * 0.1).astype(np.float32))
+        out = {v: aligned(np.empty((1, shape.out, shape.out, c), np.float32)) for v in ("before", "after")}
         cms = {
             "before": compiled(shape, args.threads, None, general=True),
             "after": compiled(shape, args.threads, f"depthwise_nhwc:{args.config or ''}", general=False),
