@@ -1,8 +1,10 @@
 """The thread pool that runs parallel loops (backends/llvm/parallel_runtime.py):
 right results however the pool is shared, and a thread count per compiled module."""
 
+import ctypes
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +187,56 @@ def test_the_per_kernel_path_marks_its_runs(rng):
     finally:
         library.mark_run = real
     assert marks == [True, False] * 2
+
+
+_BODY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+
+
+def _claims(threads: int, trip: int, hold_s: float = 0.0) -> dict[int, list[tuple[int, int]]]:
+    """Which ranges of a `trip`-iteration loop each thread ran, in the order it ran them, when
+    lathe_parallel_for calls a Python body (each call holding on for `hold_s`)."""
+    pool = parallel_runtime()
+    parallel_for = ctypes.CFUNCTYPE(None, _BODY, ctypes.c_void_p, ctypes.c_int64)(
+        pool._engine.get_function_address("lathe_parallel_for")
+    )
+    ran: dict[int, list[tuple[int, int]]] = {}
+
+    def body(_ctx, begin, end):
+        ran.setdefault(threading.get_ident(), []).append((begin, end))
+        time.sleep(hold_s)
+
+    keep = _BODY(body)
+    before = pool._threads.value
+    pool.set_num_threads(threads)
+    try:
+        parallel_for(keep, None, trip)
+    finally:
+        pool.set_num_threads(before)
+    return ran
+
+
+def test_each_thread_runs_one_contiguous_part_of_a_loop():
+    """Each thread claims its own segment of the chunks first, and two threads take the loop
+    from its two ends: the caller one run from the start, the worker one run to the end,
+    wherever they met (a slow worker's share is taken by the caller, a busy one's by the
+    worker), so a kernel after it finds its part in the cache its own core filled (one shared
+    counter handed chunks out in arrival order, different ones every run)."""
+    me = threading.get_ident()
+    for trip, hold in ((1000, 0.0), (64, 0.002), (17, 0.0), (2, 0.0)):
+        ran = _claims(2, trip, hold)
+        assert sorted(i for rs in ran.values() for b, e in rs for i in range(b, e)) == list(range(trip))
+        for who, rs in ran.items():
+            rs = sorted(rs)
+            assert all(a[1] == b[0] for a, b in zip(rs, rs[1:])), (who, rs)  # one contiguous run
+            assert rs[0][0] == 0 if who == me else rs[-1][1] == trip, (who, rs)
+        if hold:  # each call holds on long enough for the worker to wake and take its half
+            assert len(ran) == 2
+
+
+def test_every_iteration_runs_once_from_any_number_of_segments():
+    """Threads past their own segment take from the others' (at 3 and 8 threads, where a
+    thief and an owner can meet at one end)."""
+    for threads in (3, 8):
+        for trip, hold in ((1000, 0.0), (100, 0.001), (5, 0.0)):
+            ran = _claims(threads, trip, hold)
+            assert sorted(i for rs in ran.values() for b, e in rs for i in range(b, e)) == list(range(trip))

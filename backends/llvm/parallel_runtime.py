@@ -4,7 +4,8 @@ Why not libgomp: GOMP_parallel chunks a loop statically over its team and
 ends in a barrier, so one worker that the OS has not scheduled (another
 process holds its core) stalls the whole run for a time slice: a 40 µs model
 ran at 32 ms under one busy competitor. Here the calling thread takes work
-itself, chunks are claimed dynamically from an atomic counter, and the caller
+itself, chunks are claimed dynamically (each thread first from its own
+contiguous segment, then from its neighbours'), and the caller
 waits only for chunks that a worker has already started; a worker that wakes
 late finds nothing left and goes back to sleep.
 
@@ -108,6 +109,7 @@ def runtime_ir(triple: str) -> str:
         .replace("@RUN_ROUNDS@", str(RUN_SPIN_ROUNDS))
         .replace("@WAIT_PARTS@", str(WAITED_PARTS))
         .replace("@MAX_WORKERS@", str(MAX_WORKERS))
+        .replace("@SEGMENTS@", str(MAX_WORKERS + 1))
     )
 
 
@@ -139,10 +141,16 @@ entry:
 }
 """
 
-# The claim word packs (job id << 32) | next chunk, so a worker holding a stale
-# view of the job can never claim a chunk of the next one: its compare-exchange
-# fails. The job's fields are written only after every chunk of the previous
-# job has finished, so a successful claim always read the fields of its job.
+# Each thread's segment of a job's chunks has a claim word, (job id << 32) | front
+# << 16 | back, claimed from either end (take_chunk says which). A worker
+# holding a stale view of the job can never claim a chunk of the next one: a stale
+# word is exhausted (front == back), and a compare-exchange against one fails. The
+# job's fields are written only after every chunk of the previous job has finished,
+# so a successful claim always read the fields of its job. Claiming one's own
+# segment first gives every thread the same part of every loop, run after run: the
+# part its own core's cache holds from the kernel before (one shared counter handed
+# chunks out in arrival order, so which core held which rows changed every run and
+# a memory-bound kernel read half its data from the other core's cache).
 _POOL_IR = """
 declare i32 @pthread_create(ptr, ptr, ptr, ptr)
 declare i32 @pthread_detach(i64)
@@ -158,7 +166,8 @@ declare i32 @clock_gettime(i32, ptr)
 @lathe_pool_sleeps = global i64 0
 
 @runs = internal global i32 0  ; runs in progress (lathe_run_begin minus lathe_run_end)
-@claim = internal global i64 0
+@claims = internal global [@SEGMENTS@ x i64] zeroinitializer  ; per thread: job << 32 | front << 16 | back
+@job_id = internal global i64 0
 @finished = internal global i64 0
 @job_fn = internal global ptr null
 @job_ctx = internal global ptr null
@@ -176,26 +185,58 @@ declare i32 @clock_gettime(i32, ptr)
 @worker_ids = internal global [@MAX_WORKERS@ x i32] zeroinitializer  ; worker k's argument: &worker_ids[k]
 
 ; Claim and run one chunk of the current job; false when none is left for `who`
-; (-1: the caller, always invited; k: worker k, invited when k < job_workers).
+; (-1: the caller, always invited; k: worker k, invited when k < job_workers). A thread
+; claims from its own segment first (the caller the first, worker k the (k+2)-th): from its
+; front in an even segment, from its back in an odd one; then from the others' in turn, at
+; the end nearest its own. Two threads thus take the loop from its two ends, and each
+; runs one contiguous part of it wherever they meet.
 define internal i1 @take_chunk(i32 %who) {
 entry:
-  br label %retry
-retry:
-  %s = load atomic i64, ptr @claim acquire, align 8
-  %c = and i64 %s, 4294967295
-  %n = load atomic i64, ptr @job_chunks monotonic, align 8
   %lim = load atomic i32, ptr @job_workers monotonic, align 4
   %invited = icmp slt i32 %who, %lim
-  %left = icmp ult i64 %c, %n
-  %go = and i1 %invited, %left
-  br i1 %go, label %claim_it, label %none
+  br i1 %invited, label %start, label %none
+start:
+  %lim64 = sext i32 %lim to i64
+  %nseg = add i64 %lim64, 1
+  %who64 = sext i32 %who to i64
+  %home = add i64 %who64, 1
+  br label %segments
+segments:
+  %k = phi i64 [ 0, %start ], [ %k1, %next ]
+  %more = icmp ult i64 %k, %nseg
+  br i1 %more, label %segment, label %none
+segment:
+  %s0 = add i64 %home, %k
+  %wrap = icmp uge i64 %s0, %nseg
+  %s1 = sub i64 %s0, %nseg
+  %seg = select i1 %wrap, i64 %s1, i64 %s0
+  %word = getelementptr inbounds [@SEGMENTS@ x i64], ptr @claims, i64 0, i64 %seg
+  %own = icmp eq i64 %k, 0
+  %odd = and i64 %seg, 1
+  %even = icmp eq i64 %odd, 0
+  %right = icmp ugt i64 %seg, %home
+  %up = select i1 %own, i1 %even, i1 %right  ; which end: the owner's, or the one nearest the thief
+  br label %retry
+retry:
+  %s = load atomic i64, ptr %word acquire, align 8
+  %front16 = lshr i64 %s, 16
+  %front = and i64 %front16, 65535
+  %back = and i64 %s, 65535
+  %left = icmp ult i64 %front, %back
+  br i1 %left, label %claim_it, label %next
+next:
+  %k1 = add i64 %k, 1
+  br label %segments
 claim_it:
   %f = load atomic ptr, ptr @job_fn monotonic, align 8
   %cx = load atomic ptr, ptr @job_ctx monotonic, align 8
   %ch = load atomic i64, ptr @job_chunk monotonic, align 8
   %t = load atomic i64, ptr @job_trip monotonic, align 8
-  %s1 = add i64 %s, 1
-  %r = cmpxchg ptr @claim, i64 %s, i64 %s1 acq_rel acquire
+  %last = sub i64 %back, 1
+  %c = select i1 %up, i64 %front, i64 %last
+  %step = select i1 %up, i64 65536, i64 -1
+  %s2 = add i64 %s, %step
+  %r = cmpxchg ptr %word, i64 %s, i64 %s2 acq_rel acquire
   %ok = extractvalue { i64, i1 } %r, 1
   br i1 %ok, label %run, label %retry
 run:
@@ -363,11 +404,26 @@ setup:
   store atomic i64 %nc, ptr @job_chunks monotonic, align 8
   store atomic i32 %workers, ptr @job_workers monotonic, align 4
   store atomic i64 0, ptr @finished monotonic, align 8
-  %s = load atomic i64, ptr @claim monotonic, align 8
-  %job = lshr i64 %s, 32
+  %job = load i64, ptr @job_id, align 8
   %job1 = add i64 %job, 1
-  %fresh = shl i64 %job1, 32
-  store atomic i64 %fresh, ptr @claim release, align 8
+  store i64 %job1, ptr @job_id, align 8
+  %tag = shl i64 %job1, 32
+  br label %segment
+segment:  ; thread g's segment: chunks [g * nc / nt, (g + 1) * nc / nt)
+  %g = phi i64 [ 0, %setup ], [ %g1, %segment ]
+  %lo0 = mul i64 %g, %nc
+  %lo = udiv i64 %lo0, %nt64
+  %g1 = add i64 %g, 1
+  %hi0 = mul i64 %g1, %nc
+  %hi = udiv i64 %hi0, %nt64
+  %lo16 = shl i64 %lo, 16
+  %tagged = or i64 %tag, %lo16
+  %fresh = or i64 %tagged, %hi
+  %slot = getelementptr inbounds [@SEGMENTS@ x i64], ptr @claims, i64 0, i64 %g
+  store atomic i64 %fresh, ptr %slot release, align 8
+  %all_set = icmp eq i64 %g1, %nt64
+  br i1 %all_set, label %wake, label %segment
+wake:
   %w = atomicrmw add ptr @wake, i32 1 seq_cst
   %sl = load atomic i32, ptr @sleepers seq_cst, align 4
   %any = icmp sgt i32 %sl, 0
