@@ -11,10 +11,11 @@ function gets a slot in one table of addresses:
   must be (the right dtype and shape, C-contiguous, aligned as kernels assume
   their arguments are: ARGUMENT_ALIGN, numpy's 16 bytes), else copied once into
   a private aligned buffer;
-- outputs are allocated fresh for every run and written by their kernels
-  directly, so `run()` returns them without a copy and the next run never
-  overwrites them; `run(..., out=...)` has the kernels write into the caller's
-  arrays instead.
+- outputs are written by their kernels directly, so `run()` returns them without
+  a copy, into a fresh array for every run unless nothing outside the executor
+  still refers to the last run's (then that one is written again: the next run
+  never overwrites an array the caller holds); `run(..., out=...)` has the kernels
+  write into the caller's arrays instead.
 
 Neither an output nor an input used in place is ever part of the arena, so the
 plan cannot make one alias an intermediate. A run binds the inputs' and
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +84,17 @@ class _Output:
     shape: tuple[int, ...]
     dtype: np.dtype
     buffer: object = None  # where the kernels write in the current run
+    ours: bool = False  # buffer is an aligned array the executor allocated (a view of its own uint8 block)
+
+
+def _unreferenced(o: _Output) -> bool:
+    """Whether the last run's output is one the executor allocated and nothing else refers
+    to, neither the array (only o.buffer, and getrefcount's argument) nor its memory through a
+    view (a view's base is the block under it, which then has more than the array's
+    reference and the argument). A caller who dropped it cannot see it written again, and
+    writing it again saves an allocation and finds its lines in cache: the conv row's run()
+    13-24 us faster at its minimum and 10th percentile (1 and 2 threads, load 4)."""
+    return o.ours and sys.getrefcount(o.buffer) == 2 and sys.getrefcount(o.buffer.base) == 2  # type: ignore[union-attr]
 
 
 class GraphExecutor:
@@ -228,6 +241,7 @@ class GraphExecutor:
 
     def _new_output(self, o: _Output) -> None:
         o.buffer, address = self.device.allocate_at(o.shape, o.dtype)
+        o.ours = isinstance(o.buffer, np.ndarray) and isinstance(o.buffer.base, np.ndarray)
         self._bind(o.slot, o.buffer, address)
 
     def set_inputs(
@@ -288,7 +302,8 @@ class GraphExecutor:
         if out is None:
             if host:
                 for o in self._outputs:
-                    self._new_output(o)
+                    if not _unreferenced(o):
+                        self._new_output(o)
             return None
         targets = self._check_out(out)
         for (is_output, k), a in zip(self._results, targets):
@@ -301,7 +316,7 @@ class GraphExecutor:
                 and (address := a.ctypes.data) % ARGUMENT_ALIGN == 0
                 and not any(b is not a and np.may_share_memory(a, b) for b in targets)
             ):
-                o.buffer = a
+                o.buffer, o.ours = a, False
                 self._bind(o.slot, a, address)
             elif host:  # written to a buffer of its own, then copied (never into a past run's array)
                 self._new_output(o)

@@ -142,6 +142,24 @@ def test_outputs_of_consecutive_runs_are_distinct_and_keep_their_values(rng):
     assert_matches(b, lathe.interpret(m, x=x2, w=w2))
 
 
+def test_an_output_nothing_refers_to_is_written_again_and_one_still_seen_never_is(rng):
+    """run() writes the last run's output array again when the caller dropped it (no
+    allocation, its lines still cached); an array the caller still sees, itself or through
+    a view, is never overwritten."""
+    m, cm = compiled(CHAIN)
+    x1, w1, x2, w2 = f32(rng, 64, 48), f32(rng, 32, 48), f32(rng, 64, 48), f32(rng, 32, 48)
+    address = cm.run(x1, w1).ctypes.data  # dropped at once
+    b = cm.run(x2, w2)
+    assert b.ctypes.data == address
+    assert_matches(b, lathe.interpret(m, x=x2, w=w2))
+    row = b[0]  # b itself dropped, a view of it kept
+    del b
+    c = cm.run(x1, w1)
+    assert not np.shares_memory(c, row)
+    assert_matches(row, np.asarray(lathe.interpret(m, x=x2, w=w2))[0])
+    assert_matches(c, lathe.interpret(m, x=x1, w=w1))
+
+
 def test_inputs_in_place_when_aligned_else_copied(rng):
     m, cm = compiled(UNARY)
     ex = cm.executor
