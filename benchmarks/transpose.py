@@ -42,6 +42,8 @@ CASES = {
         "transpose(reshape(%x, newshape=[12, 8, 16, 64]), axes=[0, 1, 3, 2])",
     ),
     "odd 1x3x17x33 -> NHWC": ((1, 3, 17, 33), "transpose(%x, axes=[0, 2, 3, 1])"),
+    "NHWC->NCHW 1x128x128x21 (guarded tiles: 21 classes)": ((1, 128, 128, 21), "transpose(%x, axes=[0, 3, 1, 2])"),
+    "NHWC->NCHW 1x40x40x255 (guarded tiles: a YOLO head)": ((1, 40, 40, 255), "transpose(%x, axes=[0, 3, 1, 2])"),
 }
 
 

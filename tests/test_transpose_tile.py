@@ -95,6 +95,10 @@ CASES = [
     ((12, 128, 64), "transpose(reshape(%x, newshape=[12, 8, 16, 64]), axes=[0, 1, 3, 2])"),
     ((128, 768), "transpose(reshape(%x, newshape=[128, 12, 64]), axes=[1, 2, 0])"),
     ((6, 3136), "transpose(reshape(%x, newshape=[6, 56, 56]), axes=[1, 2, 0])"),
+    ((1, 16, 12, 21), "transpose(%x, axes=[0, 3, 1, 2])"),  # 21 channels back to NCHW: one whole tile, one short
+    ((1, 8, 8, 255), "transpose(%x, axes=[0, 3, 1, 2])"),  # 15 whole tiles of channels and a short one
+    ((2, 33, 48), "transpose(%x, axes=[0, 2, 1])"),  # a guarded tile under a batch dimension
+    ((1, 6, 10, 20), "transpose(%x, axes=[0, 3, 1, 2])"),  # 20 channels in 16-wide tiles: only 4 in the short one
 ]
 
 
@@ -129,6 +133,15 @@ def test_tiles_are_transposed_in_registers(shape, body, tile):
     assert f"store <{tile} x float>" in ir
     assert f"shufflevector <{tile} x float>" in ir
     assert "llvm.loop.vectorize" not in ir
+
+
+def test_a_guarded_tiles_whole_tiles_are_transposed_in_registers():
+    """A side no tile divides (21 channels cut from a padded NHWC tensor back to NCHW) takes a
+    guarded tile: the whole ones are register transposes, the short one keeps the guarded loop."""
+    ir = _llvm(_src((1, 16, 12, 21), "transpose(%x, axes=[0, 3, 1, 2])"))
+    whole = ir[ir.index("\ntile.whole") : ir.index("\ntile.short")]
+    assert whole.count("shufflevector <16 x float>") == 64 and whole.count("store <16 x float>") == 16
+    assert "icmp slt i64" in ir[: ir.index("\ntile.whole")]  # the guard, tested at the tile's last row
 
 
 def test_three_channels_are_interleaved_into_one_contiguous_store():

@@ -151,6 +151,19 @@ class TilePlan:
     store: memref.StoreOp
     row_stride: int  # elements between the load's rows (one per ci)
     column_stride: int  # elements between the store's rows (one per si)
+    guard: Guard | None = None  # rows past a side's end skipped (a side no tile divides)
+
+
+@dataclass
+class Guard:
+    """A guarded tile: the unrolled loop's body is `if (form < bound) { vector loop }`, the
+    form increasing in the row iv and otherwise fixed over the tile, so a tile whose last row
+    passes the test is whole. Such tiles are transposed in registers; the last, short one runs
+    the loop as it is (`loop`)."""
+
+    loop: scf.ForOp
+    ops: list[Operation]  # the unrolled body's ops that compute the test, the test last
+    test: SSAValue
 
 
 def _bounds(fe, loop: scf.ForOp) -> tuple[int, int] | None:
@@ -187,6 +200,11 @@ def _copy_nest(fe, outer: scf.ForOp):
     of an unrolled loop around one vectorized loop whose body copies one 32-bit element; None
     for anything else."""
     ops = [o for o in outer.body.block.ops if not isinstance(o, scf.YieldOp)]
+    guard = None
+    if ops and isinstance(ops[-1], scf.IfOp):
+        guard, ops = _guarded_body(outer, ops)
+        if guard is None:
+            return None
     if not ops or not isinstance(ops[-1], scf.ForOp):
         return None
     inner = ops[-1]
@@ -220,7 +238,35 @@ def _copy_nest(fe, outer: scf.ForOp):
     ls, ss = algebra.strides(src, u, v), algebra.strides(dst, u, v)
     if ls is None or ss is None:
         return None
-    return u, ub, v, vb, index_ops, load, store, ls, ss
+    if guard is not None:
+        bound = algebra.form(guard.test.owner.operands[1])  # type: ignore[union-attr]
+        tested = algebra.form(guard.test.owner.operands[0])  # type: ignore[union-attr]
+        if bound.terms or tested.terms.get(u, 0) <= 0 or any(algebra.varies(a) for a in tested.terms if a is not u):
+            return None
+    return u, ub, v, vb, index_ops, load, store, ls, ss, guard
+
+
+_BELOW = (2, 6)  # arith.cmpi's slt and ult
+
+
+def _guarded_body(outer: scf.ForOp, ops: list[Operation]) -> tuple[Guard | None, list[Operation]]:
+    """A guard `if (x < bound)` (no else, no results) around the unrolled body's vector loop,
+    its test computed in that body: the guard, and the body with the test left out and the
+    if's own ops in line (the guard's form is checked by the caller's algebra)."""
+    g = ops[-1]
+    assert isinstance(g, scf.IfOp)
+    test = g.cond.owner
+    if (
+        g.results
+        or g.false_region.blocks
+        or not isinstance(test, arith.CmpiOp)
+        or test not in ops
+        or test.predicate.value.data not in _BELOW
+        or not test.result.has_one_use()
+    ):
+        return None, ops
+    inside = [o for o in g.true_region.block.ops if not isinstance(o, scf.YieldOp)]
+    return Guard(outer, ops[: ops.index(g)], test.result), [o for o in ops[:-1] if o is not test] + inside
 
 
 def plan_tile(fe, outer: scf.ForOp, max_lanes: int) -> TilePlan | InterleavePlan | None:
@@ -232,11 +278,13 @@ def plan_tile(fe, outer: scf.ForOp, max_lanes: int) -> TilePlan | InterleavePlan
     nest = _copy_nest(fe, outer)
     if nest is None:
         return None
-    u, (u_lb, nu), v, (v_lb, nv), index_ops, load, store, ls, ss = nest
+    u, (u_lb, nu), v, (v_lb, nv), index_ops, load, store, ls, ss, guard = nest
     if ls[0] == 1 and ss[1] == 1:
         if nu not in TILE_SIDES or nv % nu or nv > max_lanes or nv & (nv - 1):
             return None
-        return TilePlan(u, v, u_lb, v_lb, nu, nv, index_ops, load, store, ls[1], ss[0])
+        return TilePlan(u, v, u_lb, v_lb, nu, nv, index_ops, load, store, ls[1], ss[0], guard)
+    if guard is not None:
+        return None
     if ls[1] == 1 and ss == (1, nu) and nu in INTERLEAVE_CHANNELS and nv in TILE_SIDES and nv <= max_lanes:
         return InterleavePlan(u, v, u_lb, v_lb, nu, nv, index_ops, load, store, ls[0])
     return None
@@ -318,8 +366,31 @@ def network(vs: int, w: int) -> tuple[list[Step], list[int]]:
 def emit_tile(fe, p: TilePlan | InterleavePlan) -> None:
     if isinstance(p, InterleavePlan):
         _emit_interleave(fe, p)
+    elif p.guard is not None:
+        _emit_guarded(fe, p, p.guard)
     else:
         _emit_transpose(fe, p)
+
+
+def _emit_guarded(fe, p: TilePlan, g: Guard) -> None:
+    """The guard's test at the tile's last row: the register transpose where it holds (every
+    row does), the guarded loop as written where it does not (the short tile at a side's end)."""
+    whole, short, end = (fe.new_label(x) for x in ("tile.whole", "tile.short", "tile.end"))
+    fe.literals.add(p.si)
+    fe.names[p.si] = str(p.si_lb + p.vs - 1)
+    for o in g.ops:
+        fe.op(o)
+    fe.literals.discard(p.si)
+    fe.emit(f"br i1 {fe.v(g.test)}, label %{whole}, label %{short}")
+    fe.start_block(whole)
+    _emit_transpose(fe, p)
+    fe.emit(f"br label %{end}")
+    fe.start_block(short)
+    ann = annotation_of(g.loop)
+    if not fe.unrolled_loop(g.loop, ann.factor.data if ann is not None else 0):
+        fe.for_loop(g.loop)
+    fe.emit(f"br label %{end}")
+    fe.start_block(end)
 
 
 def _emit_interleave(fe, p: InterleavePlan) -> None:
