@@ -1,6 +1,6 @@
 """Transposes of the zoo's shapes through `run()`: GB/s of this tree, beside an older tree's.
 
-    python benchmarks/transpose.py [--threads 2] [--repeat 40] [--old /tmp/oldtree_tr] [--new DIR] [--only NAME]
+    python benchmarks/transpose.py [--threads 2] [--repeat 40] [--old /tmp/oldtree_tr] [--new DIR] [--only NAME] [--kernels]
 
 `run(x, out=y)`, y 64-byte aligned: the output written in place, as an intermediate is in a
 model's arena or a fresh output is (a fresh array's page faults would be most of a small
@@ -10,6 +10,9 @@ workers take turns, a block of timed `run()` calls each, after a wall-clock warm
 the machine's drift hits both alike; printed: median time, GB/s (bytes read + written, once; none for the two
 issue-12 rows at the end, whole kernels.py rows whose transposes these are),
 new/old, and the ratio of the minima (steadier than medians on a loaded machine). Every output is checked against numpy first.
+With --kernels, each issue-12 row's kernels are also timed one by one as they run inside it:
+a transpose there meets the caches the conv left and the thread split of the kernel before it,
+which a transpose timed alone does not.
 """
 
 from __future__ import annotations
@@ -108,6 +111,12 @@ def worker(threads: int) -> None:
     for line in sys.stdin:
         name, calls = json.loads(line)
         cm, x, y = compiled[name]
+        if isinstance(calls, str):  # "kernels": each kernel of the row timed as run() leaves its caches
+            cm.run(*x, out=y)
+            names = [n for _, _, n in cm.executor.steps]
+            runs = cm.executor.time_kernels(int(calls.split()[1]), 0.0)
+            print(json.dumps({n: [r[k] for r in runs] for k, n in enumerate(names)}), flush=True)
+            continue
         if calls < 0:
             warm(lambda cm=cm, x=x, y=y: cm.run(*x, out=y), -calls)
             print(json.dumps([]), flush=True)
@@ -139,10 +148,31 @@ def spawn(tree: Path | None, threads: int) -> subprocess.Popen:
     return p
 
 
-def ask(p: subprocess.Popen, name: str, calls: float) -> list[float]:
+def ask(p: subprocess.Popen, name: str, calls: float | str):
     p.stdin.write(json.dumps([name, calls]) + "\n")  # type: ignore[union-attr]
     p.stdin.flush()  # type: ignore[union-attr]
     return json.loads(p.stdout.readline())  # type: ignore[union-attr]
+
+
+def kernel_medians(procs: dict[str, subprocess.Popen], row: str, args) -> None:
+    """The row's kernels one by one (the profiler's way: each through its own entry, in run
+    order, so a transpose meets the caches and the thread split the kernel before it left):
+    the median and minimum of each, per tree, the workers taking turns in blocks."""
+    import numpy as np
+
+    times: dict[str, dict[str, list[float]]] = {k: {} for k in procs}
+    for _ in range(max(1, args.repeat // args.block)):
+        for k, p in procs.items():
+            time.sleep(0.2)
+            for n, ts in ask(p, row, f"kernels {args.block}").items():
+                times[k].setdefault(n, []).extend(ts)
+    for n in times["new"]:
+        line = f"  {n:50s} {np.median(times['new'][n]) * 1e6:7.1f}us"
+        if "old" in times and n in times["old"]:
+            new, old = times["new"][n], times["old"][n]
+            line += f"        {np.median(old) * 1e6:7.1f}us        {np.median(new) / np.median(old):7.2f}x"
+            line += f"   min {min(new) * 1e6:7.1f} / {min(old) * 1e6:7.1f}us = {min(new) / min(old):4.2f}x"
+        print(line, flush=True)
 
 
 def main() -> int:
@@ -155,6 +185,7 @@ def main() -> int:
         "--new", default=None, help="directory holding the tree to measure as lathe/ (default: the installed one)"
     )
     ap.add_argument("--only", default=None)
+    ap.add_argument("--kernels", action="store_true", help="under each issue-12 row, its kernels one by one")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -189,6 +220,8 @@ def main() -> int:
         if not nbytes:  # a whole row: its time is what counts, not a bandwidth
             row = row.replace("    0.0", "       ")
         print(row, flush=True)
+        if name in ROWS and args.kernels:
+            kernel_medians(procs, name, args)
     print(f"# load average {os.getloadavg()[0]:.2f}")
     for p in procs.values():
         p.stdin.close()  # type: ignore[union-attr]
