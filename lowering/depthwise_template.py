@@ -28,7 +28,18 @@ from lathe.lowering.schedule_builder import (
     largest_divisor,
 )
 
-DEPTHWISE_TILE_WIDTH = 8  # output pixels of the register tile, at most
+DEPTHWISE_TILE_WIDTH = 8  # output pixels of the register tile, at most (by default, but see below)
+# A tile's pixels are its independent FMA chains (one vector each): two FMA pipes at 4 cycles'
+# latency need 8 in flight, and a 7-pixel tile (widths 7, 14, 28) leaves the K² FMAs of each
+# chain waiting on the one before. Where the chains are long (K >= 5) and the taps overlap
+# (stride 1), a wider tile of up to WIDE_TILE_WIDTH pixels pays for the extra input vectors
+# it keeps. Alone (one thread, aligned buffers, one process, load 5-6), 14 pixels against 7:
+# 5x5 240 @28 0.87-0.89x, 480/672 @14 0.87-0.92x, 144/256 @28 0.88x, with ReLU or SiLU (ReLU
+# at 131-140 GFLOP/s), 128 @28 0.98-1.17x (by where the output buffer lies); 3x3 stride 1 at 14
+# level (0.97-0.98x), stride 2 lost (1.24-1.54x: twice the input vectors per pixel). Inside
+# EfficientNet-B0 (cm.profile, minima, load 7): 5x5 240 @28 0.89x, 672 @14 0.87/0.93x, 480 @14
+# 1.01x; MobileNet-v3's 5x5 120(128) @28 0.98-0.99x.
+WIDE_TILE_WIDTH = 14
 # The loops the threads share: "rows" gives a task one output row, every channel block of it;
 # "rows_blocks" one row × one channel block, so that a 7x7 layer's 7 rows still make tasks
 # enough for every thread (and a 14x14 one's make them even); "strips" one channel block
@@ -69,8 +80,8 @@ def depthwise_space(
         knob("block_c", blocks, blocks[0]),
         knob(
             "tile_w",
-            sorted(set(divisors(ow, DEPTHWISE_TILE_WIDTH)) | {t for t in (2, 4, 6, 8) if t < ow}),
-            _default_tile(ow),
+            sorted(set(divisors(ow, WIDE_TILE_WIDTH)) | {t for t in (2, 4, 6, 8) if t < ow}),
+            _default_tile(ow, _long_overlapping_taps(anchor)),
         ),
         knob("order", DEPTHWISE_ORDERS, DEPTHWISE_ORDERS[0]),
         knob("grain", DEPTHWISE_GRAINS, "rows_blocks" if rows_few else "rows"),
@@ -91,10 +102,21 @@ def _padded_data(anchor: te.ComputeOp) -> te.ComputeOp | None:
     return None
 
 
-def _default_tile(ow: int) -> int:
+def _long_overlapping_taps(anchor: te.ComputeOp) -> bool:
+    """A kernel of 5x5 or more at stride 1 (and dilation 1): the padded input is K - 1 wider than
+    the output. Without a padded stage (no padding) the layer keeps the narrow tile."""
+    ky, kx = anchor.reduce_extent_list[-2:]  # (rc, ry, rx): rc is 1
+    pad = _padded_data(anchor)
+    return min(ky, kx) >= 5 and pad is not None and pad.spatial_extents[2] == anchor.spatial_extents[2] + kx - 1
+
+
+def _default_tile(ow: int, wide: bool = False) -> int:
     """The largest divisor of the width up to DEPTHWISE_TILE_WIDTH when it is 4 or more (or the
-    whole row), else 4 pixels with the last tile of a row guarded."""
+    whole row), else 4 pixels with the last tile of a row guarded; with `wide`, where that
+    leaves fewer than 8 chains, the largest divisor up to WIDE_TILE_WIDTH."""
     d = largest_divisor(ow, DEPTHWISE_TILE_WIDTH)
+    if wide and d < 8:
+        d = largest_divisor(ow, WIDE_TILE_WIDTH)
     return d if d >= 4 or d == ow else 4
 
 

@@ -66,6 +66,8 @@ CASES = [
     (48, 13, 13, 3, 1, (2, 2, 2, 2), 2, "relu"),  # dilation 2
     (40, 11, 12, 3, 2, (0, 1, 1, 2), 1, "relu6"),  # every side padded differently
     (64, 10, 10, 3, 1, (0, 0, 0, 0), 1, "relu"),  # no padding: no padded stage at all
+    (240, 28, 28, 5, 1, (2, 2, 2, 2), 1, "silu"),  # 14-pixel tiles by default: two a row, each at a border
+    (120, 14, 14, 5, 1, (2, 2, 2, 2), 1, "hswish"),  # one 14-pixel tile a row, both borders in it
 ]
 
 
@@ -136,6 +138,26 @@ def test_the_space_follows_the_layer():
     big = defaults(_nhwc(32, 112, 112, 3, 1, (1, 1, 1, 1)))
     assert big["tile_w"] == 8 and big["grain"] == "rows"
     assert defaults(_nhwc(16, 17, 17, 3, 1, (1, 1, 1, 1)))["tile_w"] == 4
+
+
+def test_long_overlapping_taps_get_eight_chains_or_more():
+    """A 5x5 stride-1 layer whose width gives only 7-pixel tiles (14, 28) takes 14 pixels: 14
+    independent FMA chains where 7 wait on their K² dependent FMAs. Stride 2, 3x3, dilation
+    and a width of 7 (no wider divisor) keep the narrow tile; widths with an 8 keep it."""
+
+    def tile(c, h, k, s, pad, dilation=1) -> int:
+        a = _anchor(_nhwc(c, h, h, k, s, (pad,) * 4, dilation))
+        space = depthwise_space(a, a, 16)
+        assert space is not None
+        return next(kn for kn in space if kn.name == "tile_w").default
+
+    assert tile(672, 14, 5, 1, 2) == 14 and tile(240, 28, 5, 1, 2) == 14 and tile(32, 14, 7, 1, 3) == 14
+    assert tile(672, 28, 5, 2, 2) == 7  # stride 2: output 14, twice the input vectors per pixel
+    assert tile(480, 14, 3, 1, 1) == 7
+    assert tile(48, 28, 5, 1, 4, dilation=2) == 7
+    assert tile(1152, 7, 5, 1, 2) == 7
+    assert tile(64, 56, 5, 1, 2) == 8
+    assert tile(64, 18, 5, 1, 0) == 7  # no padding (output 14), no padded stage: the old rule
 
 
 def test_what_the_template_does_not_claim():
@@ -239,7 +261,7 @@ def test_only_the_first_and_last_tiles_test_columns():
 
     from lathe.dialects.loop import annotation_of, constant_int
 
-    m = _kernel(_nhwc(32, 28, 28, 5, 1, (2, 2, 2, 2)))
+    m = _kernel(_nhwc(32, 28, 28, 5, 1, (2, 2, 2, 2)), "depthwise_nhwc:tile_w=7")  # (the default is 14 now)
     build_pipeline("apply-default-schedule,lower-te-to-loop,cleanup-loops").apply(make_context(), m)
     (f,) = [o for o in defined_functions(m) if is_kernel(o)]
     loops = [o for o in f.walk() if isinstance(o, scf.ForOp)]
