@@ -220,7 +220,7 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: 
     in registers over each k-block's loop, whose indices are constant there."""
     rows = row_epilogue(anchor, out)
     if rows is not None:
-        schedule_row_epilogue(anchor, out, *rows, k)
+        schedule_row_epilogue(anchor, out, *rows, k, lanes)
         return True
     s_out = Schedule(out)
     local = s_out.cache_write() if anchor is out else Schedule(anchor)
@@ -296,6 +296,7 @@ def schedule_row_epilogue(
     stats: list[te.ComputeOp],
     tiles: list[te.ComputeOp],
     k: dict[str, KnobValue],
+    lanes: int = 16,
 ) -> None:
     """A contraction whose rows a softmax normalises (attention's scores): threads over
     tasks of cache_i register tiles of rows (each row whole); a task computes its rows of
@@ -309,20 +310,30 @@ def schedule_row_epilogue(
     (the max) and the row tiles it reads (the scaled and masked scores) are computed over all
     the task's rows in one loop, whose independent rows the core overlaps, and the rest (the
     exps, their sum, the output) per group of group_rows rows, unrolled, so two rows' chains
-    interleave."""
+    interleave.
+
+    Where the kernel packs the weight itself (fuse-ops put K's packing in it), threads take
+    whole heads instead, and each packs its head's weight at the head loop
+    (row_epilogue_pack); the row tasks run one after another inside it."""
     s_out = Schedule(out)
     batch, i, j = _contraction_axes(out)
     lbatch, li, lj = _contraction_axes(anchor)
     assert i is not None and li is not None  # a row statistic needs rows (row_statistics)
     mr, nr, ci, rg = (int(k[name]) for name in ("tile_i", "tile_j", "cache_i", "group_rows"))
     task, row = s_out.split(i, factor=mr * ci)
-    task = s_out.fuse(*batch, task) if batch else task
+    pack = packed_in_kernel(anchor)
+    if pack is None:
+        task = par = s_out.fuse(*batch, task) if batch else task
+    else:  # threads over whole heads, each packing its head's weight once (row_epilogue_pack)
+        par = s_out.fuse(*batch) if len(batch) > 1 else batch[0]
     group = row
     if min(rg, mr * ci) > 1:
         group, in_group = s_out.split(row, factor=rg)
         s_out.unroll(in_group)
     s_out.vectorize(j)  # whole: what is uniform along the row (1 / sum) is computed once per row
-    s_out.parallel(task)
+    s_out.parallel(par)
+    if pack is not None:
+        row_epilogue_pack(pack, out, par, lanes)
     local = Schedule(anchor)
     ljo, lji = local.split(lj, factor=nr)
     lio, lii = local.split(li, factor=mr)
@@ -340,6 +351,32 @@ def schedule_row_epilogue(
             rs.compute_root()  # schedule_kernel inlined it with the other injective stages
         rs.compute_at(out, task if r in over_task else group)
         rs.vectorize(rs.axes[-1])
+
+
+def packed_in_kernel(anchor: te.ComputeOp) -> te.ComputeOp | None:
+    """The stage of the kernel that packs the anchor's weight (fuse-ops put K's packing in an
+    attention kernel), or None where the packed weight is an argument."""
+    rank = len(anchor.spatial_extents) + 1
+    for op in anchor.body.block.ops:
+        if isinstance(op, te.ReadOp) and len(op.tensor.type.get_shape()) == rank:  # type: ignore[union-attr]
+            return op.tensor.owner if isinstance(op.tensor.owner, te.ComputeOp) else None
+    return None
+
+
+def row_epilogue_pack(pack: te.ComputeOp, out: te.ComputeOp, head: str, lanes: int) -> None:
+    """The packed weight of one head ([1, n / bn, k, bn]) computed at out's head loop, in
+    tiles of up to 16 k by one vector of columns, unrolled over k, that the backend transposes
+    in registers (backends/llvm/tile_transpose.py): rows of K loaded whole, packed rows stored."""
+    p = Schedule(pack)
+    p.compute_root()  # schedule_kernel inlined it with the other injective stages
+    *outer, kk, jj = p.axes[: len(pack.spatial_extents)]
+    depth, bn = pack.spatial_extents[-2:]
+    ko, ki = p.split(kk, factor=largest_divisor(depth, 16))
+    jo, ji = p.split(jj, factor=largest_divisor(bn, lanes))
+    p.reorder(*outer, ko, jo, ki, ji)
+    p.unroll(ki)
+    p.vectorize(ji)
+    p.compute_at(out, head)
 
 
 def anchor_pack_width(anchor: te.ComputeOp) -> int:

@@ -15,7 +15,8 @@ loop-level function. The rules, as in TVM:
     Lathe's, applied first: a softmax over the last axis of a packed batch_matmul, through
     the elementwise ops between them (attention's scale and mask), is one group with it,
     so the scores go from the register tiles to the rows' max, exp and sum in cache,
-    never through memory (`_attention_rows`; the dense_pack template schedules it);
+    never through memory (`_attention_rows`; the dense_pack template schedules it), and
+    with enough heads the reshapes and transposes that pack K join it (`_weight_packing`);
   * a group never grows beyond `max_depth` ops.
 A value used outside the function (returned, or put into a tuple) has no
 post-dominator inside it, so its producer ends a group. At opt_level 0 no
@@ -111,6 +112,15 @@ class _PostDominatorTree:
         return self.ipdom[a]  # type: ignore[index]
 
 
+# Heads (batch entries) an attention's batch_matmul needs for its K packing to join the kernel,
+# whose threads then take whole heads: fewer would leave threads without work.
+ATTENTION_PACK_MIN_HEADS = 8
+# The ops of K's packing that join the attention kernel: pure data movement, which the kernel's
+# pack stage does as tile transposes in registers. Arithmetic before them (K's bias) stays in
+# the epilogue of the dense that computes K, where it costs nothing extra.
+PACKING_OPS = (graph.ReshapeOp, graph.TransposeOp)
+
+
 @dataclass(frozen=True)
 class FuseOps(ModulePass):
     """Group compute ops by TVM's fusion rules and outline each group as a kernel."""
@@ -196,7 +206,7 @@ class FuseOps(ModulePass):
         while p in consumers and consumers[p] == [user] and len(chain) < self.max_depth:
             if isinstance(p, graph.BatchMatmulPackOp):
                 if p.result.type == scores:
-                    for c in chain:
+                    for c in [*chain, *self._weight_packing(p, consumers)]:
                         groups.union(c, p)
                 return
             main = [v for v in p.operands if v.type == scores]
@@ -204,6 +214,25 @@ class FuseOps(ModulePass):
                 return
             chain.append(p)
             user, p = p, main[0].owner
+
+    def _weight_packing(self, bmm: graph.BatchMatmulPackOp, consumers) -> list[Operation]:
+        """The reshapes and transposes that compute the packed weight of an attention's
+        batch_matmul from run-time values (K's split into heads and its packing to
+        [heads, n / bn, k, bn]), each with one consumer, the next, where there are at least
+        ATTENTION_PACK_MIN_HEADS heads: in the attention kernel, whose threads then take whole
+        heads, each packs its head's K into a local buffer that stays in its own core's cache.
+        As a kernel of its own the pack wrote the packed K from both cores and the attention
+        kernel read about half of it from the other core's cache (12x128x64 at two threads:
+        the two kernels took 28 us more run together than their times apart). A weight bound
+        at compile time is a constant by now and has no such ops."""
+        if graph.shape_of(bmm.tensor_b.type)[0] < ATTENTION_PACK_MIN_HEADS:
+            return []
+        chain: list[Operation] = []
+        user, p = bmm, bmm.tensor_b.owner
+        while isinstance(p, PACKING_OPS) and consumers.get(p) == [user] and len(chain) < self.max_depth:
+            chain.append(p)
+            user, p = p, p.operands[0].owner
+        return chain
 
     @staticmethod
     def _dom_ok(dom, groups: _Groups, limit: OpPattern) -> bool:
