@@ -136,8 +136,8 @@ def test_a_constant_weight_has_no_packing_to_join():
 @pytest.mark.parametrize("scaled", [False, True])
 def test_packed_in_kernel_agrees(heads, q_len, kv_len, dim, scaled, threads, rng):
     """Partial row tasks (1, 5, 17, 33, 63, 129 queries), keys of one to eight vectors (packs of
-    16 and 32 columns), depths 32-80 (40 and 80: k tiles of 8 and 16 that 16 does not divide
-    into whole tiles everywhere), one and two threads."""
+    16 and 32 columns), depths 32 to 80 (40: pack tiles of 10 k, which the register transpose
+    does not take, so the vector loop packs), one and two threads."""
     src = _src(heads, q_len, kv_len, dim, scaled)
     assert len(_kernels(src)) == 1
     _agrees(src, _inputs(rng, heads, q_len, kv_len, dim, scaled), threads)
