@@ -137,10 +137,14 @@ def test_tiles_are_transposed_in_registers(shape, body, tile):
 
 def test_a_guarded_tiles_whole_tiles_are_transposed_in_registers():
     """A side no tile divides (21 channels cut from a padded NHWC tensor back to NCHW) takes a
-    guarded tile: the whole ones are register transposes, the short one keeps the guarded loop."""
+    guarded tile: the whole ones are register transposes, and so is the short one, its loads
+    masked to the rows that exist and a store for each of them only."""
     ir = _llvm(_src((1, 16, 12, 21), "transpose(%x, axes=[0, 3, 1, 2])"))
     whole = ir[ir.index("\ntile.whole") : ir.index("\ntile.short")]
     assert whole.count("shufflevector <16 x float>") == 64 and whole.count("store <16 x float>") == 16
+    short = ir[ir.index("\ntile.short") : ir.index("\ntile.end")]
+    assert short.count("@llvm.masked.load.v16f32") == 16 and short.count("shufflevector <16 x float>") == 64
+    assert short.count("extractelement <16 x i1>") == 16 and "llvm.loop.vectorize" not in short
     assert "icmp slt i64" in ir[: ir.index("\ntile.whole")]  # the guard, tested at the tile's last row
 
 
@@ -180,3 +184,10 @@ def test_int32_tiles_too(rng):
     assert "shufflevector <16 x i32>" in _llvm(src)
     x = rng.integers(-1000, 1000, (48, 64)).astype(np.int32)
     assert np.array_equal(lathe.compile(parse_relay(src), num_threads=2).run(x), x.T)
+
+
+def test_int32_short_tiles_are_masked_too(rng):
+    src = "def @main(%x: Tensor[(1, 16, 12, 21), int32]) { transpose(%x, axes=[0, 3, 1, 2]) }"
+    assert "@llvm.masked.load.v16i32" in _llvm(src)
+    x = rng.integers(-1000, 1000, (1, 16, 12, 21)).astype(np.int32)
+    assert np.array_equal(lathe.compile(parse_relay(src), num_threads=2).run(x), np.transpose(x, [0, 3, 1, 2]))

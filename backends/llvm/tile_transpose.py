@@ -164,6 +164,7 @@ class Guard:
     loop: scf.ForOp
     ops: list[Operation]  # the unrolled body's ops that compute the test, the test last
     test: SSAValue
+    step: int = 1  # how much the tested form grows from one row to the next
 
 
 def _bounds(fe, loop: scf.ForOp) -> tuple[int, int] | None:
@@ -243,6 +244,7 @@ def _copy_nest(fe, outer: scf.ForOp):
         tested = algebra.form(guard.test.owner.operands[0])  # type: ignore[union-attr]
         if bound.terms or tested.terms.get(u, 0) <= 0 or any(algebra.varies(a) for a in tested.terms if a is not u):
             return None
+        guard.step = tested.terms[u]
     return u, ub, v, vb, index_ops, load, store, ls, ss, guard
 
 
@@ -373,24 +375,47 @@ def emit_tile(fe, p: TilePlan | InterleavePlan) -> None:
 
 
 def _emit_guarded(fe, p: TilePlan, g: Guard) -> None:
-    """The guard's test at the tile's last row: the register transpose where it holds (every
-    row does), the guarded loop as written where it does not (the short tile at a side's end)."""
+    """The guard's test at the tile's last row: where it holds (every row does) the register
+    transpose; where it does not (the short tile at a side's end) the same transpose with the
+    rows past the end masked off its loads (lanes the test fails, never read) and its stores
+    (one branch per row)."""
     whole, short, end = (fe.new_label(x) for x in ("tile.whole", "tile.short", "tile.end"))
-    fe.literals.add(p.si)
-    fe.names[p.si] = str(p.si_lb + p.vs - 1)
-    for o in g.ops:
-        fe.op(o)
-    fe.literals.discard(p.si)
+    _guard_at(fe, p, g, p.vs - 1)
     fe.emit(f"br i1 {fe.v(g.test)}, label %{whole}, label %{short}")
     fe.start_block(whole)
     _emit_transpose(fe, p)
     fe.emit(f"br label %{end}")
     fe.start_block(short)
-    ann = annotation_of(g.loop)
-    if not fe.unrolled_loop(g.loop, ann.factor.data if ann is not None else 0):
-        fe.for_loop(g.loop)
+    _guard_at(fe, p, g, 0)
+    test = g.test.owner
+    assert isinstance(test, arith.CmpiOp)
+    first, bound = fe.v(test.operands[0]), fe.v(test.operands[1])
+    vi = f"<{p.vs} x i64>"
+    rows, mask = fe.tmp("tg"), fe.tmp("tm")
+    fe.emit(
+        f"{rows} = add {vi} {_splat(fe, first, 'i64', p.vs)}, <{', '.join(f'i64 {g.step * k}' for k in range(p.vs))}>"
+    )
+    pred = "slt" if test.predicate.value.data == _BELOW[0] else "ult"
+    fe.emit(f"{mask} = icmp {pred} {vi} {rows}, {_splat(fe, bound, 'i64', p.vs)}")
+    _emit_transpose(fe, p, mask)
     fe.emit(f"br label %{end}")
     fe.start_block(end)
+
+
+def _guard_at(fe, p: TilePlan, g: Guard, row: int) -> None:
+    """The guard's ops with the row iv at the tile's `row`-th row."""
+    fe.literals.add(p.si)
+    fe.names[p.si] = str(p.si_lb + row)
+    for o in g.ops:
+        fe.op(o)
+    fe.literals.discard(p.si)
+
+
+def _splat(fe, x: str, ty: str, n: int) -> str:
+    one, all_ = fe.tmp("ts"), fe.tmp("ts")
+    fe.emit(f"{one} = insertelement <{n} x {ty}> poison, {ty} {x}, i64 0")
+    fe.emit(f"{all_} = shufflevector <{n} x {ty}> {one}, <{n} x {ty}> poison, <{n} x i32> zeroinitializer")
+    return all_
 
 
 def _emit_interleave(fe, p: InterleavePlan) -> None:
@@ -410,10 +435,12 @@ def _emit_interleave(fe, p: InterleavePlan) -> None:
     fe.emit(f"store <{p.vc * p.vs} x {ty}> {out}, ptr {dst}, align {align}")
 
 
-def _emit_transpose(fe, p: TilePlan) -> None:
+def _emit_transpose(fe, p: TilePlan, rows_mask: str | None = None) -> None:
     """Vc row loads, the network, Vs column stores, each at a constant offset from the tile's
-    first load or store (the algebra proved the addresses linear): the index code runs once."""
-    ty, align, dst, rows = _load_rows(fe, p, ((p.si, p.si_lb), (p.ci, p.ci_lb)))
+    first load or store (the algebra proved the addresses linear): the index code runs once.
+    With `rows_mask` (a <Vs x i1>, lane s: input row s exists) the loads read only those lanes
+    and the stores write only those columns."""
+    ty, align, dst, rows = _load_rows(fe, p, ((p.si, p.si_lb), (p.ci, p.ci_lb)), rows_mask)
     vecs = [_concat(fe, ty, p.vs, [rows[j + p.vs * k] for k in range(p.vc // p.vs)]) for j in range(p.vs)]
     steps, out = network(p.vs, p.vc)
     vt = f"<{p.vc} x {ty}>"
@@ -422,13 +449,22 @@ def _emit_transpose(fe, p: TilePlan) -> None:
         fe.emit(f"{r} = shufflevector {vt} {vecs[a]}, {vt} {vecs[b]}, {_mask(mask)}")
         vecs.append(r)
     for s in range(p.vs):
+        skip = None
+        if rows_mask is not None:
+            ok, write, skip = fe.tmp("tk"), fe.new_label("tile.col"), fe.new_label("tile.next")
+            fe.emit(f"{ok} = extractelement <{p.vs} x i1> {rows_mask}, i64 {s}")
+            fe.emit(f"br i1 {ok}, label %{write}, label %{skip}")
+            fe.start_block(write)
         fe.emit(f"store {vt} {vecs[out[s]]}, ptr {_offset(fe, ty, dst, s * p.column_stride)}, align {align}")
+        if skip is not None:
+            fe.emit(f"br label %{skip}")
+            fe.start_block(skip)
 
 
-def _load_rows(fe, p: TilePlan | InterleavePlan, ivs) -> tuple[str, int, str, list[str]]:
+def _load_rows(fe, p: TilePlan | InterleavePlan, ivs, mask: str | None = None) -> tuple[str, int, str, list[str]]:
     """The tile's first load and store addresses, computed once with its loops' ivs at their
-    lower bounds, and its Vc rows of Vs lanes loaded at constant offsets from the first:
-    (element type, alignment, store address, rows)."""
+    lower bounds, and its Vc rows of Vs lanes loaded at constant offsets from the first, only
+    the lanes `mask` enables where there is one: (element type, alignment, store address, rows)."""
     ty = llvm_type(p.load.res.type)
     align = max(1, bits(p.load.res.type) // 8)
     fe.literals.update(iv for iv, _ in ivs)
@@ -439,9 +475,16 @@ def _load_rows(fe, p: TilePlan | InterleavePlan, ivs) -> tuple[str, int, str, li
     src, dst = fe.gep(p.load.memref, p.load.indices), fe.gep(p.store.memref, p.store.indices)
     fe.literals.difference_update(iv for iv, _ in ivs)
     rows = []
+    vt = f"<{p.vs} x {ty}>"
+    masked = f"llvm.masked.load.v{p.vs}{'f32' if ty == 'float' else ty}.p0"
+    if mask is not None:
+        fe.mod.declare(f"declare {vt} @{masked}(ptr, i32, <{p.vs} x i1>, {vt})")
     for j in range(p.vc):
-        r = fe.tmp("tr")
-        fe.emit(f"{r} = load <{p.vs} x {ty}>, ptr {_offset(fe, ty, src, j * p.row_stride)}, align {align}")
+        r, at = fe.tmp("tr"), _offset(fe, ty, src, j * p.row_stride)
+        if mask is None:
+            fe.emit(f"{r} = load {vt}, ptr {at}, align {align}")
+        else:
+            fe.emit(f"{r} = call {vt} @{masked}(ptr {at}, i32 {align}, <{p.vs} x i1> {mask}, {vt} poison)")
         rows.append(r)
     return ty, align, dst, rows
 
