@@ -158,10 +158,8 @@ class TilePlan:
 class Guard:
     """A guarded tile: the unrolled loop's body is `if (form < bound) { vector loop }`, the
     form increasing in the row iv and otherwise fixed over the tile, so a tile whose last row
-    passes the test is whole. Such tiles are transposed in registers; the last, short one runs
-    the loop as it is (`loop`)."""
+    passes the test is whole, and in a short one the rows that pass are the first few."""
 
-    loop: scf.ForOp
     ops: list[Operation]  # the unrolled body's ops that compute the test, the test last
     test: SSAValue
     step: int = 1  # how much the tested form grows from one row to the next
@@ -203,7 +201,7 @@ def _copy_nest(fe, outer: scf.ForOp):
     ops = [o for o in outer.body.block.ops if not isinstance(o, scf.YieldOp)]
     guard = None
     if ops and isinstance(ops[-1], scf.IfOp):
-        guard, ops = _guarded_body(outer, ops)
+        guard, ops = _guarded_body(ops)
         if guard is None:
             return None
     if not ops or not isinstance(ops[-1], scf.ForOp):
@@ -251,7 +249,7 @@ def _copy_nest(fe, outer: scf.ForOp):
 _BELOW = (2, 6)  # arith.cmpi's slt and ult
 
 
-def _guarded_body(outer: scf.ForOp, ops: list[Operation]) -> tuple[Guard | None, list[Operation]]:
+def _guarded_body(ops: list[Operation]) -> tuple[Guard | None, list[Operation]]:
     """A guard `if (x < bound)` (no else, no results) around the unrolled body's vector loop,
     its test computed in that body: the guard, and the body with the test left out and the
     if's own ops in line (the guard's form is checked by the caller's algebra)."""
@@ -268,7 +266,7 @@ def _guarded_body(outer: scf.ForOp, ops: list[Operation]) -> tuple[Guard | None,
     ):
         return None, ops
     inside = [o for o in g.true_region.block.ops if not isinstance(o, scf.YieldOp)]
-    return Guard(outer, ops[: ops.index(g)], test.result), [o for o in ops[:-1] if o is not test] + inside
+    return Guard(ops[: ops.index(g)], test.result), [o for o in ops[:-1] if o is not test] + inside
 
 
 def plan_tile(fe, outer: scf.ForOp, max_lanes: int) -> TilePlan | InterleavePlan | None:
