@@ -38,7 +38,8 @@ DEPTHWISE_TILE_WIDTH = 8  # output pixels of the register tile, at most (by defa
 # at 131-140 GFLOP/s), 128 @28 0.98-1.17x (by where the output buffer lies); 3x3 stride 1 at 14
 # level (0.97-0.98x), stride 2 lost (1.24-1.54x: twice the input vectors per pixel). Inside
 # EfficientNet-B0 (cm.profile, minima, load 7): 5x5 240 @28 0.89x, 672 @14 0.87/0.93x, 480 @14
-# 1.01x; MobileNet-v3's 5x5 120(128) @28 0.98-0.99x.
+# 1.01x; MobileNet-v3's 5x5 120(128) @28 0.98-0.99x; the FPN model's 5x5 960 @20 (hard-swish,
+# 10 pixels where 5 were) 0.62/0.81x (0.90x alone).
 WIDE_TILE_WIDTH = 14
 # The loops the threads share: "rows" gives a task one output row, every channel block of it;
 # "rows_blocks" one row × one channel block, so that a 7x7 layer's 7 rows still make tasks
@@ -76,13 +77,11 @@ def depthwise_space(
     if not blocks:
         return None
     rows_few = n * oh < ROWS_PER_THREAD * 2 and c // blocks[0] > 1
+    wide = _long_overlapping_taps(anchor)
+    tile = _default_tile(ow, wide)
     return (
-        knob("block_c", blocks, blocks[0]),
-        knob(
-            "tile_w",
-            sorted(set(divisors(ow, WIDE_TILE_WIDTH)) | {t for t in (2, 4, 6, 8) if t < ow}),
-            _default_tile(ow, _long_overlapping_taps(anchor)),
-        ),
+        knob("block_c", blocks, _default_block(blocks, lanes, tile if wide else 8)),
+        knob("tile_w", sorted(set(divisors(ow, WIDE_TILE_WIDTH)) | {t for t in (2, 4, 6, 8) if t < ow}), tile),
         knob("order", DEPTHWISE_ORDERS, DEPTHWISE_ORDERS[0]),
         knob("grain", DEPTHWISE_GRAINS, "rows_blocks" if rows_few else "rows"),
         knob("pad", ("inline", "copy"), "inline"),
@@ -108,6 +107,15 @@ def _long_overlapping_taps(anchor: te.ComputeOp) -> bool:
     ky, kx = anchor.reduce_extent_list[-2:]  # (rc, ry, rx): rc is 1
     pad = _padded_data(anchor)
     return min(ky, kx) >= 5 and pad is not None and pad.spatial_extents[2] == anchor.spatial_extents[2] + kx - 1
+
+
+def _default_block(blocks: list[int], lanes: int, pixels: int) -> int:
+    """One vector, or two where a tile's pixels are fewer than 8 chains (a 7x7 layer's rows with
+    long overlapping taps): 5x5 1152 @7 0.90x, 960 @7 0.88-0.91x alone (one thread, minima,
+    load 4.7); inside the models (profile minima, one process, load 3.6-4.2) MobileNet-v3's
+    960 @7 0.68-0.83x, EfficientNet-B0's 1152 @7 (SiLU) level (0.96-1.08x). The same blocks
+    lost at stride 2 (1.22-1.30x) and were level at 3x3."""
+    return 2 * lanes if pixels < 8 and 2 * lanes in blocks else blocks[0]
 
 
 def _default_tile(ow: int, wide: bool = False) -> int:

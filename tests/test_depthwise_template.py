@@ -61,6 +61,7 @@ CASES = [
     (96, 7, 7, 5, 1, (2, 2, 2, 2), 1, "silu"),  # 7x7: every tile at the border
     (120, 14, 14, 5, 2, (1, 1, 2, 2), 1, "hswish"),  # TF "same" padding at stride 2: asymmetric
     (672, 7, 7, 3, 1, (1, 1, 1, 1), 1, "silu"),
+    (160, 7, 7, 5, 1, (2, 2, 2, 2), 1, "hswish"),  # two vectors a tile by default, 5 blocks
     (32, 4, 112, 3, 1, (1, 1, 1, 1), 1, "relu"),  # a wide row
     (16, 9, 1, 3, 1, (1, 1, 1, 1), 1, "relu"),  # one pixel wide
     (48, 13, 13, 3, 1, (2, 2, 2, 2), 2, "relu"),  # dilation 2
@@ -132,8 +133,9 @@ def test_the_space_follows_the_layer():
         return {k.name: k.default for k in space}
 
     assert defaults(_nhwc(1152, 7, 7, 5, 1, (2, 2, 2, 2))) == dict(
-        block_c=16, tile_w=7, order="xc", grain="rows_blocks", pad="inline"
-    )
+        block_c=32, tile_w=7, order="xc", grain="rows_blocks", pad="inline"
+    )  # two vectors: 7 pixels are too few chains for 5x5 taps (below)
+    assert defaults(_nhwc(1152, 7, 7, 3, 1, (1, 1, 1, 1)))["block_c"] == 16
     assert defaults(_nhwc(96, 112, 112, 3, 2, (1, 1, 1, 1)))["tile_w"] == 8
     big = defaults(_nhwc(32, 112, 112, 3, 1, (1, 1, 1, 1)))
     assert big["tile_w"] == 8 and big["grain"] == "rows"
@@ -158,6 +160,20 @@ def test_long_overlapping_taps_get_eight_chains_or_more():
     assert tile(1152, 7, 5, 1, 2) == 7
     assert tile(64, 56, 5, 1, 2) == 8
     assert tile(64, 18, 5, 1, 0) == 7  # no padding (output 14), no padded stage: the old rule
+
+
+def test_a_seven_pixel_row_of_long_taps_takes_two_vectors():
+    """At width 7 no wider tile divides the row: a 5x5 stride-1 layer takes two channel vectors
+    (14 chains) where its channels allow; stride 2, 3x3 and 48 channels (three vectors) keep one."""
+
+    def block(c, k, s, pad) -> int:
+        a = _anchor(_nhwc(c, 7 * s, 7 * s, k, s, (pad,) * 4))
+        space = depthwise_space(a, a, 16)
+        assert space is not None
+        return next(kn for kn in space if kn.name == "block_c").default
+
+    assert block(960, 5, 1, 2) == 32 and block(64, 5, 1, 2) == 32
+    assert block(672, 5, 2, 2) == 16 and block(1152, 3, 1, 1) == 16 and block(48, 5, 1, 2) == 16
 
 
 def test_what_the_template_does_not_claim():
