@@ -4,13 +4,16 @@ depthwise_nhwc template next to the general conv2d_nhwc template the same kernel
 in one process, the kernels timed on their own (as the profiler times them), contenders
 alternating in blocks.
 
-    python benchmarks/depthwise.py [--threads 2] [--repeat 100] [--only SUBSTRING] [--config K=V,...] [--ort]
+    python benchmarks/depthwise.py [--threads 2] [--repeat 100] [--only SUBSTRING] [--config K=V,...]
+                                   [--before K=V,...] [--ort]
 
 A depthwise layer does 2·K² flops per output element and reads each input element about
 K²/stride² times from cache, so it runs at memory speed or not at all: each row gives GFLOP/s
 and GB/s (input, weights, bias and output, each once) and the bytes' fraction of the
 machine's bandwidth (the profiler's "%peak B": one numpy copy of 64 MiB). Only the ratios
-are compared across runs; the machine is shared. With --ort, each layer is also run as an ONNX
+are compared across runs; the machine is shared. With --before KNOBS, 'before' is depthwise_nhwc
+with those knobs in place of conv2d_nhwc (e.g. `--before tile_w=7 --only 5x5`: the old default
+tile against the current one). With --ort, each layer is also run as an ONNX
 model (NCHW Conv with group = channels, its bias and activation) in ONNX Runtime's default
 session, and its run() and depthwise_nhwc's run() are timed alternating in blocks (the
 user-facing calls, so both include their fixed cost per call).
@@ -89,6 +92,8 @@ SHAPES = (
     Depthwise("mnv3 3x3 200(208) @14", 208, 14, act="hswish"),
     Depthwise("mnv3 5x5 s2 672 @14", 672, 14, 5, 2, act="hswish"),
     Depthwise("mnv3 5x5 960 @7", 960, 7, 5, act="hswish"),
+    # MobileNet-v3 with the FPN head at 640x640 (the same blocks at larger maps)
+    Depthwise("fpn 5x5 960 @20", 960, 20, 5, act="hswish"),
     # MobileNet-v2 (relu6)
     Depthwise("mnv2 3x3 s2 96 @112", 96, 112, stride=2, act="relu6"),
     Depthwise("mnv2 3x3 144 @56", 144, 56, act="relu6"),
@@ -100,7 +105,8 @@ SHAPES = (
 
 def compiled(shape: Depthwise, threads: int, config: str | None, general: bool):
     """The layer compiled at the default level; `general`: with the depthwise mark taken off
-    its anchor, so the general conv2d_nhwc template schedules it (what it had before)."""
+    its anchor, so the general conv2d_nhwc template schedules it (what it had before), else
+    depthwise_nhwc with `config`'s knobs."""
     import lathe
     from lathe.dialects import make_context, te
     from lathe.lowering.anchors import ROLE_DEPTHWISE
@@ -181,6 +187,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=100)
     ap.add_argument("--only", default=None)
     ap.add_argument("--config", default=None, help="knobs of depthwise_nhwc (else its defaults)")
+    ap.add_argument("--before", default=None, help="'before' is depthwise_nhwc with these knobs, not conv2d_nhwc")
     ap.add_argument("--ort", action="store_true", help="also time run() against ONNX Runtime's run()")
     args = ap.parse_args()
     import numpy as np
@@ -190,7 +197,8 @@ def main() -> int:
 
     peak = memory_bandwidth()
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.threads} threads")
-    print(f"bandwidth (%B): {peak / 1e9:.1f} GB/s; 'before' = conv2d_nhwc, 'after' = depthwise_nhwc")
+    before = f"depthwise_nhwc:{args.before}" if args.before is not None else "conv2d_nhwc"
+    print(f"bandwidth (%B): {peak / 1e9:.1f} GB/s; 'before' = {before}, 'after' = depthwise_nhwc:{args.config or ''}")
     print(f"{'layer':26s} {'before':>11s} {'after':>11s} {'ratio':>6s} {'GFLOP/s':>15s} {'GB/s':>13s} {'%B':>11s}")
     rng = np.random.default_rng(0)
     ratios, ort_ratios = [], []
@@ -203,7 +211,9 @@ def main() -> int:
         b = aligned((rng.standard_normal(c) * 0.1).astype(np.float32))
         out = {v: aligned(np.empty((1, shape.out, shape.out, c), np.float32)) for v in ("before", "after")}
         cms = {
-            "before": compiled(shape, args.threads, None, general=True),
+            "before": compiled(shape, args.threads, f"depthwise_nhwc:{args.before}", general=False)
+            if args.before is not None
+            else compiled(shape, args.threads, None, general=True),
             "after": compiled(shape, args.threads, f"depthwise_nhwc:{args.config or ''}", general=False),
         }
         for v, cm in cms.items():
