@@ -134,3 +134,28 @@ def dense(rng):
         "b": rng.standard_normal(48).astype(np.float32),
     }
     return module, params
+
+
+def attention_source(heads: int, q_len: int, kv_len: int, dim: int, scaled: bool) -> str:
+    """softmax(Q K^T) over heads, with BERT's scale and mask where `scaled` (the attention tests' program)."""
+    scores = "nn.batch_matmul(%q, %k)"
+    mask = ""
+    if scaled:
+        scores = f"add(divide({scores}, 8f), %mask)"
+        mask = f", %mask: Tensor[(1, 1, {kv_len}), float32]"
+    return (
+        f"def @main(%q: Tensor[({heads}, {q_len}, {dim}), float32], %k: Tensor[({heads}, {kv_len}, {dim}), float32]{mask}) {{"
+        f" nn.softmax({scores}, axis=-1) }}"
+    )
+
+
+def attention_inputs(rng, heads: int, q_len: int, kv_len: int, dim: int, scaled: bool) -> dict[str, np.ndarray]:
+    inputs = {
+        "q": rng.standard_normal((heads, q_len, dim)).astype(np.float32),
+        "k": rng.standard_normal((heads, kv_len, dim)).astype(np.float32),
+    }
+    if scaled:  # BERT's padding mask: -10000 on the last quarter of the keys
+        mask = np.zeros((1, 1, kv_len), np.float32)
+        mask[..., kv_len - kv_len // 4 :] = -10000.0
+        inputs["mask"] = mask
+    return inputs

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import assert_like_onnxruntime, max_rel_err
+from conftest import assert_like_onnxruntime, attention_inputs, attention_source, max_rel_err
 
 import lathe
 from lathe.backends.llvm.codegen import module_to_llvm_ir
@@ -21,30 +21,6 @@ from lathe.dialects import make_context
 from lathe.passes.fuse_ops import ATTENTION_PACK_MIN_HEADS
 from lathe.pipelines import GRAPH_PIPELINES, build_pipeline, pipeline_for
 from lathe.textual_ir.parser import parse_relay
-
-
-def _src(heads: int, q_len: int, kv_len: int, dim: int, scaled: bool) -> str:
-    scores = "nn.batch_matmul(%q, %k)"
-    mask = ""
-    if scaled:
-        scores = f"add(divide({scores}, 8f), %mask)"
-        mask = f", %mask: Tensor[(1, 1, {kv_len}), float32]"
-    return (
-        f"def @main(%q: Tensor[({heads}, {q_len}, {dim}), float32], %k: Tensor[({heads}, {kv_len}, {dim}), float32]{mask}) {{"
-        f" nn.softmax({scores}, axis=-1) }}"
-    )
-
-
-def _inputs(rng, heads: int, q_len: int, kv_len: int, dim: int, scaled: bool) -> dict[str, np.ndarray]:
-    inputs = {
-        "q": rng.standard_normal((heads, q_len, dim)).astype(np.float32),
-        "k": rng.standard_normal((heads, kv_len, dim)).astype(np.float32),
-    }
-    if scaled:  # BERT's padding mask: -10000 on the last quarter of the keys
-        mask = np.zeros((1, 1, kv_len), np.float32)
-        mask[..., kv_len - kv_len // 4 :] = -10000.0
-        inputs["mask"] = mask
-    return inputs
 
 
 def _kernels(src: str) -> dict[str, list[str]]:
@@ -92,7 +68,7 @@ def test_the_packing_joins_the_kernel_from_enough_heads(heads):
     """From ATTENTION_PACK_MIN_HEADS heads the run is one kernel holding K's reshape and
     transpose; with fewer, the packing stays a kernel of its own (whole heads per thread would
     leave threads idle), and the attention kernel is as before."""
-    kernels = _kernels(_src(heads, 128, 128, 64, True))
+    kernels = _kernels(attention_source(heads, 128, 128, 64, True))
     (attention,) = [ops for ops in kernels.values() if "graph.nn.softmax" in ops]
     if heads >= ATTENTION_PACK_MIN_HEADS:
         assert list(kernels.values()) == [attention]
@@ -138,9 +114,9 @@ def test_packed_in_kernel_agrees(heads, q_len, kv_len, dim, scaled, threads, rng
     """Partial row tasks (1, 5, 17, 33, 63, 129 queries), keys of one to eight vectors (packs of
     16 and 32 columns), depths 32 to 80 (40: pack tiles of 10 k, which the register transpose
     does not take, so the vector loop packs), one and two threads."""
-    src = _src(heads, q_len, kv_len, dim, scaled)
+    src = attention_source(heads, q_len, kv_len, dim, scaled)
     assert len(_kernels(src)) == 1
-    _agrees(src, _inputs(rng, heads, q_len, kv_len, dim, scaled), threads)
+    _agrees(src, attention_inputs(rng, heads, q_len, kv_len, dim, scaled), threads)
 
 
 def test_an_untransposed_weight_is_packed_by_rows(rng):
@@ -171,15 +147,15 @@ def test_an_untransposed_weight_is_packed_by_rows(rng):
 def test_row_epilogue_knobs_agree_with_the_pack_inside(config, rng):
     """The row epilogue's register tiles and row tasks inside a head task: tasks of 8, 4x2, 2x4
     and 8x2 rows over 17 queries (a partial last task), register tiles 16 and 64 wide."""
-    src = _src(12, 17, 128, 64, True)
-    _agrees(src, _inputs(rng, 12, 17, 128, 64, True), 2, f"dense_pack:{config}")
+    src = attention_source(12, 17, 128, 64, True)
+    _agrees(src, attention_inputs(rng, 12, 17, 128, 64, True), 2, f"dense_pack:{config}")
 
 
 def test_rows_with_nan_and_infinities(rng):
     """A NaN in one head's K makes every row of that head NaN, as in the interpreter; the
     other heads, one with a key masked to -inf, are as the interpreter's."""
-    src = _src(12, 16, 32, 64, True)
-    inputs = _inputs(rng, 12, 16, 32, 64, True)
+    src = attention_source(12, 16, 32, 64, True)
+    inputs = attention_inputs(rng, 12, 16, 32, 64, True)
     inputs["k"][3, 5, 7] = np.nan
     inputs["mask"][..., 0] = -np.inf
     module = parse_relay(src)
@@ -193,7 +169,7 @@ def test_rows_with_nan_and_infinities(rng):
 def test_the_pack_is_a_register_transpose():
     """The pack's tiles are whole-vector row loads, a shuffle network and whole-vector stores
     (backends/llvm/tile_transpose.py), not strided lanes left to LLVM's loop vectorizer."""
-    module = parse_relay(_src(12, 128, 128, 64, False))
+    module = parse_relay(attention_source(12, 128, 128, 64, False))
     build_pipeline(pipeline_for(3, module)).apply(make_context(), module)
     ir = module_to_llvm_ir(module, vector_bits=512)
     assert re.search(r"shufflevector <16 x float> %\S+, <16 x float> %", ir)  # two inputs: not a splat

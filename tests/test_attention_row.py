@@ -9,37 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import max_rel_err
+from conftest import attention_inputs, attention_source, max_rel_err
 
 import lathe
 from lathe.dialects import make_context
 from lathe.lowering.dense_template import ROW_EPILOGUE_GROUP_ROWS
 from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
 from lathe.textual_ir.parser import parse_relay
-
-
-def _src(heads: int, q_len: int, kv_len: int, dim: int, scaled: bool) -> str:
-    scores = "nn.batch_matmul(%q, %k)"
-    mask = ""
-    if scaled:
-        scores = f"add(divide({scores}, 8f), %mask)"
-        mask = f", %mask: Tensor[(1, 1, {kv_len}), float32]"
-    return (
-        f"def @main(%q: Tensor[({heads}, {q_len}, {dim}), float32], %k: Tensor[({heads}, {kv_len}, {dim}), float32]{mask}) {{"
-        f" nn.softmax({scores}, axis=-1) }}"
-    )
-
-
-def _inputs(rng, heads: int, q_len: int, kv_len: int, dim: int, scaled: bool) -> dict[str, np.ndarray]:
-    inputs = {
-        "q": rng.standard_normal((heads, q_len, dim)).astype(np.float32),
-        "k": rng.standard_normal((heads, kv_len, dim)).astype(np.float32),
-    }
-    if scaled:  # BERT's padding mask: -10000 on the last quarter of the keys
-        mask = np.zeros((1, 1, kv_len), np.float32)
-        mask[..., kv_len - kv_len // 4 :] = -10000.0
-        inputs["mask"] = mask
-    return inputs
 
 
 def _fused_kernel(module):
@@ -86,9 +62,9 @@ def _agrees(module, inputs, config: str | None = None) -> None:
 def test_fused_row_agrees(q_len, dim, scaled, rng):
     """Queries of 1, 5, 17, 63 and 129 rows against 48 keys (three vectors: packed, so fused):
     tasks and groups of rows left partial at the end; depths 32, 64 and 80."""
-    module = parse_relay(_src(2, q_len, 48, dim, scaled))
+    module = parse_relay(attention_source(2, q_len, 48, dim, scaled))
     _fused_kernel(module)
-    _agrees(module, _inputs(rng, 2, q_len, 48, dim, scaled))
+    _agrees(module, attention_inputs(rng, 2, q_len, 48, dim, scaled))
 
 
 @pytest.mark.parametrize("group_rows", [1, 2, 4])
@@ -96,8 +72,8 @@ def test_fused_row_agrees(q_len, dim, scaled, rng):
 def test_group_rows_agree(config, group_rows, rng):
     """Every group size of the space with tasks of 8 rows whole, and tasks that no group
     divides (17 queries: a last task of 1 row), 128 keys of depth 64, scaled and masked."""
-    module = parse_relay(_src(3, 17, 128, 64, True))
-    _agrees(module, _inputs(rng, 3, 17, 128, 64, True), f"dense_pack:{config},group_rows={group_rows}")
+    module = parse_relay(attention_source(3, 17, 128, 64, True))
+    _agrees(module, attention_inputs(rng, 3, 17, 128, 64, True), f"dense_pack:{config},group_rows={group_rows}")
 
 
 def test_group_rows_knob_in_space():
@@ -108,7 +84,7 @@ def test_group_rows_knob_in_space():
     from lathe.lowering.schedules import plan_kernel
     from lathe.pipelines import pipeline_for
 
-    module = parse_relay(_src(12, 128, 128, 64, False))
+    module = parse_relay(attention_source(12, 128, 128, 64, False))
     head = pipeline_for(3, module).partition("apply-default-schedule")[0].rstrip(",")
     build_pipeline(head).apply(make_context(), module)
     (kernel,) = [f for f in module.ops if isinstance(f, func.FuncOp) and is_kernel(f) and "softmax" in f.sym_name.data]
@@ -124,8 +100,8 @@ def test_rows_with_infinities_and_nan(rng):
     """A row with a NaN is NaN throughout, a row masked to -inf except one key is that key's
     one-hot, as in the interpreter (whose max propagates NaN): the max over the task's rows
     and the groups keep each row's own statistics."""
-    module = parse_relay(_src(1, 16, 32, 64, True))
-    inputs = _inputs(rng, 1, 16, 32, 64, True)
+    module = parse_relay(attention_source(1, 16, 32, 64, True))
+    inputs = attention_inputs(rng, 1, 16, 32, 64, True)
     inputs["q"][0, 3, 0] = np.nan
     ref = lathe.interpret(module, **inputs)
     got = lathe.compile(module, num_threads=2).run(**inputs)
