@@ -5,14 +5,25 @@ annotations a schedule produces, attached to an `scf.for` as
 `{loop.annotation = #loop.annotation<parallel>}` (also `vectorize = 16`,
 `unroll = 4`, `unroll`, `bind = "threadIdx.x"`). Backends read them: the LLVM
 backend runs parallel loops on all cores and vectorizes/unrolls the others.
+
+One op: `loop.prefetch`, a software prefetch a schedule's `te.prefetch` lowers to (a kernel
+that would otherwise wait on a weight block coming from L3 asks for the next block's lines
+while it computes the current one).
 """
 
 from __future__ import annotations
 
 from xdsl.dialects import arith, scf
-from xdsl.dialects.builtin import IntAttr, IntegerAttr, StringAttr
+from xdsl.dialects.builtin import IndexType, IntAttr, IntegerAttr, MemRefType, StringAttr
 from xdsl.ir import Dialect, Operation, ParametrizedAttribute, SSAValue
-from xdsl.irdl import irdl_attr_definition
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_attr_definition,
+    irdl_op_definition,
+    operand_def,
+    prop_def,
+)
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
@@ -55,6 +66,28 @@ class LoopAnnotationAttr(ParametrizedAttribute):
         elif self.factor.data:
             printer.print_string(f" = {self.factor.data}")
         printer.print_string(">")
+
+
+@irdl_op_definition
+class PrefetchOp(IRDLOperation):
+    """Asks for the cache line holding element `offset` of `buffer` (its row-major storage, the
+    offset within it) to be read ahead; it changes no value, so a backend may drop it (the GPU
+    backends do). `locality` is LLVM's and `__builtin_prefetch`'s: 3 keeps the line in every
+    level (L1), 2 in L2 and out, 1 in L3, 0 streams it."""
+
+    name = "loop.prefetch"
+    buffer = operand_def(MemRefType)
+    offset = operand_def(IndexType)
+    locality = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$buffer `[` $offset `]` attr-dict `:` type($buffer)"
+
+    def __init__(self, buffer: SSAValue, offset: SSAValue, locality: int):
+        super().__init__(operands=[buffer, offset], properties={"locality": IntegerAttr(locality, 32)})
+
+    def verify_(self) -> None:
+        if not 0 <= self.locality.value.data <= 3:
+            raise VerifyException(f"loop.prefetch: locality must be 0-3, got {self.locality.value.data}")
 
 
 def constant_int(v: SSAValue) -> int | None:
@@ -110,4 +143,4 @@ def static_work(loop: Operation) -> int | None:
     return work(loop)
 
 
-Loop = Dialect("loop", [], [LoopAnnotationAttr])
+Loop = Dialect("loop", [PrefetchOp], [LoopAnnotationAttr])

@@ -8,7 +8,7 @@ the yielded values are combined (`sum`, `max`, `min`, `prod`).
 A schedule is data, not code: it is the ordered list of schedule-primitive ops
 (`te.split`, `te.tile`, `te.reorder`, `te.fuse`, `te.vectorize`,
 `te.parallel`, `te.unroll`, `te.bind`, `te.compute_at`, `te.cache_write`,
-`te.compute_inline`) that follow the computes in a kernel, each
+`te.compute_inline`, `te.prefetch`) that follow the computes in a kernel, each
 naming its stage by SSA value and its axes by name. So a schedule prints,
 parses back, can be edited by hand, and a tuner generates or replays one by
 emitting these ops (see `lathe.lowering.schedules`). `lower-te-to-loop`
@@ -358,6 +358,30 @@ class PragmaOp(SchedulePrimitive):
 
 
 @irdl_op_definition
+class PrefetchOp(SchedulePrimitive):
+    """Software prefetch: while the stage's loop `axis` runs iteration i, the region of `tensor`
+    (a kernel argument) that iteration i + distance reads, through the stages computed inside
+    that loop, is asked for one cache line at a time (`loop.prefetch`, at `locality`), spread
+    over the iterations of the busiest plain loop inside, so that a block's lines arrive while
+    the block before it computes instead of stalling its first reader."""
+
+    name = "te.prefetch"
+    stage = operand_def(TensorType)  # restated so that the stage stays the first operand
+    tensor = operand_def(TensorType)
+    axis = prop_def(StringAttr)
+    distance = prop_def(IntegerAttr)
+    locality = prop_def(IntegerAttr)
+    assembly_format = "$stage `,` $tensor attr-dict `:` type($stage) `,` type($tensor)"
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.distance.value.data < 1:
+            raise VerifyException(f"te.prefetch: distance must be >= 1, got {self.distance.value.data}")
+        if not 0 <= self.locality.value.data <= 3:
+            raise VerifyException(f"te.prefetch: locality must be 0-3, got {self.locality.value.data}")
+
+
+@irdl_op_definition
 class StorageAlignOp(SchedulePrimitive):
     """Pads the stage's buffer so that the stride of `axis` is factor·k + offset elements
     (rows start on aligned boundaries, or off a cache-conflicting power of two)."""
@@ -418,6 +442,7 @@ SCHEDULE_OPS = [
     ComputeInlineOp,
     ComputeRootOp,
     PragmaOp,
+    PrefetchOp,
     StorageAlignOp,
     CacheReadOp,
     RfactorOp,

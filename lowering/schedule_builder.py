@@ -37,6 +37,10 @@ class Schedule:
         return op
 
     @property
+    def stage_value(self):
+        return self.stage.result
+
+    @property
     def axes(self) -> list[str]:
         return self.stage.axis_names
 
@@ -95,6 +99,20 @@ class Schedule:
     def pragma(self, axis: str, pragma: str) -> None:
         self._emit(te.PragmaOp, axis=StringAttr(axis), pragma=StringAttr(pragma))
 
+    def prefetch(self, tensor, axis: str, distance: int = 1, locality: int = 2) -> None:
+        """Prefetch the block of `tensor` that iteration i + distance of loop `axis` reads while
+        iteration i runs (te.prefetch)."""
+        op = te.PrefetchOp.create(
+            operands=[self.stage_value, tensor],
+            properties={
+                "axis": StringAttr(axis),
+                "distance": IntegerAttr(distance, i64),
+                "locality": IntegerAttr(locality, i64),
+            },
+        )
+        assert self.ret is not None
+        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
+
     def storage_align(self, axis: str, factor: int, offset: int) -> None:
         self._emit(
             te.StorageAlignOp, axis=StringAttr(axis), factor=IntegerAttr(factor, i64), offset=IntegerAttr(offset, i64)
@@ -134,6 +152,10 @@ class _CachedSchedule(Schedule):
     def __init__(self, original: te.ComputeOp, value):
         super().__init__(original)
         self.value = value
+
+    @property
+    def stage_value(self):
+        return self.value
 
     def _emit(self, cls, **props):
         op = cls.create(operands=[self.value], properties=props)

@@ -32,11 +32,12 @@ from xdsl.dialects.builtin import (
     TupleType,
     UnitAttr,
 )
-from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from lathe.dialects import graph, te
+from lathe.dialects.dtypes import np_dtype
 from lathe.dialects.functions import (
     KERNEL_ATTR,
     RESULT_NESTING,
@@ -46,7 +47,7 @@ from lathe.dialects.functions import (
     is_kernel,
 )
 from lathe.dialects.graph import is_float
-from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr
+from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr, PrefetchOp, annotation_of, constant_int
 from lathe.errors import LatheError
 from lathe.lowering.index_split import split_index_sets
 from lathe.lowering.te_builder import combiner_identity
@@ -104,6 +105,7 @@ class StageSchedule:
     attach: tuple[te.ComputeOp, str] | None = None  # compute_at (target stage, its axis)
     shared: bool = False  # its tile is GPU shared memory (a cache_read with scope "shared")
     align: tuple[int, int, int] | None = None  # storage_align (root axis index, factor, offset)
+    prefetches: list[te.PrefetchOp] = field(default_factory=list)
 
     @staticmethod
     def of(c: te.ComputeOp, spatial_extents: list[int] | None = None) -> StageSchedule:
@@ -250,6 +252,9 @@ class StageSchedule:
             if kind == "parallel" and ax.reduce:
                 raise self._err(prim, f"reduce axis '{ax.name}' cannot be parallel (it would race)")
             ax.annotation = kind
+        elif isinstance(prim, te.PrefetchOp):
+            self._leaf(prim, prim.axis.data)
+            self.prefetches.append(prim)
         elif isinstance(prim, te.StorageAlignOp):
             nsp = len(self.compute.spatial_extents)
             names = self.roots[:nsp]
@@ -424,6 +429,7 @@ class KernelLowering:
         self.prims: dict[te.ComputeOp, list[te.SchedulePrimitive]] = {}
         self.attached: dict[tuple[te.ComputeOp, str], list[te.ComputeOp]] = {}
         self.tiles: dict[SSAValue, Tile] = {}
+        self.prefetching: list[Prefetch] = []
 
     def run(self) -> func.FuncOp:
         k = self.kernel
@@ -514,6 +520,8 @@ class KernelLowering:
         for buf in allocs:
             e.add(memref.DeallocOp.get(buf))
         e.add(func.ReturnOp())
+        for p in self.prefetching:
+            _spread_prefetch(p)
         new = func.FuncOp(k.sym_name.data, (in_types + out_types, []), Region(block), visibility="private")
         new.attributes[KERNEL_ATTR] = UnitAttr()
         new.attributes[NUM_INPUTS] = IntegerAttr(len(in_types), IntegerType(64))
@@ -608,6 +616,9 @@ class KernelLowering:
                 loop, iv = e.for_loop(ax.extent, n, ax.annotation)
                 values[n] = iv
                 e.block = loop.body.block
+                for prim in s.prefetches:
+                    if prim.axis.data == n:
+                        self.prefetching.append(self.prefetch_region(e, s, prim, loop, values))
                 self.emit_attached_at(e, s, n, values)
 
         def tile_guards(roots) -> list[SSAValue]:
@@ -955,25 +966,80 @@ class KernelLowering:
 
     def reads_through(self, c: te.ComputeOp, p: te.ComputeOp, roots: list[Span]) -> list[list[Span | None]]:
         """The spans of p's indices at each of c's reads of it, following reads of inlined stages
-        into their bodies (an index they do not bound spans its whole axis there). Past
-        READS_FOLLOWED reads it gives up: p's whole extent (a ladder of inlined stages would
-        multiply the paths)."""
+        into their bodies (an index they do not bound spans its whole axis there), and of the
+        stages computed inside p's attach point. Past READS_FOLLOWED reads it gives up: p's
+        whole extent (a ladder of inlined stages would multiply the paths)."""
+        return self.reads_of(c, p.result, self.schedules[p].attach, roots)
+
+    def reads_of(
+        self, c: te.ComputeOp, value: SSAValue, at: tuple[te.ComputeOp, str] | None, roots: list[Span]
+    ) -> list[list[Span | None]]:
         out: list[list[Span | None]] = []
         stack = [(c, roots)]
         while stack:
             r, spans = stack.pop()
             for tensor, idx in all_read_spans(r, spans):
-                if tensor == p.result:
+                if tensor == value:
                     out.append(idx)
                 elif isinstance(tensor.owner, te.ComputeOp) and (
-                    self.schedules[tensor.owner].inline or self.attached_within(tensor.owner, self.schedules[p].attach)
+                    self.schedules[tensor.owner].inline or self.attached_within(tensor.owner, at)
                 ):
                     ext = [*tensor.owner.spatial_extents, *tensor.owner.reduce_extent_list]
                     spans = [x if x is not None else Span.range(n) for x, n in zip(idx, ext)]
                     stack.append((tensor.owner, spans + [Span.range(n) for n in ext[len(spans) :]]))
             if len(out) + len(stack) > READS_FOLLOWED:
-                return [[None] * len(p.spatial_extents)]
+                return [[None] * len(value.type.get_shape())]  # type: ignore[union-attr]
         return out
+
+    def prefetch_region(
+        self, e: Emitter, s: StageSchedule, prim: te.PrefetchOp, loop: scf.ForOp, values: dict[str, SSAValue]
+    ) -> Prefetch:
+        """At the start of loop `axis`'s body: where in memory the block of the prefetched tensor
+        that iteration i + distance reads starts (the hull of its reads' spans, flattened), and how
+        many of its lines there are to ask for (none in the last `distance` iterations)."""
+        name = f"te.prefetch on stage '{s.compute.stage.data}'"
+        buf = self.buffers.get(prim.tensor)
+        if not isinstance(prim.tensor, BlockArgument) or buf is None:
+            raise LatheError(f"{name}: the prefetched tensor must be an argument of the kernel")
+        axis, distance = prim.axis.data, prim.distance.value.data
+        ahead = e.binop(arith.AddiOp, values[axis], e.index(distance))
+        reads = self.reads_of(s.compute, prim.tensor, (s.compute, axis), self.root_spans(e, s, values | {axis: ahead}))
+        if not reads:
+            raise LatheError(f"{name}: the stage does not read the tensor inside loop '{axis}'")
+        shape = list(buf.type.get_shape())  # type: ignore[union-attr]
+        offset, last, volume = e.index(0), 0, 1
+        strides = [1] * len(shape)
+        for d in range(len(shape) - 2, -1, -1):
+            strides[d] = strides[d + 1] * shape[d + 1]
+        for d, (n, stride) in enumerate(zip(shape, strides)):
+            region = None
+            for read in reads:
+                r = read[d]
+                if r is None or (region is not None and not region.same_base(r)):
+                    region = None
+                    break
+                region = r if region is None else Span(r.terms, min(region.lo, r.lo), max(region.hi, r.hi))
+            if region is not None and region.hi - region.lo + 1 < n:
+                offset = e.binop(arith.AddiOp, offset, e.binop(arith.MuliOp, region.base(e), e.index(stride)))
+                extent = region.hi - region.lo + 1
+            else:
+                extent = n
+            last += (extent - 1) * stride
+            volume *= extent
+        if 2 * volume < last + 1:
+            raise LatheError(
+                f"{name}: the block of the tensor that loop '{axis}' reads is scattered in memory "
+                f"({volume} elements over {last + 1})",
+                note="prefetch a contiguous block: a packed or blocked layout",
+            )
+        per_line = max(1, CACHE_LINE // np_dtype(buf.type.element_type).itemsize)  # type: ignore[union-attr]
+        lines = -(-(last + 1) // per_line) + 1  # (+1: the block need not start on a line)
+        more = e.add(arith.CmpiOp(ahead, e.index(s.axes[axis].extent), "slt")).results[0]
+        count = e.add(arith.SelectOp(more, e.index(lines), e.index(0))).results[0]
+        size = 1
+        for n in shape:
+            size *= n
+        return Prefetch(loop, buf, offset, count, lines, per_line, size, prim.locality.value.data)
 
     def root_spans(self, e: Emitter | None, s: StageSchedule, fixed: dict[str, SSAValue]) -> list[Span]:
         """Each root axis's span (spatial then reduce) while every leaf not in `fixed` runs
@@ -1086,6 +1152,78 @@ class KernelLowering:
             local = [e.binop(arith.SubiOp, i, b) for i, b in zip(idx, tile.bases)]
             return e.add(memref.LoadOp.get(tile.buffer, local)).results[0]
         return e.add(memref.LoadOp.get(self.load_source(src), idx)).results[0]
+
+
+CACHE_LINE = 64  # bytes: the unit a prefetch asks for (x86 and current Arm server cores)
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """A te.prefetch's block, found at the start of its loop's body, to be spread over the
+    busiest plain loop inside once the body is emitted."""
+
+    loop: scf.ForOp
+    buffer: SSAValue
+    start: SSAValue  # the block's first element (flat), for the iteration `distance` ahead
+    count: SSAValue  # its lines to ask for in this iteration: `lines`, or none past the end
+    lines: int
+    per_line: int  # elements in a line
+    size: int  # the buffer's elements: a line past it is never asked for
+    locality: int
+
+
+def _trips(loop: scf.ForOp) -> int | None:
+    lb, ub, step = constant_int(loop.lb), constant_int(loop.ub), constant_int(loop.step)
+    return None if lb is None or ub is None or not step else max(0, -(-(ub - lb) // step))
+
+
+def _spread_prefetch(p: Prefetch) -> None:
+    """The block's lines, a few per iteration of the plain (unannotated) loop inside p.loop that
+    runs most often: iteration t asks for lines [t·k, t·k + k), k = lines / iterations
+    rounded up, so the requests trickle in beside the compute instead of filling the
+    line-fill buffers at once. Without such a loop, all at the body's start."""
+    best: tuple[int, scf.ForOp, list[scf.ForOp]] | None = None
+    for op in p.loop.body.walk():
+        if not isinstance(op, scf.ForOp) or annotation_of(op) is not None:
+            continue
+        path, x, total = [], op, 1
+        while x is not p.loop:
+            if isinstance(x, scf.ForOp):
+                n = _trips(x)
+                if n is None or annotation_of(x) is not None and annotation_of(x).kind.data != "unroll":  # type: ignore[union-attr]
+                    break
+                path.append(x)
+                total *= n
+            x = x.parent_op()  # type: ignore[assignment]
+        else:
+            if best is None or total > best[0]:
+                best = (total, op, path)
+    trips, where, path = best if best is not None else (1, p.loop, [])
+    per_trip = -(-p.lines // max(trips, 1))
+    e = Emitter(Block())
+    t, scale = e.index(0), 1
+    for loop in path:  # innermost first: t counts the chosen loop's iterations in p.loop's body
+        k = e.binop(arith.DivUIOp, e.binop(arith.SubiOp, loop.body.block.args[0], loop.lb), loop.step)
+        t = e.binop(arith.AddiOp, t, e.binop(arith.MuliOp, k, e.index(scale)))
+        scale *= _trips(loop) or 1
+    first = e.binop(arith.MuliOp, t, e.index(per_trip))
+    live = e.add(arith.CmpiOp(first, p.count, "slt")).results[0]
+    inner = Block()
+    g = Emitter(inner)
+    for j in range(per_trip if best is not None else p.lines):
+        line = g.binop(arith.AddiOp, first, g.index(j))
+        at = g.binop(arith.AddiOp, p.start, g.binop(arith.MuliOp, line, g.index(p.per_line)))
+        g.add(PrefetchOp(p.buffer, g.binop(arith.MinSIOp, at, g.index(p.size - 1)), p.locality))
+    g.add(scf.YieldOp())
+    e.add(scf.IfOp(live, [], Region(inner)))
+    ops = list(e.block.ops)
+    for op in ops:
+        op.detach()
+    block = where.body.block
+    if block.first_op is None:
+        block.add_ops(ops)
+    else:
+        block.insert_ops_before(ops, block.first_op)
 
 
 def _block_scope(block: Block) -> Block:

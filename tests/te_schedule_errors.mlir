@@ -110,3 +110,34 @@ func.func private @k(%a: tensor<8x6xf32>) -> tensor<8x6xf32> attributes {lathe.k
   }
   func.return %0 : tensor<8x6xf32>
 }
+
+// -----
+// A prefetch asks for a kernel argument's lines: a stage's buffer is the kernel's own.
+// ERROR: te.prefetch on stage 'B': the prefetched tensor must be an argument of the kernel
+func.func private @k(%a: tensor<8x6xf32>) -> tensor<8x6xf32> attributes {lathe.kernel} {
+  %0 = te.compute {stage = "A", axes = ["i", "j"]} : tensor<8x6xf32> {
+  ^bb0(%i: index, %j: index):
+    %p = te.read %a[%i, %j] : tensor<8x6xf32> -> f32
+    te.yield %p : f32
+  }
+  %1 = te.compute {stage = "B", axes = ["i", "j"]} : tensor<8x6xf32> {
+  ^bb0(%i: index, %j: index):
+    %p = te.read %0[%i, %j] : tensor<8x6xf32> -> f32
+    te.yield %p : f32
+  }
+  te.prefetch %1, %0 {axis = "i", distance = 1 : i64, locality = 2 : i64} : tensor<8x6xf32>, tensor<8x6xf32>
+  func.return %1 : tensor<8x6xf32>
+}
+
+// -----
+// A column of a row-major matrix is one element a line: its hull is the whole matrix.
+// ERROR: te.prefetch on stage 'A': the block of the tensor that loop 'j' reads is scattered in memory
+func.func private @k(%a: tensor<64x64xf32>) -> tensor<64x64xf32> attributes {lathe.kernel} {
+  %0 = te.compute {stage = "A", axes = ["j", "i"]} : tensor<64x64xf32> {
+  ^bb0(%j: index, %i: index):
+    %p = te.read %a[%i, %j] : tensor<64x64xf32> -> f32
+    te.yield %p : f32
+  }
+  te.prefetch %0, %a {axis = "j", distance = 1 : i64, locality = 2 : i64} : tensor<64x64xf32>, tensor<64x64xf32>
+  func.return %0 : tensor<64x64xf32>
+}

@@ -49,7 +49,7 @@ from lathe.backends.c.preamble import INT_WIDTHS, preamble
 from lathe.backends.layout import row_major_strides
 from lathe.backends.llvm.parallel_runtime import worth_threads
 from lathe.dialects.functions import is_kernel
-from lathe.dialects.loop import annotation_of, constant_int
+from lathe.dialects.loop import PrefetchOp, annotation_of, constant_int
 from lathe.errors import LatheError
 
 STACK_LIMIT = 32 * 1024  # bytes: a buffer at most this big is a stack array, else heap
@@ -555,6 +555,10 @@ def _store(e: KernelEmitter, op: memref.StoreOp) -> None:
     e.line(f"{e.element(op.memref, op.indices)} = {x};")
 
 
+def _prefetch(e: KernelEmitter, op: PrefetchOp) -> None:
+    e.line(f"__builtin_prefetch(&{e.v(op.buffer)}[{e.v(op.offset)}], 0, {op.locality.value.data});")
+
+
 def _alloc(e: KernelEmitter, op: Operation) -> None:
     """alloc and alloca alike: a stack array when small, else heap freed when its C scope ends."""
     ref = op.results[0]
@@ -879,6 +883,7 @@ _EMITTERS: dict[type[Operation], Emit] = {
     memref.AllocaOp: _alloc,
     memref.DeallocOp: _dealloc,
     memref.CopyOp: _copy,
+    PrefetchOp: _prefetch,
     scf.ForOp: _for,
     scf.IfOp: _if,
     scf.YieldOp: _yield,

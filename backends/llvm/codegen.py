@@ -12,6 +12,7 @@ Loop annotations:
                 serial when the loop is nested in another parallel loop;
   * vectorize — llvm.loop.vectorize.enable + width metadata;
   * unroll    — llvm.loop.unroll.full / .count metadata.
+A `loop.prefetch` is an `llvm.prefetch` (a read, into the data cache, at its locality).
 Each kernel also gets `<name>__packed(ptr args)`, one pointer per buffer, so
 the runtime calls it with a single prebuilt argument array.
 """
@@ -55,7 +56,7 @@ from lathe.backends.llvm.parallel_runtime import (
 )
 from lathe.backends.llvm.vmath import POLYNOMIALS
 from lathe.dialects.functions import is_kernel
-from lathe.dialects.loop import annotation_of
+from lathe.dialects.loop import PrefetchOp, annotation_of
 from lathe.errors import LatheError
 
 # llvm_type and float_literal are read here by tests and by the vector emitter's users
@@ -559,6 +560,18 @@ def _store(fe: FunctionEmitter, op: memref.StoreOp) -> None:
     fe.emit(f"store {ty} {value}, ptr {ptr}, align {fe.elem_align(op.memref, op.indices)}")
 
 
+def _prefetch(fe: FunctionEmitter, op: PrefetchOp) -> None:
+    t = op.buffer.type
+    assert isinstance(t, MemRefType)
+    elem = llvm_type(t.element_type)
+    ptr = fe.tmp("p")
+    fe.emit(
+        f"{ptr} = getelementptr inbounds {'i8' if elem == 'i1' else elem}, ptr {fe.v(op.buffer)}, i64 {fe.v(op.offset)}"
+    )
+    fe.mod.declare("declare void @llvm.prefetch.p0(ptr, i32, i32, i32)")
+    fe.emit(f"call void @llvm.prefetch.p0(ptr {ptr}, i32 0, i32 {op.locality.value.data}, i32 1)")
+
+
 def _alloc(fe: FunctionEmitter, op: memref.AllocOp) -> None:
     size = fe.nbytes(op.memref.type)
     size = max(ALIGN, -(-size // ALIGN) * ALIGN)
@@ -645,6 +658,7 @@ _EMIT: dict[type[Operation], Emit] = {
     memref.AllocaOp: _alloca,
     memref.DeallocOp: _dealloc,
     memref.CopyOp: _copy,
+    PrefetchOp: _prefetch,
     scf.ForOp: _for,
     scf.IfOp: _if,
     scf.YieldOp: _yield,
