@@ -79,6 +79,14 @@ INLINE_UNROLLED_WINDOW = 2
 # 1x1 layers at 17x17 1.0-1.18x (one thread, the weight out of L2 as in a model run);
 # ResNet's 28x28 layer2 keeps "yxf".
 SMALL_OUTPUT_PIXELS = 289
+# PREFETCH: a weight blocked at compile time, in the "fyx" order, prefetches the next filter block while
+# the current one computes (knob `prefetch`, te.prefetch: its lines spread over the window's
+# channel loop, into L2), by default where the block serves two register tiles or more: its
+# first tile otherwise waits on the block coming from L3. ResNet-18's 3x3 512 @7 (4 tiles a
+# block), one thread, L2 evicted before each call: 0.89-0.95x (median, one process, load
+# 0.3-0.6); warm 0.97-1.0x. At two threads alone it read 0.95-1.10x across runs; in the model
+# run() 0.82x (median of 5 alternating old/new processes, load 1.2-2.0). An SE fc1 (one pixel:
+# one tile a block, the block read once) lost 1.12x cold, so it keeps none.
 # The orders a weight already blocked at compile time (kernel layout OHWI{b}o, made by
 # passes/conv_weight_blocking.py) takes: its blocks are contiguous, so there is nothing to pack.
 BLOCKED_WEIGHT_ORDERS = ("yxf", "fyx")
@@ -93,7 +101,8 @@ def conv2d_space(
     (0: none), the register tile's output rows (each weight vector a tap loads serves tile_h x
     tile_w pixels), the order of the window loops and how many of them, innermost first, are
     unrolled, whether the tile's pixels are unrolled, the order of the threads' loops, and
-    whether the padded data is a copy or read in place. None for layouts other than NHWC, or
+    whether the padded data is a copy or read in place, and whether a blocked weight's next
+    block is prefetched (PREFETCH below). None for layouts other than NHWC, or
     channel counts no vector block divides (they keep the default). A weight blocked at compile
     time fixes block_f to its block and has nothing to pack."""
     if tuple(anchor.axis_names[:4]) != CONV2D_NHWC_AXES:
@@ -116,6 +125,7 @@ def conv2d_space(
         and oh * ow <= TWO_ROW_MAX_PIXELS
         and 2 * tile_w * (block // lanes) <= TWO_ROW_MAX_ACCUMULATORS
     )
+    tiles = -(-oh // (2 if two_rows else 1)) * -(-ow // tile_w)  # the register tiles a filter block serves
     return (
         knob("tile_w", divisors(ow, 16) + [t for t in range(4, CONV2D_TILE_WIDTH + 1) if t < ow], tile_w),
         knob("block_f", blocks, block),
@@ -130,6 +140,7 @@ def conv2d_space(
         ),
         knob("pad", ("copy", "inline"), pad),
         knob("unroll_window", range(len(CONV2D_REDUCE_AXES) + 1), INLINE_UNROLLED_WINDOW if pad == "inline" else 0),
+        knob("prefetch", ("off", "on") if blocked else ("off",), "on" if blocked and tiles >= 2 else "off"),
     )
 
 
@@ -251,6 +262,8 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k:
     pad = _padded_data(anchor)
     if pad is not None and k["pad"] == "inline":
         Schedule(pad).compute_inline()  # (the copy's own schedule, added after this, then applies to nothing)
+    if order == "fyx" and k["prefetch"] == "on":
+        s_out.prefetch(weight, fo)
     return True
 
 
