@@ -86,3 +86,37 @@ def test_c_backend_prefetches_with_the_builtin(rng):
     assert "__builtin_prefetch(&" in cm.source
     x = rng.standard_normal((1, 7, 7, 64)).astype(np.float32)
     assert max_rel_err(cm.run(x), lathe.interpret(parse_relay(_CONV), params, x=x)) < 1e-5
+
+
+_GPU_PREFETCH = """
+func.func private @k(%w: memref<4x64xf32>, %out: memref<4x64xf32>) attributes {lathe.kernel} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %c64 = arith.constant 64 : index
+  scf.for %b = %c0 to %c4 step %c1 {
+    scf.for %t = %c0 to %c64 step %c1 {
+      loop.prefetch %w[%t] {locality = 2 : i32} : memref<4x64xf32>
+      %v = memref.load %w[%b, %t] : memref<4x64xf32>
+      memref.store %v, %out[%b, %t] : memref<4x64xf32>
+    } {loop.annotation = #loop.annotation<bind = "threadIdx.x">}
+  } {loop.annotation = #loop.annotation<bind = "blockIdx.x">}
+  func.return
+}
+"""
+
+
+def test_gpu_backends_drop_the_hint():
+    """A hand-written GPU schedule may carry a CPU prefetch over: CUDA and OpenCL emit the
+    kernel without it (NVPTX selects no generic llvm.prefetch), no device needed."""
+    from xdsl.parser import Parser
+
+    from lathe.backends.cuda.codegen import module_to_nvptx_ir
+    from lathe.backends.registry import resolve_target
+
+    module = Parser(make_context(), _GPU_PREFETCH).parse_module()
+    ir = module_to_nvptx_ir(module.clone())[0]
+    assert "@k(" in ir and "prefetch" not in ir
+    backend, target = resolve_target("opencl")
+    source = backend.render(module.clone(), target)
+    assert "__kernel void" in source and "prefetch" not in source

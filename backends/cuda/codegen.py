@@ -34,7 +34,7 @@ from xdsl.printer import Printer
 from lathe.backends.llvm.codegen import FunctionEmitter, ModuleEmitter
 from lathe.backends.llvm.ops import BIN_INTRINSIC, LIBM, UN_INTRINSIC, llvm_type
 from lathe.dialects.functions import is_kernel
-from lathe.dialects.loop import annotation_of
+from lathe.dialects.loop import PrefetchOp, annotation_of
 from lathe.errors import LatheError
 
 TRIPLE = "nvptx64-nvidia-cuda"
@@ -384,8 +384,14 @@ def _libdevice(fe: GPUFunctionEmitter, op: Operation) -> None:
     fe.define(op.results[0], f"call {ty} @{name}({', '.join(f'{ty} {a}' for a in args)})")
 
 
+def _prefetch(fe: GPUFunctionEmitter, op: PrefetchOp) -> None:
+    """Dropped: a prefetch is a hint for a CPU cache hierarchy, which a GPU kernel's
+    hand-written schedule may carry over (NVPTX selects no generic llvm.prefetch)."""
+
+
 GPU_EMIT: dict[type[Operation], Emit] = {
     scf.ForOp: _for,
+    PrefetchOp: _prefetch,
     memref.AllocaOp: _alloca,
     memref.AllocOp: _alloc,
     memref.DeallocOp: _dealloc,

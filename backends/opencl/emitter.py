@@ -28,7 +28,7 @@ from xdsl.ir import Operation, SSAValue
 from lathe.backends.c import emitter as c
 from lathe.backends.c.preamble import int_helpers
 from lathe.dialects.functions import is_kernel
-from lathe.dialects.loop import annotation_of, constant_int
+from lathe.dialects.loop import PrefetchOp, annotation_of, constant_int
 from lathe.errors import LatheError
 
 SHARED_SPACE = 3  # the memref memory space of shared (work-group local) memory
@@ -336,6 +336,12 @@ _LIBM = {
     arith.MinnumfOp: "fmin",
 }
 
+
+def _prefetch(e: OpenCLEmitter, op: PrefetchOp) -> None:
+    """Dropped: a prefetch is a hint for a CPU cache hierarchy (the C emitter's
+    __builtin_prefetch), which a GPU kernel's hand-written schedule may carry over."""
+
+
 _EMITTERS: dict[type[Operation], Callable] = {
     **c._EMITTERS,
     **{cls: _builtin(fn) for cls, fn in _LIBM.items()},
@@ -346,6 +352,7 @@ _EMITTERS: dict[type[Operation], Callable] = {
     memref.CopyOp: _copy,
     gpu.BarrierOp: _barrier,
     func.ReturnOp: _return,
+    PrefetchOp: _prefetch,
 }
 del _EMITTERS[memref.AllocOp]  # only at a kernel's top level (scratch), never inside a launch
 
