@@ -376,6 +376,13 @@ def _storage_align(m):
     s.storage_align(s.axes[0], 16, 0)
 
 
+def _prefetch(m):
+    from lathe.lowering.schedules import Schedule
+
+    s = Schedule(_stages(m)[0])
+    s.prefetch(_kernel_arg(m, 0), s.axes[0])  # row i + 1 of %a while row i computes; none past the last
+
+
 # primitive -> (graph source, schedule on its te form); every case uses only its own primitive
 SCHEDULE_CASES: dict[str, tuple[str, Callable[[ModuleOp], None]]] = {
     "split": (DENSE, _split),
@@ -394,6 +401,7 @@ SCHEDULE_CASES: dict[str, tuple[str, Callable[[ModuleOp], None]]] = {
     "cache_read": (DENSE, _cache_read),
     "rfactor": (DENSE, _rfactor),
     "storage_align": (DENSE_RELU, _storage_align),
+    "prefetch": (DENSE, _prefetch),
 }
 
 

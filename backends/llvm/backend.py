@@ -34,6 +34,7 @@ CPU_PRIMITIVES = frozenset(
         "cache_read",
         "rfactor",
         "storage_align",
+        "prefetch",
     }
 )
 

@@ -42,6 +42,7 @@ GPU_PRIMITIVES = frozenset(
         "cache_read",
         "rfactor",
         "storage_align",
+        "prefetch",
     }
 )
 
