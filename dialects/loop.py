@@ -90,6 +90,16 @@ class PrefetchOp(IRDLOperation):
             raise VerifyException(f"loop.prefetch: locality must be 0-3, got {self.locality.value.data}")
 
 
+def row_major_strides(shape: list[int]) -> list[int]:
+    """Elements between neighbours along each dimension of a buffer as it lies in memory:
+    row-major (numpy's C order, so a buffer the runtime allocates with numpy is the one the
+    generated code indexes), the last dimension contiguous."""
+    strides = [1] * len(shape)
+    for d in range(len(shape) - 2, -1, -1):
+        strides[d] = strides[d + 1] * shape[d + 1]
+    return strides
+
+
 def constant_int(v: SSAValue) -> int | None:
     """The value of an integer or index `arith.constant`: loop bounds, steps and index
     operands that every pass and backend at this level folds or specialises on."""

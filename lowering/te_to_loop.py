@@ -15,6 +15,7 @@ guard, so odd sizes never read or write out of bounds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
@@ -47,7 +48,14 @@ from lathe.dialects.functions import (
     is_kernel,
 )
 from lathe.dialects.graph import is_float
-from lathe.dialects.loop import ANNOTATION, LoopAnnotationAttr, PrefetchOp, annotation_of, constant_int
+from lathe.dialects.loop import (
+    ANNOTATION,
+    LoopAnnotationAttr,
+    PrefetchOp,
+    annotation_of,
+    constant_int,
+    row_major_strides,
+)
 from lathe.errors import LatheError
 from lathe.lowering.index_split import split_index_sets
 from lathe.lowering.te_builder import combiner_identity
@@ -1008,10 +1016,7 @@ class KernelLowering:
             raise LatheError(f"{name}: the stage does not read the tensor inside loop '{axis}'")
         shape = list(buf.type.get_shape())  # type: ignore[union-attr]
         offset, last, volume = e.index(0), 0, 1
-        strides = [1] * len(shape)
-        for d in range(len(shape) - 2, -1, -1):
-            strides[d] = strides[d + 1] * shape[d + 1]
-        for d, (n, stride) in enumerate(zip(shape, strides)):
+        for d, (n, stride) in enumerate(zip(shape, row_major_strides(shape))):
             region = None
             for read in reads:
                 r = read[d]
@@ -1036,10 +1041,7 @@ class KernelLowering:
         lines = -(-(last + 1) // per_line) + 1  # (+1: the block need not start on a line)
         more = e.add(arith.CmpiOp(ahead, e.index(s.axes[axis].extent), "slt")).results[0]
         count = e.add(arith.SelectOp(more, e.index(lines), e.index(0))).results[0]
-        size = 1
-        for n in shape:
-            size *= n
-        return Prefetch(loop, buf, offset, count, lines, per_line, size, prim.locality.value.data)
+        return Prefetch(loop, buf, offset, count, lines, per_line, math.prod(shape), prim.locality.value.data)
 
     def root_spans(self, e: Emitter | None, s: StageSchedule, fixed: dict[str, SSAValue]) -> list[Span]:
         """Each root axis's span (spatial then reduce) while every leaf not in `fixed` runs

@@ -46,10 +46,9 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from lathe.backends.c.indexing import IndexFacts
 from lathe.backends.c.preamble import INT_WIDTHS, preamble
-from lathe.backends.layout import row_major_strides
 from lathe.backends.llvm.parallel_runtime import worth_threads
 from lathe.dialects.functions import is_kernel
-from lathe.dialects.loop import PrefetchOp, annotation_of, constant_int
+from lathe.dialects.loop import PrefetchOp, annotation_of, constant_int, row_major_strides
 from lathe.errors import LatheError
 
 STACK_LIMIT = 32 * 1024  # bytes: a buffer at most this big is a stack array, else heap

@@ -26,7 +26,6 @@ from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType, ModuleOp
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from lathe.backends.interface import ALIGN, ARGUMENT_ALIGN
-from lathe.backends.layout import row_major_strides
 from lathe.backends.llvm import tile_transpose as tt
 from lathe.backends.llvm import vectorize as vz
 from lathe.backends.llvm.ops import (
@@ -56,7 +55,7 @@ from lathe.backends.llvm.parallel_runtime import (
 )
 from lathe.backends.llvm.vmath import POLYNOMIALS
 from lathe.dialects.functions import is_kernel
-from lathe.dialects.loop import PrefetchOp, annotation_of
+from lathe.dialects.loop import PrefetchOp, annotation_of, row_major_strides
 from lathe.errors import LatheError
 
 # llvm_type and float_literal are read here by tests and by the vector emitter's users

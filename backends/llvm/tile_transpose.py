@@ -28,9 +28,8 @@ from xdsl.dialects import arith, memref, scf
 from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType
 from xdsl.ir import Operation, SSAValue
 
-from lathe.backends.layout import row_major_strides
 from lathe.backends.llvm.ops import bits, llvm_type
-from lathe.dialects.loop import annotation_of, constant_int
+from lathe.dialects.loop import annotation_of, constant_int, row_major_strides
 from lathe.passes.index_arith import Linear
 
 TILE_SIDES = (4, 8, 16)  # Vs: the network works on whole 128-bit groups of 32-bit lanes

@@ -29,7 +29,6 @@ from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType
 from xdsl.ir import Operation, SSAValue
 
 from lathe.backends.interface import ALIGN, ARGUMENT_ALIGN
-from lathe.backends.layout import row_major_strides
 from lathe.backends.llvm.ops import (
     BIN_INTRINSIC,
     CASTS,
@@ -50,7 +49,7 @@ from lathe.backends.llvm.ops import (
     intrinsic_suffix,
     llvm_type,
 )
-from lathe.dialects.loop import constant_int
+from lathe.dialects.loop import constant_int, row_major_strides
 
 UNIFORM, AFFINE, VECTOR = "uniform", "affine", "vector"
 _ALIGN_UNKNOWN = 1
