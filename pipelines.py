@@ -105,6 +105,11 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return AlterOpLayout
 
+    def winograd():
+        from lathe.passes.winograd import WinogradConvolution
+
+        return WinogradConvolution
+
     def block_conv_weights():
         from lathe.passes.conv_weight_blocking import BlockConvWeights
 
@@ -135,6 +140,7 @@ def lathe_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "canonicalize": canonicalize,
         "fold-scale-axis": fold_scale_axis,
         "alter-op-layout": alter_layout,
+        "winograd-conv": winograd,
         "block-conv-weights": block_conv_weights,
         "sink-leading-reshapes": sink_reshapes,
         "combine-parallel-dense": combine_dense,
@@ -163,7 +169,7 @@ GRAPH_PIPELINES = {
     2: "inline-calls,simplify-inference,expand-split,fold-constant,canonicalize,eliminate-common-subexpr,"
     "dead-code-elimination,fuse-ops",
     3: "inline-calls,simplify-inference,expand-split,fold-constant,fold-scale-axis,fold-constant,"
-    "combine-parallel-dense,combine-parallel-batch-matmul,alter-op-layout,block-conv-weights,sink-leading-reshapes,"
+    "combine-parallel-dense,combine-parallel-batch-matmul,alter-op-layout,winograd-conv,block-conv-weights,sink-leading-reshapes,"
     "fold-constant,"
     "canonicalize,"
     "eliminate-common-subexpr,dead-code-elimination,fuse-ops",

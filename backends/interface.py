@@ -180,6 +180,7 @@ class Backend:
         """Options for target-dependent graph passes: {"alter-op-layout": {"vector_lanes": 16}}."""
         return {
             "alter-op-layout": {"vector_lanes": target.vector_lanes},
+            "winograd-conv": {"vector_lanes": target.vector_lanes},
             "block-conv-weights": {"vector_lanes": target.vector_lanes},
             "apply-default-schedule": {"vector_lanes": target.vector_lanes},
         }

@@ -405,6 +405,29 @@ def _topk(op, x):
     return {"both": (values, indices), "values": values, "indices": indices}[a["ret_type"]]
 
 
+def _winograd_input_transform(op, x):
+    g = graph.WinogradInputTransformOp.geometry("", op.data.type, op.attrs())
+    m, a = g["m"], g["m"] + 2
+    bt = graph.winograd_matrices("", m)[0]
+    n, th, tw = g["n"], g["th"], g["tw"]
+    xp = np.zeros((n, th * m + 2, tw * m + 2, g["c"]), dtype=np.float64)  # every tile's pixels, zero outside x
+    rows, cols = min(g["h"], th * m + 2 - g["pt"]), min(g["w"], tw * m + 2 - g["pl"])
+    xp[:, g["pt"] : g["pt"] + rows, g["pl"] : g["pl"] + cols] = x[:, :rows, :cols]
+    win = np.lib.stride_tricks.sliding_window_view(xp, (a, a), axis=(1, 2))[:, ::m, ::m]  # n, th, tw, c, i, j
+    v = np.einsum("xi,ntwcij,yj->xyntwc", bt, win, bt, optimize=True)
+    return v.reshape(a * a, n * th * tw, g["c"])
+
+
+def _winograd_output_transform(op, mm):
+    g = graph.WinogradOutputTransformOp.geometry("", op.data.type, op.attrs())
+    m, a = g["m"], g["m"] + 2
+    at = graph.winograd_matrices("", m)[2]
+    t = mm.astype(np.float64).reshape(a, a, g["n"], g["th"], g["tw"], g["k"])
+    y = np.einsum("ix,jy,xyntwk->ntiwjk", at, at, t, optimize=True)
+    y = y.reshape(g["n"], g["th"] * m, g["tw"] * m, g["k"])
+    return y[:, : g["oh"], : g["ow"]]
+
+
 REFERENCE: dict[type[Operation], Callable] = {
     graph.LeakyReluOp: lambda op, x: np.where(x < 0, op.attrs()["alpha"] * x, x),
     graph.LogicalNotOp: lambda op, x: np.logical_not(x),
@@ -429,6 +452,8 @@ REFERENCE: dict[type[Operation], Callable] = {
     graph.BatchMatmulOp: _batch_matmul,
     graph.Conv2dOp: _conv2d,
     graph.Conv2dTransposeOp: _conv2d_transpose,
+    graph.WinogradInputTransformOp: _winograd_input_transform,
+    graph.WinogradOutputTransformOp: _winograd_output_transform,
     graph.BiasAddOp: _bias_add,
     graph.PReluOp: _prelu,
     graph.SoftmaxOp: _softmax,

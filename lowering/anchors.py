@@ -26,3 +26,8 @@ CONV2D_REDUCE_AXES = ("rc", "ry", "rx")
 POOL2D_NCHW_AXES = ("n", "c", "y", "x")
 POOL2D_NHWC_AXES = ("n", "y", "x", "c")
 POOL2D_REDUCE_AXES = ("ry", "rx")
+
+# a Winograd input transform's axes: coefficient (ξ(m+2) + ν), tile, channel; an output
+# transform's: the NHWC output's
+WINOGRAD_INPUT_AXES = ("e", "p", "c")
+WINOGRAD_OUTPUT_AXES = ("n", "y", "x", "k")

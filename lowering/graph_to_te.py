@@ -35,6 +35,8 @@ from lathe.lowering.anchors import (
     POOL2D_REDUCE_AXES,
     ROLE_DEPTHWISE,
     ROLE_PAD,
+    WINOGRAD_INPUT_AXES,
+    WINOGRAD_OUTPUT_AXES,
 )
 from lathe.lowering.te_builder import Expr, Tensor, broadcast_index, compute, index, select
 
@@ -396,6 +398,88 @@ def _conv2d_transpose(op: graph.Conv2dTransposeOp) -> Stages:
 
 
 # -- nn -------------------------------------------------------------------------------------
+
+
+def _combination(coefs, values: list[Expr]) -> Expr:
+    """Σ coefs[i] · values[i] over the nonzero coefficients, ±1 as additions and subtractions:
+    what Winograd's transforms are, spelled so that nothing multiplies by 0 or 1."""
+    out = None
+    for c, v in zip(coefs, values):
+        c = float(c)
+        if c == 0.0:
+            continue
+        if out is None:
+            out = v if c == 1.0 else -v if c == -1.0 else v * c
+        else:
+            out = out + v if c == 1.0 else out - v if c == -1.0 else out + v * c
+    assert out is not None
+    return out
+
+
+def _choose(i: Expr, options: list[Expr]) -> Expr:
+    """options[i]: a chain of selects, which fold away once the schedule unrolls the loop of i
+    (each unrolled copy's i a constant), leaving each copy only its own formula."""
+    out = options[-1]
+    for k in range(len(options) - 2, -1, -1):
+        out = select(i.eq(k), options[k], out)
+    return out
+
+
+def _winograd_input_transform(op: graph.WinogradInputTransformOp) -> Stages:
+    """V[e, p, c] = (Bᵀ d B)[e / (m+2), e % (m+2)] for tile p's input pixels d. The body reads
+    the whole tile and computes every row of Bᵀ d before choosing its own: a schedule that
+    unrolls e's two parts and vectorizes c leaves each copy its formula, the copies sharing
+    the reads and rows (LLVM's GVN), which is the separable transform's work per tile."""
+    x = Tensor(op.data)
+    g = graph.WinogradInputTransformOp.geometry("", op.data.type, op.attrs())
+    m, a = g["m"], g["m"] + 2
+    bt = graph.winograd_matrices("", m)[0]
+    tiles = g["th"] * g["tw"]
+
+    def body(e, p, c):
+        xi, nu = e // a, e % a
+        n = p // tiles if g["n"] > 1 else 0
+        ty, tx = (p % tiles) // g["tw"], p % g["tw"]
+        rows = [
+            _bounded_tap(ty * m + (i - g["pt"]), i >= g["pt"], (g["th"] - 1) * m + i - g["pt"] < g["h"], g["h"])
+            for i in range(a)
+        ]
+        cols = [
+            _bounded_tap(tx * m + (j - g["pl"]), j >= g["pl"], (g["tw"] - 1) * m + j - g["pl"] < g["w"], g["w"])
+            for j in range(a)
+        ]
+        d = [
+            [_padded_read(x, [n, iy, ix, c], _and_all(ty_ok + tx_ok), 0.0) for ix, tx_ok in cols] for iy, ty_ok in rows
+        ]
+        btd = [[_combination(bt[r], [d[i][j] for i in range(a)]) for j in range(a)] for r in range(a)]
+        row = [_choose(xi, [btd[r][j] for r in range(a)]) for j in range(a)]
+        return _choose(nu, [_combination(bt[s], row) for s in range(a)])
+
+    return [
+        compute("T_winograd_input", op.result.type, body, axis_names=list(WINOGRAD_INPUT_AXES), anchor=op.relay_name())
+    ]
+
+
+def _winograd_output_transform(op: graph.WinogradOutputTransformOp) -> Stages:
+    """y[n, y, x, k] = (Aᵀ M[:, p, k] A)[y % m, x % m] for the tile p holding the pixel: the body
+    reads the tile's (m+2)² products and chooses its row and column of Aᵀ M A by selects, which
+    fold once the schedule unrolls the pixels of a tile (the copies sharing the reads)."""
+    mm = Tensor(op.data)
+    g = graph.WinogradOutputTransformOp.geometry("", op.data.type, op.attrs())
+    m, a = g["m"], g["m"] + 2
+    at = graph.winograd_matrices("", m)[2]
+
+    def body(n, y, x, k):
+        p = (n * g["th"] + y // m) * g["tw"] + x // m
+        v = [[mm[xi * a + nu, p, k] for nu in range(a)] for xi in range(a)]
+        col = [_choose(x % m, [_combination(at[j], v[xi]) for j in range(m)]) for xi in range(a)]
+        return _choose(y % m, [_combination(at[i], col) for i in range(m)])
+
+    return [
+        compute(
+            "T_winograd_output", op.result.type, body, axis_names=list(WINOGRAD_OUTPUT_AXES), anchor=op.relay_name()
+        )
+    ]
 
 
 def _bias_add(op: graph.BiasAddOp) -> Stages:
@@ -1118,6 +1202,8 @@ TE_COMPUTE: dict[type[Operation], Callable[[Operation], Stages]] = {
     graph.BatchMatmulPackOp: _batch_matmul_pack,
     graph.Conv2dOp: _conv2d,
     graph.Conv2dTransposeOp: _conv2d_transpose,
+    graph.WinogradInputTransformOp: _winograd_input_transform,
+    graph.WinogradOutputTransformOp: _winograd_output_transform,
     graph.BiasAddOp: _bias_add,
     graph.PReluOp: _prelu,
     graph.SoftmaxOp: lambda op: _softmax(op, log=False),

@@ -42,6 +42,7 @@ from lathe.lowering.schedule_builder import (
     kernel_config,
     knob,
 )
+from lathe.lowering.winograd_template import WINOGRAD_INPUT, WINOGRAD_OUTPUT
 
 __all__ = [
     "CONFIG_ATTR",
@@ -464,6 +465,8 @@ TEMPLATES: dict[type[graph.GraphOp] | tuple[type[graph.GraphOp], str], Template]
     (graph.Conv2dOp, ROLE_DEPTHWISE): DEPTHWISE_NHWC,
     graph.MaxPool2dOp: POOL2D_NHWC,
     graph.AvgPool2dOp: POOL2D_NHWC,
+    graph.WinogradInputTransformOp: WINOGRAD_INPUT,
+    graph.WinogradOutputTransformOp: WINOGRAD_OUTPUT,
 }
 
 

@@ -75,6 +75,18 @@ def _conv2d_transpose(op: Operation) -> float:
     return 2.0 * _in(op) * _numel(op.operands[1].type) / in_channels
 
 
+def _winograd_input(op: Operation) -> float:
+    """Bᵀ d B as two dense (m+2) x (m+2) products per tile and channel: 4(m+2) per output."""
+    return 4.0 * (op.attrs()["tile_size"] + 2) * _out(op)  # type: ignore[attr-defined]
+
+
+def _winograd_output(op: Operation) -> float:
+    """Aᵀ M A as dense products per tile and channel, m x (m+2) then m x m: 2((m+2)²/m + m+2)
+    per output pixel."""
+    a = op.attrs()["tile_size"] + 2  # type: ignore[attr-defined]
+    return 2.0 * (a * a / (a - 2) + a) * _out(op)
+
+
 def _pool(op: Operation) -> float:
     return float(_out(op) * math.prod(op.attrs()["pool_size"]))  # type: ignore[attr-defined]
 
@@ -99,6 +111,8 @@ FLOPS: dict[type, Callable[[Operation], float]] = {
     ),
     graph.Conv2dOp: _conv2d,
     graph.Conv2dTransposeOp: _conv2d_transpose,
+    graph.WinogradInputTransformOp: _winograd_input,
+    graph.WinogradOutputTransformOp: _winograd_output,
     graph.MaxPool2dOp: _pool,
     graph.AvgPool2dOp: _pool,
     graph.GlobalAvgPool2dOp: _per_input(1),

@@ -23,6 +23,15 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture
+def direct_convolutions(monkeypatch):
+    """The direct conv2d template on every layer: winograd-conv's rule takes none (for tests of
+    the direct template's choices on 3x3 stride-1 layers the rule would give to Winograd)."""
+    import lathe.passes.winograd as winograd
+
+    monkeypatch.setattr(winograd, "WINOGRAD_MIN_OUTPUT", 1 << 30)
+
+
+@pytest.fixture
 def rng(request):
     """Fresh random inputs each run; the seed is printed when a test fails."""
     seed = secrets.randbits(32)

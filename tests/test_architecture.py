@@ -87,6 +87,8 @@ NO_ONNX_MAPPING = {
     graph.RsqrtOp,
     graph.DensePackOp,
     graph.BatchMatmulPackOp,
+    graph.WinogradInputTransformOp,
+    graph.WinogradOutputTransformOp,
     graph.AdaptiveAvgPool2dOp,
     graph.BatchFlattenOp,
     graph.VarianceOp,

@@ -17,6 +17,8 @@ from lathe.passes.fold_constant import bind_params
 from lathe.pipelines import DEFAULT_OPT_LEVEL, GRAPH_PIPELINES, build_pipeline, pipeline_for, with_pass_options
 from lathe.textual_ir.parser import parse_relay
 
+pytestmark = pytest.mark.usefixtures("direct_convolutions")  # the direct template's weights and tiles
+
 
 def _layer(h: int, c: int, f: int, k: int, stride: int, pad: int) -> str:
     """NHWC conv + bias + relu, its weight HWIO (what alter-op-layout makes of an export's)."""

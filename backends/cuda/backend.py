@@ -105,6 +105,7 @@ class CUDABackend(Backend):
             schedule = {"gpu": True, "max_threads": MAX_THREADS, "warp_size": WARP_SIZE}
         return {
             "alter-op-layout": {"vector_lanes": 1},
+            "winograd-conv": {"vector_lanes": 1},
             "block-conv-weights": {"vector_lanes": 1},
             "apply-default-schedule": schedule,
         }

@@ -117,6 +117,7 @@ class OpenCLBackend(Backend):
         threads = min(1024, info["max_threads"]) if info else DEFAULT_MAX_THREADS
         return {
             "alter-op-layout": {"vector_lanes": 1},
+            "winograd-conv": {"vector_lanes": 1},
             "block-conv-weights": {"vector_lanes": 1},
             "apply-default-schedule": {"gpu": True, "max_threads": threads, "warp_size": WARP_SIZE},
         }

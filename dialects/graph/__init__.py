@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from xdsl.ir import Dialect
 
-from lathe.dialects.graph import algorithm, constant, elementwise, nn, reduce, transform, tuple
+from lathe.dialects.graph import algorithm, constant, elementwise, nn, reduce, transform, tuple, winograd
 from lathe.dialects.graph.adt import (
     ADT_ATTRS,
     ADT_OPS,
@@ -86,8 +86,9 @@ from lathe.dialects.graph.shapes import (
 )
 from lathe.dialects.graph.transform import *  # noqa: F403
 from lathe.dialects.graph.tuple import *  # noqa: F403
+from lathe.dialects.graph.winograd import *  # noqa: F403
 
-FAMILIES = (constant, elementwise, nn, reduce, transform, algorithm, tuple)
+FAMILIES = (constant, elementwise, nn, reduce, transform, algorithm, tuple, winograd)
 
 
 def _ops_of(module) -> list[type[GraphOp]]:
