@@ -321,8 +321,8 @@ class CacheWriteOp(IRDLOperation):
         super().__init__(operands=[stage], result_types=[stage.type])
 
     def verify_(self) -> None:
-        if not isinstance(self.stage.owner, ComputeOp):
-            raise VerifyException("te.cache_write: the stage operand must be a te.compute result")
+        if not isinstance(self.stage.owner, ComputeOp | RfactorOp):
+            raise VerifyException("te.cache_write: the stage operand must be a te.compute (or rfactor) result")
 
 
 @irdl_op_definition
@@ -415,17 +415,32 @@ class CacheReadOp(IRDLOperation):
 
 @irdl_op_definition
 class RfactorOp(IRDLOperation):
-    """TVM's rfactor: the reduce axis `axis` splits by `factor`; the result is a new stage
-    reducing the outer part into partial sums indexed by the inner part (a spatial axis
-    that can be vectorized or parallelized), and the stage then sums those partials."""
+    """TVM's rfactor: the reduce axis `axis` splits and one part of it becomes a spatial axis of
+    a new stage of partial sums (the result, to be scheduled: vectorized or parallelized); the
+    stage then sums those partials. With `factor` F the partials are indexed by the inner part
+    (`axis.inner`, extent F: partial i sums k = i, i + F, ...); with `nparts` P by the outer
+    part (`axis.outer`, extent P: partial p sums one contiguous run of k, so threads that
+    each take a partial each read their own rows of the operands). `factor_axis` is where the
+    partials' axis lies among the result's dimensions (TVM's name; default last): first makes
+    each partial one contiguous block that a thread writes alone."""
 
     name = "te.rfactor"
     stage = operand_def(TensorType)
     axis = prop_def(StringAttr)
-    factor = prop_def(IntegerAttr)
+    factor = opt_prop_def(IntegerAttr)
+    nparts = opt_prop_def(IntegerAttr)
+    factor_axis = opt_prop_def(IntegerAttr)
     result = result_def(TensorType)
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$stage attr-dict `:` type($stage) `->` type($result)"
+
+    def verify_(self) -> None:
+        if (self.factor is None) == (self.nparts is None):
+            raise VerifyException("te.rfactor: give exactly one of 'factor' and 'nparts'")
+        t = self.stage.type  # (a factor < 1 is the expansion's located error)
+        rank = len(t.get_shape()) if isinstance(t, TensorType) else 0
+        if self.factor_axis is not None and not 0 <= self.factor_axis.value.data <= rank:
+            raise VerifyException(f"te.rfactor: factor_axis must be in [0, {rank}], got {self.factor_axis.value.data}")
 
 
 SCHEDULE_OPS = [

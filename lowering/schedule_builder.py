@@ -19,6 +19,7 @@ from xdsl.ir import Operation
 
 from lathe.dialects import te
 from lathe.errors import LatheError
+from lathe.lowering.te_transforms import rfactor_axes, rfactor_extents
 
 
 class Schedule:
@@ -29,6 +30,7 @@ class Schedule:
         fn = stage.parent_op()
         assert isinstance(fn, func.FuncOp)
         self.ret = fn.body.block.last_op
+        self._axes: list[str] | None = None  # once a stage-making op changed them (rfactor, cache_write)
 
     def _emit(self, cls: type[te.SchedulePrimitive], **props) -> Operation:
         op = cls.create(operands=[self.stage.result], properties=props)
@@ -42,7 +44,9 @@ class Schedule:
 
     @property
     def axes(self) -> list[str]:
-        return self.stage.axis_names
+        """The stage's axes, spatial then reduce: as they will be once the stage-making ops
+        emitted so far are expanded (after rfactor, the final sum's; after cache_write, the copy's)."""
+        return list(self.stage.axis_names if self._axes is None else self._axes)
 
     def split(self, axis: str, factor: int | None = None, nparts: int | None = None) -> tuple[str, str]:
         outer, inner = f"{axis}.outer", f"{axis}.inner"
@@ -88,8 +92,11 @@ class Schedule:
     def compute_inline(self) -> None:
         self._emit(te.ComputeInlineOp)
 
-    def compute_at(self, target: te.ComputeOp, axis: str) -> None:
-        op = te.ComputeAtOp.create(operands=[self.stage.result, target.result], properties={"axis": StringAttr(axis)})
+    def compute_at(self, target: te.ComputeOp | Schedule, axis: str) -> None:
+        """Compute this stage per iteration of `axis` of `target` (a stage, or the schedule of
+        one a stage-making op will create)."""
+        value = target.stage_value if isinstance(target, Schedule) else target.result
+        op = te.ComputeAtOp.create(operands=[self.stage_value, value], properties={"axis": StringAttr(axis)})
         assert self.ret is not None
         self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
 
@@ -123,35 +130,59 @@ class Schedule:
         op = te.CacheReadOp.build(operands=[tensor, [r.result for r in readers]], result_types=[tensor.type])
         assert self.ret is not None
         self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
-        return _CachedSchedule(self.stage, op.result)
+        return _CachedSchedule(self.stage, op.result, [f"ax{d}" for d in range(len(tensor.type.get_shape()))])
 
-    def rfactor(self, axis: str, factor: int) -> Schedule:
-        """Partial sums over the outer part of reduce axis `axis`, indexed by its inner part."""
-        t = self.stage.result.type
-        rf_type = type(t)(t.element_type, [*t.get_shape(), factor])  # type: ignore[union-attr]
-        op = te.RfactorOp.create(
-            operands=[self.stage.result],
-            result_types=[rf_type],
-            properties={"axis": StringAttr(axis), "factor": IntegerAttr(factor, i64)},
-        )
+    def rfactor(
+        self, axis: str, factor: int | None = None, nparts: int | None = None, factor_axis: int | None = None
+    ) -> Schedule:
+        """Partial sums over part of reduce axis `axis` (te.rfactor): indexed by its inner part
+        (`factor`) or by its outer part (`nparts`: each partial one contiguous run of the axis),
+        the partials' axis at dimension `factor_axis` of their buffer (default last). Returns
+        the schedule of the partial-sum stage; this one's stage becomes their sum, over the
+        axis named last in its `axes`."""
+        t = self.stage_value.type
+        shape = list(t.get_shape())  # type: ignore[union-attr]
+        names = self.axes
+        nsp = len(shape)
+        if axis not in names[nsp:]:
+            raise LatheError(f"rfactor: '{axis}' is not one of the stage's reduce axes {names[nsp:]}")
+        if self._axes is not None:
+            raise LatheError("rfactor of a stage made or changed by another schedule op is not supported")
+        kept, _ = rfactor_extents(self.stage.reduce_extent_list[names.index(axis) - nsp], factor, nparts)
+        fa = nsp if factor_axis is None else factor_axis
+        rf_shape = list(shape)
+        rf_shape.insert(fa, kept)
+        props = {"axis": StringAttr(axis)}
+        props["nparts" if nparts is not None else "factor"] = IntegerAttr(nparts if nparts is not None else factor, i64)
+        if factor_axis is not None:
+            props["factor_axis"] = IntegerAttr(factor_axis, i64)
+        rf_type = type(t)(t.element_type, rf_shape)  # type: ignore[union-attr]
+        op = te.RfactorOp.create(operands=[self.stage_value], result_types=[rf_type], properties=props)
         assert self.ret is not None
         self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
-        return _CachedSchedule(self.stage, op.result)
+        spatial, reduce, kept_name = rfactor_axes(names, nsp, axis, nparts is not None, fa)
+        self._axes = [*names[:nsp], kept_name]
+        return _CachedSchedule(self.stage, op.result, [*spatial, *reduce])
 
     def cache_write(self) -> Schedule:
         """A new stage doing this stage's computation; this one becomes its copy."""
-        op = te.CacheWriteOp(self.stage.result)
+        op = te.CacheWriteOp(self.stage_value)
         assert self.ret is not None
         self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
-        return _CachedSchedule(self.stage, op.result)
+        names = self.axes
+        self._axes = names[: len(self.stage_value.type.get_shape())]  # type: ignore[union-attr]
+        return _CachedSchedule(self.stage, op.result, names)
 
 
 class _CachedSchedule(Schedule):
-    """The schedule of a cache_write stage: it is named by the cache_write's result."""
+    """The schedule of a stage a stage-making op will create (cache_write's computation, a
+    cache_read's copy, rfactor's partial sums): it is named by that op's result, and its axes
+    are given, since the stage does not exist yet."""
 
-    def __init__(self, original: te.ComputeOp, value):
+    def __init__(self, original: te.ComputeOp, value, axes: list[str] | None = None):
         super().__init__(original)
         self.value = value
+        self._axes = axes  # (None: the original's)
 
     @property
     def stage_value(self):
@@ -162,11 +193,6 @@ class _CachedSchedule(Schedule):
         assert self.ret is not None
         self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
         return op
-
-    def compute_at(self, target: te.ComputeOp, axis: str) -> None:
-        op = te.ComputeAtOp.create(operands=[self.value, target.result], properties={"axis": StringAttr(axis)})
-        assert self.ret is not None
-        self.ret.parent_block().insert_op_before(op, self.ret)  # type: ignore[union-attr]
 
 
 # -- knobs and configurations -------------------------------------------------------------

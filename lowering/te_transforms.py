@@ -66,43 +66,84 @@ def cache_read(op: te.CacheReadOp) -> None:
     Rewriter.erase_op(op)
 
 
+def rfactor_axes(
+    names: list[str], nsp: int, axis: str, by_parts: bool, factor_axis: int | None
+) -> tuple[list[str], list[str], str]:
+    """The partial-sum stage's spatial and reduce axes and the final sum's reduce axis, for
+    rfactor of reduce axis `axis` of a stage with axes `names` (its first nsp spatial); shared
+    with the schedule builder, which names the stages' axes before they exist. By `factor` the
+    partials are indexed by `axis.inner` and `axis.outer` is reduced last; by `nparts` they are
+    indexed by `axis.outer` and `axis.inner` takes the axis's place among the reduce axes."""
+    kept, reduced = (f"{axis}.outer", f"{axis}.inner") if by_parts else (f"{axis}.inner", f"{axis}.outer")
+    spatial = list(names[:nsp])
+    spatial.insert(nsp if factor_axis is None else factor_axis, kept)
+    if by_parts:
+        reduce = [reduced if n == axis else n for n in names[nsp:]]
+    else:
+        reduce = [n for n in names[nsp:] if n != axis] + [reduced]
+    return spatial, reduce, kept
+
+
+def rfactor_extents(extent: int, factor: int | None, nparts: int | None) -> tuple[int, int]:
+    """The extents of the part of a reduce axis of `extent` that indexes the partials and of
+    the part each partial still reduces: (factor, ⌈extent/factor⌉) or, by parts, (the parts
+    that are not empty, ⌈extent/nparts⌉)."""
+    if nparts is not None:
+        step = -(-extent // max(1, min(nparts, extent)))
+        return -(-extent // step), step
+    assert factor is not None
+    f = max(1, min(factor, extent))
+    return f, -(-extent // f)
+
+
 def rfactor(op: te.RfactorOp) -> None:
-    """C = Σ_k f  →  Crf[.., ki] = Σ_(other reduce axes, ko) f(k = ko·F + ki);  C = Σ_ki Crf[.., ki]."""
+    """C = Σ_k f  →  Crf[.., r] = Σ_(other reduce axes, k's other part) f(k);  C = Σ_r Crf[.., r],
+    with r the inner part of k = ko·F + ki (factor F) or its outer part (nparts P, k = ko·⌈K/P⌉ + ki)."""
     c = op.stage.owner
     if not isinstance(c, te.ComputeOp):
         raise LatheError("te.rfactor: the stage operand must be a te.compute result, not a kernel argument")
-    if op.factor.value.data < 1:
-        raise LatheError(f"te.rfactor on stage '{c.stage.data}': factor must be >= 1, got {op.factor.value.data}")
+    by_parts = op.nparts is not None
+    given = (op.nparts if by_parts else op.factor).value.data  # type: ignore[union-attr]
+    if given < 1:
+        raise LatheError(f"te.rfactor on stage '{c.stage.data}': factor must be >= 1, got {given}")
     names, nsp = c.axis_names, len(c.spatial_extents)
     k = op.axis.data
     if k not in names[nsp:]:
         raise LatheError(f"te.rfactor on stage '{c.stage.data}': '{k}' is not one of its reduce axes {names[nsp:]}")
     kpos = names.index(k) - nsp
     extents = c.reduce_extent_list
-    f = max(1, min(op.factor.value.data, extents[kpos]))
-    outer = -(-extents[kpos] // f)
+    kept_extent, reduced_extent = rfactor_extents(
+        extents[kpos], None if by_parts else given, given if by_parts else None
+    )
+    f = reduced_extent if by_parts else kept_extent  # k = ko·f + ki
+    overhang = kept_extent * reduced_extent != extents[kpos]
     combiner = c.combiner_name
     t = c.result.type
     assert isinstance(t, TensorType)
-    rf_type = TensorType(t.element_type, [*t.get_shape(), f])
-    other = [n for n in names[nsp:] if n != k]
-    rf = te.ComputeOp.build_empty(
-        f"{c.stage.data}.rf",
-        rf_type,
-        [*names[:nsp], f"{k}.inner", *other, f"{k}.outer"],
-        [e for j, e in enumerate(extents) if j != kpos] + [outer],
-        combiner,
-    )
+    fa = op.factor_axis.value.data if op.factor_axis is not None else nsp
+    rf_shape = list(t.get_shape())
+    rf_shape.insert(fa, kept_extent)
+    rf_type = TensorType(t.element_type, rf_shape)
+    spatial, reduce, kept = rfactor_axes(names, nsp, k, by_parts, fa)
+    if by_parts:
+        rf_extents = [reduced_extent if j == kpos else e for j, e in enumerate(extents)]
+    else:
+        rf_extents = [e for j, e in enumerate(extents) if j != kpos] + [reduced_extent]
+    rf = te.ComputeOp.build_empty(f"{c.stage.data}.rf", rf_type, [*spatial, *reduce], rf_extents, combiner)
     args = rf.body.block.args
-    sp, ki, red = args[:nsp], args[nsp], args[nsp + 1 :]
+    kept_arg = args[fa]
+    sp = [a for j, a in enumerate(args[: nsp + 1]) if j != fa]
+    red = list(args[nsp + 1 :])
+    reduced_arg = red[kpos] if by_parts else red[-1]
+    rest = iter([a for a in red if a is not reduced_arg])
     mapping: dict = {}
     with ImplicitBuilder(rf.body.block):
-        kval = tb.Expr(red[-1]) * f + tb.Expr(ki)
-        if outer * f != extents[kpos]:  # the last chunk overhangs: read in bounds, add the identity
-            safe = tb.minimum(kval, extents[kpos] - 1)
+        if by_parts:
+            kval = tb.Expr(kept_arg) * f + tb.Expr(reduced_arg)
         else:
-            safe = kval
-        rest = iter(red[:-1])
+            kval = tb.Expr(reduced_arg) * f + tb.Expr(kept_arg)
+        # the last chunk overhangs: read in bounds, add the identity
+        safe = tb.minimum(kval, extents[kpos] - 1) if overhang else kval
         for j, arg in enumerate(c.body.block.args):
             if j < nsp:
                 mapping[arg] = sp[j]
@@ -113,7 +154,7 @@ def rfactor(op: te.RfactorOp) -> None:
         for o in c.body.block.ops:
             if isinstance(o, te.YieldOp):
                 value = tb.Expr(mapping[o.value])
-                if outer * f != extents[kpos]:
+                if overhang:
                     ident = tb.combiner_identity(combiner, t.element_type)  # type: ignore[arg-type]
                     value = tb.select(kval.lt(extents[kpos]), value, tb.const(ident, t.element_type))
                 te.YieldOp(value.value)
@@ -123,10 +164,10 @@ def rfactor(op: te.RfactorOp) -> None:
                 rf.body.block.add_op(new)
             for a, b in zip(o.results, new.results):
                 mapping[a] = b
-    final = te.ComputeOp.build_empty(c.stage.data, t, [*names[:nsp], f"{k}.inner"], [f], combiner)
+    final = te.ComputeOp.build_empty(c.stage.data, t, [*names[:nsp], kept], [kept_extent], combiner)
     with ImplicitBuilder(final.body.block):
-        a = final.body.block.args
-        v = te.ReadOp(rf.result, [*a[:nsp], a[nsp]])
+        a = list(final.body.block.args)
+        v = te.ReadOp(rf.result, [*a[:fa], a[nsp], *a[fa:nsp]])
         te.YieldOp(v.result)
     Rewriter.insert_op(rf, InsertPoint.before(c))
     Rewriter.insert_op(final, InsertPoint.before(c))
