@@ -87,6 +87,12 @@ SMALL_OUTPUT_PIXELS = 289
 # 0.3-0.6); warm 0.97-1.0x. At two threads alone it read 0.95-1.10x across runs; in the model
 # run() 0.82x (median of 5 alternating old/new processes, load 1.2-2.0). An SE fc1 (one pixel:
 # one tile a block, the block read once) lost 1.12x cold, so it keeps none.
+# SPLIT_C: the input channels split into `split_c` parts across the threads (rfactor by parts):
+# each task computes its part's partial sums over its tiles, reading only its part of the
+# weight, and a last stage sums the parts with the epilogue fused. For small-spatial layers
+# with few output-channel blocks, where the threads otherwise get too few tasks or each stream
+# the whole weight. Parts must divide the channels and leave each at least a vector of them.
+SPLIT_C_PARTS = (1, 2, 4)
 # The orders a weight already blocked at compile time (kernel layout OHWI{b}o, made by
 # passes/conv_weight_blocking.py) takes: its blocks are contiguous, so there is nothing to pack.
 BLOCKED_WEIGHT_ORDERS = ("yxf", "fyx")
@@ -97,8 +103,9 @@ def conv2d_space(
 ) -> Space | None:
     """Output-width register tile (any width up to CONV2D_TILE_WIDTH: the last tile of a row is
     guarded where it does not divide), output-channel block (1-4 vectors: three for the 48,
-    144 and 240 channels of mobile networks, which two do not divide), input-channel split
-    (0: none), the register tile's output rows (each weight vector a tap loads serves tile_h x
+    144 and 240 channels of mobile networks, which two do not divide), the window loop's
+    input-channel split (split_rc, 0: none), the input channels' split across the threads
+    (split_c, SPLIT_C below), the register tile's output rows (each weight vector a tap loads serves tile_h x
     tile_w pixels), the order of the window loops and how many of them, innermost first, are
     unrolled, whether the tile's pixels are unrolled, the order of the threads' loops, and
     whether the padded data is a copy or read in place, and whether a blocked weight's next
@@ -131,6 +138,7 @@ def conv2d_space(
         knob("block_f", blocks, block),
         knob("tile_h", [h for h in CONV2D_TILE_ROWS if h <= oh], 2 if two_rows else 1),
         knob("split_rc", [0] + [s for s in (4, 8, 16, 32) if rc % s == 0 and s < rc], 0),
+        knob("split_c", [p for p in SPLIT_C_PARTS if rc % p == 0 and rc // p >= lanes], 1),
         knob("reduce_order", CONV2D_REDUCE_ORDERS, CONV2D_REDUCE_ORDERS[0]),
         knob("unroll_w", ("on", "off"), "on"),
         knob(
@@ -219,38 +227,56 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k:
     rc, ry, rx = anchor.reduce_extent_list
     order = str(k["order"])
     weight, blocked = _weight(anchor)
-    if order == "fyx_pack" and (blocked or ry * rx * rc * bf * _weight_bytes(weight) > PACK_MAX_BYTES):
-        order = "fyx"  # (blocked at compile time; or a block_f the tuner chose made the block too big for a stack)
+    parts = int(k["split_c"])
+    if order == "fyx_pack" and (
+        blocked or parts > 1 or ry * rx * rc * bf * _weight_bytes(weight) > PACK_MAX_BYTES
+    ):  # (blocked at compile time; a block_f the tuner chose made the block too big for a stack;
+        # or split: a part's block would be packed by every task of the part's filter block)
+        order = "fyx"
     w = weight if order == "fyx_pack" else None
     # (before cache_write, which copies the anchor's body: the copy then reads the block too)
     block = s_out.cache_read(w, [anchor]) if w is not None else None
-    local = s_out.cache_write() if anchor is out else Schedule(anchor)
-    an, ay, ax, af = s_out.axes[:4]  # the output's own names for n, y, x, f
-    rows = int(k["tile_h"])
-    yo, yi = s_out.split(ay, factor=rows) if rows > 1 else (ay, None)
-    xo, xi = s_out.split(ax, factor=int(k["tile_w"]))
-    fo, fi = s_out.split(af, factor=bf)
-    tile = [a for a in (yi, xi, fi) if a is not None]
-    if order == "yxf":
-        s_out.reorder(an, yo, xo, fo, *tile)
-        tile_loop = s_out.fuse(an, yo, xo, fo)
-        s_out.parallel(tile_loop)
+    rc_name = _RC
+    if parts > 1:  # SPLIT_C: the register tiles compute partial sums, one part per task
+        final = s_out if anchor is out else Schedule(anchor)
+        tiled = final.rfactor(_RC, nparts=parts, factor_axis=0)  # [part, n, y, x, f]
+        local = tiled.cache_write()
+        part, an, ay, ax, af = tiled.axes[:5]
+        rc_name = f"{_RC}.inner"
     else:
-        s_out.reorder(fo, an, yo, xo, *tile)
-        tile_loop = s_out.fuse(an, yo, xo)
-        s_out.parallel(fo)
+        tiled = s_out
+        local = s_out.cache_write() if anchor is out else Schedule(anchor)
+        part, (an, ay, ax, af) = None, s_out.axes[:4]  # the output's own names for n, y, x, f
+    rows = int(k["tile_h"])
+    yo, yi = tiled.split(ay, factor=rows) if rows > 1 else (ay, None)
+    xo, xi = tiled.split(ax, factor=int(k["tile_w"]))
+    fo, fi = tiled.split(af, factor=bf)
+    tile = [a for a in (yi, xi, fi) if a is not None]
+    outer = [part] if part is not None else []
+    if order == "yxf":
+        tiled.reorder(*outer, an, yo, xo, fo, *tile)
+        tile_loop = tiled.fuse(*outer, an, yo, xo, fo)
+        tiled.parallel(tile_loop)
+        task_loop = tile_loop
+    else:
+        tiled.reorder(*outer, fo, an, yo, xo, *tile)
+        tile_loop = tiled.fuse(an, yo, xo)
+        task_loop = tiled.fuse(*outer, fo) if outer else fo
+        tiled.parallel(task_loop)
     for axis in tile[:-1]:
-        s_out.unroll(axis)
-    s_out.vectorize(fi)
-    local.compute_at(out, tile_loop)
+        tiled.unroll(axis)
+    tiled.vectorize(fi)
+    local.compute_at(tiled, tile_loop)
     if block is not None:
         block.compute_at(out, fo)
         block.vectorize(f"ax{3}")  # (a cache stage's axes are ax0..ax3)
+    if parts > 1:
+        _sum_parts(final, s_out, anchor is out, bf)
     _, y, x, f = CONV2D_NHWC_AXES
-    window = str(k["reduce_order"]).split("-")
+    window = [rc_name if a == _RC else a for a in str(k["reduce_order"]).split("-")]
     if int(k["split_rc"]):
-        rco, rci = local.split(_RC, factor=int(k["split_rc"]))
-        window = [rco] + [rci if a == _RC else a for a in window]
+        rco, rci = local.split(rc_name, factor=int(k["split_rc"]))
+        window = [rco] + [rci if a == rc_name else a for a in window]
     pixels = [y, x] if rows > 1 else [x]
     local.reorder(*window, *pixels, f)
     for axis in window[len(window) - int(k["unroll_window"]) :]:
@@ -263,8 +289,31 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k:
     if pad is not None and k["pad"] == "inline":
         Schedule(pad).compute_inline()  # (the copy's own schedule, added after this, then applies to nothing)
     if order == "fyx" and k["prefetch"] == "on":
-        s_out.prefetch(weight, fo)
+        tiled.prefetch(weight, task_loop)
     return True
+
+
+def _sum_parts(final: Schedule, s_out: Schedule, final_is_out: bool, bf: int) -> None:
+    """The split convolution's last stage: each output vector sums its parts' partials
+    (vectorized along the filters) and, where the kernel has an epilogue, is computed per
+    filter block of the epilogue's pixel loop, so bias, activation and the output slot are
+    applied as the sums are made. Its threads take pixels: the partials are a few kB, read
+    once."""
+    n, y, x, f, part = final.axes
+    if final_is_out:
+        fo, fi = final.split(f, factor=bf)
+        final.reorder(n, y, x, fo, part, fi)
+        final.parallel(final.fuse(n, y, x))
+        final.vectorize(fi)
+        return
+    an, ay, ax, af = s_out.axes[:4]
+    fo, fi = s_out.split(af, factor=bf)
+    s_out.reorder(an, ay, ax, fo, fi)
+    s_out.parallel(s_out.fuse(an, ay, ax))
+    s_out.vectorize(fi)
+    final.compute_at(s_out.stage, fo)
+    final.reorder(part, f)
+    final.vectorize(f)
 
 
 CONV2D_NHWC = Template("conv2d_nhwc", conv2d_space, schedule_conv2d_nhwc, root_roles=(ROLE_PAD,))
