@@ -142,6 +142,22 @@ def cache_block(
     return (c, ks[0]) if ks else (fits[-1], 0)
 
 
+def panels_per_task(cols: int, depth: int, tile_cols: int, elem_bytes: int, l2_bytes: int) -> int:
+    """cache_j of the default where the kernel packs its weight (packed_in_kernel): a thread's
+    task is cache_j panels, each row tile of x read once from L3 and reused from L1 across
+    them, so the most of 4, 2, 1 whose panels fit the L2 share over the whole depth and leave
+    DENSE_PACK_MIN_BLOCKS tasks. One thread, Zen 4 (1 MiB L2), CPU time against one panel a
+    task: 2048^3 0.96-0.98x (2 panels; one streamed x from L3 64 times and lost 1.04-1.06x to
+    the separate pack kernel), 1024^3 level (4), 512^3 level (2)."""
+    budget = l2_bytes * DENSE_PACK_L2_SHARE
+    tiles = -(-cols // tile_cols)
+    return next(
+        c
+        for c in (4, 2, 1)
+        if c == 1 or (elem_bytes * depth * c * tile_cols <= budget and tiles // c >= DENSE_PACK_MIN_BLOCKS)
+    )
+
+
 def row_epilogue(anchor: te.ComputeOp, out: te.ComputeOp) -> tuple[list[te.ComputeOp], list[te.ComputeOp]] | None:
     """The row statistics (softmax's max and sum) and row tiles (its exp) of a contraction
     that fuse-ops fused with a softmax over its output's rows (attention's scores), or None
@@ -187,6 +203,11 @@ def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches
     )
     if gemv:
         block_k = 0  # one row tile: a k-block loop has no other row tile to share its panel with
+    in_kernel = packed_in_kernel(anchor) is not None
+    cache_j = 1
+    if in_kernel:  # the panel loop outermost and parallel: each thread packs the panels it uses
+        block_k = 0
+        cache_j = panels_per_task(cols, depth, tile_j, elem_bytes, caches.l2_bytes)
     return (
         knob("tile_i", sorted({*divisors(rows, 16), tile_i}), tile_i),
         knob("tile_j", widths, tile_j),
@@ -198,12 +219,16 @@ def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches
             ),
             cache_i,
         ),
-        knob("cache_j", [c for c in (1, 2, 4, 8) if c * bn <= max(cols, bn)], 1),
+        knob("cache_j", [c for c in (1, 2, 4, 8) if c * bn <= max(cols, bn)], cache_j),
         knob("tile_k", [0] + [t for t in (32, 64, 128, 256, 512) if depth % t == 0 and t < depth], 0),
-        knob("order", DENSE_PACK_ORDERS, "ij"),
+        knob("order", ("ji",) if in_kernel else DENSE_PACK_ORDERS, "ji" if in_kernel else "ij"),
         knob("unroll_k", (1, 2, 4, 8), 1),
-        knob("parallel", DENSE_PACK_PARALLEL, "fused"),
-        knob("block_k", [0] + [t for t in DENSE_PACK_BLOCK_K if depth % t == 0 and t < depth], block_k),
+        knob("parallel", ("outer",) if in_kernel else DENSE_PACK_PARALLEL, "outer" if in_kernel else "fused"),
+        knob(
+            "block_k",
+            [0] + ([] if in_kernel else [t for t in DENSE_PACK_BLOCK_K if depth % t == 0 and t < depth]),
+            block_k,
+        ),
         knob(
             "prefetch",
             ("off", "on") if _packed_weight(anchor) is not None else ("off",),
@@ -294,6 +319,9 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: 
     if len(spatial) > 1:
         local.unroll(spatial[-2])
     local.vectorize(spatial[-1])
+    pack = packed_in_kernel(anchor)
+    if pack is not None:  # fuse-ops put the weight's packing here: per panel, at the panel loop
+        pack_weight_at(pack, out, par, lanes)
     if k["prefetch"] == "on" and (i is None or str(k["order"]).endswith("j")):
         # (the next iteration of the block loop reads the next panel only where j is innermost)
         s_out.prefetch(_packed_weight(anchor), per_block)
@@ -324,7 +352,7 @@ def schedule_row_epilogue(
 
     Where the kernel packs the weight itself (fuse-ops put K's packing in it), threads take
     whole heads instead, and each packs its head's weight at the head loop
-    (row_epilogue_pack); the row tasks run one after another inside it."""
+    (pack_weight_at); the row tasks run one after another inside it."""
     s_out = Schedule(out)
     batch, i, j = _contraction_axes(out)
     lbatch, li, lj = _contraction_axes(anchor)
@@ -334,7 +362,7 @@ def schedule_row_epilogue(
     pack = packed_in_kernel(anchor)
     if pack is None:
         task = par = s_out.fuse(*batch, task) if batch else task
-    else:  # threads over whole heads, each packing its head's weight once (row_epilogue_pack)
+    else:  # threads over whole heads, each packing its head's weight once (pack_weight_at)
         par = s_out.fuse(*batch) if len(batch) > 1 else batch[0]
     group = row
     if min(rg, mr * ci) > 1:
@@ -343,7 +371,7 @@ def schedule_row_epilogue(
     s_out.vectorize(j)  # whole: what is uniform along the row (1 / sum) is computed once per row
     s_out.parallel(par)
     if pack is not None:
-        row_epilogue_pack(pack, out, par, lanes)
+        pack_weight_at(pack, out, par, lanes)
     local = Schedule(anchor)
     ljo, lji = local.split(lj, factor=nr)
     lio, lii = local.split(li, factor=mr)
@@ -373,10 +401,13 @@ def packed_in_kernel(anchor: te.ComputeOp) -> te.ComputeOp | None:
     return None
 
 
-def row_epilogue_pack(pack: te.ComputeOp, out: te.ComputeOp, head: str, lanes: int) -> None:
-    """The packed weight of one head ([1, n / bn, k, bn]) computed at out's head loop, in
-    tiles of up to 16 k by one vector of columns, unrolled over k, that the backend transposes
-    in registers (backends/llvm/tile_transpose.py): rows of K loaded whole, packed rows stored."""
+def pack_weight_at(pack: te.ComputeOp, out: te.ComputeOp, loop: str, lanes: int) -> None:
+    """The packed weight ([..., n / bn, k, bn]) computed at `loop` of out, the part of it one
+    iteration reads: one head's ([1, n / bn, k, bn]) at attention's head loop, one panel's
+    ([1, k, bn]) at a GEMM's panel loop. In tiles of up to 16 k by one vector of columns,
+    unrolled over k: where the pack transposes (K, a dense's weight) the backend transposes
+    them in registers (backends/llvm/tile_transpose.py), rows loaded whole, packed rows stored;
+    matmul's [k, n] weight is 16 row pieces copied as vectors."""
     p = Schedule(pack)
     p.compute_root()  # schedule_kernel inlined it with the other injective stages
     *outer, kk, jj = p.axes[: len(pack.spatial_extents)]
@@ -386,7 +417,7 @@ def row_epilogue_pack(pack: te.ComputeOp, out: te.ComputeOp, head: str, lanes: i
     p.reorder(*outer, ko, jo, ki, ji)
     p.unroll(ki)
     p.vectorize(ji)
-    p.compute_at(out, head)
+    p.compute_at(out, loop)
 
 
 def anchor_pack_width(anchor: te.ComputeOp) -> int:

@@ -17,6 +17,9 @@ loop-level function. The rules, as in TVM:
     so the scores go from the register tiles to the rows' max, exp and sum in cache,
     never through memory (`_attention_rows`; the dense_pack template schedules it), and
     with enough heads the reshapes and transposes that pack K join it (`_weight_packing`);
+  * likewise the reshapes and transposes that pack a run-time weight join a large enough
+    packed dense or matmul (`_gemm_packing`): each thread packs its panels just before using
+    them, as OpenBLAS does, instead of a kernel writing the whole packed weight first;
   * a group never grows beyond `max_depth` ops.
 A value used outside the function (returned, or put into a tuple) has no
 post-dominator inside it, so its producer ends a group. At opt_level 0 no
@@ -119,6 +122,12 @@ ATTENTION_PACK_MIN_HEADS = 8
 # pack stage does as tile transposes in registers. Arithmetic before them (K's bias) stays in
 # the epilogue of the dense that computes K, where it costs nothing extra.
 PACKING_OPS = (graph.ReshapeOp, graph.TransposeOp)
+# A packed dense/matmul whose weight is packed at run time takes the packing into its kernel
+# with at least this many weight panels (the threads take panels: fewer leave them idle) and
+# rows (each packed panel then serves several register tiles). matmul 1024^3 with both operands
+# at run time, 2 threads, Zen 4: run() 0.94-0.95x of the separate pack kernel's (docs/tuning.md).
+GEMM_PACK_MIN_PANELS = 8
+GEMM_PACK_MIN_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,7 @@ class FuseOps(ModulePass):
     name = "fuse-ops"
     max_depth: int = 256
     opt_level: int = 2
+    gemm_pack: bool = True  # False: a run-time weight's packing stays a kernel of its own (_gemm_packing)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for fn in glue_functions(op):
@@ -145,6 +155,8 @@ class FuseOps(ModulePass):
         if self.opt_level > 0:
             for n in nodes:
                 self._attention_rows(n, consumers, groups)
+                if self.gemm_pack:
+                    self._gemm_packing(n, consumers, groups)
             ipdom = _PostDominatorTree(nodes, consumers).ipdom
             for phase in (0, 1):
                 for n in nodes:
@@ -227,8 +239,31 @@ class FuseOps(ModulePass):
         at compile time is a constant by now and has no such ops."""
         if graph.shape_of(bmm.tensor_b.type)[0] < ATTENTION_PACK_MIN_HEADS:
             return []
+        return self._packing_chain(bmm, bmm.tensor_b, consumers)
+
+    def _gemm_packing(self, n, consumers, groups: _Groups) -> None:
+        """A packed dense of 2-D data whose weight is packed from run-time values (matmul's
+        second operand, or a dense's weight that is not a constant) takes the reshapes and
+        transposes that pack it, where it has GEMM_PACK_MIN_PANELS panels and
+        GEMM_PACK_MIN_ROWS rows: the dense_pack template then runs threads over the weight's
+        panels, each packing its panel at the panel loop into a local buffer that stays in
+        its own core's cache while every row tile reads it. As a kernel of its own the pack
+        wrote the whole packed weight (4 MB at 1024^2, out of the cores' L2) and the GEMM
+        read it back, its panels in the other core's cache or L3 (the pack alone took 2.9x
+        a one-thread memcpy of it, its reads a column of 128-byte pieces 4 KB apart)."""
+        if not isinstance(n, graph.DensePackOp):
+            return
+        rows, panels = graph.shape_of(n.data.type), graph.shape_of(n.weight.type)[0]
+        if len(rows) != 2 or rows[0] < GEMM_PACK_MIN_ROWS or panels < GEMM_PACK_MIN_PANELS:
+            return
+        for c in self._packing_chain(n, n.weight, consumers):
+            groups.union(c, n)
+
+    def _packing_chain(self, op: Operation, weight, consumers) -> list[Operation]:
+        """The reshapes and transposes that compute `op`'s `weight`, each with one consumer
+        (the next), back to the first op of another kind or the function's argument."""
         chain: list[Operation] = []
-        user, p = bmm, bmm.tensor_b.owner
+        user, p = op, weight.owner
         while isinstance(p, PACKING_OPS) and consumers.get(p) == [user] and len(chain) < self.max_depth:
             chain.append(p)
             user, p = p, p.operands[0].owner

@@ -1,7 +1,7 @@
 """K's packing inside the attention kernel: with ATTENTION_PACK_MIN_HEADS heads or more, fuse-ops
 puts the reshapes and transposes that pack the scores' batch_matmul weight (K, a run-time value)
 into the attention kernel, whose threads take whole heads and pack each head's K into a local
-buffer at the head loop (dense_template.row_epilogue_pack), in tiles the backend transposes in
+buffer at the head loop (dense_template.pack_weight_at), in tiles the backend transposes in
 registers. Checked against the reference interpreter and ONNX Runtime on fresh inputs at query
 lengths that leave partial row tasks, key lengths of one, three and eight vectors, head dims
 whose depth no 16 divides, the row epilogue's knobs, and BERT's form of K (a dense with bias,
