@@ -249,8 +249,9 @@ class FuseOps(ModulePass):
         panels, each packing its panel at the panel loop into a local buffer that stays in
         its own core's cache while every row tile reads it. As a kernel of its own the pack
         wrote the whole packed weight (4 MB at 1024^2, out of the cores' L2) and the GEMM
-        read it back, its panels in the other core's cache or L3 (the pack alone took 2.9x
-        a one-thread memcpy of it, its reads a column of 128-byte pieces 4 KB apart)."""
+        read it back from L3 or the other core's cache; the pack kernel itself, its reads a
+        column of 128-byte pieces 4 KB apart, did not scale to two threads (1024^2: 167 and
+        171 us alone at one and two, 1.9x a one-thread memcpy of 4 MB; 250-310 us in the row)."""
         if not isinstance(n, graph.DensePackOp):
             return
         rows, panels = graph.shape_of(n.data.type), graph.shape_of(n.weight.type)[0]
