@@ -92,6 +92,14 @@ SMALL_OUTPUT_PIXELS = 289
 # weight, and a last stage sums the parts with the epilogue fused. For small-spatial layers
 # with few output-channel blocks, where the threads otherwise get too few tasks or each stream
 # the whole weight. Parts must divide the channels and leave each at least a vector of them.
+# Not a default anywhere (1): no shape measured a win on this 2-core machine. The layer alone,
+# 2 threads, one process, contenders alternating, heaviest kernel's median (p10 under load):
+# DenseNet's 3x3 128->32 @7 (idle machine) warm 0.97x, L2 evicted 1.00-1.01x with the window
+# order rc-ry-rx inside a part (1.12-1.14x with ry-rx-rc: a part's weight is then 9 runs of
+# 8 KB, streamed one after another); at 1 thread 1.02x / 1.05-1.06x. The 7 row tasks' 4/3
+# imbalance it removes (ideal 16.3 vs 18.6 us) is about what the sum stage and its partials
+# cost. Under load (2-3 on 2 cores): 1x1 512->32, 512->128, 992->128 @7 and 512->128,
+# 1024->512 @14, 3x3 128->32 @14, 256 and 512 @7 and 256 @14 level to 1.16x slower (p10).
 SPLIT_C_PARTS = (1, 2, 4)
 # The orders a weight already blocked at compile time (kernel layout OHWI{b}o, made by
 # passes/conv_weight_blocking.py) takes: its blocks are contiguous, so there is nothing to pack.
