@@ -41,6 +41,9 @@ DENSE_PACK_BLOCK_ROWS = 128  # the most rows a cache block takes: each weight el
 DENSE_PACK_MIN_BLOCK_ROWS = 64  # fewer rows and the weight streams from L3 too often: split k instead
 DENSE_PACK_MIN_BLOCKS = 8  # cache blocks to share among threads: a block of all rows must leave this many
 DENSE_PACK_BLOCK_K = (64, 128, 256, 384, 512, 768, 1024, 2048)  # k-block candidates (those dividing the depth)
+# Where the kernel packs its weight, a task's panels are a buffer on the stack of the thread
+# that runs it (8 MiB by default on Linux, for pool workers too): cache_j keeps them to half.
+PACKED_TASK_BYTES = 4 << 20
 # GEMV-shaped contractions (rows of x up to this many: one register tile of all of them)
 # stream their weight once whatever the schedule, so what the default chooses for them is the
 # number of independent accumulator chains per thread task: each register-tile vector is one
@@ -219,7 +222,16 @@ def dense_pack_space(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, caches
             ),
             cache_i,
         ),
-        knob("cache_j", [c for c in (1, 2, 4, 8) if c * bn <= max(cols, bn)], cache_j),
+        knob(
+            "cache_j",
+            [
+                c
+                for c in (1, 2, 4, 8)
+                if c * bn <= max(cols, bn)
+                and (c == 1 or not in_kernel or elem_bytes * depth * c * max([bn, *widths]) <= PACKED_TASK_BYTES)
+            ],
+            cache_j,
+        ),
         knob("tile_k", [0] + [t for t in (32, 64, 128, 256, 512) if depth % t == 0 and t < depth], 0),
         knob("order", ("ji",) if in_kernel else DENSE_PACK_ORDERS, "ji" if in_kernel else "ij"),
         knob("unroll_k", (1, 2, 4, 8), 1),

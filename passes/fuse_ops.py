@@ -128,6 +128,10 @@ PACKING_OPS = (graph.ReshapeOp, graph.TransposeOp)
 # at run time, 2 threads, Zen 4: run() 0.94-0.95x of the separate pack kernel's (docs/tuning.md).
 GEMM_PACK_MIN_PANELS = 8
 GEMM_PACK_MIN_ROWS = 64
+# ... and panels (depth x pack width) of at most this many elements (1 MiB in f32, the smallest
+# per-core L2 of current server cores): a larger one is not reused from cache, and a thread's
+# panels are a buffer on its stack.
+GEMM_PACK_MAX_PANEL = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -244,18 +248,20 @@ class FuseOps(ModulePass):
     def _gemm_packing(self, n, consumers, groups: _Groups) -> None:
         """A packed dense of 2-D data whose weight is packed from run-time values (matmul's
         second operand, or a dense's weight that is not a constant) takes the reshapes and
-        transposes that pack it, where it has GEMM_PACK_MIN_PANELS panels and
-        GEMM_PACK_MIN_ROWS rows: the dense_pack template then runs threads over the weight's
-        panels, each packing its panel at the panel loop into a local buffer that stays in
-        its own core's cache while every row tile reads it. As a kernel of its own the pack
+        transposes that pack it, where it has GEMM_PACK_MIN_PANELS panels of at most
+        GEMM_PACK_MAX_PANEL elements and GEMM_PACK_MIN_ROWS rows: the dense_pack template then
+        runs threads over the weight's panels, each packing its panel at the panel loop into a
+        local buffer that stays in its own core's cache while every row tile reads it. As a kernel of its own the pack
         wrote the whole packed weight (4 MB at 1024^2, out of the cores' L2) and the GEMM
         read it back from L3 or the other core's cache; the pack kernel itself, its reads a
         column of 128-byte pieces 4 KB apart, did not scale to two threads (1024^2: 167 and
         171 us alone at one and two, 1.9x a one-thread memcpy of 4 MB; 250-310 us in the row)."""
         if not isinstance(n, graph.DensePackOp):
             return
-        rows, panels = graph.shape_of(n.data.type), graph.shape_of(n.weight.type)[0]
+        rows, (panels, depth, width) = graph.shape_of(n.data.type), graph.shape_of(n.weight.type)
         if len(rows) != 2 or rows[0] < GEMM_PACK_MIN_ROWS or panels < GEMM_PACK_MIN_PANELS:
+            return
+        if depth * width > GEMM_PACK_MAX_PANEL:
             return
         for c in self._packing_chain(n, n.weight, consumers):
             groups.union(c, n)

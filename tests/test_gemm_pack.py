@@ -176,3 +176,21 @@ def test_the_structure_is_fixed(knob):
     module = parse_relay(_source(128, 256, 256, "matmul"))
     with pytest.raises(LatheError, match=knob.split("=")[0]):
         lathe.compile(_with_config(module, f"dense_pack:{knob}"), num_threads=2)
+
+
+def test_large_panels_keep_their_pack_kernel():
+    """A panel (depth x pack width) over GEMM_PACK_MAX_PANEL elements is not reused from cache,
+    and a task's panels are a buffer on a thread's stack: such a weight keeps its pack kernel.
+    Where the packing joins, cache_j stops where a task's panels would pass PACKED_TASK_BYTES."""
+    from lathe.lowering.dense_template import PACKED_TASK_BYTES
+    from lathe.passes.fuse_ops import GEMM_PACK_MAX_PANEL
+
+    deep = 2 * GEMM_PACK_MAX_PANEL // 32
+    assert not _joined(parse_relay(_source(64, deep, 256, "matmul")))
+    depth = GEMM_PACK_MAX_PANEL // 32
+    module = parse_relay(_source(64, depth, 256, "matmul"))
+    assert _joined(module)
+    assert 4 * depth * 2 * 64 <= PACKED_TASK_BYTES < 4 * depth * 4 * 64
+    lathe.lower(_with_config(module, "dense_pack:cache_j=2"))
+    with pytest.raises(LatheError, match="cache_j"):
+        lathe.lower(_with_config(module, "dense_pack:cache_j=4"))
