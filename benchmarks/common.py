@@ -37,6 +37,9 @@ def ort_sessions(model, threads: int):
 KINDS = ("conv", "gemm", "reduction", "elementwise", "layout", "runtime")
 _CONV = {"nn.conv2d", "nn.conv2d_transpose", "nn.conv1d"}
 _GEMM = {"nn.dense", "nn.contrib_dense_pack", "nn.matmul", "nn.batch_matmul", "nn.contrib_batch_matmul_pack"}
+# a Winograd convolution's transforms (its GEMM counts as a GEMM): a few additions per element
+# moved, as elementwise kernels do, whatever epilogue (a reduction's pattern) is fused in
+_WINOGRAD = {"nn.contrib_winograd_input_transform", "nn.contrib_winograd_output_transform"}
 
 
 def kernel_kind(ops: list[str]) -> str:
@@ -50,6 +53,8 @@ def kernel_kind(ops: list[str]) -> str:
         return "conv"
     if _GEMM & set(ops):
         return "gemm"
+    if _WINOGRAD & set(ops):
+        return "elementwise"
     patterns = {graph.OPS_BY_RELAY_NAME[o].PATTERN for o in ops if o in graph.OPS_BY_RELAY_NAME}
     if patterns & {OpPattern.COMM_REDUCE, OpPattern.OUT_ELEMWISE_FUSABLE, OpPattern.OPAQUE}:
         return "reduction"

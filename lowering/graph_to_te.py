@@ -472,7 +472,8 @@ def _winograd_output_transform(op: graph.WinogradOutputTransformOp) -> Stages:
     def body(n, y, x, k):
         p = (n * g["th"] + y // m) * g["tw"] + x // m
         v = [[mm[xi * a + nu, p, k] for nu in range(a)] for xi in range(a)]
-        col = [_choose(x % m, [_combination(at[j], v[xi]) for j in range(m)]) for xi in range(a)]
+        wi = x % m
+        col = [_choose(wi, [_combination(at[j], v[xi]) for j in range(m)]) for xi in range(a)]
         return _choose(y % m, [_combination(at[i], col) for i in range(m)])
 
     return [

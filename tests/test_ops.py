@@ -167,6 +167,33 @@ def test_batch_matmul(b, m, k, n, ta, tb, bcast, seed):
     run("nn.batch_matmul", [tensor(a), tensor(y)], seed, REDUCE_RTOL, transpose_a=ta, transpose_b=tb)
 
 
+@SETTINGS
+@given(
+    m=st.sampled_from([2, 4]),
+    n=st.sampled_from([1, 2]),
+    h=st.sampled_from([3, 5, 8, 13]),
+    w=st.sampled_from([3, 6, 17]),
+    c=st.sampled_from([1, 5, 16]),
+    pad=st.lists(st.integers(0, 2), min_size=4, max_size=4),
+    seed=seeds,
+)
+def test_winograd_transforms(m, n, h, w, c, pad, seed):
+    """Both transforms alone, any shape (their templates where a vector of channels divides,
+    else the per-stage schedules): the input's tiles read with the padding inside, and the output
+    transform's crop of the last tiles."""
+    run("nn.contrib_winograd_input_transform", [tensor([n, h, w, c])], seed, REDUCE_RTOL, tile_size=m, padding=pad)
+    oh, ow = h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2
+    tiles = n * -(-oh // m) * -(-ow // m)
+    run(
+        "nn.contrib_winograd_output_transform",
+        [tensor([(m + 2) ** 2, tiles, c])],
+        seed,
+        REDUCE_RTOL,
+        tile_size=m,
+        output_size=[oh, ow],
+    )
+
+
 @st.composite
 def conv_case(draw):
     groups = draw(st.sampled_from([1, 2, 3]))

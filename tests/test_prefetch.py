@@ -38,6 +38,7 @@ _CONV = (
 )
 
 
+@pytest.mark.usefixtures("direct_convolutions")  # a 3x3 layer on the direct template
 @pytest.mark.parametrize("prefetch", ["on", "off"])
 def test_conv_prefetches_the_next_filter_block(prefetch, rng):
     """A weight blocked at compile time (4 blocks of 32 filters, 3 x 3 x 64 x 32 floats each) in
@@ -76,6 +77,7 @@ def test_dense_prefetches_the_next_panel(rng):
     assert max_rel_err(lathe.compile(m, num_threads=2).run(x), ref) < 1e-5
 
 
+@pytest.mark.usefixtures("direct_convolutions")
 def test_c_backend_prefetches_with_the_builtin(rng):
     params = {
         "w": (rng.standard_normal((3, 3, 64, 128)) / 24).astype(np.float32),

@@ -18,9 +18,9 @@ from lathe.pipelines import build_pipeline, pipeline_for
 from lathe.runtime.interpreter import Interpreter
 from lathe.textual_ir.parser import parse_relay
 
-# F(4, 3)'s error on these inputs (normal data, weights ~0.05) was 3-7e-6 relative to the
+# F(4, 3)'s error on these inputs (normal data, weights ~0.05) was 1-3e-6 relative to the
 # largest output, F(2, 3)'s 0.4-0.9e-6; the direct convolution's ~1e-7
-TOLERANCE = {2: 5e-6, 4: 3e-5}
+TOLERANCE = {2: 5e-6, 4: 1e-5}
 
 
 @pytest.mark.parametrize("m", sorted(graph.WINOGRAD_MATRICES))

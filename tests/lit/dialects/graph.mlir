@@ -54,3 +54,17 @@ func.func @ordering(%x: tensor<3x5xf32>) -> tensor<3x2xi64> {
   %1 = graph.topk %x {k = 2 : i64} : (tensor<3x5xf32>) -> tuple<tensor<3x2xf32>, tensor<3x2xi32>>
   func.return %0 : tensor<3x2xi64>
 }
+
+// -----
+
+// Winograd's transforms (winograd-conv makes them): tile_size 4 is the default and not printed.
+// CHECK-LABEL: func.func @winograd
+// CHECK:   %0 = graph.nn.contrib_winograd_input_transform %x {padding = [1 : i64, 1 : i64, 1 : i64, 1 : i64]} : (tensor<1x6x7x16xf32>) -> tensor<36x4x16xf32>
+// CHECK:   %1 = graph.nn.contrib_winograd_output_transform %0 {output_size = [6 : i64, 7 : i64]} : (tensor<36x4x16xf32>) -> tensor<1x6x7x16xf32>
+// CHECK:   %2 = graph.nn.contrib_winograd_input_transform %x {tile_size = 2 : i64} : (tensor<1x6x7x16xf32>) -> tensor<16x6x16xf32>
+func.func @winograd(%x: tensor<1x6x7x16xf32>) -> (tensor<1x6x7x16xf32>, tensor<16x6x16xf32>) {
+  %0 = graph.nn.contrib_winograd_input_transform %x {padding = [1, 1, 1, 1]} : (tensor<1x6x7x16xf32>) -> tensor<36x4x16xf32>
+  %1 = graph.nn.contrib_winograd_output_transform %0 {tile_size = 4, output_size = [6, 7]} : (tensor<36x4x16xf32>) -> tensor<1x6x7x16xf32>
+  %2 = graph.nn.contrib_winograd_input_transform %x {tile_size = 2} : (tensor<1x6x7x16xf32>) -> tensor<16x6x16xf32>
+  func.return %1, %2 : tensor<1x6x7x16xf32>, tensor<16x6x16xf32>
+}

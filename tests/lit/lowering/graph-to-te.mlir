@@ -68,3 +68,23 @@ func.func private @arange() -> tensor<3xf32> attributes {lathe.kernel} {
   %0 = graph.arange {start = 1.0 : f64, stop = 2.5 : f64, step = 0.5 : f64} : tensor<3xf32>
   func.return %0 : tensor<3xf32>
 }
+
+// -----
+
+// A Winograd output transform (F(2, 3)) reads its tile's 16 products at the tile of the pixel,
+// combines each row of Aᵀ's taps and chooses the pixel's column (x % 2) and row (y % 2) by
+// selects, which fold once the template unrolls the tile's pixels.
+// CHECK-LABEL: func.func private @winograd_output
+// CHECK:      te.compute {stage = "T_winograd_output", axes = ["n", "y", "x", "k"], anchor = "nn.contrib_winograd_output_transform"} : tensor<1x3x4x8xf32>
+// CHECK:      te.read %m[%{{.*}}, %[[P:.*]], %k] : tensor<16x4x8xf32> -> f32
+// CHECK-COUNT-15: te.read %m[%{{.*}}, %[[P]], %k]
+// CHECK:      %[[WI:.*]] = arith.remsi %x, %{{.*}} : index
+// CHECK-COUNT-4: arith.select
+// CHECK:      %[[HI:.*]] = arith.remsi %y, %{{.*}} : index
+// CHECK:      %[[ROW:.*]] = arith.cmpi eq, %[[HI]], %{{.*}} : index
+// CHECK-NEXT: %[[OUT:.*]] = arith.select %[[ROW]], %{{.*}}, %{{.*}} : f32
+// CHECK-NEXT: te.yield %[[OUT]] : f32
+func.func private @winograd_output(%m: tensor<16x4x8xf32>) -> tensor<1x3x4x8xf32> attributes {lathe.kernel} {
+  %0 = graph.nn.contrib_winograd_output_transform %m {tile_size = 2, output_size = [3, 4]} : (tensor<16x4x8xf32>) -> tensor<1x3x4x8xf32>
+  func.return %0 : tensor<1x3x4x8xf32>
+}
