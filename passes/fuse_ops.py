@@ -125,7 +125,8 @@ PACKING_OPS = (graph.ReshapeOp, graph.TransposeOp)
 # A packed dense/matmul whose weight is packed at run time takes the packing into its kernel
 # with at least this many weight panels (the threads take panels: fewer leave them idle) and
 # rows (each packed panel then serves several register tiles). matmul 1024^3 with both operands
-# at run time, 2 threads, Zen 4: run() 0.94-0.95x of the separate pack kernel's (docs/tuning.md).
+# at run time, 2 threads, Zen 4: run() 0.94-0.95x of the separate pack kernel's (docs/tuning.md);
+# 64 rows (64x1024x1024, 96x512x2048) 0.87-0.92x at one thread (CPU time), 32 rows 1.07-1.09x.
 GEMM_PACK_MIN_PANELS = 8
 GEMM_PACK_MIN_ROWS = 64
 # ... and panels (depth x pack width) of at most this many elements (1 MiB in f32, the smallest
