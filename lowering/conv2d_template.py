@@ -100,6 +100,9 @@ SMALL_OUTPUT_PIXELS = 289
 # imbalance it removes (ideal 16.3 vs 18.6 us) is about what the sum stage and its partials
 # cost. Under load (2-3 on 2 cores): 1x1 512->32, 512->128, 992->128 @7 and 512->128,
 # 1024->512 @14, 3x3 128->32 @14, 256 and 512 @7 and 256 @14 level to 1.16x slower (p10).
+# MobileNet-v3's SE fc1 672->168 @1 (11 one-vector blocks: one accumulator a task) runs warm
+# 0.92x (2 parts) and 0.80x (4) at one thread, its shorter chains overlapping; cold 1.25x and
+# 0.97-1.03x; at 2 threads under load 0.79-1.10x across runs: a candidate for the tuner.
 SPLIT_C_PARTS = (1, 2, 4)
 # The orders a weight already blocked at compile time (kernel layout OHWI{b}o, made by
 # passes/conv_weight_blocking.py) takes: its blocks are contiguous, so there is nothing to pack.
@@ -260,16 +263,18 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k:
     xo, xi = tiled.split(ax, factor=int(k["tile_w"]))
     fo, fi = tiled.split(af, factor=bf)
     tile = [a for a in (yi, xi, fi) if a is not None]
-    outer = [part] if part is not None else []
+    # a part is the innermost of the threads' loops: consecutive tasks read consecutive parts
+    # of a filter block's weight, one contiguous stream however the threads take them
+    parts_loop = [part] if part is not None else []
     if order == "yxf":
-        tiled.reorder(*outer, an, yo, xo, fo, *tile)
-        tile_loop = tiled.fuse(*outer, an, yo, xo, fo)
+        tiled.reorder(an, yo, xo, fo, *parts_loop, *tile)
+        tile_loop = tiled.fuse(an, yo, xo, fo, *parts_loop)
         tiled.parallel(tile_loop)
         task_loop = tile_loop
     else:
-        tiled.reorder(*outer, fo, an, yo, xo, *tile)
+        tiled.reorder(fo, *parts_loop, an, yo, xo, *tile)
         tile_loop = tiled.fuse(an, yo, xo)
-        task_loop = tiled.fuse(*outer, fo) if outer else fo
+        task_loop = tiled.fuse(fo, *parts_loop) if parts_loop else fo
         tiled.parallel(task_loop)
     for axis in tile[:-1]:
         tiled.unroll(axis)
