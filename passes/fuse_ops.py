@@ -129,10 +129,11 @@ PACKING_OPS = (graph.ReshapeOp, graph.TransposeOp)
 # 64 rows (64x1024x1024, 96x512x2048) 0.87-0.92x at one thread (CPU time), 32 rows 1.07-1.09x.
 GEMM_PACK_MIN_PANELS = 8
 GEMM_PACK_MIN_ROWS = 64
-# ... and panels (depth x pack width) of at most this many elements (1 MiB in f32, the smallest
-# per-core L2 of current server cores): a larger one is not reused from cache, and a thread's
-# panels are a buffer on its stack.
-GEMM_PACK_MAX_PANEL = 1 << 18
+# ... and a depth of at most this: a register tile's rows of data (8 x depth, 32 KiB in f32 at
+# 1024) then stay in L1 while the task's panels take turns with them, and the panels (a buffer
+# on the thread's stack) stay small. 2048^3 lost 1.00-1.06x (2 threads, wall) and 1.02-1.025x
+# (one thread, CPU time), where 1024^3 and 768-deep GEMMs gained.
+GEMM_PACK_MAX_DEPTH = 1024
 
 
 @dataclass(frozen=True)
@@ -249,8 +250,8 @@ class FuseOps(ModulePass):
     def _gemm_packing(self, n, consumers, groups: _Groups) -> None:
         """A packed dense of 2-D data whose weight is packed from run-time values (matmul's
         second operand, or a dense's weight that is not a constant) takes the reshapes and
-        transposes that pack it, where it has GEMM_PACK_MIN_PANELS panels of at most
-        GEMM_PACK_MAX_PANEL elements and GEMM_PACK_MIN_ROWS rows: the dense_pack template then
+        transposes that pack it, where it has GEMM_PACK_MIN_PANELS panels, GEMM_PACK_MIN_ROWS
+        rows and a depth of at most GEMM_PACK_MAX_DEPTH: the dense_pack template then
         runs threads over the weight's panels, each packing its panel at the panel loop into a
         local buffer that stays in its own core's cache while every row tile reads it. As a kernel of its own the pack
         wrote the whole packed weight (4 MB at 1024^2, out of the cores' L2) and the GEMM
@@ -259,10 +260,10 @@ class FuseOps(ModulePass):
         171 us alone at one and two, 1.9x a one-thread memcpy of 4 MB; 250-310 us in the row)."""
         if not isinstance(n, graph.DensePackOp):
             return
-        rows, (panels, depth, width) = graph.shape_of(n.data.type), graph.shape_of(n.weight.type)
+        rows, (panels, depth, _) = graph.shape_of(n.data.type), graph.shape_of(n.weight.type)
         if len(rows) != 2 or rows[0] < GEMM_PACK_MIN_ROWS or panels < GEMM_PACK_MIN_PANELS:
             return
-        if depth * width > GEMM_PACK_MAX_PANEL:
+        if depth > GEMM_PACK_MAX_DEPTH:
             return
         for c in self._packing_chain(n, n.weight, consumers):
             groups.union(c, n)

@@ -178,16 +178,18 @@ def test_the_structure_is_fixed(knob):
         lathe.compile(_with_config(module, f"dense_pack:{knob}"), num_threads=2)
 
 
-def test_large_panels_keep_their_pack_kernel():
-    """A panel (depth x pack width) over GEMM_PACK_MAX_PANEL elements is not reused from cache,
-    and a task's panels are a buffer on a thread's stack: such a weight keeps its pack kernel.
-    Where the packing joins, cache_j stops where a task's panels would pass PACKED_TASK_BYTES."""
+def test_deep_weights_keep_their_pack_kernel(monkeypatch):
+    """Past GEMM_PACK_MAX_DEPTH a register tile's rows of data no longer stay in L1 across a
+    task's panels: such a weight keeps its pack kernel. Where the packing joins, cache_j stops
+    where a task's panels (a buffer on its thread's stack) would pass PACKED_TASK_BYTES."""
     from lathe.lowering.dense_template import PACKED_TASK_BYTES
-    from lathe.passes.fuse_ops import GEMM_PACK_MAX_PANEL
+    from lathe.passes import fuse_ops
 
-    deep = 2 * GEMM_PACK_MAX_PANEL // 32
+    deep = 2 * fuse_ops.GEMM_PACK_MAX_DEPTH
     assert not _joined(parse_relay(_source(64, deep, 256, "matmul")))
-    depth = GEMM_PACK_MAX_PANEL // 32
+    assert _joined(parse_relay(_source(64, fuse_ops.GEMM_PACK_MAX_DEPTH, 256, "matmul")))
+    depth = 8192
+    monkeypatch.setattr(fuse_ops, "GEMM_PACK_MAX_DEPTH", depth)
     module = parse_relay(_source(64, depth, 256, "matmul"))
     assert _joined(module)
     assert 4 * depth * 2 * 64 <= PACKED_TASK_BYTES < 4 * depth * 4 * 64
