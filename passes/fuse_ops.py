@@ -251,13 +251,14 @@ class FuseOps(ModulePass):
         """A packed dense of 2-D data whose weight is packed from run-time values (matmul's
         second operand, or a dense's weight that is not a constant) takes the reshapes and
         transposes that pack it, where it has GEMM_PACK_MIN_PANELS panels, GEMM_PACK_MIN_ROWS
-        rows and a depth of at most GEMM_PACK_MAX_DEPTH: the dense_pack template then
-        runs threads over the weight's panels, each packing its panel at the panel loop into a
-        local buffer that stays in its own core's cache while every row tile reads it. As a kernel of its own the pack
-        wrote the whole packed weight (4 MB at 1024^2, out of the cores' L2) and the GEMM
-        read it back from L3 or the other core's cache; the pack kernel itself, its reads a
-        column of 128-byte pieces 4 KB apart, did not scale to two threads (1024^2: 167 and
-        171 us alone at one and two, 1.9x a one-thread memcpy of 4 MB; 250-310 us in the row)."""
+        rows and a depth of at most GEMM_PACK_MAX_DEPTH: the dense_pack template then runs
+        threads over the weight's panels, each packing its panels at the panel loop into a
+        local buffer that stays in its own core's cache while every row tile reads it. As a
+        kernel of its own the pack wrote the whole packed weight (4 MB at 1024^2, out of the
+        cores' L2) and the GEMM read it back from L3 or the other core's cache; the pack kernel
+        itself, its reads a column of 128-byte pieces 4 KB apart, did not scale to two threads
+        (1024^2: 167 and 171 us alone at one and two, 1.9x a one-thread memcpy of 4 MB;
+        250-310 us in the row)."""
         if not isinstance(n, graph.DensePackOp):
             return
         rows, (panels, depth, _) = graph.shape_of(n.data.type), graph.shape_of(n.weight.type)
