@@ -118,7 +118,8 @@ def test_the_conv_row_runs_winograd_by_default():
         (256, 256, 6, 6, 16, 2),
         (256, 256, 3, 5, 16, 2),
         (256, 256, 2, 2, 16, None),  # below 3x3: the direct template
-        (8, 64, 56, 56, 16, None),  # fewer input channels than a vector
+        (8, 64, 56, 56, 16, 4),  # fewer input channels than a vector: a block of 8
+        (3, 64, 56, 56, 16, None),  # an image's 3 channels: no vector block for the transforms
         (64, 40, 28, 28, 16, None),  # output channels no packed block divides
         (16, 8, 28, 28, 8, 4),  # an 8-lane target
     ],
