@@ -1,7 +1,10 @@
 """nn.dense N×N×N (fp32) tuned with `lathe.tune`, next to its default schedule, numpy
 (OpenBLAS) and ONNX Runtime (default session options), in one process.
 
-    python benchmarks/tune_matmul.py [--size 1024] [--trials 64] [--threads 2] [--db PATH] [--search xgb]
+    python benchmarks/tune_matmul.py [--size 1024] [--trials 64] [--threads 2] [--db PATH] [--search xgb] [--matmul]
+
+--matmul tunes nn.matmul with both operands at run time instead (issue 12's first row: the
+kernel packs the second operand's panels itself), against numpy only.
 
 The tuning database is kept (--db, default a file in the temp directory, started afresh
 unless --resume), so the same records can be replayed with `lathe run --db`.
@@ -26,6 +29,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--db", default=os.path.join(tempfile.gettempdir(), "lathe-tune-matmul.jsonl"))
     ap.add_argument("--resume", action="store_true", help="keep the database's records")
+    ap.add_argument("--matmul", action="store_true", help="nn.matmul, both operands at run time")
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))  # read at numpy's import
     os.environ.setdefault("LATHE_NUM_THREADS", str(args.threads))  # the tuner's workers run with it
@@ -37,37 +41,40 @@ def main() -> int:
     from lathe.tuner.tune import format_table
 
     n = args.size
-    src = f"def @main(%x: Tensor[({n}, {n}), float32], %w: Tensor[({n}, {n}), float32]) {{ nn.dense(%x, %w) }}"
+    op = "nn.matmul" if args.matmul else "nn.dense"
+    src = f"def @main(%x: Tensor[({n}, {n}), float32], %w: Tensor[({n}, {n}), float32]) {{ {op}(%x, %w) }}"
     module = parse_relay(src, "dense.lathe")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, n)).astype(np.float32)
     w = rng.standard_normal((n, n)).astype(np.float32)
+    params = {} if args.matmul else {"w": w}  # a dense's weight is bound (packed at compile time)
+    inputs = {"x": x, "w": w} if args.matmul else {"x": x}
     if not args.resume and os.path.exists(args.db):
         os.remove(args.db)
     t0 = time.perf_counter()
-    results = lathe.tune(module, params={"w": w}, trials=args.trials, db=args.db, search=args.search, seed=args.seed)
+    results = lathe.tune(module, params=params, trials=args.trials, db=args.db, search=args.search, seed=args.seed)
     tune_s = time.perf_counter() - t0
     print(format_table(results))
     print(f"tuning: {args.trials} trials in {tune_s:.0f} s ({args.search} search), records in {args.db}")
 
-    default = lathe.compile(module, params={"w": w}, num_threads=args.threads)
-    tuned = lathe.compile(module, params={"w": w}, num_threads=args.threads, tuning_db=args.db)
-    ref = x @ w.T
+    default = lathe.compile(module, params=params, num_threads=args.threads)
+    tuned = lathe.compile(module, params=params, num_threads=args.threads, tuning_db=args.db)
+    ref = x @ w if args.matmul else x @ w.T
     for name, cm in (("default", default), ("tuned", tuned)):
-        err = float(np.abs(cm.run(x=x) - ref).max() / np.abs(ref).max())
+        err = float(np.abs(cm.run(**inputs) - ref).max() / np.abs(ref).max())
         assert err < 1e-4, f"{name}: max relative error {err:.1e}"
-    wt = np.ascontiguousarray(w.T)
+    wt = w if args.matmul else np.ascontiguousarray(w.T)
     contenders = {
-        "lathe tuned": lambda: tuned.run(x=x),
-        "lathe default": lambda: default.run(x=x),
+        "lathe tuned": lambda: tuned.run(**inputs),
+        "lathe default": lambda: default.run(**inputs),
         "numpy": lambda: np.matmul(x, wt),
     }
-    ort = _onnxruntime_matmul(n, wt, args.threads)
+    ort = None if args.matmul else _onnxruntime_matmul(n, wt, args.threads)
     if ort is not None:
         contenders["onnxruntime"] = lambda: ort.run(None, {"x": x})
     med = interleaved_medians(contenders, repeat=args.repeat)
     flops = 2.0 * n**3
-    print(f"nn.dense {n}x{n}x{n} fp32, {args.threads} threads, target {tuned.target.cpu}; medians of {args.repeat}")
+    print(f"{op} {n}x{n}x{n} fp32, {args.threads} threads, target {tuned.target.cpu}; medians of {args.repeat}")
     print(f"{'system':14s} {'median':>12s} {'GFLOP/s':>9s} {'throughput / numpy':>19s}")
     for k, s in med.items():
         print(f"{k:14s} {fmt(s):>12s} {flops / s / 1e9:9.1f} {med['numpy'] / s:18.2f}x")
