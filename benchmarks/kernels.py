@@ -1,11 +1,12 @@
-"""Issue-5 kernel table: Lathe's default schedules next to numpy/OpenBLAS and ONNX Runtime.
+"""Issue 12's kernel table: Lathe's default schedules next to numpy/OpenBLAS and ONNX Runtime.
 
     python benchmarks/kernels.py [--threads 2] [--repeat 30] [--only NAME]
 
 Every row times the user-facing `run()` in this one process, interleaved with its reference
 (median of --repeat runs after a wall-clock warm-up); compare the ratios,
 not the absolute times. Weights are bound as params (what `lathe.compile`
-does for a model), activations are inputs.
+does for a model), activations are inputs. The bars are issue 12's, as time ratios: matmul
+>= 0.9x numpy's throughput, add >= 0.8x, the BERT and ResNet operator rows <= 1.0x ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def build_cases(rng, threads, target: str = "llvm"):
         lambda: cm.run(a=a, b=b),
         lambda: np.matmul(a, b, out=out),
         "numpy",
-        1 / 0.8,
+        1 / 0.9,
         lambda: _rel(cm.run(a=a, b=b), a.astype(np.float64) @ b),
     )
 
@@ -135,7 +136,7 @@ def build_cases(rng, threads, target: str = "llvm"):
         lambda: cm2.run(x=x),
         lambda: s2.run(None, {"x": x}),
         "ORT",
-        1.25,
+        1.0,
         lambda: _rel(cm2.run(x=x), ref_ffn),
         lambda: s2q.run(None, {"x": x}),
     )
@@ -166,7 +167,7 @@ def build_cases(rng, threads, target: str = "llvm"):
         lambda: cm3.run(q=q, k=k),
         lambda: s3.run(None, {"q": q, "k": k}),
         "ORT",
-        1.5,
+        1.0,
         lambda: _rel(cm3.run(q=q, k=k), ref_att),
         lambda: s3q.run(None, {"q": q, "k": k}),
     )
@@ -191,7 +192,7 @@ def build_cases(rng, threads, target: str = "llvm"):
         lambda: cm4.run(x=xc),
         lambda: s4.run(None, {"x": xc}),
         "ORT",
-        1.5,
+        1.0,
         lambda: _rel(cm4.run(x=xc), ref_conv),
         lambda: s4q.run(None, {"x": xc}),
     )
