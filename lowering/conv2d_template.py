@@ -103,6 +103,8 @@ SMALL_OUTPUT_PIXELS = 289
 # MobileNet-v3's SE fc1 672->168 @1 (11 one-vector blocks: one accumulator a task) runs warm
 # 0.92x (2 parts) and 0.80x (4) at one thread, its shorter chains overlapping; cold 1.25x and
 # 0.97-1.03x; at 2 threads under load 0.79-1.10x across runs: a candidate for the tuner.
+# Inside DenseNet-121 (profiler rows, one process, both builds taking turns, load 2.9) block
+# 4's 3x3s split in two ran 0.99-1.20x their unsplit time.
 SPLIT_C_PARTS = (1, 2, 4)
 # The orders a weight already blocked at compile time (kernel layout OHWI{b}o, made by
 # passes/conv_weight_blocking.py) takes: its blocks are contiguous, so there is nothing to pack.
