@@ -205,3 +205,28 @@ def test_reference_transforms_compose_to_the_convolution():
             output_size=list(want.shape[1:3]),
         )
         np.testing.assert_allclose(evaluate(out, prod), want, rtol=1e-4, atol=1e-4)
+
+
+def test_the_tuner_sees_the_three_kernels():
+    """A Winograd layer is three tasks for `lathe tune`: the transforms' templates, each with its
+    channel block as a knob (a whole vector by default), and the GEMM on dense_pack."""
+    from lathe.tuner.tasks import extract_tasks
+
+    rng = np.random.default_rng(2)
+    tasks = {
+        t.template: t for t in extract_tasks(parse_relay(_layer(1, 14, 14, 32, 64, 1)), params=_params(rng, 32, 64))
+    }
+    assert {"winograd_input", "winograd_output", "dense_pack"} <= set(tasks)
+    knobs = {k.name: k for k in tasks["winograd_input"].space}
+    assert knobs["block_c"].default == 16 and 32 in knobs["block_c"].candidates
+    assert {k.name: k for k in tasks["winograd_output"].space}["block_k"].default == 16
+
+
+@pytest.mark.parametrize("config", ["winograd_input:block_c=32", "winograd_output:block_k=32"])
+def test_a_tuned_channel_block_replays(config):
+    rng = np.random.default_rng(4)
+    src, params = _layer(1, 9, 12, 32, 64, 1), _params(rng, 32, 64)
+    x = rng.standard_normal((1, 9, 12, 32)).astype(np.float32)
+    ref = Interpreter(bind_params(parse_relay(src), params)).run("main", [x])
+    pipeline = pipeline_for(3).replace("apply-default-schedule", f'apply-schedule{{config="{config}"}}')
+    assert max_rel_err(lathe.compile(parse_relay(src), params=params, pipeline=pipeline).run(x=x), ref) < TOLERANCE[4]
