@@ -7,7 +7,10 @@ coefficient's (pixel's) index; unrolled, those indices are constants, the select
 the copies share the tile's reads and the rows of the separable transform (LLVM's GVN), so a
 task does the transform's real work once, in registers. Left to the per-stage schedules
 (fused axes, one coefficient at a time) each element recomputed the whole tile: the conv
-row's (64 @56, F(4, 3)) input transform took 379 us and its output transform 199 us."""
+row's (64 @56, F(4, 3)) input transform took 379 us and its output transform 199 us, with these
+templates 35 and 32 us (profiler, 2 threads). A task's loads, stores and arithmetic are then
+the separable transform's: 36 vector loads, 36 stores, 288 additions and multiplies for the
+input; 36 loads, 16 stores, 206 for the output (the optimized LLVM IR)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ from lathe.lowering.schedule_builder import UNKNOWN_CACHES, CacheInfo, KnobValue
 
 
 def _channel_blocks(channels: int, lanes: int) -> list[int]:
-    """Whole vectors of channels that divide the channel count, one vector first."""
+    """Whole vectors of channels that divide the channel count, one vector first: two vectors
+    ran 1.02-1.13x (input) and 1.04-1.27x (output) slower on the conv row and 256 @14 (a task's
+    tile then holds twice the vectors: 72 for F(4, 3)'s 36 points, more than AVX-512's 32)."""
     return [b for b in (lanes, 2 * lanes, lanes // 2, lanes // 4) if b >= 4 and channels % b == 0]
 
 

@@ -45,8 +45,6 @@ WINOGRAD_MIN_OUTPUT = 3
 # its 4x weight the larger read: 3x3 F(4) 1.05-1.15x, F(2) 0.83-0.92x; 4x4 0.69-0.78x / 0.64-0.65x;
 # 5x5 0.88-0.91x / 0.76-0.77x; 6x6 mixed (0.49 / 0.58 at 256 channels, 0.68 / 0.57 at 64).
 WINOGRAD_F4_MIN_OUTPUT = 7
-
-
 WINOGRAD_MIN_CHANNEL_BLOCK = 4  # the transforms' templates vectorize whole blocks of 4+ channels
 
 
