@@ -137,3 +137,15 @@ def test_model_check_tries_the_runner_up_where_the_best_lost(dense, tmp_path):
     lathe.tune(module, params=params, trials=0, db=db, timing=QUICK, check=CHECK)
     again = [r for r in records.load(db)[0] if r.status in records.CHECK_STATUSES]
     assert sum(r.config == runner_up for r in again) == 1 + kept
+
+
+def test_table_tells_a_task_the_budget_never_reached_from_one_whose_trials_all_failed(dense):
+    from lathe.tuner.tune import TaskResult
+
+    module, params = dense
+    (task,) = extract_tasks(module, "llvm", params)
+    untried = TaskResult(task, trials=0, failures={}, best=None, default=None)
+    failed = TaskResult(task, trials=3, failures={"timeout": 3}, best=None, default=None)
+    rows = format_table([untried, failed]).splitlines()[1:]
+    assert rows[0].endswith("(no trials: the budget ran out first)")
+    assert rows[1].endswith("(none worked)") and "3 timeout" in rows[1]

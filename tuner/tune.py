@@ -375,7 +375,7 @@ def format_table(results: list[TaskResult]) -> str:
                 f"{r.speedup:.2f}x" if r.speedup else "-",
                 str(r.best.rotate or "-") if r.best else "-",
                 r.verdict,
-                r.best.config if r.best else "(none worked)",
+                r.best.config if r.best else "(none worked)" if r.trials else "(no trials: the budget ran out first)",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
