@@ -295,8 +295,11 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: 
         block[name] = o
     outer = list(batch) + [block[a] for a in str(k["order"]) if a in block]
     s_out.reorder(*outer, *tiles, *inner)
+    pack = packed_in_kernel(anchor)
     if k["parallel"] == "fused":
         par = s_out.fuse(*outer) if len(outer) > 1 else outer[0]
+    elif pack is not None and batch:  # the panel loop of every head: threads over (head, panel)
+        par = s_out.fuse(*outer[: len(batch) + 1])
     else:
         par = outer[0]
     per_block = par if k["parallel"] == "fused" else outer[-1]
@@ -331,7 +334,6 @@ def schedule_dense_pack(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k: 
     if len(spatial) > 1:
         local.unroll(spatial[-2])
     local.vectorize(spatial[-1])
-    pack = packed_in_kernel(anchor)
     if pack is not None:  # fuse-ops put the weight's packing here: per panel, at the panel loop
         pack_weight_at(pack, out, par, lanes)
     if k["prefetch"] == "on" and (i is None or str(k["order"]).endswith("j")):

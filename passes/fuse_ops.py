@@ -18,8 +18,9 @@ loop-level function. The rules, as in TVM:
     never through memory (`_attention_rows`; the dense_pack template schedules it), and
     with enough heads the reshapes and transposes that pack K join it (`_weight_packing`);
   * likewise the reshapes and transposes that pack a run-time weight join a large enough
-    packed dense or matmul (`_gemm_packing`): each thread packs its panels just before using
-    them, as OpenBLAS does, instead of a kernel writing the whole packed weight first;
+    packed dense, matmul or batch_matmul (`_gemm_packing`; attention's P.V): each thread
+    packs its panels (a batch_matmul's: of its (head, panel) tasks) just before using them,
+    as OpenBLAS does, instead of a kernel writing the whole packed weight first;
   * a group never grows beyond `max_depth` ops.
 A value used outside the function (returned, or put into a tuple) has no
 post-dominator inside it, so its producer ends a group. At opt_level 0 no
@@ -28,6 +29,7 @@ fusion happens: every op is its own kernel.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -144,6 +146,7 @@ class FuseOps(ModulePass):
     max_depth: int = 256
     opt_level: int = 2
     gemm_pack: bool = True  # False: a run-time weight's packing stays a kernel of its own (_gemm_packing)
+    batch_pack: bool = True  # False: likewise for a batch_matmul no softmax joins (attention's P.V)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for fn in glue_functions(op):
@@ -161,8 +164,10 @@ class FuseOps(ModulePass):
         if self.opt_level > 0:
             for n in nodes:
                 self._attention_rows(n, consumers, groups)
-                if self.gemm_pack:
-                    self._gemm_packing(n, consumers, groups)
+            for n in nodes:
+                if groups.size[groups.find(n)] == 1:  # an attention row's weight is _weight_packing's
+                    for c in self._gemm_packing(n, consumers):
+                        groups.union(c, n)
             ipdom = _PostDominatorTree(nodes, consumers).ipdom
             for phase in (0, 1):
                 for n in nodes:
@@ -242,32 +247,49 @@ class FuseOps(ModulePass):
         As a kernel of its own the pack wrote the packed K from both cores and the attention
         kernel read about half of it from the other core's cache (12x128x64 at two threads:
         the two kernels took 28 us more run together than their times apart). A weight bound
-        at compile time is a constant by now and has no such ops."""
+        at compile time is a constant by now and has no such ops. Heads, not panels as in
+        _gemm_packing: a row's softmax needs every column, so the threads cannot split a head."""
         if graph.shape_of(bmm.tensor_b.type)[0] < ATTENTION_PACK_MIN_HEADS:
             return []
         return self._packing_chain(bmm, bmm.tensor_b, consumers)
 
-    def _gemm_packing(self, n, consumers, groups: _Groups) -> None:
-        """A packed dense of 2-D data whose weight is packed from run-time values (matmul's
-        second operand, or a dense's weight that is not a constant) takes the reshapes and
-        transposes that pack it, where it has GEMM_PACK_MIN_PANELS panels, GEMM_PACK_MIN_ROWS
-        rows and a depth of at most GEMM_PACK_MAX_DEPTH: the dense_pack template then runs
-        threads over the weight's panels, each packing its panels at the panel loop into a
-        local buffer that stays in its own core's cache while every row tile reads it. As a
-        kernel of its own the pack wrote the whole packed weight (4 MB at 1024^2, out of the
-        cores' L2) and the GEMM read it back from L3 or the other core's cache; the pack kernel
-        itself, its reads a column of 128-byte pieces 4 KB apart, did not scale to two threads
-        (1024^2: 167 and 171 us alone at one and two, 1.9x a one-thread memcpy of 4 MB;
-        250-310 us in the row)."""
-        if not isinstance(n, graph.DensePackOp):
-            return
-        rows, (panels, depth, _) = graph.shape_of(n.data.type), graph.shape_of(n.weight.type)
-        if len(rows) != 2 or rows[0] < GEMM_PACK_MIN_ROWS or panels < GEMM_PACK_MIN_PANELS:
-            return
-        if depth > GEMM_PACK_MAX_DEPTH:
-            return
-        for c in self._packing_chain(n, n.weight, consumers):
-            groups.union(c, n)
+    def _gemm_packing(self, n, consumers) -> list[Operation]:
+        """The reshapes and transposes that pack a contraction's weight from run-time values,
+        where its kernel takes them: a packed dense of 2-D data (matmul's second operand, or a
+        dense's weight that is not a constant) with GEMM_PACK_MIN_ROWS rows, or a packed
+        batch_matmul no softmax joins (attention's P.V, V split into heads) whose every batch
+        entry has a weight of its own (one shared by all would be packed once per entry),
+        either with GEMM_PACK_MIN_PANELS panels (over all heads) and a depth of at most
+        GEMM_PACK_MAX_DEPTH. The dense_pack template then runs threads over the weight's
+        panels (a batch_matmul's over (head, panel)), each packing its panels at the panel loop
+        into a local buffer that stays in its own core's cache while every row tile reads it.
+        As a kernel of its own the pack wrote the whole packed weight (4 MB at 1024^2, out of
+        the cores' L2) and the GEMM read it back from L3 or the other core's cache; the pack
+        kernel itself, its reads a column of 128-byte pieces 4 KB apart, did not scale to two
+        threads (1024^2: 167 and 171 us alone at one and two, 1.9x a one-thread memcpy of 4
+        MB; 250-310 us in the row).
+
+        A batch_matmul needs no row bound: one process against fuse-ops{batch_pack=false},
+        V [s, heads x 64] (Xeon, AVX-512), P.V at 12 heads x 128 queries 0.97-0.98x at one
+        thread (CPU time) and 0.93-1.00x at two (wall, load 2.7-2.9); 1 and 16 queries
+        0.66x and 0.85x at one thread, 0.59-0.67x and 0.77x at two; the zoo transformer's
+        4 x 32 0.98x and 0.61x (the pack kernel's own call saved). Where V's rows lie a
+        multiple of 4 KB apart it lost with few queries: 16 heads x 16 queries 1.06x at one
+        thread (level at two), 4 x 512-wide heads 1.04-1.20x at 16-64 queries."""
+        if isinstance(n, graph.DensePackOp) and self.gemm_pack:
+            weight, rows = n.weight, graph.shape_of(n.data.type)
+            if len(rows) != 2 or rows[0] < GEMM_PACK_MIN_ROWS:
+                return []
+        elif isinstance(n, graph.BatchMatmulPackOp) and self.batch_pack:
+            weight = n.tensor_b
+            if graph.shape_of(weight.type)[0] != graph.shape_of(n.result.type)[0]:
+                return []
+        else:
+            return []
+        *heads, panels, depth, _ = graph.shape_of(weight.type)
+        if math.prod(heads) * panels < GEMM_PACK_MIN_PANELS or depth > GEMM_PACK_MAX_DEPTH:
+            return []
+        return self._packing_chain(n, weight, consumers)
 
     def _packing_chain(self, op: Operation, weight, consumers) -> list[Operation]:
         """The reshapes and transposes that compute `op`'s `weight`, each with one consumer
