@@ -418,6 +418,12 @@ def _winograd_input_transform(op, x):
     return v.reshape(a * a, n * th * tw, g["c"])
 
 
+def _winograd_weight_transform(op, w):
+    m, c, k = op.attrs()["tile_size"], w.shape[2], w.shape[3]
+    g = graph.winograd_matrices("", m)[1]
+    return np.einsum("xi,ijck,yj->xyck", g, w.astype(np.float64), g).reshape((m + 2) ** 2, c, k)
+
+
 def _winograd_output_transform(op, mm):
     g = graph.WinogradOutputTransformOp.geometry("", op.data.type, op.attrs())
     m, a = g["m"], g["m"] + 2
@@ -452,6 +458,7 @@ REFERENCE: dict[type[Operation], Callable] = {
     graph.BatchMatmulOp: _batch_matmul,
     graph.Conv2dOp: _conv2d,
     graph.Conv2dTransposeOp: _conv2d_transpose,
+    graph.WinogradWeightTransformOp: _winograd_weight_transform,
     graph.WinogradInputTransformOp: _winograd_input_transform,
     graph.WinogradOutputTransformOp: _winograd_output_transform,
     graph.BiasAddOp: _bias_add,

@@ -425,6 +425,27 @@ def _choose(i: Expr, options: list[Expr]) -> Expr:
     return out
 
 
+def _winograd_weight_transform(op: graph.WinogradWeightTransformOp) -> Stages:
+    """U[e, c, k] = Σ G[ξ, i] w[i, j, c, k] G[ν, j] over the 3x3 taps, G's entries chosen by
+    selects on ξ and ν (a weight that is not a constant; a constant one is folded)."""
+    w = Tensor(op.weight)
+    m = op.attrs()["tile_size"]
+    a, g = m + 2, graph.winograd_matrices("", m)[1]
+    dt = op.result.type.element_type
+
+    def body(e, c, k):
+        xi, nu = e // a, e % a
+        rows = [_choose(xi, [tb.const(float(g[r][i]), dt) for r in range(a)]) for i in range(3)]
+        cols = [_choose(nu, [tb.const(float(g[r][j]), dt) for r in range(a)]) for j in range(3)]
+        terms = [w[i, j, c, k] * rows[i] * cols[j] for i in range(3) for j in range(3)]
+        out = terms[0]
+        for t in terms[1:]:
+            out = out + t
+        return out
+
+    return [compute("T_winograd_weight", op.result.type, body)]
+
+
 def _winograd_input_transform(op: graph.WinogradInputTransformOp) -> Stages:
     """V[e, p, c] = (Bᵀ d B)[e / (m+2), e % (m+2)] for tile p's input pixels d. The body reads
     the whole tile and computes every row of Bᵀ d before choosing its own: a schedule that
@@ -1203,6 +1224,7 @@ TE_COMPUTE: dict[type[Operation], Callable[[Operation], Stages]] = {
     graph.BatchMatmulPackOp: _batch_matmul_pack,
     graph.Conv2dOp: _conv2d,
     graph.Conv2dTransposeOp: _conv2d_transpose,
+    graph.WinogradWeightTransformOp: _winograd_weight_transform,
     graph.WinogradInputTransformOp: _winograd_input_transform,
     graph.WinogradOutputTransformOp: _winograd_output_transform,
     graph.BiasAddOp: _bias_add,

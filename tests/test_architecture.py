@@ -87,6 +87,7 @@ NO_ONNX_MAPPING = {
     graph.RsqrtOp,
     graph.DensePackOp,
     graph.BatchMatmulPackOp,
+    graph.WinogradWeightTransformOp,
     graph.WinogradInputTransformOp,
     graph.WinogradOutputTransformOp,
     graph.AdaptiveAvgPool2dOp,

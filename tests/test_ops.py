@@ -178,10 +178,11 @@ def test_batch_matmul(b, m, k, n, ta, tb, bcast, seed):
     seed=seeds,
 )
 def test_winograd_transforms(m, n, h, w, c, pad, seed):
-    """Both transforms alone, any shape (their templates where a vector of channels divides,
-    else the per-stage schedules): the input's tiles read with the padding inside, and the output
-    transform's crop of the last tiles."""
+    """The transforms alone, any shape (their templates where a vector of channels divides,
+    else the per-stage schedules): the input's tiles read with the padding inside, a weight's
+    (one that is not a constant), and the output transform's crop of the last tiles."""
     run("nn.contrib_winograd_input_transform", [tensor([n, h, w, c])], seed, REDUCE_RTOL, tile_size=m, padding=pad)
+    run("nn.contrib_winograd_weight_transform", [tensor([3, 3, c, h])], seed, REDUCE_RTOL, tile_size=m)
     oh, ow = h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2
     tiles = n * -(-oh // m) * -(-ow // m)
     run(

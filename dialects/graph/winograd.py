@@ -4,8 +4,8 @@ F(m x m, 3 x 3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Network
 computes an m x m tile of outputs from an (m + 2) x (m + 2) tile of inputs d as
 Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A: the elementwise product over all input channels is a batch of
 (m + 2)² matrix products [tiles, C] x [C, K], (m + 2)² / (m² · 9) the multiplies of the direct
-convolution (F(2, 3): 1 / 2.25, F(4, 3): 1 / 4). The weight's transform G g Gᵀ is built from
-matmuls and transposes that fold-constant evaluates; the two data transforms are the ops here.
+convolution (F(2, 3): 1 / 2.25, F(4, 3): 1 / 4). The weight's transform G g Gᵀ is an op too,
+which fold-constant evaluates for a constant weight.
 
 The matrices are Toom-Cook's for the points 0, ±1, ∞ (F(2, 3), the paper's) and 0, ±1, 1/2,
 -2, ∞ (F(4, 3), see below), one table per tile size m, read by the shape inference, the numpy
@@ -75,6 +75,31 @@ def winograd_matrices(op: str, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def winograd_tiles(out_h: int, out_w: int, m: int) -> tuple[int, int]:
     """Tiles of m x m outputs along each axis (the last ones cropped where m does not divide)."""
     return -(-out_h // m), -(-out_w // m)
+
+
+@irdl_op_definition
+class WinogradWeightTransformOp(GraphOp):
+    """U[ξ(m+2) + ν, c, k] = (G w[:, :, c, k] Gᵀ)[ξ, ν] for an HWIO 3x3 weight (TVM's
+    nn.contrib_conv2d_winograd_weight_transform, in the layout the products read): one op, so
+    that fold-constant evaluates a constant weight's transform in one step."""
+
+    name = "graph.nn.contrib_winograd_weight_transform"
+    PATTERN: ClassVar[OpPattern] = OpPattern.OPAQUE
+    weight = operand_def(TensorType)
+    tile_size = INT.prop(4)
+    result = result_def(TensorType)
+    traits = graph_traits()
+
+    @classmethod
+    def infer(cls, op, types, a):
+        w = expect_tensor(op, types[0], "weight")
+        expect_float(op, w, "weight")
+        m = a["tile_size"]
+        winograd_matrices(op, m)
+        ws = shape_of(w)
+        if len(ws) != 4 or ws[:2] != [WINOGRAD_KERNEL, WINOGRAD_KERNEL]:
+            raise ShapeError(f"{op}: expects a 3x3 HWIO weight [3, 3, C, K], got {type_str(w)}")
+        return TensorType(w.element_type, [(m + 2) ** 2, ws[2], ws[3]])
 
 
 @irdl_op_definition
@@ -159,6 +184,7 @@ __all__ = [
     "WINOGRAD_MATRICES",
     "WinogradInputTransformOp",
     "WinogradOutputTransformOp",
+    "WinogradWeightTransformOp",
     "winograd_matrices",
     "winograd_tiles",
 ]

@@ -62,9 +62,11 @@ func.func @ordering(%x: tensor<3x5xf32>) -> tensor<3x2xi64> {
 // CHECK:   %0 = graph.nn.contrib_winograd_input_transform %x {padding = [1 : i64, 1 : i64, 1 : i64, 1 : i64]} : (tensor<1x6x7x16xf32>) -> tensor<36x4x16xf32>
 // CHECK:   %1 = graph.nn.contrib_winograd_output_transform %0 {output_size = [6 : i64, 7 : i64]} : (tensor<36x4x16xf32>) -> tensor<1x6x7x16xf32>
 // CHECK:   %2 = graph.nn.contrib_winograd_input_transform %x {tile_size = 2 : i64} : (tensor<1x6x7x16xf32>) -> tensor<16x6x16xf32>
-func.func @winograd(%x: tensor<1x6x7x16xf32>) -> (tensor<1x6x7x16xf32>, tensor<16x6x16xf32>) {
+// CHECK:   %3 = graph.nn.contrib_winograd_weight_transform %w : (tensor<3x3x16x8xf32>) -> tensor<36x16x8xf32>
+func.func @winograd(%x: tensor<1x6x7x16xf32>, %w: tensor<3x3x16x8xf32>) -> (tensor<1x6x7x16xf32>, tensor<16x6x16xf32>, tensor<36x16x8xf32>) {
   %0 = graph.nn.contrib_winograd_input_transform %x {padding = [1, 1, 1, 1]} : (tensor<1x6x7x16xf32>) -> tensor<36x4x16xf32>
   %1 = graph.nn.contrib_winograd_output_transform %0 {tile_size = 4, output_size = [6, 7]} : (tensor<36x4x16xf32>) -> tensor<1x6x7x16xf32>
   %2 = graph.nn.contrib_winograd_input_transform %x {tile_size = 2} : (tensor<1x6x7x16xf32>) -> tensor<16x6x16xf32>
-  func.return %1, %2 : tensor<1x6x7x16xf32>, tensor<16x6x16xf32>
+  %3 = graph.nn.contrib_winograd_weight_transform %w : (tensor<3x3x16x8xf32>) -> tensor<36x16x8xf32>
+  func.return %1, %2, %3 : tensor<1x6x7x16xf32>, tensor<16x6x16xf32>, tensor<36x16x8xf32>
 }

@@ -4,14 +4,14 @@
 
 // A 3x3 stride-1 NHWC layer with a constant weight at 14x14 becomes F(4x4, 3x3): the input
 // transform (the padding read inside it) into [36, tiles, C], a batch of 36 GEMMs against the
-// weight transformed by G (matmuls that fold-constant evaluates) and packed as alter-op-layout
+// weight transformed by G (an op that fold-constant evaluates) and packed as alter-op-layout
 // packs a batch_matmul's weight, and the output transform back to NHWC. A one-lane target
 // (a GPU) keeps the direct convolution.
 // CHECK-LABEL: func.func @f4
 // CHECK:      %[[V:.*]] = graph.nn.contrib_winograd_input_transform %x {padding = [1 : i64, 1 : i64, 1 : i64, 1 : i64]} : (tensor<1x14x14x64xf32>) -> tensor<36x16x64xf32>
-// CHECK:      graph.nn.matmul %{{.*}} : (tensor<6x3xf32>, tensor<3x12288xf32>) -> tensor<6x12288xf32>
-// CHECK:      graph.nn.matmul %{{.*}} : (tensor<6x3xf32>, tensor<3x24576xf32>) -> tensor<6x24576xf32>
-// CHECK:      %[[P:.*]] = graph.transpose %{{.*}} {axes = [0 : i64, 2 : i64, 1 : i64, 3 : i64]} : (tensor<36x64x2x32xf32>) -> tensor<36x2x64x32xf32>
+// CHECK-NEXT: %[[U:.*]] = graph.nn.contrib_winograd_weight_transform %w : (tensor<3x3x64x64xf32>) -> tensor<36x64x64xf32>
+// CHECK-NEXT: %[[R:.*]] = graph.reshape %[[U]] {newshape = [36 : i64, 64 : i64, 2 : i64, 32 : i64]}
+// CHECK-NEXT: %[[P:.*]] = graph.transpose %[[R]] {axes = [0 : i64, 2 : i64, 1 : i64, 3 : i64]} : (tensor<36x64x2x32xf32>) -> tensor<36x2x64x32xf32>
 // CHECK-NEXT: %[[M:.*]] = graph.nn.contrib_batch_matmul_pack %[[V]], %[[P]] : (tensor<36x16x64xf32>, tensor<36x2x64x32xf32>) -> tensor<36x16x64xf32>
 // CHECK-NEXT: graph.nn.contrib_winograd_output_transform %[[M]] {output_size = [14 : i64, 14 : i64]} : (tensor<36x16x64xf32>) -> tensor<1x14x14x64xf32>
 // CHECK-NOT:  graph.nn.conv2d
