@@ -409,6 +409,28 @@ def _conv2d_transpose(op, rng):
     )
 
 
+def _winograd_input(op, rng):
+    m, c = int(rng.choice([2, 4])), int(rng.choice([1, 4, 16]))
+    h, w, pad = (
+        _dim(rng, (3, 5, 8)),
+        _dim(rng, (4, 7, 9)),
+        [[0, 0, 0, 0], [1, 1, 1, 1], [1, 0, 2, 1]][int(rng.integers(3))],
+    )
+    return OpCase(op, (tensor([1, h, w, c]),), {"tile_size": m, "padding": pad}, rtol=REDUCE_RTOL)
+
+
+def _winograd_weight(op, rng):
+    m, c, k = int(rng.choice([2, 4])), _dim(rng, (1, 4, 16)), _dim(rng, (1, 5, 16))
+    return OpCase(op, (tensor([3, 3, c, k]),), {"tile_size": m}, rtol=REDUCE_RTOL)
+
+
+def _winograd_output(op, rng):
+    m, k = int(rng.choice([2, 4])), _dim(rng, (1, 4, 16))
+    oh, ow = _dim(rng, (1, 4, 7)), _dim(rng, (2, 5, 8))
+    tiles = -(-oh // m) * -(-ow // m)
+    return OpCase(op, (tensor([(m + 2) ** 2, tiles, k]),), {"tile_size": m, "output_size": [oh, ow]}, rtol=REDUCE_RTOL)
+
+
 # nn
 
 
@@ -680,6 +702,9 @@ CASES: dict[str, Builder] = {
     "nn.contrib_batch_matmul_pack": _batch_matmul_pack,
     "nn.conv2d": _conv2d,
     "nn.conv2d_transpose": _conv2d_transpose,
+    "nn.contrib_winograd_input_transform": _winograd_input,
+    "nn.contrib_winograd_weight_transform": _winograd_weight,
+    "nn.contrib_winograd_output_transform": _winograd_output,
     "nn.bias_add": _per_axis,
     "nn.prelu": _per_axis,
     "nn.softmax": _softmax,
