@@ -118,7 +118,11 @@ class _PostDominatorTree:
 
 
 # Heads (batch entries) an attention's batch_matmul needs for its K packing to join the kernel,
-# whose threads then take whole heads: fewer would leave threads without work.
+# whose threads then take whole heads: fewer would leave threads without work. fuse-ops does
+# not know the threads (the backend's graph_pass_options do not give them). Two heads a thread
+# sufficed at 2 threads (the row alone, one process, load 2.1-2.3: 4 heads 0.56-0.64x, 6 heads
+# 0.63x; 2-3 heads and one thread level), but the zoo transformer's 4-head run() with the bound
+# lowered to 4 was level (0.98-1.04x, five runs of alternating blocks), so it stays.
 ATTENTION_PACK_MIN_HEADS = 8
 # The ops of K's packing that join the attention kernel: pure data movement, which the kernel's
 # pack stage does as tile transposes in registers. Arithmetic before them (K's bias) stays in
