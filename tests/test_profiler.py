@@ -76,7 +76,7 @@ def test_dense_flops_are_2mnk(tmp_path, rng, bound):
 
 
 @pytest.mark.parametrize("groups", [1, 2])
-def test_conv2d_flops_are_the_formula(tmp_path, rng, groups):
+def test_conv2d_flops_are_the_formula(tmp_path, rng, groups, direct_convolutions):
     n, c, h, w_, k, kh, kw = 1, 8, 12, 10, 16, 3, 3
     text = f"""def @main(%x: Tensor[({n}, {c}, {h}, {w_}), float32], %w: Tensor[({k}, {c // groups}, {kh}, {kw}), float32]) {{
   nn.conv2d(%x, %w, padding=[1, 1, 1, 1], groups={groups}, kernel_size=[{kh}, {kw}])
@@ -91,6 +91,28 @@ def test_conv2d_flops_are_the_formula(tmp_path, rng, groups):
     oh, ow = h, w_  # padding 1 keeps a 3x3 conv's size
     assert row.flops == 2 * n * k * c * oh * ow * kh * kw / groups
     assert any(s == f"{path}:2 nn.conv2d" for s in row.sources)
+
+
+def test_a_winograd_convolution_names_its_line_in_each_of_its_kernels(tmp_path, rng):
+    """winograd-conv makes one conv three kernels: each is charged to the conv's line, and the
+    GEMM's work is its own product's, (m+2)^2 batches of tiles x C x K."""
+    n, c, h, w_, k = 1, 8, 12, 10, 16
+    text = f"""def @main(%x: Tensor[({n}, {c}, {h}, {w_}), float32], %w: Tensor[({k}, {c}, 3, 3), float32]) {{
+  nn.conv2d(%x, %w, padding=[1, 1, 1, 1], kernel_size=[3, 3])
+}}
+"""
+    path = tmp_path / "conv.lathe"
+    path.write_text(text)
+    cm = lathe.compile(lathe.load(path), params={"w": _rand(rng, k, c, 3, 3)})
+    p = cm.profile(_rand(rng, n, c, h, w_), **FAST)
+    stages = {r.kernel.rsplit("_", 1)[0]: r for r in p.rows}
+    assert {"nn_contrib_winograd_input_transform", "nn_contrib_batch_matmul_pack"} <= set(stages)
+    assert all(s.startswith(f"{path}:2 ") for r in p.rows for s in r.sources)
+    from lathe.passes.winograd import winograd_tile
+
+    m = winograd_tile(c, k, h, w_, lanes=4)  # the rule's tile for these output sizes
+    tiles = n * -(-h // m) * -(-w_ // m)
+    assert stages["nn_contrib_batch_matmul_pack"].flops == 2 * (m + 2) ** 2 * tiles * c * k
 
 
 def test_sources_name_the_relay_lines(tmp_path, rng):
