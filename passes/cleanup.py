@@ -62,7 +62,14 @@ class CleanupLoops(ModulePass):
         pattern = GreedyRewritePatternApplier(
             [CanonicalizeKeepingBoundLoops(), SimplifyIndexDivision()], ctx=ctx, folding_enabled=True
         )
-        PatternRewriteWalker(pattern, post_walk_func=region_dce).rewrite_module(op)
+        # The walk to its fixed point, then region DCE, again while DCE removed something: the
+        # same fixed point as DCE after every walk (the walker's post_walk_func), which ran
+        # region DCE over the whole module 9 times on VGG-16 with Winograd. Same kernels
+        # printed, cleanup-loops 14.0-15.2 -> 10.8-11.2 s (one process, alternated, load 2.6).
+        walker = PatternRewriteWalker(pattern)
+        walker.rewrite_module(op)
+        while region_dce(op.body):
+            walker.rewrite_module(op)
         CommonSubexpressionElimination().apply(ctx, op)
 
 
