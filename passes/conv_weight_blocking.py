@@ -94,6 +94,20 @@ def _from_constants(v: SSAValue) -> bool:
     )
 
 
+def constant_weight_conv(op: Operation) -> dict | None:
+    """The attributes of an NHWC, HWIO, ungrouped float conv2d whose weight is computed from
+    constants alone: the layers whose weight a pass may lay out anew at compile time (blocked
+    here, Winograd-transformed by winograd-conv). None for any other op."""
+    if not isinstance(op, graph.Conv2dOp):
+        return None
+    a = op.attrs()
+    if a["data_layout"] != "NHWC" or a["kernel_layout"] != "HWIO" or a["groups"] != 1 or a["out_dtype"]:
+        return None
+    if not graph.is_float(op.result.type.element_type) or not _from_constants(op.weight):
+        return None
+    return a
+
+
 class BlockConvWeight(RewritePattern):
     """conv2d [NHWC, HWIO, groups 1, a constant float weight, F over one block] → conv2d
     [OHWI{b}o] of the weight reshaped and transposed into blocks of b filters."""
@@ -102,13 +116,10 @@ class BlockConvWeight(RewritePattern):
         self.lanes = lanes
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
-        if not isinstance(op, graph.Conv2dOp):
+        a = constant_weight_conv(op)
+        if a is None:
             return
-        a = op.attrs()
-        if a["data_layout"] != "NHWC" or a["kernel_layout"] != "HWIO" or a["groups"] != 1 or a["out_dtype"]:
-            return
-        if not graph.is_float(op.result.type.element_type) or not _from_constants(op.weight):
-            return
+        assert isinstance(op, graph.Conv2dOp)
         kh, kw, c, f = shape_of(op.weight.type)
         b = conv_block_width(shape_of(op.result.type)[2], f, self.lanes)
         if b is None or b == f:

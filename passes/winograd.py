@@ -32,7 +32,7 @@ from lathe.dialects import graph
 from lathe.dialects.graph import make_op
 from lathe.passes.alter_op_layout import BatchMatmulToPack
 from lathe.passes.channel_padding import pack_width
-from lathe.passes.conv_weight_blocking import _from_constants
+from lathe.passes.conv_weight_blocking import constant_weight_conv
 from lathe.passes.outline import carry_location
 
 # Measured (docs/passes.md, "Winograd convolution"; run() of one layer, direct and Winograd alternating
@@ -67,13 +67,10 @@ class WinogradConv(RewritePattern):
     products: list[Operation] = field(default_factory=list)  # the batch_matmuls made: packed after the walk
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
-        if not isinstance(op, graph.Conv2dOp):
+        a = constant_weight_conv(op)
+        if a is None:
             return
-        a = op.attrs()
-        if a["data_layout"] != "NHWC" or a["kernel_layout"] != "HWIO" or a["groups"] != 1 or a["out_dtype"]:
-            return
-        if not graph.is_float(op.result.type.element_type) or not _from_constants(op.weight):
-            return
+        assert isinstance(op, graph.Conv2dOp)
         g = graph.Conv2dOp.geometry("", op.data.type, op.weight.type, a)
         if (g["kh"], g["kw"], g["sh"], g["sw"], g["dh"], g["dw"]) != (graph.WINOGRAD_KERNEL,) * 2 + (1,) * 4:
             return
