@@ -168,3 +168,21 @@ def attention_inputs(rng, heads: int, q_len: int, kv_len: int, dim: int, scaled:
         mask[..., kv_len - kv_len // 4 :] = -10000.0
         inputs["mask"] = mask
     return inputs
+
+
+def with_kernel_config(module, config: str, kernel_part: str):
+    """`module` lowered to kernels at -O3 with schedule `config` set on its one kernel whose
+    name contains `kernel_part` (what `lathe tune` records do, for one knob setting)."""
+    from xdsl.dialects import func
+    from xdsl.dialects.builtin import StringAttr
+
+    from lathe.dialects import make_context
+    from lathe.dialects.functions import is_kernel
+    from lathe.lowering.schedule_builder import CONFIG_ATTR
+    from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
+
+    m = module.clone()
+    build_pipeline(GRAPH_PIPELINES[3]).apply(make_context(), m)
+    (kernel,) = [f for f in m.ops if isinstance(f, func.FuncOp) and is_kernel(f) and kernel_part in f.sym_name.data]
+    kernel.attributes[CONFIG_ATTR] = StringAttr(config)
+    return m

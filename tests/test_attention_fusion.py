@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import max_rel_err
+from conftest import max_rel_err, with_kernel_config
 
 import lathe
 from lathe.dialects import make_context
@@ -107,24 +107,8 @@ def test_row_epilogue_knobs_agree(config, rng):
     module = parse_relay(src)
     inputs = _inputs(rng, 17, 64, True)
     ref = lathe.interpret(module, **inputs)
-    got = lathe.compile(_with_config(module, config), num_threads=2).run(**inputs)
+    got = lathe.compile(with_kernel_config(module, config, "softmax"), num_threads=2).run(**inputs)
     assert max_rel_err(got, ref) < 2e-5
-
-
-def _with_config(module, config: str):
-    """The module at kernel level with `config` set on its fused attention kernel."""
-    from xdsl.dialects import func
-    from xdsl.dialects.builtin import StringAttr
-
-    from lathe.dialects.functions import is_kernel
-    from lathe.lowering.schedule_builder import CONFIG_ATTR
-
-    m = module.clone()
-    build_pipeline(GRAPH_PIPELINES[3]).apply(make_context(), m)
-    targets = [f for f in m.ops if isinstance(f, func.FuncOp) and is_kernel(f) and "softmax" in f.sym_name.data]
-    assert len(targets) == 1
-    targets[0].attributes[CONFIG_ATTR] = StringAttr(config)
-    return m
 
 
 def test_softmax_over_another_axis_is_not_fused(rng):

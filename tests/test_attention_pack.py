@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import assert_like_onnxruntime, attention_inputs, attention_source, max_rel_err
+from conftest import assert_like_onnxruntime, attention_inputs, attention_source, max_rel_err, with_kernel_config
 
 import lathe
 from lathe.backends.llvm.codegen import module_to_llvm_ir
@@ -42,25 +42,11 @@ def _agrees(src: str, inputs: dict, threads: int = 2, config: str | None = None)
     module = parse_relay(src)
     ref = lathe.interpret(module, **inputs)
     if config is not None:
-        module = _with_config(module, config)
+        module = with_kernel_config(module, config, "softmax")
     got = lathe.compile(module, num_threads=threads).run(**inputs)
     assert got.shape == ref.shape
     assert max_rel_err(got, ref) < 2e-5
     np.testing.assert_allclose(got.sum(axis=-1), 1.0, rtol=1e-5)
-
-
-def _with_config(module, config: str):
-    from xdsl.dialects import func
-    from xdsl.dialects.builtin import StringAttr
-
-    from lathe.dialects.functions import is_kernel
-    from lathe.lowering.schedule_builder import CONFIG_ATTR
-
-    m = module.clone()
-    build_pipeline(GRAPH_PIPELINES[3]).apply(make_context(), m)
-    (kernel,) = [f for f in m.ops if isinstance(f, func.FuncOp) and is_kernel(f) and "softmax" in f.sym_name.data]
-    kernel.attributes[CONFIG_ATTR] = StringAttr(config)
-    return m
 
 
 @pytest.mark.parametrize("heads", [ATTENTION_PACK_MIN_HEADS - 1, ATTENTION_PACK_MIN_HEADS, 12])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_like_onnxruntime, max_rel_err
+from conftest import assert_like_onnxruntime, max_rel_err, with_kernel_config
 
 import lathe
 from lathe.dialects import make_context
@@ -60,20 +60,6 @@ def _kernels(module) -> list[list[str]]:
         for f in m.ops
         if isinstance(f, func.FuncOp) and is_kernel(f)
     ]
-
-
-def _with_config(module, config: str):
-    from xdsl.dialects import func
-    from xdsl.dialects.builtin import StringAttr
-
-    from lathe.dialects.functions import is_kernel
-    from lathe.lowering.schedule_builder import CONFIG_ATTR
-
-    m = module.clone()
-    build_pipeline(GRAPH_PIPELINES[3]).apply(make_context(), m)
-    (kernel,) = [f for f in m.ops if isinstance(f, func.FuncOp) and is_kernel(f) and "batch_matmul" in f.sym_name.data]
-    kernel.attributes[CONFIG_ATTR] = StringAttr(config)
-    return m
 
 
 def _agrees(module, inputs, ref, threads: int = 2, pipeline: str | None = None) -> None:
@@ -163,7 +149,7 @@ def test_the_knobs_replay(config, rng):
     last task in each head), k split."""
     module = parse_relay(_pv_source(8, 40, 96, 96))
     inputs = _pv_inputs(rng, 8, 40, 96, 96)
-    _agrees(_with_config(module, config), inputs, lathe.interpret(module, **inputs))
+    _agrees(with_kernel_config(module, config, "batch_matmul"), inputs, lathe.interpret(module, **inputs))
 
 
 @pytest.mark.parametrize("knob", ["order=ij", "parallel=fused", "block_k=32"])
@@ -172,7 +158,7 @@ def test_the_structure_is_fixed(knob):
     2-D GEMM that packs its weight: other values are refused."""
     module = parse_relay(_pv_source(12, 32, 64, 64))
     with pytest.raises(LatheError, match=knob.split("=")[0]):
-        lathe.compile(_with_config(module, f"dense_pack:{knob}"), num_threads=2)
+        lathe.compile(with_kernel_config(module, f"dense_pack:{knob}", "batch_matmul"), num_threads=2)
 
 
 def test_bert_attention_like_onnxruntime(rng):
