@@ -20,11 +20,17 @@ def warm(fn: Callable[[], object], seconds: float = 1.0) -> None:
 
 
 def interleaved_medians(
-    fns: dict[str, Callable[[], object]], repeat: int = 50, warmup: float = 1.0, block: int = 5
+    fns: dict[str, Callable[[], object]],
+    repeat: int = 50,
+    warmup: float = 1.0,
+    block: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
     """Median seconds per call of each fn. Contenders alternate in blocks of `block`
     calls (the first call of each block untimed), so machine drift hits all alike
-    while each block runs with its own data in cache, as a model's steady state does."""
+    while each block runs with its own data in cache, as a model's steady state does.
+    `clock=time.thread_time` times one-thread contenders by the caller's CPU time, which
+    other processes on the same cores do not inflate as they do wall time."""
     for fn in fns.values():
         warm(fn, warmup)
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -33,9 +39,9 @@ def interleaved_medians(
             time.sleep(0.2)  # let the other contender's spinning worker threads go idle
             fn()
             for _ in range(block):
-                t0 = time.perf_counter()
+                t0 = clock()
                 fn()
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(clock() - t0)
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
