@@ -13,6 +13,13 @@ balance (peak FLOP/s over bandwidth): the roofline's knee. Kernel times are the 
 medians (each kernel on its own, after a 1 s warm-up), so a kernel whose buffers stay in
 cache can pass 100% of the memory bandwidth.
 
+Every number here is wall time on the threads given, so it holds only while no other process
+wants the cores: one that holds a core makes a parallel kernel run at one thread's speed (twice
+its time) and the FMA loop report a third of the peak. The peak and bandwidth come from bursts
+in which this process's threads did not wait for a CPU (Linux's schedstat), each model is
+profiled until a profile is uncontended (at most --tries times, the least contended kept), and
+every line prints its CPU wait, so that a contended audit says it is one.
+
 One line per model: its conv/GEMM kernels, how many are below their floor and the share of
 the model's kernel time they take; below it the offenders (all rows with --all).
 """
@@ -85,9 +92,46 @@ exit:
     return fn, engine  # the engine owns the code: keep it alive with the function
 
 
-def measured_peak_flops(threads: int, lanes: int, seconds: float = 0.2) -> float:
-    """FLOP/s of the FMA loop on `threads` threads at once (ctypes releases the GIL), best of 5
-    after a 1 s warm-up by wall time."""
+def _bursts(work, args: list, clean: int = 5, budget_seconds: float = 20.0) -> tuple[float, float]:
+    """The shortest wall time of `work(*a)` run on one thread per `a` of `args` at once, and
+    how long those threads waited for a CPU per second of it: the best of the first `clean`
+    bursts in which they waited at most CONTENDED (of all bursts in `budget_seconds` if fewer
+    were), after a 1 s warm-up. The peak is what this process gets with the cores to itself: a burst while
+    another process holds a core measures the share the OS gave it (79 instead of 230 GFLOP/s)."""
+    from lathe.runtime.profiler import CONTENDED, cpu_wait_seconds
+
+    def timed(a, out: list) -> None:
+        w = cpu_wait_seconds(this_thread=True)
+        work(*a)
+        out.append(None if w is None else cpu_wait_seconds(this_thread=True) - w)
+
+    def burst() -> tuple[float, float]:
+        waits: list = []
+        workers = [threading.Thread(target=timed, args=(a, waits)) for a in args]
+        t = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        wall = time.perf_counter() - t
+        return wall, sum(w or 0.0 for w in waits) / wall
+
+    end = time.perf_counter() + 1.0
+    while time.perf_counter() < end:
+        burst()
+    results = []
+    end = time.perf_counter() + budget_seconds
+    while not results or time.perf_counter() < end:
+        results.append(burst())
+        good = [r for r in results if r[1] <= CONTENDED]
+        if len(good) >= clean:
+            return min(good)
+    return min(good or results)
+
+
+def measured_peak_flops(threads: int, lanes: int, seconds: float = 0.2) -> tuple[float, float]:
+    """FLOP/s of the FMA loop on `threads` threads at once (ctypes releases the GIL), and the
+    CPU wait of the burst it comes from (`_bursts`)."""
     import numpy as np
 
     fn, _engine = _fma_kernel(lanes)
@@ -97,26 +141,13 @@ def measured_peak_flops(threads: int, lanes: int, seconds: float = 0.2) -> float
     fn(n, bufs[0].ctypes.data)
     per_call = time.perf_counter() - t0
     n = max(1 << 16, int(n * seconds / max(per_call, 1e-6) / 5))
-
-    def burst() -> float:
-        workers = [threading.Thread(target=fn, args=(n, b.ctypes.data)) for b in bufs]
-        t = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        return time.perf_counter() - t
-
-    end = time.perf_counter() + 1.0
-    while time.perf_counter() < end:
-        burst()
-    best = min(burst() for _ in range(5))
-    return threads * n * _ACCUMULATORS * 2 * lanes / best
+    best, wait = _bursts(fn, [(n, b.ctypes.data) for b in bufs])
+    return threads * n * _ACCUMULATORS * 2 * lanes / best, wait
 
 
-def measured_bandwidth(threads: int) -> float:
+def measured_bandwidth(threads: int) -> tuple[float, float]:
     """Bytes/s (read + written) of a 64 MiB numpy copy: one thread (the profiler's) or split
-    over `threads` threads, whichever is faster."""
+    over `threads` threads, whichever is faster; and the CPU wait of the threaded copy's burst."""
     import numpy as np
 
     from lathe.runtime.profiler import memory_bandwidth
@@ -130,16 +161,8 @@ def measured_bandwidth(threads: int) -> float:
     def copy(lo, hi):
         np.copyto(dst[lo:hi], src[lo:hi])
 
-    best = float("inf")
-    for _ in range(5):
-        workers = [threading.Thread(target=copy, args=b) for b in bounds]
-        t = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        best = min(best, time.perf_counter() - t)
-    return max(memory_bandwidth(), 2 * src.nbytes / best)
+    best, wait = _bursts(copy, bounds)
+    return max(memory_bandwidth(), 2 * src.nbytes / best), wait
 
 
 def audit(profile, peak: float, bandwidth: float):
@@ -167,29 +190,48 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--all", action="store_true", help="print every conv/GEMM row, not only those below the floor")
+    ap.add_argument(
+        "--tries",
+        type=int,
+        default=3,
+        help="profiles per model at most, until one is not contended (the least is kept)",
+    )
     args = ap.parse_args()
     import os
 
     import lathe
     from lathe.backends.llvm.target import parse_target
+    from lathe.runtime.profiler import CONTENDED
     from models.builder import random_inputs
 
     lanes = parse_target("llvm").vector_bits // 32
-    peak = measured_peak_flops(args.threads, lanes)
-    bandwidth = measured_bandwidth(args.threads)
+    peak, peak_wait = measured_peak_flops(args.threads, lanes)
+    bandwidth, bandwidth_wait = measured_bandwidth(args.threads)
     print(
         f"load average {os.getloadavg()[0]:.2f}; {args.threads} threads; measured peak {peak / 1e9:.1f} GFLOP/s "
-        f"({_ACCUMULATORS} x {lanes}-lane FMA chains per thread), bandwidth {bandwidth / 1e9:.1f} GB/s, "
-        f"balance {peak / bandwidth:.1f} FLOP/byte; floors: {FLOP_FLOOR:.0%} of peak, {BANDWIDTH_FLOOR:.0%} of bandwidth"
+        f"({_ACCUMULATORS} x {lanes}-lane FMA chains per thread; CPU wait {peak_wait:.3f}), bandwidth "
+        f"{bandwidth / 1e9:.1f} GB/s (CPU wait {bandwidth_wait:.3f}), balance {peak / bandwidth:.1f} FLOP/byte; "
+        f"floors: {FLOP_FLOOR:.0%} of peak, {BANDWIDTH_FLOOR:.0%} of bandwidth"
     )
-    failing_models = 0
+    print(
+        "CPU wait: seconds this process's threads waited for a core per second (schedstat); above "
+        f"{CONTENDED} other processes (invisible to ps in other containers) held the cores and the times are theirs too"
+    )
+    failing_models = contended_models = 0
     for name in args.models.split(","):
         model = ZOO[name].build()
         inputs = random_inputs(model, 0)
         module, params = lathe.from_onnx(model)
         cm = lathe.compile(module, params=params, num_threads=args.threads)
         order = [i.name for i in model.graph.input if i.name in inputs]
-        prof = cm.profile(*[inputs[k] for k in order], repeat=args.repeat)
+        prof = None
+        for _ in range(max(1, args.tries)):
+            p = cm.profile(*[inputs[k] for k in order], repeat=args.repeat)
+            if prof is None or (p.cpu_wait or 0.0) < (prof.cpu_wait or 0.0):
+                prof = p
+            if not prof.contended:
+                break
+        contended_models += prof.contended
         rows = audit(prof, peak, bandwidth)
         below = [r for r in rows if r[2] < r[3]]
         total = prof.total_seconds
@@ -197,7 +239,8 @@ def main() -> int:
         failing_models += bool(below)
         print(
             f"{name:16s} conv/GEMM kernels {len(rows):3d}, below the floor {len(below):3d} "
-            f"({100 * share:4.1f}% of the kernel time)",
+            f"({100 * share:4.1f}% of the kernel time), CPU wait {prof.cpu_wait if prof.cpu_wait is not None else float('nan'):.3f}"
+            + (" CONTENDED" if prof.contended else ""),
             flush=True,
         )
         for row, bound, frac, floor in rows if args.all else below:
@@ -206,7 +249,10 @@ def main() -> int:
                 f"(floor {floor:.0%})  {', '.join(row.sources[:2])[:70]}",
                 flush=True,
             )
-    print(f"models with a kernel below its floor: {failing_models}")
+    print(
+        f"models with a kernel below its floor: {failing_models}; "
+        f"profiled while other processes held the cores (CPU wait > {CONTENDED}): {contended_models}"
+    )
     return 0
 
 

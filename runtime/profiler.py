@@ -231,6 +231,36 @@ def memory_bandwidth() -> float:
     return 2 * _COPY_BYTES / best
 
 
+def cpu_wait_seconds(this_thread: bool = False) -> float | None:
+    """Seconds this process's threads have spent runnable but not running, waiting for a CPU
+    that another thread held (Linux's per-thread schedstat run delay, summed over the live
+    threads); None where the kernel does not keep it. A kernel's time is wall time: when another
+    process holds one of two cores, the pool's worker waits and a parallel kernel runs at the
+    caller's one-thread speed, about twice its time (docs/profiling.md, "Contention"). Processes
+    of other containers are invisible to `ps`, not to this. A thread's wait leaves the sum when the thread ends: a caller that times
+    short-lived threads reads each one's own (`this_thread`) before it ends."""
+    total, found = 0, False
+    try:
+        paths = (
+            ["/proc/thread-self"] if this_thread else [f"/proc/self/task/{t}" for t in os.listdir("/proc/self/task")]
+        )
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            with open(f"{path}/schedstat") as f:
+                total += int(f.read().split()[1])
+            found = True
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9 if found else None
+
+
+# A profile whose threads waited for a CPU more than this (seconds of waiting per second of
+# timing, summed over the threads) was measured on a machine that other processes shared.
+CONTENDED = 0.02
+
+
 def machine(threads: int, vector_lanes: int) -> Machine:
     hz, source = _clock()
     return Machine(threads, vector_lanes, hz, source, memory_bandwidth())
@@ -267,6 +297,15 @@ class Profile:
     repeat: int
     warmup_seconds: float
     run_seconds: float  # median of the kernels run as run() runs them (one native call where there is one)
+    # Seconds this process's threads waited for a CPU per second of the timed runs (summed over
+    # threads: 1.0 is one thread kept waiting throughout); None where the OS does not say.
+    cpu_wait: float | None = None
+
+    @property
+    def contended(self) -> bool:
+        """Whether other processes held the cores while the kernels were timed, so that
+        parallel kernels ran slower than they do on an idle machine."""
+        return self.cpu_wait is not None and self.cpu_wait > CONTENDED
 
     @property
     def total_seconds(self) -> float:
@@ -314,6 +353,17 @@ class Profile:
             f"each kernel called on its own after a {self.warmup_seconds:g} s warm-up); "
             f"the same kernels as run() calls them (one native call where there is one): {_seconds(self.run_seconds)}"
         )
+        if self.cpu_wait is None:
+            out.append("CPU contention unknown (no schedstat): a busy machine would slow the parallel kernels")
+        else:
+            out.append(
+                f"this process's threads waited for a CPU {self.cpu_wait:.3f} s per s of timing"
+                + (
+                    ": other processes held the cores, parallel kernels are slower than on an idle machine"
+                    if self.contended
+                    else " (no contention)"
+                )
+            )
         out += self.machine.describe()
         out.append(
             "FLOPs: the op-level cost model (runtime/profiler.py); bytes: the kernel's argument buffers, once "
@@ -327,6 +377,7 @@ class Profile:
                 "repeat": self.repeat,
                 "warmup_seconds": self.warmup_seconds,
                 "run_seconds": self.run_seconds,
+                "cpu_wait": self.cpu_wait,
                 "total_seconds": self.total_seconds,
                 "machine": {**asdict(self.machine), "peak_flops": self.machine.peak_flops},
                 "rows": [
@@ -344,7 +395,7 @@ class Profile:
             m = {k: v for k, v in d["machine"].items() if k != "peak_flops"}
             derived = ("gflops", "gbytes_per_s", "peak_fraction")
             rows = [KernelProfile(**{k: v for k, v in r.items() if k not in derived}) for r in d["rows"]]
-            return cls(rows, Machine(**m), d["repeat"], d["warmup_seconds"], d["run_seconds"])
+            return cls(rows, Machine(**m), d["repeat"], d["warmup_seconds"], d["run_seconds"], d.get("cpu_wait"))
         except (ValueError, KeyError, TypeError) as e:
             raise LatheError(f"not a Lathe profile: {e}") from None
 
@@ -382,7 +433,11 @@ def profile(
         raise LatheError(f"profile: repeat must be at least 1, got {repeat}")
     loop_kernels = {f.sym_name.data: f for f in loop_module.ops if is_kernel(f)}
     names = [name for _, _, name in executor.steps]
-    runs = executor.time_kernels(repeat, warmup_seconds)
+    executor.time_kernels(0, warmup_seconds)  # the warm-up, not counted in the wait below
+    waited, t0 = cpu_wait_seconds(), time.perf_counter()
+    runs = executor.time_kernels(repeat, 0.0)
+    wall, waited_after = time.perf_counter() - t0, cpu_wait_seconds()
+    cpu_wait = max(0.0, waited_after - waited) / wall if waited is not None and waited_after is not None else None
     per_kernel: dict[str, list[float]] = {n: [0.0] * repeat for n in names}
     calls: dict[str, int] = dict.fromkeys(names, 0)
     for name in names:
@@ -413,4 +468,4 @@ def profile(
         executor.execute()
         run_times.append(time.perf_counter() - t0)
     threads = max(1, min(threads, os.cpu_count() or threads))
-    return Profile(rows, machine(threads, vector_lanes), repeat, warmup_seconds, statistics.median(run_times))
+    return Profile(rows, machine(threads, vector_lanes), repeat, warmup_seconds, statistics.median(run_times), cpu_wait)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 import lathe
 from lathe.dialects import graph
-from lathe.runtime.profiler import _BY_PATTERN, FLOPS, Profile
+from lathe.runtime.profiler import _BY_PATTERN, CONTENDED, FLOPS, Profile, cpu_wait_seconds
 from lathe.tools.lathe_cli import main
 
 FAST = {"repeat": 5, "warmup_seconds": 0.05}  # tests check what a profile says, not how fast it is
@@ -165,6 +170,51 @@ def test_json_round_trip(tmp_path, rng):
     assert d["machine"]["peak_flops"] == p.machine.peak_flops
     with pytest.raises(lathe.LatheError, match="not a Lathe profile"):
         Profile.from_json('{"rows": []}')
+
+
+def test_json_of_a_profile_without_cpu_wait_reads_back(tmp_path, rng):
+    _, cm = _compile(tmp_path, TWO_OPS, opt_level=0)
+    d = json.loads(cm.profile(_rand(rng, 4, 16), _rand(rng, 8, 16), **FAST).to_json())
+    del d["cpu_wait"]  # written before profiles measured it
+    p = Profile.from_json(json.dumps(d))
+    assert p.cpu_wait is None and not p.contended and "CPU contention unknown" in p.table()
+
+
+def test_a_contended_profile_says_so(tmp_path, rng):
+    _, cm = _compile(tmp_path, TWO_OPS, opt_level=0)
+    p = cm.profile(_rand(rng, 4, 16), _rand(rng, 8, 16), **FAST)
+    if p.cpu_wait is not None:
+        assert p.cpu_wait >= 0
+    busy = dataclasses.replace(p, cpu_wait=10 * CONTENDED)
+    assert busy.contended and "other processes held the cores" in busy.table()
+    idle = dataclasses.replace(p, cpu_wait=0.0)
+    assert not idle.contended and "(no contention)" in idle.table()
+
+
+def test_cpu_wait_counts_the_time_another_process_holds_our_core():
+    """This thread and a busy process on one CPU: the scheduler shares it, so this thread waits
+    for about half of the time it wants to run, whatever else the machine runs."""
+    if cpu_wait_seconds(this_thread=True) is None or not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no per-thread schedstat or CPU affinity here")
+    mask = os.sched_getaffinity(0)
+    cpu = min(mask)
+    hog = subprocess.Popen(
+        [sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{cpu}}}); print(flush=True)\nwhile True: pass"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        os.sched_setaffinity(0, {cpu})
+        hog.stdout.readline()  # the hog is pinned and running
+        before = cpu_wait_seconds(this_thread=True)
+        end = time.perf_counter() + 0.3
+        while time.perf_counter() < end:
+            pass
+        waited = cpu_wait_seconds(this_thread=True) - before
+    finally:
+        os.sched_setaffinity(0, mask)
+        hog.kill()
+        hog.wait()
+    assert waited > 0.05  # of 0.3 s wanted: half, less what the scheduler's granularity leaves out
 
 
 def test_table_has_a_row_per_kernel_and_says_how_the_peak_is_estimated(tmp_path, rng):
