@@ -19,10 +19,11 @@ func.func private @conv(%x: tensor<1x5x5x3xf32>, %w: tensor<3x3x3x32xf32>) -> te
 
 // -----
 // A stage's name is only a name: without an anchor mark, a stage called T_dense_pack gets
-// the default contraction schedule, not the dense_pack template.
+// the per-stage schedule, not the dense_pack template (its reads walk j in blocks of 16: a
+// vector of the block, the reduction outside it).
 // CHECK-LABEL: func.func private @named_only
 // CHECK-NOT:  te.cache_write
-// CHECK:      te.split %0 {axis = "j", factor = 4 : i64, outer = "j.outer", inner = "j.inner"}
+// CHECK:      te.split %0 {axis = "j", factor = 16 : i64, outer = "j.outer", inner = "j.inner"}
 // CHECK-NOT:  te.compute_at
 // CHECK:      func.return
 func.func private @named_only(%x: tensor<8x64xf32>, %w: tensor<2x64x16xf32>) -> tensor<8x32xf32> attributes {lathe.kernel} {
