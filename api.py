@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -195,11 +196,12 @@ class CompiledModule:
         returns them, where it returns several), or written into `out`, nested the same way."""
         return self.executor.run(*inputs, out=out, **named)
 
-    def profile(self, *inputs, repeat: int = 30, warmup_seconds: float = 1.0, **named):
+    def profile(self, *inputs, repeat: int = 30, warmup_seconds: float = 1.0, clock=time.perf_counter, **named):
         """Where a run's time goes: every kernel timed on its own over `repeat` runs on these
         inputs, after a wall-clock warm-up. Returns a `Profile` (runtime/profiler.py): one row
         per kernel, heaviest first, with time, share, GFLOP/s, GB/s, % of the machine's peak and
-        the source ops; `.table()` prints it, `.to_json()` writes it."""
+        the source ops; `.table()` prints it, `.to_json()` writes it. `clock=time.thread_time`
+        times a one-thread module by CPU time, which other processes on the cores do not inflate."""
         from lathe.runtime.profiler import profile
 
         if self.emulated:
@@ -214,6 +216,7 @@ class CompiledModule:
             self.num_threads,
             repeat,
             warmup_seconds,
+            clock,
         )
 
     def _graph_kernels(self) -> dict[str, func.FuncOp]:

@@ -2,7 +2,7 @@
 machine's measured peak FLOP/s, except memory-bound ones, which must reach 60% of its
 measured memory bandwidth.
 
-    python benchmarks/kernel_floor.py [--models resnet18,...] [--threads 2] [--repeat 10] [--all]
+    python benchmarks/kernel_floor.py [--models resnet18,...] [--threads 2] [--repeat 10] [--all] [--per-core]
 
 The peak is measured here, not assumed from a clock: an FMA loop of 16 independent
 accumulators of the widest vector (16 f32 lanes with AVX-512), JIT-compiled through llvmlite
@@ -18,7 +18,9 @@ wants the cores: one that holds a core makes a parallel kernel run at one thread
 its time) and the FMA loop report a third of the peak. The peak and bandwidth come from bursts
 in which this process's threads did not wait for a CPU (Linux's schedstat), each model is
 profiled until a profile is uncontended (at most --tries times, the least contended kept), and
-every line prints its CPU wait, so that a contended audit says it is one.
+every line prints its CPU wait, so that a contended audit says it is one. --per-core audits
+one thread against one core instead, every time the caller's CPU time, which other processes
+do not inflate (they still share the L3 and the memory).
 
 One line per model: its conv/GEMM kernels, how many are below their floor and the share of
 the model's kernel time they take; below it the offenders (all rows with --all).
@@ -92,12 +94,15 @@ exit:
     return fn, engine  # the engine owns the code: keep it alive with the function
 
 
-def _bursts(work, args: list, clean: int = 5, budget_seconds: float = 20.0) -> tuple[float, float]:
+def _bursts(
+    work, args: list, cpu_time: bool = False, clean: int = 5, budget_seconds: float = 20.0
+) -> tuple[float, float]:
     """The shortest wall time of `work(*a)` run on one thread per `a` of `args` at once, and
     how long those threads waited for a CPU per second of it: the best of the first `clean`
     bursts in which they waited at most CONTENDED (of all bursts in `budget_seconds` if fewer
     were), after a 1 s warm-up. The peak is what this process gets with the cores to itself: a burst while
-    another process holds a core measures the share the OS gave it (79 instead of 230 GFLOP/s)."""
+    another process holds a core measures the share the OS gave it (79 instead of 230 GFLOP/s).
+    With `cpu_time`, one `a` runs on the calling thread, timed by its CPU time (no wait counts)."""
     from lathe.runtime.profiler import CONTENDED, cpu_wait_seconds
 
     def timed(a, out: list) -> None:
@@ -106,6 +111,11 @@ def _bursts(work, args: list, clean: int = 5, budget_seconds: float = 20.0) -> t
         out.append(None if w is None else cpu_wait_seconds(this_thread=True) - w)
 
     def burst() -> tuple[float, float]:
+        if cpu_time:
+            (a,) = args
+            t = time.thread_time()
+            work(*a)
+            return time.thread_time() - t, 0.0
         waits: list = []
         workers = [threading.Thread(target=timed, args=(a, waits)) for a in args]
         t = time.perf_counter()
@@ -129,9 +139,10 @@ def _bursts(work, args: list, clean: int = 5, budget_seconds: float = 20.0) -> t
     return min(good or results)
 
 
-def measured_peak_flops(threads: int, lanes: int, seconds: float = 0.2) -> tuple[float, float]:
+def measured_peak_flops(threads: int, lanes: int, seconds: float = 0.2, cpu_time: bool = False) -> tuple[float, float]:
     """FLOP/s of the FMA loop on `threads` threads at once (ctypes releases the GIL), and the
-    CPU wait of the burst it comes from (`_bursts`)."""
+    CPU wait of the burst it comes from (`_bursts`); with `cpu_time`, one thread's FLOPs per
+    second of its CPU time."""
     import numpy as np
 
     fn, _engine = _fma_kernel(lanes)
@@ -141,13 +152,14 @@ def measured_peak_flops(threads: int, lanes: int, seconds: float = 0.2) -> tuple
     fn(n, bufs[0].ctypes.data)
     per_call = time.perf_counter() - t0
     n = max(1 << 16, int(n * seconds / max(per_call, 1e-6) / 5))
-    best, wait = _bursts(fn, [(n, b.ctypes.data) for b in bufs])
+    best, wait = _bursts(fn, [(n, b.ctypes.data) for b in bufs], cpu_time)
     return threads * n * _ACCUMULATORS * 2 * lanes / best, wait
 
 
-def measured_bandwidth(threads: int) -> tuple[float, float]:
+def measured_bandwidth(threads: int, cpu_time: bool = False) -> tuple[float, float]:
     """Bytes/s (read + written) of a 64 MiB numpy copy: one thread (the profiler's) or split
-    over `threads` threads, whichever is faster; and the CPU wait of the threaded copy's burst."""
+    over `threads` threads, whichever is faster; and the CPU wait of the threaded copy's burst.
+    With `cpu_time`, one thread's copy per second of its CPU time."""
     import numpy as np
 
     from lathe.runtime.profiler import memory_bandwidth
@@ -161,8 +173,8 @@ def measured_bandwidth(threads: int) -> tuple[float, float]:
     def copy(lo, hi):
         np.copyto(dst[lo:hi], src[lo:hi])
 
-    best, wait = _bursts(copy, bounds)
-    return max(memory_bandwidth(), 2 * src.nbytes / best), wait
+    best, wait = _bursts(copy, bounds, cpu_time)
+    return max(0.0 if cpu_time else memory_bandwidth(), 2 * src.nbytes / best), wait
 
 
 def audit(profile, peak: float, bandwidth: float):
@@ -196,7 +208,14 @@ def main() -> int:
         default=3,
         help="profiles per model at most, until one is not contended (the least is kept)",
     )
+    ap.add_argument(
+        "--per-core",
+        action="store_true",
+        help="one thread, every time (kernels, FMA loop, copy) the caller's CPU time: an audit other processes do not skew",
+    )
     args = ap.parse_args()
+    if args.per_core:
+        args.threads = 1
     import os
 
     import lathe
@@ -205,10 +224,13 @@ def main() -> int:
     from models.builder import random_inputs
 
     lanes = parse_target("llvm").vector_bits // 32
-    peak, peak_wait = measured_peak_flops(args.threads, lanes)
-    bandwidth, bandwidth_wait = measured_bandwidth(args.threads)
+    peak, peak_wait = measured_peak_flops(args.threads, lanes, cpu_time=args.per_core)
+    bandwidth, bandwidth_wait = measured_bandwidth(args.threads, cpu_time=args.per_core)
+    clock = time.thread_time if args.per_core else time.perf_counter
     print(
-        f"load average {os.getloadavg()[0]:.2f}; {args.threads} threads; measured peak {peak / 1e9:.1f} GFLOP/s "
+        f"load average {os.getloadavg()[0]:.2f}; {args.threads} threads"
+        + (", times are its CPU time" if args.per_core else "")
+        + f"; measured peak {peak / 1e9:.1f} GFLOP/s "
         f"({_ACCUMULATORS} x {lanes}-lane FMA chains per thread; CPU wait {peak_wait:.3f}), bandwidth "
         f"{bandwidth / 1e9:.1f} GB/s (CPU wait {bandwidth_wait:.3f}), balance {peak / bandwidth:.1f} FLOP/byte; "
         f"floors: {FLOP_FLOOR:.0%} of peak, {BANDWIDTH_FLOOR:.0%} of bandwidth"
@@ -226,12 +248,13 @@ def main() -> int:
         order = [i.name for i in model.graph.input if i.name in inputs]
         prof = None
         for _ in range(max(1, args.tries)):
-            p = cm.profile(*[inputs[k] for k in order], repeat=args.repeat)
+            p = cm.profile(*[inputs[k] for k in order], repeat=args.repeat, clock=clock)
             if prof is None or (p.cpu_wait or 0.0) < (prof.cpu_wait or 0.0):
                 prof = p
-            if not prof.contended:
+            if not prof.contended or args.per_core:
                 break
-        contended_models += prof.contended
+        contended = prof.contended and not args.per_core  # CPU time is not inflated by waiting
+        contended_models += contended
         rows = audit(prof, peak, bandwidth)
         below = [r for r in rows if r[2] < r[3]]
         total = prof.total_seconds
@@ -240,7 +263,7 @@ def main() -> int:
         print(
             f"{name:16s} conv/GEMM kernels {len(rows):3d}, below the floor {len(below):3d} "
             f"({100 * share:4.1f}% of the kernel time), CPU wait {prof.cpu_wait if prof.cpu_wait is not None else float('nan'):.3f}"
-            + (" CONTENDED" if prof.contended else ""),
+            + (" CONTENDED" if contended else ""),
             flush=True,
         )
         for row, bound, frac, floor in rows if args.all else below:

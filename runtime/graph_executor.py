@@ -422,16 +422,20 @@ class GraphExecutor:
         self.execute()
         return self.get_outputs(targets)
 
-    def time_kernels(self, repeat: int, warmup_seconds: float = 1.0) -> list[list[float]]:
-        """Seconds of each kernel call, in `steps` order, for `repeat` runs after a wall-clock
-        warm-up, on the buffers bound now. Each kernel runs through its own packed entry, never
-        the native entry (which runs them all in one call), with the device synchronised after
-        each, so a time is one kernel's (plus one ctypes call). Each run is marked as a run to
-        the backend, as the native entry marks its own, so the pool's workers behave as in run()."""
+    def time_kernels(
+        self, repeat: int, warmup_seconds: float = 1.0, clock: Callable[[], float] = time.perf_counter
+    ) -> list[list[float]]:
+        """Seconds of each kernel call by `clock`, in `steps` order, for `repeat` runs after a
+        wall-clock warm-up, on the buffers bound now. Each kernel runs through its own packed
+        entry, never the native entry (which runs them all in one call), with the device
+        synchronised after each, so a time is one kernel's (plus one ctypes call). Each run is
+        marked as a run to the backend, as the native entry marks its own, so the pool's workers
+        behave as in run(). `time.thread_time` times a one-thread module by the caller's CPU
+        time, which other processes on the cores do not inflate as they inflate wall time."""
         self.before_run()
-        clock, sync = time.perf_counter, self.device.synchronize
-        end = clock() + warmup_seconds
-        while clock() < end:
+        sync, wall = self.device.synchronize, time.perf_counter
+        end = wall() + warmup_seconds
+        while wall() < end:
             with self._marked_run():
                 for fnptr, ptrs, _ in self.steps:
                     fnptr(ptrs)  # type: ignore[operator]

@@ -300,6 +300,7 @@ class Profile:
     # Seconds this process's threads waited for a CPU per second of the timed runs (summed over
     # threads: 1.0 is one thread kept waiting throughout); None where the OS does not say.
     cpu_wait: float | None = None
+    clock: str = "perf_counter"  # what timed the kernels: wall time, or `thread_time` (the caller's CPU time)
 
     @property
     def contended(self) -> bool:
@@ -348,9 +349,10 @@ class Profile:
             return "  ".join([*left, cells[-1]])
 
         out = [line(head), *map(line, body)]
+        timed_by = "" if self.clock == "perf_counter" else f", timed by time.{self.clock} (one thread's CPU time)"
         out.append(
             f"total {_seconds(self.total_seconds)} (the sum of {len(self.rows)} kernel medians over {self.repeat} runs, "
-            f"each kernel called on its own after a {self.warmup_seconds:g} s warm-up); "
+            f"each kernel called on its own after a {self.warmup_seconds:g} s warm-up{timed_by}); "
             f"the same kernels as run() calls them (one native call where there is one): {_seconds(self.run_seconds)}"
         )
         if self.cpu_wait is None:
@@ -378,6 +380,7 @@ class Profile:
                 "warmup_seconds": self.warmup_seconds,
                 "run_seconds": self.run_seconds,
                 "cpu_wait": self.cpu_wait,
+                "clock": self.clock,
                 "total_seconds": self.total_seconds,
                 "machine": {**asdict(self.machine), "peak_flops": self.machine.peak_flops},
                 "rows": [
@@ -395,7 +398,15 @@ class Profile:
             m = {k: v for k, v in d["machine"].items() if k != "peak_flops"}
             derived = ("gflops", "gbytes_per_s", "peak_fraction")
             rows = [KernelProfile(**{k: v for k, v in r.items() if k not in derived}) for r in d["rows"]]
-            return cls(rows, Machine(**m), d["repeat"], d["warmup_seconds"], d["run_seconds"], d.get("cpu_wait"))
+            return cls(
+                rows,
+                Machine(**m),
+                d["repeat"],
+                d["warmup_seconds"],
+                d["run_seconds"],
+                d.get("cpu_wait"),
+                d.get("clock", "perf_counter"),
+            )
         except (ValueError, KeyError, TypeError) as e:
             raise LatheError(f"not a Lathe profile: {e}") from None
 
@@ -424,18 +435,25 @@ def profile(
     threads: int,
     repeat: int = 30,
     warmup_seconds: float = 1.0,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Profile:
     """Profile `executor` (a GraphExecutor with its inputs bound) kernel by kernel.
 
     `loop_module` gives each kernel's argument buffers; `graph_kernels` (the same kernels at
-    graph level, by name) their graph ops, for FLOPs and source locations."""
+    graph level, by name) their graph ops, for FLOPs and source locations. `clock` times the
+    kernels: wall time, or time.thread_time for a one-thread module (GraphExecutor.time_kernels)."""
     if repeat < 1:
         raise LatheError(f"profile: repeat must be at least 1, got {repeat}")
+    if clock is time.thread_time and threads > 1:
+        raise LatheError(
+            f"profile: time.thread_time counts the calling thread's CPU time only, not the pool's "
+            f"{threads - 1} worker(s): compile with num_threads=1 to time kernels by CPU time"
+        )
     loop_kernels = {f.sym_name.data: f for f in loop_module.ops if is_kernel(f)}
     names = [name for _, _, name in executor.steps]
     executor.time_kernels(0, warmup_seconds)  # the warm-up, not counted in the wait below
     waited, t0 = cpu_wait_seconds(), time.perf_counter()
-    runs = executor.time_kernels(repeat, 0.0)
+    runs = executor.time_kernels(repeat, 0.0, clock)
     wall, waited_after = time.perf_counter() - t0, cpu_wait_seconds()
     cpu_wait = max(0.0, waited_after - waited) / wall if waited is not None and waited_after is not None else None
     per_kernel: dict[str, list[float]] = {n: [0.0] * repeat for n in names}
@@ -468,4 +486,12 @@ def profile(
         executor.execute()
         run_times.append(time.perf_counter() - t0)
     threads = max(1, min(threads, os.cpu_count() or threads))
-    return Profile(rows, machine(threads, vector_lanes), repeat, warmup_seconds, statistics.median(run_times), cpu_wait)
+    return Profile(
+        rows,
+        machine(threads, vector_lanes),
+        repeat,
+        warmup_seconds,
+        statistics.median(run_times),
+        cpu_wait,
+        getattr(clock, "__name__", "custom"),
+    )

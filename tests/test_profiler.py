@@ -191,6 +191,16 @@ def test_a_contended_profile_says_so(tmp_path, rng):
     assert not idle.contended and "(no contention)" in idle.table()
 
 
+def test_kernels_timed_by_cpu_time_on_one_thread(tmp_path, rng):
+    _, cm = _compile(tmp_path, TWO_OPS, opt_level=0, num_threads=1)
+    p = cm.profile(_rand(rng, 4, 16), _rand(rng, 8, 16), clock=time.thread_time, **FAST)
+    assert p.clock == "thread_time" and all(r.seconds > 0 for r in p.rows)
+    assert "timed by time.thread_time" in p.table() and Profile.from_json(p.to_json()) == p
+    _, two = _compile(tmp_path, TWO_OPS, name="two.lathe", opt_level=0, num_threads=2)
+    with pytest.raises(lathe.LatheError, match="num_threads=1"):
+        two.profile(_rand(rng, 4, 16), _rand(rng, 8, 16), clock=time.thread_time, **FAST)
+
+
 def test_cpu_wait_counts_the_time_another_process_holds_our_core():
     """This thread and a busy process on one CPU: the scheduler shares it, so this thread waits
     for about half of the time it wants to run, whatever else the machine runs."""
