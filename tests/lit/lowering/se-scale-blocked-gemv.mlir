@@ -23,18 +23,28 @@
 // LOOP-NOT:         arith.floordivsi
 // LOOP:             memref.load %[[W]][%[[B]], %{{.*}}, %{{.*}}, %rc, %[[L]]]
 // LOOP:           } {loop.annotation = #loop.annotation<vectorize = 32>}
-func.func @main(%x: tensor<1x4x4x64xf32>) -> tensor<1x4x4x64xf32> {
+// The gate (bias, sigmoid) once per channel; then the scale as vector rows: the pixels
+// parallel, a pixel's 64 channels one vector row, the gate read at the row's own index.
+// LOOP:       math.exp
+// LOOP:       } {loop.annotation = #loop.annotation<vectorize = 16>}
+// LOOP:       scf.for %{{.*}} = %{{.*}} to %{{.*}} step
+// LOOP-NEXT:    scf.for %[[C:.*]] = %{{.*}} to %{{.*}} step
+// LOOP-NOT:       scf.for
+// LOOP:           memref.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}, %[[C]]] : memref<1x1x1x64xf32>
+// LOOP:         } {loop.annotation = #loop.annotation<vectorize = 64>}
+// LOOP-NEXT:  } {loop.annotation = #loop.annotation<parallel>}
+func.func @main(%x: tensor<1x16x16x64xf32>) -> tensor<1x16x16x64xf32> {
   %w1 = graph.constant {value = dense<0.25> : tensor<1x1x64x16xf32>} : tensor<1x1x64x16xf32>
   %b1 = graph.constant {value = dense<0.5> : tensor<16xf32>} : tensor<16xf32>
   %w2 = graph.constant {value = dense<0.125> : tensor<1x1x16x64xf32>} : tensor<1x1x16x64xf32>
   %b2 = graph.constant {value = dense<-0.5> : tensor<64xf32>} : tensor<64xf32>
-  %0 = graph.nn.global_avg_pool2d %x {layout = "NHWC"} : (tensor<1x4x4x64xf32>) -> tensor<1x1x1x64xf32>
+  %0 = graph.nn.global_avg_pool2d %x {layout = "NHWC"} : (tensor<1x16x16x64xf32>) -> tensor<1x1x1x64xf32>
   %1 = graph.nn.conv2d %0, %w1 {kernel_size = [1 : i64, 1 : i64], data_layout = "NHWC", kernel_layout = "HWIO"} : (tensor<1x1x1x64xf32>, tensor<1x1x64x16xf32>) -> tensor<1x1x1x16xf32>
   %2 = graph.nn.bias_add %1, %b1 {axis = 3 : i64} : (tensor<1x1x1x16xf32>, tensor<16xf32>) -> tensor<1x1x1x16xf32>
   %3 = graph.nn.relu %2 : (tensor<1x1x1x16xf32>) -> tensor<1x1x1x16xf32>
   %4 = graph.nn.conv2d %3, %w2 {kernel_size = [1 : i64, 1 : i64], data_layout = "NHWC", kernel_layout = "HWIO"} : (tensor<1x1x1x16xf32>, tensor<1x1x16x64xf32>) -> tensor<1x1x1x64xf32>
   %5 = graph.nn.bias_add %4, %b2 {axis = 3 : i64} : (tensor<1x1x1x64xf32>, tensor<64xf32>) -> tensor<1x1x1x64xf32>
   %6 = graph.sigmoid %5 : (tensor<1x1x1x64xf32>) -> tensor<1x1x1x64xf32>
-  %7 = graph.multiply %x, %6 : (tensor<1x4x4x64xf32>, tensor<1x1x1x64xf32>) -> tensor<1x4x4x64xf32>
-  func.return %7 : tensor<1x4x4x64xf32>
+  %7 = graph.multiply %x, %6 : (tensor<1x16x16x64xf32>, tensor<1x1x1x64xf32>) -> tensor<1x16x16x64xf32>
+  func.return %7 : tensor<1x16x16x64xf32>
 }
