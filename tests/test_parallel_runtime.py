@@ -1,6 +1,7 @@
 """The thread pool that runs parallel loops (backends/llvm/parallel_runtime.py):
 right results however the pool is shared, and a thread count per compiled module."""
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import lathe
 from lathe.backends.llvm.parallel_runtime import parallel_runtime
@@ -116,7 +118,7 @@ def test_every_pool_defines_the_whole_abi():
     from lathe.backends.llvm.parallel_runtime import runtime_ir
 
     abi = {"lathe_parallel_for", "lathe_run_begin", "lathe_run_end", "lathe_pool_shutdown"}
-    variables = {"lathe_num_threads", "lathe_spin_in_runs", "lathe_pool_sleeps"}
+    variables = {"lathe_num_threads", "lathe_spin_in_runs", "lathe_spin_yields", "lathe_pool_sleeps"}
     for triple in (
         "x86_64-unknown-linux-gnu",
         "aarch64-unknown-linux-gnu",
@@ -147,6 +149,34 @@ def test_runs_are_right_with_workers_spinning_through_them_or_not(rng):
                 np.testing.assert_allclose(cm.run(a), a * 2 + 1, rtol=1e-6)
     finally:
         pool.spin_in_runs = False
+
+
+def _pin_threads(cpus) -> None:
+    """Every thread of this process (the pool's workers too) onto `cpus`."""
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def test_runs_are_right_with_the_caller_and_the_workers_on_one_cpu(rng):
+    """What the OS does when another process holds the other core: every thread on one CPU,
+    the workers' spinning yielding it to the caller (the default) or not."""
+    if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
+        pytest.skip("no per-thread CPU affinity here")
+    pool = parallel_runtime()
+    cm = _parallel_module()
+    a = rng.standard_normal((2049, 165)).astype(np.float32)
+    cm.run(a)  # the workers exist
+    mask = os.sched_getaffinity(0)
+    try:
+        _pin_threads({min(mask)})
+        for yields in (True, False, True):
+            pool.spin_yields = yields
+            for _ in range(20):
+                np.testing.assert_allclose(cm.run(a), a * 2 + 1, rtol=1e-6)
+    finally:
+        _pin_threads(mask)
+        pool.spin_yields = True
 
 
 def test_marked_runs_nest_and_workers_sleep_once_no_run_is_active(rng):

@@ -10,7 +10,14 @@ waits only for chunks that a worker has already started; a worker that wakes
 late finds nothing left and goes back to sleep.
 
 Idle workers spin briefly (one round of SPIN_ITERATIONS) and then sleep on a
-futex. With `lathe_spin_in_runs` set, while a run is active (the native entry
+futex. While spinning they yield the CPU every YIELD_EVERY `pause`s
+(`lathe_spin_yields`, on by default): when another process holds one of two
+cores, the OS runs the caller and the worker on the other, and a worker that
+spun out its round there kept the caller from its next (often serial) kernel.
+EfficientNet-B0's run() with all threads pinned to one CPU took 13.4-13.7 ms
+with a non-yielding spin, 10.3-11.1 ms yielding, 10.4-11.6 ms compiled for one
+thread (same process, alternating; mobilenet_v3 0.70x and efficientnet_b0 0.86x
+under the real load of other processes). With `lathe_spin_in_runs` set, while a run is active (the native entry
 brackets the kernels with lathe_run_begin/end) they keep spinning between kernels, yielding the core once per spin round, for
 up to RUN_SPIN_ROUNDS rounds, as ONNX Runtime's intra-op pool spins through a
 session run. A run's serial kernels are where workers used to fall asleep, and
@@ -36,6 +43,7 @@ ABI, shared by the JIT and by object files:
     i32  lathe_num_threads          (0 or 1: loops run serially on the caller)
     void lathe_run_begin(void), lathe_run_end(void)  (bracket a run; runs may nest or overlap)
     i32  lathe_spin_in_runs         (1: workers stay awake while a run is active; 0, the default)
+    i32  lathe_spin_yields          (1, the default: spinning workers yield the CPU every YIELD_EVERY pauses)
     i64  lathe_pool_sleeps          (how many times a worker has gone to sleep on the futex)
     void lathe_pool_shutdown(void)  (ends the workers; the JIT calls it at exit)
 """
@@ -50,7 +58,13 @@ from dataclasses import dataclass
 import llvmlite.binding as llvm
 
 CHUNKS_PER_THREAD = 8  # more chunks: a late or preempted worker delays the caller by less
-SPIN_ITERATIONS = 4000  # one spin round: 4000 `pause`s, ~100 µs on Sapphire/Emerald Rapids, less on AMD
+SPIN_ITERATIONS = (
+    4000  # one spin round: 4000 `pause`s, ~100 µs on Sapphire/Emerald Rapids and on this Zen 4 VM (25 ns each)
+)
+# An idle worker spinning yields its CPU every YIELD_EVERY `pause`s (6 us here; a power of 2):
+# on a busy machine the OS may have put it on the caller's CPU, and a worker spinning out its
+# round there held the caller off for up to a round after every parallel kernel.
+YIELD_EVERY = 256
 RUN_SPIN_ROUNDS = 20  # rounds an idle worker keeps spinning while a run is active: ~2 ms on Intel
 # A worker that spent more than 1/WAITED_PARTS of a spin round (and the yield after it) waiting
 # for a CPU, rather than running, shares its core with another thread: the machine is
@@ -106,6 +120,7 @@ def runtime_ir(triple: str) -> str:
         .replace("@HINT_DECL@", _HINT_DECLS.get(_arch(triple), ""))
         .replace("@CHUNKS@", str(CHUNKS_PER_THREAD))
         .replace("@SPIN@", str(SPIN_ITERATIONS))
+        .replace("@YIELD_MASK@", str(YIELD_EVERY - 1))
         .replace("@RUN_ROUNDS@", str(RUN_SPIN_ROUNDS))
         .replace("@WAIT_PARTS@", str(WAITED_PARTS))
         .replace("@MAX_WORKERS@", str(MAX_WORKERS))
@@ -123,6 +138,7 @@ entry:
 }
 
 @lathe_spin_in_runs = global i32 0
+@lathe_spin_yields = global i32 1
 @lathe_pool_sleeps = global i64 0
 
 define void @lathe_run_begin() {
@@ -163,6 +179,7 @@ declare i32 @clock_gettime(i32, ptr)
 
 @lathe_num_threads = global i32 0
 @lathe_spin_in_runs = global i32 0
+@lathe_spin_yields = global i32 1
 @lathe_pool_sleeps = global i64 0
 
 @runs = internal global i32 0  ; runs in progress (lathe_run_begin minus lathe_run_end)
@@ -284,13 +301,24 @@ round_start:  ; the clocks at the start of a spin round: wall time, and this thr
   %c0 = call i64 @clock_ns(i32 3)  ; CLOCK_THREAD_CPUTIME_ID
   br label %spin
 spin:
-  %i = phi i32 [ 0, %round_start ], [ %i1, %spin_next ]
+  %i = phi i32 [ 0, %round_start ], [ %i1, %spin_more ]
   %w2 = load atomic i32, ptr @wake acquire, align 4
   %changed = icmp ne i32 %w2, %w
   br i1 %changed, label %loop, label %spin_next
 spin_next:
   @HINT@
   %i1 = add i32 %i, 1
+  %lap = and i32 %i1, @YIELD_MASK@
+  %lapped = icmp eq i32 %lap, 0
+  br i1 %lapped, label %spin_lap, label %spin_more
+spin_lap:  ; a lap of spinning: let a thread that shares this CPU (the caller, on a busy machine) run
+  %yon = load atomic i32, ptr @lathe_spin_yields monotonic, align 4
+  %yes = icmp ne i32 %yon, 0
+  br i1 %yes, label %spin_yield, label %spin_more
+spin_yield:
+  %sy = call i32 @sched_yield()
+  br label %spin_more
+spin_more:
   %more = icmp ult i32 %i1, @SPIN@
   br i1 %more, label %spin, label %round_done
 round_done:  ; a round of spinning found no work: sleep, unless a run is active
@@ -442,7 +470,7 @@ wait:
 spin:
   @HINT@
   %i1 = add i32 %i, 1
-  %lap = and i32 %i1, 255
+  %lap = and i32 %i1, @YIELD_MASK@
   %yield = icmp eq i32 %lap, 0
   br i1 %yield, label %give, label %wait
 give:
@@ -502,6 +530,7 @@ class ParallelRuntime:
         variable = self._engine.get_global_value_address
         self._threads = ctypes.c_int32.from_address(variable("lathe_num_threads"))
         self._spin_in_runs = ctypes.c_int32.from_address(variable("lathe_spin_in_runs"))
+        self._spin_yields = ctypes.c_int32.from_address(variable("lathe_spin_yields"))
         self._sleeps = ctypes.c_int64.from_address(variable("lathe_pool_sleeps"))
         self.run_begin = ctypes.CFUNCTYPE(None)(address("lathe_run_begin"))
         self.run_end = ctypes.CFUNCTYPE(None)(address("lathe_run_end"))
@@ -521,6 +550,16 @@ class ParallelRuntime:
     @spin_in_runs.setter
     def spin_in_runs(self, on: bool) -> None:
         self._spin_in_runs.value = int(on)
+
+    @property
+    def spin_yields(self) -> bool:
+        """Whether spinning workers yield their CPU every YIELD_EVERY pauses (the default), the
+        switch that compares the two in one process."""
+        return bool(self._spin_yields.value)
+
+    @spin_yields.setter
+    def spin_yields(self, on: bool) -> None:
+        self._spin_yields.value = int(on)
 
     @property
     def sleeps(self) -> int:
