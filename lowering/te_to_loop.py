@@ -61,6 +61,7 @@ from lathe.lowering.index_split import split_index_sets
 from lathe.lowering.te_builder import combiner_identity
 from lathe.lowering.te_transforms import expand_stage_ops
 from lathe.lowering.unswitch import unswitch_vector_guards
+from lathe.passes.cleanup import function_structure
 
 ALIGNMENT = 64
 READS_FOLLOWED = 64  # bound inference follows at most this many reads through inlined stages
@@ -338,13 +339,18 @@ def read_spans(c: te.ComputeOp, tensor: SSAValue, roots: list[Span]) -> list[lis
     return [idx for t, idx in all_read_spans(c, roots) if t == tensor]
 
 
-def all_read_spans(c: te.ComputeOp, roots: list[Span]) -> list[tuple[SSAValue, list[Span | None]]]:
+def all_read_spans(
+    c: te.ComputeOp, roots: list[Span], clamps: bool = False
+) -> list[tuple[SSAValue, list[Span | None]]]:
     """Each te.read in c's body, with the span of each index, given the spans of c's
     axes (spatial then reduce), for the index arithmetic schedules and layouts make: sums,
     products by constants, and floor division and remainder by constants (a packed
     layout's j // bn, j % bn) where the base is a multiple of the divisor. None where an
     index is anything else (it then bounds nothing). Indices are taken non-negative, as
-    every in-bounds read's are (a remainder of a negative index is a read to be guarded)."""
+    every in-bounds read's are (a remainder of a negative index is a read to be guarded).
+    With `clamps`, the min or max of an index with a constant (a padded read's clamp into its
+    tensor) has its operand's span: right wherever the read is in bounds, not where it is
+    clamped, so only a prefetch (a hint, never a fault) may take it."""
     spans: dict[SSAValue, Span] = dict(zip(c.body.block.args, roots))
     reads = []
 
@@ -374,6 +380,13 @@ def all_read_spans(c: te.ComputeOp, roots: list[Span]) -> list[tuple[SSAValue, l
             if all(k % d == 0 for _, k in x.terms):
                 same = x.lo // d == x.hi // d
                 spans[op.result] = Span((), x.lo % d if same else 0, x.hi % d if same else d - 1)
+        elif (
+            clamps
+            and isinstance(op, arith.MaxSIOp | arith.MinSIOp)
+            and op.lhs in spans
+            and constant(op.rhs) is not None
+        ):
+            spans[op.result] = spans[op.lhs]
         elif isinstance(op, te.ReadOp):
             reads.append((op.tensor, [spans.get(i) for i in op.indices]))
     return reads
@@ -980,13 +993,18 @@ class KernelLowering:
         return self.reads_of(c, p.result, self.schedules[p].attach, roots)
 
     def reads_of(
-        self, c: te.ComputeOp, value: SSAValue, at: tuple[te.ComputeOp, str] | None, roots: list[Span]
+        self,
+        c: te.ComputeOp,
+        value: SSAValue,
+        at: tuple[te.ComputeOp, str] | None,
+        roots: list[Span],
+        clamps: bool = False,
     ) -> list[list[Span | None]]:
         out: list[list[Span | None]] = []
         stack = [(c, roots)]
         while stack:
             r, spans = stack.pop()
-            for tensor, idx in all_read_spans(r, spans):
+            for tensor, idx in all_read_spans(r, spans, clamps):
                 if tensor == value:
                     out.append(idx)
                 elif isinstance(tensor.owner, te.ComputeOp) and (
@@ -1011,12 +1029,13 @@ class KernelLowering:
             raise LatheError(f"{name}: the prefetched tensor must be an argument of the kernel")
         axis, distance = prim.axis.data, prim.distance.value.data
         ahead = e.binop(arith.AddiOp, values[axis], e.index(distance))
-        reads = self.reads_of(s.compute, prim.tensor, (s.compute, axis), self.root_spans(e, s, values | {axis: ahead}))
+        spans = self.root_spans(e, s, values | {axis: ahead})
+        reads = self.reads_of(s.compute, prim.tensor, (s.compute, axis), spans, clamps=True)
         if not reads:
             raise LatheError(f"{name}: the stage does not read the tensor inside loop '{axis}'")
         shape = list(buf.type.get_shape())  # type: ignore[union-attr]
-        offset, last, volume = e.index(0), 0, 1
-        for d, (n, stride) in enumerate(zip(shape, row_major_strides(shape))):
+        regions: list[Span | None] = []
+        for d in range(len(shape)):
             region = None
             for read in reads:
                 r = read[d]
@@ -1024,9 +1043,14 @@ class KernelLowering:
                     region = None
                     break
                 region = r if region is None else Span(r.terms, min(region.lo, r.lo), max(region.hi, r.hi))
+            regions.append(region)
+        _new_part(regions, _steps_with(e.block, ahead))
+        offset, last, volume, below = e.index(0), 0, 1, False
+        for region, n, stride in zip(regions, shape, row_major_strides(shape)):
             if region is not None and region.hi - region.lo + 1 < n:
                 offset = e.binop(arith.AddiOp, offset, e.binop(arith.MuliOp, region.base(e), e.index(stride)))
                 extent = region.hi - region.lo + 1
+                below |= region.lo < 0
             else:
                 extent = n
             last += (extent - 1) * stride
@@ -1037,6 +1061,8 @@ class KernelLowering:
                 f"({volume} elements over {last + 1})",
                 note="prefetch a contiguous block: a packed or blocked layout",
             )
+        if below:  # a padded read's window, whose first rows may lie before the tensor's
+            offset = e.binop(arith.MaxSIOp, offset, e.index(0))
         per_line = max(1, CACHE_LINE // np_dtype(buf.type.element_type).itemsize)  # type: ignore[union-attr]
         lines = -(-(last + 1) // per_line) + 1  # (+1: the block need not start on a line)
         more = e.add(arith.CmpiOp(ahead, e.index(s.axes[axis].extent), "slt")).results[0]
@@ -1154,6 +1180,33 @@ class KernelLowering:
             local = [e.binop(arith.SubiOp, i, b) for i, b in zip(idx, tile.bases)]
             return e.add(memref.LoadOp.get(tile.buffer, local)).results[0]
         return e.add(memref.LoadOp.get(self.load_source(src), idx)).results[0]
+
+
+def _steps_with(block: Block, ahead: SSAValue) -> set[SSAValue]:
+    """The values emitted in `block` that step by one with `ahead` (itself, and sums with it
+    and remainders of those: a root axis of a fused loop, apart from where it wraps)."""
+    moving = {ahead}
+    for op in block.ops:
+        if not isinstance(op, arith.AddiOp | arith.RemUIOp | arith.RemSIOp):
+            continue
+        if op.lhs in moving or isinstance(op, arith.AddiOp) and op.rhs in moving:
+            moving.add(op.result)
+    return moving
+
+
+def _new_part(regions: list[Span | None], moving: set[SSAValue]) -> None:
+    """Where one dimension's window slides by k < its extent per iteration (a convolution's
+    input rows, k the stride) and no other moves, iteration i + distance - 1 already reads all
+    but its last k: the block is cut to those, which are all that is not in cache by then
+    (a 5x5 window at stride 1 asks for one row, not five)."""
+    steps = [(d, k) for d, r in enumerate(regions) if r is not None for v, k in r.terms if v in moving]
+    if len(steps) != 1:
+        return
+    d, k = steps[0]
+    r = regions[d]
+    assert r is not None
+    if 0 < k <= r.hi - r.lo:
+        regions[d] = Span(r.terms, r.hi - k + 1, r.hi)
 
 
 CACHE_LINE = 64  # bytes: the unit a prefetch asks for (x86 and current Arm server cores)
@@ -1399,6 +1452,7 @@ class LowerTeToLoop(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         kernels: dict[str, func.FuncOp] = {}
+        lowered: dict[object, func.FuncOp] = {}  # a kernel the same as one before it is a clone
         for f in defined_functions(op):
             if not is_kernel(f):
                 continue
@@ -1413,9 +1467,14 @@ class LowerTeToLoop(ModulePass):
                 )
             # every kernel is lowered, even one without a stage (a canonicalized add(0, x) just
             # returns its input): its signature must become buffers like the calls to it
-            new = KernelLowering(f).run()
-            split_index_sets(new)
-            unswitch_vector_guards(new)
+            key = function_structure(f)
+            if key in lowered:
+                new = lowered[key].clone()
+                new.sym_name = f.sym_name
+            else:
+                new = lowered[key] = KernelLowering(f).run()
+                split_index_sets(new)
+                unswitch_vector_guards(new)
             Rewriter.replace_op(f, new)
             kernels[new.sym_name.data] = new
         counter = [0]

@@ -124,7 +124,7 @@ def _anchor(src: str) -> te.ComputeOp:
 def test_the_space_follows_the_layer():
     """Divisor tiles where the width has one from 4 up (7 at 7, 14 and 56, 8 at 112), a guarded
     4 at a prime width; threads over rows and channel blocks where rows are few."""
-    names = ("block_c", "tile_w", "order", "grain", "pad")
+    names = ("block_c", "tile_w", "order", "grain", "pad", "prefetch")
 
     def defaults(src: str) -> dict:
         a = _anchor(src)
@@ -133,7 +133,7 @@ def test_the_space_follows_the_layer():
         return {k.name: k.default for k in space}
 
     assert defaults(_nhwc(1152, 7, 7, 5, 1, (2, 2, 2, 2))) == dict(
-        block_c=32, tile_w=7, order="xc", grain="rows_blocks", pad="inline"
+        block_c=32, tile_w=7, order="xc", grain="rows_blocks", pad="inline", prefetch="off"
     )  # two vectors: 7 pixels are too few chains for 5x5 taps (below)
     assert defaults(_nhwc(1152, 7, 7, 3, 1, (1, 1, 1, 1)))["block_c"] == 16
     assert defaults(_nhwc(96, 112, 112, 3, 2, (1, 1, 1, 1)))["tile_w"] == 8
@@ -218,7 +218,7 @@ def test_the_tuner_sees_a_depthwise_task_and_replays_its_default(rng):
     ]
     assert len(tasks) == 1 and tasks[0].weight == 1
     task = tasks[0]
-    assert [kn.name for kn in task.space] == ["block_c", "tile_w", "order", "grain", "pad"]
+    assert [kn.name for kn in task.space] == ["block_c", "tile_w", "order", "grain", "pad", "prefetch"]
     default = full(task.template, task.space, Config(task.template))
     assert Config.parse(str(default)) == default
 
