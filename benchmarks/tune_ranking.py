@@ -18,6 +18,13 @@ less than the larger of their records' noise (interquartile range / median of th
 repeats); all pairs are the headline, the pairs apart by more than the noise and within it
 are reported beside them. Printed per task, per template and the mean over tasks.
 
+--truth A.jsonl,B.jsonl names two record files of the same configurations measured in two
+sessions (both among the evaluated files): per task, their repeatability (the share of
+pairs of configurations working in both that the two sessions order alike, over all pairs
+and over those apart by more than the noise in both), and a column "agreed": the held-out
+model against the pairs both sessions order alike, in that order (a pair the sessions
+disagree on has no truth to score).
+
 Without --offline, each of the three workloads of issue 11 (benchmarks/tune_workloads.py)
 gets N random configurations measured into --db (its default first; rerunning measures only
 what is missing), and the same leave-one-task-out evaluation runs on that database. The
@@ -25,11 +32,16 @@ issue's scale, on a quiet machine:
 
     python benchmarks/tune_ranking.py --scale full --configs 200 --db ranking-full.jsonl
 
+A random search proposes the same configurations for the same --seed, so a second --db
+measures them again (a second session for --truth); --save-tasks adds the measured tasks'
+kernels to --tasks, for evaluating the records offline later.
+
 The kept sessions were made by `lathe.tune` on BERT-base and ResNet-50
 (benchmarks/tune_model.py), by benchmarks/tune_matmul.py at 1024 and 2048, and by this
-benchmark at the small scale; tasks.json holds each task's te-level kernel (extracted by
-tuner/tasks.extract_tasks when the records were made), so a later change to the graph
-lowering does not orphan them.
+benchmark at the small scale (48 configurations) and at both scales twice (100 random
+configurations, random_loaded_v2_a/b: the --truth pair); tasks.json holds each task's
+te-level kernel (extracted by tuner/tasks.extract_tasks when the records were made), so a
+later change to the graph lowering does not orphan them.
 """
 
 from __future__ import annotations
@@ -144,6 +156,65 @@ class Pairs:
         return self.right / self.total if self.total else math.nan
 
 
+@dataclass
+class Truth:
+    """One task's configurations working in two sessions of the same configurations."""
+
+    configs: list[str]
+    a: Session  # restricted to `configs`, in their order
+    b: Session
+
+    def pairs(self):
+        """(i, j, whether i is faster in both, apart by more than the noise in both) of every
+        pair the two sessions order alike."""
+        a, b = self.a, self.b
+        for i in range(len(self.configs)):
+            for j in range(i + 1, len(self.configs)):
+                da, db = a.values[i] - a.values[j], b.values[i] - b.values[j]
+                if da * db > 0:
+                    yield i, j, da < 0, _apart(a, i, j) and _apart(b, i, j)
+
+    def repeatability(self) -> tuple[Pairs, Pairs]:
+        """The share of pairs the two sessions order alike: over all pairs, and over the pairs
+        apart by more than the noise in both sessions."""
+        every, apart = Pairs(), Pairs()
+        a, b = self.a, self.b
+        for i in range(len(self.configs)):
+            for j in range(i + 1, len(self.configs)):
+                alike = float((a.values[i] - a.values[j]) * (b.values[i] - b.values[j]) > 0)
+                every.add(alike)
+                if _apart(a, i, j) and _apart(b, i, j):
+                    apart.add(alike)
+        return every, apart
+
+
+def _apart(s: Session, i: int, j: int) -> bool:
+    a, b = s.values[i], s.values[j]
+    return max(a, b) / min(a, b) - 1.0 >= max(s.noise[i], s.noise[j])
+
+
+def _restrict(s: Session, configs: list[str]) -> Session:
+    """`s` with only `configs`, in their order (its features too, once featurised)."""
+    at = {c: k for k, c in enumerate(s.configs)}
+    idx = [at[c] for c in configs]
+    values, noise = [s.values[k] for k in idx], [s.noise[k] for k in idx]
+    return Session(s.name, s.key, list(configs), values, noise, [s.features[k] for k in idx] if s.features else [])
+
+
+def truths(sessions: list[Session], a: str, b: str) -> dict[str, Truth]:
+    """The tasks measured in both record files `a` and `b` (paths), by key."""
+    by = {(s.name, s.key): s for s in sessions}
+    out = {}
+    for key in sorted({s.key for s in sessions}):
+        sa, sb = by.get((Path(a).stem, key)), by.get((Path(b).stem, key))
+        if sa is None or sb is None:
+            continue
+        common = [c for c in sa.configs if c in set(sb.configs)]
+        if len(common) >= 2:
+            out[key] = Truth(common, _restrict(sa, common), _restrict(sb, common))
+    return out
+
+
 def score_pairs(scores: list[float], s: Session, every: Pairs, apart: Pairs, close: Pairs) -> None:
     """Higher score = predicted faster; a tie of scores counts half."""
     for i in range(len(scores)):
@@ -153,12 +224,23 @@ def score_pairs(scores: list[float], s: Session, every: Pairs, apart: Pairs, clo
                 continue
             right = 0.5 if scores[i] == scores[j] else float((scores[i] > scores[j]) == (a < b))
             every.add(right)
-            within = max(a, b) / min(a, b) - 1.0 < max(s.noise[i], s.noise[j])
-            (close if within else apart).add(right)
+            (apart if _apart(s, i, j) else close).add(right)
 
 
-def leave_one_task_out(sessions: list[Session], tasks: dict[str, TaskInfo], min_configs: int) -> list[dict]:
-    """One row per task with at least `min_configs` working distinct configurations."""
+def score_truth(scores: list[float], t: Truth, agreed: Pairs, agreed_apart: Pairs) -> None:
+    """Against the pairs both sessions order alike (and those apart by more than the noise in both)."""
+    for i, j, i_faster, apart in t.pairs():
+        right = 0.5 if scores[i] == scores[j] else float((scores[i] > scores[j]) == i_faster)
+        agreed.add(right)
+        if apart:
+            agreed_apart.add(right)
+
+
+def leave_one_task_out(
+    sessions: list[Session], tasks: dict[str, TaskInfo], min_configs: int, truth: dict[str, Truth] | None = None
+) -> list[dict]:
+    """One row per task with at least `min_configs` working distinct configurations; with
+    `truth`, its tasks' rows also score the pairs both sessions order alike."""
     from lathe.tuner.search import train_ranker
 
     distinct: dict[str, set[str]] = {}
@@ -174,8 +256,14 @@ def leave_one_task_out(sessions: list[Session], tasks: dict[str, TaskInfo], min_
             if s.key == key and model is not None:
                 score_pairs(model.score(s.features), s, every, apart, close)
         mine = [s for s in sessions if s.key == key]
+        extra = {}
+        if truth is not None and key in truth and model is not None:
+            agreed, agreed_apart = Pairs(), Pairs()
+            score_truth(model.score(truth[key].a.features), truth[key], agreed, agreed_apart)
+            extra = {"agreed": agreed, "agreed apart": agreed_apart}
         rows.append(
             {
+                **extra,
                 "task": tasks[key],
                 "sessions": ", ".join(f"{s.name} ({len(s.configs)})" for s in mine),
                 "configs": len(distinct[key]),
@@ -189,19 +277,22 @@ def leave_one_task_out(sessions: list[Session], tasks: dict[str, TaskInfo], min_
 
 
 def report(rows: list[dict]) -> dict[str, float]:
-    """Print the table; the mean over tasks of each column."""
+    """Print the table; the mean over tasks of each column (a column's mean: over the tasks
+    that have pairs in it)."""
+    columns = ["all", "apart", "close"] + [c for c in ("agreed", "agreed apart") if any(c in r for r in rows)]
+    heads = {"all": "all pairs", "close": "within noise"}
     print(
         f"{'task':44s} {'template':12s} {'configs':>7s} {'noise':>6s} "
-        f"{'all pairs':>15s} {'apart':>15s} {'within noise':>15s}"
+        + " ".join(f"{heads.get(c, c):>15s}" for c in columns)
     )
     for r in rows:
         t = r["task"]
-        cols = " ".join(f"{p.accuracy:6.3f} ({p.total:6d})" for p in (r["all"], r["apart"], r["close"]))
+        cols = " ".join(f"{r.get(c, Pairs()).accuracy:6.3f} ({r.get(c, Pairs()).total:6d})" for c in columns)
         print(f"{(t.source + ' ' + t.name)[:44]:44s} {t.template:12s} {r['configs']:7d} {r['noise']:6.3f} {cols}")
     means: dict[str, float] = {}
     for template in sorted({r["task"].template for r in rows}) + [""]:
         sel = [r for r in rows if not template or r["task"].template == template]
-        vals = {c: [r[c].accuracy for r in sel if r[c].total] for c in ("all", "apart", "close")}
+        vals = {c: [r[c].accuracy for r in sel if c in r and r[c].total] for c in columns}
         m = {c: sum(v) / len(v) if v else math.nan for c, v in vals.items()}
         label = f"mean of {len(sel)} {template or 'tasks'}"
         print(f"{label:44s} {'':12s} {'':7s} {'':6s} " + " ".join(f"{m[c]:6.3f} {'':8s}" for c in m))
@@ -210,7 +301,19 @@ def report(rows: list[dict]) -> dict[str, float]:
     return means
 
 
-def evaluate(paths: list[str], tasks: dict[str, TaskInfo], min_configs: int, cache: str) -> dict[str, float]:
+def report_repeatability(truth: dict[str, Truth], tasks: dict[str, TaskInfo]) -> None:
+    print(f"{'repeatability: task':44s} {'configs':>7s} {'alike, all pairs':>17s} {'apart in both':>15s}")
+    for key, t in truth.items():
+        every, apart = t.repeatability()
+        name = f"{tasks[key].source} {tasks[key].name}"[:44]
+        print(
+            f"{name:44s} {len(t.configs):7d} {every.accuracy:6.3f} ({every.total:7d}) {apart.accuracy:6.3f} ({apart.total:6d})"
+        )
+
+
+def evaluate(
+    paths: list[str], tasks: dict[str, TaskInfo], min_configs: int, cache: str, truth: tuple[str, str] | None = None
+) -> dict[str, float]:
     from lathe.tuner.features import VERSION
 
     sessions = load_sessions(paths, tasks)
@@ -219,7 +322,34 @@ def evaluate(paths: list[str], tasks: dict[str, TaskInfo], min_configs: int, cac
     print(f"{len(sessions)} sessions of {len({s.key for s in sessions})} tasks from {len(paths)} files, ", end="")
     print(f"featurised (features v{VERSION}) in {spent:.0f} s", end="")
     print(f"; {dropped} records dropped: this Lathe does not build their configurations" if dropped else "")
-    return report(leave_one_task_out(sessions, tasks, min_configs))
+    agreed = truths(sessions, *truth) if truth else None
+    if agreed is not None:
+        report_repeatability(agreed, tasks)
+    return report(leave_one_task_out(sessions, tasks, min_configs, agreed))
+
+
+def save_tasks(path: str | os.PathLike, tasks: dict[str, TaskInfo], target: str) -> None:
+    """Add `tasks` to the tasks file at `path` (a task already there stays as it is)."""
+    data = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            data = json.load(f)
+    for k, t in tasks.items():
+        data.setdefault(
+            k,
+            {
+                "lanes": t.lanes,
+                "module": t.module,
+                "name": t.name,
+                "source": t.source,
+                "target": target,
+                "template": t.template,
+            },
+        )
+    with open(str(path) + ".tmp", "w") as f:
+        json.dump(data, f, indent=0, sort_keys=True)
+        f.write("\n")
+    os.replace(str(path) + ".tmp", path)
 
 
 def main() -> int:
@@ -232,10 +362,19 @@ def main() -> int:
     ap.add_argument("--configs", type=int, default=32, help="random configurations measured per task")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--db", default=os.path.join(tempfile.gettempdir(), "lathe-tune-ranking.jsonl"))
+    ap.add_argument("--truth", metavar="A.jsonl,B.jsonl", help="two sessions of the same configurations (offline)")
+    ap.add_argument("--save-tasks", action="store_true", help="add the measured tasks to --tasks")
     args = ap.parse_args()
+    truth = None
+    if args.truth:
+        truth = tuple(args.truth.split(","))
+        if len(truth) != 2:
+            ap.error("--truth takes two record files, separated by a comma")
     if args.offline is not None:
         paths = args.offline or sorted(str(p) for p in DATA.glob("*.jsonl"))
-        evaluate(paths, load_tasks(args.tasks), args.min_configs, args.cache)
+        if truth and not all(any(Path(t).stem == Path(p).stem for p in paths) for t in truth):
+            ap.error("--truth's files must be among the evaluated ones")
+        evaluate(paths, load_tasks(args.tasks), args.min_configs, args.cache, truth)  # type: ignore[arg-type]
         return 0
 
     from tune_workloads import NAMES, heaviest_task, run_search
@@ -255,6 +394,8 @@ def main() -> int:
         t.key: TaskInfo(t.key, f"{name}-{args.scale}", t.name, t.template, t.lanes, t.module_text())
         for name, t in measured.items()
     }
+    if args.save_tasks:
+        save_tasks(args.tasks, tasks, next(iter(measured.values())).target)
     evaluate([args.db], tasks, min(args.min_configs, args.configs), args.cache)
     return 0
 
