@@ -48,6 +48,7 @@ CASES = [
     (48, 80, 5, 2, 2),  # stride 2: two new rows of five
     (64, 66, 5, 1, 2),  # a width no tile divides (the last tile guarded)
     (32, 92, 3, 2, 0),  # no padding: the input read in place, no clamp
+    (32, 96, 3, 3, 1),  # stride 3 >= the window: all three rows new, the first block starts at row -1
 ]
 
 
