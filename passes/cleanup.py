@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import scf
+from xdsl.dialects import func, scf
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
@@ -59,6 +59,35 @@ class CleanupLoops(ModulePass):
     name = "cleanup-loops"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        # A kernel the same as one before it (a model's repeated layers: VGG-16's and
+        # ResNet-50's identical 3x3 convolutions, each lowered to the same three Winograd
+        # kernels) is cleaned once: the copies are taken out, and put back as clones of the
+        # cleaned first, under their own names.
+        order = list(op.body.block.ops)
+        first: dict[object, func.FuncOp] = {}
+        copy_of: dict[Operation, func.FuncOp] = {}
+        for f in order:
+            if isinstance(f, func.FuncOp) and f.body.blocks:
+                key = function_structure(f)
+                if key in first:
+                    copy_of[f] = first[key]
+                    f.detach()
+                else:
+                    first[key] = f
+        self._clean(ctx, op)
+        if not copy_of:
+            return
+        for f in list(op.body.block.ops):
+            f.detach()
+        for f in order:
+            if f in copy_of:
+                clone = copy_of[f].clone()
+                clone.sym_name = f.sym_name
+                f = clone
+            op.body.block.add_op(f)
+
+    @staticmethod
+    def _clean(ctx: Context, op: ModuleOp) -> None:
         pattern = GreedyRewritePatternApplier(
             [CanonicalizeKeepingBoundLoops(), SimplifyIndexDivision()], ctx=ctx, folding_enabled=True
         )
@@ -71,6 +100,37 @@ class CleanupLoops(ModulePass):
         while region_dce(op.body):
             walker.rewrite_module(op)
         CommonSubexpressionElimination().apply(ctx, op)
+
+
+def function_structure(f: func.FuncOp) -> object:
+    """What the function computes, hashable, its own name left out: each op's name, operands
+    (by their place in the function), properties, attributes, result types and regions, in
+    order (printing it was as costly as cleaning it); the function itself where something in
+    it does not hash."""
+    ids: dict[object, int] = {}
+    for op in f.walk():
+        for region in op.regions:
+            for block in region.blocks:
+                ids[block] = len(ids)
+                ids.update((arg, len(ids) + k) for k, arg in enumerate(block.args))
+        ids.update((r, len(ids) + k) for k, r in enumerate(op.results))
+    key = tuple(
+        (
+            op.name,
+            tuple(ids.get(v, -1) for v in op.operands),
+            tuple((k, v) for k, v in op.properties.items() if not (op is f and k == "sym_name")),
+            tuple(op.attributes.items()),
+            tuple(r.type for r in op.results),
+            tuple((ids[b], tuple(a.type for a in b.args)) for r in op.regions for b in r.blocks),
+            tuple(ids.get(b, -1) for b in op.successors),
+        )
+        for op in f.walk()
+    )
+    try:
+        hash(key)
+    except TypeError:
+        return f
+    return key
 
 
 @dataclass(frozen=True)
