@@ -30,4 +30,6 @@ POOL2D_REDUCE_AXES = ("ry", "rx")
 # a Winograd input transform's axes: coefficient (ξ(m+2) + ν), tile, channel; an output
 # transform's: the NHWC output's
 WINOGRAD_INPUT_AXES = ("e", "p", "c")
+WINOGRAD_INPUT_ROWS_AXES = ("xi", "j", "p", "c")  # its rows Bᵀ d, a stage of its own
 WINOGRAD_OUTPUT_AXES = ("n", "y", "x", "k")
+WINOGRAD_OUTPUT_ROWS_AXES = ("i", "nu", "p", "k")  # its rows Aᵀ M, a stage of its own

@@ -36,7 +36,9 @@ from lathe.lowering.anchors import (
     ROLE_DEPTHWISE,
     ROLE_PAD,
     WINOGRAD_INPUT_AXES,
+    WINOGRAD_INPUT_ROWS_AXES,
     WINOGRAD_OUTPUT_AXES,
+    WINOGRAD_OUTPUT_ROWS_AXES,
 )
 from lathe.lowering.te_builder import Expr, Tensor, broadcast_index, compute, index, select
 
@@ -400,14 +402,20 @@ def _conv2d_transpose(op: graph.Conv2dTransposeOp) -> Stages:
 # -- nn -------------------------------------------------------------------------------------
 
 
-def _combination(coefs, values: list[Expr]) -> Expr:
+def _combination(coefs, values: list[Expr], consts: dict[float, Expr] | None = None) -> Expr:
     """Σ coefs[i] · values[i] over the nonzero coefficients, ±1 as additions and subtractions:
-    what Winograd's transforms are, spelled so that nothing multiplies by 0 or 1."""
+    what Winograd's transforms are, spelled so that nothing multiplies by 0 or 1. `consts`: the
+    coefficients' constants, shared by the combinations of one body (each a te op, copied
+    wherever lowering emits the body)."""
     out = None
     for c, v in zip(coefs, values):
         c = float(c)
         if c == 0.0:
             continue
+        if c not in (1.0, -1.0) and consts is not None:
+            if c not in consts:
+                consts[c] = tb.const(c, v.type)
+            c = consts[c]
         if out is None:
             out = v if c == 1.0 else -v if c == -1.0 else v * c
         else:
@@ -416,12 +424,14 @@ def _combination(coefs, values: list[Expr]) -> Expr:
     return out
 
 
-def _choose(i: Expr, options: list[Expr]) -> Expr:
+def _choose(i: Expr, options: list[Expr], tests: list[Expr] | None = None) -> Expr:
     """options[i]: a chain of selects, which fold away once the schedule unrolls the loop of i
-    (each unrolled copy's i a constant), leaving each copy only its own formula."""
+    (each unrolled copy's i a constant), leaving each copy only its own formula. `tests`:
+    i == 0, 1, ... where the body has them already."""
+    tests = tests or [i.eq(k) for k in range(len(options) - 1)]
     out = options[-1]
     for k in range(len(options) - 2, -1, -1):
-        out = select(i.eq(k), options[k], out)
+        out = select(tests[k], options[k], out)
     return out
 
 
@@ -446,61 +456,100 @@ def _winograd_weight_transform(op: graph.WinogradWeightTransformOp) -> Stages:
     return [compute("T_winograd_weight", op.result.type, body)]
 
 
+def _zero_unless(valid: Expr | None, v: Expr) -> Expr:
+    return v if valid is None else select(valid, v, 0.0)
+
+
 def _winograd_input_transform(op: graph.WinogradInputTransformOp) -> Stages:
-    """V[e, p, c] = (Bᵀ d B)[e / (m+2), e % (m+2)] for tile p's input pixels d. The body reads
-    the whole tile and computes every row of Bᵀ d before choosing its own: a schedule that
-    unrolls e's two parts and vectorizes c leaves each copy its formula, the copies sharing
-    the reads and rows (LLVM's GVN), which is the separable transform's work per tile."""
+    """V[e, p, c] = (Bᵀ d B)[e / (m+2), e % (m+2)] for tile p's input pixels d, as two separable
+    stages: the rows R[ξ, j, p, c] = (Bᵀ d)[ξ, j], then V from row ξ of R and row ν of Bᵀ.
+    Each body reads what it needs and chooses its formula by selects on its index, which fold
+    once the schedule unrolls (or index splitting cuts) that loop. The template computes R per
+    (tile, channel block) into a scratch tile; inlined (the per-stage schedules), V is the
+    double contraction over the whole tile."""
     x = Tensor(op.data)
     g = graph.WinogradInputTransformOp.geometry("", op.data.type, op.attrs())
     m, a = g["m"], g["m"] + 2
     bt = graph.winograd_matrices("", m)[0]
     tiles = g["th"] * g["tw"]
+    p_extent, channels = op.result.type.get_shape()[1:]
 
-    def body(e, p, c):
-        xi, nu = e // a, e % a
+    def rows(xi, j, p, c):
         n = p // tiles if g["n"] > 1 else 0
         ty, tx = (p % tiles) // g["tw"], p % g["tw"]
-        rows = [
+        taps = [
             _bounded_tap(ty * m + (i - g["pt"]), i >= g["pt"], (g["th"] - 1) * m + i - g["pt"] < g["h"], g["h"])
             for i in range(a)
         ]
         cols = [
-            _bounded_tap(tx * m + (j - g["pl"]), j >= g["pl"], (g["tw"] - 1) * m + j - g["pl"] < g["w"], g["w"])
-            for j in range(a)
+            _bounded_tap(tx * m + (jj - g["pl"]), jj >= g["pl"], (g["tw"] - 1) * m + jj - g["pl"] < g["w"], g["w"])
+            for jj in range(a)
         ]
-        d = [
-            [_padded_read(x, [n, iy, ix, c], _and_all(ty_ok + tx_ok), 0.0) for ix, tx_ok in cols] for iy, ty_ok in rows
-        ]
-        btd = [[_combination(bt[r], [d[i][j] for i in range(a)]) for j in range(a)] for r in range(a)]
-        row = [_choose(xi, [btd[r][j] for r in range(a)]) for j in range(a)]
-        return _choose(nu, [_combination(bt[s], row) for s in range(a)])
+
+        consts: dict[float, Expr] = {}
+        tests = [xi.eq(r) for r in range(a - 1)]
+
+        def column(jj):
+            ix, tx_ok = cols[jj]
+            # the taps are clamped where their tests are (_bounded_tap): in bounds without
+            # _padded_read's clamps, 16 te ops a read
+            d = [_zero_unless(_and_all(ty_ok + tx_ok), x[n, iy, ix, c]) for iy, ty_ok in taps]
+            return _choose(xi, [_combination(bt[r], d, consts) for r in range(a)], tests)
+
+        return _choose(j, [column(jj) for jj in range(a)])
+
+    r = compute(
+        "T_winograd_input_rows",
+        graph.tensor([a, a, p_extent, channels], op.result.type.element_type),
+        rows,
+        axis_names=list(WINOGRAD_INPUT_ROWS_AXES),
+    )
+    rt = Tensor(r.result)
+
+    def body(e, p, c):
+        xi, nu = e // a, e % a
+        row, consts = [rt[xi, j, p, c] for j in range(a)], {}
+        return _choose(nu, [_combination(bt[s], row, consts) for s in range(a)])
 
     return [
-        compute("T_winograd_input", op.result.type, body, axis_names=list(WINOGRAD_INPUT_AXES), anchor=op.relay_name())
+        r,
+        compute("T_winograd_input", op.result.type, body, axis_names=list(WINOGRAD_INPUT_AXES), anchor=op.relay_name()),
     ]
 
 
 def _winograd_output_transform(op: graph.WinogradOutputTransformOp) -> Stages:
-    """y[n, y, x, k] = (Aᵀ M[:, p, k] A)[y % m, x % m] for the tile p holding the pixel: the body
-    reads the tile's (m+2)² products and chooses its row and column of Aᵀ M A by selects, which
-    fold once the schedule unrolls the pixels of a tile (the copies sharing the reads)."""
+    """y[n, y, x, k] = (Aᵀ M[:, p, k] A)[y % m, x % m] for the tile p holding the pixel, as two
+    separable stages: the rows R[i, ν, p, k] = (Aᵀ M)[i, ν], then the pixel from row y % m of R
+    and row x % m of Aᵀ, each formula chosen by selects on its index (as the input transform's)."""
     mm = Tensor(op.data)
     g = graph.WinogradOutputTransformOp.geometry("", op.data.type, op.attrs())
     m, a = g["m"], g["m"] + 2
     at = graph.winograd_matrices("", m)[2]
+    p_extent, channels = op.data.type.get_shape()[1:]
+
+    def rows(i, nu, p, k):
+        column, consts = [mm[xi * a + nu, p, k] for xi in range(a)], {}
+        return _choose(i, [_combination(at[ii], column, consts) for ii in range(m)])
+
+    r = compute(
+        "T_winograd_output_rows",
+        graph.tensor([m, a, p_extent, channels], op.result.type.element_type),
+        rows,
+        axis_names=list(WINOGRAD_OUTPUT_ROWS_AXES),
+    )
+    rt = Tensor(r.result)
 
     def body(n, y, x, k):
         p = (n * g["th"] + y // m) * g["tw"] + x // m
-        v = [[mm[xi * a + nu, p, k] for nu in range(a)] for xi in range(a)]
-        wi = x % m
-        col = [_choose(wi, [_combination(at[j], v[xi]) for j in range(m)]) for xi in range(a)]
-        return _choose(y % m, [_combination(at[i], col) for i in range(m)])
+        i = y % m
+        row, consts = [rt[i, nu, p, k] for nu in range(a)], {}
+        return _choose(x % m, [_combination(at[j], row, consts) for j in range(m)])
 
     return [
+        r,
         compute(
             "T_winograd_output", op.result.type, body, axis_names=list(WINOGRAD_OUTPUT_AXES), anchor=op.relay_name()
-        )
+        ),
     ]
 
 

@@ -230,3 +230,26 @@ def test_a_tuned_channel_block_replays(config):
     ref = Interpreter(bind_params(parse_relay(src), params)).run("main", [x])
     pipeline = pipeline_for(3).replace("apply-default-schedule", f'apply-schedule{{config="{config}"}}')
     assert max_rel_err(lathe.compile(parse_relay(src), params=params, pipeline=pipeline).run(x=x), ref) < TOLERANCE[4]
+
+
+def test_repeated_layers_lower_once_and_match_the_direct_convolution(rng):
+    """Two layers of the same shape (a model's repeated blocks) give kernels the same but for
+    their names: lower-te-to-loop and cleanup-loops handle the first and clone it for the
+    second, which must still compute its own layer (its own weights, read as arguments)."""
+    from lathe.passes.cleanup import function_structure
+
+    c = 32
+    src = (
+        f"def @main(%x: Tensor[(1, 12, 12, {c}), float32], %w1: Tensor[(3, 3, {c}, {c}), float32], "
+        f"%w2: Tensor[(3, 3, {c}, {c}), float32]) {{ "
+        'nn.relu(nn.conv2d(nn.relu(nn.conv2d(%x, %w1, padding=[1, 1, 1, 1], kernel_size=[3, 3], data_layout="NHWC", '
+        'kernel_layout="HWIO")), %w2, padding=[1, 1, 1, 1], kernel_size=[3, 3], data_layout="NHWC", kernel_layout="HWIO")) }'
+    )
+    params = {k: (0.05 * rng.standard_normal((3, 3, c, c))).astype(np.float32) for k in ("w1", "w2")}
+    x = rng.standard_normal((1, 12, 12, c)).astype(np.float32)
+    ref = Interpreter(bind_params(parse_relay(src), params)).run("main", [x])
+    cm = lathe.compile(parse_relay(src), params=params, pipeline=_winograd_pipeline(4))
+    assert max_rel_err(cm.run(x=x), ref) < TOLERANCE[4]
+    kernels = {f.sym_name.data: f for f in cm.loop_module.ops if hasattr(f, "sym_name")}
+    inputs = [f for name, f in kernels.items() if "winograd_input_transform" in name]
+    assert len(inputs) == 2 and function_structure(inputs[0]) == function_structure(inputs[1])

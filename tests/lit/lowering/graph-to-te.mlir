@@ -71,18 +71,24 @@ func.func private @arange() -> tensor<3xf32> attributes {lathe.kernel} {
 
 // -----
 
-// A Winograd output transform (F(2, 3)) reads its tile's 16 products at the tile of the pixel,
-// combines each row of Aᵀ's taps and chooses the pixel's column (x % 2) and row (y % 2) by
-// selects, which fold once the template unrolls the tile's pixels.
+// A Winograd output transform (F(2, 3)) as two separable stages: the rows of Aᵀ M (each
+// reads its column ν of the tile's products at rows ξ(m+2) + ν and chooses its row i of Aᵀ by
+// a select), then each pixel combines the row y % 2 of those by the column x % 2 of Aᵀ; the
+// selects fold once the template unrolls i and the tile's pixels.
 // CHECK-LABEL: func.func private @winograd_output
+// CHECK:      te.compute {stage = "T_winograd_output_rows", axes = ["i", "nu", "p", "k"]} : tensor<2x4x4x8xf32>
+// CHECK-COUNT-4: te.read %m[%{{.*}}, %p, %k] : tensor<16x4x8xf32> -> f32
+// CHECK-NOT:  te.read
+// CHECK:      arith.cmpi eq, %i, %{{.*}} : index
+// CHECK-NEXT: %[[R:.*]] = arith.select
+// CHECK-NEXT: te.yield %[[R]] : f32
 // CHECK:      te.compute {stage = "T_winograd_output", axes = ["n", "y", "x", "k"], anchor = "nn.contrib_winograd_output_transform"} : tensor<1x3x4x8xf32>
-// CHECK:      te.read %m[%{{.*}}, %[[P:.*]], %k] : tensor<16x4x8xf32> -> f32
-// CHECK-COUNT-15: te.read %m[%{{.*}}, %[[P]], %k]
-// CHECK:      %[[WI:.*]] = arith.remsi %x, %{{.*}} : index
-// CHECK-COUNT-4: arith.select
-// CHECK:      %[[HI:.*]] = arith.remsi %y, %{{.*}} : index
-// CHECK:      %[[ROW:.*]] = arith.cmpi eq, %[[HI]], %{{.*}} : index
-// CHECK-NEXT: %[[OUT:.*]] = arith.select %[[ROW]], %{{.*}}, %{{.*}} : f32
+// CHECK:      %[[ROW:.*]] = arith.remsi %y, %{{.*}} : index
+// CHECK-COUNT-4: te.read %0[%[[ROW]], %{{.*}}, %[[P:.*]], %k_1] : tensor<2x4x4x8xf32> -> f32
+// CHECK:      %[[COL:.*]] = arith.remsi %x, %{{.*}} : index
+// CHECK-NOT:  te.read
+// CHECK:      arith.cmpi eq, %[[COL]], %{{.*}} : index
+// CHECK-NEXT: %[[OUT:.*]] = arith.select
 // CHECK-NEXT: te.yield %[[OUT]] : f32
 func.func private @winograd_output(%m: tensor<16x4x8xf32>) -> tensor<1x3x4x8xf32> attributes {lathe.kernel} {
   %0 = graph.nn.contrib_winograd_output_transform %m {tile_size = 2, output_size = [3, 4]} : (tensor<16x4x8xf32>) -> tensor<1x3x4x8xf32>

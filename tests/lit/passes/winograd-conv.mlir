@@ -20,16 +20,32 @@
 // ONE:        graph.nn.conv2d
 // The transforms' kernels take their templates: a task per tile and vector of channels, the
 // tile's coefficients (pixels) unrolled around the vector.
+// The separable transforms' first halves (Bᵀ d, Aᵀ M) are computed per task into a scratch
+// tile (kept in registers once the loops are unrolled), which the coefficients (pixels) read.
 // KERNEL-LABEL: func.func private @nn_contrib_winograd_input_transform_0
-// KERNEL:       te.reorder %{{.*}} {order = ["p", "c.outer", "e.outer", "e.inner", "c.inner"]}
-// KERNEL:       te.unroll %{{.*}} {axis = "e.outer"}
-// KERNEL-NEXT:  te.unroll %{{.*}} {axis = "e.inner"}
-// KERNEL-NEXT:  te.vectorize %{{.*}} {axis = "c.inner"}
+// KERNEL:       %[[ROWS:.*]] = te.compute {stage = "T_winograd_input_rows", axes = ["xi", "j", "p", "c"]} : tensor<6x6x16x64xf32>
+// KERNEL:       te.reorder %[[V:.*]] {order = ["p", "c.outer", "e.outer", "e.inner", "c.inner"]}
+// KERNEL:       te.unroll %[[V]] {axis = "e.outer"}
+// KERNEL-NEXT:  te.unroll %[[V]] {axis = "e.inner"}
+// KERNEL-NEXT:  te.vectorize %[[V]] {axis = "c.inner"}
+// KERNEL-NEXT:  te.compute_root %[[ROWS]]
+// KERNEL-NEXT:  te.compute_at %[[ROWS]], %[[V]] {axis = "p.c.outer.fused"}
+// KERNEL-NEXT:  te.reorder %[[ROWS]] {order = ["p", "xi", "j", "c"]}
+// KERNEL-NEXT:  te.unroll %[[ROWS]] {axis = "xi"}
+// KERNEL-NEXT:  te.unroll %[[ROWS]] {axis = "j"}
+// KERNEL-NEXT:  te.vectorize %[[ROWS]] {axis = "c"}
 // KERNEL-LABEL: func.func private @nn_contrib_winograd_output_transform_0
-// KERNEL:       te.reorder %{{.*}} {order = ["n", "y.outer", "x.outer", "k.outer", "y.inner", "x.inner", "k.inner"]}
-// KERNEL:       te.unroll %{{.*}} {axis = "y.inner"}
-// KERNEL-NEXT:  te.unroll %{{.*}} {axis = "x.inner"}
-// KERNEL-NEXT:  te.vectorize %{{.*}} {axis = "k.inner"}
+// KERNEL:       %[[ROWS:.*]] = te.compute {stage = "T_winograd_output_rows", axes = ["i", "nu", "p", "k"]} : tensor<4x6x16x64xf32>
+// KERNEL:       te.reorder %[[Y:.*]] {order = ["n", "y.outer", "x.outer", "k.outer", "y.inner", "x.inner", "k.inner"]}
+// KERNEL:       te.unroll %[[Y]] {axis = "y.inner"}
+// KERNEL-NEXT:  te.unroll %[[Y]] {axis = "x.inner"}
+// KERNEL-NEXT:  te.vectorize %[[Y]] {axis = "k.inner"}
+// KERNEL-NEXT:  te.compute_root %[[ROWS]]
+// KERNEL-NEXT:  te.compute_at %[[ROWS]], %[[Y]] {axis = "n.y.outer.x.outer.k.outer.fused"}
+// KERNEL-NEXT:  te.reorder %[[ROWS]] {order = ["p", "nu", "i", "k"]}
+// KERNEL-NEXT:  te.unroll %[[ROWS]] {axis = "nu"}
+// KERNEL-NEXT:  te.unroll %[[ROWS]] {axis = "i"}
+// KERNEL-NEXT:  te.vectorize %[[ROWS]] {axis = "k"}
 func.func @f4(%x: tensor<1x14x14x64xf32>) -> tensor<1x14x14x64xf32> {
   %w = graph.constant {value = dense<0.5> : tensor<3x3x64x64xf32>} : tensor<3x3x64x64xf32>
   %0 = graph.nn.conv2d %x, %w {padding = [1, 1, 1, 1], data_layout = "NHWC", kernel_layout = "HWIO"} : (tensor<1x14x14x64xf32>, tensor<3x3x64x64xf32>) -> tensor<1x14x14x64xf32>
