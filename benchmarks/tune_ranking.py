@@ -57,6 +57,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data" / "ranking"
+# --scale resnet: two of ResNet-50's convs that stay direct convs (conv2d_nhwc), where the
+# issue's 3x3 stride-1 convs go to Winograd's batch matmul: a second template to transfer to
+RESNET = {
+    "conv1x1": ((1, 64, 28, 28), (256, 64, 1, 1), "strides=[1, 1], padding=[0, 0, 0, 0]"),
+    "conv3x3s2": ((1, 64, 28, 28), (128, 64, 3, 3), "strides=[2, 2], padding=[1, 1, 1, 1]"),
+}
+
+
+def resnet_task(name: str):
+    """The conv's heaviest task (its NCHW model given the compiler's NHWC layout)."""
+    import numpy as np
+
+    from lathe.textual_ir.parser import parse_relay
+    from lathe.tuner.tasks import extract_tasks
+
+    x, w, attrs = RESNET[name]
+    src = f"def @main(%x: Tensor[{x}, float32], %w: Tensor[{w}, float32]) {{ nn.conv2d(%x, %w, {attrs}) }}"
+    params = {"w": np.random.default_rng(0).standard_normal(w).astype(np.float32)}
+    return extract_tasks(parse_relay(src, f"{name}.lathe"), "llvm", params)[0]
 
 
 @dataclass
@@ -358,7 +377,7 @@ def main() -> int:
     ap.add_argument("--tasks", default=str(DATA / "tasks.json"), help="the records' kernels (offline)")
     ap.add_argument("--min-configs", type=int, default=16)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "lathe-ranking-features.json"))
-    ap.add_argument("--scale", choices=["small", "full"], default="small")
+    ap.add_argument("--scale", choices=["small", "full", "resnet"], default="small")
     ap.add_argument("--configs", type=int, default=32, help="random configurations measured per task")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--db", default=os.path.join(tempfile.gettempdir(), "lathe-tune-ranking.jsonl"))
@@ -382,7 +401,10 @@ def main() -> int:
     from lathe.tuner import records
     from lathe.tuner.executors import LocalExecutor
 
-    measured = {name: heaviest_task(name, args.scale) for name in NAMES}
+    if args.scale == "resnet":
+        measured = {name: resnet_task(name) for name in RESNET}
+    else:
+        measured = {name: heaviest_task(name, args.scale) for name in NAMES}
     t0 = time.perf_counter()
     with LocalExecutor(60.0) as ex:
         for task in measured.values():
