@@ -86,7 +86,10 @@ SMALL_OUTPUT_PIXELS = 289
 # block), one thread, L2 evicted before each call: 0.89-0.95x (median, one process, load
 # 0.3-0.6); warm 0.97-1.0x. At two threads alone it read 0.95-1.10x across runs; in the model
 # run() 0.82x (median of 5 alternating old/new processes, load 1.2-2.0). An SE fc1 (one pixel:
-# one tile a block, the block read once) lost 1.12x cold, so it keeps none.
+# one tile a block, the block read once) lost 1.12x cold, so it keeps none. Under SPLIT_C a task's
+# block is its part's channels of each of the window's kh*kw taps: kh*kw slices of the filter
+# block, which lower-te-to-loop refuses to prefetch once they cover under half of their span (a
+# 3x3 in 4 parts); a split conv prefetches only where the window is one tap.
 # SPLIT_C: the input channels split into `split_c` parts across the threads (rfactor by parts):
 # each task computes its part's partial sums over its tiles, reading only its part of the
 # weight, and a last stage sums the parts with the epilogue fused. For small-spatial layers
@@ -303,7 +306,7 @@ def schedule_conv2d_nhwc(anchor: te.ComputeOp, out: te.ComputeOp, lanes: int, k:
     pad = _padded_data(anchor)
     if pad is not None and k["pad"] == "inline":
         Schedule(pad).compute_inline()  # (the copy's own schedule, added after this, then applies to nothing)
-    if order == "fyx" and k["prefetch"] == "on":
+    if order == "fyx" and k["prefetch"] == "on" and (parts == 1 or ry * rx == 1):
         tiled.prefetch(weight, task_loop)
     return True
 

@@ -96,16 +96,21 @@ def test_split_conv_as_the_kernels_output(rng):
         assert max_rel_err(got, ref) < 1e-5, order
 
 
-@pytest.mark.parametrize("order", ["yxf", "fyx"])
-def test_split_channels_of_a_blocked_weight(order, rng):
-    """A weight blocked at compile time (OHWI32o), its next block prefetched in fyx: each task's
-    prefetch runs over the fused (part, filter block) loop."""
-    h, c, f, b, k = 7, 64, 96, 32, 3
-    src = _blocked_src(h, c, f, b, k, 1, 1)
+@pytest.mark.parametrize(
+    "order, k, stride, parts",
+    [("yxf", 3, 1, 2), ("fyx", 3, 1, 2), ("fyx", 3, 2, 4), ("fyx", 1, 1, 4)],
+)
+def test_split_channels_of_a_blocked_weight(order, k, stride, parts, rng):
+    """A weight blocked at compile time (OHWI32o) with the prefetch knob on: a 3x3 split into 4
+    parts reads kh*kw scattered slices of each filter block per task, which once failed to build
+    (te.prefetch refused the block); a 1x1's part is one contiguous slice and keeps its prefetch
+    over the fused (part, filter block) loop."""
+    h, c, f, b = 14, 64, 96, 32
+    src = _blocked_src(h, c, f, b, k, stride, k // 2)
     w = _block((rng.standard_normal((k, k, c, f)) / np.sqrt(k * k * c)).astype(np.float32), b)
     x = rng.standard_normal((1, h, h, c)).astype(np.float32)
     ref = lathe.interpret(parse_relay(src), x=x, w=w)
-    m = _compile(src, f"conv2d_nhwc:split_c=2,order={order},prefetch=on")
+    m = _compile(src, f"conv2d_nhwc:split_c={parts},order={order},prefetch=on")
     got = lathe.compile(m, num_threads=2).run(x=x, w=w)
     assert max_rel_err(got, ref) < 1e-5
 
