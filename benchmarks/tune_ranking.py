@@ -8,7 +8,7 @@ the model trained only on the other tasks' records (issue 11's bar: >= 0.85; Ans
 default the sessions kept under benchmarks/data/ranking/, with their kernels in its
 tasks.json). Every record is featurised anew by this Lathe (tuner/features.py: a feature
 vector is a function of the candidate's loop program, so records of any features version
-are evaluated with the current one; cached per features version in --cache). Each task with
+are evaluated with the current one; cached in --cache per source of the lowering). Each task with
 at least --min-configs working distinct configurations is held out in turn: the ranker
 (tuner/search.train_ranker) is trained on every session of every other task and scores the
 held-out task's working configurations. Pairs are only formed within one session (one
@@ -47,6 +47,7 @@ later change to the graph lowering does not orphan them.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -125,23 +126,40 @@ def load_sessions(paths: list[str], tasks: dict[str, TaskInfo]) -> list[Session]
     return out
 
 
+def _lowering_fingerprint() -> str:
+    """The features version and the source of everything that makes a candidate's loop program
+    (the dialects, the passes, the lowering, the tuner): features are read from that program,
+    so a changed lowering changes them, and a build failure cached under an edited tree (or a
+    half-edited one) must not outlive the edit."""
+    from lathe.tuner.features import VERSION
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(f"v{VERSION}".encode())
+    for part in ("dialects", "passes", "lowering", "tuner"):
+        for path in sorted((root / part).rglob("*.py")):
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def featurise(sessions: list[Session], tasks: dict[str, TaskInfo], cache_path: str) -> tuple[float, int]:
-    """Every session's features by this Lathe, through a cache per features version: seconds
-    spent, and how many records were dropped because this Lathe no longer builds their
-    configuration (a template's knobs changed since they were measured)."""
-    from lathe.tuner.features import VERSION, loop_features
+    """Every session's features by this Lathe, through a cache keyed by the lowering's source
+    (entries of other sources are dropped when it is written): seconds spent, and how many
+    records were dropped because this Lathe no longer builds their configuration (a template's
+    knobs changed since they were measured)."""
+    from lathe.tuner.features import loop_features
     from lathe.tuner.measure import lower_candidate
 
+    version = _lowering_fingerprint()
     cache: dict[str, list[float]] = {}
     if os.path.exists(cache_path):
         with open(cache_path) as f:
-            cache = json.load(f)
+            cache = {k: v for k, v in json.load(f).items() if k.startswith(version + "|")}
     t0, new, dropped = time.perf_counter(), 0, 0
     for s in sessions:
         task = tasks[s.key]
         keep = []
         for i, c in enumerate(s.configs):
-            k = f"v{VERSION}|{s.key}|{c}"
+            k = f"{version}|{s.key}|{c}"
             if k not in cache:
                 try:
                     cache[k] = loop_features(lower_candidate(task.module, c, task.lanes))
@@ -153,7 +171,7 @@ def featurise(sessions: list[Session], tasks: dict[str, TaskInfo], cache_path: s
             else:
                 dropped += 1
         s.configs, s.values, s.noise = ([x[i] for i in keep] for x in (s.configs, s.values, s.noise))
-        s.features = [cache[f"v{VERSION}|{s.key}|{c}"] for c in s.configs]
+        s.features = [cache[f"{version}|{s.key}|{c}"] for c in s.configs]
     if new:
         with open(cache_path + ".tmp", "w") as f:
             json.dump(cache, f)
