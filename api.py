@@ -60,13 +60,20 @@ def lower(
     module: ModuleOp, pipeline: str | None = None, opt_level: int | None = None, tuning_db=None, target="llvm"
 ) -> ModuleOp:
     """graph → te → loop on a copy of `module`: `pipeline`, or the opt level's (default 3);
-    with `tuning_db`, each kernel is scheduled by its best record for `target`."""
+    with `tuning_db`, each kernel is scheduled by its best record for `target`, with the
+    target's pass options (its vector width) where the pipeline does not set them, as the
+    records were made."""
     from lathe.dialects import make_context
     from lathe.dialects.verifier import verify
-    from lathe.pipelines import DEFAULT_OPT_LEVEL, build_pipeline, pipeline_for
+    from lathe.pipelines import DEFAULT_OPT_LEVEL, build_pipeline, pipeline_for, with_pass_options
 
     lowered = module.clone()
     spec = pipeline or pipeline_for(DEFAULT_OPT_LEVEL if opt_level is None else opt_level, lowered)
+    if tuning_db is not None:
+        from lathe.backends.registry import resolve_target
+
+        backend, t = resolve_target(target)
+        spec = with_pass_options(spec, backend.graph_pass_options(t))
     head, sched, tail = spec.partition("apply-default-schedule")
     if tuning_db is not None and sched:
         build_pipeline(head.rstrip(",")).apply(make_context(), lowered)

@@ -18,6 +18,17 @@ TEST_CACHE_DIR = tempfile.mkdtemp(prefix="lathe-test-cache-")
 os.environ["LATHE_CACHE_DIR"] = TEST_CACHE_DIR
 
 
+def _host_lanes() -> int:
+    from lathe.backends.registry import resolve_target
+
+    return resolve_target("llvm")[1].vector_lanes
+
+
+# f32 lanes of this machine's vectors (16 with AVX-512, 8 with AVX2): the knob values a test
+# compiles and runs here must be ones the host's templates allow.
+HOST_LANES = _host_lanes()
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(TEST_CACHE_DIR, ignore_errors=True)
 

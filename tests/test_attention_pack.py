@@ -13,7 +13,14 @@ import re
 
 import numpy as np
 import pytest
-from conftest import assert_like_onnxruntime, attention_inputs, attention_source, max_rel_err, with_kernel_config
+from conftest import (
+    HOST_LANES,
+    assert_like_onnxruntime,
+    attention_inputs,
+    attention_source,
+    max_rel_err,
+    with_kernel_config,
+)
 
 import lathe
 from lathe.backends.llvm.codegen import module_to_llvm_ir
@@ -127,12 +134,12 @@ def test_an_untransposed_weight_is_packed_by_rows(rng):
         "tile_i=8,cache_i=1,group_rows=1",
         "tile_i=4,cache_i=2,group_rows=4",
         "tile_i=2,tile_j=16,cache_i=4,group_rows=2",
-        "tile_i=8,tile_j=64,cache_i=2,group_rows=2",
+        f"tile_i=8,tile_j={4 * HOST_LANES},cache_i=2,group_rows=2",
     ],
 )
 def test_row_epilogue_knobs_agree_with_the_pack_inside(config, rng):
     """The row epilogue's register tiles and row tasks inside a head task: tasks of 8, 4x2, 2x4
-    and 8x2 rows over 17 queries (a partial last task), register tiles 16 and 64 wide."""
+    and 8x2 rows over 17 queries (a partial last task), register tiles 16 wide and four vectors wide."""
     src = attention_source(12, 17, 128, 64, True)
     _agrees(src, attention_inputs(rng, 12, 17, 128, 64, True), 2, f"dense_pack:{config}")
 

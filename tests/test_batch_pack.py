@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_like_onnxruntime, max_rel_err, with_kernel_config
+from conftest import HOST_LANES, assert_like_onnxruntime, max_rel_err, with_kernel_config
 
 import lathe
 from lathe.dialects import make_context
@@ -140,12 +140,12 @@ def test_an_epilogue_joins_too(rng):
         "dense_pack:tile_i=5,tile_j=16",
         "dense_pack:cache_i=2,cache_j=2,unroll_k=4",
         "dense_pack:tile_k=32,unroll_k=2",
-        "dense_pack:tile_i=10,tile_j=48,cache_i=4",
+        f"dense_pack:tile_i=10,tile_j={3 * HOST_LANES},cache_i=4",
     ],
 )
 def test_the_knobs_replay(config, rng):
     """The template's knobs with the packing inside, 40 queries of 96-wide heads (3 panels of
-    32): register tiles of 5 and 10 rows, 16 and 48 columns, tasks of two panels (a partial
+    32): register tiles of 5 and 10 rows, 16 columns and three vectors, tasks of two panels (a partial
     last task in each head), k split."""
     module = parse_relay(_pv_source(8, 40, 96, 96))
     inputs = _pv_inputs(rng, 8, 40, 96, 96)

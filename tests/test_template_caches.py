@@ -79,7 +79,7 @@ def test_conv_default_order_follows_the_l2_given():
 def test_llvm_options_carry_a_known_l2_only():
     """The host's caches reach apply-default-schedule; a target whose caches are unknown (a
     cross target) leaves the option out, so the pass keeps its fallback."""
-    backend, target = resolve_target("llvm")
+    backend, target = resolve_target("llvm -mcpu=znver4")  # AVX-512: 16 lanes, whatever the host has
     known = target.with_(cache_bytes=(48 << 10, 2 * MIB, 32 * MIB))
     assert backend.graph_pass_options(known)["apply-default-schedule"] == {"vector_lanes": 16, "l2_bytes": 2 * MIB}
     unknown = target.with_(cache_bytes=())

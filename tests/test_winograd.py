@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import max_rel_err
+from conftest import HOST_LANES, max_rel_err
 
 import lathe
 from lathe.dialects import graph, make_context
@@ -218,8 +218,8 @@ def test_the_tuner_sees_the_three_kernels():
     }
     assert {"winograd_input", "winograd_output", "dense_pack"} <= set(tasks)
     knobs = {k.name: k for k in tasks["winograd_input"].space}
-    assert knobs["block_c"].default == 16 and 32 in knobs["block_c"].candidates
-    assert {k.name: k for k in tasks["winograd_output"].space}["block_k"].default == 16
+    assert knobs["block_c"].default == HOST_LANES and 2 * HOST_LANES in knobs["block_c"].candidates
+    assert {k.name: k for k in tasks["winograd_output"].space}["block_k"].default == HOST_LANES
 
 
 @pytest.mark.parametrize("config", ["winograd_input:block_c=32", "winograd_output:block_k=32"])

@@ -1,4 +1,4 @@
-// RUN: lathe-opt %s --split-input-file -t llvm | filecheck %s
+// RUN: lathe-opt %s --split-input-file -t llvm --target-options='-mcpu=znver4' | filecheck %s
 
 // Kernels take noalias buffers, 16-byte aligned (numpy's guarantee: ARGUMENT_ALIGN), and
 // address them with GEPs; parallel loops are outlined into a worker over a range of

@@ -1,4 +1,4 @@
-// RUN: lathe-opt %s -t llvm | filecheck %s
+// RUN: lathe-opt %s -t llvm --target-options='-mcpu=znver4' | filecheck %s
 
 // What a vector access may assume of its alignment: an argument is 16-byte aligned
 // (ARGUMENT_ALIGN, numpy's guarantee, so callers' arrays run in place), a buffer the kernel

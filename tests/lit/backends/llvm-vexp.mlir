@@ -1,4 +1,4 @@
-// RUN: lathe-opt %s -t llvm | filecheck %s
+// RUN: lathe-opt %s -t llvm --target-options='-mcpu=znver4' | filecheck %s
 
 // A vectorized exp calls the polynomial of backends/llvm/vmath.py: n = round(x log2 e) by the
 // 1.5 * 2^23 addend, r = x - n ln2 in two fmas, a degree-6 Horner polynomial, and 2^n added
