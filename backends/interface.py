@@ -130,6 +130,15 @@ class KernelLibrary:
         executor then calls each kernel's packed entry itself."""
         return None
 
+    def timed_entry(self, calls: Sequence[tuple[str, Sequence[int]]], num_slots: int) -> int | None:
+        """`entry`, reading a clock around every kernel: the address of `void entry(void
+        **slots, int64_t *stamps, int32_t clock_id)`, which stores clock_gettime(clock_id) in
+        nanoseconds to stamps[0] before the first kernel and to stamps[c + 1] after kernel c.
+        The profiler times kernels with it as run() runs them, one native call, where a Python
+        call per kernel would add a microsecond to every kernel. None (the default): the
+        profiler calls and times each packed entry from Python."""
+        return None
+
 
 class Backend:
     """One code generator: subclass it, set the class attributes, implement the methods.

@@ -48,6 +48,14 @@ from lathe.errors import LatheError
 from lathe.runtime.memory_plan import Lifetime, MemoryPlan, aligned_size, plan_memory
 
 _KERNEL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_TIMED_ENTRY_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32)
+# The clocks time_kernels can read natively, by their clock_gettime ids: the ones Python's
+# perf_counter and thread_time read on Linux.
+_CLOCK_IDS: dict[Callable[[], float], int] = (
+    {time.perf_counter: time.CLOCK_MONOTONIC, time.thread_time: time.CLOCK_THREAD_CPUTIME_ID}
+    if sys.platform.startswith("linux")
+    else {}
+)
 
 
 @dataclass(frozen=True)
@@ -216,6 +224,8 @@ class GraphExecutor:
                     self._patches[s].append((ptrs, k))
             self.steps.append((_KERNEL_FN(addresses[name]), ptrs, name))
         self._library = library
+        self._calls = calls
+        self._timed_entry: object = None  # built by the first time_kernels that can use it
         native = library.entry(calls, self.num_slots) if library is not None else None
         self._entry = _KERNEL_FN(native) if native else None
         self._bound: list[object] = [None] * len(self._inputs)  # keeps in-place inputs alive while bound
@@ -426,21 +436,29 @@ class GraphExecutor:
         self, repeat: int, warmup_seconds: float = 1.0, clock: Callable[[], float] = time.perf_counter
     ) -> list[list[float]]:
         """Seconds of each kernel call by `clock`, in `steps` order, for `repeat` runs after a
-        wall-clock warm-up, on the buffers bound now. Each kernel runs through its own packed
-        entry, never the native entry (which runs them all in one call), with the device
-        synchronised after each, so a time is one kernel's (plus one ctypes call). Each run is
-        marked as a run to the backend, as the native entry marks its own, so the pool's workers
-        behave as in run(). `time.thread_time` times a one-thread module by the caller's CPU
-        time, which other processes on the cores do not inflate as they inflate wall time."""
+        wall-clock warm-up, on the buffers bound now. Where the backend has a timed entry and
+        `clock` is time.perf_counter or time.thread_time, a run is one native call that reads
+        the same clock (clock_gettime) between its kernels, so a time is the kernel's as run()
+        runs it. Otherwise each kernel runs through its own packed entry, the device
+        synchronised after each, so a time is one kernel's plus one ctypes call (about a
+        microsecond), each run marked as a run to the backend as the native entry marks its
+        own, so the pool's workers behave as in run(). `time.thread_time` times a one-thread
+        module by the caller's CPU time, which other processes on the cores do not inflate as
+        they inflate wall time."""
         self.before_run()
+        timed = self._timed(clock)
         sync, wall = self.device.synchronize, time.perf_counter
         end = wall() + warmup_seconds
         while wall() < end:
-            with self._marked_run():
-                for fnptr, ptrs, _ in self.steps:
-                    fnptr(ptrs)  # type: ignore[operator]
-            sync()
+            self.execute()
         runs = []
+        if timed is not None:
+            entry, clock_id = timed
+            stamps = (ctypes.c_int64 * (len(self.steps) + 1))()
+            for _ in range(repeat):
+                entry(self._slots, stamps, clock_id)
+                runs.append([(stamps[c + 1] - stamps[c]) * 1e-9 for c in range(len(self.steps))])
+            return runs
         for _ in range(repeat):
             times = []
             with self._marked_run():
@@ -451,6 +469,16 @@ class GraphExecutor:
                     times.append(clock() - t0)
             runs.append(times)
         return runs
+
+    def _timed(self, clock: Callable[[], float]) -> tuple[Callable, int] | None:
+        """The backend's timed entry and the clock_gettime id of `clock`, or None."""
+        clock_id = _CLOCK_IDS.get(clock)
+        if clock_id is None or self._library is None or self._entry is None:
+            return None
+        if self._timed_entry is None:
+            address = self._library.timed_entry(self._calls, self.num_slots)
+            self._timed_entry = _TIMED_ENTRY_FN(address) if address else False
+        return (self._timed_entry, clock_id) if self._timed_entry else None
 
     def memory_report(self) -> MemoryReport:
         return self._report

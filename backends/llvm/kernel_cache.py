@@ -155,9 +155,16 @@ class CompiledKernels(KernelLibrary):
 
     def entry(self, calls, num_slots: int) -> int:
         """A run as one function, JIT-compiled into the kernels' engine (see `entry_ir`)."""
+        return self._jit_entry(calls, timed=False)
+
+    def timed_entry(self, calls, num_slots: int) -> int:
+        return self._jit_entry(calls, timed=True)
+
+    def _jit_entry(self, calls, timed: bool) -> int:
         self._entries += 1
         name = f"lathe_entry_{self._entries}"
-        mod = llvm.parse_assembly(entry_ir(name, [(f"lathe_{self.keys[k]}__packed", args) for k, args in calls]))
+        ir = entry_ir(name, [(f"lathe_{self.keys[k]}__packed", args) for k, args in calls], timed=timed)
+        mod = llvm.parse_assembly(ir)
         mod.triple = self.target.triple
         mod.data_layout = str(self.tm.target_data)
         mod.verify()
@@ -166,15 +173,24 @@ class CompiledKernels(KernelLibrary):
         return self.engine.get_function_address(name)
 
 
-def entry_ir(name: str, calls) -> str:
+def entry_ir(name: str, calls, timed: bool = False) -> str:
     """`void name(ptr slots)`: for each (packed kernel symbol, slot indices), copy the buffer
     addresses its arguments name from `slots` into one stack array and call the kernel: what
     the executor does per kernel from Python, as one native call. The calls are bracketed by
-    the pool's lathe_run_begin/end, so its workers stay awake between the run's kernels."""
+    the pool's lathe_run_begin/end, so its workers stay awake between the run's kernels.
+    `timed`: `void name(ptr slots, ptr stamps, i32 clock_id)`, which stores clock_gettime's
+    nanoseconds before the first call and after each (KernelLibrary.timed_entry)."""
     width = max((len(args) for _, args in calls), default=1) or 1
-    lines = [f"define void @{name}(ptr noalias nocapture readonly %slots) {{", "entry:"]
+    params = "ptr noalias nocapture readonly %slots" + (", ptr noalias nocapture %stamps, i32 %clock" if timed else "")
+    lines = [f"define void @{name}({params}) {{", "entry:"]
     lines.append(f"  %args = alloca [{width} x ptr], align 8")
     lines.append("  call void @lathe_run_begin()")
+
+    def stamp(i: int) -> None:
+        if timed:
+            lines.append(f"  call void @{name}.stamp(ptr %stamps, i64 {i}, i32 %clock)")
+
+    stamp(0)
     symbols: dict[str, None] = {}
     for c, (symbol, args) in enumerate(calls):
         symbols[symbol] = None
@@ -186,6 +202,23 @@ def entry_ir(name: str, calls) -> str:
                 f"  store ptr %p{c}.{k}, ptr %a{c}.{k}, align 8",
             ]
         lines.append(f"  call void @{symbol}(ptr %args)")
+        stamp(c + 1)
     lines += ["  call void @lathe_run_end()", "  ret void", "}"]
     pool = ["declare void @lathe_run_begin()", "declare void @lathe_run_end()"]
+    if timed:  # struct timespec is two longs on the 64-bit targets the backend emits for
+        pool += [
+            "declare i32 @clock_gettime(i32, ptr)",
+            f"define private void @{name}.stamp(ptr %stamps, i64 %i, i32 %clock) noinline {{",
+            "  %ts = alloca [2 x i64], align 8",
+            "  %rc = call i32 @clock_gettime(i32 %clock, ptr %ts)",
+            "  %sec = load i64, ptr %ts, align 8",
+            "  %nsec.p = getelementptr inbounds [2 x i64], ptr %ts, i64 0, i64 1",
+            "  %nsec = load i64, ptr %nsec.p, align 8",
+            "  %ns.s = mul i64 %sec, 1000000000",
+            "  %ns = add i64 %ns.s, %nsec",
+            "  %slot = getelementptr inbounds i64, ptr %stamps, i64 %i",
+            "  store i64 %ns, ptr %slot, align 8",
+            "  ret void",
+            "}",
+        ]
     return "\n".join([*(f"declare void @{s}(ptr)" for s in symbols), *pool, *lines, ""])
