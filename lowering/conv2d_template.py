@@ -15,6 +15,7 @@ from lathe.lowering.schedule_builder import (
     Template,
     divisors,
     knob,
+    vector_registers,
 )
 from lathe.passes.conv_weight_blocking import (
     CONV2D_TILE_WIDTH,
@@ -39,10 +40,9 @@ CONV2D_TILE_ROWS = (1, 2, 3, 4)
 # 3x3 512 @ 7 and s2 256 -> 512, EfficientNet's 1x1s at 7x7; one thread, the same process);
 # at 14x14 they were within 4%, and 64 @ 56 ran 1.1-2x slower.
 TWO_ROW_MAX_PIXELS = 49
-# AVX-512's 32 vector registers less the weight vectors and the broadcast pixel (16 lanes: the
-# two-row default is only for targets with them; 8-lane AVX2 has 16 registers).
+# AVX-512's 32 vector registers less the weight vectors and the broadcast pixel (the two-row
+# default is only for targets with 32: schedule_builder.vector_registers).
 TWO_ROW_MAX_ACCUMULATORS = 28
-TWO_ROW_MIN_LANES = 16
 _RC, _RY, _RX = CONV2D_REDUCE_AXES
 # the orders of the micro-kernel's loops over the window
 CONV2D_REDUCE_ORDERS = tuple("-".join(o) for o in ((_RY, _RX, _RC), (_RC, _RY, _RX), (_RY, _RC, _RX)))
@@ -143,7 +143,7 @@ def conv2d_space(
     tile_w = _accumulating_tile(ow, block // lanes)
     two_rows = (
         blocked
-        and lanes >= TWO_ROW_MIN_LANES
+        and vector_registers(lanes) >= 32
         and oh >= 2
         and oh * ow <= TWO_ROW_MAX_PIXELS
         and 2 * tile_w * (block // lanes) <= TWO_ROW_MAX_ACCUMULATORS

@@ -304,6 +304,13 @@ class CacheInfo:
 UNKNOWN_CACHES = CacheInfo()  # what a template assumes when it is told nothing of the target
 
 
+def vector_registers(lanes: int) -> int:
+    """The vector registers a CPU template sizes its register tiles by, from the vector width
+    it is told: 32 with 16 lanes (AVX-512), else 16 (AVX2 and SSE). aarch64's NEON has 32 of 4
+    lanes but is given 16: a tile that leaves registers unused costs less than one that spills."""
+    return 32 if lanes >= 16 else 16
+
+
 @dataclass(frozen=True)
 class Template:
     """The schedule of a kernel built around one anchor stage.

@@ -17,8 +17,11 @@ from lathe.lowering.dense_template import (
     DENSE_PACK_MAX_ACCUMULATORS,
     DENSE_PACK_MIN_ACCUMULATORS,
     DENSE_PACK_MIN_BLOCKS,
+    DENSE_PACK_TILE_ROWS,
     cache_block,
+    default_tile_rows,
     register_cols,
+    register_rows,
 )
 from lathe.lowering.schedules import Config, plan_kernel
 from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
@@ -148,9 +151,21 @@ def test_the_register_tile_is_widened_to_enough_accumulators():
     for rows in range(1, 17):
         cols = register_cols(rows, widths, 16, 16)
         assert cols in widths
-        assert rows * cols // 16 <= max(DENSE_PACK_MAX_ACCUMULATORS, rows)
-        if DENSE_PACK_MIN_ACCUMULATORS <= rows * 4 <= DENSE_PACK_MAX_ACCUMULATORS:
-            assert rows * cols // 16 >= DENSE_PACK_MIN_ACCUMULATORS
+        assert rows * cols // 16 <= max(DENSE_PACK_MAX_ACCUMULATORS * 32, rows)
+        if DENSE_PACK_MIN_ACCUMULATORS * 32 <= rows * 4 <= DENSE_PACK_MAX_ACCUMULATORS * 32:
+            assert rows * cols // 16 >= DENSE_PACK_MIN_ACCUMULATORS * 32
+
+
+def test_avx2_register_tiles_fit_sixteen_registers():
+    """With 8 lanes (16 registers) a tile holds at most 12 accumulators, takes at most 6 rows,
+    and its width divides or is a multiple of the pack width (24 over 16 straddles blocks)."""
+    widths = [8, 16, 24, 32]
+    assert default_tile_rows(8) == 6 and default_tile_rows(16) == DENSE_PACK_TILE_ROWS
+    assert register_rows(128, default_tile_rows(8)) == 4 and register_rows(1024, default_tile_rows(8)) == 4
+    assert register_cols(4, widths, 16, 8) == 16  # 4x3 would straddle the 16-column blocks
+    assert register_cols(4, widths, 8, 8) == 24  # over blocks of 8, 4x3 = 12 accumulators
+    assert register_cols(6, widths, 16, 8) == 16  # 6x2 = 12
+    assert register_cols(8, widths, 16, 8) == 8  # 8x2 = 16 would spill
 
 
 def test_rows_that_fit_one_block_are_one_block():
