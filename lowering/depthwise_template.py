@@ -31,6 +31,7 @@ from lathe.lowering.schedule_builder import (
     divisors,
     knob,
     largest_divisor,
+    vector_registers,
 )
 
 DEPTHWISE_TILE_WIDTH = 8  # output pixels of the register tile, at most (by default, but see below)
@@ -95,7 +96,7 @@ def depthwise_space(
     if not blocks:
         return None
     rows_few = n * oh < ROWS_PER_THREAD * 2 and c // blocks[0] > 1
-    wide = _long_overlapping_taps(anchor)
+    wide = _long_overlapping_taps(anchor) and vector_registers(lanes) >= 32  # 14 chains need AVX-512's registers
     tile = _default_tile(ow, wide)
     return (
         knob("block_c", blocks, _default_block(blocks, lanes, tile if wide else 8)),
@@ -156,7 +157,8 @@ def _default_block(blocks: list[int], lanes: int, pixels: int) -> int:
     load 4.7); inside the models (profile minima, one process, load 3.6-4.2) MobileNet-v3's
     960 @7 0.68-0.83x, EfficientNet-B0's 1152 @7 (SiLU) level (0.96-1.08x). The same blocks
     lost at stride 2 (1.22-1.30x) and were level at 3x3."""
-    return 2 * lanes if pixels < 8 and 2 * lanes in blocks else blocks[0]
+    two = pixels < 8 and 2 * lanes in blocks and 2 * pixels <= vector_registers(lanes) * 3 // 4  # 14 of 16 spill
+    return 2 * lanes if two else blocks[0]
 
 
 def _default_tile(ow: int, wide: bool = False) -> int:

@@ -51,13 +51,15 @@ THREE_VECTOR_MAX_TILE = 6
 CONV2D_BLOCK_VECTORS = (2, 3, 1, 4)
 
 
-def conv_tile_width(ow: int) -> int:
-    """The largest divisor of the output width up to CONV2D_TILE_WIDTH when it is wide enough
-    (or the whole row), else the guarded tile that wastes the fewest pixels (the widest on a tie)."""
-    d = max(t for t in range(1, min(ow, CONV2D_TILE_WIDTH) + 1) if ow % t == 0)
-    if d >= CONV2D_MIN_DIVISOR_TILE or d == ow:
+def conv_tile_width(ow: int, most: int = CONV2D_TILE_WIDTH) -> int:
+    """The largest divisor of the output width up to `most` when it is wide enough (or the
+    whole row), else the guarded tile that wastes the fewest pixels (the widest on a tie)."""
+    d = max(t for t in range(1, min(ow, most) + 1) if ow % t == 0)
+    # below the widest tile (a small register file), any guarded width down to 3 pixels
+    guarded = CONV2D_GUARDED_TILES if most >= CONV2D_TILE_WIDTH else tuple(range(most, 2, -1))
+    if d >= min(CONV2D_MIN_DIVISOR_TILE, most) or d == ow or not guarded:
         return d
-    return min(CONV2D_GUARDED_TILES, key=lambda t: (-(-ow // t) * t, -t))
+    return min(guarded, key=lambda t: (-(-ow // t) * t, -t))
 
 
 def conv_block_choices(channels: int, lanes: int) -> list[int]:
