@@ -15,6 +15,7 @@ from lathe.lowering.schedule_builder import (
     Template,
     divisors,
     knob,
+    max_accumulators,
     vector_registers,
 )
 from lathe.passes.conv_weight_blocking import (
@@ -28,7 +29,6 @@ from lathe.passes.conv_weight_blocking import (
 # one-vector channel block (80 or 112 filters) at width 14 doubles its 7-pixel tile (1x1s at
 # 14x14: 1.0-1.2x, one thread).
 CONV2D_MIN_ACCUMULATORS = 8
-CONV2D_MAX_ACCUMULATORS = 3 / 4  # of the vector registers: 24 of AVX-512's 32, 12 of AVX2's 16
 # Output rows of the register tile (tile_h): a tile of rows x tile_w pixels loads each weight
 # vector once for all its pixels, halving (2 rows) the weight a small map streams from L2 per
 # multiply-add. One row by default: ResNet-18's 3x3 layers (7x7 to 28x28 outputs, one thread,
@@ -172,10 +172,10 @@ def conv2d_space(
 def _accumulating_tile(ow: int, vectors: int, lanes: int) -> int:
     """The default tile, doubled where it divides the width and its vectors of channels are too
     few accumulators (CONV2D_MIN_ACCUMULATORS) for the FMA pipes; narrowed where its
-    accumulators would pass CONV2D_MAX_ACCUMULATORS of the registers. With AVX2's 16, the 8x2
+    accumulators would pass max_accumulators. With AVX2's 16, the 8x2
     tiles held 16 accumulators beside two weight vectors and the broadcast pixel, and spilled:
     ResNet-50 1.34x, MobileNet-v2 1.52x ORT's time (docs/performance.md, AVX2)."""
-    most = max(1, int(vector_registers(lanes) * CONV2D_MAX_ACCUMULATORS) // vectors)
+    most = max(1, max_accumulators(lanes) // vectors)
     t = conv_tile_width(ow, min(CONV2D_TILE_WIDTH, most))
     if t * vectors < CONV2D_MIN_ACCUMULATORS and ow % (2 * t) == 0 and 2 * t <= min(2 * CONV2D_TILE_WIDTH, most):
         return 2 * t

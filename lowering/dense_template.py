@@ -19,19 +19,19 @@ from lathe.lowering.schedule_builder import (
     divisors,
     knob,
     largest_divisor,
+    max_accumulators,
     vector_registers,
 )
 
 DENSE_PACK_TILE_ROWS = 8  # rows of the register tile (at most; see register_rows)
 # Accumulator vectors of the default register tile (rows x vectors across; see register_cols),
-# as shares of the vector registers (schedule_builder.vector_registers): at least MIN so that
+# as a share of the vector registers (schedule_builder.vector_registers): at least MIN so that
 # the loads of each k step (a broadcast per row, a vector per column block) stay well under the
-# FMAs, at most MAX (the rest hold the weight vectors and the broadcast). With AVX-512's 32:
-# 16-24; 8 rows take two vectors as before; 5 rows (100, 50 rows) took two too, and four
+# FMAs, at most schedule_builder.max_accumulators. With AVX-512's 32: 16-24; 8 rows take two
+# vectors as before; 5 rows (100, 50 rows) took two too, and four
 # measured 1.1-1.2x faster (docs/performance.md, "Row counts like 100"). With AVX2's 16: 12,
 # the 4x3 or 6x2 tiles of OpenBLAS's Haswell kernels; 8x2 spilled (matmul 1024^3 2.47x numpy).
 DENSE_PACK_MIN_ACCUMULATORS = 1 / 2
-DENSE_PACK_MAX_ACCUMULATORS = 3 / 4
 SMALL_REGISTER_FILE_TILE_ROWS = 6  # DENSE_PACK_TILE_ROWS with 16 registers: 4-6 rows
 DENSE_PACK_ORDERS = ("ij", "ji")  # the order of the outer (cache-block) loops over rows and columns
 DENSE_PACK_PARALLEL = ("fused", "outer")  # threads over all fused outer loops, or the outermost only
@@ -95,12 +95,12 @@ def default_tile_rows(lanes: int) -> int:
 def register_cols(rows: int, widths: list[int], pack: int, lanes: int) -> int:
     """tile_j of the default for a register tile of `rows` rows: the narrowest candidate of at
     least DENSE_PACK_MIN_ACCUMULATORS of the registers in accumulator vectors, else the widest
-    of at most DENSE_PACK_MAX_ACCUMULATORS, else the pack width. With 16 registers, never a
+    of at most max_accumulators, else the pack width. With 16 registers, never a
     width that neither divides nor is a multiple of the pack width: 24 over blocks of 16 made
     BERT's FFN dense 3.67x ORT's time on AVX2, 1.18x without (AVX-512's 48 over 32, for 6-row
     tiles, measured faster than 32 and stays)."""
     registers = vector_registers(lanes)
-    most, least = registers * DENSE_PACK_MAX_ACCUMULATORS, registers * DENSE_PACK_MIN_ACCUMULATORS
+    most, least = max_accumulators(lanes), registers * DENSE_PACK_MIN_ACCUMULATORS
     if registers < 32:
         least = most  # 8 accumulators leave 8 loads to 8 FMAs a k step: all 12 serve
         widths = [w for w in widths if w % pack == 0 or pack % w == 0]

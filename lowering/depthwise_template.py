@@ -31,6 +31,7 @@ from lathe.lowering.schedule_builder import (
     divisors,
     knob,
     largest_divisor,
+    max_accumulators,
     vector_registers,
 )
 
@@ -157,7 +158,7 @@ def _default_block(blocks: list[int], lanes: int, pixels: int) -> int:
     load 4.7); inside the models (profile minima, one process, load 3.6-4.2) MobileNet-v3's
     960 @7 0.68-0.83x, EfficientNet-B0's 1152 @7 (SiLU) level (0.96-1.08x). The same blocks
     lost at stride 2 (1.22-1.30x) and were level at 3x3."""
-    two = pixels < 8 and 2 * lanes in blocks and 2 * pixels <= vector_registers(lanes) * 3 // 4  # 14 of 16 spill
+    two = pixels < 8 and 2 * lanes in blocks and 2 * pixels <= max_accumulators(lanes)  # 14 of 16 spilled
     return 2 * lanes if two else blocks[0]
 
 

@@ -311,6 +311,16 @@ def vector_registers(lanes: int) -> int:
     return 32 if lanes >= 16 else 16
 
 
+# The share of the vector registers a default register tile's accumulators may take: the rest
+# hold the operands each step loads (weight vectors, a broadcast). 24 of AVX-512's 32, 12 of
+# AVX2's 16, where 16 spilled (docs/performance.md, "On an AVX2 machine").
+MAX_ACCUMULATOR_SHARE = 3 / 4
+
+
+def max_accumulators(lanes: int) -> int:
+    return int(vector_registers(lanes) * MAX_ACCUMULATOR_SHARE)
+
+
 @dataclass(frozen=True)
 class Template:
     """The schedule of a kernel built around one anchor stage.

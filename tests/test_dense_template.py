@@ -14,7 +14,6 @@ from lathe.dialects import make_context
 from lathe.lowering.dense_template import (
     DENSE_PACK_BLOCK_ROWS,
     DENSE_PACK_L2_SHARE,
-    DENSE_PACK_MAX_ACCUMULATORS,
     DENSE_PACK_MIN_ACCUMULATORS,
     DENSE_PACK_MIN_BLOCKS,
     DENSE_PACK_TILE_ROWS,
@@ -23,6 +22,7 @@ from lathe.lowering.dense_template import (
     register_cols,
     register_rows,
 )
+from lathe.lowering.schedule_builder import MAX_ACCUMULATOR_SHARE
 from lathe.lowering.schedules import Config, plan_kernel
 from lathe.pipelines import GRAPH_PIPELINES, build_pipeline
 from lathe.tuner.search import full
@@ -151,8 +151,8 @@ def test_the_register_tile_is_widened_to_enough_accumulators():
     for rows in range(1, 17):
         cols = register_cols(rows, widths, 16, 16)
         assert cols in widths
-        assert rows * cols // 16 <= max(DENSE_PACK_MAX_ACCUMULATORS * 32, rows)
-        if DENSE_PACK_MIN_ACCUMULATORS * 32 <= rows * 4 <= DENSE_PACK_MAX_ACCUMULATORS * 32:
+        assert rows * cols // 16 <= max(MAX_ACCUMULATOR_SHARE * 32, rows)
+        if DENSE_PACK_MIN_ACCUMULATORS * 32 <= rows * 4 <= MAX_ACCUMULATOR_SHARE * 32:
             assert rows * cols // 16 >= DENSE_PACK_MIN_ACCUMULATORS * 32
 
 

@@ -206,12 +206,9 @@ def test_kernels_timed_by_cpu_time_on_one_thread(tmp_path, rng):
 def test_kernels_are_timed_inside_one_native_call(tmp_path, rng):
     """The LLVM backend's timed entry reads the clock between kernels, so a profile pays no
     Python call per kernel; its stamps cover the call and nothing outside it."""
-    _, cm = _compile(tmp_path, TWO_OPS, opt_level=0)
-    cm.executor.set_inputs((_rand(rng, 4, 16), _rand(rng, 8, 16)), {})
-    for clock in (time.perf_counter, time.thread_time):
-        if clock is time.thread_time:
-            _, cm = _compile(tmp_path, TWO_OPS, name="one.lathe", opt_level=0, num_threads=1)
-            cm.executor.set_inputs((_rand(rng, 4, 16), _rand(rng, 8, 16)), {})
+    for clock, threads in ((time.perf_counter, 2), (time.thread_time, 1)):  # thread_time: one thread only
+        _, cm = _compile(tmp_path, TWO_OPS, name=f"t{threads}.lathe", opt_level=0, num_threads=threads)
+        cm.executor.set_inputs((_rand(rng, 4, 16), _rand(rng, 8, 16)), {})
         assert cm.executor._timed(clock) is not None
         t0 = clock()
         runs = cm.executor.time_kernels(3, 0.0, clock)
